@@ -1,0 +1,12 @@
+//! fleetsim: a fleet simulator and load-test harness for IoT device-management backends.
+//!
+//! A scenario file describes a fleet and a timeline; [`scenario`] loads and checks it, [`plan`]
+//! turns it into a deterministic per-device plan, and [`model`] holds the pure device models
+//! (battery, link, telemetry, OTA) every virtual device consults. [`cli`] holds the commands
+//! the `fleetsim` binary exposes.
+
+pub mod cli;
+pub mod metrics;
+pub mod model;
+pub mod plan;
+pub mod scenario;

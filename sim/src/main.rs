@@ -1,0 +1,143 @@
+//! The `fleetsim` command line: parses arguments, calls the library, prints errors and picks
+//! the exit code (0 ok, 1 a failed gate or check, 2 bad input or usage).
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use fleetsim::cli::{self, CliError, Exit, plan::PlanFormat};
+use fleetsim::plan::{DeviceRange, Shard};
+use fleetsim::scenario::{self, schema::SchemaKind};
+
+/// Fleet simulator and load-test harness for IoT device-management backends.
+///
+/// Scenario files describe a fleet (device models, arrival) and a timeline (config pushes,
+/// OTA campaigns, outages, decommissioning) plus pass/fail gates.
+/// Exit codes: 0 ok, 1 a failed gate or check, 2 bad input or usage.
+#[derive(Debug, Parser)]
+#[command(name = "fleetsim", version, max_term_width = 100)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check scenario and device-model files; a folder checks every *.toml in it.
+    ///
+    /// Each file is told apart by its content: a file with a [scenario] table is a scenario,
+    /// anything else a device model. A scenario is checked together with the device models
+    /// it names. Prints one line per good file and one error per bad file
+    /// (file:line:column: key: what was expected); exits 2 if any file is bad.
+    Validate {
+        /// Files or folders to check.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Device models folder for scenarios (default: scenario.models, else
+        /// ../device-models next to the scenario file).
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of a file format, for editors that check TOML against a schema.
+    Schema {
+        /// Which format.
+        #[arg(value_enum)]
+        kind: SchemaArg,
+    },
+    /// List the device models in a folder with their key parameters and derived figures
+    /// (expected battery life, time online).
+    Models {
+        /// Folder of device models.
+        #[arg(default_value = "device-models", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the planned devices of a scenario: index, serial, model, group, first wake-up.
+    ///
+    /// The plan is deterministic: the same scenario and seed print the same bytes, and the
+    /// shards K/N for K = 0..N together print exactly the devices of the whole plan.
+    Plan {
+        /// Scenario file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Only devices with index in A..B (half-open).
+        #[arg(long, value_name = "A..B")]
+        devices: Option<DeviceRange>,
+        /// Only the devices of shard K of N (device i belongs to shard i mod N).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+        format: FormatArg,
+        /// Device models folder (default: scenario.models, else ../device-models next to
+        /// the scenario file).
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SchemaArg {
+    /// Scenario files (scenarios/*.toml).
+    Scenario,
+    /// Device model files (device-models/*.toml).
+    DeviceModel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    /// Aligned columns.
+    Table,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = run(args.command, &mut out).and_then(|exit| {
+        out.flush().map_err(CliError::Io)?;
+        Ok(exit)
+    });
+    match result {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit().code())
+        }
+    }
+}
+
+fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
+    Ok(match command {
+        Command::Validate { files, models } => {
+            cli::validate::validate(&files, models.as_deref(), out, &mut io::stderr())?
+        }
+        Command::Schema { kind } => {
+            let kind = match kind {
+                SchemaArg::Scenario => SchemaKind::Scenario,
+                SchemaArg::DeviceModel => SchemaKind::DeviceModel,
+            };
+            cli::schema(kind, out)?
+        }
+        Command::Models { dir } => cli::models::models(&dir, out)?,
+        Command::Plan {
+            file,
+            devices,
+            shard,
+            format,
+            models,
+        } => {
+            let loaded = scenario::load_scenario(&file, models.as_deref())?;
+            let range = devices.map_or(0..u64::MAX, |d| d.0);
+            let format = match format {
+                FormatArg::Table => PlanFormat::Table,
+                FormatArg::Jsonl => PlanFormat::Jsonl,
+            };
+            cli::plan::plan(&loaded, range, shard.unwrap_or(Shard::WHOLE), format, out)?
+        }
+    })
+}

@@ -1,0 +1,278 @@
+//! The metric name table: the stable names gates, reports and dashboards use
+//! (ARCHITECTURE section 8). A name not in this table is an error at load time.
+
+use std::fmt;
+
+/// What kind of figure a metric is, which decides how a gate on it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// An HDR histogram of latencies; gates pick a statistic (`.p99`, `.max`, ...).
+    Histogram,
+    /// Events per second over a window.
+    Rate,
+    /// A fraction of a population, written as a percentage.
+    Ratio,
+    /// A single duration.
+    Duration,
+    /// A count of events or devices.
+    Count,
+    /// Devices in a state at the end of the run.
+    Gauge,
+}
+
+impl MetricKind {
+    /// How a threshold for this kind is written, for error messages.
+    pub fn threshold_example(self) -> &'static str {
+        match self {
+            Self::Histogram | Self::Duration => "a duration like \"250ms\"",
+            Self::Rate => "a rate like \"1000/s\"",
+            Self::Ratio => "a percentage like \"3%\"",
+            Self::Count | Self::Gauge => "a whole number like 0",
+        }
+    }
+}
+
+/// A known metric: its stable name, kind and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// Stable name, e.g. `provision.latency`.
+    pub name: &'static str,
+    /// What kind of figure it is.
+    pub kind: MetricKind,
+    /// What it measures, for `--help`, reports and error messages.
+    pub meaning: &'static str,
+}
+
+const fn metric(name: &'static str, kind: MetricKind, meaning: &'static str) -> Metric {
+    Metric { name, kind, meaning }
+}
+
+/// Every fixed metric name.
+pub const METRICS: &[Metric] = &[
+    metric(
+        "provision.latency",
+        MetricKind::Histogram,
+        "intended start -> credentials received",
+    ),
+    metric(
+        "provision.rate",
+        MetricKind::Rate,
+        "devices provisioned per second over the provisioning window",
+    ),
+    metric(
+        "connect.latency",
+        MetricKind::Histogram,
+        "TCP connect start -> CONNACK or protocol equivalent",
+    ),
+    metric("publish.latency", MetricKind::Histogram, "QoS 1 publish -> PUBACK"),
+    metric(
+        "command.latency",
+        MetricKind::Histogram,
+        "operator sent -> device result received",
+    ),
+    metric(
+        "config.latency",
+        MetricKind::Histogram,
+        "desired set -> device reported that version",
+    ),
+    metric("ota.duration", MetricKind::Histogram, "job received -> final state"),
+    metric(
+        "ota.exposed",
+        MetricKind::Ratio,
+        "devices that installed the campaign image / devices targeted",
+    ),
+    metric(
+        "ota.halt.latency",
+        MetricKind::Duration,
+        "first failure report -> campaign halted",
+    ),
+    metric(
+        "ota.rollback.success",
+        MetricKind::Ratio,
+        "rolled back / (rolled back + bricked)",
+    ),
+    metric(
+        "reconnect.recovery",
+        MetricKind::Duration,
+        "outage end -> 99% of affected devices online",
+    ),
+    metric(
+        "devices.lost",
+        MetricKind::Count,
+        "acknowledged by the backend but missing from it at the end",
+    ),
+];
+
+/// Lifecycle states; `devices.<state>` is a gauge for each.
+pub const DEVICE_STATES: &[&str] = &[
+    "unprovisioned",
+    "provisioning",
+    "offline",
+    "connecting",
+    "online",
+    "sleeping",
+    "updating",
+    "rolled_back",
+    "bricked",
+    "decommissioned",
+    "dead",
+];
+
+/// Error kinds; `errors.<kind>` is a count for each, and `errors.total` sums them.
+pub const ERROR_KINDS: &[&str] = &["refused", "timeout", "protocol", "auth", "total"];
+
+/// The statistics a histogram gate may use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stat {
+    /// A percentile, e.g. 99.9.
+    Percentile(f64),
+    /// The smallest value.
+    Min,
+    /// The largest value.
+    Max,
+    /// The mean.
+    Mean,
+    /// How many values were recorded.
+    Count,
+}
+
+/// The statistic suffixes, as written after a histogram's name.
+pub const STAT_NAMES: &[&str] = &["p50", "p90", "p99", "p99.9", "p99.99", "min", "max", "mean", "count"];
+
+impl Stat {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "min" => Some(Self::Min),
+            "max" => Some(Self::Max),
+            "mean" => Some(Self::Mean),
+            "count" => Some(Self::Count),
+            _ => {
+                let value: f64 = text.strip_prefix('p')?.parse().ok()?;
+                (value > 0.0 && value < 100.0).then_some(Self::Percentile(value))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Stat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Percentile(p) => write!(f, "p{p}"),
+            Self::Min => f.write_str("min"),
+            Self::Max => f.write_str("max"),
+            Self::Mean => f.write_str("mean"),
+            Self::Count => f.write_str("count"),
+        }
+    }
+}
+
+/// A metric as a gate names it: the metric, and for histograms the statistic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRef {
+    /// The full name as written, e.g. `provision.latency.p99` or `devices.online`.
+    pub name: String,
+    /// The kind of the figure the gate compares (a histogram's `.count` is a count).
+    pub kind: MetricKind,
+    /// The statistic, for histograms.
+    pub stat: Option<Stat>,
+}
+
+/// Why a metric name was not accepted; the message lists what would be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnknownMetric(String);
+
+/// Resolves a gate's metric name against the table.
+pub fn resolve(name: &str) -> Result<MetricRef, UnknownMetric> {
+    for (family, members, kind) in [
+        ("devices.", DEVICE_STATES, MetricKind::Gauge),
+        ("errors.", ERROR_KINDS, MetricKind::Count),
+    ] {
+        if let Some(member) = name.strip_prefix(family)
+            && name != "devices.lost"
+        {
+            if members.contains(&member) {
+                return Ok(MetricRef {
+                    name: name.to_owned(),
+                    kind,
+                    stat: None,
+                });
+            }
+            return Err(UnknownMetric(format!(
+                "unknown metric; {family}<x> takes x from {}",
+                members.join(", ")
+            )));
+        }
+    }
+    if let Some(metric) = METRICS.iter().find(|m| m.name == name) {
+        if metric.kind == MetricKind::Histogram {
+            return Err(UnknownMetric(format!(
+                "{name} is a histogram; name a statistic, e.g. {name}.p99 (one of {})",
+                STAT_NAMES.join(", ")
+            )));
+        }
+        return Ok(MetricRef {
+            name: name.to_owned(),
+            kind: metric.kind,
+            stat: None,
+        });
+    }
+    let histogram = METRICS
+        .iter()
+        .filter(|m| m.kind == MetricKind::Histogram)
+        .find_map(|m| Some((m, name.strip_prefix(m.name)?.strip_prefix('.')?)));
+    if let Some((metric, suffix)) = histogram {
+        let Some(stat) = Stat::parse(suffix) else {
+            return Err(UnknownMetric(format!(
+                "unknown statistic \"{suffix}\" of {}; expected one of {}",
+                metric.name,
+                STAT_NAMES.join(", ")
+            )));
+        };
+        let kind = if stat == Stat::Count {
+            MetricKind::Count
+        } else {
+            MetricKind::Histogram
+        };
+        return Ok(MetricRef {
+            name: name.to_owned(),
+            kind,
+            stat: Some(stat),
+        });
+    }
+    let known: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
+    Err(UnknownMetric(format!(
+        "unknown metric; expected one of {}, devices.<state>, errors.<kind>",
+        known.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_need_a_statistic() {
+        let p99 = resolve("publish.latency.p99").expect("known");
+        assert_eq!(p99.kind, MetricKind::Histogram);
+        assert_eq!(p99.stat, Some(Stat::Percentile(99.0)));
+        assert_eq!(
+            resolve("publish.latency.p99.9").expect("known").stat,
+            Some(Stat::Percentile(99.9))
+        );
+        assert_eq!(resolve("ota.duration.count").expect("known").kind, MetricKind::Count);
+        assert!(resolve("publish.latency").is_err());
+        assert!(resolve("publish.latency.p100").is_err());
+    }
+
+    #[test]
+    fn families_and_plain_metrics_resolve() {
+        assert_eq!(resolve("devices.lost").expect("known").kind, MetricKind::Count);
+        assert_eq!(resolve("devices.online").expect("known").kind, MetricKind::Gauge);
+        assert_eq!(resolve("errors.timeout").expect("known").kind, MetricKind::Count);
+        assert_eq!(resolve("ota.exposed").expect("known").kind, MetricKind::Ratio);
+        let err = resolve("devices.happy").expect_err("unknown state");
+        assert!(err.to_string().contains("online"), "{err}");
+        assert!(resolve("provision.speed").is_err());
+    }
+}

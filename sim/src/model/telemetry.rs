@@ -1,0 +1,272 @@
+//! Telemetry: when a device reports and what it sends.
+//!
+//! Reports are spaced by a jittered interval, `T * f * (1 + U(-j, +j))` with
+//! `T` the configured interval, `f` a stretch factor (the battery's low-power
+//! factor) and `j` the jitter, so the mean spacing is `T * f` and its
+//! standard deviation `T * f * j / sqrt(3)`; jitter keeps a fleet that booted
+//! together from reporting in lockstep.
+//!
+//! The sensor value is a reflecting random walk on
+//! [`VALUE_MIN`, `VALUE_MAX`]: each step adds `U(-VALUE_STEP, +VALUE_STEP)`
+//! and folds back at the bounds. The step kernel is symmetric, so the walk
+//! keeps the uniform distribution on the range stationary: a fleet started
+//! with `initial_value` stays uniform, while each device's series stays
+//! smooth like a real temperature reading.
+//!
+//! The payload is a compact JSON object padded to `payload_bytes` with a
+//! `"pad"` string, so the bytes on the wire match the scenario's size.
+
+use super::draw;
+use rand_chacha::rand_core::Rng;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Lower bound of the simulated sensor value.
+pub const VALUE_MIN: f64 = 0.0;
+/// Upper bound of the simulated sensor value.
+pub const VALUE_MAX: f64 = 100.0;
+/// Largest change of the sensor value in one report.
+pub const VALUE_STEP: f64 = 1.0;
+
+/// Length of `,"pad":""`: a pad field costs this much even when empty.
+const PAD_OVERHEAD: usize = 9;
+
+/// How a device reports telemetry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    /// Base time between reports.
+    pub interval: Duration,
+    /// Relative jitter on each interval, a fraction in [0, 1].
+    pub jitter: f64,
+    /// Size each report is padded to, in bytes.
+    pub payload_bytes: u32,
+    /// MQTT QoS level the reports are published with (0, 1 or 2); carried
+    /// for the transport, unused by the model itself.
+    pub qos: u8,
+}
+
+/// One telemetry sample, as rendered into a payload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    /// Per-device sequence number of the report.
+    pub seq: u64,
+    /// Simulated time since the device booted.
+    pub uptime: Duration,
+    /// Battery level as a fraction, if the device has a battery.
+    pub battery: Option<f64>,
+    /// The sensor value.
+    pub value: f64,
+}
+
+/// Appends UTF-8 text to a byte buffer, so payloads are formatted in place
+/// without an intermediate String.
+struct Bytes<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl Telemetry {
+    /// Time until the next report: the interval stretched by `factor`
+    /// (1.0 normally; a non-finite or non-positive factor counts as 1.0),
+    /// then jittered by `jitter`.
+    pub fn next_interval(&self, rng: &mut impl Rng, factor: f64) -> Duration {
+        let base = if factor == 1.0 || !factor.is_finite() || factor <= 0.0 {
+            self.interval
+        } else {
+            draw::secs(self.interval.as_secs_f64() * factor)
+        };
+        draw::jittered(rng, base, self.jitter)
+    }
+
+    /// Clears `out` and writes the report for `reading` as a JSON object,
+    /// `{"seq":..,"uptime_s":..,"battery":..,"value":..}` (battery omitted
+    /// when `None`, non-finite numbers written as `null`), padded to exactly
+    /// `payload_bytes` when that is larger than the bare object.
+    pub fn write_payload(&self, out: &mut Vec<u8>, reading: &Reading) {
+        out.clear();
+        let mut w = Bytes(out);
+        // Writing into a Vec cannot fail, so the fmt::Results carry nothing.
+        let _ = write!(w, "{{\"seq\":{},\"uptime_s\":", reading.seq);
+        number(&mut w, reading.uptime.as_secs_f64());
+        if let Some(level) = reading.battery {
+            let _ = w.write_str(",\"battery\":");
+            number(&mut w, level);
+        }
+        let _ = w.write_str(",\"value\":");
+        number(&mut w, reading.value);
+        let extra = (self.payload_bytes as usize).saturating_sub(out.len() + 1);
+        if extra >= PAD_OVERHEAD {
+            out.extend_from_slice(b",\"pad\":\"");
+            out.resize(out.len() + extra - PAD_OVERHEAD, b'x');
+            out.push(b'"');
+        } else {
+            // Too little room for a pad field: JSON whitespace fills the gap.
+            out.resize(out.len() + extra, b' ');
+        }
+        out.push(b'}');
+    }
+
+    /// A first sensor value: uniform on [`VALUE_MIN`, `VALUE_MAX`), the
+    /// walk's stationary distribution.
+    pub fn initial_value(&self, rng: &mut impl Rng) -> f64 {
+        VALUE_MIN + (VALUE_MAX - VALUE_MIN) * draw::unit(rng)
+    }
+
+    /// The next sensor value after `prev`: one step of the reflecting random
+    /// walk (see the module notes). A `prev` outside the range is first
+    /// clamped into it (NaN reads as the middle).
+    pub fn draw_value(&self, rng: &mut impl Rng, prev: f64) -> f64 {
+        let step = VALUE_STEP * (2.0 * draw::unit(rng) - 1.0);
+        let start = if prev.is_nan() {
+            (VALUE_MIN + VALUE_MAX) / 2.0
+        } else {
+            prev.clamp(VALUE_MIN, VALUE_MAX)
+        };
+        let v = start + step;
+        // One fold suffices because a step is shorter than the range.
+        let folded = if v > VALUE_MAX {
+            2.0 * VALUE_MAX - v
+        } else if v < VALUE_MIN {
+            2.0 * VALUE_MIN - v
+        } else {
+            v
+        };
+        folded.clamp(VALUE_MIN, VALUE_MAX)
+    }
+}
+
+/// Writes a JSON number with millisecond-level precision (3 decimals), or
+/// `null` for NaN and infinities, which JSON cannot carry.
+fn number(w: &mut Bytes<'_>, x: f64) {
+    let _ = if x.is_finite() {
+        write!(w, "{x:.3}")
+    } else {
+        w.write_str("null")
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{StreamId, device_rng};
+
+    const N: usize = 100_000;
+
+    fn telemetry(payload_bytes: u32) -> Telemetry {
+        Telemetry {
+            interval: Duration::from_secs(60),
+            jitter: 0.2,
+            payload_bytes,
+            qos: 1,
+        }
+    }
+
+    fn reading(battery: Option<f64>) -> Reading {
+        Reading {
+            seq: 17,
+            uptime: Duration::from_millis(123_456),
+            battery,
+            value: 21.5,
+        }
+    }
+
+    #[test]
+    fn interval_mean_and_bounds() {
+        let t = telemetry(64);
+        let mut rng = device_rng(3, 0, StreamId::TELEMETRY);
+        for factor in [1.0, 1.5] {
+            let base = t.interval.mul_f64(factor);
+            let (lo, hi) = (base.mul_f64(0.8), base.mul_f64(1.2));
+            let mut sum = 0.0;
+            for _ in 0..N {
+                let d = t.next_interval(&mut rng, factor);
+                assert!(d >= lo && d <= hi, "{d:?}");
+                sum += d.as_secs_f64();
+            }
+            // sd = T f j / sqrt(3); tolerance 5 SE around T f.
+            let want = base.as_secs_f64();
+            let se = want * 0.2 / 3f64.sqrt() / (N as f64).sqrt();
+            assert!((sum / N as f64 - want).abs() < 5.0 * se, "factor {factor}");
+        }
+        let fixed = Telemetry {
+            jitter: 0.0,
+            ..t.clone()
+        };
+        assert_eq!(fixed.next_interval(&mut rng, 1.0), t.interval);
+        assert_eq!(fixed.next_interval(&mut rng, f64::NAN), t.interval);
+        assert_eq!(fixed.next_interval(&mut rng, f64::INFINITY), t.interval);
+        assert_eq!(fixed.next_interval(&mut rng, 1e300), Duration::MAX);
+    }
+
+    #[test]
+    fn payload_exact_sizes() {
+        let mut out = Vec::new();
+        for size in [64, 256, 1024] {
+            for battery in [Some(0.873), None] {
+                telemetry(0).write_payload(&mut out, &reading(battery));
+                let bare = out.len();
+                telemetry(size).write_payload(&mut out, &reading(battery));
+                assert_eq!(out.len(), size as usize);
+                assert_eq!(out.first(), Some(&b'{'));
+                assert_eq!(out.last(), Some(&b'}'));
+                let text = std::str::from_utf8(&out).unwrap();
+                let padded = size as usize >= bare + PAD_OVERHEAD;
+                assert_eq!(text.contains(",\"pad\":\"x"), padded, "{text}");
+                assert_eq!(text.contains("\"battery\":0.873"), battery.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn payload_bare_and_small_gaps() {
+        let mut out = Vec::new();
+        telemetry(0).write_payload(&mut out, &reading(Some(0.5)));
+        let bare = r#"{"seq":17,"uptime_s":123.456,"battery":0.500,"value":21.500}"#;
+        assert_eq!(std::str::from_utf8(&out).unwrap(), bare);
+        // Sizes just above the bare object, where no pad field fits.
+        for size in bare.len()..bare.len() + 12 {
+            telemetry(size as u32).write_payload(&mut out, &reading(Some(0.5)));
+            assert_eq!(out.len(), size);
+            assert_eq!(out.last(), Some(&b'}'));
+        }
+        let odd = Reading {
+            value: f64::NAN,
+            battery: Some(f64::INFINITY),
+            ..reading(None)
+        };
+        telemetry(0).write_payload(&mut out, &odd);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.ends_with(r#""battery":null,"value":null}"#), "{text}");
+    }
+
+    #[test]
+    fn value_walk_bounded_and_stationary() {
+        let t = telemetry(64);
+        let mut rng = device_rng(3, 1, StreamId::TELEMETRY);
+        let mut v = t.draw_value(&mut rng, f64::NAN);
+        for _ in 0..N {
+            let next = t.draw_value(&mut rng, v);
+            assert!((VALUE_MIN..=VALUE_MAX).contains(&next));
+            assert!((next - v).abs() <= VALUE_STEP + 1e-12);
+            v = next;
+        }
+        assert!((VALUE_MIN..=VALUE_MAX).contains(&t.draw_value(&mut rng, -1e9)));
+        // Walkers started uniform stay uniform: mean of 20k walkers after
+        // 50 steps within 5 SE of the midpoint, SE = range / sqrt(12 n).
+        let n = 20_000;
+        let mut sum = 0.0;
+        for _ in 0..n {
+            let mut v = t.initial_value(&mut rng);
+            for _ in 0..50 {
+                v = t.draw_value(&mut rng, v);
+            }
+            sum += v;
+        }
+        let se = (VALUE_MAX - VALUE_MIN) / (12.0 * n as f64).sqrt();
+        assert!((sum / n as f64 - 50.0).abs() < 5.0 * se);
+    }
+}

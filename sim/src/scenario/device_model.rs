@@ -1,0 +1,312 @@
+//! Device model files: checks every value's range and builds the pure models of
+//! [`crate::model`] that devices consult.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::model::{Backoff, Battery, Link, Ota, Telemetry};
+
+use super::decode::Source;
+use super::error::{FileError, KeyPath};
+use super::file::{DeviceModelFile, ProtocolKind};
+
+/// Reconnect backoff of a model that does not set one: 1 s doubling up to a minute.
+const DEFAULT_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+    multiplier: 2.0,
+};
+
+/// The largest telemetry payload a model may declare (an MQTT packet far below the limit of
+/// any broker we drive).
+const MAX_PAYLOAD_BYTES: u32 = 256 * 1024;
+
+/// A validated device model.
+#[derive(Debug, Clone)]
+pub struct DeviceModel {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Model name (the file name without `.toml`).
+    pub name: String,
+    /// What kind of device it is.
+    pub description: Option<String>,
+    /// Protocol the device speaks.
+    pub protocol: ProtocolKind,
+    /// Firmware it ships with.
+    pub firmware: String,
+    /// Prefix of its serials.
+    pub serial_prefix: String,
+    /// Reporting behaviour.
+    pub telemetry: Telemetry,
+    /// Battery, for battery-powered devices.
+    pub battery: Option<Battery>,
+    /// Connectivity and reconnect backoff.
+    pub link: Link,
+    /// OTA behaviour; `None` for devices that take no updates.
+    pub ota: Option<Ota>,
+}
+
+/// Parses and checks a device model file.
+pub fn parse_model(file: &Path, text: &str) -> Result<DeviceModel, FileError> {
+    let source = Source::parse(file, text)?;
+    let raw: DeviceModelFile = source.decode()?;
+    check_model(file, &source, raw)
+}
+
+fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result<DeviceModel, FileError> {
+    let err = |keys: &[&str], message: String| source.error(KeyPath::of(keys), message);
+
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if !is_name(&raw.name) {
+        return Err(err(
+            &["name"],
+            format!("expected lowercase letters, digits and '-', found \"{}\"", raw.name),
+        ));
+    }
+    if raw.name != stem {
+        return Err(err(
+            &["name"],
+            format!(
+                "\"{}\" must match the file name \"{stem}.toml\": scenarios find models by file name",
+                raw.name
+            ),
+        ));
+    }
+    if raw.firmware.trim().is_empty() {
+        return Err(err(
+            &["firmware"],
+            "expected a version like \"1.4.2\", found \"\"".to_owned(),
+        ));
+    }
+    let serial_prefix = match raw.serial_prefix {
+        Some(prefix) => prefix,
+        None => default_prefix(&raw.name),
+    };
+    let prefix_ok = (1..=12).contains(&serial_prefix.len())
+        && serial_prefix
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-');
+    if !prefix_ok {
+        return Err(err(
+            &["serial_prefix"],
+            format!("expected 1 to 12 of A-Z, 0-9 and '-', found \"{serial_prefix}\""),
+        ));
+    }
+
+    let t = raw.telemetry;
+    if t.interval.0.is_zero() {
+        return Err(err(
+            &["telemetry", "interval"],
+            "expected a duration above zero, found \"0\"".to_owned(),
+        ));
+    }
+    let jitter = t.jitter.map_or(0.0, |j| j.0);
+    probability(jitter).map_err(|m| err(&["telemetry", "jitter"], m))?;
+    if !(1..=MAX_PAYLOAD_BYTES).contains(&t.payload_bytes) {
+        return Err(err(
+            &["telemetry", "payload_bytes"],
+            format!("expected 1 to {MAX_PAYLOAD_BYTES} bytes, found {}", t.payload_bytes),
+        ));
+    }
+    let qos = t.qos.unwrap_or(1);
+    if qos > 1 {
+        return Err(err(&["telemetry", "qos"], format!("expected 0 or 1, found {qos}")));
+    }
+    let telemetry = Telemetry {
+        interval: t.interval.0,
+        jitter,
+        payload_bytes: t.payload_bytes,
+        qos,
+    };
+
+    let battery = match raw.battery {
+        None => None,
+        Some(b) => {
+            positive(b.capacity_mah).map_err(|m| err(&["battery", "capacity_mah"], m))?;
+            non_negative(b.sleep_ua).map_err(|m| err(&["battery", "sleep_ua"], m))?;
+            non_negative(b.tx_mas).map_err(|m| err(&["battery", "tx_mas"], m))?;
+            let low_at = b.low_at.map_or(0.1, |l| l.0);
+            if !(0.0..1.0).contains(&low_at) {
+                return Err(err(
+                    &["battery", "low_at"],
+                    format!("expected 0% to 99%, found {}", pct(low_at)),
+                ));
+            }
+            let factor = b.low_interval_factor.unwrap_or(1.0);
+            if !(1.0..=100.0).contains(&factor) {
+                return Err(err(
+                    &["battery", "low_interval_factor"],
+                    format!("expected 1 to 100, found {factor}"),
+                ));
+            }
+            Some(Battery {
+                capacity_mah: b.capacity_mah,
+                sleep_ua: b.sleep_ua,
+                tx_mas: b.tx_mas,
+                low_at,
+                low_interval_factor: factor,
+            })
+        }
+    };
+
+    let link = match raw.link {
+        None => Link {
+            mean_online: Duration::from_secs(365 * 86_400),
+            mean_offline: Duration::ZERO,
+            reconnect: DEFAULT_BACKOFF,
+        },
+        Some(l) => {
+            if l.mean_online.0.is_zero() {
+                return Err(err(
+                    &["link", "mean_online"],
+                    "expected a duration above zero, found \"0\"".to_owned(),
+                ));
+            }
+            let reconnect = match l.reconnect {
+                None => DEFAULT_BACKOFF,
+                Some(r) => {
+                    if r.initial.0.is_zero() {
+                        return Err(err(
+                            &["link", "reconnect", "initial"],
+                            "expected a duration above zero, found \"0\"".to_owned(),
+                        ));
+                    }
+                    if r.max.0 < r.initial.0 {
+                        return Err(err(
+                            &["link", "reconnect", "max"],
+                            "expected a duration at least as long as reconnect.initial".to_owned(),
+                        ));
+                    }
+                    if !(1.0..=10.0).contains(&r.multiplier) {
+                        return Err(err(
+                            &["link", "reconnect", "multiplier"],
+                            format!("expected 1.0 to 10.0, found {}", r.multiplier),
+                        ));
+                    }
+                    Backoff {
+                        initial: r.initial.0,
+                        max: r.max.0,
+                        multiplier: r.multiplier,
+                    }
+                }
+            };
+            Link {
+                mean_online: l.mean_online.0,
+                mean_offline: l.mean_offline.0,
+                reconnect,
+            }
+        }
+    };
+
+    let ota = match raw.ota {
+        None => None,
+        Some(o) => {
+            positive(o.download_kbps).map_err(|m| err(&["ota", "download_kbps"], m))?;
+            for (key, value) in [
+                ("interrupt", o.interrupt.0),
+                ("corrupt", o.corrupt.0),
+                ("boot_fail", o.boot_fail.0),
+                ("brick", o.brick.0),
+            ] {
+                probability(value).map_err(|m| err(&["ota", key], m))?;
+            }
+            if o.interrupt.0 >= 1.0 {
+                return Err(err(
+                    &["ota", "interrupt"],
+                    "expected below 100%: every download would fail".to_owned(),
+                ));
+            }
+            Some(Ota {
+                download_kbps: o.download_kbps,
+                interrupt: o.interrupt.0,
+                corrupt: o.corrupt.0,
+                boot_fail: o.boot_fail.0,
+                brick: o.brick.0,
+            })
+        }
+    };
+
+    Ok(DeviceModel {
+        file: file.to_owned(),
+        name: raw.name,
+        description: raw.description,
+        protocol: raw.protocol,
+        firmware: raw.firmware,
+        serial_prefix,
+        telemetry,
+        battery,
+        link,
+        ota,
+    })
+}
+
+/// Model and group names: what can safely appear in topics, paths and serials.
+pub(super) fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+}
+
+/// Initials of the dash-separated words, or the first two letters of a one-word name.
+fn default_prefix(name: &str) -> String {
+    let words: Vec<&str> = name.split('-').filter(|w| !w.is_empty()).collect();
+    let prefix: String = if words.len() > 1 {
+        words.iter().filter_map(|w| w.chars().next()).collect()
+    } else {
+        name.chars().take(2).collect()
+    };
+    prefix.to_ascii_uppercase()
+}
+
+/// A percentage as written in messages.
+pub(super) fn pct(fraction: f64) -> String {
+    super::units::format_percent(fraction)
+}
+
+/// Checks a probability lies in [0%, 100%].
+pub(super) fn probability(value: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("expected 0% to 100%, found {}", pct(value)))
+    }
+}
+
+fn positive(value: f64) -> Result<(), String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("expected a number above zero, found {value}"))
+    }
+}
+
+fn non_negative(value: f64) -> Result<(), String> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("expected zero or a positive number, found {value}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_come_from_the_name() {
+        assert_eq!(default_prefix("temp-sensor"), "TS");
+        assert_eq!(default_prefix("camera"), "CA");
+        assert_eq!(default_prefix("ev-charger-dc"), "ECD");
+    }
+
+    #[test]
+    fn names_are_topic_safe() {
+        assert!(is_name("smart-meter"));
+        assert!(!is_name("Smart Meter"));
+        assert!(!is_name("a/b"));
+        assert!(!is_name(""));
+    }
+}

@@ -1,0 +1,399 @@
+//! Raw serde structs that mirror the two file formats key for key. They carry no meaning
+//! beyond the shape of the file: [`super::validate`] turns them into the typed scenario the
+//! engine runs. Every struct denies unknown keys, so a typo is an error, not a silent default.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::values::{DurationValue, PercentValue, RateValue, ShareValue, SizeValue};
+
+/// A scenario file (`scenarios/*.toml`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Name, seed, duration and time scale of the run.
+    pub scenario: ScenarioSection,
+    /// The backend the fleet drives; the embedded reference backend when omitted.
+    #[serde(default)]
+    pub backend: Option<BackendSection>,
+    /// How many devices, which models, and how they arrive.
+    pub fleet: FleetSection,
+    /// The operator's timeline: config pushes, OTA campaigns, outages, decommissioning.
+    #[serde(default)]
+    pub phase: Vec<PhaseSection>,
+    /// Pass/fail gates: metric (with a statistic for histograms) to a comparison, e.g.
+    /// `"publish.latency.p99" = "<= 50ms"`.
+    #[serde(default)]
+    pub gates: BTreeMap<String, String>,
+}
+
+/// `[scenario]`: what the run is called and how long it lasts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSection {
+    /// Scenario name; report folders are named after it.
+    pub name: String,
+    /// What the scenario exercises, for people reading the report.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The seed every device's random draws derive from.
+    pub seed: u64,
+    /// Wall-clock length of the run; phase times count from its start.
+    pub duration: DurationValue,
+    /// Simulated seconds per real second for device models (battery, link, telemetry).
+    #[serde(default)]
+    pub time_scale: Option<f64>,
+    /// Folder of device models, relative to this file; `../device-models` when omitted.
+    #[serde(default)]
+    pub models: Option<String>,
+}
+
+/// `[backend]`: which dialect to speak and where.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSection {
+    /// The dialect: `embedded`, `mqtt`, `hawkbit`, `lwm2m`, `thingsboard` or `aws-iot`.
+    pub kind: BackendKind,
+    /// Device-side endpoint, e.g. `mqtt://127.0.0.1:1883`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Operator-side API base URL, e.g. `http://127.0.0.1:8080`.
+    #[serde(default)]
+    pub api: Option<String>,
+    /// Name of the environment variable holding the operator or device credential; secrets
+    /// never live in scenario files or reports.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+/// The backend dialects a scenario may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// fleetsim's own reference backend: in-process, or standalone when `url` is given.
+    Embedded,
+    /// Any MQTT 3.1.1/5 broker (device side only).
+    Mqtt,
+    /// A hawkBit DDI server.
+    Hawkbit,
+    /// An LwM2M server over CoAP.
+    Lwm2m,
+    /// ThingsBoard's MQTT device API.
+    Thingsboard,
+    /// AWS IoT Core (fleet provisioning, shadow, jobs).
+    AwsIot,
+}
+
+impl BackendKind {
+    /// The `kind` as files write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Mqtt => "mqtt",
+            Self::Hawkbit => "hawkbit",
+            Self::Lwm2m => "lwm2m",
+            Self::Thingsboard => "thingsboard",
+            Self::AwsIot => "aws-iot",
+        }
+    }
+
+    /// The protocol this dialect's devices speak.
+    pub fn device_protocol(self) -> ProtocolKind {
+        match self {
+            Self::Embedded | Self::Mqtt | Self::Thingsboard | Self::AwsIot => ProtocolKind::Mqtt,
+            Self::Hawkbit => ProtocolKind::Http,
+            Self::Lwm2m => ProtocolKind::Coap,
+        }
+    }
+}
+
+/// `[fleet]`: the devices.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    /// How many devices the run plans.
+    pub devices: u64,
+    /// How devices arrive: `{ ramp = "30s" }` or `{ rate = "2000/s", poisson = true }`.
+    pub arrival: ArrivalSection,
+    /// Local source addresses to spread connections over, as a CIDR block (`127.0.0.0/24`).
+    #[serde(default)]
+    pub source_addrs: Option<String>,
+    /// Which device models make up the fleet, with shares that sum to 1.
+    pub mix: Vec<MixSection>,
+}
+
+/// `fleet.arrival`: exactly one of `ramp` or `rate`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArrivalSection {
+    /// All devices arrive spread over this long.
+    #[serde(default)]
+    pub ramp: Option<DurationValue>,
+    /// Devices arrive at this rate.
+    #[serde(default)]
+    pub rate: Option<RateValue>,
+    /// Random (Poisson) arrival times instead of evenly spaced ones.
+    #[serde(default)]
+    pub poisson: bool,
+}
+
+/// One entry of `fleet.mix`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MixSection {
+    /// A device model name (a file `<name>.toml` in the models folder).
+    pub model: String,
+    /// Share of the fleet, `0.8` or `"80%"`.
+    pub share: ShareValue,
+    /// Group the devices join; phases target groups. Defaults to the model name.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// One `[[phase]]`: an operator action at a time, chosen by `action`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum PhaseSection {
+    /// Push desired configuration to a group.
+    Config(ConfigPhase),
+    /// Send a command to devices.
+    Command(CommandPhase),
+    /// Start an OTA campaign.
+    Ota(OtaPhase),
+    /// Cut a share of the fleet off the backend for a while.
+    Outage(OutagePhase),
+    /// Decommission a share of the fleet.
+    Decommission(DecommissionPhase),
+}
+
+/// `action = "config"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPhase {
+    /// When the phase fires, from the start of the run.
+    pub at: DurationValue,
+    /// Target group; the whole fleet when omitted.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Desired configuration keys and values.
+    pub set: BTreeMap<String, serde_json::Value>,
+}
+
+/// `action = "command"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandPhase {
+    /// When the phase fires.
+    pub at: DurationValue,
+    /// Target group; the whole fleet when omitted.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Command name: `reboot`, `logs` or `ping`.
+    pub command: String,
+    /// Share of the target that receives it; all when omitted.
+    #[serde(default)]
+    pub share: Option<PercentValue>,
+}
+
+/// `action = "ota"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtaPhase {
+    /// When the campaign starts.
+    pub at: DurationValue,
+    /// Target group; the whole fleet when omitted.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The image the campaign installs.
+    pub firmware: FirmwareSection,
+    /// How the campaign rolls out.
+    pub rollout: RolloutSection,
+}
+
+/// `firmware` of an OTA phase.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareSection {
+    /// Version string the image carries.
+    pub version: String,
+    /// Image size.
+    pub size: SizeValue,
+    /// Chance the image fails to boot (a bad image has a high one), on top of the model's own.
+    #[serde(default)]
+    pub boot_fail: Option<PercentValue>,
+    /// Chance the image arrives corrupt, on top of the model's own.
+    #[serde(default)]
+    pub corrupt: Option<PercentValue>,
+}
+
+/// `rollout` of an OTA phase.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSection {
+    /// Cumulative shares of the target reached by each wave, increasing, e.g.
+    /// `["1%", "10%", "50%", "100%"]`.
+    pub waves: Vec<PercentValue>,
+    /// Halt the campaign when a wave's failure rate passes this.
+    #[serde(default)]
+    pub halt_above: Option<PercentValue>,
+    /// How long each wave soaks before the next starts.
+    #[serde(default)]
+    pub soak: Option<DurationValue>,
+}
+
+/// `action = "outage"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutagePhase {
+    /// When the outage starts.
+    pub at: DurationValue,
+    /// Target group; the whole fleet when omitted.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Share of the target that loses its connection.
+    pub share: PercentValue,
+    /// How long the outage lasts.
+    pub duration: DurationValue,
+}
+
+/// `action = "decommission"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecommissionPhase {
+    /// When the phase fires.
+    pub at: DurationValue,
+    /// Target group; the whole fleet when omitted.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Share of the target to decommission.
+    pub share: PercentValue,
+}
+
+/// A device model file (`device-models/*.toml`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceModelFile {
+    /// Model name; must equal the file name without `.toml`.
+    pub name: String,
+    /// What kind of device this is.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Protocol the device speaks: `mqtt`, `coap` or `http`.
+    pub protocol: ProtocolKind,
+    /// Firmware version the device ships with.
+    pub firmware: String,
+    /// Prefix of the device serials; derived from the name when omitted.
+    #[serde(default)]
+    pub serial_prefix: Option<String>,
+    /// How the device reports.
+    pub telemetry: TelemetrySection,
+    /// Battery; omit for mains-powered devices.
+    #[serde(default)]
+    pub battery: Option<BatterySection>,
+    /// Connectivity; a link that never drops when omitted.
+    #[serde(default)]
+    pub link: Option<LinkSection>,
+    /// Over-the-air updates; a device without it takes no OTA campaign.
+    #[serde(default)]
+    pub ota: Option<OtaSection>,
+}
+
+/// The protocols a device model may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProtocolKind {
+    /// MQTT 3.1.1 or 5.
+    Mqtt,
+    /// CoAP (LwM2M).
+    Coap,
+    /// HTTP polling.
+    Http,
+}
+
+impl ProtocolKind {
+    /// The `protocol` as files write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mqtt => "mqtt",
+            Self::Coap => "coap",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// Reporting interval, in simulated time.
+    pub interval: DurationValue,
+    /// Random spread of each interval, e.g. `"10%"`.
+    #[serde(default)]
+    pub jitter: Option<PercentValue>,
+    /// Size of each telemetry message.
+    pub payload_bytes: u32,
+    /// MQTT QoS for telemetry, 0 or 1.
+    #[serde(default)]
+    pub qos: Option<u8>,
+}
+
+/// `[battery]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatterySection {
+    /// Capacity in mAh.
+    pub capacity_mah: f64,
+    /// Sleep current in µA.
+    pub sleep_ua: f64,
+    /// Charge per transmission in mA·s.
+    pub tx_mas: f64,
+    /// Level below which the device reports low battery, e.g. `"15%"`.
+    #[serde(default)]
+    pub low_at: Option<PercentValue>,
+    /// Factor the reporting interval stretches by when low (1 keeps it).
+    #[serde(default)]
+    pub low_interval_factor: Option<f64>,
+}
+
+/// `[link]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSection {
+    /// Mean time the link stays up.
+    pub mean_online: DurationValue,
+    /// Mean time the link stays down.
+    pub mean_offline: DurationValue,
+    /// Reconnect backoff; `{ initial = "1s", max = "1m", multiplier = 2.0 }` when omitted.
+    #[serde(default)]
+    pub reconnect: Option<BackoffSection>,
+}
+
+/// `link.reconnect`: exponential backoff with full jitter.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSection {
+    /// Ceiling of the first delay.
+    pub initial: DurationValue,
+    /// Largest ceiling.
+    pub max: DurationValue,
+    /// Growth of the ceiling per attempt.
+    pub multiplier: f64,
+}
+
+/// `[ota]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtaSection {
+    /// Download speed in kbit/s.
+    pub download_kbps: f64,
+    /// Chance a download attempt is interrupted (resumed with HTTP Range).
+    pub interrupt: PercentValue,
+    /// Chance an image arrives corrupt.
+    pub corrupt: PercentValue,
+    /// Chance a new image fails to boot (A/B fallback).
+    pub boot_fail: PercentValue,
+    /// Chance the fallback also fails after a failed boot: the device is lost.
+    pub brick: PercentValue,
+}
