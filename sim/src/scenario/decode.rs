@@ -169,7 +169,10 @@ fn plain_message(mut key: KeyPath, message: &str) -> (KeyPath, String) {
     let message = message.trim();
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        key.0.push(KeySeg::Key(name.to_owned()));
+        // The path usually ends at the unknown key already; add it where it does not.
+        if key.0.last() != Some(&KeySeg::Key(name.to_owned())) {
+            key.0.push(KeySeg::Key(name.to_owned()));
+        }
         let expected = expected.trim_start_matches(", ");
         let accepted = if let Some(list) = expected.strip_prefix("expected one of ") {
             format!("expected one of {}", list.replace('`', ""))
@@ -197,11 +200,24 @@ fn plain_message(mut key: KeyPath, message: &str) -> (KeyPath, String) {
         if let Some(rest) = message.strip_prefix(prefix)
             && let Some((found, expected)) = rest.split_once(", expected ")
         {
-            let found = found.replace('`', "");
-            return (key, format!("expected {}, found {found}", plain_expected(expected)));
+            return (key, format!("expected {}, found {}", plain_expected(expected), plain_found(found)));
         }
     }
     (key, message.to_owned())
+}
+
+/// Shows what serde found the way the file wrote it: `"one"`, `0.3`, `true`, a table.
+fn plain_found(found: &str) -> String {
+    for kind in ["integer ", "floating point ", "boolean ", "string ", "character "] {
+        if let Some(value) = found.strip_prefix(kind) {
+            return value.replace('`', "");
+        }
+    }
+    match found {
+        "map" => "a table".to_owned(),
+        "sequence" => "an array".to_owned(),
+        other => other.replace('`', ""),
+    }
 }
 
 /// Names serde's expectations the way a user writes files.
@@ -234,7 +250,9 @@ mod tests {
         let (_, msg) = plain_message(root.clone(), "missing field `mix`");
         assert_eq!(msg, "missing key \"mix\"");
         let (_, msg) = plain_message(root.clone(), "invalid type: string \"x\", expected u64");
-        assert_eq!(msg, "expected a whole number, found string \"x\"");
+        assert_eq!(msg, "expected a whole number, found \"x\"");
+        let (_, msg) = plain_message(KeyPath::root(), "invalid type: floating point `0.3`, expected a percentage");
+        assert_eq!(msg, "expected a percentage, found 0.3");
         let (_, msg) = plain_message(root, "unknown variant `zigbee`, expected one of `mqtt`, `coap`");
         assert_eq!(msg, "expected one of \"mqtt\", \"coap\", found \"zigbee\"");
     }

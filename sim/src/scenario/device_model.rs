@@ -9,6 +9,7 @@ use crate::model::{Backoff, Battery, Link, Ota, Telemetry};
 use super::decode::Source;
 use super::error::{FileError, KeyPath};
 use super::file::{DeviceModelFile, ProtocolKind};
+use super::units::DisplayDuration;
 
 /// Reconnect backoff of a model that does not set one: 1 s doubling up to a minute.
 const DEFAULT_BACKOFF: Backoff = Backoff {
@@ -174,7 +175,11 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
                     if r.max.0 < r.initial.0 {
                         return Err(err(
                             &["link", "reconnect", "max"],
-                            "expected a duration at least as long as reconnect.initial".to_owned(),
+                            format!(
+                                "expected a duration at least as long as initial ({}), found \"{}\"",
+                                DisplayDuration(r.initial.0),
+                                DisplayDuration(r.max.0)
+                            ),
                         ));
                     }
                     if !(1.0..=10.0).contains(&r.multiplier) {

@@ -168,6 +168,19 @@ pub enum PhaseSection {
     Decommission(DecommissionPhase),
 }
 
+impl PhaseSection {
+    /// When the phase fires.
+    pub fn at(&self) -> std::time::Duration {
+        match self {
+            Self::Config(p) => p.at.0,
+            Self::Command(p) => p.at.0,
+            Self::Ota(p) => p.at.0,
+            Self::Outage(p) => p.at.0,
+            Self::Decommission(p) => p.at.0,
+        }
+    }
+}
+
 /// `action = "config"`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -102,7 +102,10 @@ impl Arrival {
     pub fn window(self, devices: u64) -> Duration {
         match self {
             Self::Ramp { over, .. } => over,
-            Self::Rate { per_sec, .. } => Duration::from_secs_f64(devices as f64 / per_sec),
+            // A rate of almost nothing would overflow `Duration`: such a window is "forever".
+            Self::Rate { per_sec, .. } => {
+                Duration::try_from_secs_f64(devices as f64 / per_sec).unwrap_or(Duration::MAX)
+            }
         }
     }
 
@@ -489,7 +492,7 @@ fn check_fleet(
             return Err(source.error(
                 path.key("model"),
                 format!(
-                    "model \"{}\" speaks {}, but a {} backend takes {} devices",
+                    "model \"{}\" speaks {}, but backend kind \"{}\" takes {} devices",
                     entry.model,
                     model.protocol.name(),
                     backend.name(),
@@ -550,6 +553,17 @@ fn check_phase(
             ))
         }
     };
+    let at = raw.at();
+    if at >= duration {
+        return Err(err(
+            "at",
+            format!(
+                "expected a time before the end of the run ({}), found \"{}\"",
+                DisplayDuration(duration),
+                DisplayDuration(at)
+            ),
+        ));
+    }
     let (at, group, action) = match raw {
         PhaseSection::Config(p) => {
             if p.set.is_empty() {
@@ -667,16 +681,6 @@ fn check_phase(
             (p.at.0, p.group, Action::Decommission { share })
         }
     };
-    if at >= duration {
-        return Err(err(
-            "at",
-            format!(
-                "expected a time before the end of the run ({}), found \"{}\"",
-                DisplayDuration(duration),
-                DisplayDuration(at)
-            ),
-        ));
-    }
     if let Some(group) = &group
         && !groups.contains(group.as_str())
     {

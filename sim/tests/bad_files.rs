@@ -1,0 +1,238 @@
+//! Every bad file under tests/fixtures gets exactly one error naming file, line, column, key
+//! and what was expected. The messages are asserted in full: a change of wording or position is
+//! a change users see, and should show up here.
+
+use std::path::{Path, PathBuf};
+
+use fleetsim::scenario::{self, LoadError};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Parses fixture `name` (a path under tests/fixtures) the way `fleetsim validate` does, with
+/// the file named relative to the fixtures folder so messages are stable on every machine.
+fn error_of(name: &str) -> String {
+    let text = std::fs::read_to_string(fixtures().join(name)).expect("fixture exists");
+    let display = Path::new(name);
+    let result = if name.starts_with("bad-models/") {
+        scenario::parse_model(display, &text).map(|_| ())
+    } else {
+        let models_dir = fixtures().join("device-models");
+        let models = scenario::load_models(&models_dir).expect("fixture models load");
+        scenario::parse_scenario(display, &text, models_dir, &models).map(|_| ())
+    };
+    match result {
+        Ok(()) => panic!("{name} should be rejected"),
+        Err(e) => e.to_string(),
+    }
+}
+
+macro_rules! bad_file {
+    ($test:ident, $file:expr, $message:expr) => {
+        #[test]
+        fn $test() {
+            assert_eq!(error_of($file), $message);
+        }
+    };
+}
+
+bad_file!(
+    bad_duration,
+    "bad/bad-duration.toml",
+    "bad/bad-duration.toml:8:20: fleet.arrival.ramp: expected a duration like \"30s\", \"250ms\", \"5m\", \"6h\" or \"3d\", found \"thirty\""
+);
+
+bad_file!(
+    bad_size,
+    "bad/bad-size.toml",
+    "bad/bad-size.toml:18:40: phase[0].firmware.size: expected a size like \"512KiB\", \"2MB\" or \"64B\", found \"512 kilobytes\""
+);
+
+bad_file!(
+    gate_wrong_unit,
+    "bad/gate-wrong-unit.toml",
+    "bad/gate-wrong-unit.toml:28:27: gates.\"provision.latency.p99\": expected a comparison like \"<= 250ms\" (provision.latency.p99 takes a duration like \"250ms\"), found \"<= 5%\""
+);
+
+bad_file!(
+    histogram_without_stat,
+    "bad/histogram-without-stat.toml",
+    "bad/histogram-without-stat.toml:28:23: gates.\"provision.latency\": provision.latency is a histogram; name a statistic, e.g. provision.latency.p99 (one of p50, p90, p99, p99.9, p99.99, min, max, mean, count)"
+);
+
+bad_file!(
+    missing_action,
+    "bad/missing-action.toml",
+    "bad/missing-action.toml:21:1: phase[1]: missing key \"action\"; expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\""
+);
+
+bad_file!(
+    missing_seed,
+    "bad/missing-seed.toml",
+    "bad/missing-seed.toml:1:1: scenario: missing key \"seed\""
+);
+
+bad_file!(
+    ota_without_ota,
+    "bad/ota-without-ota.toml",
+    "bad/ota-without-ota.toml:17:9: phase[0].group: model \"meter\" in this target has no [ota] section, so it cannot take a campaign"
+);
+
+bad_file!(
+    outage_past_run,
+    "bad/outage-past-run.toml",
+    "bad/outage-past-run.toml:25:12: phase[1].duration: the outage would end at 4m, after the run ends at 3m"
+);
+
+bad_file!(
+    phase_after_run,
+    "bad/phase-after-run.toml",
+    "bad/phase-after-run.toml:22:6: phase[1].at: expected a time before the end of the run (3m), found \"5m\""
+);
+
+bad_file!(
+    phase_unknown_key,
+    "bad/phase-unknown-key.toml",
+    "bad/phase-unknown-key.toml:25:1: phase[1].firmware: unknown key; expected one of at, group, share, duration"
+);
+
+bad_file!(
+    protocol_mismatch,
+    "bad/protocol-mismatch.toml",
+    "bad/protocol-mismatch.toml:11:13: fleet.mix[1].model: model \"probe\" speaks coap, but backend kind \"embedded\" takes mqtt devices"
+);
+
+bad_file!(
+    ramp_and_rate,
+    "bad/ramp-and-rate.toml",
+    "bad/ramp-and-rate.toml:8:11: fleet.arrival: expected exactly one of ramp or rate, like { ramp = \"30s\" } or { rate = \"500/s\" }"
+);
+
+bad_file!(
+    ramp_past_run,
+    "bad/ramp-past-run.toml",
+    "bad/ramp-past-run.toml:8:20: fleet.arrival.ramp: devices would still be arriving at the end of the run: arrivals take 5m, the run lasts 3m"
+);
+
+bad_file!(
+    seed_as_string,
+    "bad/seed-as-string.toml",
+    "bad/seed-as-string.toml:3:8: scenario.seed: expected a whole number, found \"one\""
+);
+
+bad_file!(
+    share_not_percent,
+    "bad/share-not-percent.toml",
+    "bad/share-not-percent.toml:24:9: phase[1].share: expected a percentage like \"2%\" or \"0.01%\", found 0.3"
+);
+
+bad_file!(
+    shares_sum,
+    "bad/shares-sum.toml",
+    "bad/shares-sum.toml:9:7: fleet.mix: shares sum to 0.9; they must sum to 1"
+);
+
+bad_file!(
+    syntax_error,
+    "bad/syntax-error.toml",
+    "bad/syntax-error.toml:2:16: invalid TOML: invalid basic string, expected `\"`"
+);
+
+bad_file!(
+    unknown_action,
+    "bad/unknown-action.toml",
+    "bad/unknown-action.toml:23:10: phase[1].action: expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", found \"blackout\""
+);
+
+bad_file!(
+    unknown_group,
+    "bad/unknown-group.toml",
+    "bad/unknown-group.toml:17:9: phase[0].group: no group \"sensor\" in fleet.mix; groups: meters, sensors"
+);
+
+bad_file!(
+    unknown_key,
+    "bad/unknown-key.toml",
+    "bad/unknown-key.toml:7:1: fleet.devcies: unknown key; expected one of devices, arrival, source_addrs, mix"
+);
+
+bad_file!(
+    unknown_metric,
+    "bad/unknown-metric.toml",
+    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, devices.<state>, errors.<kind>"
+);
+
+bad_file!(
+    unknown_model,
+    "bad/unknown-model.toml",
+    "bad/unknown-model.toml:11:13: fleet.mix[1].model: no device model \"metre\"; known models: meter, probe, sensor"
+);
+
+bad_file!(
+    waves_shrink,
+    "bad/waves-shrink.toml",
+    "bad/waves-shrink.toml:19:35: phase[0].rollout.waves[2]: expected waves to grow, each above the one before and at most 100%, found 10%"
+);
+
+bad_file!(
+    model_backoff,
+    "bad-models/backoff.toml",
+    "bad-models/backoff.toml:12:37: link.reconnect.max: expected a duration at least as long as initial (1s), found \"500ms\""
+);
+
+bad_file!(
+    model_name_mismatch,
+    "bad-models/name-mismatch.toml",
+    "bad-models/name-mismatch.toml:1:8: name: \"sensor\" must match the file name \"name-mismatch.toml\": scenarios find models by file name"
+);
+
+bad_file!(
+    model_payload,
+    "bad-models/payload.toml",
+    "bad-models/payload.toml:7:17: telemetry.payload_bytes: expected 1 to 262144 bytes, found 0"
+);
+
+bad_file!(
+    model_probability,
+    "bad-models/probability.toml",
+    "bad-models/probability.toml:18:13: ota.boot_fail: expected 0% to 100%, found 150%"
+);
+
+bad_file!(
+    model_unknown_protocol,
+    "bad-models/unknown-protocol.toml",
+    "bad-models/unknown-protocol.toml:2:12: protocol: expected one of \"mqtt\", \"coap\", \"http\", found \"zigbee\""
+);
+
+
+#[test]
+fn the_good_fixture_is_valid() {
+    let models_dir = fixtures().join("device-models");
+    let models = scenario::load_models(&models_dir).expect("fixture models load");
+    let text = std::fs::read_to_string(fixtures().join("good.toml")).expect("fixture exists");
+    let loaded = scenario::parse_scenario(Path::new("good.toml"), &text, models_dir, &models);
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+}
+
+#[test]
+fn every_bad_fixture_has_a_test() {
+    let source = include_str!("bad_files.rs");
+    for dir in ["bad", "bad-models"] {
+        for entry in std::fs::read_dir(fixtures().join(dir)).expect("fixture folder") {
+            let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+            let quoted = format!("\"{dir}/{name}\"");
+            assert!(source.contains(&quoted), "{dir}/{name} has no bad_file! test");
+        }
+    }
+}
+
+#[test]
+fn a_missing_models_folder_names_the_folder_and_the_fix() {
+    let err = scenario::load_scenario(&fixtures().join("good.toml"), Some(Path::new("/nonexistent/models")))
+        .expect_err("no such folder");
+    assert!(matches!(err, LoadError::ModelsDir { .. }));
+    let text = err.to_string();
+    assert!(text.starts_with("/nonexistent/models: cannot list device models:"), "{text}");
+    assert!(text.ends_with("pass --models DIR or set scenario.models"), "{text}");
+}
