@@ -205,7 +205,6 @@ bad_file!(
     "bad-models/unknown-protocol.toml:2:12: protocol: expected one of \"mqtt\", \"coap\", \"http\", found \"zigbee\""
 );
 
-
 #[test]
 fn the_good_fixture_is_valid() {
     let models_dir = fixtures().join("device-models");
@@ -233,6 +232,9 @@ fn a_missing_models_folder_names_the_folder_and_the_fix() {
         .expect_err("no such folder");
     assert!(matches!(err, LoadError::ModelsDir { .. }));
     let text = err.to_string();
-    assert!(text.starts_with("/nonexistent/models: cannot list device models:"), "{text}");
+    assert!(
+        text.starts_with("/nonexistent/models: cannot list device models:"),
+        "{text}"
+    );
     assert!(text.ends_with("pass --models DIR or set scenario.models"), "{text}");
 }

@@ -39,8 +39,17 @@ fn every_shipped_scenario_and_model_validates() {
     let out = fleetsim(&["validate", "scenarios", "device-models"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    for name in ["quickstart", "provisioning-storm", "ota-rollback", "reconnect-storm", "ci-gate"] {
-        assert!(text.contains(&format!("ok  scenarios/{name}.toml: scenario \"{name}\"")), "{text}");
+    for name in [
+        "quickstart",
+        "provisioning-storm",
+        "ota-rollback",
+        "reconnect-storm",
+        "ci-gate",
+    ] {
+        assert!(
+            text.contains(&format!("ok  scenarios/{name}.toml: scenario \"{name}\"")),
+            "{text}"
+        );
     }
     let models = text.lines().filter(|l| l.contains(": device model ")).count();
     assert!(models >= 5, "at least five device models ship: {text}");
@@ -68,7 +77,11 @@ fn a_bad_file_exits_2_with_one_located_message() {
 fn a_missing_file_is_bad_input() {
     let out = fleetsim(&["validate", "scenarios/no-such-file.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).starts_with("error: scenarios/no-such-file.toml: cannot read:"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("error: scenarios/no-such-file.toml: cannot read:"),
+        "{}",
+        stderr(&out)
+    );
     let out = fleetsim(&["plan", "scenarios/no-such-file.toml"]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -76,8 +89,18 @@ fn a_missing_file_is_bad_input() {
 #[test]
 fn usage_errors_exit_2_and_help_exits_0() {
     assert_eq!(fleetsim(&["frobnicate"]).status.code(), Some(2));
-    assert_eq!(fleetsim(&["plan", "scenarios/quickstart.toml", "--shard", "4/4"]).status.code(), Some(2));
-    assert_eq!(fleetsim(&["plan", "scenarios/quickstart.toml", "--devices", "9..2"]).status.code(), Some(2));
+    assert_eq!(
+        fleetsim(&["plan", "scenarios/quickstart.toml", "--shard", "4/4"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        fleetsim(&["plan", "scenarios/quickstart.toml", "--devices", "9..2"])
+            .status
+            .code(),
+        Some(2)
+    );
     for command in ["validate", "schema", "models", "plan"] {
         let out = fleetsim(&[command, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{command} --help");
@@ -106,9 +129,18 @@ fn models_lists_every_model_with_derived_figures() {
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     assert!(text.starts_with("model "), "{text}");
-    let sensor = text.lines().find(|l| l.starts_with("temp-sensor ")).expect("temp-sensor row");
-    assert!(sensor.contains("battery 2400mAh") && sensor.contains("years"), "{sensor}");
-    let meter = text.lines().find(|l| l.starts_with("smart-meter ")).expect("smart-meter row");
+    let sensor = text
+        .lines()
+        .find(|l| l.starts_with("temp-sensor "))
+        .expect("temp-sensor row");
+    assert!(
+        sensor.contains("battery 2400mAh") && sensor.contains("years"),
+        "{sensor}"
+    );
+    let meter = text
+        .lines()
+        .find(|l| l.starts_with("smart-meter "))
+        .expect("smart-meter row");
     assert!(meter.contains("mains"), "{meter}");
 }
 
@@ -128,7 +160,14 @@ fn shards_together_equal_the_whole_plan() {
     assert_eq!(whole.len(), 2000);
     for count in [2, 3, 7] {
         let mut joined: Vec<String> = (0..count)
-            .flat_map(|k| plan_rows(&fleetsim(&["plan", "scenarios/quickstart.toml", "--shard", &format!("{k}/{count}")])))
+            .flat_map(|k| {
+                plan_rows(&fleetsim(&[
+                    "plan",
+                    "scenarios/quickstart.toml",
+                    "--shard",
+                    &format!("{k}/{count}"),
+                ]))
+            })
             .collect();
         joined.sort_by_key(|row| row.split_whitespace().next().and_then(|i| i.parse::<u64>().ok()));
         assert_eq!(joined, whole, "{count} shards");
@@ -138,10 +177,22 @@ fn shards_together_equal_the_whole_plan() {
 #[test]
 fn a_device_range_is_a_slice_of_the_whole_plan() {
     let whole = plan_rows(&fleetsim(&["plan", "scenarios/quickstart.toml"]));
-    let slice = plan_rows(&fleetsim(&["plan", "scenarios/quickstart.toml", "--devices", "100..250", "--shard", "1/3"]));
+    let slice = plan_rows(&fleetsim(&[
+        "plan",
+        "scenarios/quickstart.toml",
+        "--devices",
+        "100..250",
+        "--shard",
+        "1/3",
+    ]));
     let expected: Vec<String> = whole[100..250]
         .iter()
-        .filter(|row| row.split_whitespace().next().and_then(|i| i.parse::<u64>().ok()).is_some_and(|i| i % 3 == 1))
+        .filter(|row| {
+            row.split_whitespace()
+                .next()
+                .and_then(|i| i.parse::<u64>().ok())
+                .is_some_and(|i| i % 3 == 1)
+        })
         .cloned()
         .collect();
     assert_eq!(slice, expected);
@@ -150,8 +201,18 @@ fn a_device_range_is_a_slice_of_the_whole_plan() {
 #[test]
 fn jsonl_plan_matches_the_table() {
     let table = plan_rows(&fleetsim(&["plan", "scenarios/ci-gate.toml", "--devices", "0..50"]));
-    let jsonl = stdout(&fleetsim(&["plan", "scenarios/ci-gate.toml", "--devices", "0..50", "--format", "jsonl"]));
-    let rows: Vec<serde_json::Value> = jsonl.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let jsonl = stdout(&fleetsim(&[
+        "plan",
+        "scenarios/ci-gate.toml",
+        "--devices",
+        "0..50",
+        "--format",
+        "jsonl",
+    ]));
+    let rows: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert_eq!(rows.len(), 50);
     for (row, line) in rows.iter().zip(&table) {
         let cells: Vec<&str> = line.split_whitespace().collect();

@@ -28,7 +28,11 @@ fn model_shares_match_the_mix() {
         // Binomial standard error; five of them is a one-in-a-million miss for a fixed seed
         // that passes once, so a failure means the draw changed, not bad luck.
         let sigma = (n as f64 * entry.share * (1.0 - entry.share)).sqrt();
-        assert!((seen - expected).abs() < 5.0 * sigma, "{}: {seen} vs {expected}", entry.group);
+        assert!(
+            (seen - expected).abs() < 5.0 * sigma,
+            "{}: {seen} vs {expected}",
+            entry.group
+        );
     }
 }
 
@@ -39,12 +43,18 @@ fn arrivals_fall_inside_the_window() {
         let plan = Plan::new(&loaded);
         let fleet = &loaded.scenario.fleet;
         let window = fleet.arrival.window(fleet.devices);
-        let wakeups: Vec<Duration> = plan.iter(0..fleet.devices, Shard::WHOLE).map(|d| d.first_wakeup).collect();
+        let wakeups: Vec<Duration> = plan
+            .iter(0..fleet.devices, Shard::WHOLE)
+            .map(|d| d.first_wakeup)
+            .collect();
         assert!(wakeups.iter().all(|w| *w < window), "{name}");
         let mean = wakeups.iter().map(Duration::as_secs_f64).sum::<f64>() / wakeups.len() as f64;
         // Even spacing and uniform (Poisson) arrivals both average half the window.
         let tolerance = 5.0 * window.as_secs_f64() / (12.0 * wakeups.len() as f64).sqrt();
-        assert!((mean - window.as_secs_f64() / 2.0).abs() < tolerance, "{name}: mean {mean}");
+        assert!(
+            (mean - window.as_secs_f64() / 2.0).abs() < tolerance,
+            "{name}: mean {mean}"
+        );
     }
 }
 
@@ -58,7 +68,9 @@ fn serials_are_unique_and_depend_on_the_seed() {
     let mut reseeded = loaded.clone();
     reseeded.scenario.seed += 1;
     let other = Plan::new(&reseeded);
-    let same = (0..1000).filter(|i| plan.device(*i).serial == other.device(*i).serial).count();
+    let same = (0..1000)
+        .filter(|i| plan.device(*i).serial == other.device(*i).serial)
+        .count();
     assert_eq!(same, 0, "a new seed gives new serials");
 }
 

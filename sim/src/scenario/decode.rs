@@ -200,7 +200,10 @@ fn plain_message(mut key: KeyPath, message: &str) -> (KeyPath, String) {
         if let Some(rest) = message.strip_prefix(prefix)
             && let Some((found, expected)) = rest.split_once(", expected ")
         {
-            return (key, format!("expected {}, found {}", plain_expected(expected), plain_found(found)));
+            return (
+                key,
+                format!("expected {}, found {}", plain_expected(expected), plain_found(found)),
+            );
         }
     }
     (key, message.to_owned())
@@ -251,7 +254,10 @@ mod tests {
         assert_eq!(msg, "missing key \"mix\"");
         let (_, msg) = plain_message(root.clone(), "invalid type: string \"x\", expected u64");
         assert_eq!(msg, "expected a whole number, found \"x\"");
-        let (_, msg) = plain_message(KeyPath::root(), "invalid type: floating point `0.3`, expected a percentage");
+        let (_, msg) = plain_message(
+            KeyPath::root(),
+            "invalid type: floating point `0.3`, expected a percentage",
+        );
         assert_eq!(msg, "expected a percentage, found 0.3");
         let (_, msg) = plain_message(root, "unknown variant `zigbee`, expected one of `mqtt`, `coap`");
         assert_eq!(msg, "expected one of \"mqtt\", \"coap\", found \"zigbee\"");

@@ -8,7 +8,7 @@ use crate::model::{Backoff, Battery, Link, Ota, Telemetry};
 
 use super::decode::Source;
 use super::error::{FileError, KeyPath};
-use super::file::{DeviceModelFile, ProtocolKind};
+use super::file::{BatterySection, DeviceModelFile, LinkSection, OtaSection, ProtocolKind, TelemetrySection};
 use super::units::DisplayDuration;
 
 /// Reconnect backoff of a model that does not set one: 1 s doubling up to a minute.
@@ -16,6 +16,14 @@ const DEFAULT_BACKOFF: Backoff = Backoff {
     initial: Duration::from_secs(1),
     max: Duration::from_secs(60),
     multiplier: 2.0,
+};
+
+/// The link of a model without `[link]`: it never drops (a year-long mean is forever for a
+/// run), and reconnects after outages with the default backoff.
+const ALWAYS_ONLINE: Link = Link {
+    mean_online: Duration::from_secs(365 * 86_400),
+    mean_offline: Duration::ZERO,
+    reconnect: DEFAULT_BACKOFF,
 };
 
 /// The largest telemetry payload a model may declare (an MQTT packet far below the limit of
@@ -94,7 +102,29 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
         ));
     }
 
-    let t = raw.telemetry;
+    let telemetry = check_telemetry(&err, raw.telemetry)?;
+    let battery = raw.battery.map(|b| check_battery(&err, b)).transpose()?;
+    let link = raw.link.map_or(Ok(ALWAYS_ONLINE), |l| check_link(&err, l))?;
+    let ota = raw.ota.map(|o| check_ota(&err, o)).transpose()?;
+
+    Ok(DeviceModel {
+        file: file.to_owned(),
+        name: raw.name,
+        description: raw.description,
+        protocol: raw.protocol,
+        firmware: raw.firmware,
+        serial_prefix,
+        telemetry,
+        battery,
+        link,
+        ota,
+    })
+}
+
+/// Builds a [`FileError`] about a key of the model file.
+type ErrorAt<'a> = dyn Fn(&[&str], String) -> FileError + 'a;
+
+fn check_telemetry(err: &ErrorAt<'_>, t: TelemetrySection) -> Result<Telemetry, FileError> {
     if t.interval.0.is_zero() {
         return Err(err(
             &["telemetry", "interval"],
@@ -113,135 +143,109 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
     if qos > 1 {
         return Err(err(&["telemetry", "qos"], format!("expected 0 or 1, found {qos}")));
     }
-    let telemetry = Telemetry {
+    Ok(Telemetry {
         interval: t.interval.0,
         jitter,
         payload_bytes: t.payload_bytes,
         qos,
-    };
+    })
+}
 
-    let battery = match raw.battery {
-        None => None,
-        Some(b) => {
-            positive(b.capacity_mah).map_err(|m| err(&["battery", "capacity_mah"], m))?;
-            non_negative(b.sleep_ua).map_err(|m| err(&["battery", "sleep_ua"], m))?;
-            non_negative(b.tx_mas).map_err(|m| err(&["battery", "tx_mas"], m))?;
-            let low_at = b.low_at.map_or(0.1, |l| l.0);
-            if !(0.0..1.0).contains(&low_at) {
-                return Err(err(
-                    &["battery", "low_at"],
-                    format!("expected 0% to 99%, found {}", pct(low_at)),
-                ));
-            }
-            let factor = b.low_interval_factor.unwrap_or(1.0);
-            if !(1.0..=100.0).contains(&factor) {
-                return Err(err(
-                    &["battery", "low_interval_factor"],
-                    format!("expected 1 to 100, found {factor}"),
-                ));
-            }
-            Some(Battery {
-                capacity_mah: b.capacity_mah,
-                sleep_ua: b.sleep_ua,
-                tx_mas: b.tx_mas,
-                low_at,
-                low_interval_factor: factor,
-            })
-        }
-    };
+fn check_battery(err: &ErrorAt<'_>, b: BatterySection) -> Result<Battery, FileError> {
+    positive(b.capacity_mah).map_err(|m| err(&["battery", "capacity_mah"], m))?;
+    non_negative(b.sleep_ua).map_err(|m| err(&["battery", "sleep_ua"], m))?;
+    non_negative(b.tx_mas).map_err(|m| err(&["battery", "tx_mas"], m))?;
+    let low_at = b.low_at.map_or(0.1, |l| l.0);
+    if !(0.0..1.0).contains(&low_at) {
+        return Err(err(
+            &["battery", "low_at"],
+            format!("expected 0% to 99%, found {}", pct(low_at)),
+        ));
+    }
+    let factor = b.low_interval_factor.unwrap_or(1.0);
+    if !(1.0..=100.0).contains(&factor) {
+        return Err(err(
+            &["battery", "low_interval_factor"],
+            format!("expected 1 to 100, found {factor}"),
+        ));
+    }
+    Ok(Battery {
+        capacity_mah: b.capacity_mah,
+        sleep_ua: b.sleep_ua,
+        tx_mas: b.tx_mas,
+        low_at,
+        low_interval_factor: factor,
+    })
+}
 
-    let link = match raw.link {
-        None => Link {
-            mean_online: Duration::from_secs(365 * 86_400),
-            mean_offline: Duration::ZERO,
-            reconnect: DEFAULT_BACKOFF,
-        },
-        Some(l) => {
-            if l.mean_online.0.is_zero() {
+fn check_link(err: &ErrorAt<'_>, l: LinkSection) -> Result<Link, FileError> {
+    if l.mean_online.0.is_zero() {
+        return Err(err(
+            &["link", "mean_online"],
+            "expected a duration above zero, found \"0\"".to_owned(),
+        ));
+    }
+    let reconnect = match l.reconnect {
+        None => DEFAULT_BACKOFF,
+        Some(r) => {
+            if r.initial.0.is_zero() {
                 return Err(err(
-                    &["link", "mean_online"],
+                    &["link", "reconnect", "initial"],
                     "expected a duration above zero, found \"0\"".to_owned(),
                 ));
             }
-            let reconnect = match l.reconnect {
-                None => DEFAULT_BACKOFF,
-                Some(r) => {
-                    if r.initial.0.is_zero() {
-                        return Err(err(
-                            &["link", "reconnect", "initial"],
-                            "expected a duration above zero, found \"0\"".to_owned(),
-                        ));
-                    }
-                    if r.max.0 < r.initial.0 {
-                        return Err(err(
-                            &["link", "reconnect", "max"],
-                            format!(
-                                "expected a duration at least as long as initial ({}), found \"{}\"",
-                                DisplayDuration(r.initial.0),
-                                DisplayDuration(r.max.0)
-                            ),
-                        ));
-                    }
-                    if !(1.0..=10.0).contains(&r.multiplier) {
-                        return Err(err(
-                            &["link", "reconnect", "multiplier"],
-                            format!("expected 1.0 to 10.0, found {}", r.multiplier),
-                        ));
-                    }
-                    Backoff {
-                        initial: r.initial.0,
-                        max: r.max.0,
-                        multiplier: r.multiplier,
-                    }
-                }
-            };
-            Link {
-                mean_online: l.mean_online.0,
-                mean_offline: l.mean_offline.0,
-                reconnect,
-            }
-        }
-    };
-
-    let ota = match raw.ota {
-        None => None,
-        Some(o) => {
-            positive(o.download_kbps).map_err(|m| err(&["ota", "download_kbps"], m))?;
-            for (key, value) in [
-                ("interrupt", o.interrupt.0),
-                ("corrupt", o.corrupt.0),
-                ("boot_fail", o.boot_fail.0),
-                ("brick", o.brick.0),
-            ] {
-                probability(value).map_err(|m| err(&["ota", key], m))?;
-            }
-            if o.interrupt.0 >= 1.0 {
+            if r.max.0 < r.initial.0 {
                 return Err(err(
-                    &["ota", "interrupt"],
-                    "expected below 100%: every download would fail".to_owned(),
+                    &["link", "reconnect", "max"],
+                    format!(
+                        "expected a duration at least as long as initial ({}), found \"{}\"",
+                        DisplayDuration(r.initial.0),
+                        DisplayDuration(r.max.0)
+                    ),
                 ));
             }
-            Some(Ota {
-                download_kbps: o.download_kbps,
-                interrupt: o.interrupt.0,
-                corrupt: o.corrupt.0,
-                boot_fail: o.boot_fail.0,
-                brick: o.brick.0,
-            })
+            if !(1.0..=10.0).contains(&r.multiplier) {
+                return Err(err(
+                    &["link", "reconnect", "multiplier"],
+                    format!("expected 1.0 to 10.0, found {}", r.multiplier),
+                ));
+            }
+            Backoff {
+                initial: r.initial.0,
+                max: r.max.0,
+                multiplier: r.multiplier,
+            }
         }
     };
+    Ok(Link {
+        mean_online: l.mean_online.0,
+        mean_offline: l.mean_offline.0,
+        reconnect,
+    })
+}
 
-    Ok(DeviceModel {
-        file: file.to_owned(),
-        name: raw.name,
-        description: raw.description,
-        protocol: raw.protocol,
-        firmware: raw.firmware,
-        serial_prefix,
-        telemetry,
-        battery,
-        link,
-        ota,
+fn check_ota(err: &ErrorAt<'_>, o: OtaSection) -> Result<Ota, FileError> {
+    positive(o.download_kbps).map_err(|m| err(&["ota", "download_kbps"], m))?;
+    for (key, value) in [
+        ("interrupt", o.interrupt.0),
+        ("corrupt", o.corrupt.0),
+        ("boot_fail", o.boot_fail.0),
+        ("brick", o.brick.0),
+    ] {
+        probability(value).map_err(|m| err(&["ota", key], m))?;
+    }
+    if o.interrupt.0 >= 1.0 {
+        return Err(err(
+            &["ota", "interrupt"],
+            "expected below 100%: every download would fail".to_owned(),
+        ));
+    }
+    Ok(Ota {
+        download_kbps: o.download_kbps,
+        interrupt: o.interrupt.0,
+        corrupt: o.corrupt.0,
+        boot_fail: o.boot_fail.0,
+        brick: o.brick.0,
     })
 }
 

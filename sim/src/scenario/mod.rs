@@ -6,12 +6,14 @@
 //! typed values ([`validate`], [`device_model`]). Nothing past this module sees a string
 //! where a duration, size, rate or fraction belongs.
 
+mod check_phase;
 pub mod decode;
 pub mod device_model;
 pub mod error;
 pub mod file;
 pub mod gate;
 pub mod schema;
+pub mod typed;
 pub mod units;
 pub mod validate;
 pub mod values;
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub use device_model::{DeviceModel, parse_model};
 pub use error::{FileError, KeyPath, LoadError};
 pub use gate::{Comparison, Gate, Threshold};
-pub use validate::{Action, AddrBlock, Arrival, Backend, Campaign, Fleet, MixEntry, ModelSet, Phase, Scenario};
+pub use typed::{Action, AddrBlock, Arrival, Backend, Campaign, Fleet, MixEntry, ModelSet, Phase, Scenario};
 
 use decode::Source;
 

@@ -1,21 +1,20 @@
-//! Scenario files: checks ranges, cross-field rules (phase times inside the run, shares that
-//! sum to one) and cross-file rules (the mix names models that exist, OTA phases target
-//! devices that take updates), and builds the typed [`Scenario`].
+//! Scenario files: checks ranges, cross-field rules (shares that sum to one, arrivals that end
+//! before the run does) and cross-file rules (the mix names models that exist and speak the
+//! backend's protocol), and builds the typed [`Scenario`]. Phases are checked in
+//! [`super::check_phase`].
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::check_phase::check_phase;
 use super::decode::Source;
-use super::device_model::{DeviceModel, is_name, pct, probability};
+use super::device_model::is_name;
 use super::error::{FileError, KeyPath};
-use super::file::{BackendKind, PhaseSection, ScenarioFile};
-use super::gate::{Gate, GateError, parse_gate};
+use super::file::{BackendKind, BackendSection, FleetSection, ScenarioFile};
+use super::gate::{GateError, parse_gate};
+use super::typed::{AddrBlock, Arrival, Backend, Fleet, MixEntry, ModelSet, Scenario};
 use super::units::DisplayDuration;
-
-/// Device models by name.
-pub type ModelSet = BTreeMap<String, DeviceModel>;
 
 /// The most devices one scenario may plan: far past what one machine runs, and small enough
 /// that every per-device figure fits comfortably in memory-free arithmetic.
@@ -24,206 +23,6 @@ const MAX_DEVICES: u64 = 100_000_000;
 const MAX_RUN: Duration = Duration::from_secs(30 * 86_400);
 /// Shares must sum to one within this (files write decimals).
 const SHARE_TOLERANCE: f64 = 1e-6;
-
-/// A validated scenario, ready to plan.
-#[derive(Debug, Clone)]
-pub struct Scenario {
-    /// The file it came from.
-    pub file: PathBuf,
-    /// Scenario name.
-    pub name: String,
-    /// What it exercises.
-    pub description: Option<String>,
-    /// Seed of every random draw.
-    pub seed: u64,
-    /// Wall-clock length of the run.
-    pub duration: Duration,
-    /// Simulated seconds per real second for the device models.
-    pub time_scale: f64,
-    /// Where its device models live.
-    pub models_dir: PathBuf,
-    /// The backend it drives.
-    pub backend: Backend,
-    /// The devices.
-    pub fleet: Fleet,
-    /// The operator's timeline, in time order.
-    pub phases: Vec<Phase>,
-    /// Pass/fail gates.
-    pub gates: Vec<Gate>,
-}
-
-/// The backend a scenario drives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backend {
-    /// Which dialect.
-    pub kind: BackendKind,
-    /// Device-side endpoint; `None` starts the embedded backend in-process.
-    pub url: Option<String>,
-    /// Operator API base URL.
-    pub api: Option<String>,
-    /// Environment variable holding the credential.
-    pub token_env: Option<String>,
-}
-
-/// The devices of a scenario.
-#[derive(Debug, Clone)]
-pub struct Fleet {
-    /// How many.
-    pub devices: u64,
-    /// How they arrive.
-    pub arrival: Arrival,
-    /// Local addresses connections are spread over.
-    pub source_addrs: Option<AddrBlock>,
-    /// Which models, in what shares, in which groups.
-    pub mix: Vec<MixEntry>,
-}
-
-/// How devices arrive.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Arrival {
-    /// All devices arrive within `over`.
-    Ramp {
-        /// Length of the ramp.
-        over: Duration,
-        /// Random arrival times instead of even spacing.
-        poisson: bool,
-    },
-    /// Devices arrive at a rate.
-    Rate {
-        /// Devices per second.
-        per_sec: f64,
-        /// Random arrival times instead of even spacing.
-        poisson: bool,
-    },
-}
-
-impl Arrival {
-    /// The window all `devices` arrive in.
-    pub fn window(self, devices: u64) -> Duration {
-        match self {
-            Self::Ramp { over, .. } => over,
-            // A rate of almost nothing would overflow `Duration`: such a window is "forever".
-            Self::Rate { per_sec, .. } => {
-                Duration::try_from_secs_f64(devices as f64 / per_sec).unwrap_or(Duration::MAX)
-            }
-        }
-    }
-
-    /// Whether arrival times are random.
-    pub fn poisson(self) -> bool {
-        match self {
-            Self::Ramp { poisson, .. } | Self::Rate { poisson, .. } => poisson,
-        }
-    }
-}
-
-/// A block of local addresses, `127.0.0.0/24`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddrBlock {
-    /// The first address.
-    pub base: IpAddr,
-    /// Prefix length in bits.
-    pub prefix_len: u8,
-}
-
-impl AddrBlock {
-    /// Parses CIDR notation.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (addr, len) = text.split_once('/')?;
-        let base: IpAddr = addr.trim().parse().ok()?;
-        let prefix_len: u8 = len.trim().parse().ok()?;
-        let max = if base.is_ipv4() { 32 } else { 128 };
-        (prefix_len <= max).then_some(Self { base, prefix_len })
-    }
-}
-
-/// One entry of the fleet's mix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MixEntry {
-    /// Device model name.
-    pub model: String,
-    /// Share of the fleet, a fraction.
-    pub share: f64,
-    /// Group the devices join.
-    pub group: String,
-}
-
-/// An operator action at a time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Phase {
-    /// When it fires, from the start of the run.
-    pub at: Duration,
-    /// Target group; `None` targets the whole fleet.
-    pub group: Option<String>,
-    /// What it does.
-    pub action: Action,
-}
-
-/// What a phase does.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Push desired configuration.
-    Config {
-        /// Keys and values.
-        set: BTreeMap<String, serde_json::Value>,
-    },
-    /// Send a command to a share of the target.
-    Command {
-        /// Which command.
-        command: String,
-        /// Share of the target, a fraction.
-        share: f64,
-    },
-    /// An OTA campaign.
-    Ota(Campaign),
-    /// Cut a share of the target off for a while.
-    Outage {
-        /// Share of the target, a fraction.
-        share: f64,
-        /// How long.
-        duration: Duration,
-    },
-    /// Decommission a share of the target.
-    Decommission {
-        /// Share of the target, a fraction.
-        share: f64,
-    },
-}
-
-impl Action {
-    /// The `action` name as files write it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Config { .. } => "config",
-            Self::Command { .. } => "command",
-            Self::Ota(_) => "ota",
-            Self::Outage { .. } => "outage",
-            Self::Decommission { .. } => "decommission",
-        }
-    }
-}
-
-/// An OTA campaign.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Campaign {
-    /// Version of the image.
-    pub version: String,
-    /// Image size in bytes.
-    pub size_bytes: u64,
-    /// The image's own chance of failing to boot.
-    pub boot_fail: f64,
-    /// The image's own chance of arriving corrupt.
-    pub corrupt: f64,
-    /// Cumulative share of the target after each wave.
-    pub waves: Vec<f64>,
-    /// Halt when a wave's failure rate passes this.
-    pub halt_above: Option<f64>,
-    /// How long each wave soaks.
-    pub soak: Duration,
-}
-
-/// Commands a command phase may send.
-pub const COMMANDS: [&str; 3] = ["reboot", "logs", "ping"];
 
 /// Checks a decoded scenario against itself and its models.
 pub fn check_scenario(
@@ -302,7 +101,7 @@ pub fn check_scenario(
     })
 }
 
-fn check_backend(source: &Source<'_>, raw: Option<super::file::BackendSection>) -> Result<Backend, FileError> {
+fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Backend, FileError> {
     let Some(raw) = raw else {
         return Ok(Backend {
             kind: BackendKind::Embedded,
@@ -400,7 +199,7 @@ fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
 
 fn check_fleet(
     source: &Source<'_>,
-    raw: super::file::FleetSection,
+    raw: FleetSection,
     duration: Duration,
     backend: BackendKind,
     models: &ModelSet,
@@ -530,183 +329,4 @@ fn check_fleet(
         source_addrs,
         mix,
     })
-}
-
-fn check_phase(
-    source: &Source<'_>,
-    index: usize,
-    raw: PhaseSection,
-    duration: Duration,
-    fleet: &Fleet,
-    groups: &BTreeSet<&str>,
-    models: &ModelSet,
-) -> Result<Phase, FileError> {
-    let path = KeyPath::of(&["phase"]).index(index);
-    let err = |key: &str, message: String| source.error(path.key(key), message);
-    let share_of = |key: &str, value: f64| {
-        if value > 0.0 && value <= 1.0 {
-            Ok(value)
-        } else {
-            Err(err(
-                key,
-                format!("expected above 0% and at most 100%, found {}", pct(value)),
-            ))
-        }
-    };
-    let at = raw.at();
-    if at >= duration {
-        return Err(err(
-            "at",
-            format!(
-                "expected a time before the end of the run ({}), found \"{}\"",
-                DisplayDuration(duration),
-                DisplayDuration(at)
-            ),
-        ));
-    }
-    let (at, group, action) = match raw {
-        PhaseSection::Config(p) => {
-            if p.set.is_empty() {
-                return Err(err(
-                    "set",
-                    "expected at least one key, like { report_interval = \"15m\" }".to_owned(),
-                ));
-            }
-            (p.at.0, p.group, Action::Config { set: p.set })
-        }
-        PhaseSection::Command(p) => {
-            if !COMMANDS.contains(&p.command.as_str()) {
-                return Err(err(
-                    "command",
-                    format!("expected one of {}, found \"{}\"", COMMANDS.join(", "), p.command),
-                ));
-            }
-            let share = match p.share {
-                Some(s) => share_of("share", s.0)?,
-                None => 1.0,
-            };
-            (
-                p.at.0,
-                p.group,
-                Action::Command {
-                    command: p.command,
-                    share,
-                },
-            )
-        }
-        PhaseSection::Ota(p) => {
-            let f = p.firmware;
-            if f.version.trim().is_empty() {
-                return Err(source.error(
-                    path.key("firmware").key("version"),
-                    "expected a version like \"2.0.0\", found \"\"".to_owned(),
-                ));
-            }
-            if f.size.0 == 0 {
-                return Err(source.error(
-                    path.key("firmware").key("size"),
-                    "expected a size above zero".to_owned(),
-                ));
-            }
-            let boot_fail = f.boot_fail.map_or(0.0, |v| v.0);
-            probability(boot_fail).map_err(|m| source.error(path.key("firmware").key("boot_fail"), m))?;
-            let corrupt = f.corrupt.map_or(0.0, |v| v.0);
-            probability(corrupt).map_err(|m| source.error(path.key("firmware").key("corrupt"), m))?;
-            let r = p.rollout;
-            let waves_path = path.key("rollout").key("waves");
-            if r.waves.is_empty() {
-                return Err(source.error(
-                    waves_path,
-                    "expected at least one wave, like [\"10%\", \"100%\"]".to_owned(),
-                ));
-            }
-            let mut previous = 0.0;
-            for (i, wave) in r.waves.iter().enumerate() {
-                if !(wave.0 > previous && wave.0 <= 1.0) {
-                    return Err(source.error(
-                        waves_path.index(i),
-                        format!(
-                            "expected waves to grow, each above the one before and at most 100%, found {}",
-                            pct(wave.0)
-                        ),
-                    ));
-                }
-                previous = wave.0;
-            }
-            if let Some(halt) = r.halt_above
-                && !(halt.0 > 0.0 && halt.0 <= 1.0)
-            {
-                return Err(source.error(
-                    path.key("rollout").key("halt_above"),
-                    format!("expected above 0% and at most 100%, found {}", pct(halt.0)),
-                ));
-            }
-            let campaign = Campaign {
-                version: f.version,
-                size_bytes: f.size.0,
-                boot_fail,
-                corrupt,
-                waves: r.waves.iter().map(|w| w.0).collect(),
-                halt_above: r.halt_above.map(|h| h.0),
-                soak: r.soak.map_or(Duration::from_secs(10), |s| s.0),
-            };
-            (p.at.0, p.group, Action::Ota(campaign))
-        }
-        PhaseSection::Outage(p) => {
-            let share = share_of("share", p.share.0)?;
-            if p.duration.0.is_zero() {
-                return Err(err("duration", "expected a duration above zero".to_owned()));
-            }
-            if p.at.0 + p.duration.0 > duration {
-                return Err(err(
-                    "duration",
-                    format!(
-                        "the outage would end at {}, after the run ends at {}",
-                        DisplayDuration(p.at.0 + p.duration.0),
-                        DisplayDuration(duration)
-                    ),
-                ));
-            }
-            (
-                p.at.0,
-                p.group,
-                Action::Outage {
-                    share,
-                    duration: p.duration.0,
-                },
-            )
-        }
-        PhaseSection::Decommission(p) => {
-            let share = share_of("share", p.share.0)?;
-            (p.at.0, p.group, Action::Decommission { share })
-        }
-    };
-    if let Some(group) = &group
-        && !groups.contains(group.as_str())
-    {
-        let known: Vec<&str> = groups.iter().copied().collect();
-        return Err(err(
-            "group",
-            format!("no group \"{group}\" in fleet.mix; groups: {}", known.join(", ")),
-        ));
-    }
-    if matches!(action, Action::Ota(_)) {
-        // Every model in the target must take updates, or the campaign would count devices
-        // that can never install it.
-        let without_ota = fleet
-            .mix
-            .iter()
-            .filter(|m| group.as_ref().is_none_or(|g| *g == m.group))
-            .find(|m| models.get(&m.model).is_some_and(|model| model.ota.is_none()));
-        if let Some(entry) = without_ota {
-            return Err(err(
-                "group",
-                format!(
-                    "model \"{}\" in this target has no [ota] section, so it cannot take a campaign",
-                    entry.model
-                ),
-            ));
-        }
-    }
-    Ok(Phase { at, group, action })
 }

@@ -1,0 +1,203 @@
+//! `[[phase]]` checks: times inside the run, targets that exist in the mix, shares and waves
+//! in range, and campaigns aimed only at devices that take updates.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::decode::Source;
+use super::device_model::{pct, probability};
+use super::error::{FileError, KeyPath};
+use super::file::{FirmwareSection, PhaseSection, RolloutSection};
+use super::typed::{Action, COMMANDS, Campaign, Fleet, ModelSet, Phase};
+use super::units::DisplayDuration;
+
+/// Checks phase `index` of a scenario whose run lasts `duration`.
+pub(super) fn check_phase(
+    source: &Source<'_>,
+    index: usize,
+    raw: PhaseSection,
+    duration: Duration,
+    fleet: &Fleet,
+    groups: &BTreeSet<&str>,
+    models: &ModelSet,
+) -> Result<Phase, FileError> {
+    let path = KeyPath::of(&["phase"]).index(index);
+    let err = |key: &str, message: String| source.error(path.key(key), message);
+    let share_of = |key: &str, value: f64| {
+        if value > 0.0 && value <= 1.0 {
+            Ok(value)
+        } else {
+            Err(err(
+                key,
+                format!("expected above 0% and at most 100%, found {}", pct(value)),
+            ))
+        }
+    };
+    let at = raw.at();
+    if at >= duration {
+        return Err(err(
+            "at",
+            format!(
+                "expected a time before the end of the run ({}), found \"{}\"",
+                DisplayDuration(duration),
+                DisplayDuration(at)
+            ),
+        ));
+    }
+    let (at, group, action) = match raw {
+        PhaseSection::Config(p) => {
+            if p.set.is_empty() {
+                return Err(err(
+                    "set",
+                    "expected at least one key, like { report_interval = \"15m\" }".to_owned(),
+                ));
+            }
+            (p.at.0, p.group, Action::Config { set: p.set })
+        }
+        PhaseSection::Command(p) => {
+            if !COMMANDS.contains(&p.command.as_str()) {
+                return Err(err(
+                    "command",
+                    format!("expected one of {}, found \"{}\"", COMMANDS.join(", "), p.command),
+                ));
+            }
+            let share = match p.share {
+                Some(s) => share_of("share", s.0)?,
+                None => 1.0,
+            };
+            (
+                p.at.0,
+                p.group,
+                Action::Command {
+                    command: p.command,
+                    share,
+                },
+            )
+        }
+        PhaseSection::Ota(p) => {
+            let campaign = check_campaign(source, &path, p.firmware, p.rollout)?;
+            (p.at.0, p.group, Action::Ota(campaign))
+        }
+        PhaseSection::Outage(p) => {
+            let share = share_of("share", p.share.0)?;
+            if p.duration.0.is_zero() {
+                return Err(err("duration", "expected a duration above zero".to_owned()));
+            }
+            if p.at.0 + p.duration.0 > duration {
+                return Err(err(
+                    "duration",
+                    format!(
+                        "the outage would end at {}, after the run ends at {}",
+                        DisplayDuration(p.at.0 + p.duration.0),
+                        DisplayDuration(duration)
+                    ),
+                ));
+            }
+            (
+                p.at.0,
+                p.group,
+                Action::Outage {
+                    share,
+                    duration: p.duration.0,
+                },
+            )
+        }
+        PhaseSection::Decommission(p) => {
+            let share = share_of("share", p.share.0)?;
+            (p.at.0, p.group, Action::Decommission { share })
+        }
+    };
+    if let Some(group) = &group
+        && !groups.contains(group.as_str())
+    {
+        let known: Vec<&str> = groups.iter().copied().collect();
+        return Err(err(
+            "group",
+            format!("no group \"{group}\" in fleet.mix; groups: {}", known.join(", ")),
+        ));
+    }
+    if matches!(action, Action::Ota(_)) {
+        // Every model in the target must take updates, or the campaign would count devices
+        // that can never install it.
+        let without_ota = fleet
+            .mix
+            .iter()
+            .filter(|m| group.as_ref().is_none_or(|g| *g == m.group))
+            .find(|m| models.get(&m.model).is_some_and(|model| model.ota.is_none()));
+        if let Some(entry) = without_ota {
+            return Err(err(
+                "group",
+                format!(
+                    "model \"{}\" in this target has no [ota] section, so it cannot take a campaign",
+                    entry.model
+                ),
+            ));
+        }
+    }
+    Ok(Phase { at, group, action })
+}
+
+/// Soak time of a wave when the rollout does not set one.
+const DEFAULT_SOAK: Duration = Duration::from_secs(10);
+
+/// Checks an OTA phase's image and rollout.
+fn check_campaign(
+    source: &Source<'_>,
+    path: &KeyPath,
+    f: FirmwareSection,
+    r: RolloutSection,
+) -> Result<Campaign, FileError> {
+    if f.version.trim().is_empty() {
+        return Err(source.error(
+            path.key("firmware").key("version"),
+            "expected a version like \"2.0.0\", found \"\"".to_owned(),
+        ));
+    }
+    if f.size.0 == 0 {
+        return Err(source.error(
+            path.key("firmware").key("size"),
+            "expected a size above zero".to_owned(),
+        ));
+    }
+    let boot_fail = f.boot_fail.map_or(0.0, |v| v.0);
+    probability(boot_fail).map_err(|m| source.error(path.key("firmware").key("boot_fail"), m))?;
+    let corrupt = f.corrupt.map_or(0.0, |v| v.0);
+    probability(corrupt).map_err(|m| source.error(path.key("firmware").key("corrupt"), m))?;
+    let waves_path = path.key("rollout").key("waves");
+    if r.waves.is_empty() {
+        return Err(source.error(
+            waves_path,
+            "expected at least one wave, like [\"10%\", \"100%\"]".to_owned(),
+        ));
+    }
+    let mut previous = 0.0;
+    for (i, wave) in r.waves.iter().enumerate() {
+        if !(wave.0 > previous && wave.0 <= 1.0) {
+            return Err(source.error(
+                waves_path.index(i),
+                format!(
+                    "expected waves to grow, each above the one before and at most 100%, found {}",
+                    pct(wave.0)
+                ),
+            ));
+        }
+        previous = wave.0;
+    }
+    if let Some(halt) = r.halt_above
+        && !(halt.0 > 0.0 && halt.0 <= 1.0)
+    {
+        return Err(source.error(
+            path.key("rollout").key("halt_above"),
+            format!("expected above 0% and at most 100%, found {}", pct(halt.0)),
+        ));
+    }
+    Ok(Campaign {
+        version: f.version,
+        size_bytes: f.size.0,
+        boot_fail,
+        corrupt,
+        waves: r.waves.iter().map(|w| w.0).collect(),
+        halt_above: r.halt_above.map(|h| h.0),
+        soak: r.soak.map_or(DEFAULT_SOAK, |s| s.0),
+    })
+}

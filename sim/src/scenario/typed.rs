@@ -1,0 +1,214 @@
+//! The typed scenario the engine runs: every value checked, every unit parsed (durations are
+//! `Duration`, shares are fractions, sizes are bytes).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::device_model::DeviceModel;
+use super::file::BackendKind;
+use super::gate::Gate;
+
+/// Device models by name.
+pub type ModelSet = BTreeMap<String, DeviceModel>;
+
+/// A validated scenario, ready to plan.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Scenario name.
+    pub name: String,
+    /// What it exercises.
+    pub description: Option<String>,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Wall-clock length of the run.
+    pub duration: Duration,
+    /// Simulated seconds per real second for the device models.
+    pub time_scale: f64,
+    /// Where its device models live.
+    pub models_dir: PathBuf,
+    /// The backend it drives.
+    pub backend: Backend,
+    /// The devices.
+    pub fleet: Fleet,
+    /// The operator's timeline, in time order.
+    pub phases: Vec<Phase>,
+    /// Pass/fail gates.
+    pub gates: Vec<Gate>,
+}
+
+/// The backend a scenario drives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Which dialect.
+    pub kind: BackendKind,
+    /// Device-side endpoint; `None` starts the embedded backend in-process.
+    pub url: Option<String>,
+    /// Operator API base URL.
+    pub api: Option<String>,
+    /// Environment variable holding the credential.
+    pub token_env: Option<String>,
+}
+
+/// The devices of a scenario.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// How many.
+    pub devices: u64,
+    /// How they arrive.
+    pub arrival: Arrival,
+    /// Local addresses connections are spread over.
+    pub source_addrs: Option<AddrBlock>,
+    /// Which models, in what shares, in which groups.
+    pub mix: Vec<MixEntry>,
+}
+
+/// How devices arrive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arrival {
+    /// All devices arrive within `over`.
+    Ramp {
+        /// Length of the ramp.
+        over: Duration,
+        /// Random arrival times instead of even spacing.
+        poisson: bool,
+    },
+    /// Devices arrive at a rate.
+    Rate {
+        /// Devices per second.
+        per_sec: f64,
+        /// Random arrival times instead of even spacing.
+        poisson: bool,
+    },
+}
+
+impl Arrival {
+    /// The window all `devices` arrive in.
+    pub fn window(self, devices: u64) -> Duration {
+        match self {
+            Self::Ramp { over, .. } => over,
+            // A rate of almost nothing would overflow `Duration`: such a window is "forever".
+            Self::Rate { per_sec, .. } => {
+                Duration::try_from_secs_f64(devices as f64 / per_sec).unwrap_or(Duration::MAX)
+            }
+        }
+    }
+
+    /// Whether arrival times are random.
+    pub fn poisson(self) -> bool {
+        match self {
+            Self::Ramp { poisson, .. } | Self::Rate { poisson, .. } => poisson,
+        }
+    }
+}
+
+/// A block of local addresses, `127.0.0.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrBlock {
+    /// The first address.
+    pub base: IpAddr,
+    /// Prefix length in bits.
+    pub prefix_len: u8,
+}
+
+impl AddrBlock {
+    /// Parses CIDR notation.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, len) = text.split_once('/')?;
+        let base: IpAddr = addr.trim().parse().ok()?;
+        let prefix_len: u8 = len.trim().parse().ok()?;
+        let max = if base.is_ipv4() { 32 } else { 128 };
+        (prefix_len <= max).then_some(Self { base, prefix_len })
+    }
+}
+
+/// One entry of the fleet's mix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixEntry {
+    /// Device model name.
+    pub model: String,
+    /// Share of the fleet, a fraction.
+    pub share: f64,
+    /// Group the devices join.
+    pub group: String,
+}
+
+/// An operator action at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    /// When it fires, from the start of the run.
+    pub at: Duration,
+    /// Target group; `None` targets the whole fleet.
+    pub group: Option<String>,
+    /// What it does.
+    pub action: Action,
+}
+
+/// What a phase does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Push desired configuration.
+    Config {
+        /// Keys and values.
+        set: BTreeMap<String, serde_json::Value>,
+    },
+    /// Send a command to a share of the target.
+    Command {
+        /// Which command.
+        command: String,
+        /// Share of the target, a fraction.
+        share: f64,
+    },
+    /// An OTA campaign.
+    Ota(Campaign),
+    /// Cut a share of the target off for a while.
+    Outage {
+        /// Share of the target, a fraction.
+        share: f64,
+        /// How long.
+        duration: Duration,
+    },
+    /// Decommission a share of the target.
+    Decommission {
+        /// Share of the target, a fraction.
+        share: f64,
+    },
+}
+
+impl Action {
+    /// The `action` name as files write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Config { .. } => "config",
+            Self::Command { .. } => "command",
+            Self::Ota(_) => "ota",
+            Self::Outage { .. } => "outage",
+            Self::Decommission { .. } => "decommission",
+        }
+    }
+}
+
+/// An OTA campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Campaign {
+    /// Version of the image.
+    pub version: String,
+    /// Image size in bytes.
+    pub size_bytes: u64,
+    /// The image's own chance of failing to boot.
+    pub boot_fail: f64,
+    /// The image's own chance of arriving corrupt.
+    pub corrupt: f64,
+    /// Cumulative share of the target after each wave.
+    pub waves: Vec<f64>,
+    /// Halt when a wave's failure rate passes this.
+    pub halt_above: Option<f64>,
+    /// How long each wave soaks.
+    pub soak: Duration,
+}
+
+/// Commands a command phase may send.
+pub const COMMANDS: [&str; 3] = ["reboot", "logs", "ping"];
