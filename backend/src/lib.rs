@@ -1,6 +1,53 @@
 //! fleetsim's reference device-management backend: an MQTT device gateway tied to a durable
-//! registry, configuration, commands, OTA campaigns and decommissioning (ARCHITECTURE
-//! section 7). It is the system under test that `fleetsim run` embeds by default.
+//! registry, with provisioning by claim, versioned desired config with drift, and
+//! decommissioning, behind an operator HTTP API (ARCHITECTURE section 7). It is the system
+//! under test that `fleetsim run` embeds by default, and a standalone server
+//! (`fleetsim backend`).
 //!
-//! The crate builds in the workspace from the start so that its dependencies and lints are
-//! checked with everything else; the service itself lands with its own issue.
+//! Entry points take already-bound listeners and a shutdown token, so tests and the embedding
+//! harness run it in-process on port 0.
+
+pub mod api;
+pub mod gateway;
+pub mod registry;
+
+use std::io;
+use std::path::Path;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use gateway::{Gateway, Limits};
+use registry::{Registry, RegistryError, RegistryOptions};
+
+/// The backend's parts, opened on a data folder and not yet serving.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// The durable registry.
+    pub registry: Registry,
+    /// The device gateway.
+    pub gateway: Gateway,
+}
+
+impl Backend {
+    /// Opens (or creates) the registry in `data_dir`.
+    pub fn open(data_dir: &Path, limits: Limits) -> Result<Self, RegistryError> {
+        let registry = Registry::open(data_dir, RegistryOptions::default())?;
+        let gateway = Gateway::new(registry.clone(), limits);
+        Ok(Self { registry, gateway })
+    }
+
+    /// Serves devices on `mqtt` and the operator API on `http` until `shutdown`, then
+    /// lets connections drain.
+    pub async fn serve(&self, mqtt: TcpListener, http: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
+        let state = api::ApiState {
+            registry: self.registry.clone(),
+            gateway: self.gateway.clone(),
+        };
+        let (gateway, api) = tokio::join!(
+            self.gateway.serve(mqtt, shutdown.clone()),
+            api::serve(http, state, shutdown.clone())
+        );
+        gateway.and(api)
+    }
+}

@@ -2,11 +2,13 @@
 //! the exit code (0 ok, 1 a failed gate or check, 2 bad input or usage).
 
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use fleetsim::cli::backend::{BackendArgs, ClaimArg};
 use fleetsim::cli::{self, CliError, Exit, plan::PlanFormat};
 use fleetsim::plan::{DeviceRange, Shard};
 use fleetsim::scenario::{self, schema::SchemaKind};
@@ -52,6 +54,24 @@ enum Command {
         /// Folder of device models.
         #[arg(default_value = "device-models", value_name = "DIR")]
         dir: PathBuf,
+    },
+    /// Run the reference backend standalone: the MQTT device gateway and the operator HTTP
+    /// API, on a durable registry in DIR. Stops on Ctrl-C or SIGTERM.
+    ///
+    /// Prints one line with the bound addresses once serving (port 0 picks a free port).
+    Backend {
+        /// Data folder: the registry database and the key that derives device tokens.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Address devices connect to (MQTT 3.1.1 over TCP).
+        #[arg(long, default_value = "127.0.0.1:1883", value_name = "ADDR")]
+        mqtt: SocketAddr,
+        /// Address of the operator HTTP API.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        http: SocketAddr,
+        /// Create this provisioning claim at start unless it exists (repeatable).
+        #[arg(long, value_name = "NAME:SECRET[:GROUP]")]
+        claim: Vec<ClaimArg>,
     },
     /// Print the planned devices of a scenario: index, serial, model, group, first wake-up.
     ///
@@ -124,6 +144,20 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             cli::schema(kind, out)?
         }
         Command::Models { dir } => cli::models::models(&dir, out)?,
+        Command::Backend {
+            data,
+            mqtt,
+            http,
+            claim,
+        } => {
+            let args = BackendArgs {
+                data: &data,
+                mqtt,
+                http,
+                claims: &claim,
+            };
+            cli::backend::backend(&args, out)?
+        }
         Command::Plan {
             file,
             devices,

@@ -4,6 +4,7 @@
 //! Exit codes are shared by every command: 0 success, 1 a failed gate or check, 2 bad input
 //! or usage.
 
+pub mod backend;
 pub mod models;
 pub mod plan;
 pub mod validate;
@@ -22,13 +23,16 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Io(#[from] io::Error),
+    /// The backend could not start or serve: the message says why.
+    #[error("{0}")]
+    Backend(String),
 }
 
 impl CliError {
     /// The exit code this error ends the process with.
     pub fn exit(&self) -> Exit {
         match self {
-            Self::Load(_) => Exit::BadInput,
+            Self::Load(_) | Self::Backend(_) => Exit::BadInput,
             Self::Io(_) => Exit::Failed,
         }
     }

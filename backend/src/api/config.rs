@@ -1,0 +1,114 @@
+//! Desired config per group and per device: versioned, pushed to connected devices
+//! (retained, so devices that connect later get it on subscribe), and the drift between what
+//! devices should run and what they reported.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::Publish;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::ApiState;
+use super::error::ApiError;
+use crate::gateway::topics;
+use crate::registry::ConfigScope;
+
+/// Devices read per page while pushing a group's config.
+const PUSH_PAGE: usize = 1000;
+
+/// `PUT .../config` body: the desired keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredBody {
+    desired: Map<String, Value>,
+}
+
+/// Sets a group's desired config and pushes it to the group's devices.
+pub async fn set_group(
+    State(state): State<ApiState>,
+    Path(group): Path<String>,
+    body: Result<Json<DesiredBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let version = state
+        .registry
+        .set_desired(ConfigScope::Group(group.clone()), body.desired)
+        .await?
+        .map_err(|refusal| ApiError::refused(refusal, &group))?;
+    let mut pushed = 0u64;
+    let mut after: Option<String> = None;
+    loop {
+        let registry = state.registry.clone();
+        let (g, a) = (group.clone(), after.clone());
+        let page = tokio::task::spawn_blocking(move || registry.devices(Some(&g), a.as_deref(), PUSH_PAGE)).await??;
+        for device in &page {
+            if push(&state, &device.id).await? {
+                pushed += 1;
+            }
+        }
+        if page.len() < PUSH_PAGE {
+            break;
+        }
+        after = page.last().map(|d| d.id.clone());
+    }
+    Ok(Json(
+        serde_json::json!({ "group": group, "version": version, "pushed": pushed }),
+    ))
+}
+
+/// Sets one device's desired config (its keys override its group's) and pushes it.
+pub async fn set_device(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<DesiredBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let version = state
+        .registry
+        .set_desired(ConfigScope::Device(id.clone()), body.desired)
+        .await?
+        .map_err(|refusal| ApiError::refused(refusal, &id))?;
+    let pushed = push(&state, &id).await?;
+    Ok(Json(
+        serde_json::json!({ "device": id, "version": version, "pushed": pushed }),
+    ))
+}
+
+/// Sends a device its effective config if it is connected or has a persistent session;
+/// true when it was handed over or queued.
+async fn push(state: &ApiState, device_id: &str) -> Result<bool, ApiError> {
+    let registry = state.registry.clone();
+    let id = device_id.to_owned();
+    let Some(config) = tokio::task::spawn_blocking(move || registry.effective_config(&id)).await?? else {
+        return Ok(false);
+    };
+    let body = serde_json::json!({ "version": config.version, "desired": config.doc });
+    let mut publish = Publish::new(
+        topics::config_desired(device_id),
+        QoS::AtLeastOnce,
+        body.to_string().into_bytes(),
+    );
+    publish.retain = true;
+    let (delivery, _) = state.gateway.sessions().deliver(device_id, publish);
+    Ok(delivery != crate::gateway::sessions::Delivery::Dropped)
+}
+
+/// `GET /api/v1/config/drift` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftQuery {
+    group: Option<String>,
+}
+
+/// Active devices whose reported config version differs from the desired one.
+pub async fn drift(
+    State(state): State<ApiState>,
+    query: Result<Query<DriftQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let registry = state.registry.clone();
+    let drift = tokio::task::spawn_blocking(move || registry.config_drift(query.group.as_deref())).await??;
+    Ok(Json(serde_json::json!({ "drift": drift })))
+}

@@ -1,0 +1,80 @@
+//! Health, Prometheus metrics and the audit log.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use std::fmt::Write as _;
+
+use super::ApiState;
+use super::error::ApiError;
+
+/// Largest page of audit entries.
+const MAX_AUDIT_PAGE: usize = 1000;
+
+/// `GET /healthz`: 200 while the registry answers.
+pub async fn healthz(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let registry = state.registry.clone();
+    let counts = tokio::task::spawn_blocking(move || registry.counts()).await??;
+    Ok(Json(
+        serde_json::json!({ "status": "ok", "devices_active": counts.active }),
+    ))
+}
+
+/// `GET /metrics`: gateway counters and registry counts, Prometheus text format.
+pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
+    let registry = state.registry.clone();
+    let counts = tokio::task::spawn_blocking(move || registry.counts()).await??;
+    let writer = state.registry.stats();
+    let mut text = state.gateway.stats().prometheus();
+    let gauges = [
+        ("registry_devices_active", "devices that may connect", counts.active),
+        (
+            "registry_devices_decommissioned",
+            "decommissioned devices",
+            counts.decommissioned,
+        ),
+        ("registry_claims", "claims, revoked ones included", counts.claims),
+        ("registry_write_batches_total", "group commits", writer.batches),
+        (
+            "registry_write_jobs_total",
+            "writes committed in those batches",
+            writer.jobs,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            text,
+            "# HELP fleetsim_{name} {help}\n# TYPE fleetsim_{name} gauge\nfleetsim_{name} {value}"
+        );
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}
+
+/// `GET /api/v1/audit` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// Audit entries after an id, oldest first.
+pub async fn audit(
+    State(state): State<ApiState>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_AUDIT_PAGE}, found {limit}"
+        )));
+    }
+    let registry = state.registry.clone();
+    let entries = tokio::task::spawn_blocking(move || registry.audit(query.after.unwrap_or(0), limit)).await??;
+    Ok(Json(serde_json::json!({ "entries": entries })))
+}

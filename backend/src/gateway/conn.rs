@@ -1,0 +1,502 @@
+//! One MQTT connection, from CONNECT to close.
+//!
+//! Design: the task reads packets, handles each in order (a provisioning request awaits its
+//! durable commit before the next packet is read, so a device's messages keep their order),
+//! and between packets writes messages the gateway routes to it. It closes on DISCONNECT,
+//! on silence past 1.5 x keep-alive, on a protocol error, when a newer connection takes its
+//! client id, when its device is decommissioned, or at shutdown. What a persistent session
+//! must keep (subscriptions, unacknowledged and undelivered QoS 1 messages) goes back to the
+//! session table when it closes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{
+    ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck,
+};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::packet_io::{PacketError, PacketIo};
+use super::sessions::{Live, OUTBOUND_CHANNEL, Outbound, Stored, Subscription};
+use super::stats::bump;
+use super::topics::{self, Inbound, Principal};
+use crate::registry::{ClaimAuth, DeviceAuth, ProvisionMeta, ProvisionOutcome};
+
+/// QoS 1 messages sent to a device and not yet acknowledged; past this, further messages
+/// wait in the channel (and beyond it are dropped), which bounds per-connection memory.
+const INFLIGHT_LIMIT: usize = 16;
+
+/// Username prefix that marks a fleet claim credential (`claim:NAME` with the claim secret
+/// as password); any other username is a device id.
+pub const CLAIM_USER_PREFIX: &str = "claim:";
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut io = PacketIo::new(stream, shared.limits.max_packet_bytes);
+    let connect = match timeout(shared.limits.connect_timeout, io.read()).await {
+        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        // Silence, a closed socket or any first packet but CONNECT: nothing to answer.
+        Ok(Err(PacketError::TooLarge(_))) => return bump(&shared.stats.oversized_packets),
+        _ => return bump(&shared.stats.protocol_errors),
+    };
+    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let Some((principal, client_id)) = authenticate(&shared, &connect, conn_id) else {
+        bump(&shared.stats.connects_refused);
+        let refusal = Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false));
+        let _ = io.write(&refusal).await;
+        return;
+    };
+    bump(match principal {
+        Principal::Device(_) => &shared.stats.connects_device,
+        Principal::Claim(_) => &shared.stats.connects_claim,
+    });
+
+    let (tx, rx) = mpsc::channel(OUTBOUND_CHANNEL);
+    let kill = CancellationToken::new();
+    let live = Live {
+        conn_id,
+        tx,
+        kill: kill.clone(),
+    };
+    let (stored, took_over) = shared.sessions.attach(&client_id, live, connect.clean_session);
+    if took_over {
+        bump(&shared.stats.takeovers);
+    }
+    shared.stats.sessions_open.fetch_add(1, Ordering::Relaxed);
+    let mut conn = Conn {
+        shared: Arc::clone(&shared),
+        io,
+        principal,
+        subscriptions: Vec::new(),
+        inflight: VecDeque::new(),
+        next_pkid: 0,
+    };
+    let session_present = stored.is_some();
+    let keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
+    let result = conn
+        .run(stored, session_present, keep_alive, rx, &kill, &shutdown)
+        .await;
+    shared.stats.sessions_open.fetch_sub(1, Ordering::Relaxed);
+    let stored = (!connect.clean_session).then(|| conn.into_stored(result));
+    shared.sessions.detach(&client_id, conn_id, stored);
+}
+
+/// Checks the CONNECT's credentials: a claim (`claim:NAME`) or a device id whose client id
+/// is that same id. Returns who connected and the client id to hold.
+fn authenticate(shared: &Shared, connect: &Connect, conn_id: u64) -> Option<(Principal, String)> {
+    let login = connect.login.as_ref()?;
+    if let Some(claim) = login.username.strip_prefix(CLAIM_USER_PREFIX) {
+        if shared.registry.authenticate_claim(claim, login.password.as_bytes()) != ClaimAuth::Ok {
+            return None;
+        }
+        // MQTT lets a client leave its id to the server; claim connections may.
+        let client_id = if connect.client_id.is_empty() {
+            format!("claim-{conn_id}")
+        } else {
+            connect.client_id.clone()
+        };
+        return Some((Principal::Claim(claim.to_owned()), client_id));
+    }
+    // A device holds exactly one client id, its own, so takeover and persistent sessions
+    // follow the device rather than whatever id a client picked.
+    if connect.client_id != login.username {
+        return None;
+    }
+    match shared
+        .registry
+        .authenticate_device(&login.username, login.password.as_bytes())
+    {
+        DeviceAuth::Ok { .. } => Some((Principal::Device(login.username.clone()), connect.client_id.clone())),
+        _ => None,
+    }
+}
+
+/// How a connection ended, which decides what a persistent session keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// DISCONNECT, peer close, keep-alive, error or shutdown.
+    Normally,
+    /// A newer connection took the client id: it already holds the session.
+    Replaced,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    io: PacketIo,
+    principal: Principal,
+    subscriptions: Vec<Subscription>,
+    /// QoS 1 messages written and awaiting PUBACK, oldest first.
+    inflight: VecDeque<(u16, Publish)>,
+    next_pkid: u16,
+}
+
+/// What woke the connection's loop.
+enum Wake {
+    Packet(Result<Option<Packet>, PacketError>),
+    Outbound(Option<Outbound>),
+    KeepAliveExpired,
+    Killed,
+    Shutdown,
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        stored: Option<Stored>,
+        session_present: bool,
+        keep_alive: Duration,
+        mut rx: mpsc::Receiver<Outbound>,
+        kill: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> (Closed, mpsc::Receiver<Outbound>) {
+        let ack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, session_present));
+        if self.io.write(&ack).await.is_err() {
+            return (Closed::Normally, rx);
+        }
+        if let Some(stored) = stored {
+            self.subscriptions = stored.subscriptions;
+            for publish in stored.queue {
+                if self.send(publish).await.is_err() {
+                    return (Closed::Normally, rx);
+                }
+            }
+        }
+        // MQTT 3.1.1 section 3.1.2.10: the server closes after one and a half keep-alives of
+        // silence; zero turns the check off.
+        let grace = keep_alive.mul_f64(1.5);
+        let far_future = Duration::from_secs(86_400 * 365);
+        let deadline = |from: Instant| from + if keep_alive.is_zero() { far_future } else { grace };
+        let keep_alive_timer = sleep_until(deadline(Instant::now()));
+        tokio::pin!(keep_alive_timer);
+        loop {
+            // Every branch is cancel-safe: `read` keeps partial bytes in its buffer, `recv`
+            // and the timers lose nothing when another branch wins.
+            let wake = tokio::select! {
+                packet = self.io.read() => Wake::Packet(packet),
+                message = rx.recv(), if self.inflight.len() < INFLIGHT_LIMIT => Wake::Outbound(message),
+                () = &mut keep_alive_timer => Wake::KeepAliveExpired,
+                () = kill.cancelled() => Wake::Killed,
+                () = shutdown.cancelled() => Wake::Shutdown,
+            };
+            match wake {
+                Wake::Packet(Ok(Some(packet))) => {
+                    keep_alive_timer.as_mut().reset(deadline(Instant::now()));
+                    match self.handle(packet).await {
+                        Ok(true) => {}
+                        Ok(false) => return (Closed::Normally, rx),
+                        Err(_) => {
+                            bump(&self.shared.stats.protocol_errors);
+                            return (Closed::Normally, rx);
+                        }
+                    }
+                }
+                Wake::Packet(Ok(None)) => return (Closed::Normally, rx),
+                Wake::Packet(Err(PacketError::TooLarge(_))) => {
+                    bump(&self.shared.stats.oversized_packets);
+                    return (Closed::Normally, rx);
+                }
+                Wake::Packet(Err(PacketError::Malformed(_))) => {
+                    bump(&self.shared.stats.protocol_errors);
+                    return (Closed::Normally, rx);
+                }
+                Wake::Packet(Err(PacketError::Io(_))) => return (Closed::Normally, rx),
+                Wake::Outbound(Some(publish)) => {
+                    if self.send(*publish).await.is_err() {
+                        return (Closed::Normally, rx);
+                    }
+                }
+                // The session table dropped our sender: the table no longer routes to us.
+                Wake::Outbound(None) => return (Closed::Normally, rx),
+                Wake::KeepAliveExpired => {
+                    bump(&self.shared.stats.keepalive_timeouts);
+                    return (Closed::Normally, rx);
+                }
+                Wake::Killed => return (Closed::Replaced, rx),
+                Wake::Shutdown => return (Closed::Normally, rx),
+            }
+        }
+    }
+
+    /// Handles one packet; `Ok(false)` ends the connection cleanly.
+    async fn handle(&mut self, packet: Packet) -> Result<bool, PacketError> {
+        match packet {
+            Packet::Publish(publish) => self.on_publish(publish).await?,
+            Packet::PubAck(ack) => self.inflight.retain(|(pkid, _)| *pkid != ack.pkid),
+            Packet::Subscribe(subscribe) => self.on_subscribe(subscribe).await?,
+            Packet::Unsubscribe(unsubscribe) => {
+                self.subscriptions
+                    .retain(|(filter, _)| !unsubscribe.topics.contains(filter));
+                self.io
+                    .write(&Packet::UnsubAck(UnsubAck::new(unsubscribe.pkid)))
+                    .await?;
+            }
+            Packet::PingReq => self.io.write(&Packet::PingResp).await?,
+            Packet::Disconnect => return Ok(false),
+            // A second CONNECT, QoS 2 flows and server-bound packets are protocol violations.
+            other => return Err(PacketError::Malformed(unexpected(&other))),
+        }
+        Ok(true)
+    }
+
+    async fn on_publish(&mut self, publish: Publish) -> Result<(), PacketError> {
+        if publish.qos == QoS::ExactlyOnce {
+            // QoS 2 is not offered: a device fleet gains nothing from it over QoS 1.
+            return Err(PacketError::Malformed(rumqttc::mqttbytes::Error::InvalidQoS(2)));
+        }
+        let stats = &self.shared.stats;
+        match topics::inbound(&self.principal, &publish.topic) {
+            // Refused publishes are acknowledged and dropped (MQTT 3.1.1 lets a server do
+            // either that or close), so a misbehaving device is counted, not disconnected.
+            Err(_) => bump(&stats.publish_refused),
+            Ok(Inbound::Telemetry) => bump(&stats.telemetry),
+            Ok(Inbound::Status) => match serde_json::from_slice::<StatusPayload>(&publish.payload) {
+                Ok(_) => bump(&stats.status),
+                Err(_) => bump(&stats.bad_payloads),
+            },
+            Ok(Inbound::ConfigReported) => self.on_config_reported(&publish).await,
+            Ok(Inbound::Provision { serial }) => {
+                let serial = serial.to_owned();
+                self.on_provision(&serial, &publish).await?;
+            }
+        }
+        if publish.qos == QoS::AtLeastOnce {
+            self.io.write(&Packet::PubAck(PubAck::new(publish.pkid))).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_config_reported(&mut self, publish: &Publish) {
+        let Principal::Device(device_id) = &self.principal else {
+            return;
+        };
+        let stats = &self.shared.stats;
+        match serde_json::from_slice::<ConfigReport>(&publish.payload) {
+            Ok(report) => {
+                if self
+                    .shared
+                    .registry
+                    .report_config(device_id, report.version)
+                    .await
+                    .is_ok()
+                {
+                    bump(&stats.config_reported);
+                }
+            }
+            Err(_) => bump(&stats.bad_payloads),
+        }
+    }
+
+    async fn on_provision(&mut self, serial: &str, publish: &Publish) -> Result<(), PacketError> {
+        let Principal::Claim(claim) = &self.principal else {
+            return Ok(());
+        };
+        let stats = &self.shared.stats;
+        let meta = if publish.payload.is_empty() {
+            Some(ProvisionRequest::default())
+        } else {
+            serde_json::from_slice::<ProvisionRequest>(&publish.payload).ok()
+        };
+        let reply = match meta {
+            None => {
+                bump(&stats.bad_payloads);
+                bump(&stats.provision_rejected);
+                rejected(
+                    "bad_request",
+                    "the request payload must be a JSON object like {\"model\": \"m\", \"firmware\": \"1.0\"} or empty",
+                )
+            }
+            Some(meta) => {
+                let meta = ProvisionMeta {
+                    model: meta.model,
+                    firmware: meta.firmware,
+                };
+                match self.shared.registry.provision(claim, serial, meta).await {
+                    Ok(ProvisionOutcome::Accepted {
+                        device_id,
+                        token,
+                        group,
+                        ..
+                    }) => {
+                        bump(&stats.provision_accepted);
+                        let config = self.effective_config(&device_id).await;
+                        (
+                            true,
+                            serde_json::json!({ "device_id": device_id, "token": token, "group": group, "config": config }),
+                        )
+                    }
+                    Ok(ProvisionOutcome::Rejected { reason }) => {
+                        bump(&stats.provision_rejected);
+                        rejected(reason.as_str(), reason.message())
+                    }
+                    Err(_) => {
+                        bump(&stats.provision_rejected);
+                        rejected("unavailable", "the registry could not commit; retry later")
+                    }
+                }
+            }
+        };
+        let (accepted, body) = reply;
+        let topic = topics::provision_reply(serial, accepted);
+        self.send(Publish::new(topic, QoS::AtLeastOnce, body.to_string().into_bytes()))
+            .await
+    }
+
+    async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), PacketError> {
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        for filter in &subscribe.filters {
+            if topics::may_subscribe(&self.principal, &filter.path).is_ok() {
+                // QoS 2 is not offered; grant at most QoS 1.
+                let granted = if filter.qos == QoS::AtMostOnce {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                };
+                self.subscriptions.retain(|(existing, _)| *existing != filter.path);
+                self.subscriptions.push((filter.path.clone(), granted));
+                codes.push(SubscribeReasonCode::Success(granted));
+            } else {
+                bump(&self.shared.stats.subscribe_refused);
+                codes.push(SubscribeReasonCode::Failure);
+            }
+        }
+        self.io
+            .write(&Packet::SubAck(SubAck::new(subscribe.pkid, codes)))
+            .await?;
+        // Retained desired config goes out on subscribe, as a broker delivers retained
+        // messages.
+        if let Principal::Device(device_id) = &self.principal {
+            let topic = topics::config_desired(device_id);
+            let wants_config = subscribe
+                .filters
+                .iter()
+                .any(|f| topics::matches(&f.path, &topic) && self.granted_qos(&topic).is_some());
+            if wants_config {
+                let config = self.effective_config(device_id).await;
+                if config["version"].as_u64().unwrap_or(0) > 0 {
+                    let mut publish = Publish::new(topic, QoS::AtLeastOnce, config.to_string().into_bytes());
+                    publish.retain = true;
+                    self.send(publish).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The device's effective desired config as `{"version": N, "desired": {...}}`.
+    async fn effective_config(&self, device_id: &str) -> serde_json::Value {
+        let registry = self.shared.registry.clone();
+        let id = device_id.to_owned();
+        let config = tokio::task::spawn_blocking(move || registry.effective_config(&id)).await;
+        match config {
+            Ok(Ok(Some(config))) => serde_json::json!({ "version": config.version, "desired": config.doc }),
+            _ => serde_json::json!({ "version": 0, "desired": {} }),
+        }
+    }
+
+    /// The highest QoS any subscription grants for `topic`.
+    fn granted_qos(&self, topic: &str) -> Option<QoS> {
+        self.subscriptions
+            .iter()
+            .filter(|(filter, _)| topics::matches(filter, topic))
+            .map(|(_, qos)| *qos)
+            .max_by_key(|qos| *qos as u8)
+    }
+
+    /// Writes a message the connection subscribed to, at the lower of its QoS and the
+    /// subscription's; unsubscribed messages are dropped and counted.
+    async fn send(&mut self, mut publish: Publish) -> Result<(), PacketError> {
+        let Some(granted) = self.granted_qos(&publish.topic) else {
+            bump(&self.shared.stats.undeliverable);
+            return Ok(());
+        };
+        if granted == QoS::AtMostOnce || publish.qos == QoS::AtMostOnce {
+            publish.qos = QoS::AtMostOnce;
+            publish.pkid = 0;
+        } else {
+            publish.qos = QoS::AtLeastOnce;
+            publish.pkid = self.take_pkid();
+            self.inflight.push_back((publish.pkid, publish.clone()));
+        }
+        self.io.write(&Packet::Publish(publish)).await
+    }
+
+    /// The next packet id, never 0 and never one still in flight.
+    fn take_pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.wrapping_add(1);
+            if self.next_pkid != 0 && !self.inflight.iter().any(|(pkid, _)| *pkid == self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
+    }
+
+    /// What a persistent session keeps: subscriptions, then unacknowledged messages (to be
+    /// resent as duplicates) and messages still waiting in the channel.
+    fn into_stored(self, (closed, mut rx): (Closed, mpsc::Receiver<Outbound>)) -> Stored {
+        let mut queue: VecDeque<Publish> = VecDeque::new();
+        if closed == Closed::Normally {
+            for (_, mut publish) in self.inflight {
+                publish.dup = true;
+                queue.push_back(publish);
+            }
+            while let Ok(publish) = rx.try_recv() {
+                if publish.qos == QoS::AtLeastOnce {
+                    queue.push_back(*publish);
+                }
+            }
+        }
+        Stored {
+            subscriptions: self.subscriptions,
+            queue,
+        }
+    }
+}
+
+fn unexpected(packet: &Packet) -> rumqttc::mqttbytes::Error {
+    match packet {
+        Packet::Connect(_) => rumqttc::mqttbytes::Error::UnexpectedConnect,
+        _ => rumqttc::mqttbytes::Error::IncorrectPacketFormat,
+    }
+}
+
+fn rejected(reason: &str, message: &str) -> (bool, serde_json::Value) {
+    (false, serde_json::json!({ "reason": reason, "message": message }))
+}
+
+/// `fleet/v1/provision/{serial}` payload: what the device says it is (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvisionRequest {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    firmware: Option<String>,
+}
+
+/// `.../config/reported` payload.
+#[derive(Debug, Deserialize)]
+struct ConfigReport {
+    version: u64,
+}
+
+/// `.../status` payload; unknown keys are allowed so devices can add their own.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)] // Fields are checked for shape now and stored when status history lands.
+struct StatusPayload {
+    #[serde(default)]
+    battery: Option<f64>,
+    #[serde(default)]
+    firmware: Option<String>,
+    #[serde(default)]
+    uptime_s: Option<u64>,
+    #[serde(default)]
+    rssi_dbm: Option<i32>,
+}

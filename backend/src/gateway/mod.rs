@@ -1,0 +1,118 @@
+//! The MQTT device gateway: devices connect here with the credentials the registry issued,
+//! provision by claim, report telemetry, status and applied config, and receive their desired
+//! config (retained). It terminates device connections itself, tied directly to the
+//! registry, as ThingsBoard's MQTT transport and AWS IoT Core do, rather than running a
+//! general-purpose broker with the service as one more client.
+
+pub mod conn;
+pub mod packet_io;
+pub mod sessions;
+pub mod stats;
+pub mod topics;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::registry::Registry;
+use sessions::SessionTable;
+use stats::GatewayStats;
+
+/// Bounds on what one connection may do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest packet accepted; bigger ones close the connection (and are counted).
+    pub max_packet_bytes: usize,
+    /// How long a new connection may take to send CONNECT.
+    pub connect_timeout: Duration,
+    /// How long shutdown waits for connections to close before giving up on them.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_packet_bytes: 256 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// State every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The device registry.
+    pub registry: Registry,
+    /// Who holds each client id.
+    pub sessions: SessionTable,
+    /// Counters.
+    pub stats: GatewayStats,
+    /// Per-connection bounds.
+    pub limits: Limits,
+    /// Source of connection ids.
+    pub next_conn_id: AtomicU64,
+}
+
+/// The gateway: cheap to clone, shared by the accept loop and the operator API.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+impl Gateway {
+    /// A gateway over `registry`.
+    pub fn new(registry: Registry, limits: Limits) -> Self {
+        let shared = Shared {
+            registry,
+            sessions: SessionTable::default(),
+            stats: GatewayStats::default(),
+            limits,
+            next_conn_id: AtomicU64::new(1),
+        };
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Counters, for `/metrics`.
+    pub fn stats(&self) -> &GatewayStats {
+        &self.shared.stats
+    }
+
+    /// The session table, for routing operator messages to devices.
+    pub fn sessions(&self) -> &SessionTable {
+        &self.shared.sessions
+    }
+
+    /// Accepts connections on `listener` until `shutdown`, then waits (up to the drain
+    /// timeout) for open connections to close.
+    pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
+        let tracker = TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = shutdown.cancelled() => break,
+            };
+            match accepted {
+                Ok((stream, _peer)) => {
+                    stats::bump(&self.shared.stats.connections);
+                    // Small messages dominate; waiting to coalesce them would only add latency.
+                    let _ = stream.set_nodelay(true);
+                    tracker.spawn(conn::serve(stream, Arc::clone(&self.shared), shutdown.clone()));
+                }
+                // Out of file descriptors or a connection reset before accept: back off
+                // briefly instead of spinning, and keep serving the connections we have.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        tracker.close();
+        let _ = tokio::time::timeout(self.shared.limits.drain_timeout, tracker.wait()).await;
+        Ok(())
+    }
+}

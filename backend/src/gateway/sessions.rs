@@ -1,0 +1,264 @@
+//! The session table: which connection holds each client id now, and what persistent
+//! sessions keep while their device is away.
+//!
+//! Design: one map behind a mutex, touched on connect, disconnect and when the operator
+//! routes a message to a device, never per telemetry message. A live session is reached
+//! through its connection's bounded channel; a persistent session whose device is offline
+//! keeps its subscriptions and a bounded queue of QoS 1 messages, delivered on reconnect.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::Publish;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::topics;
+
+/// QoS 1 messages a persistent session keeps for an offline device; past this the oldest
+/// is dropped (and counted), so a device that never returns cannot grow memory without end.
+pub const OFFLINE_QUEUE_LIMIT: usize = 64;
+
+/// Messages waiting for a live connection to write them; a device that falls this far
+/// behind loses messages (counted) rather than stalling the operator.
+pub const OUTBOUND_CHANNEL: usize = 32;
+
+/// A message the gateway hands a connection's task to deliver (boxed so an idle channel's
+/// slots stay small).
+pub type Outbound = Box<Publish>;
+
+/// A subscription: a filter and the QoS granted for it.
+pub type Subscription = (String, QoS);
+
+/// What a persistent session keeps between connections.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// Granted subscriptions.
+    pub subscriptions: Vec<Subscription>,
+    /// QoS 1 messages waiting for the device, oldest first.
+    pub queue: VecDeque<Publish>,
+}
+
+impl Stored {
+    /// Queues `publish` if a subscription wants it; false when it was not wanted. Drops the
+    /// oldest message when full (returned as the second value).
+    fn enqueue(&mut self, publish: Publish) -> (bool, bool) {
+        let wanted = self
+            .subscriptions
+            .iter()
+            .any(|(filter, qos)| *qos != QoS::AtMostOnce && topics::matches(filter, &publish.topic));
+        if !wanted {
+            return (false, false);
+        }
+        let dropped = self.queue.len() >= OFFLINE_QUEUE_LIMIT;
+        if dropped {
+            self.queue.pop_front();
+        }
+        self.queue.push_back(publish);
+        (true, dropped)
+    }
+}
+
+/// A connection currently holding a client id.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// Which connection (ids are never reused).
+    pub conn_id: u64,
+    /// Where to hand it messages.
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled to close it from outside: a takeover or a decommission. A token rather
+    /// than a channel message, so a connection with a full channel still closes.
+    pub kill: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    live: Option<Live>,
+    stored: Option<Stored>,
+}
+
+/// What happened to a message routed to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Handed to the live connection.
+    Sent,
+    /// Queued in the offline device's persistent session.
+    Queued,
+    /// Nowhere to go: offline without a persistent session, unsubscribed, or a full channel.
+    Dropped,
+}
+
+/// Client id -> live connection and stored session.
+#[derive(Debug, Default)]
+pub struct SessionTable {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl SessionTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // The map holds no invariant a panicking holder could break halfway: every update
+        // is a single insert or take.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes connection `conn_id` the holder of `client_id`. Returns the stored session to
+    /// resume (only when `clean` is false and one exists) and whether an older connection
+    /// was told to close (session takeover).
+    pub fn attach(&self, client_id: &str, live: Live, clean: bool) -> (Option<Stored>, bool) {
+        let mut entries = self.lock();
+        let entry = entries.entry(client_id.to_owned()).or_default();
+        let previous = entry.live.replace(live);
+        if let Some(old) = &previous {
+            old.kill.cancel();
+        }
+        let took_over = previous.is_some();
+        let stored = entry.stored.take();
+        (if clean { None } else { stored }, took_over)
+    }
+
+    /// Releases `client_id` if `conn_id` still holds it, keeping `stored` for a persistent
+    /// session. A connection that was taken over finds a newer holder and leaves it alone,
+    /// but its stored state is still kept when the newer one did not ask for it.
+    pub fn detach(&self, client_id: &str, conn_id: u64, stored: Option<Stored>) {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(client_id) else {
+            return;
+        };
+        if entry.live.as_ref().is_some_and(|live| live.conn_id == conn_id) {
+            entry.live = None;
+            entry.stored = stored;
+        }
+        if entry.live.is_none() && entry.stored.is_none() {
+            entries.remove(client_id);
+        }
+    }
+
+    /// Routes a message to `client_id`: to its live connection, else into its persistent
+    /// session's queue. Returns what happened and whether an old queued message was dropped.
+    pub fn deliver(&self, client_id: &str, publish: Publish) -> (Delivery, bool) {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(client_id) else {
+            return (Delivery::Dropped, false);
+        };
+        if let Some(live) = &entry.live {
+            return match live.tx.try_send(Box::new(publish)) {
+                Ok(()) => (Delivery::Sent, false),
+                Err(_) => (Delivery::Dropped, false),
+            };
+        }
+        match entry.stored.as_mut() {
+            Some(stored) => match stored.enqueue(publish) {
+                (true, dropped) => (Delivery::Queued, dropped),
+                (false, _) => (Delivery::Dropped, false),
+            },
+            None => (Delivery::Dropped, false),
+        }
+    }
+
+    /// Closes the live connection of `client_id` and forgets its stored session (the
+    /// device was decommissioned).
+    pub fn evict(&self, client_id: &str) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.remove(client_id)
+            && let Some(live) = entry.live
+        {
+            live.kill.cancel();
+        }
+    }
+
+    /// Whether `client_id` has a live connection now.
+    pub fn is_live(&self, client_id: &str) -> bool {
+        self.lock().get(client_id).is_some_and(|e| e.live.is_some())
+    }
+
+    /// How many client ids have a live connection.
+    pub fn live_count(&self) -> usize {
+        self.lock().values().filter(|e| e.live.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(topic: &str) -> Publish {
+        Publish::new(topic, QoS::AtLeastOnce, b"x".to_vec())
+    }
+
+    fn live(conn_id: u64) -> (Live, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(OUTBOUND_CHANNEL);
+        (
+            Live {
+                conn_id,
+                tx,
+                kill: CancellationToken::new(),
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn a_second_attach_takes_over_the_first() {
+        let table = SessionTable::default();
+        let (first, _rx1) = live(1);
+        let kill = first.kill.clone();
+        let (second, _rx2) = live(2);
+        assert!(!table.attach("d-1", first, true).1);
+        assert!(table.attach("d-1", second, true).1);
+        assert!(kill.is_cancelled(), "the first connection is told to close");
+        // The old connection's detach must not release the new holder.
+        table.detach("d-1", 1, None);
+        assert_eq!(table.live_count(), 1);
+        table.detach("d-1", 2, None);
+        assert_eq!(table.live_count(), 0);
+    }
+
+    #[test]
+    fn persistent_sessions_queue_while_offline() {
+        let table = SessionTable::default();
+        table.attach("d-1", live(1).0, false);
+        let stored = Stored {
+            subscriptions: vec![("fleet/v1/d/d-1/cmd/+".to_owned(), QoS::AtLeastOnce)],
+            queue: VecDeque::new(),
+        };
+        table.detach("d-1", 1, Some(stored));
+        assert_eq!(
+            table.deliver("d-1", publish("fleet/v1/d/d-1/cmd/c1")).0,
+            Delivery::Queued
+        );
+        assert_eq!(
+            table.deliver("d-1", publish("fleet/v1/d/d-1/telemetry")).0,
+            Delivery::Dropped
+        );
+        let (resumed, _) = table.attach("d-1", live(2).0, false);
+        let resumed = resumed.expect("stored session resumes");
+        assert_eq!(resumed.queue.len(), 1);
+        assert_eq!(resumed.subscriptions.len(), 1);
+    }
+
+    #[test]
+    fn offline_queues_are_bounded() {
+        let mut stored = Stored {
+            subscriptions: vec![("t/#".to_owned(), QoS::AtLeastOnce)],
+            queue: VecDeque::new(),
+        };
+        let mut dropped = 0;
+        for i in 0..OFFLINE_QUEUE_LIMIT + 5 {
+            if stored.enqueue(publish(&format!("t/{i}"))).1 {
+                dropped += 1;
+            }
+        }
+        assert_eq!(stored.queue.len(), OFFLINE_QUEUE_LIMIT);
+        assert_eq!(dropped, 5);
+        assert_eq!(stored.queue.front().map(|p| p.topic.as_str()), Some("t/5"));
+    }
+
+    #[test]
+    fn clean_sessions_discard_what_was_stored() {
+        let table = SessionTable::default();
+        table.attach("d-1", live(1).0, false);
+        table.detach("d-1", 1, Some(Stored::default()));
+        assert!(table.attach("d-1", live(2).0, true).0.is_none());
+    }
+}

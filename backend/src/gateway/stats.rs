@@ -1,0 +1,150 @@
+//! Gateway counters: lock-free atomics bumped on the per-packet path, read by `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// One counter per thing the gateway refuses, accepts or sees. Relaxed ordering: each is an
+/// independent tally, read only for reporting.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// TCP connections accepted.
+    pub connections: AtomicU64,
+    /// Connections currently open (after CONNECT was accepted).
+    pub sessions_open: AtomicI64,
+    /// CONNECTs accepted from devices.
+    pub connects_device: AtomicU64,
+    /// CONNECTs accepted from claim holders (provisioning).
+    pub connects_claim: AtomicU64,
+    /// CONNECTs refused as not authorized (unknown, wrong, revoked or decommissioned).
+    pub connects_refused: AtomicU64,
+    /// Connections closed because a newer one took over their client id.
+    pub takeovers: AtomicU64,
+    /// Connections closed for silence past 1.5 x keep-alive.
+    pub keepalive_timeouts: AtomicU64,
+    /// Connections closed for a malformed or unexpected packet.
+    pub protocol_errors: AtomicU64,
+    /// Packets refused for exceeding the size limit.
+    pub oversized_packets: AtomicU64,
+    /// Telemetry messages ingested.
+    pub telemetry: AtomicU64,
+    /// Status messages ingested.
+    pub status: AtomicU64,
+    /// Payloads that did not parse (bad JSON or shape), counted and dropped.
+    pub bad_payloads: AtomicU64,
+    /// Publishes outside the publisher's own topics, dropped.
+    pub publish_refused: AtomicU64,
+    /// Subscription filters refused (outside the subscriber's own topics, or malformed).
+    pub subscribe_refused: AtomicU64,
+    /// Provisioning requests accepted (new devices and idempotent retries).
+    pub provision_accepted: AtomicU64,
+    /// Provisioning requests rejected.
+    pub provision_rejected: AtomicU64,
+    /// Config versions reported by devices.
+    pub config_reported: AtomicU64,
+    /// Messages to a device that had no matching subscription, or whose queue was full.
+    pub undeliverable: AtomicU64,
+    /// Messages queued for an offline device with a persistent session.
+    pub queued_offline: AtomicU64,
+}
+
+/// Adds one to a counter.
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl GatewayStats {
+    /// The counters in Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let counters: [(&str, &str, &AtomicU64); 18] = [
+            ("connections_total", "TCP connections accepted", &self.connections),
+            (
+                "connects_device_total",
+                "device CONNECTs accepted",
+                &self.connects_device,
+            ),
+            (
+                "connects_claim_total",
+                "claim (provisioning) CONNECTs accepted",
+                &self.connects_claim,
+            ),
+            (
+                "connects_refused_total",
+                "CONNECTs refused as not authorized",
+                &self.connects_refused,
+            ),
+            (
+                "takeovers_total",
+                "sessions closed by a newer connection with the same client id",
+                &self.takeovers,
+            ),
+            (
+                "keepalive_timeouts_total",
+                "sessions closed for keep-alive silence",
+                &self.keepalive_timeouts,
+            ),
+            (
+                "protocol_errors_total",
+                "sessions closed for malformed or unexpected packets",
+                &self.protocol_errors,
+            ),
+            (
+                "oversized_packets_total",
+                "packets over the size limit",
+                &self.oversized_packets,
+            ),
+            ("telemetry_total", "telemetry messages ingested", &self.telemetry),
+            ("status_total", "status messages ingested", &self.status),
+            ("bad_payloads_total", "payloads that did not parse", &self.bad_payloads),
+            (
+                "publish_refused_total",
+                "publishes outside the publisher's topics",
+                &self.publish_refused,
+            ),
+            (
+                "subscribe_refused_total",
+                "subscription filters refused",
+                &self.subscribe_refused,
+            ),
+            (
+                "provision_accepted_total",
+                "provisioning requests accepted",
+                &self.provision_accepted,
+            ),
+            (
+                "provision_rejected_total",
+                "provisioning requests rejected",
+                &self.provision_rejected,
+            ),
+            (
+                "config_reported_total",
+                "config versions reported by devices",
+                &self.config_reported,
+            ),
+            (
+                "undeliverable_total",
+                "messages that found no subscription or queue room",
+                &self.undeliverable,
+            ),
+            (
+                "queued_offline_total",
+                "messages queued for offline persistent sessions",
+                &self.queued_offline,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, help, counter) in counters {
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                out,
+                "# HELP fleetsim_gateway_{name} {help}\n# TYPE fleetsim_gateway_{name} counter\nfleetsim_gateway_{name} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP fleetsim_gateway_sessions_open MQTT sessions open now\n# TYPE fleetsim_gateway_sessions_open gauge\nfleetsim_gateway_sessions_open {}",
+            self.sessions_open.load(Ordering::Relaxed)
+        );
+        out
+    }
+}

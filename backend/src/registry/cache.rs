@@ -1,0 +1,199 @@
+//! In-memory authentication caches: every MQTT CONNECT is answered from here, never from
+//! SQLite. The writer thread is the only mutator and applies a batch's changes after the
+//! batch committed, so the caches never show uncommitted state.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use rusqlite::Connection;
+
+use super::identity::{ct_eq, sha256};
+use super::records::{ClaimAuth, DeviceAuth, RegistryError};
+
+/// What authentication needs to know about a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceEntry {
+    /// SHA-256 of the token; `None` once decommissioned.
+    pub token_hash: Option<[u8; 32]>,
+    /// The device's group, returned on success.
+    pub group: String,
+}
+
+/// What authentication needs to know about a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimEntry {
+    /// SHA-256 of the claim secret.
+    pub secret_hash: [u8; 32],
+    /// Whether the claim was revoked.
+    pub revoked: bool,
+}
+
+/// A change to apply after its batch committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheUpdate {
+    /// Insert or replace a device.
+    Device(String, DeviceEntry),
+    /// Insert or replace a claim.
+    Claim(String, ClaimEntry),
+}
+
+/// Both caches. Locks are held only for a map lookup or for applying one batch.
+#[derive(Debug, Default)]
+pub struct AuthCache {
+    devices: RwLock<HashMap<String, DeviceEntry>>,
+    claims: RwLock<HashMap<String, ClaimEntry>>,
+}
+
+fn hash32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], RegistryError> {
+    <[u8; 32]>::try_from(bytes).map_err(|b| RegistryError::Corrupt(format!("{what}: hash of {} bytes", b.len())))
+}
+
+impl AuthCache {
+    /// Loads every device and every claim. Released rows are kept: a retired id must keep
+    /// answering "decommissioned" after a restart, and re-provisioned serials are rare enough
+    /// that their history costs no noticeable memory.
+    pub fn load(conn: &Connection) -> Result<AuthCache, RegistryError> {
+        let mut devices = HashMap::new();
+        let mut stmt = conn.prepare("SELECT id, token_hash, group_name FROM devices")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let token_hash = match row.get::<_, Option<Vec<u8>>>(1)? {
+                Some(bytes) => Some(hash32(bytes, &id)?),
+                None => None,
+            };
+            devices.insert(
+                id,
+                DeviceEntry {
+                    token_hash,
+                    group: row.get(2)?,
+                },
+            );
+        }
+        let mut claims = HashMap::new();
+        let mut stmt = conn.prepare("SELECT name, secret_hash, revoked FROM claims")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(0)?;
+            let secret_hash = hash32(row.get(1)?, &name)?;
+            claims.insert(
+                name,
+                ClaimEntry {
+                    secret_hash,
+                    revoked: row.get(2)?,
+                },
+            );
+        }
+        Ok(AuthCache {
+            devices: RwLock::new(devices),
+            claims: RwLock::new(claims),
+        })
+    }
+
+    /// Applies one committed batch's changes, in job order.
+    pub fn apply(&self, updates: Vec<CacheUpdate>) {
+        if updates.is_empty() {
+            return;
+        }
+        // A panic while holding these locks can only come from HashMap insertion (allocation
+        // failure aborts instead), so a poisoned map is still consistent: keep serving it.
+        let mut devices = self.devices.write().unwrap_or_else(PoisonError::into_inner);
+        let mut claims = self.claims.write().unwrap_or_else(PoisonError::into_inner);
+        for update in updates {
+            match update {
+                CacheUpdate::Device(id, entry) => {
+                    devices.insert(id, entry);
+                }
+                CacheUpdate::Claim(name, entry) => {
+                    claims.insert(name, entry);
+                }
+            }
+        }
+    }
+
+    /// Checks a device's token against the cached hash.
+    pub fn authenticate_device(&self, device_id: &str, token: &[u8]) -> DeviceAuth {
+        // Hash outside the lock: it is the expensive part and needs no shared state.
+        let presented = sha256(token);
+        let devices = self.devices.read().unwrap_or_else(PoisonError::into_inner);
+        match devices.get(device_id) {
+            None => DeviceAuth::Unknown,
+            Some(DeviceEntry { token_hash: None, .. }) => DeviceAuth::Decommissioned,
+            Some(DeviceEntry {
+                token_hash: Some(stored),
+                group,
+            }) => {
+                if ct_eq(stored, &presented) {
+                    DeviceAuth::Ok { group: group.clone() }
+                } else {
+                    DeviceAuth::WrongToken
+                }
+            }
+        }
+    }
+
+    /// Checks a claim secret against the cached hash. A revoked claim answers `Revoked` only
+    /// to a caller that knows the secret, so the answer leaks nothing to guessers.
+    pub fn authenticate_claim(&self, name: &str, secret: &[u8]) -> ClaimAuth {
+        let presented = sha256(secret);
+        let claims = self.claims.read().unwrap_or_else(PoisonError::into_inner);
+        match claims.get(name) {
+            None => ClaimAuth::Unknown,
+            Some(entry) if !ct_eq(&entry.secret_hash, &presented) => ClaimAuth::WrongSecret,
+            Some(entry) if entry.revoked => ClaimAuth::Revoked,
+            Some(_) => ClaimAuth::Ok,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_drive_verdicts() {
+        let cache = AuthCache::default();
+        let entry = DeviceEntry {
+            token_hash: Some(sha256(b"tok")),
+            group: "g".into(),
+        };
+        cache.apply(vec![
+            CacheUpdate::Device("d-1".into(), entry),
+            CacheUpdate::Claim(
+                "c".into(),
+                ClaimEntry {
+                    secret_hash: sha256(b"s"),
+                    revoked: false,
+                },
+            ),
+        ]);
+        assert_eq!(
+            cache.authenticate_device("d-1", b"tok"),
+            DeviceAuth::Ok { group: "g".into() }
+        );
+        assert_eq!(cache.authenticate_device("d-1", b"tok2"), DeviceAuth::WrongToken);
+        assert_eq!(cache.authenticate_device("d-2", b"tok"), DeviceAuth::Unknown);
+        assert_eq!(cache.authenticate_claim("c", b"s"), ClaimAuth::Ok);
+        assert_eq!(cache.authenticate_claim("c", b"x"), ClaimAuth::WrongSecret);
+        assert_eq!(cache.authenticate_claim("x", b"s"), ClaimAuth::Unknown);
+        cache.apply(vec![
+            CacheUpdate::Device(
+                "d-1".into(),
+                DeviceEntry {
+                    token_hash: None,
+                    group: "g".into(),
+                },
+            ),
+            CacheUpdate::Claim(
+                "c".into(),
+                ClaimEntry {
+                    secret_hash: sha256(b"s"),
+                    revoked: true,
+                },
+            ),
+        ]);
+        assert_eq!(cache.authenticate_device("d-1", b"tok"), DeviceAuth::Decommissioned);
+        assert_eq!(cache.authenticate_claim("c", b"s"), ClaimAuth::Revoked);
+        assert_eq!(cache.authenticate_claim("c", b"x"), ClaimAuth::WrongSecret);
+    }
+}

@@ -1,0 +1,271 @@
+//! Device identity: the data directory's secret key, HMAC derivation of device ids and tokens,
+//! SHA-256 hashing of secrets, constant-time comparison, and the name/serial syntax rules.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use super::records::RegistryError;
+
+/// Length of the secret key file.
+pub const KEY_LEN: usize = 32;
+
+/// File name of the secret key inside the data directory.
+pub const KEY_FILE: &str = "secret.key";
+
+/// Longest claim secret accepted; longer ones are refused rather than silently hashed, so an
+/// operator pasting a wrong blob notices.
+pub const MAX_SECRET_LEN: usize = 256;
+
+/// The key that makes device ids and tokens unforgeable. Its `Debug` never prints the bytes.
+#[derive(Clone)]
+pub struct SecretKey([u8; KEY_LEN]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+impl SecretKey {
+    /// Reads `dir/secret.key`, or creates it with fresh OS randomness and mode 0600 when the
+    /// directory holds no database yet.
+    pub fn load_or_create(dir: &Path, db_exists: bool) -> Result<SecretKey, RegistryError> {
+        let path = dir.join(KEY_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => Self::from_file_bytes(&path, &bytes),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Every stored token hash depends on the key; minting a new one next to an
+                // existing database would lock out the whole fleet without saying why.
+                if db_exists {
+                    return Err(RegistryError::KeyMissing { path });
+                }
+                Self::create(dir, &path)
+            }
+            Err(source) => Err(RegistryError::Io { path, source }),
+        }
+    }
+
+    fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<SecretKey, RegistryError> {
+        <[u8; KEY_LEN]>::try_from(bytes)
+            .map(SecretKey)
+            .map_err(|_| RegistryError::KeyLength {
+                path: path.to_owned(),
+                found: bytes.len() as u64,
+                expected: KEY_LEN,
+            })
+    }
+
+    fn create(dir: &Path, path: &Path) -> Result<SecretKey, RegistryError> {
+        let mut key = [0u8; KEY_LEN];
+        getrandom::fill(&mut key).map_err(RegistryError::Random)?;
+        // Write a temporary file and hard-link it into place: a crash never leaves a short
+        // key file behind, and a concurrent opener that won the race keeps its key (link
+        // fails with AlreadyExists instead of overwriting).
+        let tmp = dir.join(format!("{KEY_FILE}.tmp.{}", std::process::id()));
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RegistryError::Io { path, source }
+        };
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp).map_err(io(&tmp))?;
+        file.write_all(&key).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+        drop(file);
+        let linked = fs::hard_link(&tmp, path);
+        // The temporary name is garbage either way; failing to remove it is harmless.
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                sync_dir(dir)?;
+                Ok(SecretKey(key))
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let bytes = fs::read(path).map_err(io(path))?;
+                Self::from_file_bytes(path, &bytes)
+            }
+            Err(source) => Err(RegistryError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        // HMAC accepts keys of any length, so keying cannot fail.
+        #[allow(clippy::expect_used)]
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// `"d-"` + first 20 hex chars of HMAC(key, "device\0" serial "\0" generation).
+    pub fn device_id(&self, serial: &str, generation: u64) -> String {
+        let generation = generation.to_string();
+        let mac = self.mac(&[b"device\0", serial.as_bytes(), b"\0", generation.as_bytes()]);
+        let mut id = String::with_capacity(22);
+        id.push_str("d-");
+        id.push_str(&hex(&mac[..10]));
+        id
+    }
+
+    /// 64 hex chars of HMAC(key, "token\0" device_id "\0" generation). Deterministic, so an
+    /// idempotent provisioning retry can return the token although only its hash is stored.
+    pub fn device_token(&self, device_id: &str, generation: u64) -> String {
+        let generation = generation.to_string();
+        hex(&self.mac(&[b"token\0", device_id.as_bytes(), b"\0", generation.as_bytes()]))
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<(), RegistryError> {
+    // The new directory entry must be durable before any token derived from the key is.
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| RegistryError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<(), RegistryError> {
+    Ok(())
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// Equality whose running time depends only on the lengths, not on where the bytes differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Lower-case hex encoding.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    s
+}
+
+/// Serial syntax: 1–64 chars of `[A-Za-z0-9._-]`.
+pub fn valid_serial(serial: &str) -> bool {
+    (1..=64).contains(&serial.len())
+        && serial
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Claim and group name syntax: 1–64 chars of `[a-z0-9-]`, not starting with '-'.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Device id syntax as produced by [`SecretKey::device_id`]; lets lookups of garbage ids
+/// stop before touching the database.
+pub fn valid_device_id(id: &str) -> bool {
+    id.len() == 22 && id.starts_with("d-") && id[2..].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("registry-identity-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn key_is_created_once_with_private_mode_and_reread() {
+        let dir = scratch_dir("create");
+        let a = SecretKey::load_or_create(&dir, false).unwrap();
+        let b = SecretKey::load_or_create(&dir, true).unwrap();
+        assert_eq!(a.0, b.0);
+        assert_eq!(fs::read(dir.join(KEY_FILE)).unwrap().len(), KEY_LEN);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(format!("{a:?}"), "SecretKey(..)");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn wrong_length_and_missing_key_are_errors_naming_the_file() {
+        let dir = scratch_dir("bad");
+        fs::write(dir.join(KEY_FILE), b"short").unwrap();
+        let err = SecretKey::load_or_create(&dir, false).unwrap_err();
+        assert!(matches!(err, RegistryError::KeyLength { found: 5, .. }), "{err}");
+        assert!(err.to_string().contains(KEY_FILE));
+        fs::remove_file(dir.join(KEY_FILE)).unwrap();
+        let err = SecretKey::load_or_create(&dir, true).unwrap_err();
+        assert!(matches!(err, RegistryError::KeyMissing { .. }), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn derivations_are_deterministic_and_separated() {
+        let key = SecretKey([7; KEY_LEN]);
+        let id1 = key.device_id("SN-1", 1);
+        assert_eq!(id1, key.device_id("SN-1", 1));
+        assert!(valid_device_id(&id1), "{id1}");
+        assert_ne!(id1, key.device_id("SN-1", 2));
+        assert_ne!(id1, SecretKey([8; KEY_LEN]).device_id("SN-1", 1));
+        let token = key.device_token(&id1, 1);
+        assert_eq!(token.len(), 64);
+        assert_eq!(token, key.device_token(&id1, 1));
+        assert_ne!(token, key.device_token(&id1, 2));
+        // The separator keeps ("SN-1", 11) and ("SN-11", 1) apart.
+        assert_ne!(key.device_id("SN-1", 11), key.device_id("SN-11", 1));
+    }
+
+    #[test]
+    fn hashing_and_comparison() {
+        assert_eq!(hex(&sha256(b"abc"))[..16], *"ba7816bf8f01cfea");
+        assert!(ct_eq(b"same", b"same"));
+        assert!(!ct_eq(b"same", b"sane"));
+        assert!(!ct_eq(b"same", b"same!"));
+    }
+
+    #[test]
+    fn name_and_serial_syntax() {
+        assert!(valid_serial("AB-12_x.9"));
+        assert!(valid_serial(&"a".repeat(64)));
+        assert!(!valid_serial(""));
+        assert!(!valid_serial(&"a".repeat(65)));
+        assert!(!valid_serial("has space"));
+        assert!(!valid_serial("sn/1"));
+        assert!(valid_name("factory-1"));
+        assert!(!valid_name("-factory"));
+        assert!(!valid_name("Factory"));
+        assert!(!valid_name("a_b"));
+        assert!(!valid_name(""));
+        assert!(!valid_device_id("d-XYZ"));
+    }
+}

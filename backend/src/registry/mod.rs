@@ -1,0 +1,352 @@
+//! Durable device registry on SQLite: claims, devices, credentials (hashes only), desired and
+//! reported config, and the audit log. Authentication is answered from in-memory caches;
+//! writes go through a group-commit writer thread and return only once committed; reads use
+//! a separate read-only connection.
+
+mod cache;
+mod identity;
+mod job;
+mod ops;
+mod reads;
+mod records;
+mod schema;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use cache::AuthCache;
+use identity::{SecretKey, sha256, valid_device_id, valid_name, valid_serial};
+use job::{Job, WriteCtx};
+use writer::{Shared, Writer};
+
+pub use identity::{KEY_FILE, MAX_SECRET_LEN};
+pub use reads::MAX_PAGE;
+pub use records::{
+    Actor, AuditEntry, ClaimAuth, ConfigScope, DeviceAuth, DeviceRecord, DeviceState, Drift, EffectiveConfig,
+    ProvisionMeta, ProvisionOutcome, Refusal, RegistryCounts, RegistryError, RejectReason, WriterStats,
+};
+pub use schema::{DB_FILE, SCHEMA_VERSION};
+pub use writer::{Clock, WRITE_QUEUE};
+
+/// Default for [`RegistryOptions::max_batch`].
+pub const DEFAULT_MAX_BATCH: usize = 1024;
+
+/// Unix time in milliseconds from the system clock (0 if the clock is before 1970).
+pub fn system_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// How to run a registry.
+#[derive(Clone)]
+pub struct RegistryOptions {
+    /// Source of every timestamp the registry stores; tests inject a fixed one.
+    pub clock: Clock,
+    /// Most jobs committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            clock: Arc::new(system_clock_ms),
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+impl std::fmt::Debug for RegistryOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryOptions")
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Handle to an open registry. Cheap to clone; all clones share one writer thread, one
+/// reader connection and the auth caches. The writer stops when the last clone is dropped
+/// (after finishing queued jobs) or when [`Registry::close`] is called.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    sender: job::Sender,
+    slots: Arc<Semaphore>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    shared: Arc<Shared>,
+    reader: Mutex<Connection>,
+}
+
+impl Inner {
+    /// Closes the queue, lets the writer finish what is queued, and waits for it.
+    fn shutdown(&self) -> Result<(), RegistryError> {
+        // These locks guard only Option swaps, which cannot be left half-done by a panic.
+        self.sender.write().unwrap_or_else(PoisonError::into_inner).take();
+        self.slots.close();
+        let handle = self.writer_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match handle.map(JoinHandle::join) {
+            Some(Err(_)) => Err(RegistryError::WriterPanicked),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Joining here means a dropped registry has released its files, so reopening the
+        // directory right away sees every committed write; a panicked writer has nobody
+        // left to report to.
+        let _ = self.shutdown();
+    }
+}
+
+impl Registry {
+    /// Opens (creating if needed) the registry in `dir`: the directory, `secret.key`, the
+    /// database and its schema; loads the auth caches and starts the writer thread.
+    pub fn open(dir: &Path, options: RegistryOptions) -> Result<Registry, RegistryError> {
+        let io = |source| RegistryError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let db_path = dir.join(DB_FILE);
+        let db_exists = db_path.try_exists().map_err(|source| RegistryError::Io {
+            path: db_path.clone(),
+            source,
+        })?;
+        let key = SecretKey::load_or_create(dir, db_exists)?;
+        let conn = schema::open_writer(&db_path)?;
+        let cache = AuthCache::load(&conn)?;
+        let reader = schema::open_reader(&db_path)?;
+        let shared = Arc::new(Shared::new(cache));
+        let (tx, rx) = sync_channel(WRITE_QUEUE);
+        let writer = Writer::new(conn, key, options.clock, options.max_batch, Arc::clone(&shared));
+        let handle = writer.spawn(rx).map_err(RegistryError::Spawn)?;
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                sender: RwLock::new(Some(tx)),
+                slots: Arc::new(Semaphore::new(WRITE_QUEUE)),
+                writer_thread: Mutex::new(Some(handle)),
+                shared,
+                reader: Mutex::new(reader),
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Stops the writer after it finished every queued job and waits for it. Other clones
+    /// of this handle get [`RegistryError::Closed`] from then on.
+    pub fn close(self) -> Result<(), RegistryError> {
+        self.inner.shutdown()
+    }
+
+    /// Group-commit counters.
+    pub fn stats(&self) -> WriterStats {
+        self.inner.shared.stats()
+    }
+
+    // --- fast, in-memory ---
+
+    /// Checks a device's token (answered from memory, never blocks on I/O).
+    pub fn authenticate_device(&self, device_id: &str, token: &[u8]) -> DeviceAuth {
+        self.inner.shared.cache.authenticate_device(device_id, token)
+    }
+
+    /// Checks a claim's secret (answered from memory, never blocks on I/O).
+    pub fn authenticate_claim(&self, name: &str, secret: &[u8]) -> ClaimAuth {
+        self.inner.shared.cache.authenticate_claim(name, secret)
+    }
+
+    // --- durable writes ---
+
+    /// Queues `work` for the writer and waits until its batch committed. Waits for a queue
+    /// slot without blocking the thread. Dropping the future after the job was queued does
+    /// not cancel it: the write still commits, only the reply is lost.
+    async fn submit<T, F>(&self, work: F) -> Result<T, RegistryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, RegistryError> + Send + 'static,
+    {
+        let slot = Arc::clone(&self.inner.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| RegistryError::Closed)?;
+        let (job, reply) = Job::new(work, slot);
+        job::send(&self.inner.sender, job)?;
+        reply.await.map_err(|_| RegistryError::Closed)?
+    }
+
+    /// Creates a provisioning claim (audit `claim.created`).
+    pub async fn create_claim(
+        &self,
+        name: &str,
+        secret: &str,
+        default_group: &str,
+    ) -> Result<Result<(), Refusal>, RegistryError> {
+        if !valid_name(name) || !valid_name(default_group) {
+            return Ok(Err(Refusal::InvalidName));
+        }
+        if secret.is_empty() || secret.len() > MAX_SECRET_LEN {
+            return Ok(Err(Refusal::InvalidSecret));
+        }
+        let (name, group, hash) = (name.to_owned(), default_group.to_owned(), sha256(secret.as_bytes()));
+        self.submit(move |ctx| ops::create_claim(ctx, &name, hash, &group))
+            .await
+    }
+
+    /// Revokes a claim: no further provisioning through it (audit `claim.revoked`).
+    pub async fn revoke_claim(&self, name: &str) -> Result<Result<(), Refusal>, RegistryError> {
+        if !valid_name(name) {
+            return Ok(Err(Refusal::NotFound));
+        }
+        let name = name.to_owned();
+        self.submit(move |ctx| ops::revoke_claim(ctx, &name)).await
+    }
+
+    /// Provisions `serial` through `claim`; returns once the device row is committed.
+    pub async fn provision(
+        &self,
+        claim: &str,
+        serial: &str,
+        meta: ProvisionMeta,
+    ) -> Result<ProvisionOutcome, RegistryError> {
+        if !valid_name(claim) {
+            return Ok(ProvisionOutcome::Rejected {
+                reason: RejectReason::InvalidClaim,
+            });
+        }
+        if !valid_serial(serial) {
+            return Ok(ProvisionOutcome::Rejected {
+                reason: RejectReason::InvalidSerial,
+            });
+        }
+        let (claim, serial) = (claim.to_owned(), serial.to_owned());
+        self.submit(move |ctx| ops::provision(ctx, &claim, &serial, &meta))
+            .await
+    }
+
+    /// Decommissions an active device; its token stops authenticating once this returns.
+    pub async fn decommission(&self, device_id: &str) -> Result<Result<(), Refusal>, RegistryError> {
+        if !valid_device_id(device_id) {
+            return Ok(Err(Refusal::NotFound));
+        }
+        let id = device_id.to_owned();
+        self.submit(move |ctx| ops::decommission(ctx, &id)).await
+    }
+
+    /// Lets a decommissioned serial be provisioned again, under a new id and token.
+    pub async fn release_serial(&self, serial: &str) -> Result<Result<(), Refusal>, RegistryError> {
+        if !valid_serial(serial) {
+            return Ok(Err(Refusal::InvalidName));
+        }
+        let serial = serial.to_owned();
+        self.submit(move |ctx| ops::release_serial(ctx, &serial)).await
+    }
+
+    /// Replaces the desired document of a group or an active device; returns its version,
+    /// taken from a global counter so versions are comparable across scopes.
+    pub async fn set_desired(
+        &self,
+        scope: ConfigScope,
+        doc: Map<String, Value>,
+    ) -> Result<Result<u64, Refusal>, RegistryError> {
+        match &scope {
+            ConfigScope::Group(name) if !valid_name(name) => return Ok(Err(Refusal::InvalidName)),
+            ConfigScope::Device(id) if !valid_device_id(id) => return Ok(Err(Refusal::NotFound)),
+            _ => {}
+        }
+        self.submit(move |ctx| ops::set_desired(ctx, &scope, doc)).await
+    }
+
+    /// Stores the config version an active device reports running (not audited). Reports
+    /// for unknown or retired devices are ignored.
+    pub async fn report_config(&self, device_id: &str, version: u64) -> Result<(), RegistryError> {
+        let version = ops::sql_int(version, "reported config version")?;
+        if !valid_device_id(device_id) {
+            return Ok(());
+        }
+        let id = device_id.to_owned();
+        self.submit(move |ctx| ops::report_config(ctx, &id, version)).await
+    }
+
+    /// Appends a rare device lifecycle event to the audit log (actor `device`).
+    pub async fn record_lifecycle(&self, device_id: &str, action: &str, detail: Value) -> Result<(), RegistryError> {
+        let (id, action) = (device_id.to_owned(), action.to_owned());
+        self.submit(move |ctx| ops::record_lifecycle(ctx, &id, &action, &detail))
+            .await
+    }
+
+    // --- reads (blocking; async callers use spawn_blocking) ---
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        // rusqlite resets statements on drop, even while unwinding, so a connection whose
+        // user panicked is still fit for the next query.
+        self.inner.reader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The device with that id, in any state.
+    pub fn device(&self, id: &str) -> Result<Option<DeviceRecord>, RegistryError> {
+        reads::device(&self.reader(), id)
+    }
+
+    /// The serial's newest identity (its live row, else its last released row).
+    pub fn device_by_serial(&self, serial: &str) -> Result<Option<DeviceRecord>, RegistryError> {
+        reads::device_by_serial(&self.reader(), serial)
+    }
+
+    /// Devices in id order, of every state, optionally of one group; keyset pagination:
+    /// pass the last id of the previous page as `after_id`. `limit` is capped at [`MAX_PAGE`].
+    pub fn devices(
+        &self,
+        group: Option<&str>,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeviceRecord>, RegistryError> {
+        reads::devices(&self.reader(), group, after_id, limit)
+    }
+
+    /// Group document overlaid by device document (top-level keys, device wins); version is
+    /// the larger of the two; `None` if the device is unknown.
+    pub fn effective_config(&self, device_id: &str) -> Result<Option<EffectiveConfig>, RegistryError> {
+        reads::effective_config(&self.reader(), device_id)
+    }
+
+    /// Active devices (optionally of one group) whose reported version differs from the
+    /// desired one; a device with nothing desired and nothing reported is not drifting.
+    pub fn config_drift(&self, group: Option<&str>) -> Result<Vec<Drift>, RegistryError> {
+        reads::config_drift(&self.reader(), group)
+    }
+
+    /// Audit entries after `after_id` (0 for the start), oldest first, at most `limit`
+    /// (capped at [`MAX_PAGE`]).
+    pub fn audit(&self, after_id: i64, limit: usize) -> Result<Vec<AuditEntry>, RegistryError> {
+        reads::audit(&self.reader(), after_id, limit)
+    }
+
+    /// Devices per state and claim counts.
+    pub fn counts(&self) -> Result<RegistryCounts, RegistryError> {
+        reads::counts(&self.reader())
+    }
+}

@@ -1,0 +1,364 @@
+//! The durable write operations. Each runs on the writer thread inside its own savepoint of
+//! a batch transaction; syntax checks happen before a job is queued, so these functions
+//! only apply the rules that need the database. Refusals are returned as values and leave
+//! nothing written; errors roll the job's savepoint back.
+
+use rusqlite::{OptionalExtension, params};
+use serde_json::{Map, Value, json};
+
+use super::cache::{CacheUpdate, ClaimEntry, DeviceEntry};
+use super::identity::{ct_eq, sha256};
+use super::job::WriteCtx;
+use super::records::{
+    Actor, ConfigScope, DeviceState, ProvisionMeta, ProvisionOutcome, Refusal, RegistryError, RejectReason,
+};
+
+/// Converts a u64 for SQLite's signed integers.
+pub fn sql_int(value: u64, what: &'static str) -> Result<i64, RegistryError> {
+    i64::try_from(value).map_err(|_| RegistryError::OutOfRange { what })
+}
+
+fn audit(ctx: &WriteCtx<'_>, actor: Actor, action: &str, subject: &str, detail: &Value) -> Result<(), RegistryError> {
+    ctx.conn
+        .prepare_cached("INSERT INTO audit(at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![
+            sql_int(ctx.now, "clock")?,
+            actor.as_str(),
+            action,
+            subject,
+            detail.to_string()
+        ])?;
+    Ok(())
+}
+
+/// Creates a claim; audit `claim.created`.
+pub fn create_claim(
+    ctx: &mut WriteCtx<'_>,
+    name: &str,
+    secret_hash: [u8; 32],
+    default_group: &str,
+) -> Result<Result<(), Refusal>, RegistryError> {
+    let inserted = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO claims(name, secret_hash, default_group, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO NOTHING",
+        )?
+        .execute(params![
+            name,
+            &secret_hash[..],
+            default_group,
+            sql_int(ctx.now, "clock")?
+        ])?;
+    if inserted == 0 {
+        return Ok(Err(Refusal::AlreadyExists));
+    }
+    audit(
+        ctx,
+        Actor::Operator,
+        "claim.created",
+        name,
+        &json!({ "default_group": default_group }),
+    )?;
+    ctx.after_commit(CacheUpdate::Claim(
+        name.to_owned(),
+        ClaimEntry {
+            secret_hash,
+            revoked: false,
+        },
+    ));
+    Ok(Ok(()))
+}
+
+/// Revokes a claim; devices already provisioned through it stay active. Audit `claim.revoked`.
+pub fn revoke_claim(ctx: &mut WriteCtx<'_>, name: &str) -> Result<Result<(), Refusal>, RegistryError> {
+    let row: Option<(Vec<u8>, bool)> = ctx
+        .conn
+        .prepare_cached("SELECT secret_hash, revoked FROM claims WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((hash, revoked)) = row else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    if revoked {
+        return Ok(Err(Refusal::AlreadyRevoked));
+    }
+    let secret_hash = <[u8; 32]>::try_from(hash).map_err(|_| RegistryError::Corrupt(format!("claim {name}: hash")))?;
+    ctx.conn
+        .prepare_cached("UPDATE claims SET revoked = 1 WHERE name = ?1")?
+        .execute([name])?;
+    audit(ctx, Actor::Operator, "claim.revoked", name, &json!({}))?;
+    ctx.after_commit(CacheUpdate::Claim(
+        name.to_owned(),
+        ClaimEntry {
+            secret_hash,
+            revoked: true,
+        },
+    ));
+    Ok(Ok(()))
+}
+
+/// The serial's live (non-released) row, if any.
+struct LiveDevice {
+    id: String,
+    claim: String,
+    group: String,
+    generation: u64,
+    state: DeviceState,
+    token_hash: Option<Vec<u8>>,
+}
+
+/// Columns of a live row as stored: id, claim, group, generation, state, token hash.
+type LiveRow = (String, String, String, i64, String, Option<Vec<u8>>);
+
+fn live_device(ctx: &WriteCtx<'_>, serial: &str) -> Result<Option<LiveDevice>, RegistryError> {
+    let raw: Option<LiveRow> = ctx
+        .conn
+        .prepare_cached(
+            "SELECT id, claim, group_name, generation, state, token_hash FROM devices
+             WHERE serial = ?1 AND state != 'released'",
+        )?
+        .query_row([serial], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .optional()?;
+    let Some((id, claim, group, generation, state, token_hash)) = raw else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| RegistryError::Corrupt(format!("device {id}: {what}"));
+    let state = DeviceState::parse(&state).ok_or_else(|| corrupt("state"))?;
+    let generation = u64::try_from(generation).map_err(|_| corrupt("generation"))?;
+    Ok(Some(LiveDevice {
+        id,
+        claim,
+        group,
+        generation,
+        state,
+        token_hash,
+    }))
+}
+
+/// Provisioning rules. An idempotent retry (same claim, active device) writes nothing, not
+/// even an audit entry: it is not a lifecycle change, and retry storms after a lost reply
+/// must not flood the audit log.
+pub fn provision(
+    ctx: &mut WriteCtx<'_>,
+    claim: &str,
+    serial: &str,
+    meta: &ProvisionMeta,
+) -> Result<ProvisionOutcome, RegistryError> {
+    let rejected = |reason| Ok(ProvisionOutcome::Rejected { reason });
+    let claim_row: Option<(String, bool)> = ctx
+        .conn
+        .prepare_cached("SELECT default_group, revoked FROM claims WHERE name = ?1")?
+        .query_row([claim], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let default_group = match claim_row {
+        None => return rejected(RejectReason::InvalidClaim),
+        Some((_, true)) => return rejected(RejectReason::ClaimRevoked),
+        Some((group, false)) => group,
+    };
+    match live_device(ctx, serial)? {
+        Some(dev) if dev.state == DeviceState::Decommissioned => rejected(RejectReason::Decommissioned),
+        Some(dev) if dev.claim != claim => rejected(RejectReason::ProvisionedByOtherClaim),
+        Some(dev) => {
+            let token = ctx.key.device_token(&dev.id, dev.generation);
+            // A mismatch means the key file was swapped under the database: refuse to hand
+            // out a token that would never authenticate.
+            if !dev.token_hash.is_some_and(|h| ct_eq(&h, &sha256(token.as_bytes()))) {
+                return Err(RegistryError::Corrupt(format!(
+                    "device {}: token does not match the key",
+                    dev.id
+                )));
+            }
+            Ok(ProvisionOutcome::Accepted {
+                device_id: dev.id,
+                token,
+                group: dev.group,
+                existed: true,
+            })
+        }
+        None => {
+            let generation: i64 = ctx
+                .conn
+                .prepare_cached("SELECT COALESCE(MAX(generation), 0) + 1 FROM devices WHERE serial = ?1")?
+                .query_row([serial], |r| r.get(0))?;
+            let generation = u64::try_from(generation)
+                .map_err(|_| RegistryError::Corrupt(format!("serial {serial}: generation {generation}")))?;
+            let device_id = ctx.key.device_id(serial, generation);
+            let token = ctx.key.device_token(&device_id, generation);
+            let token_hash = sha256(token.as_bytes());
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO devices(id, serial, claim, group_name, model, firmware, generation, state,
+                                         token_hash, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'active', ?8, ?9)",
+                )?
+                .execute(params![
+                    device_id,
+                    serial,
+                    claim,
+                    default_group,
+                    meta.model,
+                    meta.firmware,
+                    sql_int(generation, "generation")?,
+                    &token_hash[..],
+                    sql_int(ctx.now, "clock")?,
+                ])?;
+            let detail = json!({
+                "serial": serial, "claim": claim, "group": default_group, "generation": generation,
+                "model": meta.model, "firmware": meta.firmware,
+            });
+            audit(ctx, Actor::Device, "device.provisioned", &device_id, &detail)?;
+            let entry = DeviceEntry {
+                token_hash: Some(token_hash),
+                group: default_group.clone(),
+            };
+            ctx.after_commit(CacheUpdate::Device(device_id.clone(), entry));
+            Ok(ProvisionOutcome::Accepted {
+                device_id,
+                token,
+                group: default_group,
+                existed: false,
+            })
+        }
+    }
+}
+
+/// Decommissions an active device: voids its token, drops its device-scoped desired and
+/// reported config. Audit `device.decommissioned`.
+pub fn decommission(ctx: &mut WriteCtx<'_>, device_id: &str) -> Result<Result<(), Refusal>, RegistryError> {
+    let row: Option<(String, String, String)> = ctx
+        .conn
+        .prepare_cached("SELECT serial, state, group_name FROM devices WHERE id = ?1")?
+        .query_row([device_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((serial, state, group)) = row else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    if state != DeviceState::Active.as_str() {
+        return Ok(Err(Refusal::AlreadyDecommissioned));
+    }
+    ctx.conn
+        .prepare_cached(
+            "UPDATE devices SET state = 'decommissioned', token_hash = NULL, decommissioned_at = ?2 WHERE id = ?1",
+        )?
+        .execute(params![device_id, sql_int(ctx.now, "clock")?])?;
+    ctx.conn
+        .prepare_cached("DELETE FROM desired_config WHERE scope_kind = 'device' AND scope = ?1")?
+        .execute([device_id])?;
+    ctx.conn
+        .prepare_cached("DELETE FROM reported_config WHERE device_id = ?1")?
+        .execute([device_id])?;
+    audit(
+        ctx,
+        Actor::Operator,
+        "device.decommissioned",
+        device_id,
+        &json!({ "serial": serial }),
+    )?;
+    ctx.after_commit(CacheUpdate::Device(
+        device_id.to_owned(),
+        DeviceEntry {
+            token_hash: None,
+            group,
+        },
+    ));
+    Ok(Ok(()))
+}
+
+/// Moves the serial's decommissioned row to released so the serial can be provisioned again
+/// (under a new id). Audit `serial.released`.
+pub fn release_serial(ctx: &mut WriteCtx<'_>, serial: &str) -> Result<Result<(), Refusal>, RegistryError> {
+    let Some(dev) = live_device(ctx, serial)? else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    if dev.state != DeviceState::Decommissioned {
+        return Ok(Err(Refusal::NotDecommissioned));
+    }
+    ctx.conn
+        .prepare_cached("UPDATE devices SET state = 'released' WHERE id = ?1")?
+        .execute([&dev.id])?;
+    audit(
+        ctx,
+        Actor::Operator,
+        "serial.released",
+        serial,
+        &json!({ "device_id": dev.id }),
+    )?;
+    Ok(Ok(()))
+}
+
+/// Stores a desired-config document under the next global config version. Audit
+/// `config.desired_set` with the document.
+pub fn set_desired(
+    ctx: &mut WriteCtx<'_>,
+    scope: &ConfigScope,
+    doc: Map<String, Value>,
+) -> Result<Result<u64, Refusal>, RegistryError> {
+    let (kind, name) = match scope {
+        ConfigScope::Group(name) => ("group", name),
+        ConfigScope::Device(id) => {
+            let active: bool = ctx
+                .conn
+                .prepare_cached("SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1 AND state = 'active')")?
+                .query_row([id], |r| r.get(0))?;
+            if !active {
+                return Ok(Err(Refusal::NotFound));
+            }
+            ("device", id)
+        }
+    };
+    let version: i64 = ctx
+        .conn
+        .prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'config_seq' RETURNING value")?
+        .query_row([], |r| r.get(0))?;
+    let doc = Value::Object(doc);
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO desired_config(scope_kind, scope, version, doc, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(scope_kind, scope)
+             DO UPDATE SET version = excluded.version, doc = excluded.doc, updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            kind,
+            name,
+            version,
+            doc.to_string(),
+            sql_int(ctx.now, "clock")?
+        ])?;
+    let subject = format!("{kind}:{name}");
+    audit(
+        ctx,
+        Actor::Operator,
+        "config.desired_set",
+        &subject,
+        &json!({ "version": version, "doc": doc }),
+    )?;
+    let version = u64::try_from(version).map_err(|_| RegistryError::Corrupt(format!("config_seq {version}")))?;
+    Ok(Ok(version))
+}
+
+/// Records the config version a device runs. Reports for unknown or retired devices are
+/// dropped: the gateway only forwards reports of authenticated devices, so such a report
+/// raced a decommissioning and carries no information.
+pub fn report_config(ctx: &mut WriteCtx<'_>, device_id: &str, version: i64) -> Result<(), RegistryError> {
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO reported_config(device_id, version, reported_at)
+             SELECT id, ?2, ?3 FROM devices WHERE id = ?1 AND state = 'active'
+             ON CONFLICT(device_id) DO UPDATE SET version = excluded.version, reported_at = excluded.reported_at",
+        )?
+        .execute(params![device_id, version, sql_int(ctx.now, "clock")?])?;
+    Ok(())
+}
+
+/// Appends a device lifecycle event to the audit log.
+pub fn record_lifecycle(
+    ctx: &mut WriteCtx<'_>,
+    device_id: &str,
+    action: &str,
+    detail: &Value,
+) -> Result<(), RegistryError> {
+    audit(ctx, Actor::Device, action, device_id, detail)
+}

@@ -1,0 +1,196 @@
+//! SQL schema of `registry.sqlite3`, connection settings, and migration driven by
+//! `PRAGMA user_version`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::records::RegistryError;
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "registry.sqlite3";
+
+/// How long a connection waits for a lock held by another connection (a checkpoint, a second
+/// process) before failing with SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema version 1. Beyond the tables the design names: foreign keys from devices to claims
+/// and from reported config to devices, a CHECK on each enumerated column, a unique
+/// (serial, generation) index that also serves "max generation of a serial", and a
+/// (group_name, id) index for paging a group's devices.
+const V1: &str = "
+CREATE TABLE claims(
+    name TEXT PRIMARY KEY,
+    secret_hash BLOB NOT NULL,
+    default_group TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
+);
+CREATE TABLE devices(
+    id TEXT PRIMARY KEY,
+    serial TEXT NOT NULL,
+    claim TEXT NOT NULL REFERENCES claims(name),
+    group_name TEXT NOT NULL,
+    model TEXT,
+    firmware TEXT,
+    generation INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('active', 'decommissioned', 'released')),
+    token_hash BLOB,
+    created_at INTEGER NOT NULL,
+    decommissioned_at INTEGER
+);
+-- One live identity per serial; released rows stay as history.
+CREATE UNIQUE INDEX devices_live_serial ON devices(serial) WHERE state != 'released';
+CREATE UNIQUE INDEX devices_serial_generation ON devices(serial, generation);
+CREATE INDEX devices_group ON devices(group_name, id);
+CREATE TABLE desired_config(
+    scope_kind TEXT NOT NULL CHECK (scope_kind IN ('group', 'device')),
+    scope TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY(scope_kind, scope)
+);
+CREATE TABLE reported_config(
+    device_id TEXT PRIMARY KEY REFERENCES devices(id),
+    version INTEGER NOT NULL,
+    reported_at INTEGER NOT NULL
+);
+CREATE TABLE audit(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL CHECK (actor IN ('operator', 'device', 'system')),
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta(key, value) VALUES ('config_seq', 0);
+";
+
+/// Migration steps; entry `i` takes the schema from version `i` to `i + 1`. Appending is the
+/// only allowed change: shipped steps have run on real databases.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this code writes and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens the read-write connection with the durability settings, and brings the schema to
+/// [`SCHEMA_VERSION`].
+pub fn open_writer(path: &Path) -> Result<Connection, RegistryError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(RegistryError::NotWal(mode));
+    }
+    // FULL syncs the WAL on every commit: a provisioning reply is only sent after its commit,
+    // so a device never holds a token the registry could forget.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for queries. Call after [`open_writer`], which creates the
+/// file and switches it to WAL.
+pub fn open_reader(path: &Path) -> Result<Connection, RegistryError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Applies the missing migration steps in one IMMEDIATE transaction, so two processes
+/// opening a fresh directory at once cannot both create the tables.
+fn migrate(conn: &mut Connection) -> Result<(), RegistryError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(RegistryError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let start = usize::try_from(found).map_err(|_| RegistryError::Corrupt(format!("user_version {found}")))?;
+    for step in &MIGRATIONS[start..] {
+        tx.execute_batch(step)?;
+    }
+    if start < MIGRATIONS.len() {
+        // PRAGMA takes no bound parameters; the value is our own constant.
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("registry-schema-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn fresh_database_gets_version_and_settings() {
+        let dir = scratch("fresh");
+        let conn = open_writer(&dir.join(DB_FILE)).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(sync, 2, "FULL");
+        let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1);
+        let seq: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key = 'config_seq'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seq, 0);
+        drop(conn);
+        // Reopening must not re-run V1 (it would fail on CREATE TABLE).
+        let conn = open_writer(&dir.join(DB_FILE)).unwrap();
+        let reader = open_reader(&dir.join(DB_FILE)).unwrap();
+        let mode: String = reader.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        drop((conn, reader));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = scratch("newer");
+        let path = dir.join(DB_FILE);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        let err = open_writer(&path).unwrap_err();
+        assert!(matches!(err, RegistryError::SchemaTooNew { found: 99, .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn live_serial_is_unique_but_released_rows_are_history() {
+        let dir = scratch("unique");
+        let conn = open_writer(&dir.join(DB_FILE)).unwrap();
+        conn.execute_batch(
+            "INSERT INTO claims VALUES ('c', x'00', 'g', 0, 0);
+             INSERT INTO devices VALUES ('d-1', 'S', 'c', 'g', NULL, NULL, 1, 'released', NULL, 0, 1);
+             INSERT INTO devices VALUES ('d-2', 'S', 'c', 'g', NULL, NULL, 2, 'active', x'00', 0, NULL);",
+        )
+        .unwrap();
+        let dup = conn.execute_batch(
+            "INSERT INTO devices VALUES ('d-3', 'S', 'c', 'g', NULL, NULL, 3, 'decommissioned', NULL, 0, NULL)",
+        );
+        assert!(dup.is_err());
+        let no_claim = conn.execute_batch(
+            "INSERT INTO devices VALUES ('d-4', 'T', 'nope', 'g', NULL, NULL, 1, 'active', NULL, 0, NULL)",
+        );
+        assert!(no_claim.is_err(), "foreign key to claims");
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
