@@ -4,11 +4,12 @@
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::records::RegistryError;
+use super::records::{ProvisionMeta, RegistryError};
 
 /// Length of the secret key file.
 pub const KEY_LEN: usize = 32;
@@ -19,6 +20,9 @@ pub const KEY_FILE: &str = "secret.key";
 /// Longest claim secret accepted; longer ones are refused rather than silently hashed, so an
 /// operator pasting a wrong blob notices.
 pub const MAX_SECRET_LEN: usize = 256;
+
+/// Longest stored model or firmware string, in bytes: they come from devices unchecked.
+pub const MAX_META_LEN: usize = 128;
 
 /// The key that makes device ids and tokens unforgeable. Its `Debug` never prints the bytes.
 #[derive(Clone)]
@@ -65,7 +69,9 @@ impl SecretKey {
         // Write a temporary file and hard-link it into place: a crash never leaves a short
         // key file behind, and a concurrent opener that won the race keeps its key (link
         // fails with AlreadyExists instead of overwriting).
-        let tmp = dir.join(format!("{KEY_FILE}.tmp.{}", std::process::id()));
+        static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+        let attempt = ATTEMPTS.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{KEY_FILE}.tmp.{}.{attempt}", std::process::id()));
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| RegistryError::Io { path, source }
@@ -97,6 +103,12 @@ impl SecretKey {
         }
     }
 
+    /// A key with every byte set to `byte`, for tests that need no key file.
+    #[cfg(test)]
+    pub fn fixed(byte: u8) -> SecretKey {
+        SecretKey([byte; KEY_LEN])
+    }
+
     fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         // HMAC accepts keys of any length, so keying cannot fail.
         #[allow(clippy::expect_used)]
@@ -122,6 +134,22 @@ impl SecretKey {
     pub fn device_token(&self, device_id: &str, generation: u64) -> String {
         let generation = generation.to_string();
         hex(&self.mac(&[b"token\0", device_id.as_bytes(), b"\0", generation.as_bytes()]))
+    }
+}
+
+/// Takes an exclusive advisory lock on the key file, held as long as the returned handle
+/// lives. Two registries on one directory would each trust their own auth cache and miss the
+/// other's writes, so the second open must fail instead.
+pub fn lock_dir(dir: &Path) -> Result<fs::File, RegistryError> {
+    let path = dir.join(KEY_FILE);
+    let file = fs::File::open(&path).map_err(|source| RegistryError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(RegistryError::InUse { path: dir.to_owned() }),
+        Err(fs::TryLockError::Error(source)) => Err(RegistryError::Io { path, source }),
     }
 }
 
@@ -180,6 +208,22 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The same fields cut to [`MAX_META_LEN`] bytes at a character boundary.
+pub fn clip_meta(meta: ProvisionMeta) -> ProvisionMeta {
+    fn cut(mut s: String) -> String {
+        if s.len() > MAX_META_LEN {
+            // Index 0 is always a boundary, so the search cannot come back empty.
+            let end = (0..=MAX_META_LEN).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+            s.truncate(end);
+        }
+        s
+    }
+    ProvisionMeta {
+        model: meta.model.map(cut),
+        firmware: meta.firmware.map(cut),
+    }
 }
 
 /// Device id syntax as produced by [`SecretKey::device_id`]; lets lookups of garbage ids

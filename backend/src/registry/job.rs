@@ -126,3 +126,57 @@ pub fn send(sender: &Sender, job: Job) -> Result<(), RegistryError> {
     // The caller holds a queue slot, so Full cannot occur; Disconnected means the thread died.
     tx.try_send(job).map_err(|_| RegistryError::Closed)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    fn slot() -> OwnedSemaphorePermit {
+        Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
+    }
+
+    /// Runs `work` as a job against an in-memory database, then finishes it with `batch`.
+    fn outcome<T: Send + 'static>(
+        work: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, RegistryError> + Send + 'static,
+        batch: Result<(), &Arc<rusqlite::Error>>,
+    ) -> (bool, Result<T, RegistryError>) {
+        let conn = Connection::open_in_memory().unwrap();
+        let key = SecretKey::fixed(1);
+        let mut updates = Vec::new();
+        let (mut job, mut rx) = Job::new(work, slot());
+        let ran = job.run(&mut WriteCtx::new(&conn, 5, &key, &mut updates));
+        job.finish(batch);
+        (ran, rx.try_recv().unwrap())
+    }
+
+    #[test]
+    fn reply_reflects_job_and_batch() {
+        let batch_error = Arc::new(rusqlite::Error::InvalidQuery);
+        let (ran, reply) = outcome(|ctx| Ok(ctx.now), Ok(()));
+        assert!(ran);
+        assert_eq!(reply.unwrap(), 5);
+        let (ran, reply) = outcome(|_| Ok(1), Err(&batch_error));
+        assert!(ran);
+        assert!(matches!(reply, Err(RegistryError::BatchFailed(_))));
+        let (ran, reply) = outcome(|ctx| Ok(ctx.conn.execute("no sql", [])?), Err(&batch_error));
+        assert!(!ran);
+        assert!(matches!(reply, Err(RegistryError::Sqlite(_))), "own error wins");
+    }
+
+    #[test]
+    fn sending_after_close_or_writer_exit_is_closed() {
+        let (tx, rx) = sync_channel(1);
+        let sender: Sender = RwLock::new(Some(tx));
+        send(&sender, Job::new(|_| Ok(()), slot()).0).unwrap();
+        drop(rx);
+        let gone = send(&sender, Job::new(|_| Ok(()), slot()).0);
+        assert!(matches!(gone, Err(RegistryError::Closed)));
+        sender.write().unwrap().take();
+        let closed = send(&sender, Job::new(|_| Ok(()), slot()).0);
+        assert!(matches!(closed, Err(RegistryError::Closed)));
+    }
+}

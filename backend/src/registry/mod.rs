@@ -26,11 +26,11 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use cache::AuthCache;
-use identity::{SecretKey, sha256, valid_device_id, valid_name, valid_serial};
+use identity::{SecretKey, clip_meta, lock_dir, sha256, valid_device_id, valid_name, valid_serial};
 use job::{Job, WriteCtx};
 use writer::{Shared, Writer};
 
-pub use identity::{KEY_FILE, MAX_SECRET_LEN};
+pub use identity::{KEY_FILE, MAX_META_LEN, MAX_SECRET_LEN};
 pub use reads::MAX_PAGE;
 pub use records::{
     Actor, AuditEntry, ClaimAuth, ConfigScope, DeviceAuth, DeviceRecord, DeviceState, Drift, EffectiveConfig,
@@ -55,7 +55,7 @@ pub fn system_clock_ms() -> u64 {
 pub struct RegistryOptions {
     /// Source of every timestamp the registry stores; tests inject a fixed one.
     pub clock: Clock,
-    /// Most jobs committed in one transaction.
+    /// Most jobs committed in one transaction (values below 1 count as 1).
     pub max_batch: usize,
 }
 
@@ -92,6 +92,8 @@ struct Inner {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     shared: Arc<Shared>,
     reader: Mutex<Connection>,
+    // Declared last so it is released only after the writer and reader connections closed.
+    _dir_lock: std::fs::File,
 }
 
 impl Inner {
@@ -119,7 +121,8 @@ impl Drop for Inner {
 
 impl Registry {
     /// Opens (creating if needed) the registry in `dir`: the directory, `secret.key`, the
-    /// database and its schema; loads the auth caches and starts the writer thread.
+    /// database and its schema; loads the auth caches and starts the writer thread. Fails
+    /// with [`RegistryError::InUse`] while another registry has the directory open.
     pub fn open(dir: &Path, options: RegistryOptions) -> Result<Registry, RegistryError> {
         let io = |source| RegistryError::Io {
             path: dir.to_owned(),
@@ -132,6 +135,7 @@ impl Registry {
             source,
         })?;
         let key = SecretKey::load_or_create(dir, db_exists)?;
+        let dir_lock = lock_dir(dir)?;
         let conn = schema::open_writer(&db_path)?;
         let cache = AuthCache::load(&conn)?;
         let reader = schema::open_reader(&db_path)?;
@@ -147,6 +151,7 @@ impl Registry {
                 writer_thread: Mutex::new(Some(handle)),
                 shared,
                 reader: Mutex::new(reader),
+                _dir_lock: dir_lock,
             }),
         })
     }
@@ -242,7 +247,7 @@ impl Registry {
                 reason: RejectReason::InvalidSerial,
             });
         }
-        let (claim, serial) = (claim.to_owned(), serial.to_owned());
+        let (claim, serial, meta) = (claim.to_owned(), serial.to_owned(), clip_meta(meta));
         self.submit(move |ctx| ops::provision(ctx, &claim, &serial, &meta))
             .await
     }

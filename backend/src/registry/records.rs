@@ -42,6 +42,12 @@ pub enum RegistryError {
         /// The key file that was expected.
         path: PathBuf,
     },
+    /// Another registry (in this or another process) has the data directory open.
+    #[error("{}: registry already open elsewhere", path.display())]
+    InUse {
+        /// The data directory.
+        path: PathBuf,
+    },
     /// The OS random source failed while creating the secret key.
     #[error("cannot read OS randomness: {0}")]
     Random(getrandom::Error),
@@ -122,7 +128,8 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Optional descriptive fields a device sends with its provisioning request.
+/// Optional descriptive fields a device sends with its provisioning request. They are
+/// untrusted and only descriptive: each is cut to [`super::MAX_META_LEN`] bytes before storing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProvisionMeta {
     /// Hardware model string, as the device reports it.

@@ -1,11 +1,12 @@
 //! Behaviour tests of the public API against real SQLite files in temporary directories.
-//! Batching and writer-failure tests live at the bottom of `writer.rs`.
+//! Config, audit and listing tests live at the bottom of `reads.rs`, batching and
+//! writer-failure tests at the bottom of `writer.rs`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::*;
 
@@ -67,7 +68,7 @@ fn rejected(outcome: ProvisionOutcome) -> RejectReason {
     }
 }
 
-fn obj(v: Value) -> Map<String, Value> {
+pub(super) fn obj(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => panic!("not an object"),
@@ -92,6 +93,17 @@ async fn open_creates_files_and_reopen_keeps_key_and_data() {
     };
     let (id, token, group, existed) = accepted(reg.provision("factory", "SN-1", meta).await.unwrap());
     assert_eq!((group.as_str(), existed), ("default", false));
+
+    // Untrusted descriptive fields are cut at a character boundary.
+    let long = ProvisionMeta {
+        model: Some("é".repeat(100)),
+        firmware: None,
+    };
+    let (long_id, ..) = accepted(reg.provision("factory", "SN-LONG", long).await.unwrap());
+    let model = reg.device(&long_id).unwrap().unwrap().model.unwrap();
+    assert_eq!((model.len(), model.chars().count()), (MAX_META_LEN, MAX_META_LEN / 2));
+    let second = Registry::open(&dir.0, ticking()).unwrap_err();
+    assert!(matches!(second, RegistryError::InUse { .. }), "{second}");
     reg.close().unwrap();
 
     let key_before = std::fs::read(dir.0.join(KEY_FILE)).unwrap();
@@ -300,150 +312,6 @@ async fn decommission_blocks_serial_until_released_then_new_identity() {
         reg.authenticate_device(&id1, token1.as_bytes()),
         DeviceAuth::Decommissioned
     );
-}
-
-#[tokio::test]
-async fn desired_config_overlays_and_drift_follows_reports() {
-    let dir = Scratch::new("config");
-    let reg = with_claim(&dir, "factory").await;
-    reg.create_claim("lab", "s", "lab").await.unwrap().unwrap();
-    let (a, ..) = accepted(reg.provision("factory", "A", ProvisionMeta::default()).await.unwrap());
-    let (b, ..) = accepted(reg.provision("factory", "B", ProvisionMeta::default()).await.unwrap());
-    let (c, ..) = accepted(reg.provision("lab", "C", ProvisionMeta::default()).await.unwrap());
-    let none = reg.effective_config(&c).unwrap().unwrap();
-    assert_eq!((none.version, none.doc.len()), (0, 0));
-    assert_eq!(reg.effective_config("d-00000000000000000000").unwrap(), None);
-    assert!(reg.config_drift(None).unwrap().is_empty());
-
-    let v1 = reg
-        .set_desired(ConfigScope::Group("default".into()), obj(json!({"a": 1, "b": 1})))
-        .await
-        .unwrap();
-    let v2 = reg
-        .set_desired(ConfigScope::Device(a.clone()), obj(json!({"b": 2, "c": 2})))
-        .await
-        .unwrap();
-    assert_eq!((v1, v2), (Ok(1), Ok(2)));
-    let ea = reg.effective_config(&a).unwrap().unwrap();
-    assert_eq!(
-        (ea.version, Value::Object(ea.doc)),
-        (2, json!({"a": 1, "b": 2, "c": 2}))
-    );
-    let eb = reg.effective_config(&b).unwrap().unwrap();
-    assert_eq!((eb.version, Value::Object(eb.doc)), (1, json!({"a": 1, "b": 1})));
-    let v3 = reg
-        .set_desired(ConfigScope::Group("default".into()), obj(json!({"a": 3})))
-        .await
-        .unwrap();
-    assert_eq!(v3, Ok(3));
-    assert_eq!(reg.effective_config(&a).unwrap().unwrap().version, 3);
-    let bad = reg
-        .set_desired(ConfigScope::Device("d-00000000000000000000".into()), Map::new())
-        .await
-        .unwrap();
-    assert_eq!(bad, Err(Refusal::NotFound));
-    let bad = reg
-        .set_desired(ConfigScope::Group("Bad".into()), Map::new())
-        .await
-        .unwrap();
-    assert_eq!(bad, Err(Refusal::InvalidName));
-
-    let drift = reg.config_drift(None).unwrap();
-    let expected = |id: &str, reported| Drift {
-        device_id: id.to_owned(),
-        desired_version: 3,
-        reported_version: reported,
-    };
-    let mut want = vec![expected(&a, None), expected(&b, None)];
-    want.sort_by(|x, y| x.device_id.cmp(&y.device_id));
-    assert_eq!(drift, want);
-    reg.report_config(&a, 3).await.unwrap();
-    reg.report_config(&b, 1).await.unwrap();
-    reg.report_config("d-00000000000000000000", 1).await.unwrap();
-    assert_eq!(reg.config_drift(Some("default")).unwrap(), vec![expected(&b, Some(1))]);
-    assert!(reg.config_drift(Some("lab")).unwrap().is_empty());
-    assert!(matches!(
-        reg.report_config(&a, u64::MAX).await,
-        Err(RegistryError::OutOfRange { .. })
-    ));
-
-    // Decommissioning drops the device document; the group's still applies.
-    reg.decommission(&a).await.unwrap().unwrap();
-    let ea = reg.effective_config(&a).unwrap().unwrap();
-    assert_eq!((ea.version, Value::Object(ea.doc)), (3, json!({"a": 3})));
-    assert_eq!(reg.config_drift(None).unwrap(), vec![expected(&b, Some(1))]);
-}
-
-#[tokio::test]
-async fn audit_records_operator_actions_in_order() {
-    let dir = Scratch::new("audit");
-    let reg = with_claim(&dir, "factory").await;
-    let (id, ..) = accepted(
-        reg.provision("factory", "SN-1", ProvisionMeta::default())
-            .await
-            .unwrap(),
-    );
-    reg.set_desired(ConfigScope::Group("default".into()), obj(json!({"k": "v"})))
-        .await
-        .unwrap()
-        .unwrap();
-    reg.record_lifecycle(&id, "device.factory_reset", json!({"reason": "button"}))
-        .await
-        .unwrap();
-    reg.decommission(&id).await.unwrap().unwrap();
-    reg.release_serial("SN-1").await.unwrap().unwrap();
-    reg.revoke_claim("factory").await.unwrap().unwrap();
-    let log = reg.audit(0, 100).unwrap();
-    let got: Vec<(Actor, &str, &str)> = log
-        .iter()
-        .map(|e| (e.actor, e.action.as_str(), e.subject.as_str()))
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            (Actor::Operator, "claim.created", "factory"),
-            (Actor::Device, "device.provisioned", id.as_str()),
-            (Actor::Operator, "config.desired_set", "group:default"),
-            (Actor::Device, "device.factory_reset", id.as_str()),
-            (Actor::Operator, "device.decommissioned", id.as_str()),
-            (Actor::Operator, "serial.released", "SN-1"),
-            (Actor::Operator, "claim.revoked", "factory"),
-        ]
-    );
-    assert!(
-        log.windows(2).all(|w| w[0].id < w[1].id && w[0].at < w[1].at),
-        "ids and injected clock increase"
-    );
-    assert_eq!(log[2].detail, json!({"version": 1, "doc": {"k": "v"}}));
-    let tail = reg.audit(log[4].id, 100).unwrap();
-    assert_eq!(tail.len(), 2);
-    assert_eq!(reg.audit(0, 3).unwrap().len(), 3);
-}
-
-#[tokio::test]
-async fn device_listing_pages_by_id_and_group() {
-    let dir = Scratch::new("pages");
-    let reg = with_claim(&dir, "factory").await;
-    reg.create_claim("lab", "s", "lab").await.unwrap().unwrap();
-    for i in 0..7 {
-        let claim = if i % 2 == 0 { "factory" } else { "lab" };
-        accepted(
-            reg.provision(claim, &format!("SN-{i}"), ProvisionMeta::default())
-                .await
-                .unwrap(),
-        );
-    }
-    let mut seen = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = reg.devices(Some("default"), after.as_deref(), 2).unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        seen.extend(page.into_iter().map(|d| d.id));
-    }
-    assert_eq!(seen.len(), 4);
-    assert!(seen.windows(2).all(|w| w[0] < w[1]));
-    assert_eq!(reg.devices(None, None, usize::MAX).unwrap().len(), 7);
 }
 
 #[tokio::test]

@@ -1,0 +1,377 @@
+//! The MQTT gateway with real clients (rumqttc's event loop, and raw sockets where a client
+//! library would hide what is tested): authentication, provisioning by claim, topic rules,
+//! session takeover, keep-alive, retained config, persistent sessions, decommissioning and
+//! bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestBackend, next_publish, wait_closed, wait_for};
+use fleetsim_backend::gateway::Limits;
+use rumqttc::{ConnectReturnCode, Packet, QoS, SubscribeReasonCode};
+use std::sync::atomic::Ordering;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn unknown_wrong_and_missing_credentials_are_not_authorized() {
+    let t = TestBackend::start().await;
+    let refused = |r: Result<_, ConnectReturnCode>| r.err();
+    assert_eq!(
+        refused(t.connect(t.options("d-nobody", "d-nobody", "token")).await),
+        Some(ConnectReturnCode::NotAuthorized)
+    );
+    assert_eq!(
+        refused(t.connect(t.options("p1", "claim:factory", "wrong")).await),
+        Some(ConnectReturnCode::NotAuthorized)
+    );
+    assert_eq!(
+        refused(t.connect(t.options("p2", "claim:nosuch", "s3cret")).await),
+        Some(ConnectReturnCode::NotAuthorized)
+    );
+    let (_, body) = t.provision("SN-AUTH", "claim:factory", "s3cret").await;
+    let id = body["device_id"].as_str().expect("id");
+    assert_eq!(
+        refused(t.connect(t.options(id, id, "not-the-token")).await),
+        Some(ConnectReturnCode::NotAuthorized)
+    );
+    // A device must use its own id as client id.
+    let token = body["token"].as_str().expect("token");
+    assert_eq!(
+        refused(t.connect(t.options("someone-else", id, token)).await),
+        Some(ConnectReturnCode::NotAuthorized)
+    );
+    assert_eq!(t.backend.gateway.stats().connects_refused.load(Ordering::Relaxed), 5);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_claim_provisions_a_device_that_then_connects() {
+    let t = TestBackend::start().await;
+    let (outcome, body) = t.provision("SN-0001", "claim:factory", "s3cret").await;
+    assert_eq!(outcome, "accepted", "{body}");
+    assert_eq!(body["group"], "sensors");
+    assert_eq!(body["config"]["version"], 0);
+    let id = body["device_id"].as_str().expect("id").to_owned();
+    let token = body["token"].as_str().expect("token");
+    assert!(id.starts_with("d-") && token.len() == 64, "{body}");
+    let (client, mut eventloop, present) = t.connect(t.options(&id, &id, token)).await.expect("device connects");
+    assert!(!present);
+    client
+        .publish(
+            format!("fleet/v1/d/{id}/telemetry"),
+            QoS::AtLeastOnce,
+            false,
+            b"{\"t\":21.5}".to_vec(),
+        )
+        .await
+        .expect("queue");
+    wait_for(&mut eventloop, |p| matches!(p, Packet::PubAck(_))).await;
+    client
+        .publish(
+            format!("fleet/v1/d/{id}/telemetry"),
+            QoS::AtMostOnce,
+            false,
+            b"{\"t\":21.6}".to_vec(),
+        )
+        .await
+        .expect("queue");
+    client
+        .publish(
+            format!("fleet/v1/d/{id}/status"),
+            QoS::AtLeastOnce,
+            false,
+            b"{\"battery\":0.93}".to_vec(),
+        )
+        .await
+        .expect("queue");
+    wait_for(&mut eventloop, |p| matches!(p, Packet::PubAck(_))).await;
+    let stats = t.backend.gateway.stats();
+    assert_eq!(stats.telemetry.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.status.load(Ordering::Relaxed), 1);
+    let record = t.backend.registry.device(&id).expect("read").expect("row");
+    assert_eq!(record.serial, "SN-0001");
+    assert_eq!(record.model.as_deref(), Some("temp-sensor"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_provision_gets_the_same_identity_and_other_claims_are_rejected() {
+    let t = TestBackend::start().await;
+    t.backend
+        .registry
+        .create_claim("rival", "r1val", "sensors")
+        .await
+        .expect("write")
+        .expect("new");
+    let (_, first) = t.provision("SN-RETRY", "claim:factory", "s3cret").await;
+    let (outcome, second) = t.provision("SN-RETRY", "claim:factory", "s3cret").await;
+    assert_eq!(outcome, "accepted");
+    assert_eq!(first["device_id"], second["device_id"]);
+    assert_eq!(first["token"], second["token"]);
+    let (outcome, rival) = t.provision("SN-RETRY", "claim:rival", "r1val").await;
+    assert_eq!(outcome, "rejected");
+    assert_eq!(rival["reason"], "provisioned_by_other_claim");
+    let (outcome, bad) = t.provision("bad serial!", "claim:factory", "s3cret").await;
+    assert_eq!(
+        (outcome.as_str(), bad["reason"].as_str()),
+        ("rejected", Some("invalid_serial")),
+        "{bad}"
+    );
+    assert_eq!(
+        t.backend.registry.counts().expect("counts").active,
+        1,
+        "never a second device row"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn devices_touch_only_their_own_topics() {
+    let t = TestBackend::start().await;
+    let (_other_client, _other_loop, other) = t.device("SN-OTHER").await;
+    let (client, mut eventloop, id) = t.device("SN-SELF").await;
+    client
+        .subscribe(format!("fleet/v1/d/{other}/#"), QoS::AtLeastOnce)
+        .await
+        .expect("queue");
+    let Packet::SubAck(ack) = wait_for(&mut eventloop, |p| matches!(p, Packet::SubAck(_))).await else {
+        unreachable!()
+    };
+    assert_eq!(ack.return_codes, vec![SubscribeReasonCode::Failure]);
+    client
+        .subscribe(format!("fleet/v1/d/{id}/#"), QoS::AtLeastOnce)
+        .await
+        .expect("queue");
+    let Packet::SubAck(ack) = wait_for(&mut eventloop, |p| matches!(p, Packet::SubAck(_))).await else {
+        unreachable!()
+    };
+    assert_eq!(ack.return_codes, vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]);
+    client
+        .publish(
+            format!("fleet/v1/d/{other}/telemetry"),
+            QoS::AtLeastOnce,
+            false,
+            b"{}".to_vec(),
+        )
+        .await
+        .expect("queue");
+    wait_for(&mut eventloop, |p| matches!(p, Packet::PubAck(_))).await;
+    client
+        .publish(
+            "fleet/v1/provision/SN-X".to_owned(),
+            QoS::AtLeastOnce,
+            false,
+            b"{}".to_vec(),
+        )
+        .await
+        .expect("queue");
+    wait_for(&mut eventloop, |p| matches!(p, Packet::PubAck(_))).await;
+    let stats = t.backend.gateway.stats();
+    assert_eq!(stats.publish_refused.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.subscribe_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        stats.telemetry.load(Ordering::Relaxed),
+        0,
+        "refused publishes are not ingested"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_connection_with_the_same_id_takes_over() {
+    let t = TestBackend::start().await;
+    let (outcome, body) = t.provision("SN-TWICE", "claim:factory", "s3cret").await;
+    assert_eq!(outcome, "accepted");
+    let id = body["device_id"].as_str().expect("id");
+    let token = body["token"].as_str().expect("token");
+    let (_first, mut first_loop, _) = t.connect(t.options(id, id, token)).await.expect("first");
+    let (_second, _second_loop, _) = t.connect(t.options(id, id, token)).await.expect("second");
+    wait_closed(&mut first_loop).await;
+    assert_eq!(t.backend.gateway.stats().takeovers.load(Ordering::Relaxed), 1);
+    assert!(
+        t.backend.gateway.sessions().is_live(id),
+        "the newer connection holds the id"
+    );
+    t.stop().await;
+}
+
+/// Encodes a CONNECT with the given keep-alive and credentials (raw bytes, so the test and
+/// not a client library decides what is sent and when).
+fn raw_connect(client_id: &str, user: &str, password: &str, keep_alive_s: u16) -> Vec<u8> {
+    let mut connect = rumqttc::mqttbytes::v4::Connect::new(client_id);
+    connect.keep_alive = keep_alive_s;
+    connect.set_login(user, password);
+    let mut buf = bytes::BytesMut::new();
+    connect.write(&mut buf).expect("encode");
+    buf.to_vec()
+}
+
+#[tokio::test]
+async fn silence_past_one_and_a_half_keep_alives_closes_the_connection() {
+    let t = TestBackend::start().await;
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    socket
+        .write_all(&raw_connect("p-silent", "claim:factory", "s3cret", 1))
+        .await
+        .expect("send");
+    let mut connack = [0u8; 4];
+    socket.read_exact(&mut connack).await.expect("CONNACK");
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+    // Say nothing: the gateway must close after 1.5 s; allow generous slack.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was still open after 10 s of silence");
+    assert_eq!(t.backend.gateway.stats().keepalive_timeouts.load(Ordering::Relaxed), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn desired_config_is_retained_and_delivered_on_subscribe() {
+    let t = TestBackend::start().await;
+    let (client, mut eventloop, id) = t.device("SN-CFG").await;
+    let (status, body) = t
+        .http(
+            "PUT",
+            "/api/v1/groups/sensors/config",
+            Some(r#"{"desired": {"report_interval": "15m"}}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    client
+        .subscribe(format!("fleet/v1/d/{id}/config/desired"), QoS::AtLeastOnce)
+        .await
+        .expect("queue");
+    let publish = next_publish(&mut eventloop).await;
+    assert!(publish.retain, "desired config is a retained message");
+    let config: serde_json::Value = serde_json::from_slice(&publish.payload).expect("JSON");
+    assert_eq!(config["desired"]["report_interval"], "15m");
+    let version = config["version"].as_u64().expect("version");
+    assert!(version > 0);
+    // The device reports it applied the version; drift clears.
+    let report = serde_json::json!({ "version": version }).to_string();
+    client
+        .publish(
+            format!("fleet/v1/d/{id}/config/reported"),
+            QoS::AtLeastOnce,
+            false,
+            report,
+        )
+        .await
+        .expect("queue");
+    wait_for(&mut eventloop, |p| matches!(p, Packet::PubAck(_))).await;
+    let (_, drift) = t.http("GET", "/api/v1/config/drift?group=sensors", None).await;
+    let drift: serde_json::Value = serde_json::from_str(&drift).expect("JSON");
+    assert_eq!(drift["drift"].as_array().map(Vec::len), Some(0), "{drift}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_persistent_session_receives_what_was_sent_while_offline() {
+    let t = TestBackend::start().await;
+    let (outcome, body) = t.provision("SN-PERSIST", "claim:factory", "s3cret").await;
+    assert_eq!(outcome, "accepted");
+    let id = body["device_id"].as_str().expect("id").to_owned();
+    let token = body["token"].as_str().expect("token").to_owned();
+    let mut options = t.options(&id, &id, &token);
+    options.set_clean_session(false);
+    let (client, mut eventloop, present) = t.connect(options.clone()).await.expect("connects");
+    assert!(!present);
+    client
+        .subscribe(format!("fleet/v1/d/{id}/config/desired"), QoS::AtLeastOnce)
+        .await
+        .expect("queue");
+    wait_for(&mut eventloop, |p| matches!(p, Packet::SubAck(_))).await;
+    client.disconnect().await.expect("queue disconnect");
+    wait_closed(&mut eventloop).await;
+    // Wait until the gateway has let the session go before pushing.
+    let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    while t.backend.gateway.sessions().is_live(&id) {
+        assert!(tokio::time::Instant::now() < deadline, "session never closed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let path = format!("/api/v1/devices/{id}/config");
+    let (status, reply) = t.http("PUT", &path, Some(r#"{"desired": {"mode": "eco"}}"#)).await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        reply.contains("\"pushed\":true"),
+        "queued for the offline session: {reply}"
+    );
+    let (_client, mut eventloop, present) = t.connect(options).await.expect("reconnects");
+    assert!(present, "the session was kept");
+    let publish = next_publish(&mut eventloop).await;
+    let config: serde_json::Value = serde_json::from_slice(&publish.payload).expect("JSON");
+    assert_eq!(config["desired"]["mode"], "eco");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_decommissioned_device_is_disconnected_and_can_never_return() {
+    let t = TestBackend::start().await;
+    let (outcome, body) = t.provision("SN-GONE", "claim:factory", "s3cret").await;
+    assert_eq!(outcome, "accepted");
+    let id = body["device_id"].as_str().expect("id").to_owned();
+    let token = body["token"].as_str().expect("token").to_owned();
+    let (_client, mut eventloop, _) = t.connect(t.options(&id, &id, &token)).await.expect("connects");
+    let (status, reply) = t
+        .http("POST", &format!("/api/v1/devices/{id}/decommission"), None)
+        .await;
+    assert_eq!(status, 204, "{reply}");
+    wait_closed(&mut eventloop).await;
+    assert_eq!(
+        t.connect(t.options(&id, &id, &token)).await.err(),
+        Some(ConnectReturnCode::NotAuthorized)
+    );
+    let (outcome, body) = t.provision("SN-GONE", "claim:factory", "s3cret").await;
+    assert_eq!(
+        (outcome.as_str(), body["reason"].as_str()),
+        ("rejected", Some("decommissioned"))
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_packets_close_the_connection_and_are_counted() {
+    let limits = Limits {
+        max_packet_bytes: 1024,
+        ..Limits::default()
+    };
+    let t = TestBackend::start_with(limits).await;
+    let (client, mut eventloop, id) = t.device("SN-BIG").await;
+    client
+        .publish(
+            format!("fleet/v1/d/{id}/telemetry"),
+            QoS::AtMostOnce,
+            false,
+            vec![b'x'; 4096],
+        )
+        .await
+        .expect("queue");
+    wait_closed(&mut eventloop).await;
+    assert_eq!(t.backend.gateway.stats().oversized_packets.load(Ordering::Relaxed), 1);
+
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    socket.write_all(&[0xF0, 0x00, 0xFF, 0xFF]).await.expect("send garbage");
+    let mut rest = Vec::new();
+    tokio::time::timeout(common::PATIENCE, socket.read_to_end(&mut rest))
+        .await
+        .expect("closed")
+        .ok();
+    assert!(rest.is_empty(), "no reply to garbage");
+    let errors = t.backend.gateway.stats().protocol_errors.load(Ordering::Relaxed);
+    assert_eq!(errors, 1);
+
+    let (status_client, mut status_loop, id2) = t.device("SN-JUNK").await;
+    status_client
+        .publish(
+            format!("fleet/v1/d/{id2}/status"),
+            QoS::AtLeastOnce,
+            false,
+            b"not json".to_vec(),
+        )
+        .await
+        .expect("queue");
+    wait_for(&mut status_loop, |p| matches!(p, Packet::PubAck(_))).await;
+    assert_eq!(t.backend.gateway.stats().bad_payloads.load(Ordering::Relaxed), 1);
+    t.stop().await;
+}
