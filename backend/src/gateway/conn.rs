@@ -9,6 +9,8 @@
 //! session table when it closes.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -40,33 +42,29 @@ pub const CLAIM_USER_PREFIX: &str = "claim:";
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut io = PacketIo::new(stream, shared.limits.max_packet_bytes);
-    let connect = match timeout(shared.limits.connect_timeout, io.read()).await {
-        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
-        // Silence, a closed socket or any first packet but CONNECT: nothing to answer.
-        Ok(Err(PacketError::TooLarge(_))) => return bump(&shared.stats.oversized_packets),
-        _ => return bump(&shared.stats.protocol_errors),
-    };
-    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let Some((principal, client_id)) = authenticate(&shared, &connect, conn_id) else {
-        bump(&shared.stats.connects_refused);
-        let refusal = Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false));
-        let _ = io.write(&refusal).await;
+    // Boxed, like every transient step below: the task of an idle connection then holds only
+    // the state it needs between packets (measured by `idle_task_is_small`).
+    let Some(accepted) = Box::pin(handshake(stream, &shared)).await else {
         return;
     };
-    bump(match principal {
-        Principal::Device(_) => &shared.stats.connects_device,
-        Principal::Claim(_) => &shared.stats.connects_claim,
-    });
-
+    let Accepted {
+        io,
+        principal,
+        client_id,
+        clean_session,
+        keep_alive,
+    } = accepted;
+    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(OUTBOUND_CHANNEL);
-    let kill = CancellationToken::new();
+    // A child of the shutdown token: one future in the connection's select waits for both a
+    // takeover (this token) and shutdown (its parent).
+    let kill = shutdown.child_token();
     let live = Live {
         conn_id,
         tx,
         kill: kill.clone(),
     };
-    let (stored, took_over) = shared.sessions.attach(&client_id, live, connect.clean_session);
+    let (stored, took_over) = shared.sessions.attach(&client_id, live, clean_session);
     if took_over {
         bump(&shared.stats.takeovers);
     }
@@ -79,14 +77,55 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
         inflight: VecDeque::new(),
         next_pkid: 0,
     };
-    let session_present = stored.is_some();
-    let keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
-    let result = conn
-        .run(stored, session_present, keep_alive, rx, &kill, &shutdown)
-        .await;
+    let result = conn.run(stored, keep_alive, rx, &kill, &shutdown).await;
     shared.stats.sessions_open.fetch_sub(1, Ordering::Relaxed);
-    let stored = (!connect.clean_session).then(|| conn.into_stored(result));
+    let stored = (!clean_session).then(|| conn.into_stored(result));
     shared.sessions.detach(&client_id, conn_id, stored);
+}
+
+/// A connection whose CONNECT was accepted.
+struct Accepted {
+    io: PacketIo,
+    principal: Principal,
+    client_id: String,
+    clean_session: bool,
+    keep_alive: Duration,
+}
+
+/// Reads and checks CONNECT; answers a refusal itself. The CONACK of success is sent by
+/// `Conn::run` once the session is attached, with the right session-present flag.
+async fn handshake(stream: TcpStream, shared: &Shared) -> Option<Accepted> {
+    let mut io = PacketIo::new(stream, shared.limits.max_packet_bytes);
+    let connect = match timeout(shared.limits.connect_timeout, io.read()).await {
+        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        // Silence, a closed socket or any first packet but CONNECT: nothing to answer.
+        Ok(Err(PacketError::TooLarge(_))) => {
+            bump(&shared.stats.oversized_packets);
+            return None;
+        }
+        _ => {
+            bump(&shared.stats.protocol_errors);
+            return None;
+        }
+    };
+    let conn_hint = shared.next_conn_id.load(Ordering::Relaxed);
+    let Some((principal, client_id)) = authenticate(shared, &connect, conn_hint) else {
+        bump(&shared.stats.connects_refused);
+        let refusal = Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false));
+        let _ = io.write(&refusal).await;
+        return None;
+    };
+    bump(match principal {
+        Principal::Device(_) => &shared.stats.connects_device,
+        Principal::Claim(_) => &shared.stats.connects_claim,
+    });
+    Some(Accepted {
+        io,
+        principal,
+        client_id,
+        clean_session: connect.clean_session,
+        keep_alive: Duration::from_secs(u64::from(connect.keep_alive)),
+    })
 }
 
 /// Checks the CONNECT's credentials: a claim (`claim:NAME`) or a device id whose client id
@@ -138,6 +177,9 @@ struct Conn {
     next_pkid: u16,
 }
 
+/// Work a wake-up calls for, boxed: `Ok(false)` ends the connection cleanly.
+type Work<'a> = Pin<Box<dyn Future<Output = Result<bool, PacketError>> + Send + 'a>>;
+
 /// What woke the connection's loop.
 enum Wake {
     Packet(Result<Option<Packet>, PacketError>),
@@ -151,23 +193,13 @@ impl Conn {
     async fn run(
         &mut self,
         stored: Option<Stored>,
-        session_present: bool,
         keep_alive: Duration,
         mut rx: mpsc::Receiver<Outbound>,
         kill: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> (Closed, mpsc::Receiver<Outbound>) {
-        let ack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, session_present));
-        if self.io.write(&ack).await.is_err() {
+        if Box::pin(self.resume(stored)).await.is_err() {
             return (Closed::Normally, rx);
-        }
-        if let Some(stored) = stored {
-            self.subscriptions = stored.subscriptions;
-            for publish in stored.queue {
-                if self.send(publish).await.is_err() {
-                    return (Closed::Normally, rx);
-                }
-            }
         }
         // MQTT 3.1.1 section 3.1.2.10: the server closes after one and a half keep-alives of
         // silence; zero turns the check off.
@@ -179,50 +211,72 @@ impl Conn {
         loop {
             // Every branch is cancel-safe: `read` keeps partial bytes in its buffer, `recv`
             // and the timers lose nothing when another branch wins.
-            let wake = tokio::select! {
-                packet = self.io.read() => Wake::Packet(packet),
-                message = rx.recv(), if self.inflight.len() < INFLIGHT_LIMIT => Wake::Outbound(message),
-                () = &mut keep_alive_timer => Wake::KeepAliveExpired,
-                () = kill.cancelled() => Wake::Killed,
-                () = shutdown.cancelled() => Wake::Shutdown,
-            };
-            match wake {
-                Wake::Packet(Ok(Some(packet))) => {
-                    keep_alive_timer.as_mut().reset(deadline(Instant::now()));
-                    match self.handle(packet).await {
-                        Ok(true) => {}
-                        Ok(false) => return (Closed::Normally, rx),
-                        Err(_) => {
-                            bump(&self.shared.stats.protocol_errors);
-                            return (Closed::Normally, rx);
-                        }
+            // The wake-up and its payload live only inside this block, and the work it calls
+            // for is boxed, so neither takes room in the task between packets.
+            let work: Work<'_> = {
+                let wake = tokio::select! {
+                    packet = self.io.read() => Wake::Packet(packet),
+                    message = rx.recv(), if self.inflight.len() < INFLIGHT_LIMIT => Wake::Outbound(message),
+                    () = &mut keep_alive_timer => Wake::KeepAliveExpired,
+                    () = kill.cancelled() => if shutdown.is_cancelled() { Wake::Shutdown } else { Wake::Killed },
+                };
+                match wake {
+                    Wake::Packet(Ok(Some(packet))) => {
+                        keep_alive_timer.as_mut().reset(deadline(Instant::now()));
+                        Box::pin(self.handle(packet))
                     }
-                }
-                Wake::Packet(Ok(None)) => return (Closed::Normally, rx),
-                Wake::Packet(Err(PacketError::TooLarge(_))) => {
-                    bump(&self.shared.stats.oversized_packets);
-                    return (Closed::Normally, rx);
-                }
-                Wake::Packet(Err(PacketError::Malformed(_))) => {
-                    bump(&self.shared.stats.protocol_errors);
-                    return (Closed::Normally, rx);
-                }
-                Wake::Packet(Err(PacketError::Io(_))) => return (Closed::Normally, rx),
-                Wake::Outbound(Some(publish)) => {
-                    if self.send(*publish).await.is_err() {
+                    Wake::Outbound(Some(publish)) => {
+                        let this = &mut *self;
+                        Box::pin(async move { this.send(*publish).await.map(|()| true) })
+                    }
+                    Wake::Packet(Ok(None)) => return (Closed::Normally, rx),
+                    Wake::Packet(Err(error)) => {
+                        self.count_error(&error);
                         return (Closed::Normally, rx);
                     }
+                    // The session table dropped our sender: it no longer routes to us.
+                    Wake::Outbound(None) => return (Closed::Normally, rx),
+                    Wake::KeepAliveExpired => {
+                        bump(&self.shared.stats.keepalive_timeouts);
+                        return (Closed::Normally, rx);
+                    }
+                    Wake::Killed => return (Closed::Replaced, rx),
+                    Wake::Shutdown => return (Closed::Normally, rx),
                 }
-                // The session table dropped our sender: the table no longer routes to us.
-                Wake::Outbound(None) => return (Closed::Normally, rx),
-                Wake::KeepAliveExpired => {
-                    bump(&self.shared.stats.keepalive_timeouts);
+            };
+            match work.await {
+                Ok(true) => {}
+                Ok(false) => return (Closed::Normally, rx),
+                Err(error) => {
+                    self.count_error(&error);
                     return (Closed::Normally, rx);
                 }
-                Wake::Killed => return (Closed::Replaced, rx),
-                Wake::Shutdown => return (Closed::Normally, rx),
             }
         }
+    }
+
+    /// Counts why a connection is closing: a bad packet or an oversized one (a socket error
+    /// is the peer's business and not counted).
+    fn count_error(&self, error: &PacketError) {
+        match error {
+            PacketError::TooLarge(_) => bump(&self.shared.stats.oversized_packets),
+            PacketError::Malformed(_) => bump(&self.shared.stats.protocol_errors),
+            PacketError::Io(_) => {}
+        }
+    }
+
+    /// Acknowledges CONNECT and resumes a stored session: its subscriptions, then the
+    /// messages it kept while the device was away.
+    async fn resume(&mut self, stored: Option<Stored>) -> Result<(), PacketError> {
+        let ack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, stored.is_some()));
+        self.io.write(&ack).await?;
+        if let Some(stored) = stored {
+            self.subscriptions = stored.subscriptions;
+            for publish in stored.queue {
+                self.send(publish).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Handles one packet; `Ok(false)` ends the connection cleanly.
@@ -499,4 +553,30 @@ struct StatusPayload {
     uptime_s: Option<u64>,
     #[serde(default)]
     rssi_dbm: Option<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::Gateway;
+
+    /// The task of every connected device is this future; its size is most of the gateway's
+    /// memory per idle connection, so it is pinned down here (transient work is boxed).
+    #[tokio::test]
+    async fn idle_task_is_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (stream, _) = listener.accept().await.expect("accept");
+        let dir = std::env::temp_dir().join(format!("fleetsim-conn-size-{}", std::process::id()));
+        let registry = crate::registry::Registry::open(&dir, Default::default()).expect("registry");
+        let gateway = Gateway::new(registry, Default::default());
+        let task = serve(stream, Arc::clone(&gateway.shared), CancellationToken::new());
+        let size = std::mem::size_of_val(&task);
+        // 1,192 bytes measured with rustc 1.95; unboxing the per-packet work takes it past 1,800.
+        assert!(size <= 1536, "a connection's task grew to {size} bytes");
+        drop(task);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

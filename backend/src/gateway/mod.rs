@@ -62,7 +62,7 @@ pub struct Shared {
 /// The gateway: cheap to clone, shared by the accept loop and the operator API.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Gateway {
