@@ -48,13 +48,13 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
         return;
     };
     let Accepted {
+        conn_id,
         io,
         principal,
         client_id,
         clean_session,
         keep_alive,
     } = accepted;
-    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(OUTBOUND_CHANNEL);
     // A child of the shutdown token: one future in the connection's select waits for both a
     // takeover (this token) and shutdown (its parent).
@@ -85,6 +85,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
 
 /// A connection whose CONNECT was accepted.
 struct Accepted {
+    conn_id: u64,
     io: PacketIo,
     principal: Principal,
     client_id: String,
@@ -108,8 +109,8 @@ async fn handshake(stream: TcpStream, shared: &Shared) -> Option<Accepted> {
             return None;
         }
     };
-    let conn_hint = shared.next_conn_id.load(Ordering::Relaxed);
-    let Some((principal, client_id)) = authenticate(shared, &connect, conn_hint) else {
+    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let Some((principal, client_id)) = authenticate(shared, &connect, conn_id) else {
         bump(&shared.stats.connects_refused);
         let refusal = Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false));
         let _ = io.write(&refusal).await;
@@ -120,6 +121,7 @@ async fn handshake(stream: TcpStream, shared: &Shared) -> Option<Accepted> {
         Principal::Claim(_) => &shared.stats.connects_claim,
     });
     Some(Accepted {
+        conn_id,
         io,
         principal,
         client_id,
@@ -312,8 +314,8 @@ impl Conn {
             Err(_) => bump(&stats.publish_refused),
             Ok(Inbound::Telemetry) => bump(&stats.telemetry),
             Ok(Inbound::Status) => match serde_json::from_slice::<StatusPayload>(&publish.payload) {
-                Ok(_) => bump(&stats.status),
-                Err(_) => bump(&stats.bad_payloads),
+                Ok(status) if status.is_plausible() => bump(&stats.status),
+                _ => bump(&stats.bad_payloads),
             },
             Ok(Inbound::ConfigReported) => self.on_config_reported(&publish).await,
             Ok(Inbound::Provision { serial }) => {
@@ -543,7 +545,6 @@ struct ConfigReport {
 
 /// `.../status` payload; unknown keys are allowed so devices can add their own.
 #[derive(Debug, Deserialize)]
-#[allow(dead_code)] // Fields are checked for shape now and stored when status history lands.
 struct StatusPayload {
     #[serde(default)]
     battery: Option<f64>,
@@ -553,6 +554,18 @@ struct StatusPayload {
     uptime_s: Option<u64>,
     #[serde(default)]
     rssi_dbm: Option<i32>,
+}
+
+impl StatusPayload {
+    /// Values a real device could report: a battery level as a fraction, a short firmware
+    /// version, an uptime under a century, a radio signal in dBm.
+    fn is_plausible(&self) -> bool {
+        const CENTURY_S: u64 = 100 * 365 * 86_400;
+        self.uptime_s.is_none_or(|u| u < CENTURY_S)
+            && self.battery.is_none_or(|b| (0.0..=1.0).contains(&b))
+            && self.firmware.as_ref().is_none_or(|f| !f.is_empty() && f.len() <= 64)
+            && self.rssi_dbm.is_none_or(|r| (-150..=0).contains(&r))
+    }
 }
 
 #[cfg(test)]
