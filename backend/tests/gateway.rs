@@ -373,5 +373,18 @@ async fn oversized_and_malformed_packets_close_the_connection_and_are_counted() 
         .expect("queue");
     wait_for(&mut status_loop, |p| matches!(p, Packet::PubAck(_))).await;
     assert_eq!(t.backend.gateway.stats().bad_payloads.load(Ordering::Relaxed), 1);
+    // Well-formed JSON with an impossible battery level is refused too.
+    status_client
+        .publish(
+            format!("fleet/v1/d/{id2}/status"),
+            QoS::AtLeastOnce,
+            false,
+            b"{\"battery\": 7.0}".to_vec(),
+        )
+        .await
+        .expect("queue");
+    wait_for(&mut status_loop, |p| matches!(p, Packet::PubAck(_))).await;
+    assert_eq!(t.backend.gateway.stats().bad_payloads.load(Ordering::Relaxed), 2);
+    assert_eq!(t.backend.gateway.stats().status.load(Ordering::Relaxed), 0);
     t.stop().await;
 }
