@@ -44,10 +44,29 @@ impl Backend {
             registry: self.registry.clone(),
             gateway: self.gateway.clone(),
         };
-        let (gateway, api) = tokio::join!(
+        let (gateway, api, ()) = tokio::join!(
             self.gateway.serve(mqtt, shutdown.clone()),
-            api::serve(http, state, shutdown.clone())
+            api::serve(http, state, shutdown.clone()),
+            expire_commands(self.registry.clone(), shutdown.clone())
         );
         gateway.and(api)
+    }
+}
+
+/// How often unanswered commands past their deadline are marked timed out.
+const COMMAND_SWEEP: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Times out unanswered commands until `shutdown`.
+async fn expire_commands(registry: Registry, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(COMMAND_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                // A failed sweep (registry busy or closing) is retried on the next tick.
+                let _ = registry.expire_commands().await;
+            }
+            () = shutdown.cancelled() => return,
+        }
     }
 }

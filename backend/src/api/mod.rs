@@ -1,7 +1,9 @@
-//! The operator HTTP API (JSON): claims, devices, desired config and drift, decommissioning,
+//! The operator HTTP API (JSON): claims, devices, desired config and drift, remote commands,
+//! decommissioning,
 //! the audit log, `/healthz` and `/metrics`. Documented in `docs/backend-api.md`.
 
 mod claims;
+mod commands;
 mod config;
 mod devices;
 pub mod error;
@@ -37,6 +39,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/devices", get(devices::list))
         .route("/api/v1/devices/{id}", get(devices::show))
         .route("/api/v1/devices/{id}/decommission", post(devices::decommission))
+        .route("/api/v1/devices/{id}/commands", post(commands::send))
+        .route("/api/v1/commands/{id}", get(commands::show))
         .route("/api/v1/serials/{serial}/release", post(devices::release))
         .route("/api/v1/groups/{group}/config", put(config::set_group))
         .route("/api/v1/devices/{id}/config", put(config::set_device))

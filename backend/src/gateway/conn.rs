@@ -30,7 +30,7 @@ use super::packet_io::{PacketError, PacketIo};
 use super::sessions::{Live, OUTBOUND_CHANNEL, Outbound, Stored, Subscription};
 use super::stats::bump;
 use super::topics::{self, Inbound, Principal};
-use crate::registry::{ClaimAuth, DeviceAuth, ProvisionMeta, ProvisionOutcome};
+use crate::registry::{ClaimAuth, Completion, DeviceAuth, ProvisionMeta, ProvisionOutcome};
 
 /// QoS 1 messages sent to a device and not yet acknowledged; past this, further messages
 /// wait in the channel (and beyond it are dropped), which bounds per-connection memory.
@@ -318,6 +318,10 @@ impl Conn {
                 _ => bump(&stats.bad_payloads),
             },
             Ok(Inbound::ConfigReported) => self.on_config_reported(&publish).await,
+            Ok(Inbound::CommandResult { cmd_id }) => {
+                let cmd_id = cmd_id.to_owned();
+                self.on_command_result(&cmd_id, &publish).await;
+            }
             Ok(Inbound::Provision { serial }) => {
                 let serial = serial.to_owned();
                 self.on_provision(&serial, &publish).await?;
@@ -347,6 +351,33 @@ impl Conn {
                 }
             }
             Err(_) => bump(&stats.bad_payloads),
+        }
+    }
+
+    async fn on_command_result(&mut self, cmd_id: &str, publish: &Publish) {
+        let Principal::Device(device_id) = &self.principal else {
+            return;
+        };
+        let stats = &self.shared.stats;
+        let Ok(answer) = serde_json::from_slice::<CommandAnswer>(&publish.payload) else {
+            return bump(&stats.bad_payloads);
+        };
+        let succeeded = match answer.status.as_str() {
+            "ok" => true,
+            "error" => false,
+            _ => return bump(&stats.bad_payloads),
+        };
+        let result = serde_json::json!({ "status": answer.status, "output": answer.output });
+        match self
+            .shared
+            .registry
+            .complete_command(device_id, cmd_id, succeeded, result)
+            .await
+        {
+            Ok(Completion::Recorded) => bump(&stats.command_results),
+            Ok(_) => bump(&stats.command_results_ignored),
+            // The registry could not commit: the answer is lost, and the command will time out.
+            Err(_) => bump(&stats.command_results_ignored),
         }
     }
 
@@ -535,6 +566,16 @@ struct ProvisionRequest {
     model: Option<String>,
     #[serde(default)]
     firmware: Option<String>,
+}
+
+/// `.../cmd/{id}/result` payload: `status` is `ok` or `error`; `output` is anything the
+/// command produced (for `logs`, the device's event log).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandAnswer {
+    status: String,
+    #[serde(default)]
+    output: serde_json::Value,
 }
 
 /// `.../config/reported` payload.

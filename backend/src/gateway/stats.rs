@@ -41,6 +41,11 @@ pub struct GatewayStats {
     pub provision_rejected: AtomicU64,
     /// Config versions reported by devices.
     pub config_reported: AtomicU64,
+    /// Command answers recorded.
+    pub command_results: AtomicU64,
+    /// Command answers for commands that had already ended (late after a timeout, or
+    /// duplicates) or that the device was never sent.
+    pub command_results_ignored: AtomicU64,
     /// Messages to a device that had no matching subscription, or whose queue was full.
     pub undeliverable: AtomicU64,
     /// Messages queued for an offline device with a persistent session.
@@ -55,7 +60,7 @@ pub fn bump(counter: &AtomicU64) {
 impl GatewayStats {
     /// The counters in Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
-        let counters: [(&str, &str, &AtomicU64); 18] = [
+        let counters: &[(&str, &str, &AtomicU64)] = &[
             ("connections_total", "TCP connections accepted", &self.connections),
             (
                 "connects_device_total",
@@ -121,6 +126,16 @@ impl GatewayStats {
                 &self.config_reported,
             ),
             (
+                "command_results_total",
+                "command answers recorded",
+                &self.command_results,
+            ),
+            (
+                "command_results_ignored_total",
+                "late, duplicate or unknown command answers",
+                &self.command_results_ignored,
+            ),
+            (
                 "undeliverable_total",
                 "messages that found no subscription or queue room",
                 &self.undeliverable,
@@ -132,7 +147,7 @@ impl GatewayStats {
             ),
         ];
         let mut out = String::new();
-        for (name, help, counter) in counters {
+        for &(name, help, counter) in counters {
             // Writing to a String cannot fail.
             let _ = writeln!(
                 out,

@@ -5,10 +5,11 @@
 //! Topics a device publishes:
 //! - `fleet/v1/d/{id}/telemetry`, `.../status` (battery, firmware, uptime, link quality)
 //! - `fleet/v1/d/{id}/config/reported` (`{"version": N}`)
+//! - `fleet/v1/d/{id}/cmd/{cmd_id}/result` (`{"status": "ok"|"error", "output": ...}`)
 //! - `fleet/v1/provision/{serial}` (claim connections only)
 //!
-//! Topics the backend publishes: `fleet/v1/d/{id}/config/desired` (retained) and
-//! `fleet/v1/provision/{serial}/accepted|rejected`.
+//! Topics the backend publishes: `fleet/v1/d/{id}/config/desired` (retained),
+//! `fleet/v1/d/{id}/cmd/{cmd_id}` and `fleet/v1/provision/{serial}/accepted|rejected`.
 
 /// Prefix of every device topic.
 pub const DEVICE_PREFIX: &str = "fleet/v1/d/";
@@ -33,6 +34,11 @@ pub enum Inbound<'a> {
     Status,
     /// The config version the device applied.
     ConfigReported,
+    /// The device's answer to command `cmd_id`.
+    CommandResult {
+        /// The command answered, `c-N`.
+        cmd_id: &'a str,
+    },
     /// A provisioning request for `serial`.
     Provision {
         /// The serial to provision.
@@ -70,6 +76,14 @@ pub fn inbound<'a>(principal: &Principal, topic: &'a str) -> Result<Inbound<'a>,
                 ["telemetry"] => Ok(Inbound::Telemetry),
                 ["status"] => Ok(Inbound::Status),
                 ["config", "reported"] => Ok(Inbound::ConfigReported),
+                ["cmd", _, "result"] => {
+                    let cmd_id = rest.trim_start_matches("cmd/").trim_end_matches("/result");
+                    if cmd_id.is_empty() {
+                        Err(Refused::Unknown)
+                    } else {
+                        Ok(Inbound::CommandResult { cmd_id })
+                    }
+                }
                 _ => Err(Refused::Unknown),
             }
         }
@@ -153,6 +167,11 @@ pub fn config_desired(device_id: &str) -> String {
     format!("{DEVICE_PREFIX}{device_id}/config/desired")
 }
 
+/// The topic a command is delivered on.
+pub fn command(device_id: &str, cmd_id: &str) -> String {
+    format!("{DEVICE_PREFIX}{device_id}/cmd/{cmd_id}")
+}
+
 /// The topic a provisioning reply goes to.
 pub fn provision_reply(serial: &str, accepted: bool) -> String {
     let outcome = if accepted { "accepted" } else { "rejected" };
@@ -173,6 +192,14 @@ mod tests {
         assert_eq!(
             inbound(&device(), "fleet/v1/d/d-abc/config/reported"),
             Ok(Inbound::ConfigReported)
+        );
+        assert_eq!(
+            inbound(&device(), "fleet/v1/d/d-abc/cmd/c-7/result"),
+            Ok(Inbound::CommandResult { cmd_id: "c-7" })
+        );
+        assert_eq!(
+            inbound(&device(), "fleet/v1/d/d-abc/cmd//result"),
+            Err(Refused::Unknown)
         );
         assert_eq!(inbound(&device(), "fleet/v1/d/d-abcd/telemetry"), Err(Refused::NotOwn));
         assert_eq!(inbound(&device(), "fleet/v1/d/d-other/telemetry"), Err(Refused::NotOwn));

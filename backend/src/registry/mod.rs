@@ -4,6 +4,7 @@
 //! a separate read-only connection.
 
 mod cache;
+mod commands;
 mod identity;
 mod job;
 mod ops;
@@ -30,6 +31,7 @@ use identity::{SecretKey, clip_meta, lock_dir, sha256, valid_device_id, valid_na
 use job::{Job, WriteCtx};
 use writer::{Shared, Writer};
 
+pub use commands::{COMMAND_NAMES, CommandRecord, CommandState, Completion};
 pub use identity::{KEY_FILE, MAX_META_LEN, MAX_SECRET_LEN};
 pub use reads::MAX_PAGE;
 pub use records::{
@@ -76,6 +78,12 @@ impl std::fmt::Debug for RegistryOptions {
     }
 }
 
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
 /// Handle to an open registry. Cheap to clone; all clones share one writer thread, one
 /// reader connection and the auth caches. The writer stops when the last clone is dropped
 /// (after finishing queued jobs) or when [`Registry::close`] is called.
@@ -84,7 +92,6 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     dir: PathBuf,
     sender: job::Sender,
@@ -92,6 +99,8 @@ struct Inner {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     shared: Arc<Shared>,
     reader: Mutex<Connection>,
+    /// The same clock the writer uses, for reads that compare with "now".
+    clock: Clock,
     // Declared last so it is released only after the writer and reader connections closed.
     _dir_lock: std::fs::File,
 }
@@ -141,6 +150,7 @@ impl Registry {
         let reader = schema::open_reader(&db_path)?;
         let shared = Arc::new(Shared::new(cache));
         let (tx, rx) = sync_channel(WRITE_QUEUE);
+        let clock = Arc::clone(&options.clock);
         let writer = Writer::new(conn, key, options.clock, options.max_batch, Arc::clone(&shared));
         let handle = writer.spawn(rx).map_err(RegistryError::Spawn)?;
         Ok(Registry {
@@ -151,6 +161,7 @@ impl Registry {
                 writer_thread: Mutex::new(Some(handle)),
                 shared,
                 reader: Mutex::new(reader),
+                clock,
                 _dir_lock: dir_lock,
             }),
         })
@@ -303,6 +314,52 @@ impl Registry {
             .await
     }
 
+    /// Records a command for an active device (audit `command.sent`); `NotFound` when the
+    /// device is unknown or retired. Delivering it is the gateway's job.
+    pub async fn send_command(
+        &self,
+        device_id: &str,
+        name: &str,
+        args: Value,
+        timeout_ms: u64,
+    ) -> Result<Result<CommandRecord, Refusal>, RegistryError> {
+        if !valid_device_id(device_id) {
+            return Ok(Err(Refusal::NotFound));
+        }
+        if !COMMAND_NAMES.contains(&name) {
+            return Ok(Err(Refusal::InvalidName));
+        }
+        let (id, name) = (device_id.to_owned(), name.to_owned());
+        self.submit(move |ctx| commands::create(ctx, &id, &name, &args, timeout_ms))
+            .await
+    }
+
+    /// Records a device's answer to command `command_id` (`c-N`) it was sent.
+    pub async fn complete_command(
+        &self,
+        device_id: &str,
+        command_id: &str,
+        succeeded: bool,
+        result: Value,
+    ) -> Result<Completion, RegistryError> {
+        let Some(id) = commands::parse_id(command_id) else {
+            return Ok(Completion::Unknown);
+        };
+        let device = device_id.to_owned();
+        self.submit(move |ctx| commands::complete(ctx, &device, id, succeeded, &result))
+            .await
+    }
+
+    /// Times out every pending command past its deadline; returns how many. A read looks
+    /// first, so a sweep with nothing to expire costs no write transaction.
+    pub async fn expire_commands(&self) -> Result<u64, RegistryError> {
+        let now = (self.inner.clock)();
+        if !commands::any_expired(&self.reader(), now)? {
+            return Ok(0);
+        }
+        self.submit(commands::expire).await
+    }
+
     // --- reads (blocking; async callers use spawn_blocking) ---
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
@@ -353,5 +410,13 @@ impl Registry {
     /// Devices per state and claim counts.
     pub fn counts(&self) -> Result<RegistryCounts, RegistryError> {
         reads::counts(&self.reader())
+    }
+
+    /// The command `c-N`, in any state.
+    pub fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, RegistryError> {
+        match commands::parse_id(command_id) {
+            Some(id) => commands::read(&self.reader(), id),
+            None => Ok(None),
+        }
     }
 }

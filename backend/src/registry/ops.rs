@@ -18,7 +18,13 @@ pub fn sql_int(value: u64, what: &'static str) -> Result<i64, RegistryError> {
     i64::try_from(value).map_err(|_| RegistryError::OutOfRange { what })
 }
 
-fn audit(ctx: &WriteCtx<'_>, actor: Actor, action: &str, subject: &str, detail: &Value) -> Result<(), RegistryError> {
+pub(super) fn audit(
+    ctx: &WriteCtx<'_>,
+    actor: Actor,
+    action: &str,
+    subject: &str,
+    detail: &Value,
+) -> Result<(), RegistryError> {
     ctx.conn
         .prepare_cached("INSERT INTO audit(at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
         .execute(params![
