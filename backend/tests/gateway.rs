@@ -89,6 +89,15 @@ async fn a_claim_provisions_a_device_that_then_connects() {
     let stats = t.backend.gateway.stats();
     assert_eq!(stats.telemetry.load(Ordering::Relaxed), 2);
     assert_eq!(stats.status.load(Ordering::Relaxed), 1);
+    let (status, shown) = t.http("GET", &format!("/api/v1/devices/{id}"), None).await;
+    assert_eq!(status, 200, "{shown}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
+    assert_eq!(shown["online"], true);
+    assert_eq!(
+        shown["status"]["battery"], 0.93,
+        "the last status report is kept: {shown}"
+    );
+    assert!(shown["last_seen_ms"].as_u64().is_some_and(|ms| ms > 0), "{shown}");
     let record = t.backend.registry.device(&id).expect("read").expect("row");
     assert_eq!(record.serial, "SN-0001");
     assert_eq!(record.model.as_deref(), Some("temp-sensor"));

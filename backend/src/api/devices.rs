@@ -43,7 +43,8 @@ pub async fn list(
     Ok(Json(serde_json::json!({ "devices": devices, "next_after": next })))
 }
 
-/// One device, with its effective desired config and whether it is connected now.
+/// One device, with its effective desired config, whether it is connected now, when it was
+/// last seen and its last status report (battery, firmware, uptime, link quality).
 pub async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let registry = state.registry.clone();
     let lookup = id.clone();
@@ -53,9 +54,14 @@ pub async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Resu
     .await??;
     let device = device.ok_or_else(|| ApiError::not_found(format!("no device \"{id}\"")))?;
     let online = state.gateway.sessions().is_live(&id);
-    Ok(Json(
-        serde_json::json!({ "device": device, "online": online, "config": config }),
-    ))
+    let presence = state.gateway.sessions().presence(&id).unwrap_or_default();
+    Ok(Json(serde_json::json!({
+        "device": device,
+        "online": online,
+        "last_seen_ms": presence.last_seen_ms,
+        "status": presence.status,
+        "config": config,
+    })))
 }
 
 /// Decommissions a device: credentials revoked, live session closed, desired config

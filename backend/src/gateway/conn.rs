@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::packet_io::{PacketError, PacketIo};
-use super::sessions::{Live, OUTBOUND_CHANNEL, Outbound, Stored, Subscription};
+use super::sessions::{DeviceStatus, Live, OUTBOUND_CHANNEL, Outbound, Stored, Subscription};
 use super::stats::bump;
 use super::topics::{self, Inbound, Principal};
 use crate::registry::{ClaimAuth, Completion, DeviceAuth, ProvisionMeta, ProvisionOutcome};
@@ -65,6 +65,9 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
         kill: kill.clone(),
     };
     let (stored, took_over) = shared.sessions.attach(&client_id, live, clean_session);
+    if let Principal::Device(id) = &principal {
+        shared.sessions.record_seen(id, now_ms(), None);
+    }
     if took_over {
         bump(&shared.stats.takeovers);
     }
@@ -79,6 +82,9 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
     };
     let result = conn.run(stored, keep_alive, rx, &kill, &shutdown).await;
     shared.stats.sessions_open.fetch_sub(1, Ordering::Relaxed);
+    if let Principal::Device(id) = &conn.principal {
+        shared.sessions.record_seen(id, now_ms(), None);
+    }
     let stored = (!clean_session).then(|| conn.into_stored(result));
     shared.sessions.detach(&client_id, conn_id, stored);
 }
@@ -314,7 +320,12 @@ impl Conn {
             Err(_) => bump(&stats.publish_refused),
             Ok(Inbound::Telemetry) => bump(&stats.telemetry),
             Ok(Inbound::Status) => match serde_json::from_slice::<StatusPayload>(&publish.payload) {
-                Ok(status) if status.is_plausible() => bump(&stats.status),
+                Ok(status) if status.is_plausible() => {
+                    bump(&stats.status);
+                    if let Principal::Device(id) = &self.principal {
+                        self.shared.sessions.record_seen(id, now_ms(), Some(status.into()));
+                    }
+                }
                 _ => bump(&stats.bad_payloads),
             },
             Ok(Inbound::ConfigReported) => self.on_config_reported(&publish).await,
@@ -595,6 +606,24 @@ struct StatusPayload {
     uptime_s: Option<u64>,
     #[serde(default)]
     rssi_dbm: Option<i32>,
+}
+
+impl From<StatusPayload> for DeviceStatus {
+    fn from(status: StatusPayload) -> Self {
+        Self {
+            battery: status.battery,
+            firmware: status.firmware,
+            uptime_s: status.uptime_s,
+            rssi_dbm: status.rssi_dbm,
+        }
+    }
+}
+
+/// Wall-clock unix milliseconds, for last-seen times shown to operators.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl StatusPayload {

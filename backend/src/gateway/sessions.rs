@@ -89,10 +89,35 @@ pub enum Delivery {
     Dropped,
 }
 
-/// Client id -> live connection and stored session.
+/// What a device last said about itself on `.../status`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceStatus {
+    /// Battery level, a fraction.
+    pub battery: Option<f64>,
+    /// Firmware version running.
+    pub firmware: Option<String>,
+    /// Seconds since boot.
+    pub uptime_s: Option<u64>,
+    /// Radio signal strength in dBm (link quality).
+    pub rssi_dbm: Option<i32>,
+}
+
+/// When a device was last seen and what it last reported.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Presence {
+    /// Unix ms of the last connect, disconnect or status report.
+    pub last_seen_ms: u64,
+    /// The last status report.
+    pub status: Option<DeviceStatus>,
+}
+
+/// Client id -> live connection and stored session; device id -> presence.
 #[derive(Debug, Default)]
 pub struct SessionTable {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Updated on connect, disconnect and status reports, never per telemetry message: a
+    /// connected device is seen "now" (keep-alive proves it).
+    presence: Mutex<HashMap<String, Presence>>,
 }
 
 impl SessionTable {
@@ -159,12 +184,40 @@ impl SessionTable {
     /// Closes the live connection of `client_id` and forgets its stored session (the
     /// device was decommissioned).
     pub fn evict(&self, client_id: &str) {
+        self.forget(client_id);
         let mut entries = self.lock();
         if let Some(entry) = entries.remove(client_id)
             && let Some(live) = entry.live
         {
             live.kill.cancel();
         }
+    }
+
+    /// Records that `device_id` was seen at `at_ms`, with its status report if it sent one.
+    pub fn record_seen(&self, device_id: &str, at_ms: u64, status: Option<DeviceStatus>) {
+        let mut presence = self.presence.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = presence.entry(device_id.to_owned()).or_default();
+        entry.last_seen_ms = entry.last_seen_ms.max(at_ms);
+        if status.is_some() {
+            entry.status = status;
+        }
+    }
+
+    /// When `device_id` was last seen and what it last reported.
+    pub fn presence(&self, device_id: &str) -> Option<Presence> {
+        self.presence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(device_id)
+            .cloned()
+    }
+
+    /// Forgets a decommissioned device's presence.
+    fn forget(&self, device_id: &str) {
+        self.presence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(device_id);
     }
 
     /// Whether `client_id` has a live connection now.
