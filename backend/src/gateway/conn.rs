@@ -19,7 +19,6 @@ use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck,
 };
-use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -27,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::packet_io::{PacketError, PacketIo};
-use super::sessions::{DeviceStatus, Live, OUTBOUND_CHANNEL, Outbound, Stored, Subscription};
+use super::payloads::{self, Payload};
+use super::sessions::{Live, OUTBOUND_CHANNEL, Outbound, Stored, Subscription};
 use super::stats::bump;
 use super::topics::{self, Inbound, Principal};
 use crate::registry::{ClaimAuth, Completion, DeviceAuth, ProvisionMeta, ProvisionOutcome};
@@ -314,29 +314,32 @@ impl Conn {
             return Err(PacketError::Malformed(rumqttc::mqttbytes::Error::InvalidQoS(2)));
         }
         let stats = &self.shared.stats;
+        // Refused publishes are acknowledged and dropped (MQTT 3.1.1 lets a server do either
+        // that or close), so a misbehaving device is counted, not disconnected.
         match topics::inbound(&self.principal, &publish.topic) {
-            // Refused publishes are acknowledged and dropped (MQTT 3.1.1 lets a server do
-            // either that or close), so a misbehaving device is counted, not disconnected.
             Err(_) => bump(&stats.publish_refused),
-            Ok(Inbound::Telemetry) => bump(&stats.telemetry),
-            Ok(Inbound::Status) => match serde_json::from_slice::<StatusPayload>(&publish.payload) {
-                Ok(status) if status.is_plausible() => {
-                    bump(&stats.status);
-                    if let Principal::Device(id) = &self.principal {
-                        self.shared.sessions.record_seen(id, now_ms(), Some(status.into()));
-                    }
+            Ok(inbound) => match (payloads::decode(&inbound, &publish.payload), inbound) {
+                (Ok(payload), Inbound::Provision { serial }) => {
+                    let serial = serial.to_owned();
+                    self.on_provision(&serial, payload).await?;
                 }
-                _ => bump(&stats.bad_payloads),
+                (Err(_), Inbound::Provision { serial }) => {
+                    let serial = serial.to_owned();
+                    bump(&stats.bad_payloads);
+                    bump(&stats.provision_rejected);
+                    let body = rejected(
+                        "bad_request",
+                        "the request payload must be a JSON object like {\"model\": \"m\", \"firmware\": \"1.0\"} or empty",
+                    );
+                    self.reply_provision(&serial, false, body).await?;
+                }
+                (Ok(payload), Inbound::CommandResult { cmd_id }) => {
+                    let cmd_id = cmd_id.to_owned();
+                    self.on_device_payload(Some(&cmd_id), payload).await;
+                }
+                (Ok(payload), _) => self.on_device_payload(None, payload).await,
+                (Err(_), _) => bump(&stats.bad_payloads),
             },
-            Ok(Inbound::ConfigReported) => self.on_config_reported(&publish).await,
-            Ok(Inbound::CommandResult { cmd_id }) => {
-                let cmd_id = cmd_id.to_owned();
-                self.on_command_result(&cmd_id, &publish).await;
-            }
-            Ok(Inbound::Provision { serial }) => {
-                let serial = serial.to_owned();
-                self.on_provision(&serial, &publish).await?;
-            }
         }
         if publish.qos == QoS::AtLeastOnce {
             self.io.write(&Packet::PubAck(PubAck::new(publish.pkid))).await?;
@@ -344,104 +347,85 @@ impl Conn {
         Ok(())
     }
 
-    async fn on_config_reported(&mut self, publish: &Publish) {
+    /// Acts on a checked payload from a device.
+    async fn on_device_payload(&mut self, cmd_id: Option<&str>, payload: Payload) {
         let Principal::Device(device_id) = &self.principal else {
             return;
         };
         let stats = &self.shared.stats;
-        match serde_json::from_slice::<ConfigReport>(&publish.payload) {
-            Ok(report) => {
-                if self
-                    .shared
-                    .registry
-                    .report_config(device_id, report.version)
-                    .await
-                    .is_ok()
-                {
+        match payload {
+            Payload::Telemetry => bump(&stats.telemetry),
+            Payload::Status(status) => {
+                bump(&stats.status);
+                self.shared.sessions.record_seen(device_id, now_ms(), Some(status));
+            }
+            Payload::ConfigReported { version } => {
+                if self.shared.registry.report_config(device_id, version).await.is_ok() {
                     bump(&stats.config_reported);
                 }
             }
-            Err(_) => bump(&stats.bad_payloads),
+            Payload::CommandResult { succeeded, result } => {
+                let cmd_id = cmd_id.unwrap_or_default();
+                match self
+                    .shared
+                    .registry
+                    .complete_command(device_id, cmd_id, succeeded, result)
+                    .await
+                {
+                    Ok(Completion::Recorded) => bump(&stats.command_results),
+                    // Late, duplicate or unknown; or the registry could not commit, and the
+                    // command will time out.
+                    Ok(_) | Err(_) => bump(&stats.command_results_ignored),
+                }
+            }
+            // Topics only a claim may use never classify as a device's.
+            Payload::Provision { .. } => bump(&stats.publish_refused),
         }
     }
 
-    async fn on_command_result(&mut self, cmd_id: &str, publish: &Publish) {
-        let Principal::Device(device_id) = &self.principal else {
-            return;
-        };
-        let stats = &self.shared.stats;
-        let Ok(answer) = serde_json::from_slice::<CommandAnswer>(&publish.payload) else {
-            return bump(&stats.bad_payloads);
-        };
-        let succeeded = match answer.status.as_str() {
-            "ok" => true,
-            "error" => false,
-            _ => return bump(&stats.bad_payloads),
-        };
-        let result = serde_json::json!({ "status": answer.status, "output": answer.output });
-        match self
-            .shared
-            .registry
-            .complete_command(device_id, cmd_id, succeeded, result)
-            .await
-        {
-            Ok(Completion::Recorded) => bump(&stats.command_results),
-            Ok(_) => bump(&stats.command_results_ignored),
-            // The registry could not commit: the answer is lost, and the command will time out.
-            Err(_) => bump(&stats.command_results_ignored),
-        }
-    }
-
-    async fn on_provision(&mut self, serial: &str, publish: &Publish) -> Result<(), PacketError> {
+    async fn on_provision(&mut self, serial: &str, payload: Payload) -> Result<(), PacketError> {
         let Principal::Claim(claim) = &self.principal else {
             return Ok(());
         };
-        let stats = &self.shared.stats;
-        let meta = if publish.payload.is_empty() {
-            Some(ProvisionRequest::default())
-        } else {
-            serde_json::from_slice::<ProvisionRequest>(&publish.payload).ok()
+        let Payload::Provision { model, firmware } = payload else {
+            return Ok(());
         };
-        let reply = match meta {
-            None => {
-                bump(&stats.bad_payloads);
+        let stats = &self.shared.stats;
+        let meta = ProvisionMeta { model, firmware };
+        let (accepted, body) = match self.shared.registry.provision(claim, serial, meta).await {
+            Ok(ProvisionOutcome::Accepted {
+                device_id,
+                token,
+                group,
+                ..
+            }) => {
+                bump(&stats.provision_accepted);
+                let config = self.effective_config(&device_id).await;
+                let body =
+                    serde_json::json!({ "device_id": device_id, "token": token, "group": group, "config": config });
+                (true, body)
+            }
+            Ok(ProvisionOutcome::Rejected { reason }) => {
                 bump(&stats.provision_rejected);
-                rejected(
-                    "bad_request",
-                    "the request payload must be a JSON object like {\"model\": \"m\", \"firmware\": \"1.0\"} or empty",
+                (false, rejected(reason.as_str(), reason.message()))
+            }
+            Err(_) => {
+                bump(&stats.provision_rejected);
+                (
+                    false,
+                    rejected("unavailable", "the registry could not commit; retry later"),
                 )
             }
-            Some(meta) => {
-                let meta = ProvisionMeta {
-                    model: meta.model,
-                    firmware: meta.firmware,
-                };
-                match self.shared.registry.provision(claim, serial, meta).await {
-                    Ok(ProvisionOutcome::Accepted {
-                        device_id,
-                        token,
-                        group,
-                        ..
-                    }) => {
-                        bump(&stats.provision_accepted);
-                        let config = self.effective_config(&device_id).await;
-                        (
-                            true,
-                            serde_json::json!({ "device_id": device_id, "token": token, "group": group, "config": config }),
-                        )
-                    }
-                    Ok(ProvisionOutcome::Rejected { reason }) => {
-                        bump(&stats.provision_rejected);
-                        rejected(reason.as_str(), reason.message())
-                    }
-                    Err(_) => {
-                        bump(&stats.provision_rejected);
-                        rejected("unavailable", "the registry could not commit; retry later")
-                    }
-                }
-            }
         };
-        let (accepted, body) = reply;
+        self.reply_provision(serial, accepted, body).await
+    }
+
+    async fn reply_provision(
+        &mut self,
+        serial: &str,
+        accepted: bool,
+        body: serde_json::Value,
+    ) -> Result<(), PacketError> {
         let topic = topics::provision_reply(serial, accepted);
         self.send(Publish::new(topic, QoS::AtLeastOnce, body.to_string().into_bytes()))
             .await
@@ -565,58 +549,8 @@ fn unexpected(packet: &Packet) -> rumqttc::mqttbytes::Error {
     }
 }
 
-fn rejected(reason: &str, message: &str) -> (bool, serde_json::Value) {
-    (false, serde_json::json!({ "reason": reason, "message": message }))
-}
-
-/// `fleet/v1/provision/{serial}` payload: what the device says it is (all optional).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProvisionRequest {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    firmware: Option<String>,
-}
-
-/// `.../cmd/{id}/result` payload: `status` is `ok` or `error`; `output` is anything the
-/// command produced (for `logs`, the device's event log).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommandAnswer {
-    status: String,
-    #[serde(default)]
-    output: serde_json::Value,
-}
-
-/// `.../config/reported` payload.
-#[derive(Debug, Deserialize)]
-struct ConfigReport {
-    version: u64,
-}
-
-/// `.../status` payload; unknown keys are allowed so devices can add their own.
-#[derive(Debug, Deserialize)]
-struct StatusPayload {
-    #[serde(default)]
-    battery: Option<f64>,
-    #[serde(default)]
-    firmware: Option<String>,
-    #[serde(default)]
-    uptime_s: Option<u64>,
-    #[serde(default)]
-    rssi_dbm: Option<i32>,
-}
-
-impl From<StatusPayload> for DeviceStatus {
-    fn from(status: StatusPayload) -> Self {
-        Self {
-            battery: status.battery,
-            firmware: status.firmware,
-            uptime_s: status.uptime_s,
-            rssi_dbm: status.rssi_dbm,
-        }
-    }
+fn rejected(reason: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "reason": reason, "message": message })
 }
 
 /// Wall-clock unix milliseconds, for last-seen times shown to operators.
@@ -624,18 +558,6 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-impl StatusPayload {
-    /// Values a real device could report: a battery level as a fraction, a short firmware
-    /// version, an uptime under a century, a radio signal in dBm.
-    fn is_plausible(&self) -> bool {
-        const CENTURY_S: u64 = 100 * 365 * 86_400;
-        self.uptime_s.is_none_or(|u| u < CENTURY_S)
-            && self.battery.is_none_or(|b| (0.0..=1.0).contains(&b))
-            && self.firmware.as_ref().is_none_or(|f| !f.is_empty() && f.len() <= 64)
-            && self.rssi_dbm.is_none_or(|r| (-150..=0).contains(&r))
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod packet_io;
+pub mod payloads;
 pub mod sessions;
 pub mod stats;
 pub mod topics;

@@ -1,0 +1,191 @@
+//! What devices put in their messages, parsed and checked: the one place device-supplied
+//! bytes become values. Pure (no I/O), so the fuzzer drives it directly
+//! (`fuzz/fuzz_targets/device_packet.rs`).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::sessions::DeviceStatus;
+use super::topics::Inbound;
+
+/// A device message, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// Telemetry: any bytes (the backend counts it; the content is the device's business).
+    Telemetry,
+    /// A status report.
+    Status(DeviceStatus),
+    /// The config version the device applied.
+    ConfigReported {
+        /// The version.
+        version: u64,
+    },
+    /// An answer to a command.
+    CommandResult {
+        /// Whether the device carried the command out.
+        succeeded: bool,
+        /// `{"status": ..., "output": ...}` as stored with the command.
+        result: Value,
+    },
+    /// A provisioning request.
+    Provision {
+        /// Model the device says it is.
+        model: Option<String>,
+        /// Firmware it says it runs.
+        firmware: Option<String>,
+    },
+}
+
+/// Why a payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad payload: {0}")]
+pub struct BadPayload(pub &'static str);
+
+/// Parses the payload of a message whose topic classified as `inbound`.
+pub fn decode(inbound: &Inbound<'_>, payload: &[u8]) -> Result<Payload, BadPayload> {
+    match inbound {
+        Inbound::Telemetry => Ok(Payload::Telemetry),
+        Inbound::Status => {
+            let status: StatusPayload = serde_json::from_slice(payload)
+                .map_err(|_| BadPayload("status is not JSON of the documented shape"))?;
+            if !status.is_plausible() {
+                return Err(BadPayload("status values out of range"));
+            }
+            Ok(Payload::Status(status.into()))
+        }
+        Inbound::ConfigReported => {
+            let report: ConfigReport =
+                serde_json::from_slice(payload).map_err(|_| BadPayload("expected {\"version\": N}"))?;
+            Ok(Payload::ConfigReported {
+                version: report.version,
+            })
+        }
+        Inbound::CommandResult { .. } => {
+            let answer: CommandAnswer = serde_json::from_slice(payload)
+                .map_err(|_| BadPayload("expected {\"status\": \"ok\"|\"error\", \"output\": ...}"))?;
+            let succeeded = match answer.status.as_str() {
+                "ok" => true,
+                "error" => false,
+                _ => return Err(BadPayload("status must be \"ok\" or \"error\"")),
+            };
+            let result = serde_json::json!({ "status": answer.status, "output": answer.output });
+            Ok(Payload::CommandResult { succeeded, result })
+        }
+        Inbound::Provision { .. } => {
+            if payload.is_empty() {
+                return Ok(Payload::Provision {
+                    model: None,
+                    firmware: None,
+                });
+            }
+            let request: ProvisionRequest = serde_json::from_slice(payload)
+                .map_err(|_| BadPayload("expected {\"model\": \"m\", \"firmware\": \"1.0\"} or nothing"))?;
+            Ok(Payload::Provision {
+                model: request.model,
+                firmware: request.firmware,
+            })
+        }
+    }
+}
+
+/// `fleet/v1/provision/{serial}` payload: what the device says it is (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvisionRequest {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    firmware: Option<String>,
+}
+
+/// `.../cmd/{id}/result` payload: `status` is `ok` or `error`; `output` is anything the
+/// command produced (for `logs`, the device's event log).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandAnswer {
+    status: String,
+    #[serde(default)]
+    output: Value,
+}
+
+/// `.../config/reported` payload.
+#[derive(Debug, Deserialize)]
+struct ConfigReport {
+    version: u64,
+}
+
+/// `.../status` payload; unknown keys are allowed so devices can add their own.
+#[derive(Debug, Deserialize)]
+struct StatusPayload {
+    #[serde(default)]
+    battery: Option<f64>,
+    #[serde(default)]
+    firmware: Option<String>,
+    #[serde(default)]
+    uptime_s: Option<u64>,
+    #[serde(default)]
+    rssi_dbm: Option<i32>,
+}
+
+impl StatusPayload {
+    /// Values a real device could report: a battery level as a fraction, a short firmware
+    /// version, an uptime under a century, a radio signal in dBm.
+    fn is_plausible(&self) -> bool {
+        const CENTURY_S: u64 = 100 * 365 * 86_400;
+        self.uptime_s.is_none_or(|u| u < CENTURY_S)
+            && self.battery.is_none_or(|b| (0.0..=1.0).contains(&b))
+            && self.firmware.as_ref().is_none_or(|f| !f.is_empty() && f.len() <= 64)
+            && self.rssi_dbm.is_none_or(|r| (-150..=0).contains(&r))
+    }
+}
+
+impl From<StatusPayload> for DeviceStatus {
+    fn from(status: StatusPayload) -> Self {
+        Self {
+            battery: status.battery,
+            firmware: status.firmware,
+            uptime_s: status.uptime_s,
+            rssi_dbm: status.rssi_dbm,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_payload_parses_or_is_refused() {
+        let status = decode(&Inbound::Status, br#"{"battery": 0.5, "rssi_dbm": -80, "extra": 1}"#);
+        assert!(matches!(
+            status,
+            Ok(Payload::Status(DeviceStatus { battery: Some(0.5), .. }))
+        ));
+        assert!(decode(&Inbound::Status, br#"{"battery": 1.5}"#).is_err());
+        assert!(decode(&Inbound::Status, b"nope").is_err());
+        assert_eq!(
+            decode(&Inbound::ConfigReported, br#"{"version": 7}"#),
+            Ok(Payload::ConfigReported { version: 7 })
+        );
+        assert!(decode(&Inbound::ConfigReported, br#"{"version": -7}"#).is_err());
+        let answer = decode(
+            &Inbound::CommandResult { cmd_id: "c-1" },
+            br#"{"status": "error", "output": "disk full"}"#,
+        );
+        assert!(matches!(answer, Ok(Payload::CommandResult { succeeded: false, .. })));
+        assert!(decode(&Inbound::CommandResult { cmd_id: "c-1" }, br#"{"status": "maybe"}"#).is_err());
+        let provision = decode(&Inbound::Provision { serial: "S" }, b"");
+        assert_eq!(
+            provision,
+            Ok(Payload::Provision {
+                model: None,
+                firmware: None
+            })
+        );
+        assert!(decode(&Inbound::Provision { serial: "S" }, br#"{"modle": "x"}"#).is_err());
+        assert_eq!(
+            decode(&Inbound::Telemetry, b"\xff\x00 anything"),
+            Ok(Payload::Telemetry)
+        );
+    }
+}
