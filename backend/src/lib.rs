@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod gateway;
+pub mod ota;
 pub mod registry;
 
 use std::io;
@@ -18,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use gateway::{Gateway, Limits};
+use ota::campaign::CampaignRunner;
+use ota::firmware::{FirmwareError, FirmwareStore};
 use registry::{Registry, RegistryError, RegistryOptions};
 
 /// The backend's parts, opened on a data folder and not yet serving.
@@ -27,28 +30,65 @@ pub struct Backend {
     pub registry: Registry,
     /// The device gateway.
     pub gateway: Gateway,
+    /// Firmware images.
+    pub firmware: FirmwareStore,
+}
+
+/// Why the backend could not open its data folder.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The registry could not open.
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+    /// The firmware store could not open.
+    #[error("firmware store: {0}")]
+    Firmware(#[from] FirmwareError),
 }
 
 impl Backend {
-    /// Opens (or creates) the registry in `data_dir`.
-    pub fn open(data_dir: &Path, limits: Limits) -> Result<Self, RegistryError> {
+    /// Opens (or creates) the registry and the firmware store in `data_dir`.
+    pub fn open(data_dir: &Path, limits: Limits) -> Result<Self, OpenError> {
         let registry = Registry::open(data_dir, RegistryOptions::default())?;
+        let firmware = FirmwareStore::open(&data_dir.join("firmware"))?;
         let gateway = Gateway::new(registry.clone(), limits);
-        Ok(Self { registry, gateway })
+        Ok(Self {
+            registry,
+            gateway,
+            firmware,
+        })
     }
 
-    /// Serves devices on `mqtt` and the operator API on `http` until `shutdown`, then
-    /// lets connections drain.
+    /// Serves devices on `mqtt` and the operator API (and firmware downloads) on `http`
+    /// until `shutdown`, resuming campaigns that were running; then lets connections drain.
     pub async fn serve(&self, mqtt: TcpListener, http: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
+        let download_base = format!("http://{}/firmware", http.local_addr()?);
+        let campaigns = CampaignRunner::new(
+            self.registry.clone(),
+            self.gateway.clone(),
+            self.firmware.clone(),
+            shutdown.clone(),
+        );
+        let registry = self.registry.clone();
+        // A registry that cannot list its campaigns now will fail loudly on the first request;
+        // serving devices meanwhile is still right.
+        if let Ok(Ok(running)) = tokio::task::spawn_blocking(move || registry.running_campaigns()).await {
+            for campaign in running {
+                campaigns.spawn(campaign, &download_base);
+            }
+        }
         let state = api::ApiState {
             registry: self.registry.clone(),
             gateway: self.gateway.clone(),
+            firmware: self.firmware.clone(),
+            campaigns: campaigns.clone(),
+            download_base,
         };
         let (gateway, api, ()) = tokio::join!(
             self.gateway.serve(mqtt, shutdown.clone()),
             api::serve(http, state, shutdown.clone()),
             expire_commands(self.registry.clone(), shutdown.clone())
         );
+        campaigns.wait().await;
         gateway.and(api)
     }
 }

@@ -1,6 +1,6 @@
-//! Desired config per group and per device: versioned, pushed to connected devices
-//! (retained, so devices that connect later get it on subscribe), and the drift between what
-//! devices should run and what they reported.
+//! Desired config per group and per device: versioned, pushed to connected devices (and
+//! kept in the registry, so a device that subscribes later gets it then, as a retained
+//! message), and the drift between what devices should run and what they reported.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -10,8 +10,8 @@ use rumqttc::mqttbytes::v4::Publish;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::ApiState;
 use super::error::ApiError;
+use super::{ApiState, Object};
 use crate::gateway::topics;
 use crate::registry::ConfigScope;
 
@@ -29,9 +29,9 @@ pub struct DesiredBody {
 pub async fn set_group(
     State(state): State<ApiState>,
     Path(group): Path<String>,
-    body: Result<Json<DesiredBody>, JsonRejection>,
+    body: Result<Json<Object<DesiredBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body?;
+    let Json(Object(body)) = body?;
     let version = state
         .registry
         .set_desired(ConfigScope::Group(group.clone()), body.desired)
@@ -62,9 +62,9 @@ pub async fn set_group(
 pub async fn set_device(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    body: Result<Json<DesiredBody>, JsonRejection>,
+    body: Result<Json<Object<DesiredBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body?;
+    let Json(Object(body)) = body?;
     let version = state
         .registry
         .set_desired(ConfigScope::Device(id.clone()), body.desired)
@@ -85,12 +85,14 @@ async fn push(state: &ApiState, device_id: &str) -> Result<bool, ApiError> {
         return Ok(false);
     };
     let body = serde_json::json!({ "version": config.version, "desired": config.doc });
-    let mut publish = Publish::new(
+    // RETAIN stays 0: MQTT 3.1.1 section 3.3.1.3 sets it on a delivery only when a new
+    // subscription caused it (the gateway does that on subscribe), never when forwarding to
+    // an established one; devices that skip retained messages as stale still get updates.
+    let publish = Publish::new(
         topics::config_desired(device_id),
         QoS::AtLeastOnce,
         body.to_string().into_bytes(),
     );
-    publish.retain = true;
     let (delivery, _) = state.gateway.sessions().deliver(device_id, publish);
     Ok(delivery != crate::gateway::sessions::Delivery::Dropped)
 }

@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::ApiState;
-use super::error::ApiError;
+use super::error::{ApiError, SERIAL_RULE};
+use crate::registry::Refusal;
 
 /// Largest page `GET /api/v1/devices` returns.
 const MAX_PAGE: usize = 1000;
@@ -82,6 +83,12 @@ pub async fn release(State(state): State<ApiState>, Path(serial): Path<String>) 
         .registry
         .release_serial(&serial)
         .await?
-        .map_err(|refusal| ApiError::refused(refusal, &serial))?;
+        .map_err(|refusal| match refusal {
+            // A serial's syntax is not a claim or group name's.
+            Refusal::InvalidName => {
+                ApiError::refused_with(refusal, format!("\"{serial}\" is not a valid serial: {SERIAL_RULE}"))
+            }
+            other => ApiError::refused(other, &serial),
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,6 +8,12 @@ use axum::response::{IntoResponse, Response};
 
 use crate::registry::{Refusal, RegistryError};
 
+/// Claim and group name syntax, as the registry checks it.
+pub const NAME_RULE: &str = "use 1-64 of a-z, 0-9 and '-', not starting with '-'";
+
+/// Serial syntax, as the registry checks it.
+pub const SERIAL_RULE: &str = "use 1-64 of A-Z, a-z, 0-9, '.', '_' and '-'";
+
 /// An API failure, rendered as JSON.
 #[derive(Debug)]
 pub struct ApiError {
@@ -35,29 +41,62 @@ impl ApiError {
         }
     }
 
+    /// A 405: the path exists, but not with this method.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: message.into(),
+        }
+    }
+
+    /// A 409 with a machine code.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 503: storage failed.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+        }
+    }
+
     /// A refusal from the registry: the request was understood but does not apply.
     pub fn refused(refusal: Refusal, subject: &str) -> Self {
-        let (status, message) = match refusal {
-            Refusal::InvalidName => (
-                StatusCode::BAD_REQUEST,
-                format!("\"{subject}\" is not a valid name: use 1-64 of a-z, 0-9 and '-'"),
-            ),
-            Refusal::InvalidSecret => (StatusCode::BAD_REQUEST, "the secret must be 1 to 256 bytes".to_owned()),
-            Refusal::AlreadyExists => (StatusCode::CONFLICT, format!("\"{subject}\" already exists")),
-            Refusal::NotFound => (StatusCode::NOT_FOUND, format!("\"{subject}\" was not found")),
-            Refusal::AlreadyRevoked => (StatusCode::CONFLICT, format!("\"{subject}\" is already revoked")),
-            Refusal::AlreadyDecommissioned => {
-                (StatusCode::CONFLICT, format!("\"{subject}\" is already decommissioned"))
-            }
-            Refusal::NotDecommissioned => (
-                StatusCode::CONFLICT,
-                format!("\"{subject}\" has an active device: decommission it first"),
-            ),
+        let message = match refusal {
+            Refusal::InvalidName => format!("\"{subject}\" is not a valid name: {NAME_RULE}"),
+            Refusal::InvalidSecret => "the secret must be 1 to 256 bytes".to_owned(),
+            Refusal::AlreadyExists => format!("\"{subject}\" already exists"),
+            Refusal::NotFound => format!("\"{subject}\" was not found"),
+            Refusal::AlreadyRevoked => format!("\"{subject}\" is already revoked"),
+            Refusal::AlreadyDecommissioned => format!("\"{subject}\" is already decommissioned"),
+            Refusal::NotDecommissioned => format!("\"{subject}\" has an active device: decommission it first"),
+        };
+        Self::refused_with(refusal, message)
+    }
+
+    /// A refusal from the registry, with a message that says more than [`Self::refused`]
+    /// can from one subject (which field was wrong, which syntax applies).
+    pub fn refused_with(refusal: Refusal, message: impl Into<String>) -> Self {
+        let status = match refusal {
+            Refusal::InvalidName | Refusal::InvalidSecret => StatusCode::BAD_REQUEST,
+            Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::AlreadyExists
+            | Refusal::AlreadyRevoked
+            | Refusal::AlreadyDecommissioned
+            | Refusal::NotDecommissioned => StatusCode::CONFLICT,
         };
         Self {
             status,
             code: refusal.as_str(),
-            message,
+            message: message.into(),
         }
     }
 }

@@ -1,22 +1,35 @@
 //! The operator HTTP API (JSON): claims, devices, desired config and drift, remote commands,
-//! decommissioning,
+//! firmware and OTA campaigns (and the firmware download devices use), decommissioning,
 //! the audit log, `/healthz` and `/metrics`. Documented in `docs/backend-api.md`.
 
+mod campaigns;
 mod claims;
 mod commands;
 mod config;
 mod devices;
 pub mod error;
+mod firmware;
 mod ops;
 
+use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 
 use axum::Router;
+use axum::http::{Method, Uri};
 use axum::routing::{delete, get, post, put};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use error::ApiError;
+
+use axum::extract::DefaultBodyLimit;
+
 use crate::gateway::Gateway;
+use crate::ota::campaign::CampaignRunner;
+use crate::ota::firmware::{FirmwareStore, MAX_IMAGE_BYTES};
 use crate::registry::Registry;
 
 /// What every handler needs.
@@ -26,6 +39,12 @@ pub struct ApiState {
     pub registry: Registry,
     /// The gateway, to reach live devices.
     pub gateway: Gateway,
+    /// Firmware images.
+    pub firmware: FirmwareStore,
+    /// Runs OTA campaigns.
+    pub campaigns: CampaignRunner,
+    /// Where devices download images from: `http://HOST:PORT/firmware`.
+    pub download_base: String,
 }
 
 /// The API's routes.
@@ -45,7 +64,27 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/groups/{group}/config", put(config::set_group))
         .route("/api/v1/devices/{id}/config", put(config::set_device))
         .route("/api/v1/config/drift", get(config::drift))
+        .route("/api/v1/firmware", get(firmware::list))
+        .route(
+            "/api/v1/firmware/{version}",
+            put(firmware::upload).layer(DefaultBodyLimit::max(MAX_IMAGE_BYTES)),
+        )
+        .route("/firmware/{version}", get(firmware::download))
+        .route("/api/v1/campaigns", post(campaigns::create))
+        .route("/api/v1/campaigns/{id}", get(campaigns::show))
+        .route("/api/v1/campaigns/{id}/halt", post(campaigns::halt))
+        // Unknown paths and methods answer in the same JSON error format as everything else.
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(format!("{} does not accept {method}", uri.path()))
 }
 
 /// Serves the API on `listener` until `shutdown`.
@@ -53,4 +92,30 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: Cancellatio
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+/// A request body that must be a JSON object. Derived `Deserialize` also accepts a struct's
+/// fields as a positional array (`["lab", "s3cret"]`), which an API with named, optional and
+/// defaulted fields should refuse as the wrong shape rather than guess at.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(Object)
+    }
 }

@@ -30,7 +30,7 @@ use super::payloads::{self, Payload};
 use super::sessions::{Live, OUTBOUND_CHANNEL, Outbound, Stored, Subscription};
 use super::stats::bump;
 use super::topics::{self, Inbound, Principal};
-use crate::registry::{ClaimAuth, Completion, DeviceAuth, ProvisionMeta, ProvisionOutcome};
+use crate::registry::{ClaimAuth, Completion, DeviceAuth, OtaReport, ProvisionMeta, ProvisionOutcome};
 
 /// QoS 1 messages sent to a device and not yet acknowledged; past this, further messages
 /// wait in the channel (and beyond it are dropped), which bounds per-connection memory.
@@ -376,6 +376,12 @@ impl Conn {
                     // Late, duplicate or unknown; or the registry could not commit, and the
                     // command will time out.
                     Ok(_) | Err(_) => bump(&stats.command_results_ignored),
+                }
+            }
+            Payload::OtaStatus { campaign, state } => {
+                match self.shared.registry.report_ota(device_id, campaign, &state).await {
+                    Ok(OtaReport::Recorded) => bump(&stats.ota_reports),
+                    Ok(_) | Err(_) => bump(&stats.ota_reports_ignored),
                 }
             }
             // Topics only a claim may use never classify as a device's.

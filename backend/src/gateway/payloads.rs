@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::sessions::DeviceStatus;
 use super::topics::Inbound;
+use crate::registry::OTA_STATES;
 
 /// A device message, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,14 @@ pub enum Payload {
         succeeded: bool,
         /// `{"status": ..., "output": ...}` as stored with the command.
         result: Value,
+    },
+    /// Progress of an OTA job.
+    OtaStatus {
+        /// The campaign.
+        campaign: u64,
+        /// `downloading`, `verifying`, `installing`, `rebooting`, `succeeded`, `failed` or
+        /// `rolled_back`.
+        state: String,
     },
     /// A provisioning request.
     Provision {
@@ -71,6 +80,17 @@ pub fn decode(inbound: &Inbound<'_>, payload: &[u8]) -> Result<Payload, BadPaylo
             let result = serde_json::json!({ "status": answer.status, "output": answer.output });
             Ok(Payload::CommandResult { succeeded, result })
         }
+        Inbound::OtaStatus => {
+            let report: OtaStatus = serde_json::from_slice(payload)
+                .map_err(|_| BadPayload("expected {\"campaign\": N, \"state\": \"downloading\"|...}"))?;
+            if !OTA_STATES.contains(&report.state.as_str()) {
+                return Err(BadPayload("unknown OTA state"));
+            }
+            Ok(Payload::OtaStatus {
+                campaign: report.campaign,
+                state: report.state,
+            })
+        }
         Inbound::Provision { .. } => {
             if payload.is_empty() {
                 return Ok(Payload::Provision {
@@ -106,6 +126,14 @@ struct CommandAnswer {
     status: String,
     #[serde(default)]
     output: Value,
+}
+
+/// `.../ota/status` payload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OtaStatus {
+    campaign: u64,
+    state: String,
 }
 
 /// `.../config/reported` payload.

@@ -46,6 +46,10 @@ pub struct GatewayStats {
     /// Command answers for commands that had already ended (late after a timeout, or
     /// duplicates) or that the device was never sent.
     pub command_results_ignored: AtomicU64,
+    /// OTA job reports recorded.
+    pub ota_reports: AtomicU64,
+    /// OTA reports for jobs that had ended or that the device was never given.
+    pub ota_reports_ignored: AtomicU64,
     /// Messages to a device that had no matching subscription, or whose queue was full.
     pub undeliverable: AtomicU64,
     /// Messages queued for an offline device with a persistent session.
@@ -134,6 +138,12 @@ impl GatewayStats {
                 "command_results_ignored_total",
                 "late, duplicate or unknown command answers",
                 &self.command_results_ignored,
+            ),
+            ("ota_reports_total", "OTA job reports recorded", &self.ota_reports),
+            (
+                "ota_reports_ignored_total",
+                "OTA reports for ended or unknown jobs",
+                &self.ota_reports_ignored,
             ),
             (
                 "undeliverable_total",

@@ -6,10 +6,12 @@
 //! - `fleet/v1/d/{id}/telemetry`, `.../status` (battery, firmware, uptime, link quality)
 //! - `fleet/v1/d/{id}/config/reported` (`{"version": N}`)
 //! - `fleet/v1/d/{id}/cmd/{cmd_id}/result` (`{"status": "ok"|"error", "output": ...}`)
+//! - `fleet/v1/d/{id}/ota/status` (`{"campaign": N, "state": "downloading"|...|"rolled_back"}`)
 //! - `fleet/v1/provision/{serial}` (claim connections only)
 //!
 //! Topics the backend publishes: `fleet/v1/d/{id}/config/desired` (retained),
-//! `fleet/v1/d/{id}/cmd/{cmd_id}` and `fleet/v1/provision/{serial}/accepted|rejected`.
+//! `fleet/v1/d/{id}/cmd/{cmd_id}`, `fleet/v1/d/{id}/ota/job` and
+//! `fleet/v1/provision/{serial}/accepted|rejected`.
 
 /// Prefix of every device topic.
 pub const DEVICE_PREFIX: &str = "fleet/v1/d/";
@@ -34,6 +36,8 @@ pub enum Inbound<'a> {
     Status,
     /// The config version the device applied.
     ConfigReported,
+    /// Progress of the device's OTA job.
+    OtaStatus,
     /// The device's answer to command `cmd_id`.
     CommandResult {
         /// The command answered, `c-N`.
@@ -76,6 +80,7 @@ pub fn inbound<'a>(principal: &Principal, topic: &'a str) -> Result<Inbound<'a>,
                 ["telemetry"] => Ok(Inbound::Telemetry),
                 ["status"] => Ok(Inbound::Status),
                 ["config", "reported"] => Ok(Inbound::ConfigReported),
+                ["ota", "status"] => Ok(Inbound::OtaStatus),
                 ["cmd", _, "result"] => {
                     let cmd_id = rest.trim_start_matches("cmd/").trim_end_matches("/result");
                     if cmd_id.is_empty() {
@@ -170,6 +175,11 @@ pub fn config_desired(device_id: &str) -> String {
 /// The topic a command is delivered on.
 pub fn command(device_id: &str, cmd_id: &str) -> String {
     format!("{DEVICE_PREFIX}{device_id}/cmd/{cmd_id}")
+}
+
+/// The topic an OTA job is delivered on.
+pub fn ota_job(device_id: &str) -> String {
+    format!("{DEVICE_PREFIX}{device_id}/ota/job")
 }
 
 /// The topic a provisioning reply goes to.

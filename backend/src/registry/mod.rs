@@ -4,6 +4,7 @@
 //! a separate read-only connection.
 
 mod cache;
+mod campaigns;
 mod commands;
 mod identity;
 mod job;
@@ -31,6 +32,7 @@ use identity::{SecretKey, clip_meta, lock_dir, sha256, valid_device_id, valid_na
 use job::{Job, WriteCtx};
 use writer::{Shared, Writer};
 
+pub use campaigns::{CampaignRecord, OTA_STATES, OtaReport, WaveCounts};
 pub use commands::{COMMAND_NAMES, CommandRecord, CommandState, Completion};
 pub use identity::{KEY_FILE, MAX_META_LEN, MAX_SECRET_LEN};
 pub use reads::MAX_PAGE;
@@ -350,6 +352,56 @@ impl Registry {
             .await
     }
 
+    /// Records a new campaign over `group` installing `version` (audit `campaign.started`).
+    /// The caller has checked the image exists and the waves grow to at most 1.
+    pub async fn start_campaign(
+        &self,
+        group: &str,
+        version: &str,
+        waves: Vec<f64>,
+        soak_ms: u64,
+        halt_above: f64,
+    ) -> Result<Result<CampaignRecord, Refusal>, RegistryError> {
+        if !valid_name(group) {
+            return Ok(Err(Refusal::InvalidName));
+        }
+        let (group, version) = (group.to_owned(), version.to_owned());
+        self.submit(move |ctx| campaigns::create(ctx, &group, &version, &waves, soak_ms, halt_above).map(Ok))
+            .await
+    }
+
+    /// Records that wave `wave` of a campaign targets `devices`.
+    pub async fn start_wave(&self, campaign: u64, wave: u64, devices: Vec<String>) -> Result<(), RegistryError> {
+        self.submit(move |ctx| campaigns::start_wave(ctx, campaign, wave, &devices))
+            .await
+    }
+
+    /// Records a device's OTA report (`downloading` ... `rolled_back`).
+    pub async fn report_ota(&self, device_id: &str, campaign: u64, state: &str) -> Result<OtaReport, RegistryError> {
+        if !OTA_STATES.contains(&state) {
+            return Ok(OtaReport::Unknown);
+        }
+        let (device, state) = (device_id.to_owned(), state.to_owned());
+        self.submit(move |ctx| campaigns::report(ctx, &device, campaign, &state))
+            .await
+    }
+
+    /// Ends a running campaign as halted (by the engine or an operator) or completed; false
+    /// when it was not running.
+    pub async fn end_campaign(
+        &self,
+        campaign: u64,
+        halted: bool,
+        reason: &str,
+        by_operator: bool,
+    ) -> Result<bool, RegistryError> {
+        let state = if halted { "halted" } else { "completed" };
+        let actor = if by_operator { Actor::Operator } else { Actor::System };
+        let reason = reason.to_owned();
+        self.submit(move |ctx| campaigns::end(ctx, campaign, state, &reason, actor))
+            .await
+    }
+
     /// Times out every pending command past its deadline; returns how many. A read looks
     /// first, so a sweep with nothing to expire costs no write transaction.
     pub async fn expire_commands(&self) -> Result<u64, RegistryError> {
@@ -410,6 +462,26 @@ impl Registry {
     /// Devices per state and claim counts.
     pub fn counts(&self) -> Result<RegistryCounts, RegistryError> {
         reads::counts(&self.reader())
+    }
+
+    /// The campaign with that id.
+    pub fn campaign(&self, id: u64) -> Result<Option<CampaignRecord>, RegistryError> {
+        campaigns::read(&self.reader(), id)
+    }
+
+    /// Campaigns still running.
+    pub fn running_campaigns(&self) -> Result<Vec<CampaignRecord>, RegistryError> {
+        campaigns::running(&self.reader())
+    }
+
+    /// Active device ids of a group in id order.
+    pub fn campaign_targets(&self, group: &str) -> Result<Vec<String>, RegistryError> {
+        campaigns::targets(&self.reader(), group)
+    }
+
+    /// A campaign's job counts per wave.
+    pub fn wave_counts(&self, campaign: u64) -> Result<Vec<WaveCounts>, RegistryError> {
+        campaigns::wave_counts(&self.reader(), campaign)
     }
 
     /// The command `c-N`, in any state.
