@@ -101,13 +101,13 @@ fn usage_errors_exit_2_and_help_exits_0() {
             .code(),
         Some(2)
     );
-    for command in ["validate", "schema", "models", "plan"] {
+    for command in ["validate", "schema", "models", "plan", "backend"] {
         let out = fleetsim(&[command, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{command} --help");
         assert!(stdout(&out).contains("Usage: fleetsim"), "{command} --help");
     }
     let help = stdout(&fleetsim(&["--help"]));
-    for command in ["validate", "schema", "models", "plan"] {
+    for command in ["validate", "schema", "models", "plan", "backend"] {
         assert!(help.contains(command), "top-level help lists {command}");
     }
     assert!(help.contains("Exit codes: 0 ok, 1 a failed gate or check, 2 bad input or usage"));
@@ -221,4 +221,23 @@ fn jsonl_plan_matches_the_table() {
         assert_eq!(row["model"], cells[2]);
         assert_eq!(row["group"], cells[3]);
     }
+}
+
+#[test]
+fn backend_refuses_an_address_in_use_with_exit_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let data = std::env::temp_dir().join(format!("fleetsim-cli-backend-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["backend", "--mqtt", &addr, "--http", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("error: cannot listen for MQTT on {addr}:")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
 }
