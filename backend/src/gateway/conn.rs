@@ -17,28 +17,25 @@ use std::time::Duration;
 
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
-    ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck,
+    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck,
 };
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::auth::{Accepted, handshake};
 use super::packet_io::{PacketError, PacketIo};
 use super::payloads::{self, Payload};
 use super::sessions::{Live, OUTBOUND_CHANNEL, Outbound, Stored, Subscription};
 use super::stats::bump;
 use super::topics::{self, Inbound, Principal};
-use crate::registry::{ClaimAuth, Completion, DeviceAuth, OtaReport, ProvisionMeta, ProvisionOutcome};
+use crate::registry::{Completion, OtaReport, ProvisionMeta, ProvisionOutcome};
 
 /// QoS 1 messages sent to a device and not yet acknowledged; past this, further messages
 /// wait in the channel (and beyond it are dropped), which bounds per-connection memory.
 const INFLIGHT_LIMIT: usize = 16;
-
-/// Username prefix that marks a fleet claim credential (`claim:NAME` with the claim secret
-/// as password); any other username is a device id.
-pub const CLAIM_USER_PREFIX: &str = "claim:";
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
@@ -87,83 +84,6 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
     }
     let stored = (!clean_session).then(|| conn.into_stored(result));
     shared.sessions.detach(&client_id, conn_id, stored);
-}
-
-/// A connection whose CONNECT was accepted.
-struct Accepted {
-    conn_id: u64,
-    io: PacketIo,
-    principal: Principal,
-    client_id: String,
-    clean_session: bool,
-    keep_alive: Duration,
-}
-
-/// Reads and checks CONNECT; answers a refusal itself. The CONACK of success is sent by
-/// `Conn::run` once the session is attached, with the right session-present flag.
-async fn handshake(stream: TcpStream, shared: &Shared) -> Option<Accepted> {
-    let mut io = PacketIo::new(stream, shared.limits.max_packet_bytes);
-    let connect = match timeout(shared.limits.connect_timeout, io.read()).await {
-        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
-        // Silence, a closed socket or any first packet but CONNECT: nothing to answer.
-        Ok(Err(PacketError::TooLarge(_))) => {
-            bump(&shared.stats.oversized_packets);
-            return None;
-        }
-        _ => {
-            bump(&shared.stats.protocol_errors);
-            return None;
-        }
-    };
-    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let Some((principal, client_id)) = authenticate(shared, &connect, conn_id) else {
-        bump(&shared.stats.connects_refused);
-        let refusal = Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false));
-        let _ = io.write(&refusal).await;
-        return None;
-    };
-    bump(match principal {
-        Principal::Device(_) => &shared.stats.connects_device,
-        Principal::Claim(_) => &shared.stats.connects_claim,
-    });
-    Some(Accepted {
-        conn_id,
-        io,
-        principal,
-        client_id,
-        clean_session: connect.clean_session,
-        keep_alive: Duration::from_secs(u64::from(connect.keep_alive)),
-    })
-}
-
-/// Checks the CONNECT's credentials: a claim (`claim:NAME`) or a device id whose client id
-/// is that same id. Returns who connected and the client id to hold.
-fn authenticate(shared: &Shared, connect: &Connect, conn_id: u64) -> Option<(Principal, String)> {
-    let login = connect.login.as_ref()?;
-    if let Some(claim) = login.username.strip_prefix(CLAIM_USER_PREFIX) {
-        if shared.registry.authenticate_claim(claim, login.password.as_bytes()) != ClaimAuth::Ok {
-            return None;
-        }
-        // MQTT lets a client leave its id to the server; claim connections may.
-        let client_id = if connect.client_id.is_empty() {
-            format!("claim-{conn_id}")
-        } else {
-            connect.client_id.clone()
-        };
-        return Some((Principal::Claim(claim.to_owned()), client_id));
-    }
-    // A device holds exactly one client id, its own, so takeover and persistent sessions
-    // follow the device rather than whatever id a client picked.
-    if connect.client_id != login.username {
-        return None;
-    }
-    match shared
-        .registry
-        .authenticate_device(&login.username, login.password.as_bytes())
-    {
-        DeviceAuth::Ok { .. } => Some((Principal::Device(login.username.clone()), connect.client_id.clone())),
-        _ => None,
-    }
 }
 
 /// How a connection ended, which decides what a persistent session keeps.

@@ -4,6 +4,7 @@
 //! registry, as ThingsBoard's MQTT transport and AWS IoT Core do, rather than running a
 //! general-purpose broker with the service as one more client.
 
+pub mod auth;
 pub mod conn;
 pub mod packet_io;
 pub mod payloads;

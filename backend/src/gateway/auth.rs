@@ -1,0 +1,99 @@
+//! The start of a connection: read CONNECT (within the connect timeout) and check its
+//! credentials. A device authenticates with the id and token the registry issued (client id,
+//! username = device id; password = token); a provisioning connection with a fleet claim
+//! (username `claim:NAME`, password = claim secret). Anything else gets CONNACK "not
+//! authorized".
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::Shared;
+use super::packet_io::{PacketError, PacketIo};
+use super::stats::bump;
+use super::topics::Principal;
+use crate::registry::{ClaimAuth, DeviceAuth};
+
+/// Username prefix that marks a fleet claim credential (`claim:NAME` with the claim secret
+/// as password); any other username is a device id.
+pub const CLAIM_USER_PREFIX: &str = "claim:";
+
+/// A connection whose CONNECT was accepted.
+pub(super) struct Accepted {
+    pub(super) conn_id: u64,
+    pub(super) io: PacketIo,
+    pub(super) principal: Principal,
+    pub(super) client_id: String,
+    pub(super) clean_session: bool,
+    pub(super) keep_alive: Duration,
+}
+
+/// Reads and checks CONNECT; answers a refusal itself. The CONACK of success is sent by
+/// `Conn::run` once the session is attached, with the right session-present flag.
+pub(super) async fn handshake(stream: TcpStream, shared: &Shared) -> Option<Accepted> {
+    let mut io = PacketIo::new(stream, shared.limits.max_packet_bytes);
+    let connect = match timeout(shared.limits.connect_timeout, io.read()).await {
+        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        // Silence, a closed socket or any first packet but CONNECT: nothing to answer.
+        Ok(Err(PacketError::TooLarge(_))) => {
+            bump(&shared.stats.oversized_packets);
+            return None;
+        }
+        _ => {
+            bump(&shared.stats.protocol_errors);
+            return None;
+        }
+    };
+    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let Some((principal, client_id)) = authenticate(shared, &connect, conn_id) else {
+        bump(&shared.stats.connects_refused);
+        let refusal = Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false));
+        let _ = io.write(&refusal).await;
+        return None;
+    };
+    bump(match principal {
+        Principal::Device(_) => &shared.stats.connects_device,
+        Principal::Claim(_) => &shared.stats.connects_claim,
+    });
+    Some(Accepted {
+        conn_id,
+        io,
+        principal,
+        client_id,
+        clean_session: connect.clean_session,
+        keep_alive: Duration::from_secs(u64::from(connect.keep_alive)),
+    })
+}
+
+/// Checks the CONNECT's credentials: a claim (`claim:NAME`) or a device id whose client id
+/// is that same id. Returns who connected and the client id to hold.
+fn authenticate(shared: &Shared, connect: &Connect, conn_id: u64) -> Option<(Principal, String)> {
+    let login = connect.login.as_ref()?;
+    if let Some(claim) = login.username.strip_prefix(CLAIM_USER_PREFIX) {
+        if shared.registry.authenticate_claim(claim, login.password.as_bytes()) != ClaimAuth::Ok {
+            return None;
+        }
+        // MQTT lets a client leave its id to the server; claim connections may.
+        let client_id = if connect.client_id.is_empty() {
+            format!("claim-{conn_id}")
+        } else {
+            connect.client_id.clone()
+        };
+        return Some((Principal::Claim(claim.to_owned()), client_id));
+    }
+    // A device holds exactly one client id, its own, so takeover and persistent sessions
+    // follow the device rather than whatever id a client picked.
+    if connect.client_id != login.username {
+        return None;
+    }
+    match shared
+        .registry
+        .authenticate_device(&login.username, login.password.as_bytes())
+    {
+        DeviceAuth::Ok { .. } => Some((Principal::Device(login.username.clone()), connect.client_id.clone())),
+        _ => None,
+    }
+}
