@@ -2,14 +2,14 @@
 //! with its jobs counted per wave, `POST /api/v1/campaigns/{id}/halt` stops it.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ApiState;
 use super::error::ApiError;
+use super::{ApiState, Object};
 use crate::registry::Refusal;
 
 /// The longest soak accepted: a day.
@@ -36,9 +36,9 @@ fn default_soak() -> u64 {
 /// Starts a campaign.
 pub async fn create(
     State(state): State<ApiState>,
-    body: Result<Json<NewCampaign>, JsonRejection>,
+    body: Result<Json<Object<NewCampaign>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
+    let Json(Object(body)) = body?;
     if state.firmware.get(&body.version).is_none() {
         return Err(ApiError::not_found(format!(
             "no firmware \"{}\"; upload it first",
@@ -90,7 +90,11 @@ pub async fn create(
 }
 
 /// A campaign with its jobs per wave.
-pub async fn show(State(state): State<ApiState>, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(state): State<ApiState>,
+    id: Result<Path<u64>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
     let registry = state.registry.clone();
     let (campaign, waves) = tokio::task::spawn_blocking(move || {
         Ok::<_, crate::registry::RegistryError>((registry.campaign(id)?, registry.wave_counts(id)?))
@@ -101,7 +105,8 @@ pub async fn show(State(state): State<ApiState>, Path(id): Path<u64>) -> Result<
 }
 
 /// Halts a running campaign; devices already updating finish, no new wave starts.
-pub async fn halt(State(state): State<ApiState>, Path(id): Path<u64>) -> Result<StatusCode, ApiError> {
+pub async fn halt(State(state): State<ApiState>, id: Result<Path<u64>, PathRejection>) -> Result<StatusCode, ApiError> {
+    let Path(id) = id?;
     if state
         .registry
         .end_campaign(id, true, "halted by an operator", true)

@@ -12,8 +12,8 @@ use rumqttc::mqttbytes::v4::Publish;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ApiState;
 use super::error::ApiError;
+use super::{ApiState, Object};
 use crate::gateway::sessions::Delivery;
 use crate::gateway::topics;
 use crate::registry::{COMMAND_NAMES, Refusal};
@@ -38,9 +38,9 @@ pub struct NewCommand {
 pub async fn send(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    body: Result<Json<NewCommand>, JsonRejection>,
+    body: Result<Json<Object<NewCommand>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
+    let Json(Object(body)) = body?;
     if !COMMAND_NAMES.contains(&body.command.as_str()) {
         return Err(ApiError::bad_request(format!(
             "command must be one of {}, found \"{}\"",

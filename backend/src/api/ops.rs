@@ -29,26 +29,44 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse,
     let counts = tokio::task::spawn_blocking(move || registry.counts()).await??;
     let writer = state.registry.stats();
     let mut text = state.gateway.stats().prometheus();
-    let gauges = [
-        ("registry_devices_active", "devices that may connect", counts.active),
+    // The writer's tallies only grow: counters (their `_total` names say so), not gauges.
+    let samples = [
+        (
+            "registry_devices_active",
+            "devices that may connect",
+            "gauge",
+            counts.active,
+        ),
         (
             "registry_devices_decommissioned",
             "decommissioned devices",
+            "gauge",
             counts.decommissioned,
         ),
-        ("registry_claims", "claims, revoked ones included", counts.claims),
-        ("registry_write_batches_total", "group commits", writer.batches),
+        (
+            "registry_claims",
+            "claims, revoked ones included",
+            "gauge",
+            counts.claims,
+        ),
+        (
+            "registry_write_batches_total",
+            "group commits",
+            "counter",
+            writer.batches,
+        ),
         (
             "registry_write_jobs_total",
             "writes committed in those batches",
+            "counter",
             writer.jobs,
         ),
     ];
-    for (name, help, value) in gauges {
+    for (name, help, kind, value) in samples {
         // Writing to a String cannot fail.
         let _ = writeln!(
             text,
-            "# HELP fleetsim_{name} {help}\n# TYPE fleetsim_{name} gauge\nfleetsim_{name} {value}"
+            "# HELP fleetsim_{name} {help}\n# TYPE fleetsim_{name} {kind}\nfleetsim_{name} {value}"
         );
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))

@@ -1,0 +1,358 @@
+//! The gateway with MQTT clients that share no code with it or with the other tests: Debian's
+//! `mosquitto-clients` (`mosquitto_rr`, `mosquitto_pub`, `mosquitto_sub`, on libmosquitto),
+//! run as child processes against a real backend on loopback. `scripts/test` installs them;
+//! without them these tests fail, never skip.
+//!
+//! Children run on the blocking pool (the tests' runtime keeps serving the backend) and are
+//! killed if they overrun, besides the `-W` timeout of the clients that have one.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{PATIENCE, TestBackend};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// The `-W` timeout given to clients that wait for a message, in seconds; the kill deadline
+/// is a little longer, so a client that hangs past its own timeout is still stopped.
+const CLIENT_WAIT_S: u64 = 10;
+const KILL_AFTER: Duration = Duration::from_secs(CLIENT_WAIT_S + 5);
+
+/// A child process that is killed (and reaped) when dropped, so a failing test leaves no
+/// client behind.
+struct Client {
+    child: Child,
+    what: String,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a client run ended.
+#[derive(Debug)]
+struct Ran {
+    /// Exit code; `None` if a signal ended it.
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Starts `program` with `args`, stdout and stderr piped. Fails the test, saying how to get
+/// the clients, when `program` is not installed.
+fn start(program: &str, args: &[String]) -> Client {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                panic!(
+                    "{program} is not on PATH: these interop tests need Debian's mosquitto-clients; \
+                     run scripts/test, which installs them"
+                )
+            }
+            panic!("cannot start {program}: {e}")
+        });
+    Client {
+        child,
+        what: format!("{program} {}", args.join(" ")),
+    }
+}
+
+/// Waits for `client` to exit and collects its output; kills it and fails the test if it
+/// runs past [`KILL_AFTER`].
+async fn finish(mut client: Client) -> Ran {
+    let outcome = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + KILL_AFTER;
+        loop {
+            match client.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    return Err(format!("{} still running after {KILL_AFTER:?}: killed", client.what));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(format!("{}: {e}", client.what)),
+            }
+        }
+        let code = client.child.wait().map_err(|e| e.to_string())?.code();
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        if let Some(pipe) = client.child.stdout.as_mut() {
+            let _ = pipe.read_to_string(&mut stdout);
+        }
+        if let Some(pipe) = client.child.stderr.as_mut() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        Ok(Ran { code, stdout, stderr })
+    })
+    .await
+    .expect("client task");
+    outcome.unwrap_or_else(|message| panic!("{message}"))
+}
+
+/// Runs `program` to completion.
+async fn run(program: &str, args: &[String]) -> Ran {
+    finish(start(program, args)).await
+}
+
+/// Arguments every client takes: MQTT 3.1.1 (the gateway's protocol), this backend, these
+/// credentials and client id.
+fn connection(t: &TestBackend, client_id: &str, user: &str, password: &str) -> Vec<String> {
+    [
+        "-V",
+        "mqttv311",
+        "-h",
+        &t.mqtt.ip().to_string(),
+        "-p",
+        &t.mqtt.port().to_string(),
+        "-i",
+        client_id,
+        "-u",
+        user,
+        "-P",
+        password,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+/// `args` plus more.
+fn with(mut args: Vec<String>, more: &[&str]) -> Vec<String> {
+    args.extend(more.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+/// Provisions `serial` with `mosquitto_rr`, which subscribes to the reply topic and then
+/// publishes the request on one connection. Returns the `-v` output line's topic and body.
+async fn provision_with_rr(t: &TestBackend, serial: &str, request: &str) -> (String, Value) {
+    let request_topic = format!("fleet/v1/provision/{serial}");
+    let reply_topic = format!("{request_topic}/accepted");
+    let wait = CLIENT_WAIT_S.to_string();
+    let args = with(
+        connection(t, &format!("rr-{serial}"), "claim:factory", "s3cret"),
+        &[
+            "-t",
+            &request_topic,
+            "-e",
+            &reply_topic,
+            "-m",
+            request,
+            "-q",
+            "1",
+            "-v",
+            "-W",
+            &wait,
+        ],
+    );
+    let ran = run("mosquitto_rr", &args).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let line = ran.stdout.trim_end();
+    let (topic, body) = line
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("expected `topic body`: {ran:?}"));
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {ran:?}"));
+    (topic.to_owned(), body)
+}
+
+/// The next line a client printed, read as it comes.
+async fn next_line(lines: &mut mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(PATIENCE, lines.recv())
+        .await
+        .expect("the client prints in time")
+        .expect("the client printed a line before it exited")
+}
+
+/// Provisions `serial` and returns the device id and token.
+async fn provisioned(t: &TestBackend, serial: &str) -> (String, String) {
+    let (_, body) = provision_with_rr(t, serial, r#"{"model": "m"}"#).await;
+    let id = body["device_id"].as_str().expect("device_id").to_owned();
+    let token = body["token"].as_str().expect("token").to_owned();
+    (id, token)
+}
+
+#[tokio::test]
+async fn mosquitto_rr_provisions_a_serial_with_the_fleet_claim() {
+    let t = TestBackend::start().await;
+    let (topic, body) = provision_with_rr(&t, "SN-M1", r#"{"model": "m"}"#).await;
+    assert_eq!(topic, "fleet/v1/provision/SN-M1/accepted");
+    let id = body["device_id"].as_str().expect("device_id");
+    let token = body["token"].as_str().expect("token");
+    assert!(id.starts_with("d-") && id.len() == 22, "{body}");
+    assert_eq!(token.len(), 64, "{body}");
+    assert_eq!(body["group"], "sensors");
+    assert_eq!(body["config"], json!({ "version": 0, "desired": {} }));
+    let stats = t.backend.gateway.stats();
+    assert_eq!(stats.connects_claim.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.provision_accepted.load(Ordering::Relaxed), 1);
+    let record = t.backend.registry.device(id).expect("read").expect("device row");
+    assert_eq!((record.serial.as_str(), record.model.as_deref()), ("SN-M1", Some("m")));
+    t.stop().await;
+}
+
+/// The brief's two-process flow: `mosquitto_sub` waits on the reply topics while a separate
+/// `mosquitto_pub` sends the request. A broker would forward the reply to every subscriber;
+/// the gateway answers a provisioning request only on the connection that sent it (the
+/// reply carries the device's token), so this cannot pass until that changes.
+#[tokio::test]
+#[ignore = "the gateway sends a provisioning reply only to the requesting connection"]
+async fn mosquitto_sub_on_another_connection_receives_the_provisioning_reply() {
+    let t = TestBackend::start().await;
+    let wait = CLIENT_WAIT_S.to_string();
+    let sub = start(
+        "mosquitto_sub",
+        &with(
+            connection(&t, "sub-SN-M1", "claim:factory", "s3cret"),
+            &["-t", "fleet/v1/provision/SN-M1/+", "-C", "1", "-v", "-W", &wait],
+        ),
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while t.backend.gateway.stats().connects_claim.load(Ordering::Relaxed) < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "mosquitto_sub never connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // CONNACK precedes SUBSCRIBE by a round trip; the gateway exposes no subscription count.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let publish = run(
+        "mosquitto_pub",
+        &with(
+            connection(&t, "pub-SN-M1", "claim:factory", "s3cret"),
+            &["-t", "fleet/v1/provision/SN-M1", "-m", r#"{"model":"m"}"#, "-q", "1"],
+        ),
+    )
+    .await;
+    assert_eq!(publish.code, Some(0), "{publish:?}");
+    let ran = finish(sub).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let (topic, body) = ran.stdout.trim_end().split_once(' ').expect("`topic body`");
+    assert_eq!(topic, "fleet/v1/provision/SN-M1/accepted");
+    let body: Value = serde_json::from_str(body).expect("JSON");
+    assert!(body["device_id"].is_string() && body["token"].is_string(), "{body}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn mosquitto_pub_sends_telemetry_as_the_provisioned_device() {
+    let t = TestBackend::start().await;
+    let (id, token) = provisioned(&t, "SN-M2").await;
+    let stats = t.backend.gateway.stats();
+    assert_eq!(stats.telemetry.load(Ordering::Relaxed), 0);
+    let topic = format!("fleet/v1/d/{id}/telemetry");
+    let ran = run(
+        "mosquitto_pub",
+        &with(
+            connection(&t, &id, &id, &token),
+            &["-t", &topic, "-m", r#"{"t": 21.5}"#, "-q", "1"],
+        ),
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    // At QoS 1 mosquitto_pub exits after the PUBACK, which follows the count.
+    assert_eq!(stats.telemetry.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.connects_device.load(Ordering::Relaxed), 1);
+    let status_topic = format!("fleet/v1/d/{id}/status");
+    let status = r#"{"battery": 0.93, "firmware": "1.0.0", "uptime_s": 3600, "rssi_dbm": -67}"#;
+    let ran = run(
+        "mosquitto_pub",
+        &with(
+            connection(&t, &id, &id, &token),
+            &["-t", &status_topic, "-m", status, "-q", "1"],
+        ),
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(stats.status.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.bad_payloads.load(Ordering::Relaxed), 0);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn mosquitto_sub_as_the_device_gets_the_desired_config_retained_then_live() {
+    let t = TestBackend::start().await;
+    let (id, token) = provisioned(&t, "SN-M3").await;
+    let (status, reply) = t
+        .http(
+            "PUT",
+            "/api/v1/groups/sensors/config",
+            Some(r#"{"desired": {"mode": "eco"}}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let first: Value = serde_json::from_str(&reply).expect("JSON");
+    assert_eq!(first["pushed"], 0, "the device is not connected yet: {reply}");
+    let topic = format!("fleet/v1/d/{id}/config/desired");
+    let wait = CLIENT_WAIT_S.to_string();
+    let mut sub = start(
+        "mosquitto_sub",
+        &with(
+            connection(&t, &id, &id, &token),
+            // Two messages, each printed as `RETAIN-FLAG TOPIC PAYLOAD`.
+            &["-t", &topic, "-q", "1", "-C", "2", "-W", &wait, "-F", "%r %t %p"],
+        ),
+    );
+    // Read lines as they come: the second message depends on what the first one shows.
+    let stdout = sub.child.stdout.take().expect("piped stdout");
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let expect = |line: String, retain: &str, version: &Value, mode: &str| {
+        let mut parts = line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some(retain), "{line}");
+        assert_eq!(parts.next(), Some(topic.as_str()), "{line}");
+        let body: Value = serde_json::from_str(parts.next().unwrap_or_default()).expect("JSON payload");
+        assert_eq!(body, json!({ "version": version, "desired": { "mode": mode } }));
+    };
+    // On subscribe: the config set while the device was away, flagged retained.
+    expect(next_line(&mut lines).await, "1", &first["version"], "eco");
+    let (status, reply) = t
+        .http(
+            "PUT",
+            "/api/v1/groups/sensors/config",
+            Some(r#"{"desired": {"mode": "turbo"}}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let second: Value = serde_json::from_str(&reply).expect("JSON");
+    assert_eq!(second["pushed"], 1, "{reply}");
+    // While subscribed: the update, not flagged retained (MQTT-3.3.1-9).
+    expect(next_line(&mut lines).await, "0", &second["version"], "turbo");
+    let ran = finish(sub).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn mosquitto_pub_with_a_wrong_token_is_not_authorized() {
+    let t = TestBackend::start().await;
+    let (id, _token) = provisioned(&t, "SN-M4").await;
+    let stats = t.backend.gateway.stats();
+    assert_eq!(stats.connects_refused.load(Ordering::Relaxed), 0);
+    let topic = format!("fleet/v1/d/{id}/telemetry");
+    let ran = run(
+        "mosquitto_pub",
+        &with(
+            connection(&t, &id, &id, &"0".repeat(64)),
+            &["-t", &topic, "-m", "{}", "-q", "1"],
+        ),
+    )
+    .await;
+    assert_ne!(ran.code, Some(0), "{ran:?}");
+    assert!(ran.stderr.contains("not authorised"), "{ran:?}");
+    assert_eq!(stats.connects_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.telemetry.load(Ordering::Relaxed), 0);
+    t.stop().await;
+}
