@@ -300,7 +300,7 @@ async fn a_device_is_online_while_connected_and_offline_after_it_disconnects() {
     assert_eq!(shown["device"]["claim"], "factory");
     assert_eq!(shown["device"]["model"], "temp-sensor");
     assert_eq!(shown["device"]["state"], "active");
-    assert_eq!(shown["config"], json!({ "version": 0, "doc": {} }));
+    assert_eq!(shown["config"], json!({ "version": 0, "desired": {} }));
     client.disconnect().await.expect("queue disconnect");
     wait_closed(&mut eventloop).await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -442,7 +442,7 @@ async fn a_group_config_gets_increasing_versions_and_reaches_the_groups_connecte
     }
     let shown = get_ok(&t, &format!("/api/v1/devices/{a}")).await;
     assert_eq!(shown["config"]["version"], last_version);
-    assert_eq!(shown["config"]["doc"]["mode"], "turbo");
+    assert_eq!(shown["config"]["desired"]["mode"], "turbo");
     t.stop().await;
 }
 

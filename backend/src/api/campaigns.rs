@@ -82,7 +82,13 @@ pub async fn create(
         )
         .await?
         .map_err(|refusal| match refusal {
-            Refusal::InvalidName => ApiError::bad_request(format!("\"{}\" is not a valid group name", body.group)),
+            Refusal::InvalidName => ApiError::refused_with(
+                Refusal::InvalidName,
+                format!(
+                    "group \"{}\" is not a valid name: use 1-64 of a-z, 0-9 and '-'",
+                    body.group
+                ),
+            ),
             other => ApiError::refused(other, &body.group),
         })?;
     state.campaigns.spawn(campaign.clone(), &state.download_base);

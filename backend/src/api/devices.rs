@@ -61,7 +61,8 @@ pub async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Resu
         "online": online,
         "last_seen_ms": presence.last_seen_ms,
         "status": presence.status,
-        "config": config,
+        // Named as on MQTT (`config/desired` carries `{"version", "desired"}`).
+        "config": config.map(|c| serde_json::json!({ "version": c.version, "desired": c.doc })),
     })))
 }
 

@@ -63,6 +63,13 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
     };
     let (stored, took_over) = shared.sessions.attach(&client_id, live, clean_session);
     if let Principal::Device(id) = &principal {
+        // A decommissioning that committed after the credential check but before this attach
+        // found no session to close; checking again now closes that window.
+        if !shared.registry.is_active(id) {
+            bump(&shared.stats.connects_refused);
+            shared.sessions.detach(&client_id, conn_id, None);
+            return;
+        }
         shared.sessions.record_seen(id, now_ms(), None);
     }
     if took_over {

@@ -132,6 +132,12 @@ impl AuthCache {
         }
     }
 
+    /// Whether `device_id` is an active device (it has a token).
+    pub fn is_active(&self, device_id: &str) -> bool {
+        let devices = self.devices.read().unwrap_or_else(PoisonError::into_inner);
+        devices.get(device_id).is_some_and(|entry| entry.token_hash.is_some())
+    }
+
     /// Checks a claim secret against the cached hash. A revoked claim answers `Revoked` only
     /// to a caller that knows the secret, so the answer leaks nothing to guessers.
     pub fn authenticate_claim(&self, name: &str, secret: &[u8]) -> ClaimAuth {

@@ -192,6 +192,11 @@ impl Registry {
         self.inner.shared.cache.authenticate_device(device_id, token)
     }
 
+    /// Whether `device_id` is active now (from memory, like authentication).
+    pub fn is_active(&self, device_id: &str) -> bool {
+        self.inner.shared.cache.is_active(device_id)
+    }
+
     /// Checks a claim's secret (answered from memory, never blocks on I/O).
     pub fn authenticate_claim(&self, name: &str, secret: &[u8]) -> ClaimAuth {
         self.inner.shared.cache.authenticate_claim(name, secret)
