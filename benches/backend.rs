@@ -8,12 +8,11 @@
 //! Run: `cargo bench -p fleetsim --bench backend` (release). Under `cargo test --benches` it
 //! runs a small size once, so it cannot rot.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use fleetsim::cli::backend::Standalone;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish, Subscribe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -107,35 +106,6 @@ impl RawClient {
     }
 }
 
-fn start_backend(data: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args([
-            "backend",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--claim",
-            "bench:s3cret:bench",
-        ])
-        .arg("--data")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("fleetsim backend starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("address line");
-    let mqtt = line
-        .split("mqtt ")
-        .nth(1)
-        .and_then(|r| r.split(',').next())
-        .and_then(|a| a.parse().ok())
-        .expect("mqtt address");
-    (child, mqtt)
-}
-
 /// Resident memory of a process, in KiB, from /proc.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -158,7 +128,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn run(sizes: &Sizes) {
     let data = std::env::temp_dir().join(format!("fleetsim-bench-backend-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let (mut child, addr) = start_backend(&data);
+    let mut server = Standalone::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_fleetsim")),
+        &data,
+        &["bench:s3cret:bench"],
+    )
+    .expect("fleetsim backend starts");
+    let addr = server.ready.mqtt;
+    let pid = server.child.id();
 
     // 1. Provisioning throughput: every connection provisions its serials back to back.
     let started = Instant::now();
@@ -201,21 +178,20 @@ async fn run(sizes: &Sizes) {
 
     // 2. Memory per idle device connection, measured on the backend process.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss_kib(child.id());
+    let before = rss_kib(pid);
     let mut idle = Vec::with_capacity(sizes.idle);
     for (id, token) in devices.iter().take(sizes.idle) {
         idle.push(RawClient::connect(addr, id, id, token).await.expect("device connects"));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(child.id());
+    let after = rss_kib(pid);
     let held = idle.len();
     println!(
         "idle connections: {held} devices held; backend RSS {before} KiB -> {after} KiB = {:.2} KiB per connection (kernel socket buffers not included)",
         after.saturating_sub(before) as f64 / held.max(1) as f64
     );
     drop(idle);
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = server.kill();
     let _ = std::fs::remove_dir_all(&data);
 }
 

@@ -2,13 +2,11 @@
 //! restart on the same data, and every device that was told `accepted` is still in the
 //! registry and can connect with the credentials it received. None lost.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fleetsim::cli::backend::Standalone;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
 
 /// Devices provisioning at once.
@@ -18,45 +16,17 @@ const KILL_AFTER: usize = 60;
 /// A wait that should end at once; running out fails the test.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-struct Server {
-    child: Child,
-    mqtt: SocketAddr,
+fn start(data: &Path) -> Standalone {
+    Standalone::spawn(
+        Path::new(env!("CARGO_BIN_EXE_fleetsim")),
+        data,
+        &["factory:s3cret:sensors"],
+    )
+    .expect("fleetsim backend starts")
 }
 
-/// Starts `fleetsim backend` on free loopback ports over `data`.
-fn start(data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args([
-            "backend",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--claim",
-            "factory:s3cret:sensors",
-        ])
-        .arg("--data")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("fleetsim backend starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the backend prints its addresses");
-    // "fleetsim backend: mqtt 127.0.0.1:PORT, http 127.0.0.1:PORT, data DIR"
-    let mqtt = line
-        .split("mqtt ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
-    Server { child, mqtt }
-}
-
-fn options(server: &Server, client_id: &str, user: &str, password: &str) -> MqttOptions {
-    let mut options = MqttOptions::new(client_id, server.mqtt.ip().to_string(), server.mqtt.port());
+fn options(server: &Standalone, client_id: &str, user: &str, password: &str) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, server.ready.mqtt.ip().to_string(), server.ready.mqtt.port());
     options.set_credentials(user, password);
     options.set_keep_alive(Duration::from_secs(30));
     options
@@ -140,8 +110,7 @@ async fn sigkill_mid_burst_loses_no_accepted_device() {
         .await
         .expect("provisioning under way");
     // Child::kill sends SIGKILL: no shutdown path runs.
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().expect("reaped");
+    server.kill().expect("SIGKILL");
     for task in tasks {
         let _ = task.await;
     }
@@ -161,7 +130,6 @@ async fn sigkill_mid_burst_loses_no_accepted_device() {
             "device {id} was acknowledged before the kill"
         );
     }
-    server.child.kill().expect("stop");
-    let _ = server.child.wait();
+    server.kill().expect("stop");
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -101,6 +101,84 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
     Ok(Exit::Ok)
 }
 
+/// The line `fleetsim backend` prints once it serves: the addresses it bound, so tools (and
+/// tests) that start it on port 0 learn where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// Where devices connect.
+    pub mqtt: SocketAddr,
+    /// Where the operator API listens.
+    pub http: SocketAddr,
+}
+
+impl Ready {
+    /// `fleetsim backend: mqtt ADDR, http ADDR, data DIR`.
+    pub fn line(&self, data: &Path) -> String {
+        format!(
+            "fleetsim backend: mqtt {}, http {}, data {}",
+            self.mqtt,
+            self.http,
+            data.display()
+        )
+    }
+
+    /// Reads the addresses back from [`Ready::line`]'s output.
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = line.trim().strip_prefix("fleetsim backend: mqtt ")?;
+        let (mqtt, rest) = rest.split_once(", http ")?;
+        let (http, _) = rest.split_once(", data ")?;
+        Some(Self {
+            mqtt: mqtt.parse().ok()?,
+            http: http.parse().ok()?,
+        })
+    }
+}
+
+/// A standalone backend running as a child process (`fleetsim backend` on free loopback
+/// ports), for benchmarks and tests that must kill it or measure it apart from themselves.
+#[derive(Debug)]
+pub struct Standalone {
+    /// The process; `kill` sends SIGKILL.
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub ready: Ready,
+}
+
+impl Standalone {
+    /// Starts `exe backend` over `data` with `claims` (`NAME:SECRET[:GROUP]`) and waits for
+    /// its ready line.
+    pub fn spawn(exe: &Path, data: &Path, claims: &[&str]) -> std::io::Result<Self> {
+        use std::io::BufRead as _;
+        let mut command = std::process::Command::new(exe);
+        command
+            .args(["backend", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data"])
+            .arg(data);
+        for claim in claims {
+            command.args(["--claim", claim]);
+        }
+        let mut child = command.stdout(std::process::Stdio::piped()).spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        match Ready::parse(&line) {
+            Some(ready) => Ok(Self { child, ready }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(std::io::Error::other(format!(
+                    "fleetsim backend did not start: {line:?}"
+                )))
+            }
+        }
+    }
+
+    /// Stops it with SIGKILL (no shutdown path runs) and reaps it.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(|_| ())
+    }
+}
+
 /// Ctrl-C or SIGTERM.
 async fn wait_for_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -114,5 +192,35 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_round_trips() {
+        let ready = Ready {
+            mqtt: "127.0.0.1:1883".parse().expect("addr"),
+            http: "127.0.0.1:8080".parse().expect("addr"),
+        };
+        let line = ready.line(Path::new("/tmp/a, data b"));
+        assert_eq!(
+            line,
+            "fleetsim backend: mqtt 127.0.0.1:1883, http 127.0.0.1:8080, data /tmp/a, data b"
+        );
+        assert_eq!(Ready::parse(&line), Some(ready));
+        assert_eq!(Ready::parse("something else"), None);
+    }
+
+    #[test]
+    fn claims_parse_with_an_optional_group() {
+        let claim: ClaimArg = "factory:s3cret".parse().expect("valid");
+        assert_eq!(claim.group, "default");
+        let claim: ClaimArg = "factory:s3:cret:x".parse().expect("valid");
+        assert_eq!((claim.secret.as_str(), claim.group.as_str()), ("s3", "cret:x"));
+        assert!("factory".parse::<ClaimArg>().is_err());
+        assert!(":s3cret".parse::<ClaimArg>().is_err());
     }
 }
