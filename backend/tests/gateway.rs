@@ -397,3 +397,36 @@ async fn oversized_and_malformed_packets_close_the_connection_and_are_counted() 
     assert_eq!(t.backend.gateway.stats().status.load(Ordering::Relaxed), 0);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn an_mqtt5_client_is_told_the_protocol_version_is_unacceptable() {
+    let t = TestBackend::start().await;
+    let connect = rumqttc::v5::mqttbytes::v5::Connect {
+        keep_alive: 30,
+        client_id: "v5-device".to_owned(),
+        clean_start: true,
+        properties: None,
+    };
+    let mut buf = bytes::BytesMut::new();
+    rumqttc::v5::mqttbytes::v5::Packet::Connect(connect, None, None)
+        .write(&mut buf, None)
+        .expect("encode an MQTT 5 CONNECT");
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    socket.write_all(&buf).await.expect("send");
+    let mut reply = Vec::new();
+    tokio::time::timeout(common::PATIENCE, socket.read_to_end(&mut reply))
+        .await
+        .expect("closed in time")
+        .ok();
+    // A 3.1.1 CONNACK with return code 1: unacceptable protocol version.
+    assert_eq!(reply, [0x20, 0x02, 0x00, 0x01]);
+    assert_eq!(
+        t.backend
+            .gateway
+            .stats()
+            .protocol_version_refused
+            .load(Ordering::Relaxed),
+        1
+    );
+    t.stop().await;
+}

@@ -7,6 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use rumqttc::mqttbytes::Protocol;
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -36,10 +37,23 @@ pub(super) struct Accepted {
 pub(super) async fn handshake(stream: TcpStream, shared: &Shared) -> Option<Accepted> {
     let mut io = PacketIo::new(stream, shared.limits.max_packet_bytes);
     let connect = match timeout(shared.limits.connect_timeout, io.read()).await {
-        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        Ok(Ok(Some(Packet::Connect(connect)))) if connect.protocol == Protocol::V4 => connect,
         // Silence, a closed socket or any first packet but CONNECT: nothing to answer.
         Ok(Err(PacketError::TooLarge(_))) => {
             bump(&shared.stats.oversized_packets);
+            return None;
+        }
+        // An MQTT 5 or 3.1 client: the gateway speaks 3.1.1, so it answers as MQTT 5 section
+        // 3.1.2.2 allows a server to, with a 3.1.1 CONNACK "unacceptable protocol version",
+        // and the client knows to retry with 3.1.1 rather than guess at a reset. (The codec
+        // parses a level-5 CONNECT with the 3.1.1 layout, so its fields mean nothing.)
+        Ok(Ok(Some(Packet::Connect(_))))
+        | Ok(Err(PacketError::Malformed(
+            rumqttc::mqttbytes::Error::InvalidProtocolLevel(_) | rumqttc::mqttbytes::Error::InvalidProtocol,
+        ))) => {
+            bump(&shared.stats.protocol_version_refused);
+            let refusal = Packet::ConnAck(ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false));
+            let _ = io.write(&refusal).await;
             return None;
         }
         _ => {

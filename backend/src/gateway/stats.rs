@@ -17,6 +17,9 @@ pub struct GatewayStats {
     pub connects_claim: AtomicU64,
     /// CONNECTs refused as not authorized (unknown, wrong, revoked or decommissioned).
     pub connects_refused: AtomicU64,
+    /// CONNECTs of a protocol version other than 3.1.1 (MQTT 5 clients), refused with
+    /// "unacceptable protocol version".
+    pub protocol_version_refused: AtomicU64,
     /// Connections closed because a newer one took over their client id.
     pub takeovers: AtomicU64,
     /// Connections closed for silence past 1.5 x keep-alive.
@@ -144,6 +147,11 @@ impl GatewayStats {
                 "ota_reports_ignored_total",
                 "OTA reports for ended or unknown jobs",
                 &self.ota_reports_ignored,
+            ),
+            (
+                "protocol_version_refused_total",
+                "CONNECTs of an unsupported protocol version (MQTT 5)",
+                &self.protocol_version_refused,
             ),
             (
                 "undeliverable_total",

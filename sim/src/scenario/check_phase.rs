@@ -61,6 +61,12 @@ pub(super) fn check_phase(
                     format!("expected one of {}, found \"{}\"", COMMANDS.join(", "), p.command),
                 ));
             }
+            if p.command == "set" && p.args.is_empty() {
+                return Err(err(
+                    "args",
+                    "a set command needs args, like { led = \"on\" }".to_owned(),
+                ));
+            }
             let share = match p.share {
                 Some(s) => share_of("share", s.0)?,
                 None => 1.0,
@@ -70,6 +76,7 @@ pub(super) fn check_phase(
                 p.group,
                 Action::Command {
                     command: p.command,
+                    args: p.args,
                     share,
                 },
             )

@@ -203,8 +203,12 @@ pub struct CommandPhase {
     /// Target group; the whole fleet when omitted.
     #[serde(default)]
     pub group: Option<String>,
-    /// Command name: `reboot`, `logs` or `ping`.
+    /// Command name: `reboot`, `set` (with `args`) or `logs` (the device uploads its event log),
+    /// as the reference backend's devices understand them.
     pub command: String,
+    /// Arguments, e.g. `{ led = "on" }` for `set`.
+    #[serde(default)]
+    pub args: BTreeMap<String, serde_json::Value>,
     /// Share of the target that receives it; all when omitted.
     #[serde(default)]
     pub share: Option<PercentValue>,

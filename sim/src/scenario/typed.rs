@@ -159,6 +159,8 @@ pub enum Action {
     Command {
         /// Which command.
         command: String,
+        /// Its arguments (for `set`, the keys to set).
+        args: BTreeMap<String, serde_json::Value>,
         /// Share of the target, a fraction.
         share: f64,
     },
@@ -211,4 +213,4 @@ pub struct Campaign {
 }
 
 /// Commands a command phase may send.
-pub const COMMANDS: [&str; 3] = ["reboot", "logs", "ping"];
+pub const COMMANDS: [&str; 3] = ["reboot", "set", "logs"];
