@@ -21,7 +21,7 @@ use super::topics;
 pub const OFFLINE_QUEUE_LIMIT: usize = 64;
 
 /// Messages waiting for a live connection to write them; a device that falls this far
-/// behind loses messages (counted) rather than stalling the operator.
+/// behind loses messages rather than stalling the operator (`deliver` answers `Dropped`).
 pub const OUTBOUND_CHANNEL: usize = 32;
 
 /// A message the gateway hands a connection's task to deliver (boxed so an idle channel's
