@@ -2,11 +2,12 @@
 //!
 //! A scenario file describes a fleet and a timeline; [`scenario`] loads and checks it, [`plan`]
 //! turns it into a deterministic per-device plan, and [`model`] holds the pure device models
-//! (battery, link, telemetry, OTA) every virtual device consults. [`cli`] holds the commands
-//! the `fleetsim` binary exposes.
+//! (battery, link, telemetry, OTA) every virtual device consults; [`transport`] is how devices
+//! reach a backend. [`cli`] holds the commands the `fleetsim` binary exposes.
 
 pub mod cli;
 pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod scenario;
+pub mod transport;

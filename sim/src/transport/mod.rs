@@ -1,0 +1,6 @@
+//! How virtual devices reach a backend: a lean MQTT connection on rumqttc's packet codec
+//! ([`mqtt`]) and the spreading of source addresses ([`source`]) that lets one harness open
+//! more connections to one server port than a single source address has ports.
+
+pub mod mqtt;
+pub mod source;
