@@ -1,0 +1,258 @@
+//! Shard-local recording of the figures ARCHITECTURE section 8 names: latencies in HDR
+//! histograms (microseconds, 3 significant digits, fixed memory whatever the run's length) and
+//! event counters.
+//!
+//! Design: each shard owns one [`Recorder`] and records into it with plain `&mut` access, no
+//! lock and no atomic on the per-message path. Once a second the shard swaps it for an empty
+//! one ([`Recorder::take`]) and hands the [`Snapshot`] to the aggregator, which merges
+//! snapshots exactly ([`Snapshot::merge`]): HDR histograms with equal bounds add without loss,
+//! so percentiles over shards equal percentiles over one recorder fed everything.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// The smallest latency a histogram resolves, in microseconds.
+const LOWEST_US: u64 = 1;
+/// The largest latency a histogram holds, in microseconds (ten minutes); larger values are
+/// recorded as this, and counted by the caller as timeouts long before.
+const HIGHEST_US: u64 = 600_000_000;
+/// Significant decimal digits kept: 0.1% relative error.
+const SIGNIFICANT_DIGITS: u8 = 3;
+
+macro_rules! names {
+    ($(#[$doc:meta])* $ty:ident { $($(#[$vdoc:meta])* $variant:ident => $name:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $ty {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $ty {
+            /// Every value, in table order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant,)*];
+
+            /// The stable metric name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)*
+                }
+            }
+
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+names!(
+    /// The latencies kept as histograms.
+    Latency {
+        /// Intended start -> credentials received.
+        Provision => "provision.latency",
+        /// TCP connect start -> CONNACK.
+        Connect => "connect.latency",
+        /// QoS 1 publish -> PUBACK.
+        Publish => "publish.latency",
+        /// Operator sent -> device result received.
+        Command => "command.latency",
+        /// Desired set -> device reported that version.
+        Config => "config.latency",
+        /// Job received -> final state.
+        OtaDuration => "ota.duration",
+    }
+);
+
+names!(
+    /// The events counted.
+    Counter {
+        /// Devices that received credentials.
+        Provisioned => "provisioned",
+        /// Successful connects.
+        Connected => "connected",
+        /// Messages published.
+        Published => "published",
+        /// Sends that started later than intended (the harness fell behind).
+        LateSends => "late_sends",
+        /// Connections refused by the server.
+        ErrorsRefused => "errors.refused",
+        /// Operations that timed out.
+        ErrorsTimeout => "errors.timeout",
+        /// Protocol errors.
+        ErrorsProtocol => "errors.protocol",
+        /// Authentication failures.
+        ErrorsAuth => "errors.auth",
+    }
+);
+
+fn histogram() -> Histogram<u64> {
+    // The bounds are constants that satisfy the constructor's rules (low >= 1, high >= 2 * low,
+    // digits <= 5), so it cannot fail.
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS).unwrap_or_else(|_| unreachable!())
+}
+
+fn micros(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(LOWEST_US, HIGHEST_US)
+}
+
+/// Figures recorded over an interval, or merged over shards and intervals.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    histograms: Vec<Histogram<u64>>,
+    counters: Vec<u64>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self {
+            histograms: Latency::ALL.iter().map(|_| histogram()).collect(),
+            counters: vec![0; Counter::ALL.len()],
+        }
+    }
+}
+
+impl Snapshot {
+    /// Adds `other` into this snapshot, exactly.
+    pub fn merge(&mut self, other: &Snapshot) {
+        for (mine, theirs) in self.histograms.iter_mut().zip(&other.histograms) {
+            // Equal bounds (every histogram here comes from `histogram()`) make `add` exact
+            // and infallible.
+            let _ = mine.add(theirs);
+        }
+        for (mine, theirs) in self.counters.iter_mut().zip(&other.counters) {
+            *mine = mine.saturating_add(*theirs);
+        }
+    }
+
+    /// The latency at quantile `q` (0.0 to 1.0); `None` when nothing was recorded.
+    pub fn quantile(&self, latency: Latency, q: f64) -> Option<Duration> {
+        let histogram = &self.histograms[latency.index()];
+        (!histogram.is_empty()).then(|| Duration::from_micros(histogram.value_at_quantile(q)))
+    }
+
+    /// The largest latency recorded.
+    pub fn max(&self, latency: Latency) -> Option<Duration> {
+        let histogram = &self.histograms[latency.index()];
+        (!histogram.is_empty()).then(|| Duration::from_micros(histogram.max()))
+    }
+
+    /// How many latencies were recorded.
+    pub fn samples(&self, latency: Latency) -> u64 {
+        self.histograms[latency.index()].len()
+    }
+
+    /// A counter's value.
+    pub fn count(&self, counter: Counter) -> u64 {
+        self.counters[counter.index()]
+    }
+
+    /// The histogram of one latency, for reports that write histogram logs.
+    pub fn histogram(&self, latency: Latency) -> &Histogram<u64> {
+        &self.histograms[latency.index()]
+    }
+}
+
+/// One shard's recorder.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    current: Snapshot,
+}
+
+impl Recorder {
+    /// Records a latency, measured from the operation's intended start.
+    pub fn record(&mut self, latency: Latency, value: Duration) {
+        self.current.histograms[latency.index()].saturating_record(micros(value));
+    }
+
+    /// Adds `n` to a counter.
+    pub fn count(&mut self, counter: Counter, n: u64) {
+        let slot = &mut self.current.counters[counter.index()];
+        *slot = slot.saturating_add(n);
+    }
+
+    /// Everything recorded since the last call, leaving the recorder empty. Called once a
+    /// second per shard, so the fresh histograms it allocates (a few hundred KiB) cost
+    /// nothing per message.
+    pub fn take(&mut self) -> Snapshot {
+        std::mem::take(&mut self.current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::names::{self, MetricKind};
+
+    #[test]
+    fn every_latency_is_a_known_histogram_metric() {
+        for latency in Latency::ALL {
+            let metric = names::METRICS
+                .iter()
+                .find(|m| m.name == latency.name())
+                .expect("in the name table");
+            assert_eq!(metric.kind, MetricKind::Histogram, "{}", latency.name());
+        }
+        for counter in Counter::ALL.iter().filter(|c| c.name().starts_with("errors.")) {
+            assert!(names::resolve(counter.name()).is_ok(), "{}", counter.name());
+        }
+    }
+
+    #[test]
+    fn percentiles_follow_the_recorded_values() {
+        let mut recorder = Recorder::default();
+        for ms in 1..=1000 {
+            recorder.record(Latency::Publish, Duration::from_millis(ms));
+        }
+        recorder.count(Counter::Published, 1000);
+        let snapshot = recorder.take();
+        let p50 = snapshot.quantile(Latency::Publish, 0.5).expect("recorded");
+        let p99 = snapshot.quantile(Latency::Publish, 0.99).expect("recorded");
+        // Three significant digits: within 0.1% of the exact order statistic.
+        assert!((p50.as_secs_f64() - 0.500).abs() <= 0.0005 + 1e-9, "{p50:?}");
+        assert!((p99.as_secs_f64() - 0.990).abs() <= 0.001 + 1e-9, "{p99:?}");
+        assert_eq!(snapshot.count(Counter::Published), 1000);
+        assert_eq!(snapshot.quantile(Latency::Connect, 0.5), None, "nothing recorded");
+        let empty = recorder.take();
+        assert_eq!(empty.samples(Latency::Publish), 0, "take leaves the recorder empty");
+    }
+
+    #[test]
+    fn merged_shards_equal_one_recorder_fed_everything() {
+        let (mut shard_a, mut shard_b, mut whole) = (Recorder::default(), Recorder::default(), Recorder::default());
+        for i in 0..5000u64 {
+            // A skewed spread from 100 us to about 2 s.
+            let value = Duration::from_micros(100 + (i * i) % 2_000_000);
+            if i % 3 == 0 {
+                shard_a.record(Latency::Connect, value)
+            } else {
+                shard_b.record(Latency::Connect, value)
+            }
+            whole.record(Latency::Connect, value);
+        }
+        let mut merged = shard_a.take();
+        merged.merge(&shard_b.take());
+        let whole = whole.take();
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(
+                merged.quantile(Latency::Connect, q),
+                whole.quantile(Latency::Connect, q),
+                "q = {q}"
+            );
+        }
+        assert_eq!(merged.samples(Latency::Connect), 5000);
+    }
+
+    #[test]
+    fn out_of_range_values_are_clamped_not_lost() {
+        let mut recorder = Recorder::default();
+        recorder.record(Latency::Provision, Duration::ZERO);
+        recorder.record(Latency::Provision, Duration::from_secs(3600));
+        let snapshot = recorder.take();
+        assert_eq!(snapshot.samples(Latency::Provision), 2);
+        let max = snapshot.max(Latency::Provision).expect("recorded");
+        assert!(max >= Duration::from_secs(599), "{max:?}");
+    }
+}
