@@ -115,12 +115,7 @@ async fn an_unanswered_command_times_out_and_a_late_answer_is_ignored() {
 #[tokio::test]
 async fn a_command_for_an_offline_persistent_session_arrives_on_return() {
     let t = TestBackend::start().await;
-    let (outcome, body) = t.provision("SN-AWAY", "claim:factory", "s3cret").await;
-    assert_eq!(outcome, "accepted");
-    let id = body["device_id"].as_str().expect("id").to_owned();
-    let token = body["token"].as_str().expect("token").to_owned();
-    let mut options = t.options(&id, &id, &token);
-    options.set_clean_session(false);
+    let (options, id) = t.persistent_device("SN-AWAY").await;
     let (client, mut eventloop, _) = t.connect(options.clone()).await.expect("connects");
     client
         .subscribe(format!("fleet/v1/d/{id}/cmd/+"), QoS::AtLeastOnce)
@@ -129,11 +124,7 @@ async fn a_command_for_an_offline_persistent_session_arrives_on_return() {
     wait_for(&mut eventloop, |p| matches!(p, Packet::SubAck(_))).await;
     client.disconnect().await.expect("queue");
     common::wait_closed(&mut eventloop).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while t.backend.gateway.sessions().is_live(&id) {
-        assert!(tokio::time::Instant::now() < deadline, "session never closed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    t.wait_offline(&id).await;
 
     let (status, reply) = t
         .http(

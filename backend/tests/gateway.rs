@@ -278,12 +278,7 @@ async fn desired_config_is_retained_and_delivered_on_subscribe() {
 #[tokio::test]
 async fn a_persistent_session_receives_what_was_sent_while_offline() {
     let t = TestBackend::start().await;
-    let (outcome, body) = t.provision("SN-PERSIST", "claim:factory", "s3cret").await;
-    assert_eq!(outcome, "accepted");
-    let id = body["device_id"].as_str().expect("id").to_owned();
-    let token = body["token"].as_str().expect("token").to_owned();
-    let mut options = t.options(&id, &id, &token);
-    options.set_clean_session(false);
+    let (options, id) = t.persistent_device("SN-PERSIST").await;
     let (client, mut eventloop, present) = t.connect(options.clone()).await.expect("connects");
     assert!(!present);
     client
@@ -293,12 +288,7 @@ async fn a_persistent_session_receives_what_was_sent_while_offline() {
     wait_for(&mut eventloop, |p| matches!(p, Packet::SubAck(_))).await;
     client.disconnect().await.expect("queue disconnect");
     wait_closed(&mut eventloop).await;
-    // Wait until the gateway has let the session go before pushing.
-    let deadline = tokio::time::Instant::now() + common::PATIENCE;
-    while t.backend.gateway.sessions().is_live(&id) {
-        assert!(tokio::time::Instant::now() < deadline, "session never closed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    t.wait_offline(&id).await;
     let path = format!("/api/v1/devices/{id}/config");
     let (status, reply) = t.http("PUT", &path, Some(r#"{"desired": {"mode": "eco"}}"#)).await;
     assert_eq!(status, 200, "{reply}");

@@ -156,6 +156,30 @@ impl TestBackend {
         (client, eventloop, id)
     }
 
+    /// Provisions `serial` and returns MQTT options for it with a persistent session
+    /// (`clean_session = false`), and its id.
+    pub async fn persistent_device(&self, serial: &str) -> (MqttOptions, String) {
+        let (outcome, body) = self.provision(serial, "claim:factory", "s3cret").await;
+        assert_eq!(outcome, "accepted", "{body}");
+        let id = body["device_id"].as_str().expect("device_id").to_owned();
+        let token = body["token"].as_str().expect("token");
+        let mut options = self.options(&id, &id, token);
+        options.set_clean_session(false);
+        (options, id)
+    }
+
+    /// Waits until the gateway has let `device_id`'s session go (after its client left).
+    pub async fn wait_offline(&self, device_id: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.backend.gateway.sessions().is_live(device_id) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the session of {device_id} never closed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// `METHOD path` with an optional JSON body against the operator API: status and body.
     /// The client blocks, so it runs on tokio's blocking pool, off the runtime that serves.
     pub async fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
