@@ -63,6 +63,12 @@ pub fn backend(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliE
 }
 
 async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliError> {
+    // Every device connection is a descriptor: take all the process may have, and say how
+    // many connections that allows.
+    let open_files = crate::engine::open_files::raise();
+    if let (Some(connections), Some(soft)) = (open_files.connections(), open_files.soft) {
+        eprintln!("fleetsim backend: room for about {connections} connections (open-file limit {soft})");
+    }
     let backend = Backend::open(args.data, Limits::default())
         .map_err(|e| CliError::Backend(format!("{}: {e}", args.data.display())))?;
     for claim in args.claims {
