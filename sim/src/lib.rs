@@ -6,6 +6,7 @@
 //! reach a backend. [`cli`] holds the commands the `fleetsim` binary exposes.
 
 pub mod cli;
+pub mod device;
 pub mod engine;
 pub mod metrics;
 pub mod model;

@@ -1,0 +1,371 @@
+//! The device core: a virtual device's decisions, without I/O and without a clock.
+//!
+//! Design: `Device::on_event(now, event)` takes what happened (the driver's connect came
+//! back, the time the device asked to wake at has come) and returns what to do (provision,
+//! connect, publish, disconnect, wake at a time, stop). Time is simulated time, in
+//! microseconds since the run started; the driver maps it to real time with the scenario's
+//! time scale. Everything random comes from the device's own ChaCha8 streams, whose positions
+//! the device keeps (8 bytes each) instead of the generators (hundreds of bytes each), so a
+//! device is a small struct and the same device behaves the same whatever else runs beside
+//! it, in whatever order.
+//!
+//! Covered here: arrival and provisioning, connecting and reconnecting with backoff and full
+//! jitter, the two-state link model, telemetry on the model's schedule with battery drain and
+//! the low-battery stretch, death by battery, decommissioning. Operator phases (config,
+//! commands, OTA, outages) arrive as events from the driver as the engine grows.
+
+use std::time::Duration;
+
+use super::state::State;
+use crate::model::{ChaCha8Rng, StreamId, device_rng};
+use crate::scenario::DeviceModel;
+
+/// Simulated time since the run started, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SimTime(pub u64);
+
+impl SimTime {
+    /// The time `duration` later (saturating: "never" stays never).
+    pub fn after(self, duration: Duration) -> SimTime {
+        SimTime(
+            self.0
+                .saturating_add(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// Time since `earlier` (zero if `earlier` is later).
+    pub fn since(self, earlier: SimTime) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+
+    /// A time that never comes.
+    pub const NEVER: SimTime = SimTime(u64::MAX);
+}
+
+/// What the core needs from outside on each call; nothing of it is stored per device.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// The scenario seed.
+    pub seed: u64,
+    /// The device's model.
+    pub model: &'a DeviceModel,
+}
+
+/// What happened to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Its planned arrival time came.
+    Arrive,
+    /// The backend issued credentials.
+    Provisioned,
+    /// The backend refused to provision it (or did not answer).
+    ProvisionFailed,
+    /// The connection is up.
+    Connected,
+    /// Connecting failed (refused, reset, timed out).
+    ConnectFailed,
+    /// An established connection dropped (the server closed it, an outage).
+    ConnectionLost,
+    /// The time it asked to wake at came.
+    Wake,
+    /// The operator decommissioned it.
+    Decommissioned,
+}
+
+/// What a device wants done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Ask the backend for credentials.
+    Provision,
+    /// Open a connection with its credentials.
+    Connect,
+    /// Publish telemetry message `seq` of `payload_bytes`.
+    Publish {
+        /// Sequence number of the message.
+        seq: u32,
+        /// Payload size.
+        payload_bytes: u32,
+    },
+    /// Close the connection.
+    Disconnect,
+    /// Deliver `Event::Wake` at this time.
+    WakeAt(SimTime),
+    /// The device is done (dead, bricked, decommissioned): forget it.
+    Stop,
+}
+
+/// The actions of one event: at most four, without allocating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Actions {
+    items: [Option<Action>; 4],
+    len: u8,
+}
+
+impl Actions {
+    fn push(&mut self, action: Action) {
+        // No event produces more than four actions (Disconnect, Publish or Connect, WakeAt,
+        // Stop at most); a fifth would be a bug in this file, and is dropped rather than
+        // panicking in a run.
+        if let Some(slot) = self.items.get_mut(usize::from(self.len)) {
+            *slot = Some(action);
+            self.len += 1;
+        }
+    }
+
+    /// The actions, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Action> + '_ {
+        self.items.iter().take(usize::from(self.len)).filter_map(|a| *a)
+    }
+}
+
+/// One virtual device's state (kept small: see `size_of` in the tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    /// Index in the fleet.
+    pub index: u64,
+    /// Battery charge left in mA·s (infinite for mains power).
+    charge_mas: f64,
+    /// When the battery was last drained to.
+    drained_to: SimTime,
+    /// When the next telemetry report is due.
+    next_report: SimTime,
+    /// When the link changes state next.
+    link_flip: SimTime,
+    /// When to try connecting again (NEVER when not waiting to).
+    retry_at: SimTime,
+    /// Word positions of the device's telemetry and link streams.
+    telemetry_words: u64,
+    link_words: u64,
+    /// Telemetry messages published.
+    seq: u32,
+    /// Failed attempts since the last success (connect or provision).
+    attempt: u16,
+    state: State,
+    link_up: bool,
+    provisioned: bool,
+}
+
+impl Device {
+    /// A planned device that will arrive at `arrival`: its battery full and its link in a
+    /// random phase of its two-state process (the process's stationary distribution).
+    pub fn new(index: u64, ctx: Ctx<'_>, arrival: SimTime) -> Self {
+        let mut link_rng = device_rng(ctx.seed, index, StreamId::LINK);
+        let phase = ctx.model.link.start(&mut link_rng);
+        Device {
+            index,
+            charge_mas: ctx
+                .model
+                .battery
+                .as_ref()
+                .map_or(f64::INFINITY, |b| b.full().remaining_mas),
+            drained_to: arrival,
+            next_report: SimTime::NEVER,
+            link_flip: arrival.after(phase.remaining),
+            retry_at: SimTime::NEVER,
+            telemetry_words: 0,
+            link_words: words(&link_rng),
+            seq: 0,
+            attempt: 0,
+            state: State::Unprovisioned,
+            link_up: phase.online,
+            provisioned: false,
+        }
+    }
+
+    /// The lifecycle state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Telemetry messages published so far.
+    pub fn published(&self) -> u32 {
+        self.seq
+    }
+
+    /// Handles one event at `now` and says what to do.
+    pub fn on_event(&mut self, now: SimTime, event: Event, ctx: Ctx<'_>) -> Actions {
+        let mut out = Actions::default();
+        if self.state.is_final() {
+            return out;
+        }
+        self.drain(now, ctx, 0);
+        match event {
+            Event::Decommissioned => {
+                if self.state == State::Online {
+                    out.push(Action::Disconnect);
+                }
+                self.state = State::Decommissioned;
+                out.push(Action::Stop);
+                return out;
+            }
+            Event::Arrive if self.state == State::Unprovisioned => self.provision(&mut out),
+            Event::Provisioned if self.state == State::Provisioning => {
+                self.provisioned = true;
+                self.attempt = 0;
+                self.state = State::Offline;
+                if self.link_up {
+                    self.connect(&mut out);
+                }
+            }
+            Event::ProvisionFailed if self.state == State::Provisioning => {
+                self.state = State::Unprovisioned;
+                self.back_off(now, ctx);
+            }
+            Event::Connected if self.state == State::Connecting => {
+                self.attempt = 0;
+                self.state = State::Online;
+                // A device reports as soon as it is (re)connected, then on its schedule.
+                self.next_report = self.next_report.min(now);
+            }
+            Event::ConnectFailed if self.state == State::Connecting => {
+                self.state = State::Offline;
+                self.back_off(now, ctx);
+            }
+            Event::ConnectionLost if self.state == State::Online => {
+                self.state = State::Offline;
+                self.back_off(now, ctx);
+            }
+            Event::Wake => self.wake(now, ctx, &mut out),
+            // An event that does not fit the state (a late reply after the link dropped) is
+            // stale: nothing to do.
+            _ => {}
+        }
+        if self.charge_mas <= 0.0 {
+            self.die(&mut out);
+            return out;
+        }
+        out.push(Action::WakeAt(self.next_wake(ctx)));
+        out
+    }
+
+    fn provision(&mut self, out: &mut Actions) {
+        self.state = State::Provisioning;
+        out.push(Action::Provision);
+    }
+
+    fn connect(&mut self, out: &mut Actions) {
+        self.retry_at = SimTime::NEVER;
+        self.state = State::Connecting;
+        out.push(Action::Connect);
+    }
+
+    /// Waits a full-jitter backoff before the next attempt.
+    fn back_off(&mut self, now: SimTime, ctx: Ctx<'_>) {
+        let mut rng = self.rng(ctx, StreamId::LINK, self.link_words);
+        let delay = ctx.model.link.reconnect.delay(u32::from(self.attempt), &mut rng);
+        self.link_words = words(&rng);
+        self.attempt = self.attempt.saturating_add(1);
+        self.retry_at = now.after(delay);
+    }
+
+    fn wake(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
+        if now >= self.link_flip {
+            self.flip_link(now, ctx, out);
+        }
+        if now >= self.retry_at && self.link_up {
+            self.retry_at = SimTime::NEVER;
+            match self.state {
+                State::Unprovisioned => self.provision(out),
+                State::Offline => self.connect(out),
+                _ => {}
+            }
+        }
+        if self.state == State::Online && now >= self.next_report {
+            self.report(now, ctx, out);
+        }
+    }
+
+    /// The link changes state: down drops the connection, up starts connecting again.
+    fn flip_link(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
+        let mut rng = self.rng(ctx, StreamId::LINK, self.link_words);
+        let link = &ctx.model.link;
+        self.link_up = !self.link_up;
+        let sojourn = if self.link_up {
+            link.draw_online(&mut rng)
+        } else {
+            link.draw_offline(&mut rng)
+        };
+        self.link_words = words(&rng);
+        self.link_flip = now.after(sojourn);
+        if self.link_up {
+            if self.state == State::Offline {
+                self.attempt = 0;
+                self.connect(out);
+            }
+        } else if matches!(self.state, State::Online | State::Connecting) {
+            out.push(Action::Disconnect);
+            self.state = State::Offline;
+        }
+    }
+
+    /// Publishes one report and schedules the next, stretched when the battery is low.
+    fn report(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
+        let telemetry = &ctx.model.telemetry;
+        self.drain(now, ctx, 1);
+        out.push(Action::Publish {
+            seq: self.seq,
+            payload_bytes: telemetry.payload_bytes,
+        });
+        self.seq = self.seq.wrapping_add(1);
+        let factor = ctx.model.battery.as_ref().map_or(1.0, |b| {
+            b.interval_factor(&crate::model::Charge {
+                remaining_mas: self.charge_mas,
+            })
+        });
+        let mut rng = self.rng(ctx, StreamId::TELEMETRY, self.telemetry_words);
+        let interval = telemetry.next_interval(&mut rng, factor);
+        self.telemetry_words = words(&rng);
+        self.next_report = now.after(interval);
+    }
+
+    /// Spends sleep current up to `now`, and `transmissions` transmissions.
+    fn drain(&mut self, now: SimTime, ctx: Ctx<'_>, transmissions: u32) {
+        let Some(battery) = &ctx.model.battery else { return };
+        let mut charge = crate::model::Charge {
+            remaining_mas: self.charge_mas,
+        };
+        battery.drain(&mut charge, now.since(self.drained_to), transmissions);
+        self.charge_mas = charge.remaining_mas;
+        self.drained_to = self.drained_to.max(now);
+    }
+
+    fn die(&mut self, out: &mut Actions) {
+        if matches!(self.state, State::Online | State::Connecting) {
+            out.push(Action::Disconnect);
+        }
+        self.state = State::Dead;
+        out.push(Action::Stop);
+    }
+
+    /// The earliest time something is due: a report, a link change, a retry, or the battery
+    /// running out while asleep.
+    fn next_wake(&self, ctx: Ctx<'_>) -> SimTime {
+        let mut next = self.link_flip;
+        if self.state == State::Online {
+            next = next.min(self.next_report);
+        }
+        if self.link_up {
+            next = next.min(self.retry_at);
+        }
+        if let Some(battery) = &ctx.model.battery {
+            let left = battery.sleep_time_left(&crate::model::Charge {
+                remaining_mas: self.charge_mas,
+            });
+            // One microsecond past the exact moment, so the drain at that wake empties the
+            // battery rather than leaving a rounding crumb that asks for another wake.
+            next = next.min(self.drained_to.after(left).after(Duration::from_micros(1)));
+        }
+        next
+    }
+
+    fn rng(&self, ctx: Ctx<'_>, stream: StreamId, words: u64) -> ChaCha8Rng {
+        let mut rng = device_rng(ctx.seed, self.index, stream);
+        rng.set_word_pos(u128::from(words));
+        rng
+    }
+}
+
+/// A stream's position in 32-bit words (a run never draws 2^64 words from one stream).
+fn words(rng: &ChaCha8Rng) -> u64 {
+    u64::try_from(rng.get_word_pos()).unwrap_or(u64::MAX)
+}
