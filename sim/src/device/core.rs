@@ -86,7 +86,8 @@ pub enum Action {
         /// Payload size.
         payload_bytes: u32,
     },
-    /// Close the connection.
+    /// Close the connection, or abandon a connect still in progress (its late success must
+    /// be closed by the driver: the core has moved on and will ignore it).
     Disconnect,
     /// Deliver `Event::Wake` at this time.
     WakeAt(SimTime),
