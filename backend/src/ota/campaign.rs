@@ -93,7 +93,10 @@ impl Engine {
         for (wave, _) in self.campaign.waves.iter().enumerate().skip(resume_from) {
             let end = wave_end(&self.campaign.waves, Some(wave), targets.len()).max(start);
             let devices = targets[start..end].to_vec();
-            registry.start_wave(id, wave as u64, devices.clone()).await?;
+            if !registry.start_wave(id, wave as u64, devices.clone()).await? {
+                // Halted by an operator between two waves.
+                return Ok(());
+            }
             for device in &devices {
                 self.send_job(device);
             }

@@ -160,13 +160,23 @@ pub fn create(
     })
 }
 
-/// Records that wave `wave` targets `devices`: one job each, state `sent`.
-pub fn start_wave(ctx: &mut WriteCtx<'_>, campaign: u64, wave: u64, devices: &[String]) -> Result<(), RegistryError> {
+/// Records that wave `wave` targets `devices`: one job each, state `sent`. Refuses (false,
+/// nothing written) when the campaign is no longer running: the writer orders this after any
+/// halt already committed, so a halted campaign never starts another wave.
+pub fn start_wave(ctx: &mut WriteCtx<'_>, campaign: u64, wave: u64, devices: &[String]) -> Result<bool, RegistryError> {
     let (campaign, wave, now) = (
         sql_int(campaign, "campaign")?,
         sql_int(wave, "wave")?,
         sql_int(ctx.now, "clock")?,
     );
+    let running: Option<String> = ctx
+        .conn
+        .prepare_cached("SELECT state FROM campaigns WHERE id = ?1")?
+        .query_row(params![campaign], |row| row.get(0))
+        .optional()?;
+    if running.as_deref() != Some("running") {
+        return Ok(false);
+    }
     let mut insert = ctx.conn.prepare_cached(
         "INSERT INTO ota_jobs(campaign, device_id, wave, state, updated_at) VALUES (?1, ?2, ?3, 'sent', ?4)
          ON CONFLICT(campaign, device_id) DO NOTHING",
@@ -177,7 +187,7 @@ pub fn start_wave(ctx: &mut WriteCtx<'_>, campaign: u64, wave: u64, devices: &[S
     ctx.conn
         .prepare_cached("UPDATE campaigns SET current_wave = ?2 WHERE id = ?1")?
         .execute(params![campaign, wave])?;
-    Ok(())
+    Ok(true)
 }
 
 /// Records a device's report on its job.
@@ -307,4 +317,80 @@ pub fn wave_counts(conn: &Connection, campaign: u64) -> Result<Vec<WaveCounts>, 
         }
     }
     Ok(waves)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::tests::{Scratch, accepted};
+    use super::super::{ProvisionMeta, Registry, RegistryOptions};
+
+    #[tokio::test]
+    async fn waves_record_jobs_reports_and_stop_once_the_campaign_ends() {
+        let dir = Scratch::new("campaign");
+        let registry = Registry::open(&dir.0, RegistryOptions::default()).unwrap();
+        registry
+            .create_claim("factory", "s3cret", "sensors")
+            .await
+            .unwrap()
+            .unwrap();
+        let mut ids = Vec::new();
+        for serial in ["SN-1", "SN-2", "SN-3"] {
+            let outcome = registry
+                .provision("factory", serial, ProvisionMeta::default())
+                .await
+                .unwrap();
+            ids.push(accepted(outcome).0);
+        }
+        assert_eq!(registry.campaign_targets("sensors").unwrap().len(), 3);
+        let campaign = registry
+            .start_campaign("sensors", "2.0.0", vec![0.34, 1.0], 1000, 0.1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(registry.start_wave(campaign.id, 0, ids[..2].to_vec()).await.unwrap());
+        assert_eq!(
+            registry.report_ota(&ids[0], campaign.id, "rolled_back").await.unwrap(),
+            super::OtaReport::Recorded
+        );
+        assert_eq!(
+            registry.report_ota(&ids[0], campaign.id, "succeeded").await.unwrap(),
+            super::OtaReport::AlreadyEnded,
+            "a final state takes no more reports"
+        );
+        assert_eq!(
+            registry.report_ota(&ids[2], campaign.id, "installing").await.unwrap(),
+            super::OtaReport::Unknown
+        );
+        let counts = registry.wave_counts(campaign.id).unwrap();
+        assert_eq!((counts[0].targeted, counts[0].rolled_back, counts[0].sent), (2, 1, 1));
+        assert!((counts[0].failure_rate() - 0.5).abs() < 1e-9);
+        assert!(
+            registry
+                .end_campaign(campaign.id, true, "halted by an operator", true)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !registry.end_campaign(campaign.id, false, "done", false).await.unwrap(),
+            "ends once"
+        );
+        assert!(
+            !registry.start_wave(campaign.id, 1, ids[2..].to_vec()).await.unwrap(),
+            "no wave after a halt"
+        );
+        assert_eq!(registry.wave_counts(campaign.id).unwrap().len(), 1);
+        let record = registry.campaign(campaign.id).unwrap().unwrap();
+        assert_eq!(
+            (record.state.as_str(), record.end_reason.as_deref()),
+            ("halted", Some("halted by an operator"))
+        );
+        let audit = registry.audit(0, 100).unwrap();
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.action == "campaign.halted" && e.detail == json!({ "reason": "halted by an operator" }))
+        );
+    }
 }

@@ -375,8 +375,9 @@ impl Registry {
             .await
     }
 
-    /// Records that wave `wave` of a campaign targets `devices`.
-    pub async fn start_wave(&self, campaign: u64, wave: u64, devices: Vec<String>) -> Result<(), RegistryError> {
+    /// Records that wave `wave` of a campaign targets `devices`; false (nothing recorded) when
+    /// the campaign has ended meanwhile.
+    pub async fn start_wave(&self, campaign: u64, wave: u64, devices: Vec<String>) -> Result<bool, RegistryError> {
         self.submit(move |ctx| campaigns::start_wave(ctx, campaign, wave, &devices))
             .await
     }
