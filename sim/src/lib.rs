@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod device;
+pub mod dialect;
 pub mod engine;
 pub mod metrics;
 pub mod model;

@@ -160,6 +160,11 @@ impl<'a> Plan<'a> {
         self.mix[device.mix].model
     }
 
+    /// The model of the scenario's mix named `name`.
+    pub fn model_named(&self, name: &str) -> Option<&'a DeviceModel> {
+        self.mix.iter().find(|m| m.model.name == name).map(|m| m.model)
+    }
+
     /// The group of a planned device.
     pub fn group(&self, device: &PlannedDevice) -> &'a str {
         self.mix[device.mix].group

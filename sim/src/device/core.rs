@@ -235,7 +235,11 @@ impl Device {
             self.die(&mut out);
             return out;
         }
-        out.push(Action::WakeAt(self.next_wake(ctx)));
+        // Never ask to wake in the past or at this very instant: a driver that hands back a
+        // time a rounding step early must not spin on a wake that finds nothing due.
+        out.push(Action::WakeAt(
+            self.next_wake(ctx).max(now.after(Duration::from_micros(1))),
+        ));
         out
     }
 

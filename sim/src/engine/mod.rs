@@ -1,4 +1,9 @@
-//! Running a fleet: for now the process limits a run needs ([`open_files`]); the shards,
-//! clock, arrivals and operator land here with `fleetsim run`.
+//! Running a fleet: the clock that maps simulated to real time ([`clock`]), the driver that
+//! runs each device over its transport ([`driver`]), shards of devices on their own threads
+//! ([`shard`]), and the process limits a run needs ([`open_files`]). The operator's phases,
+//! the aggregator and `fleetsim run` land here next.
 
+pub mod clock;
+pub mod driver;
 pub mod open_files;
+pub mod shard;

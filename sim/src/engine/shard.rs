@@ -1,0 +1,86 @@
+//! A shard: the devices one thread runs. It owns a current-thread runtime and a `LocalSet`, so
+//! its device tasks share the shard's recorder without locks, and it runs until the scenario's
+//! duration is over (or shutdown), then lets its devices disconnect.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::task::LocalSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::clock::RunClock;
+use super::driver::{ShardCtx, drive};
+use crate::device::State;
+use crate::dialect::embedded::Embedded;
+use crate::metrics::recorder::{Recorder, Snapshot};
+use crate::plan::{Plan, Shard};
+use crate::transport::source::SourceAddrs;
+
+/// How long devices get to disconnect after the run's end.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// What a shard measured.
+#[derive(Debug, Clone)]
+pub struct ShardResult {
+    /// Latencies and counts.
+    pub snapshot: Snapshot,
+    /// Devices per lifecycle state at the end.
+    pub states: BTreeMap<&'static str, u64>,
+}
+
+/// Runs the devices of `shard` against `dialect` from `start` for the scenario's duration.
+/// Blocks the calling thread (each shard is a thread).
+pub fn run_shard(
+    plan: &Plan<'_>,
+    shard: Shard,
+    dialect: Embedded,
+    start: Instant,
+    stop: CancellationToken,
+) -> std::io::Result<ShardResult> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let scenario = plan.scenario();
+    let target = dialect.mqtt.ip();
+    let ctx = Rc::new(ShardCtx {
+        seed: scenario.seed,
+        clock: RunClock::new(start, scenario.time_scale),
+        dialect,
+        sources: SourceAddrs::for_target(scenario.fleet.source_addrs, target),
+        recorder: RefCell::new(Recorder::default()),
+        states: RefCell::new([0; 11]),
+        shutdown: stop.child_token(),
+    });
+    let models: Vec<_> = scenario.fleet.mix.iter().map(|m| plan_model(plan, &m.model)).collect();
+    let local = LocalSet::new();
+    let end = start + scenario.duration;
+    local.block_on(&runtime, async {
+        for planned in plan.iter(0..plan.devices(), shard) {
+            let Some(model) = models.get(planned.mix).cloned().flatten() else {
+                continue;
+            };
+            tokio::task::spawn_local(drive(Rc::clone(&ctx), model, planned));
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(end) => {}
+            () = stop.cancelled() => {}
+        }
+        ctx.shutdown.cancel();
+    });
+    // Let every device task see the shutdown and disconnect, within the drain time.
+    runtime.block_on(async {
+        let _ = tokio::time::timeout(DRAIN, local).await;
+    });
+    let snapshot = ctx.recorder.borrow_mut().take();
+    let states = State::ALL
+        .iter()
+        .zip(ctx.states.borrow().iter())
+        .map(|(s, n)| (s.name(), *n))
+        .collect();
+    Ok(ShardResult { snapshot, states })
+}
+
+fn plan_model(plan: &Plan<'_>, name: &str) -> Option<Rc<crate::scenario::DeviceModel>> {
+    plan.model_named(name).map(|m| Rc::new(m.clone()))
+}
