@@ -12,5 +12,6 @@ pub mod engine;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod report;
 pub mod scenario;
 pub mod transport;

@@ -73,6 +73,35 @@ enum Command {
         #[arg(long, value_name = "NAME:SECRET[:GROUP]")]
         claim: Vec<ClaimArg>,
     },
+    /// Run a scenario: plan the fleet, start the embedded reference backend in process, run
+    /// every device against it, print a progress line a second, check the gates and write
+    /// summary.json.
+    ///
+    /// So far: the embedded backend, provisioning by claim, connecting with the issued
+    /// credentials, telemetry on each model's schedule (link and battery models in force),
+    /// reconnects with backoff. Scenarios with operator phases are refused until the engine
+    /// performs them. Exits 1 when a gate fails.
+    Run {
+        /// Scenario file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Report folder (default: reports/<scenario>-<UTC time>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Override the fleet size.
+        #[arg(long, value_name = "N")]
+        devices: Option<u64>,
+        /// Override the run's length, like 30s or 5m.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+        duration: Option<std::time::Duration>,
+        /// Override the seed.
+        #[arg(long, value_name = "SEED")]
+        seed: Option<u64>,
+        /// Device models folder (default: scenario.models, else ../device-models next to
+        /// the scenario file).
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+    },
     /// Print the planned devices of a scenario: index, serial, model, group, first wake-up.
     ///
     /// The plan is deterministic: the same scenario and seed print the same bytes, and the
@@ -111,6 +140,10 @@ enum FormatArg {
     Table,
     /// One JSON object per line.
     Jsonl,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    scenario::units::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -157,6 +190,22 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 claims: &claim,
             };
             cli::backend::backend(&args, out)?
+        }
+        Command::Run {
+            file,
+            out: out_dir,
+            devices,
+            duration,
+            seed,
+            models,
+        } => {
+            let loaded = scenario::load_scenario(&file, models.as_deref())?;
+            let overrides = cli::run::Overrides {
+                devices,
+                duration,
+                seed,
+            };
+            cli::run::run(loaded, &overrides, out_dir, out)?
         }
         Command::Plan {
             file,

@@ -101,13 +101,13 @@ fn usage_errors_exit_2_and_help_exits_0() {
             .code(),
         Some(2)
     );
-    for command in ["validate", "schema", "models", "plan", "backend"] {
+    for command in ["validate", "schema", "models", "plan", "backend", "run"] {
         let out = fleetsim(&[command, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{command} --help");
         assert!(stdout(&out).contains("Usage: fleetsim"), "{command} --help");
     }
     let help = stdout(&fleetsim(&["--help"]));
-    for command in ["validate", "schema", "models", "plan", "backend"] {
+    for command in ["validate", "schema", "models", "plan", "backend", "run"] {
         assert!(help.contains(command), "top-level help lists {command}");
     }
     assert!(help.contains("Exit codes: 0 ok, 1 a failed gate or check, 2 bad input or usage"));

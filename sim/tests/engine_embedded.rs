@@ -69,7 +69,7 @@ async fn every_device_provisions_connects_and_reports() {
     let start = tokio::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || {
         let plan = Plan::new(&loaded);
-        run_shard(&plan, Shard::WHOLE, dialect, start, CancellationToken::new())
+        run_shard(&plan, Shard::WHOLE, dialect, start, CancellationToken::new(), None)
     })
     .await
     .expect("shard thread")

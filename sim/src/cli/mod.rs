@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod models;
 pub mod plan;
+pub mod run;
 pub mod validate;
 
 use std::io::{self, Write};
@@ -26,14 +27,21 @@ pub enum CliError {
     /// The backend could not start or serve: the message says why.
     #[error("{0}")]
     Backend(String),
+    /// A run could not start or finish.
+    #[error(transparent)]
+    Run(#[from] crate::engine::run::RunError),
+    /// Arguments that do not fit together.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
     /// The exit code this error ends the process with.
     pub fn exit(&self) -> Exit {
         match self {
-            Self::Load(_) | Self::Backend(_) => Exit::BadInput,
-            Self::Io(_) => Exit::Failed,
+            Self::Load(_) | Self::Backend(_) | Self::Usage(_) => Exit::BadInput,
+            Self::Run(crate::engine::run::RunError::Unsupported(_)) => Exit::BadInput,
+            Self::Io(_) | Self::Run(_) => Exit::Failed,
         }
     }
 

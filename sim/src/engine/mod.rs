@@ -6,4 +6,5 @@
 pub mod clock;
 pub mod driver;
 pub mod open_files;
+pub mod run;
 pub mod shard;

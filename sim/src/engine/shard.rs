@@ -21,6 +21,20 @@ use crate::transport::source::SourceAddrs;
 
 /// How long devices get to disconnect after the run's end.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How often a shard hands its figures to the aggregator.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Ticks the channel to the aggregator holds per shard: a minute's worth.
+pub const TICK_QUEUE: usize = 60;
+
+/// What a shard sends the aggregator each second: the interval's figures and its devices per
+/// state now.
+#[derive(Debug, Clone)]
+pub struct Tick {
+    /// Latencies and counts recorded during the interval.
+    pub snapshot: Snapshot,
+    /// Devices per lifecycle state, in `State::ALL` order.
+    pub states: [u64; 11],
+}
 
 /// What a shard measured.
 #[derive(Debug, Clone)]
@@ -39,6 +53,7 @@ pub fn run_shard(
     dialect: Embedded,
     start: Instant,
     stop: CancellationToken,
+    ticks: Option<std::sync::mpsc::SyncSender<Tick>>,
 ) -> std::io::Result<ShardResult> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let scenario = plan.scenario();
@@ -62,9 +77,22 @@ pub fn run_shard(
             };
             tokio::task::spawn_local(drive(Rc::clone(&ctx), model, planned));
         }
-        tokio::select! {
-            () = tokio::time::sleep_until(end) => {}
-            () = stop.cancelled() => {}
+        let mut second = tokio::time::interval_at(start + TICK, TICK);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(end) => break,
+                () = stop.cancelled() => break,
+                _ = second.tick() => {
+                    if let Some(ticks) = &ticks {
+                        let tick = Tick { snapshot: ctx.recorder.borrow_mut().take(), states: *ctx.states.borrow() };
+                        // The channel holds a minute of ticks (TICK_QUEUE); only an aggregator
+                        // that far behind makes this wait. A closed channel ends the run.
+                        if ticks.send(tick).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
         }
         ctx.shutdown.cancel();
     });

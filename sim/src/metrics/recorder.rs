@@ -139,6 +139,18 @@ impl Snapshot {
         (!histogram.is_empty()).then(|| Duration::from_micros(histogram.max()))
     }
 
+    /// The smallest latency recorded.
+    pub fn min(&self, latency: Latency) -> Option<Duration> {
+        let histogram = &self.histograms[latency.index()];
+        (!histogram.is_empty()).then(|| Duration::from_micros(histogram.min()))
+    }
+
+    /// The mean latency.
+    pub fn mean(&self, latency: Latency) -> Option<Duration> {
+        let histogram = &self.histograms[latency.index()];
+        (!histogram.is_empty()).then(|| Duration::from_secs_f64(histogram.mean() / 1e6))
+    }
+
     /// How many latencies were recorded.
     pub fn samples(&self, latency: Latency) -> u64 {
         self.histograms[latency.index()].len()

@@ -1,0 +1,137 @@
+//! `fleetsim run` end to end, as a user runs it: the binary plans a small fleet, starts the
+//! embedded backend, runs every device, prints progress and verdicts, writes summary.json,
+//! and picks the exit code from the gates.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("fleetsim runs")
+}
+
+fn out_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fleetsim-run-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn a_small_run_provisions_every_device_passes_its_gates_and_writes_a_summary() {
+    let out = out_dir("small");
+    let ran = run(&[
+        "run",
+        "sim/tests/fixtures/run/small.toml",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(
+        ran.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(
+        stdout.starts_with("fleetsim run: scenario small (seed 5), 40 devices for 3s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("[1s] ")),
+        "a progress line a second: {stdout}"
+    );
+    assert!(
+        stdout.contains("pass  provision.latency.p99 <= 2s: measured"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json")).expect("JSON");
+    assert_eq!(summary["scenario"], "small");
+    assert_eq!(summary["metrics"]["counters"]["provisioned"], 40);
+    assert_eq!(summary["metrics"]["devices.lost"], 0);
+    assert_eq!(summary["backend"]["devices_active"], 40);
+    assert_eq!(summary["metrics"]["histograms"]["provision.latency"]["count"], 40);
+    assert!(
+        summary["metrics"]["counters"]["published"]
+            .as_u64()
+            .is_some_and(|n| n >= 40),
+        "{summary}"
+    );
+    assert!(
+        summary["gates"]
+            .as_array()
+            .is_some_and(|g| g.len() == 3 && g.iter().all(|v| v["passed"] == true))
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_failed_gate_exits_1_and_says_by_how_much() {
+    let out = out_dir("failing");
+    let ran = run(&[
+        "run",
+        "sim/tests/fixtures/run/failing-gate.toml",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(ran.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  provision.latency.p99 <= 1us: measured"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 of 3 gates failed"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn overrides_resize_and_reseed_the_run() {
+    let out = out_dir("override");
+    let ran = run(&[
+        "run",
+        "sim/tests/fixtures/run/small.toml",
+        "--devices",
+        "12",
+        "--seed",
+        "99",
+        "--duration",
+        "2s",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(ran.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("fleetsim run: scenario small (seed 99), 12 devices for 2s"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json")).expect("JSON");
+    assert_eq!(
+        (summary["devices"].as_u64(), summary["seed"].as_u64()),
+        (Some(12), Some(99))
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    let too_short = run(&["run", "sim/tests/fixtures/run/small.toml", "--duration", "500ms"]);
+    assert_eq!(too_short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&too_short.stderr).contains("give fewer --devices or a longer --duration"));
+}
+
+#[test]
+fn scenarios_with_phases_are_refused_until_the_engine_performs_them() {
+    let ran = run(&["run", "scenarios/quickstart.toml"]);
+    assert_eq!(ran.status.code(), Some(2));
+    assert!(ran.stdout.is_empty(), "nothing runs");
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(
+        stderr.contains("fleetsim run does not perform operator phases yet"),
+        "{stderr}"
+    );
+}
