@@ -34,6 +34,9 @@ use crate::transport::source::SourceAddrs;
 /// latency lost, counted as a timeout) so a silent server cannot grow memory.
 const INFLIGHT_LIMIT: usize = 8;
 
+/// A send this much later than intended counts as late.
+const LATE: Duration = Duration::from_millis(5);
+
 /// What every device of a shard shares.
 #[derive(Debug)]
 pub struct ShardCtx {
@@ -135,7 +138,11 @@ pub async fn drive(shard: Rc<ShardCtx>, model: Rc<DeviceModel>, planned: Planned
                 }
                 Action::Connect => {
                     let started = Instant::now();
-                    let Some(credentials) = &link.credentials else { continue };
+                    let Some(credentials) = &link.credentials else {
+                        // Connect only ever follows Provisioned; without credentials it fails.
+                        events.push_back((Event::ConnectFailed, Instant::now()));
+                        continue;
+                    };
                     match shard.dialect.connect(credentials, source).await {
                         Ok(conn) => {
                             shard.record(Latency::Connect, started);
@@ -152,6 +159,11 @@ pub async fn drive(shard: Rc<ShardCtx>, model: Rc<DeviceModel>, planned: Planned
                 }
                 Action::Publish { seq, .. } => {
                     let intended = wake.map_or(at, |(real, _)| real);
+                    if intended.elapsed() > LATE {
+                        // The harness fell behind its schedule: the latency recorded from the
+                        // intended time shows how much; this counts how often.
+                        shard.count(Counter::LateSends);
+                    }
                     let reading = Reading {
                         seq: u64::from(seq),
                         uptime: now.since(SimTime(0)),
