@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use fleetsim::dialect::embedded::Embedded;
-use fleetsim::engine::shard::run_shard;
+use fleetsim::engine::shard::{ShardOptions, run_shard};
 use fleetsim::metrics::recorder::{Counter, Latency};
 use fleetsim::plan::{Plan, Shard};
 use fleetsim::scenario::{self, Loaded};
@@ -69,7 +69,14 @@ async fn every_device_provisions_connects_and_reports() {
     let start = tokio::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || {
         let plan = Plan::new(&loaded);
-        run_shard(&plan, Shard::WHOLE, dialect, start, CancellationToken::new(), None)
+        run_shard(
+            &plan,
+            Shard::WHOLE,
+            dialect,
+            start,
+            CancellationToken::new(),
+            ShardOptions::default(),
+        )
     })
     .await
     .expect("shard thread")

@@ -54,7 +54,13 @@ pub struct ShardCtx {
     pub states: RefCell<[u64; 11]>,
     /// Cancelled at the end of the run.
     pub shutdown: CancellationToken,
+    /// Every state change as (device index, simulated time, new state), when a test asks for
+    /// the devices' life stories; `None` in runs, which keep only the counts.
+    pub transitions: Option<RefCell<Vec<Transition>>>,
 }
+
+/// A device's state change: its index, the simulated time, the new state.
+pub type Transition = (u64, SimTime, State);
 
 impl ShardCtx {
     fn record(&self, latency: Latency, since: Instant) {
@@ -84,7 +90,13 @@ pub async fn drive(shard: Rc<ShardCtx>, model: Rc<DeviceModel>, planned: Planned
         model: &model,
     };
     let arrival = shard.clock.start() + planned.first_wakeup;
-    let mut device = Device::new(planned.index, ctx, shard.clock.sim(arrival));
+    let arrival_sim = shard.clock.sim(arrival);
+    let mut device = Device::new(planned.index, ctx, arrival_sim);
+    // The simulated time of the event being acted on. Replies to the device's own requests
+    // (provisioned, connected, refused) count as instantaneous in simulated time: the device's
+    // life is then the same whatever the network's real delays, which are measured as
+    // latencies instead. Only events from outside (a dropped connection) take the clock.
+    let mut acting_at = arrival_sim;
     shard.planned();
     tokio::select! {
         () = sleep_until(arrival) => {}
@@ -112,12 +124,18 @@ pub async fn drive(shard: Rc<ShardCtx>, model: Rc<DeviceModel>, planned: Planned
         };
         let now = match (event, wake) {
             (Event::Wake, Some((_, sim))) => sim,
-            _ => shard.clock.sim(at),
+            (Event::Arrive, _) => arrival_sim,
+            (Event::ConnectionLost, _) => shard.clock.sim(at).max(acting_at),
+            _ => acting_at,
         };
+        acting_at = now;
         let before = device.state();
         let actions = device.on_event(now, event, ctx);
         if device.state() != before {
             shard.moved(before, device.state());
+            if let Some(transitions) = &shard.transitions {
+                transitions.borrow_mut().push((planned.index, now, device.state()));
+            }
         }
         for action in actions.iter() {
             match action {

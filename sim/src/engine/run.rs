@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::shard::{TICK_QUEUE, Tick, run_shard};
+use super::shard::{ShardOptions, TICK_QUEUE, Tick, run_shard};
 use crate::device::State;
 use crate::dialect::embedded::Embedded;
 use crate::metrics::names::{MetricKind, Stat};
@@ -162,14 +162,11 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
                         }
                     }
                 });
-                let result = run_shard(
-                    plan,
-                    Shard { index, count: shards },
-                    dialect,
-                    start,
-                    stop,
-                    Some(ticks_tx),
-                );
+                let options = ShardOptions {
+                    ticks: Some(ticks_tx),
+                    record_transitions: false,
+                };
+                let result = run_shard(plan, Shard { index, count: shards }, dialect, start, stop, options);
                 let _ = forward.join();
                 result
             }));

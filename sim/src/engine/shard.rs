@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::RunClock;
-use super::driver::{ShardCtx, drive};
+use super::driver::{ShardCtx, Transition, drive};
 use crate::device::State;
 use crate::dialect::embedded::Embedded;
 use crate::metrics::recorder::{Recorder, Snapshot};
@@ -43,6 +43,17 @@ pub struct ShardResult {
     pub snapshot: Snapshot,
     /// Devices per lifecycle state at the end.
     pub states: BTreeMap<&'static str, u64>,
+    /// Every state change, when the options asked for them.
+    pub transitions: Vec<Transition>,
+}
+
+/// How a shard reports.
+#[derive(Debug, Default)]
+pub struct ShardOptions {
+    /// Where to send a tick each second, if anywhere.
+    pub ticks: Option<std::sync::mpsc::SyncSender<Tick>>,
+    /// Keep every device's state changes (for tests of determinism).
+    pub record_transitions: bool,
 }
 
 /// Runs the devices of `shard` against `dialect` from `start` for the scenario's duration.
@@ -53,8 +64,12 @@ pub fn run_shard(
     dialect: Embedded,
     start: Instant,
     stop: CancellationToken,
-    ticks: Option<std::sync::mpsc::SyncSender<Tick>>,
+    options: ShardOptions,
 ) -> std::io::Result<ShardResult> {
+    let ShardOptions {
+        ticks,
+        record_transitions,
+    } = options;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let scenario = plan.scenario();
     let target = dialect.mqtt.ip();
@@ -66,6 +81,7 @@ pub fn run_shard(
         recorder: RefCell::new(Recorder::default()),
         states: RefCell::new([0; 11]),
         shutdown: stop.child_token(),
+        transitions: record_transitions.then(|| RefCell::new(Vec::new())),
     });
     let models: Vec<_> = scenario.fleet.mix.iter().map(|m| plan_model(plan, &m.model)).collect();
     let local = LocalSet::new();
@@ -106,7 +122,12 @@ pub fn run_shard(
         .zip(ctx.states.borrow().iter())
         .map(|(s, n)| (s.name(), *n))
         .collect();
-    Ok(ShardResult { snapshot, states })
+    let transitions = ctx.transitions.as_ref().map(|t| t.take()).unwrap_or_default();
+    Ok(ShardResult {
+        snapshot,
+        states,
+        transitions,
+    })
 }
 
 fn plan_model(plan: &Plan<'_>, name: &str) -> Option<Rc<crate::scenario::DeviceModel>> {

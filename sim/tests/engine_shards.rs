@@ -1,0 +1,134 @@
+//! The same scenario and seed give every device the same life whatever the shard count: one
+//! shard, then two shards on two threads, against the same real backend, and each device's
+//! sequence of lifecycle states is compared (not its timings).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fleetsim::device::State;
+use fleetsim::dialect::embedded::Embedded;
+use fleetsim::engine::shard::{ShardOptions, run_shard};
+use fleetsim::plan::{Plan, Shard};
+use fleetsim::scenario::{self, Loaded, ModelSet};
+use fleetsim_backend::Backend;
+use fleetsim_backend::gateway::Limits;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A device whose link drops every minute or so (simulated), so lives have several chapters.
+const BLINKY: &str = r#"
+name = "blinky"
+protocol = "mqtt"
+firmware = "1.0"
+[telemetry]
+interval = "20s"
+payload_bytes = 32
+[link]
+mean_online = "60s"
+mean_offline = "10s"
+reconnect = { initial = "1s", max = "5s", multiplier = 2.0 }
+"#;
+
+const SCENARIO: &str = r#"
+[scenario]
+name = "shards"
+seed = 2026
+duration = "4s"
+time_scale = 60
+[fleet]
+devices = 30
+arrival = { ramp = "1s" }
+mix = [ { model = "blinky", share = 1.0 } ]
+"#;
+
+fn load() -> Loaded {
+    let model = scenario::parse_model(Path::new("blinky.toml"), BLINKY).expect("valid model");
+    let models: ModelSet = [(model.name.clone(), model)].into_iter().collect();
+    let scenario = scenario::parse_scenario(Path::new("shards.toml"), SCENARIO, PathBuf::from("."), &models)
+        .expect("valid scenario");
+    Loaded { scenario, models }
+}
+
+/// Runs the fleet as `count` shards on their own threads; returns each device's states.
+fn lives(dialect: &Embedded, count: u32) -> BTreeMap<u64, Vec<State>> {
+    let loaded = load();
+    let plan = Plan::new(&loaded);
+    let start = tokio::time::Instant::now();
+    // Transitions in the last second may or may not make it before the end: leave them out.
+    let cutoff = fleetsim::device::SimTime((3 * 60) * 1_000_000);
+    let mut lives: BTreeMap<u64, Vec<State>> = BTreeMap::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .map(|index| {
+                let (plan, dialect) = (&plan, dialect.clone());
+                scope.spawn(move || {
+                    let options = ShardOptions {
+                        ticks: None,
+                        record_transitions: true,
+                    };
+                    run_shard(
+                        plan,
+                        Shard { index, count },
+                        dialect,
+                        start,
+                        CancellationToken::new(),
+                        options,
+                    )
+                })
+            })
+            .collect();
+        for handle in handles {
+            let result = handle.join().expect("shard thread").expect("shard runs");
+            for (device, at, state) in result.transitions {
+                if at < cutoff {
+                    lives.entry(device).or_default().push(state);
+                }
+            }
+        }
+    });
+    lives
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shard_or_two_every_device_lives_the_same_life() {
+    let dir = std::env::temp_dir().join(format!("fleetsim-shards-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let backend = Backend::open(&dir, Limits::default()).expect("backend");
+    backend
+        .registry
+        .create_claim("fleetsim", "run-secret", "fleet")
+        .await
+        .expect("write")
+        .expect("new");
+    let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dialect = Embedded {
+        mqtt: mqtt.local_addr().expect("addr"),
+        claim: "fleetsim".into(),
+        claim_secret: "run-secret".into(),
+    };
+    let stop = CancellationToken::new();
+    let (serving, token) = (backend.clone(), stop.clone());
+    let server = tokio::spawn(async move { serving.serve(mqtt, http, token).await });
+
+    let whole = {
+        let dialect = dialect.clone();
+        tokio::task::spawn_blocking(move || lives(&dialect, 1))
+            .await
+            .expect("run")
+    };
+    let halves = tokio::task::spawn_blocking(move || lives(&dialect, 2))
+        .await
+        .expect("run");
+    assert_eq!(whole.len(), 30, "every device lived");
+    let chapters: usize = whole.values().map(Vec::len).sum();
+    assert!(
+        chapters > 30 * 5,
+        "lives have link drops and reconnects: {chapters} transitions"
+    );
+    assert_eq!(whole, halves);
+
+    stop.cancel();
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
