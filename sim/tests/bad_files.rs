@@ -140,6 +140,12 @@ bad_file!(
 );
 
 bad_file!(
+    topic_wildcard,
+    "bad/topic-wildcard.toml",
+    "bad/topic-wildcard.toml:9:19: backend.telemetry_topic: expected a topic like \"devices/{serial}/telemetry\" (no wildcards or empty levels; placeholders {serial}, {index}, {model}, {group}), found \"plant/+/{serial}\""
+);
+
+bad_file!(
     unknown_action,
     "bad/unknown-action.toml",
     "bad/unknown-action.toml:23:10: phase[1].action: expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", found \"blackout\""

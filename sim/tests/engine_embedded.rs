@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use fleetsim::dialect::Dialect;
 use fleetsim::dialect::embedded::Embedded;
 use fleetsim::engine::shard::{ShardOptions, run_shard};
 use fleetsim::metrics::recorder::{Counter, Latency};
@@ -55,11 +56,11 @@ async fn every_device_provisions_connects_and_reports() {
         .expect("new");
     let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let dialect = Embedded {
+    let dialect = Dialect::Embedded(Embedded {
         mqtt: mqtt.local_addr().expect("addr"),
         claim: "fleetsim".into(),
         claim_secret: "run-secret".into(),
-    };
+    });
     let serving = backend.clone();
     let stop_backend = CancellationToken::new();
     let token = stop_backend.clone();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fleetsim::device::State;
+use fleetsim::dialect::Dialect;
 use fleetsim::dialect::embedded::Embedded;
 use fleetsim::engine::shard::{ShardOptions, run_shard};
 use fleetsim::plan::{Plan, Shard};
@@ -50,7 +51,7 @@ fn load() -> Loaded {
 }
 
 /// Runs the fleet as `count` shards on their own threads; returns each device's states.
-fn lives(dialect: &Embedded, count: u32) -> BTreeMap<u64, Vec<State>> {
+fn lives(dialect: &Dialect, count: u32) -> BTreeMap<u64, Vec<State>> {
     let loaded = load();
     let plan = Plan::new(&loaded);
     let start = tokio::time::Instant::now();
@@ -102,11 +103,11 @@ async fn one_shard_or_two_every_device_lives_the_same_life() {
         .expect("new");
     let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let dialect = Embedded {
+    let dialect = Dialect::Embedded(Embedded {
         mqtt: mqtt.local_addr().expect("addr"),
         claim: "fleetsim".into(),
         claim_secret: "run-secret".into(),
-    };
+    });
     let stop = CancellationToken::new();
     let (serving, token) = (backend.clone(), stop.clone());
     let server = tokio::spawn(async move { serving.serve(mqtt, http, token).await });

@@ -2,8 +2,7 @@
 //! 0) and Mosquitto (Debian's broker, started on a free loopback port): connect with and
 //! without credentials, source-address binding, QoS 0 and 1 both ways, refusals.
 
-use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use fleetsim::transport::mqtt::{ConnectParams, MqttConn, TransportError};
@@ -16,6 +15,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(10);
+
+#[path = "support/mosquitto.rs"]
+mod mosquitto;
+use mosquitto::Mosquitto;
 
 fn scratch(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("fleetsim-transport-{tag}-{}", std::process::id()));
@@ -129,55 +132,6 @@ async fn a_device_provisions_connects_and_publishes_through_the_lean_transport()
     shutdown.cancel();
     let _ = server.await;
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Mosquitto on a free loopback port, stopped when dropped.
-struct Mosquitto {
-    child: Child,
-    addr: SocketAddr,
-    dir: std::path::PathBuf,
-}
-
-impl Mosquitto {
-    fn start() -> Self {
-        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("Debian's mosquitto broker is needed; scripts/test installs it");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let dir = scratch("mosquitto");
-        std::fs::create_dir_all(&dir).expect("dir");
-        let config = dir.join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .expect("config");
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts");
-        Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ pub struct Credentials {
     pub device_id: String,
     /// The token, its password.
     pub token: String,
+    /// Where its telemetry goes.
+    pub telemetry_topic: String,
 }
 
 /// Why provisioning failed.
@@ -70,9 +72,12 @@ impl Embedded {
                     let body: serde_json::Value =
                         serde_json::from_slice(&reply.payload).map_err(|_| ProvisionError::Rejected)?;
                     let field = |key: &str| body[key].as_str().map(str::to_owned).ok_or(ProvisionError::Rejected);
+                    let device_id = field("device_id")?;
+                    let telemetry_topic = format!("fleet/v1/d/{device_id}/telemetry");
                     return Ok(Credentials {
-                        device_id: field("device_id")?,
+                        device_id,
                         token: field("token")?,
+                        telemetry_topic,
                     });
                 }
                 Some(_) => {}
@@ -90,11 +95,6 @@ impl Embedded {
             clean_session: true,
         };
         MqttConn::connect(self.mqtt, source, params).await.map(|(conn, _)| conn)
-    }
-
-    /// The topic a device's telemetry goes to.
-    pub fn telemetry_topic(credentials: &Credentials) -> String {
-        format!("fleet/v1/d/{}/telemetry", credentials.device_id)
     }
 }
 

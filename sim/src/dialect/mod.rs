@@ -1,5 +1,59 @@
-//! Backends as devices see them: one file per backend (`embedded` now; `mqtt`, `hawkbit`,
+//! Backends as devices see them: one file per backend (`embedded`, `mqtt`; `hawkbit`,
 //! `lwm2m`, `thingsboard` and `aws-iot` follow), each mapping the device's intents
-//! (provision, connect, report) to that backend's protocol.
+//! (provision, connect, report) to that backend's protocol. [`Dialect`] is the closed set the
+//! engine drives.
 
 pub mod embedded;
+pub mod mqtt;
+
+use std::net::{IpAddr, SocketAddr};
+
+use embedded::{Credentials, Embedded, KEEP_ALIVE_S, ProvisionError};
+use mqtt::{Broker, Identity};
+
+use crate::transport::mqtt::{MqttConn, TransportError};
+
+/// The backend a run drives.
+#[derive(Debug, Clone)]
+pub enum Dialect {
+    /// fleetsim's reference backend.
+    Embedded(Embedded),
+    /// Any MQTT broker.
+    Mqtt(Broker),
+}
+
+impl Dialect {
+    /// Where devices connect.
+    pub fn device_addr(&self) -> SocketAddr {
+        match self {
+            Self::Embedded(embedded) => embedded.mqtt,
+            Self::Mqtt(broker) => broker.addr,
+        }
+    }
+
+    /// Gets a device its credentials: by claim from the reference backend, at once from a
+    /// broker.
+    pub async fn provision(
+        &self,
+        identity: Identity<'_>,
+        source: Option<IpAddr>,
+    ) -> Result<Credentials, ProvisionError> {
+        match self {
+            Self::Embedded(embedded) => embedded.provision(identity.serial, source).await,
+            Self::Mqtt(broker) => Ok(broker.identify(identity)),
+        }
+    }
+
+    /// Connects as the device.
+    pub async fn connect(&self, credentials: &Credentials, source: Option<IpAddr>) -> Result<MqttConn, TransportError> {
+        match self {
+            Self::Embedded(embedded) => embedded.connect(credentials, source).await,
+            Self::Mqtt(broker) => broker.connect(credentials, source, KEEP_ALIVE_S).await,
+        }
+    }
+
+    /// Whether provisioning goes over the network (and so has a latency worth recording).
+    pub fn provisions(&self) -> bool {
+        matches!(self, Self::Embedded(_))
+    }
+}

@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::RunClock;
 use crate::device::{Action, Ctx, Device, Event, SimTime, State};
-use crate::dialect::embedded::{Credentials, Embedded, KEEP_ALIVE_S};
+use crate::dialect::Dialect;
+use crate::dialect::embedded::{Credentials, KEEP_ALIVE_S};
+use crate::dialect::mqtt::Identity;
 use crate::metrics::recorder::{Counter, Latency, Recorder};
 use crate::model::Reading;
 use crate::plan::PlannedDevice;
@@ -45,7 +47,7 @@ pub struct ShardCtx {
     /// The run's clock.
     pub clock: RunClock,
     /// The backend.
-    pub dialect: Embedded,
+    pub dialect: Dialect,
     /// Local addresses to connect from.
     pub sources: Option<SourceAddrs>,
     /// Latencies and counts.
@@ -84,7 +86,7 @@ impl ShardCtx {
 }
 
 /// Runs one device until the core stops it or the shard shuts down.
-pub async fn drive(shard: Rc<ShardCtx>, model: Rc<DeviceModel>, planned: PlannedDevice) {
+pub async fn drive(shard: Rc<ShardCtx>, model: Rc<DeviceModel>, group: Rc<str>, planned: PlannedDevice) {
     let ctx = Ctx {
         seed: shard.seed,
         model: &model,
@@ -141,9 +143,17 @@ pub async fn drive(shard: Rc<ShardCtx>, model: Rc<DeviceModel>, planned: Planned
             match action {
                 Action::Provision => {
                     // Provisioning latency runs from the planned arrival: the intended start.
-                    match shard.dialect.provision(&planned.serial, source).await {
+                    let identity = Identity {
+                        serial: &planned.serial,
+                        index: planned.index,
+                        model: &model.name,
+                        group: &group,
+                    };
+                    match shard.dialect.provision(identity, source).await {
                         Ok(credentials) => {
-                            shard.record(Latency::Provision, arrival);
+                            if shard.dialect.provisions() {
+                                shard.record(Latency::Provision, arrival);
+                            }
                             shard.count(Counter::Provisioned);
                             link.credentials = Some(credentials);
                             events.push_back((Event::Provisioned, Instant::now()));
@@ -238,10 +248,7 @@ impl Link {
         } else {
             QoS::AtLeastOnce
         };
-        match conn
-            .publish(&Embedded::telemetry_topic(credentials), payload, qos)
-            .await
-        {
+        match conn.publish(&credentials.telemetry_topic, payload, qos).await {
             Ok(pkid) => {
                 shard.count(Counter::Published);
                 self.last_sent = Instant::now();

@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::shard::{ShardOptions, TICK_QUEUE, Tick, run_shard};
 use crate::device::State;
+use crate::dialect::Dialect;
 use crate::dialect::embedded::Embedded;
+use crate::dialect::mqtt::{Broker, DEFAULT_TELEMETRY_TOPIC};
 use crate::metrics::names::{MetricKind, Stat};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
 use crate::plan::{Plan, Shard};
@@ -116,33 +118,8 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         writeln!(progress, "warning: {message}")?;
     }
 
-    // The backend gets its own runtime and threads, as it would on its own machine.
-    let backend_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| RunError::Backend(e.to_string()))?;
-    let data = out.join("backend-data");
-    let backend = Backend::open(&data, Limits::default()).map_err(|e| RunError::Backend(e.to_string()))?;
-    let secret = format!("run-{:016x}", scenario.seed ^ 0x5EC2_E7F1_EE75_1A00);
-    let (mqtt, http) = backend_runtime.block_on(async {
-        match backend.registry.create_claim("fleetsim", &secret, "fleet").await {
-            Ok(_) => {}
-            Err(e) => return Err(RunError::Backend(e.to_string())),
-        }
-        let mqtt = TcpListener::bind("127.0.0.1:0").await?;
-        let http = TcpListener::bind("127.0.0.1:0").await?;
-        Ok::<_, RunError>((mqtt, http))
-    })?;
-    let dialect = Embedded {
-        mqtt: mqtt.local_addr()?,
-        claim: "fleetsim".to_owned(),
-        claim_secret: secret,
-    };
-    let backend_stop = CancellationToken::new();
-    let serving = backend.clone();
-    let token = backend_stop.clone();
-    let server = backend_runtime.spawn(async move { serving.serve(mqtt, http, token).await });
+    let target = Target::start(loaded, &out)?;
+    let dialect = target.dialect.clone();
 
     let shards = thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u32;
     let start = tokio::time::Instant::now();
@@ -185,10 +162,8 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             (total, states)
         })
     })?;
-    backend_stop.cancel();
-    let _ = backend_runtime.block_on(server);
+    let backend_active = target.stop();
     let (snapshot, states) = total;
-    let backend_active = backend.registry.counts().ok().map(|c| c.active);
     let window = scenario
         .fleet
         .arrival
@@ -220,12 +195,101 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     Ok(RunOutcome { out, summary, verdicts })
 }
 
+/// What the run drives: the embedded backend started here, or a broker that runs elsewhere.
+struct Target {
+    dialect: Dialect,
+    embedded: Option<EmbeddedBackend>,
+}
+
+/// The in-process reference backend, on its own runtime and thread, as it would run on its
+/// own machine.
+struct EmbeddedBackend {
+    runtime: tokio::runtime::Runtime,
+    backend: Backend,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Target {
+    fn start(loaded: &Loaded, out: &Path) -> Result<Self, RunError> {
+        let scenario = &loaded.scenario;
+        if scenario.backend.kind == BackendKind::Mqtt {
+            let url = scenario.backend.url.as_deref().unwrap_or_default();
+            let addr = broker_addr(url).ok_or_else(|| {
+                RunError::Unsupported(format!(
+                    "{url}: fleetsim run needs an IP address and port in an mqtt:// url so far"
+                ))
+            })?;
+            let telemetry_topic = scenario
+                .backend
+                .telemetry_topic
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TELEMETRY_TOPIC.to_owned());
+            return Ok(Self {
+                dialect: Dialect::Mqtt(Broker { addr, telemetry_topic }),
+                embedded: None,
+            });
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| RunError::Backend(e.to_string()))?;
+        let backend = Backend::open(&out.join("backend-data"), Limits::default())
+            .map_err(|e| RunError::Backend(e.to_string()))?;
+        let secret = format!("run-{:016x}", scenario.seed ^ 0x5EC2_E7F1_EE75_1A00);
+        let (mqtt, http) = runtime.block_on(async {
+            if let Err(e) = backend.registry.create_claim("fleetsim", &secret, "fleet").await {
+                return Err(RunError::Backend(e.to_string()));
+            }
+            let mqtt = TcpListener::bind("127.0.0.1:0").await?;
+            let http = TcpListener::bind("127.0.0.1:0").await?;
+            Ok::<_, RunError>((mqtt, http))
+        })?;
+        let dialect = Dialect::Embedded(Embedded {
+            mqtt: mqtt.local_addr()?,
+            claim: "fleetsim".to_owned(),
+            claim_secret: secret,
+        });
+        let stop = CancellationToken::new();
+        let (serving, token) = (backend.clone(), stop.clone());
+        let server = runtime.spawn(async move { serving.serve(mqtt, http, token).await });
+        Ok(Self {
+            dialect,
+            embedded: Some(EmbeddedBackend {
+                runtime,
+                backend,
+                stop,
+                server,
+            }),
+        })
+    }
+
+    /// Stops the embedded backend, if any, and returns how many devices it holds as active.
+    fn stop(self) -> Option<u64> {
+        let embedded = self.embedded?;
+        embedded.stop.cancel();
+        let _ = embedded.runtime.block_on(embedded.server);
+        embedded.backend.registry.counts().ok().map(|c| c.active)
+    }
+}
+
+/// `mqtt://IP:PORT` to a socket address.
+fn broker_addr(url: &str) -> Option<std::net::SocketAddr> {
+    url.strip_prefix("mqtt://")?.split('/').next()?.parse().ok()
+}
+
 /// Refuses what this version does not run yet, naming it.
 pub fn refuse_unsupported(loaded: &Loaded) -> Result<(), RunError> {
     let scenario = &loaded.scenario;
-    if scenario.backend.kind != BackendKind::Embedded || scenario.backend.url.is_some() {
+    let runnable = match scenario.backend.kind {
+        BackendKind::Embedded => scenario.backend.url.is_none(),
+        BackendKind::Mqtt => true,
+        _ => false,
+    };
+    if !runnable {
         return Err(RunError::Unsupported(format!(
-            "{}: fleetsim run drives the in-process embedded backend so far; backend kind \"{}\"{} is not run yet",
+            "{}: fleetsim run drives the in-process embedded backend and MQTT brokers so far; backend kind \"{}\"{} is not run yet",
             scenario.file.display(),
             scenario.backend.kind.name(),
             if scenario.backend.url.is_some() {

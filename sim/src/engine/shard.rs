@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::clock::RunClock;
 use super::driver::{ShardCtx, Transition, drive};
 use crate::device::State;
-use crate::dialect::embedded::Embedded;
+use crate::dialect::Dialect;
 use crate::metrics::recorder::{Recorder, Snapshot};
 use crate::plan::{Plan, Shard};
 use crate::transport::source::SourceAddrs;
@@ -61,7 +61,7 @@ pub struct ShardOptions {
 pub fn run_shard(
     plan: &Plan<'_>,
     shard: Shard,
-    dialect: Embedded,
+    dialect: Dialect,
     start: Instant,
     stop: CancellationToken,
     options: ShardOptions,
@@ -72,7 +72,7 @@ pub fn run_shard(
     } = options;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let scenario = plan.scenario();
-    let target = dialect.mqtt.ip();
+    let target = dialect.device_addr().ip();
     let ctx = Rc::new(ShardCtx {
         seed: scenario.seed,
         clock: RunClock::new(start, scenario.time_scale),
@@ -83,15 +83,20 @@ pub fn run_shard(
         shutdown: stop.child_token(),
         transitions: record_transitions.then(|| RefCell::new(Vec::new())),
     });
-    let models: Vec<_> = scenario.fleet.mix.iter().map(|m| plan_model(plan, &m.model)).collect();
+    let models: Vec<_> = scenario
+        .fleet
+        .mix
+        .iter()
+        .map(|m| plan_model(plan, &m.model).map(|model| (model, Rc::<str>::from(m.group.as_str()))))
+        .collect();
     let local = LocalSet::new();
     let end = start + scenario.duration;
     local.block_on(&runtime, async {
         for planned in plan.iter(0..plan.devices(), shard) {
-            let Some(model) = models.get(planned.mix).cloned().flatten() else {
+            let Some((model, group)) = models.get(planned.mix).cloned().flatten() else {
                 continue;
             };
-            tokio::task::spawn_local(drive(Rc::clone(&ctx), model, planned));
+            tokio::task::spawn_local(drive(Rc::clone(&ctx), model, group, planned));
         }
         let mut second = tokio::time::interval_at(start + TICK, TICK);
         loop {

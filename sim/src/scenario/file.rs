@@ -66,6 +66,11 @@ pub struct BackendSection {
     /// never live in scenario files or reports.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// For `kind = "mqtt"`: the topic devices publish telemetry to, with placeholders
+    /// `{serial}`, `{index}`, `{model}` and `{group}`; `fleetsim/{group}/{serial}/telemetry`
+    /// when omitted.
+    #[serde(default)]
+    pub telemetry_topic: Option<String>,
 }
 
 /// The backend dialects a scenario may name.

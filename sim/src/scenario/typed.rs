@@ -51,6 +51,8 @@ pub struct Backend {
     pub api: Option<String>,
     /// Environment variable holding the credential.
     pub token_env: Option<String>,
+    /// For the `mqtt` dialect: the telemetry topic template.
+    pub telemetry_topic: Option<String>,
 }
 
 /// The devices of a scenario.

@@ -108,6 +108,7 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
             url: None,
             api: None,
             token_env: None,
+            telemetry_topic: None,
         });
     };
     let err = |key: &str, message: String| source.error(KeyPath::of(&["backend", key]), message);
@@ -166,12 +167,42 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
             ));
         }
     }
+    if let Some(topic) = &raw.telemetry_topic {
+        if raw.kind != BackendKind::Mqtt {
+            return Err(err(
+                "telemetry_topic",
+                "only a backend of kind \"mqtt\" takes a topic template".to_owned(),
+            ));
+        }
+        if let Err(message) = check_topic_template(topic) {
+            return Err(err("telemetry_topic", message));
+        }
+    }
     Ok(Backend {
         kind: raw.kind,
         url: raw.url,
         api: raw.api,
         token_env: raw.token_env,
+        telemetry_topic: raw.telemetry_topic,
     })
+}
+
+/// The placeholders a topic template may use.
+pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{serial}", "{index}", "{model}", "{group}"];
+
+/// A topic template: no wildcards, no empty levels, known placeholders only.
+fn check_topic_template(topic: &str) -> Result<(), String> {
+    let mut rest = topic.to_owned();
+    for placeholder in TOPIC_PLACEHOLDERS {
+        rest = rest.replace(placeholder, "x");
+    }
+    if topic.is_empty() || rest.contains(['+', '#', '{', '}']) || rest.split('/').any(str::is_empty) {
+        return Err(format!(
+            "expected a topic like \"devices/{{serial}}/telemetry\" (no wildcards or empty levels; placeholders {}), found \"{topic}\"",
+            TOPIC_PLACEHOLDERS.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// Checks `scheme://host:port[/path]` with one of `schemes`.
