@@ -48,7 +48,10 @@ impl CliError {
     /// True when the reader of our output went away (`fleetsim plan x | head`), which is
     /// not an error worth reporting.
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, Self::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
+        matches!(
+            self,
+            Self::Io(e) | Self::Run(crate::engine::run::RunError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe
+        )
     }
 }
 

@@ -29,8 +29,8 @@ impl OpenFiles {
         (sockets > fits).then(|| {
             format!(
                 "this process may open {} files (hard limit {}), room for about {fits} connections, \
-                 but {sockets} are needed: raise the hard limit (ulimit -Hn, limits.conf) or split \
-                 the fleet over worker processes or shards",
+                 but {sockets} are needed: raise the hard limit (ulimit -Hn, limits.conf) or run \
+                 fewer devices (--devices)",
                 self.soft.map_or("unlimited".to_owned(), |s| s.to_string()),
                 self.hard.map_or("unlimited".to_owned(), |h| h.to_string()),
             )
@@ -80,7 +80,7 @@ mod tests {
             message.contains("room for about 19900 connections, but 50000 are needed"),
             "{message}"
         );
-        assert!(message.contains("worker processes or shards"), "{message}");
+        assert!(message.contains("run fewer devices (--devices)"), "{message}");
         assert_eq!(
             OpenFiles { soft: None, hard: None }.shortfall(u64::MAX),
             None,

@@ -323,6 +323,7 @@ fn aggregate(
     let mut second = Snapshot::default();
     let mut seen = 0u32;
     let mut elapsed = 0u64;
+    let mut printing = true;
     while let Ok((shard, tick)) = rx.recv() {
         second.merge(&tick.snapshot);
         total.merge(&tick.snapshot);
@@ -333,12 +334,12 @@ fn aggregate(
         if seen == shards {
             elapsed += 1;
             seen = 0;
-            writeln!(
-                progress,
-                "{}",
-                progress_line(elapsed, devices, &summed(&states), &second)
-            )?;
-            progress.flush()?;
+            if printing {
+                let line = progress_line(elapsed, devices, &summed(&states), &second);
+                // Progress is for a person watching; if nobody reads it any more (a closed
+                // pipe), the run goes on and still writes its summary.
+                printing = writeln!(progress, "{line}").and_then(|()| progress.flush()).is_ok();
+            }
             second = Snapshot::default();
         }
     }
