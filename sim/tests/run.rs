@@ -135,3 +135,51 @@ fn scenarios_with_phases_are_refused_until_the_engine_performs_them() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigterm_stops_the_run_and_the_summary_still_comes_marked_incomplete() {
+    let out = out_dir("sigterm");
+    let child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["run", "sim/tests/fixtures/run/small.toml", "--duration", "60s", "--out"])
+        .arg(&out)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("fleetsim runs");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let ran = child.wait_with_output().expect("run ends");
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(
+        ran.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(
+        stdout.contains("stopped early: the summary is marked incomplete"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json")).expect("JSON");
+    assert_eq!(summary["completed"], false);
+    assert!(
+        summary["elapsed_s"].as_f64().is_some_and(|s| s < 30.0),
+        "stopped well before 60 s: {summary}"
+    );
+    assert_eq!(
+        summary["metrics"]["counters"]["provisioned"], 40,
+        "devices that arrived are in the figures"
+    );
+    assert!(
+        summary["gates"]
+            .as_array()
+            .is_some_and(|g| g.iter().all(|v| v["passed"] == false))
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -68,22 +68,51 @@ pub fn run(
     if let Some(seed) = overrides.seed {
         recorded.push(("seed", seed.to_string()));
     }
-    let outcome = run_scenario(
-        &loaded,
-        &RunOptions {
-            out: out_dir,
-            overrides: recorded,
-        },
-        out,
-    )?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _signals = stop_on_signal(stop.clone());
+    let options = RunOptions {
+        out: out_dir,
+        stop,
+        overrides: recorded,
+    };
+    let outcome = run_scenario(&loaded, &options, out)?;
+    if !outcome.completed {
+        writeln!(
+            out,
+            "stopped early: the summary is marked incomplete, and no gate passes on a partial run"
+        )?;
+    }
     for verdict in &outcome.verdicts {
         writeln!(out, "{verdict}")?;
     }
     writeln!(out, "summary: {}", outcome.out.join("summary.json").display())?;
     let failed = outcome.verdicts.iter().filter(|v| !v.passed).count();
+    if !outcome.completed {
+        return Ok(Exit::Failed);
+    }
     if failed > 0 {
         writeln!(out, "{failed} of {} gates failed", outcome.verdicts.len())?;
         return Ok(Exit::Failed);
     }
     Ok(Exit::Ok)
+}
+
+/// Cancels `stop` on Ctrl-C or SIGTERM, from a small runtime on its own thread (the run's
+/// threads are busy with devices). The thread ends with the process.
+fn stop_on_signal(stop: tokio_util::sync::CancellationToken) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("signals".to_owned()).spawn(move || {
+        runtime.block_on(async {
+            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            stop.cancel();
+        });
+    })
 }

@@ -49,6 +49,9 @@ pub enum RunError {
 pub struct RunOptions {
     /// The report folder; `reports/<scenario>-<utc timestamp>` when `None`.
     pub out: Option<PathBuf>,
+    /// Cancel to stop the run early (Ctrl-C, SIGTERM): devices disconnect, the summary is
+    /// written and marked incomplete.
+    pub stop: CancellationToken,
     /// Command-line overrides applied to the scenario, by option name, recorded in the
     /// summary so a report says what was changed.
     pub overrides: Vec<(&'static str, String)>,
@@ -63,6 +66,8 @@ pub struct RunOutcome {
     pub summary: Value,
     /// The scenario's gates, checked.
     pub verdicts: Vec<Verdict>,
+    /// False when the run was stopped before its duration.
+    pub completed: bool,
 }
 
 /// What a finished run measured, as gates read it.
@@ -123,7 +128,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
 
     let shards = thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u32;
     let start = tokio::time::Instant::now();
-    let stop = CancellationToken::new();
+    let stop = options.stop.clone();
     let (tx, rx) = mpsc::sync_channel::<(u32, Tick)>(TICK_QUEUE * shards as usize);
     let plan = Plan::new(loaded);
     let total = thread::scope(|scope| {
@@ -176,8 +181,14 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         provision_rate: snapshot.count(Counter::Provisioned) as f64 / window,
         lost: backend_active.map(|active| snapshot.count(Counter::Provisioned).saturating_sub(active)),
     };
-    let verdicts = gates::evaluate(&scenario.gates, &figures);
+    let completed = !stop.is_cancelled();
+    let mut verdicts = gates::evaluate(&scenario.gates, &figures);
+    if !completed {
+        // Figures of a run cut short are not the scenario's figures: no gate passes on them.
+        verdicts.iter_mut().for_each(|v| v.passed = false);
+    }
     let mut summary = summary(loaded, &figures, start.elapsed(), backend_active);
+    summary["completed"] = json!(completed);
     summary["overrides"] = options
         .overrides
         .iter()
@@ -192,7 +203,12 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         out.join("summary.json"),
         serde_json::to_string_pretty(&summary).unwrap_or_default(),
     )?;
-    Ok(RunOutcome { out, summary, verdicts })
+    Ok(RunOutcome {
+        out,
+        summary,
+        verdicts,
+        completed,
+    })
 }
 
 /// What the run drives: the embedded backend started here, or a broker that runs elsewhere.
