@@ -6,16 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use fleetsim::dialect::Dialect;
-use fleetsim::dialect::embedded::Embedded;
 use fleetsim::engine::shard::{ShardOptions, run_shard};
 use fleetsim::metrics::recorder::{Counter, Latency};
 use fleetsim::plan::{Plan, Shard};
 use fleetsim::scenario::{self, Loaded};
-use fleetsim_backend::Backend;
-use fleetsim_backend::gateway::Limits;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/backend.rs"]
+mod backend;
+use backend::InProcess;
 
 const SCENARIO: &str = r#"
 [scenario]
@@ -45,26 +44,8 @@ fn load() -> Loaded {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_device_provisions_connects_and_reports() {
-    let dir = std::env::temp_dir().join(format!("fleetsim-engine-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let backend = Backend::open(&dir, Limits::default()).expect("backend");
-    backend
-        .registry
-        .create_claim("fleetsim", "run-secret", "fleet")
-        .await
-        .expect("write")
-        .expect("new");
-    let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let dialect = Dialect::Embedded(Embedded {
-        mqtt: mqtt.local_addr().expect("addr"),
-        claim: "fleetsim".into(),
-        claim_secret: "run-secret".into(),
-    });
-    let serving = backend.clone();
-    let stop_backend = CancellationToken::new();
-    let token = stop_backend.clone();
-    let server = tokio::spawn(async move { serving.serve(mqtt, http, token).await });
+    let server = InProcess::start("engine").await;
+    let (backend, dialect) = (server.backend.clone(), server.dialect());
 
     let loaded = load();
     let start = tokio::time::Instant::now();
@@ -102,7 +83,5 @@ async fn every_device_provisions_connects_and_reports() {
     );
     assert_eq!(result.states.get("online"), Some(&24), "{:?}", result.states);
     assert_eq!(backend.registry.counts().expect("counts").active, 24);
-    stop_backend.cancel();
-    let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
+    server.stop().await;
 }

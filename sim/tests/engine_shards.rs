@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 
 use fleetsim::device::State;
 use fleetsim::dialect::Dialect;
-use fleetsim::dialect::embedded::Embedded;
 use fleetsim::engine::shard::{ShardOptions, run_shard};
 use fleetsim::plan::{Plan, Shard};
 use fleetsim::scenario::{self, Loaded, ModelSet};
-use fleetsim_backend::Backend;
-use fleetsim_backend::gateway::Limits;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/backend.rs"]
+mod backend;
+use backend::InProcess;
 
 /// A device whose link drops every minute or so (simulated), so lives have several chapters.
 const BLINKY: &str = r#"
@@ -92,25 +92,8 @@ fn lives(dialect: &Dialect, count: u32) -> BTreeMap<u64, Vec<State>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shard_or_two_every_device_lives_the_same_life() {
-    let dir = std::env::temp_dir().join(format!("fleetsim-shards-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let backend = Backend::open(&dir, Limits::default()).expect("backend");
-    backend
-        .registry
-        .create_claim("fleetsim", "run-secret", "fleet")
-        .await
-        .expect("write")
-        .expect("new");
-    let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let dialect = Dialect::Embedded(Embedded {
-        mqtt: mqtt.local_addr().expect("addr"),
-        claim: "fleetsim".into(),
-        claim_secret: "run-secret".into(),
-    });
-    let stop = CancellationToken::new();
-    let (serving, token) = (backend.clone(), stop.clone());
-    let server = tokio::spawn(async move { serving.serve(mqtt, http, token).await });
+    let server = InProcess::start("shards").await;
+    let dialect = server.dialect();
 
     let whole = {
         let dialect = dialect.clone();
@@ -129,7 +112,5 @@ async fn one_shard_or_two_every_device_lives_the_same_life() {
     );
     assert_eq!(whole, halves);
 
-    stop.cancel();
-    let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
+    server.stop().await;
 }

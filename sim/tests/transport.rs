@@ -7,24 +7,18 @@ use std::time::Duration;
 
 use fleetsim::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 use fleetsim::transport::source::{LOOPBACK_BLOCK, SourceAddrs};
-use fleetsim_backend::Backend;
-use fleetsim_backend::gateway::Limits;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(10);
+
+#[path = "support/backend.rs"]
+mod backend;
+use backend::InProcess;
 
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
 use mosquitto::Mosquitto;
-
-fn scratch(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("fleetsim-transport-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 async fn next(conn: &mut MqttConn) -> Packet {
     tokio::time::timeout(PATIENCE, conn.read())
@@ -55,21 +49,8 @@ fn params<'a>(client_id: &'a str, login: Option<(&'a str, &'a str)>) -> ConnectP
 
 #[tokio::test]
 async fn a_device_provisions_connects_and_publishes_through_the_lean_transport() {
-    let dir = scratch("backend");
-    let backend = Backend::open(&dir, Limits::default()).expect("backend opens");
-    backend
-        .registry
-        .create_claim("factory", "s3cret", "sensors")
-        .await
-        .expect("write")
-        .expect("new");
-    let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let target = mqtt.local_addr().expect("addr");
-    let shutdown = CancellationToken::new();
-    let serving = backend.clone();
-    let token = shutdown.clone();
-    let server = tokio::spawn(async move { serving.serve(mqtt, http, token).await });
+    let server = InProcess::start("transport").await;
+    let target = server.mqtt;
 
     // Provision by claim, from a spread source address.
     let sources = SourceAddrs::new(LOOPBACK_BLOCK);
@@ -129,9 +110,7 @@ async fn a_device_provisions_connects_and_publishes_through_the_lean_transport()
         .err();
     assert_eq!(refused, Some(TransportError::Refused(ConnectReturnCode::NotAuthorized)));
 
-    shutdown.cancel();
-    let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
+    server.stop().await;
 }
 
 #[tokio::test]

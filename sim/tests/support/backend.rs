@@ -1,0 +1,72 @@
+//! The reference backend started in this test process on loopback port 0, with two claims:
+//! `fleetsim` / `run-secret` (group `fleet`), as `fleetsim run` creates, and `factory` /
+//! `s3cret` (group `sensors`).
+#![allow(dead_code)] // Each test file uses a different part.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use fleetsim::dialect::Dialect;
+use fleetsim::dialect::embedded::Embedded;
+use fleetsim_backend::Backend;
+use fleetsim_backend::gateway::Limits;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A serving backend and its scratch data folder.
+pub struct InProcess {
+    /// Its parts, for reading counters and the registry.
+    pub backend: Backend,
+    /// Where devices connect.
+    pub mqtt: SocketAddr,
+    stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    dir: PathBuf,
+}
+
+impl InProcess {
+    /// Starts a backend over a fresh folder named after `tag`.
+    pub async fn start(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("fleetsim-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let backend = Backend::open(&dir, Limits::default()).expect("backend opens");
+        for (claim, secret, group) in [("fleetsim", "run-secret", "fleet"), ("factory", "s3cret", "sensors")] {
+            backend
+                .registry
+                .create_claim(claim, secret, group)
+                .await
+                .expect("registry writes")
+                .expect("claim is new");
+        }
+        let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind mqtt");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let addr = mqtt.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let (serving, token) = (backend.clone(), stop.clone());
+        let server = tokio::spawn(async move { serving.serve(mqtt, http, token).await });
+        Self {
+            backend,
+            mqtt: addr,
+            stop,
+            server,
+            dir,
+        }
+    }
+
+    /// The embedded dialect with the `fleetsim` claim, as a run uses it.
+    pub fn dialect(&self) -> Dialect {
+        Dialect::Embedded(Embedded {
+            mqtt: self.mqtt,
+            claim: "fleetsim".into(),
+            claim_secret: "run-secret".into(),
+        })
+    }
+
+    /// Stops serving and removes the data folder.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.server.await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
