@@ -84,7 +84,7 @@ async fn push(state: &ApiState, device_id: &str) -> Result<bool, ApiError> {
     let Some(config) = tokio::task::spawn_blocking(move || registry.effective_config(&id)).await?? else {
         return Ok(false);
     };
-    let body = serde_json::json!({ "version": config.version, "desired": config.doc });
+    let body = topics::desired_config_body(&config);
     // RETAIN stays 0: MQTT 3.1.1 section 3.3.1.3 sets it on a delivery only when a new
     // subscription caused it (the gateway does that on subscribe), never when forwarding to
     // an established one; devices that skip retained messages as stale still get updates.

@@ -28,12 +28,7 @@ pub async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1 to {MAX_PAGE}, found {limit}"
-        )));
-    }
+    let limit = super::page_limit(query.limit, MAX_PAGE)?;
     let registry = state.registry.clone();
     let devices =
         tokio::task::spawn_blocking(move || registry.devices(query.group.as_deref(), query.after.as_deref(), limit))
@@ -62,7 +57,7 @@ pub async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Resu
         "last_seen_ms": presence.last_seen_ms,
         "status": presence.status,
         // Named as on MQTT (`config/desired` carries `{"version", "desired"}`).
-        "config": config.map(|c| serde_json::json!({ "version": c.version, "desired": c.doc })),
+        "config": config.as_ref().map(crate::gateway::topics::desired_config_body),
     })))
 }
 

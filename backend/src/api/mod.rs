@@ -47,6 +47,18 @@ pub struct ApiState {
     pub download_base: String,
 }
 
+/// A listing's page size: 100 when not given, else 1 to `max`.
+fn page_limit(limit: Option<usize>, max: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "limit must be 1 to {max}, found {limit}"
+        )))
+    }
+}
+
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()

@@ -86,12 +86,7 @@ pub async fn audit(
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1 to {MAX_AUDIT_PAGE}, found {limit}"
-        )));
-    }
+    let limit = super::page_limit(query.limit, MAX_AUDIT_PAGE)?;
     let registry = state.registry.clone();
     let entries = tokio::task::spawn_blocking(move || registry.audit(query.after.unwrap_or(0), limit)).await??;
     Ok(Json(serde_json::json!({ "entries": entries })))

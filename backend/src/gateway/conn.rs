@@ -410,10 +410,14 @@ impl Conn {
         let registry = self.shared.registry.clone();
         let id = device_id.to_owned();
         let config = tokio::task::spawn_blocking(move || registry.effective_config(&id)).await;
-        match config {
-            Ok(Ok(Some(config))) => serde_json::json!({ "version": config.version, "desired": config.doc }),
-            _ => serde_json::json!({ "version": 0, "desired": {} }),
-        }
+        let config = match config {
+            Ok(Ok(Some(config))) => config,
+            _ => crate::registry::EffectiveConfig {
+                version: 0,
+                doc: serde_json::Map::new(),
+            },
+        };
+        topics::desired_config_body(&config)
     }
 
     /// The highest QoS any subscription grants for `topic`.

@@ -172,6 +172,12 @@ pub fn config_desired(device_id: &str) -> String {
     format!("{DEVICE_PREFIX}{device_id}/config/desired")
 }
 
+/// The body of a desired-config message, `{"version": N, "desired": {...}}`: what a device
+/// receives on `config/desired`, in a provisioning reply, and what the device view shows.
+pub fn desired_config_body(config: &crate::registry::EffectiveConfig) -> serde_json::Value {
+    serde_json::json!({ "version": config.version, "desired": config.doc })
+}
+
 /// The topic a command is delivered on.
 pub fn command(device_id: &str, cmd_id: &str) -> String {
     format!("{DEVICE_PREFIX}{device_id}/cmd/{cmd_id}")
