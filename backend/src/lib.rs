@@ -62,6 +62,7 @@ impl Backend {
     /// until `shutdown`, resuming campaigns that were running; then lets connections drain.
     pub async fn serve(&self, mqtt: TcpListener, http: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
         let download_base = format!("http://{}/firmware", http.local_addr()?);
+        let mqtt_addr = mqtt.local_addr()?.to_string();
         let campaigns = CampaignRunner::new(
             self.registry.clone(),
             self.gateway.clone(),
@@ -82,6 +83,7 @@ impl Backend {
             firmware: self.firmware.clone(),
             campaigns: campaigns.clone(),
             download_base,
+            mqtt_addr,
         };
         let (gateway, api, ()) = tokio::join!(
             self.gateway.serve(mqtt, shutdown.clone()),

@@ -620,16 +620,17 @@ async fn metrics_are_prometheus_text_with_gateway_and_registry_values() {
 }
 
 #[tokio::test]
-async fn healthz_is_200_ok_with_the_active_device_count() {
+async fn healthz_is_200_ok_with_the_active_device_count_and_the_gateway_address() {
     let t = TestBackend::start().await;
+    let mqtt = t.mqtt.to_string();
     assert_eq!(
         get_ok(&t, "/healthz").await,
-        json!({ "status": "ok", "devices_active": 0 })
+        json!({ "status": "ok", "devices_active": 0, "mqtt": mqtt })
     );
     t.provision("SN-HEALTH", "claim:factory", "s3cret").await;
     assert_eq!(
         get_ok(&t, "/healthz").await,
-        json!({ "status": "ok", "devices_active": 1 })
+        json!({ "status": "ok", "devices_active": 1, "mqtt": mqtt })
     );
     t.stop().await;
 }

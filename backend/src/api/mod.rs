@@ -45,6 +45,8 @@ pub struct ApiState {
     pub campaigns: CampaignRunner,
     /// Where devices download images from: `http://HOST:PORT/firmware`.
     pub download_base: String,
+    /// Where devices connect (the gateway's bound address), for `/healthz`.
+    pub mqtt_addr: String,
 }
 
 /// A listing's page size: 100 when not given, else 1 to `max`.

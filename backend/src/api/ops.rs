@@ -14,12 +14,13 @@ use super::error::ApiError;
 /// Largest page of audit entries.
 const MAX_AUDIT_PAGE: usize = 1000;
 
-/// `GET /healthz`: 200 while the registry answers.
+/// `GET /healthz`: 200 while the registry answers, with the device gateway's address (so a
+/// client given only the API's URL finds where devices connect).
 pub async fn healthz(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
     let registry = state.registry.clone();
     let counts = tokio::task::spawn_blocking(move || registry.counts()).await??;
     Ok(Json(
-        serde_json::json!({ "status": "ok", "devices_active": counts.active }),
+        serde_json::json!({ "status": "ok", "devices_active": counts.active, "mqtt": state.mqtt_addr }),
     ))
 }
 
