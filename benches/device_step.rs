@@ -13,7 +13,7 @@ fn step(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let models = scenario::load_models(&root.join("device-models")).expect("bench input: device-models/");
     let model = models.get("temp-sensor").expect("bench input: temp-sensor model");
-    let ctx = Ctx { seed: 42, model };
+    let ctx = Ctx::new(42, model);
     let mut device = Device::new(7, ctx, SimTime(0));
     let now = SimTime(0);
     let mut wake = SimTime(0);

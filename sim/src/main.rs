@@ -73,14 +73,10 @@ enum Command {
         #[arg(long, value_name = "NAME:SECRET[:GROUP]")]
         claim: Vec<ClaimArg>,
     },
-    /// Run a scenario: plan the fleet, start the embedded reference backend in process, run
-    /// every device against it, print a progress line a second, check the gates and write
-    /// summary.json.
-    ///
-    /// So far: the embedded backend, provisioning by claim, connecting with the issued
-    /// credentials, telemetry on each model's schedule (link and battery models in force),
-    /// reconnects with backoff. Scenarios with operator phases are refused until the engine
-    /// performs them. Exits 1 when a gate fails.
+    /// Run a scenario: plan the fleet, start the embedded reference backend in process (or
+    /// reach the one the scenario or --backend names), run every device against it while
+    /// playing the operator's phases, print a progress line a second, check the gates and
+    /// write summary.json. Exits 1 when a gate fails or the run is stopped early.
     Run {
         /// Scenario file.
         #[arg(value_name = "FILE")]
@@ -97,6 +93,14 @@ enum Command {
         /// Override the seed.
         #[arg(long, value_name = "SEED")]
         seed: Option<u64>,
+        /// Aim at another backend: http://IP:PORT is a reference backend's operator API
+        /// (`fleetsim backend`; devices connect where its /healthz says), mqtt://IP:PORT a
+        /// broker for an `mqtt` scenario.
+        #[arg(long, value_name = "URL")]
+        backend: Option<String>,
+        /// No dashboard: one progress line a second (what runs today in any case).
+        #[arg(long)]
+        headless: bool,
         /// Device models folder (default: scenario.models, else ../device-models next to
         /// the scenario file).
         #[arg(long, value_name = "DIR")]
@@ -197,6 +201,8 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             devices,
             duration,
             seed,
+            backend,
+            headless: _,
             models,
         } => {
             let loaded = scenario::load_scenario(&file, models.as_deref())?;
@@ -204,6 +210,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 devices,
                 duration,
                 seed,
+                backend,
             };
             cli::run::run(loaded, &overrides, out_dir, out)?
         }

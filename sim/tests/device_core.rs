@@ -95,7 +95,7 @@ impl<'a> Sim<'a> {
                         self.wake[slot] = at;
                         self.push(at, slot, Event::Wake);
                     }
-                    Action::Publish { .. } | Action::Disconnect | Action::Stop => {}
+                    _ => {}
                 }
             }
         }
@@ -132,7 +132,7 @@ fn a_device_behaves_the_same_alone_or_in_company() {
          [battery]\ncapacity_mah = 50\nsleep_ua = 10\ntx_mas = 30\n\
          [link]\nmean_online = \"3h\"\nmean_offline = \"10m\"\n",
     );
-    let ctx = Ctx { seed: 42, model: &m };
+    let ctx = Ctx::new(42, &m);
     let flaky: ConnectScript = |index, attempt| (index + u64::from(attempt)) % 3 != 0;
     let end = SimTime(0).after(DAY * 3);
     let mut together = Sim::new(ctx, &[0, 1, 2, 3, 4, 5, 6, 7], flaky);
@@ -146,7 +146,7 @@ fn a_device_behaves_the_same_alone_or_in_company() {
     let mut again = Sim::new(ctx, &[0, 1, 2, 3, 4, 5, 6, 7], flaky);
     again.run(end);
     assert_eq!(again.log, together.log, "same seed, same lives");
-    let other_seed = Ctx { seed: 43, model: &m };
+    let other_seed = Ctx::new(43, &m);
     let mut reseeded = Sim::new(other_seed, &[0, 1, 2, 3, 4, 5, 6, 7], flaky);
     reseeded.run(end);
     assert_ne!(reseeded.log, together.log, "another seed, other lives");
@@ -164,7 +164,7 @@ fn a_battery_device_dies_when_its_model_says() {
         .as_ref()
         .expect("battery")
         .expected_lifetime(m.telemetry.interval);
-    let ctx = Ctx { seed: 1, model: &m };
+    let ctx = Ctx::new(1, &m);
     let mut sim = Sim::new(ctx, &[0], always);
     sim.run(SimTime::NEVER);
     let (died_at, state) = *sim.log[0].last().expect("a log");
@@ -186,7 +186,7 @@ fn time_online_follows_the_link_model() {
         "[telemetry]\ninterval = \"10m\"\npayload_bytes = 16\n\
          [link]\nmean_online = \"1h\"\nmean_offline = \"20m\"\nreconnect = { initial = \"1s\", max = \"10s\", multiplier = 2.0 }\n",
     );
-    let ctx = Ctx { seed: 7, model: &m };
+    let ctx = Ctx::new(7, &m);
     let indices: Vec<u64> = (0..40).collect();
     let end = SimTime(0).after(DAY * 20);
     let mut sim = Sim::new(ctx, &indices, always);
@@ -215,7 +215,7 @@ fn failed_connects_back_off_with_full_jitter_then_reset() {
         "[telemetry]\ninterval = \"1h\"\npayload_bytes = 16\n\
          [link]\nmean_online = \"3650d\"\nmean_offline = \"1s\"\nreconnect = { initial = \"2s\", max = \"60s\", multiplier = 2.0 }\n",
     );
-    let ctx = Ctx { seed: 3, model: &m };
+    let ctx = Ctx::new(3, &m);
     // The first eight attempts fail, then every one succeeds.
     let mut sim = Sim::new(ctx, &[0], |_, attempt| attempt >= 8);
     sim.run(SimTime(0).after(Duration::from_secs(3600)));
@@ -236,7 +236,7 @@ fn failed_connects_back_off_with_full_jitter_then_reset() {
 #[test]
 fn a_decommissioned_device_stops_for_good() {
     let m = model("plain", "[telemetry]\ninterval = \"1m\"\npayload_bytes = 16\n");
-    let ctx = Ctx { seed: 9, model: &m };
+    let ctx = Ctx::new(9, &m);
     let mut device = Device::new(0, ctx, SimTime(0));
     let now = SimTime(0);
     let _ = device.on_event(now, Event::Arrive, ctx);

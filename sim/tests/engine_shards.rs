@@ -64,8 +64,8 @@ fn lives(dialect: &Dialect, count: u32) -> BTreeMap<u64, Vec<State>> {
                 let (plan, dialect) = (&plan, dialect.clone());
                 scope.spawn(move || {
                     let options = ShardOptions {
-                        ticks: None,
                         record_transitions: true,
+                        ..ShardOptions::default()
                     };
                     run_shard(
                         plan,

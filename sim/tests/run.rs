@@ -125,13 +125,29 @@ fn overrides_resize_and_reseed_the_run() {
 }
 
 #[test]
-fn scenarios_with_phases_are_refused_until_the_engine_performs_them() {
-    let ran = run(&["run", "scenarios/quickstart.toml"]);
+fn operator_phases_against_a_plain_broker_are_refused_naming_why() {
+    let ran = run(&["run", "sim/tests/fixtures/run/broker-config.toml"]);
     assert_eq!(ran.status.code(), Some(2));
     assert!(ran.stdout.is_empty(), "nothing runs");
     let stderr = String::from_utf8_lossy(&ran.stderr);
     assert!(
-        stderr.contains("fleetsim run does not perform operator phases yet"),
+        stderr.contains("phase \"config\" at 2s needs an operator API, and an MQTT broker has none"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn backend_urls_must_fit_the_dialect() {
+    let ran = run(&[
+        "run",
+        "sim/tests/fixtures/run/small.toml",
+        "--backend",
+        "mqtt://127.0.0.1:1883",
+    ]);
+    assert_eq!(ran.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(
+        stderr.contains("--backend mqtt://127.0.0.1:1883: a embedded scenario takes http://IP:PORT"),
         "{stderr}"
     );
 }

@@ -1,6 +1,6 @@
-//! `fleetsim run SCENARIO`: runs the fleet against the embedded reference backend, prints a
-//! progress line a second and the gate verdicts, writes `summary.json`, and exits 1 when a
-//! gate fails.
+//! `fleetsim run SCENARIO`: runs the fleet against the scenario's backend (the embedded
+//! reference backend by default), prints a progress line a second and the gate verdicts,
+//! writes `summary.json`, and exits 1 when a gate fails.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,6 +21,8 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     /// Seed.
     pub seed: Option<u64>,
+    /// The backend's URL: `http://` for a reference backend's API, `mqtt://` for a broker.
+    pub backend: Option<String>,
 }
 
 /// Runs `loaded` with `overrides`; the report goes to `out_dir` (or `reports/...`).
@@ -30,6 +32,10 @@ pub fn run(
     out_dir: Option<PathBuf>,
     out: &mut dyn Write,
 ) -> Result<Exit, CliError> {
+    let scenario = &mut loaded.scenario;
+    if let Some(url) = &overrides.backend {
+        aim(scenario, url)?;
+    }
     crate::engine::run::refuse_unsupported(&loaded)?;
     let scenario = &mut loaded.scenario;
     if let Some(devices) = overrides.devices {
@@ -50,9 +56,14 @@ pub fn run(
             DisplayDuration(scenario.duration)
         )));
     }
+    let backend = match (&scenario.backend.api, &scenario.backend.url) {
+        (Some(api), _) => format!("{} backend at {api}", scenario.backend.kind.name()),
+        (None, Some(url)) => format!("{} backend at {url}", scenario.backend.kind.name()),
+        (None, None) => "embedded backend in process".to_owned(),
+    };
     writeln!(
         out,
-        "fleetsim run: scenario {} (seed {}), {} devices for {}, embedded backend",
+        "fleetsim run: scenario {} (seed {}), {} devices for {}, {backend}",
         scenario.name,
         scenario.seed,
         scenario.fleet.devices,
@@ -67,6 +78,9 @@ pub fn run(
     }
     if let Some(seed) = overrides.seed {
         recorded.push(("seed", seed.to_string()));
+    }
+    if let Some(url) = &overrides.backend {
+        recorded.push(("backend", url.clone()));
     }
     let stop = tokio_util::sync::CancellationToken::new();
     let _signals = stop_on_signal(stop.clone());
@@ -95,6 +109,34 @@ pub fn run(
         return Ok(Exit::Failed);
     }
     Ok(Exit::Ok)
+}
+
+/// Points the scenario at `url`: an `http://` URL is a reference backend's operator API (the
+/// embedded dialect, devices connect where the backend says), an `mqtt://` URL the broker of
+/// an `mqtt` scenario or the gateway of an embedded one whose `api` the scenario names.
+fn aim(scenario: &mut crate::scenario::Scenario, url: &str) -> Result<(), CliError> {
+    use crate::scenario::file::BackendKind;
+    let backend = &mut scenario.backend;
+    match (url.split_once("://").map(|(scheme, _)| scheme), backend.kind) {
+        (Some("http"), BackendKind::Embedded) => {
+            backend.api = Some(url.to_owned());
+            backend.url = None;
+        }
+        (Some("mqtt"), BackendKind::Mqtt) => backend.url = Some(url.to_owned()),
+        (Some("mqtt"), BackendKind::Embedded) if backend.api.is_some() => backend.url = Some(url.to_owned()),
+        _ => {
+            return Err(CliError::Usage(format!(
+                "--backend {url}: a {} scenario takes {}",
+                backend.kind.name(),
+                match backend.kind {
+                    BackendKind::Embedded => "http://IP:PORT, the operator API of a running `fleetsim backend`",
+                    BackendKind::Mqtt => "mqtt://IP:PORT, the broker",
+                    _ => "no --backend yet (this backend kind does not run yet)",
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Cancels `stop` on Ctrl-C or SIGTERM, from a small runtime on its own thread (the run's

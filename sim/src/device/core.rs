@@ -11,13 +11,16 @@
 //!
 //! Covered here: arrival and provisioning, connecting and reconnecting with backoff and full
 //! jitter, the two-state link model, telemetry on the model's schedule with battery drain and
-//! the low-battery stretch, death by battery, decommissioning. Operator phases (config,
-//! commands, OTA, outages) arrive as events from the driver as the engine grows.
+//! the low-battery stretch, death by battery, decommissioning, desired config and commands.
+//! Firmware updates live in [`super::ota`], mass outages in [`super::outage`]: both are more
+//! `impl Device` blocks over the same state.
 
 use std::time::Duration;
 
+use super::ota::{OtaReport, OtaStage};
+use super::outage::Outage;
 use super::state::State;
-use crate::model::{ChaCha8Rng, StreamId, device_rng};
+use crate::model::{ChaCha8Rng, Image, Outcome, StreamId, device_rng};
 use crate::scenario::DeviceModel;
 
 /// Simulated time since the run started, in microseconds.
@@ -49,10 +52,49 @@ pub struct Ctx<'a> {
     pub seed: u64,
     /// The device's model.
     pub model: &'a DeviceModel,
+    /// The scenario's mass outages, in time order (see [`Outage`]).
+    pub outages: &'a [Outage],
+}
+
+impl<'a> Ctx<'a> {
+    /// A context without outages.
+    pub fn new(seed: u64, model: &'a DeviceModel) -> Self {
+        Self {
+            seed,
+            model,
+            outages: &[],
+        }
+    }
+}
+
+/// How long a device takes to reboot (after an update, or when told to), in simulated time.
+pub const BOOT: Duration = Duration::from_secs(20);
+
+/// A remote command a device understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    /// Answer, then restart.
+    Reboot,
+    /// Set a key; answer.
+    Set,
+    /// Upload the event log as the answer.
+    Logs,
+}
+
+impl CommandKind {
+    /// The command by its name on the wire.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "reboot" => Some(Self::Reboot),
+            "set" => Some(Self::Set),
+            "logs" => Some(Self::Logs),
+            _ => None,
+        }
+    }
 }
 
 /// What happened to a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Event {
     /// Its planned arrival time came.
     Arrive,
@@ -68,8 +110,22 @@ pub enum Event {
     ConnectionLost,
     /// The time it asked to wake at came.
     Wake,
-    /// The operator decommissioned it.
+    /// The operator decommissioned it (its credentials are refused).
     Decommissioned,
+    /// The backend sent desired config `version`.
+    ConfigDesired {
+        /// The desired config's version.
+        version: u32,
+    },
+    /// The backend sent a command.
+    Command(CommandKind),
+    /// The backend sent a firmware update job for `Image`.
+    OtaJob(Image),
+    /// A download attempt ended holding the image's first `reached` bytes.
+    Downloaded {
+        /// Bytes of the image held now.
+        reached: u64,
+    },
 }
 
 /// What a device wants done.
@@ -86,27 +142,58 @@ pub enum Action {
         /// Payload size.
         payload_bytes: u32,
     },
-    /// Close the connection, or abandon a connect still in progress (its late success must
-    /// be closed by the driver: the core has moved on and will ignore it).
+    /// Drop the connection as a failing link does (no goodbye), or abandon a connect still
+    /// in progress (its late success must be closed by the driver: the core has moved on and
+    /// will ignore it).
     Disconnect,
+    /// Leave cleanly, as before a reboot: wait for what is in flight to be acknowledged, then
+    /// say DISCONNECT and close.
+    Leave,
     /// Deliver `Event::Wake` at this time.
     WakeAt(SimTime),
     /// The device is done (dead, bricked, decommissioned): forget it.
     Stop,
+    /// Report config `version` as applied.
+    ReportConfig {
+        /// The applied version.
+        version: u32,
+    },
+    /// Answer the command just received.
+    CommandResult,
+    /// Fetch bytes `from..to` of the update's image (HTTP Range), then deliver
+    /// `Event::Downloaded`. `to` short of the size is the model cutting the attempt.
+    Download {
+        /// First byte.
+        from: u64,
+        /// One past the last byte.
+        to: u64,
+    },
+    /// Report the update's progress to the backend.
+    OtaStatus(OtaReport),
+    /// The update ended this way (for the figures; `OtaStatus` told the backend).
+    OtaDone(Outcome),
+    /// Connected again after a mass outage that cut this device off, which ended at this time.
+    Recovered {
+        /// When the outage ended.
+        outage_end: SimTime,
+    },
 }
 
-/// The actions of one event: at most four, without allocating.
+/// The most actions one event produces: a wake that flips the link, retries, reports and
+/// finishes a download (Verifying, Installing, Rebooting, Disconnect) is seven with its WakeAt.
+const MAX_ACTIONS: usize = 8;
+
+/// The actions of one event, without allocating.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Actions {
-    items: [Option<Action>; 4],
+    items: [Option<Action>; MAX_ACTIONS],
     len: u8,
 }
 
 impl Actions {
-    fn push(&mut self, action: Action) {
-        // No event produces more than four actions (Disconnect, Publish or Connect, WakeAt,
-        // Stop at most); a fifth would be a bug in this file, and is dropped rather than
-        // panicking in a run.
+    pub(super) fn push(&mut self, action: Action) {
+        // More than MAX_ACTIONS would be a bug in this module; the extra is dropped rather
+        // than panicking in a run.
         if let Some(slot) = self.items.get_mut(usize::from(self.len)) {
             *slot = Some(action);
             self.len += 1;
@@ -131,19 +218,39 @@ pub struct Device {
     /// When the next telemetry report is due.
     next_report: SimTime,
     /// When the link changes state next.
-    link_flip: SimTime,
+    pub(super) link_flip: SimTime,
     /// When to try connecting again (NEVER when not waiting to).
-    retry_at: SimTime,
-    /// Word positions of the device's telemetry and link streams.
+    pub(super) retry_at: SimTime,
+    /// Word positions of the device's telemetry, link and OTA streams.
     telemetry_words: u64,
     link_words: u64,
+    pub(super) ota_words: u64,
+    /// The image being updated to, and how much of it the device holds.
+    pub(super) image: Image,
+    pub(super) ota_bytes: u64,
+    /// When the update's current step ends (NEVER when none is timed).
+    pub(super) ota_step: SimTime,
+    /// When the current update's job arrived.
+    pub(super) ota_started: SimTime,
+    /// The end of the mass outage cutting the device off now (0 when none).
+    pub(super) outage_until: SimTime,
+    /// The end of the outage the device was cut off by while connected, until it connects
+    /// again (NEVER otherwise).
+    pub(super) recovering: SimTime,
     /// Telemetry messages published.
     seq: u32,
+    /// The desired config version applied.
+    config_version: u32,
     /// Failed attempts since the last success (connect or provision).
-    attempt: u16,
-    state: State,
-    link_up: bool,
+    pub(super) attempt: u16,
+    pub(super) ota: OtaStage,
+    pub(super) state: State,
+    pub(super) link_up: bool,
     provisioned: bool,
+    /// The last update failed to boot and the old slot runs.
+    pub(super) rolled_back: bool,
+    /// The next outage of `Ctx::outages` not yet passed.
+    pub(super) next_outage: u8,
 }
 
 impl Device {
@@ -165,17 +272,43 @@ impl Device {
             retry_at: SimTime::NEVER,
             telemetry_words: 0,
             link_words: words(&link_rng),
+            ota_words: 0,
+            image: Image {
+                size_bytes: 0,
+                corrupt: 0.0,
+                boot_fail: 0.0,
+            },
+            ota_bytes: 0,
+            ota_step: SimTime::NEVER,
+            ota_started: SimTime(0),
+            outage_until: SimTime(0),
+            recovering: SimTime::NEVER,
             seq: 0,
+            config_version: 0,
             attempt: 0,
+            ota: OtaStage::Idle,
             state: State::Unprovisioned,
             link_up: phase.online,
             provisioned: false,
+            rolled_back: false,
+            next_outage: 0,
         }
     }
 
-    /// The lifecycle state.
+    /// The lifecycle state: where it is in its life, updating while an update runs, rolled
+    /// back while online on its old slot after a failed update.
     pub fn state(&self) -> State {
-        self.state
+        match self.state {
+            State::Offline | State::Connecting | State::Online if self.ota != OtaStage::Idle => State::Updating,
+            State::Online if self.rolled_back => State::RolledBack,
+            state => state,
+        }
+    }
+
+    /// Whether a mass outage cut the device off while connected and it has not connected
+    /// since.
+    pub fn awaiting_recovery(&self) -> bool {
+        self.recovering != SimTime::NEVER
     }
 
     /// Telemetry messages published so far.
@@ -190,6 +323,7 @@ impl Device {
             return out;
         }
         self.drain(now, ctx, 0);
+        self.pass_outages(now, ctx, &mut out);
         match event {
             Event::Decommissioned => {
                 if self.state == State::Online {
@@ -199,13 +333,13 @@ impl Device {
                 out.push(Action::Stop);
                 return out;
             }
-            Event::Arrive if self.state == State::Unprovisioned => self.provision(&mut out),
+            Event::Arrive if self.state == State::Unprovisioned => self.provision(now, ctx, &mut out),
             Event::Provisioned if self.state == State::Provisioning => {
                 self.provisioned = true;
                 self.attempt = 0;
                 self.state = State::Offline;
                 if self.link_up {
-                    self.connect(&mut out);
+                    self.connect(now, ctx, &mut out);
                 }
             }
             Event::ProvisionFailed if self.state == State::Provisioning => {
@@ -217,6 +351,13 @@ impl Device {
                 self.state = State::Online;
                 // A device reports as soon as it is (re)connected, then on its schedule.
                 self.next_report = self.next_report.min(now);
+                if self.recovering != SimTime::NEVER {
+                    out.push(Action::Recovered {
+                        outage_end: self.recovering,
+                    });
+                    self.recovering = SimTime::NEVER;
+                }
+                self.report_update(&mut out);
             }
             Event::ConnectFailed if self.state == State::Connecting => {
                 self.state = State::Offline;
@@ -227,12 +368,33 @@ impl Device {
                 self.back_off(now, ctx);
             }
             Event::Wake => self.wake(now, ctx, &mut out),
+            Event::ConfigDesired { version } if self.state == State::Online && version > self.config_version => {
+                self.config_version = version;
+                out.push(Action::ReportConfig { version });
+            }
+            Event::Command(kind) if self.state == State::Online => {
+                out.push(Action::CommandResult);
+                if kind == CommandKind::Reboot {
+                    out.push(Action::Leave);
+                    self.state = State::Offline;
+                    self.attempt = 0;
+                    self.retry_at = now.after(BOOT);
+                }
+            }
+            Event::OtaJob(image) if self.state == State::Online && self.ota == OtaStage::Idle => {
+                self.start_update(now, image, ctx, &mut out);
+            }
+            Event::Downloaded { reached } if self.ota == OtaStage::Fetching => self.downloaded(now, reached, ctx),
             // An event that does not fit the state (a late reply after the link dropped) is
             // stale: nothing to do.
             _ => {}
         }
         if self.charge_mas <= 0.0 {
             self.die(&mut out);
+            return out;
+        }
+        if self.state.is_final() {
+            // Bricked by an update just now: nothing more to wake for.
             return out;
         }
         // Never ask to wake in the past or at this very instant: a driver that hands back a
@@ -243,19 +405,31 @@ impl Device {
         out
     }
 
-    fn provision(&mut self, out: &mut Actions) {
+    /// Asks for credentials, unless an outage cuts the device off: then the attempt fails at
+    /// once, as it would against a dead network, and the device backs off.
+    fn provision(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
+        if now < self.outage_until {
+            self.back_off(now, ctx);
+            return;
+        }
         self.state = State::Provisioning;
         out.push(Action::Provision);
     }
 
-    fn connect(&mut self, out: &mut Actions) {
+    /// Connects, unless an outage cuts the device off (see `provision`).
+    pub(super) fn connect(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         self.retry_at = SimTime::NEVER;
+        if now < self.outage_until {
+            self.state = State::Offline;
+            self.back_off(now, ctx);
+            return;
+        }
         self.state = State::Connecting;
         out.push(Action::Connect);
     }
 
     /// Waits a full-jitter backoff before the next attempt.
-    fn back_off(&mut self, now: SimTime, ctx: Ctx<'_>) {
+    pub(super) fn back_off(&mut self, now: SimTime, ctx: Ctx<'_>) {
         let mut rng = self.rng(ctx, StreamId::LINK, self.link_words);
         let delay = ctx.model.link.reconnect.delay(u32::from(self.attempt), &mut rng);
         self.link_words = words(&rng);
@@ -270,13 +444,16 @@ impl Device {
         if now >= self.retry_at && self.link_up {
             self.retry_at = SimTime::NEVER;
             match self.state {
-                State::Unprovisioned => self.provision(out),
-                State::Offline => self.connect(out),
+                State::Unprovisioned => self.provision(now, ctx, out),
+                State::Offline => self.connect(now, ctx, out),
                 _ => {}
             }
         }
         if self.state == State::Online && now >= self.next_report {
             self.report(now, ctx, out);
+        }
+        if now >= self.ota_step {
+            self.update_step(now, ctx, out);
         }
     }
 
@@ -295,7 +472,7 @@ impl Device {
         if self.link_up {
             if self.state == State::Offline {
                 self.attempt = 0;
-                self.connect(out);
+                self.connect(now, ctx, out);
             }
         } else if matches!(self.state, State::Online | State::Connecting) {
             out.push(Action::Disconnect);
@@ -334,7 +511,7 @@ impl Device {
         self.drained_to = self.drained_to.max(now);
     }
 
-    fn die(&mut self, out: &mut Actions) {
+    pub(super) fn die(&mut self, out: &mut Actions) {
         if matches!(self.state, State::Online | State::Connecting) {
             out.push(Action::Disconnect);
         }
@@ -352,6 +529,10 @@ impl Device {
         if self.link_up {
             next = next.min(self.retry_at);
         }
+        next = next.min(self.ota_step);
+        if let Some(outage) = ctx.outages.get(usize::from(self.next_outage)) {
+            next = next.min(outage.start);
+        }
         if let Some(battery) = &ctx.model.battery {
             let left = battery.sleep_time_left(&crate::model::Charge {
                 remaining_mas: self.charge_mas,
@@ -363,7 +544,7 @@ impl Device {
         next
     }
 
-    fn rng(&self, ctx: Ctx<'_>, stream: StreamId, words: u64) -> ChaCha8Rng {
+    pub(super) fn rng(&self, ctx: Ctx<'_>, stream: StreamId, words: u64) -> ChaCha8Rng {
         let mut rng = device_rng(ctx.seed, self.index, stream);
         rng.set_word_pos(u128::from(words));
         rng
@@ -371,6 +552,6 @@ impl Device {
 }
 
 /// A stream's position in 32-bit words (a run never draws 2^64 words from one stream).
-fn words(rng: &ChaCha8Rng) -> u64 {
+pub(super) fn words(rng: &ChaCha8Rng) -> u64 {
     u64::try_from(rng.get_word_pos()).unwrap_or(u64::MAX)
 }

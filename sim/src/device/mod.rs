@@ -3,7 +3,11 @@
 //! comes with `fleetsim run`.
 
 pub mod core;
+pub mod ota;
+pub mod outage;
 pub mod state;
 
-pub use core::{Action, Actions, Ctx, Device, Event, SimTime};
+pub use core::{Action, Actions, BOOT, CommandKind, Ctx, Device, Event, SimTime};
+pub use ota::{OtaReport, OtaStage};
+pub use outage::Outage;
 pub use state::State;

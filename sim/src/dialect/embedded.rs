@@ -1,6 +1,12 @@
 //! The reference backend's device side: provisioning by claim over MQTT
 //! (`fleet/v1/provision/{serial}`), then the device's own connection with the id and token it
-//! was issued, telemetry on `fleet/v1/d/{id}/telemetry`.
+//! was issued, telemetry on `fleet/v1/d/{id}/telemetry`, and the subscriptions that bring it
+//! desired config, commands and update jobs.
+//!
+//! Groups: the backend puts a device in its claim's default group, so each scenario group has
+//! its own claim, `fleetsim-{group}` ([`claim_name`]), all with the run's one secret.
+//! Sessions are persistent (clean session off), so commands and jobs sent while a device is
+//! offline reach it when it is back, as the backend promises.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -36,16 +42,35 @@ pub enum ProvisionError {
 pub struct Embedded {
     /// The gateway's address.
     pub mqtt: SocketAddr,
-    /// The fleet claim devices provision with.
-    pub claim: String,
-    /// The claim's secret.
+    /// The operator API's address.
+    pub api: SocketAddr,
+    /// The secret of the run's claims.
     pub claim_secret: String,
 }
 
+/// What a device says about itself when it provisions.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Its serial.
+    pub serial: &'a str,
+    /// Its group (which claim it uses).
+    pub group: &'a str,
+    /// Its model's name.
+    pub model: &'a str,
+    /// The firmware it runs.
+    pub firmware: &'a str,
+}
+
+/// The claim devices of `group` provision with.
+pub fn claim_name(group: &str) -> String {
+    format!("fleetsim-{group}")
+}
+
 impl Embedded {
-    /// Provisions `serial` from `source` and returns the device's credentials.
-    pub async fn provision(&self, serial: &str, source: Option<IpAddr>) -> Result<Credentials, ProvisionError> {
-        let user = format!("claim:{}", self.claim);
+    /// Provisions a device from `source` and returns its credentials.
+    pub async fn provision(&self, device: Request<'_>, source: Option<IpAddr>) -> Result<Credentials, ProvisionError> {
+        let serial = device.serial;
+        let user = format!("claim:{}", claim_name(device.group));
         let client_id = format!("prov-{serial}");
         let params = ConnectParams {
             client_id: &client_id,
@@ -56,9 +81,13 @@ impl Embedded {
         let (mut conn, _) = MqttConn::connect(self.mqtt, source, params).await?;
         conn.subscribe(&[(&format!("fleet/v1/provision/{serial}/+"), QoS::AtLeastOnce)])
             .await?;
-        let request = b"{}";
-        conn.publish(&format!("fleet/v1/provision/{serial}"), request, QoS::AtLeastOnce)
-            .await?;
+        let request = serde_json::json!({ "model": device.model, "firmware": device.firmware }).to_string();
+        conn.publish(
+            &format!("fleet/v1/provision/{serial}"),
+            request.as_bytes(),
+            QoS::AtLeastOnce,
+        )
+        .await?;
         loop {
             match conn.read().await? {
                 Some(Packet::Publish(reply)) => {
@@ -86,15 +115,32 @@ impl Embedded {
         }
     }
 
-    /// Connects as the device.
+    /// Connects as the device, and subscribes to its config, commands and jobs unless the
+    /// backend kept its session (and so its subscriptions).
     pub async fn connect(&self, credentials: &Credentials, source: Option<IpAddr>) -> Result<MqttConn, TransportError> {
+        let id = &credentials.device_id;
         let params = ConnectParams {
-            client_id: &credentials.device_id,
-            login: Some((&credentials.device_id, &credentials.token)),
+            client_id: id,
+            login: Some((id, &credentials.token)),
             keep_alive_s: KEEP_ALIVE_S,
-            clean_session: true,
+            clean_session: false,
         };
-        MqttConn::connect(self.mqtt, source, params).await.map(|(conn, _)| conn)
+        let (mut conn, session_present) = MqttConn::connect(self.mqtt, source, params).await?;
+        if !session_present {
+            let (config, commands, jobs) = (
+                format!("fleet/v1/d/{id}/config/desired"),
+                format!("fleet/v1/d/{id}/cmd/+"),
+                format!("fleet/v1/d/{id}/ota/job"),
+            );
+            // The SUBACK comes back through the device's reads, which ignore it.
+            conn.subscribe(&[
+                (&config, QoS::AtLeastOnce),
+                (&commands, QoS::AtLeastOnce),
+                (&jobs, QoS::AtLeastOnce),
+            ])
+            .await?;
+        }
+        Ok(conn)
     }
 }
 

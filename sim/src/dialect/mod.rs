@@ -8,7 +8,7 @@ pub mod mqtt;
 
 use std::net::{IpAddr, SocketAddr};
 
-use embedded::{Credentials, Embedded, KEEP_ALIVE_S, ProvisionError};
+use embedded::{Credentials, Embedded, KEEP_ALIVE_S, ProvisionError, Request};
 use mqtt::{Broker, Identity};
 
 use crate::transport::mqtt::{MqttConn, TransportError};
@@ -36,10 +36,19 @@ impl Dialect {
     pub async fn provision(
         &self,
         identity: Identity<'_>,
+        firmware: &str,
         source: Option<IpAddr>,
     ) -> Result<Credentials, ProvisionError> {
         match self {
-            Self::Embedded(embedded) => embedded.provision(identity.serial, source).await,
+            Self::Embedded(embedded) => {
+                let request = Request {
+                    serial: identity.serial,
+                    group: identity.group,
+                    model: identity.model,
+                    firmware,
+                };
+                embedded.provision(request, source).await
+            }
             Self::Mqtt(broker) => Ok(broker.identify(identity)),
         }
     }

@@ -1,43 +1,46 @@
 //! The driver: one task per device that performs what the device core decides, over the
-//! lean MQTT transport, and records what it measures into its shard's recorder.
+//! lean MQTT transport (and HTTP for firmware), and records what it measures into its shard's
+//! recorder.
 //!
 //! Design: the task sleeps until the device's planned arrival, then loops: hand the core an
-//! event, perform the actions it returns (provision, connect, publish, disconnect), then wait
-//! for the next thing to happen: the wake-up the core asked for, a packet from the server
-//! (PUBACKs give publish latency), keep-alive time, or shutdown. Latencies run from the
-//! intended start of each operation (the planned arrival, the scheduled wake), so a harness
-//! or backend that falls behind shows up in the figures rather than hiding in a slower test.
-//! Shard state is shared through `Rc<RefCell<..>>`: a shard runs on one thread, so recording
-//! takes no lock.
+//! event, perform the actions it returns (provision, connect, publish, answer, download,
+//! disconnect), then wait on its [`Link`] for the next thing to happen: the wake-up the core
+//! asked for, a message from the backend, a dropped connection, or shutdown. Latencies run
+//! from the intended start of each operation (the planned arrival, the scheduled wake, the
+//! operator's action), so a harness or backend that falls behind shows up in the figures
+//! rather than hiding in a slower test. Shard state is shared through `Rc`: a shard runs on one
+//! thread, so recording takes no lock.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::Packet;
+use rumqttc::mqttbytes::v4::ConnectReturnCode;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::RunClock;
-use crate::device::{Action, Ctx, Device, Event, SimTime, State};
+use super::download::download;
+use super::link::{Awaited, Job, Link, plain_image};
+use super::operator_log::OperatorLog;
+use crate::device::{Action, Ctx, Device, Event, OtaReport, Outage, SimTime, State};
 use crate::dialect::Dialect;
-use crate::dialect::embedded::{Credentials, KEEP_ALIVE_S};
+use crate::dialect::embedded::ProvisionError;
 use crate::dialect::mqtt::Identity;
 use crate::metrics::recorder::{Counter, Latency, Recorder};
-use crate::model::Reading;
+use crate::model::{Image, Outcome, Reading};
 use crate::plan::PlannedDevice;
 use crate::scenario::DeviceModel;
-use crate::transport::mqtt::{MqttConn, TransportError};
+use crate::transport::mqtt::TransportError;
 use crate::transport::source::SourceAddrs;
-
-/// QoS 1 publishes awaiting their PUBACK, per device; past this the oldest is forgotten (its
-/// latency lost, counted as a timeout) so a silent server cannot grow memory.
-const INFLIGHT_LIMIT: usize = 8;
 
 /// A send this much later than intended counts as late.
 const LATE: Duration = Duration::from_millis(5);
+/// How long a device leaving cleanly (to reboot) waits for its last messages' PUBACKs.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What every device of a shard shares.
 #[derive(Debug)]
@@ -50,6 +53,10 @@ pub struct ShardCtx {
     pub dialect: Dialect,
     /// Local addresses to connect from.
     pub sources: Option<SourceAddrs>,
+    /// The images the scenario's campaigns roll out, by version.
+    pub images: Vec<(String, Image)>,
+    /// What the operator did, to measure answers from.
+    pub operator: Arc<OperatorLog>,
     /// Latencies and counts.
     pub recorder: RefCell<Recorder>,
     /// Devices per lifecycle state, indexed like `State::ALL`.
@@ -65,15 +72,32 @@ pub struct ShardCtx {
 pub type Transition = (u64, SimTime, State);
 
 impl ShardCtx {
-    fn record(&self, latency: Latency, since: Instant) {
+    /// Records a latency measured from `since`.
+    pub fn record(&self, latency: Latency, since: Instant) {
         self.recorder.borrow_mut().record(latency, since.elapsed());
     }
 
-    fn count(&self, counter: Counter) {
+    /// Counts one event.
+    pub fn count(&self, counter: Counter) {
         self.recorder.borrow_mut().count(counter, 1);
     }
 
-    fn planned(&self) {
+    /// The image a job rolls out: the scenario's, with its risks, or a plain one.
+    pub fn image_for(&self, job: &Job) -> Image {
+        self.images
+            .iter()
+            .find(|(version, _)| *version == job.version)
+            .map_or_else(
+                || plain_image(job.size),
+                |(_, image)| Image {
+                    size_bytes: job.size,
+                    ..*image
+                },
+            )
+    }
+
+    /// Counts a planned device (not arrived yet).
+    pub fn planned(&self) {
         self.states.borrow_mut()[0] += 1;
     }
 
@@ -85,41 +109,55 @@ impl ShardCtx {
     }
 }
 
-/// Runs one device until the core stops it or the shard shuts down.
-pub async fn drive(shard: Rc<ShardCtx>, model: Rc<DeviceModel>, group: Rc<str>, planned: PlannedDevice) {
+/// What the devices of one mix entry share: their model, group and the outages that reach them.
+#[derive(Debug)]
+pub struct Member {
+    /// The device model.
+    pub model: DeviceModel,
+    /// The group.
+    pub group: String,
+    /// The scenario's outages that reach the group, in time order.
+    pub outages: Vec<Outage>,
+}
+
+/// Runs one device from its arrival until the core stops it or the shard shuts down.
+pub async fn drive(shard: Rc<ShardCtx>, member: Rc<Member>, planned: PlannedDevice) {
+    let (model, group) = (&member.model, member.group.as_str());
     let ctx = Ctx {
         seed: shard.seed,
-        model: &model,
+        model,
+        outages: &member.outages,
     };
     let arrival = shard.clock.start() + planned.first_wakeup;
     let arrival_sim = shard.clock.sim(arrival);
     let mut device = Device::new(planned.index, ctx, arrival_sim);
     // The simulated time of the event being acted on. Replies to the device's own requests
-    // (provisioned, connected, refused) count as instantaneous in simulated time: the device's
-    // life is then the same whatever the network's real delays, which are measured as
-    // latencies instead. Only events from outside (a dropped connection) take the clock.
+    // (provisioned, connected, refused, downloaded) count as instantaneous in simulated time:
+    // the device's life is then the same whatever the network's real delays, which are
+    // measured as latencies instead. Only events from outside (a dropped connection, a message
+    // from the backend) take the clock.
     let mut acting_at = arrival_sim;
-    shard.planned();
     tokio::select! {
         () = sleep_until(arrival) => {}
         () = shard.shutdown.cancelled() => return,
     }
-    let source = shard.sources.map(|s| s.for_device(planned.index));
-    let mut link = Link {
-        conn: None,
-        credentials: None,
-        inflight: VecDeque::new(),
-        last_sent: Instant::now(),
+    let mut device_task = DeviceTask {
+        shard: &shard,
+        model,
+        group,
+        planned: &planned,
+        source: shard.sources.map(|s| s.for_device(planned.index)),
+        link: Link::new(),
+        payload: Vec::new(),
     };
     let mut events: VecDeque<(Event, Instant)> = VecDeque::from([(Event::Arrive, arrival)]);
     // The wake-up the core asked for, in real time and in its own simulated time: the core is
     // handed back exactly the simulated time it asked for, never a float round trip of it.
     let mut wake: Option<(Instant, SimTime)> = None;
-    let mut payload = Vec::new();
     loop {
         let (event, at) = match events.pop_front() {
             Some(next) => next,
-            None => match link.wait(&shard, wake.map(|(real, _)| real)).await {
+            None => match device_task.link.wait(&shard, wake.map(|(real, _)| real)).await {
                 Some(next) => next,
                 None => break,
             },
@@ -127,11 +165,13 @@ pub async fn drive(shard: Rc<ShardCtx>, model: Rc<DeviceModel>, group: Rc<str>, 
         let now = match (event, wake) {
             (Event::Wake, Some((_, sim))) => sim,
             (Event::Arrive, _) => arrival_sim,
-            (Event::ConnectionLost, _) => shard.clock.sim(at).max(acting_at),
+            (Event::ConnectionLost | Event::ConfigDesired { .. } | Event::Command(_) | Event::OtaJob(_), _) => {
+                shard.clock.sim(at).max(acting_at)
+            }
             _ => acting_at,
         };
         acting_at = now;
-        let before = device.state();
+        let (before, was_waiting) = (device.state(), device.awaiting_recovery());
         let actions = device.on_event(now, event, ctx);
         if device.state() != before {
             shard.moved(before, device.state());
@@ -139,182 +179,224 @@ pub async fn drive(shard: Rc<ShardCtx>, model: Rc<DeviceModel>, group: Rc<str>, 
                 transitions.borrow_mut().push((planned.index, now, device.state()));
             }
         }
+        if !was_waiting && device.awaiting_recovery() {
+            shard.count(Counter::OutageAffected);
+        }
+        let intended = wake.map_or(at, |(real, _)| real);
         for action in actions.iter() {
             match action {
-                Action::Provision => {
-                    // Provisioning latency runs from the planned arrival: the intended start.
-                    let identity = Identity {
-                        serial: &planned.serial,
-                        index: planned.index,
-                        model: &model.name,
-                        group: &group,
-                    };
-                    match shard.dialect.provision(identity, source).await {
-                        Ok(credentials) => {
-                            if shard.dialect.provisions() {
-                                shard.record(Latency::Provision, arrival);
-                            }
-                            shard.count(Counter::Provisioned);
-                            link.credentials = Some(credentials);
-                            events.push_back((Event::Provisioned, Instant::now()));
-                        }
-                        Err(_) => {
-                            shard.count(Counter::ErrorsRefused);
-                            events.push_back((Event::ProvisionFailed, Instant::now()));
-                        }
-                    }
-                }
-                Action::Connect => {
-                    let started = Instant::now();
-                    let Some(credentials) = &link.credentials else {
-                        // Connect only ever follows Provisioned; without credentials it fails.
-                        events.push_back((Event::ConnectFailed, Instant::now()));
-                        continue;
-                    };
-                    match shard.dialect.connect(credentials, source).await {
-                        Ok(conn) => {
-                            shard.record(Latency::Connect, started);
-                            shard.count(Counter::Connected);
-                            link.conn = Some(conn);
-                            link.last_sent = Instant::now();
-                            events.push_back((Event::Connected, Instant::now()));
-                        }
-                        Err(error) => {
-                            shard.count(error_counter(error));
-                            events.push_back((Event::ConnectFailed, Instant::now()));
-                        }
-                    }
-                }
-                Action::Publish { seq, .. } => {
-                    let intended = wake.map_or(at, |(real, _)| real);
-                    if intended.elapsed() > LATE {
-                        // The harness fell behind its schedule: the latency recorded from the
-                        // intended time shows how much; this counts how often.
-                        shard.count(Counter::LateSends);
-                    }
-                    let reading = Reading {
-                        seq: u64::from(seq),
-                        uptime: now.since(SimTime(0)),
-                        battery: None,
-                        value: 20.0,
-                    };
-                    model.telemetry.write_payload(&mut payload, &reading);
-                    if let Err(lost) = link.publish(&shard, &model, &payload, intended).await {
-                        events.push_back((lost, Instant::now()));
-                    }
-                }
-                Action::Disconnect => {
-                    if let Some(conn) = link.conn.take() {
-                        let _ = conn.disconnect().await;
-                    }
-                }
                 Action::WakeAt(sim) => wake = Some((shard.clock.real(sim), sim)),
                 Action::Stop => {
-                    if let Some(conn) = link.conn.take() {
-                        let _ = conn.disconnect().await;
-                    }
+                    device_task.hang_up().await;
                     return;
                 }
+                action => {
+                    if let Some(next) = device_task.perform(action, now, intended, arrival, &device).await {
+                        events.push_back((next, Instant::now()));
+                    }
+                }
             }
         }
     }
-    if let Some(conn) = link.conn.take() {
-        let _ = conn.disconnect().await;
-    }
+    device_task.hang_up().await;
 }
 
-/// A device's connection and what it waits for on it.
-struct Link {
-    conn: Option<MqttConn>,
-    credentials: Option<Credentials>,
-    /// QoS 1 publishes: packet id and intended send time.
-    inflight: VecDeque<(u16, Instant)>,
-    last_sent: Instant,
+/// One device's I/O side: what it performs the core's actions with.
+struct DeviceTask<'a> {
+    shard: &'a ShardCtx,
+    model: &'a DeviceModel,
+    group: &'a str,
+    planned: &'a PlannedDevice,
+    source: Option<std::net::IpAddr>,
+    link: Link,
+    payload: Vec<u8>,
 }
 
-impl Link {
-    async fn publish(
+impl DeviceTask<'_> {
+    /// Performs one action; returns the event it led to, if any.
+    async fn perform(
         &mut self,
-        shard: &ShardCtx,
-        model: &DeviceModel,
-        payload: &[u8],
+        action: Action,
+        now: SimTime,
         intended: Instant,
-    ) -> Result<(), Event> {
-        let (Some(conn), Some(credentials)) = (self.conn.as_mut(), self.credentials.as_ref()) else {
-            return Ok(());
-        };
-        let qos = if model.telemetry.qos == 0 {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        };
-        match conn.publish(&credentials.telemetry_topic, payload, qos).await {
-            Ok(pkid) => {
-                shard.count(Counter::Published);
-                self.last_sent = Instant::now();
-                if qos == QoS::AtLeastOnce {
-                    if self.inflight.len() >= INFLIGHT_LIMIT {
-                        self.inflight.pop_front();
-                        shard.count(Counter::ErrorsTimeout);
-                    }
-                    self.inflight.push_back((pkid, intended));
+        arrival: Instant,
+        device: &Device,
+    ) -> Option<Event> {
+        let shard = self.shard;
+        match action {
+            Action::Provision => Some(self.provision(arrival).await),
+            Action::Connect => Some(self.connect().await),
+            Action::Publish { seq, .. } => {
+                if intended.elapsed() > LATE {
+                    // The harness fell behind its schedule: the latency recorded from the
+                    // intended time shows how much; this counts how often.
+                    shard.count(Counter::LateSends);
                 }
-                Ok(())
+                let reading = Reading {
+                    seq: u64::from(seq),
+                    uptime: now.since(SimTime(0)),
+                    battery: None,
+                    value: 20.0,
+                };
+                self.model.telemetry.write_payload(&mut self.payload, &reading);
+                let qos = if self.model.telemetry.qos == 0 {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                };
+                let topic = self.link.credentials.as_ref()?.telemetry_topic.clone();
+                let payload = std::mem::take(&mut self.payload);
+                let result = self
+                    .link
+                    .publish(shard, &topic, &payload, qos, Awaited::Telemetry, intended)
+                    .await;
+                self.payload = payload;
+                result.err()
             }
-            Err(_) => {
-                self.conn = None;
-                Err(Event::ConnectionLost)
+            Action::Disconnect => {
+                // A link that fails says no goodbye: the socket just closes.
+                self.link.drop_conn();
+                None
+            }
+            Action::Leave => {
+                self.link.flush(shard, FLUSH_TIMEOUT).await;
+                self.hang_up().await;
+                None
+            }
+            Action::ReportConfig { version } => {
+                shard.count(Counter::ConfigReported);
+                let set_at = shard.operator.config_set_at(self.group);
+                // Config set before the device existed is not a latency of this device.
+                let since = set_at.filter(|set| self.link.provisioned_at.is_some_and(|p| *set >= p));
+                let body = format!("{{\"version\":{version}}}");
+                self.answer("config/reported", body.as_bytes(), since, Awaited::Config)
+                    .await
+            }
+            Action::CommandResult => {
+                shard.count(Counter::CommandsAnswered);
+                let id = self.link.command.take()?;
+                let device_id = self.link.credentials.as_ref()?.device_id.clone();
+                let since = shard.operator.command_sent_at(&device_id);
+                let body = br#"{"status":"ok","output":"done"}"#;
+                self.answer(&format!("cmd/{id}/result"), body, since, Awaited::Command)
+                    .await
+            }
+            Action::Download { from, to } => {
+                let job = self.link.job.as_deref()?.clone();
+                if from > 0 {
+                    shard.count(Counter::OtaResumes);
+                }
+                let mut fetched = self.link.fetched.take().unwrap_or_default();
+                let reached = Box::pin(download(shard, self.source, &job, &mut fetched, from, to)).await;
+                // Kept until the next job replaces it: a finished download's hash is small.
+                self.link.fetched = (reached < job.size).then_some(fetched);
+                Some(Event::Downloaded { reached })
+            }
+            Action::OtaStatus(report) => {
+                if matches!(report, OtaReport::Failed | OtaReport::RolledBack) {
+                    shard.operator.failure_reported();
+                }
+                let campaign = self.link.job.as_ref().map_or(0, |job| job.campaign);
+                let body = format!("{{\"campaign\":{campaign},\"state\":\"{}\"}}", report.name());
+                self.answer("ota/status", body.as_bytes(), None, Awaited::Nothing).await
+            }
+            Action::OtaDone(outcome) => {
+                shard.record(Latency::OtaDuration, shard.clock.real(device.update_started()));
+                shard.count(match outcome {
+                    Outcome::Installed => Counter::OtaInstalled,
+                    Outcome::Corrupt => Counter::OtaFailed,
+                    Outcome::RolledBack => Counter::OtaRolledBack,
+                    Outcome::Bricked => Counter::OtaBricked,
+                });
+                None
+            }
+            Action::Recovered { outage_end } => {
+                shard.record(Latency::Recovery, shard.clock.real(outage_end));
+                shard.count(Counter::OutageRecovered);
+                None
+            }
+            Action::WakeAt(_) | Action::Stop => None,
+        }
+    }
+
+    async fn provision(&mut self, arrival: Instant) -> Event {
+        let shard = self.shard;
+        let identity = Identity {
+            serial: &self.planned.serial,
+            index: self.planned.index,
+            model: &self.model.name,
+            group: self.group,
+        };
+        // Boxed: the provisioning exchange's future is large and runs once; kept inline it
+        // would grow every idle device's task by its size.
+        match Box::pin(shard.dialect.provision(identity, &self.model.firmware, self.source)).await {
+            Ok(credentials) => {
+                if shard.dialect.provisions() {
+                    // Provisioning latency runs from the planned arrival: the intended start.
+                    shard.record(Latency::Provision, arrival);
+                }
+                shard.count(Counter::Provisioned);
+                self.link.credentials = Some(credentials);
+                self.link.provisioned_at = Some(Instant::now());
+                Event::Provisioned
+            }
+            Err(ProvisionError::Transport(error)) => {
+                shard.count(error_counter(error));
+                Event::ProvisionFailed
+            }
+            Err(ProvisionError::Rejected) => {
+                // Rejected by the backend (claim revoked, serial decommissioned, ...).
+                shard.count(Counter::ErrorsAuth);
+                Event::ProvisionFailed
             }
         }
     }
 
-    /// Waits for the next event: the wake-up, a lost connection, or shutdown (`None`).
-    /// Acknowledgements and pings are handled here without waking the core.
-    async fn wait(&mut self, shard: &ShardCtx, wake: Option<Instant>) -> Option<(Event, Instant)> {
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        loop {
-            let wake_at = wake.unwrap_or(far);
-            let ping_at = self.last_sent + Duration::from_secs(u64::from(KEEP_ALIVE_S) / 2);
-            let Some(conn) = self.conn.as_mut() else {
-                tokio::select! {
-                    () = sleep_until(wake_at) => return Some((Event::Wake, wake_at)),
-                    () = shard.shutdown.cancelled() => return None,
-                }
-            };
-            // Every branch is cancel-safe: `read` keeps partial bytes, sleeps lose nothing.
-            tokio::select! {
-                () = sleep_until(wake_at) => return Some((Event::Wake, wake_at)),
-                () = sleep_until(ping_at) => {
-                    if conn.ping().await.is_err() {
-                        self.conn = None;
-                        return Some((Event::ConnectionLost, Instant::now()));
-                    }
-                    self.last_sent = Instant::now();
-                }
-                packet = conn.read() => match packet {
-                    Ok(Some(Packet::PubAck(ack))) => {
-                        if let Some(slot) = self.inflight.iter().position(|(pkid, _)| *pkid == ack.pkid)
-                            && let Some((_, intended)) = self.inflight.remove(slot)
-                        {
-                            shard.record(Latency::Publish, intended);
-                        }
-                    }
-                    Ok(Some(Packet::Publish(message))) => {
-                        if message.qos == QoS::AtLeastOnce && conn.ack(message.pkid).await.is_err() {
-                            self.conn = None;
-                            return Some((Event::ConnectionLost, Instant::now()));
-                        }
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => {
-                        self.conn = None;
-                        self.inflight.clear();
-                        return Some((Event::ConnectionLost, Instant::now()));
-                    }
-                },
-                () = shard.shutdown.cancelled() => return None,
+    async fn connect(&mut self) -> Event {
+        let shard = self.shard;
+        let started = Instant::now();
+        let Some(credentials) = &self.link.credentials else {
+            // Connect only ever follows Provisioned; without credentials it fails.
+            return Event::ConnectFailed;
+        };
+        match Box::pin(shard.dialect.connect(credentials, self.source)).await {
+            Ok(conn) => {
+                shard.record(Latency::Connect, started);
+                shard.count(Counter::Connected);
+                self.link.connected(conn);
+                Event::Connected
+            }
+            Err(TransportError::Refused(ConnectReturnCode::NotAuthorized)) if shard.dialect.provisions() => {
+                // The backend no longer knows these credentials: the operator retired the
+                // device.
+                shard.count(Counter::Decommissioned);
+                Event::Decommissioned
+            }
+            Err(error) => {
+                shard.count(error_counter(error));
+                Event::ConnectFailed
             }
         }
+    }
+
+    /// Publishes an answer at QoS 1 on the device's own `suffix` topic.
+    async fn answer(&mut self, suffix: &str, body: &[u8], since: Option<Instant>, awaited: Awaited) -> Option<Event> {
+        let topic = format!("fleet/v1/d/{}/{suffix}", self.link.credentials.as_ref()?.device_id);
+        let (since, awaited) = match since {
+            Some(since) => (since, awaited),
+            None => (Instant::now(), Awaited::Nothing),
+        };
+        self.link
+            .publish(self.shard, &topic, body, QoS::AtLeastOnce, awaited, since)
+            .await
+            .err()
+    }
+
+    async fn hang_up(&mut self) {
+        if let Some(conn) = self.link.conn.take() {
+            let _ = conn.disconnect().await;
+        }
+        self.link.drop_conn();
     }
 }
 

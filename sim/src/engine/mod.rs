@@ -4,7 +4,14 @@
 //! the aggregator and `fleetsim run` land here next.
 
 pub mod clock;
+pub mod download;
 pub mod driver;
+pub mod figures;
+pub mod link;
 pub mod open_files;
+pub mod operator;
+pub mod operator_log;
+pub mod progress;
 pub mod run;
 pub mod shard;
+pub mod target;

@@ -1,34 +1,37 @@
-//! A whole run: start the embedded reference backend in process, run the fleet as one shard
-//! per core (each on its own thread), aggregate their figures once a second into a progress
-//! line, and write `summary.json` when the run ends.
+//! A whole run: start or find the backend ([`super::target`]), run the fleet as one shard
+//! per core (each on its own thread) while the operator plays the phases on another,
+//! aggregate the shards' figures once a second into a progress line, read the backend's own
+//! view at the end, and write `summary.json`.
 //!
-//! What runs today: scenarios against the embedded backend without operator phases. A
-//! scenario that asks for more is refused up front with a message naming what is missing,
-//! rather than run without it.
+//! A scenario this version cannot run (another dialect, operator phases against a plain
+//! broker) is refused up front with a message naming what is missing, rather than run
+//! without it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use fleetsim_backend::Backend;
-use fleetsim_backend::gateway::Limits;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::figures::{CampaignView, Figures};
+use super::operator::{Operator, OperatorReport};
+use super::operator_log::OperatorLog;
+use super::progress::aggregate;
 use super::shard::{ShardOptions, TICK_QUEUE, Tick, run_shard};
-use crate::device::State;
-use crate::dialect::Dialect;
-use crate::dialect::embedded::Embedded;
-use crate::dialect::mqtt::{Broker, DEFAULT_TELEMETRY_TOPIC};
-use crate::metrics::names::{MetricKind, Stat};
-use crate::metrics::recorder::{Counter, Latency, Snapshot};
+use super::target::Target;
+use crate::metrics::recorder::Counter;
 use crate::plan::{Plan, Shard};
-use crate::report::gates::{self, Measured, Verdict};
+use crate::report::gates::{self, Verdict};
 use crate::scenario::Loaded;
 use crate::scenario::file::BackendKind;
+use crate::scenario::typed::Action;
+use crate::transport::http::{Method, request_json};
+
+/// Operator event lines waiting for the aggregator to print them.
+const EVENT_QUEUE: usize = 256;
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -70,48 +73,6 @@ pub struct RunOutcome {
     pub completed: bool,
 }
 
-/// What a finished run measured, as gates read it.
-struct Figures<'a> {
-    snapshot: &'a Snapshot,
-    states: &'a [u64; 11],
-    provision_rate: f64,
-    /// Devices told `accepted` that the backend does not hold as active at the end.
-    lost: Option<u64>,
-}
-
-impl Measured for Figures<'_> {
-    fn value(&self, name: &str, _kind: MetricKind, stat: Option<Stat>) -> Option<f64> {
-        if let Some(latency) = Latency::ALL.iter().find(|l| name.starts_with(l.name())) {
-            let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-            return match stat? {
-                Stat::Percentile(p) => secs(self.snapshot.quantile(*latency, p / 100.0)),
-                Stat::Min => secs(self.snapshot.min(*latency)),
-                Stat::Max => secs(self.snapshot.max(*latency)),
-                Stat::Mean => secs(self.snapshot.mean(*latency)),
-                Stat::Count => Some(self.snapshot.samples(*latency) as f64),
-            };
-        }
-        if let Some(state) = name.strip_prefix("devices.") {
-            if state == "lost" {
-                return self.lost.map(|n| n as f64);
-            }
-            let index = State::ALL.iter().position(|s| s.name() == state)?;
-            return Some(self.states[index] as f64);
-        }
-        if name == "provision.rate" {
-            return Some(self.provision_rate);
-        }
-        if name == "errors.total" {
-            let errors = Counter::ALL.iter().filter(|c| c.name().starts_with("errors."));
-            return Some(errors.map(|c| self.snapshot.count(*c)).sum::<u64>() as f64);
-        }
-        Counter::ALL
-            .iter()
-            .find(|c| c.name() == name)
-            .map(|c| self.snapshot.count(*c) as f64)
-    }
-}
-
 /// Runs a loaded scenario; progress lines go to `progress`.
 pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> Result<RunOutcome, RunError> {
     refuse_unsupported(loaded)?;
@@ -123,18 +84,32 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         writeln!(progress, "warning: {message}")?;
     }
 
-    let target = Target::start(loaded, &out)?;
-    let dialect = target.dialect.clone();
-
+    let target = Target::start(scenario, &out)?;
     let shards = thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u32;
     let start = tokio::time::Instant::now();
     let stop = options.stop.clone();
+    let log = Arc::new(OperatorLog::default());
     let (tx, rx) = mpsc::sync_channel::<(u32, Tick)>(TICK_QUEUE * shards as usize);
+    // A phase a second at most, in practice a handful a run.
+    let (events_tx, events_rx) = mpsc::sync_channel::<String>(EVENT_QUEUE);
+    let operator = target.api.map(|api| Operator {
+        api,
+        log: Arc::clone(&log),
+        events: Some(events_tx),
+    });
     let plan = Plan::new(loaded);
-    let total = thread::scope(|scope| {
+    let (snapshot, states, report) = thread::scope(|scope| {
+        let played = operator.as_ref().map(|operator| {
+            let stop = stop.clone();
+            scope.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                Ok::<_, std::io::Error>(runtime.block_on(operator.play(scenario, start, &stop)))
+            })
+        });
         let mut handles = Vec::new();
         for index in 0..shards {
-            let (plan, dialect, stop, tx) = (&plan, dialect.clone(), stop.clone(), tx.clone());
+            let (plan, dialect, stop, tx) = (&plan, target.dialect.clone(), stop.clone(), tx.clone());
+            let log = Arc::clone(&log);
             handles.push(scope.spawn(move || {
                 let (ticks_tx, ticks_rx) = mpsc::sync_channel::<Tick>(TICK_QUEUE);
                 let forward = thread::spawn(move || {
@@ -147,6 +122,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
                 let options = ShardOptions {
                     ticks: Some(ticks_tx),
                     record_transitions: false,
+                    operator: log,
                 };
                 let result = run_shard(plan, Shard { index, count: shards }, dialect, start, stop, options);
                 let _ = forward.join();
@@ -154,32 +130,38 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             }));
         }
         drop(tx);
-        let total = aggregate(&rx, shards, scenario.fleet.devices, progress);
-        let mut finals = Snapshot::default();
+        let (mut total, states) = aggregate(&rx, &events_rx, shards, scenario.fleet.devices, progress);
         for handle in handles {
             // A shard thread that panicked is a bug; its figures are lost, the run still ends.
             if let Ok(Ok(result)) = handle.join() {
-                finals.merge(&result.snapshot);
+                total.merge(&result.snapshot);
             }
         }
-        total.map(|(mut total, states)| {
-            total.merge(&finals);
-            (total, states)
-        })
-    })?;
-    let backend_active = target.stop();
-    let (snapshot, states) = total;
+        let report = played
+            .and_then(|handle| handle.join().ok())
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        (total, states, report)
+    });
+    let (campaigns, backend_active) = match &operator {
+        Some(operator) => backend_view(operator, &report)?,
+        None => (Vec::new(), None),
+    };
+    target.stop();
     let window = scenario
         .fleet
         .arrival
         .window(scenario.fleet.devices)
         .as_secs_f64()
         .max(1e-3);
+    let provisioned = snapshot.count(Counter::Provisioned);
     let figures = Figures {
-        snapshot: &snapshot,
-        states: &states,
-        provision_rate: snapshot.count(Counter::Provisioned) as f64 / window,
-        lost: backend_active.map(|active| snapshot.count(Counter::Provisioned).saturating_sub(active)),
+        provision_rate: provisioned as f64 / window,
+        lost: backend_active.map(|active| provisioned.saturating_sub(report.decommissioned).saturating_sub(active)),
+        states,
+        campaigns,
+        first_failure_ms: log.first_failure_ms(),
+        snapshot,
     };
     let completed = !stop.is_cancelled();
     let mut verdicts = gates::evaluate(&scenario.gates, &figures);
@@ -187,17 +169,16 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         // Figures of a run cut short are not the scenario's figures: no gate passes on them.
         verdicts.iter_mut().for_each(|v| v.passed = false);
     }
-    let mut summary = summary(loaded, &figures, start.elapsed(), backend_active);
-    summary["completed"] = json!(completed);
-    summary["overrides"] = options
-        .overrides
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), json!(v)))
-        .collect();
-    summary["gates"] = verdicts
-        .iter()
-        .map(|v| json!({ "gate": v.gate.to_string(), "measured": v.measured, "passed": v.passed }))
-        .collect();
+    let summary = summary(
+        loaded,
+        options,
+        &figures,
+        &report,
+        &verdicts,
+        start.elapsed(),
+        completed,
+        backend_active,
+    );
     // Serializing a tree of JSON values cannot fail.
     std::fs::write(
         out.join("summary.json"),
@@ -211,228 +192,79 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     })
 }
 
-/// What the run drives: the embedded backend started here, or a broker that runs elsewhere.
-struct Target {
-    dialect: Dialect,
-    embedded: Option<EmbeddedBackend>,
-}
-
-/// The in-process reference backend, on its own runtime and thread, as it would run on its
-/// own machine.
-struct EmbeddedBackend {
-    runtime: tokio::runtime::Runtime,
-    backend: Backend,
-    stop: CancellationToken,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Target {
-    fn start(loaded: &Loaded, out: &Path) -> Result<Self, RunError> {
-        let scenario = &loaded.scenario;
-        if scenario.backend.kind == BackendKind::Mqtt {
-            let url = scenario.backend.url.as_deref().unwrap_or_default();
-            let addr = broker_addr(url).ok_or_else(|| {
-                RunError::Unsupported(format!(
-                    "{url}: fleetsim run needs an IP address and port in an mqtt:// url so far"
-                ))
-            })?;
-            let telemetry_topic = scenario
-                .backend
-                .telemetry_topic
-                .clone()
-                .unwrap_or_else(|| DEFAULT_TELEMETRY_TOPIC.to_owned());
-            return Ok(Self {
-                dialect: Dialect::Mqtt(Broker { addr, telemetry_topic }),
-                embedded: None,
-            });
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(|e| RunError::Backend(e.to_string()))?;
-        let backend = Backend::open(&out.join("backend-data"), Limits::default())
-            .map_err(|e| RunError::Backend(e.to_string()))?;
-        let secret = format!("run-{:016x}", scenario.seed ^ 0x5EC2_E7F1_EE75_1A00);
-        let (mqtt, http) = runtime.block_on(async {
-            if let Err(e) = backend.registry.create_claim("fleetsim", &secret, "fleet").await {
-                return Err(RunError::Backend(e.to_string()));
+/// The backend's view at the end: its campaigns, and the devices it holds as active.
+fn backend_view(operator: &Operator, report: &OperatorReport) -> Result<(Vec<CampaignView>, Option<u64>), RunError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(runtime.block_on(async {
+        let mut campaigns = Vec::new();
+        for started in &report.campaigns {
+            if let Ok(answer) = operator.campaign(started.id).await {
+                campaigns.push(CampaignView::from_answer(
+                    started.id,
+                    &started.group,
+                    started.targeted,
+                    &answer,
+                ));
             }
-            let mqtt = TcpListener::bind("127.0.0.1:0").await?;
-            let http = TcpListener::bind("127.0.0.1:0").await?;
-            Ok::<_, RunError>((mqtt, http))
-        })?;
-        let dialect = Dialect::Embedded(Embedded {
-            mqtt: mqtt.local_addr()?,
-            claim: "fleetsim".to_owned(),
-            claim_secret: secret,
-        });
-        let stop = CancellationToken::new();
-        let (serving, token) = (backend.clone(), stop.clone());
-        let server = runtime.spawn(async move { serving.serve(mqtt, http, token).await });
-        Ok(Self {
-            dialect,
-            embedded: Some(EmbeddedBackend {
-                runtime,
-                backend,
-                stop,
-                server,
-            }),
-        })
-    }
-
-    /// Stops the embedded backend, if any, and returns how many devices it holds as active.
-    fn stop(self) -> Option<u64> {
-        let embedded = self.embedded?;
-        embedded.stop.cancel();
-        let _ = embedded.runtime.block_on(embedded.server);
-        embedded.backend.registry.counts().ok().map(|c| c.active)
-    }
-}
-
-/// `mqtt://IP:PORT` to a socket address.
-fn broker_addr(url: &str) -> Option<std::net::SocketAddr> {
-    url.strip_prefix("mqtt://")?.split('/').next()?.parse().ok()
+        }
+        let active = match request_json(operator.api, Method::GET, "/healthz", None).await {
+            Ok((200, health)) => health["devices_active"].as_u64(),
+            _ => None,
+        };
+        (campaigns, active)
+    }))
 }
 
 /// Refuses what this version does not run yet, naming it.
 pub fn refuse_unsupported(loaded: &Loaded) -> Result<(), RunError> {
     let scenario = &loaded.scenario;
-    let runnable = match scenario.backend.kind {
-        BackendKind::Embedded => scenario.backend.url.is_none(),
-        BackendKind::Mqtt => true,
-        _ => false,
-    };
-    if !runnable {
-        return Err(RunError::Unsupported(format!(
-            "{}: fleetsim run drives the in-process embedded backend and MQTT brokers so far; backend kind \"{}\"{} is not run yet",
-            scenario.file.display(),
-            scenario.backend.kind.name(),
-            if scenario.backend.url.is_some() {
-                " with a url"
-            } else {
-                ""
+    match scenario.backend.kind {
+        BackendKind::Embedded => {}
+        BackendKind::Mqtt => {
+            // A broker has no operator API: only phases devices live by themselves run.
+            if let Some(phase) = scenario
+                .phases
+                .iter()
+                .find(|p| !matches!(p.action, Action::Outage { .. }))
+            {
+                return Err(RunError::Unsupported(format!(
+                    "{}: phase \"{}\" at {} needs an operator API, and an MQTT broker has none; \
+                     against a broker only \"outage\" phases run",
+                    scenario.file.display(),
+                    phase.action.name(),
+                    crate::scenario::units::DisplayDuration(phase.at)
+                )));
             }
-        )));
-    }
-    if let Some(phase) = scenario.phases.first() {
-        return Err(RunError::Unsupported(format!(
-            "{}: fleetsim run does not perform operator phases yet (the first is \"{}\" at {}); \
-             run a scenario without [[phase]] tables, such as scenarios/provisioning-storm.toml",
-            scenario.file.display(),
-            phase.action.name(),
-            crate::scenario::units::DisplayDuration(phase.at)
-        )));
+        }
+        kind => {
+            return Err(RunError::Unsupported(format!(
+                "{}: fleetsim run drives the embedded reference backend and MQTT brokers so far; backend kind \"{}\" is not run yet",
+                scenario.file.display(),
+                kind.name(),
+            )));
+        }
     }
     Ok(())
 }
 
-/// Merges shard ticks until every shard has stopped, printing one progress line a second.
-fn aggregate(
-    rx: &mpsc::Receiver<(u32, Tick)>,
-    shards: u32,
-    devices: u64,
-    progress: &mut dyn Write,
-) -> Result<(Snapshot, [u64; 11]), RunError> {
-    let mut total = Snapshot::default();
-    let mut states = vec![[0u64; 11]; shards as usize];
-    let mut second = Snapshot::default();
-    let mut seen = 0u32;
-    let mut elapsed = 0u64;
-    let mut printing = true;
-    while let Ok((shard, tick)) = rx.recv() {
-        second.merge(&tick.snapshot);
-        total.merge(&tick.snapshot);
-        if let Some(slot) = states.get_mut(shard as usize) {
-            *slot = tick.states;
-        }
-        seen += 1;
-        if seen == shards {
-            elapsed += 1;
-            seen = 0;
-            if printing {
-                let line = progress_line(elapsed, devices, &summed(&states), &second);
-                // Progress is for a person watching; if nobody reads it any more (a closed
-                // pipe), the run goes on and still writes its summary.
-                printing = writeln!(progress, "{line}").and_then(|()| progress.flush()).is_ok();
-            }
-            second = Snapshot::default();
-        }
-    }
-    Ok((total, summed(&states)))
-}
-
-fn summed(states: &[[u64; 11]]) -> [u64; 11] {
-    let mut sum = [0u64; 11];
-    for shard in states {
-        for (total, n) in sum.iter_mut().zip(shard) {
-            *total += n;
-        }
-    }
-    sum
-}
-
-fn ms(value: Option<Duration>) -> String {
-    value.map_or("-".to_owned(), |d| format!("{:.1}ms", d.as_secs_f64() * 1e3))
-}
-
-/// `[12s] online 1834/2000 provisioning 12 offline 4 | prov 210/s pub 3120/s | connect p50 1.2ms p99 8.0ms | publish p50 0.9ms p99 4.1ms`
-fn progress_line(elapsed: u64, devices: u64, states: &[u64; 11], second: &Snapshot) -> String {
-    let mut line = format!("[{elapsed}s]");
-    for (state, count) in State::ALL.iter().zip(states) {
-        if *count > 0 {
-            let shown = if *state == State::Online {
-                format!(" online {count}/{devices}")
-            } else {
-                format!(" {} {count}", state.name())
-            };
-            line.push_str(&shown);
-        }
-    }
-    line.push_str(&format!(
-        " | prov {}/s conn {}/s pub {}/s",
-        second.count(Counter::Provisioned),
-        second.count(Counter::Connected),
-        second.count(Counter::Published)
-    ));
-    for latency in [Latency::Provision, Latency::Connect, Latency::Publish] {
-        if second.samples(latency) > 0 {
-            line.push_str(&format!(
-                " | {} p50 {} p99 {}",
-                latency.name().trim_end_matches(".latency"),
-                ms(second.quantile(latency, 0.5)),
-                ms(second.quantile(latency, 0.99))
-            ));
-        }
-    }
-    line
-}
-
-/// `summary.json`: the scenario, and every metric recorded with its percentiles and counts.
-fn summary(loaded: &Loaded, figures: &Figures<'_>, elapsed: Duration, backend_active: Option<u64>) -> Value {
+/// `summary.json`: the scenario, the run, every metric, the phases and campaigns, the gates.
+#[allow(clippy::too_many_arguments)]
+fn summary(
+    loaded: &Loaded,
+    options: &RunOptions,
+    figures: &Figures,
+    report: &OperatorReport,
+    verdicts: &[Verdict],
+    elapsed: Duration,
+    completed: bool,
+    backend_active: Option<u64>,
+) -> Value {
     let scenario = &loaded.scenario;
-    let (snapshot, states) = (figures.snapshot, figures.states);
-    let latency_ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
-    let histograms: serde_json::Map<String, Value> = Latency::ALL
+    let (metrics, campaigns) = figures.to_json();
+    let phases: Vec<Value> = report
+        .phases
         .iter()
-        .map(|l| {
-            let q = |p| latency_ms(snapshot.quantile(*l, p));
-            let figures = json!({
-                "count": snapshot.samples(*l),
-                "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99), "p99_9_ms": q(0.999),
-                "max_ms": latency_ms(snapshot.max(*l)),
-            });
-            (l.name().to_owned(), figures)
-        })
-        .collect();
-    let counters: serde_json::Map<String, Value> = Counter::ALL
-        .iter()
-        .map(|c| (c.name().to_owned(), json!(snapshot.count(*c))))
-        .collect();
-    let states: serde_json::Map<String, Value> = State::ALL
-        .iter()
-        .zip(states)
-        .map(|(s, n)| (format!("devices.{}", s.name()), json!(n)))
+        .map(|p| json!({ "at_s": p.at_s, "action": p.action, "groups": p.groups, "detail": p.detail, "errors": p.errors }))
         .collect();
     json!({
         "scenario": scenario.name,
@@ -442,15 +274,13 @@ fn summary(loaded: &Loaded, figures: &Figures<'_>, elapsed: Duration, backend_ac
         "time_scale": scenario.time_scale,
         "elapsed_s": (elapsed.as_secs_f64() * 1e3).round() / 1e3,
         "version": env!("CARGO_PKG_VERSION"),
-        "completed": true,
-        "metrics": {
-            "histograms": histograms,
-            "counters": counters,
-            "gauges": states,
-            "provision.rate": figures.provision_rate,
-            "devices.lost": figures.lost,
-        },
-        "backend": { "devices_active": backend_active },
+        "completed": completed,
+        "overrides": options.overrides.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "metrics": metrics,
+        "phases": phases,
+        "campaigns": campaigns,
+        "backend": { "devices_active": backend_active, "decommissioned_by_operator": report.decommissioned },
+        "gates": verdicts.iter().map(|v| json!({ "gate": v.gate.to_string(), "measured": v.measured, "passed": v.passed })).collect::<Vec<_>>(),
     })
 }
 

@@ -1,6 +1,9 @@
 //! A shard: the devices one thread runs. It owns a current-thread runtime and a `LocalSet`, so
 //! its device tasks share the shard's recorder without locks, and it runs until the scenario's
 //! duration is over (or shutdown), then lets its devices disconnect.
+//!
+//! A device costs a task only from its arrival: the shard keeps the planned arrivals as a
+//! sorted list of (time, index) and spawns each device's task when its time comes.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -12,11 +15,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::RunClock;
-use super::driver::{ShardCtx, Transition, drive};
-use crate::device::State;
+use super::driver::{Member, ShardCtx, Transition, drive};
+use super::operator_log::OperatorLog;
+use crate::device::{Outage, State};
 use crate::dialect::Dialect;
 use crate::metrics::recorder::{Recorder, Snapshot};
+use crate::model::{Image, StreamId};
 use crate::plan::{Plan, Shard};
+use crate::scenario::Scenario;
+use crate::scenario::typed::Action;
 use crate::transport::source::SourceAddrs;
 
 /// How long devices get to disconnect after the run's end.
@@ -54,6 +61,8 @@ pub struct ShardOptions {
     pub ticks: Option<std::sync::mpsc::SyncSender<Tick>>,
     /// Keep every device's state changes (for tests of determinism).
     pub record_transitions: bool,
+    /// What the operator does during the run (shared with it).
+    pub operator: std::sync::Arc<OperatorLog>,
 }
 
 /// Runs the devices of `shard` against `dialect` from `start` for the scenario's duration.
@@ -69,40 +78,68 @@ pub fn run_shard(
     let ShardOptions {
         ticks,
         record_transitions,
+        operator,
     } = options;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let scenario = plan.scenario();
     let target = dialect.device_addr().ip();
+    let clock = RunClock::new(start, scenario.time_scale);
     let ctx = Rc::new(ShardCtx {
         seed: scenario.seed,
-        clock: RunClock::new(start, scenario.time_scale),
+        clock,
         dialect,
         sources: SourceAddrs::for_target(scenario.fleet.source_addrs, target),
+        images: images(scenario),
+        operator,
         recorder: RefCell::new(Recorder::default()),
         states: RefCell::new([0; 11]),
         shutdown: stop.child_token(),
         transitions: record_transitions.then(|| RefCell::new(Vec::new())),
     });
-    let models: Vec<_> = scenario
+    let members: Vec<_> = scenario
         .fleet
         .mix
         .iter()
-        .map(|m| plan_model(plan, &m.model).map(|model| (model, Rc::<str>::from(m.group.as_str()))))
+        .map(|m| {
+            plan_model(plan, &m.model).map(|model| {
+                Rc::new(Member {
+                    model,
+                    group: m.group.clone(),
+                    outages: outages(scenario, &clock, &m.group),
+                })
+            })
+        })
         .collect();
+    // (arrival, index), latest first so the next is popped off the end: 16 bytes a device
+    // until it arrives.
+    let mut arrivals: Vec<(Duration, u64)> = plan
+        .iter(0..plan.devices(), shard)
+        .map(|p| (p.first_wakeup, p.index))
+        .collect();
+    arrivals.sort_unstable_by(|a, b| b.cmp(a));
+    for _ in &arrivals {
+        ctx.planned();
+    }
     let local = LocalSet::new();
     let end = start + scenario.duration;
+    let far = end + Duration::from_secs(86_400);
     local.block_on(&runtime, async {
-        for planned in plan.iter(0..plan.devices(), shard) {
-            let Some((model, group)) = models.get(planned.mix).cloned().flatten() else {
-                continue;
-            };
-            tokio::task::spawn_local(drive(Rc::clone(&ctx), model, group, planned));
-        }
         let mut second = tokio::time::interval_at(start + TICK, TICK);
         loop {
+            let next_arrival = arrivals.last().map_or(far, |(at, _)| start + *at);
             tokio::select! {
                 () = tokio::time::sleep_until(end) => break,
                 () = stop.cancelled() => break,
+                () = tokio::time::sleep_until(next_arrival), if !arrivals.is_empty() => {
+                    let now = tokio::time::Instant::now();
+                    while let Some((at, index)) = arrivals.last().copied() && start + at <= now {
+                        arrivals.pop();
+                        let planned = plan.device(index);
+                        if let Some(member) = members.get(planned.mix).cloned().flatten() {
+                            tokio::task::spawn_local(drive(Rc::clone(&ctx), member, planned));
+                        }
+                    }
+                }
                 _ = second.tick() => {
                     if let Some(ticks) = &ticks {
                         let tick = Tick { snapshot: ctx.recorder.borrow_mut().take(), states: *ctx.states.borrow() };
@@ -135,6 +172,46 @@ pub fn run_shard(
     })
 }
 
-fn plan_model(plan: &Plan<'_>, name: &str) -> Option<Rc<crate::scenario::DeviceModel>> {
-    plan.model_named(name).map(|m| Rc::new(m.clone()))
+fn plan_model(plan: &Plan<'_>, name: &str) -> Option<crate::scenario::DeviceModel> {
+    plan.model_named(name).cloned()
+}
+
+/// The scenario's outages that reach `group`, in simulated time, each deciding its devices
+/// from the phase's own random stream.
+pub fn outages(scenario: &Scenario, clock: &RunClock, group: &str) -> Vec<Outage> {
+    let start = clock.start();
+    scenario
+        .phases
+        .iter()
+        .enumerate()
+        .filter(|(_, phase)| phase.group.as_deref().is_none_or(|g| g == group))
+        .filter_map(|(k, phase)| match phase.action {
+            Action::Outage { share, duration } => Some(Outage {
+                start: clock.sim(start + phase.at),
+                end: clock.sim(start + phase.at + duration),
+                share,
+                stream: StreamId::phase(u32::try_from(k).unwrap_or(u32::MAX)),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The images the scenario's campaigns roll out, by version.
+fn images(scenario: &Scenario) -> Vec<(String, Image)> {
+    scenario
+        .phases
+        .iter()
+        .filter_map(|phase| match &phase.action {
+            Action::Ota(campaign) => Some((
+                campaign.version.clone(),
+                Image {
+                    size_bytes: campaign.size_bytes,
+                    corrupt: campaign.corrupt,
+                    boot_fail: campaign.boot_fail,
+                },
+            )),
+            _ => None,
+        })
+        .collect()
 }

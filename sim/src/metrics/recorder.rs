@@ -61,6 +61,9 @@ names!(
         Config => "config.latency",
         /// Job received -> final state.
         OtaDuration => "ota.duration",
+        /// Outage end -> the device connected again; `reconnect.recovery` is the time by which
+        /// 99% of the cut-off devices had.
+        Recovery => "reconnect.recovery",
     }
 );
 
@@ -83,6 +86,28 @@ names!(
         ErrorsProtocol => "errors.protocol",
         /// Authentication failures.
         ErrorsAuth => "errors.auth",
+        /// Firmware update jobs taken.
+        OtaJobs => "ota.jobs",
+        /// Download attempts resumed with a Range request after a cut.
+        OtaResumes => "ota.resumes",
+        /// Updates that installed and booted the new image.
+        OtaInstalled => "ota.installed",
+        /// Updates whose download was rejected (corrupt).
+        OtaFailed => "ota.failed",
+        /// Updates whose boot failed and fell back to the old slot.
+        OtaRolledBack => "ota.rolled_back",
+        /// Updates that bricked the device.
+        OtaBricked => "ota.bricked",
+        /// Desired config versions applied and reported.
+        ConfigReported => "config.reported",
+        /// Commands answered.
+        CommandsAnswered => "commands.answered",
+        /// Devices cut off by a mass outage while connected.
+        OutageAffected => "outage.affected",
+        /// Of those, devices connected again.
+        OutageRecovered => "outage.recovered",
+        /// Devices whose credentials the backend refused after provisioning (decommissioned).
+        Decommissioned => "decommissioned",
     }
 );
 
@@ -205,7 +230,13 @@ mod tests {
                 .iter()
                 .find(|m| m.name == latency.name())
                 .expect("in the name table");
-            assert_eq!(metric.kind, MetricKind::Histogram, "{}", latency.name());
+            // reconnect.recovery is one duration read off its histogram of per-device times.
+            let kind = if *latency == Latency::Recovery {
+                MetricKind::Duration
+            } else {
+                MetricKind::Histogram
+            };
+            assert_eq!(metric.kind, kind, "{}", latency.name());
         }
         for counter in Counter::ALL.iter().filter(|c| c.name().starts_with("errors.")) {
             assert!(names::resolve(counter.name()).is_ok(), "{}", counter.name());

@@ -48,7 +48,7 @@ pub struct Ota {
 }
 
 /// The firmware image a campaign rolls out, with its own risks.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Image {
     /// Size of the image, in bytes.
     pub size_bytes: u64,

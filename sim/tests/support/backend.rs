@@ -1,6 +1,6 @@
-//! The reference backend started in this test process on loopback port 0, with two claims:
-//! `fleetsim` / `run-secret` (group `fleet`), as `fleetsim run` creates, and `factory` /
-//! `s3cret` (group `sensors`).
+//! The reference backend started in this test process on loopback port 0, with the claims
+//! `fleetsim run` would create for groups `fleet`, `sensors` and `meters` (`fleetsim-{group}`,
+//! secret `run-secret`), and `factory` / `s3cret` (group `sensors`).
 #![allow(dead_code)] // Each test file uses a different part.
 
 use std::net::SocketAddr;
@@ -20,6 +20,8 @@ pub struct InProcess {
     pub backend: Backend,
     /// Where devices connect.
     pub mqtt: SocketAddr,
+    /// Where the operator API and firmware downloads are served.
+    pub http: SocketAddr,
     stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     dir: PathBuf,
@@ -31,7 +33,13 @@ impl InProcess {
         let dir = std::env::temp_dir().join(format!("fleetsim-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let backend = Backend::open(&dir, Limits::default()).expect("backend opens");
-        for (claim, secret, group) in [("fleetsim", "run-secret", "fleet"), ("factory", "s3cret", "sensors")] {
+        let claims = [
+            ("fleetsim-fleet", "run-secret", "fleet"),
+            ("fleetsim-sensors", "run-secret", "sensors"),
+            ("fleetsim-meters", "run-secret", "meters"),
+            ("factory", "s3cret", "sensors"),
+        ];
+        for (claim, secret, group) in claims {
             backend
                 .registry
                 .create_claim(claim, secret, group)
@@ -42,23 +50,25 @@ impl InProcess {
         let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind mqtt");
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let addr = mqtt.local_addr().expect("addr");
+        let http_addr = http.local_addr().expect("http addr");
         let stop = CancellationToken::new();
         let (serving, token) = (backend.clone(), stop.clone());
         let server = tokio::spawn(async move { serving.serve(mqtt, http, token).await });
         Self {
             backend,
             mqtt: addr,
+            http: http_addr,
             stop,
             server,
             dir,
         }
     }
 
-    /// The embedded dialect with the `fleetsim` claim, as a run uses it.
+    /// The embedded dialect with the run's claims (`fleetsim-{group}`), as a run uses it.
     pub fn dialect(&self) -> Dialect {
         Dialect::Embedded(Embedded {
             mqtt: self.mqtt,
-            claim: "fleetsim".into(),
+            api: self.http,
             claim_secret: "run-secret".into(),
         })
     }

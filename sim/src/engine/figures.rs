@@ -1,0 +1,276 @@
+//! A finished run's figures: the merged device snapshot, the backend's view of its campaigns,
+//! and the derived metrics of ARCHITECTURE section 8 (`ota.exposed`, `ota.halt.latency`,
+//! `ota.rollback.success`, `reconnect.recovery`, `devices.lost`), as gates read them and as
+//! `summary.json` carries them.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::device::State;
+use crate::metrics::names::{MetricKind, Stat};
+use crate::metrics::recorder::{Counter, Latency, Snapshot};
+use crate::report::gates::Measured;
+
+/// The share of cut-off devices whose return `reconnect.recovery` waits for.
+const RECOVERED_SHARE: f64 = 0.99;
+
+/// One campaign as the backend reported it at the end of the run.
+#[derive(Debug, Clone, Default)]
+pub struct CampaignView {
+    /// The backend's id.
+    pub id: u64,
+    /// The group.
+    pub group: String,
+    /// Active devices in the group at its start.
+    pub targeted: u64,
+    /// `running`, `halted` or `completed`.
+    pub state: String,
+    /// Why it ended.
+    pub end_reason: Option<String>,
+    /// When it ended, Unix milliseconds.
+    pub ended_at_ms: Option<u64>,
+    /// Jobs per state, summed over its waves: sent, in_progress, succeeded, failed, rolled_back.
+    pub jobs: [u64; 5],
+    /// Waves started.
+    pub waves_started: u64,
+}
+
+impl CampaignView {
+    /// Job state names, in `jobs` order.
+    pub const JOB_STATES: [&'static str; 5] = ["sent", "in_progress", "succeeded", "failed", "rolled_back"];
+
+    /// Reads the backend's `GET /api/v1/campaigns/{id}` answer.
+    pub fn from_answer(id: u64, group: &str, targeted: u64, answer: &Value) -> Self {
+        let campaign = &answer["campaign"];
+        let mut jobs = [0; 5];
+        let waves = answer["waves"].as_array().map_or(&[][..], Vec::as_slice);
+        for wave in waves {
+            for (slot, name) in jobs.iter_mut().zip(Self::JOB_STATES) {
+                *slot += wave[name].as_u64().unwrap_or(0);
+            }
+        }
+        Self {
+            id,
+            group: group.to_owned(),
+            targeted,
+            state: campaign["state"].as_str().unwrap_or("unknown").to_owned(),
+            end_reason: campaign["end_reason"].as_str().map(str::to_owned),
+            ended_at_ms: campaign["ended_at"].as_u64(),
+            jobs,
+            waves_started: waves.len() as u64,
+        }
+    }
+
+    fn job(&self, name: &str) -> u64 {
+        Self::JOB_STATES
+            .iter()
+            .position(|n| *n == name)
+            .map_or(0, |i| self.jobs[i])
+    }
+}
+
+/// What a finished run measured.
+#[derive(Debug)]
+pub struct Figures {
+    /// Latencies and counts, merged over shards.
+    pub snapshot: Snapshot,
+    /// Devices per state at the end, in `State::ALL` order.
+    pub states: [u64; 11],
+    /// Devices provisioned per second over the arrival window.
+    pub provision_rate: f64,
+    /// Devices told `accepted` that the backend does not hold as active at the end.
+    pub lost: Option<u64>,
+    /// The campaigns, as the backend saw them.
+    pub campaigns: Vec<CampaignView>,
+    /// The first failure a device reported, Unix milliseconds.
+    pub first_failure_ms: Option<u64>,
+}
+
+impl Figures {
+    /// Devices that installed a campaign's image / devices its campaigns targeted.
+    pub fn ota_exposed(&self) -> Option<f64> {
+        let targeted: u64 = self.campaigns.iter().map(|c| c.targeted).sum();
+        (targeted > 0).then(|| self.snapshot.count(Counter::OtaInstalled) as f64 / targeted as f64)
+    }
+
+    /// Rolled back / (rolled back + bricked).
+    pub fn rollback_success(&self) -> Option<f64> {
+        let rolled = self.snapshot.count(Counter::OtaRolledBack);
+        let failed_boots = rolled + self.snapshot.count(Counter::OtaBricked);
+        (failed_boots > 0).then(|| rolled as f64 / failed_boots as f64)
+    }
+
+    /// First failure report -> the first campaign halted.
+    pub fn halt_latency(&self) -> Option<Duration> {
+        let first = self.first_failure_ms?;
+        self.campaigns
+            .iter()
+            .filter(|c| c.state == "halted")
+            .filter_map(|c| c.ended_at_ms)
+            .min()
+            .map(|halted| Duration::from_millis(halted.saturating_sub(first)))
+    }
+
+    /// Outage end -> 99% of the devices it cut off connected again: the time by which that
+    /// many had recovered; `None` if fewer ever did (or none was cut off).
+    pub fn reconnect_recovery(&self) -> Option<Duration> {
+        let affected = self.snapshot.count(Counter::OutageAffected);
+        let recovered = self.snapshot.samples(Latency::Recovery);
+        let needed = (affected as f64 * RECOVERED_SHARE).ceil();
+        if affected == 0 || (recovered as f64) < needed {
+            return None;
+        }
+        self.snapshot.quantile(Latency::Recovery, needed / recovered as f64)
+    }
+
+    /// `summary.json`'s `metrics` and `campaigns`.
+    pub fn to_json(&self) -> (Value, Value) {
+        let snapshot = &self.snapshot;
+        let ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
+        let histograms: serde_json::Map<String, Value> = Latency::ALL
+            .iter()
+            .map(|l| {
+                let q = |p| ms(snapshot.quantile(*l, p));
+                let figures = json!({
+                    "count": snapshot.samples(*l),
+                    "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99), "p99_9_ms": q(0.999),
+                    "max_ms": ms(snapshot.max(*l)),
+                });
+                (l.name().to_owned(), figures)
+            })
+            .collect();
+        let counters: serde_json::Map<String, Value> = Counter::ALL
+            .iter()
+            .map(|c| (c.name().to_owned(), json!(snapshot.count(*c))))
+            .collect();
+        let gauges: serde_json::Map<String, Value> = State::ALL
+            .iter()
+            .zip(self.states)
+            .map(|(s, n)| (format!("devices.{}", s.name()), json!(n)))
+            .collect();
+        let metrics = json!({
+            "histograms": histograms,
+            "counters": counters,
+            "gauges": gauges,
+            "provision.rate": self.provision_rate,
+            "devices.lost": self.lost,
+            "ota.exposed": self.ota_exposed(),
+            "ota.rollback.success": self.rollback_success(),
+            "ota.halt.latency_ms": ms(self.halt_latency()),
+            "reconnect.recovery_ms": ms(self.reconnect_recovery()),
+        });
+        let campaigns: Vec<Value> = self
+            .campaigns
+            .iter()
+            .map(|c| {
+                let jobs: serde_json::Map<String, Value> = CampaignView::JOB_STATES
+                    .iter()
+                    .map(|name| ((*name).to_owned(), json!(c.job(name))))
+                    .collect();
+                json!({
+                    "id": c.id, "group": c.group, "targeted": c.targeted, "state": c.state,
+                    "end_reason": c.end_reason, "waves_started": c.waves_started, "backend_jobs": jobs,
+                })
+            })
+            .collect();
+        (metrics, json!(campaigns))
+    }
+}
+
+impl Measured for Figures {
+    fn value(&self, name: &str, _kind: MetricKind, stat: Option<Stat>) -> Option<f64> {
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        match name {
+            "provision.rate" => return Some(self.provision_rate),
+            "devices.lost" => return self.lost.map(|n| n as f64),
+            "ota.exposed" => return self.ota_exposed(),
+            "ota.rollback.success" => return self.rollback_success(),
+            "ota.halt.latency" => return secs(self.halt_latency()),
+            "reconnect.recovery" => return secs(self.reconnect_recovery()),
+            "errors.total" => {
+                let errors = Counter::ALL.iter().filter(|c| c.name().starts_with("errors."));
+                return Some(errors.map(|c| self.snapshot.count(*c)).sum::<u64>() as f64);
+            }
+            _ => {}
+        }
+        if let Some(latency) = Latency::ALL.iter().find(|l| name.starts_with(l.name())) {
+            let snapshot = &self.snapshot;
+            return match stat? {
+                Stat::Percentile(p) => secs(snapshot.quantile(*latency, p / 100.0)),
+                Stat::Min => secs(snapshot.min(*latency)),
+                Stat::Max => secs(snapshot.max(*latency)),
+                Stat::Mean => secs(snapshot.mean(*latency)),
+                Stat::Count => Some(snapshot.samples(*latency) as f64),
+            };
+        }
+        if let Some(state) = name.strip_prefix("devices.") {
+            let index = State::ALL.iter().position(|s| s.name() == state)?;
+            return Some(self.states[index] as f64);
+        }
+        Counter::ALL
+            .iter()
+            .find(|c| c.name() == name)
+            .map(|c| self.snapshot.count(*c) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::recorder::Recorder;
+
+    fn figures(snapshot: Snapshot) -> Figures {
+        Figures {
+            snapshot,
+            states: [0; 11],
+            provision_rate: 0.0,
+            lost: None,
+            campaigns: Vec::new(),
+            first_failure_ms: None,
+        }
+    }
+
+    #[test]
+    fn recovery_is_the_time_by_which_99_percent_came_back() {
+        let mut recorder = Recorder::default();
+        recorder.count(Counter::OutageAffected, 200);
+        for s in 1..=198u64 {
+            recorder.record(Latency::Recovery, Duration::from_secs(s));
+        }
+        // 198 of 200 is exactly 99%: the last of them marks the recovery.
+        let recovery = figures(recorder.take()).reconnect_recovery().expect("recovered");
+        assert!((recovery.as_secs_f64() - 198.0).abs() < 0.2, "{recovery:?}");
+
+        let mut recorder = Recorder::default();
+        recorder.count(Counter::OutageAffected, 200);
+        for s in 1..=197u64 {
+            recorder.record(Latency::Recovery, Duration::from_secs(s));
+        }
+        assert_eq!(
+            figures(recorder.take()).reconnect_recovery(),
+            None,
+            "98.5% is not recovered"
+        );
+    }
+
+    #[test]
+    fn campaign_figures_come_from_devices_and_backend() {
+        let mut recorder = Recorder::default();
+        recorder.count(Counter::OtaInstalled, 30);
+        recorder.count(Counter::OtaRolledBack, 9);
+        recorder.count(Counter::OtaBricked, 1);
+        let mut f = figures(recorder.take());
+        assert_eq!(f.ota_exposed(), None, "no campaign, no exposure");
+        f.campaigns.push(CampaignView {
+            targeted: 300,
+            state: "halted".into(),
+            ended_at_ms: Some(10_500),
+            ..CampaignView::default()
+        });
+        f.first_failure_ms = Some(10_000);
+        assert_eq!(f.ota_exposed(), Some(0.1));
+        assert_eq!(f.rollback_success(), Some(0.9));
+        assert_eq!(f.halt_latency(), Some(Duration::from_millis(500)));
+    }
+}

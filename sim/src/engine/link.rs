@@ -1,0 +1,327 @@
+//! A device's connection as its driver holds it: the lean MQTT connection, the credentials,
+//! the QoS 1 publishes awaiting their PUBACK, and what the backend sent that the device must
+//! act on (a desired config, a command, an update job).
+//!
+//! Design: [`Link::wait`] is the device's only blocking point between events. It answers
+//! pings and acknowledgements itself (a PUBACK records its latency and wakes nobody) and
+//! returns only what the device core must hear: its wake-up time came, the connection dropped,
+//! or the backend sent something. Messages the core acts on are parsed here into small events;
+//! what their answers need later (the command id, the job's URL and hash) stays in the link.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{Packet, Publish};
+use tokio::time::{Instant, sleep_until};
+
+use super::download::Fetched;
+use super::driver::ShardCtx;
+use crate::device::{CommandKind, Event};
+use crate::dialect::embedded::{Credentials, KEEP_ALIVE_S};
+use crate::metrics::recorder::{Counter, Latency};
+use crate::model::Image;
+use crate::transport::mqtt::MqttConn;
+
+/// QoS 1 publishes awaiting their PUBACK, per device; past this the oldest is forgotten (its
+/// latency lost, counted as a timeout) so a silent server cannot grow memory.
+const INFLIGHT_LIMIT: usize = 8;
+
+/// What a QoS 1 publish measures when its PUBACK comes.
+#[derive(Debug, Clone, Copy)]
+pub enum Awaited {
+    /// Telemetry: `publish.latency` from the intended send time.
+    Telemetry,
+    /// A config report: `config.latency` from when the operator set it.
+    Config,
+    /// A command's answer: `command.latency` from when the operator sent it.
+    Command,
+    /// Anything else (OTA progress): nothing to record.
+    Nothing,
+}
+
+/// An update job the backend sent.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The campaign it belongs to.
+    pub campaign: u64,
+    /// Where the image is.
+    pub url: String,
+    /// The image's SHA-256, lowercase hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The firmware version.
+    pub version: String,
+}
+
+/// A device's connection and what it waits for on it.
+#[derive(Debug)]
+pub struct Link {
+    /// The open connection, if any.
+    pub conn: Option<MqttConn>,
+    /// The credentials, once provisioned.
+    pub credentials: Option<Credentials>,
+    /// QoS 1 publishes: packet id, the time to measure from, what to record.
+    inflight: VecDeque<(u16, Instant, Awaited)>,
+    /// When anything was last sent (keep-alive pings go after half the keep-alive).
+    last_sent: Instant,
+    /// The command being answered: its id.
+    pub command: Option<String>,
+    /// The update in progress, or the last one (so a redelivered job is not taken twice).
+    pub job: Option<Box<Job>>,
+    /// When the device was provisioned: config set before it existed is not its latency.
+    pub provisioned_at: Option<Instant>,
+    /// The running download's hash state (boxed: only updating devices hold one).
+    pub fetched: Option<Box<Fetched>>,
+}
+
+impl Link {
+    /// A device's link before it has credentials.
+    pub fn new() -> Self {
+        Self {
+            conn: None,
+            credentials: None,
+            inflight: VecDeque::new(),
+            last_sent: Instant::now(),
+            command: None,
+            job: None,
+            provisioned_at: None,
+            fetched: None,
+        }
+    }
+
+    /// Adopts a fresh connection.
+    pub fn connected(&mut self, conn: MqttConn) {
+        self.conn = Some(conn);
+        self.last_sent = Instant::now();
+    }
+
+    /// Publishes on `topic`; a QoS 1 publish records `awaited` from `since` at its PUBACK.
+    /// Nothing happens without a connection. `Err` means the connection just dropped.
+    pub async fn publish(
+        &mut self,
+        shard: &ShardCtx,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        awaited: Awaited,
+        since: Instant,
+    ) -> Result<(), Event> {
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        match conn.publish(topic, payload, qos).await {
+            Ok(pkid) => {
+                if matches!(awaited, Awaited::Telemetry) {
+                    shard.count(Counter::Published);
+                }
+                self.last_sent = Instant::now();
+                if qos == QoS::AtLeastOnce {
+                    if self.inflight.len() >= INFLIGHT_LIMIT {
+                        self.inflight.pop_front();
+                        shard.count(Counter::ErrorsTimeout);
+                    }
+                    self.inflight.push_back((pkid, since, awaited));
+                }
+                Ok(())
+            }
+            Err(_) => {
+                self.drop_conn();
+                Err(Event::ConnectionLost)
+            }
+        }
+    }
+
+    /// Waits up to `limit` for the PUBACKs of what is in flight (recording their latencies),
+    /// before a clean goodbye. Other packets are dropped: the device is leaving.
+    pub async fn flush(&mut self, shard: &ShardCtx, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.inflight.is_empty() {
+            let Some(conn) = self.conn.as_mut() else { return };
+            match tokio::time::timeout_at(deadline, conn.read()).await {
+                Ok(Ok(Some(Packet::PubAck(ack)))) => self.acknowledged(shard, ack.pkid),
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None) | Err(_)) => return self.drop_conn(),
+                Err(_) => {
+                    shard.count(Counter::ErrorsTimeout);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Forgets the connection (it failed) and what waited on it.
+    pub fn drop_conn(&mut self) {
+        self.conn = None;
+        self.inflight.clear();
+    }
+
+    /// Waits for the next event: the wake-up, a lost connection, a message the device acts on,
+    /// or shutdown (`None`). Acknowledgements and pings are handled here without waking the core.
+    pub async fn wait(&mut self, shard: &ShardCtx, wake: Option<Instant>) -> Option<(Event, Instant)> {
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let wake_at = wake.unwrap_or(far);
+            let ping_at = self.last_sent + Duration::from_secs(u64::from(KEEP_ALIVE_S) / 2);
+            let Some(conn) = self.conn.as_mut() else {
+                tokio::select! {
+                    () = sleep_until(wake_at) => return Some((Event::Wake, wake_at)),
+                    () = shard.shutdown.cancelled() => return None,
+                }
+            };
+            // Every branch is cancel-safe: `read` keeps partial bytes, sleeps lose nothing.
+            let packet = tokio::select! {
+                () = sleep_until(wake_at) => return Some((Event::Wake, wake_at)),
+                () = sleep_until(ping_at) => {
+                    if conn.ping().await.is_err() {
+                        self.drop_conn();
+                        return Some((Event::ConnectionLost, Instant::now()));
+                    }
+                    self.last_sent = Instant::now();
+                    continue;
+                }
+                packet = conn.read() => packet,
+                () = shard.shutdown.cancelled() => return None,
+            };
+            match packet {
+                Ok(Some(Packet::PubAck(ack))) => self.acknowledged(shard, ack.pkid),
+                Ok(Some(Packet::Publish(message))) => {
+                    if message.qos == QoS::AtLeastOnce && conn.ack(message.pkid).await.is_err() {
+                        self.drop_conn();
+                        return Some((Event::ConnectionLost, Instant::now()));
+                    }
+                    if let Some(event) = self.inbound(shard, &message) {
+                        return Some((event, Instant::now()));
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    self.drop_conn();
+                    return Some((Event::ConnectionLost, Instant::now()));
+                }
+            }
+        }
+    }
+
+    fn acknowledged(&mut self, shard: &ShardCtx, pkid: u16) {
+        let Some(slot) = self.inflight.iter().position(|(id, _, _)| *id == pkid) else {
+            return;
+        };
+        let Some((_, since, awaited)) = self.inflight.remove(slot) else {
+            return;
+        };
+        let latency = match awaited {
+            Awaited::Telemetry => Latency::Publish,
+            Awaited::Config => Latency::Config,
+            Awaited::Command => Latency::Command,
+            Awaited::Nothing => return,
+        };
+        shard.record(latency, since);
+    }
+
+    /// A message from the backend, as an event for the core (`None` if it needs no action or
+    /// does not parse; the latter is counted as a protocol error).
+    fn inbound(&mut self, shard: &ShardCtx, message: &Publish) -> Option<Event> {
+        let topic = message.topic.as_str();
+        let parsed = Inbound::parse(topic, &message.payload);
+        match parsed {
+            Some(Inbound::Config { version }) => Some(Event::ConfigDesired { version }),
+            Some(Inbound::Command { id, kind }) => {
+                self.command = Some(id);
+                Some(Event::Command(kind))
+            }
+            Some(Inbound::Job(job)) => {
+                if self.job.as_ref().is_some_and(|held| held.campaign == job.campaign) {
+                    // A redelivered job of the campaign already taken.
+                    return None;
+                }
+                let image = shard.image_for(&job);
+                self.job = Some(Box::new(job));
+                shard.count(Counter::OtaJobs);
+                Some(Event::OtaJob(image))
+            }
+            None => {
+                shard.count(Counter::ErrorsProtocol);
+                None
+            }
+        }
+    }
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A message the backend sends devices.
+#[derive(Debug)]
+enum Inbound {
+    Config { version: u32 },
+    Command { id: String, kind: CommandKind },
+    Job(Job),
+}
+
+impl Inbound {
+    /// Parses a message on the device's topics (docs/backend-api.md, "Device topics").
+    fn parse(topic: &str, payload: &[u8]) -> Option<Self> {
+        let body: serde_json::Value = serde_json::from_slice(payload).ok()?;
+        if topic.ends_with("/config/desired") {
+            let version = u32::try_from(body["version"].as_u64()?).ok()?;
+            return Some(Self::Config { version });
+        }
+        if topic.ends_with("/ota/job") {
+            return Some(Self::Job(Job {
+                campaign: body["campaign"].as_u64()?,
+                url: body["url"].as_str()?.to_owned(),
+                sha256: body["sha256"].as_str()?.to_owned(),
+                size: body["size"].as_u64()?,
+                version: body["version"].as_str()?.to_owned(),
+            }));
+        }
+        let (_, id) = topic.rsplit_once("/cmd/")?;
+        let kind = CommandKind::parse(body["command"].as_str()?)?;
+        Some(Self::Command {
+            id: id.to_owned(),
+            kind,
+        })
+    }
+}
+
+/// An image the scenario did not describe: the job's size, no risks of its own.
+pub fn plain_image(size: u64) -> Image {
+    Image {
+        size_bytes: size,
+        corrupt: 0.0,
+        boot_fail: 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_messages_parse_into_events() {
+        let config = Inbound::parse("fleet/v1/d/d-1/config/desired", br#"{"desired":{"a":1},"version":7}"#);
+        assert!(matches!(config, Some(Inbound::Config { version: 7 })));
+        let command = Inbound::parse(
+            "fleet/v1/d/d-1/cmd/c-9",
+            br#"{"args":{},"command":"reboot","id":"c-9"}"#,
+        );
+        assert!(matches!(command, Some(Inbound::Command { ref id, kind: CommandKind::Reboot }) if id == "c-9"));
+        let job = Inbound::parse(
+            "fleet/v1/d/d-1/ota/job",
+            br#"{"campaign":3,"sha256":"ab","size":4096,"url":"http://127.0.0.1:9/firmware/2.0","version":"2.0"}"#,
+        );
+        assert!(matches!(
+            job,
+            Some(Inbound::Job(Job {
+                campaign: 3,
+                size: 4096,
+                ..
+            }))
+        ));
+        assert!(Inbound::parse("fleet/v1/d/d-1/cmd/c-1", br#"{"command":"dance"}"#).is_none());
+        assert!(Inbound::parse("fleet/v1/d/d-1/config/desired", b"not json").is_none());
+    }
+}

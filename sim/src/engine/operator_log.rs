@@ -1,0 +1,90 @@
+//! What the operator did and when, shared by the operator and the shards, so a device that
+//! answers an operator's action can measure from the moment the operator acted: a config
+//! push's set time for `config.latency`, a command's send time for `command.latency`, and
+//! the first failure a device reported for `ota.halt.latency`.
+//!
+//! Design: written a few times per phase and read only when a device handles an operator's
+//! message (never on the telemetry path), so plain mutexes are enough. The operator writes
+//! before it calls the backend, so a device that hears from the backend always finds the time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+/// The operator's actions, by target.
+#[derive(Debug, Default)]
+pub struct OperatorLog {
+    /// When each group's desired config was last set.
+    config_set: Mutex<HashMap<String, Instant>>,
+    /// When each device was last sent a command, by device id.
+    command_sent: Mutex<HashMap<String, Instant>>,
+    /// The first `failed` or `rolled_back` report of the run, Unix milliseconds (0 if none).
+    first_failure_ms: AtomicU64,
+}
+
+impl OperatorLog {
+    /// Records that `group`'s desired config is being set now.
+    pub fn config_set(&self, group: &str, at: Instant) {
+        if let Ok(mut map) = self.config_set.lock() {
+            map.insert(group.to_owned(), at);
+        }
+    }
+
+    /// When `group`'s desired config was last set.
+    pub fn config_set_at(&self, group: &str) -> Option<Instant> {
+        self.config_set.lock().ok()?.get(group).copied()
+    }
+
+    /// Records that a command is being sent to `device_id` now.
+    pub fn command_sent(&self, device_id: &str, at: Instant) {
+        if let Ok(mut map) = self.command_sent.lock() {
+            map.insert(device_id.to_owned(), at);
+        }
+    }
+
+    /// When `device_id` was last sent a command.
+    pub fn command_sent_at(&self, device_id: &str) -> Option<Instant> {
+        self.command_sent.lock().ok()?.get(device_id).copied()
+    }
+
+    /// Notes a device's failure report (only the first of the run is kept).
+    pub fn failure_reported(&self) {
+        let now = unix_ms(SystemTime::now());
+        let _ = self
+            .first_failure_ms
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The first failure report of the run, Unix milliseconds.
+    pub fn first_failure_ms(&self) -> Option<u64> {
+        match self.first_failure_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_failure_is_kept() {
+        let log = OperatorLog::default();
+        assert_eq!(log.first_failure_ms(), None);
+        log.failure_reported();
+        let first = log.first_failure_ms();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        log.failure_reported();
+        assert_eq!(log.first_failure_ms(), first);
+    }
+}

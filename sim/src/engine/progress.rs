@@ -1,0 +1,103 @@
+//! The aggregator: merges the shards' one-second ticks into the run's totals and prints one
+//! progress line a second, with the operator's phase lines as they happen.
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::shard::Tick;
+use crate::device::State;
+use crate::metrics::recorder::{Counter, Latency, Snapshot};
+
+/// Merges shard ticks until every shard has stopped, printing one progress line a second and
+/// every operator event line. Returns the merged snapshot and the last devices per state.
+pub fn aggregate(
+    rx: &mpsc::Receiver<(u32, Tick)>,
+    events: &mpsc::Receiver<String>,
+    shards: u32,
+    devices: u64,
+    progress: &mut dyn Write,
+) -> (Snapshot, [u64; 11]) {
+    let mut total = Snapshot::default();
+    let mut states = vec![[0u64; 11]; shards as usize];
+    let mut second = Snapshot::default();
+    let mut seen = 0u32;
+    let mut elapsed = 0u64;
+    let mut printing = true;
+    while let Ok((shard, tick)) = rx.recv() {
+        second.merge(&tick.snapshot);
+        total.merge(&tick.snapshot);
+        if let Some(slot) = states.get_mut(shard as usize) {
+            *slot = tick.states;
+        }
+        seen += 1;
+        if seen == shards {
+            elapsed += 1;
+            seen = 0;
+            // Progress is for a person watching; if nobody reads it any more (a closed
+            // pipe), the run goes on and still writes its summary.
+            while let Ok(line) = events.try_recv() {
+                if printing {
+                    printing = writeln!(progress, "{line}").is_ok();
+                }
+            }
+            if printing {
+                let line = progress_line(elapsed, devices, &summed(&states), &second);
+                printing = writeln!(progress, "{line}").and_then(|()| progress.flush()).is_ok();
+            }
+            second = Snapshot::default();
+        }
+    }
+    while let Ok(line) = events.try_recv() {
+        if printing {
+            printing = writeln!(progress, "{line}").is_ok();
+        }
+    }
+    (total, summed(&states))
+}
+
+fn summed(states: &[[u64; 11]]) -> [u64; 11] {
+    let mut sum = [0u64; 11];
+    for shard in states {
+        for (total, n) in sum.iter_mut().zip(shard) {
+            *total += n;
+        }
+    }
+    sum
+}
+
+fn ms(value: Option<Duration>) -> String {
+    value.map_or("-".to_owned(), |d| format!("{:.1}ms", d.as_secs_f64() * 1e3))
+}
+
+/// `[12s] online 1834/2000 provisioning 12 offline 4 | prov 210/s conn 200/s pub 3120/s | connect p50 1.2ms p99 8.0ms | ...`
+pub fn progress_line(elapsed: u64, devices: u64, states: &[u64; 11], second: &Snapshot) -> String {
+    let mut line = format!("[{elapsed}s]");
+    for (state, count) in State::ALL.iter().zip(states) {
+        if *count > 0 {
+            let shown = if *state == State::Online {
+                format!(" online {count}/{devices}")
+            } else {
+                format!(" {} {count}", state.name())
+            };
+            line.push_str(&shown);
+        }
+    }
+    line.push_str(&format!(
+        " | prov {}/s conn {}/s pub {}/s",
+        second.count(Counter::Provisioned),
+        second.count(Counter::Connected),
+        second.count(Counter::Published)
+    ));
+    for latency in Latency::ALL {
+        if second.samples(*latency) > 0 {
+            line.push_str(&format!(
+                " | {} p50 {} p99 {}",
+                latency.name().trim_end_matches(".latency"),
+                ms(second.quantile(*latency, 0.5)),
+                ms(second.quantile(*latency, 0.99))
+            ));
+        }
+    }
+    line
+}

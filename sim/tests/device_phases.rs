@@ -1,0 +1,298 @@
+//! The device core's answers to the operator's phases, driven in virtual time by a tiny loop
+//! standing in for an always-willing network: firmware updates (cut downloads resumed,
+//! outcomes in the model's proportions, reports in the backend's order), mass outages (who is
+//! cut off, nothing leaves a dead network, recovery reported), commands and desired config.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::Path;
+use std::time::Duration;
+
+use fleetsim::device::{Action, BOOT, CommandKind, Ctx, Device, Event, OtaReport, Outage, SimTime, State};
+use fleetsim::model::{Image, Outcome, StreamId};
+use fleetsim::scenario::{DeviceModel, parse_model};
+
+fn model(body: &str) -> DeviceModel {
+    let text = format!("name = \"m\"\nprotocol = \"mqtt\"\nfirmware = \"1.0\"\n{body}");
+    parse_model(Path::new("m.toml"), &text).expect("valid model")
+}
+
+/// A steady mains device with a risky update path.
+fn updater() -> DeviceModel {
+    model(
+        "[telemetry]\ninterval = \"10m\"\npayload_bytes = 16\n\
+         [link]\nmean_online = \"10000d\"\nmean_offline = \"1s\"\nreconnect = { initial = \"1s\", max = \"1m\", multiplier = 2.0 }\n\
+         [ota]\ndownload_kbps = 100\ninterrupt = \"40%\"\ncorrupt = \"10%\"\nboot_fail = \"20%\"\nbrick = \"25%\"\n",
+    )
+}
+
+/// One device against a network that answers every request at once.
+struct Life<'a> {
+    ctx: Ctx<'a>,
+    device: Device,
+    queue: BinaryHeap<Reverse<(SimTime, u64, usize)>>,
+    events: Vec<Event>,
+    wake: SimTime,
+    /// Every action with its time.
+    actions: Vec<(SimTime, Action)>,
+    pushed: u64,
+}
+
+impl<'a> Life<'a> {
+    fn new(ctx: Ctx<'a>, index: u64) -> Self {
+        let mut life = Self {
+            ctx,
+            device: Device::new(index, ctx, SimTime(0)),
+            queue: BinaryHeap::new(),
+            events: Vec::new(),
+            wake: SimTime::NEVER,
+            actions: Vec::new(),
+            pushed: 0,
+        };
+        life.push(SimTime(0), Event::Arrive);
+        life
+    }
+
+    fn push(&mut self, at: SimTime, event: Event) {
+        self.events.push(event);
+        self.pushed += 1;
+        self.queue.push(Reverse((at, self.pushed, self.events.len() - 1)));
+    }
+
+    /// Runs until `end`.
+    fn run(&mut self, end: SimTime) {
+        while let Some(Reverse((now, _, slot))) = self.queue.peek().copied() {
+            if now > end {
+                break;
+            }
+            self.queue.pop();
+            let event = self.events[slot];
+            if event == Event::Wake && self.wake != now {
+                continue;
+            }
+            for action in self.device.on_event(now, event, self.ctx).iter() {
+                self.actions.push((now, action));
+                match action {
+                    Action::Provision => self.push(now, Event::Provisioned),
+                    Action::Connect => self.push(now, Event::Connected),
+                    Action::Download { to, .. } => self.push(now, Event::Downloaded { reached: to }),
+                    Action::WakeAt(at) => {
+                        self.wake = at;
+                        self.push(at, Event::Wake);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn reports(&self) -> Vec<OtaReport> {
+        self.actions
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::OtaStatus(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn outcome(&self) -> Option<Outcome> {
+        self.actions.iter().find_map(|(_, a)| match a {
+            Action::OtaDone(o) => Some(*o),
+            _ => None,
+        })
+    }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[test]
+fn updates_end_in_the_models_proportions_with_reports_in_the_backends_order() {
+    let m = updater();
+    let ctx = Ctx::new(5, &m);
+    let image = Image {
+        size_bytes: 500_000,
+        corrupt: 0.0,
+        boot_fail: 0.1,
+    };
+    let n = 4000;
+    let mut counts = [0u64; 4];
+    let mut cut_attempts = 0u64;
+    for index in 0..n {
+        let mut life = Life::new(ctx, index);
+        life.push(SimTime(0).after(MINUTE), Event::OtaJob(image));
+        life.run(SimTime(0).after(MINUTE * 60));
+        let outcome = life.outcome().expect("every update ends");
+        counts[outcome.index()] += 1;
+        use OtaReport::*;
+        let expected: &[OtaReport] = match outcome {
+            Outcome::Installed => &[Downloading, Verifying, Installing, Rebooting, Succeeded],
+            Outcome::Corrupt => &[Downloading, Verifying, Failed],
+            Outcome::RolledBack => &[Downloading, Verifying, Installing, Rebooting, RolledBack],
+            Outcome::Bricked => &[Downloading, Verifying, Installing, Rebooting],
+        };
+        assert_eq!(life.reports(), expected, "device {index}");
+        // Downloads: each attempt starts where the last one stopped; the last reaches the end.
+        let ranges: Vec<(u64, u64)> = life
+            .actions
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Download { from, to } => Some((*from, *to)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ranges[0].0, 0);
+        assert!(ranges.windows(2).all(|w| w[1].0 == w[0].1), "{ranges:?}");
+        assert_eq!(ranges.last().map(|r| r.1), Some(image.size_bytes));
+        cut_attempts += ranges.len() as u64 - 1;
+        let end_state = life.device.state();
+        match outcome {
+            Outcome::Bricked => assert_eq!(end_state, State::Bricked),
+            Outcome::RolledBack => assert_eq!(end_state, State::RolledBack),
+            _ => assert_eq!(end_state, State::Online),
+        }
+    }
+    let ota = m.ota.as_ref().expect("ota");
+    let p = ota.outcome_probabilities(&image);
+    for (k, &c) in counts.iter().enumerate() {
+        // Binomial(n, p_k): tolerance 5 standard errors.
+        let (n, pk) = (n as f64, p[k]);
+        let se = (n * pk * (1.0 - pk)).sqrt();
+        assert!((c as f64 - n * pk).abs() < 5.0 * se, "{counts:?} vs {p:?}");
+    }
+    // Cuts per update are geometric: mean interrupt / (1 - interrupt) = 2/3, sd sqrt(0.4)/0.6.
+    let mean_cuts = cut_attempts as f64 / n as f64;
+    let se = 0.4f64.sqrt() / 0.6 / (n as f64).sqrt();
+    assert!((mean_cuts - 0.4 / 0.6).abs() < 5.0 * se, "{mean_cuts}");
+}
+
+#[test]
+fn an_update_waits_out_the_modelled_transfer_and_the_reboot() {
+    let m = model(
+        "[telemetry]\ninterval = \"10m\"\npayload_bytes = 16\n\
+         [ota]\ndownload_kbps = 80\ninterrupt = \"0%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n",
+    );
+    let ctx = Ctx::new(1, &m);
+    let mut life = Life::new(ctx, 0);
+    let job_at = SimTime(0).after(MINUTE);
+    // 100 kB at 80 kbit/s: 10 s of transfer.
+    let image = Image {
+        size_bytes: 100_000,
+        corrupt: 0.0,
+        boot_fail: 0.0,
+    };
+    life.push(job_at, Event::OtaJob(image));
+    life.run(SimTime(0).after(MINUTE * 10));
+    let at = |wanted: OtaReport| {
+        life.actions
+            .iter()
+            .find(|(_, a)| *a == Action::OtaStatus(wanted))
+            .map(|(t, _)| *t)
+            .expect("reported")
+    };
+    assert_eq!(at(OtaReport::Downloading), job_at);
+    assert_eq!(at(OtaReport::Verifying), job_at.after(Duration::from_secs(10)));
+    assert_eq!(
+        at(OtaReport::Succeeded),
+        job_at.after(Duration::from_secs(10)).after(BOOT)
+    );
+    assert_eq!(life.device.update_started(), job_at);
+}
+
+#[test]
+fn an_outage_cuts_off_its_share_and_they_come_back_after_it() {
+    let m = updater();
+    let outage = Outage {
+        start: SimTime(0).after(MINUTE * 10),
+        end: SimTime(0).after(MINUTE * 15),
+        share: 0.3,
+        stream: StreamId::phase(2),
+    };
+    let outages = [outage];
+    let ctx = Ctx {
+        seed: 9,
+        model: &m,
+        outages: &outages,
+    };
+    let n = 2000;
+    let mut hit = 0;
+    for index in 0..n {
+        let mut life = Life::new(ctx, index);
+        life.run(SimTime(0).after(MINUTE * 60));
+        let hits = outage.hits(9, index);
+        let dropped = life
+            .actions
+            .iter()
+            .any(|(t, a)| *t == outage.start && *a == Action::Disconnect);
+        assert_eq!(dropped, hits, "device {index}");
+        if !hits {
+            continue;
+        }
+        hit += 1;
+        // Nothing leaves a dead network: no connect attempt during the outage.
+        assert!(
+            !life
+                .actions
+                .iter()
+                .any(|(t, a)| *t >= outage.start && *t < outage.end && *a == Action::Connect),
+            "device {index}"
+        );
+        let recovered = life.actions.iter().find_map(|(t, a)| match a {
+            Action::Recovered { outage_end } => Some((*t, *outage_end)),
+            _ => None,
+        });
+        let (at, end) = recovered.expect("recovered");
+        assert_eq!(end, outage.end);
+        // Backing off since the outage started: at most the backoff ceiling after its end.
+        assert!(at >= outage.end && at <= outage.end.after(MINUTE), "{at:?}");
+        assert_eq!(life.device.state(), State::Online);
+    }
+    let (n, p) = (n as f64, 0.3);
+    assert!((hit as f64 - n * p).abs() < 5.0 * (n * p * (1.0 - p)).sqrt(), "{hit}");
+}
+
+#[test]
+fn commands_are_answered_and_reboot_comes_back_after_boot() {
+    let m = updater();
+    let ctx = Ctx::new(3, &m);
+    let mut life = Life::new(ctx, 0);
+    let at = SimTime(0).after(MINUTE);
+    life.push(at, Event::Command(CommandKind::Logs));
+    life.push(at.after(MINUTE), Event::Command(CommandKind::Reboot));
+    life.run(SimTime(0).after(MINUTE * 5));
+    let at_times = |wanted: Action| -> Vec<SimTime> {
+        life.actions
+            .iter()
+            .filter(|(_, a)| *a == wanted)
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    assert_eq!(at_times(Action::CommandResult), [at, at.after(MINUTE)]);
+    assert_eq!(at_times(Action::Leave), [at.after(MINUTE)]);
+    let connects = at_times(Action::Connect);
+    assert_eq!(connects.last(), Some(&at.after(MINUTE).after(BOOT)), "{connects:?}");
+}
+
+#[test]
+fn desired_config_is_reported_once_per_newer_version() {
+    let m = updater();
+    let ctx = Ctx::new(3, &m);
+    let mut life = Life::new(ctx, 0);
+    let at = SimTime(0).after(MINUTE);
+    for (k, version) in [3, 3, 2, 5].into_iter().enumerate() {
+        life.push(
+            at.after(Duration::from_secs(k as u64)),
+            Event::ConfigDesired { version },
+        );
+    }
+    life.run(SimTime(0).after(MINUTE * 5));
+    let reported: Vec<u32> = life
+        .actions
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::ReportConfig { version } => Some(*version),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported, [3, 5]);
+}

@@ -1,0 +1,120 @@
+//! Every operator phase end to end against the embedded backend, as `fleetsim run` performs
+//! them: a config push, a reboot command, an OTA campaign whose downloads are cut and resumed
+//! with Range and whose images fail in every way, a mass outage and a decommission. The run's
+//! own figures are checked against each other and against the backend's view of the campaign.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn count(summary: &Value, name: &str) -> u64 {
+    summary["metrics"]["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("counter {name} in {summary}"))
+}
+
+fn samples(summary: &Value, name: &str) -> u64 {
+    summary["metrics"]["histograms"][name]["count"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn every_phase_runs_and_devices_and_backend_agree() {
+    let out = std::env::temp_dir().join(format!("fleetsim-run-phases-{}", std::process::id()));
+    let ran = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["run", "sim/tests/fixtures/run/phases.toml", "--out"])
+        .arg(&out)
+        .current_dir(repo())
+        .output()
+        .expect("fleetsim runs");
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(
+        ran.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    for line in [
+        "[2s] phase config sensors",
+        "[2.5s] phase command gateways",
+        "[3s] phase ota sensors",
+        "[7s] phase outage",
+        "[9.5s] phase decommission gateways",
+    ] {
+        assert!(stdout.contains(line), "{line} in {stdout}");
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json")).expect("JSON");
+    let phases = summary["phases"].as_array().expect("phases");
+    assert!(
+        phases.iter().all(|p| p["errors"] == serde_json::json!([])),
+        "{phases:?}"
+    );
+
+    // Config: every sensor applied the pushed version and reported it, each with a latency.
+    let pushed = phases[0]["detail"][0]["pushed"].as_u64().expect("pushed");
+    assert!(pushed > 20, "{phases:?}");
+    assert_eq!(count(&summary, "config.reported"), pushed);
+    assert_eq!(samples(&summary, "config.latency"), pushed);
+
+    // Commands: every rebooted gateway answered first, and the answer's latency was measured.
+    let picked = phases[1]["detail"]["picked"].as_u64().expect("picked");
+    assert!(picked > 10, "{phases:?}");
+    assert_eq!(count(&summary, "commands.answered"), picked);
+    assert_eq!(samples(&summary, "command.latency"), picked);
+
+    // OTA: every targeted sensor took the job; each ended one way, and the backend's campaign
+    // view matches the devices' own reports outcome by outcome.
+    let campaign = &summary["campaigns"][0];
+    assert_eq!(campaign["state"], "completed", "{campaign}");
+    let targeted = campaign["targeted"].as_u64().expect("targeted");
+    let (installed, failed, rolled_back, bricked) = (
+        count(&summary, "ota.installed"),
+        count(&summary, "ota.failed"),
+        count(&summary, "ota.rolled_back"),
+        count(&summary, "ota.bricked"),
+    );
+    assert_eq!(count(&summary, "ota.jobs"), targeted);
+    assert_eq!(installed + failed + rolled_back + bricked, targeted);
+    assert!(failed > 0 && rolled_back > 0 && bricked > 0, "every outcome: {summary}");
+    let jobs = &campaign["backend_jobs"];
+    assert_eq!(jobs["succeeded"], installed, "{campaign}");
+    assert_eq!(jobs["failed"], failed, "{campaign}");
+    assert_eq!(jobs["rolled_back"], rolled_back, "{campaign}");
+    assert_eq!(
+        jobs["in_progress"], bricked,
+        "a bricked device never reports: {campaign}"
+    );
+    assert!(count(&summary, "ota.resumes") > 0, "cut downloads resumed with Range");
+    assert_eq!(count(&summary, "errors.protocol"), 0, "every image matched its hash");
+    assert_eq!(samples(&summary, "ota.duration"), targeted);
+    let metrics = &summary["metrics"];
+    assert_eq!(
+        metrics["ota.exposed"].as_f64(),
+        Some(installed as f64 / targeted as f64)
+    );
+    assert_eq!(
+        metrics["ota.rollback.success"].as_f64(),
+        Some(rolled_back as f64 / (rolled_back + bricked) as f64)
+    );
+    assert_eq!(metrics["gauges"]["devices.bricked"], bricked);
+
+    // Outage: about half the fleet was cut off, and all of it came back.
+    let affected = count(&summary, "outage.affected");
+    assert!((20..=60).contains(&affected), "{affected}");
+    assert_eq!(count(&summary, "outage.recovered"), affected);
+    assert!(metrics["reconnect.recovery_ms"].as_f64().is_some(), "{metrics}");
+
+    // Decommission: the picked devices are gone on both sides, and no other device is missing.
+    let decommissioned = phases[4]["detail"]["decommissioned"].as_u64().expect("decommissioned");
+    assert!(decommissioned > 0);
+    assert_eq!(count(&summary, "decommissioned"), decommissioned);
+    assert_eq!(metrics["gauges"]["devices.decommissioned"], decommissioned);
+    assert_eq!(summary["backend"]["devices_active"], 80 - decommissioned);
+    assert_eq!(metrics["devices.lost"], 0);
+    let _ = std::fs::remove_dir_all(&out);
+}
