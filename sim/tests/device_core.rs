@@ -121,6 +121,7 @@ const DAY: Duration = Duration::from_secs(86_400);
 #[test]
 fn a_device_is_small() {
     let size = std::mem::size_of::<Device>();
+    println!("size_of::<Device>() = {size}");
     assert!(size <= 256, "a device's state grew to {size} bytes");
 }
 
