@@ -151,13 +151,30 @@ pub struct Standalone {
 }
 
 impl Standalone {
-    /// Starts `exe backend` over `data` with `claims` (`NAME:SECRET[:GROUP]`) and waits for
-    /// its ready line.
+    /// Starts `exe backend` over `data` with `claims` (`NAME:SECRET[:GROUP]`) on free
+    /// loopback ports and waits for its ready line.
     pub fn spawn(exe: &Path, data: &Path, claims: &[&str]) -> std::io::Result<Self> {
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::spawn_on(exe, data, claims, any, any)
+    }
+
+    /// Starts `exe backend` listening on `mqtt` and `http` (to start one again where it was).
+    pub fn spawn_on(
+        exe: &Path,
+        data: &Path,
+        claims: &[&str],
+        mqtt: std::net::SocketAddr,
+        http: std::net::SocketAddr,
+    ) -> std::io::Result<Self> {
         use std::io::BufRead as _;
         let mut command = std::process::Command::new(exe);
         command
-            .args(["backend", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data"])
+            .arg("backend")
+            .arg("--mqtt")
+            .arg(mqtt.to_string())
+            .arg("--http")
+            .arg(http.to_string())
+            .arg("--data")
             .arg(data);
         for claim in claims {
             command.args(["--claim", claim]);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::watch::BackendOutage;
 use crate::device::State;
 use crate::metrics::names::{MetricKind, Stat};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
@@ -85,6 +86,10 @@ pub struct Figures {
     pub campaigns: Vec<CampaignView>,
     /// The first failure a device reported, Unix milliseconds.
     pub first_failure_ms: Option<u64>,
+    /// Times the backend did not answer.
+    pub backend_outages: Vec<BackendOutage>,
+    /// Devices connected at the end of each second of the run.
+    pub connected: Vec<u64>,
 }
 
 impl Figures {
@@ -122,6 +127,25 @@ impl Figures {
             return None;
         }
         self.snapshot.quantile(Latency::Recovery, needed / recovered as f64)
+    }
+
+    /// How long after a backend outage ended the fleet was connected again: the first second
+    /// from its return at which at least 99% of the devices connected just before it went
+    /// away were connected again (`None` if that never happened, or it never came back).
+    /// Read from the one-second series, so to within a second.
+    pub fn backend_recovery(&self, outage: &BackendOutage) -> Option<Duration> {
+        let up_at = outage.up_at?;
+        // connected[k] is the count at the end of second k + 1.
+        let before = usize::try_from(outage.down_at.as_secs()).ok()?.checked_sub(1)?;
+        let baseline = *self.connected.get(before)? as f64;
+        let from = usize::try_from(up_at.as_secs()).ok()?;
+        let back = self
+            .connected
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, n)| **n as f64 >= baseline * RECOVERED_SHARE)?;
+        Some(Duration::from_secs(back.0 as u64 + 1).saturating_sub(up_at))
     }
 
     /// `summary.json`'s `metrics` and `campaigns`.
@@ -176,6 +200,23 @@ impl Figures {
             .collect();
         (metrics, json!(campaigns))
     }
+
+    /// `summary.json`'s `backend_outages`.
+    pub fn outages_json(&self) -> Value {
+        let outages: Vec<Value> = self
+            .backend_outages
+            .iter()
+            .map(|o| {
+                json!({
+                    "down_at_s": o.down_at.as_secs_f64(),
+                    "up_at_s": o.up_at.map(|d| d.as_secs_f64()),
+                    "why": o.why,
+                    "fleet_recovered_after_s": self.backend_recovery(o).map(|d| d.as_secs_f64()),
+                })
+            })
+            .collect();
+        json!(outages)
+    }
 }
 
 impl Measured for Figures {
@@ -228,6 +269,8 @@ mod tests {
             lost: None,
             campaigns: Vec::new(),
             first_failure_ms: None,
+            backend_outages: Vec::new(),
+            connected: Vec::new(),
         }
     }
 
@@ -252,6 +295,27 @@ mod tests {
             None,
             "98.5% is not recovered"
         );
+    }
+
+    #[test]
+    fn the_fleet_recovers_when_99_percent_of_the_connected_are_back() {
+        let mut f = figures(Snapshot::default());
+        // Seconds 1..=3: 100 connected; the backend goes at 3.2 s and is back at 6.4 s.
+        f.connected = vec![100, 100, 100, 40, 0, 0, 10, 80, 99, 100];
+        let outage = BackendOutage {
+            down_at: Duration::from_millis(3200),
+            up_at: Some(Duration::from_millis(6400)),
+            why: "refused".into(),
+        };
+        // 99 connected at the end of second 9: 2.6 s after the return.
+        assert_eq!(f.backend_recovery(&outage), Some(Duration::from_millis(2600)));
+        let never = BackendOutage {
+            up_at: None,
+            ..outage.clone()
+        };
+        assert_eq!(f.backend_recovery(&never), None);
+        f.connected.truncate(8);
+        assert_eq!(f.backend_recovery(&outage), None, "not back by the end");
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod progress;
 pub mod run;
 pub mod shard;
 pub mod target;
+pub mod watch;

@@ -9,15 +9,27 @@ use super::shard::Tick;
 use crate::device::State;
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
 
+/// What the aggregator kept.
+#[derive(Debug)]
+pub struct Aggregate {
+    /// Every tick merged.
+    pub total: Snapshot,
+    /// Devices per state at the last tick.
+    pub states: [u64; 11],
+    /// Devices connected (online or rolled back) at the end of each second.
+    pub connected: Vec<u64>,
+}
+
 /// Merges shard ticks until every shard has stopped, printing one progress line a second and
-/// every operator event line. Returns the merged snapshot and the last devices per state.
+/// every operator event line.
 pub fn aggregate(
     rx: &mpsc::Receiver<(u32, Tick)>,
     events: &mpsc::Receiver<String>,
     shards: u32,
     devices: u64,
     progress: &mut dyn Write,
-) -> (Snapshot, [u64; 11]) {
+) -> Aggregate {
+    let mut connected = Vec::new();
     let mut total = Snapshot::default();
     let mut states = vec![[0u64; 11]; shards as usize];
     let mut second = Snapshot::default();
@@ -34,6 +46,8 @@ pub fn aggregate(
         if seen == shards {
             elapsed += 1;
             seen = 0;
+            let now = summed(&states);
+            connected.push(now[state_index(State::Online)] + now[state_index(State::RolledBack)]);
             // Progress is for a person watching; if nobody reads it any more (a closed
             // pipe), the run goes on and still writes its summary.
             while let Ok(line) = events.try_recv() {
@@ -53,7 +67,15 @@ pub fn aggregate(
             printing = writeln!(progress, "{line}").is_ok();
         }
     }
-    (total, summed(&states))
+    Aggregate {
+        total,
+        states: summed(&states),
+        connected,
+    }
+}
+
+fn state_index(state: State) -> usize {
+    State::ALL.iter().position(|s| *s == state).unwrap_or(0)
 }
 
 fn summed(states: &[[u64; 11]]) -> [u64; 11] {

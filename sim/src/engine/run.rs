@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use super::figures::{CampaignView, Figures};
 use super::operator::{Operator, OperatorReport};
 use super::operator_log::OperatorLog;
-use super::progress::aggregate;
+use super::progress::{Aggregate, aggregate};
 use super::shard::{ShardOptions, TICK_QUEUE, Tick, run_shard};
 use super::target::Target;
+use super::watch::watch;
 use crate::metrics::recorder::Counter;
 use crate::plan::{Plan, Shard};
 use crate::report::gates::{self, Verdict};
@@ -98,12 +99,19 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         events: Some(events_tx),
     });
     let plan = Plan::new(loaded);
-    let (snapshot, states, report) = thread::scope(|scope| {
+    // Cancelled when the devices are done (or on a signal): ends the operator and the watch.
+    let run_over = stop.child_token();
+    let (aggregate, (report, outages)) = thread::scope(|scope| {
         let played = operator.as_ref().map(|operator| {
-            let stop = stop.clone();
+            let run_over = run_over.clone();
             scope.spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                Ok::<_, std::io::Error>(runtime.block_on(operator.play(scenario, start, &stop)))
+                Ok::<_, std::io::Error>(runtime.block_on(async {
+                    tokio::join!(
+                        operator.play(scenario, start, &run_over),
+                        watch(operator.api, start, &run_over, operator.events.as_ref()),
+                    )
+                }))
             })
         });
         let mut handles = Vec::new();
@@ -130,19 +138,25 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             }));
         }
         drop(tx);
-        let (mut total, states) = aggregate(&rx, &events_rx, shards, scenario.fleet.devices, progress);
+        let mut aggregate = aggregate(&rx, &events_rx, shards, scenario.fleet.devices, progress);
         for handle in handles {
             // A shard thread that panicked is a bug; its figures are lost, the run still ends.
             if let Ok(Ok(result)) = handle.join() {
-                total.merge(&result.snapshot);
+                aggregate.total.merge(&result.snapshot);
             }
         }
-        let report = played
+        run_over.cancel();
+        let played = played
             .and_then(|handle| handle.join().ok())
             .and_then(Result::ok)
             .unwrap_or_default();
-        (total, states, report)
+        (aggregate, played)
     });
+    let Aggregate {
+        total: snapshot,
+        states,
+        connected,
+    } = aggregate;
     let (campaigns, backend_active) = match &operator {
         Some(operator) => backend_view(operator, &report)?,
         None => (Vec::new(), None),
@@ -161,6 +175,8 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         states,
         campaigns,
         first_failure_ms: log.first_failure_ms(),
+        backend_outages: outages,
+        connected,
         snapshot,
     };
     let completed = !stop.is_cancelled();
@@ -279,6 +295,7 @@ fn summary(
         "metrics": metrics,
         "phases": phases,
         "campaigns": campaigns,
+        "backend_outages": figures.outages_json(),
         "backend": { "devices_active": backend_active, "decommissioned_by_operator": report.decommissioned },
         "gates": verdicts.iter().map(|v| json!({ "gate": v.gate.to_string(), "measured": v.measured, "passed": v.passed })).collect::<Vec<_>>(),
     })
