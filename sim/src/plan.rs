@@ -192,7 +192,7 @@ impl<'a> Plan<'a> {
         let prefix = &self.mix[mix].model.serial_prefix;
         PlannedDevice {
             index,
-            serial: format!("{prefix}-{:016X}", splitmix64(index ^ self.serial_key)),
+            serial: serial(prefix, self.serial_key, index),
             mix,
             first_wakeup,
         }
@@ -210,6 +210,19 @@ impl<'a> Plan<'a> {
 
 /// SplitMix64's finalizer: a bijection on u64, so distinct indices always get distinct
 /// serials, while the values look random and change with the seed.
+/// The serial of device `index`: the model's prefix and a keyed bijection of the index, so
+/// serials are unique by construction and anyone holding the key can compute one again.
+pub fn serial(prefix: &str, key: u64, index: u64) -> String {
+    format!("{prefix}-{:016X}", splitmix64(index ^ key))
+}
+
+impl Plan<'_> {
+    /// The key of the serial bijection (see [`serial`]).
+    pub fn serial_key(&self) -> u64 {
+        self.serial_key
+    }
+}
+
 fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

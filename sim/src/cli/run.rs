@@ -96,6 +96,9 @@ pub fn run(
             "stopped early: the summary is marked incomplete, and no gate passes on a partial run"
         )?;
     }
+    if let Some(line) = harness_line(&outcome.summary["harness"]) {
+        writeln!(out, "{line}")?;
+    }
     for verdict in &outcome.verdicts {
         writeln!(out, "{verdict}")?;
     }
@@ -109,6 +112,23 @@ pub fn run(
         return Ok(Exit::Failed);
     }
     Ok(Exit::Ok)
+}
+
+/// `harness: peak 19000 connected, RSS +29.4 MiB (1622 B a device), connects peak 2000/s, publish 21.3/s`
+fn harness_line(harness: &serde_json::Value) -> Option<String> {
+    let peak = harness["peak_connected"].as_u64()?;
+    let grown = harness["rss_at_peak_bytes"]
+        .as_u64()?
+        .saturating_sub(harness["rss_before_bytes"].as_u64()?);
+    let per_device = harness["bytes_per_connected_device"]
+        .as_f64()
+        .map_or("-".to_owned(), |b| format!("{b:.0} B a device"));
+    Some(format!(
+        "harness: peak {peak} connected, RSS +{:.1} MiB ({per_device}), connects peak {}/s, publish {}/s",
+        grown as f64 / (1u64 << 20) as f64,
+        harness["connect_peak_per_s"],
+        harness["publish_per_s"]
+    ))
 }
 
 /// Points the scenario at `url`: an `http://` URL is a reference backend's operator API (the

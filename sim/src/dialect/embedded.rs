@@ -15,15 +15,61 @@ use rumqttc::mqttbytes::v4::Packet;
 
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 
-/// What a device holds after provisioning.
+/// What a device holds after provisioning (boxed strings: kept for the whole run by every
+/// device).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The device id, also its client id and username.
-    pub device_id: String,
+    pub device_id: Box<str>,
     /// The token, its password.
-    pub token: String,
-    /// Where its telemetry goes.
-    pub telemetry_topic: String,
+    pub token: Token,
+}
+
+/// A device's password. The reference backend's tokens are 64 lowercase hex digits, kept as
+/// their 32 bytes (every device holds one for the whole run); anything else as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// 64 lowercase hex digits, decoded.
+    Hex([u8; 32]),
+    /// Any other password.
+    Text(Box<str>),
+}
+
+impl Token {
+    /// The token as the backend issued it.
+    pub fn new(text: &str) -> Self {
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let bytes = text.as_bytes();
+        if bytes.len() == 64 {
+            let mut out = [0u8; 32];
+            let decoded =
+                out.iter_mut()
+                    .zip(bytes.chunks_exact(2))
+                    .all(|(slot, pair)| match (digit(pair[0]), digit(pair[1])) {
+                        (Some(hi), Some(lo)) => {
+                            *slot = hi << 4 | lo;
+                            true
+                        }
+                        _ => false,
+                    });
+            if decoded {
+                return Self::Hex(out);
+            }
+        }
+        Self::Text(text.into())
+    }
+
+    /// The token as the password to send.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Hex(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            Self::Text(text) => text.to_string(),
+        }
+    }
 }
 
 /// Why provisioning failed.
@@ -101,12 +147,9 @@ impl Embedded {
                     let body: serde_json::Value =
                         serde_json::from_slice(&reply.payload).map_err(|_| ProvisionError::Rejected)?;
                     let field = |key: &str| body[key].as_str().map(str::to_owned).ok_or(ProvisionError::Rejected);
-                    let device_id = field("device_id")?;
-                    let telemetry_topic = format!("fleet/v1/d/{device_id}/telemetry");
                     return Ok(Credentials {
-                        device_id,
-                        token: field("token")?,
-                        telemetry_topic,
+                        device_id: field("device_id")?.into_boxed_str(),
+                        token: Token::new(&field("token")?),
                     });
                 }
                 Some(_) => {}
@@ -119,9 +162,10 @@ impl Embedded {
     /// backend kept its session (and so its subscriptions).
     pub async fn connect(&self, credentials: &Credentials, source: Option<IpAddr>) -> Result<MqttConn, TransportError> {
         let id = &credentials.device_id;
+        let token = credentials.token.text();
         let params = ConnectParams {
             client_id: id,
-            login: Some((id, &credentials.token)),
+            login: Some((id, &token)),
             keep_alive_s: KEEP_ALIVE_S,
             clean_session: false,
         };
@@ -146,3 +190,20 @@ impl Embedded {
 
 /// Keep-alive devices ask for; the driver pings when it has sent nothing for half of it.
 pub const KEEP_ALIVE_S: u16 = 60;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_tokens_are_kept_as_bytes_and_given_back_the_same() {
+        let hex = "4770c9744b5ffc107d3547804cbcde09250891c1bfa999d3b4007a593fb71bfd";
+        let token = Token::new(hex);
+        assert!(matches!(token, Token::Hex(_)));
+        assert_eq!(token.text(), hex);
+        for other in ["s3cret", "", &hex.to_uppercase(), &hex[..62]] {
+            assert_eq!(Token::new(other), Token::Text(other.into()));
+            assert_eq!(Token::new(other).text(), other);
+        }
+    }
+}

@@ -61,6 +61,14 @@ impl Dialect {
         }
     }
 
+    /// Where the device publishes telemetry.
+    pub fn telemetry_topic(&self, credentials: &Credentials, identity: Identity<'_>) -> String {
+        match self {
+            Self::Embedded(_) => format!("fleet/v1/d/{}/telemetry", credentials.device_id),
+            Self::Mqtt(broker) => broker.telemetry_topic(identity),
+        }
+    }
+
     /// Whether provisioning goes over the network (and so has a latency worth recording).
     pub fn provisions(&self) -> bool {
         matches!(self, Self::Embedded(_))

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::embedded::Credentials;
+use super::embedded::{Credentials, Token};
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 
 /// The topic template when a scenario names none.
@@ -33,19 +33,22 @@ pub struct Identity<'a> {
 }
 
 impl Broker {
-    /// The device's "credentials": its serial as client id, and its telemetry topic.
+    /// The device's "credentials": its serial as client id, no password.
     pub fn identify(&self, identity: Identity<'_>) -> Credentials {
-        let topic = self
-            .telemetry_topic
+        Credentials {
+            device_id: identity.serial.into(),
+            token: Token::Text("".into()),
+        }
+    }
+
+    /// The device's telemetry topic: the template filled in. Built at each publish rather
+    /// than kept, so an idle device holds no topic.
+    pub fn telemetry_topic(&self, identity: Identity<'_>) -> String {
+        self.telemetry_topic
             .replace("{serial}", identity.serial)
             .replace("{index}", &identity.index.to_string())
             .replace("{model}", identity.model)
-            .replace("{group}", identity.group);
-        Credentials {
-            device_id: identity.serial.to_owned(),
-            token: String::new(),
-            telemetry_topic: topic,
-        }
+            .replace("{group}", identity.group)
     }
 
     /// Connects as the device (no login).
@@ -75,13 +78,13 @@ mod tests {
             addr: "127.0.0.1:1883".parse().expect("addr"),
             telemetry_topic: "t/{group}/{model}/{index}/{serial}".into(),
         };
-        let credentials = broker.identify(Identity {
+        let identity = Identity {
             serial: "TS-1",
             index: 7,
             model: "temp-sensor",
             group: "sensors",
-        });
-        assert_eq!(credentials.telemetry_topic, "t/sensors/temp-sensor/7/TS-1");
-        assert_eq!(credentials.device_id, "TS-1");
+        };
+        assert_eq!(broker.telemetry_topic(identity), "t/sensors/temp-sensor/7/TS-1");
+        assert_eq!(&*broker.identify(identity).device_id, "TS-1");
     }
 }

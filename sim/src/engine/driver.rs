@@ -5,7 +5,7 @@
 //! Design: the task sleeps until the device's planned arrival, then loops: hand the core an
 //! event, perform the actions it returns (provision, connect, publish, answer, download,
 //! disconnect), then wait on its [`Link`] for the next thing to happen: the wake-up the core
-//! asked for, a message from the backend, a dropped connection, or shutdown. Latencies run
+//! asked for, a message from the backend, or a dropped connection. Latencies run
 //! from the intended start of each operation (the planned arrival, the scheduled wake, the
 //! operator's action), so a harness or backend that falls behind shows up in the figures
 //! rather than hiding in a slower test. Shard state is shared through `Rc`: a shard runs on one
@@ -20,13 +20,12 @@ use std::time::Duration;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::ConnectReturnCode;
 use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
 
 use super::clock::RunClock;
 use super::download::download;
 use super::link::{Awaited, Job, Link, plain_image};
 use super::operator_log::OperatorLog;
-use crate::device::{Action, Ctx, Device, Event, OtaReport, Outage, SimTime, State};
+use crate::device::{Action, Actions, Ctx, Device, Event, OtaReport, Outage, SimTime, State};
 use crate::dialect::Dialect;
 use crate::dialect::embedded::ProvisionError;
 use crate::dialect::mqtt::Identity;
@@ -37,6 +36,8 @@ use crate::scenario::DeviceModel;
 use crate::transport::mqtt::TransportError;
 use crate::transport::source::SourceAddrs;
 
+/// A wake-up that never comes (a year away).
+const NEVER: Duration = Duration::from_secs(86_400 * 365);
 /// A send this much later than intended counts as late.
 const LATE: Duration = Duration::from_millis(5);
 /// How long a device leaving cleanly (to reboot) waits for its last messages' PUBACKs.
@@ -53,6 +54,8 @@ pub struct ShardCtx {
     pub dialect: Dialect,
     /// Local addresses to connect from.
     pub sources: Option<SourceAddrs>,
+    /// The key serials are computed with (`plan::serial`): devices keep no serial.
+    pub serial_key: u64,
     /// The images the scenario's campaigns roll out, by version.
     pub images: Vec<(String, Image)>,
     /// What the operator did, to measure answers from.
@@ -61,8 +64,6 @@ pub struct ShardCtx {
     pub recorder: RefCell<Recorder>,
     /// Devices per lifecycle state, indexed like `State::ALL`.
     pub states: RefCell<[u64; 11]>,
-    /// Cancelled at the end of the run.
-    pub shutdown: CancellationToken,
     /// Every state change as (device index, simulated time, new state), when a test asks for
     /// the devices' life stories; `None` in runs, which keep only the counts.
     pub transitions: Option<RefCell<Vec<Transition>>>,
@@ -121,108 +122,203 @@ pub struct Member {
 }
 
 /// Runs one device from its arrival until the core stops it or the shard shuts down.
-pub async fn drive(shard: Rc<ShardCtx>, member: Rc<Member>, planned: PlannedDevice) {
-    let (model, group) = (&member.model, member.group.as_str());
-    let ctx = Ctx {
-        seed: shard.seed,
-        model,
-        outages: &member.outages,
-    };
+///
+/// Not an `async fn`: the device's state is built here, so the task's future holds each
+/// piece once (an idle connected device costs what its future holds).
+pub fn drive(shard: Rc<ShardCtx>, member: Rc<Member>, planned: PlannedDevice) -> impl Future<Output = ()> {
     let arrival = shard.clock.start() + planned.first_wakeup;
     let arrival_sim = shard.clock.sim(arrival);
-    let mut device = Device::new(planned.index, ctx, arrival_sim);
-    // The simulated time of the event being acted on. Replies to the device's own requests
-    // (provisioned, connected, refused, downloaded) count as instantaneous in simulated time:
-    // the device's life is then the same whatever the network's real delays, which are
-    // measured as latencies instead. Only events from outside (a dropped connection, a message
-    // from the backend) take the clock.
-    let mut acting_at = arrival_sim;
-    tokio::select! {
-        () = sleep_until(arrival) => {}
-        () = shard.shutdown.cancelled() => return,
-    }
-    let mut device_task = DeviceTask {
-        shard: &shard,
-        model,
-        group,
-        planned: &planned,
-        source: shard.sources.map(|s| s.for_device(planned.index)),
-        link: Link::new(),
-        payload: Vec::new(),
+    let ctx = Ctx {
+        seed: shard.seed,
+        model: &member.model,
+        outages: &member.outages,
     };
-    let mut events: VecDeque<(Event, Instant)> = VecDeque::from([(Event::Arrive, arrival)]);
-    // The wake-up the core asked for, in real time and in its own simulated time: the core is
-    // handed back exactly the simulated time it asked for, never a float round trip of it.
-    let mut wake: Option<(Instant, SimTime)> = None;
-    loop {
-        let (event, at) = match events.pop_front() {
-            Some(next) => next,
-            None => match device_task.link.wait(&shard, wake.map(|(real, _)| real)).await {
+    let device = Device::new(planned.index, ctx, arrival_sim);
+    let source = shard.sources.map(|s| s.for_device(planned.index));
+    let mut running = Running {
+        device,
+        acting_at: arrival_sim,
+        arrival,
+        wake: None,
+        events: VecDeque::new(),
+        io: DeviceTask {
+            shard,
+            member,
+            index: planned.index,
+            source,
+            link: Link::new(),
+        },
+    };
+    // Captured by the block and borrowed in place: an `async fn` taking it by value would
+    // hold it twice (rust-lang/rust#62958).
+    async move { running.run().await }
+}
+
+/// A device and its I/O, as its task holds them.
+struct Running {
+    device: Device,
+    /// The simulated time of the event being acted on. Replies to the device's own requests
+    /// (provisioned, connected, refused, downloaded) count as instantaneous in simulated time:
+    /// the device's life is then the same whatever the network's real delays, which are
+    /// measured as latencies instead. Only events from outside (a dropped connection, a
+    /// message from the backend) take the clock.
+    acting_at: SimTime,
+    /// The planned arrival.
+    arrival: Instant,
+    /// The wake-up the core asked for, in its own simulated time: the core is handed back
+    /// exactly the time it asked for, never a float round trip of it.
+    wake: Option<SimTime>,
+    /// Events to hand the core before waiting again.
+    events: VecDeque<(Event, Instant)>,
+    io: DeviceTask,
+}
+
+impl Running {
+    async fn run(&mut self) {
+        let shard = Rc::clone(&self.io.shard);
+        sleep_until(self.arrival).await;
+        self.events.push_back((Event::Arrive, self.arrival));
+        loop {
+            let (event, at) = match self.events.pop_front() {
                 Some(next) => next,
-                None => break,
-            },
-        };
-        let now = match (event, wake) {
-            (Event::Wake, Some((_, sim))) => sim,
-            (Event::Arrive, _) => arrival_sim,
-            (Event::ConnectionLost | Event::ConfigDesired { .. } | Event::Command(_) | Event::OtaJob(_), _) => {
-                shard.clock.sim(at).max(acting_at)
+                None => {
+                    // An idle device keeps no event buffer.
+                    self.events = VecDeque::new();
+                    let wake = self
+                        .wake
+                        .map_or_else(|| Instant::now() + NEVER, |sim| shard.clock.real(sim));
+                    self.io.link.wait(&shard, wake).await
+                }
+            };
+            let (actions, step) = self.decide(event, at);
+            // Boxed: an idle device's task holds only what waiting needs. Performing the
+            // actions (connects, publishes, downloads) needs far more, and only for a moment.
+            match Box::pin(self.io.perform_all(actions, step, &mut self.events)).await {
+                Performed::Stop => return,
+                Performed::WakeAt(Some(sim)) => self.wake = Some(sim),
+                Performed::WakeAt(None) => {}
             }
-            _ => acting_at,
+        }
+    }
+
+    /// Hands the core one event and counts what changed.
+    fn decide(&mut self, event: Event, at: Instant) -> (Actions, Step) {
+        let shard = &*self.io.shard;
+        let member = &*self.io.member;
+        let ctx = Ctx {
+            seed: shard.seed,
+            model: &member.model,
+            outages: &member.outages,
         };
-        acting_at = now;
+        let now = match (event, self.wake) {
+            (Event::Wake, Some(sim)) => sim,
+            (Event::Arrive, _) => shard.clock.sim(self.arrival),
+            (Event::ConnectionLost | Event::ConfigDesired { .. } | Event::Command(_) | Event::OtaJob(_), _) => {
+                shard.clock.sim(at).max(self.acting_at)
+            }
+            _ => self.acting_at,
+        };
+        self.acting_at = now;
+        let device = &mut self.device;
         let (before, was_waiting) = (device.state(), device.awaiting_recovery());
         let actions = device.on_event(now, event, ctx);
         if device.state() != before {
             shard.moved(before, device.state());
             if let Some(transitions) = &shard.transitions {
-                transitions.borrow_mut().push((planned.index, now, device.state()));
+                transitions.borrow_mut().push((device.index, now, device.state()));
             }
         }
         if !was_waiting && device.awaiting_recovery() {
             shard.count(Counter::OutageAffected);
         }
-        let intended = wake.map_or(at, |(real, _)| real);
+        let intended = match (event, self.wake) {
+            (Event::Wake, Some(sim)) => shard.clock.real(sim),
+            _ => at,
+        };
+        let step = Step {
+            now,
+            intended,
+            arrival: self.arrival,
+            update_started: device.update_started(),
+        };
+        (actions, step)
+    }
+}
+
+/// When and why the actions of one event are performed.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    /// The event's simulated time.
+    now: SimTime,
+    /// When the event was meant to happen (the scheduled wake).
+    intended: Instant,
+    /// The device's planned arrival.
+    arrival: Instant,
+    /// When the running update started, in simulated time.
+    update_started: SimTime,
+}
+
+/// What performing one event's actions asks of the task.
+#[derive(Debug, Clone, Copy)]
+enum Performed {
+    /// Wake at this simulated time next (or keep the wake asked for before).
+    WakeAt(Option<SimTime>),
+    /// The device is done.
+    Stop,
+}
+
+/// One device's I/O side: what it performs the core's actions with.
+struct DeviceTask {
+    shard: Rc<ShardCtx>,
+    member: Rc<Member>,
+    index: u64,
+    source: Option<std::net::IpAddr>,
+    link: Link,
+}
+
+impl DeviceTask {
+    /// The device's serial, computed again when needed rather than kept.
+    fn serial(&self) -> String {
+        crate::plan::serial(&self.member.model.serial_prefix, self.shard.serial_key, self.index)
+    }
+
+    /// Performs one event's actions in order; what they lead to goes to `events`.
+    async fn perform_all(
+        &mut self,
+        actions: Actions,
+        step: Step,
+        events: &mut VecDeque<(Event, Instant)>,
+    ) -> Performed {
+        let mut wake = None;
         for action in actions.iter() {
             match action {
-                Action::WakeAt(sim) => wake = Some((shard.clock.real(sim), sim)),
+                Action::WakeAt(sim) => wake = Some(sim),
                 Action::Stop => {
-                    device_task.hang_up().await;
-                    return;
+                    self.hang_up().await;
+                    return Performed::Stop;
                 }
                 action => {
-                    if let Some(next) = device_task.perform(action, now, intended, arrival, &device).await {
+                    if let Some(next) = self.perform(action, step).await {
                         events.push_back((next, Instant::now()));
                     }
                 }
             }
         }
+        Performed::WakeAt(wake)
     }
-    device_task.hang_up().await;
-}
 
-/// One device's I/O side: what it performs the core's actions with.
-struct DeviceTask<'a> {
-    shard: &'a ShardCtx,
-    model: &'a DeviceModel,
-    group: &'a str,
-    planned: &'a PlannedDevice,
-    source: Option<std::net::IpAddr>,
-    link: Link,
-    payload: Vec<u8>,
-}
-
-impl DeviceTask<'_> {
     /// Performs one action; returns the event it led to, if any.
-    async fn perform(
-        &mut self,
-        action: Action,
-        now: SimTime,
-        intended: Instant,
-        arrival: Instant,
-        device: &Device,
-    ) -> Option<Event> {
-        let shard = self.shard;
+    async fn perform(&mut self, action: Action, step: Step) -> Option<Event> {
+        let shard = Rc::clone(&self.shard);
+        let shard = &*shard;
+        let member = Rc::clone(&self.member);
+        let (model, group) = (&member.model, member.group.as_str());
+        let Step {
+            now,
+            intended,
+            arrival,
+            update_started,
+        } = step;
         match action {
             Action::Provision => Some(self.provision(arrival).await),
             Action::Connect => Some(self.connect().await),
@@ -238,20 +334,25 @@ impl DeviceTask<'_> {
                     battery: None,
                     value: 20.0,
                 };
-                self.model.telemetry.write_payload(&mut self.payload, &reading);
-                let qos = if self.model.telemetry.qos == 0 {
+                let mut payload = Vec::new();
+                model.telemetry.write_payload(&mut payload, &reading);
+                let qos = if model.telemetry.qos == 0 {
                     QoS::AtMostOnce
                 } else {
                     QoS::AtLeastOnce
                 };
-                let topic = self.link.credentials.as_ref()?.telemetry_topic.clone();
-                let payload = std::mem::take(&mut self.payload);
-                let result = self
-                    .link
+                let serial = self.serial();
+                let identity = Identity {
+                    serial: &serial,
+                    index: self.index,
+                    model: &model.name,
+                    group,
+                };
+                let topic = shard.dialect.telemetry_topic(self.link.credentials.as_ref()?, identity);
+                self.link
                     .publish(shard, &topic, &payload, qos, Awaited::Telemetry, intended)
-                    .await;
-                self.payload = payload;
-                result.err()
+                    .await
+                    .err()
             }
             Action::Disconnect => {
                 // A link that fails says no goodbye: the socket just closes.
@@ -265,7 +366,7 @@ impl DeviceTask<'_> {
             }
             Action::ReportConfig { version } => {
                 shard.count(Counter::ConfigReported);
-                let set_at = shard.operator.config_set_at(self.group);
+                let set_at = shard.operator.config_set_at(group);
                 // Config set before the device existed is not a latency of this device.
                 let since = set_at.filter(|set| self.link.provisioned_at.is_some_and(|p| *set >= p));
                 let body = format!("{{\"version\":{version}}}");
@@ -301,7 +402,7 @@ impl DeviceTask<'_> {
                 self.answer("ota/status", body.as_bytes(), None, Awaited::Nothing).await
             }
             Action::OtaDone(outcome) => {
-                shard.record(Latency::OtaDuration, shard.clock.real(device.update_started()));
+                shard.record(Latency::OtaDuration, shard.clock.real(update_started));
                 shard.count(match outcome {
                     Outcome::Installed => Counter::OtaInstalled,
                     Outcome::Corrupt => Counter::OtaFailed,
@@ -320,16 +421,17 @@ impl DeviceTask<'_> {
     }
 
     async fn provision(&mut self, arrival: Instant) -> Event {
-        let shard = self.shard;
+        let shard = Rc::clone(&self.shard);
+        let member = Rc::clone(&self.member);
+        let serial = self.serial();
         let identity = Identity {
-            serial: &self.planned.serial,
-            index: self.planned.index,
-            model: &self.model.name,
-            group: self.group,
+            serial: &serial,
+            index: self.index,
+            model: &member.model.name,
+            group: &member.group,
         };
-        // Boxed: the provisioning exchange's future is large and runs once; kept inline it
-        // would grow every idle device's task by its size.
-        match Box::pin(shard.dialect.provision(identity, &self.model.firmware, self.source)).await {
+        // Boxed: the provisioning exchange's future is large and runs once.
+        match Box::pin(shard.dialect.provision(identity, &member.model.firmware, self.source)).await {
             Ok(credentials) => {
                 if shard.dialect.provisions() {
                     // Provisioning latency runs from the planned arrival: the intended start.
@@ -353,7 +455,7 @@ impl DeviceTask<'_> {
     }
 
     async fn connect(&mut self) -> Event {
-        let shard = self.shard;
+        let shard = &*self.shard;
         let started = Instant::now();
         let Some(credentials) = &self.link.credentials else {
             // Connect only ever follows Provisioned; without credentials it fails.
@@ -387,7 +489,7 @@ impl DeviceTask<'_> {
             None => (Instant::now(), Awaited::Nothing),
         };
         self.link
-            .publish(self.shard, &topic, body, QoS::AtLeastOnce, awaited, since)
+            .publish(&self.shard, &topic, body, QoS::AtLeastOnce, awaited, since)
             .await
             .err()
     }
@@ -406,5 +508,49 @@ fn error_counter(error: TransportError) -> Counter {
         TransportError::Io(std::io::ErrorKind::TimedOut) => Counter::ErrorsTimeout,
         TransportError::Io(_) | TransportError::Closed => Counter::ErrorsRefused,
         TransportError::Protocol => Counter::ErrorsProtocol,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::mqtt::Broker;
+    use crate::scenario::parse_model;
+
+    /// An idle connected device costs its task's future for the whole run: keep it small.
+    #[test]
+    fn a_device_task_is_small() {
+        let text = "name = \"m\"\nprotocol = \"mqtt\"\nfirmware = \"1.0\"\n[telemetry]\ninterval = \"1m\"\npayload_bytes = 8\n";
+        let model = parse_model(std::path::Path::new("m.toml"), text).expect("valid model");
+        let shard = Rc::new(ShardCtx {
+            seed: 1,
+            clock: RunClock::new(Instant::now(), 1.0),
+            dialect: Dialect::Mqtt(Broker {
+                addr: "127.0.0.1:1883".parse().expect("addr"),
+                telemetry_topic: "t".into(),
+            }),
+            sources: None,
+            serial_key: 0,
+            images: Vec::new(),
+            operator: Arc::new(OperatorLog::default()),
+            recorder: RefCell::new(Recorder::default()),
+            states: RefCell::new([0; 11]),
+            transitions: None,
+        });
+        let member = Rc::new(Member {
+            model,
+            group: "g".into(),
+            outages: Vec::new(),
+        });
+        let planned = PlannedDevice {
+            index: 0,
+            serial: "S".into(),
+            mix: 0,
+            first_wakeup: Duration::ZERO,
+        };
+        let task = drive(shard, member, planned);
+        let size = std::mem::size_of_val(&task);
+        println!("device task future: {size} bytes");
+        assert!(size <= 900, "a device's task future grew to {size} bytes");
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::progress::Second;
 use super::watch::BackendOutage;
 use crate::device::State;
 use crate::metrics::names::{MetricKind, Stat};
@@ -88,8 +89,33 @@ pub struct Figures {
     pub first_failure_ms: Option<u64>,
     /// Times the backend did not answer.
     pub backend_outages: Vec<BackendOutage>,
-    /// Devices connected at the end of each second of the run.
-    pub connected: Vec<u64>,
+    /// The run second by second.
+    pub seconds: Vec<Second>,
+    /// The harness's resident memory before the first device, bytes.
+    pub rss_before: Option<u64>,
+}
+
+/// What the harness cost, for the scale figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HarnessFigures {
+    /// The most devices connected at a second's end.
+    pub peak_connected: u64,
+    /// Resident memory before the first device, bytes.
+    pub rss_before: u64,
+    /// Resident memory at the first second with the peak connected, bytes.
+    pub rss_at_peak: u64,
+    /// The most connects completed in one second.
+    pub connect_peak_per_s: u64,
+    /// Messages published per second, on average from the peak to the end.
+    pub publish_per_s: f64,
+}
+
+impl HarnessFigures {
+    /// Harness memory per connected device, bytes.
+    pub fn bytes_per_device(&self) -> Option<f64> {
+        (self.peak_connected > 0)
+            .then(|| self.rss_at_peak.saturating_sub(self.rss_before) as f64 / self.peak_connected as f64)
+    }
 }
 
 impl Figures {
@@ -135,16 +161,16 @@ impl Figures {
     /// Read from the one-second series, so to within a second.
     pub fn backend_recovery(&self, outage: &BackendOutage) -> Option<Duration> {
         let up_at = outage.up_at?;
-        // connected[k] is the count at the end of second k + 1.
+        // seconds[k] is the state at the end of second k + 1.
         let before = usize::try_from(outage.down_at.as_secs()).ok()?.checked_sub(1)?;
-        let baseline = *self.connected.get(before)? as f64;
+        let baseline = self.seconds.get(before)?.connected as f64;
         let from = usize::try_from(up_at.as_secs()).ok()?;
         let back = self
-            .connected
+            .seconds
             .iter()
             .enumerate()
             .skip(from)
-            .find(|(_, n)| **n as f64 >= baseline * RECOVERED_SHARE)?;
+            .find(|(_, s)| s.connected as f64 >= baseline * RECOVERED_SHARE)?;
         Some(Duration::from_secs(back.0 as u64 + 1).saturating_sub(up_at))
     }
 
@@ -199,6 +225,36 @@ impl Figures {
             })
             .collect();
         (metrics, json!(campaigns))
+    }
+
+    /// The harness's cost: memory per connected device, connect and publish rates.
+    pub fn harness(&self) -> Option<HarnessFigures> {
+        let rss_before = self.rss_before?;
+        let peak = self.seconds.iter().map(|s| s.connected).max()?;
+        let at = self.seconds.iter().position(|s| s.connected == peak)?;
+        let after = &self.seconds[at..];
+        Some(HarnessFigures {
+            peak_connected: peak,
+            rss_before,
+            rss_at_peak: self.seconds[at].rss_bytes,
+            connect_peak_per_s: self.seconds.iter().map(|s| s.connects).max().unwrap_or(0),
+            publish_per_s: after.iter().map(|s| s.published).sum::<u64>() as f64 / after.len() as f64,
+        })
+    }
+
+    /// `summary.json`'s `harness`.
+    pub fn harness_json(&self) -> Value {
+        let Some(h) = self.harness() else { return Value::Null };
+        json!({
+            "peak_connected": h.peak_connected,
+            "rss_before_bytes": h.rss_before,
+            "rss_at_peak_bytes": h.rss_at_peak,
+            "bytes_per_connected_device": h.bytes_per_device().map(f64::round),
+            "connect_peak_per_s": h.connect_peak_per_s,
+            "publish_per_s": (h.publish_per_s * 10.0).round() / 10.0,
+            "seconds": self.seconds.iter().map(|s| json!([s.connected, s.connects, s.published, s.rss_bytes])).collect::<Vec<_>>(),
+            "seconds_columns": ["connected", "connects", "published", "rss_bytes"],
+        })
     }
 
     /// `summary.json`'s `backend_outages`.
@@ -270,7 +326,8 @@ mod tests {
             campaigns: Vec::new(),
             first_failure_ms: None,
             backend_outages: Vec::new(),
-            connected: Vec::new(),
+            seconds: Vec::new(),
+            rss_before: None,
         }
     }
 
@@ -301,7 +358,13 @@ mod tests {
     fn the_fleet_recovers_when_99_percent_of_the_connected_are_back() {
         let mut f = figures(Snapshot::default());
         // Seconds 1..=3: 100 connected; the backend goes at 3.2 s and is back at 6.4 s.
-        f.connected = vec![100, 100, 100, 40, 0, 0, 10, 80, 99, 100];
+        f.seconds = [100, 100, 100, 40, 0, 0, 10, 80, 99, 100]
+            .into_iter()
+            .map(|connected| Second {
+                connected,
+                ..Second::default()
+            })
+            .collect();
         let outage = BackendOutage {
             down_at: Duration::from_millis(3200),
             up_at: Some(Duration::from_millis(6400)),
@@ -314,7 +377,7 @@ mod tests {
             ..outage.clone()
         };
         assert_eq!(f.backend_recovery(&never), None);
-        f.connected.truncate(8);
+        f.seconds.truncate(8);
         assert_eq!(f.backend_recovery(&outage), None, "not back by the end");
     }
 

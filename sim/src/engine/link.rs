@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{Packet, Publish};
+use rumqttc::mqttbytes::v4::Publish;
 use tokio::time::{Instant, sleep_until};
 
 use super::download::Fetched;
@@ -21,11 +21,22 @@ use crate::device::{CommandKind, Event};
 use crate::dialect::embedded::{Credentials, KEEP_ALIVE_S};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::model::Image;
-use crate::transport::mqtt::MqttConn;
+use crate::transport::mqtt::{Incoming, MqttConn, TransportError};
 
 /// QoS 1 publishes awaiting their PUBACK, per device; past this the oldest is forgotten (its
 /// latency lost, counted as a timeout) so a silent server cannot grow memory.
 const INFLIGHT_LIMIT: usize = 8;
+
+/// A connected device pings when it has sent nothing for half its keep-alive.
+const PING_AFTER: Duration = Duration::from_secs(KEEP_ALIVE_S as u64 / 2);
+
+/// The next packet on the connection; without one, never.
+async fn next_incoming(conn: &mut Option<MqttConn>) -> Result<Option<Incoming>, TransportError> {
+    match conn {
+        Some(conn) => conn.incoming().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// What a QoS 1 publish measures when its PUBACK comes.
 #[derive(Debug, Clone, Copy)]
@@ -137,8 +148,8 @@ impl Link {
         let deadline = Instant::now() + limit;
         while !self.inflight.is_empty() {
             let Some(conn) = self.conn.as_mut() else { return };
-            match tokio::time::timeout_at(deadline, conn.read()).await {
-                Ok(Ok(Some(Packet::PubAck(ack)))) => self.acknowledged(shard, ack.pkid),
+            match tokio::time::timeout_at(deadline, conn.incoming()).await {
+                Ok(Ok(Some(Incoming::PubAck(pkid)))) => self.acknowledged(shard, pkid),
                 Ok(Ok(Some(_))) => {}
                 Ok(Ok(None) | Err(_)) => return self.drop_conn(),
                 Err(_) => {
@@ -155,48 +166,60 @@ impl Link {
         self.inflight.clear();
     }
 
-    /// Waits for the next event: the wake-up, a lost connection, a message the device acts on,
-    /// or shutdown (`None`). Acknowledgements and pings are handled here without waking the core.
-    pub async fn wait(&mut self, shard: &ShardCtx, wake: Option<Instant>) -> Option<(Event, Instant)> {
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    /// Waits for the next event: the wake-up at `wake_at`, a lost connection, or a message the
+    /// device acts on. Acknowledgements and pings are handled here without waking the core.
+    ///
+    /// Nothing here listens for the end of the run: the shard drops its device tasks then,
+    /// which closes their sockets. An idle device's task holds this future for the whole run,
+    /// so it holds one timer and the read, nothing more.
+    pub async fn wait(&mut self, shard: &ShardCtx, wake_at: Instant) -> (Event, Instant) {
         loop {
-            let wake_at = wake.unwrap_or(far);
-            let ping_at = self.last_sent + Duration::from_secs(u64::from(KEEP_ALIVE_S) / 2);
-            let Some(conn) = self.conn.as_mut() else {
-                tokio::select! {
-                    () = sleep_until(wake_at) => return Some((Event::Wake, wake_at)),
-                    () = shard.shutdown.cancelled() => return None,
-                }
-            };
-            // Every branch is cancel-safe: `read` keeps partial bytes, sleeps lose nothing.
+            // One timer for both the wake and the keep-alive ping.
+            let ping = self.conn.is_some() && self.last_sent + PING_AFTER < wake_at;
+            let due = if ping { self.last_sent + PING_AFTER } else { wake_at };
+            // Both branches are cancel-safe: `incoming` keeps partial bytes, sleeps lose nothing.
             let packet = tokio::select! {
-                () = sleep_until(wake_at) => return Some((Event::Wake, wake_at)),
-                () = sleep_until(ping_at) => {
-                    if conn.ping().await.is_err() {
-                        self.drop_conn();
-                        return Some((Event::ConnectionLost, Instant::now()));
-                    }
-                    self.last_sent = Instant::now();
-                    continue;
+                () = sleep_until(due) => None,
+                packet = next_incoming(&mut self.conn) => Some(packet),
+            };
+            let Some(packet) = packet else {
+                if !ping {
+                    return (Event::Wake, wake_at);
                 }
-                packet = conn.read() => packet,
-                () = shard.shutdown.cancelled() => return None,
+                // Boxed, as the acknowledgement below: rare next to waiting, so an idle
+                // device's task does not hold their futures.
+                let pinged = match self.conn.as_mut() {
+                    Some(conn) => Box::pin(conn.ping()).await.is_ok(),
+                    None => true,
+                };
+                if !pinged {
+                    self.drop_conn();
+                    return (Event::ConnectionLost, Instant::now());
+                }
+                self.last_sent = Instant::now();
+                continue;
             };
             match packet {
-                Ok(Some(Packet::PubAck(ack))) => self.acknowledged(shard, ack.pkid),
-                Ok(Some(Packet::Publish(message))) => {
-                    if message.qos == QoS::AtLeastOnce && conn.ack(message.pkid).await.is_err() {
+                Ok(Some(Incoming::PubAck(pkid))) => self.acknowledged(shard, pkid),
+                Ok(Some(Incoming::Publish(message))) => {
+                    let (qos, pkid) = (message.qos, message.pkid);
+                    let event = self.inbound(shard, &message);
+                    drop(message);
+                    if qos == QoS::AtLeastOnce
+                        && let Some(conn) = self.conn.as_mut()
+                        && Box::pin(conn.ack(pkid)).await.is_err()
+                    {
                         self.drop_conn();
-                        return Some((Event::ConnectionLost, Instant::now()));
+                        return (Event::ConnectionLost, Instant::now());
                     }
-                    if let Some(event) = self.inbound(shard, &message) {
-                        return Some((event, Instant::now()));
+                    if let Some(event) = event {
+                        return (event, Instant::now());
                     }
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(Incoming::Other)) => {}
                 Ok(None) | Err(_) => {
                     self.drop_conn();
-                    return Some((Event::ConnectionLost, Instant::now()));
+                    return (Event::ConnectionLost, Instant::now());
                 }
             }
         }
@@ -209,6 +232,10 @@ impl Link {
         let Some((_, since, awaited)) = self.inflight.remove(slot) else {
             return;
         };
+        if self.inflight.is_empty() {
+            // An idle device keeps no buffer for publishes in flight.
+            self.inflight = VecDeque::new();
+        }
         let latency = match awaited {
             Awaited::Telemetry => Latency::Publish,
             Awaited::Config => Latency::Config,

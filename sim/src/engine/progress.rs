@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::process_stats::rss_bytes;
 use super::shard::Tick;
 use crate::device::State;
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
@@ -16,8 +17,21 @@ pub struct Aggregate {
     pub total: Snapshot,
     /// Devices per state at the last tick.
     pub states: [u64; 11],
-    /// Devices connected (online or rolled back) at the end of each second.
-    pub connected: Vec<u64>,
+    /// One row a second: what the harness and its devices were doing.
+    pub seconds: Vec<Second>,
+}
+
+/// One second of a run, as the aggregator saw it at the second's end.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Second {
+    /// Devices connected (online or rolled back).
+    pub connected: u64,
+    /// Connects completed in the second.
+    pub connects: u64,
+    /// Messages published in the second.
+    pub published: u64,
+    /// The harness's resident memory, bytes (0 where unknown).
+    pub rss_bytes: u64,
 }
 
 /// Merges shard ticks until every shard has stopped, printing one progress line a second and
@@ -29,7 +43,7 @@ pub fn aggregate(
     devices: u64,
     progress: &mut dyn Write,
 ) -> Aggregate {
-    let mut connected = Vec::new();
+    let mut seconds = Vec::new();
     let mut total = Snapshot::default();
     let mut states = vec![[0u64; 11]; shards as usize];
     let mut second = Snapshot::default();
@@ -47,7 +61,12 @@ pub fn aggregate(
             elapsed += 1;
             seen = 0;
             let now = summed(&states);
-            connected.push(now[state_index(State::Online)] + now[state_index(State::RolledBack)]);
+            seconds.push(Second {
+                connected: now[state_index(State::Online)] + now[state_index(State::RolledBack)],
+                connects: second.count(Counter::Connected),
+                published: second.count(Counter::Published),
+                rss_bytes: rss_bytes().unwrap_or(0),
+            });
             // Progress is for a person watching; if nobody reads it any more (a closed
             // pipe), the run goes on and still writes its summary.
             while let Ok(line) = events.try_recv() {
@@ -70,7 +89,7 @@ pub fn aggregate(
     Aggregate {
         total,
         states: summed(&states),
-        connected,
+        seconds,
     }
 }
 

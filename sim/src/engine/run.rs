@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::figures::{CampaignView, Figures};
 use super::operator::{Operator, OperatorReport};
 use super::operator_log::OperatorLog;
+use super::process_stats::rss_bytes;
 use super::progress::{Aggregate, aggregate};
 use super::shard::{ShardOptions, TICK_QUEUE, Tick, run_shard};
 use super::target::Target;
@@ -81,11 +82,18 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     let out = options.out.clone().unwrap_or_else(|| default_out(&scenario.name));
     std::fs::create_dir_all(&out)?;
     let open_files = super::open_files::raise();
-    if let Some(message) = open_files.shortfall(scenario.fleet.devices.saturating_mul(2)) {
-        writeln!(progress, "warning: {message}")?;
-    }
-
     let target = Target::start(scenario, &out)?;
+    // A backend in this process holds the other end of every device's connection.
+    let sockets_per_device = if target.in_process() { 2 } else { 1 };
+    if let Some(message) = open_files.shortfall(scenario.fleet.devices.saturating_mul(sockets_per_device)) {
+        let standalone = if target.in_process() {
+            ", or run the backend in its own process (`fleetsim backend`, then --backend http://...)"
+        } else {
+            ""
+        };
+        writeln!(progress, "warning: {message}{standalone}")?;
+    }
+    let rss_before = rss_bytes();
     let shards = thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u32;
     let start = tokio::time::Instant::now();
     let stop = options.stop.clone();
@@ -155,7 +163,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     let Aggregate {
         total: snapshot,
         states,
-        connected,
+        seconds,
     } = aggregate;
     let (campaigns, backend_active) = match &operator {
         Some(operator) => backend_view(operator, &report)?,
@@ -176,7 +184,8 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         campaigns,
         first_failure_ms: log.first_failure_ms(),
         backend_outages: outages,
-        connected,
+        seconds,
+        rss_before,
         snapshot,
     };
     let completed = !stop.is_cancelled();
@@ -296,6 +305,7 @@ fn summary(
         "phases": phases,
         "campaigns": campaigns,
         "backend_outages": figures.outages_json(),
+        "harness": figures.harness_json(),
         "backend": { "devices_active": backend_active, "decommissioned_by_operator": report.decommissioned },
         "gates": verdicts.iter().map(|v| json!({ "gate": v.gate.to_string(), "measured": v.measured, "passed": v.passed })).collect::<Vec<_>>(),
     })

@@ -1,6 +1,7 @@
 //! A shard: the devices one thread runs. It owns a current-thread runtime and a `LocalSet`, so
 //! its device tasks share the shard's recorder without locks, and it runs until the scenario's
-//! duration is over (or shutdown), then lets its devices disconnect.
+//! duration is over (or the run is stopped), then drops its device tasks, closing their
+//! connections.
 //!
 //! A device costs a task only from its arrival: the shard keeps the planned arrivals as a
 //! sorted list of (time, index) and spawns each device's task when its time comes.
@@ -26,8 +27,6 @@ use crate::scenario::Scenario;
 use crate::scenario::typed::Action;
 use crate::transport::source::SourceAddrs;
 
-/// How long devices get to disconnect after the run's end.
-const DRAIN: Duration = Duration::from_secs(5);
 /// How often a shard hands its figures to the aggregator.
 pub const TICK: Duration = Duration::from_secs(1);
 /// Ticks the channel to the aggregator holds per shard: a minute's worth.
@@ -89,11 +88,11 @@ pub fn run_shard(
         clock,
         dialect,
         sources: SourceAddrs::for_target(scenario.fleet.source_addrs, target),
+        serial_key: plan.serial_key(),
         images: images(scenario),
         operator,
         recorder: RefCell::new(Recorder::default()),
         states: RefCell::new([0; 11]),
-        shutdown: stop.child_token(),
         transitions: record_transitions.then(|| RefCell::new(Vec::new())),
     });
     let members: Vec<_> = scenario
@@ -130,7 +129,7 @@ pub fn run_shard(
             tokio::select! {
                 () = tokio::time::sleep_until(end) => break,
                 () = stop.cancelled() => break,
-                () = tokio::time::sleep_until(next_arrival), if !arrivals.is_empty() => {
+                () = tokio::time::sleep_until(next_arrival), if arrivals.capacity() > 0 => {
                     let now = tokio::time::Instant::now();
                     while let Some((at, index)) = arrivals.last().copied() && start + at <= now {
                         arrivals.pop();
@@ -138,6 +137,10 @@ pub fn run_shard(
                         if let Some(member) = members.get(planned.mix).cloned().flatten() {
                             tokio::task::spawn_local(drive(Rc::clone(&ctx), member, planned));
                         }
+                    }
+                    if arrivals.is_empty() {
+                        // Every device has arrived: give the list's memory back.
+                        arrivals = Vec::new();
                     }
                 }
                 _ = second.tick() => {
@@ -152,12 +155,13 @@ pub fn run_shard(
                 }
             }
         }
-        ctx.shutdown.cancel();
     });
-    // Let every device task see the shutdown and disconnect, within the drain time.
-    runtime.block_on(async {
-        let _ = tokio::time::timeout(DRAIN, local).await;
-    });
+    // The run is over: dropping the device tasks closes every device's socket (no MQTT
+    // DISCONNECT: a device waiting holds nothing that listens for the end, which keeps it small).
+    {
+        let _runtime = runtime.enter();
+        drop(local);
+    }
     let snapshot = ctx.recorder.borrow_mut().take();
     let states = State::ALL
         .iter()

@@ -123,17 +123,18 @@ fn micros(latency: Duration) -> u64 {
         .clamp(LOWEST_US, HIGHEST_US)
 }
 
-/// Figures recorded over an interval, or merged over shards and intervals.
+/// Figures recorded over an interval, or merged over shards and intervals. A histogram is
+/// allocated on its first value (about 160 KiB each): most intervals record a few latencies.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    histograms: Vec<Histogram<u64>>,
+    histograms: Vec<Option<Histogram<u64>>>,
     counters: Vec<u64>,
 }
 
 impl Default for Snapshot {
     fn default() -> Self {
         Self {
-            histograms: Latency::ALL.iter().map(|_| histogram()).collect(),
+            histograms: Latency::ALL.iter().map(|_| None).collect(),
             counters: vec![0; Counter::ALL.len()],
         }
     }
@@ -143,9 +144,11 @@ impl Snapshot {
     /// Adds `other` into this snapshot, exactly.
     pub fn merge(&mut self, other: &Snapshot) {
         for (mine, theirs) in self.histograms.iter_mut().zip(&other.histograms) {
-            // Equal bounds (every histogram here comes from `histogram()`) make `add` exact
-            // and infallible.
-            let _ = mine.add(theirs);
+            if let Some(theirs) = theirs {
+                // Equal bounds (every histogram here comes from `histogram()`) make `add`
+                // exact and infallible.
+                let _ = mine.get_or_insert_with(histogram).add(theirs);
+            }
         }
         for (mine, theirs) in self.counters.iter_mut().zip(&other.counters) {
             *mine = mine.saturating_add(*theirs);
@@ -154,31 +157,33 @@ impl Snapshot {
 
     /// The latency at quantile `q` (0.0 to 1.0); `None` when nothing was recorded.
     pub fn quantile(&self, latency: Latency, q: f64) -> Option<Duration> {
-        let histogram = &self.histograms[latency.index()];
-        (!histogram.is_empty()).then(|| Duration::from_micros(histogram.value_at_quantile(q)))
+        let histogram = self.recorded(latency)?;
+        Some(Duration::from_micros(histogram.value_at_quantile(q)))
     }
 
     /// The largest latency recorded.
     pub fn max(&self, latency: Latency) -> Option<Duration> {
-        let histogram = &self.histograms[latency.index()];
-        (!histogram.is_empty()).then(|| Duration::from_micros(histogram.max()))
+        Some(Duration::from_micros(self.recorded(latency)?.max()))
+    }
+
+    /// The histogram of `latency`, if it holds a value.
+    fn recorded(&self, latency: Latency) -> Option<&Histogram<u64>> {
+        self.histograms[latency.index()].as_ref().filter(|h| !h.is_empty())
     }
 
     /// The smallest latency recorded.
     pub fn min(&self, latency: Latency) -> Option<Duration> {
-        let histogram = &self.histograms[latency.index()];
-        (!histogram.is_empty()).then(|| Duration::from_micros(histogram.min()))
+        Some(Duration::from_micros(self.recorded(latency)?.min()))
     }
 
     /// The mean latency.
     pub fn mean(&self, latency: Latency) -> Option<Duration> {
-        let histogram = &self.histograms[latency.index()];
-        (!histogram.is_empty()).then(|| Duration::from_secs_f64(histogram.mean() / 1e6))
+        Some(Duration::from_secs_f64(self.recorded(latency)?.mean() / 1e6))
     }
 
     /// How many latencies were recorded.
     pub fn samples(&self, latency: Latency) -> u64 {
-        self.histograms[latency.index()].len()
+        self.histograms[latency.index()].as_ref().map_or(0, Histogram::len)
     }
 
     /// A counter's value.
@@ -186,9 +191,10 @@ impl Snapshot {
         self.counters[counter.index()]
     }
 
-    /// The histogram of one latency, for reports that write histogram logs.
-    pub fn histogram(&self, latency: Latency) -> &Histogram<u64> {
-        &self.histograms[latency.index()]
+    /// The histogram of one latency (`None` if nothing was recorded), for reports that
+    /// write histogram logs.
+    pub fn histogram(&self, latency: Latency) -> Option<&Histogram<u64>> {
+        self.histograms[latency.index()].as_ref()
     }
 }
 
@@ -201,7 +207,9 @@ pub struct Recorder {
 impl Recorder {
     /// Records a latency, measured from the operation's intended start.
     pub fn record(&mut self, latency: Latency, value: Duration) {
-        self.current.histograms[latency.index()].saturating_record(micros(value));
+        self.current.histograms[latency.index()]
+            .get_or_insert_with(histogram)
+            .saturating_record(micros(value));
     }
 
     /// Adds `n` to a counter.

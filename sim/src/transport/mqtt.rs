@@ -13,9 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// The read buffer a connection starts with: a CONNACK, a SUBACK or a small message.
-const READ_BUFFER_INITIAL: usize = 128;
+const READ_BUFFER_INITIAL: usize = 64;
 /// A buffer grown past this for a large packet is given back once empty.
-const BUFFER_KEEP_LIMIT: usize = 4096;
+const BUFFER_KEEP_LIMIT: usize = 512;
 /// The largest packet a device accepts (an OTA job, a config document).
 pub const MAX_PACKET_BYTES: usize = 1 << 20;
 
@@ -137,17 +137,20 @@ impl MqttConn {
 
     /// Acknowledges a QoS 1 message the server sent.
     pub async fn ack(&mut self, pkid: u16) -> Result<(), TransportError> {
-        self.send(&Packet::PubAck(PubAck::new(pkid))).await
+        let out = encode(&Packet::PubAck(PubAck::new(pkid)))?;
+        self.write(out).await
     }
 
     /// Sends PINGREQ.
     pub async fn ping(&mut self) -> Result<(), TransportError> {
-        self.send(&Packet::PingReq).await
+        let out = encode(&Packet::PingReq)?;
+        self.write(out).await
     }
 
     /// Sends DISCONNECT and closes the socket.
     pub async fn disconnect(mut self) -> Result<(), TransportError> {
-        self.send(&Packet::Disconnect).await?;
+        let out = encode(&Packet::Disconnect)?;
+        self.write(out).await?;
         self.stream.shutdown().await?;
         Ok(())
     }
@@ -157,36 +160,99 @@ impl MqttConn {
     /// Cancel-safe: bytes read before a cancellation stay in the buffer for the next call.
     pub async fn read(&mut self) -> Result<Option<Packet>, TransportError> {
         loop {
-            match Packet::read(&mut self.buf, MAX_PACKET_BYTES) {
-                Ok(packet) => {
-                    if self.buf.is_empty() && self.buf.capacity() > BUFFER_KEEP_LIMIT {
-                        self.buf = BytesMut::with_capacity(READ_BUFFER_INITIAL);
-                    }
-                    return Ok(Some(packet));
-                }
-                Err(mqttbytes::Error::InsufficientBytes(needed)) => {
-                    self.buf.reserve(needed);
-                    if self.stream.read_buf(&mut self.buf).await? == 0 {
-                        return if self.buf.is_empty() {
-                            Ok(None)
-                        } else {
-                            Err(TransportError::Closed)
-                        };
-                    }
-                }
-                Err(_) => return Err(TransportError::Protocol),
+            if let Some(packet) = self.decode()? {
+                return Ok(Some(packet));
+            }
+            if !self.fill().await? {
+                return Ok(None);
             }
         }
     }
 
-    /// Encodes and writes one packet. The encode buffer lives only for the call, so an idle
-    /// connection holds no write buffer.
+    /// Reads the next packet as what a device acts on, small enough to wait on in every idle
+    /// device's task (a whole `Packet` is a few hundred bytes; a publish is boxed here).
+    ///
+    /// Cancel-safe, like [`MqttConn::read`].
+    pub async fn incoming(&mut self) -> Result<Option<Incoming>, TransportError> {
+        loop {
+            if let Some(packet) = self.decode()? {
+                return Ok(Some(Incoming::from(packet)));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// A whole packet from the buffer, if one is there.
+    fn decode(&mut self) -> Result<Option<Packet>, TransportError> {
+        match Packet::read(&mut self.buf, MAX_PACKET_BYTES) {
+            Ok(packet) => {
+                if self.buf.is_empty() && self.buf.capacity() > BUFFER_KEEP_LIMIT {
+                    self.buf = BytesMut::with_capacity(READ_BUFFER_INITIAL);
+                }
+                Ok(Some(packet))
+            }
+            Err(mqttbytes::Error::InsufficientBytes(needed)) => {
+                self.buf.reserve(needed);
+                Ok(None)
+            }
+            Err(_) => Err(TransportError::Protocol),
+        }
+    }
+
+    /// Reads more bytes; false when the server closed the connection between packets.
+    async fn fill(&mut self) -> Result<bool, TransportError> {
+        if self.stream.read_buf(&mut self.buf).await? == 0 {
+            return if self.buf.is_empty() {
+                Ok(false)
+            } else {
+                Err(TransportError::Closed)
+            };
+        }
+        Ok(true)
+    }
+
+    /// Encodes and writes one packet.
     async fn send(&mut self, packet: &Packet) -> Result<(), TransportError> {
-        let mut out = BytesMut::with_capacity(packet.size());
-        packet
-            .write(&mut out, MAX_PACKET_BYTES)
-            .map_err(|_| TransportError::Protocol)?;
+        let out = encode(packet)?;
+        self.write(out).await
+    }
+
+    /// Writes encoded bytes. The encode buffer lives only for the call, so an idle connection
+    /// holds no write buffer.
+    async fn write(&mut self, out: BytesMut) -> Result<(), TransportError> {
         self.stream.write_all(&out).await?;
         Ok(())
     }
+}
+
+/// A packet from the server, as a device acts on it.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A PUBACK for this packet id.
+    PubAck(u16),
+    /// A message.
+    Publish(Box<Publish>),
+    /// Anything else (SUBACK, PINGRESP, ...): nothing for a device to do.
+    Other,
+}
+
+impl From<Packet> for Incoming {
+    fn from(packet: Packet) -> Self {
+        match packet {
+            Packet::PubAck(ack) => Self::PubAck(ack.pkid),
+            Packet::Publish(publish) => Self::Publish(Box::new(publish)),
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Encodes one packet into a buffer of its size.
+fn encode(packet: &Packet) -> Result<BytesMut, TransportError> {
+    let mut out = BytesMut::with_capacity(packet.size());
+    packet
+        .write(&mut out, MAX_PACKET_BYTES)
+        .map_err(|_| TransportError::Protocol)?;
+    Ok(out)
 }
