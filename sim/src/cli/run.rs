@@ -114,7 +114,7 @@ pub fn run(
     Ok(Exit::Ok)
 }
 
-/// `harness: peak 19000 connected, RSS +29.4 MiB (1622 B a device), connects peak 2000/s, publish 21.3/s`
+/// `harness: peak 19000 connected, RSS +29.4 MiB (1622 B a device), connects peak 2000/s, publish 21.3/s, cpu 4% of a core`
 fn harness_line(harness: &serde_json::Value) -> Option<String> {
     let peak = harness["peak_connected"].as_u64()?;
     let grown = harness["rss_at_peak_bytes"]
@@ -124,10 +124,11 @@ fn harness_line(harness: &serde_json::Value) -> Option<String> {
         .as_f64()
         .map_or("-".to_owned(), |b| format!("{b:.0} B a device"));
     Some(format!(
-        "harness: peak {peak} connected, RSS +{:.1} MiB ({per_device}), connects peak {}/s, publish {}/s",
+        "harness: peak {peak} connected, RSS +{:.1} MiB ({per_device}), connects peak {}/s, publish {}/s, cpu {:.0}% of a core",
         grown as f64 / (1u64 << 20) as f64,
         harness["connect_peak_per_s"],
-        harness["publish_per_s"]
+        harness["publish_per_s"],
+        harness["cores"].as_f64().unwrap_or(0.0) * 100.0
     ))
 }
 

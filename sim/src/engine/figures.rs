@@ -108,6 +108,8 @@ pub struct HarnessFigures {
     pub connect_peak_per_s: u64,
     /// Messages published per second, on average from the peak to the end.
     pub publish_per_s: f64,
+    /// Cores the harness kept busy from the peak to the end (1.0 is one core).
+    pub cores: f64,
 }
 
 impl HarnessFigures {
@@ -233,7 +235,11 @@ impl Figures {
         let peak = self.seconds.iter().map(|s| s.connected).max()?;
         let at = self.seconds.iter().position(|s| s.connected == peak)?;
         let after = &self.seconds[at..];
+        let first = self.seconds[at.saturating_sub(1)];
+        let last = *after.last()?;
+        let wall = (after.len() - usize::from(at == 0)).max(1) as f64;
         Some(HarnessFigures {
+            cores: last.cpu.saturating_sub(first.cpu).as_secs_f64() / wall,
             peak_connected: peak,
             rss_before,
             rss_at_peak: self.seconds[at].rss_bytes,
@@ -252,8 +258,9 @@ impl Figures {
             "bytes_per_connected_device": h.bytes_per_device().map(f64::round),
             "connect_peak_per_s": h.connect_peak_per_s,
             "publish_per_s": (h.publish_per_s * 10.0).round() / 10.0,
-            "seconds": self.seconds.iter().map(|s| json!([s.connected, s.connects, s.published, s.rss_bytes])).collect::<Vec<_>>(),
-            "seconds_columns": ["connected", "connects", "published", "rss_bytes"],
+            "cores": (h.cores * 1000.0).round() / 1000.0,
+            "seconds": self.seconds.iter().map(|s| json!([s.connected, s.connects, s.published, s.rss_bytes, s.cpu.as_secs_f64()])).collect::<Vec<_>>(),
+            "seconds_columns": ["connected", "connects", "published", "rss_bytes", "cpu_s"],
         })
     }
 

@@ -1,5 +1,17 @@
 //! What the harness process itself costs: its resident memory, read from `/proc/self/status`
-//! (Linux), so a run can say how many bytes each connected device takes.
+//! (Linux), and the CPU time it has used, so a run can say how many bytes each connected
+//! device takes and how much of a core its messages cost.
+
+use std::time::Duration;
+
+/// CPU time (user and system, all threads) the process has used.
+pub fn cpu_time() -> Duration {
+    let spent = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(spent.tv_sec).unwrap_or(0),
+        u32::try_from(spent.tv_nsec).unwrap_or(0),
+    )
+}
 
 /// The process's resident set size in bytes (`VmRSS`), or `None` where `/proc` does not say.
 pub fn rss_bytes() -> Option<u64> {
@@ -31,5 +43,16 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(rss_bytes().is_some_and(|b| b > 0));
         }
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let before = cpu_time();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_time() > before);
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::process_stats::rss_bytes;
+use super::process_stats::{cpu_time, rss_bytes};
 use super::shard::Tick;
 use crate::device::State;
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
@@ -32,6 +32,8 @@ pub struct Second {
     pub published: u64,
     /// The harness's resident memory, bytes (0 where unknown).
     pub rss_bytes: u64,
+    /// CPU time the harness has used since it started.
+    pub cpu: Duration,
 }
 
 /// Merges shard ticks until every shard has stopped, printing one progress line a second and
@@ -66,6 +68,7 @@ pub fn aggregate(
                 connects: second.count(Counter::Connected),
                 published: second.count(Counter::Published),
                 rss_bytes: rss_bytes().unwrap_or(0),
+                cpu: cpu_time(),
             });
             // Progress is for a person watching; if nobody reads it any more (a closed
             // pipe), the run goes on and still writes its summary.
