@@ -1,6 +1,7 @@
 //! The same scenario and seed give every device the same life whatever the shard count: one
 //! shard, then two shards on two threads, against the same real backend, and each device's
-//! sequence of lifecycle states is compared (not its timings).
+//! sequence of lifecycle states is compared (not its timings). A mass outage in the middle
+//! cuts off the same devices either way.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use fleetsim::device::State;
 use fleetsim::dialect::Dialect;
 use fleetsim::engine::shard::{ShardOptions, run_shard};
+use fleetsim::metrics::recorder::Counter;
 use fleetsim::plan::{Plan, Shard};
 use fleetsim::scenario::{self, Loaded, ModelSet};
 use tokio_util::sync::CancellationToken;
@@ -39,7 +41,12 @@ time_scale = 60
 [fleet]
 devices = 30
 arrival = { ramp = "1s" }
-mix = [ { model = "blinky", share = 1.0 } ]
+mix = [ { model = "blinky", share = 1.0, group = "fleet" } ]
+[[phase]]
+at = "2s"
+action = "outage"
+share = "50%"
+duration = "500ms"
 "#;
 
 fn load() -> Loaded {
@@ -51,13 +58,14 @@ fn load() -> Loaded {
 }
 
 /// Runs the fleet as `count` shards on their own threads; returns each device's states.
-fn lives(dialect: &Dialect, count: u32) -> BTreeMap<u64, Vec<State>> {
+fn lives(dialect: &Dialect, count: u32) -> (BTreeMap<u64, Vec<State>>, u64) {
     let loaded = load();
     let plan = Plan::new(&loaded);
     let start = tokio::time::Instant::now();
     // Transitions in the last second may or may not make it before the end: leave them out.
     let cutoff = fleetsim::device::SimTime((3 * 60) * 1_000_000);
     let mut lives: BTreeMap<u64, Vec<State>> = BTreeMap::new();
+    let mut cut_off = 0;
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..count)
             .map(|index| {
@@ -80,6 +88,7 @@ fn lives(dialect: &Dialect, count: u32) -> BTreeMap<u64, Vec<State>> {
             .collect();
         for handle in handles {
             let result = handle.join().expect("shard thread").expect("shard runs");
+            cut_off += result.snapshot.count(Counter::OutageAffected);
             for (device, at, state) in result.transitions {
                 if at < cutoff {
                     lives.entry(device).or_default().push(state);
@@ -87,7 +96,7 @@ fn lives(dialect: &Dialect, count: u32) -> BTreeMap<u64, Vec<State>> {
             }
         }
     });
-    lives
+    (lives, cut_off)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +113,14 @@ async fn one_shard_or_two_every_device_lives_the_same_life() {
     let halves = tokio::task::spawn_blocking(move || lives(&dialect, 2))
         .await
         .expect("run");
+    let ((whole, cut_whole), (halves, cut_halves)) = (whole, halves);
+    assert!(cut_whole > 5, "the outage cut devices off: {cut_whole}");
+    assert_eq!(cut_whole, cut_halves);
     assert_eq!(whole.len(), 30, "every device lived");
+    assert!(
+        whole.values().all(|life| life.contains(&State::Online)),
+        "every device provisioned and connected: {whole:?}"
+    );
     let chapters: usize = whole.values().map(Vec::len).sum();
     assert!(
         chapters > 30 * 5,

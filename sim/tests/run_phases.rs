@@ -42,6 +42,7 @@ fn every_phase_runs_and_devices_and_backend_agree() {
         "[2s] phase config sensors",
         "[2.5s] phase command gateways",
         "[3s] phase ota sensors",
+        "[4s] phase ota gateways",
         "[7s] phase outage",
         "[9.5s] phase decommission gateways",
     ] {
@@ -67,35 +68,64 @@ fn every_phase_runs_and_devices_and_backend_agree() {
     assert_eq!(count(&summary, "commands.answered"), picked);
     assert_eq!(samples(&summary, "command.latency"), picked);
 
-    // OTA: every targeted sensor took the job; each ended one way, and the backend's campaign
-    // view matches the devices' own reports outcome by outcome.
-    let campaign = &summary["campaigns"][0];
-    assert_eq!(campaign["state"], "completed", "{campaign}");
-    let targeted = campaign["targeted"].as_u64().expect("targeted");
+    // OTA: the good campaign reached every sensor; the bad one halted after its first wave.
+    // Each job ended one way, and the backend's campaign views match the devices' own reports
+    // outcome by outcome.
+    let campaigns = summary["campaigns"].as_array().expect("campaigns");
+    assert_eq!(campaigns.len(), 2, "{campaigns:?}");
+    let (good, bad) = (&campaigns[0], &campaigns[1]);
+    assert_eq!(good["state"], "completed", "{good}");
+    assert_eq!(bad["state"], "halted", "{bad}");
+    assert_eq!(bad["waves_started"], 1, "{bad}");
+    let backend = |state: &str| -> u64 {
+        campaigns
+            .iter()
+            .map(|c| c["backend_jobs"][state].as_u64().expect("a count"))
+            .sum()
+    };
+    // Every sensor, and the bad campaign's first wave: a quarter of the gateways.
+    let jobs = backend("targeted");
+    let quarter = bad["targeted"].as_f64().expect("targeted") / 4.0;
+    assert!(
+        jobs as f64 - good["targeted"].as_f64().expect("targeted") - quarter < 1.0,
+        "{campaigns:?}"
+    );
     let (installed, failed, rolled_back, bricked) = (
         count(&summary, "ota.installed"),
         count(&summary, "ota.failed"),
         count(&summary, "ota.rolled_back"),
         count(&summary, "ota.bricked"),
     );
-    assert_eq!(count(&summary, "ota.jobs"), targeted);
-    assert_eq!(installed + failed + rolled_back + bricked, targeted);
+    assert_eq!(count(&summary, "ota.jobs"), jobs);
+    assert_eq!(installed + failed + rolled_back + bricked, jobs);
     assert!(failed > 0 && rolled_back > 0 && bricked > 0, "every outcome: {summary}");
-    let jobs = &campaign["backend_jobs"];
-    assert_eq!(jobs["succeeded"], installed, "{campaign}");
-    assert_eq!(jobs["failed"], failed, "{campaign}");
-    assert_eq!(jobs["rolled_back"], rolled_back, "{campaign}");
+    assert_eq!(backend("succeeded"), installed, "{campaigns:?}");
+    assert_eq!(backend("failed"), failed, "{campaigns:?}");
+    assert_eq!(backend("rolled_back"), rolled_back, "{campaigns:?}");
     assert_eq!(
-        jobs["in_progress"], bricked,
-        "a bricked device never reports: {campaign}"
+        backend("in_progress"),
+        bricked,
+        "a bricked device never reports: {campaigns:?}"
     );
+    assert_eq!(backend("sent"), 0, "every job was taken: {campaigns:?}");
     assert!(count(&summary, "ota.resumes") > 0, "cut downloads resumed with Range");
     assert_eq!(count(&summary, "errors.protocol"), 0, "every image matched its hash");
-    assert_eq!(samples(&summary, "ota.duration"), targeted);
+    assert_eq!(samples(&summary, "ota.duration"), jobs);
     let metrics = &summary["metrics"];
+    let targeted: u64 = campaigns
+        .iter()
+        .map(|c| c["targeted"].as_u64().expect("targeted"))
+        .sum();
     assert_eq!(
         metrics["ota.exposed"].as_f64(),
         Some(installed as f64 / targeted as f64)
+    );
+    let halt_ms = metrics["ota.halt.latency_ms"]
+        .as_f64()
+        .expect("the bad campaign halted");
+    assert!(
+        halt_ms < 3000.0,
+        "halted within its soak of the first failure: {halt_ms} ms"
     );
     assert_eq!(
         metrics["ota.rollback.success"].as_f64(),
@@ -110,10 +140,16 @@ fn every_phase_runs_and_devices_and_backend_agree() {
     assert!(metrics["reconnect.recovery_ms"].as_f64().is_some(), "{metrics}");
 
     // Decommission: the picked devices are gone on both sides, and no other device is missing.
-    let decommissioned = phases[4]["detail"]["decommissioned"].as_u64().expect("decommissioned");
+    let decommissioned = phases[5]["detail"]["decommissioned"].as_u64().expect("decommissioned");
     assert!(decommissioned > 0);
-    assert_eq!(count(&summary, "decommissioned"), decommissioned);
-    assert_eq!(metrics["gauges"]["devices.decommissioned"], decommissioned);
+    // A decommissioned device learns it when its credentials are refused; a bricked one the
+    // operator picked never comes back to learn it.
+    let learned = count(&summary, "decommissioned");
+    assert!(
+        learned <= decommissioned && learned + bricked >= decommissioned,
+        "{learned} of {decommissioned}"
+    );
+    assert_eq!(metrics["gauges"]["devices.decommissioned"], learned);
     assert_eq!(summary["backend"]["devices_active"], 80 - decommissioned);
     assert_eq!(metrics["devices.lost"], 0);
     let _ = std::fs::remove_dir_all(&out);

@@ -32,20 +32,21 @@ pub struct CampaignView {
     pub end_reason: Option<String>,
     /// When it ended, Unix milliseconds.
     pub ended_at_ms: Option<u64>,
-    /// Jobs per state, summed over its waves: sent, in_progress, succeeded, failed, rolled_back.
-    pub jobs: [u64; 5],
+    /// Jobs summed over its started waves: targeted, then per state (sent, in_progress,
+    /// succeeded, failed, rolled_back).
+    pub jobs: [u64; 6],
     /// Waves started.
     pub waves_started: u64,
 }
 
 impl CampaignView {
     /// Job state names, in `jobs` order.
-    pub const JOB_STATES: [&'static str; 5] = ["sent", "in_progress", "succeeded", "failed", "rolled_back"];
+    pub const JOB_STATES: [&'static str; 6] = ["targeted", "sent", "in_progress", "succeeded", "failed", "rolled_back"];
 
     /// Reads the backend's `GET /api/v1/campaigns/{id}` answer.
     pub fn from_answer(id: u64, group: &str, targeted: u64, answer: &Value) -> Self {
         let campaign = &answer["campaign"];
-        let mut jobs = [0; 5];
+        let mut jobs = [0; 6];
         let waves = answer["waves"].as_array().map_or(&[][..], Vec::as_slice);
         for wave in waves {
             for (slot, name) in jobs.iter_mut().zip(Self::JOB_STATES) {
