@@ -1,6 +1,7 @@
 //! `fleetsim run` against a real MQTT broker, Mosquitto: devices connect without provisioning,
-//! publish telemetry to the scenario's topic template at their model's rate, and an
-//! independent subscriber on the broker receives every report the run counted.
+//! subscribe to their command topic, publish telemetry to the scenario's topic template at
+//! their model's rate (QoS 1 meters, QoS 0 cameras), and an independent client on the broker
+//! receives every report the run counted and sends devices messages they count.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,11 +61,13 @@ models = "{models}"
 kind = "mqtt"
 url = "mqtt://{addr}"
 telemetry_topic = "plant/{{group}}/{{serial}}/t"
+command_topic = "plant/{{group}}/{{serial}}/cmd"
 
 [fleet]
 devices = 20
 arrival = {{ ramp = "1s" }}
-mix = [ {{ model = "smart-meter", share = 1.0, group = "meters" }} ]
+mix = [ {{ model = "smart-meter", share = 0.5, group = "meters" }},
+        {{ model = "camera", share = 0.5, group = "cameras" }} ]
 
 [gates]
 "publish.latency.p99" = "<= 1s"
@@ -88,7 +91,9 @@ mix = [ {{ model = "smart-meter", share = 1.0, group = "meters" }} ]
     });
 
     let mut received = 0u64;
+    let mut acknowledged = 0u64;
     let mut topics_ok = true;
+    let mut commanded: Vec<String> = Vec::new();
     // Read until the run has ended and the broker has had a moment to deliver the last reports.
     let mut quiet_until: Option<tokio::time::Instant> = None;
     loop {
@@ -101,11 +106,29 @@ mix = [ {{ model = "smart-meter", share = 1.0, group = "meters" }} ]
         }
         tokio::select! {
             packet = watcher.read() => match packet.expect("watcher reads") {
-                Some(Packet::Publish(message)) => {
-                    topics_ok &= message.topic.starts_with("plant/meters/SM-") && message.topic.ends_with("/t");
-                    received += 1;
+                Some(Packet::Publish(message)) if message.topic.ends_with("/cmd") => {
+                    // Its own messages to the devices, heard through its subscription.
                     if message.qos == QoS::AtLeastOnce {
                         watcher.ack(message.pkid).await.expect("ack");
+                    }
+                }
+                Some(Packet::Publish(message)) => {
+                    let topic = message.topic.as_str();
+                    topics_ok &= (topic.starts_with("plant/meters/SM-") || topic.starts_with("plant/cameras/CAM-"))
+                        && topic.ends_with("/t");
+                    received += 1;
+                    if message.qos == QoS::AtLeastOnce {
+                        acknowledged += 1;
+                        watcher.ack(message.pkid).await.expect("ack");
+                    }
+                    // Send the first few devices heard from a message on their command topic.
+                    let device = topic.trim_end_matches("/t").to_owned();
+                    if commanded.len() < 5 && !commanded.contains(&device) && !run.is_finished() {
+                        watcher
+                            .publish(&format!("{device}/cmd"), b"hello", QoS::AtLeastOnce)
+                            .await
+                            .expect("command");
+                        commanded.push(device);
                     }
                 }
                 Some(_) => {}
@@ -129,9 +152,20 @@ mix = [ {{ model = "smart-meter", share = 1.0, group = "meters" }} ]
     assert!(published >= 40, "{summary}");
     assert_eq!(received, published, "the broker delivered every report the run counted");
     assert!(topics_ok, "every topic follows the template");
+    assert!(
+        acknowledged > 0 && acknowledged < received,
+        "QoS 1 and QoS 0 reports both arrived"
+    );
     assert_eq!(
         summary["metrics"]["histograms"]["publish.latency"]["count"].as_u64(),
-        Some(published)
+        Some(acknowledged),
+        "a PUBACK times each QoS 1 report"
+    );
+    let heard = summary["metrics"]["counters"]["received"].as_u64().expect("received");
+    assert_eq!(commanded.len(), 5);
+    assert!(
+        (1..=5).contains(&heard),
+        "devices received messages on their subscribed command topics: {heard}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -54,10 +54,15 @@ impl Dialect {
     }
 
     /// Connects as the device.
-    pub async fn connect(&self, credentials: &Credentials, source: Option<IpAddr>) -> Result<MqttConn, TransportError> {
+    pub async fn connect(
+        &self,
+        credentials: &Credentials,
+        identity: Identity<'_>,
+        source: Option<IpAddr>,
+    ) -> Result<MqttConn, TransportError> {
         match self {
             Self::Embedded(embedded) => embedded.connect(credentials, source).await,
-            Self::Mqtt(broker) => broker.connect(credentials, source, KEEP_ALIVE_S).await,
+            Self::Mqtt(broker) => broker.connect(credentials, identity, source, KEEP_ALIVE_S).await,
         }
     }
 

@@ -1,14 +1,18 @@
 //! Any MQTT broker as a backend: devices need no provisioning (the client id is the serial),
-//! connect without credentials, and publish telemetry to a topic template. There is no
-//! operator side: a broker has no device-management API.
+//! connect without credentials, subscribe to their command topic and publish telemetry to a
+//! topic template. There is no operator side: a broker has no device-management API.
 
 use std::net::{IpAddr, SocketAddr};
 
 use super::embedded::{Credentials, Token};
+use rumqttc::mqttbytes::QoS;
+
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 
-/// The topic template when a scenario names none.
+/// The telemetry topic template when a scenario names none.
 pub const DEFAULT_TELEMETRY_TOPIC: &str = "fleetsim/{group}/{serial}/telemetry";
+/// The command topic template when a scenario names none.
+pub const DEFAULT_COMMAND_TOPIC: &str = "fleetsim/{group}/{serial}/commands";
 
 /// A broker and the topic devices publish to.
 #[derive(Debug, Clone)]
@@ -17,6 +21,8 @@ pub struct Broker {
     pub addr: SocketAddr,
     /// Telemetry topic template (`{serial}`, `{index}`, `{model}`, `{group}`).
     pub telemetry_topic: String,
+    /// Command topic template, subscribed to at each connect.
+    pub command_topic: String,
 }
 
 /// What fills a topic template's placeholders for one device.
@@ -44,17 +50,19 @@ impl Broker {
     /// The device's telemetry topic: the template filled in. Built at each publish rather
     /// than kept, so an idle device holds no topic.
     pub fn telemetry_topic(&self, identity: Identity<'_>) -> String {
-        self.telemetry_topic
-            .replace("{serial}", identity.serial)
-            .replace("{index}", &identity.index.to_string())
-            .replace("{model}", identity.model)
-            .replace("{group}", identity.group)
+        fill(&self.telemetry_topic, identity)
     }
 
-    /// Connects as the device (no login).
+    /// The device's command topic.
+    pub fn command_topic(&self, identity: Identity<'_>) -> String {
+        fill(&self.command_topic, identity)
+    }
+
+    /// Connects as the device (no login, clean session) and subscribes to its command topic.
     pub async fn connect(
         &self,
         credentials: &Credentials,
+        identity: Identity<'_>,
         source: Option<IpAddr>,
         keep_alive_s: u16,
     ) -> Result<MqttConn, TransportError> {
@@ -64,8 +72,21 @@ impl Broker {
             keep_alive_s,
             clean_session: true,
         };
-        MqttConn::connect(self.addr, source, params).await.map(|(conn, _)| conn)
+        let (mut conn, _) = MqttConn::connect(self.addr, source, params).await?;
+        // The SUBACK comes back through the device's reads, which ignore it.
+        conn.subscribe(&[(&self.command_topic(identity), QoS::AtLeastOnce)])
+            .await?;
+        Ok(conn)
     }
+}
+
+/// A topic template with a device's placeholders filled in.
+fn fill(template: &str, identity: Identity<'_>) -> String {
+    template
+        .replace("{serial}", identity.serial)
+        .replace("{index}", &identity.index.to_string())
+        .replace("{model}", identity.model)
+        .replace("{group}", identity.group)
 }
 
 #[cfg(test)]
@@ -77,6 +98,7 @@ mod tests {
         let broker = Broker {
             addr: "127.0.0.1:1883".parse().expect("addr"),
             telemetry_topic: "t/{group}/{model}/{index}/{serial}".into(),
+            command_topic: "c/{serial}".into(),
         };
         let identity = Identity {
             serial: "TS-1",
@@ -85,6 +107,7 @@ mod tests {
             group: "sensors",
         };
         assert_eq!(broker.telemetry_topic(identity), "t/sensors/temp-sensor/7/TS-1");
+        assert_eq!(broker.command_topic(identity), "c/TS-1");
         assert_eq!(&*broker.identify(identity).device_id, "TS-1");
     }
 }

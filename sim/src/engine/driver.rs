@@ -461,7 +461,14 @@ impl DeviceTask {
             // Connect only ever follows Provisioned; without credentials it fails.
             return Event::ConnectFailed;
         };
-        match Box::pin(shard.dialect.connect(credentials, self.source)).await {
+        let (serial, member) = (self.serial(), &*self.member);
+        let identity = Identity {
+            serial: &serial,
+            index: self.index,
+            model: &member.model.name,
+            group: &member.group,
+        };
+        match Box::pin(shard.dialect.connect(credentials, identity, self.source)).await {
             Ok(conn) => {
                 shard.record(Latency::Connect, started);
                 shard.count(Counter::Connected);
@@ -528,6 +535,7 @@ mod tests {
             dialect: Dialect::Mqtt(Broker {
                 addr: "127.0.0.1:1883".parse().expect("addr"),
                 telemetry_topic: "t".into(),
+                command_topic: "c".into(),
             }),
             sources: None,
             serial_key: 0,

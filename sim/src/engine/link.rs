@@ -249,8 +249,13 @@ impl Link {
     /// does not parse; the latter is counted as a protocol error).
     fn inbound(&mut self, shard: &ShardCtx, message: &Publish) -> Option<Event> {
         let topic = message.topic.as_str();
-        let parsed = Inbound::parse(topic, &message.payload);
-        match parsed {
+        shard.count(Counter::Received);
+        if !Inbound::acts_on(topic) {
+            // A message on a topic the device subscribed to but has no behaviour for (a plain
+            // broker's command topic): received and counted, nothing more.
+            return None;
+        }
+        match Inbound::parse(topic, &message.payload) {
             Some(Inbound::Config { version }) => Some(Event::ConfigDesired { version }),
             Some(Inbound::Command { id, kind }) => {
                 self.command = Some(id);
@@ -290,6 +295,11 @@ enum Inbound {
 
 impl Inbound {
     /// Parses a message on the device's topics (docs/backend-api.md, "Device topics").
+    /// Whether `topic` is one the device acts on (the reference backend's device topics).
+    fn acts_on(topic: &str) -> bool {
+        topic.ends_with("/config/desired") || topic.ends_with("/ota/job") || topic.contains("/cmd/")
+    }
+
     fn parse(topic: &str, payload: &[u8]) -> Option<Self> {
         let body: serde_json::Value = serde_json::from_slice(payload).ok()?;
         if topic.ends_with("/config/desired") {
@@ -350,5 +360,7 @@ mod tests {
         ));
         assert!(Inbound::parse("fleet/v1/d/d-1/cmd/c-1", br#"{"command":"dance"}"#).is_none());
         assert!(Inbound::parse("fleet/v1/d/d-1/config/desired", b"not json").is_none());
+        assert!(Inbound::acts_on("fleet/v1/d/d-1/cmd/c-1"));
+        assert!(!Inbound::acts_on("plant/meters/SM-1/commands"));
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::run::RunError;
 use crate::dialect::Dialect;
 use crate::dialect::embedded::{Embedded, claim_name};
-use crate::dialect::mqtt::{Broker, DEFAULT_TELEMETRY_TOPIC};
+use crate::dialect::mqtt::{Broker, DEFAULT_COMMAND_TOPIC, DEFAULT_TELEMETRY_TOPIC};
 use crate::scenario::Scenario;
 use crate::scenario::file::BackendKind;
 use crate::transport::http::{Method, request_json};
@@ -56,7 +56,14 @@ impl Target {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_TELEMETRY_TOPIC.to_owned());
             return Ok(Self {
-                dialect: Dialect::Mqtt(Broker { addr, telemetry_topic }),
+                dialect: Dialect::Mqtt(Broker {
+                    addr,
+                    telemetry_topic,
+                    command_topic: backend
+                        .command_topic
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_COMMAND_TOPIC.to_owned()),
+                }),
                 api: None,
                 embedded: None,
             });

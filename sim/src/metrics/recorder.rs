@@ -76,6 +76,8 @@ names!(
         Connected => "connected",
         /// Messages published.
         Published => "published",
+        /// Messages received from the backend on the device's subscriptions.
+        Received => "received",
         /// Sends that started later than intended (the harness fell behind).
         LateSends => "late_sends",
         /// Connections refused by the server.

@@ -71,6 +71,10 @@ pub struct BackendSection {
     /// when omitted.
     #[serde(default)]
     pub telemetry_topic: Option<String>,
+    /// For the `mqtt` dialect: the topic each device subscribes to (QoS 1) for messages sent
+    /// to it, with the same placeholders; `fleetsim/{group}/{serial}/commands` when omitted.
+    #[serde(default)]
+    pub command_topic: Option<String>,
 }
 
 /// The backend dialects a scenario may name.

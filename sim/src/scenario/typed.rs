@@ -53,6 +53,8 @@ pub struct Backend {
     pub token_env: Option<String>,
     /// For the `mqtt` dialect: the telemetry topic template.
     pub telemetry_topic: Option<String>,
+    /// For the `mqtt` dialect: the topic template devices subscribe to.
+    pub command_topic: Option<String>,
 }
 
 /// The devices of a scenario.

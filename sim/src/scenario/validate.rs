@@ -109,6 +109,7 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
             api: None,
             token_env: None,
             telemetry_topic: None,
+            command_topic: None,
         });
     };
     let err = |key: &str, message: String| source.error(KeyPath::of(&["backend", key]), message);
@@ -167,15 +168,19 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
             ));
         }
     }
-    if let Some(topic) = &raw.telemetry_topic {
+    for (key, template) in [
+        ("telemetry_topic", &raw.telemetry_topic),
+        ("command_topic", &raw.command_topic),
+    ] {
+        let Some(topic) = template else { continue };
         if raw.kind != BackendKind::Mqtt {
             return Err(err(
-                "telemetry_topic",
+                key,
                 "only a backend of kind \"mqtt\" takes a topic template".to_owned(),
             ));
         }
         if let Err(message) = check_topic_template(topic) {
-            return Err(err("telemetry_topic", message));
+            return Err(err(key, message));
         }
     }
     Ok(Backend {
@@ -184,6 +189,7 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
         api: raw.api,
         token_env: raw.token_env,
         telemetry_topic: raw.telemetry_topic,
+        command_topic: raw.command_topic,
     })
 }
 
