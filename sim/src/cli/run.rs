@@ -123,13 +123,19 @@ fn harness_line(harness: &serde_json::Value) -> Option<String> {
     let per_device = harness["bytes_per_connected_device"]
         .as_f64()
         .map_or("-".to_owned(), |b| format!("{b:.0} B a device"));
-    Some(format!(
-        "harness: peak {peak} connected, RSS +{:.1} MiB ({per_device}), connects peak {}/s, publish {}/s, cpu {:.0}% of a core",
-        grown as f64 / (1u64 << 20) as f64,
-        harness["connect_peak_per_s"],
-        harness["publish_per_s"],
-        harness["cores"].as_f64().unwrap_or(0.0) * 100.0
-    ))
+    Some(
+        format!(
+            "harness: peak {peak} connected, RSS +{:.1} MiB ({per_device}), connects peak {}/s, publish {}/s, cpu {:.0}% of a core",
+            grown as f64 / (1u64 << 20) as f64,
+            harness["connect_peak_per_s"],
+            harness["publish_per_s"],
+            harness["cores"].as_f64().unwrap_or(0.0) * 100.0
+        ) + if harness["backend_in_process"] == true {
+            " (the backend runs in this process: its memory and CPU are included)"
+        } else {
+            ""
+        },
+    )
 }
 
 /// Points the scenario at `url`: an `http://` URL is a reference backend's operator API (the

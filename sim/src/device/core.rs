@@ -306,7 +306,7 @@ impl Device {
     }
 
     /// Whether a mass outage cut the device off while connected and it has not connected
-    /// since.
+    /// since (and its own link, battery or the operator has not taken it away meanwhile).
     pub fn awaiting_recovery(&self) -> bool {
         self.recovering != SimTime::NEVER
     }
@@ -329,6 +329,7 @@ impl Device {
                 if self.state == State::Online {
                     out.push(Action::Disconnect);
                 }
+                self.recovering = SimTime::NEVER;
                 self.state = State::Decommissioned;
                 out.push(Action::Stop);
                 return out;
@@ -474,9 +475,15 @@ impl Device {
                 self.attempt = 0;
                 self.connect(now, ctx, out);
             }
-        } else if matches!(self.state, State::Online | State::Connecting) {
-            out.push(Action::Disconnect);
-            self.state = State::Offline;
+        } else {
+            // The device's own link went down: it is out of the outage's recovery count (it
+            // would not be back whatever the backend did), as a device that dies or is
+            // retired is.
+            self.recovering = SimTime::NEVER;
+            if matches!(self.state, State::Online | State::Connecting) {
+                out.push(Action::Disconnect);
+                self.state = State::Offline;
+            }
         }
     }
 
@@ -515,6 +522,7 @@ impl Device {
         if matches!(self.state, State::Online | State::Connecting) {
             out.push(Action::Disconnect);
         }
+        self.recovering = SimTime::NEVER;
         self.state = State::Dead;
         out.push(Action::Stop);
     }

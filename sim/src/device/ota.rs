@@ -166,6 +166,7 @@ impl Device {
     fn rebooted(&mut self, now: SimTime, outcome: Outcome, ctx: Ctx<'_>, out: &mut Actions) {
         if outcome == Outcome::Bricked {
             self.ota = OtaStage::Idle;
+            self.recovering = SimTime::NEVER;
             self.state = State::Bricked;
             out.push(Action::OtaDone(Outcome::Bricked));
             out.push(Action::Stop);

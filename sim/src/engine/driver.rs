@@ -231,6 +231,10 @@ impl Running {
         if !was_waiting && device.awaiting_recovery() {
             shard.count(Counter::OutageAffected);
         }
+        if was_waiting && !device.awaiting_recovery() && !actions.iter().any(|a| matches!(a, Action::Recovered { .. }))
+        {
+            shard.count(Counter::OutageExcused);
+        }
         let intended = match (event, self.wake) {
             (Event::Wake, Some(sim)) => shard.clock.real(sim),
             _ => at,

@@ -147,9 +147,14 @@ impl Figures {
     }
 
     /// Outage end -> 99% of the devices it cut off connected again: the time by which that
-    /// many had recovered; `None` if fewer ever did (or none was cut off).
+    /// many had recovered; `None` if fewer ever did (or none was cut off). Devices whose own
+    /// link, battery or the operator took them away before they could come back are not
+    /// counted (`outage.excused`).
     pub fn reconnect_recovery(&self) -> Option<Duration> {
-        let affected = self.snapshot.count(Counter::OutageAffected);
+        let affected = self
+            .snapshot
+            .count(Counter::OutageAffected)
+            .saturating_sub(self.snapshot.count(Counter::OutageExcused));
         let recovered = self.snapshot.samples(Latency::Recovery);
         let needed = (affected as f64 * RECOVERED_SHARE).ceil();
         if affected == 0 || (recovered as f64) < needed {
@@ -360,6 +365,16 @@ mod tests {
             None,
             "98.5% is not recovered"
         );
+
+        // Three of them lost their own link before they could come back: 197 of 197 counted.
+        let mut recorder = Recorder::default();
+        recorder.count(Counter::OutageAffected, 200);
+        recorder.count(Counter::OutageExcused, 3);
+        for s in 1..=197u64 {
+            recorder.record(Latency::Recovery, Duration::from_secs(s));
+        }
+        let recovery = figures(recorder.take()).reconnect_recovery().expect("recovered");
+        assert!((recovery.as_secs_f64() - 196.0).abs() < 0.2, "{recovery:?}");
     }
 
     #[test]

@@ -169,6 +169,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         Some(operator) => backend_view(operator, &report)?,
         None => (Vec::new(), None),
     };
+    let backend_in_process = target.in_process();
     target.stop();
     let window = scenario
         .fleet
@@ -194,7 +195,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         // Figures of a run cut short are not the scenario's figures: no gate passes on them.
         verdicts.iter_mut().for_each(|v| v.passed = false);
     }
-    let summary = summary(
+    let mut summary = summary(
         loaded,
         options,
         &figures,
@@ -204,6 +205,9 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         completed,
         backend_active,
     );
+    if summary["harness"].is_object() {
+        summary["harness"]["backend_in_process"] = json!(backend_in_process);
+    }
     // Serializing a tree of JSON values cannot fail.
     std::fs::write(
         out.join("summary.json"),

@@ -108,6 +108,9 @@ names!(
         OutageAffected => "outage.affected",
         /// Of those, devices connected again.
         OutageRecovered => "outage.recovered",
+        /// Of those, devices their own link, battery or the operator took away before they
+        /// could connect again: left out of `reconnect.recovery`.
+        OutageExcused => "outage.excused",
         /// Devices whose credentials the backend refused after provisioning (decommissioned).
         Decommissioned => "decommissioned",
     }
