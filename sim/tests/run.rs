@@ -69,6 +69,16 @@ fn a_small_run_provisions_every_device_passes_its_gates_and_writes_a_summary() {
             .as_array()
             .is_some_and(|g| g.len() == 3 && g.iter().all(|v| v["passed"] == true))
     );
+    let junit = std::fs::read_to_string(out.join("junit.xml")).expect("junit.xml");
+    assert!(
+        junit.contains("<testsuite name=\"small\" tests=\"3\" failures=\"0\""),
+        "{junit}"
+    );
+    assert_eq!(junit.matches("<testcase ").count(), 3);
+    let csv = std::fs::read_to_string(out.join("timeseries.csv")).expect("timeseries.csv");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("elapsed_s,devices.unprovisioned,"), "{csv}");
+    assert!(rows.len() >= 3, "a row a second of a 3 s run: {csv}");
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -88,6 +98,12 @@ fn a_failed_gate_exits_1_and_says_by_how_much() {
         "{stdout}"
     );
     assert!(stdout.contains("1 of 3 gates failed"), "{stdout}");
+    let junit = std::fs::read_to_string(out.join("junit.xml")).expect("junit.xml");
+    assert!(junit.contains("failures=\"1\""), "{junit}");
+    assert!(
+        junit.contains("<failure message=\"FAIL  provision.latency.p99 &lt;= 1us: measured"),
+        "{junit}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -184,6 +200,11 @@ fn sigterm_stops_the_run_and_the_summary_still_comes_marked_incomplete() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json")).expect("JSON");
     assert_eq!(summary["completed"], false);
+    let junit = std::fs::read_to_string(out.join("junit.xml")).expect("junit.xml");
+    assert!(
+        junit.contains("name=\"run completed\""),
+        "a partial run is a failed case: {junit}"
+    );
     assert!(
         summary["elapsed_s"].as_f64().is_some_and(|s| s < 30.0),
         "stopped well before 60 s: {summary}"

@@ -241,8 +241,8 @@ impl Figures {
         let peak = self.seconds.iter().map(|s| s.connected).max()?;
         let at = self.seconds.iter().position(|s| s.connected == peak)?;
         let after = &self.seconds[at..];
-        let first = self.seconds[at.saturating_sub(1)];
-        let last = *after.last()?;
+        let first = &self.seconds[at.saturating_sub(1)];
+        let last = after.last()?;
         let wall = (after.len() - usize::from(at == 0)).max(1) as f64;
         Some(HarnessFigures {
             cores: last.cpu.saturating_sub(first.cpu).as_secs_f64() / wall,

@@ -22,14 +22,24 @@ pub struct Aggregate {
 }
 
 /// One second of a run, as the aggregator saw it at the second's end.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Second {
+    /// Devices per lifecycle state, in `State::ALL` order.
+    pub states: [u64; 11],
     /// Devices connected (online or rolled back).
     pub connected: u64,
+    /// Devices provisioned in the second.
+    pub provisions: u64,
     /// Connects completed in the second.
     pub connects: u64,
     /// Messages published in the second.
     pub published: u64,
+    /// Messages received in the second.
+    pub received: u64,
+    /// Errors of every kind in the second.
+    pub errors: u64,
+    /// p50 and p99 of each latency recorded in the second, in `Latency::ALL` order.
+    pub latencies: Vec<[Option<Duration>; 2]>,
     /// The harness's resident memory, bytes (0 where unknown).
     pub rss_bytes: u64,
     /// CPU time the harness has used since it started.
@@ -64,9 +74,21 @@ pub fn aggregate(
             seen = 0;
             let now = summed(&states);
             seconds.push(Second {
+                states: now,
                 connected: now[state_index(State::Online)] + now[state_index(State::RolledBack)],
+                provisions: second.count(Counter::Provisioned),
                 connects: second.count(Counter::Connected),
                 published: second.count(Counter::Published),
+                received: second.count(Counter::Received),
+                errors: Counter::ALL
+                    .iter()
+                    .filter(|c| c.name().starts_with("errors."))
+                    .map(|c| second.count(*c))
+                    .sum(),
+                latencies: Latency::ALL
+                    .iter()
+                    .map(|l| [second.quantile(*l, 0.5), second.quantile(*l, 0.99)])
+                    .collect(),
                 rss_bytes: rss_bytes().unwrap_or(0),
                 cpu: cpu_time(),
             });

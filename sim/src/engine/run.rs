@@ -1,7 +1,7 @@
 //! A whole run: start or find the backend ([`super::target`]), run the fleet as one shard
 //! per core (each on its own thread) while the operator plays the phases on another,
 //! aggregate the shards' figures once a second into a progress line, read the backend's own
-//! view at the end, and write `summary.json`.
+//! view at the end, and write the report folder: `summary.json`, `timeseries.csv`, `junit.xml`.
 //!
 //! A scenario this version cannot run (another dialect, operator phases against a plain
 //! broker) is refused up front with a message naming what is missing, rather than run
@@ -27,6 +27,7 @@ use super::watch::watch;
 use crate::metrics::recorder::Counter;
 use crate::plan::{Plan, Shard};
 use crate::report::gates::{self, Verdict};
+use crate::report::{junit, timeseries};
 use crate::scenario::Loaded;
 use crate::scenario::file::BackendKind;
 use crate::scenario::typed::Action;
@@ -212,6 +213,12 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     std::fs::write(
         out.join("summary.json"),
         serde_json::to_string_pretty(&summary).unwrap_or_default(),
+    )?;
+    std::fs::write(out.join("timeseries.csv"), timeseries::render(&figures.seconds))?;
+    let elapsed_s = summary["elapsed_s"].as_f64().unwrap_or(0.0);
+    std::fs::write(
+        out.join("junit.xml"),
+        junit::render(&scenario.name, &verdicts, completed, elapsed_s),
     )?;
     Ok(RunOutcome {
         out,

@@ -1,4 +1,7 @@
-//! What a run leaves behind: for now the gate verdicts ([`gates`]); summary.json, the HTML
-//! report, JUnit and histogram logs land here with the reports.
+//! What a run leaves behind in its report folder, one file per format: the gate verdicts
+//! ([`gates`]), `junit.xml` ([`junit`]) and `timeseries.csv` ([`timeseries`]). `summary.json`
+//! is written by the run (`engine::figures`); the HTML report and histogram logs follow.
 
 pub mod gates;
+pub mod junit;
+pub mod timeseries;
