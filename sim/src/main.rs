@@ -106,6 +106,20 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         models: Option<PathBuf>,
     },
+    /// Compare two runs' summaries figure by figure (latency percentiles, rates, errors, OTA
+    /// and recovery figures, harness memory): better, unchanged or worse, with the ratio.
+    /// Exits 1 when a figure is worse than the baseline by more than --max-regression.
+    Compare {
+        /// The baseline: a summary.json, or a report folder holding one.
+        #[arg(value_name = "BASELINE")]
+        baseline: PathBuf,
+        /// The run to judge: a summary.json, or a report folder holding one.
+        #[arg(value_name = "CURRENT")]
+        current: PathBuf,
+        /// How much worse a figure may get before it counts, like 10%.
+        #[arg(long, value_name = "PERCENT", default_value = "10%", value_parser = parse_percent_arg)]
+        max_regression: f64,
+    },
     /// Print the planned devices of a scenario: index, serial, model, group, first wake-up.
     ///
     /// The plan is deterministic: the same scenario and seed print the same bytes, and the
@@ -146,6 +160,10 @@ enum FormatArg {
     Jsonl,
 }
 
+fn parse_percent_arg(text: &str) -> Result<f64, String> {
+    scenario::units::parse_percent(text).map_err(|e| e.to_string())
+}
+
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
     scenario::units::parse_duration(text).map_err(|e| e.to_string())
 }
@@ -181,6 +199,11 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             cli::schema(kind, out)?
         }
         Command::Models { dir } => cli::models::models(&dir, out)?,
+        Command::Compare {
+            baseline,
+            current,
+            max_regression,
+        } => cli::compare::compare(&baseline, &current, max_regression, out)?,
         Command::Backend {
             data,
             mqtt,

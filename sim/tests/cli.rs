@@ -239,3 +239,54 @@ fn backend_refuses_an_address_in_use_with_exit_2() {
     assert!(err.lines().any(|line| line.starts_with(&expected)), "{err}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn compare_passes_the_same_run_and_fails_a_regression_naming_it() {
+    let dir = "sim/tests/fixtures/compare";
+    let same = fleetsim(&[
+        "compare",
+        &format!("{dir}/baseline.json"),
+        &format!("{dir}/baseline.json"),
+    ]);
+    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stderr));
+    let stdout = String::from_utf8_lossy(&same.stdout);
+    assert!(stdout.starts_with("metric "), "{stdout}");
+    assert!(
+        stdout.contains("0 worse, 0 missing (allowed regression 10%)"),
+        "{stdout}"
+    );
+
+    let worse = fleetsim(&["compare", &format!("{dir}/baseline.json"), &format!("{dir}/worse.json")]);
+    assert_eq!(worse.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&worse.stdout);
+    let line = |metric: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(metric))
+            .unwrap_or_else(|| panic!("{metric} in {stdout}"))
+            .to_owned()
+    };
+    assert!(line("publish.latency.p99_ms ").ends_with("1.50  WORSE"), "{stdout}");
+    assert!(line("errors.timeout ").ends_with("inf  WORSE"), "{stdout}");
+    assert!(stdout.contains("2 worse"), "{stdout}");
+
+    let lenient = fleetsim(&[
+        "compare",
+        &format!("{dir}/baseline.json"),
+        &format!("{dir}/worse.json"),
+        "--max-regression",
+        "60%",
+    ]);
+    assert_eq!(
+        lenient.status.code(),
+        Some(1),
+        "errors from none are worse at any limit"
+    );
+
+    let missing = fleetsim(&["compare", &format!("{dir}/baseline.json"), "no/such/report"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no/such/report: "));
+    let not_summary = fleetsim(&["compare", &format!("{dir}/baseline.json"), "Cargo.toml"]);
+    assert_eq!(not_summary.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_summary.stderr).contains("not a fleetsim summary"));
+}

@@ -5,6 +5,7 @@
 //! or usage.
 
 pub mod backend;
+pub mod compare;
 pub mod models;
 pub mod plan;
 pub mod run;

@@ -2,6 +2,7 @@
 //! ([`gates`]), `junit.xml` ([`junit`]) and `timeseries.csv` ([`timeseries`]). `summary.json`
 //! is written by the run (`engine::figures`); the HTML report and histogram logs follow.
 
+pub mod compare;
 pub mod gates;
 pub mod junit;
 pub mod timeseries;
