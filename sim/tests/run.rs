@@ -75,6 +75,16 @@ fn a_small_run_provisions_every_device_passes_its_gates_and_writes_a_summary() {
         "{junit}"
     );
     assert_eq!(junit.matches("<testcase ").count(), 3);
+    // The interval log holds every latency recorded, second by second: added up, the same
+    // counts and percentiles as the summary.
+    let totals = fleetsim::report::hlog::read_totals(&out.join("histograms.hlog")).expect("histograms.hlog");
+    for (name, histogram) in &totals {
+        let figures = &summary["metrics"]["histograms"][name.as_str()];
+        assert_eq!(Some(histogram.len()), figures["count"].as_u64(), "{name}");
+        let p99_ms = histogram.value_at_quantile(0.99) as f64 / 1e3;
+        assert_eq!(Some(p99_ms), figures["p99_ms"].as_f64(), "{name}");
+    }
+    assert!(totals.contains_key("provision.latency") && totals.contains_key("publish.latency"));
     let csv = std::fs::read_to_string(out.join("timeseries.csv")).expect("timeseries.csv");
     let rows: Vec<&str> = csv.lines().collect();
     assert!(rows[0].starts_with("elapsed_s,devices.unprovisioned,"), "{csv}");

@@ -6,9 +6,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::process_stats::{cpu_time, rss_bytes};
-use super::shard::Tick;
+use super::shard::{TICK, Tick};
 use crate::device::State;
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
+use crate::report::hlog::HistogramLog;
 
 /// What the aggregator kept.
 #[derive(Debug)]
@@ -48,12 +49,15 @@ pub struct Second {
 
 /// Merges shard ticks until every shard has stopped, printing one progress line a second and
 /// every operator event line.
+/// Each second's histograms also go to `hlog`, the run's interval log; a log that cannot be
+/// written is reported once and the run goes on.
 pub fn aggregate(
     rx: &mpsc::Receiver<(u32, Tick)>,
     events: &mpsc::Receiver<String>,
     shards: u32,
     devices: u64,
     progress: &mut dyn Write,
+    mut hlog: Option<&mut HistogramLog>,
 ) -> Aggregate {
     let mut seconds = Vec::new();
     let mut total = Snapshot::default();
@@ -103,6 +107,12 @@ pub fn aggregate(
                 let line = progress_line(elapsed, devices, &summed(&states), &second);
                 printing = writeln!(progress, "{line}").and_then(|()| progress.flush()).is_ok();
             }
+            if let Some(log) = hlog.as_deref_mut()
+                && let Err(e) = log.interval(Duration::from_secs(elapsed - 1), TICK, &second)
+            {
+                let _ = writeln!(progress, "warning: histograms.hlog: {e}; the log stops here");
+                hlog = None;
+            }
             second = Snapshot::default();
         }
     }
@@ -110,6 +120,10 @@ pub fn aggregate(
         if printing {
             printing = writeln!(progress, "{line}").is_ok();
         }
+    }
+    // Ticks of a last second not every shard reached: in the totals, and in the log.
+    if let Some(log) = hlog {
+        let _ = log.interval(Duration::from_secs(elapsed), TICK, &second);
     }
     Aggregate {
         total,

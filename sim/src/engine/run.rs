@@ -1,7 +1,8 @@
 //! A whole run: start or find the backend ([`super::target`]), run the fleet as one shard
 //! per core (each on its own thread) while the operator plays the phases on another,
 //! aggregate the shards' figures once a second into a progress line, read the backend's own
-//! view at the end, and write the report folder: `summary.json`, `timeseries.csv`, `junit.xml`.
+//! view at the end, and write the report folder: `summary.json`, `histograms.hlog`,
+//! `timeseries.csv`, `junit.xml`.
 //!
 //! A scenario this version cannot run (another dialect, operator phases against a plain
 //! broker) is refused up front with a message naming what is missing, rather than run
@@ -24,9 +25,10 @@ use super::progress::{Aggregate, aggregate};
 use super::shard::{ShardOptions, TICK_QUEUE, Tick, run_shard};
 use super::target::Target;
 use super::watch::watch;
-use crate::metrics::recorder::Counter;
+use crate::metrics::recorder::{Counter, Snapshot};
 use crate::plan::{Plan, Shard};
 use crate::report::gates::{self, Verdict};
+use crate::report::hlog::HistogramLog;
 use crate::report::{junit, timeseries};
 use crate::scenario::Loaded;
 use crate::scenario::file::BackendKind;
@@ -84,6 +86,13 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     std::fs::create_dir_all(&out)?;
     let open_files = super::open_files::raise();
     let target = Target::start(scenario, &out)?;
+    let mut hlog = match HistogramLog::create(&out.join("histograms.hlog"), std::time::SystemTime::now()) {
+        Ok(log) => Some(log),
+        Err(e) => {
+            writeln!(progress, "warning: histograms.hlog: {e}; the run goes on without it")?;
+            None
+        }
+    };
     // A backend in this process holds the other end of every device's connection.
     let sockets_per_device = if target.in_process() { 2 } else { 1 };
     if let Some(message) = open_files.shortfall(scenario.fleet.devices.saturating_mul(sockets_per_device)) {
@@ -147,12 +156,19 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             }));
         }
         drop(tx);
-        let mut aggregate = aggregate(&rx, &events_rx, shards, scenario.fleet.devices, progress);
+        let mut aggregate = aggregate(&rx, &events_rx, shards, scenario.fleet.devices, progress, hlog.as_mut());
+        let mut rest = Snapshot::default();
         for handle in handles {
             // A shard thread that panicked is a bug; its figures are lost, the run still ends.
             if let Ok(Ok(result)) = handle.join() {
-                aggregate.total.merge(&result.snapshot);
+                rest.merge(&result.snapshot);
             }
+        }
+        aggregate.total.merge(&rest);
+        // What the shards recorded after their last tick: the log's last, partial interval.
+        let ticked = Duration::from_secs(aggregate.seconds.len() as u64 + 1);
+        if let Some(log) = hlog.as_mut() {
+            let _ = log.interval(ticked, start.elapsed().saturating_sub(ticked), &rest);
         }
         run_over.cancel();
         let played = played
@@ -170,6 +186,9 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         Some(operator) => backend_view(operator, &report)?,
         None => (Vec::new(), None),
     };
+    if let Some(log) = hlog {
+        log.finish()?;
+    }
     let backend_in_process = target.in_process();
     target.stop();
     let window = scenario

@@ -4,5 +4,6 @@
 
 pub mod compare;
 pub mod gates;
+pub mod hlog;
 pub mod junit;
 pub mod timeseries;
