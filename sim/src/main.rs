@@ -120,6 +120,17 @@ enum Command {
         #[arg(long, value_name = "PERCENT", default_value = "10%", value_parser = parse_percent_arg)]
         max_regression: f64,
     },
+    /// Merge report folders (the shards of one run, or runs of one scenario) into one:
+    /// histograms merged exactly from their interval logs, counts added, time series lined up
+    /// by second, gates checked again. Exits 1 when a merged gate fails.
+    Merge {
+        /// Report folders, each with summary.json and histograms.hlog.
+        #[arg(value_name = "DIR", required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged report goes.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print the planned devices of a scenario: index, serial, model, group, first wake-up.
     ///
     /// The plan is deterministic: the same scenario and seed print the same bytes, and the
@@ -204,6 +215,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             current,
             max_regression,
         } => cli::compare::compare(&baseline, &current, max_regression, out)?,
+        Command::Merge { dirs, out: out_dir } => cli::merge::merge(&dirs, &out_dir, out)?,
         Command::Backend {
             data,
             mqtt,

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod compare;
+pub mod merge;
 pub mod models;
 pub mod plan;
 pub mod run;

@@ -57,38 +57,86 @@ impl HistogramLog {
         Ok(())
     }
 
+    /// Writes one histogram as the interval of `tag` from `from` lasting `length`.
+    pub fn tagged(
+        &mut self,
+        tag: &str,
+        from: Duration,
+        length: Duration,
+        histogram: &Histogram<u64>,
+    ) -> io::Result<()> {
+        let mut writer = IntervalLogWriterBuilder::new().begin_log_with(&mut self.file, &mut self.serializer)?;
+        writer
+            .write_histogram(histogram, from, length, Tag::new(tag))
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
     /// Flushes the log to disk.
     pub fn finish(mut self) -> io::Result<()> {
         self.file.flush()
     }
 }
 
-/// Reads an interval log and adds up each tag's intervals: the whole run's histogram per
-/// metric, exact (HDR histograms with equal bounds add without loss).
-pub fn read_totals(path: &Path) -> Result<BTreeMap<String, Histogram<u64>>, String> {
+/// One interval of a log: a metric's histogram over a stretch of the run.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    /// The metric's name (the interval's tag).
+    pub tag: String,
+    /// Where the interval starts, from the start of the run.
+    pub start: Duration,
+    /// How long it lasts.
+    pub length: Duration,
+    /// The latencies, in microseconds.
+    pub histogram: Histogram<u64>,
+}
+
+/// Reads every interval of a log.
+pub fn read_intervals(path: &Path) -> Result<Vec<Interval>, String> {
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut totals: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     let mut deserializer = Deserializer::new();
-    for (line, entry) in IntervalLogIterator::new(&text).enumerate() {
-        let bad = |why: String| format!("{}: interval {}: {why}", path.display(), line + 1);
+    let mut intervals = Vec::new();
+    for (index, entry) in IntervalLogIterator::new(&text).enumerate() {
+        let bad = |why: String| format!("{}: entry {}: {why}", path.display(), index + 1);
         let LogEntry::Interval(interval) = entry.map_err(|e| bad(format!("{e:?}")))? else {
             continue;
         };
-        let tag = interval.tag().map_or("untagged", |t| t.as_str()).to_owned();
         let bytes = STANDARD
             .decode(interval.encoded_histogram().trim())
             .map_err(|e| bad(format!("not base64: {e}")))?;
         let histogram: Histogram<u64> = deserializer
             .deserialize(&mut &bytes[..])
             .map_err(|e| bad(format!("{e:?}")))?;
-        match totals.get_mut(&tag) {
-            Some(total) => total.add(&histogram).map_err(|e| bad(format!("{e:?}")))?,
-            None => {
-                totals.insert(tag, histogram);
-            }
-        }
+        intervals.push(Interval {
+            tag: interval.tag().map_or("untagged", |t| t.as_str()).to_owned(),
+            start: interval.start_timestamp(),
+            length: interval.duration(),
+            histogram,
+        });
+    }
+    Ok(intervals)
+}
+
+/// Reads an interval log and adds up each tag's intervals: the whole run's histogram per
+/// metric, exact (HDR histograms with equal bounds add without loss).
+pub fn read_totals(path: &Path) -> Result<BTreeMap<String, Histogram<u64>>, String> {
+    let mut totals: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+    for interval in read_intervals(path)? {
+        add(&mut totals, interval.tag, &interval.histogram)?;
     }
     Ok(totals)
+}
+
+/// Adds `histogram` to `tag`'s entry of `into`.
+pub fn add<K: Ord>(into: &mut BTreeMap<K, Histogram<u64>>, key: K, histogram: &Histogram<u64>) -> Result<(), String> {
+    match into.get_mut(&key) {
+        Some(total) => total
+            .add(histogram)
+            .map_err(|e| format!("histograms do not add: {e:?}")),
+        None => {
+            into.insert(key, histogram.clone());
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

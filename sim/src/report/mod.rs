@@ -6,4 +6,5 @@ pub mod compare;
 pub mod gates;
 pub mod hlog;
 pub mod junit;
+pub mod merge;
 pub mod timeseries;
