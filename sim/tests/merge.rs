@@ -108,6 +108,8 @@ fn two_runs_merge_exactly() {
             .expect("junit")
             .contains("tests=\"3\" failures=\"0\"")
     );
+    let html = std::fs::read_to_string(merged.join("report.html")).expect("report.html");
+    assert!(html.contains("<table class=\"gates\">") && html.contains("<svg "));
 
     let other = fleetsim(&[
         "merge",

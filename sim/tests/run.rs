@@ -54,6 +54,8 @@ fn a_small_run_provisions_every_device_passes_its_gates_and_writes_a_summary() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json")).expect("JSON");
     assert_eq!(summary["scenario"], "small");
+    assert!(summary["machine"]["cpus"].as_u64().is_some_and(|n| n >= 1), "{summary}");
+    assert!(summary["machine"]["os"].is_string());
     assert_eq!(summary["metrics"]["counters"]["provisioned"], 40);
     assert_eq!(summary["metrics"]["devices.lost"], 0);
     assert_eq!(summary["backend"]["devices_active"], 40);
@@ -85,6 +87,9 @@ fn a_small_run_provisions_every_device_passes_its_gates_and_writes_a_summary() {
         assert_eq!(Some(p99_ms), figures["p99_ms"].as_f64(), "{name}");
     }
     assert!(totals.contains_key("provision.latency") && totals.contains_key("publish.latency"));
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(html.contains("<table class=\"gates\">"), "the gates head the report");
+    assert!(html.matches("<svg ").count() >= 4, "devices, rates and latency charts");
     let csv = std::fs::read_to_string(out.join("timeseries.csv")).expect("timeseries.csv");
     let rows: Vec<&str> = csv.lines().collect();
     assert!(rows[0].starts_with("elapsed_s,devices.unprovisioned,"), "{csv}");

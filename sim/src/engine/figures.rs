@@ -37,6 +37,9 @@ pub struct CampaignView {
     pub jobs: [u64; 6],
     /// Waves started.
     pub waves_started: u64,
+    /// Each started wave as the backend reported it (`targeted`, `sent`, `in_progress`,
+    /// `succeeded`, `failed`, `rolled_back`).
+    pub waves: Vec<Value>,
 }
 
 impl CampaignView {
@@ -62,6 +65,7 @@ impl CampaignView {
             ended_at_ms: campaign["ended_at"].as_u64(),
             jobs,
             waves_started: waves.len() as u64,
+            waves: waves.to_vec(),
         }
     }
 
@@ -229,6 +233,7 @@ impl Figures {
                 json!({
                     "id": c.id, "group": c.group, "targeted": c.targeted, "state": c.state,
                     "end_reason": c.end_reason, "waves_started": c.waves_started, "backend_jobs": jobs,
+                    "waves": c.waves,
                 })
             })
             .collect();

@@ -19,6 +19,31 @@ pub fn rss_bytes() -> Option<u64> {
     parse_vm_rss(&status)
 }
 
+/// What the run ran on, for the summary: cores, memory, the open-file limit, the OS.
+pub fn machine_facts() -> serde_json::Value {
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line
+            .trim_start_matches("MemTotal:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        kib.checked_mul(1024)
+    });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|k| k.trim().to_owned());
+    serde_json::json!({
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "memory_bytes": memory_bytes,
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+        "kernel": kernel,
+    })
+}
+
 fn parse_vm_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line

@@ -2,7 +2,7 @@
 //! per core (each on its own thread) while the operator plays the phases on another,
 //! aggregate the shards' figures once a second into a progress line, read the backend's own
 //! view at the end, and write the report folder: `summary.json`, `histograms.hlog`,
-//! `timeseries.csv`, `junit.xml`.
+//! `timeseries.csv`, `junit.xml` and `report.html`.
 //!
 //! A scenario this version cannot run (another dialect, operator phases against a plain
 //! broker) is refused up front with a message naming what is missing, rather than run
@@ -20,16 +20,16 @@ use tokio_util::sync::CancellationToken;
 use super::figures::{CampaignView, Figures};
 use super::operator::{Operator, OperatorReport};
 use super::operator_log::OperatorLog;
-use super::process_stats::rss_bytes;
+use super::process_stats::{machine_facts, rss_bytes};
 use super::progress::{Aggregate, aggregate};
 use super::shard::{ShardOptions, TICK_QUEUE, Tick, run_shard};
 use super::target::Target;
 use super::watch::watch;
-use crate::metrics::recorder::{Counter, Snapshot};
+use crate::metrics::recorder::{Counter, Latency, Snapshot};
 use crate::plan::{Plan, Shard};
 use crate::report::gates::{self, Verdict};
 use crate::report::hlog::HistogramLog;
-use crate::report::{junit, timeseries};
+use crate::report::{html, junit, timeseries};
 use crate::scenario::Loaded;
 use crate::scenario::file::BackendKind;
 use crate::scenario::typed::Action;
@@ -233,7 +233,13 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         out.join("summary.json"),
         serde_json::to_string_pretty(&summary).unwrap_or_default(),
     )?;
-    std::fs::write(out.join("timeseries.csv"), timeseries::render(&figures.seconds))?;
+    let series = timeseries::render(&figures.seconds);
+    std::fs::write(out.join("timeseries.csv"), &series)?;
+    let histograms = Latency::ALL
+        .iter()
+        .filter_map(|l| Some((l.name().to_owned(), figures.snapshot.histogram(*l)?.clone())))
+        .collect();
+    std::fs::write(out.join("report.html"), html::render(&summary, &series, &histograms))?;
     let elapsed_s = summary["elapsed_s"].as_f64().unwrap_or(0.0);
     std::fs::write(
         out.join("junit.xml"),
@@ -329,6 +335,7 @@ fn summary(
         "time_scale": scenario.time_scale,
         "elapsed_s": (elapsed.as_secs_f64() * 1e3).round() / 1e3,
         "version": env!("CARGO_PKG_VERSION"),
+        "machine": machine_facts(),
         "completed": completed,
         "overrides": options.overrides.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "metrics": metrics,
@@ -337,7 +344,7 @@ fn summary(
         "backend_outages": figures.outages_json(),
         "harness": figures.harness_json(),
         "backend": { "devices_active": backend_active, "decommissioned_by_operator": report.decommissioned },
-        "gates": verdicts.iter().map(|v| json!({ "gate": v.gate.to_string(), "measured": v.measured, "passed": v.passed })).collect::<Vec<_>>(),
+        "gates": verdicts.iter().map(|v| json!({ "gate": v.gate.to_string(), "measured": v.measured, "passed": v.passed, "verdict": v.to_string() })).collect::<Vec<_>>(),
     })
 }
 

@@ -41,7 +41,7 @@ pub struct Merged {
 }
 
 /// Merges the report folders `dirs` into `out` (created if needed): `summary.json`,
-/// `histograms.hlog`, `timeseries.csv` and `junit.xml`.
+/// `histograms.hlog`, `timeseries.csv`, `junit.xml` and `report.html`.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, String> {
     let parts = dirs.iter().map(|dir| read_part(dir)).collect::<Result<Vec<_>, _>>()?;
     let first = parts
@@ -96,7 +96,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, String> {
     }
     summary["gates"] = verdicts
         .iter()
-        .map(|v| json!({ "gate": v.gate.to_string(), "measured": v.measured, "passed": v.passed }))
+        .map(|v| json!({ "gate": v.gate.to_string(), "measured": v.measured, "passed": v.passed, "verdict": v.to_string() }))
         .collect();
     let write = |name: &str, text: String| {
         std::fs::write(out.join(name), text).map_err(|e| format!("{}: {e}", out.join(name).display()))
@@ -105,7 +105,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, String> {
         "summary.json",
         serde_json::to_string_pretty(&summary).unwrap_or_default(),
     )?;
-    write("timeseries.csv", merged_timeseries(&parts, &by_second))?;
+    let series = merged_timeseries(&parts, &by_second);
+    write("timeseries.csv", series.clone())?;
+    write("report.html", super::html::render(&summary, &series, &totals))?;
     let name = scenario.as_str().unwrap_or("merged");
     let elapsed = summary["elapsed_s"].as_f64().unwrap_or(0.0);
     write("junit.xml", super::junit::render(name, &verdicts, completed, elapsed))?;
