@@ -1,13 +1,16 @@
-//! Virtual devices: their lifecycle states ([`state`]) and the sans-IO core that decides what
-//! each does and when ([`core`]). The driver that performs those decisions over a transport
-//! comes with `fleetsim run`.
+//! Virtual devices: their lifecycle states ([`state`]), the sans-IO core that decides what
+//! each does and when ([`core`], with firmware updates in [`ota`] and mass outages in
+//! [`outage`]), and what passes between a device and its driver ([`events`]). The driver that
+//! performs those decisions over a transport is `engine::driver`.
 
 pub mod core;
+pub mod events;
 pub mod ota;
 pub mod outage;
 pub mod state;
 
-pub use core::{Action, Actions, BOOT, CommandKind, Ctx, Device, Event, SimTime};
+pub use core::{BOOT, Ctx, Device, SimTime};
+pub use events::{Action, Actions, CommandKind, Event};
 pub use ota::{OtaReport, OtaStage};
 pub use outage::Outage;
 pub use state::State;

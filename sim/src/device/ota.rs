@@ -11,7 +11,8 @@
 //! disconnecting for [`BOOT`]. It reports the outcome when it is connected again; a bricked
 //! device never comes back.
 
-use super::core::{Action, Actions, BOOT, Ctx, Device, SimTime, words};
+use super::core::{BOOT, Ctx, Device, SimTime, words};
+use super::events::{Action, Actions};
 use super::state::State;
 use crate::model::{Image, Outcome, StreamId};
 

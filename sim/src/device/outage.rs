@@ -9,7 +9,8 @@
 //! when the network returns the devices come back as a reconnect storm spread by their
 //! backoff, and each reports its recovery time when it connects again.
 
-use super::core::{Action, Actions, Ctx, Device, SimTime};
+use super::core::{Ctx, Device, SimTime};
+use super::events::{Action, Actions};
 use super::state::State;
 use crate::model::{StreamId, device_rng, draw};
 

@@ -11,6 +11,7 @@ pub mod link;
 pub mod open_files;
 pub mod operator;
 pub mod operator_log;
+pub mod perform;
 pub mod process_stats;
 pub mod progress;
 pub mod run;

@@ -1,0 +1,143 @@
+//! What passes between a device and its driver: the events that happen to a device
+//! ([`Event`]), the actions it decides on ([`Action`], a few per event in [`Actions`]), and the
+//! commands it understands ([`CommandKind`]).
+
+use super::core::SimTime;
+use super::ota::OtaReport;
+use crate::model::{Image, Outcome};
+
+/// A remote command a device understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    /// Answer, then restart.
+    Reboot,
+    /// Set a key; answer.
+    Set,
+    /// Upload the event log as the answer.
+    Logs,
+}
+
+impl CommandKind {
+    /// The command by its name on the wire.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "reboot" => Some(Self::Reboot),
+            "set" => Some(Self::Set),
+            "logs" => Some(Self::Logs),
+            _ => None,
+        }
+    }
+}
+
+/// What happened to a device.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    /// Its planned arrival time came.
+    Arrive,
+    /// The backend issued credentials.
+    Provisioned,
+    /// The backend refused to provision it (or did not answer).
+    ProvisionFailed,
+    /// The connection is up.
+    Connected,
+    /// Connecting failed (refused, reset, timed out).
+    ConnectFailed,
+    /// An established connection dropped (the server closed it, an outage).
+    ConnectionLost,
+    /// The time it asked to wake at came.
+    Wake,
+    /// The operator decommissioned it (its credentials are refused).
+    Decommissioned,
+    /// The backend sent desired config `version`.
+    ConfigDesired {
+        /// The desired config's version.
+        version: u32,
+    },
+    /// The backend sent a command.
+    Command(CommandKind),
+    /// The backend sent a firmware update job for `Image`.
+    OtaJob(Image),
+    /// A download attempt ended holding the image's first `reached` bytes.
+    Downloaded {
+        /// Bytes of the image held now.
+        reached: u64,
+    },
+}
+
+/// What a device wants done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Ask the backend for credentials.
+    Provision,
+    /// Open a connection with its credentials.
+    Connect,
+    /// Publish telemetry message `seq` of `payload_bytes`.
+    Publish {
+        /// Sequence number of the message.
+        seq: u32,
+        /// Payload size.
+        payload_bytes: u32,
+    },
+    /// Drop the connection as a failing link does (no goodbye), or abandon a connect still
+    /// in progress (its late success must be closed by the driver: the core has moved on and
+    /// will ignore it).
+    Disconnect,
+    /// Leave cleanly, as before a reboot: wait for what is in flight to be acknowledged, then
+    /// say DISCONNECT and close.
+    Leave,
+    /// Deliver `Event::Wake` at this time.
+    WakeAt(SimTime),
+    /// The device is done (dead, bricked, decommissioned): forget it.
+    Stop,
+    /// Report config `version` as applied.
+    ReportConfig {
+        /// The applied version.
+        version: u32,
+    },
+    /// Answer the command just received.
+    CommandResult,
+    /// Fetch bytes `from..to` of the update's image (HTTP Range), then deliver
+    /// `Event::Downloaded`. `to` short of the size is the model cutting the attempt.
+    Download {
+        /// First byte.
+        from: u64,
+        /// One past the last byte.
+        to: u64,
+    },
+    /// Report the update's progress to the backend.
+    OtaStatus(OtaReport),
+    /// The update ended this way (for the figures; `OtaStatus` told the backend).
+    OtaDone(Outcome),
+    /// Connected again after a mass outage that cut this device off, which ended at this time.
+    Recovered {
+        /// When the outage ended.
+        outage_end: SimTime,
+    },
+}
+
+/// The most actions one event produces: a wake that flips the link, retries, reports and
+/// finishes a download (Verifying, Installing, Rebooting, Disconnect) is seven with its WakeAt.
+const MAX_ACTIONS: usize = 8;
+
+/// The actions of one event, without allocating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Actions {
+    items: [Option<Action>; MAX_ACTIONS],
+    len: u8,
+}
+
+impl Actions {
+    pub(super) fn push(&mut self, action: Action) {
+        // More than MAX_ACTIONS would be a bug in this module; the extra is dropped rather
+        // than panicking in a run.
+        if let Some(slot) = self.items.get_mut(usize::from(self.len)) {
+            *slot = Some(action);
+            self.len += 1;
+        }
+    }
+
+    /// The actions, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Action> + '_ {
+        self.items.iter().take(usize::from(self.len)).filter_map(|a| *a)
+    }
+}
