@@ -19,6 +19,9 @@ pub const DEFAULT_COMMAND_TOPIC: &str = "fleetsim/{group}/{serial}/commands";
 pub struct Broker {
     /// The broker's address.
     pub addr: SocketAddr,
+    /// The cluster's other nodes; devices spread over `addr` and these by a stable hash of
+    /// their serial (the same node for a device in every run and whatever the shard count).
+    pub cluster: Vec<SocketAddr>,
     /// Telemetry topic template (`{serial}`, `{index}`, `{model}`, `{group}`).
     pub telemetry_topic: String,
     /// Command topic template, subscribed to at each connect.
@@ -72,11 +75,28 @@ impl Broker {
             keep_alive_s,
             clean_session: true,
         };
-        let (mut conn, _) = MqttConn::connect(self.addr, source, params).await?;
+        let (mut conn, _) = MqttConn::connect(self.node_for(identity.serial), source, params).await?;
         // The SUBACK comes back through the device's reads, which ignore it.
         conn.subscribe(&[(&self.command_topic(identity), QoS::AtLeastOnce)])
             .await?;
         Ok(conn)
+    }
+}
+
+impl Broker {
+    /// The cluster node device `serial` connects to: FNV-1a of the serial over the nodes.
+    pub fn node_for(&self, serial: &str) -> SocketAddr {
+        if self.cluster.is_empty() {
+            return self.addr;
+        }
+        let hash = serial.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+        });
+        let node = hash % (self.cluster.len() as u64 + 1);
+        match node.checked_sub(1) {
+            Some(k) => self.cluster.get(k as usize).copied().unwrap_or(self.addr),
+            None => self.addr,
+        }
     }
 }
 
@@ -99,6 +119,7 @@ mod tests {
             addr: "127.0.0.1:1883".parse().expect("addr"),
             telemetry_topic: "t/{group}/{model}/{index}/{serial}".into(),
             command_topic: "c/{serial}".into(),
+            cluster: Vec::new(),
         };
         let identity = Identity {
             serial: "TS-1",
@@ -109,5 +130,30 @@ mod tests {
         assert_eq!(broker.telemetry_topic(identity), "t/sensors/temp-sensor/7/TS-1");
         assert_eq!(broker.command_topic(identity), "c/TS-1");
         assert_eq!(&*broker.identify(identity).device_id, "TS-1");
+    }
+
+    #[test]
+    fn devices_spread_over_a_cluster_by_their_serial() {
+        let node = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let broker = Broker {
+            addr: node(1),
+            telemetry_topic: "t".into(),
+            command_topic: "c".into(),
+            cluster: vec![node(2), node(3)],
+        };
+        let mut per_node = [0u32; 3];
+        for i in 0..3000 {
+            let serial = format!("SN-{i:016X}");
+            let chosen = broker.node_for(&serial);
+            assert_eq!(chosen, broker.node_for(&serial), "stable");
+            per_node[usize::from(chosen.port() - 1)] += 1;
+        }
+        // Binomial(3000, 1/3): sd about 26; every node within 5 sd of 1000.
+        assert!(per_node.iter().all(|n| n.abs_diff(1000) < 130), "{per_node:?}");
+        let single = Broker {
+            cluster: Vec::new(),
+            ..broker
+        };
+        assert_eq!(single.node_for("SN-1"), node(1));
     }
 }

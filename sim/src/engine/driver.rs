@@ -258,6 +258,7 @@ mod tests {
                 addr: "127.0.0.1:1883".parse().expect("addr"),
                 telemetry_topic: "t".into(),
                 command_topic: "c".into(),
+                cluster: Vec::new(),
             }),
             sources: None,
             serial_key: 0,

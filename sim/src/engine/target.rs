@@ -51,6 +51,17 @@ impl Target {
                     "{url}: fleetsim run needs an IP address and port in an mqtt:// url so far"
                 ))
             })?;
+            let cluster = backend
+                .cluster
+                .iter()
+                .map(|node| {
+                    url_addr(node, "mqtt://").ok_or_else(|| {
+                        RunError::Unsupported(format!(
+                            "{node}: fleetsim run needs an IP address and port in an mqtt:// url so far"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let telemetry_topic = backend
                 .telemetry_topic
                 .clone()
@@ -58,6 +69,7 @@ impl Target {
             return Ok(Self {
                 dialect: Dialect::Mqtt(Broker {
                     addr,
+                    cluster,
                     telemetry_topic,
                     command_topic: backend
                         .command_topic

@@ -59,6 +59,10 @@ pub struct BackendSection {
     /// Device-side endpoint, e.g. `mqtt://127.0.0.1:1883`.
     #[serde(default)]
     pub url: Option<String>,
+    /// For the `mqtt` dialect: more endpoints of the same broker cluster. Devices spread over
+    /// `url` and these by a stable hash of their serial, as they would over a cluster's nodes.
+    #[serde(default)]
+    pub cluster: Option<Vec<String>>,
     /// Operator-side API base URL, e.g. `http://127.0.0.1:8080`.
     #[serde(default)]
     pub api: Option<String>,

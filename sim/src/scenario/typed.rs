@@ -47,6 +47,8 @@ pub struct Backend {
     pub kind: BackendKind,
     /// Device-side endpoint; `None` starts the embedded backend in-process.
     pub url: Option<String>,
+    /// For the `mqtt` dialect: the other endpoints of the broker cluster.
+    pub cluster: Vec<String>,
     /// Operator API base URL.
     pub api: Option<String>,
     /// Environment variable holding the credential.

@@ -106,6 +106,7 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
         return Ok(Backend {
             kind: BackendKind::Embedded,
             url: None,
+            cluster: Vec::new(),
             api: None,
             token_env: None,
             telemetry_topic: None,
@@ -138,6 +139,18 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
             ));
         }
         (Some(url), _) => check_url(url, url_schemes).map_err(|m| err("url", m))?,
+    }
+    if let Some(cluster) = &raw.cluster {
+        if raw.kind != BackendKind::Mqtt {
+            return Err(err(
+                "cluster",
+                "only a backend of kind \"mqtt\" takes cluster endpoints".to_owned(),
+            ));
+        }
+        for (k, endpoint) in cluster.iter().enumerate() {
+            check_url(endpoint, url_schemes)
+                .map_err(|m| source.error(KeyPath::of(&["backend", "cluster"]).index(k), m))?;
+        }
     }
     match &raw.api {
         Some(_) if !api_allowed => {
@@ -186,6 +199,7 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
     Ok(Backend {
         kind: raw.kind,
         url: raw.url,
+        cluster: raw.cluster.unwrap_or_default(),
         api: raw.api,
         token_env: raw.token_env,
         telemetry_topic: raw.telemetry_topic,
