@@ -101,6 +101,11 @@ enum Command {
         /// No dashboard: one progress line a second (what runs today in any case).
         #[arg(long)]
         headless: bool,
+        /// Run only shard K of N (device i belongs to shard i mod N), against a backend every
+        /// shard shares (--backend); shard 0 also plays the operator. Merge the shards'
+        /// report folders with `fleetsim merge`.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
         /// Device models folder (default: scenario.models, else ../device-models next to
         /// the scenario file).
         #[arg(long, value_name = "DIR")]
@@ -238,6 +243,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             seed,
             backend,
             headless: _,
+            shard,
             models,
         } => {
             let loaded = scenario::load_scenario(&file, models.as_deref())?;
@@ -246,6 +252,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 duration,
                 seed,
                 backend,
+                shard,
             };
             cli::run::run(loaded, &overrides, out_dir, out)?
         }

@@ -235,3 +235,14 @@ fn sigterm_stops_the_run_and_the_summary_still_comes_marked_incomplete() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn shards_without_a_shared_backend_are_refused() {
+    let ran = run(&["run", "sim/tests/fixtures/run/small.toml", "--shard", "1/2"]);
+    assert_eq!(ran.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(
+        stderr.contains("--shard 1/2: the shards of one run must share a backend"),
+        "{stderr}"
+    );
+}

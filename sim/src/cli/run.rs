@@ -23,6 +23,8 @@ pub struct Overrides {
     pub seed: Option<u64>,
     /// The backend's URL: `http://` for a reference backend's API, `mqtt://` for a broker.
     pub backend: Option<String>,
+    /// The part of the fleet to run, `K/N`.
+    pub shard: Option<crate::plan::Shard>,
 }
 
 /// Runs `loaded` with `overrides`; the report goes to `out_dir` (or `reports/...`).
@@ -82,12 +84,16 @@ pub fn run(
     if let Some(url) = &overrides.backend {
         recorded.push(("backend", url.clone()));
     }
+    if let Some(shard) = overrides.shard {
+        recorded.push(("shard", format!("{}/{}", shard.index, shard.count)));
+    }
     let stop = tokio_util::sync::CancellationToken::new();
     let _signals = stop_on_signal(stop.clone());
     let options = RunOptions {
         out: out_dir,
         stop,
         overrides: recorded,
+        shard: overrides.shard.unwrap_or(crate::plan::Shard::WHOLE),
     };
     let outcome = run_scenario(&loaded, &options, out)?;
     if !outcome.completed {

@@ -63,6 +63,9 @@ pub struct RunOptions {
     /// Command-line overrides applied to the scenario, by option name, recorded in the
     /// summary so a report says what was changed.
     pub overrides: Vec<(&'static str, String)>,
+    /// The part of the fleet this process runs (`--shard K/N`); shard 0 also plays the
+    /// operator. The shards of one run share a backend, and their reports merge.
+    pub shard: Shard,
 }
 
 /// What a run produced.
@@ -86,6 +89,16 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     std::fs::create_dir_all(&out)?;
     let open_files = super::open_files::raise();
     let target = Target::start(scenario, &out)?;
+    let fleet_shard = options.shard;
+    if fleet_shard.count > 1 && target.in_process() {
+        target.stop();
+        return Err(RunError::Unsupported(format!(
+            "--shard {}/{}: the shards of one run must share a backend; start one \
+             (`fleetsim backend`) and give every shard --backend http://...",
+            fleet_shard.index, fleet_shard.count
+        )));
+    }
+    let devices = devices_in(loaded, fleet_shard);
     let mut hlog = match HistogramLog::create(&out.join("histograms.hlog"), std::time::SystemTime::now()) {
         Ok(log) => Some(log),
         Err(e) => {
@@ -111,7 +124,8 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     let (tx, rx) = mpsc::sync_channel::<(u32, Tick)>(TICK_QUEUE * shards as usize);
     // A phase a second at most, in practice a handful a run.
     let (events_tx, events_rx) = mpsc::sync_channel::<String>(EVENT_QUEUE);
-    let operator = target.api.map(|api| Operator {
+    // One operator per run: shard 0's.
+    let operator = target.api.filter(|_| fleet_shard.index == 0).map(|api| Operator {
         api,
         log: Arc::clone(&log),
         events: Some(events_tx),
@@ -150,13 +164,19 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
                     record_transitions: false,
                     operator: log,
                 };
-                let result = run_shard(plan, Shard { index, count: shards }, dialect, start, stop, options);
+                // Thread `index` of this process's shard: the devices i with
+                // i mod (N * threads) == K + N * index, so shards of shards stay disjoint.
+                let thread_shard = Shard {
+                    index: fleet_shard.index + fleet_shard.count * index,
+                    count: fleet_shard.count * shards,
+                };
+                let result = run_shard(plan, thread_shard, dialect, start, stop, options);
                 let _ = forward.join();
                 result
             }));
         }
         drop(tx);
-        let mut aggregate = aggregate(&rx, &events_rx, shards, scenario.fleet.devices, progress, hlog.as_mut());
+        let mut aggregate = aggregate(&rx, &events_rx, shards, devices, progress, hlog.as_mut());
         let mut rest = Snapshot::default();
         for handle in handles {
             // A shard thread that panicked is a bug; its figures are lost, the run still ends.
@@ -200,7 +220,11 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     let provisioned = snapshot.count(Counter::Provisioned);
     let figures = Figures {
         provision_rate: provisioned as f64 / window,
-        lost: backend_active.map(|active| provisioned.saturating_sub(report.decommissioned).saturating_sub(active)),
+        // One shard's devices against the whole backend's count says nothing: lost devices are
+        // counted by runs of the whole fleet.
+        lost: backend_active
+            .filter(|_| fleet_shard.count == 1)
+            .map(|active| provisioned.saturating_sub(report.decommissioned).saturating_sub(active)),
         states,
         campaigns,
         first_failure_ms: log.first_failure_ms(),
@@ -308,6 +332,16 @@ pub fn refuse_unsupported(loaded: &Loaded) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The devices of the fleet that `shard` runs.
+fn devices_in(loaded: &Loaded, shard: Shard) -> u64 {
+    let (n, k, count) = (
+        loaded.scenario.fleet.devices,
+        u64::from(shard.index),
+        u64::from(shard.count),
+    );
+    (n + count - 1 - k) / count
+}
+
 /// `summary.json`: the scenario, the run, every metric, the phases and campaigns, the gates.
 #[allow(clippy::too_many_arguments)]
 fn summary(
@@ -330,7 +364,8 @@ fn summary(
     json!({
         "scenario": scenario.name,
         "seed": scenario.seed,
-        "devices": scenario.fleet.devices,
+        "devices": devices_in(loaded, options.shard),
+        "shard": format!("{}/{}", options.shard.index, options.shard.count),
         "duration_s": scenario.duration.as_secs_f64(),
         "time_scale": scenario.time_scale,
         "elapsed_s": (elapsed.as_secs_f64() * 1e3).round() / 1e3,

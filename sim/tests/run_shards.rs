@@ -1,0 +1,111 @@
+//! Shards of one run as separate processes: the same scenario runs whole in one process, and
+//! as `--shard 0/2` and `--shard 1/2` side by side against the same broker; merged, the shards'
+//! report counts what the whole run counts, device for device.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+#[path = "support/mosquitto.rs"]
+mod mosquitto;
+use mosquitto::Mosquitto;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fleetsim(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("fleetsim runs")
+}
+
+fn summary(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json")).expect("JSON")
+}
+
+#[test]
+fn two_shard_processes_merge_into_the_whole_run() {
+    let broker = Mosquitto::start();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let root = std::env::temp_dir().join(format!("fleetsim-shards-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("dir");
+    let scenario = root.join("shards.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[scenario]\nname = \"shards\"\nseed = 4\nduration = \"3s\"\ntime_scale = 600\nmodels = \"{}\"\n\
+             [backend]\nkind = \"mqtt\"\nurl = \"mqtt://{}\"\n\
+             [fleet]\ndevices = 25\narrival = {{ ramp = \"1s\" }}\n\
+             mix = [ {{ model = \"gateway\", share = 1.0, group = \"gateways\" }} ]\n",
+            repo().join("device-models").display(),
+            broker.addr
+        ),
+    )
+    .expect("scenario");
+    let path = |name: &str| root.join(name).to_string_lossy().into_owned();
+    let run = |out: &str, shard: Option<&str>| {
+        let mut args = vec!["run".to_owned(), path("shards.toml"), "--out".to_owned(), path(out)];
+        if let Some(shard) = shard {
+            args.extend(["--shard".to_owned(), shard.to_owned()]);
+        }
+        args
+    };
+    let whole = fleetsim(&run("whole", None));
+    assert_eq!(
+        whole.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+    let (a, b) = (run("s0", Some("0/2")), run("s1", Some("1/2")));
+    let shard0 = std::thread::spawn(move || fleetsim(&a));
+    let shard1 = fleetsim(&b);
+    let shard0 = shard0.join().expect("shard 0");
+    for ran in [&shard0, &shard1] {
+        assert_eq!(ran.status.code(), Some(0), "{}", String::from_utf8_lossy(&ran.stderr));
+    }
+    let (s0, s1) = (summary(&root.join("s0")), summary(&root.join("s1")));
+    assert_eq!((s0["devices"].as_u64(), s1["devices"].as_u64()), (Some(13), Some(12)));
+    assert_eq!(s0["shard"], "0/2");
+
+    let merged = fleetsim(&[
+        "merge".to_owned(),
+        path("s0"),
+        path("s1"),
+        "--out".to_owned(),
+        path("merged"),
+    ]);
+    assert_eq!(
+        merged.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    let (whole, merged) = (summary(&root.join("whole")), summary(&root.join("merged")));
+    assert_eq!(merged["devices"], whole["devices"]);
+    for counter in ["provisioned", "connected"] {
+        assert_eq!(
+            merged["metrics"]["counters"][counter], whole["metrics"]["counters"][counter],
+            "{counter}"
+        );
+    }
+    assert_eq!(
+        merged["metrics"]["gauges"], whole["metrics"]["gauges"],
+        "devices per state at the end"
+    );
+    let published = |s: &Value| s["metrics"]["counters"]["published"].as_u64().unwrap_or(0);
+    // Reports follow each device's simulated schedule; only the last one before the end can
+    // fall either side of it.
+    assert!(
+        published(&merged).abs_diff(published(&whole)) <= 25,
+        "{} vs {}",
+        published(&merged),
+        published(&whole)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
