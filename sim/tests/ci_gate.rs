@@ -2,25 +2,13 @@
 //! its phases and gates, writes a complete report folder, and `fleetsim compare` reads it
 //! against itself and against the committed baseline. A broken gate path fails here first.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fleetsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("fleetsim runs")
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{fleetsim, scratch};
 
 #[test]
 fn ci_gate_runs_small_and_compares() {
-    let out = std::env::temp_dir().join(format!("fleetsim-ci-gate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = scratch("ci-gate");
     let out_arg = out.to_str().expect("utf-8");
     // 200 devices arrive in 1 s at 200/s; the scenario's whole 60 s plays every phase and
     // leaves the reconnect storm after the outage at 40 s time to settle.

@@ -2,31 +2,15 @@
 //! exactly those of both runs' latencies recorded together, whose counts add up, whose time
 //! series lines up by second, and whose gates are checked again.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fleetsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("fleetsim runs")
-}
-
-fn summary(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json")).expect("JSON")
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{fleetsim, scratch, summary};
 
 #[test]
 fn two_runs_merge_exactly() {
-    let root = std::env::temp_dir().join(format!("fleetsim-merge-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = scratch("merge");
     let (a, b, merged) = (root.join("a"), root.join("b"), root.join("merged"));
     for (dir, seed) in [(&a, "5"), (&b, "6")] {
         let ran = fleetsim(&[

@@ -2,12 +2,12 @@
 //! (Debian's, installed by scripts/test). The rendered page must show the gate table and
 //! every chart, and a screenshot is kept beside the report for a human to look at.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{assert_exit, fleetsim, scratch};
 
 fn chromium(args: &[&str], page: &Path) -> std::process::Output {
     Command::new("chromium")
@@ -20,15 +20,14 @@ fn chromium(args: &[&str], page: &Path) -> std::process::Output {
 
 #[test]
 fn chromium_renders_the_gates_and_every_chart() {
-    let out = std::env::temp_dir().join(format!("fleetsim-report-html-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let ran = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(["run", "sim/tests/fixtures/run/phases.toml", "--out"])
-        .arg(&out)
-        .current_dir(repo())
-        .output()
-        .expect("fleetsim runs");
-    assert_eq!(ran.status.code(), Some(0), "{}", String::from_utf8_lossy(&ran.stdout));
+    let out = scratch("report-html");
+    let ran = fleetsim(&[
+        "run".as_ref(),
+        "sim/tests/fixtures/run/phases.toml".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_exit(&ran, 0);
     let page = out.join("report.html");
 
     // The DOM after Chromium parsed and laid out the page.

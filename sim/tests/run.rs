@@ -2,25 +2,14 @@
 //! embedded backend, runs every device, prints progress and verdicts, writes summary.json,
 //! and picks the exit code from the gates.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{fleetsim as run, repo, scratch};
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("fleetsim runs")
-}
-
-fn out_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fleetsim-run-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn out_dir(tag: &str) -> std::path::PathBuf {
+    scratch(&format!("run-{tag}"))
 }
 
 #[test]

@@ -3,22 +3,14 @@
 //! The run must record the outage and the fleet's recovery, lose no device, and end at its
 //! duration with a complete summary.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use fleetsim::cli::backend::Standalone;
-use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fleetsim-restart-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{assert_exit, repo, scratch, summary};
 
 #[test]
 fn a_killed_and_restarted_backend_is_an_outage_the_fleet_recovers_from() {
@@ -45,17 +37,11 @@ fn a_killed_and_restarted_backend_is_an_outage_the_fleet_recovers_from() {
     let ran = run.join().expect("the run thread");
     backend.kill().expect("stop the backend");
 
+    assert_exit(&ran, 0);
     let stdout = String::from_utf8_lossy(&ran.stdout);
-    assert_eq!(
-        ran.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
     assert!(stdout.contains("backend unreachable"), "{stdout}");
     assert!(stdout.contains("backend back after"), "{stdout}");
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json")).expect("JSON");
+    let summary = summary(&out);
     assert_eq!(summary["completed"], true);
     let outages = summary["backend_outages"].as_array().expect("outages");
     println!("{stdout}\n{outages:?}");

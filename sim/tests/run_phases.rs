@@ -3,14 +3,11 @@
 //! with Range and whose images fail in every way, a mass outage and a decommission. The run's
 //! own figures are checked against each other and against the backend's view of the campaign.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{assert_exit, fleetsim, scratch, summary};
 
 fn count(summary: &Value, name: &str) -> u64 {
     summary["metrics"]["counters"][name]
@@ -24,20 +21,15 @@ fn samples(summary: &Value, name: &str) -> u64 {
 
 #[test]
 fn every_phase_runs_and_devices_and_backend_agree() {
-    let out = std::env::temp_dir().join(format!("fleetsim-run-phases-{}", std::process::id()));
-    let ran = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(["run", "sim/tests/fixtures/run/phases.toml", "--out"])
-        .arg(&out)
-        .current_dir(repo())
-        .output()
-        .expect("fleetsim runs");
+    let out = scratch("run-phases");
+    let ran = fleetsim(&[
+        "run".as_ref(),
+        "sim/tests/fixtures/run/phases.toml".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_exit(&ran, 0);
     let stdout = String::from_utf8_lossy(&ran.stdout);
-    assert_eq!(
-        ran.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
     for line in [
         "[2s] phase config sensors",
         "[2.5s] phase command gateways",
@@ -48,8 +40,7 @@ fn every_phase_runs_and_devices_and_backend_agree() {
     ] {
         assert!(stdout.contains(line), "{line} in {stdout}");
     }
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json")).expect("JSON");
+    let summary = summary(&out);
     let phases = summary["phases"].as_array().expect("phases");
     assert!(
         phases.iter().all(|p| p["errors"] == serde_json::json!([])),

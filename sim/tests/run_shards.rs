@@ -2,30 +2,15 @@
 //! as `--shard 0/2` and `--shard 1/2` side by side against the same broker; merged, the shards'
 //! report counts what the whole run counts, device for device.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use serde_json::Value;
+
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{fleetsim, repo, summary};
 
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
 use mosquitto::Mosquitto;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fleetsim(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("fleetsim runs")
-}
-
-fn summary(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json")).expect("JSON")
-}
 
 #[test]
 fn two_shard_processes_merge_into_the_whole_run() {

@@ -21,17 +21,9 @@ pub fn rss_bytes() -> Option<u64> {
 
 /// What the run ran on, for the summary: cores, memory, the open-file limit, the OS.
 pub fn machine_facts() -> serde_json::Value {
-    let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
-        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-        let kib: u64 = line
-            .trim_start_matches("MemTotal:")
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        kib.checked_mul(1024)
-    });
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| kib_field(&text, "MemTotal:"));
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .ok()
         .map(|k| k.trim().to_owned());
@@ -45,9 +37,14 @@ pub fn machine_facts() -> serde_json::Value {
 }
 
 fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    kib_field(status, "VmRSS:")
+}
+
+/// A `/proc` field written in kB (`VmRSS:   2048 kB`), in bytes.
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
     let kib: u64 = line
-        .trim_start_matches("VmRSS:")
+        .trim_start_matches(key)
         .trim()
         .trim_end_matches("kB")
         .trim()

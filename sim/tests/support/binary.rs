@@ -1,0 +1,47 @@
+//! Running the `fleetsim` binary from a test, as a user would: from the repository root, with
+//! scratch folders of its own, reading back what it wrote.
+#![allow(dead_code)] // Each test file uses a different part.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `fleetsim ARGS...` from the repository root.
+pub fn fleetsim<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("the fleetsim binary runs")
+}
+
+/// An empty scratch folder for this test process, named after `tag` (created by whoever
+/// writes into it).
+pub fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fleetsim-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The `summary.json` of a report folder.
+pub fn summary(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
+/// Asserts the process exited with `code`, showing its output otherwise.
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
