@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fleetsim::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::Packet;
 
@@ -19,35 +18,12 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-async fn watch(broker: std::net::SocketAddr) -> MqttConn {
-    let params = ConnectParams {
-        client_id: "watcher",
-        login: None,
-        keep_alive_s: 30,
-        clean_session: true,
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut conn = loop {
-        match MqttConn::connect(broker, None, params).await {
-            Ok((conn, _)) => break conn,
-            Err(TransportError::Io(_)) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(other) => panic!("mosquitto refused the watcher: {other}"),
-        }
-    };
-    conn.subscribe(&[("cluster/#", QoS::AtLeastOnce)])
-        .await
-        .expect("subscribe");
-    conn
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_spread_over_the_nodes_of_a_cluster() {
     let nodes = [Mosquitto::start(), Mosquitto::start(), Mosquitto::start()];
     let mut watchers = Vec::new();
     for node in &nodes {
-        watchers.push(watch(node.addr).await);
+        watchers.push(node.watcher("cluster/#").await);
     }
     let dir = std::env::temp_dir().join(format!("fleetsim-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fleetsim::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::Packet;
 
@@ -21,26 +20,7 @@ fn repo() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_publishes_to_mosquitto_through_a_topic_template() {
     let broker = Mosquitto::start();
-    let params = ConnectParams {
-        client_id: "watcher",
-        login: None,
-        keep_alive_s: 30,
-        clean_session: true,
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut watcher = loop {
-        match MqttConn::connect(broker.addr, None, params).await {
-            Ok((conn, _)) => break conn,
-            Err(TransportError::Io(_)) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(other) => panic!("mosquitto refused the watcher: {other}"),
-        }
-    };
-    watcher
-        .subscribe(&[("plant/#", QoS::AtLeastOnce)])
-        .await
-        .expect("subscribe");
+    let mut watcher = broker.watcher("plant/#").await;
 
     let dir = std::env::temp_dir().join(format!("fleetsim-run-mqtt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

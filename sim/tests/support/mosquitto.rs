@@ -1,9 +1,15 @@
 //! Mosquitto, Debian's MQTT broker, started on a free loopback port for one test and stopped
 //! when dropped. `scripts/test` installs it; a missing broker fails the test, never skips it.
 
+#![allow(dead_code)] // Each test file uses a different part.
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fleetsim::transport::mqtt::{ConnectParams, MqttConn, TransportError};
+use rumqttc::mqttbytes::QoS;
 
 /// Mosquitto on a free loopback port, stopped when dropped.
 pub struct Mosquitto {
@@ -45,6 +51,31 @@ impl Mosquitto {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,
         }
+    }
+}
+
+impl Mosquitto {
+    /// A client of its own subscribed to `filter` at QoS 1, once the broker listens (it needs
+    /// a moment after starting).
+    pub async fn watcher(&self, filter: &str) -> MqttConn {
+        let params = ConnectParams {
+            client_id: "watcher",
+            login: None,
+            keep_alive_s: 30,
+            clean_session: true,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut conn = loop {
+            match MqttConn::connect(self.addr, None, params).await {
+                Ok((conn, _)) => break conn,
+                Err(TransportError::Io(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(other) => panic!("mosquitto refused the watcher: {other}"),
+            }
+        };
+        conn.subscribe(&[(filter, QoS::AtLeastOnce)]).await.expect("subscribe");
+        conn
     }
 }
 
