@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use super::progress::Second;
@@ -16,6 +17,20 @@ use crate::report::gates::Measured;
 
 /// The share of cut-off devices whose return `reconnect.recovery` waits for.
 const RECOVERED_SHARE: f64 = 0.99;
+
+/// The time by which 99% of `affected` devices had come back, read off `recovery`, the
+/// histogram of each recovered device's time (microseconds); `None` if fewer came back.
+/// Runs and merged reports compute `reconnect.recovery` with it.
+pub fn time_to_recover(recovery: Option<&Histogram<u64>>, affected: u64) -> Option<Duration> {
+    let recovery = recovery?;
+    let needed = (affected as f64 * RECOVERED_SHARE).ceil();
+    if affected == 0 || (recovery.len() as f64) < needed {
+        return None;
+    }
+    Some(Duration::from_micros(
+        recovery.value_at_quantile(needed / recovery.len() as f64),
+    ))
+}
 
 /// One campaign as the backend reported it at the end of the run.
 #[derive(Debug, Clone, Default)]
@@ -159,12 +174,7 @@ impl Figures {
             .snapshot
             .count(Counter::OutageAffected)
             .saturating_sub(self.snapshot.count(Counter::OutageExcused));
-        let recovered = self.snapshot.samples(Latency::Recovery);
-        let needed = (affected as f64 * RECOVERED_SHARE).ceil();
-        if affected == 0 || (recovered as f64) < needed {
-            return None;
-        }
-        self.snapshot.quantile(Latency::Recovery, needed / recovered as f64)
+        time_to_recover(self.snapshot.histogram(Latency::Recovery), affected)
     }
 
     /// How long after a backend outage ended the fleet was connected again: the first second

@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
+
+use super::escape;
 use serde_json::Value;
 
 /// The chart size, pixels.
@@ -389,14 +391,6 @@ fn lines(series: &[Series], x_desc: &str, y_desc: &str) -> String {
         let _ = root.present();
     }
     svg
-}
-
-/// Escapes text for HTML.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

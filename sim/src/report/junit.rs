@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::escape;
 use super::gates::Verdict;
 
 /// The JUnit XML document for the gates of scenario `name`, run for `elapsed_s` seconds. A run
@@ -45,23 +46,6 @@ pub fn render(name: &str, verdicts: &[Verdict], completed: bool, elapsed_s: f64)
          <testsuite name=\"{name}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{elapsed_s:.3}\">\n\
          {cases}  </testsuite>\n</testsuites>\n"
     )
-}
-
-/// Escapes text for an XML attribute or element.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -17,11 +17,9 @@ use serde_json::{Map, Value, json};
 
 use super::gates::{Measured, Verdict, evaluate};
 use super::hlog::{self, HistogramLog};
+use crate::engine::figures::time_to_recover;
 use crate::metrics::names::{MetricKind, Stat};
 use crate::scenario::gate::parse_gate;
-
-/// The share of cut-off devices whose return `reconnect.recovery` waits for.
-const RECOVERED_SHARE: f64 = 0.99;
 
 /// One folder to merge.
 struct Part {
@@ -176,11 +174,8 @@ fn merged_summary(parts: &[Part], totals: &BTreeMap<String, Histogram<u64>>) -> 
         .sum();
     let rolled = count("ota.rolled_back");
     let failed_boots = rolled + count("ota.bricked");
-    let recovery = totals.get("reconnect.recovery").and_then(|h| {
-        let affected = count("outage.affected") - count("outage.excused");
-        let needed = (affected * RECOVERED_SHARE).ceil();
-        (affected > 0.0 && h.len() as f64 >= needed).then(|| h.value_at_quantile(needed / h.len() as f64) as f64 / 1e3)
-    });
+    let affected = (count("outage.affected") - count("outage.excused")).max(0.0) as u64;
+    let recovery = time_to_recover(totals.get("reconnect.recovery"), affected).map(|d| d.as_micros() as f64 / 1e3);
     let halt = parts
         .iter()
         .filter_map(|p| p.summary["metrics"]["ota.halt.latency_ms"].as_f64())
