@@ -76,8 +76,15 @@ async fn every_device_provisions_connects_and_reports() {
         snapshot.samples(Latency::Publish) > 0,
         "QoS 1 reports are acknowledged and timed"
     );
+    // The run ends by closing the devices' sockets: the backend may still be reading the last
+    // reports from them when the shard returns, so give its connections a moment to drain.
+    let counted = || backend.gateway.stats().telemetry.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while counted() < published && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(
-        backend.gateway.stats().telemetry.load(Ordering::Relaxed),
+        counted(),
         published,
         "the backend counted every report the harness sent"
     );
