@@ -35,7 +35,7 @@ impl Shard {
     }
 
     /// The first device index at or after `start` that this shard owns.
-    fn first_from(self, start: u64) -> u64 {
+    pub fn first_from(self, start: u64) -> u64 {
         let count = u64::from(self.count);
         let offset = (u64::from(self.index) + count - start % count) % count;
         start.saturating_add(offset)
@@ -172,29 +172,39 @@ impl<'a> Plan<'a> {
 
     /// Device `index`, computed from the seed and the index alone.
     pub fn device(&self, index: u64) -> PlannedDevice {
-        let seed = self.scenario.seed;
-        let pick = draw::unit(&mut device_rng(seed, index, StreamId::MODEL));
-        // The last entry takes any rounding remainder of the shares.
-        let mix = self
-            .mix
-            .iter()
-            .position(|m| pick < m.cumulative)
-            .unwrap_or(self.mix.len().saturating_sub(1));
-        let first_wakeup = if self.scenario.fleet.arrival.poisson() {
-            // Each device draws its own arrival uniformly over the window: together they form
-            // a Poisson process conditioned on the fleet size, computed without knowing any
-            // other device, so every shard agrees.
-            self.window
-                .mul_f64(draw::unit(&mut device_rng(seed, index, StreamId::ARRIVAL)))
-        } else {
-            self.window.mul_f64(index as f64 / self.devices() as f64)
-        };
+        let mix = self.mix_of(index);
         let prefix = &self.mix[mix].model.serial_prefix;
         PlannedDevice {
             index,
             serial: serial(prefix, self.serial_key, index),
             mix,
-            first_wakeup,
+            first_wakeup: self.first_wakeup(index),
+        }
+    }
+
+    /// The position of device `index`'s entry in the mix.
+    pub fn mix_of(&self, index: u64) -> usize {
+        let pick = draw::unit(&mut device_rng(self.scenario.seed, index, StreamId::MODEL));
+        // The last entry takes any rounding remainder of the shares.
+        self.mix
+            .iter()
+            .position(|m| pick < m.cumulative)
+            .unwrap_or(self.mix.len().saturating_sub(1))
+    }
+
+    /// When device `index` arrives, from the start of the run.
+    pub fn first_wakeup(&self, index: u64) -> Duration {
+        if self.scenario.fleet.arrival.poisson() {
+            // Each device draws its own arrival uniformly over the window: together they form
+            // a Poisson process conditioned on the fleet size, computed without knowing any
+            // other device, so every shard agrees.
+            self.window.mul_f64(draw::unit(&mut device_rng(
+                self.scenario.seed,
+                index,
+                StreamId::ARRIVAL,
+            )))
+        } else {
+            self.window.mul_f64(index as f64 / self.devices() as f64)
         }
     }
 

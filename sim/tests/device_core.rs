@@ -30,6 +30,8 @@ struct Sim<'a> {
     /// Each device's state changes, with their times.
     log: Vec<Vec<(SimTime, State)>>,
     connects: Vec<u32>,
+    /// Clean goodbyes said, per device.
+    leaves: Vec<u32>,
     script: ConnectScript,
     pushed: u64,
 }
@@ -52,6 +54,7 @@ impl<'a> Sim<'a> {
             wake: vec![SimTime::NEVER; indices.len()],
             log: vec![vec![(SimTime(0), State::Unprovisioned)]; indices.len()],
             connects: vec![0; indices.len()],
+            leaves: vec![0; indices.len()],
             script,
             pushed: 0,
         };
@@ -95,6 +98,7 @@ impl<'a> Sim<'a> {
                         self.wake[slot] = at;
                         self.push(at, slot, Event::Wake);
                     }
+                    Action::Leave => self.leaves[slot] += 1,
                     _ => {}
                 }
             }
@@ -103,10 +107,15 @@ impl<'a> Sim<'a> {
 
     /// How long device `slot` spent Online before `end`.
     fn time_online(&self, slot: usize, end: SimTime) -> Duration {
+        self.time_in(State::Online, slot, end)
+    }
+
+    /// How long device `slot` spent in `state` before `end`.
+    fn time_in(&self, state: State, slot: usize, end: SimTime) -> Duration {
         let log = &self.log[slot];
         log.iter()
             .enumerate()
-            .filter(|(_, (_, state))| *state == State::Online)
+            .filter(|(_, (_, s))| *s == state)
             .map(|(i, (from, _))| log.get(i + 1).map_or(end, |(to, _)| *to).since(*from))
             .sum()
     }
@@ -250,5 +259,54 @@ fn a_decommissioned_device_stops_for_good() {
         device.on_event(now.after(DAY), Event::Wake, ctx).iter().count(),
         0,
         "no life after"
+    );
+}
+
+/// A duty-cycled device sleeps between reports: it arrives asleep, and at each report it
+/// wakes, connects, publishes once and leaves, so connects, reports and goodbyes all match the
+/// reporting schedule and nearly all its life is spent asleep.
+#[test]
+fn a_duty_cycled_device_connects_only_to_report() {
+    let m = model(
+        "sleepy",
+        "[telemetry]\ninterval = \"15m\"\njitter = \"10%\"\npayload_bytes = 32\nduty_cycle = true\n\
+         [link]\nmean_online = \"1000d\"\nmean_offline = \"1s\"\n",
+    );
+    let ctx = Ctx::new(7, &m);
+    let indices: Vec<u64> = (0..200).collect();
+    let mut sim = Sim::new(ctx, &indices, always);
+    let end = SimTime(0).after(DAY);
+    sim.run(end);
+    let mut first_states = Vec::new();
+    for (slot, device) in sim.devices.iter().enumerate() {
+        let reports = device.published();
+        // 96 intervals of 15 minutes in a day, the first at a random point of the first one.
+        assert!((94..=98).contains(&reports), "device {slot} reported {reports} times");
+        assert_eq!(sim.connects[slot], reports, "device {slot}: one connect per report");
+        assert_eq!(sim.leaves[slot], reports, "device {slot}: one goodbye per report");
+        assert_eq!(device.state(), State::Sleeping);
+        let asleep = sim.time_in(State::Sleeping, slot, end).as_secs_f64();
+        assert!(
+            asleep > 0.99 * DAY.as_secs_f64(),
+            "device {slot} slept {asleep} s of a day"
+        );
+        first_states.push(sim.log[slot][1]);
+    }
+    // Arrival puts a device to sleep at once; the first reports spread over the interval.
+    assert!(
+        first_states
+            .iter()
+            .all(|(at, state)| *at == SimTime(0) && *state == State::Sleeping)
+    );
+    let first_connects: Vec<f64> = sim
+        .log
+        .iter()
+        .filter_map(|log| log.iter().find(|(_, s)| *s == State::Online))
+        .map(|(at, _)| at.0 as f64 / 1e6)
+        .collect();
+    let mean = first_connects.iter().sum::<f64>() / first_connects.len() as f64;
+    assert!(
+        (350.0..550.0).contains(&mean),
+        "first reports average {mean} s, not mid-interval"
     );
 }

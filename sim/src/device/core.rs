@@ -199,6 +199,9 @@ impl Device {
                 out.push(Action::Stop);
                 return out;
             }
+            Event::Arrive if self.state == State::Unprovisioned && ctx.model.telemetry.duty_cycle => {
+                self.fall_asleep(now, ctx);
+            }
             Event::Arrive if self.state == State::Unprovisioned => self.provision(now, ctx, &mut out),
             Event::Provisioned if self.state == State::Provisioning => {
                 self.provisioned = true;
@@ -315,12 +318,36 @@ impl Device {
                 _ => {}
             }
         }
+        if self.state == State::Sleeping && now >= self.next_report && self.link_up {
+            // A duty-cycled device's report is due: provision first if it never has.
+            self.attempt = 0;
+            if self.provisioned {
+                self.connect(now, ctx, out);
+            } else {
+                self.provision(now, ctx, out);
+            }
+        }
         if self.state == State::Online && now >= self.next_report {
             self.report(now, ctx, out);
+        }
+        if self.state == State::Online && ctx.model.telemetry.duty_cycle && self.ota == OtaStage::Idle {
+            // Reported: say goodbye once the report is acknowledged, and sleep.
+            out.push(Action::Leave);
+            self.state = State::Sleeping;
         }
         if now >= self.ota_step {
             self.update_step(now, ctx, out);
         }
+    }
+
+    /// A duty-cycled device arrives asleep, as a deployed one is between reports: its first
+    /// report comes at a random point of its interval, so a fleet's reports spread evenly.
+    fn fall_asleep(&mut self, now: SimTime, ctx: Ctx<'_>) {
+        let mut rng = self.rng(ctx, StreamId::TELEMETRY, self.telemetry_words);
+        let phase = crate::model::draw::uniform(&mut rng, Duration::ZERO, ctx.model.telemetry.interval);
+        self.telemetry_words = words(&rng);
+        self.state = State::Sleeping;
+        self.next_report = now.after(phase);
     }
 
     /// The link changes state: down drops the connection, up starts connecting again.
@@ -396,7 +423,7 @@ impl Device {
     /// running out while asleep.
     fn next_wake(&self, ctx: Ctx<'_>) -> SimTime {
         let mut next = self.link_flip;
-        if self.state == State::Online {
+        if matches!(self.state, State::Online | State::Sleeping) {
             next = next.min(self.next_report);
         }
         if self.link_up {

@@ -5,14 +5,16 @@
 //!
 //! Groups: the backend puts a device in its claim's default group, so each scenario group has
 //! its own claim, `fleetsim-{group}` ([`claim_name`]), all with the run's one secret.
-//! Sessions are persistent (clean session off), so commands and jobs sent while a device is
-//! offline reach it when it is back, as the backend promises.
+//! An always-connected device's session is persistent (clean session off), so commands and
+//! jobs sent while it is offline reach it when it is back, as the backend promises. A
+//! duty-cycled device opens a clean session at each wake, reports and leaves.
 
 use std::net::{IpAddr, SocketAddr};
 
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::Packet;
 
+use super::Session;
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 
 /// What a device holds after provisioning (boxed strings: kept for the whole run by every
@@ -158,19 +160,25 @@ impl Embedded {
         }
     }
 
-    /// Connects as the device, and subscribes to its config, commands and jobs unless the
-    /// backend kept its session (and so its subscriptions).
-    pub async fn connect(&self, credentials: &Credentials, source: Option<IpAddr>) -> Result<MqttConn, TransportError> {
+    /// Connects as the device. A persistent session subscribes to the device's config,
+    /// commands and jobs unless the backend kept the session (and so its subscriptions); a
+    /// duty-cycled wake opens a clean session that subscribes to nothing.
+    pub async fn connect(
+        &self,
+        credentials: &Credentials,
+        source: Option<IpAddr>,
+        session: Session,
+    ) -> Result<MqttConn, TransportError> {
         let id = &credentials.device_id;
         let token = credentials.token.text();
         let params = ConnectParams {
             client_id: id,
             login: Some((id, &token)),
             keep_alive_s: KEEP_ALIVE_S,
-            clean_session: false,
+            clean_session: session == Session::DutyCycle,
         };
         let (mut conn, session_present) = MqttConn::connect(self.mqtt, source, params).await?;
-        if !session_present {
+        if !session_present && session == Session::Persistent {
             let (config, commands, jobs) = (
                 format!("fleet/v1/d/{id}/config/desired"),
                 format!("fleet/v1/d/{id}/cmd/+"),

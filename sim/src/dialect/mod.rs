@@ -13,6 +13,27 @@ use mqtt::{Broker, Identity};
 
 use crate::transport::mqtt::{MqttConn, TransportError};
 
+/// What a device's connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// An always-connected device: a session the backend keeps, subscribed to what the
+    /// backend sends it (config, commands, update jobs).
+    Persistent,
+    /// A duty-cycled device's wake: a clean session that only reports, then leaves.
+    DutyCycle,
+}
+
+impl Session {
+    /// The session a device of `model` opens.
+    pub fn of(model: &crate::scenario::DeviceModel) -> Self {
+        if model.telemetry.duty_cycle {
+            Self::DutyCycle
+        } else {
+            Self::Persistent
+        }
+    }
+}
+
 /// The backend a run drives.
 #[derive(Debug, Clone)]
 pub enum Dialect {
@@ -53,16 +74,21 @@ impl Dialect {
         }
     }
 
-    /// Connects as the device.
+    /// Connects as the device, for a `session` of that kind.
     pub async fn connect(
         &self,
         credentials: &Credentials,
         identity: Identity<'_>,
         source: Option<IpAddr>,
+        session: Session,
     ) -> Result<MqttConn, TransportError> {
         match self {
-            Self::Embedded(embedded) => embedded.connect(credentials, source).await,
-            Self::Mqtt(broker) => broker.connect(credentials, identity, source, KEEP_ALIVE_S).await,
+            Self::Embedded(embedded) => embedded.connect(credentials, source, session).await,
+            Self::Mqtt(broker) => {
+                broker
+                    .connect(credentials, identity, source, KEEP_ALIVE_S, session)
+                    .await
+            }
         }
     }
 

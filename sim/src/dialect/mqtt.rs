@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::Session;
 use super::embedded::{Credentials, Token};
 use rumqttc::mqttbytes::QoS;
 
@@ -61,13 +62,15 @@ impl Broker {
         fill(&self.command_topic, identity)
     }
 
-    /// Connects as the device (no login, clean session) and subscribes to its command topic.
+    /// Connects as the device (no login, clean session); an always-connected device also
+    /// subscribes to its command topic.
     pub async fn connect(
         &self,
         credentials: &Credentials,
         identity: Identity<'_>,
         source: Option<IpAddr>,
         keep_alive_s: u16,
+        session: Session,
     ) -> Result<MqttConn, TransportError> {
         let params = ConnectParams {
             client_id: &credentials.device_id,
@@ -76,9 +79,11 @@ impl Broker {
             clean_session: true,
         };
         let (mut conn, _) = MqttConn::connect(self.node_for(identity.serial), source, params).await?;
-        // The SUBACK comes back through the device's reads, which ignore it.
-        conn.subscribe(&[(&self.command_topic(identity), QoS::AtLeastOnce)])
-            .await?;
+        if session == Session::Persistent {
+            // The SUBACK comes back through the device's reads, which ignore it.
+            conn.subscribe(&[(&self.command_topic(identity), QoS::AtLeastOnce)])
+                .await?;
+        }
         Ok(conn)
     }
 }

@@ -11,23 +11,25 @@
 //! rather than hiding in a slower test. Shard state is shared through `Rc`: a shard runs on one
 //! thread, so recording takes no lock.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep_until};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::clock::RunClock;
 use super::link::{Job, Link, plain_image};
 use super::operator_log::OperatorLog;
 use super::perform::{DeviceTask, Performed, Step};
+use super::timers::Timers;
 use crate::device::{Action, Actions, Ctx, Device, Event, Outage, SimTime, State};
 use crate::dialect::Dialect;
+use crate::dialect::embedded::Credentials;
 use crate::metrics::recorder::{Counter, Latency, Recorder};
 use crate::model::Image;
-use crate::plan::PlannedDevice;
 use crate::scenario::DeviceModel;
 use crate::transport::source::SourceAddrs;
 
@@ -58,6 +60,12 @@ pub struct ShardCtx {
     /// Every state change as (device index, simulated time, new state), when a test asks for
     /// the devices' life stories; `None` in runs, which keep only the counts.
     pub transitions: Option<RefCell<Vec<Transition>>>,
+    /// Duty-cycled devices asleep between reports, by wake-up time.
+    pub sleepers: RefCell<Timers<Box<Sleeper>>>,
+    /// Told when a device falls asleep, so the shard's loop can wait for an earlier wake-up.
+    pub sleepers_changed: Notify,
+    /// Device tasks alive: devices awake (connected, or between attempts), not asleep.
+    pub tasks: Cell<u64>,
 }
 
 /// A device's state change: its index, the simulated time, the new state.
@@ -88,6 +96,17 @@ impl ShardCtx {
             )
     }
 
+    /// Files a device that fell asleep under its wake-up time.
+    pub fn sleep(&self, sleeper: Box<Sleeper>) {
+        let at = sleeper.life.wake.unwrap_or(SimTime::NEVER);
+        let mut sleepers = self.sleepers.borrow_mut();
+        let earlier = sleepers.next_at().is_none_or(|next| at < next);
+        sleepers.insert(at, sleeper);
+        if earlier {
+            self.sleepers_changed.notify_one();
+        }
+    }
+
     /// Counts a planned device (not arrived yet).
     pub fn planned(&self) {
         self.states.borrow_mut()[0] += 1;
@@ -112,90 +131,49 @@ pub struct Member {
     pub outages: Vec<Outage>,
 }
 
-/// Runs one device from its arrival until the core stops it or the shard shuts down.
-///
-/// Not an `async fn`: the device's state is built here, so the task's future holds each
-/// piece once (an idle connected device costs what its future holds).
-pub fn drive(shard: Rc<ShardCtx>, member: Rc<Member>, planned: PlannedDevice) -> impl Future<Output = ()> {
-    let arrival = shard.clock.start() + planned.first_wakeup;
-    let arrival_sim = shard.clock.sim(arrival);
-    let ctx = Ctx {
-        seed: shard.seed,
-        model: &member.model,
-        outages: &member.outages,
-    };
-    let device = Device::new(planned.index, ctx, arrival_sim);
-    let source = shard.sources.map(|s| s.for_device(planned.index));
-    let mut running = Running {
-        device,
-        acting_at: arrival_sim,
-        arrival,
-        wake: None,
-        events: VecDeque::new(),
-        io: DeviceTask {
-            shard,
-            member,
-            index: planned.index,
-            source,
-            link: Link::new(),
-        },
-    };
-    // Captured by the block and borrowed in place: an `async fn` taking it by value would
-    // hold it twice (rust-lang/rust#62958).
-    async move { running.run().await }
-}
-
-/// A device and its I/O, as its task holds them.
-struct Running {
-    device: Device,
+/// A device's state between events, whether its task holds it (awake) or the shard's
+/// sleepers do (a duty-cycled device between reports).
+#[derive(Debug)]
+pub struct Life {
+    /// The device core.
+    pub device: Device,
     /// The simulated time of the event being acted on. Replies to the device's own requests
     /// (provisioned, connected, refused, downloaded) count as instantaneous in simulated time:
     /// the device's life is then the same whatever the network's real delays, which are
     /// measured as latencies instead. Only events from outside (a dropped connection, a
     /// message from the backend) take the clock.
     acting_at: SimTime,
-    /// The planned arrival.
-    arrival: Instant,
+    /// When provisioning was meant to start: the planned arrival, or for a duty-cycled
+    /// device its first wake.
+    provision_from: SimTime,
     /// The wake-up the core asked for, in its own simulated time: the core is handed back
     /// exactly the time it asked for, never a float round trip of it.
     wake: Option<SimTime>,
-    /// Events to hand the core before waiting again.
-    events: VecDeque<(Event, Instant)>,
-    io: DeviceTask,
 }
 
-impl Running {
-    async fn run(&mut self) {
-        let shard = Rc::clone(&self.io.shard);
-        sleep_until(self.arrival).await;
-        self.events.push_back((Event::Arrive, self.arrival));
-        loop {
-            let (event, at) = match self.events.pop_front() {
-                Some(next) => next,
-                None => {
-                    // An idle device keeps no event buffer.
-                    self.events = VecDeque::new();
-                    let wake = self
-                        .wake
-                        .map_or_else(|| Instant::now() + NEVER, |sim| shard.clock.real(sim));
-                    self.io.link.wait(&shard, wake).await
-                }
-            };
-            let (actions, step) = self.decide(event, at);
-            // Boxed: an idle device's task holds only what waiting needs. Performing the
-            // actions (connects, publishes, downloads) needs far more, and only for a moment.
-            match Box::pin(self.io.perform_all(actions, step, &mut self.events)).await {
-                Performed::Stop => return,
-                Performed::WakeAt(Some(sim)) => self.wake = Some(sim),
-                Performed::WakeAt(None) => {}
-            }
+impl Life {
+    /// Device `index` of `member`, planned to arrive at `arrival`.
+    pub fn new(shard: &ShardCtx, member: &Member, index: u64, arrival: SimTime) -> Self {
+        let ctx = Ctx {
+            seed: shard.seed,
+            model: &member.model,
+            outages: &member.outages,
+        };
+        Self {
+            device: Device::new(index, ctx, arrival),
+            acting_at: arrival,
+            provision_from: arrival,
+            wake: None,
         }
     }
 
-    /// Hands the core one event and counts what changed.
-    fn decide(&mut self, event: Event, at: Instant) -> (Actions, Step) {
-        let shard = &*self.io.shard;
-        let member = &*self.io.member;
+    /// When the device asked to wake.
+    pub fn wake(&self) -> Option<SimTime> {
+        self.wake
+    }
+
+    /// Hands the core one event that happened at `at` and counts what changed.
+    pub fn decide(&mut self, shard: &ShardCtx, member: &Member, event: Event, at: Instant) -> (Actions, Step) {
         let ctx = Ctx {
             seed: shard.seed,
             model: &member.model,
@@ -203,7 +181,7 @@ impl Running {
         };
         let now = match (event, self.wake) {
             (Event::Wake, Some(sim)) => sim,
-            (Event::Arrive, _) => shard.clock.sim(self.arrival),
+            (Event::Arrive, _) => self.provision_from,
             (Event::ConnectionLost | Event::ConfigDesired { .. } | Event::Command(_) | Event::OtaJob(_), _) => {
                 shard.clock.sim(at).max(self.acting_at)
             }
@@ -217,6 +195,10 @@ impl Running {
             shard.moved(before, device.state());
             if let Some(transitions) = &shard.transitions {
                 transitions.borrow_mut().push((device.index, now, device.state()));
+            }
+            if before == State::Sleeping && device.state() == State::Provisioning {
+                // A duty-cycled device provisions at its first wake: that is when it meant to.
+                self.provision_from = now;
             }
         }
         if !was_waiting && device.awaiting_recovery() {
@@ -233,10 +215,146 @@ impl Running {
         let step = Step {
             now,
             intended,
-            arrival: self.arrival,
+            arrival: shard.clock.real(self.provision_from),
             update_started: device.update_started(),
         };
+        if let Some(Action::WakeAt(sim)) = actions.iter().find(|a| matches!(a, Action::WakeAt(_))) {
+            self.wake = Some(sim);
+        }
         (actions, step)
+    }
+}
+
+/// A duty-cycled device asleep between reports: all it keeps while it holds no task.
+#[derive(Debug)]
+pub struct Sleeper {
+    /// Its state.
+    pub life: Life,
+    /// Its credentials, once provisioned.
+    pub credentials: Option<Credentials>,
+    /// Its model, group and outages.
+    pub member: Rc<Member>,
+}
+
+/// Hands a device the event that woke it (its arrival, or a sleeper's wake-up) outside any
+/// task, and gives it a task only if the actions need I/O: a sleeping device whose wake-up
+/// finds nothing to send (its link changed state while it slept) goes straight back to the
+/// sleepers. Called by the shard's loop.
+pub fn wake(shard: &Rc<ShardCtx>, sleeper: Sleeper, event: Event, at: Instant) {
+    let Sleeper {
+        mut life,
+        credentials,
+        member,
+    } = sleeper;
+    let (actions, step) = life.decide(shard, &member, event, at);
+    let io_needed = actions.iter().any(|a| !matches!(a, Action::WakeAt(_)));
+    if !io_needed && life.device.state() == State::Sleeping {
+        shard.sleep(Box::new(Sleeper {
+            life,
+            credentials,
+            member,
+        }));
+        return;
+    }
+    tokio::task::spawn_local(awake(
+        Rc::clone(shard),
+        member,
+        life,
+        credentials,
+        Box::new((actions, step)),
+    ));
+}
+
+/// Runs a device that has I/O to do, starting with `first` (the actions of the event that
+/// woke it), until the core stops it, it falls asleep holding no connection (back to the
+/// shard's sleepers), or the shard shuts down.
+///
+/// Not an `async fn`: the device's state is built here, so the task's future holds each
+/// piece once (an idle connected device costs what its future holds).
+pub fn awake(
+    shard: Rc<ShardCtx>,
+    member: Rc<Member>,
+    life: Life,
+    credentials: Option<Credentials>,
+    first: Box<(Actions, Step)>,
+) -> impl Future<Output = ()> {
+    let index = life.device.index;
+    let source = shard.sources.map(|s| s.for_device(index));
+    let mut link = Link::new();
+    link.credentials = credentials;
+    let mut running = Running {
+        life,
+        events: VecDeque::new(),
+        io: DeviceTask {
+            shard,
+            member,
+            index,
+            source,
+            link,
+        },
+    };
+    // Captured by the block and borrowed in place: an `async fn` taking it by value would
+    // hold it twice (rust-lang/rust#62958).
+    running.io.shard.tasks.set(running.io.shard.tasks.get() + 1);
+    async move {
+        let ending = running.run(first).await;
+        let shard = &running.io.shard;
+        shard.tasks.set(shard.tasks.get().saturating_sub(1));
+        if ending == Ending::Asleep {
+            let Running { life, io, .. } = running;
+            io.shard.sleep(Box::new(Sleeper {
+                life,
+                credentials: io.link.credentials,
+                member: io.member,
+            }));
+        }
+    }
+}
+
+/// How a device's task ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The device is done (dead, bricked, retired).
+    Done,
+    /// It sleeps until its next report, holding no connection.
+    Asleep,
+}
+
+/// A device and its I/O, as its task holds them.
+struct Running {
+    life: Life,
+    /// Events to hand the core before waiting again.
+    events: VecDeque<(Event, Instant)>,
+    io: DeviceTask,
+}
+
+impl Running {
+    async fn run(&mut self, first: Box<(Actions, Step)>) -> Ending {
+        let (shard, member) = (Rc::clone(&self.io.shard), Rc::clone(&self.io.member));
+        let (mut actions, mut step) = *first;
+        loop {
+            // Boxed: an idle device's task holds only what waiting needs. Performing the
+            // actions (connects, publishes, downloads) needs far more, and only for a moment.
+            if let Performed::Stop = Box::pin(self.io.perform_all(actions, step, &mut self.events)).await {
+                return Ending::Done;
+            }
+            let (event, at) = match self.events.pop_front() {
+                Some(next) => next,
+                None if self.life.device.state() == State::Sleeping && self.io.link.conn.is_none() => {
+                    return Ending::Asleep;
+                }
+                None => {
+                    // An idle device keeps no event buffer.
+                    self.events = VecDeque::new();
+                    let wake = self
+                        .life
+                        .wake
+                        .map_or_else(|| Instant::now() + NEVER, |sim| shard.clock.real(sim));
+                    self.io.link.wait(&shard, wake).await
+                }
+            };
+            (actions, step) = self.life.decide(&shard, &member, event, at);
+        }
     }
 }
 
@@ -267,21 +385,37 @@ mod tests {
             recorder: RefCell::new(Recorder::default()),
             states: RefCell::new([0; 11]),
             transitions: None,
+            sleepers: RefCell::new(Timers::default()),
+            sleepers_changed: Notify::new(),
+            tasks: Cell::new(0),
         });
         let member = Rc::new(Member {
             model,
             group: "g".into(),
             outages: Vec::new(),
         });
-        let planned = PlannedDevice {
-            index: 0,
-            serial: "S".into(),
-            mix: 0,
-            first_wakeup: Duration::ZERO,
-        };
-        let task = drive(shard, member, planned);
+        let life = Life::new(&shard, &member, 0, SimTime(0));
+        let first = Box::new((
+            Actions::default(),
+            Step {
+                now: SimTime(0),
+                intended: Instant::now(),
+                arrival: Instant::now(),
+                update_started: SimTime(0),
+            },
+        ));
+        let task = awake(shard, member, life, None, first);
         let size = std::mem::size_of_val(&task);
         println!("device task future: {size} bytes");
         assert!(size <= 900, "a device's task future grew to {size} bytes");
+    }
+
+    /// A sleeping device costs its sleeper's box, its heap slot and its device id: keep the
+    /// box within the 512 bytes a sleeping device may cost in all.
+    #[test]
+    fn a_sleeper_is_small() {
+        let size = std::mem::size_of::<Sleeper>();
+        println!("sleeper: {size} bytes");
+        assert!(size <= 320, "a sleeping device's state grew to {size} bytes");
     }
 }

@@ -130,6 +130,12 @@ pub struct HarnessFigures {
     pub publish_per_s: f64,
     /// Cores the harness kept busy from the peak to the end (1.0 is one core).
     pub cores: f64,
+    /// The most devices asleep at a second's end (duty-cycled devices between reports).
+    pub peak_sleeping: u64,
+    /// Resident memory at the first second with the most devices asleep, bytes.
+    pub rss_at_peak_sleeping: u64,
+    /// The most device tasks alive at a second's end.
+    pub peak_tasks: u64,
 }
 
 impl HarnessFigures {
@@ -137,6 +143,18 @@ impl HarnessFigures {
     pub fn bytes_per_device(&self) -> Option<f64> {
         (self.peak_connected > 0)
             .then(|| self.rss_at_peak.saturating_sub(self.rss_before) as f64 / self.peak_connected as f64)
+    }
+
+    /// Harness memory per sleeping device, bytes: the growth at the most devices asleep
+    /// over them (the few awake then are charged to the sleepers, so this errs high).
+    pub fn bytes_per_sleeping_device(&self) -> Option<f64> {
+        (self.peak_sleeping > 0)
+            .then(|| self.rss_at_peak_sleeping.saturating_sub(self.rss_before) as f64 / self.peak_sleeping as f64)
+    }
+
+    /// Share of a core per 1,000 messages a second published (0.1 is a tenth of a core).
+    pub fn cores_per_1k_msg_per_s(&self) -> Option<f64> {
+        (self.publish_per_s >= 1.0).then(|| self.cores / (self.publish_per_s / 1000.0))
     }
 }
 
@@ -253,6 +271,12 @@ impl Figures {
     /// The harness's cost: memory per connected device, connect and publish rates.
     pub fn harness(&self) -> Option<HarnessFigures> {
         let rss_before = self.rss_before?;
+        let peak_sleeping = self.seconds.iter().map(|s| s.sleeping).max()?;
+        let rss_at_peak_sleeping = self
+            .seconds
+            .iter()
+            .find(|s| s.sleeping == peak_sleeping)
+            .map_or(0, |s| s.rss_bytes);
         let peak = self.seconds.iter().map(|s| s.connected).max()?;
         let at = self.seconds.iter().position(|s| s.connected == peak)?;
         let after = &self.seconds[at..];
@@ -266,6 +290,9 @@ impl Figures {
             rss_at_peak: self.seconds[at].rss_bytes,
             connect_peak_per_s: self.seconds.iter().map(|s| s.connects).max().unwrap_or(0),
             publish_per_s: after.iter().map(|s| s.published).sum::<u64>() as f64 / after.len() as f64,
+            peak_sleeping,
+            rss_at_peak_sleeping,
+            peak_tasks: self.seconds.iter().map(|s| s.tasks).max().unwrap_or(0),
         })
     }
 
@@ -280,8 +307,12 @@ impl Figures {
             "connect_peak_per_s": h.connect_peak_per_s,
             "publish_per_s": (h.publish_per_s * 10.0).round() / 10.0,
             "cores": (h.cores * 1000.0).round() / 1000.0,
-            "seconds": self.seconds.iter().map(|s| json!([s.connected, s.connects, s.published, s.rss_bytes, s.cpu.as_secs_f64()])).collect::<Vec<_>>(),
-            "seconds_columns": ["connected", "connects", "published", "rss_bytes", "cpu_s"],
+            "cores_per_1k_msg_per_s": h.cores_per_1k_msg_per_s().map(|c| (c * 1000.0).round() / 1000.0),
+            "peak_sleeping": h.peak_sleeping,
+            "bytes_per_sleeping_device": h.bytes_per_sleeping_device().map(f64::round),
+            "peak_device_tasks": h.peak_tasks,
+            "seconds": self.seconds.iter().map(|s| json!([s.connected, s.sleeping, s.tasks, s.connects, s.published, s.rss_bytes, s.cpu.as_secs_f64()])).collect::<Vec<_>>(),
+            "seconds_columns": ["connected", "sleeping", "tasks", "connects", "published", "rss_bytes", "cpu_s"],
         })
     }
 

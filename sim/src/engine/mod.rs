@@ -17,4 +17,5 @@ pub mod progress;
 pub mod run;
 pub mod shard;
 pub mod target;
+pub mod timers;
 pub mod watch;

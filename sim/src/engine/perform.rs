@@ -15,6 +15,7 @@ use super::download::download;
 use super::driver::{Member, ShardCtx};
 use super::link::{Awaited, Link};
 use crate::device::{Action, Actions, Event, OtaReport, SimTime};
+use crate::dialect::Session;
 use crate::dialect::embedded::ProvisionError;
 use crate::dialect::mqtt::Identity;
 use crate::metrics::recorder::{Counter, Latency};
@@ -254,7 +255,8 @@ impl DeviceTask {
             model: &member.model.name,
             group: &member.group,
         };
-        match Box::pin(shard.dialect.connect(credentials, identity, self.source)).await {
+        let session = Session::of(&member.model);
+        match Box::pin(shard.dialect.connect(credentials, identity, self.source, session)).await {
             Ok(conn) => {
                 shard.record(Latency::Connect, started);
                 shard.count(Counter::Connected);

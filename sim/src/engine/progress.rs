@@ -29,6 +29,10 @@ pub struct Second {
     pub states: [u64; 11],
     /// Devices connected (online or rolled back).
     pub connected: u64,
+    /// Devices asleep between reports (duty-cycled), holding no task and no socket.
+    pub sleeping: u64,
+    /// Device tasks alive: devices awake.
+    pub tasks: u64,
     /// Devices provisioned in the second.
     pub provisions: u64,
     /// Connects completed in the second.
@@ -62,6 +66,7 @@ pub fn aggregate(
     let mut seconds = Vec::new();
     let mut total = Snapshot::default();
     let mut states = vec![[0u64; 11]; shards as usize];
+    let mut tasks = vec![0u64; shards as usize];
     let mut second = Snapshot::default();
     let mut seen = 0u32;
     let mut elapsed = 0u64;
@@ -72,6 +77,9 @@ pub fn aggregate(
         if let Some(slot) = states.get_mut(shard as usize) {
             *slot = tick.states;
         }
+        if let Some(slot) = tasks.get_mut(shard as usize) {
+            *slot = tick.tasks;
+        }
         seen += 1;
         if seen == shards {
             elapsed += 1;
@@ -80,6 +88,8 @@ pub fn aggregate(
             seconds.push(Second {
                 states: now,
                 connected: now[state_index(State::Online)] + now[state_index(State::RolledBack)],
+                sleeping: now[state_index(State::Sleeping)],
+                tasks: tasks.iter().sum(),
                 provisions: second.count(Counter::Provisioned),
                 connects: second.count(Counter::Connected),
                 published: second.count(Counter::Published),

@@ -108,7 +108,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     };
     // A backend in this process holds the other end of every device's connection.
     let sockets_per_device = if target.in_process() { 2 } else { 1 };
-    if let Some(message) = open_files.shortfall(scenario.fleet.devices.saturating_mul(sockets_per_device)) {
+    if let Some(message) = open_files.shortfall(always_connected(loaded).saturating_mul(sockets_per_device)) {
         let standalone = if target.in_process() {
             ", or run the backend in its own process (`fleetsim backend`, then --backend http://...)"
         } else {
@@ -330,6 +330,24 @@ pub fn refuse_unsupported(loaded: &Loaded) -> Result<(), RunError> {
         }
     }
     Ok(())
+}
+
+/// The fleet's devices that hold a connection for the whole run: duty-cycled ones hold one only
+/// for a moment at each report.
+fn always_connected(loaded: &Loaded) -> u64 {
+    let fleet = &loaded.scenario.fleet;
+    let share: f64 = fleet
+        .mix
+        .iter()
+        .filter(|m| {
+            loaded
+                .models
+                .get(&m.model)
+                .is_none_or(|model| !model.telemetry.duty_cycle)
+        })
+        .map(|m| m.share)
+        .sum();
+    (fleet.devices as f64 * share.min(1.0)).ceil() as u64
 }
 
 /// The devices of the fleet that `shard` runs.

@@ -16,9 +16,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::RunClock;
-use super::driver::{Member, ShardCtx, Transition, drive};
+use super::driver::{Life, Member, ShardCtx, Sleeper, Transition, wake};
 use super::operator_log::OperatorLog;
-use crate::device::{Outage, State};
+use super::timers::Timers;
+use crate::device::{Event, Outage, State};
 use crate::dialect::Dialect;
 use crate::metrics::recorder::{Recorder, Snapshot};
 use crate::model::{Image, StreamId};
@@ -40,6 +41,8 @@ pub struct Tick {
     pub snapshot: Snapshot,
     /// Devices per lifecycle state, in `State::ALL` order.
     pub states: [u64; 11],
+    /// Device tasks alive now (sleeping devices hold none).
+    pub tasks: u64,
 }
 
 /// What a shard measured.
@@ -94,6 +97,9 @@ pub fn run_shard(
         recorder: RefCell::new(Recorder::default()),
         states: RefCell::new([0; 11]),
         transitions: record_transitions.then(|| RefCell::new(Vec::new())),
+        sleepers: RefCell::new(Timers::default()),
+        sleepers_changed: tokio::sync::Notify::new(),
+        tasks: std::cell::Cell::new(0),
     });
     let members: Vec<_> = scenario
         .fleet
@@ -111,9 +117,9 @@ pub fn run_shard(
         .collect();
     // (arrival, index), latest first so the next is popped off the end: 16 bytes a device
     // until it arrives.
-    let mut arrivals: Vec<(Duration, u64)> = plan
-        .iter(0..plan.devices(), shard)
-        .map(|p| (p.first_wakeup, p.index))
+    let mut arrivals: Vec<(Duration, u64)> = (shard.first_from(0)..plan.devices())
+        .step_by(shard.count as usize)
+        .map(|index| (plan.first_wakeup(index), index))
         .collect();
     arrivals.sort_unstable_by(|a, b| b.cmp(a));
     for _ in &arrivals {
@@ -126,16 +132,35 @@ pub fn run_shard(
         let mut second = tokio::time::interval_at(start + TICK, TICK);
         loop {
             let next_arrival = arrivals.last().map_or(far, |(at, _)| start + *at);
+            let next_sleeper = ctx
+                .sleepers
+                .borrow()
+                .next_at()
+                .map_or(far, |at| clock.real(at).min(far));
             tokio::select! {
                 () = tokio::time::sleep_until(end) => break,
                 () = stop.cancelled() => break,
+                () = tokio::time::sleep_until(next_sleeper) => {
+                    let now = Instant::now();
+                    loop {
+                        // The borrow ends before the device is handled: it may fall asleep again.
+                        let due = ctx.sleepers.borrow_mut().pop_if(|at| clock.real(at) <= now);
+                        let Some((at, sleeper)) = due else { break };
+                        wake(&ctx, *sleeper, Event::Wake, clock.real(at));
+                    }
+                    ctx.sleepers.borrow_mut().shrink();
+                }
+                () = ctx.sleepers_changed.notified() => {}
                 () = tokio::time::sleep_until(next_arrival), if arrivals.capacity() > 0 => {
-                    let now = tokio::time::Instant::now();
+                    let now = Instant::now();
                     while let Some((at, index)) = arrivals.last().copied() && start + at <= now {
                         arrivals.pop();
-                        let planned = plan.device(index);
-                        if let Some(member) = members.get(planned.mix).cloned().flatten() {
-                            tokio::task::spawn_local(drive(Rc::clone(&ctx), member, planned));
+                        let mix = plan.mix_of(index);
+                        if let Some(member) = members.get(mix).cloned().flatten() {
+                            let arrival = start + at;
+                            let life = Life::new(&ctx, &member, index, clock.sim(arrival));
+                            let device = Sleeper { life, credentials: None, member };
+                            wake(&ctx, device, Event::Arrive, arrival);
                         }
                     }
                     if arrivals.is_empty() {
@@ -145,7 +170,11 @@ pub fn run_shard(
                 }
                 _ = second.tick() => {
                     if let Some(ticks) = &ticks {
-                        let tick = Tick { snapshot: ctx.recorder.borrow_mut().take(), states: *ctx.states.borrow() };
+                        let tick = Tick {
+                            snapshot: ctx.recorder.borrow_mut().take(),
+                            states: *ctx.states.borrow(),
+                            tasks: ctx.tasks.get(),
+                        };
                         // The channel holds a minute of ticks (TICK_QUEUE); only an aggregator
                         // that far behind makes this wait. A closed channel ends the run.
                         if ticks.send(tick).is_err() {

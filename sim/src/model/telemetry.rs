@@ -43,6 +43,10 @@ pub struct Telemetry {
     /// MQTT QoS level the reports are published with (0, 1 or 2); carried
     /// for the transport, unused by the model itself.
     pub qos: u8,
+    /// Duty-cycled: the device sleeps between reports holding no connection, and at each
+    /// report wakes, connects with a clean session, publishes and disconnects. Otherwise it
+    /// stays connected (a persistent session that also takes config, commands and updates).
+    pub duty_cycle: bool,
 }
 
 /// One telemetry sample, as rendered into a payload.
@@ -162,6 +166,7 @@ mod tests {
             jitter: 0.2,
             payload_bytes,
             qos: 1,
+            duty_cycle: false,
         }
     }
 

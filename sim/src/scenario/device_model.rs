@@ -148,6 +148,7 @@ fn check_telemetry(err: &ErrorAt<'_>, t: TelemetrySection) -> Result<Telemetry, 
         jitter,
         payload_bytes: t.payload_bytes,
         qos,
+        duty_cycle: t.duty_cycle,
     })
 }
 

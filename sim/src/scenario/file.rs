@@ -367,6 +367,10 @@ pub struct TelemetrySection {
     /// MQTT QoS for telemetry, 0 or 1.
     #[serde(default)]
     pub qos: Option<u8>,
+    /// Sleep between reports without a connection: wake, connect (clean session), report,
+    /// disconnect. Such a device takes no config, commands or updates. Default false.
+    #[serde(default)]
+    pub duty_cycle: bool,
 }
 
 /// `[battery]`.

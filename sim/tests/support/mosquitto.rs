@@ -22,6 +22,11 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts a broker that allows anonymous clients.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts a broker that allows anonymous clients, with more lines of configuration.
+    pub fn start_with(extra_config: &str) -> Self {
         let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -36,7 +41,7 @@ impl Mosquitto {
         let config = dir.join("mosquitto.conf");
         std::fs::write(
             &config,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_config}"),
         )
         .expect("config");
         let child = Command::new(binary)
