@@ -310,3 +310,41 @@ fn a_duty_cycled_device_connects_only_to_report() {
         "first reports average {mean} s, not mid-interval"
     );
 }
+
+/// A duty-cycled device whose report falls due while its link is down waits for the link to
+/// come back, without asking to wake again and again meanwhile, then reports at once.
+#[test]
+fn a_sleeping_device_with_its_link_down_waits_for_the_link() {
+    let m = model(
+        "sleepy",
+        "[telemetry]\ninterval = \"15m\"\npayload_bytes = 32\nduty_cycle = true\n\
+         [link]\nmean_online = \"2h\"\nmean_offline = \"2h\"\n",
+    );
+    let ctx = Ctx::new(5, &m);
+    let mut checked = 0;
+    for index in 0..200 {
+        let mut device = Device::new(index, ctx, SimTime(0));
+        let mut wake = match device.on_event(SimTime(0), Event::Arrive, ctx).iter().last() {
+            Some(Action::WakeAt(at)) => at,
+            other => panic!("asleep after arriving, asking to wake: {other:?}"),
+        };
+        let mut wakes = 0;
+        while wake < SimTime(0).after(DAY) && wakes < 10_000 {
+            let before = device.state();
+            let actions = device.on_event(wake, Event::Wake, ctx);
+            wakes += 1;
+            if actions.iter().any(|a| a == Action::Provision) {
+                checked += 1;
+                break;
+            }
+            assert_eq!(before, State::Sleeping);
+            wake = match actions.iter().last() {
+                Some(Action::WakeAt(at)) => at,
+                other => panic!("device {index} asked for nothing after a wake: {other:?}"),
+            };
+        }
+        // Each wake is a report coming due or a link change: a handful before the first report.
+        assert!(wakes <= 20, "device {index} woke {wakes} times before its first report");
+    }
+    assert!(checked > 150, "{checked} devices reported within the day");
+}

@@ -423,7 +423,8 @@ impl Device {
     /// running out while asleep.
     fn next_wake(&self, ctx: Ctx<'_>) -> SimTime {
         let mut next = self.link_flip;
-        if matches!(self.state, State::Online | State::Sleeping) {
+        // A sleeping device whose report is due while its link is down waits for the link.
+        if self.state == State::Online || (self.state == State::Sleeping && self.link_up) {
             next = next.min(self.next_report);
         }
         if self.link_up {
