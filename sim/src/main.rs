@@ -75,8 +75,9 @@ enum Command {
     },
     /// Run a scenario: plan the fleet, start the embedded reference backend in process (or
     /// reach the one the scenario or --backend names), run every device against it while
-    /// playing the operator's phases, print a progress line a second, check the gates and
-    /// write summary.json. Exits 1 when a gate fails or the run is stopped early.
+    /// playing the operator's phases, show the live dashboard (a progress line a second when
+    /// stdout is not a terminal, or with --headless), check the gates and write
+    /// summary.json. Exits 1 when a gate fails or the run is stopped early.
     Run {
         /// Scenario file.
         #[arg(value_name = "FILE")]
@@ -98,7 +99,8 @@ enum Command {
         /// broker for an `mqtt` scenario.
         #[arg(long, value_name = "URL")]
         backend: Option<String>,
-        /// No dashboard: one progress line a second (what runs today in any case).
+        /// No dashboard: one progress line a second (the default when stdout is not a
+        /// terminal).
         #[arg(long)]
         headless: bool,
         /// Run only shard K of N (device i belongs to shard i mod N), against a backend every
@@ -242,7 +244,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             duration,
             seed,
             backend,
-            headless: _,
+            headless,
             shard,
             models,
         } => {
@@ -254,7 +256,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 backend,
                 shard,
             };
-            cli::run::run(loaded, &overrides, out_dir, out)?
+            cli::run::run(loaded, &overrides, out_dir, headless, out)?
         }
         Command::Plan {
             file,

@@ -1,14 +1,19 @@
 //! `fleetsim run SCENARIO`: runs the fleet against the scenario's backend (the embedded
-//! reference backend by default), prints a progress line a second and the gate verdicts,
-//! writes `summary.json`, and exits 1 when a gate fails.
+//! reference backend by default), shows the live dashboard (or prints a progress line a
+//! second), prints the gate verdicts, writes `summary.json`, and exits 1 when a gate fails.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use crate::engine::live::LIVE_QUEUE;
 use crate::engine::run::{RunOptions, run as run_scenario};
 use crate::scenario::Loaded;
 use crate::scenario::units::DisplayDuration;
+use crate::tui::Dashboard;
+use crate::tui::model::Outline;
 
 use super::{CliError, Exit};
 
@@ -27,11 +32,14 @@ pub struct Overrides {
     pub shard: Option<crate::plan::Shard>,
 }
 
-/// Runs `loaded` with `overrides`; the report goes to `out_dir` (or `reports/...`).
+/// Runs `loaded` with `overrides`; the report goes to `out_dir` (or `reports/...`). The run
+/// is shown on the live dashboard when stdout is a terminal and `headless` is false, else as
+/// a progress line a second.
 pub fn run(
     mut loaded: Loaded,
     overrides: &Overrides,
     out_dir: Option<PathBuf>,
+    headless: bool,
     out: &mut dyn Write,
 ) -> Result<Exit, CliError> {
     let scenario = &mut loaded.scenario;
@@ -89,13 +97,43 @@ pub fn run(
     }
     let stop = tokio_util::sync::CancellationToken::new();
     let _signals = stop_on_signal(stop.clone());
+    let paused = Arc::new(AtomicBool::new(false));
+    let (live, updates) = mpsc::sync_channel(LIVE_QUEUE);
+    let dashboard = if !headless && std::io::stdout().is_terminal() {
+        out.flush()?;
+        let outline = Outline::of(&loaded.scenario, &backend);
+        match Dashboard::start(outline, updates, stop.clone(), Arc::clone(&paused)) {
+            Ok(dashboard) => Some(dashboard),
+            Err(e) => {
+                writeln!(out, "warning: no dashboard ({e}): progress lines instead")?;
+                None
+            }
+        }
+    } else {
+        None
+    };
     let options = RunOptions {
         out: out_dir,
         stop,
         overrides: recorded,
         shard: overrides.shard.unwrap_or(crate::plan::Shard::WHOLE),
+        live: dashboard.is_some().then_some(live),
+        paused,
     };
-    let outcome = run_scenario(&loaded, &options, out)?;
+    // What the run writes while the dashboard has the screen (warnings), for afterwards.
+    let mut held = Vec::new();
+    let result = match dashboard {
+        Some(_) => run_scenario(&loaded, &options, &mut held),
+        None => run_scenario(&loaded, &options, out),
+    };
+    drop(options);
+    // The terminal is given back before anything else is said, an error included.
+    let cost = dashboard.map(Dashboard::finish).transpose()?;
+    out.write_all(&held)?;
+    let outcome = result?;
+    if let Some(cost) = cost {
+        writeln!(out, "{cost}")?;
+    }
     if !outcome.completed {
         writeln!(
             out,

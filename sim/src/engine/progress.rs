@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::live::Live;
 use super::process_stats::{cpu_time, rss_bytes};
 use super::shard::{TICK, Tick};
 use crate::device::State;
@@ -50,7 +51,8 @@ pub struct Second {
 /// Merges shard ticks until every shard has stopped, printing one progress line a second and
 /// every operator event line.
 /// Each second's histograms also go to `hlog`, the run's interval log; a log that cannot be
-/// written is reported once and the run goes on.
+/// written is reported once and the run goes on. With a `live` view (the dashboard), each
+/// second and event line goes to it instead of the progress lines.
 pub fn aggregate(
     rx: &mpsc::Receiver<(u32, Tick)>,
     events: &mpsc::Receiver<String>,
@@ -58,6 +60,7 @@ pub fn aggregate(
     devices: u64,
     progress: &mut dyn Write,
     mut hlog: Option<&mut HistogramLog>,
+    mut live: Option<&mut Live>,
 ) -> Aggregate {
     let mut seconds = Vec::new();
     let mut total = Snapshot::default();
@@ -65,7 +68,7 @@ pub fn aggregate(
     let mut second = Snapshot::default();
     let mut seen = 0u32;
     let mut elapsed = 0u64;
-    let mut printing = true;
+    let mut printing = live.is_none();
     while let Ok((shard, tick)) = rx.recv() {
         second.merge(&tick.snapshot);
         total.merge(&tick.snapshot);
@@ -99,9 +102,15 @@ pub fn aggregate(
             // Progress is for a person watching; if nobody reads it any more (a closed
             // pipe), the run goes on and still writes its summary.
             while let Ok(line) = events.try_recv() {
+                if let Some(live) = live.as_deref_mut() {
+                    live.event(&line);
+                }
                 if printing {
                     printing = writeln!(progress, "{line}").is_ok();
                 }
+            }
+            if let (Some(live), Some(row)) = (live.as_deref_mut(), seconds.last()) {
+                live.second(elapsed, &second, &total, row);
             }
             if printing {
                 let line = progress_line(elapsed, devices, &summed(&states), &second);
@@ -116,6 +125,8 @@ pub fn aggregate(
             second = Snapshot::default();
         }
     }
+    // Lines after the last second: with a dashboard, for the output once it has closed.
+    printing |= live.is_some();
     while let Ok(line) = events.try_recv() {
         if printing {
             printing = writeln!(progress, "{line}").is_ok();

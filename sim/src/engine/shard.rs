@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::clock::RunClock;
 use super::driver::{Member, ShardCtx, Transition, drive};
 use super::operator_log::OperatorLog;
+use super::pause::ArrivalPause;
 use crate::device::{Outage, State};
 use crate::dialect::Dialect;
 use crate::metrics::recorder::{Recorder, Snapshot};
@@ -62,6 +63,8 @@ pub struct ShardOptions {
     pub record_transitions: bool,
     /// What the operator does during the run (shared with it).
     pub operator: std::sync::Arc<OperatorLog>,
+    /// While set, no new device arrives (see [`ArrivalPause`]).
+    pub paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs the devices of `shard` against `dialect` from `start` for the scenario's duration.
@@ -78,7 +81,9 @@ pub fn run_shard(
         ticks,
         record_transitions,
         operator,
+        paused,
     } = options;
+    let mut pause = ArrivalPause::new(paused);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let scenario = plan.scenario();
     let target = dialect.device_addr().ip();
@@ -125,15 +130,19 @@ pub fn run_shard(
     local.block_on(&runtime, async {
         let mut second = tokio::time::interval_at(start + TICK, TICK);
         loop {
-            let next_arrival = arrivals.last().map_or(far, |(at, _)| start + *at);
+            let held = pause.observe(Instant::now());
+            // Arrival times count from the start, shifted by the time arrivals were paused.
+            let schedule = start + pause.shift();
+            let next_arrival = arrivals.last().map_or(far, |(at, _)| schedule + *at);
             tokio::select! {
                 () = tokio::time::sleep_until(end) => break,
                 () = stop.cancelled() => break,
-                () = tokio::time::sleep_until(next_arrival), if arrivals.capacity() > 0 => {
+                () = tokio::time::sleep_until(next_arrival), if arrivals.capacity() > 0 && !held => {
                     let now = tokio::time::Instant::now();
-                    while let Some((at, index)) = arrivals.last().copied() && start + at <= now {
+                    while let Some((at, index)) = arrivals.last().copied() && schedule + at <= now {
                         arrivals.pop();
-                        let planned = plan.device(index);
+                        let mut planned = plan.device(index);
+                        planned.first_wakeup += pause.shift();
                         if let Some(member) = members.get(planned.mix).cloned().flatten() {
                             tokio::task::spawn_local(drive(Rc::clone(&ctx), member, planned));
                         }
