@@ -19,9 +19,10 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(width: u16, height: u16, command: &str) -> Self {
+    /// A server named after `tag` (tests run in parallel), with one session running `command`.
+    fn start(tag: &str, width: u16, height: u16, command: &str) -> Self {
         let tmux = Self {
-            socket: format!("fleetsim-dashboard-{}", std::process::id()),
+            socket: format!("fleetsim-{tag}-{}", std::process::id()),
         };
         let width = width.to_string();
         let height = height.to_string();
@@ -89,7 +90,7 @@ fn the_dashboard_shows_live_counts_and_q_stops_the_run_with_its_report() {
         env!("CARGO_BIN_EXE_fleetsim"),
         out.display()
     );
-    let tmux = Tmux::start(100, 30, &command);
+    let tmux = Tmux::start("dashboard", 100, 30, &command);
     let patience = Duration::from_secs(60);
 
     let live = tmux.wait_for("devices online", patience, |s| online(s).is_some_and(|n| n > 0));
@@ -143,4 +144,28 @@ fn the_dashboard_shows_live_counts_and_q_stops_the_run_with_its_report() {
     for file in ["report.html", "junit.xml", "timeseries.csv"] {
         assert!(Path::new(&out).join(file).is_file(), "{file} written");
     }
+}
+
+#[test]
+fn a_backend_that_cannot_be_reached_leaves_the_terminal_as_it_was_with_the_error_shown() {
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let out = scratch("dashboard-no-backend");
+    let command = format!(
+        "{} run sim/tests/fixtures/run/dashboard.toml --backend http://127.0.0.1:{port} --out {}; echo \"fleetsim exited $?\"; sleep 120",
+        env!("CARGO_BIN_EXE_fleetsim"),
+        out.display()
+    );
+    let tmux = Tmux::start("no-backend", 100, 30, &command);
+    let after = tmux.wait_for("the end of the run", Duration::from_secs(60), |s| {
+        s.contains("fleetsim exited")
+    });
+    assert!(after.contains("error: embedded backend:"), "{after}");
+    assert!(after.contains("connection refused"), "{after}");
+    assert!(after.contains("fleetsim exited 1"), "{after}");
+    let alternate = tmux.run(&["display-message", "-p", "-t", "run", "#{alternate_on}"]);
+    assert_eq!(String::from_utf8_lossy(&alternate.stdout).trim(), "0");
 }

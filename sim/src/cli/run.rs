@@ -127,8 +127,16 @@ pub fn run(
         None => run_scenario(&loaded, &options, out),
     };
     drop(options);
-    // The terminal is given back before anything else is said, an error included.
-    let cost = dashboard.map(Dashboard::finish).transpose()?;
+    // The terminal is given back before anything else is said, an error included. A
+    // dashboard that failed mid-run (its drawing, or a panic) costs the run nothing else.
+    let cost = match dashboard.map(Dashboard::finish) {
+        Some(Ok(cost)) => Some(cost),
+        Some(Err(e)) => {
+            writeln!(out, "warning: dashboard: {e}")?;
+            None
+        }
+        None => None,
+    };
     out.write_all(&held)?;
     let outcome = result?;
     if let Some(cost) = cost {
