@@ -15,3 +15,4 @@ pub mod plan;
 pub mod report;
 pub mod scenario;
 pub mod transport;
+pub mod tui;

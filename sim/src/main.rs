@@ -75,8 +75,9 @@ enum Command {
     },
     /// Run a scenario: plan the fleet, start the embedded reference backend in process (or
     /// reach the one the scenario or --backend names), run every device against it while
-    /// playing the operator's phases, print a progress line a second, check the gates and
-    /// write summary.json. Exits 1 when a gate fails or the run is stopped early.
+    /// playing the operator's phases, show the live dashboard (a progress line a second when
+    /// stdout is not a terminal, or with --headless), check the gates and write
+    /// summary.json. Exits 1 when a gate fails or the run is stopped early.
     Run {
         /// Scenario file.
         #[arg(value_name = "FILE")]
@@ -98,7 +99,8 @@ enum Command {
         /// broker for an `mqtt` scenario.
         #[arg(long, value_name = "URL")]
         backend: Option<String>,
-        /// No dashboard: one progress line a second (what runs today in any case).
+        /// No dashboard: one progress line a second (the default when stdout is not a
+        /// terminal).
         #[arg(long)]
         headless: bool,
         /// Run only shard K of N (device i belongs to shard i mod N), against a backend every
@@ -106,6 +108,14 @@ enum Command {
         /// report folders with `fleetsim merge`.
         #[arg(long, value_name = "K/N")]
         shard: Option<Shard>,
+        /// Run the fleet as N worker processes on this machine, each one shard, for fleets
+        /// past one process's open files or cores; the live view and the report cover them
+        /// all. A reference backend the scenario does not name starts in this process.
+        #[arg(long, value_name = "N", conflicts_with = "shard")]
+        workers: Option<u32>,
+        /// A worker of a --workers run: reports to its parent on stdout.
+        #[arg(long, hide = true)]
+        worker: bool,
         /// Device models folder (default: scenario.models, else ../device-models next to
         /// the scenario file).
         #[arg(long, value_name = "DIR")]
@@ -242,8 +252,10 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             duration,
             seed,
             backend,
-            headless: _,
+            headless,
             shard,
+            workers,
+            worker,
             models,
         } => {
             let loaded = scenario::load_scenario(&file, models.as_deref())?;
@@ -253,8 +265,10 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 seed,
                 backend,
                 shard,
+                workers,
+                worker,
             };
-            cli::run::run(loaded, &overrides, out_dir, out)?
+            cli::run::run(loaded, &overrides, out_dir, headless, out)?
         }
         Command::Plan {
             file,

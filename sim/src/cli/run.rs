@@ -1,14 +1,20 @@
 //! `fleetsim run SCENARIO`: runs the fleet against the scenario's backend (the embedded
-//! reference backend by default), prints a progress line a second and the gate verdicts,
-//! writes `summary.json`, and exits 1 when a gate fails.
+//! reference backend by default), shows the live dashboard (or prints a progress line a
+//! second), prints the gate verdicts, writes `summary.json`, and exits 1 when a gate fails.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use crate::engine::live::LIVE_QUEUE;
 use crate::engine::run::{RunOptions, run as run_scenario};
+use crate::engine::workers::{Workers, run_workers};
 use crate::scenario::Loaded;
 use crate::scenario::units::DisplayDuration;
+use crate::tui::Dashboard;
+use crate::tui::model::Outline;
 
 use super::{CliError, Exit};
 
@@ -25,13 +31,20 @@ pub struct Overrides {
     pub backend: Option<String>,
     /// The part of the fleet to run, `K/N`.
     pub shard: Option<crate::plan::Shard>,
+    /// Run as this many worker processes.
+    pub workers: Option<u32>,
+    /// Run as a worker of a `--workers` run.
+    pub worker: bool,
 }
 
-/// Runs `loaded` with `overrides`; the report goes to `out_dir` (or `reports/...`).
+/// Runs `loaded` with `overrides`; the report goes to `out_dir` (or `reports/...`). The run
+/// is shown on the live dashboard when stdout is a terminal and `headless` is false, else as
+/// a progress line a second.
 pub fn run(
     mut loaded: Loaded,
     overrides: &Overrides,
     out_dir: Option<PathBuf>,
+    headless: bool,
     out: &mut dyn Write,
 ) -> Result<Exit, CliError> {
     let scenario = &mut loaded.scenario;
@@ -89,13 +102,57 @@ pub fn run(
     }
     let stop = tokio_util::sync::CancellationToken::new();
     let _signals = stop_on_signal(stop.clone());
+    let paused = Arc::new(AtomicBool::new(false));
+    let (live, updates) = mpsc::sync_channel(LIVE_QUEUE);
+    let dashboard = if !headless && std::io::stdout().is_terminal() {
+        out.flush()?;
+        let outline = Outline::of(&loaded.scenario, &backend);
+        match Dashboard::start(outline, updates, stop.clone(), Arc::clone(&paused)) {
+            Ok(dashboard) => Some(dashboard),
+            Err(e) => {
+                writeln!(out, "warning: no dashboard ({e}): progress lines instead")?;
+                None
+            }
+        }
+    } else {
+        None
+    };
     let options = RunOptions {
         out: out_dir,
         stop,
         overrides: recorded,
         shard: overrides.shard.unwrap_or(crate::plan::Shard::WHOLE),
+        live: dashboard.is_some().then_some(live),
+        paused,
+        worker: overrides.worker,
     };
-    let outcome = run_scenario(&loaded, &options, out)?;
+    let workers = overrides.workers.filter(|n| *n > 1).map(|count| Workers {
+        count,
+        args: worker_args(&loaded, overrides),
+    });
+    // What the run writes while the dashboard has the screen (warnings), for afterwards.
+    let mut held = Vec::new();
+    let progress: &mut dyn Write = if dashboard.is_some() { &mut held } else { &mut *out };
+    let result = match &workers {
+        Some(workers) => run_workers(&loaded, &options, workers, progress),
+        None => run_scenario(&loaded, &options, progress),
+    };
+    drop(options);
+    // The terminal is given back before anything else is said, an error included. A
+    // dashboard that failed mid-run (its drawing, or a panic) costs the run nothing else.
+    let cost = match dashboard.map(Dashboard::finish) {
+        Some(Ok(cost)) => Some(cost),
+        Some(Err(e)) => {
+            writeln!(out, "warning: dashboard: {e}")?;
+            None
+        }
+        None => None,
+    };
+    out.write_all(&held)?;
+    let outcome = result?;
+    if let Some(cost) = cost {
+        writeln!(out, "{cost}")?;
+    }
     if !outcome.completed {
         writeln!(
             out,
@@ -118,6 +175,30 @@ pub fn run(
         return Ok(Exit::Failed);
     }
     Ok(Exit::Ok)
+}
+
+/// What every worker of a `--workers` run is given after `run`: the scenario, its models
+/// folder and this run's overrides (each worker adds its shard, its folder and the backend).
+fn worker_args(loaded: &Loaded, overrides: &Overrides) -> Vec<std::ffi::OsString> {
+    let scenario = &loaded.scenario;
+    let mut args: Vec<std::ffi::OsString> = vec![
+        scenario.file.clone().into(),
+        "--models".into(),
+        scenario.models_dir.clone().into(),
+    ];
+    if let Some(devices) = overrides.devices {
+        args.extend(["--devices".into(), devices.to_string().into()]);
+    }
+    if let Some(duration) = overrides.duration {
+        args.extend(["--duration".into(), DisplayDuration(duration).to_string().into()]);
+    }
+    if let Some(seed) = overrides.seed {
+        args.extend(["--seed".into(), seed.to_string().into()]);
+    }
+    if let Some(url) = &overrides.backend {
+        args.extend(["--backend".into(), url.into()]);
+    }
+    args
 }
 
 /// `harness: peak 19000 connected, RSS +29.4 MiB (1622 B a device), connects peak 2000/s, publish 21.3/s, cpu 4% of a core`

@@ -225,7 +225,8 @@ impl Life {
     }
 }
 
-/// A duty-cycled device asleep between reports: all it keeps while it holds no task.
+/// A duty-cycled device waiting for a time without a connection (asleep between reports, or
+/// backing off before another attempt): all it keeps while it holds no task.
 #[derive(Debug)]
 pub struct Sleeper {
     /// Its state.
@@ -237,9 +238,9 @@ pub struct Sleeper {
 }
 
 /// Hands a device the event that woke it (its arrival, or a sleeper's wake-up) outside any
-/// task, and gives it a task only if the actions need I/O: a sleeping device whose wake-up
-/// finds nothing to send (its link changed state while it slept) goes straight back to the
-/// sleepers. Called by the shard's loop.
+/// task, and gives it a task only if the actions need I/O: a duty-cycled device whose wake-up
+/// finds nothing to send (its link changed state while it slept, or it backs off during an
+/// outage) goes straight back to the sleepers. Called by the shard's loop.
 pub fn wake(shard: &Rc<ShardCtx>, sleeper: Sleeper, event: Event, at: Instant) {
     let Sleeper {
         mut life,
@@ -248,7 +249,7 @@ pub fn wake(shard: &Rc<ShardCtx>, sleeper: Sleeper, event: Event, at: Instant) {
     } = sleeper;
     let (actions, step) = life.decide(shard, &member, event, at);
     let io_needed = actions.iter().any(|a| !matches!(a, Action::WakeAt(_)));
-    if !io_needed && life.device.state() == State::Sleeping {
+    if !io_needed && member.model.telemetry.duty_cycle {
         shard.sleep(Box::new(Sleeper {
             life,
             credentials,
@@ -340,7 +341,9 @@ impl Running {
             }
             let (event, at) = match self.events.pop_front() {
                 Some(next) => next,
-                None if self.life.device.state() == State::Sleeping && self.io.link.conn.is_none() => {
+                None if member.model.telemetry.duty_cycle && self.io.link.conn.is_none() => {
+                    // Asleep, or backing off before another attempt: nothing to listen to
+                    // until a time comes, so the timer heap holds the device, not a task.
                     return Ending::Asleep;
                 }
                 None => {

@@ -93,7 +93,7 @@ impl CampaignView {
 }
 
 /// What a finished run measured.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Figures {
     /// Latencies and counts, merged over shards.
     pub snapshot: Snapshot,
@@ -132,8 +132,9 @@ pub struct HarnessFigures {
     pub cores: f64,
     /// The most devices asleep at a second's end (duty-cycled devices between reports).
     pub peak_sleeping: u64,
-    /// Resident memory at the first second with the most devices asleep, bytes.
-    pub rss_at_peak_sleeping: u64,
+    /// Harness memory per sleeping device, bytes: the most of any second with at least 90%
+    /// of the peak asleep.
+    pub bytes_per_sleeping: Option<f64>,
     /// The most device tasks alive at a second's end.
     pub peak_tasks: u64,
 }
@@ -143,13 +144,6 @@ impl HarnessFigures {
     pub fn bytes_per_device(&self) -> Option<f64> {
         (self.peak_connected > 0)
             .then(|| self.rss_at_peak.saturating_sub(self.rss_before) as f64 / self.peak_connected as f64)
-    }
-
-    /// Harness memory per sleeping device, bytes: the growth at the most devices asleep
-    /// over them (the few awake then are charged to the sleepers, so this errs high).
-    pub fn bytes_per_sleeping_device(&self) -> Option<f64> {
-        (self.peak_sleeping > 0)
-            .then(|| self.rss_at_peak_sleeping.saturating_sub(self.rss_before) as f64 / self.peak_sleeping as f64)
     }
 
     /// Share of a core per 1,000 messages a second published (0.1 is a tenth of a core).
@@ -272,11 +266,14 @@ impl Figures {
     pub fn harness(&self) -> Option<HarnessFigures> {
         let rss_before = self.rss_before?;
         let peak_sleeping = self.seconds.iter().map(|s| s.sleeping).max()?;
-        let rss_at_peak_sleeping = self
+        // The largest cost over the seconds with at least 90% of the peak asleep (the few
+        // awake then are charged to the sleepers, so this errs high).
+        let bytes_per_sleeping = self
             .seconds
             .iter()
-            .find(|s| s.sleeping == peak_sleeping)
-            .map_or(0, |s| s.rss_bytes);
+            .filter(|s| peak_sleeping > 0 && s.sleeping * 10 >= peak_sleeping * 9 && s.rss_bytes > 0)
+            .map(|s| s.rss_bytes.saturating_sub(rss_before) as f64 / s.sleeping as f64)
+            .reduce(f64::max);
         let peak = self.seconds.iter().map(|s| s.connected).max()?;
         let at = self.seconds.iter().position(|s| s.connected == peak)?;
         let after = &self.seconds[at..];
@@ -291,7 +288,7 @@ impl Figures {
             connect_peak_per_s: self.seconds.iter().map(|s| s.connects).max().unwrap_or(0),
             publish_per_s: after.iter().map(|s| s.published).sum::<u64>() as f64 / after.len() as f64,
             peak_sleeping,
-            rss_at_peak_sleeping,
+            bytes_per_sleeping,
             peak_tasks: self.seconds.iter().map(|s| s.tasks).max().unwrap_or(0),
         })
     }
@@ -309,7 +306,7 @@ impl Figures {
             "cores": (h.cores * 1000.0).round() / 1000.0,
             "cores_per_1k_msg_per_s": h.cores_per_1k_msg_per_s().map(|c| (c * 1000.0).round() / 1000.0),
             "peak_sleeping": h.peak_sleeping,
-            "bytes_per_sleeping_device": h.bytes_per_sleeping_device().map(f64::round),
+            "bytes_per_sleeping_device": h.bytes_per_sleeping.map(f64::round),
             "peak_device_tasks": h.peak_tasks,
             "seconds": self.seconds.iter().map(|s| json!([s.connected, s.sleeping, s.tasks, s.connects, s.published, s.rss_bytes, s.cpu.as_secs_f64()])).collect::<Vec<_>>(),
             "seconds_columns": ["connected", "sleeping", "tasks", "connects", "published", "rss_bytes", "cpu_s"],

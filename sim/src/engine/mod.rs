@@ -3,14 +3,17 @@
 //! ([`shard`]), and the process limits a run needs ([`open_files`]). The operator's phases,
 //! the aggregator and `fleetsim run` land here next.
 
+pub mod campaign_watch;
 pub mod clock;
 pub mod download;
 pub mod driver;
 pub mod figures;
 pub mod link;
+pub mod live;
 pub mod open_files;
 pub mod operator;
 pub mod operator_log;
+pub mod pause;
 pub mod perform;
 pub mod process_stats;
 pub mod progress;
@@ -19,3 +22,5 @@ pub mod shard;
 pub mod target;
 pub mod timers;
 pub mod watch;
+pub mod wire;
+pub mod workers;

@@ -236,11 +236,15 @@ impl Operator {
             });
             match self.call(Method::POST, "/api/v1/campaigns", Some(&body)).await {
                 Ok(answer) => match answer["campaign"]["id"].as_u64() {
-                    Some(id) => started.push(StartedCampaign {
-                        id,
-                        group: group.clone(),
-                        targeted,
-                    }),
+                    Some(id) => {
+                        // Told first, so the dashboard follows it from its first wave.
+                        self.log.campaign_started(id, group, targeted);
+                        started.push(StartedCampaign {
+                            id,
+                            group: group.clone(),
+                            targeted,
+                        });
+                    }
                     None => errors.push(format!("campaign: no id in {answer}")),
                 },
                 Err(e) => errors.push(e),

@@ -1,7 +1,8 @@
 //! What the operator did and when, shared by the operator and the shards, so a device that
 //! answers an operator's action can measure from the moment the operator acted: a config
 //! push's set time for `config.latency`, a command's send time for `command.latency`, and
-//! the first failure a device reported for `ota.halt.latency`.
+//! the first failure a device reported for `ota.halt.latency`; and the campaigns it started,
+//! for the dashboard to follow.
 //!
 //! Design: written a few times per phase and read only when a device handles an operator's
 //! message (never on the telemetry path), so plain mutexes are enough. The operator writes
@@ -23,6 +24,8 @@ pub struct OperatorLog {
     command_sent: Mutex<HashMap<String, Instant>>,
     /// The first `failed` or `rolled_back` report of the run, Unix milliseconds (0 if none).
     first_failure_ms: AtomicU64,
+    /// Campaigns started: the backend's id, the group, the devices targeted.
+    campaigns: Mutex<Vec<(u64, String, u64)>>,
 }
 
 impl OperatorLog {
@@ -56,6 +59,18 @@ impl OperatorLog {
         let _ = self
             .first_failure_ms
             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Records that the backend started campaign `id` for `group`, targeting `targeted` devices.
+    pub fn campaign_started(&self, id: u64, group: &str, targeted: u64) {
+        if let Ok(mut campaigns) = self.campaigns.lock() {
+            campaigns.push((id, group.to_owned(), targeted));
+        }
+    }
+
+    /// The campaigns started so far: id, group, devices targeted.
+    pub fn campaigns(&self) -> Vec<(u64, String, u64)> {
+        self.campaigns.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// The first failure report of the run, Unix milliseconds.

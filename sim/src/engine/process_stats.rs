@@ -4,6 +4,25 @@
 
 use std::time::Duration;
 
+/// A process's memory and CPU at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcessStats {
+    /// Resident memory, bytes (0 where unknown).
+    pub rss_bytes: u64,
+    /// CPU time used since the process started.
+    pub cpu: Duration,
+}
+
+impl ProcessStats {
+    /// This process's, now.
+    pub fn now() -> Self {
+        Self {
+            rss_bytes: rss_bytes().unwrap_or(0),
+            cpu: cpu_time(),
+        }
+    }
+}
+
 /// CPU time (user and system, all threads) the process has used.
 pub fn cpu_time() -> Duration {
     let spent = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);

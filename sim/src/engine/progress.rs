@@ -5,11 +5,25 @@ use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::process_stats::{cpu_time, rss_bytes};
+use super::live::Live;
+use super::process_stats::{ProcessStats, cpu_time, rss_bytes};
 use super::shard::{TICK, Tick};
+use super::wire;
 use crate::device::State;
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
 use crate::report::hlog::HistogramLog;
+
+/// Where the aggregator writes.
+pub struct Outputs<'a> {
+    /// Progress and event lines (or, for a worker, its wire lines).
+    pub progress: &'a mut dyn Write,
+    /// The run's interval log, if it could be created.
+    pub hlog: Option<&'a mut HistogramLog>,
+    /// The dashboard's view, which then takes the seconds and event lines instead.
+    pub live: Option<&'a mut Live>,
+    /// A worker process: each second goes to the parent as a wire line ([`wire`]).
+    pub wire: bool,
+}
 
 /// What the aggregator kept.
 #[derive(Debug)]
@@ -54,15 +68,22 @@ pub struct Second {
 /// Merges shard ticks until every shard has stopped, printing one progress line a second and
 /// every operator event line.
 /// Each second's histograms also go to `hlog`, the run's interval log; a log that cannot be
-/// written is reported once and the run goes on.
+/// written is reported once and the run goes on. With a `live` view (the dashboard), each
+/// second and event line goes to it instead of the progress lines.
 pub fn aggregate(
     rx: &mpsc::Receiver<(u32, Tick)>,
     events: &mpsc::Receiver<String>,
     shards: u32,
     devices: u64,
-    progress: &mut dyn Write,
-    mut hlog: Option<&mut HistogramLog>,
+    outputs: Outputs<'_>,
 ) -> Aggregate {
+    let Outputs {
+        progress,
+        mut hlog,
+        mut live,
+        wire,
+    } = outputs;
+    let mut processes: Vec<Option<ProcessStats>> = vec![None; shards as usize];
     let mut seconds = Vec::new();
     let mut total = Snapshot::default();
     let mut states = vec![[0u64; 11]; shards as usize];
@@ -70,7 +91,7 @@ pub fn aggregate(
     let mut second = Snapshot::default();
     let mut seen = 0u32;
     let mut elapsed = 0u64;
-    let mut printing = true;
+    let mut printing = live.is_none();
     while let Ok((shard, tick)) = rx.recv() {
         second.merge(&tick.snapshot);
         total.merge(&tick.snapshot);
@@ -79,6 +100,11 @@ pub fn aggregate(
         }
         if let Some(slot) = tasks.get_mut(shard as usize) {
             *slot = tick.tasks;
+        }
+        if let Some(slot) = processes.get_mut(shard as usize)
+            && tick.process.is_some()
+        {
+            *slot = tick.process;
         }
         seen += 1;
         if seen == shards {
@@ -103,17 +129,34 @@ pub fn aggregate(
                     .iter()
                     .map(|l| [second.quantile(*l, 0.5), second.quantile(*l, 0.99)])
                     .collect(),
-                rss_bytes: rss_bytes().unwrap_or(0),
-                cpu: cpu_time(),
+                // This process's cost and its workers' (each as of its last tick).
+                rss_bytes: rss_bytes().unwrap_or(0) + processes.iter().flatten().map(|p| p.rss_bytes).sum::<u64>(),
+                cpu: cpu_time() + processes.iter().flatten().map(|p| p.cpu).sum::<Duration>(),
             });
             // Progress is for a person watching; if nobody reads it any more (a closed
             // pipe), the run goes on and still writes its summary.
             while let Ok(line) = events.try_recv() {
+                if let Some(live) = live.as_deref_mut() {
+                    live.event(&line);
+                }
                 if printing {
+                    let line = if wire { wire::event_line(&line) } else { line };
                     printing = writeln!(progress, "{line}").is_ok();
                 }
             }
-            if printing {
+            if let (Some(live), Some(row)) = (live.as_deref_mut(), seconds.last()) {
+                live.second(elapsed, &second, &total, row);
+            }
+            if printing && wire {
+                let tick = Tick {
+                    snapshot: second.clone(),
+                    states: summed(&states),
+                    tasks: tasks.iter().sum(),
+                    process: None,
+                };
+                let line = wire::tick_line(&tick, ProcessStats::now());
+                printing = writeln!(progress, "{line}").and_then(|()| progress.flush()).is_ok();
+            } else if printing {
                 let line = progress_line(elapsed, devices, &summed(&states), &second);
                 printing = writeln!(progress, "{line}").and_then(|()| progress.flush()).is_ok();
             }
@@ -126,6 +169,8 @@ pub fn aggregate(
             second = Snapshot::default();
         }
     }
+    // Lines after the last second: with a dashboard, for the output once it has closed.
+    printing |= live.is_some();
     while let Ok(line) = events.try_recv() {
         if printing {
             printing = writeln!(progress, "{line}").is_ok();

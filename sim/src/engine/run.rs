@@ -10,6 +10,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -17,11 +18,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::campaign_watch::watch_campaigns;
 use super::figures::{CampaignView, Figures};
+use super::live::{Live, Update};
 use super::operator::{Operator, OperatorReport};
 use super::operator_log::OperatorLog;
 use super::process_stats::{machine_facts, rss_bytes};
-use super::progress::{Aggregate, aggregate};
+use super::progress::{Aggregate, Outputs, aggregate};
 use super::shard::{ShardOptions, TICK_QUEUE, Tick, run_shard};
 use super::target::Target;
 use super::watch::watch;
@@ -66,6 +69,13 @@ pub struct RunOptions {
     /// The part of the fleet this process runs (`--shard K/N`); shard 0 also plays the
     /// operator. The shards of one run share a backend, and their reports merge.
     pub shard: Shard,
+    /// A worker of a `--workers` run: progress goes to the parent as wire lines.
+    pub worker: bool,
+    /// Where the dashboard reads the run, if one watches: a frame a second and the
+    /// campaigns, instead of progress lines.
+    pub live: Option<mpsc::SyncSender<Update>>,
+    /// While set, no new device arrives (the dashboard's pause).
+    pub paused: Arc<AtomicBool>,
 }
 
 /// What a run produced.
@@ -139,10 +149,12 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             scope.spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 Ok::<_, std::io::Error>(runtime.block_on(async {
-                    tokio::join!(
+                    let (report, outages, ()) = tokio::join!(
                         operator.play(scenario, start, &run_over),
                         watch(operator.api, start, &run_over, operator.events.as_ref()),
-                    )
+                        watch_campaigns(operator, &run_over, options.live.as_ref()),
+                    );
+                    (report, outages)
                 }))
             })
         });
@@ -163,6 +175,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
                     ticks: Some(ticks_tx),
                     record_transitions: false,
                     operator: log,
+                    paused: Arc::clone(&options.paused),
                 };
                 // Thread `index` of this process's shard: the devices i with
                 // i mod (N * threads) == K + N * index, so shards of shards stay disjoint.
@@ -176,7 +189,17 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             }));
         }
         drop(tx);
-        let mut aggregate = aggregate(&rx, &events_rx, shards, devices, progress, hlog.as_mut());
+        let mut live = options
+            .live
+            .clone()
+            .map(|tx| Live::new(tx, &scenario.gates, devices, rss_before));
+        let outputs = Outputs {
+            progress,
+            hlog: hlog.as_mut(),
+            live: live.as_mut(),
+            wire: options.worker,
+        };
+        let mut aggregate = aggregate(&rx, &events_rx, shards, devices, outputs);
         let mut rest = Snapshot::default();
         for handle in handles {
             // A shard thread that panicked is a bug; its figures are lost, the run still ends.
@@ -351,7 +374,7 @@ fn always_connected(loaded: &Loaded) -> u64 {
 }
 
 /// The devices of the fleet that `shard` runs.
-fn devices_in(loaded: &Loaded, shard: Shard) -> u64 {
+pub(super) fn devices_in(loaded: &Loaded, shard: Shard) -> u64 {
     let (n, k, count) = (
         loaded.scenario.fleet.devices,
         u64::from(shard.index),
@@ -402,7 +425,7 @@ fn summary(
 }
 
 /// `reports/<scenario>-<UTC timestamp>`.
-fn default_out(name: &str) -> PathBuf {
+pub(super) fn default_out(name: &str) -> PathBuf {
     Path::new("reports").join(format!("{name}-{}", utc_stamp(std::time::SystemTime::now())))
 }
 

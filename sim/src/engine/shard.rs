@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::clock::RunClock;
 use super::driver::{Life, Member, ShardCtx, Sleeper, Transition, wake};
 use super::operator_log::OperatorLog;
+use super::pause::ArrivalPause;
+use super::process_stats::ProcessStats;
 use super::timers::Timers;
 use crate::device::{Event, Outage, State};
 use crate::dialect::Dialect;
@@ -43,6 +45,9 @@ pub struct Tick {
     pub states: [u64; 11],
     /// Device tasks alive now (sleeping devices hold none).
     pub tasks: u64,
+    /// The memory and CPU of the process the tick comes from, when that is not this one (a
+    /// worker's).
+    pub process: Option<ProcessStats>,
 }
 
 /// What a shard measured.
@@ -65,6 +70,8 @@ pub struct ShardOptions {
     pub record_transitions: bool,
     /// What the operator does during the run (shared with it).
     pub operator: std::sync::Arc<OperatorLog>,
+    /// While set, no new device arrives (see [`ArrivalPause`]).
+    pub paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs the devices of `shard` against `dialect` from `start` for the scenario's duration.
@@ -81,7 +88,9 @@ pub fn run_shard(
         ticks,
         record_transitions,
         operator,
+        paused,
     } = options;
+    let mut pause = ArrivalPause::new(paused);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let scenario = plan.scenario();
     let target = dialect.device_addr().ip();
@@ -131,7 +140,10 @@ pub fn run_shard(
     local.block_on(&runtime, async {
         let mut second = tokio::time::interval_at(start + TICK, TICK);
         loop {
-            let next_arrival = arrivals.last().map_or(far, |(at, _)| start + *at);
+            let held = pause.observe(Instant::now());
+            // Arrival times count from the start, shifted by the time arrivals were paused.
+            let schedule = start + pause.shift();
+            let next_arrival = arrivals.last().map_or(far, |(at, _)| schedule + *at);
             let next_sleeper = ctx
                 .sleepers
                 .borrow()
@@ -151,13 +163,13 @@ pub fn run_shard(
                     ctx.sleepers.borrow_mut().shrink();
                 }
                 () = ctx.sleepers_changed.notified() => {}
-                () = tokio::time::sleep_until(next_arrival), if arrivals.capacity() > 0 => {
+                () = tokio::time::sleep_until(next_arrival), if arrivals.capacity() > 0 && !held => {
                     let now = Instant::now();
-                    while let Some((at, index)) = arrivals.last().copied() && start + at <= now {
+                    while let Some((at, index)) = arrivals.last().copied() && schedule + at <= now {
                         arrivals.pop();
                         let mix = plan.mix_of(index);
                         if let Some(member) = members.get(mix).cloned().flatten() {
-                            let arrival = start + at;
+                            let arrival = schedule + at;
                             let life = Life::new(&ctx, &member, index, clock.sim(arrival));
                             let device = Sleeper { life, credentials: None, member };
                             wake(&ctx, device, Event::Arrive, arrival);
@@ -174,6 +186,7 @@ pub fn run_shard(
                             snapshot: ctx.recorder.borrow_mut().take(),
                             states: *ctx.states.borrow(),
                             tasks: ctx.tasks.get(),
+                            process: None,
                         };
                         // The channel holds a minute of ticks (TICK_QUEUE); only an aggregator
                         // that far behind makes this wait. A closed channel ends the run.

@@ -201,6 +201,28 @@ impl Snapshot {
     pub fn histogram(&self, latency: Latency) -> Option<&Histogram<u64>> {
         self.histograms[latency.index()].as_ref()
     }
+
+    /// The counters, in `Counter::ALL` order.
+    pub fn counters(&self) -> &[u64] {
+        &self.counters
+    }
+
+    /// A snapshot of counters (in `Counter::ALL` order; missing ones are zero, extra ones
+    /// ignored) and histograms by latency, as a worker process sends them.
+    pub fn from_parts(counters: &[u64], histograms: Vec<(Latency, Histogram<u64>)>) -> Self {
+        let mut snapshot = Snapshot::default();
+        for (mine, theirs) in snapshot.counters.iter_mut().zip(counters) {
+            *mine = *theirs;
+        }
+        for (latency, theirs) in histograms {
+            // Histograms decoded from another process may have other bounds: `add` then
+            // fails only for values outside ours, which no fleetsim process records.
+            let _ = snapshot.histograms[latency.index()]
+                .get_or_insert_with(histogram)
+                .add(&theirs);
+        }
+        snapshot
+    }
 }
 
 /// One shard's recorder.

@@ -41,6 +41,12 @@ pub struct Merged {
 /// Merges the report folders `dirs` into `out` (created if needed): `summary.json`,
 /// `histograms.hlog`, `timeseries.csv`, `junit.xml` and `report.html`.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, String> {
+    merge_with(dirs, out, &|_| {})
+}
+
+/// Merges as [`merge`] does, letting `adjust` amend the merged summary before the gates are
+/// checked and the files written (a `--workers` run adds its workers and their lost devices).
+pub fn merge_with(dirs: &[PathBuf], out: &Path, adjust: &dyn Fn(&mut Value)) -> Result<Merged, String> {
     let parts = dirs.iter().map(|dir| read_part(dir)).collect::<Result<Vec<_>, _>>()?;
     let first = parts
         .first()
@@ -73,6 +79,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, String> {
     log.finish().map_err(|e| format!("histograms.hlog: {e}"))?;
 
     let mut summary = merged_summary(&parts, &totals);
+    adjust(&mut summary);
     let figures = MergedFigures {
         summary: &summary,
         totals: &totals,
