@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# The scale figure: devices connected and held idle by one harness process, against the
-# reference backend running in its own process and against Mosquitto, with the harness's
-# memory per connected device, its connect rate and its message rate.
+# The scale benchmark: every scale figure of the README, measured by real runs, printed as one
+# table at the end. Servers run in processes of their own, so the harness's figures are its own.
 #
-#   benches/scale.sh            # 19,000 devices each, held 75 s (scenarios/scale-idle*.toml)
-#   DEVICES=5000 DURATION=30s benches/scale.sh
+#   benches/scale.sh               # all of it, about 20 minutes on 2 cores
+#   benches/scale.sh connected     # 19,000 connected devices in one process, then 100,000
+#                                  # with --workers 6 against six Mosquitto processes
+#   benches/scale.sh sleeping      # 10,000,000 duty-cycled devices against the reference backend
+#   SLEEPY_1M=1 benches/scale.sh sleeping   # also scenarios/million-sleepy.toml (25 minutes)
 #
-# One process may open 20,000 files on our machines, so 19,000 devices is about as many as
-# one harness process can connect; the backend and the broker each run in a process of their
-# own for the same reason. Needs Debian's mosquitto (scripts/test installs it).
+# One process may open 20,000 files on our machines, so one harness process holds about 19,000
+# connections and past that the fleet runs as worker processes; each Mosquitto holds up to
+# 19,900, hence six of them for 100,000 devices. Needs Debian's mosquitto (scripts/test
+# installs it). Columns: harness memory growth per device (connected, or asleep), peak connect
+# rate, messages published per second, the harness's CPU, and that CPU per 1,000 messages a second.
+# The timer heap at 10M entries has its own criterion bench: cargo bench -p fleetsim --bench timers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-75s}
-DEVICES=${DEVICES:-19000}
+WHAT=${1:-all}
 OUT=${OUT:-reports/scale-$(date -u +%Y%m%dT%H%M%SZ)}
 BIN=target/release/fleetsim
 MOSQUITTO=$(command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null || true)
@@ -22,6 +26,15 @@ cargo build --release --quiet
 
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+ROWS=()
+STATUS=0
+
+# The first number after "KEY": in JSON file $1 ("-" when absent or null).
+field() {
+  local value
+  value=$(grep -m1 "\"$2\":" "$1" 2>/dev/null | sed 's/.*: *\([0-9.]*\).*/\1/')
+  echo "${value:--}"
+}
 
 # The resident memory of process $1, sampled every 2 s into file $2 (largest kept).
 watch_rss() {
@@ -32,47 +45,86 @@ watch_rss() {
   done
 }
 
-# Runs scenario $1 against backend URL $2 into $OUT/$3; prints what is not a progress line.
+# Runs `fleetsim run` with args $2... into $OUT/$1, prints what is not a progress line, and
+# adds a row to the table (server memory from $OUT/$1.server_kib when a server was watched).
 run() {
-  local status=0
-  "$BIN" run "$1" --backend "$2" --devices "$DEVICES" --duration "$DURATION" --out "$OUT/$3" \
-    > "$OUT/$3.log" || status=$?
-  grep -v '^\[' "$OUT/$3.log"
-  return $status
+  local name=$1 status=0
+  shift
+  "$BIN" run "$@" --headless --out "$OUT/$name" > "$OUT/$name.log" 2>&1 || status=$?
+  grep -v '^\[' "$OUT/$name.log" || true
+  local s="$OUT/$name/summary.json" cores per1k
+  cores=$(field "$s" cores)
+  per1k=$(field "$s" cores_per_1k_msg_per_s)
+  ROWS+=("$(printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$name" \
+    "$(field "$s" peak_connected)" "$(field "$s" bytes_per_connected_device)" \
+    "$(field "$s" peak_sleeping)" "$(field "$s" bytes_per_sleeping_device)" \
+    "$(field "$s" connect_peak_per_s)" "$(field "$s" publish_per_s)" \
+    "$(awk -v c="$cores" 'BEGIN { if (c == "-") print "-"; else printf "%.0f%%", c * 100 }')" \
+    "$(awk -v c="$per1k" 'BEGIN { if (c == "-") print "-"; else printf "%.1f%%", c * 100 }')")")
+  [ "$status" -eq 0 ] || STATUS=$status
 }
 
-echo "== the reference backend (fleetsim backend), in its own process"
-"$BIN" backend --data "$OUT/backend-data" --mqtt 127.0.0.1:0 --http 127.0.0.1:0 > "$OUT/backend.log" &
-BACKEND=$!
-PIDS+=("$BACKEND")
-for _ in $(seq 50); do grep -q "http " "$OUT/backend.log" && break; sleep 0.1; done
-HTTP=$(sed -n 's/.*, http \([0-9.:]*\),.*/\1/p' "$OUT/backend.log")
-watch_rss "$BACKEND" "$OUT/backend.rss_kib" &
-PIDS+=($!)
-STATUS=0
-run scenarios/scale-idle.toml "http://$HTTP" reference || STATUS=$?
-echo "backend peak RSS: $(cat "$OUT/backend.rss_kib") KiB"
-kill "$BACKEND"
+# Starts Mosquitto on port $1, as many connections as its open files allow.
+mosquitto_on() {
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n' "$1" \
+    > "$OUT/mosquitto-$1.conf"
+  (ulimit -n "$(ulimit -Hn)"; exec "$MOSQUITTO" -c "$OUT/mosquitto-$1.conf") > "$OUT/mosquitto-$1.log" 2>&1 &
+  PIDS+=($!)
+}
+
+# Starts the reference backend in its own process; sets BACKEND (pid) and HTTP (its API).
+backend() {
+  "$BIN" backend --data "$OUT/backend-$1" --mqtt 127.0.0.1:0 --http 127.0.0.1:0 > "$OUT/backend-$1.log" &
+  BACKEND=$!
+  PIDS+=("$BACKEND")
+  for _ in $(seq 50); do grep -q "http " "$OUT/backend-$1.log" && break; sleep 0.1; done
+  HTTP=$(sed -n 's/.*, http \([0-9.:]*\),.*/\1/p' "$OUT/backend-$1.log")
+}
 
 if [ -z "$MOSQUITTO" ]; then
-  echo "mosquitto is not installed (apt-get install mosquitto): the broker figure is skipped" >&2
+  echo "mosquitto is not installed (apt-get install mosquitto): the broker figures need it" >&2
   exit 1
 fi
-echo "== Mosquitto ($("$MOSQUITTO" -h 2>/dev/null | head -1 || true))"
-PORT=$((20000 + RANDOM % 20000))
-while (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do PORT=$((PORT + 1)); done
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n' "$PORT" \
-  > "$OUT/mosquitto.conf"
-(ulimit -n "$(ulimit -Hn)"; exec "$MOSQUITTO" -c "$OUT/mosquitto.conf") > "$OUT/mosquitto.log" 2>&1 &
-BROKER=$!
-PIDS+=("$BROKER")
-sleep 0.5
-watch_rss "$BROKER" "$OUT/mosquitto.rss_kib" &
-PIDS+=($!)
-run scenarios/scale-idle-broker.toml "mqtt://127.0.0.1:$PORT" broker || STATUS=$?
-echo "mosquitto peak RSS: $(cat "$OUT/mosquitto.rss_kib") KiB"
-echo "== Mosquitto, the same fleet busy (a report every 3 s from each device)"
-run scenarios/scale-busy-broker.toml "mqtt://127.0.0.1:$PORT" busy || STATUS=$?
 
-echo "reports: $OUT"
+if [ "$WHAT" = all ] || [ "$WHAT" = connected ]; then
+  echo "== 19,000 connected devices, one process, against the reference backend in its own process"
+  backend idle
+  watch_rss "$BACKEND" "$OUT/backend.rss_kib" &
+  PIDS+=($!)
+  run idle-19k-reference scenarios/scale-idle.toml --backend "http://$HTTP"
+  echo "reference backend peak RSS: $(cat "$OUT/backend.rss_kib") KiB"
+  kill "$BACKEND"
+
+  echo "== 19,000 connected devices, one process, against one Mosquitto"
+  mosquitto_on 18830
+  sleep 0.5
+  run idle-19k-mosquitto scenarios/scale-idle-broker.toml --backend mqtt://127.0.0.1:18830
+  run busy-19k-mosquitto scenarios/scale-busy-broker.toml --backend mqtt://127.0.0.1:18830
+
+  echo "== 100,000 connected devices: --workers 6 against six Mosquitto processes"
+  for port in 18831 18832 18833 18834 18835 18836; do mosquitto_on "$port"; done
+  sleep 0.5
+  run idle-100k-workers scenarios/scale-100k-workers.toml --workers 6
+  run busy-100k-workers scenarios/scale-100k-workers.toml --workers 6 --time-scale 30
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = sleeping ]; then
+  echo "== 10,000,000 duty-cycled devices asleep between reports (reference backend in its own process)"
+  backend sleepy10m
+  run sleepy-10m scenarios/million-sleepy.toml --backend "http://$HTTP" \
+    --devices 10000000 --time-scale 0.03 --duration 4m
+  kill "$BACKEND"
+  if [ "${SLEEPY_1M:-0}" = 1 ]; then
+    echo "== 1,000,000 duty-cycled devices, every one provisioned and reporting"
+    backend sleepy1m
+    run sleepy-1m scenarios/million-sleepy.toml --backend "http://$HTTP"
+    kill "$BACKEND"
+  fi
+fi
+
+echo
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); reports: $OUT"
+echo "| run | connected | B per connected device | asleep | B per sleeping device | connects/s (peak) | msg/s | harness CPU (of a core) | CPU per 1,000 msg/s |"
+echo "|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
 exit $STATUS

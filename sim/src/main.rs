@@ -94,6 +94,9 @@ enum Command {
         /// Override the seed.
         #[arg(long, value_name = "SEED")]
         seed: Option<u64>,
+        /// Override the time scale: simulated seconds per real second.
+        #[arg(long, value_name = "X")]
+        time_scale: Option<f64>,
         /// Aim at another backend: http://IP:PORT is a reference backend's operator API
         /// (`fleetsim backend`; devices connect where its /healthz says), mqtt://IP:PORT a
         /// broker for an `mqtt` scenario.
@@ -251,6 +254,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             devices,
             duration,
             seed,
+            time_scale,
             backend,
             headless,
             shard,
@@ -263,6 +267,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 devices,
                 duration,
                 seed,
+                time_scale,
                 backend,
                 shard,
                 workers,

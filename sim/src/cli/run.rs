@@ -27,6 +27,8 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     /// Seed.
     pub seed: Option<u64>,
+    /// Simulated seconds per real second.
+    pub time_scale: Option<f64>,
     /// The backend's URL: `http://` for a reference backend's API, `mqtt://` for a broker.
     pub backend: Option<String>,
     /// The part of the fleet to run, `K/N`.
@@ -62,6 +64,14 @@ pub fn run(
     if let Some(seed) = overrides.seed {
         scenario.seed = seed;
     }
+    if let Some(scale) = overrides.time_scale {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(CliError::Usage(format!(
+                "--time-scale {scale}: expected a number above 0 (simulated seconds per real second)"
+            )));
+        }
+        scenario.time_scale = scale;
+    }
     let window = scenario.fleet.arrival.window(scenario.fleet.devices);
     if scenario.fleet.devices == 0 || window >= scenario.duration {
         return Err(CliError::Usage(format!(
@@ -93,6 +103,9 @@ pub fn run(
     }
     if let Some(seed) = overrides.seed {
         recorded.push(("seed", seed.to_string()));
+    }
+    if let Some(scale) = overrides.time_scale {
+        recorded.push(("time_scale", scale.to_string()));
     }
     if let Some(url) = &overrides.backend {
         recorded.push(("backend", url.clone()));
@@ -195,6 +208,9 @@ fn worker_args(loaded: &Loaded, overrides: &Overrides) -> Vec<std::ffi::OsString
     if let Some(seed) = overrides.seed {
         args.extend(["--seed".into(), seed.to_string().into()]);
     }
+    if let Some(scale) = overrides.time_scale {
+        args.extend(["--time-scale".into(), scale.to_string().into()]);
+    }
     if let Some(url) = &overrides.backend {
         args.extend(["--backend".into(), url.into()]);
     }
@@ -210,19 +226,29 @@ fn harness_line(harness: &serde_json::Value) -> Option<String> {
     let per_device = harness["bytes_per_connected_device"]
         .as_f64()
         .map_or("-".to_owned(), |b| format!("{b:.0} B a device"));
-    Some(
-        format!(
-            "harness: peak {peak} connected, RSS +{:.1} MiB ({per_device}), connects peak {}/s, publish {}/s, cpu {:.0}% of a core",
-            grown as f64 / (1u64 << 20) as f64,
-            harness["connect_peak_per_s"],
-            harness["publish_per_s"],
-            harness["cores"].as_f64().unwrap_or(0.0) * 100.0
-        ) + if harness["backend_in_process"] == true {
-            " (the backend runs in this process: its memory and CPU are included)"
-        } else {
-            ""
-        },
-    )
+    let mut line = format!(
+        "harness: peak {peak} connected, RSS +{:.1} MiB ({per_device}), connects peak {}/s, publish {}/s, cpu {:.0}% of a core",
+        grown as f64 / (1u64 << 20) as f64,
+        harness["connect_peak_per_s"],
+        harness["publish_per_s"],
+        harness["cores"].as_f64().unwrap_or(0.0) * 100.0
+    );
+    if let Some(per_1k) = harness["cores_per_1k_msg_per_s"].as_f64() {
+        line.push_str(&format!(" ({:.1}% of a core per 1,000 msg/s)", per_1k * 100.0));
+    }
+    if let (Some(asleep @ 1..), Some(bytes)) = (
+        harness["peak_sleeping"].as_u64(),
+        harness["bytes_per_sleeping_device"].as_f64(),
+    ) {
+        line.push_str(&format!(
+            "; peak {asleep} asleep ({bytes:.0} B a sleeping device), at most {} device tasks",
+            harness["peak_device_tasks"]
+        ));
+    }
+    if harness["backend_in_process"] == true {
+        line.push_str(" (the backend runs in this process: its memory and CPU are included)");
+    }
+    Some(line)
 }
 
 /// Points the scenario at `url`: an `http://` URL is a reference backend's operator API (the

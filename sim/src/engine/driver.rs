@@ -247,6 +247,14 @@ pub fn wake(shard: &Rc<ShardCtx>, sleeper: Sleeper, event: Event, at: Instant) {
         credentials,
         member,
     } = sleeper;
+    if !member.model.telemetry.duty_cycle {
+        // An always-connected device always needs its task: the task hands the core the event.
+        // (Deciding here would mean boxing the actions for the task, a short-lived allocation
+        // that, left between each device's long-lived ones, cost 260 bytes a device.)
+        let events = VecDeque::from([(event, at)]);
+        tokio::task::spawn_local(awake(Rc::clone(shard), member, life, credentials, events, None));
+        return;
+    }
     let (actions, step) = life.decide(shard, &member, event, at);
     let io_needed = actions.iter().any(|a| !matches!(a, Action::WakeAt(_)));
     if !io_needed && member.model.telemetry.duty_cycle {
@@ -257,17 +265,19 @@ pub fn wake(shard: &Rc<ShardCtx>, sleeper: Sleeper, event: Event, at: Instant) {
         }));
         return;
     }
+    let first = Some(Box::new((actions, step)));
     tokio::task::spawn_local(awake(
         Rc::clone(shard),
         member,
         life,
         credentials,
-        Box::new((actions, step)),
+        VecDeque::new(),
+        first,
     ));
 }
 
 /// Runs a device that has I/O to do, starting with `first` (the actions of the event that
-/// woke it), until the core stops it, it falls asleep holding no connection (back to the
+/// woke it, when decided already) or else its first `events`, until the core stops it, it falls asleep holding no connection (back to the
 /// shard's sleepers), or the shard shuts down.
 ///
 /// Not an `async fn`: the device's state is built here, so the task's future holds each
@@ -277,7 +287,8 @@ pub fn awake(
     member: Rc<Member>,
     life: Life,
     credentials: Option<Credentials>,
-    first: Box<(Actions, Step)>,
+    events: VecDeque<(Event, Instant)>,
+    first: Option<Box<(Actions, Step)>>,
 ) -> impl Future<Output = ()> {
     let index = life.device.index;
     let source = shard.sources.map(|s| s.for_device(index));
@@ -285,7 +296,7 @@ pub fn awake(
     link.credentials = credentials;
     let mut running = Running {
         life,
-        events: VecDeque::new(),
+        events,
         io: DeviceTask {
             shard,
             member,
@@ -330,15 +341,17 @@ struct Running {
 }
 
 impl Running {
-    async fn run(&mut self, first: Box<(Actions, Step)>) -> Ending {
+    async fn run(&mut self, first: Option<Box<(Actions, Step)>>) -> Ending {
         let (shard, member) = (Rc::clone(&self.io.shard), Rc::clone(&self.io.member));
-        let (mut actions, mut step) = *first;
-        loop {
-            // Boxed: an idle device's task holds only what waiting needs. Performing the
-            // actions (connects, publishes, downloads) needs far more, and only for a moment.
+        // Boxed: an idle device's task holds only what waiting needs. Performing the actions
+        // (connects, publishes, downloads) needs far more, and only for a moment.
+        if let Some(first) = first {
+            let (actions, step) = *first;
             if let Performed::Stop = Box::pin(self.io.perform_all(actions, step, &mut self.events)).await {
                 return Ending::Done;
             }
+        }
+        loop {
             let (event, at) = match self.events.pop_front() {
                 Some(next) => next,
                 None if member.model.telemetry.duty_cycle && self.io.link.conn.is_none() => {
@@ -356,7 +369,10 @@ impl Running {
                     self.io.link.wait(&shard, wake).await
                 }
             };
-            (actions, step) = self.life.decide(&shard, &member, event, at);
+            let (actions, step) = self.life.decide(&shard, &member, event, at);
+            if let Performed::Stop = Box::pin(self.io.perform_all(actions, step, &mut self.events)).await {
+                return Ending::Done;
+            }
         }
     }
 }
@@ -407,7 +423,7 @@ mod tests {
                 update_started: SimTime(0),
             },
         ));
-        let task = awake(shard, member, life, None, first);
+        let task = awake(shard, member, life, None, VecDeque::new(), Some(first));
         let size = std::mem::size_of_val(&task);
         println!("device task future: {size} bytes");
         assert!(size <= 900, "a device's task future grew to {size} bytes");

@@ -148,7 +148,8 @@ impl HarnessFigures {
 
     /// Share of a core per 1,000 messages a second published (0.1 is a tenth of a core).
     pub fn cores_per_1k_msg_per_s(&self) -> Option<f64> {
-        (self.publish_per_s >= 1.0).then(|| self.cores / (self.publish_per_s / 1000.0))
+        // Below a few hundred messages a second, fixed costs (pings, ticks) would dominate.
+        (self.publish_per_s >= 500.0).then(|| self.cores / (self.publish_per_s / 1000.0))
     }
 }
 
