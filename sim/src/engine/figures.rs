@@ -142,7 +142,8 @@ pub struct HarnessFigures {
 impl HarnessFigures {
     /// Harness memory per connected device, bytes.
     pub fn bytes_per_device(&self) -> Option<f64> {
-        (self.peak_connected > 0)
+        // A handful connected (duty-cycled devices awake for a moment) says nothing per device.
+        (self.peak_connected >= 100)
             .then(|| self.rss_at_peak.saturating_sub(self.rss_before) as f64 / self.peak_connected as f64)
     }
 
