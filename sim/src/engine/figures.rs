@@ -343,31 +343,38 @@ impl Measured for Figures {
             "ota.rollback.success" => return self.rollback_success(),
             "ota.halt.latency" => return secs(self.halt_latency()),
             "reconnect.recovery" => return secs(self.reconnect_recovery()),
-            "errors.total" => {
-                let errors = Counter::ALL.iter().filter(|c| c.name().starts_with("errors."));
-                return Some(errors.map(|c| self.snapshot.count(*c)).sum::<u64>() as f64);
-            }
             _ => {}
         }
-        if let Some(latency) = Latency::ALL.iter().find(|l| name.starts_with(l.name())) {
-            let snapshot = &self.snapshot;
-            return match stat? {
-                Stat::Percentile(p) => secs(snapshot.quantile(*latency, p / 100.0)),
-                Stat::Min => secs(snapshot.min(*latency)),
-                Stat::Max => secs(snapshot.max(*latency)),
-                Stat::Mean => secs(snapshot.mean(*latency)),
-                Stat::Count => Some(snapshot.samples(*latency) as f64),
-            };
-        }
-        if let Some(state) = name.strip_prefix("devices.") {
-            let index = State::ALL.iter().position(|s| s.name() == state)?;
-            return Some(self.states[index] as f64);
-        }
-        Counter::ALL
-            .iter()
-            .find(|c| c.name() == name)
-            .map(|c| self.snapshot.count(*c) as f64)
+        recorded_value(&self.snapshot, &self.states, name, stat)
     }
+}
+
+/// A gate's value among what the shards record: `errors.total`, a latency statistic, devices
+/// in a state, or a counter. `None` for anything else. Shared by the run's figures and the
+/// dashboard's figures so far.
+pub fn recorded_value(snapshot: &Snapshot, states: &[u64; 11], name: &str, stat: Option<Stat>) -> Option<f64> {
+    let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    if name == "errors.total" {
+        let errors = Counter::ALL.iter().filter(|c| c.name().starts_with("errors."));
+        return Some(errors.map(|c| snapshot.count(*c)).sum::<u64>() as f64);
+    }
+    if let Some(latency) = Latency::ALL.iter().find(|l| name.starts_with(l.name())) {
+        return match stat? {
+            Stat::Percentile(p) => secs(snapshot.quantile(*latency, p / 100.0)),
+            Stat::Min => secs(snapshot.min(*latency)),
+            Stat::Max => secs(snapshot.max(*latency)),
+            Stat::Mean => secs(snapshot.mean(*latency)),
+            Stat::Count => Some(snapshot.samples(*latency) as f64),
+        };
+    }
+    if let Some(state) = name.strip_prefix("devices.") {
+        let index = State::ALL.iter().position(|s| s.name() == state)?;
+        return Some(states[index] as f64);
+    }
+    Counter::ALL
+        .iter()
+        .find(|c| c.name() == name)
+        .map(|c| snapshot.count(*c) as f64)
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use super::figures::CampaignView;
 use super::progress::Second;
-use crate::device::State;
 use crate::metrics::names::{MetricKind, Stat};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
 use crate::report::gates::{self, Measured};
@@ -246,32 +245,11 @@ struct SoFar<'a> {
 
 impl Measured for SoFar<'_> {
     fn value(&self, name: &str, _kind: MetricKind, stat: Option<Stat>) -> Option<f64> {
-        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-        if name == "errors.total" {
-            let errors = Counter::ALL.iter().filter(|c| c.name().starts_with("errors."));
-            return Some(errors.map(|c| self.total.count(*c)).sum::<u64>() as f64);
+        // The recovery figure is judged at the end, on devices that have all come back.
+        if name.starts_with(Latency::Recovery.name()) {
+            return None;
         }
-        if let Some(latency) = Latency::ALL
-            .iter()
-            .find(|l| name.starts_with(l.name()) && **l != Latency::Recovery)
-        {
-            let total = self.total;
-            return match stat? {
-                Stat::Percentile(p) => secs(total.quantile(*latency, p / 100.0)),
-                Stat::Min => secs(total.min(*latency)),
-                Stat::Max => secs(total.max(*latency)),
-                Stat::Mean => secs(total.mean(*latency)),
-                Stat::Count => Some(total.samples(*latency) as f64),
-            };
-        }
-        if let Some(state) = name.strip_prefix("devices.") {
-            let index = State::ALL.iter().position(|s| s.name() == state)?;
-            return Some(self.states[index] as f64);
-        }
-        Counter::ALL
-            .iter()
-            .find(|c| c.name() == name)
-            .map(|c| self.total.count(*c) as f64)
+        super::figures::recorded_value(self.total, self.states, name, stat)
     }
 }
 

@@ -40,11 +40,12 @@ pub struct Step {
     pub update_started: SimTime,
 }
 
-/// What performing one event's actions asks of the task.
-#[derive(Debug, Clone, Copy)]
+/// What performing one event's actions asks of the task. (The wake-up the actions ask for is
+/// taken by the driver when the core decides them.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Performed {
-    /// Wake at this simulated time next (or keep the wake asked for before).
-    WakeAt(Option<SimTime>),
+    /// Wait for the next event.
+    Continue,
     /// The device is done.
     Stop,
 }
@@ -76,10 +77,9 @@ impl DeviceTask {
         step: Step,
         events: &mut VecDeque<(Event, Instant)>,
     ) -> Performed {
-        let mut wake = None;
         for action in actions.iter() {
             match action {
-                Action::WakeAt(sim) => wake = Some(sim),
+                Action::WakeAt(_) => {}
                 Action::Stop => {
                     self.hang_up().await;
                     return Performed::Stop;
@@ -91,7 +91,7 @@ impl DeviceTask {
                 }
             }
         }
-        Performed::WakeAt(wake)
+        Performed::Continue
     }
 
     /// Performs one action; returns the event it led to, if any.
