@@ -348,3 +348,58 @@ fn a_sleeping_device_with_its_link_down_waits_for_the_link() {
     }
     assert!(checked > 150, "{checked} devices reported within the day");
 }
+
+/// A hawkBit server sets how often its devices poll: after the device hears the interval, its
+/// reports (polls) come exactly that far apart, whatever its model's schedule and jitter say;
+/// an interval of 0 gives the schedule back to the model.
+#[test]
+fn the_backend_sets_the_report_interval_when_it_asks() {
+    let m = model(
+        "poller",
+        "[telemetry]\ninterval = \"10m\"\njitter = \"20%\"\npayload_bytes = 8\n[link]\nmean_online = \"1000d\"\nmean_offline = \"1s\"\n",
+    );
+    let ctx = Ctx::new(7, &m);
+    let mut device = Device::new(0, ctx, SimTime(0));
+    let wake_of = |actions: fleetsim::device::Actions| {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::WakeAt(at) => Some(at),
+                _ => None,
+            })
+            .expect("every event ends with a wake-up")
+    };
+    let publishes =
+        |actions: fleetsim::device::Actions| actions.iter().filter(|a| matches!(a, Action::Publish { .. })).count();
+    device.on_event(SimTime(0), Event::Arrive, ctx);
+    device.on_event(SimTime(0), Event::Provisioned, ctx);
+    let connected = device.on_event(SimTime(0), Event::Connected, ctx);
+    // Connected: the first report goes at once, the next on the model's schedule (minutes).
+    let start = wake_of(connected);
+    let first = device.on_event(start, Event::Wake, ctx);
+    assert_eq!(publishes(first), 1);
+    assert!(wake_of(first).since(start) > Duration::from_secs(60));
+    let told = device.on_event(start, Event::ReportEvery { ms: 5_000 }, ctx);
+    assert_eq!(
+        wake_of(told),
+        start.after(Duration::from_secs(5)),
+        "the next poll waits the server's interval"
+    );
+    let mut now = wake_of(told);
+    for k in 1..=20u64 {
+        let actions = device.on_event(now, Event::Wake, ctx);
+        assert_eq!(publishes(actions), 1, "poll {k}");
+        assert_eq!(
+            wake_of(actions),
+            now.after(Duration::from_secs(5)),
+            "poll {k} keeps the pace"
+        );
+        now = wake_of(actions);
+    }
+    let released = device.on_event(now, Event::ReportEvery { ms: 0 }, ctx);
+    let actions = device.on_event(wake_of(released), Event::Wake, ctx);
+    assert!(
+        wake_of(actions).since(wake_of(released)) > Duration::from_secs(60),
+        "back on the model's schedule"
+    );
+}

@@ -52,7 +52,7 @@ async fn uploads_then_downloads_whole_and_from_the_middle() {
     let image = image();
     upload(&backend, "2.0.0", &image).await;
 
-    let mut whole = http::get_range(backend.http, None, "/firmware/2.0.0", 0)
+    let mut whole = http::get_range(backend.http, None, None, "/firmware/2.0.0", 0)
         .await
         .expect("get");
     assert_eq!((whole.status, whole.start, whole.total), (200, 0, image.len() as u64));
@@ -60,7 +60,7 @@ async fn uploads_then_downloads_whole_and_from_the_middle() {
     assert_eq!(sha256_hex(&body), sha256_hex(&image));
 
     let middle = image.len() / 2 + 7;
-    let mut rest = http::get_range(backend.http, None, "/firmware/2.0.0", middle as u64)
+    let mut rest = http::get_range(backend.http, None, None, "/firmware/2.0.0", middle as u64)
         .await
         .expect("get range");
     assert_eq!(
@@ -84,14 +84,14 @@ async fn an_interrupted_download_resumes_to_the_exact_image() {
     upload(&backend, "2.1.0", &image).await;
     let source = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
 
-    let mut first = http::get_range(backend.http, source, "/firmware/2.1.0", 0)
+    let mut first = http::get_range(backend.http, source, None, "/firmware/2.1.0", 0)
         .await
         .expect("get");
     let mut got = read(&mut first, Some(10_000)).await;
     drop(first); // The connection closes here, mid-body.
     assert!(got.len() >= 10_000 && got.len() < image.len(), "got {}", got.len());
 
-    let mut second = http::get_range(backend.http, source, "/firmware/2.1.0", got.len() as u64)
+    let mut second = http::get_range(backend.http, source, None, "/firmware/2.1.0", got.len() as u64)
         .await
         .expect("resume");
     assert_eq!((second.status, second.start), (206, got.len() as u64));
@@ -114,9 +114,9 @@ async fn refusals_come_back_as_statuses() {
     assert_eq!(answer["error"], "not_found", "{answer}");
 
     let from = image.len() as u64;
-    let past_end = http::get_range(backend.http, None, "/firmware/2.2.0", from).await;
+    let past_end = http::get_range(backend.http, None, None, "/firmware/2.2.0", from).await;
     assert_eq!(past_end.err(), Some(HttpError::Status(416)));
-    let unknown = http::get_range(backend.http, None, "/firmware/9.9.9", 0).await;
+    let unknown = http::get_range(backend.http, None, None, "/firmware/9.9.9", 0).await;
     assert_eq!(unknown.err(), Some(HttpError::Status(404)));
     backend.stop().await;
 }
@@ -203,7 +203,7 @@ async fn a_silent_server_times_out() {
 #[tokio::test(start_paused = true)]
 async fn a_stalled_download_times_out_after_what_it_received() {
     let addr = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789").await;
-    let mut download = http::get_range(addr, None, "/firmware/x", 0).await.expect("head");
+    let mut download = http::get_range(addr, None, None, "/firmware/x", 0).await.expect("head");
     assert_eq!((download.status, download.total), (200, 100));
     assert_eq!(
         download.chunk().await.expect("first chunk").as_deref(),
@@ -225,7 +225,9 @@ async fn a_truncated_download_is_an_unexpected_eof() {
             b"HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 50-99/100\r\ncontent-length: 50\r\n\r\nshort";
         stream.write_all(answer).await.expect("write");
     });
-    let mut download = http::get_range(addr, None, "/firmware/x", 50).await.expect("head");
+    let mut download = http::get_range(addr, None, None, "/firmware/x", 50)
+        .await
+        .expect("head");
     assert_eq!((download.status, download.start, download.total), (206, 50, 100));
     let mut result = download.chunk().await;
     while let Ok(Some(_)) = result {

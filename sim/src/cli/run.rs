@@ -253,7 +253,9 @@ fn harness_line(harness: &serde_json::Value) -> Option<String> {
 
 /// Points the scenario at `url`: an `http://` URL is a reference backend's operator API (the
 /// embedded dialect, devices connect where the backend says), an `mqtt://` URL the broker of
-/// an `mqtt` scenario or the gateway of an embedded one whose `api` the scenario names.
+/// an `mqtt` scenario or the gateway of an embedded one whose `api` the scenario names. A
+/// `hawkbit` scenario's server serves DDI and its management API (when the scenario has one)
+/// at the same address.
 fn aim(scenario: &mut crate::scenario::Scenario, url: &str) -> Result<(), CliError> {
     use crate::scenario::file::BackendKind;
     let backend = &mut scenario.backend;
@@ -264,6 +266,12 @@ fn aim(scenario: &mut crate::scenario::Scenario, url: &str) -> Result<(), CliErr
         }
         (Some("mqtt"), BackendKind::Mqtt) => backend.url = Some(url.to_owned()),
         (Some("mqtt"), BackendKind::Embedded) if backend.api.is_some() => backend.url = Some(url.to_owned()),
+        (Some("http"), BackendKind::Hawkbit) => {
+            backend.url = Some(url.to_owned());
+            if backend.api.is_some() {
+                backend.api = Some(url.to_owned());
+            }
+        }
         _ => {
             return Err(CliError::Usage(format!(
                 "--backend {url}: a {} scenario takes {}",
@@ -271,6 +279,7 @@ fn aim(scenario: &mut crate::scenario::Scenario, url: &str) -> Result<(), CliErr
                 match backend.kind {
                     BackendKind::Embedded => "http://IP:PORT, the operator API of a running `fleetsim backend`",
                     BackendKind::Mqtt => "mqtt://IP:PORT, the broker",
+                    BackendKind::Hawkbit => "http://IP:PORT, the DDI server",
                     _ => "no --backend yet (this backend kind does not run yet)",
                 }
             )));

@@ -104,6 +104,8 @@ pub struct Device {
     pub(super) recovering: SimTime,
     /// Telemetry messages published.
     seq: u32,
+    /// The report interval the backend imposes, simulated milliseconds (0: the model's).
+    report_every_ms: u32,
     /// The desired config version applied.
     config_version: u32,
     /// Failed attempts since the last success (connect or provision).
@@ -149,6 +151,7 @@ impl Device {
             outage_until: SimTime(0),
             recovering: SimTime::NEVER,
             seq: 0,
+            report_every_ms: 0,
             config_version: 0,
             attempt: 0,
             ota: OtaStage::Idle,
@@ -254,6 +257,14 @@ impl Device {
                 self.start_update(now, image, ctx, &mut out);
             }
             Event::Downloaded { reached } if self.ota == OtaStage::Fetching => self.downloaded(now, reached, ctx),
+            Event::ReportEvery { ms } => {
+                // The backend's answer to the report just made: the next one comes after the
+                // interval it asks for (a poll's reply is instantaneous in simulated time).
+                self.report_every_ms = ms;
+                if ms > 0 && self.state == State::Online {
+                    self.next_report = now.after(Duration::from_millis(u64::from(ms)));
+                }
+            }
             // An event that does not fit the state (a late reply after the link dropped) is
             // stale: nothing to do.
             _ => {}
@@ -393,9 +404,15 @@ impl Device {
                 remaining_mas: self.charge_mas,
             })
         });
-        let mut rng = self.rng(ctx, StreamId::TELEMETRY, self.telemetry_words);
-        let interval = telemetry.next_interval(&mut rng, factor);
-        self.telemetry_words = words(&rng);
+        let interval = if self.report_every_ms > 0 {
+            // The backend sets the pace (a hawkBit server's polling interval), exactly.
+            Duration::from_millis(u64::from(self.report_every_ms))
+        } else {
+            let mut rng = self.rng(ctx, StreamId::TELEMETRY, self.telemetry_words);
+            let interval = telemetry.next_interval(&mut rng, factor);
+            self.telemetry_words = words(&rng);
+            interval
+        };
         self.next_report = now.after(interval);
     }
 

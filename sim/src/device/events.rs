@@ -62,6 +62,12 @@ pub enum Event {
         /// Bytes of the image held now.
         reached: u64,
     },
+    /// The backend told the device how often to report (a hawkBit server's polling
+    /// interval), in simulated milliseconds; 0 returns it to its model's schedule.
+    ReportEvery {
+        /// The interval, simulated milliseconds.
+        ms: u32,
+    },
 }
 
 /// What a device wants done.

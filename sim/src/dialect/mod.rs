@@ -4,11 +4,13 @@
 //! engine drives.
 
 pub mod embedded;
+pub mod hawkbit;
 pub mod mqtt;
 
 use std::net::{IpAddr, SocketAddr};
 
 use embedded::{Credentials, Embedded, KEEP_ALIVE_S, ProvisionError, Request};
+use hawkbit::Hawkbit;
 use mqtt::{Broker, Identity};
 
 use crate::transport::mqtt::{MqttConn, TransportError};
@@ -41,6 +43,8 @@ pub enum Dialect {
     Embedded(Embedded),
     /// Any MQTT broker.
     Mqtt(Broker),
+    /// A hawkBit DDI server: devices poll over HTTP and hold no connection.
+    Hawkbit(Hawkbit),
 }
 
 impl Dialect {
@@ -49,6 +53,15 @@ impl Dialect {
         match self {
             Self::Embedded(embedded) => embedded.mqtt,
             Self::Mqtt(broker) => broker.addr,
+            Self::Hawkbit(ddi) => ddi.addr,
+        }
+    }
+
+    /// The hawkBit server, when devices poll one instead of holding a connection.
+    pub fn ddi(&self) -> Option<&Hawkbit> {
+        match self {
+            Self::Hawkbit(ddi) => Some(ddi),
+            _ => None,
         }
     }
 
@@ -71,6 +84,7 @@ impl Dialect {
                 embedded.provision(request, source).await
             }
             Self::Mqtt(broker) => Ok(broker.identify(identity)),
+            Self::Hawkbit(ddi) => ddi.provision(identity, source).await,
         }
     }
 
@@ -89,6 +103,8 @@ impl Dialect {
                     .connect(credentials, identity, source, KEEP_ALIVE_S, session)
                     .await
             }
+            // Polling devices hold no connection; the driver never asks for one.
+            Self::Hawkbit(_) => Err(TransportError::Protocol),
         }
     }
 
@@ -97,11 +113,16 @@ impl Dialect {
         match self {
             Self::Embedded(_) => format!("fleet/v1/d/{}/telemetry", credentials.device_id),
             Self::Mqtt(broker) => broker.telemetry_topic(identity),
+            Self::Hawkbit(_) => String::new(),
         }
     }
 
     /// Whether provisioning goes over the network (and so has a latency worth recording).
     pub fn provisions(&self) -> bool {
-        matches!(self, Self::Embedded(_))
+        match self {
+            Self::Embedded(_) => true,
+            Self::Mqtt(_) => false,
+            Self::Hawkbit(ddi) => ddi.management.is_some(),
+        }
     }
 }

@@ -5,17 +5,54 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use super::driver::ShardCtx;
-use super::link::Job;
+use super::link::{ImageHash, Job};
 use crate::metrics::recorder::Counter;
 use crate::transport::http::{HttpError, get_range};
 
-/// An update's download state across attempts: the running hash of the bytes held.
-#[derive(Debug, Clone, Default)]
-pub struct Fetched {
-    hasher: Sha256,
+/// An update's download state across attempts: the running hash of the bytes held, of the
+/// kind the backend announced.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    /// Hashing with SHA-256.
+    Sha256(Sha256),
+    /// Hashing with SHA-1.
+    Sha1(Sha1),
+}
+
+impl Default for Fetched {
+    fn default() -> Self {
+        Self::Sha256(Sha256::default())
+    }
+}
+
+impl Fetched {
+    /// A fresh hash of the kind `job` announces.
+    fn for_job(job: &Job) -> Self {
+        match job.hash {
+            ImageHash::Sha256(_) => Self::Sha256(Sha256::default()),
+            ImageHash::Sha1(_) => Self::Sha1(Sha1::default()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha256(hasher) => hasher.update(bytes),
+            Self::Sha1(hasher) => hasher.update(bytes),
+        }
+    }
+
+    /// Whether the bytes hashed so far are the image `job` announced.
+    fn matches(&self, job: &Job) -> bool {
+        match (self, &job.hash) {
+            (Self::Sha256(hasher), ImageHash::Sha256(want)) => hex(&hasher.clone().finalize()) == *want,
+            (Self::Sha1(hasher), ImageHash::Sha1(want)) => hex(&hasher.clone().finalize()) == *want,
+            _ => false,
+        }
+    }
 }
 
 /// Fetches `from..to` of `job`'s image into `fetched`; returns how many bytes of the image are
@@ -24,26 +61,33 @@ pub struct Fetched {
 pub async fn download(
     shard: &ShardCtx,
     source: Option<IpAddr>,
+    authorization: Option<&str>,
     job: &Job,
     fetched: &mut Fetched,
     from: u64,
     to: u64,
 ) -> u64 {
     if from == 0 {
-        *fetched = Fetched::default();
+        *fetched = Fetched::for_job(job);
     }
     let Some((addr, path)) = split_url(&job.url) else {
         shard.count(Counter::ErrorsProtocol);
         return from;
     };
     let mut held = from;
-    match fetch(addr, source, path, fetched, &mut held, to).await {
+    let started = std::time::Instant::now();
+    match fetch(addr, (source, authorization), path, fetched, &mut held, to).await {
         Ok(()) => {}
-        Err(HttpError::Timeout) => shard.count(Counter::ErrorsTimeout),
-        Err(HttpError::Io(_)) => shard.count(Counter::ErrorsRefused),
-        Err(HttpError::Status(_) | HttpError::Protocol(_)) => shard.count(Counter::ErrorsProtocol),
+        Err(error) => shard.count(http_error_counter(error)),
     }
-    if held == job.size && hex(&fetched.hasher.clone().finalize()) != job.sha256 {
+    let mut recorder = shard.recorder.borrow_mut();
+    recorder.count(Counter::OtaDownloadedBytes, held - from);
+    recorder.count(
+        Counter::OtaDownloadMs,
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    );
+    drop(recorder);
+    if held == job.size && !fetched.matches(job) {
         // The backend served other bytes than it announced: the device would refuse the
         // image. Counted; the model still decides the update's outcome.
         shard.count(Counter::ErrorsProtocol);
@@ -53,13 +97,13 @@ pub async fn download(
 
 async fn fetch(
     addr: SocketAddr,
-    source: Option<IpAddr>,
+    (source, authorization): (Option<IpAddr>, Option<&str>),
     path: &str,
     fetched: &mut Fetched,
     held: &mut u64,
     to: u64,
 ) -> Result<(), HttpError> {
-    let mut body = get_range(addr, source, path, *held).await?;
+    let mut body = get_range(addr, source, authorization, path, *held).await?;
     // A server that ignores the range sends the whole image: skip what is already held.
     let mut skip = *held - body.start;
     while *held < to {
@@ -70,14 +114,25 @@ async fn fetch(
         skip -= dropped;
         let chunk = chunk.split_off(dropped as usize);
         let wanted = (to - *held).min(chunk.len() as u64) as usize;
-        fetched.hasher.update(&chunk[..wanted]);
+        fetched.update(&chunk[..wanted]);
         *held += wanted as u64;
     }
     Ok(())
 }
 
+/// The counter an HTTP failure goes to: by status for an error status (`errors.http_404`, ...),
+/// else by kind.
+pub fn http_error_counter(error: HttpError) -> Counter {
+    match error {
+        HttpError::Timeout => Counter::ErrorsTimeout,
+        HttpError::Io(_) => Counter::ErrorsRefused,
+        HttpError::Status(status) => Counter::for_http_status(status),
+        HttpError::Protocol(_) => Counter::ErrorsProtocol,
+    }
+}
+
 /// `http://IP:PORT/path` to the address and the path.
-fn split_url(url: &str) -> Option<(SocketAddr, &str)> {
+pub fn split_url(url: &str) -> Option<(SocketAddr, &str)> {
     let rest = url.strip_prefix("http://")?;
     let slash = rest.find('/')?;
     Some((rest[..slash].parse().ok()?, &rest[slash..]))

@@ -58,12 +58,21 @@ pub struct Job {
     pub campaign: u64,
     /// Where the image is.
     pub url: String,
-    /// The image's SHA-256, lowercase hex.
-    pub sha256: String,
+    /// The image's hash, as the backend announced it.
+    pub hash: ImageHash,
     /// Its size in bytes.
     pub size: u64,
     /// The firmware version.
     pub version: String,
+}
+
+/// An image's hash as a backend announces it, lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageHash {
+    /// SHA-256 (the reference backend).
+    Sha256(String),
+    /// SHA-1 (hawkBit DDI servers such as goosebit).
+    Sha1(String),
 }
 
 /// A device's connection and what it waits for on it.
@@ -85,6 +94,8 @@ pub struct Link {
     pub provisioned_at: Option<Instant>,
     /// The running download's hash state (boxed: only updating devices hold one).
     pub fetched: Option<Box<Fetched>>,
+    /// A polling (hawkBit DDI) device's state between exchanges.
+    pub ddi: Option<Box<super::ddi::DdiState>>,
 }
 
 impl Link {
@@ -99,6 +110,7 @@ impl Link {
             job: None,
             provisioned_at: None,
             fetched: None,
+            ddi: None,
         }
     }
 
@@ -310,7 +322,7 @@ impl Inbound {
             return Some(Self::Job(Job {
                 campaign: body["campaign"].as_u64()?,
                 url: body["url"].as_str()?.to_owned(),
-                sha256: body["sha256"].as_str()?.to_owned(),
+                hash: ImageHash::Sha256(body["sha256"].as_str()?.to_owned()),
                 size: body["size"].as_u64()?,
                 version: body["version"].as_str()?.to_owned(),
             }));

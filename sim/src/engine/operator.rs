@@ -73,6 +73,9 @@ pub struct Operator {
     pub log: Arc<OperatorLog>,
     /// Where to say what happened, one line per phase (progress output).
     pub events: Option<SyncSender<String>>,
+    /// A hawkBit server's management API, which `api` then names: OTA phases become rollouts
+    /// there (`super::operator_ddi`).
+    pub ddi: Option<crate::dialect::hawkbit::Management>,
 }
 
 impl Operator {
@@ -101,6 +104,19 @@ impl Operator {
                 Action::Command { command, args, share } => {
                     let picked = self.pick(scenario.seed, k, &groups, *share, &mut record.errors).await;
                     self.send_commands(&picked, command, args, &mut record.errors).await
+                }
+                Action::Ota(campaign) if self.ddi.is_some() => {
+                    let Some(management) = &self.ddi else { continue };
+                    super::operator_ddi::start_rollouts(
+                        management,
+                        &self.log,
+                        scenario,
+                        k,
+                        &groups,
+                        campaign,
+                        &mut record.errors,
+                    )
+                    .await
                 }
                 Action::Ota(campaign) => {
                     let started = self

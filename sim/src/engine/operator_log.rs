@@ -26,6 +26,8 @@ pub struct OperatorLog {
     first_failure_ms: AtomicU64,
     /// Campaigns started: the backend's id, the group, the devices targeted.
     campaigns: Mutex<Vec<(u64, String, u64)>>,
+    /// When each group's latest rollout started (hawkBit: devices take it when they poll).
+    rollout_started: Mutex<HashMap<String, Instant>>,
 }
 
 impl OperatorLog {
@@ -66,6 +68,18 @@ impl OperatorLog {
         if let Ok(mut campaigns) = self.campaigns.lock() {
             campaigns.push((id, group.to_owned(), targeted));
         }
+    }
+
+    /// Records that a rollout to `group` is being started now.
+    pub fn rollout_started(&self, group: &str, at: Instant) {
+        if let Ok(mut map) = self.rollout_started.lock() {
+            map.insert(group.to_owned(), at);
+        }
+    }
+
+    /// When the latest rollout to `group` started.
+    pub fn rollout_started_at(&self, group: &str) -> Option<Instant> {
+        self.rollout_started.lock().ok()?.get(group).copied()
     }
 
     /// The campaigns started so far: id, group, devices targeted.

@@ -84,6 +84,13 @@ impl DeviceTask {
                     self.hang_up().await;
                     return Performed::Stop;
                 }
+                Action::Publish { .. } if self.shard.dialect.ddi().is_some() => {
+                    // A polling device's report is a poll, whose answer may mean several events.
+                    let shard = Rc::clone(&self.shard);
+                    if let Some(ddi) = shard.dialect.ddi() {
+                        Box::pin(self.poll(ddi, step.intended, events)).await;
+                    }
+                }
                 action => {
                     if let Some(next) = self.perform(action, step).await {
                         events.push_back((next, Instant::now()));
@@ -108,6 +115,9 @@ impl DeviceTask {
         } = step;
         match action {
             Action::Provision => Some(self.provision(arrival).await),
+            // A polling device holds no connection: its polls find out whether the server is
+            // there.
+            Action::Connect if shard.dialect.ddi().is_some() => Some(Event::Connected),
             Action::Connect => Some(self.connect().await),
             Action::Publish { seq, .. } => {
                 if intended.elapsed() > LATE {
@@ -175,7 +185,20 @@ impl DeviceTask {
                     shard.count(Counter::OtaResumes);
                 }
                 let mut fetched = self.link.fetched.take().unwrap_or_default();
-                let reached = Box::pin(download(shard, self.source, &job, &mut fetched, from, to)).await;
+                let authorization = match (shard.dialect.ddi(), &self.link.credentials) {
+                    (Some(ddi), Some(credentials)) => ddi.authorization(credentials),
+                    _ => None,
+                };
+                let download = download(
+                    shard,
+                    self.source,
+                    authorization.as_deref(),
+                    &job,
+                    &mut fetched,
+                    from,
+                    to,
+                );
+                let reached = Box::pin(download).await;
                 // Kept until the next job replaces it: a finished download's hash is small.
                 self.link.fetched = (reached < job.size).then_some(fetched);
                 Some(Event::Downloaded { reached })
@@ -183,6 +206,9 @@ impl DeviceTask {
             Action::OtaStatus(report) => {
                 if matches!(report, OtaReport::Failed | OtaReport::RolledBack) {
                     shard.operator.failure_reported();
+                }
+                if let Some(ddi) = shard.dialect.ddi() {
+                    return Box::pin(self.report_progress(ddi, report)).await;
                 }
                 let campaign = self.link.job.as_ref().map_or(0, |job| job.campaign);
                 let body = format!("{{\"campaign\":{campaign},\"state\":\"{}\"}}", report.name());

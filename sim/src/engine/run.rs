@@ -50,6 +50,9 @@ pub enum RunError {
     /// The embedded backend could not start.
     #[error("embedded backend: {0}")]
     Backend(String),
+    /// A third-party backend could not be reached or logged in to, or a secret is missing.
+    #[error("backend: {0}")]
+    Target(String),
     /// Writing the summary or the progress failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -139,6 +142,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         api,
         log: Arc::clone(&log),
         events: Some(events_tx),
+        ddi: target.dialect.ddi().and_then(|ddi| ddi.management.clone()),
     });
     let plan = Plan::new(loaded);
     // Cancelled when the devices are done (or on a signal): ends the operator and the watch.
@@ -149,10 +153,22 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             scope.spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 Ok::<_, std::io::Error>(runtime.block_on(async {
+                    // A hawkBit server has no health resource and no campaigns to follow: its
+                    // devices' failed polls show it gone.
+                    let reference = operator.ddi.is_none();
                     let (report, outages, ()) = tokio::join!(
                         operator.play(scenario, start, &run_over),
-                        watch(operator.api, start, &run_over, operator.events.as_ref()),
-                        watch_campaigns(operator, &run_over, options.live.as_ref()),
+                        async {
+                            match reference {
+                                true => watch(operator.api, start, &run_over, operator.events.as_ref()).await,
+                                false => Vec::new(),
+                            }
+                        },
+                        async {
+                            if reference {
+                                watch_campaigns(operator, &run_over, options.live.as_ref()).await;
+                            }
+                        },
                     );
                     (report, outages)
                 }))
@@ -225,9 +241,33 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         states,
         seconds,
     } = aggregate;
-    let (campaigns, backend_active) = match &operator {
-        Some(operator) => backend_view(operator, &report)?,
-        None => (Vec::new(), None),
+    let (campaigns, mut backend_active) = match &operator {
+        Some(operator) if operator.ddi.is_none() => backend_view(operator, &report)?,
+        _ => (Vec::new(), None),
+    };
+    let ddi_view = match target.dialect.ddi() {
+        Some(ddi) => {
+            let groups: Vec<&str> = scenario.fleet.mix.iter().map(|m| m.group.as_str()).collect();
+            let mut view = ddi_view(ddi, operator.as_ref().and(ddi.management.as_ref()), &groups)?;
+            view["agreement"] = ddi_agreement(&view["server"], &snapshot);
+            if let Some(line) = ddi_disagreement(&view["agreement"]) {
+                writeln!(progress, "{line}")?;
+            }
+            // The devices the server holds in the run's groups (its feeds).
+            backend_active = view["server"]["devices"]["by_feed"].as_object().map(|feeds| {
+                scenario
+                    .fleet
+                    .mix
+                    .iter()
+                    .map(|m| m.group.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .filter_map(|group| feeds.get(group).and_then(Value::as_u64))
+                    .sum()
+            });
+            Some(view)
+        }
+        None => None,
     };
     if let Some(log) = hlog {
         log.finish()?;
@@ -274,6 +314,9 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     );
     if summary["harness"].is_object() {
         summary["harness"]["backend_in_process"] = json!(backend_in_process);
+    }
+    if let Some(view) = ddi_view {
+        summary["hawkbit"] = view;
     }
     // Serializing a tree of JSON values cannot fail.
     std::fs::write(
@@ -323,6 +366,81 @@ fn backend_view(operator: &Operator, report: &OperatorReport) -> Result<(Vec<Cam
     }))
 }
 
+/// What a hawkBit run learned about the server: the polling intervals it imposed, how devices
+/// authenticated, and (with its management API) what it recorded.
+fn ddi_view(
+    ddi: &crate::dialect::hawkbit::Hawkbit,
+    management: Option<&crate::dialect::hawkbit::Management>,
+    groups: &[&str],
+) -> Result<Value, RunError> {
+    let imposed = ddi
+        .imposed
+        .range()
+        .map(|(shortest, longest)| json!({ "shortest_s": shortest.as_secs_f64(), "longest_s": longest.as_secs_f64() }));
+    let auth = match ddi.auth {
+        crate::dialect::hawkbit::DdiAuth::TargetToken(_) => "target-token",
+        crate::dialect::hawkbit::DdiAuth::GatewayToken(_) => "gateway-token",
+        crate::dialect::hawkbit::DdiAuth::None => "none",
+    };
+    let server = match management {
+        Some(management) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            match runtime.block_on(super::operator_ddi::server_view(management, groups)) {
+                Ok(view) => view,
+                Err(e) => json!({ "error": e }),
+            }
+        }
+        None => Value::Null,
+    };
+    Ok(json!({ "tenant": &*ddi.tenant, "device_auth": auth, "poll_interval": imposed, "server": server }))
+}
+
+/// The updates' outcomes as the devices reported them beside what the server recorded: its
+/// devices' states (`Finished`, `Error`) and its rollouts' counters.
+fn ddi_agreement(server: &Value, snapshot: &Snapshot) -> Value {
+    if !server["devices"].is_object() {
+        return Value::Null;
+    }
+    let state = |name: &str| server["devices"]["by_state"][name].as_u64().unwrap_or(0);
+    let rollouts = server["rollouts"].as_array().cloned().unwrap_or_default();
+    let sum = |key: &str| rollouts.iter().filter_map(|r| r[key].as_u64()).sum::<u64>();
+    json!({
+        "devices_installed": snapshot.count(Counter::OtaInstalled),
+        "devices_failed": snapshot.count(Counter::OtaFailed) + snapshot.count(Counter::OtaRolledBack),
+        "devices_bricked": snapshot.count(Counter::OtaBricked),
+        "server_finished": state("Finished"),
+        "server_error": state("Error"),
+        "server_running": state("Running"),
+        "rollout_success_count": sum("success_count"),
+        "rollout_failure_count": sum("failure_count"),
+    })
+}
+
+/// A line saying where the server's records and the devices' reports disagree, if they do.
+fn ddi_disagreement(agreement: &Value) -> Option<String> {
+    let n = |key: &str| agreement[key].as_u64().unwrap_or(0);
+    let mut lines = Vec::new();
+    if n("server_finished") != n("devices_installed") || n("server_error") != n("devices_failed") {
+        lines.push(format!(
+            "the server's devices: {} finished and {} in error, but devices reported {} installed and {} failed",
+            n("server_finished"),
+            n("server_error"),
+            n("devices_installed"),
+            n("devices_failed")
+        ));
+    }
+    if n("rollout_success_count") != n("devices_installed") || n("rollout_failure_count") != n("devices_failed") {
+        lines.push(format!(
+            "the server's rollout counters: {} successes and {} failures, but devices reported {} installed and {} failed",
+            n("rollout_success_count"),
+            n("rollout_failure_count"),
+            n("devices_installed"),
+            n("devices_failed")
+        ));
+    }
+    (!agreement.is_null() && !lines.is_empty()).then(|| format!("hawkbit: {}", lines.join("; ")))
+}
+
 /// Refuses what this version does not run yet, naming it.
 pub fn refuse_unsupported(loaded: &Loaded) -> Result<(), RunError> {
     let scenario = &loaded.scenario;
@@ -344,9 +462,27 @@ pub fn refuse_unsupported(loaded: &Loaded) -> Result<(), RunError> {
                 )));
             }
         }
+        BackendKind::Hawkbit => {
+            // DDI has no config push and no commands; goosebit's API retires devices one way
+            // fleetsim does not drive yet. Rollouts need the management API.
+            let has_api = scenario.backend.api.is_some();
+            if let Some(phase) = scenario.phases.iter().find(|p| match p.action {
+                Action::Outage { .. } => false,
+                Action::Ota(_) => !has_api,
+                _ => true,
+            }) {
+                return Err(RunError::Unsupported(format!(
+                    "{}: phase \"{}\" at {}: against a hawkBit server fleetsim runs \"ota\" phases (with backend.api set) \
+                     and \"outage\" phases; DDI has no config push or commands",
+                    scenario.file.display(),
+                    phase.action.name(),
+                    crate::scenario::units::DisplayDuration(phase.at)
+                )));
+            }
+        }
         kind => {
             return Err(RunError::Unsupported(format!(
-                "{}: fleetsim run drives the embedded reference backend and MQTT brokers so far; backend kind \"{}\" is not run yet",
+                "{}: fleetsim run drives the embedded reference backend, MQTT brokers and hawkBit servers so far; backend kind \"{}\" is not run yet",
                 scenario.file.display(),
                 kind.name(),
             )));

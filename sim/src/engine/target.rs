@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 use super::run::RunError;
 use crate::dialect::Dialect;
 use crate::dialect::embedded::{Embedded, claim_name};
+use crate::dialect::hawkbit::{DdiAuth, Hawkbit, Management};
 use crate::dialect::mqtt::{Broker, DEFAULT_COMMAND_TOPIC, DEFAULT_TELEMETRY_TOPIC};
 use crate::scenario::Scenario;
 use crate::scenario::file::BackendKind;
+use crate::scenario::file::DeviceAuth;
 use crate::transport::http::{Method, request_json};
 
 /// The backend of a run.
@@ -44,6 +46,9 @@ impl Target {
     /// Starts or finds the scenario's backend and prepares it (claims).
     pub fn start(scenario: &Scenario, out: &Path) -> Result<Self, RunError> {
         let backend = &scenario.backend;
+        if backend.kind == BackendKind::Hawkbit {
+            return Self::hawkbit(scenario);
+        }
         if backend.kind == BackendKind::Mqtt {
             let url = backend.url.as_deref().unwrap_or_default();
             let addr = url_addr(url, "mqtt://").ok_or_else(|| {
@@ -120,6 +125,71 @@ impl Target {
             }),
             api: Some(api),
             embedded,
+        })
+    }
+
+    /// A hawkBit DDI server: device tokens from the scenario's secret, and with a management
+    /// API, the operator logged in to it.
+    fn hawkbit(scenario: &Scenario) -> Result<Self, RunError> {
+        let backend = &scenario.backend;
+        let file = scenario.file.display();
+        let url = backend.url.as_deref().unwrap_or_default();
+        let addr = url_addr(url, "http://").ok_or_else(|| {
+            RunError::Unsupported(format!(
+                "{file}: {url}: fleetsim run needs an IP address and port in an http:// url so far"
+            ))
+        })?;
+        let settings = backend.ddi.clone().unwrap_or(crate::scenario::typed::DdiSettings {
+            tenant: "DEFAULT".to_owned(),
+            device_auth: DeviceAuth::None,
+            user_env: None,
+            password_env: None,
+        });
+        let auth = match settings.device_auth {
+            DeviceAuth::TargetToken => DdiAuth::TargetToken(
+                env_value(scenario, "token_env", backend.token_env.as_deref())?
+                    .into_bytes()
+                    .into(),
+            ),
+            DeviceAuth::GatewayToken => {
+                DdiAuth::GatewayToken(env_value(scenario, "token_env", backend.token_env.as_deref())?.into())
+            }
+            DeviceAuth::None => DdiAuth::None,
+        };
+        let management = match &backend.api {
+            Some(api_url) => {
+                let api = url_addr(api_url, "http://").ok_or_else(|| {
+                    RunError::Unsupported(format!(
+                        "{file}: {api_url}: fleetsim run needs an IP address and port in an http:// api url so far"
+                    ))
+                })?;
+                let user = env_value(scenario, "user_env", settings.user_env.as_deref())?;
+                let password = env_value(scenario, "password_env", settings.password_env.as_deref())?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| RunError::Target(e.to_string()))?;
+                let authorization = rt
+                    .block_on(crate::engine::operator_ddi::login(api, &user, &password))
+                    .map_err(RunError::Target)?;
+                Some(Management {
+                    addr: api,
+                    authorization: authorization.into(),
+                })
+            }
+            None => None,
+        };
+        let api = management.as_ref().map(|m| m.addr);
+        Ok(Self {
+            dialect: Dialect::Hawkbit(Hawkbit {
+                addr,
+                tenant: settings.tenant.into(),
+                auth,
+                management,
+                imposed: Default::default(),
+            }),
+            api,
+            embedded: None,
         })
     }
 
@@ -211,6 +281,22 @@ fn claim_secret(scenario: &Scenario) -> Result<String, RunError> {
             ))
         }),
         None => Ok(format!("run-{:016x}", scenario.seed ^ 0x5EC2_E7F1_EE75_1A00)),
+    }
+}
+
+/// The value of the environment variable the scenario's `backend.<key>` names.
+fn env_value(scenario: &Scenario, key: &str, var: Option<&str>) -> Result<String, RunError> {
+    let file = scenario.file.display();
+    let Some(var) = var else {
+        return Err(RunError::Target(format!(
+            "{file}: backend.{key} is missing: name the environment variable that holds it"
+        )));
+    };
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        _ => Err(RunError::Target(format!(
+            "{file}: backend.{key} names {var}, which is not set; export {var}=... before the run"
+        ))),
     }
 }
 

@@ -101,6 +101,21 @@ pub const METRICS: &[Metric] = &[
         MetricKind::Count,
         "acknowledged by the backend but missing from it at the end",
     ),
+    metric(
+        "poll.latency",
+        MetricKind::Histogram,
+        "intended poll time -> the server's answer (hawkBit DDI)",
+    ),
+    metric(
+        "feedback.latency",
+        MetricKind::Histogram,
+        "update feedback sent -> the server's answer (hawkBit DDI)",
+    ),
+    metric(
+        "ota.take.latency",
+        MetricKind::Histogram,
+        "rollout started -> the device took its deployment action",
+    ),
 ];
 
 /// Lifecycle states; `devices.<state>` is a gauge for each.
@@ -119,7 +134,10 @@ pub const DEVICE_STATES: &[&str] = &[
 ];
 
 /// Error kinds; `errors.<kind>` is a count for each, and `errors.total` sums them.
-pub const ERROR_KINDS: &[&str] = &["refused", "timeout", "protocol", "auth", "total"];
+pub const ERROR_KINDS: &[&str] = &[
+    "refused", "timeout", "protocol", "auth", "http_401", "http_403", "http_404", "http_409", "http_429", "http_4xx",
+    "http_500", "http_502", "http_503", "http_504", "http_5xx", "total",
+];
 
 /// The statistics a histogram gate may use.
 #[derive(Debug, Clone, Copy, PartialEq)]

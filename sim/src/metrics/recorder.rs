@@ -64,6 +64,12 @@ names!(
         /// Outage end -> the device connected again; `reconnect.recovery` is the time by which
         /// 99% of the cut-off devices had.
         Recovery => "reconnect.recovery",
+        /// A polling device's intended poll time -> the server's answer (hawkBit DDI).
+        Poll => "poll.latency",
+        /// Update feedback sent -> the server's answer (hawkBit DDI).
+        Feedback => "feedback.latency",
+        /// The operator started the rollout -> the device took its deployment action.
+        OtaTake => "ota.take.latency",
     }
 );
 
@@ -113,8 +119,58 @@ names!(
         OutageExcused => "outage.excused",
         /// Devices whose credentials the backend refused after provisioning (decommissioned).
         Decommissioned => "decommissioned",
+        /// Polls answered (hawkBit DDI).
+        Polls => "polls",
+        /// Requests made again after the last one failed: polls after a failed poll, update
+        /// feedback sent again.
+        Retries => "retries",
+        /// Firmware bytes downloaded.
+        OtaDownloadedBytes => "ota.downloaded_bytes",
+        /// Time spent downloading firmware, milliseconds over all attempts.
+        OtaDownloadMs => "ota.download_ms",
+        /// HTTP answers 401 Unauthorized.
+        ErrorsHttp401 => "errors.http_401",
+        /// HTTP answers 403 Forbidden.
+        ErrorsHttp403 => "errors.http_403",
+        /// HTTP answers 404 Not Found.
+        ErrorsHttp404 => "errors.http_404",
+        /// HTTP answers 409 Conflict.
+        ErrorsHttp409 => "errors.http_409",
+        /// HTTP answers 429 Too Many Requests.
+        ErrorsHttp429 => "errors.http_429",
+        /// Other HTTP 4xx answers.
+        ErrorsHttp4xx => "errors.http_4xx",
+        /// HTTP answers 500 Internal Server Error.
+        ErrorsHttp500 => "errors.http_500",
+        /// HTTP answers 502 Bad Gateway.
+        ErrorsHttp502 => "errors.http_502",
+        /// HTTP answers 503 Service Unavailable.
+        ErrorsHttp503 => "errors.http_503",
+        /// HTTP answers 504 Gateway Timeout.
+        ErrorsHttp504 => "errors.http_504",
+        /// Other HTTP 5xx answers, and statuses outside 4xx and 5xx where success was expected.
+        ErrorsHttp5xx => "errors.http_5xx",
     }
 );
+
+impl Counter {
+    /// The counter of an HTTP error status.
+    pub fn for_http_status(status: u16) -> Self {
+        match status {
+            401 => Self::ErrorsHttp401,
+            403 => Self::ErrorsHttp403,
+            404 => Self::ErrorsHttp404,
+            409 => Self::ErrorsHttp409,
+            429 => Self::ErrorsHttp429,
+            400..=499 => Self::ErrorsHttp4xx,
+            500 => Self::ErrorsHttp500,
+            502 => Self::ErrorsHttp502,
+            503 => Self::ErrorsHttp503,
+            504 => Self::ErrorsHttp504,
+            _ => Self::ErrorsHttp5xx,
+        }
+    }
+}
 
 fn histogram() -> Histogram<u64> {
     // The bounds are constants that satisfy the constructor's rules (low >= 1, high >= 2 * low,

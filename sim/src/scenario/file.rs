@@ -79,6 +79,32 @@ pub struct BackendSection {
     /// to it, with the same placeholders; `fleetsim/{group}/{serial}/commands` when omitted.
     #[serde(default)]
     pub command_topic: Option<String>,
+    /// For the `hawkbit` dialect: the DDI tenant in every device path; `DEFAULT` when omitted.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// For the `hawkbit` dialect: how devices authenticate. `target-token` (the default): each
+    /// device its own token, derived from the secret in `token_env`; `gateway-token`: one
+    /// token for all, the value of `token_env`; `none`.
+    #[serde(default)]
+    pub device_auth: Option<DeviceAuth>,
+    /// For the `hawkbit` dialect: the environment variable holding the management API's user.
+    #[serde(default)]
+    pub user_env: Option<String>,
+    /// For the `hawkbit` dialect: the environment variable holding that user's password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// How hawkBit DDI devices authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceAuth {
+    /// `Authorization: TargetToken ...`, one token per device.
+    TargetToken,
+    /// `Authorization: GatewayToken ...`, one token for the fleet.
+    GatewayToken,
+    /// No `Authorization` header.
+    None,
 }
 
 /// The backend dialects a scenario may name.

@@ -57,6 +57,21 @@ pub struct Backend {
     pub telemetry_topic: Option<String>,
     /// For the `mqtt` dialect: the topic template devices subscribe to.
     pub command_topic: Option<String>,
+    /// For the `hawkbit` dialect: its settings.
+    pub ddi: Option<DdiSettings>,
+}
+
+/// A hawkBit DDI backend's settings (secrets are named by environment variable, never held).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DdiSettings {
+    /// The tenant in every DDI path.
+    pub tenant: String,
+    /// How devices authenticate.
+    pub device_auth: crate::scenario::file::DeviceAuth,
+    /// The environment variable holding the management API's user.
+    pub user_env: Option<String>,
+    /// The environment variable holding its password.
+    pub password_env: Option<String>,
 }
 
 /// The devices of a scenario.

@@ -13,7 +13,7 @@ use super::device_model::is_name;
 use super::error::{FileError, KeyPath};
 use super::file::{BackendKind, BackendSection, FleetSection, ScenarioFile};
 use super::gate::{GateError, parse_gate};
-use super::typed::{AddrBlock, Arrival, Backend, Fleet, MixEntry, ModelSet, Scenario};
+use super::typed::{AddrBlock, Arrival, Backend, DdiSettings, Fleet, MixEntry, ModelSet, Scenario};
 use super::units::DisplayDuration;
 
 /// The most devices one scenario may plan: far past what one machine runs, and small enough
@@ -111,6 +111,7 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
             token_env: None,
             telemetry_topic: None,
             command_topic: None,
+            ddi: None,
         });
     };
     let err = |key: &str, message: String| source.error(KeyPath::of(&["backend", key]), message);
@@ -168,7 +169,12 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
         }
         None => {}
     }
-    if let Some(var) = &raw.token_env {
+    for (key, var) in [
+        ("token_env", &raw.token_env),
+        ("user_env", &raw.user_env),
+        ("password_env", &raw.password_env),
+    ] {
+        let Some(var) = var else { continue };
         let ok = !var.is_empty()
             && !var.starts_with(|c: char| c.is_ascii_digit())
             && var
@@ -176,11 +182,12 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         if !ok {
             return Err(err(
-                "token_env",
+                key,
                 format!("expected an environment variable name like \"FLEETSIM_TOKEN\", found \"{var}\""),
             ));
         }
     }
+    let ddi = check_ddi(&raw).map_err(|(key, message)| err(key, message))?;
     for (key, template) in [
         ("telemetry_topic", &raw.telemetry_topic),
         ("command_topic", &raw.command_topic),
@@ -204,7 +211,66 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
         token_env: raw.token_env,
         telemetry_topic: raw.telemetry_topic,
         command_topic: raw.command_topic,
+        ddi,
     })
+}
+
+/// The hawkBit keys: only for `kind = "hawkbit"`, where a token-authenticated fleet needs
+/// `token_env` and an operator API needs its user and password.
+fn check_ddi(raw: &BackendSection) -> Result<Option<DdiSettings>, (&'static str, String)> {
+    use super::file::DeviceAuth;
+    if raw.kind != BackendKind::Hawkbit {
+        for (key, set) in [
+            ("tenant", raw.tenant.is_some()),
+            ("device_auth", raw.device_auth.is_some()),
+            ("user_env", raw.user_env.is_some()),
+            ("password_env", raw.password_env.is_some()),
+        ] {
+            if set {
+                return Err((key, "only a backend of kind \"hawkbit\" takes this key".to_owned()));
+            }
+        }
+        return Ok(None);
+    }
+    let tenant = raw.tenant.clone().unwrap_or_else(|| "DEFAULT".to_owned());
+    if tenant.is_empty()
+        || !tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err((
+            "tenant",
+            format!("expected a tenant name of letters, digits, '-' and '_', found \"{tenant}\""),
+        ));
+    }
+    let device_auth = raw.device_auth.unwrap_or(DeviceAuth::TargetToken);
+    if device_auth != DeviceAuth::None && raw.token_env.is_none() {
+        return Err((
+            "token_env",
+            "missing: hawkBit device tokens need a secret; name the environment variable holding it, \
+             like token_env = \"FLEETSIM_DDI_SECRET\" (or set device_auth = \"none\")"
+                .to_owned(),
+        ));
+    }
+    if raw.api.is_some() && (raw.user_env.is_none() || raw.password_env.is_none()) {
+        let key = if raw.user_env.is_none() {
+            "user_env"
+        } else {
+            "password_env"
+        };
+        return Err((
+            key,
+            "missing: the management API needs a login; name the environment variables holding it, \
+             like user_env = \"FLEETSIM_DDI_USER\" and password_env = \"FLEETSIM_DDI_PASSWORD\""
+                .to_owned(),
+        ));
+    }
+    Ok(Some(DdiSettings {
+        tenant,
+        device_auth,
+        user_env: raw.user_env.clone(),
+        password_env: raw.password_env.clone(),
+    }))
 }
 
 /// The placeholders a topic template may use.

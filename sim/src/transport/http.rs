@@ -103,13 +103,96 @@ pub async fn request_json(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<(u16, serde_json::Value), HttpError> {
+    request_json_as(addr, None, None, method, path, body).await
+}
+
+/// [`request_json`] from a local `source` address, with an `Authorization` header when one
+/// is given (a hawkBit device's `TargetToken ...`, an operator's `Bearer ...`).
+pub async fn request_json_as(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    authorization: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(u16, serde_json::Value), HttpError> {
+    let mut request = authorized(new_request(addr, method, path), authorization);
     let request = match body {
-        Some(json) => new_request(addr, method, path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(json.to_string()))),
-        None => new_request(addr, method, path).body(Full::default()),
+        Some(json) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            request.body(Full::new(Bytes::from(json.to_string())))
+        }
+        None => request.body(Full::default()),
     };
-    call_json(addr, request).await
+    call_json(addr, source, request).await
+}
+
+/// Posts `fields` as an HTML form (`application/x-www-form-urlencoded`), as a login does, and
+/// returns the JSON answer as [`request_json`] does. Values are percent-encoded here.
+pub async fn post_form(
+    addr: SocketAddr,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Result<(u16, serde_json::Value), HttpError> {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(name, value)| format!("{}={}", form_encode(name), form_encode(value)))
+        .collect();
+    let request = new_request(addr, Method::POST, path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(body.join("&"))));
+    call_json(addr, None, request).await
+}
+
+/// Uploads `bytes` as the file `filename` of the multipart form field `field` (PUT), as a
+/// browser's file upload does, and returns the JSON answer as [`request_json`] does.
+pub async fn put_multipart(
+    addr: SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+    field: &str,
+    filename: &str,
+    bytes: &[u8],
+) -> Result<(u16, serde_json::Value), HttpError> {
+    const BOUNDARY: &str = "fleetsim-upload-7d1c3a9e5b";
+    let mut body = Vec::with_capacity(bytes.len() + 256);
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let request = authorized(new_request(addr, Method::PUT, path), authorization)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Full::new(Bytes::from(body)));
+    call_json(addr, None, request).await
+}
+
+/// Percent-encodes everything but unreserved characters, for form fields.
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Adds an `Authorization` header when there is one.
+fn authorized(request: request::Builder, authorization: Option<&str>) -> request::Builder {
+    match authorization {
+        Some(value) => request.header(header::AUTHORIZATION, value),
+        None => request,
+    }
 }
 
 /// Sends `bytes` as the body of a PUT (a firmware upload) and returns the JSON answer, as
@@ -118,15 +201,21 @@ pub async fn put_bytes(addr: SocketAddr, path: &str, bytes: Vec<u8>) -> Result<(
     let request = new_request(addr, Method::PUT, path)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .body(Full::new(Bytes::from(bytes)));
-    call_json(addr, request).await
+    call_json(addr, None, request).await
 }
 
 /// Starts downloading `path` from byte `from`, connecting from `source` (port chosen by the
 /// system) if given. A positive `from` asks for `bytes=from-`. Any status other than 200 or
 /// 206 is [`HttpError::Status`]. That includes 404 for an unknown image and 416 when `from`
 /// is at or past its end.
-pub async fn get_range(addr: SocketAddr, source: Option<IpAddr>, path: &str, from: u64) -> Result<Download, HttpError> {
-    let mut request = new_request(addr, Method::GET, path);
+pub async fn get_range(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    authorization: Option<&str>,
+    path: &str,
+    from: u64,
+) -> Result<Download, HttpError> {
+    let mut request = authorized(new_request(addr, Method::GET, path), authorization);
     if from > 0 {
         request = request.header(header::RANGE, format!("bytes={from}-"));
     }
@@ -231,11 +320,12 @@ fn new_request(addr: SocketAddr, method: Method, path: &str) -> request::Builder
 /// Runs one exchange and reads the whole answer as JSON, all within [`REQUEST_TIMEOUT`].
 async fn call_json(
     addr: SocketAddr,
+    source: Option<IpAddr>,
     request: hyper::http::Result<Request<Full<Bytes>>>,
 ) -> Result<(u16, serde_json::Value), HttpError> {
     let request = request.map_err(|_| HttpError::Protocol("invalid request"))?;
     let call = async {
-        let (head, mut reader) = exchange(addr, None, request).await?;
+        let (head, mut reader) = exchange(addr, source, request).await?;
         let status = head.status.as_u16();
         let mut bytes = Vec::new();
         while let Some(chunk) = reader.next().await? {
