@@ -14,7 +14,7 @@ use goosebit::{Goosebit, PASSWORD, USER};
 
 #[test]
 fn a_rollout_with_a_bad_image_through_goosebit_matches_device_for_device() {
-    let server = Goosebit::start("00:00:10");
+    let server = Goosebit::start("00:00:15");
     let out = scratch("run-hawkbit");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
         .current_dir(repo())
@@ -83,9 +83,10 @@ fn a_rollout_with_a_bad_image_through_goosebit_matches_device_for_device() {
     assert_eq!(agreement["server_finished"], installed);
     assert_eq!(agreement["server_error"], failed + rolled_back);
 
-    // What the run learned about the server: the intervals it imposed (10 s at registration
-    // and after), downloads resumed with Range after cuts, and the measured exchanges.
+    // What the run learned about the server: the intervals it imposed (10 s at registration,
+    // 15 s after), downloads resumed with Range after cuts, and the measured exchanges.
     assert_eq!(s["hawkbit"]["poll_interval"]["shortest_s"], 10.0);
+    assert_eq!(s["hawkbit"]["poll_interval"]["longest_s"], 15.0);
     assert!(count("ota.resumes") > 0, "3% of downloads are cut and resumed");
     assert!(count("ota.downloaded_bytes") >= (installed + failed + rolled_back) * 65_536);
     assert!(count("polls") >= 300 * 3, "every device polled through the run");

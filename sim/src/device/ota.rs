@@ -147,8 +147,8 @@ impl Device {
         self.ota_words = words(&rng);
         out.push(Action::OtaStatus(OtaReport::Verifying));
         if outcome == Outcome::Corrupt {
-            out.push(Action::OtaStatus(OtaReport::Failed));
             out.push(Action::OtaDone(Outcome::Corrupt));
+            out.push(Action::OtaStatus(OtaReport::Failed));
             self.ota = OtaStage::Idle;
             return;
         }
@@ -187,8 +187,10 @@ impl Device {
             Outcome::RolledBack => OtaReport::RolledBack,
             _ => OtaReport::Succeeded,
         };
-        out.push(Action::OtaStatus(report));
+        // The outcome is the device's the moment it knows it; telling the backend may take a
+        // while (or a run's end may cut it short), so the figures count it first.
         out.push(Action::OtaDone(outcome));
+        out.push(Action::OtaStatus(report));
         self.rolled_back = outcome == Outcome::RolledBack;
         self.ota = OtaStage::Idle;
     }

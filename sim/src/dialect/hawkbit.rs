@@ -22,10 +22,15 @@ use sha2::Sha256;
 
 use super::embedded::{Credentials, ProvisionError, Token};
 use super::mqtt::Identity;
-use crate::transport::http::{HttpError, Method, request_json_as};
+use crate::transport::http::{HttpError, Method, Sender, request_json_as};
 
 /// The longest token goosebit stores; hawkBit's are 32 characters too.
 const TOKEN_CHARS: usize = 32;
+
+/// How long a device waits for the server's answer. Longer than the harness's default: a busy
+/// update server answers late rather than never, and a device that gives up early only sends
+/// the same request again, adding to the server's queue.
+pub const DDI_PATIENCE: Duration = Duration::from_secs(30);
 
 /// How devices authenticate, with the secret resolved from the environment.
 #[derive(Clone)]
@@ -227,15 +232,12 @@ impl Hawkbit {
             if !token.is_empty() {
                 body["auth_token"] = json!(token);
             }
-            let answer = request_json_as(
-                management.addr,
+            let sender = Sender {
                 source,
-                Some(&management.authorization),
-                Method::PUT,
-                "/api/v1/devices",
-                Some(&body),
-            )
-            .await;
+                authorization: Some(&management.authorization),
+                patience: Some(DDI_PATIENCE),
+            };
+            let answer = request_json_as(management.addr, sender, Method::PUT, "/api/v1/devices", Some(&body)).await;
             match answer {
                 Ok((200..=299, _)) => {}
                 Ok((401 | 403, _)) => return Err(ProvisionError::Rejected),
@@ -327,7 +329,12 @@ impl Hawkbit {
         body: Option<&Value>,
     ) -> Result<Value, DdiError> {
         let authorization = self.authorization(credentials);
-        match request_json_as(self.addr, source, authorization.as_deref(), method, path, body).await {
+        let sender = Sender {
+            source,
+            authorization: authorization.as_deref(),
+            patience: Some(DDI_PATIENCE),
+        };
+        match request_json_as(self.addr, sender, method, path, body).await {
             Ok((200..=299, answer)) => Ok(answer),
             Ok((status, _)) => Err(DdiError::Status(status)),
             Err(HttpError::Status(status)) => Err(DdiError::Status(status)),
@@ -462,6 +469,33 @@ mod tests {
         assert_eq!(a, Hawkbit::target_token(b"secret", "SN-1"));
         assert_ne!(a, Hawkbit::target_token(b"secret", "SN-2"));
         assert_ne!(a, Hawkbit::target_token(b"other", "SN-1"));
+    }
+
+    #[test]
+    fn devices_authenticate_as_the_server_expects() {
+        let server = |auth| Hawkbit {
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            tenant: "DEFAULT".into(),
+            auth,
+            management: None,
+            imposed: Arc::default(),
+        };
+        let credentials = Credentials {
+            device_id: "SN-1".into(),
+            token: Token::new(&Hawkbit::target_token(b"k", "SN-1")),
+        };
+        let target = server(DdiAuth::TargetToken(Arc::from(&b"k"[..])));
+        assert_eq!(
+            target.authorization(&credentials),
+            Some(format!("TargetToken {}", Hawkbit::target_token(b"k", "SN-1")))
+        );
+        let gateway = server(DdiAuth::GatewayToken("g-123".into()));
+        assert_eq!(
+            gateway.authorization(&credentials).as_deref(),
+            Some("GatewayToken g-123")
+        );
+        assert_eq!(server(DdiAuth::None).authorization(&credentials), None);
+        assert!(!format!("{:?}", gateway.auth).contains("g-123"), "secrets never print");
     }
 
     #[test]

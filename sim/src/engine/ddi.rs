@@ -123,10 +123,11 @@ impl DeviceTask {
         let credentials = self.link.credentials.clone()?;
         let action = self.link.job.as_ref()?.campaign;
         let feedback = match report {
+            // Proceeding when the download starts and when the installation does, then closed:
+            // each is a request the server must answer, so the steps between go unreported.
             OtaReport::Downloading => Feedback::Proceeding("downloading"),
-            OtaReport::Verifying => Feedback::Proceeding("verifying"),
             OtaReport::Installing => Feedback::Proceeding("installing"),
-            OtaReport::Rebooting => Feedback::Proceeding("rebooting"),
+            OtaReport::Verifying | OtaReport::Rebooting => return None,
             OtaReport::Succeeded => Feedback::Success,
             OtaReport::Failed => Feedback::Failure("image rejected: verification failed"),
             OtaReport::RolledBack => Feedback::Failure("new image failed to boot: rolled back to the previous slot"),

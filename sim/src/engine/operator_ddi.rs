@@ -18,7 +18,7 @@ use super::operator_log::OperatorLog;
 use crate::dialect::hawkbit::{HW_REVISION, Management};
 use crate::scenario::Scenario;
 use crate::scenario::typed::Campaign;
-use crate::transport::http::{Method, post_form, put_multipart, request_json_as};
+use crate::transport::http::{Method, Sender, post_form, put_multipart, request_json_as};
 
 /// Logs in to the management API; the answer is the `Authorization` header to use.
 pub async fn login(api: SocketAddr, user: &str, password: &str) -> Result<String, String> {
@@ -115,6 +115,22 @@ async fn software_id(management: &Management, version: &str) -> Option<u64> {
         .and_then(|s| s["id"].as_u64())
 }
 
+/// How long the view at the end waits for a server still working through the run's backlog.
+const VIEW_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// [`server_view`], asked again every two seconds for up to [`VIEW_PATIENCE`]: when the devices
+/// stop, a saturated server still has their requests queued, and answers once it is through.
+pub async fn server_view_patiently(management: &Management, groups: &[&str]) -> Result<Value, String> {
+    let deadline = Instant::now() + VIEW_PATIENCE;
+    loop {
+        match server_view(management, groups).await {
+            Ok(view) => return Ok(view),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+        }
+    }
+}
+
 /// What the server recorded for the run's `groups` (its feeds): their rollouts with their
 /// counts, and their devices by update state and version (never their tokens).
 pub async fn server_view(management: &Management, groups: &[&str]) -> Result<Value, String> {
@@ -157,16 +173,12 @@ pub async fn server_view(management: &Management, groups: &[&str]) -> Result<Val
 
 async fn call(management: &Management, method: Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
     let what = format!("{method} {path}");
-    match request_json_as(
-        management.addr,
-        None,
-        Some(&management.authorization),
-        method,
-        path,
-        body,
-    )
-    .await
-    {
+    let sender = Sender {
+        source: None,
+        authorization: Some(&management.authorization),
+        patience: Some(crate::dialect::hawkbit::DDI_PATIENCE),
+    };
+    match request_json_as(management.addr, sender, method, path, body).await {
         Ok((200..=299, answer)) => Ok(answer),
         Ok((status, answer)) => Err(format!("{what}: {status} {}", answer["detail"])),
         Err(e) => Err(format!("{what}: {e}")),

@@ -224,6 +224,11 @@ pub fn progress_line(elapsed: u64, devices: u64, states: &[u64; 11], second: &Sn
         second.count(Counter::Connected),
         second.count(Counter::Published)
     ));
+    let polls = second.count(Counter::Polls);
+    if polls > 0 {
+        // Polling devices (hawkBit) report by polling, not publishing.
+        line.push_str(&format!(" poll {polls}/s"));
+    }
     for latency in Latency::ALL {
         if second.samples(*latency) > 0 {
             line.push_str(&format!(

@@ -249,8 +249,8 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         Some(ddi) => {
             let groups: Vec<&str> = scenario.fleet.mix.iter().map(|m| m.group.as_str()).collect();
             let mut view = ddi_view(ddi, operator.as_ref().and(ddi.management.as_ref()), &groups)?;
-            view["agreement"] = ddi_agreement(&view["server"], &snapshot);
-            if let Some(line) = ddi_disagreement(&view["agreement"]) {
+            view["agreement"] = crate::report::hawkbit::agreement(&view["server"], &|c| snapshot.count(c));
+            if let Some(line) = crate::report::hawkbit::disagreement(&view["agreement"]) {
                 writeln!(progress, "{line}")?;
             }
             // The devices the server holds in the run's groups (its feeds).
@@ -385,7 +385,7 @@ fn ddi_view(
     let server = match management {
         Some(management) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            match runtime.block_on(super::operator_ddi::server_view(management, groups)) {
+            match runtime.block_on(super::operator_ddi::server_view_patiently(management, groups)) {
                 Ok(view) => view,
                 Err(e) => json!({ "error": e }),
             }
@@ -393,52 +393,6 @@ fn ddi_view(
         None => Value::Null,
     };
     Ok(json!({ "tenant": &*ddi.tenant, "device_auth": auth, "poll_interval": imposed, "server": server }))
-}
-
-/// The updates' outcomes as the devices reported them beside what the server recorded: its
-/// devices' states (`Finished`, `Error`) and its rollouts' counters.
-fn ddi_agreement(server: &Value, snapshot: &Snapshot) -> Value {
-    if !server["devices"].is_object() {
-        return Value::Null;
-    }
-    let state = |name: &str| server["devices"]["by_state"][name].as_u64().unwrap_or(0);
-    let rollouts = server["rollouts"].as_array().cloned().unwrap_or_default();
-    let sum = |key: &str| rollouts.iter().filter_map(|r| r[key].as_u64()).sum::<u64>();
-    json!({
-        "devices_installed": snapshot.count(Counter::OtaInstalled),
-        "devices_failed": snapshot.count(Counter::OtaFailed) + snapshot.count(Counter::OtaRolledBack),
-        "devices_bricked": snapshot.count(Counter::OtaBricked),
-        "server_finished": state("Finished"),
-        "server_error": state("Error"),
-        "server_running": state("Running"),
-        "rollout_success_count": sum("success_count"),
-        "rollout_failure_count": sum("failure_count"),
-    })
-}
-
-/// A line saying where the server's records and the devices' reports disagree, if they do.
-fn ddi_disagreement(agreement: &Value) -> Option<String> {
-    let n = |key: &str| agreement[key].as_u64().unwrap_or(0);
-    let mut lines = Vec::new();
-    if n("server_finished") != n("devices_installed") || n("server_error") != n("devices_failed") {
-        lines.push(format!(
-            "the server's devices: {} finished and {} in error, but devices reported {} installed and {} failed",
-            n("server_finished"),
-            n("server_error"),
-            n("devices_installed"),
-            n("devices_failed")
-        ));
-    }
-    if n("rollout_success_count") != n("devices_installed") || n("rollout_failure_count") != n("devices_failed") {
-        lines.push(format!(
-            "the server's rollout counters: {} successes and {} failures, but devices reported {} installed and {} failed",
-            n("rollout_success_count"),
-            n("rollout_failure_count"),
-            n("devices_installed"),
-            n("devices_failed")
-        ));
-    }
-    (!agreement.is_null() && !lines.is_empty()).then(|| format!("hawkbit: {}", lines.join("; ")))
 }
 
 /// Refuses what this version does not run yet, naming it.

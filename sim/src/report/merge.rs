@@ -222,6 +222,12 @@ fn merged_summary(parts: &[Part], totals: &BTreeMap<String, Histogram<u64>>) -> 
     );
     // One harness's memory is not another's: the merged report does not add them up.
     summary["harness"] = Value::Null;
+    let sections: Vec<&Value> = parts.iter().map(|p| &p.summary["hawkbit"]).collect();
+    let merged_counter = |c: crate::metrics::recorder::Counter| count(c.name()) as u64;
+    let hawkbit = super::hawkbit::merged(&sections, &merged_counter);
+    if !hawkbit.is_null() {
+        summary["hawkbit"] = hawkbit;
+    }
     summary
 }
 

@@ -103,20 +103,30 @@ pub async fn request_json(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<(u16, serde_json::Value), HttpError> {
-    request_json_as(addr, None, None, method, path, body).await
+    request_json_as(addr, Sender::default(), method, path, body).await
 }
 
-/// [`request_json`] from a local `source` address, with an `Authorization` header when one
-/// is given (a hawkBit device's `TargetToken ...`, an operator's `Bearer ...`).
+/// Who sends a request, and how long they wait for the answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sender<'a> {
+    /// The local address to send from (the system's choice when `None`).
+    pub source: Option<IpAddr>,
+    /// The `Authorization` header (a hawkBit device's `TargetToken ...`, an operator's
+    /// `Bearer ...`), if any.
+    pub authorization: Option<&'a str>,
+    /// How long to wait for the whole answer: [`REQUEST_TIMEOUT`] when `None`.
+    pub patience: Option<Duration>,
+}
+
+/// [`request_json`] as `sender`.
 pub async fn request_json_as(
     addr: SocketAddr,
-    source: Option<IpAddr>,
-    authorization: Option<&str>,
+    sender: Sender<'_>,
     method: Method,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<(u16, serde_json::Value), HttpError> {
-    let mut request = authorized(new_request(addr, method, path), authorization);
+    let mut request = authorized(new_request(addr, method, path), sender.authorization);
     let request = match body {
         Some(json) => {
             request = request.header(header::CONTENT_TYPE, "application/json");
@@ -124,7 +134,7 @@ pub async fn request_json_as(
         }
         None => request.body(Full::default()),
     };
-    call_json(addr, source, request).await
+    call_json(addr, sender, request).await
 }
 
 /// Posts `fields` as an HTML form (`application/x-www-form-urlencoded`), as a login does, and
@@ -141,7 +151,7 @@ pub async fn post_form(
     let request = new_request(addr, Method::POST, path)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from(body.join("&"))));
-    call_json(addr, None, request).await
+    call_json(addr, Sender::default(), request).await
 }
 
 /// Uploads `bytes` as the file `filename` of the multipart form field `field` (PUT), as a
@@ -171,7 +181,7 @@ pub async fn put_multipart(
             format!("multipart/form-data; boundary={BOUNDARY}"),
         )
         .body(Full::new(Bytes::from(body)));
-    call_json(addr, None, request).await
+    call_json(addr, Sender::default(), request).await
 }
 
 /// Percent-encodes everything but unreserved characters, for form fields.
@@ -201,7 +211,7 @@ pub async fn put_bytes(addr: SocketAddr, path: &str, bytes: Vec<u8>) -> Result<(
     let request = new_request(addr, Method::PUT, path)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .body(Full::new(Bytes::from(bytes)));
-    call_json(addr, None, request).await
+    call_json(addr, Sender::default(), request).await
 }
 
 /// Starts downloading `path` from byte `from`, connecting from `source` (port chosen by the
@@ -317,15 +327,15 @@ fn new_request(addr: SocketAddr, method: Method, path: &str) -> request::Builder
         .header(header::HOST, addr.to_string())
 }
 
-/// Runs one exchange and reads the whole answer as JSON, all within [`REQUEST_TIMEOUT`].
+/// Runs one exchange and reads the whole answer as JSON, all within the sender's patience.
 async fn call_json(
     addr: SocketAddr,
-    source: Option<IpAddr>,
+    sender: Sender<'_>,
     request: hyper::http::Result<Request<Full<Bytes>>>,
 ) -> Result<(u16, serde_json::Value), HttpError> {
     let request = request.map_err(|_| HttpError::Protocol("invalid request"))?;
     let call = async {
-        let (head, mut reader) = exchange(addr, source, request).await?;
+        let (head, mut reader) = exchange(addr, sender.source, request).await?;
         let status = head.status.as_u16();
         let mut bytes = Vec::new();
         while let Some(chunk) = reader.next().await? {
@@ -343,7 +353,9 @@ async fn call_json(
             Err(_) => Err(HttpError::Protocol("answer is not JSON")),
         }
     };
-    timeout(REQUEST_TIMEOUT, call).await.map_err(|_| HttpError::Timeout)?
+    timeout(sender.patience.unwrap_or(REQUEST_TIMEOUT), call)
+        .await
+        .map_err(|_| HttpError::Timeout)?
 }
 
 /// Connects, sends `request` and waits for the response head, polling the connection as it
