@@ -79,6 +79,27 @@ fn a_rollout_with_a_bad_image_through_goosebit_matches_device_for_device() {
     assert_eq!(state("Running"), bricked + updating);
     assert_eq!(version("2.0.0"), installed);
     assert_eq!(version("1.0.0"), 300 - installed);
+    // The server keeps each device's feedback details: rolled back and rejected apart.
+    let operator = server.login();
+    let (mut logged_rollbacks, mut logged_rejections) = (0, 0);
+    for device in devices.iter().filter(|d| d["last_state"] == "Error") {
+        let id = device["id"].as_str().expect("id");
+        let log = server.api_as(&operator, &format!("/api/v1/devices/{id}/log"));
+        let log = log["log"].as_str().unwrap_or_default();
+        if log.contains("rolled back to the previous slot") {
+            logged_rollbacks += 1;
+        } else if log.contains("verification failed") {
+            logged_rejections += 1;
+        }
+    }
+    assert_eq!(
+        logged_rollbacks, rolled_back,
+        "rolled back: the server's logs = the devices"
+    );
+    assert_eq!(
+        logged_rejections, failed,
+        "rejected images: the server's logs = the devices"
+    );
     let agreement = &s["hawkbit"]["agreement"];
     assert_eq!(agreement["server_finished"], installed);
     assert_eq!(agreement["server_error"], failed + rolled_back);

@@ -147,6 +147,12 @@ impl Goosebit {
 
     /// A management API resource, as JSON, read with the operator's login.
     pub fn api(&self, path: &str) -> serde_json::Value {
+        self.api_as(&self.login(), path)
+    }
+
+    /// The operator's `Authorization` header (a login costs the server a password hash: log in
+    /// once for many reads).
+    pub fn login(&self) -> String {
         let login = curl(&[
             "-s",
             "-X",
@@ -158,11 +164,15 @@ impl Goosebit {
             &format!("http://{}/login", self.addr),
         ]);
         let login: serde_json::Value = serde_json::from_str(&login).expect("login answer");
-        let token = login["access_token"].as_str().expect("access token");
+        format!("Bearer {}", login["access_token"].as_str().expect("access token"))
+    }
+
+    /// A management API resource, as JSON, read with `authorization`.
+    pub fn api_as(&self, authorization: &str, path: &str) -> serde_json::Value {
         let answer = curl(&[
             "-s",
             "-H",
-            &format!("Authorization: Bearer {token}"),
+            &format!("Authorization: {authorization}"),
             &format!("http://{}{path}", self.addr),
         ]);
         serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{path}: {e}: {answer}"))
