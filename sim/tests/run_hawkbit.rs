@@ -1,7 +1,7 @@
 //! `fleetsim run scenarios/hawkbit-rollout.toml` against goosebit, a real hawkBit DDI server:
-//! 300 devices are registered with their own target tokens (strict authentication), poll at the
-//! server's pace, take a rollout of a bad image (30% of boots fail), download it with Range
-//! resume, check its SHA-1, and send feedback. What the server recorded must match what the
+//! 300 devices are registered with their own target tokens (strict authentication) and poll at
+//! the server's pace; the operator retires 2% of them; the rest take a rollout of a bad image
+//! (30% of boots fail), download it with Range resume, check its SHA-1, and send feedback. What the server recorded must match what the
 //! devices reported, device for device.
 
 #[path = "support/binary.rs"]
@@ -34,16 +34,29 @@ fn a_rollout_with_a_bad_image_through_goosebit_matches_device_for_device() {
     let counters = &s["metrics"]["counters"];
     let count = |name: &str| counters[name].as_u64().unwrap_or_else(|| panic!("counter {name}"));
 
-    // Every device registered with its token, and the server holds every one of them.
+    // Every device registered with its token. The operator deleted 2% (6) before the rollout:
+    // their next poll was refused and they retired; the server holds every other one.
     assert_eq!(count("provisioned"), 300, "stdout:\n{stdout}");
+    assert_eq!(s["backend"]["decommissioned_by_operator"], 6);
+    assert_eq!(
+        count("decommissioned"),
+        6,
+        "the retired devices heard it at their next poll"
+    );
+    assert_eq!(s["metrics"]["gauges"]["devices.decommissioned"], 6);
     let devices = server.api("/api/v1/devices");
     let devices = devices["devices"].as_array().expect("devices");
-    assert_eq!(devices.len(), 300, "the server holds every device");
-    assert_eq!(s["hawkbit"]["server"]["devices"]["count"], 300);
+    assert_eq!(devices.len(), 294, "the server holds every device it did not retire");
+    assert_eq!(s["hawkbit"]["server"]["devices"]["count"], 294);
+    assert_eq!(s["metrics"]["devices.lost"], 0);
 
     // Every device took the action; each update ended one way or the other, or was still
     // running when the run ended.
-    assert_eq!(count("ota.jobs"), 300, "every device took the deployment action");
+    assert_eq!(
+        count("ota.jobs"),
+        294,
+        "every remaining device took the deployment action"
+    );
     let (installed, failed, rolled_back, bricked) = (
         count("ota.installed"),
         count("ota.failed"),
@@ -53,7 +66,7 @@ fn a_rollout_with_a_bad_image_through_goosebit_matches_device_for_device() {
     let updating = s["metrics"]["gauges"]["devices.updating"].as_u64().unwrap_or(0);
     assert_eq!(
         installed + failed + rolled_back + bricked + updating,
-        300,
+        294,
         "stdout:\n{stdout}"
     );
     assert!(
@@ -78,7 +91,7 @@ fn a_rollout_with_a_bad_image_through_goosebit_matches_device_for_device() {
     );
     assert_eq!(state("Running"), bricked + updating);
     assert_eq!(version("2.0.0"), installed);
-    assert_eq!(version("1.0.0"), 300 - installed);
+    assert_eq!(version("1.0.0"), 294 - installed);
     // The server keeps each device's feedback details: rolled back and rejected apart.
     let operator = server.login();
     let (mut logged_rollbacks, mut logged_rejections) = (0, 0);

@@ -58,9 +58,7 @@ impl DeviceTask {
         let polled = match polled {
             Ok(polled) => polled,
             Err(error) => {
-                if let Some(event) = self.failed(&shard, error) {
-                    events.push_back((event, Instant::now()));
-                }
+                events.push_back((self.failed(&shard, error), Instant::now()));
                 return;
             }
         };
@@ -78,9 +76,8 @@ impl DeviceTask {
             if let Err(error) = ddi
                 .config_data(&credentials, self.source, &model.name, &model.firmware)
                 .await
-                && let Some(event) = self.failed(&shard, error)
             {
-                events.push_back((event, Instant::now()));
+                events.push_back((self.failed(&shard, error), Instant::now()));
                 return;
             }
         }
@@ -95,9 +92,7 @@ impl DeviceTask {
         let deployment = match ddi.deployment(&credentials, self.source, &path).await {
             Ok(deployment) => deployment,
             Err(error) => {
-                if let Some(event) = self.failed(&shard, error) {
-                    events.push_back((event, Instant::now()));
-                }
+                events.push_back((self.failed(&shard, error), Instant::now()));
                 return;
             }
         };
@@ -157,30 +152,27 @@ impl DeviceTask {
                 // A client error will not change by asking again; anything else might.
                 let retry = !matches!(error, DdiError::Status(400..=499));
                 state.pending = (retry && feedback.closes()).then_some((action, feedback));
-                match self.failed(&shard, error) {
-                    Some(event) => Err(event),
-                    None => Ok(()),
-                }
+                Err(self.failed(&shard, error))
             }
         }
     }
 
     /// Counts a failed exchange and says what it means to the device: a server that refuses a
     /// device it knew retired it; anything else is a lost exchange, retried after a backoff.
-    fn failed(&mut self, shard: &ShardCtx, error: DdiError) -> Option<Event> {
+    fn failed(&mut self, shard: &ShardCtx, error: DdiError) -> Event {
         let state = self.link.ddi.get_or_insert_with(Box::default);
         state.failed = true;
         match error {
+            DdiError::Status(401 | 403) if state.known => {
+                // Not an error of the server's: the operator retired the device, as the
+                // reference backend's refused credentials say.
+                shard.count(Counter::Decommissioned);
+                return Event::Decommissioned;
+            }
             DdiError::Http(error) => shard.count(super::download::http_error_counter(error)),
             DdiError::Status(status) => shard.count(Counter::for_http_status(status)),
             DdiError::Malformed => shard.count(Counter::ErrorsProtocol),
         }
-        match error {
-            DdiError::Status(401 | 403) if state.known => {
-                shard.count(Counter::Decommissioned);
-                Some(Event::Decommissioned)
-            }
-            _ => Some(Event::ConnectionLost),
-        }
+        Event::ConnectionLost
     }
 }

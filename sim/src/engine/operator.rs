@@ -134,6 +134,20 @@ impl Operator {
                 Action::Outage { share, duration } => {
                     json!({ "share": share, "duration_s": duration.as_secs_f64() })
                 }
+                Action::Decommission { share } if self.ddi.is_some() => {
+                    let Some(management) = &self.ddi else { continue };
+                    let mut candidates = Vec::new();
+                    for group in &groups {
+                        match super::operator_ddi::devices_of(management, group).await {
+                            Ok(ids) => candidates.extend(ids.into_iter().map(|id| (id.clone(), id))),
+                            Err(e) => record.errors.push(e),
+                        }
+                    }
+                    let picked = pick_from(candidates, scenario.seed, k, *share);
+                    let done = super::operator_ddi::delete_devices(management, &picked, &mut record.errors).await;
+                    report.decommissioned += done;
+                    json!({ "picked": picked.len(), "decommissioned": done })
+                }
                 Action::Decommission { share } => {
                     let picked = self.pick(scenario.seed, k, &groups, *share, &mut record.errors).await;
                     let done = self.decommission(&picked, &mut record.errors).await;
@@ -293,10 +307,7 @@ impl Operator {
                 Err(e) => errors.push(e),
             }
         }
-        let key = seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        candidates.sort_by_key(|(_, serial)| rank(key, serial));
-        let take = (share * candidates.len() as f64).ceil() as usize;
-        candidates.into_iter().take(take).map(|(id, _)| id).collect()
+        pick_from(candidates, seed, k, share)
     }
 
     /// The active devices of `group`: (id, serial).
@@ -337,6 +348,15 @@ impl Operator {
             Err(e) => Err(format!("{what}: {e}")),
         }
     }
+}
+
+/// Picks `share` of `candidates` (id, serial) for phase `k`: ranked by a keyed hash of the
+/// serial, the first taken.
+fn pick_from(mut candidates: Vec<(String, String)>, seed: u64, k: usize, share: f64) -> Vec<String> {
+    let key = seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    candidates.sort_by_key(|(_, serial)| rank(key, serial));
+    let take = (share * candidates.len() as f64).ceil() as usize;
+    candidates.into_iter().take(take).map(|(id, _)| id).collect()
 }
 
 fn dedup(groups: &[String]) -> Vec<String> {

@@ -1,7 +1,8 @@
 //! The operator of a hawkBit DDI server, through goosebit's management API: logs in, uploads
 //! each OTA phase's image as a real SWUpdate bundle, starts a rollout per group (the group is
 //! the server's feed), and at the end reads back what the server recorded (its rollouts'
-//! success and failure counts, its devices by state and version) for the report.
+//! success and failure counts, its devices by state and version) for the report. A
+//! decommission phase deletes the picked devices from the server.
 //!
 //! goosebit's rollouts have no waves and no automatic halt: a scenario's `waves` and
 //! `halt_above` cannot be played, so the phase's record says so, and the report shows the
@@ -113,6 +114,40 @@ async fn software_id(management: &Management, version: &str) -> Option<u64> {
         .iter()
         .find(|s| s["version"] == version)
         .and_then(|s| s["id"].as_u64())
+}
+
+/// The ids of the server's devices in `group` (its feed).
+pub async fn devices_of(management: &Management, group: &str) -> Result<Vec<String>, String> {
+    let answer = call(management, Method::GET, "/api/v1/devices", None).await?;
+    Ok(answer["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["feed"] == group)
+        .filter_map(|d| d["id"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Deletes `ids` from the server, as an operator retiring devices does: their tokens go with
+/// them, so their next poll is refused. Returns how many were deleted.
+pub async fn delete_devices(management: &Management, ids: &[String], errors: &mut Vec<String>) -> u64 {
+    if ids.is_empty() {
+        return 0;
+    }
+    match call(
+        management,
+        Method::DELETE,
+        "/api/v1/devices",
+        Some(&json!({ "devices": ids })),
+    )
+    .await
+    {
+        Ok(_) => ids.len() as u64,
+        Err(e) => {
+            errors.push(e);
+            0
+        }
+    }
 }
 
 /// How long the view at the end waits for a server still working through the run's backlog.

@@ -417,17 +417,17 @@ pub fn refuse_unsupported(loaded: &Loaded) -> Result<(), RunError> {
             }
         }
         BackendKind::Hawkbit => {
-            // DDI has no config push and no commands; goosebit's API retires devices one way
-            // fleetsim does not drive yet. Rollouts need the management API.
+            // DDI has no config push and no commands. Rollouts and retiring devices need the
+            // management API.
             let has_api = scenario.backend.api.is_some();
             if let Some(phase) = scenario.phases.iter().find(|p| match p.action {
                 Action::Outage { .. } => false,
-                Action::Ota(_) => !has_api,
+                Action::Ota(_) | Action::Decommission { .. } => !has_api,
                 _ => true,
             }) {
                 return Err(RunError::Unsupported(format!(
-                    "{}: phase \"{}\" at {}: against a hawkBit server fleetsim runs \"ota\" phases (with backend.api set) \
-                     and \"outage\" phases; DDI has no config push or commands",
+                    "{}: phase \"{}\" at {}: against a hawkBit server fleetsim runs \"ota\" and \"decommission\" \
+                     phases (with backend.api set) and \"outage\" phases; DDI has no config push or commands",
                     scenario.file.display(),
                     phase.action.name(),
                     crate::scenario::units::DisplayDuration(phase.at)
