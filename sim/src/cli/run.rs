@@ -170,9 +170,12 @@ pub fn run(
         writeln!(out, "{cost}")?;
     }
     if !outcome.completed {
+        let why = outcome.summary["stopped"]["reason"]
+            .as_str()
+            .map_or(String::new(), |reason| format!(" ({reason})"));
         writeln!(
             out,
-            "stopped early: the summary is marked incomplete, and no gate passes on a partial run"
+            "stopped early{why}: the summary is marked incomplete, and no gate passes on a partial run"
         )?;
     }
     if let Some(line) = harness_line(&outcome.summary["harness"]) {
