@@ -1,4 +1,4 @@
-//! s3s-fs, an S3 server that keeps objects as files (crates.io `s3s-fs`, built on the `s3s`
+//! s3s-fs, an S3 server that keeps objects as files (the `s3s-fs` crate, built on the `s3s`
 //! S3 protocol crate, checking AWS Signature V4), started on a free loopback port for one test
 //! and stopped when dropped. `scripts/test` installs it; a missing server fails the test,
 //! never skips it.
