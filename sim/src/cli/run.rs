@@ -134,7 +134,7 @@ pub fn run(
         None
     };
     let options = RunOptions {
-        out: out_dir,
+        out: out_dir.clone(),
         stop,
         overrides: recorded,
         shard: overrides.shard.unwrap_or(crate::plan::Shard::WHOLE),
@@ -165,7 +165,17 @@ pub fn run(
         None => None,
     };
     out.write_all(&held)?;
-    let outcome = result?;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // A run that could not finish wrote no report: its staging folder holds nothing to
+            // upload or keep.
+            if let (Some(_), Some(staging)) = (&upload_to, &out_dir) {
+                let _ = std::fs::remove_dir_all(staging);
+            }
+            return Err(e.into());
+        }
+    };
     if let Some(cost) = cost {
         writeln!(out, "{cost}")?;
     }
