@@ -43,6 +43,7 @@ fn binary() -> PathBuf {
 impl S3Server {
     /// Starts a server with one bucket, [`BUCKET`], that accepts requests signed with its keys.
     pub fn start() -> Self {
+        let binary = binary();
         let root = std::env::temp_dir().join(format!(
             "fleetsim-s3-{}-{}",
             std::process::id(),
@@ -52,7 +53,7 @@ impl S3Server {
         ));
         std::fs::create_dir_all(root.join(BUCKET)).expect("bucket folder");
         let secret = format!("secret-{}", std::process::id());
-        let mut child = Command::new(binary())
+        let mut child = Command::new(binary)
             .args([
                 "--host",
                 "127.0.0.1",
