@@ -3,7 +3,8 @@
 //! A scenario file describes a fleet and a timeline; [`scenario`] loads and checks it, [`plan`]
 //! turns it into a deterministic per-device plan, and [`model`] holds the pure device models
 //! (battery, link, telemetry, OTA) every virtual device consults; [`transport`] is how devices
-//! reach a backend. [`cli`] holds the commands the `fleetsim` binary exposes.
+//! reach a backend; [`store`] copies report folders to and from an object store. [`cli`]
+//! holds the commands the `fleetsim` binary exposes.
 
 pub mod cli;
 pub mod device;
@@ -14,5 +15,6 @@ pub mod model;
 pub mod plan;
 pub mod report;
 pub mod scenario;
+pub mod store;
 pub mod transport;
 pub mod tui;

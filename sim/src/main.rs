@@ -12,6 +12,7 @@ use fleetsim::cli::backend::{BackendArgs, ClaimArg};
 use fleetsim::cli::{self, CliError, Exit, plan::PlanFormat};
 use fleetsim::plan::{DeviceRange, Shard};
 use fleetsim::scenario::{self, schema::SchemaKind};
+use fleetsim::store::Location;
 
 /// Fleet simulator and load-test harness for IoT device-management backends.
 ///
@@ -82,8 +83,11 @@ enum Command {
         /// Scenario file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Report folder (default: reports/<scenario>-<UTC time>).
-        #[arg(long, value_name = "DIR")]
+        /// Report folder (default: reports/<scenario>-<UTC time>), or an object store URL,
+        /// s3://BUCKET/PREFIX: the report is written to a temporary folder and uploaded when
+        /// the run ends (credentials and endpoint from the AWS_* environment variables; needs
+        /// the `s3` feature).
+        #[arg(long, value_name = "DIR|URL")]
         out: Option<PathBuf>,
         /// Override the fleet size.
         #[arg(long, value_name = "N")]
@@ -142,11 +146,12 @@ enum Command {
     /// histograms merged exactly from their interval logs, counts added, time series lined up
     /// by second, gates checked again. Exits 1 when a merged gate fails.
     Merge {
-        /// Report folders, each with summary.json and histograms.hlog.
-        #[arg(value_name = "DIR", required = true)]
+        /// Report folders, each with summary.json and histograms.hlog, or object store URLs
+        /// (s3://BUCKET/PREFIX) of such folders.
+        #[arg(value_name = "DIR|URL", required = true)]
         dirs: Vec<PathBuf>,
-        /// Where the merged report goes.
-        #[arg(long, value_name = "DIR")]
+        /// Where the merged report goes: a folder, or an object store URL to upload it to.
+        #[arg(long, value_name = "DIR|URL")]
         out: PathBuf,
     },
     /// Print the planned devices of a scenario: index, serial, model, group, first wake-up.
@@ -233,7 +238,13 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             current,
             max_regression,
         } => cli::compare::compare(&baseline, &current, max_regression, out)?,
-        Command::Merge { dirs, out: out_dir } => cli::merge::merge(&dirs, &out_dir, out)?,
+        Command::Merge { dirs, out: out_dir } => {
+            let inputs = dirs
+                .iter()
+                .map(|dir| Location::parse(dir.as_os_str()))
+                .collect::<Result<Vec<_>, _>>()?;
+            cli::merge::merge(&inputs, &Location::parse(out_dir.as_os_str())?, out)?
+        }
         Command::Backend {
             data,
             mqtt,
@@ -262,6 +273,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             worker,
             models,
         } => {
+            let to = out_dir.map(|dir| Location::parse(dir.as_os_str())).transpose()?;
             let loaded = scenario::load_scenario(&file, models.as_deref())?;
             let overrides = cli::run::Overrides {
                 devices,
@@ -273,7 +285,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 workers,
                 worker,
             };
-            cli::run::run(loaded, &overrides, out_dir, headless, out)?
+            cli::run::run(loaded, &overrides, to, headless, out)?
         }
         Command::Plan {
             file,

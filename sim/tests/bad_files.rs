@@ -160,7 +160,7 @@ bad_file!(
 bad_file!(
     unknown_key,
     "bad/unknown-key.toml",
-    "bad/unknown-key.toml:7:1: fleet.devcies: unknown key; expected one of devices, arrival, source_addrs, mix"
+    "bad/unknown-key.toml:7:1: fleet.devcies: unknown key; expected one of devices, arrival, source_addrs, mix, on_worker_loss"
 );
 
 bad_file!(
@@ -179,6 +179,12 @@ bad_file!(
     waves_shrink,
     "bad/waves-shrink.toml",
     "bad/waves-shrink.toml:19:35: phase[0].rollout.waves[2]: expected waves to grow, each above the one before and at most 100%, found 10%"
+);
+
+bad_file!(
+    worker_loss,
+    "bad/worker-loss.toml",
+    "bad/worker-loss.toml:9:18: fleet.on_worker_loss: expected \"continue\" or \"stop\", found \"halt\""
 );
 
 bad_file!(

@@ -2,15 +2,16 @@
 //! as `--shard 0/2` and `--shard 1/2` side by side against the same broker; merged, the shards'
 //! report counts what the whole run counts, device for device.
 
-use serde_json::Value;
-
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{fleetsim, repo, summary};
+use binary::{fleetsim, summary};
 
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
 use mosquitto::Mosquitto;
+
+#[path = "support/shards.rs"]
+mod shards;
 
 #[test]
 fn two_shard_processes_merge_into_the_whole_run() {
@@ -18,20 +19,7 @@ fn two_shard_processes_merge_into_the_whole_run() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let root = std::env::temp_dir().join(format!("fleetsim-shards-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).expect("dir");
-    let scenario = root.join("shards.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            "[scenario]\nname = \"shards\"\nseed = 4\nduration = \"3s\"\ntime_scale = 600\nmodels = \"{}\"\n\
-             [backend]\nkind = \"mqtt\"\nurl = \"mqtt://{}\"\n\
-             [fleet]\ndevices = 25\narrival = {{ ramp = \"1s\" }}\n\
-             mix = [ {{ model = \"gateway\", share = 1.0, group = \"gateways\" }} ]\n",
-            repo().join("device-models").display(),
-            broker.addr
-        ),
-    )
-    .expect("scenario");
+    shards::scenario(&root, broker.addr);
     let path = |name: &str| root.join(name).to_string_lossy().into_owned();
     let run = |out: &str, shard: Option<&str>| {
         let mut args = vec!["run".to_owned(), path("shards.toml"), "--out".to_owned(), path(out)];
@@ -71,26 +59,6 @@ fn two_shard_processes_merge_into_the_whole_run() {
         "{}",
         String::from_utf8_lossy(&merged.stderr)
     );
-    let (whole, merged) = (summary(&root.join("whole")), summary(&root.join("merged")));
-    assert_eq!(merged["devices"], whole["devices"]);
-    for counter in ["provisioned", "connected"] {
-        assert_eq!(
-            merged["metrics"]["counters"][counter], whole["metrics"]["counters"][counter],
-            "{counter}"
-        );
-    }
-    assert_eq!(
-        merged["metrics"]["gauges"], whole["metrics"]["gauges"],
-        "devices per state at the end"
-    );
-    let published = |s: &Value| s["metrics"]["counters"]["published"].as_u64().unwrap_or(0);
-    // Reports follow each device's simulated schedule; only the last one before the end can
-    // fall either side of it.
-    assert!(
-        published(&merged).abs_diff(published(&whole)) <= 25,
-        "{} vs {}",
-        published(&merged),
-        published(&whole)
-    );
+    shards::assert_counts_match(&summary(&root.join("merged")), &summary(&root.join("whole")));
     let _ = std::fs::remove_dir_all(&root);
 }

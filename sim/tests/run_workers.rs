@@ -1,7 +1,8 @@
 //! `fleetsim run --workers N`: the fleet as worker processes of one run. The parent shows the
 //! whole fleet live and merges the workers' reports into one whose counts are the workers'
 //! counts added up; a worker killed mid-run is reported, its devices count as lost, and the
-//! others finish the run.
+//! others finish the run, or, with `fleet.on_worker_loss = "stop"`, are stopped cleanly and the
+//! run ends incomplete with the reason.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,18 +15,20 @@ use binary::{repo, scratch, summary};
 
 const DEVICES: u64 = 300;
 
-/// 300 always-connected meters against the reference backend, which the parent starts.
-fn scenario(dir: &std::path::Path, duration: &str) -> std::path::PathBuf {
+/// 300 always-connected meters against the reference backend, which the parent starts;
+/// `on_loss` is the fleet's rule for a dead worker (`None`: the default).
+fn scenario(dir: &std::path::Path, duration: &str, on_loss: Option<&str>) -> std::path::PathBuf {
     let file = dir.join("workers.toml");
     std::fs::create_dir_all(dir).expect("dir");
     std::fs::write(
         &file,
         format!(
             "[scenario]\nname = \"workers\"\nseed = 8\nduration = \"{duration}\"\ntime_scale = 300\nmodels = \"{}\"\n\
-             [fleet]\ndevices = {DEVICES}\narrival = {{ ramp = \"1s\" }}\n\
+             [fleet]\ndevices = {DEVICES}\narrival = {{ ramp = \"1s\" }}\n{}\
              mix = [ {{ model = \"mains-meter\", share = 1.0, group = \"meters\" }} ]\n\
              [gates]\n\"devices.lost\" = \"== 0\"\n\"errors.total\" = \"== 0\"\n",
-            repo().join("device-models").display()
+            repo().join("device-models").display(),
+            on_loss.map_or(String::new(), |rule| format!("on_worker_loss = \"{rule}\"\n"))
         ),
     )
     .expect("scenario");
@@ -39,7 +42,7 @@ fn counter(summary: &Value, name: &str) -> u64 {
 #[test]
 fn workers_merge_into_one_run_shown_live() {
     let dir = scratch("run-workers");
-    let file = scenario(&dir, "6s");
+    let file = scenario(&dir, "6s", None);
     let out = dir.join("report");
     let output = binary::fleetsim(&[
         "run".as_ref(),
@@ -96,38 +99,9 @@ fn workers_merge_into_one_run_shown_live() {
 #[test]
 fn a_killed_worker_is_reported_and_its_devices_count_as_lost() {
     let dir = scratch("run-workers-killed");
-    let file = scenario(&dir, "8s");
+    let file = scenario(&dir, "8s", None);
     let out = dir.join("report");
-    let parent = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .arg("run")
-        .arg(&file)
-        .args(["--workers", "2", "--out"])
-        .arg(&out)
-        .current_dir(repo())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("fleetsim runs");
-    // Worker 1, found by its report folder on its command line, killed 3 s into the run.
-    let marker = out.join("workers").join("1");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let victim = loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let found = std::fs::read_dir("/proc").expect("/proc").flatten().find_map(|entry| {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            (text.contains("--worker ") && text.contains(&*marker.to_string_lossy()))
-                .then(|| entry.file_name().to_string_lossy().into_owned())
-        });
-        if let Some(pid) = found {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "worker 1 never started");
-    };
-    std::thread::sleep(Duration::from_secs(3));
-    let killed = Command::new("kill").args(["-KILL", &victim]).status().expect("kill");
-    assert!(killed.success());
-    let output = parent.wait_with_output().expect("the run ends");
+    let output = run_killing_worker_1(&file, &out, 2);
     let stdout = String::from_utf8_lossy(&output.stdout);
     // The devices.lost gate fails: the run says so with exit code 1, and still reports.
     binary::assert_exit(&output, 1);
@@ -147,4 +121,79 @@ fn a_killed_worker_is_reported_and_its_devices_count_as_lost() {
     );
     assert!(counter(&merged, "published") > 0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn with_on_worker_loss_stop_a_killed_worker_stops_the_others_and_the_run() {
+    let dir = scratch("run-workers-stop");
+    // Long enough that only the rule can end it while the test looks.
+    let file = scenario(&dir, "60s", Some("stop"));
+    let out = dir.join("report");
+    let output = run_killing_worker_1(&file, &out, 3);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    binary::assert_exit(&output, 1);
+    assert!(
+        stdout.contains("stopping the other workers (fleet.on_worker_loss = \"stop\")"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("stopped early (worker 1 died"), "{stdout}");
+    let merged = summary(&out);
+    assert_eq!(merged["completed"], false);
+    let reason = merged["stopped"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("worker 1 died"), "{reason}");
+    assert_eq!(merged["stopped"]["rule"], "fleet.on_worker_loss = \"stop\"");
+    let workers = merged["workers"].as_array().expect("workers");
+    let reported: Vec<bool> = workers.iter().map(|w| w["reported"] == true).collect();
+    assert_eq!(reported, [true, false, true], "{workers:?}");
+    // The others were stopped, not left to finish: each wrote a report marked incomplete.
+    for k in [0, 2] {
+        let own = summary(&out.join("workers").join(k.to_string()));
+        assert_eq!(own["completed"], false, "worker {k}");
+    }
+    assert_eq!(merged["metrics"]["devices.lost"].as_u64(), Some(DEVICES / 3));
+    assert!(
+        merged["gates"]
+            .as_array()
+            .expect("gates")
+            .iter()
+            .all(|g| g["passed"] == false),
+        "no gate passes on a stopped run"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(html.contains("stopped early</b>: worker 1 died"), "the report says why");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `file` as `workers` worker processes and SIGKILLs worker 1 (found by its report
+/// folder on its command line) 3 s into the run; returns the parent's output.
+fn run_killing_worker_1(file: &std::path::Path, out: &std::path::Path, workers: u32) -> std::process::Output {
+    let parent = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .arg("run")
+        .arg(file)
+        .args(["--workers", &workers.to_string(), "--out"])
+        .arg(out)
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fleetsim runs");
+    let marker = out.join("workers").join("1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let victim = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let found = std::fs::read_dir("/proc").expect("/proc").flatten().find_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (text.contains("--worker ") && text.contains(&*marker.to_string_lossy()))
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        });
+        if let Some(pid) = found {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "worker 1 never started");
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = Command::new("kill").args(["-KILL", &victim]).status().expect("kill");
+    assert!(killed.success());
+    parent.wait_with_output().expect("the run ends")
 }

@@ -35,13 +35,17 @@ pub enum CliError {
     /// Arguments that do not fit together.
     #[error("{0}")]
     Usage(String),
+    /// A report folder could not be copied to or from an object store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl CliError {
     /// The exit code this error ends the process with.
     pub fn exit(&self) -> Exit {
         match self {
-            Self::Load(_) | Self::Backend(_) | Self::Usage(_) => Exit::BadInput,
+            // A store that cannot be reached is a setting to fix, like a backend that cannot.
+            Self::Load(_) | Self::Backend(_) | Self::Usage(_) | Self::Store(_) => Exit::BadInput,
             Self::Run(crate::engine::run::RunError::Unsupported(_)) => Exit::BadInput,
             Self::Io(_) | Self::Run(_) => Exit::Failed,
         }

@@ -13,6 +13,7 @@ use crate::engine::run::{RunOptions, run as run_scenario};
 use crate::engine::workers::{Workers, run_workers};
 use crate::scenario::Loaded;
 use crate::scenario::units::DisplayDuration;
+use crate::store::{self, Location, ObjectUrl};
 use crate::tui::Dashboard;
 use crate::tui::model::Outline;
 
@@ -39,13 +40,14 @@ pub struct Overrides {
     pub worker: bool,
 }
 
-/// Runs `loaded` with `overrides`; the report goes to `out_dir` (or `reports/...`). The run
-/// is shown on the live dashboard when stdout is a terminal and `headless` is false, else as
-/// a progress line a second.
+/// Runs `loaded` with `overrides`; the report goes to `to` (or `reports/...`); a URL's report
+/// is written to a staging folder and uploaded at the end. The run is shown on the live
+/// dashboard when stdout is a terminal and `headless` is false, else as a progress line a
+/// second.
 pub fn run(
     mut loaded: Loaded,
     overrides: &Overrides,
-    out_dir: Option<PathBuf>,
+    to: Option<Location>,
     headless: bool,
     out: &mut dyn Write,
 ) -> Result<Exit, CliError> {
@@ -113,6 +115,7 @@ pub fn run(
     if let Some(shard) = overrides.shard {
         recorded.push(("shard", format!("{}/{}", shard.index, shard.count)));
     }
+    let (out_dir, upload_to) = destination(to, &loaded.scenario.name)?;
     let stop = tokio_util::sync::CancellationToken::new();
     let _signals = stop_on_signal(stop.clone());
     let paused = Arc::new(AtomicBool::new(false));
@@ -131,7 +134,7 @@ pub fn run(
         None
     };
     let options = RunOptions {
-        out: out_dir,
+        out: out_dir.clone(),
         stop,
         overrides: recorded,
         shard: overrides.shard.unwrap_or(crate::plan::Shard::WHOLE),
@@ -162,14 +165,27 @@ pub fn run(
         None => None,
     };
     out.write_all(&held)?;
-    let outcome = result?;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // A run that could not finish wrote no report: its staging folder holds nothing to
+            // upload or keep.
+            if let (Some(_), Some(staging)) = (&upload_to, &out_dir) {
+                let _ = std::fs::remove_dir_all(staging);
+            }
+            return Err(e.into());
+        }
+    };
     if let Some(cost) = cost {
         writeln!(out, "{cost}")?;
     }
     if !outcome.completed {
+        let why = outcome.summary["stopped"]["reason"]
+            .as_str()
+            .map_or(String::new(), |reason| format!(" ({reason})"));
         writeln!(
             out,
-            "stopped early: the summary is marked incomplete, and no gate passes on a partial run"
+            "stopped early{why}: the summary is marked incomplete, and no gate passes on a partial run"
         )?;
     }
     if let Some(line) = harness_line(&outcome.summary["harness"]) {
@@ -178,7 +194,15 @@ pub fn run(
     for verdict in &outcome.verdicts {
         writeln!(out, "{verdict}")?;
     }
-    writeln!(out, "summary: {}", outcome.out.join("summary.json").display())?;
+    match &upload_to {
+        Some(url) => {
+            let sent = store::upload(&outcome.out, url)?;
+            writeln!(out, "report: {} uploaded to {url}", super::merge::size(sent))?;
+            writeln!(out, "summary: {url}/summary.json")?;
+            let _ = std::fs::remove_dir_all(&outcome.out);
+        }
+        None => writeln!(out, "summary: {}", outcome.out.join("summary.json").display())?,
+    }
     let failed = outcome.verdicts.iter().filter(|v| !v.passed).count();
     if !outcome.completed {
         return Ok(Exit::Failed);
@@ -188,6 +212,20 @@ pub fn run(
         return Ok(Exit::Failed);
     }
     Ok(Exit::Ok)
+}
+
+/// Where the run writes its folder, and the URL it goes to afterwards: an object store's
+/// report is written to a staging folder first. A URL this binary cannot reach is refused here,
+/// before the run rather than after it.
+fn destination(to: Option<Location>, scenario: &str) -> Result<(Option<PathBuf>, Option<ObjectUrl>), CliError> {
+    Ok(match to {
+        None => (None, None),
+        Some(Location::Folder(dir)) => (Some(dir), None),
+        Some(Location::Url(url)) => {
+            store::check_built(&url)?;
+            (Some(store::staging(scenario)?), Some(url))
+        }
+    })
 }
 
 /// What every worker of a `--workers` run is given after `run`: the scenario, its models

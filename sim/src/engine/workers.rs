@@ -9,21 +9,24 @@
 //! end the parent merges the workers' folders exactly (`report::merge`) into the run's folder
 //! and checks the gates there. Worker 0 plays the operator, as shard 0 does across machines.
 //!
-//! A worker that dies (killed, crashed) is an event: the parent says so, its devices count as
-//! lost load (`devices.lost`, and `workers` in `summary.json` names it), and the run goes on
-//! with the others. Stopping the parent (Ctrl-C, SIGTERM, `q`) stops every worker cleanly,
-//! and each still writes its folder.
+//! A worker that dies (killed, crashed) is an event: the parent says so, and its devices count
+//! as lost load (`devices.lost`, and `workers` in `summary.json` names it). Then the scenario's
+//! rule (`fleet.on_worker_loss`) decides: `continue` (the default) lets the others finish the
+//! run; `stop` stops them as Ctrl-C would, merges what they wrote, and marks the run incomplete
+//! with the reason (`stopped` in `summary.json`). Stopping the parent (Ctrl-C, SIGTERM, `q`)
+//! stops every worker cleanly, and each still writes its folder.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use super::figures::Figures;
 use super::live::Live;
@@ -37,7 +40,7 @@ use crate::metrics::recorder::Snapshot;
 use crate::plan::Shard;
 use crate::report::merge::merge_with;
 use crate::scenario::Loaded;
-use crate::scenario::file::BackendKind;
+use crate::scenario::file::{BackendKind, WorkerLoss};
 
 /// Event lines waiting for the aggregator (the operator's phases and worker news).
 const EVENT_QUEUE: usize = 256;
@@ -61,6 +64,18 @@ struct Worker {
     /// The devices it runs.
     devices: u64,
     child: Child,
+}
+
+/// What the parent does when a worker dies: the scenario's rule, and what it needs to apply it.
+struct OnLoss<'a> {
+    rule: WorkerLoss,
+    /// The run's stop, which the `stop` rule pulls.
+    stop: &'a CancellationToken,
+    /// Why a rule stopped the run (the first dead worker's news).
+    reason: &'a OnceLock<String>,
+    /// Workers that have ended (and been waited for): never signalled again, since their
+    /// process ids may already belong to someone else.
+    ended: &'a [AtomicBool],
 }
 
 /// What became of one worker.
@@ -139,13 +154,25 @@ pub fn run_workers(
     let done = Arc::new(AtomicBool::new(false));
     // Workers still running: a dead worker's empty seconds last as long as the others do.
     let running = AtomicU32::new(count);
+    let stop_reason = OnceLock::new();
+    let ended: Vec<AtomicBool> = (0..count).map(|_| AtomicBool::new(false)).collect();
+    let on_loss = OnLoss {
+        rule: scenario.fleet.on_worker_loss,
+        stop: &options.stop,
+        reason: &stop_reason,
+        ended: &ended,
+    };
     let (aggregate, ends) = thread::scope(|scope| {
         let forward_stop = {
-            let (stop, done) = (options.stop.clone(), Arc::clone(&done));
+            let (stop, done, ended) = (options.stop.clone(), Arc::clone(&done), &ended);
             scope.spawn(move || {
                 while !done.load(Ordering::Relaxed) {
                     if stop.is_cancelled() {
-                        pids.iter().for_each(|pid| terminate(*pid));
+                        for (pid, ended) in pids.iter().zip(ended) {
+                            if !ended.load(Ordering::Relaxed) {
+                                terminate(*pid);
+                            }
+                        }
                         return;
                     }
                     thread::sleep(Duration::from_millis(100));
@@ -156,14 +183,14 @@ pub fn run_workers(
             .into_iter()
             .map(|(index, dir, child)| {
                 let devices = devices_in(loaded, Shard { index, count });
-                let (tx, events, running) = (tx.clone(), events_tx.clone(), &running);
+                let (tx, events, running, on_loss) = (tx.clone(), events_tx.clone(), &running, &on_loss);
                 let worker = Worker {
                     index,
                     dir,
                     devices,
                     child,
                 };
-                scope.spawn(move || follow(worker, &tx, &events, running, deadline))
+                scope.spawn(move || follow(worker, &tx, &events, running, on_loss, deadline))
             })
             .collect();
         drop((tx, events_tx));
@@ -193,6 +220,9 @@ pub fn run_workers(
             "worker {} died ({}): its {} devices count as lost",
             end.index, end.status, end.devices
         )?;
+    }
+    if let Some(reason) = stop_reason.get() {
+        writeln!(progress, "the run stopped: {reason}")?;
     }
     let dirs: Vec<PathBuf> = ends.iter().filter(|e| e.reported).map(|e| e.dir.clone()).collect();
     if dirs.is_empty() {
@@ -240,6 +270,9 @@ pub fn run_workers(
         if stopped {
             summary["completed"] = json!(false);
         }
+        if let Some(reason) = stop_reason.get() {
+            summary["stopped"] = json!({ "reason": reason, "rule": "fleet.on_worker_loss = \"stop\"" });
+        }
     };
     let merged = merge_with(&dirs, &out, &adjust).map_err(RunError::Unsupported)?;
     let completed = merged.summary["completed"] == true;
@@ -252,13 +285,15 @@ pub fn run_workers(
 }
 
 /// Reads worker `index`'s lines until it ends: ticks to the aggregator, events to the log.
-/// A worker that ends without its report is dead: from then on it sends empty seconds until
-/// the run's deadline, so the others' seconds still complete.
+/// A worker that ends without its report is dead: the scenario's rule may stop the run, and
+/// from then on it sends empty seconds until the run's deadline, so the others' seconds still
+/// complete.
 fn follow(
     worker: Worker,
     ticks: &mpsc::SyncSender<(u32, Tick)>,
     events: &mpsc::SyncSender<String>,
     running: &AtomicU32,
+    on_loss: &OnLoss<'_>,
     deadline: Instant,
 ) -> WorkerEnd {
     let Worker {
@@ -284,12 +319,23 @@ fn follow(
         }
     }
     let status = child.wait().map_or_else(|e| format!("unknown: {e}"), |s| s.to_string());
+    if let Some(ended) = on_loss.ended.get(index as usize) {
+        ended.store(true, Ordering::Relaxed);
+    }
     running.fetch_sub(1, Ordering::Relaxed);
     let reported = dir.join("summary.json").exists();
     if !reported {
-        let _ = events.send(format!(
-            "worker {index} died ({status}): its {devices} devices count as lost; the run goes on"
-        ));
+        let news = format!("worker {index} died ({status}): its {devices} devices count as lost");
+        let next = match on_loss.rule {
+            WorkerLoss::Continue => "the run goes on (fleet.on_worker_loss = \"continue\")",
+            WorkerLoss::Stop if on_loss.stop.is_cancelled() => "the run is already stopping",
+            WorkerLoss::Stop => {
+                let _ = on_loss.reason.set(format!("{news} (fleet.on_worker_loss = \"stop\")"));
+                on_loss.stop.cancel();
+                "stopping the other workers (fleet.on_worker_loss = \"stop\")"
+            }
+        };
+        let _ = events.send(format!("{news}; {next}"));
         let empty = Tick {
             snapshot: Snapshot::default(),
             states: [0; 11],

@@ -47,10 +47,10 @@ pub fn render(summary: &Value, timeseries: &str, histograms: &BTreeMap<String, H
         summary["seed"],
         summary["devices"],
         summary["duration_s"],
-        if summary["completed"] == false {
-            " &middot; <b>stopped early</b>"
-        } else {
-            ""
+        match (&summary["completed"], summary["stopped"]["reason"].as_str()) {
+            (Value::Bool(false), Some(reason)) => format!(" &middot; <b>stopped early</b>: {}", escape(reason)),
+            (Value::Bool(false), None) => " &middot; <b>stopped early</b>".to_owned(),
+            _ => String::new(),
         },
         escape(summary["version"].as_str().unwrap_or("?")),
     );

@@ -189,12 +189,13 @@ fn plain_message(mut key: KeyPath, message: &str) -> (KeyPath, String) {
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let (found, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let list = expected
-            .trim_start_matches(", ")
-            .trim_start_matches("expected one of ")
-            .trim_start_matches("expected ")
-            .replace('`', "\"");
-        return (key, format!("expected one of {list}, found \"{found}\""));
+        let expected = expected.trim_start_matches(", ");
+        // serde lists three or more variants as "one of `a`, `b`, `c`", two as "`a` or `b`".
+        let list = match expected.strip_prefix("expected one of ") {
+            Some(list) => format!("one of {list}"),
+            None => expected.trim_start_matches("expected ").to_owned(),
+        };
+        return (key, format!("expected {}, found \"{found}\"", list.replace('`', "\"")));
     }
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some(rest) = message.strip_prefix(prefix)
@@ -261,5 +262,7 @@ mod tests {
         assert_eq!(msg, "expected a percentage, found 0.3");
         let (_, msg) = plain_message(root, "unknown variant `zigbee`, expected one of `mqtt`, `coap`");
         assert_eq!(msg, "expected one of \"mqtt\", \"coap\", found \"zigbee\"");
+        let (_, msg) = plain_message(KeyPath::root(), "unknown variant `halt`, expected `continue` or `stop`");
+        assert_eq!(msg, "expected \"continue\" or \"stop\", found \"halt\"");
     }
 }

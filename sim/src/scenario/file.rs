@@ -161,6 +161,32 @@ pub struct FleetSection {
     pub source_addrs: Option<String>,
     /// Which device models make up the fleet, with shares that sum to 1.
     pub mix: Vec<MixSection>,
+    /// What a `--workers` run does when a worker process dies: `"continue"` (the default: its
+    /// devices count as lost, the others finish) or `"stop"` (the others are stopped, each
+    /// writing its report, and the run ends incomplete).
+    #[serde(default)]
+    pub on_worker_loss: Option<WorkerLoss>,
+}
+
+/// `fleet.on_worker_loss`: the run's rule when a worker process dies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkerLoss {
+    /// The other workers finish the run; the dead one's devices count as lost.
+    #[default]
+    Continue,
+    /// Stop the other workers cleanly and end the run, marked incomplete, with the reason.
+    Stop,
+}
+
+impl WorkerLoss {
+    /// The rule as files write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Continue => "continue",
+            Self::Stop => "stop",
+        }
+    }
 }
 
 /// `fleet.arrival`: exactly one of `ramp` or `rate`.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::device_model::DeviceModel;
-use super::file::BackendKind;
+use super::file::{BackendKind, WorkerLoss};
 use super::gate::Gate;
 
 /// Device models by name.
@@ -85,6 +85,8 @@ pub struct Fleet {
     pub source_addrs: Option<AddrBlock>,
     /// Which models, in what shares, in which groups.
     pub mix: Vec<MixEntry>,
+    /// What a `--workers` run does when a worker process dies.
+    pub on_worker_loss: WorkerLoss,
 }
 
 /// How devices arrive.

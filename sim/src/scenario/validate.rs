@@ -445,5 +445,6 @@ fn check_fleet(
         arrival,
         source_addrs,
         mix,
+        on_worker_loss: raw.on_worker_loss.unwrap_or_default(),
     })
 }

@@ -21,6 +21,16 @@ pub fn fleetsim<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
         .expect("the fleetsim binary runs")
 }
 
+/// Runs `fleetsim ARGS...` from the repository root with more environment variables.
+pub fn fleetsim_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(repo())
+        .output()
+        .expect("the fleetsim binary runs")
+}
+
 /// An empty scratch folder for this test process, named after `tag` (created by whoever
 /// writes into it).
 pub fn scratch(tag: &str) -> PathBuf {
