@@ -6,7 +6,7 @@
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{fleetsim, scratch};
+use binary::{REPORT_FILES, fleetsim, scratch};
 
 #[test]
 fn ci_gate_runs_small_and_compares() {
@@ -36,13 +36,7 @@ fn ci_gate_runs_small_and_compares() {
     for gate in ["devices.lost == 0", "errors.total == 0"] {
         assert!(stdout.contains(&format!("pass  {gate}")), "{gate}: {stdout}");
     }
-    for file in [
-        "summary.json",
-        "histograms.hlog",
-        "timeseries.csv",
-        "junit.xml",
-        "report.html",
-    ] {
+    for file in REPORT_FILES {
         assert!(out.join(file).is_file(), "{file}");
     }
     let junit = std::fs::read_to_string(out.join("junit.xml")).expect("junit.xml");

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{assert_exit, fleetsim, fleetsim_env, scratch, summary};
+use binary::{REPORT_FILES, assert_exit, fleetsim, fleetsim_env, scratch, summary};
 
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
@@ -63,13 +63,7 @@ fn shards_upload_to_s3_and_merge_from_there_into_the_whole_run() {
         let url = format!("s3://{}/run/shard-{k}", s3::BUCKET);
         assert!(stdout.contains(&format!("uploaded to {url}")), "{stdout}");
         // The server holds the whole folder, as a shard on a shared volume would leave it.
-        for file in [
-            "summary.json",
-            "histograms.hlog",
-            "timeseries.csv",
-            "junit.xml",
-            "report.html",
-        ] {
+        for file in REPORT_FILES {
             let object = store.object(&format!("run/shard-{k}/{file}"));
             assert!(object.is_file(), "{} is missing", object.display());
         }

@@ -7,6 +7,15 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// The files every report folder holds.
+pub const REPORT_FILES: [&str; 5] = [
+    "summary.json",
+    "histograms.hlog",
+    "timeseries.csv",
+    "junit.xml",
+    "report.html",
+];
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -118,20 +118,7 @@ impl Goosebit {
     fn set_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let answer = curl(&[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-X",
-                "POST",
-                "--data-urlencode",
-                &format!("username={USER}"),
-                "--data-urlencode",
-                &format!("password={PASSWORD}"),
-                &format!("http://{}/setup", self.addr),
-            ]);
+            let answer = self.post_credentials("/setup", &["-o", "/dev/null", "-w", "%{http_code}"]);
             if answer == "200" {
                 return;
             }
@@ -153,18 +140,27 @@ impl Goosebit {
     /// The operator's `Authorization` header (a login costs the server a password hash: log in
     /// once for many reads).
     pub fn login(&self) -> String {
-        let login = curl(&[
-            "-s",
+        let login = self.post_credentials("/login", &[]);
+        let login: serde_json::Value = serde_json::from_str(&login).expect("login answer");
+        format!("Bearer {}", login["access_token"].as_str().expect("access token"))
+    }
+
+    /// Posts the operator's user and password as a form to `path` (with more curl arguments).
+    fn post_credentials(&self, path: &str, extra: &[&str]) -> String {
+        let (user, password) = (format!("username={USER}"), format!("password={PASSWORD}"));
+        let url = format!("http://{}{path}", self.addr);
+        let mut args = vec!["-s"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
             "-X",
             "POST",
             "--data-urlencode",
-            &format!("username={USER}"),
+            &user,
             "--data-urlencode",
-            &format!("password={PASSWORD}"),
-            &format!("http://{}/login", self.addr),
+            &password,
+            &url,
         ]);
-        let login: serde_json::Value = serde_json::from_str(&login).expect("login answer");
-        format!("Bearer {}", login["access_token"].as_str().expect("access token"))
+        curl(&args)
     }
 
     /// A management API resource, as JSON, read with `authorization`.
