@@ -146,6 +146,38 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn job(hash: ImageHash) -> Job {
+        Job {
+            campaign: 1,
+            url: "http://127.0.0.1:9/x".to_owned(),
+            hash,
+            size: 3,
+            version: "2".to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_image_is_checked_with_the_hash_its_backend_announced() {
+        // SHA-1 and SHA-256 of "abc".
+        let sha1 = job(ImageHash::Sha1("a9993e364706816aba3e25717850c26c9cd0d89d".to_owned()));
+        let sha256 = job(ImageHash::Sha256(
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_owned(),
+        ));
+        for job in [&sha1, &sha256] {
+            let mut fetched = Fetched::for_job(job);
+            fetched.update(b"ab");
+            fetched.update(b"c");
+            assert!(fetched.matches(job), "{:?}", job.hash);
+            let mut other = Fetched::for_job(job);
+            other.update(b"abd");
+            assert!(!other.matches(job), "other bytes are refused");
+        }
+        // A hash of the other kind never matches.
+        let mut fetched = Fetched::for_job(&sha256);
+        fetched.update(b"abc");
+        assert!(!fetched.matches(&sha1));
+    }
+
     #[test]
     fn job_urls_split_into_address_and_path() {
         let (addr, path) = split_url("http://127.0.0.1:8080/firmware/2.0.0").expect("valid");
