@@ -63,6 +63,24 @@ pub struct Management {
     pub authorization: Arc<str>,
 }
 
+impl Management {
+    /// One management API call with the operator's login, as patient as a device.
+    pub async fn request(
+        &self,
+        source: Option<IpAddr>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), HttpError> {
+        let sender = Sender {
+            source,
+            authorization: Some(&self.authorization),
+            patience: Some(DDI_PATIENCE),
+        };
+        request_json_as(self.addr, sender, method, path, body).await
+    }
+}
+
 impl std::fmt::Debug for Management {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Management({}, Bearer ..)", self.addr)
@@ -232,12 +250,9 @@ impl Hawkbit {
             if !token.is_empty() {
                 body["auth_token"] = json!(token);
             }
-            let sender = Sender {
-                source,
-                authorization: Some(&management.authorization),
-                patience: Some(DDI_PATIENCE),
-            };
-            let answer = request_json_as(management.addr, sender, Method::PUT, "/api/v1/devices", Some(&body)).await;
+            let answer = management
+                .request(source, Method::PUT, "/api/v1/devices", Some(&body))
+                .await;
             match answer {
                 Ok((200..=299, _)) => {}
                 Ok((401 | 403, _)) => return Err(ProvisionError::Rejected),

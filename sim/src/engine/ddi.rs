@@ -34,6 +34,8 @@ pub struct DdiState {
     failed: bool,
     /// The server has answered a poll of this device: a refusal now means it was retired.
     known: bool,
+    /// The polling interval the core was last told, simulated milliseconds (0: none yet).
+    told_ms: u32,
 }
 
 impl DeviceTask {
@@ -64,13 +66,17 @@ impl DeviceTask {
         };
         shard.record(Latency::Poll, intended);
         shard.count(Counter::Polls);
-        let state = self.link.ddi.get_or_insert_with(Box::default);
-        state.failed = false;
-        state.known = true;
         ddi.imposed.saw(polled.sleep);
         let sim = shard.clock.sim_span(polled.sleep);
         let ms = u32::try_from(sim.as_millis()).unwrap_or(u32::MAX).max(1);
-        events.push_back((Event::ReportEvery { ms }, Instant::now()));
+        let state = self.link.ddi.get_or_insert_with(Box::default);
+        state.failed = false;
+        state.known = true;
+        if state.told_ms != ms {
+            // The core keeps the pace it was told: only a new one is news.
+            state.told_ms = ms;
+            events.push_back((Event::ReportEvery { ms }, Instant::now()));
+        }
         if polled.config_data {
             let model = &self.member.model;
             if let Err(error) = ddi

@@ -19,7 +19,7 @@ use super::operator_log::OperatorLog;
 use crate::dialect::hawkbit::{HW_REVISION, Management};
 use crate::scenario::Scenario;
 use crate::scenario::typed::Campaign;
-use crate::transport::http::{Method, Sender, post_form, put_multipart, request_json_as};
+use crate::transport::http::{Method, post_form, put_multipart};
 
 /// Logs in to the management API; the answer is the `Authorization` header to use.
 pub async fn login(api: SocketAddr, user: &str, password: &str) -> Result<String, String> {
@@ -208,12 +208,7 @@ pub async fn server_view(management: &Management, groups: &[&str]) -> Result<Val
 
 async fn call(management: &Management, method: Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
     let what = format!("{method} {path}");
-    let sender = Sender {
-        source: None,
-        authorization: Some(&management.authorization),
-        patience: Some(crate::dialect::hawkbit::DDI_PATIENCE),
-    };
-    match request_json_as(management.addr, sender, method, path, body).await {
+    match management.request(None, method, path, body).await {
         Ok((200..=299, answer)) => Ok(answer),
         Ok((status, answer)) => Err(format!("{what}: {status} {}", answer["detail"])),
         Err(e) => Err(format!("{what}: {e}")),

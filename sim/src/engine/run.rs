@@ -253,18 +253,8 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             if let Some(line) = crate::report::hawkbit::disagreement(&view["agreement"]) {
                 writeln!(progress, "{line}")?;
             }
-            // The devices the server holds in the run's groups (its feeds).
-            backend_active = view["server"]["devices"]["by_feed"].as_object().map(|feeds| {
-                scenario
-                    .fleet
-                    .mix
-                    .iter()
-                    .map(|m| m.group.as_str())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .filter_map(|group| feeds.get(group).and_then(Value::as_u64))
-                    .sum()
-            });
+            // The devices the server holds in the run's groups (the view counts only those).
+            backend_active = view["server"]["devices"]["count"].as_u64();
             Some(view)
         }
         None => None,
