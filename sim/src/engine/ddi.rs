@@ -51,8 +51,9 @@ impl DeviceTask {
         }
         if let Some((action, feedback)) = state.pending {
             shard.count(Counter::Retries);
-            if self.send_feedback(ddi, &credentials, action, feedback).await.is_err() {
-                events.push_back((Event::ConnectionLost, Instant::now()));
+            if let Err(event) = self.send_feedback(ddi, &credentials, action, feedback).await {
+                // A lost exchange, or a server that retired the device meanwhile.
+                events.push_back((event, Instant::now()));
                 return;
             }
         }
