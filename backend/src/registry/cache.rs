@@ -1,6 +1,8 @@
 //! In-memory authentication caches: every MQTT CONNECT is answered from here, never from
 //! SQLite. The writer thread is the only mutator and applies a batch's changes after the
-//! batch committed, so the caches never show uncommitted state.
+//! batch committed, so the caches never show uncommitted state. They also keep the registry's
+//! counts (devices per state, claims), so `/healthz` and `/metrics` answer without scanning a
+//! table that may hold millions of rows.
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
@@ -8,7 +10,7 @@ use std::sync::{PoisonError, RwLock};
 use rusqlite::Connection;
 
 use super::identity::{ct_eq, sha256};
-use super::records::{ClaimAuth, DeviceAuth, RegistryError};
+use super::records::{ClaimAuth, DeviceAuth, DeviceState, RegistryCounts, RegistryError};
 
 /// What authentication needs to know about a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +19,8 @@ pub struct DeviceEntry {
     pub token_hash: Option<[u8; 32]>,
     /// The device's group, returned on success.
     pub group: String,
+    /// Its lifecycle state, for the counts.
+    pub state: DeviceState,
 }
 
 /// What authentication needs to know about a claim.
@@ -42,6 +46,7 @@ pub enum CacheUpdate {
 pub struct AuthCache {
     devices: RwLock<HashMap<String, DeviceEntry>>,
     claims: RwLock<HashMap<String, ClaimEntry>>,
+    counts: RwLock<RegistryCounts>,
 }
 
 fn hash32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], RegistryError> {
@@ -54,7 +59,8 @@ impl AuthCache {
     /// that their history costs no noticeable memory.
     pub fn load(conn: &Connection) -> Result<AuthCache, RegistryError> {
         let mut devices = HashMap::new();
-        let mut stmt = conn.prepare("SELECT id, token_hash, group_name FROM devices")?;
+        let mut counts = RegistryCounts::default();
+        let mut stmt = conn.prepare("SELECT id, token_hash, group_name, state FROM devices")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let id: String = row.get(0)?;
@@ -62,31 +68,33 @@ impl AuthCache {
                 Some(bytes) => Some(hash32(bytes, &id)?),
                 None => None,
             };
-            devices.insert(
-                id,
-                DeviceEntry {
-                    token_hash,
-                    group: row.get(2)?,
-                },
-            );
+            let state: String = row.get(3)?;
+            let state = DeviceState::parse(&state)
+                .ok_or_else(|| RegistryError::Corrupt(format!("device {id}: state {state:?}")))?;
+            tally_device(&mut counts, state, 1);
+            let entry = DeviceEntry {
+                token_hash,
+                group: row.get(2)?,
+                state,
+            };
+            devices.insert(id, entry);
         }
         let mut claims = HashMap::new();
         let mut stmt = conn.prepare("SELECT name, secret_hash, revoked FROM claims")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let name: String = row.get(0)?;
-            let secret_hash = hash32(row.get(1)?, &name)?;
-            claims.insert(
-                name,
-                ClaimEntry {
-                    secret_hash,
-                    revoked: row.get(2)?,
-                },
-            );
+            let entry = ClaimEntry {
+                secret_hash: hash32(row.get(1)?, &name)?,
+                revoked: row.get(2)?,
+            };
+            tally_claim(&mut counts, &entry, 1);
+            claims.insert(name, entry);
         }
         Ok(AuthCache {
             devices: RwLock::new(devices),
             claims: RwLock::new(claims),
+            counts: RwLock::new(counts),
         })
     }
 
@@ -99,16 +107,28 @@ impl AuthCache {
         // failure aborts instead), so a poisoned map is still consistent: keep serving it.
         let mut devices = self.devices.write().unwrap_or_else(PoisonError::into_inner);
         let mut claims = self.claims.write().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = self.counts.write().unwrap_or_else(PoisonError::into_inner);
         for update in updates {
             match update {
                 CacheUpdate::Device(id, entry) => {
-                    devices.insert(id, entry);
+                    tally_device(&mut counts, entry.state, 1);
+                    if let Some(replaced) = devices.insert(id, entry) {
+                        tally_device(&mut counts, replaced.state, -1);
+                    }
                 }
                 CacheUpdate::Claim(name, entry) => {
-                    claims.insert(name, entry);
+                    tally_claim(&mut counts, &entry, 1);
+                    if let Some(replaced) = claims.insert(name, entry) {
+                        tally_claim(&mut counts, &replaced, -1);
+                    }
                 }
             }
         }
+    }
+
+    /// Devices per state and claims, as of the last committed batch.
+    pub fn counts(&self) -> RegistryCounts {
+        *self.counts.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Checks a device's token against the cached hash.
@@ -122,6 +142,7 @@ impl AuthCache {
             Some(DeviceEntry {
                 token_hash: Some(stored),
                 group,
+                ..
             }) => {
                 if ct_eq(stored, &presented) {
                     DeviceAuth::Ok { group: group.clone() }
@@ -152,6 +173,24 @@ impl AuthCache {
     }
 }
 
+/// Adds `delta` (1 or -1) to the count of devices in `state`.
+fn tally_device(counts: &mut RegistryCounts, state: DeviceState, delta: i8) {
+    let count = match state {
+        DeviceState::Active => &mut counts.active,
+        DeviceState::Decommissioned => &mut counts.decommissioned,
+        DeviceState::Released => &mut counts.released,
+    };
+    *count = count.saturating_add_signed(i64::from(delta));
+}
+
+/// Adds `delta` (1 or -1) to the claim counts for `claim`.
+fn tally_claim(counts: &mut RegistryCounts, claim: &ClaimEntry, delta: i8) {
+    counts.claims = counts.claims.saturating_add_signed(i64::from(delta));
+    if claim.revoked {
+        counts.revoked_claims = counts.revoked_claims.saturating_add_signed(i64::from(delta));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +201,7 @@ mod tests {
         let entry = DeviceEntry {
             token_hash: Some(sha256(b"tok")),
             group: "g".into(),
+            state: DeviceState::Active,
         };
         cache.apply(vec![
             CacheUpdate::Device("d-1".into(), entry),
@@ -188,6 +228,7 @@ mod tests {
                 DeviceEntry {
                     token_hash: None,
                     group: "g".into(),
+                    state: DeviceState::Decommissioned,
                 },
             ),
             CacheUpdate::Claim(
@@ -201,5 +242,40 @@ mod tests {
         assert_eq!(cache.authenticate_device("d-1", b"tok"), DeviceAuth::Decommissioned);
         assert_eq!(cache.authenticate_claim("c", b"s"), ClaimAuth::Revoked);
         assert_eq!(cache.authenticate_claim("c", b"x"), ClaimAuth::WrongSecret);
+    }
+
+    #[test]
+    fn counts_follow_replacements() {
+        let cache = AuthCache::default();
+        let device = |state, token_hash| DeviceEntry {
+            token_hash,
+            group: "g".into(),
+            state,
+        };
+        let claim = |revoked| ClaimEntry {
+            secret_hash: sha256(b"s"),
+            revoked,
+        };
+        cache.apply(vec![
+            CacheUpdate::Device("d-1".into(), device(DeviceState::Active, Some(sha256(b"t")))),
+            CacheUpdate::Device("d-2".into(), device(DeviceState::Active, Some(sha256(b"t")))),
+            CacheUpdate::Claim("a".into(), claim(false)),
+            CacheUpdate::Claim("b".into(), claim(false)),
+        ]);
+        cache.apply(vec![
+            CacheUpdate::Device("d-1".into(), device(DeviceState::Decommissioned, None)),
+            CacheUpdate::Device("d-2".into(), device(DeviceState::Decommissioned, None)),
+            CacheUpdate::Device("d-2".into(), device(DeviceState::Released, None)),
+            CacheUpdate::Device("d-3".into(), device(DeviceState::Active, Some(sha256(b"t")))),
+            CacheUpdate::Claim("b".into(), claim(true)),
+        ]);
+        let expected = RegistryCounts {
+            active: 1,
+            decommissioned: 1,
+            released: 1,
+            claims: 2,
+            revoked_claims: 1,
+        };
+        assert_eq!(cache.counts(), expected);
     }
 }

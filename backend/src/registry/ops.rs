@@ -219,6 +219,7 @@ pub fn provision(
             let entry = DeviceEntry {
                 token_hash: Some(token_hash),
                 group: default_group.clone(),
+                state: DeviceState::Active,
             };
             ctx.after_commit(CacheUpdate::Device(device_id.clone(), entry));
             Ok(ProvisionOutcome::Accepted {
@@ -268,6 +269,7 @@ pub fn decommission(ctx: &mut WriteCtx<'_>, device_id: &str) -> Result<Result<()
         DeviceEntry {
             token_hash: None,
             group,
+            state: DeviceState::Decommissioned,
         },
     ));
     Ok(Ok(()))
@@ -292,6 +294,13 @@ pub fn release_serial(ctx: &mut WriteCtx<'_>, serial: &str) -> Result<Result<(),
         serial,
         &json!({ "device_id": dev.id }),
     )?;
+    // The id keeps answering "decommissioned"; only the counts see the release.
+    let entry = DeviceEntry {
+        token_hash: None,
+        group: dev.group,
+        state: DeviceState::Released,
+    };
+    ctx.after_commit(CacheUpdate::Device(dev.id, entry));
     Ok(Ok(()))
 }
 

@@ -5,9 +5,7 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 
-use super::records::{
-    Actor, AuditEntry, DeviceRecord, DeviceState, Drift, EffectiveConfig, RegistryCounts, RegistryError,
-};
+use super::records::{Actor, AuditEntry, DeviceRecord, DeviceState, Drift, EffectiveConfig, RegistryError};
 
 /// Largest page any listing returns, whatever limit the caller asks for: one call must not
 /// hold the reader lock for an unbounded scan.
@@ -158,27 +156,6 @@ pub fn audit(conn: &Connection, after_id: i64, limit: usize) -> Result<Vec<Audit
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Devices per state and claims.
-pub fn counts(conn: &Connection) -> Result<RegistryCounts, RegistryError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT (SELECT COUNT(*) FROM devices WHERE state = 'active'),
-                (SELECT COUNT(*) FROM devices WHERE state = 'decommissioned'),
-                (SELECT COUNT(*) FROM devices WHERE state = 'released'),
-                (SELECT COUNT(*) FROM claims),
-                (SELECT COUNT(*) FROM claims WHERE revoked = 1)",
-        )?
-        .query_row([], |r| {
-            Ok(RegistryCounts {
-                active: get_u64(r, 0)?,
-                decommissioned: get_u64(r, 1)?,
-                released: get_u64(r, 2)?,
-                claims: get_u64(r, 3)?,
-                revoked_claims: get_u64(r, 4)?,
-            })
-        })?)
 }
 
 #[cfg(test)]
