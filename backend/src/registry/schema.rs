@@ -15,6 +15,12 @@ pub const DB_FILE: &str = "registry.sqlite3";
 /// process) before failing with SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The writer's page cache, in KiB (SQLite's default is 2 MiB). Device ids are keyed hashes,
+/// so every provision lands on a random page of each device index, and at a million devices
+/// the database is about 450 MiB: a 2 MiB cache reads nearly every insert's pages from the
+/// file. 64 MiB keeps the indexes' inner pages and the recently touched leaves.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
 /// Schema version 1. Beyond the tables the design names: foreign keys from devices to claims
 /// and from reported config to devices, a CHECK on each enumerated column, a unique
 /// (serial, generation) index that also serves "max generation of a serial", and a
@@ -89,6 +95,8 @@ pub fn open_writer(path: &Path) -> Result<Connection, RegistryError> {
     // so a device never holds a token the registry could forget.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // A negative cache_size is in KiB.
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -145,6 +153,8 @@ mod tests {
         assert_eq!(sync, 2, "FULL");
         let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
         assert_eq!(fk, 1);
+        let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(cache, -WRITER_CACHE_KIB);
         let seq: i64 = conn
             .query_row("SELECT value FROM meta WHERE key = 'config_seq'", [], |r| r.get(0))
             .unwrap();
