@@ -6,7 +6,7 @@
 #   benches/scale.sh connected     # 19,000 connected devices in one process, then 100,000
 #                                  # with --workers 6 against six Mosquitto processes
 #   benches/scale.sh sleeping      # 10,000,000 duty-cycled devices against the reference backend
-#   SLEEPY_1M=1 benches/scale.sh sleeping   # also scenarios/million-sleepy.toml (25 minutes)
+#   SLEEPY_1M=1 benches/scale.sh sleeping   # also scenarios/million-sleepy.toml (31 minutes)
 #
 # One process may open 20,000 files on our machines, so one harness process holds about 19,000
 # connections and past that the fleet runs as worker processes; each Mosquitto holds up to
@@ -111,8 +111,7 @@ fi
 if [ "$WHAT" = all ] || [ "$WHAT" = sleeping ]; then
   echo "== 10,000,000 duty-cycled devices asleep between reports (reference backend in its own process)"
   backend sleepy10m
-  run sleepy-10m scenarios/million-sleepy.toml --backend "http://$HTTP" \
-    --devices 10000000 --time-scale 0.03 --duration 4m
+  run sleepy-10m scenarios/ten-million-sleepy.toml --backend "http://$HTTP"
   kill "$BACKEND"
   if [ "${SLEEPY_1M:-0}" = 1 ]; then
     echo "== 1,000,000 duty-cycled devices, every one provisioned and reporting"
