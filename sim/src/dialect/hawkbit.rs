@@ -365,6 +365,7 @@ fn transport_error(error: HttpError) -> crate::transport::mqtt::TransportError {
     use crate::transport::mqtt::TransportError;
     match error {
         HttpError::Io(kind) => TransportError::Io(kind),
+        HttpError::Local => TransportError::Local,
         HttpError::Timeout => TransportError::Io(std::io::ErrorKind::TimedOut),
         HttpError::Status(_) | HttpError::Protocol(_) => TransportError::Protocol,
     }

@@ -126,6 +126,7 @@ pub fn http_error_counter(error: HttpError) -> Counter {
     match error {
         HttpError::Timeout => Counter::ErrorsTimeout,
         HttpError::Io(_) => Counter::ErrorsRefused,
+        HttpError::Local => Counter::ErrorsLocal,
         HttpError::Status(status) => Counter::for_http_status(status),
         HttpError::Protocol(_) => Counter::ErrorsProtocol,
     }

@@ -329,6 +329,7 @@ fn error_counter(error: TransportError) -> Counter {
         TransportError::Refused(_) => Counter::ErrorsAuth,
         TransportError::Io(std::io::ErrorKind::TimedOut) => Counter::ErrorsTimeout,
         TransportError::Io(_) | TransportError::Closed => Counter::ErrorsRefused,
+        TransportError::Local => Counter::ErrorsLocal,
         TransportError::Protocol => Counter::ErrorsProtocol,
     }
 }

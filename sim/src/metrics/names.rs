@@ -135,8 +135,8 @@ pub const DEVICE_STATES: &[&str] = &[
 
 /// Error kinds; `errors.<kind>` is a count for each, and `errors.total` sums them.
 pub const ERROR_KINDS: &[&str] = &[
-    "refused", "timeout", "protocol", "auth", "http_401", "http_403", "http_404", "http_409", "http_429", "http_4xx",
-    "http_500", "http_502", "http_503", "http_504", "http_5xx", "total",
+    "refused", "local", "timeout", "protocol", "auth", "http_401", "http_403", "http_404", "http_409", "http_429",
+    "http_4xx", "http_500", "http_502", "http_503", "http_504", "http_5xx", "total",
 ];
 
 /// The statistics a histogram gate may use.

@@ -86,8 +86,11 @@ names!(
         Received => "received",
         /// Sends that started later than intended (the harness fell behind).
         LateSends => "late_sends",
-        /// Connections refused by the server.
+        /// Connections refused by the server, reset, or lost.
         ErrorsRefused => "errors.refused",
+        /// Sockets this machine could not open: out of open files, local ports or memory.
+        /// The harness's own limit, not the backend's.
+        ErrorsLocal => "errors.local",
         /// Operations that timed out.
         ErrorsTimeout => "errors.timeout",
         /// Protocol errors.

@@ -54,6 +54,9 @@ pub enum HttpError {
     /// The socket failed (refused, reset, no address) or closed mid-message (`UnexpectedEof`).
     #[error("socket: {0}")]
     Io(io::ErrorKind),
+    /// This machine had no file, local port or memory left for the socket.
+    #[error("out of open files, local ports or memory on this machine")]
+    Local,
     /// No answer came within [`REQUEST_TIMEOUT`], or a download stalled past [`STALL_TIMEOUT`].
     #[error("timed out")]
     Timeout,
@@ -68,7 +71,11 @@ pub enum HttpError {
 
 impl From<io::Error> for HttpError {
     fn from(error: io::Error) -> Self {
-        Self::Io(error.kind())
+        if super::exhausted_here(&error) {
+            Self::Local
+        } else {
+            Self::Io(error.kind())
+        }
     }
 }
 
@@ -77,7 +84,11 @@ impl From<hyper::Error> for HttpError {
         let mut source = error.source();
         while let Some(cause) = source {
             if let Some(io) = cause.downcast_ref::<io::Error>() {
-                return Self::Io(io.kind());
+                return if super::exhausted_here(io) {
+                    Self::Local
+                } else {
+                    Self::Io(io.kind())
+                };
             }
             source = cause.source();
         }

@@ -6,3 +6,48 @@
 pub mod http;
 pub mod mqtt;
 pub mod source;
+
+use std::io;
+
+use rustix::io::Errno;
+
+/// Whether a socket failed for want of this machine's resources rather than because of the
+/// server: no open file left (the per-process limit is the usual harness limit), no local port
+/// or address to connect from, no memory. A load tester that counted these as refusals would
+/// blame the backend for its own limits.
+pub fn exhausted_here(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse | io::ErrorKind::OutOfMemory
+    ) || error
+        .raw_os_error()
+        // EMFILE: this process may open no more files; ENFILE: the whole machine.
+        .is_some_and(|code| code == Errno::MFILE.raw_os_error() || code == Errno::NFILE.raw_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_machines_shortages_count_as_local() {
+        let local = [
+            io::Error::from_raw_os_error(Errno::MFILE.raw_os_error()),
+            io::Error::from_raw_os_error(Errno::NFILE.raw_os_error()),
+            io::Error::from(io::ErrorKind::AddrNotAvailable),
+            io::Error::from(io::ErrorKind::AddrInUse),
+        ];
+        for error in &local {
+            assert!(exhausted_here(error), "{error}");
+        }
+        let remote = [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::UnexpectedEof,
+        ];
+        for kind in remote {
+            assert!(!exhausted_here(&io::Error::from(kind)), "{kind}");
+        }
+    }
+}

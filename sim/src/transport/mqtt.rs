@@ -26,6 +26,9 @@ pub enum TransportError {
     /// The socket failed (refused, reset, timed out, no address).
     #[error("socket: {0}")]
     Io(io::ErrorKind),
+    /// This machine had no file, local port or memory left for the socket.
+    #[error("out of open files, local ports or memory on this machine")]
+    Local,
     /// The server answered CONNECT with a refusal.
     #[error("connect refused: {0:?}")]
     Refused(ConnectReturnCode),
@@ -39,7 +42,11 @@ pub enum TransportError {
 
 impl From<io::Error> for TransportError {
     fn from(error: io::Error) -> Self {
-        Self::Io(error.kind())
+        if super::exhausted_here(&error) {
+            Self::Local
+        } else {
+            Self::Io(error.kind())
+        }
     }
 }
 
