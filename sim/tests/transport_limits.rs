@@ -1,7 +1,8 @@
-//! Sockets this machine cannot open are the harness's limit, not the backend's: with the soft
-//! open-file limit lowered to the files already open, an MQTT connect and an HTTP request fail
-//! as `Local` (counted `errors.local`), not as a refusal, and work again once it is raised.
-//! Its own test binary: the limit is the process's, and no other test may share it.
+//! Sockets this machine cannot open are the harness's limit, not the backend's: with every file
+//! the soft open-file limit allows taken, an MQTT connect and an HTTP request fail as `Local`
+//! (counted `errors.local`), not as a refusal; with the limit back, a connect to a closed port
+//! is an I/O failure again. Its own test binary: the limit is the process's, and no other test
+//! may share it.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -27,8 +28,7 @@ fn set_soft_limit(soft: Option<u64>) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn out_of_files_is_local_not_refused() {
-    // A real listener: connects that get a socket reach it (and then wait for an answer the
-    // test does not need).
+    // A real listener, so that only the missing socket can fail the first connects.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let before = getrlimit(Resource::Nofile).current;
@@ -62,7 +62,7 @@ async fn out_of_files_is_local_not_refused() {
     assert_eq!(mqtt, Some(TransportError::Local));
     assert_eq!(http, Some(HttpError::Local));
 
-    // With room again the socket opens, and the silent listener is what fails it.
+    // With room again the socket opens, and the closed port refuses it.
     drop(listener);
     let refused = MqttConn::connect(addr, None, params).await.err();
     assert!(matches!(refused, Some(TransportError::Io(_))), "{refused:?}");

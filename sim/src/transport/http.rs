@@ -69,13 +69,20 @@ pub enum HttpError {
     Protocol(&'static str),
 }
 
-impl From<io::Error> for HttpError {
-    fn from(error: io::Error) -> Self {
-        if super::exhausted_here(&error) {
+impl HttpError {
+    /// A socket's failure: [`HttpError::Local`] when this machine ran short, else by kind.
+    fn from_io(error: &io::Error) -> Self {
+        if super::exhausted_here(error) {
             Self::Local
         } else {
             Self::Io(error.kind())
         }
+    }
+}
+
+impl From<io::Error> for HttpError {
+    fn from(error: io::Error) -> Self {
+        Self::from_io(&error)
     }
 }
 
@@ -84,11 +91,7 @@ impl From<hyper::Error> for HttpError {
         let mut source = error.source();
         while let Some(cause) = source {
             if let Some(io) = cause.downcast_ref::<io::Error>() {
-                return if super::exhausted_here(io) {
-                    Self::Local
-                } else {
-                    Self::Io(io.kind())
-                };
+                return Self::from_io(io);
             }
             source = cause.source();
         }
