@@ -15,8 +15,12 @@ fn plan_devices(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut group = c.benchmark_group("plan");
     for name in ["quickstart", "provisioning-storm"] {
-        let loaded = scenario::load_scenario(&root.join(format!("scenarios/{name}.toml")), None)
-            .expect("bench input: a scenario of scenarios/");
+        let loaded = scenario::load_scenario(
+            &root.join(format!("scenarios/{name}.toml")),
+            None,
+            &fleetsim::dialect::Registry,
+        )
+        .expect("bench input: a scenario of scenarios/");
         let plan = Plan::new(&loaded);
         // A fleet smaller than DEVICES plans only its own devices.
         let devices = DEVICES.min(plan.devices());

@@ -26,7 +26,15 @@ fn scenario_parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("scenario");
     group.throughput(Throughput::Bytes(text.len() as u64));
     group.bench_function("parse_ota_rollback", |b| {
-        b.iter(|| scenario::parse_scenario(&file, black_box(&text), models_dir.clone(), &models))
+        b.iter(|| {
+            scenario::parse_scenario(
+                &file,
+                black_box(&text),
+                models_dir.clone(),
+                &models,
+                &fleetsim::dialect::Registry,
+            )
+        })
     });
     group.finish();
 }

@@ -32,7 +32,7 @@ fn models() -> &'static ModelSet {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let result = scenario::parse_scenario(Path::new("fuzz.toml"), text, PathBuf::from("device-models"), models());
+        let result = scenario::parse_scenario(Path::new("fuzz.toml"), text, PathBuf::from("device-models"), models(), &fleetsim::dialect::Registry);
         if let Err(error) = result {
             // Formatting the error walks the same span arithmetic users see.
             let _ = error.to_string();

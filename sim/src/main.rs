@@ -274,7 +274,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             models,
         } => {
             let to = out_dir.map(|dir| Location::parse(dir.as_os_str())).transpose()?;
-            let loaded = scenario::load_scenario(&file, models.as_deref())?;
+            let loaded = scenario::load_scenario(&file, models.as_deref(), &fleetsim::dialect::Registry)?;
             let overrides = cli::run::Overrides {
                 devices,
                 duration,
@@ -294,7 +294,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             format,
             models,
         } => {
-            let loaded = scenario::load_scenario(&file, models.as_deref())?;
+            let loaded = scenario::load_scenario(&file, models.as_deref(), &fleetsim::dialect::Registry)?;
             let range = devices.map_or(0..u64::MAX, |d| d.0);
             let format = match format {
                 FormatArg::Table => PlanFormat::Table,

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use fleetsim::dialect::Registry;
 use fleetsim::scenario::{self, LoadError};
 
 fn fixtures() -> PathBuf {
@@ -20,7 +21,7 @@ fn error_of(name: &str) -> String {
     } else {
         let models_dir = fixtures().join("device-models");
         let models = scenario::load_models(&models_dir).expect("fixture models load");
-        scenario::parse_scenario(display, &text, models_dir, &models).map(|_| ())
+        scenario::parse_scenario(display, &text, models_dir, &models, &Registry).map(|_| ())
     };
     match result {
         Ok(()) => panic!("{name} should be rejected"),
@@ -61,6 +62,16 @@ bad_file!(
     "bad/histogram-without-stat.toml:28:23: gates.\"provision.latency\": provision.latency is a histogram; name a statistic, e.g. provision.latency.p99 (one of p50, p90, p99, p99.9, p99.99, min, max, mean, count)"
 );
 
+bad_file!(
+    foreign_key,
+    "bad/foreign-key.toml",
+    "bad/foreign-key.toml:10:10: backend.tenant: only a backend of kind \"hawkbit\" takes this key"
+);
+bad_file!(
+    kind_not_run,
+    "bad/kind-not-run.toml",
+    "bad/kind-not-run.toml:8:8: backend.kind: backend kind \"lwm2m\" does not run yet; expected one of \"embedded\", \"mqtt\", \"hawkbit\""
+);
 bad_file!(
     missing_action,
     "bad/missing-action.toml",
@@ -222,7 +233,7 @@ fn the_good_fixture_is_valid() {
     let models_dir = fixtures().join("device-models");
     let models = scenario::load_models(&models_dir).expect("fixture models load");
     let text = std::fs::read_to_string(fixtures().join("good.toml")).expect("fixture exists");
-    let loaded = scenario::parse_scenario(Path::new("good.toml"), &text, models_dir, &models);
+    let loaded = scenario::parse_scenario(Path::new("good.toml"), &text, models_dir, &models, &Registry);
     assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
 
@@ -240,8 +251,12 @@ fn every_bad_fixture_has_a_test() {
 
 #[test]
 fn a_missing_models_folder_names_the_folder_and_the_fix() {
-    let err = scenario::load_scenario(&fixtures().join("good.toml"), Some(Path::new("/nonexistent/models")))
-        .expect_err("no such folder");
+    let err = scenario::load_scenario(
+        &fixtures().join("good.toml"),
+        Some(Path::new("/nonexistent/models")),
+        &Registry,
+    )
+    .expect_err("no such folder");
     assert!(matches!(err, LoadError::ModelsDir { .. }));
     let text = err.to_string();
     assert!(

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use fleetsim::dialect::Registry;
 use fleetsim::engine::shard::{ShardOptions, run_shard};
 use fleetsim::metrics::recorder::{Counter, Latency};
 use fleetsim::plan::{Plan, Shard};
@@ -37,7 +38,7 @@ fn repo() -> PathBuf {
 fn load() -> Loaded {
     let models_dir = repo().join("device-models");
     let models = scenario::load_models(&models_dir).expect("shipped models");
-    let scenario = scenario::parse_scenario(Path::new("engine-smoke.toml"), SCENARIO, models_dir, &models)
+    let scenario = scenario::parse_scenario(Path::new("engine-smoke.toml"), SCENARIO, models_dir, &models, &Registry)
         .expect("valid scenario");
     Loaded { scenario, models }
 }

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fleetsim::device::State;
-use fleetsim::dialect::Dialect;
+use fleetsim::dialect::Registry;
+use fleetsim::dialect::embedded::Embedded;
 use fleetsim::engine::shard::{ShardOptions, run_shard};
 use fleetsim::metrics::recorder::Counter;
 use fleetsim::plan::{Plan, Shard};
@@ -52,13 +53,19 @@ duration = "500ms"
 fn load() -> Loaded {
     let model = scenario::parse_model(Path::new("blinky.toml"), BLINKY).expect("valid model");
     let models: ModelSet = [(model.name.clone(), model)].into_iter().collect();
-    let scenario = scenario::parse_scenario(Path::new("shards.toml"), SCENARIO, PathBuf::from("."), &models)
-        .expect("valid scenario");
+    let scenario = scenario::parse_scenario(
+        Path::new("shards.toml"),
+        SCENARIO,
+        PathBuf::from("."),
+        &models,
+        &Registry,
+    )
+    .expect("valid scenario");
     Loaded { scenario, models }
 }
 
 /// Runs the fleet as `count` shards on their own threads; returns each device's states.
-fn lives(dialect: &Dialect, count: u32) -> (BTreeMap<u64, Vec<State>>, u64) {
+fn lives(dialect: &Embedded, count: u32) -> (BTreeMap<u64, Vec<State>>, u64) {
     let loaded = load();
     let plan = Plan::new(&loaded);
     let start = tokio::time::Instant::now();

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use fleetsim::dialect::Registry;
 use fleetsim::model::{ChaCha8Rng, Rng, draw};
 use fleetsim::scenario::{self, ModelSet};
 use rand_chacha::rand_core::SeedableRng;
@@ -112,7 +113,13 @@ fn mutated_scenarios_never_panic() {
             if draw::chance(&mut rng, 0.5) {
                 text = mutate(&text, &mut rng);
             }
-            let result = scenario::parse_scenario(Path::new("m.toml"), &text, repo().join("device-models"), &models);
+            let result = scenario::parse_scenario(
+                Path::new("m.toml"),
+                &text,
+                repo().join("device-models"),
+                &models,
+                &Registry,
+            );
             if let Err(e) = result {
                 rejected += 1;
                 let message = e.to_string();
@@ -154,7 +161,13 @@ fn arbitrary_bytes_never_panic() {
                 }
             })
             .collect();
-        let _ = scenario::parse_scenario(Path::new("r.toml"), &text, repo().join("device-models"), &models);
+        let _ = scenario::parse_scenario(
+            Path::new("r.toml"),
+            &text,
+            repo().join("device-models"),
+            &models,
+            &Registry,
+        );
         let _ = scenario::parse_model(Path::new("r.toml"), &text);
     }
 }

@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
+use fleetsim::dialect::Registry;
 use fleetsim::plan::{Plan, Shard};
 use fleetsim::scenario::{self, Loaded};
 
 fn load(name: &str) -> Loaded {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../scenarios/{name}.toml"));
-    scenario::load_scenario(&file, None).expect("shipped scenario loads")
+    scenario::load_scenario(&file, None, &Registry).expect("shipped scenario loads")
 }
 
 #[test]

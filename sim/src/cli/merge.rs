@@ -57,7 +57,7 @@ fn merge_in(
         Location::Folder(dir) => dir.clone(),
         Location::Url(_) => staged("merged".to_owned())?,
     };
-    let merged = merge_reports(&dirs, &out_dir).map_err(CliError::Usage)?;
+    let merged = merge_reports(&dirs, &out_dir, &crate::dialect::merge_sections).map_err(CliError::Usage)?;
     let into = match to {
         Location::Folder(dir) => format!(" into {}", dir.display()),
         Location::Url(_) => String::new(),

@@ -289,41 +289,13 @@ fn harness_line(harness: &serde_json::Value) -> Option<String> {
     Some(line)
 }
 
-/// Points the scenario at `url`: an `http://` URL is a reference backend's operator API (the
-/// embedded dialect, devices connect where the backend says), an `mqtt://` URL the broker of
-/// an `mqtt` scenario or the gateway of an embedded one whose `api` the scenario names. A
-/// `hawkbit` scenario's server serves DDI and its management API (when the scenario has one)
-/// at the same address.
+/// Points the scenario at `url`, as its dialect takes one (an `http://` URL is a reference
+/// backend's operator API, an `mqtt://` URL a broker, ...).
 fn aim(scenario: &mut crate::scenario::Scenario, url: &str) -> Result<(), CliError> {
-    use crate::scenario::file::BackendKind;
     let backend = &mut scenario.backend;
-    match (url.split_once("://").map(|(scheme, _)| scheme), backend.kind) {
-        (Some("http"), BackendKind::Embedded) => {
-            backend.api = Some(url.to_owned());
-            backend.url = None;
-        }
-        (Some("mqtt"), BackendKind::Mqtt) => backend.url = Some(url.to_owned()),
-        (Some("mqtt"), BackendKind::Embedded) if backend.api.is_some() => backend.url = Some(url.to_owned()),
-        (Some("http"), BackendKind::Hawkbit) => {
-            backend.url = Some(url.to_owned());
-            if backend.api.is_some() {
-                backend.api = Some(url.to_owned());
-            }
-        }
-        _ => {
-            return Err(CliError::Usage(format!(
-                "--backend {url}: a {} scenario takes {}",
-                backend.kind.name(),
-                match backend.kind {
-                    BackendKind::Embedded => "http://IP:PORT, the operator API of a running `fleetsim backend`",
-                    BackendKind::Mqtt => "mqtt://IP:PORT, the broker",
-                    BackendKind::Hawkbit => "http://IP:PORT, the DDI server",
-                    _ => "no --backend yet (this backend kind does not run yet)",
-                }
-            )));
-        }
-    }
-    Ok(())
+    let kind = backend.kind;
+    crate::dialect::aim(backend, url)
+        .map_err(|takes| CliError::Usage(format!("--backend {url}: a {} scenario takes {takes}", kind.name())))
 }
 
 /// Cancels `stop` on Ctrl-C or SIGTERM, from a small runtime on its own thread (the run's

@@ -85,7 +85,7 @@ fn check_file(
                 model_sets.insert(dir.clone(), models);
             }
             let models = model_sets.get(&dir).map_or_else(ModelSet::new, Clone::clone);
-            let s = scenario::parse_scenario(file, &text, dir, &models)?;
+            let s = scenario::parse_scenario(file, &text, dir, &models, &crate::dialect::Registry)?;
             Ok(format!(
                 "scenario \"{}\", {} devices of {}, {}, {}",
                 s.name,

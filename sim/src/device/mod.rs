@@ -13,4 +13,4 @@ pub use core::{BOOT, Ctx, Device, SimTime};
 pub use events::{Action, Actions, CommandKind, Event};
 pub use ota::{OtaReport, OtaStage};
 pub use outage::Outage;
-pub use state::State;
+pub use state::{State, StateCounts};

@@ -66,6 +66,63 @@ impl State {
     pub fn is_final(self) -> bool {
         matches!(self, State::Bricked | State::Decommissioned | State::Dead)
     }
+
+    /// The state's place in [`State::ALL`] (the enum is declared in that order).
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// Devices per lifecycle state: the `devices.<state>` gauges, of one shard, one process or a
+/// whole fleet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts([u64; State::ALL.len()]);
+
+impl StateCounts {
+    /// Counts in [`State::ALL`] order, as a worker's wire line carries them.
+    pub fn from_slots(slots: [u64; State::ALL.len()]) -> Self {
+        Self(slots)
+    }
+
+    /// The counts in [`State::ALL`] order.
+    pub fn slots(&self) -> &[u64; State::ALL.len()] {
+        &self.0
+    }
+
+    /// Devices in `state`.
+    pub fn get(&self, state: State) -> u64 {
+        self.0[state.slot()]
+    }
+
+    /// Counts `n` more devices in `state`.
+    pub fn add(&mut self, state: State, n: u64) {
+        self.0[state.slot()] += n;
+    }
+
+    /// Moves one device from `from` to `to`.
+    pub fn moved(&mut self, from: State, to: State) {
+        self.0[from.slot()] = self.0[from.slot()].saturating_sub(1);
+        self.0[to.slot()] += 1;
+    }
+
+    /// Each state with its count, in [`State::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (State, u64)> + '_ {
+        State::ALL.iter().copied().zip(self.0.iter().copied())
+    }
+
+    /// Devices holding a connection: online, or online again on the old firmware after a
+    /// rollback.
+    pub fn connected(&self) -> u64 {
+        self.get(State::Online) + self.get(State::RolledBack)
+    }
+}
+
+impl std::ops::AddAssign<&StateCounts> for StateCounts {
+    fn add_assign(&mut self, other: &StateCounts) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -77,5 +134,22 @@ mod tests {
     fn states_are_the_gauges_of_the_metric_table() {
         let names: Vec<&str> = State::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(names, DEVICE_STATES);
+        for (k, state) in State::ALL.iter().enumerate() {
+            assert_eq!(state.slot(), k, "{state:?} counts in its own slot");
+        }
+    }
+
+    #[test]
+    fn counts_follow_moves_and_add_up() {
+        let mut shard = StateCounts::default();
+        shard.add(State::Unprovisioned, 3);
+        shard.moved(State::Unprovisioned, State::Online);
+        shard.moved(State::Unprovisioned, State::RolledBack);
+        assert_eq!(shard.get(State::Unprovisioned), 1);
+        assert_eq!(shard.connected(), 2);
+        let mut fleet = StateCounts::from_slots(*shard.slots());
+        fleet += &shard;
+        assert_eq!(fleet.get(State::Online), 2);
+        assert_eq!(fleet.iter().map(|(_, n)| n).sum::<u64>(), 6);
     }
 }

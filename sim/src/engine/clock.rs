@@ -41,9 +41,9 @@ impl RunClock {
         SimTime((real * self.time_scale * 1e6) as u64)
     }
 
-    /// A real-time interval (a server's polling interval) in simulated time.
-    pub fn sim_span(&self, real: Duration) -> Duration {
-        Duration::from_secs_f64(real.as_secs_f64() * self.time_scale)
+    /// Simulated seconds per real second.
+    pub fn time_scale(&self) -> f64 {
+        self.time_scale
     }
 
     /// The real start of the run.

@@ -11,10 +11,10 @@
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
-use super::figures::CampaignView;
-use super::progress::Second;
+use crate::device::StateCounts;
 use crate::metrics::names::{MetricKind, Stat};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
+use crate::report::figures::{CampaignView, Second, recorded_value, time_to_recover};
 use crate::report::gates::{self, Measured};
 use crate::scenario::Gate;
 
@@ -42,8 +42,8 @@ pub struct Frame {
     pub elapsed_s: u64,
     /// Devices this process runs.
     pub devices: u64,
-    /// Devices per lifecycle state, in `State::ALL` order.
-    pub states: [u64; 11],
+    /// Devices per lifecycle state.
+    pub states: StateCounts,
     /// Devices provisioned in the second.
     pub provisions: u64,
     /// Connects completed in the second.
@@ -228,10 +228,7 @@ fn recovery(total: &Snapshot) -> Recovery {
         affected,
         recovered: total.count(Counter::OutageRecovered),
         excused,
-        recovered_99: super::figures::time_to_recover(
-            total.histogram(Latency::Recovery),
-            affected.saturating_sub(excused),
-        ),
+        recovered_99: time_to_recover(total.histogram(Latency::Recovery), affected.saturating_sub(excused)),
     }
 }
 
@@ -240,7 +237,7 @@ fn recovery(total: &Snapshot) -> Recovery {
 /// exposure, lost devices, recovery) are not measured yet.
 struct SoFar<'a> {
     total: &'a Snapshot,
-    states: &'a [u64; 11],
+    states: &'a StateCounts,
 }
 
 impl Measured for SoFar<'_> {
@@ -249,7 +246,7 @@ impl Measured for SoFar<'_> {
         if name.starts_with(Latency::Recovery.name()) {
             return None;
         }
-        super::figures::recorded_value(self.total, self.states, name, stat)
+        recorded_value(self.total, self.states, name, stat)
     }
 }
 

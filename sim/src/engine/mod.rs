@@ -1,28 +1,27 @@
-//! Running a fleet: the clock that maps simulated to real time ([`clock`]), the driver that
-//! runs each device over its transport ([`driver`]), shards of devices on their own threads
-//! ([`shard`]), polling devices' hawkBit exchanges ([`ddi`]), the operator ([`operator`]),
-//! the aggregator ([`progress`]), worker processes ([`workers`]), the process limits a run
-//! needs ([`open_files`]) and `fleetsim run` itself ([`run`]).
+//! Running a fleet, whichever backend it drives: the clock that maps simulated to real time
+//! ([`clock`]), what a shard and its devices hold ([`context`]), the driver that runs each
+//! device ([`driver`]) and performs what it decides through its dialect ([`perform`]), shards
+//! of devices on their own threads ([`shard`]) with sleeping devices in a timer heap
+//! ([`timers`]), the operator ([`operator`]) and the watch on the backend ([`watch`]), the
+//! aggregator ([`progress`]) and the dashboard's frames ([`live`]), worker processes
+//! ([`workers`], [`wire`]), the process limits a run needs ([`open_files`]) and `fleetsim run`
+//! itself ([`run`]).
+//!
+//! The engine names no backend: it asks the dialect through the seam in [`crate::dialect`],
+//! and is instantiated once per dialect.
 
-pub mod campaign_watch;
 pub mod clock;
-pub mod ddi;
-pub mod download;
+pub mod context;
 pub mod driver;
-pub mod figures;
-pub mod link;
 pub mod live;
 pub mod open_files;
 pub mod operator;
-pub mod operator_ddi;
-pub mod operator_log;
 pub mod pause;
 pub mod perform;
 pub mod process_stats;
 pub mod progress;
 pub mod run;
 pub mod shard;
-pub mod target;
 pub mod timers;
 pub mod watch;
 pub mod wire;

@@ -9,8 +9,9 @@ use super::live::Live;
 use super::process_stats::{ProcessStats, cpu_time, rss_bytes};
 use super::shard::{TICK, Tick};
 use super::wire;
-use crate::device::State;
+use crate::device::{State, StateCounts};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
+use crate::report::figures::Second;
 use crate::report::hlog::HistogramLog;
 
 /// Where the aggregator writes.
@@ -31,38 +32,9 @@ pub struct Aggregate {
     /// Every tick merged.
     pub total: Snapshot,
     /// Devices per state at the last tick.
-    pub states: [u64; 11],
+    pub states: StateCounts,
     /// One row a second: what the harness and its devices were doing.
     pub seconds: Vec<Second>,
-}
-
-/// One second of a run, as the aggregator saw it at the second's end.
-#[derive(Debug, Clone, Default)]
-pub struct Second {
-    /// Devices per lifecycle state, in `State::ALL` order.
-    pub states: [u64; 11],
-    /// Devices connected (online or rolled back).
-    pub connected: u64,
-    /// Devices asleep between reports (duty-cycled), holding no task and no socket.
-    pub sleeping: u64,
-    /// Device tasks alive: devices awake.
-    pub tasks: u64,
-    /// Devices provisioned in the second.
-    pub provisions: u64,
-    /// Connects completed in the second.
-    pub connects: u64,
-    /// Messages published in the second.
-    pub published: u64,
-    /// Messages received in the second.
-    pub received: u64,
-    /// Errors of every kind in the second.
-    pub errors: u64,
-    /// p50 and p99 of each latency recorded in the second, in `Latency::ALL` order.
-    pub latencies: Vec<[Option<Duration>; 2]>,
-    /// The harness's resident memory, bytes (0 where unknown).
-    pub rss_bytes: u64,
-    /// CPU time the harness has used since it started.
-    pub cpu: Duration,
 }
 
 /// Merges shard ticks until every shard has stopped, printing one progress line a second and
@@ -86,7 +58,7 @@ pub fn aggregate(
     let mut processes: Vec<Option<ProcessStats>> = vec![None; shards as usize];
     let mut seconds = Vec::new();
     let mut total = Snapshot::default();
-    let mut states = vec![[0u64; 11]; shards as usize];
+    let mut states = vec![StateCounts::default(); shards as usize];
     let mut tasks = vec![0u64; shards as usize];
     let mut second = Snapshot::default();
     let mut seen = 0u32;
@@ -113,8 +85,8 @@ pub fn aggregate(
             let now = summed(&states);
             seconds.push(Second {
                 states: now,
-                connected: now[state_index(State::Online)] + now[state_index(State::RolledBack)],
-                sleeping: now[state_index(State::Sleeping)],
+                connected: now.connected(),
+                sleeping: now.get(State::Sleeping),
                 tasks: tasks.iter().sum(),
                 provisions: second.count(Counter::Provisioned),
                 connects: second.count(Counter::Connected),
@@ -187,16 +159,10 @@ pub fn aggregate(
     }
 }
 
-fn state_index(state: State) -> usize {
-    State::ALL.iter().position(|s| *s == state).unwrap_or(0)
-}
-
-fn summed(states: &[[u64; 11]]) -> [u64; 11] {
-    let mut sum = [0u64; 11];
+fn summed(states: &[StateCounts]) -> StateCounts {
+    let mut sum = StateCounts::default();
     for shard in states {
-        for (total, n) in sum.iter_mut().zip(shard) {
-            *total += n;
-        }
+        sum += shard;
     }
     sum
 }
@@ -206,11 +172,11 @@ fn ms(value: Option<Duration>) -> String {
 }
 
 /// `[12s] online 1834/2000 provisioning 12 offline 4 | prov 210/s conn 200/s pub 3120/s | connect p50 1.2ms p99 8.0ms | ...`
-pub fn progress_line(elapsed: u64, devices: u64, states: &[u64; 11], second: &Snapshot) -> String {
+pub fn progress_line(elapsed: u64, devices: u64, states: &StateCounts, second: &Snapshot) -> String {
     let mut line = format!("[{elapsed}s]");
-    for (state, count) in State::ALL.iter().zip(states) {
-        if *count > 0 {
-            let shown = if *state == State::Online {
+    for (state, count) in states.iter() {
+        if count > 0 {
+            let shown = if state == State::Online {
                 format!(" online {count}/{devices}")
             } else {
                 format!(" {} {count}", state.name())
@@ -226,7 +192,7 @@ pub fn progress_line(elapsed: u64, devices: u64, states: &[u64; 11], second: &Sn
     ));
     let polls = second.count(Counter::Polls);
     if polls > 0 {
-        // Polling devices (hawkBit) report by polling, not publishing.
+        // Polling devices report by polling, not publishing.
         line.push_str(&format!(" poll {polls}/s"));
     }
     for latency in Latency::ALL {

@@ -1,12 +1,14 @@
-//! A whole run: start or find the backend ([`super::target`]), run the fleet as one shard
-//! per core (each on its own thread) while the operator plays the phases on another,
-//! aggregate the shards' figures once a second into a progress line, read the backend's own
-//! view at the end, and write the report folder: `summary.json`, `histograms.hlog`,
-//! `timeseries.csv`, `junit.xml` and `report.html`.
+//! A whole run: start or find the backend (its dialect's [`Dialect::start`]), run the fleet as
+//! one shard per core (each on its own thread) while the operator plays the phases on
+//! another, aggregate the shards' figures once a second into a progress line, read the
+//! backend's own view at the end, and write the report folder: `summary.json`,
+//! `histograms.hlog`, `timeseries.csv`, `junit.xml` and `report.html`.
 //!
-//! A scenario this version cannot run (another dialect, operator phases against a plain
-//! broker) is refused up front with a message naming what is missing, rather than run
-//! without it.
+//! The run is generic over the dialect: [`run`] asks the registry ([`crate::dialect::visit`])
+//! for the scenario's kind once, and everything after is that dialect's instance. A scenario
+//! its backend cannot run (a kind no dialect runs yet, operator phases against a plain
+//! broker) is refused up front with a message naming what is missing, rather than run without
+//! it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,25 +20,21 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::campaign_watch::watch_campaigns;
-use super::figures::{CampaignView, Figures};
 use super::live::{Live, Update};
+use super::open_files::OpenFiles;
 use super::operator::{Operator, OperatorReport};
-use super::operator_log::OperatorLog;
 use super::process_stats::{machine_facts, rss_bytes};
 use super::progress::{Aggregate, Outputs, aggregate};
 use super::shard::{ShardOptions, TICK_QUEUE, Tick, run_shard};
-use super::target::Target;
-use super::watch::watch;
+use super::watch::{watch, watch_campaigns};
+use crate::dialect::{self, Dialect, OperatorLog, StartError, Started, ViewCx, Visit};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
 use crate::plan::{Plan, Shard};
+use crate::report::figures::Figures;
 use crate::report::gates::{self, Verdict};
 use crate::report::hlog::HistogramLog;
 use crate::report::{html, junit, timeseries};
 use crate::scenario::Loaded;
-use crate::scenario::file::BackendKind;
-use crate::scenario::typed::Action;
-use crate::transport::http::{Method, request_json};
 
 /// Operator event lines waiting for the aggregator to print them.
 const EVENT_QUEUE: usize = 256;
@@ -47,15 +45,21 @@ pub enum RunError {
     /// The scenario asks for something this version does not run yet.
     #[error("{0}")]
     Unsupported(String),
-    /// The embedded backend could not start.
-    #[error("embedded backend: {0}")]
+    /// The backend could not start, be reached or logged in to, or a secret is missing.
+    #[error("{0}")]
     Backend(String),
-    /// A third-party backend could not be reached or logged in to, or a secret is missing.
-    #[error("backend: {0}")]
-    Target(String),
     /// Writing the summary or the progress failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<StartError> for RunError {
+    fn from(error: StartError) -> Self {
+        match error {
+            StartError::Unsupported(why) => Self::Unsupported(why),
+            StartError::Backend(why) => Self::Backend(why),
+        }
+    }
 }
 
 /// Where a run writes, and how it reports progress.
@@ -101,16 +105,59 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     let out = options.out.clone().unwrap_or_else(|| default_out(&scenario.name));
     std::fs::create_dir_all(&out)?;
     let open_files = super::open_files::raise();
-    let target = Target::start(scenario, &out)?;
-    let fleet_shard = options.shard;
-    if fleet_shard.count > 1 && target.in_process() {
-        target.stop();
-        return Err(RunError::Unsupported(format!(
-            "--shard {}/{}: the shards of one run must share a backend; start one \
-             (`fleetsim backend`) and give every shard --backend http://...",
-            fleet_shard.index, fleet_shard.count
-        )));
+    let fleet = Fleet {
+        loaded,
+        options,
+        progress,
+        out,
+        open_files,
+    };
+    let kind = scenario.backend.kind;
+    dialect::visit(kind, fleet).unwrap_or_else(|| Err(RunError::Unsupported(dialect::not_running(kind))))
+}
+
+/// A run about to start, waiting for its dialect.
+struct Fleet<'a> {
+    loaded: &'a Loaded,
+    options: &'a RunOptions,
+    progress: &'a mut dyn Write,
+    out: PathBuf,
+    open_files: OpenFiles,
+}
+
+impl Visit for Fleet<'_> {
+    type Output = Result<RunOutcome, RunError>;
+
+    fn visit<D: Dialect>(self) -> Self::Output {
+        run_with::<D>(self)
     }
+}
+
+/// Runs the fleet against dialect `D`'s backend.
+fn run_with<D: Dialect>(fleet: Fleet<'_>) -> Result<RunOutcome, RunError> {
+    let Fleet {
+        loaded,
+        options,
+        progress,
+        out,
+        open_files,
+    } = fleet;
+    let scenario = &loaded.scenario;
+    let Started { dialect, hosted } = D::start(scenario, &out)?;
+    let fleet_shard = options.shard;
+    let hosted = match hosted {
+        Some(hosted) if fleet_shard.count > 1 => {
+            let message = format!(
+                "--shard {}/{}: the shards of one run must share a backend; run one in its own \
+                 process ({}) and give every shard its URL",
+                fleet_shard.index, fleet_shard.count, hosted.own_process
+            );
+            hosted.stop();
+            return Err(RunError::Unsupported(message));
+        }
+        hosted => hosted,
+    };
+    let backend_in_process = hosted.is_some();
     let devices = devices_in(loaded, fleet_shard);
     let mut hlog = match HistogramLog::create(&out.join("histograms.hlog"), std::time::SystemTime::now()) {
         Ok(log) => Some(log),
@@ -120,12 +167,11 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         }
     };
     // A backend in this process holds the other end of every device's connection.
-    let sockets_per_device = if target.in_process() { 2 } else { 1 };
+    let sockets_per_device = if backend_in_process { 2 } else { 1 };
     if let Some(message) = open_files.shortfall(always_connected(loaded).saturating_mul(sockets_per_device)) {
-        let standalone = if target.in_process() {
-            ", or run the backend in its own process (`fleetsim backend`, then --backend http://...)"
-        } else {
-            ""
+        let standalone = match &hosted {
+            Some(hosted) => format!(", or run the backend in its own process ({})", hosted.own_process),
+            None => String::new(),
         };
         writeln!(progress, "warning: {message}{standalone}")?;
     }
@@ -138,11 +184,10 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     // A phase a second at most, in practice a handful a run.
     let (events_tx, events_rx) = mpsc::sync_channel::<String>(EVENT_QUEUE);
     // One operator per run: shard 0's.
-    let operator = target.api.filter(|_| fleet_shard.index == 0).map(|api| Operator {
-        api,
+    let operator = (fleet_shard.index == 0 && dialect.operates()).then(|| Operator {
+        dialect: dialect.clone(),
         log: Arc::clone(&log),
         events: Some(events_tx),
-        ddi: target.dialect.ddi().and_then(|ddi| ddi.management.clone()),
     });
     let plan = Plan::new(loaded);
     // Cancelled when the devices are done (or on a signal): ends the operator and the watch.
@@ -153,22 +198,10 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             scope.spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 Ok::<_, std::io::Error>(runtime.block_on(async {
-                    // A hawkBit server has no health resource and no campaigns to follow: its
-                    // devices' failed polls show it gone.
-                    let reference = operator.ddi.is_none();
                     let (report, outages, ()) = tokio::join!(
                         operator.play(scenario, start, &run_over),
-                        async {
-                            match reference {
-                                true => watch(operator.api, start, &run_over, operator.events.as_ref()).await,
-                                false => Vec::new(),
-                            }
-                        },
-                        async {
-                            if reference {
-                                watch_campaigns(operator, &run_over, options.live.as_ref()).await;
-                            }
-                        },
+                        watch(&operator.dialect, start, &run_over, operator.events.as_ref()),
+                        watch_campaigns(&operator.dialect, &operator.log, &run_over, options.live.as_ref()),
                     );
                     (report, outages)
                 }))
@@ -176,7 +209,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         });
         let mut handles = Vec::new();
         for index in 0..shards {
-            let (plan, dialect, stop, tx) = (&plan, target.dialect.clone(), stop.clone(), tx.clone());
+            let (plan, dialect, stop, tx) = (&plan, dialect.clone(), stop.clone(), tx.clone());
             let log = Arc::clone(&log);
             handles.push(scope.spawn(move || {
                 let (ticks_tx, ticks_rx) = mpsc::sync_channel::<Tick>(TICK_QUEUE);
@@ -210,7 +243,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             .clone()
             .map(|tx| Live::new(tx, &scenario.gates, devices, rss_before));
         let outputs = Outputs {
-            progress,
+            progress: &mut *progress,
             hlog: hlog.as_mut(),
             live: live.as_mut(),
             wire: options.worker,
@@ -241,29 +274,26 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         states,
         seconds,
     } = aggregate;
-    let (campaigns, mut backend_active) = match &operator {
-        Some(operator) if operator.ddi.is_none() => backend_view(operator, &report)?,
-        _ => (Vec::new(), None),
+    let groups: Vec<&str> = scenario.fleet.mix.iter().map(|m| m.group.as_str()).collect();
+    let view_cx = ViewCx {
+        groups: &groups,
+        campaigns: &report.campaigns,
+        operated: operator.is_some(),
+        snapshot: &snapshot,
     };
-    let ddi_view = match target.dialect.ddi() {
-        Some(ddi) => {
-            let groups: Vec<&str> = scenario.fleet.mix.iter().map(|m| m.group.as_str()).collect();
-            let mut view = ddi_view(ddi, operator.as_ref().and(ddi.management.as_ref()), &groups)?;
-            view["agreement"] = crate::report::hawkbit::agreement(&view["server"], &|c| snapshot.count(c));
-            if let Some(line) = crate::report::hawkbit::disagreement(&view["agreement"]) {
-                writeln!(progress, "{line}")?;
-            }
-            // The devices the server holds in the run's groups (the view counts only those).
-            backend_active = view["server"]["devices"]["count"].as_u64();
-            Some(view)
-        }
-        None => None,
-    };
+    let view = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(dialect.view(view_cx));
+    for note in &view.notes {
+        writeln!(progress, "{note}")?;
+    }
     if let Some(log) = hlog {
         log.finish()?;
     }
-    let backend_in_process = target.in_process();
-    target.stop();
+    if let Some(hosted) = hosted {
+        hosted.stop();
+    }
     let window = scenario
         .fleet
         .arrival
@@ -271,6 +301,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
         .as_secs_f64()
         .max(1e-3);
     let provisioned = snapshot.count(Counter::Provisioned);
+    let backend_active = view.devices_active;
     let figures = Figures {
         provision_rate: provisioned as f64 / window,
         // One shard's devices against the whole backend's count says nothing: lost devices are
@@ -279,7 +310,7 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
             .filter(|_| fleet_shard.count == 1)
             .map(|active| provisioned.saturating_sub(report.decommissioned).saturating_sub(active)),
         states,
-        campaigns,
+        campaigns: view.campaigns,
         first_failure_ms: log.first_failure_ms(),
         backend_outages: outages,
         seconds,
@@ -305,26 +336,10 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     if summary["harness"].is_object() {
         summary["harness"]["backend_in_process"] = json!(backend_in_process);
     }
-    if let Some(view) = ddi_view {
-        summary["hawkbit"] = view;
+    if let Some(section) = view.section {
+        summary[D::KIND.name()] = section;
     }
-    // Serializing a tree of JSON values cannot fail.
-    std::fs::write(
-        out.join("summary.json"),
-        serde_json::to_string_pretty(&summary).unwrap_or_default(),
-    )?;
-    let series = timeseries::render(&figures.seconds);
-    std::fs::write(out.join("timeseries.csv"), &series)?;
-    let histograms = Latency::ALL
-        .iter()
-        .filter_map(|l| Some((l.name().to_owned(), figures.snapshot.histogram(*l)?.clone())))
-        .collect();
-    std::fs::write(out.join("report.html"), html::render(&summary, &series, &histograms))?;
-    let elapsed_s = summary["elapsed_s"].as_f64().unwrap_or(0.0);
-    std::fs::write(
-        out.join("junit.xml"),
-        junit::render(&scenario.name, &verdicts, completed, elapsed_s),
-    )?;
+    write_report(&out, scenario.name.as_str(), &summary, &figures, &verdicts, completed)?;
     Ok(RunOutcome {
         out,
         summary,
@@ -333,106 +348,40 @@ pub fn run(loaded: &Loaded, options: &RunOptions, progress: &mut dyn Write) -> R
     })
 }
 
-/// The backend's view at the end: its campaigns, and the devices it holds as active.
-fn backend_view(operator: &Operator, report: &OperatorReport) -> Result<(Vec<CampaignView>, Option<u64>), RunError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(runtime.block_on(async {
-        let mut campaigns = Vec::new();
-        for started in &report.campaigns {
-            if let Ok(answer) = operator.campaign(started.id).await {
-                campaigns.push(CampaignView::from_answer(
-                    started.id,
-                    &started.group,
-                    started.targeted,
-                    &answer,
-                ));
-            }
-        }
-        let active = match request_json(operator.api, Method::GET, "/healthz", None).await {
-            Ok((200, health)) => health["devices_active"].as_u64(),
-            _ => None,
-        };
-        (campaigns, active)
-    }))
-}
-
-/// What a hawkBit run learned about the server: the polling intervals it imposed, how devices
-/// authenticated, and (with its management API) what it recorded.
-fn ddi_view(
-    ddi: &crate::dialect::hawkbit::Hawkbit,
-    management: Option<&crate::dialect::hawkbit::Management>,
-    groups: &[&str],
-) -> Result<Value, RunError> {
-    let imposed = ddi
-        .imposed
-        .range()
-        .map(|(shortest, longest)| json!({ "shortest_s": shortest.as_secs_f64(), "longest_s": longest.as_secs_f64() }));
-    let auth = match ddi.auth {
-        crate::dialect::hawkbit::DdiAuth::TargetToken(_) => "target-token",
-        crate::dialect::hawkbit::DdiAuth::GatewayToken(_) => "gateway-token",
-        crate::dialect::hawkbit::DdiAuth::None => "none",
-    };
-    let server = match management {
-        Some(management) => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            match runtime.block_on(super::operator_ddi::server_view_patiently(management, groups)) {
-                Ok(view) => view,
-                Err(e) => json!({ "error": e }),
-            }
-        }
-        None => Value::Null,
-    };
-    Ok(json!({ "tenant": &*ddi.tenant, "device_auth": auth, "poll_interval": imposed, "server": server }))
-}
-
-/// Refuses what this version does not run yet, naming it.
-pub fn refuse_unsupported(loaded: &Loaded) -> Result<(), RunError> {
-    let scenario = &loaded.scenario;
-    match scenario.backend.kind {
-        BackendKind::Embedded => {}
-        BackendKind::Mqtt => {
-            // A broker has no operator API: only phases devices live by themselves run.
-            if let Some(phase) = scenario
-                .phases
-                .iter()
-                .find(|p| !matches!(p.action, Action::Outage { .. }))
-            {
-                return Err(RunError::Unsupported(format!(
-                    "{}: phase \"{}\" at {} needs an operator API, and an MQTT broker has none; \
-                     against a broker only \"outage\" phases run",
-                    scenario.file.display(),
-                    phase.action.name(),
-                    crate::scenario::units::DisplayDuration(phase.at)
-                )));
-            }
-        }
-        BackendKind::Hawkbit => {
-            // DDI has no config push and no commands. Rollouts and retiring devices need the
-            // management API.
-            let has_api = scenario.backend.api.is_some();
-            if let Some(phase) = scenario.phases.iter().find(|p| match p.action {
-                Action::Outage { .. } => false,
-                Action::Ota(_) | Action::Decommission { .. } => !has_api,
-                _ => true,
-            }) {
-                return Err(RunError::Unsupported(format!(
-                    "{}: phase \"{}\" at {}: against a hawkBit server fleetsim runs \"ota\" and \"decommission\" \
-                     phases (with backend.api set) and \"outage\" phases; DDI has no config push or commands",
-                    scenario.file.display(),
-                    phase.action.name(),
-                    crate::scenario::units::DisplayDuration(phase.at)
-                )));
-            }
-        }
-        kind => {
-            return Err(RunError::Unsupported(format!(
-                "{}: fleetsim run drives the embedded reference backend, MQTT brokers and hawkBit servers so far; backend kind \"{}\" is not run yet",
-                scenario.file.display(),
-                kind.name(),
-            )));
-        }
-    }
+/// Writes the report folder's files: `summary.json`, `timeseries.csv`, `report.html` and
+/// `junit.xml` (`histograms.hlog` is written as the run goes).
+fn write_report(
+    out: &Path,
+    name: &str,
+    summary: &Value,
+    figures: &Figures,
+    verdicts: &[Verdict],
+    completed: bool,
+) -> Result<(), RunError> {
+    // Serializing a tree of JSON values cannot fail.
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(summary).unwrap_or_default(),
+    )?;
+    let series = timeseries::render(&figures.seconds);
+    std::fs::write(out.join("timeseries.csv"), &series)?;
+    let histograms = Latency::ALL
+        .iter()
+        .filter_map(|l| Some((l.name().to_owned(), figures.snapshot.histogram(*l)?.clone())))
+        .collect();
+    std::fs::write(out.join("report.html"), html::render(summary, &series, &histograms))?;
+    let elapsed_s = summary["elapsed_s"].as_f64().unwrap_or(0.0);
+    std::fs::write(
+        out.join("junit.xml"),
+        junit::render(name, verdicts, completed, elapsed_s),
+    )?;
     Ok(())
+}
+
+/// Refuses what this version does not run, naming it: a kind no dialect runs, a phase its
+/// backend cannot play.
+pub fn refuse_unsupported(loaded: &Loaded) -> Result<(), RunError> {
+    dialect::refuse(&loaded.scenario).map_err(RunError::Unsupported)
 }
 
 /// The fleet's devices that hold a connection for the whole run: duty-cycled ones hold one only

@@ -6,7 +6,6 @@
 //! A device costs a task only from its arrival: the shard keeps the planned arrivals as a
 //! sorted list of (time, index) and spawns each device's task when its time comes.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -16,14 +15,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::RunClock;
-use super::driver::{Life, Member, ShardCtx, Sleeper, Transition, wake};
-use super::operator_log::OperatorLog;
+use super::context::{Life, Member, ShardCtx, Sleeper, Transition};
+use super::driver::wake;
 use super::pause::ArrivalPause;
 use super::process_stats::ProcessStats;
-use super::timers::Timers;
-use crate::device::{Event, Outage, State};
-use crate::dialect::Dialect;
-use crate::metrics::recorder::{Recorder, Snapshot};
+use crate::device::{Event, Outage, StateCounts};
+use crate::dialect::{Dialect, OperatorLog, Shared};
+use crate::metrics::recorder::Snapshot;
 use crate::model::{Image, StreamId};
 use crate::plan::{Plan, Shard};
 use crate::scenario::Scenario;
@@ -41,8 +39,8 @@ pub const TICK_QUEUE: usize = 60;
 pub struct Tick {
     /// Latencies and counts recorded during the interval.
     pub snapshot: Snapshot,
-    /// Devices per lifecycle state, in `State::ALL` order.
-    pub states: [u64; 11],
+    /// Devices per lifecycle state.
+    pub states: StateCounts,
     /// Device tasks alive now (sleeping devices hold none).
     pub tasks: u64,
     /// The memory and CPU of the process the tick comes from, when that is not this one (a
@@ -55,7 +53,7 @@ pub struct Tick {
 pub struct ShardResult {
     /// Latencies and counts.
     pub snapshot: Snapshot,
-    /// Devices per lifecycle state at the end.
+    /// Devices per lifecycle state at the end, by state name.
     pub states: BTreeMap<&'static str, u64>,
     /// Every state change, when the options asked for them.
     pub transitions: Vec<Transition>,
@@ -76,10 +74,10 @@ pub struct ShardOptions {
 
 /// Runs the devices of `shard` against `dialect` from `start` for the scenario's duration.
 /// Blocks the calling thread (each shard is a thread).
-pub fn run_shard(
+pub fn run_shard<D: Dialect>(
     plan: &Plan<'_>,
     shard: Shard,
-    dialect: Dialect,
+    dialect: D,
     start: Instant,
     stop: CancellationToken,
     options: ShardOptions,
@@ -95,21 +93,22 @@ pub fn run_shard(
     let scenario = plan.scenario();
     let target = dialect.device_addr().ip();
     let clock = RunClock::new(start, scenario.time_scale);
-    let ctx = Rc::new(ShardCtx {
-        seed: scenario.seed,
+    let shared = Shared {
+        meter: Default::default(),
+        marks: operator,
+        images: images(scenario),
+        time_scale: clock.time_scale(),
+        serial_key: plan.serial_key(),
+    };
+    let sources = SourceAddrs::for_target(scenario.fleet.source_addrs, target);
+    let ctx = Rc::new(ShardCtx::new(
+        scenario.seed,
         clock,
         dialect,
-        sources: SourceAddrs::for_target(scenario.fleet.source_addrs, target),
-        serial_key: plan.serial_key(),
-        images: images(scenario),
-        operator,
-        recorder: RefCell::new(Recorder::default()),
-        states: RefCell::new([0; 11]),
-        transitions: record_transitions.then(|| RefCell::new(Vec::new())),
-        sleepers: RefCell::new(Timers::default()),
-        sleepers_changed: tokio::sync::Notify::new(),
-        tasks: std::cell::Cell::new(0),
-    });
+        shared,
+        sources,
+        record_transitions,
+    ));
     let members: Vec<_> = scenario
         .fleet
         .mix
@@ -170,8 +169,8 @@ pub fn run_shard(
                         let mix = plan.mix_of(index);
                         if let Some(member) = members.get(mix).cloned().flatten() {
                             let arrival = schedule + at;
-                            let life = Life::new(&ctx, &member, index, clock.sim(arrival));
-                            let device = Sleeper { life, credentials: None, member };
+                            let life = Life::new(ctx.seed, &member, index, clock.sim(arrival));
+                            let device: Sleeper<D> = Sleeper { life, kept: None, member };
                             wake(&ctx, device, Event::Arrive, arrival);
                         }
                     }
@@ -183,7 +182,7 @@ pub fn run_shard(
                 _ = second.tick() => {
                     if let Some(ticks) = &ticks {
                         let tick = Tick {
-                            snapshot: ctx.recorder.borrow_mut().take(),
+                            snapshot: ctx.shared.meter.take(),
                             states: *ctx.states.borrow(),
                             tasks: ctx.tasks.get(),
                             process: None,
@@ -204,12 +203,8 @@ pub fn run_shard(
         let _runtime = runtime.enter();
         drop(local);
     }
-    let snapshot = ctx.recorder.borrow_mut().take();
-    let states = State::ALL
-        .iter()
-        .zip(ctx.states.borrow().iter())
-        .map(|(s, n)| (s.name(), *n))
-        .collect();
+    let snapshot = ctx.shared.meter.take();
+    let states = ctx.states.borrow().iter().map(|(s, n)| (s.name(), n)).collect();
     let transitions = ctx.transitions.as_ref().map(|t| t.take()).unwrap_or_default();
     Ok(ShardResult {
         snapshot,

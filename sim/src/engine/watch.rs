@@ -1,42 +1,39 @@
-//! Watching the backend: a run against a backend with an operator API asks its `/healthz`
-//! twice a second, so a backend that vanishes mid-run (a crash, a restart, a network cut) is
-//! recorded as an event with its times, and the run can say how long the fleet took to come
-//! back once the backend did.
+//! Watching the backend while the run goes on, through the dialect's operator side: its
+//! health check twice a second, so a backend that vanishes mid-run (a crash, a restart, a
+//! network cut) is recorded as an event with its times, and the run can say how long the fleet
+//! took to come back once the backend did; and, when a dashboard watches, the campaigns the
+//! operator started, once a second (the report reads them once, at the end).
 
-use std::net::SocketAddr;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
+use super::live::Update;
+use crate::dialect::{Dialect, OperatorLog};
+use crate::report::figures::BackendOutage;
 use crate::scenario::units::DisplayDuration;
-use crate::transport::http::{Method, request_json};
 
-/// How often the backend is asked.
+/// How often the backend's health is asked.
 const PERIOD: Duration = Duration::from_millis(500);
-/// An answer slower than this counts as none.
+/// How often the campaigns are asked for.
+const CAMPAIGN_PERIOD: Duration = Duration::from_secs(1);
+/// An answer slower than this counts as none (a campaign view: skipped until the next turn).
 const PATIENCE: Duration = Duration::from_secs(1);
 
-/// A stretch of time the backend did not answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackendOutage {
-    /// When the first unanswered check was sent, from the start of the run.
-    pub down_at: Duration,
-    /// When it answered again (`None`: not before the run ended).
-    pub up_at: Option<Duration>,
-    /// Why the first check failed.
-    pub why: String,
-}
-
-/// Checks `api` from `start` until `stop`, saying when it goes away and comes back.
-pub async fn watch(
-    api: SocketAddr,
+/// Checks the backend's health from `start` until `stop`, saying when it goes away and comes
+/// back; returns at once for a backend that has no health check.
+pub async fn watch<D: Dialect>(
+    dialect: &D,
     start: Instant,
     stop: &CancellationToken,
     events: Option<&SyncSender<String>>,
 ) -> Vec<BackendOutage> {
     let mut outages: Vec<BackendOutage> = Vec::new();
+    if !dialect.watched() {
+        return outages;
+    }
     let mut next = Instant::now();
     loop {
         tokio::select! {
@@ -46,10 +43,8 @@ pub async fn watch(
         let asked = Instant::now();
         next = asked + PERIOD;
         let since_start = asked.saturating_duration_since(start);
-        let answer = match timeout(PATIENCE, request_json(api, Method::GET, "/healthz", None)).await {
-            Ok(Ok((200, _))) => Ok(()),
-            Ok(Ok((status, _))) => Err(format!("/healthz answered {status}")),
-            Ok(Err(e)) => Err(e.to_string()),
+        let answer = match timeout(PATIENCE, dialect.health()).await {
+            Ok(answer) => answer,
             Err(_) => Err(format!("no answer within {}", DisplayDuration(PATIENCE))),
         };
         let down = outages.last().is_some_and(|o| o.up_at.is_none());
@@ -78,6 +73,34 @@ pub async fn watch(
             // Bounded queue; a line that finds it full is dropped, never waited for.
             let _ = events.try_send(line);
         }
+    }
+}
+
+/// Offers the started campaigns, as the backend reports them, on `live` every
+/// [`CAMPAIGN_PERIOD`] until `stop`; returns at once without a dashboard.
+pub async fn watch_campaigns<D: Dialect>(
+    dialect: &D,
+    log: &OperatorLog,
+    stop: &CancellationToken,
+    live: Option<&SyncSender<Update>>,
+) {
+    let Some(live) = live else { return };
+    let mut next = Instant::now() + CAMPAIGN_PERIOD;
+    loop {
+        tokio::select! {
+            () = sleep_until(next) => {}
+            () = stop.cancelled() => return,
+        }
+        next += CAMPAIGN_PERIOD;
+        let started = log.campaigns();
+        if started.is_empty() {
+            continue;
+        }
+        let Ok(views) = timeout(PATIENCE * started.len() as u32, dialect.campaigns(&started)).await else {
+            continue;
+        };
+        // Bounded queue; an update that finds it full is dropped, the next one says more.
+        let _ = live.try_send(Update::Campaigns(views));
     }
 }
 

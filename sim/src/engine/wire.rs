@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::process_stats::ProcessStats;
 use super::shard::Tick;
+use crate::device::{State, StateCounts};
 use crate::metrics::recorder::{Latency, Snapshot};
 
 /// A line from a worker.
@@ -42,7 +43,7 @@ pub fn tick_line(tick: &Tick, process: ProcessStats) -> String {
         })
         .collect();
     let body = json!({
-        "states": tick.states,
+        "states": tick.states.slots(),
         "tasks": tick.tasks,
         "rss": process.rss_bytes,
         "cpu_s": process.cpu.as_secs_f64(),
@@ -69,8 +70,8 @@ pub fn parse(line: &str) -> Line {
 }
 
 fn tick(body: &Value) -> Option<Tick> {
-    let mut states = [0u64; 11];
-    for (slot, value) in states.iter_mut().zip(body["states"].as_array()?) {
+    let mut slots = [0u64; State::ALL.len()];
+    for (slot, value) in slots.iter_mut().zip(body["states"].as_array()?) {
         *slot = value.as_u64()?;
     }
     let counters: Vec<u64> = body["counters"]
@@ -87,7 +88,7 @@ fn tick(body: &Value) -> Option<Tick> {
     }
     Some(Tick {
         snapshot: Snapshot::from_parts(&counters, histograms),
-        states,
+        states: StateCounts::from_slots(slots),
         tasks: body["tasks"].as_u64()?,
         process: Some(ProcessStats {
             rss_bytes: body["rss"].as_u64()?,
@@ -110,7 +111,7 @@ mod tests {
         recorder.count(Counter::ALL[1], 17);
         let tick = Tick {
             snapshot: recorder.take(),
-            states: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+            states: StateCounts::from_slots([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
             tasks: 42,
             process: None,
         };

@@ -28,19 +28,20 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::figures::Figures;
 use super::live::Live;
 use super::process_stats::{ProcessStats, rss_bytes};
 use super::progress::{Outputs, aggregate};
 use super::run::{RunError, RunOptions, RunOutcome, default_out, devices_in, refuse_unsupported};
 use super::shard::{TICK, TICK_QUEUE, Tick};
-use super::target::Target;
 use super::wire::{self, Line};
+use crate::device::StateCounts;
+use crate::dialect;
 use crate::metrics::recorder::Snapshot;
 use crate::plan::Shard;
-use crate::report::merge::merge_with;
+use crate::report::figures::Figures;
+use crate::report::merge::merge;
 use crate::scenario::Loaded;
-use crate::scenario::file::{BackendKind, WorkerLoss};
+use crate::scenario::file::WorkerLoss;
 
 /// Event lines waiting for the aggregator (the operator's phases and worker news).
 const EVENT_QUEUE: usize = 256;
@@ -103,12 +104,9 @@ pub fn run_workers(
     let out = options.out.clone().unwrap_or_else(|| default_out(&scenario.name));
     std::fs::create_dir_all(out.join("workers"))?;
     let rss_before = rss_bytes();
-    // A reference backend the scenario does not name runs here, and every worker uses it.
-    let target = match (scenario.backend.kind, &scenario.backend.api) {
-        (BackendKind::Embedded, None) => Some(Target::start(scenario, &out)?),
-        _ => None,
-    };
-    let backend_api = target.as_ref().and_then(|t| t.api);
+    // A backend the scenario does not name but its dialect can start runs here, and every
+    // worker uses it.
+    let hosted = dialect::host(scenario, &out)?;
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for index in 0..count {
@@ -125,8 +123,8 @@ pub fn run_workers(
                 "--out",
             ])
             .arg(&dir);
-        if let Some(api) = backend_api {
-            command.arg("--backend").arg(format!("http://{api}"));
+        if let Some(hosted) = &hosted {
+            command.arg("--backend").arg(&hosted.url);
         }
         let child = command.stdout(Stdio::piped()).stdin(Stdio::null()).spawn();
         match child {
@@ -210,10 +208,7 @@ pub fn run_workers(
         let _ = forward_stop.join();
         (aggregate, ends)
     });
-    let backend_active = target.as_ref().and_then(backend_active);
-    if let Some(target) = target {
-        target.stop();
-    }
+    let backend_active = hosted.and_then(dialect::Hosted::stop);
     for end in ends.iter().filter(|e| !e.reported) {
         writeln!(
             progress,
@@ -246,7 +241,8 @@ pub fn run_workers(
     .harness_json();
     let lost_with_workers: u64 = ends.iter().filter(|e| !e.reported).map(|e| e.devices).sum();
     let stopped = options.stop.is_cancelled();
-    let adjust = |summary: &mut Value| {
+    let adjust = |summary: &mut Value, parts: &[&Value]| {
+        dialect::merge_sections(summary, parts);
         summary["devices"] = json!(scenario.fleet.devices);
         summary["shard"] = json!(format!("{}/{}", options.shard.index, options.shard.count));
         summary["harness"] = harness.clone();
@@ -274,7 +270,7 @@ pub fn run_workers(
             summary["stopped"] = json!({ "reason": reason, "rule": "fleet.on_worker_loss = \"stop\"" });
         }
     };
-    let merged = merge_with(&dirs, &out, &adjust).map_err(RunError::Unsupported)?;
+    let merged = merge(&dirs, &out, &adjust).map_err(RunError::Unsupported)?;
     let completed = merged.summary["completed"] == true;
     Ok(RunOutcome {
         out,
@@ -338,7 +334,7 @@ fn follow(
         let _ = events.send(format!("{news}; {next}"));
         let empty = Tick {
             snapshot: Snapshot::default(),
-            states: [0; 11],
+            states: StateCounts::default(),
             tasks: 0,
             process: Some(ProcessStats::default()),
         };
@@ -363,19 +359,4 @@ fn terminate(pid: i32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
-}
-
-/// The devices the backend holds as active now.
-fn backend_active(target: &Target) -> Option<u64> {
-    let api = target.api?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    runtime.block_on(async {
-        match crate::transport::http::request_json(api, crate::transport::http::Method::GET, "/healthz", None).await {
-            Ok((200, health)) => health["devices_active"].as_u64(),
-            _ => None,
-        }
-    })
 }

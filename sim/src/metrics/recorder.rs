@@ -8,9 +8,11 @@
 //! snapshots exactly ([`Snapshot::merge`]): HDR histograms with equal bounds add without loss,
 //! so percentiles over shards equal percentiles over one recorder fed everything.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use tokio::time::Instant;
 
 /// The smallest latency a histogram resolves, in microseconds.
 const LOWEST_US: u64 = 1;
@@ -309,6 +311,33 @@ impl Recorder {
     /// nothing per message.
     pub fn take(&mut self) -> Snapshot {
         std::mem::take(&mut self.current)
+    }
+}
+
+/// A shard's recorder as its devices share it: a shard runs on one thread, so recording
+/// borrows a `RefCell` and never takes a lock.
+#[derive(Debug, Default)]
+pub struct Meter(RefCell<Recorder>);
+
+impl Meter {
+    /// Records a latency measured from `since`, the operation's intended start.
+    pub fn record(&self, latency: Latency, since: Instant) {
+        self.0.borrow_mut().record(latency, since.elapsed());
+    }
+
+    /// Counts one event.
+    pub fn count(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(&self, counter: Counter, n: u64) {
+        self.0.borrow_mut().count(counter, n);
+    }
+
+    /// Everything recorded since the last call (see [`Recorder::take`]).
+    pub fn take(&self) -> Snapshot {
+        self.0.borrow_mut().take()
     }
 }
 

@@ -15,9 +15,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
+use super::figures::time_to_recover;
 use super::gates::{Measured, Verdict, evaluate};
 use super::hlog::{self, HistogramLog};
-use crate::engine::figures::time_to_recover;
 use crate::metrics::names::{MetricKind, Stat};
 use crate::scenario::gate::parse_gate;
 
@@ -39,14 +39,11 @@ pub struct Merged {
 }
 
 /// Merges the report folders `dirs` into `out` (created if needed): `summary.json`,
-/// `histograms.hlog`, `timeseries.csv`, `junit.xml` and `report.html`.
-pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, String> {
-    merge_with(dirs, out, &|_| {})
-}
-
-/// Merges as [`merge`] does, letting `adjust` amend the merged summary before the gates are
-/// checked and the files written (a `--workers` run adds its workers and their lost devices).
-pub fn merge_with(dirs: &[PathBuf], out: &Path, adjust: &dyn Fn(&mut Value)) -> Result<Merged, String> {
+/// `histograms.hlog`, `timeseries.csv`, `junit.xml` and `report.html`. `amend` changes the
+/// merged summary before the gates are checked and the files written, given the parts'
+/// summaries: the backend's own section merges there (its dialect knows how), and a
+/// `--workers` run adds its workers and their lost devices.
+pub fn merge(dirs: &[PathBuf], out: &Path, amend: &dyn Fn(&mut Value, &[&Value])) -> Result<Merged, String> {
     let parts = dirs.iter().map(|dir| read_part(dir)).collect::<Result<Vec<_>, _>>()?;
     let first = parts
         .first()
@@ -79,7 +76,8 @@ pub fn merge_with(dirs: &[PathBuf], out: &Path, adjust: &dyn Fn(&mut Value)) -> 
     log.finish().map_err(|e| format!("histograms.hlog: {e}"))?;
 
     let mut summary = merged_summary(&parts, &totals);
-    adjust(&mut summary);
+    let summaries: Vec<&Value> = parts.iter().map(|p| &p.summary).collect();
+    amend(&mut summary, &summaries);
     let figures = MergedFigures {
         summary: &summary,
         totals: &totals,
@@ -222,12 +220,6 @@ fn merged_summary(parts: &[Part], totals: &BTreeMap<String, Histogram<u64>>) -> 
     );
     // One harness's memory is not another's: the merged report does not add them up.
     summary["harness"] = Value::Null;
-    let sections: Vec<&Value> = parts.iter().map(|p| &p.summary["hawkbit"]).collect();
-    let merged_counter = |c: crate::metrics::recorder::Counter| count(c.name()) as u64;
-    let hawkbit = super::hawkbit::merged(&sections, &merged_counter);
-    if !hawkbit.is_null() {
-        summary["hawkbit"] = hawkbit;
-    }
     summary
 }
 

@@ -1,12 +1,12 @@
 //! What a run leaves behind in its report folder, one file per format: the gate verdicts
 //! ([`gates`]), `histograms.hlog` ([`hlog`]), `report.html` ([`html`]), `junit.xml`
 //! ([`junit`]) and `timeseries.csv` ([`timeseries`]); comparing two runs ([`compare`]) and
-//! merging several ([`merge`]); a hawkBit run's check of the server against its devices
-//! ([`hawkbit`]). `summary.json` is written by the run (`engine::figures`).
+//! merging several ([`merge`]). What they report is a run's [`figures`], which the engine
+//! fills in; `summary.json` carries them, with each backend's own section (its dialect's).
 
 pub mod compare;
+pub mod figures;
 pub mod gates;
-pub mod hawkbit;
 pub mod hlog;
 pub mod html;
 pub mod junit;

@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
+use super::figures::Second;
 use crate::device::State;
-use crate::engine::progress::Second;
 use crate::metrics::recorder::Latency;
 
 /// The CSV document for `seconds` (row k is the end of second k + 1).
@@ -21,7 +21,7 @@ pub fn render(seconds: &[Second]) -> String {
     out.push('\n');
     for (k, second) in seconds.iter().enumerate() {
         let _ = write!(out, "{}", k + 1);
-        for count in second.states {
+        for (_, count) in second.states.iter() {
             let _ = write!(out, ",{count}");
         }
         let _ = write!(
@@ -55,7 +55,7 @@ mod tests {
             published: 40,
             ..Second::default()
         };
-        second.states[4] = 7;
+        second.states.add(State::Online, 7);
         second.latencies = vec![[None, None]; Latency::ALL.len()];
         second.latencies[2] = [Some(Duration::from_micros(1500)), Some(Duration::from_millis(12))];
         let csv = render(&[Second::default(), second]);

@@ -50,8 +50,9 @@ pub struct ScenarioSection {
     pub models: Option<String>,
 }
 
-/// `[backend]`: which dialect to speak and where.
-#[derive(Debug, Deserialize, JsonSchema)]
+/// `[backend]`: which dialect to speak and where. Besides `kind`, `url`, `api` and
+/// `token_env`, its keys belong to dialects: each dialect checks its own (`dialect::Keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSection {
     /// The dialect: `embedded`, `mqtt`, `hawkbit`, `lwm2m`, `thingsboard` or `aws-iot`.
@@ -93,6 +94,41 @@ pub struct BackendSection {
     /// For the `hawkbit` dialect: the environment variable holding that user's password.
     #[serde(default)]
     pub password_env: Option<String>,
+}
+
+impl BackendSection {
+    /// The section with only `kind` set: the reference backend in process, when a scenario
+    /// has no `[backend]`.
+    pub fn of(kind: BackendKind) -> Self {
+        Self {
+            kind,
+            url: None,
+            cluster: None,
+            api: None,
+            token_env: None,
+            telemetry_topic: None,
+            command_topic: None,
+            tenant: None,
+            device_auth: None,
+            user_env: None,
+            password_env: None,
+        }
+    }
+
+    /// The dialects' keys this section sets, by name.
+    pub fn dialect_keys(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("cluster", self.cluster.is_some()),
+            ("telemetry_topic", self.telemetry_topic.is_some()),
+            ("command_topic", self.command_topic.is_some()),
+            ("tenant", self.tenant.is_some()),
+            ("device_auth", self.device_auth.is_some()),
+            ("user_env", self.user_env.is_some()),
+            ("password_env", self.password_env.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+    }
 }
 
 /// How hawkBit DDI devices authenticate.

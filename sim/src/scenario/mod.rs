@@ -25,6 +25,7 @@ pub use device_model::{DeviceModel, parse_model};
 pub use error::{FileError, KeyPath, LoadError};
 pub use gate::{Comparison, Gate, Threshold};
 pub use typed::{Action, AddrBlock, Arrival, Backend, Campaign, Fleet, MixEntry, ModelSet, Phase, Scenario};
+pub use validate::{BackendKeys, KeyError};
 
 use decode::Source;
 
@@ -67,12 +68,19 @@ pub fn detect_kind(file: &Path, text: &str) -> Result<FileKind, FileError> {
     })
 }
 
-/// Parses and checks scenario text against a set of models. Pure: no file system, so the
-/// fuzzer and tests call it directly.
-pub fn parse_scenario(file: &Path, text: &str, models_dir: PathBuf, models: &ModelSet) -> Result<Scenario, FileError> {
+/// Parses and checks scenario text against a set of models, its `[backend]` keys by `keys`
+/// (the dialects: `crate::dialect::Registry`). Pure: no file system, so the fuzzer and tests
+/// call it directly.
+pub fn parse_scenario(
+    file: &Path,
+    text: &str,
+    models_dir: PathBuf,
+    models: &ModelSet,
+    keys: &dyn BackendKeys,
+) -> Result<Scenario, FileError> {
     let source = Source::parse(file, text)?;
     let raw = source.decode_scenario()?;
-    validate::check_scenario(&source, raw, models_dir, models)
+    validate::check_scenario(&source, raw, models_dir, models, keys)
 }
 
 /// Where a scenario's models live: `override_dir`, else `scenario.models` relative to the
@@ -93,12 +101,12 @@ pub fn models_dir_for(file: &Path, text: &str, override_dir: Option<&Path>) -> R
     Ok(base.join(named))
 }
 
-/// Loads a scenario file and its models folder, checking both.
-pub fn load_scenario(file: &Path, models_override: Option<&Path>) -> Result<Loaded, LoadError> {
+/// Loads a scenario file and its models folder, checking both, the `[backend]` keys by `keys`.
+pub fn load_scenario(file: &Path, models_override: Option<&Path>, keys: &dyn BackendKeys) -> Result<Loaded, LoadError> {
     let text = read(file)?;
     let models_dir = models_dir_for(file, &text, models_override)?;
     let models = load_models(&models_dir)?;
-    let scenario = parse_scenario(file, &text, models_dir, &models)?;
+    let scenario = parse_scenario(file, &text, models_dir, &models, keys)?;
     Ok(Loaded { scenario, models })
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::device_model::DeviceModel;
-use super::file::{BackendKind, WorkerLoss};
+use super::file::WorkerLoss;
 use super::gate::Gate;
 
 /// Device models by name.
@@ -40,39 +40,10 @@ pub struct Scenario {
     pub gates: Vec<Gate>,
 }
 
-/// The backend a scenario drives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backend {
-    /// Which dialect.
-    pub kind: BackendKind,
-    /// Device-side endpoint; `None` starts the embedded backend in-process.
-    pub url: Option<String>,
-    /// For the `mqtt` dialect: the other endpoints of the broker cluster.
-    pub cluster: Vec<String>,
-    /// Operator API base URL.
-    pub api: Option<String>,
-    /// Environment variable holding the credential.
-    pub token_env: Option<String>,
-    /// For the `mqtt` dialect: the telemetry topic template.
-    pub telemetry_topic: Option<String>,
-    /// For the `mqtt` dialect: the topic template devices subscribe to.
-    pub command_topic: Option<String>,
-    /// For the `hawkbit` dialect: its settings.
-    pub ddi: Option<DdiSettings>,
-}
-
-/// A hawkBit DDI backend's settings (secrets are named by environment variable, never held).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DdiSettings {
-    /// The tenant in every DDI path.
-    pub tenant: String,
-    /// How devices authenticate.
-    pub device_auth: crate::scenario::file::DeviceAuth,
-    /// The environment variable holding the management API's user.
-    pub user_env: Option<String>,
-    /// The environment variable holding its password.
-    pub password_env: Option<String>,
-}
+/// The backend a scenario drives: its `[backend]` section as written (no units to parse:
+/// URLs, names of environment variables, topic templates), its keys checked by the kind's
+/// dialect, which reads its own from here.
+pub use super::file::BackendSection as Backend;
 
 /// The devices of a scenario.
 #[derive(Debug, Clone)]

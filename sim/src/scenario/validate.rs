@@ -1,7 +1,8 @@
 //! Scenario files: checks ranges, cross-field rules (shares that sum to one, arrivals that end
 //! before the run does) and cross-file rules (the mix names models that exist and speak the
 //! backend's protocol), and builds the typed [`Scenario`]. Phases are checked in
-//! [`super::check_phase`].
+//! [`super::check_phase`]; the `[backend]` keys by the dialect of its kind, through
+//! [`BackendKeys`], which also refuses a kind no dialect runs yet.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use super::device_model::is_name;
 use super::error::{FileError, KeyPath};
 use super::file::{BackendKind, BackendSection, FleetSection, ScenarioFile};
 use super::gate::{GateError, parse_gate};
-use super::typed::{AddrBlock, Arrival, Backend, DdiSettings, Fleet, MixEntry, ModelSet, Scenario};
+use super::typed::{AddrBlock, Arrival, Backend, Fleet, MixEntry, ModelSet, Scenario};
 use super::units::DisplayDuration;
 
 /// The most devices one scenario may plan: far past what one machine runs, and small enough
@@ -24,12 +25,52 @@ const MAX_RUN: Duration = Duration::from_secs(30 * 86_400);
 /// Shares must sum to one within this (files write decimals).
 const SHARE_TOLERANCE: f64 = 1e-6;
 
-/// Checks a decoded scenario against itself and its models.
+/// Checks the keys of a `[backend]` section beyond their syntax: whether its kind runs, and
+/// the keys each kind takes. The dialects know (`crate::dialect::Registry`); this module
+/// does not, so whoever loads a scenario says who checks.
+pub trait BackendKeys {
+    /// Checks `section`; an error names the key and what is expected.
+    fn check(&self, section: &BackendSection) -> Result<(), KeyError>;
+}
+
+/// A key of `[backend]` and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    /// The key.
+    pub key: &'static str,
+    /// Which item of the key's list, for a list.
+    pub index: Option<usize>,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl KeyError {
+    /// An error in `key`.
+    pub fn new(key: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            key,
+            index: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error in item `index` of list `key`.
+    pub fn at(key: &'static str, index: usize, message: impl Into<String>) -> Self {
+        Self {
+            index: Some(index),
+            ..Self::new(key, message)
+        }
+    }
+}
+
+/// Checks a decoded scenario against itself, its models, and the dialect of its backend
+/// (through `keys`).
 pub fn check_scenario(
     source: &Source<'_>,
     raw: ScenarioFile,
     models_dir: PathBuf,
     models: &ModelSet,
+    keys: &dyn BackendKeys,
 ) -> Result<Scenario, FileError> {
     let err = |keys: &[&str], message: String| source.error(KeyPath::of(keys), message);
 
@@ -64,7 +105,7 @@ pub fn check_scenario(
         ));
     }
 
-    let backend = check_backend(source, raw.backend)?;
+    let backend = check_backend(source, raw.backend, keys)?;
     let fleet = check_fleet(source, raw.fleet, duration, backend.kind, models)?;
     let groups: BTreeSet<&str> = fleet.mix.iter().map(|m| m.group.as_str()).collect();
 
@@ -101,74 +142,23 @@ pub fn check_scenario(
     })
 }
 
-fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Backend, FileError> {
+fn check_backend(
+    source: &Source<'_>,
+    raw: Option<BackendSection>,
+    keys: &dyn BackendKeys,
+) -> Result<Backend, FileError> {
     let Some(raw) = raw else {
-        return Ok(Backend {
-            kind: BackendKind::Embedded,
-            url: None,
-            cluster: Vec::new(),
-            api: None,
-            token_env: None,
-            telemetry_topic: None,
-            command_topic: None,
-            ddi: None,
-        });
+        return Ok(BackendSection::of(BackendKind::Embedded));
     };
     let err = |key: &str, message: String| source.error(KeyPath::of(&["backend", key]), message);
-    let (url_schemes, api_allowed): (&[&str], bool) = match raw.kind {
-        BackendKind::Embedded | BackendKind::Thingsboard => (&["mqtt", "mqtts"], true),
-        BackendKind::Mqtt => (&["mqtt", "mqtts"], false),
-        BackendKind::Hawkbit => (&["http", "https"], true),
-        BackendKind::Lwm2m => (&["coap", "coaps"], true),
-        BackendKind::AwsIot => (&["mqtts"], true),
-    };
-    match (&raw.url, raw.kind) {
-        (None, BackendKind::Embedded) if raw.api.is_some() => {
-            return Err(err(
-                "url",
-                "missing: a standalone embedded backend needs both url and api".to_owned(),
-            ));
-        }
-        (None, BackendKind::Embedded) => {}
-        (None, _) => {
-            return Err(err(
-                "url",
-                format!(
-                    "missing: this backend needs a url like \"{}://127.0.0.1:PORT\"",
-                    url_schemes[0]
-                ),
-            ));
-        }
-        (Some(url), _) => check_url(url, url_schemes).map_err(|m| err("url", m))?,
-    }
-    if let Some(cluster) = &raw.cluster {
-        if raw.kind != BackendKind::Mqtt {
-            return Err(err(
-                "cluster",
-                "only a backend of kind \"mqtt\" takes cluster endpoints".to_owned(),
-            ));
-        }
-        for (k, endpoint) in cluster.iter().enumerate() {
-            check_url(endpoint, url_schemes)
-                .map_err(|m| source.error(KeyPath::of(&["backend", "cluster"]).index(k), m))?;
-        }
-    }
-    match &raw.api {
-        Some(_) if !api_allowed => {
-            return Err(err(
-                "api",
-                "the mqtt backend has no operator API; remove this key".to_owned(),
-            ));
-        }
-        Some(api) => check_url(api, &["http", "https"]).map_err(|m| err("api", m))?,
-        None if raw.kind == BackendKind::Embedded && raw.url.is_some() => {
-            return Err(err(
-                "api",
-                "missing: a standalone embedded backend needs both url and api".to_owned(),
-            ));
-        }
-        None => {}
-    }
+    keys.check(&raw).map_err(|e| {
+        let path = KeyPath::of(&["backend", e.key]);
+        let path = match e.index {
+            Some(index) => path.index(index),
+            None => path,
+        };
+        source.error(path, e.message)
+    })?;
     for (key, var) in [
         ("token_env", &raw.token_env),
         ("user_env", &raw.user_env),
@@ -187,131 +177,7 @@ fn check_backend(source: &Source<'_>, raw: Option<BackendSection>) -> Result<Bac
             ));
         }
     }
-    let ddi = check_ddi(&raw).map_err(|(key, message)| err(key, message))?;
-    for (key, template) in [
-        ("telemetry_topic", &raw.telemetry_topic),
-        ("command_topic", &raw.command_topic),
-    ] {
-        let Some(topic) = template else { continue };
-        if raw.kind != BackendKind::Mqtt {
-            return Err(err(
-                key,
-                "only a backend of kind \"mqtt\" takes a topic template".to_owned(),
-            ));
-        }
-        if let Err(message) = check_topic_template(topic) {
-            return Err(err(key, message));
-        }
-    }
-    Ok(Backend {
-        kind: raw.kind,
-        url: raw.url,
-        cluster: raw.cluster.unwrap_or_default(),
-        api: raw.api,
-        token_env: raw.token_env,
-        telemetry_topic: raw.telemetry_topic,
-        command_topic: raw.command_topic,
-        ddi,
-    })
-}
-
-/// The hawkBit keys: only for `kind = "hawkbit"`, where a token-authenticated fleet needs
-/// `token_env` and an operator API needs its user and password.
-fn check_ddi(raw: &BackendSection) -> Result<Option<DdiSettings>, (&'static str, String)> {
-    use super::file::DeviceAuth;
-    if raw.kind != BackendKind::Hawkbit {
-        for (key, set) in [
-            ("tenant", raw.tenant.is_some()),
-            ("device_auth", raw.device_auth.is_some()),
-            ("user_env", raw.user_env.is_some()),
-            ("password_env", raw.password_env.is_some()),
-        ] {
-            if set {
-                return Err((key, "only a backend of kind \"hawkbit\" takes this key".to_owned()));
-            }
-        }
-        return Ok(None);
-    }
-    let tenant = raw.tenant.clone().unwrap_or_else(|| "DEFAULT".to_owned());
-    if tenant.is_empty()
-        || !tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err((
-            "tenant",
-            format!("expected a tenant name of letters, digits, '-' and '_', found \"{tenant}\""),
-        ));
-    }
-    let device_auth = raw.device_auth.unwrap_or(DeviceAuth::TargetToken);
-    if device_auth != DeviceAuth::None && raw.token_env.is_none() {
-        return Err((
-            "token_env",
-            "missing: hawkBit device tokens need a secret; name the environment variable holding it, \
-             like token_env = \"FLEETSIM_DDI_SECRET\" (or set device_auth = \"none\")"
-                .to_owned(),
-        ));
-    }
-    if raw.api.is_some() && (raw.user_env.is_none() || raw.password_env.is_none()) {
-        let key = if raw.user_env.is_none() {
-            "user_env"
-        } else {
-            "password_env"
-        };
-        return Err((
-            key,
-            "missing: the management API needs a login; name the environment variables holding it, \
-             like user_env = \"FLEETSIM_DDI_USER\" and password_env = \"FLEETSIM_DDI_PASSWORD\""
-                .to_owned(),
-        ));
-    }
-    Ok(Some(DdiSettings {
-        tenant,
-        device_auth,
-        user_env: raw.user_env.clone(),
-        password_env: raw.password_env.clone(),
-    }))
-}
-
-/// The placeholders a topic template may use.
-pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{serial}", "{index}", "{model}", "{group}"];
-
-/// A topic template: no wildcards, no empty levels, known placeholders only.
-fn check_topic_template(topic: &str) -> Result<(), String> {
-    let mut rest = topic.to_owned();
-    for placeholder in TOPIC_PLACEHOLDERS {
-        rest = rest.replace(placeholder, "x");
-    }
-    if topic.is_empty() || rest.contains(['+', '#', '{', '}']) || rest.split('/').any(str::is_empty) {
-        return Err(format!(
-            "expected a topic like \"devices/{{serial}}/telemetry\" (no wildcards or empty levels; placeholders {}), found \"{topic}\"",
-            TOPIC_PLACEHOLDERS.join(", ")
-        ));
-    }
-    Ok(())
-}
-
-/// Checks `scheme://host:port[/path]` with one of `schemes`.
-fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
-    let expected = || {
-        format!(
-            "expected a URL like \"{}://127.0.0.1:PORT\", found \"{url}\"",
-            schemes[0]
-        )
-    };
-    let (scheme, rest) = url.split_once("://").ok_or_else(expected)?;
-    if !schemes.contains(&scheme) {
-        return Err(format!(
-            "expected a URL with scheme {}, found \"{url}\"",
-            schemes.join(" or ")
-        ));
-    }
-    let authority = rest.split('/').next().unwrap_or_default();
-    let (host, port) = authority.rsplit_once(':').ok_or_else(expected)?;
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(expected());
-    }
-    Ok(())
+    Ok(raw)
 }
 
 fn check_fleet(

@@ -1,7 +1,8 @@
-//! A lean MQTT 3.1.1 client connection for virtual devices: one socket and one small buffer,
-//! encoding and decoding with rumqttc's packet types. No event loop, no background task, no
-//! queues: the device's own task writes a packet when its model says so and reads what
-//! arrives, so an idle connected device costs its socket, its buffer and its task.
+//! A lean MQTT 3.1.1 client connection for virtual devices: one byte stream
+//! ([`super::stream`]) and one small buffer, encoding and decoding with rumqttc's packet
+//! types. No event loop, no background task, no queues: the device's own task writes a packet
+//! when its model says so and reads what arrives, so an idle connected device costs its
+//! socket, its buffer and its task.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +11,8 @@ use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe, SubscribeFilter};
 use rumqttc::mqttbytes::{self, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+
+use super::stream::ByteStream;
 
 /// The read buffer a connection starts with: a CONNACK, a SUBACK or a small message.
 const READ_BUFFER_INITIAL: usize = 64;
@@ -66,29 +68,25 @@ pub struct ConnectParams<'a> {
 /// An open MQTT connection.
 #[derive(Debug)]
 pub struct MqttConn {
-    stream: TcpStream,
+    stream: ByteStream,
     buf: BytesMut,
     next_pkid: u16,
 }
 
 impl MqttConn {
-    /// Connects from `source` (port chosen by the system) to `target`, sends CONNECT and
-    /// waits for CONNACK. Returns the connection and the session-present flag.
+    /// Connects from `source` (port chosen by the system) to `target` over TCP, sends
+    /// CONNECT and waits for CONNACK. Returns the connection and the session-present flag.
     pub async fn connect(
         target: SocketAddr,
         source: Option<IpAddr>,
         params: ConnectParams<'_>,
     ) -> Result<(Self, bool), TransportError> {
-        let socket = if target.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        if let Some(source) = source {
-            socket.bind(SocketAddr::new(source, 0))?;
-        }
-        let stream = socket.connect(target).await?;
-        stream.set_nodelay(true)?;
+        let stream = ByteStream::tcp(target, source).await?;
+        Self::open(stream, params).await
+    }
+
+    /// Opens an MQTT session over `stream`: sends CONNECT and waits for CONNACK.
+    pub async fn open(stream: ByteStream, params: ConnectParams<'_>) -> Result<(Self, bool), TransportError> {
         let mut conn = Self {
             stream,
             buf: BytesMut::with_capacity(READ_BUFFER_INITIAL),

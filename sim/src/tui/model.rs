@@ -5,9 +5,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::device::State;
-use crate::engine::figures::CampaignView;
 use crate::engine::live::{Frame, Update};
+use crate::report::figures::CampaignView;
 use crate::scenario::Scenario;
 use crate::scenario::typed::Action;
 
@@ -192,7 +191,7 @@ impl Model {
                     [frame.provisions, frame.connects, frame.published, frame.errors],
                     HISTORY_S,
                 );
-                let connected = count(&frame.states, State::Online) + count(&frame.states, State::RolledBack);
+                let connected = frame.states.connected();
                 push_bounded(&mut self.connected, connected, HISTORY_S);
                 let events = std::mem::take(&mut self.frame.events);
                 for line in events {
@@ -277,11 +276,6 @@ impl Model {
             self.outline.phases.get(fired),
         )
     }
-}
-
-/// Devices in `state`, from counts in `State::ALL` order.
-pub fn count(states: &[u64; 11], state: State) -> u64 {
-    State::ALL.iter().position(|s| *s == state).map_or(0, |k| states[k])
 }
 
 fn push_bounded<T>(queue: &mut VecDeque<T>, value: T, bound: usize) {

@@ -10,7 +10,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Gauge, Paragraph, Row, Sparkline, Table};
 
-use super::model::{Model, View, count};
+use super::model::{Model, View};
 use super::view::alarm;
 use crate::device::State;
 use crate::metrics::recorder::Latency;
@@ -26,10 +26,10 @@ pub fn devices(frame: &mut Frame<'_>, area: Rect, model: &Model) {
     let bar_width = inner.width.saturating_sub(21) as u64;
     let lines: Vec<Line> = State::ALL
         .iter()
-        .filter(|s| **s == State::Online || count(&f.states, **s) > 0)
+        .filter(|s| **s == State::Online || f.states.get(**s) > 0)
         .take(inner.height as usize)
         .map(|state| {
-            let n = count(&f.states, *state);
+            let n = f.states.get(*state);
             let bar = if n == 0 {
                 0
             } else {
@@ -363,7 +363,7 @@ fn recovery(frame: &mut Frame<'_>, area: Rect, model: &Model) {
 /// share of a core.
 pub fn harness_line(model: &Model) -> String {
     let f = &model.frame;
-    let connected = count(&f.states, State::Online) + count(&f.states, State::RolledBack);
+    let connected = f.states.connected();
     let per_device = match (f.rss_before_bytes, connected) {
         (0, _) | (_, 0) => "-".to_owned(),
         (before, n) => format!(

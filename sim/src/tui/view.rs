@@ -197,8 +197,8 @@ mod tests {
     use ratatui::style::Color;
 
     use super::*;
-    use crate::engine::figures::CampaignView;
     use crate::engine::live::{Frame as LiveFrame, GateLight, LatencyRow, Update};
+    use crate::report::figures::CampaignView;
     use crate::tui::model::{Key, Outline, PhaseOutline, View};
 
     fn outline() -> Outline {
@@ -236,10 +236,11 @@ mod tests {
     /// Second 45 of a quickstart run: a campaign halted, the provision p99 gate failing.
     fn model() -> Model {
         let mut model = Model::new(outline());
-        let mut states = [0; 11];
-        states[1] = 12; // provisioning
-        states[4] = 1834; // online
-        states[7] = 2; // rolled back
+        use crate::device::{State, StateCounts};
+        let mut states = StateCounts::default();
+        states.add(State::Provisioning, 12);
+        states.add(State::Online, 1834);
+        states.add(State::RolledBack, 2);
         for s in 1..=45u64 {
             model.apply(Update::Second(Box::new(LiveFrame {
                 elapsed_s: s,

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use fleetsim::dialect::Dialect;
 use fleetsim::dialect::embedded::Embedded;
 use fleetsim_backend::Backend;
 use fleetsim_backend::gateway::Limits;
@@ -65,12 +64,12 @@ impl InProcess {
     }
 
     /// The embedded dialect with the run's claims (`fleetsim-{group}`), as a run uses it.
-    pub fn dialect(&self) -> Dialect {
-        Dialect::Embedded(Embedded {
+    pub fn dialect(&self) -> Embedded {
+        Embedded {
             mqtt: self.mqtt,
             api: self.http,
             claim_secret: "run-secret".into(),
-        })
+        }
     }
 
     /// Stops serving and removes the data folder.

@@ -1,11 +1,108 @@
-//! A hawkBit run's check of the server against its devices: the updates' outcomes as the
-//! devices reported them beside what the server recorded (its devices' states `Finished`,
-//! `Error` and `Running`, and its rollouts' counters). Written by a run, and again by a merge
-//! from the merged counters.
+//! `summary.hawkbit`: what a run learned about the server (the polling intervals it imposed,
+//! how devices authenticated) and, with its management API, what it recorded (its rollouts'
+//! success and failure counts, its devices by state and version), checked against what the
+//! devices reported: the updates' outcomes beside the server's devices in `Finished`, `Error`
+//! and `Running`, and its rollouts' counters. Written by a run, and again by a merge from the
+//! merged counters.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
+use super::Hawkbit;
+use super::operator::call;
+use crate::dialect::{BackendView, Summary, ViewCx};
 use crate::metrics::recorder::Counter;
+use crate::transport::http::Method;
+
+impl Summary for Hawkbit {
+    /// The server's records are read by the process that played the operator, which holds the
+    /// management login.
+    async fn view(&self, cx: ViewCx<'_>) -> BackendView {
+        let imposed = self.imposed.range().map(
+            |(shortest, longest)| json!({ "shortest_s": shortest.as_secs_f64(), "longest_s": longest.as_secs_f64() }),
+        );
+        let server = match (&self.management, cx.operated) {
+            (Some(management), true) => match server_view_patiently(management, cx.groups).await {
+                Ok(view) => view,
+                Err(e) => json!({ "error": e }),
+            },
+            _ => Value::Null,
+        };
+        let mut section = json!({
+            "tenant": &*self.tenant, "device_auth": self.auth.name(), "poll_interval": imposed, "server": server,
+        });
+        section["agreement"] = agreement(&section["server"], &|c| cx.snapshot.count(c));
+        BackendView {
+            campaigns: Vec::new(),
+            // The devices the server holds in the run's groups (the view counts only those).
+            devices_active: section["server"]["devices"]["count"].as_u64(),
+            notes: disagreement(&section["agreement"]).into_iter().collect(),
+            section: Some(section),
+        }
+    }
+
+    fn merge_section(sections: &[&Value], count: &dyn Fn(Counter) -> u64) -> Value {
+        merged(sections, count)
+    }
+}
+
+/// How long the view at the end waits for a server still working through the run's backlog.
+const VIEW_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// [`server_view`], asked again every two seconds for up to [`VIEW_PATIENCE`]: when the devices
+/// stop, a saturated server still has their requests queued, and answers once it is through.
+async fn server_view_patiently(management: &super::Management, groups: &[&str]) -> Result<Value, String> {
+    let deadline = Instant::now() + VIEW_PATIENCE;
+    loop {
+        match server_view(management, groups).await {
+            Ok(view) => return Ok(view),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+        }
+    }
+}
+
+/// What the server recorded for the run's `groups` (its feeds): their rollouts with their
+/// counts, and their devices by update state and version (never their tokens).
+async fn server_view(management: &super::Management, groups: &[&str]) -> Result<Value, String> {
+    let rollouts = call(management, Method::GET, "/api/v1/rollouts", None).await?;
+    let devices = call(management, Method::GET, "/api/v1/devices", None).await?;
+    let rollouts: Vec<Value> = rollouts["rollouts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["feed"].as_str().is_some_and(|feed| groups.contains(&feed)))
+        .map(|r| {
+            json!({
+                "id": r["id"], "name": r["name"], "feed": r["feed"], "version": r["software"]["version"],
+                "paused": r["paused"], "success_count": r["success_count"], "failure_count": r["failure_count"],
+            })
+        })
+        .collect();
+    let (mut by_state, mut by_version) = (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
+    let mut by_feed = BTreeMap::<String, u64>::new();
+    let list: Vec<Value> = devices["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["feed"].as_str().is_some_and(|feed| groups.contains(&feed)))
+        .cloned()
+        .collect();
+    for device in &list {
+        let feed = device["feed"].as_str().unwrap_or("none").to_owned();
+        *by_feed.entry(feed).or_default() += 1;
+        let state = device["last_state"].as_str().unwrap_or("unknown").to_owned();
+        *by_state.entry(state).or_default() += 1;
+        let version = device["sw_version"].as_str().unwrap_or("unknown").to_owned();
+        *by_version.entry(version).or_default() += 1;
+    }
+    Ok(json!({
+        "rollouts": rollouts,
+        "devices": { "count": list.len(), "by_state": by_state, "by_version": by_version, "by_feed": by_feed },
+    }))
+}
 
 /// The agreement table, from the server's view (`summary.hawkbit.server`) and the devices'
 /// counters; `Null` when the server could not be read.

@@ -1,19 +1,18 @@
-//! A finished run's figures: the merged device snapshot, the backend's view of its campaigns,
-//! and the derived metrics of ARCHITECTURE section 8 (`ota.exposed`, `ota.halt.latency`,
-//! `ota.rollback.success`, `reconnect.recovery`, `devices.lost`), as gates read them and as
-//! `summary.json` carries them.
+//! A run's figures: the merged device snapshot, the run second by second ([`Second`]), the
+//! backend's view of its campaigns and its outages, and the derived metrics of ARCHITECTURE
+//! section 8 (`ota.exposed`, `ota.halt.latency`, `ota.rollback.success`, `reconnect.recovery`,
+//! `devices.lost`), as gates read them and as `summary.json` carries them. The engine fills
+//! these in; the report formats, the merge and the dashboard read them.
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use super::progress::Second;
-use super::watch::BackendOutage;
-use crate::device::State;
+use super::gates::Measured;
+use crate::device::StateCounts;
 use crate::metrics::names::{MetricKind, Stat};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
-use crate::report::gates::Measured;
 
 /// The share of cut-off devices whose return `reconnect.recovery` waits for.
 const RECOVERED_SHARE: f64 = 0.99;
@@ -32,7 +31,48 @@ pub fn time_to_recover(recovery: Option<&Histogram<u64>>, affected: u64) -> Opti
     ))
 }
 
-/// One campaign as the backend reported it at the end of the run.
+/// One second of a run, as the aggregator saw it at the second's end.
+#[derive(Debug, Clone, Default)]
+pub struct Second {
+    /// Devices per lifecycle state.
+    pub states: StateCounts,
+    /// Devices connected (online or rolled back).
+    pub connected: u64,
+    /// Devices asleep between reports (duty-cycled), holding no task and no socket.
+    pub sleeping: u64,
+    /// Device tasks alive: devices awake.
+    pub tasks: u64,
+    /// Devices provisioned in the second.
+    pub provisions: u64,
+    /// Connects completed in the second.
+    pub connects: u64,
+    /// Messages published in the second.
+    pub published: u64,
+    /// Messages received in the second.
+    pub received: u64,
+    /// Errors of every kind in the second.
+    pub errors: u64,
+    /// p50 and p99 of each latency recorded in the second, in `Latency::ALL` order.
+    pub latencies: Vec<[Option<Duration>; 2]>,
+    /// The harness's resident memory, bytes (0 where unknown).
+    pub rss_bytes: u64,
+    /// CPU time the harness has used since it started.
+    pub cpu: Duration,
+}
+
+/// A stretch of time the backend did not answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendOutage {
+    /// When the first unanswered check was sent, from the start of the run.
+    pub down_at: Duration,
+    /// When it answered again (`None`: not before the run ended).
+    pub up_at: Option<Duration>,
+    /// Why the first check failed.
+    pub why: String,
+}
+
+/// One campaign as the backend reports it (during the run for the dashboard, at the end for
+/// the report).
 #[derive(Debug, Clone, Default)]
 pub struct CampaignView {
     /// The backend's id.
@@ -61,29 +101,6 @@ impl CampaignView {
     /// Job state names, in `jobs` order.
     pub const JOB_STATES: [&'static str; 6] = ["targeted", "sent", "in_progress", "succeeded", "failed", "rolled_back"];
 
-    /// Reads the backend's `GET /api/v1/campaigns/{id}` answer.
-    pub fn from_answer(id: u64, group: &str, targeted: u64, answer: &Value) -> Self {
-        let campaign = &answer["campaign"];
-        let mut jobs = [0; 6];
-        let waves = answer["waves"].as_array().map_or(&[][..], Vec::as_slice);
-        for wave in waves {
-            for (slot, name) in jobs.iter_mut().zip(Self::JOB_STATES) {
-                *slot += wave[name].as_u64().unwrap_or(0);
-            }
-        }
-        Self {
-            id,
-            group: group.to_owned(),
-            targeted,
-            state: campaign["state"].as_str().unwrap_or("unknown").to_owned(),
-            end_reason: campaign["end_reason"].as_str().map(str::to_owned),
-            ended_at_ms: campaign["ended_at"].as_u64(),
-            jobs,
-            waves_started: waves.len() as u64,
-            waves: waves.to_vec(),
-        }
-    }
-
     fn job(&self, name: &str) -> u64 {
         Self::JOB_STATES
             .iter()
@@ -97,8 +114,8 @@ impl CampaignView {
 pub struct Figures {
     /// Latencies and counts, merged over shards.
     pub snapshot: Snapshot,
-    /// Devices per state at the end, in `State::ALL` order.
-    pub states: [u64; 11],
+    /// Devices per state at the end.
+    pub states: StateCounts,
     /// Devices provisioned per second over the arrival window.
     pub provision_rate: f64,
     /// Devices told `accepted` that the backend does not hold as active at the end.
@@ -230,9 +247,9 @@ impl Figures {
             .iter()
             .map(|c| (c.name().to_owned(), json!(snapshot.count(*c))))
             .collect();
-        let gauges: serde_json::Map<String, Value> = State::ALL
+        let gauges: serde_json::Map<String, Value> = self
+            .states
             .iter()
-            .zip(self.states)
             .map(|(s, n)| (format!("devices.{}", s.name()), json!(n)))
             .collect();
         let metrics = json!({
@@ -352,7 +369,7 @@ impl Measured for Figures {
 /// A gate's value among what the shards record: `errors.total`, a latency statistic, devices
 /// in a state, or a counter. `None` for anything else. Shared by the run's figures and the
 /// dashboard's figures so far.
-pub fn recorded_value(snapshot: &Snapshot, states: &[u64; 11], name: &str, stat: Option<Stat>) -> Option<f64> {
+pub fn recorded_value(snapshot: &Snapshot, states: &StateCounts, name: &str, stat: Option<Stat>) -> Option<f64> {
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
     if name == "errors.total" {
         let errors = Counter::ALL.iter().filter(|c| c.name().starts_with("errors."));
@@ -368,8 +385,8 @@ pub fn recorded_value(snapshot: &Snapshot, states: &[u64; 11], name: &str, stat:
         };
     }
     if let Some(state) = name.strip_prefix("devices.") {
-        let index = State::ALL.iter().position(|s| s.name() == state)?;
-        return Some(states[index] as f64);
+        let (_, n) = states.iter().find(|(s, _)| s.name() == state)?;
+        return Some(n as f64);
     }
     Counter::ALL
         .iter()
@@ -385,7 +402,7 @@ mod tests {
     fn figures(snapshot: Snapshot) -> Figures {
         Figures {
             snapshot,
-            states: [0; 11],
+            states: StateCounts::default(),
             provision_rate: 0.0,
             lost: None,
             campaigns: Vec::new(),

@@ -1,17 +1,72 @@
-//! A device's firmware download: one attempt fetches the bytes `from..to` of the job's image
-//! over HTTP (a Range request when resuming) and hashes them as they come, so when the last
-//! byte is in the device checks the whole image against the job's SHA-256, as a real device
-//! verifies before it installs.
+//! Firmware updates as devices take them, whichever backend offers them: the job a backend
+//! sends ([`Job`]), and its download. One attempt fetches the bytes `from..to` of the job's
+//! image over HTTP (a Range request when resuming) and hashes them as they come, so when the
+//! last byte is in the device checks the whole image against the hash its backend announced,
+//! as a real device verifies before it installs.
 
 use std::net::{IpAddr, SocketAddr};
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use super::driver::ShardCtx;
-use super::link::{ImageHash, Job};
+use super::DeviceCx;
+use super::fault::Fault;
 use crate::metrics::recorder::Counter;
 use crate::transport::http::{HttpError, get_range};
+
+/// An update job a backend sent.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The campaign (or deployment action) it belongs to: a job offered again is not taken
+    /// twice.
+    pub campaign: u64,
+    /// Where the image is.
+    pub url: String,
+    /// The image's hash, as the backend announced it.
+    pub hash: ImageHash,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The firmware version.
+    pub version: String,
+}
+
+/// An image's hash as a backend announces it, lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageHash {
+    /// SHA-256 (the reference backend).
+    Sha256(String),
+    /// SHA-1 (hawkBit DDI servers such as goosebit).
+    Sha1(String),
+}
+
+/// An update a device is taking: its job, and while the image is coming, the hash of what it
+/// holds so far. Boxed in the device's state: only updating devices hold one, and it stays
+/// (without its hash) once done, so a job offered again is known.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// The job.
+    pub job: Job,
+    /// The bytes held so far, hashed; `None` before the first byte and once all are in.
+    fetched: Option<Fetched>,
+}
+
+impl Update {
+    /// A job taken, nothing downloaded yet.
+    pub fn new(job: Job) -> Box<Self> {
+        Box::new(Self { job, fetched: None })
+    }
+
+    /// Fetches `from..to` of the image, sending `authorization` if the backend wants it;
+    /// returns how many bytes of the image the device holds afterwards.
+    pub async fn download(&mut self, cx: &DeviceCx<'_>, authorization: Option<&str>, from: u64, to: u64) -> u64 {
+        let fetched = self.fetched.get_or_insert_with(|| Fetched::for_job(&self.job));
+        let held = Box::pin(download(cx, authorization, &self.job, fetched, from, to)).await;
+        if held >= self.job.size {
+            self.fetched = None;
+        }
+        held
+    }
+}
 
 /// An update's download state across attempts: the running hash of the bytes held, of the
 /// kind the backend announced.
@@ -21,12 +76,6 @@ pub enum Fetched {
     Sha256(Sha256),
     /// Hashing with SHA-1.
     Sha1(Sha1),
-}
-
-impl Default for Fetched {
-    fn default() -> Self {
-        Self::Sha256(Sha256::default())
-    }
 }
 
 impl Fetched {
@@ -58,9 +107,8 @@ impl Fetched {
 /// Fetches `from..to` of `job`'s image into `fetched`; returns how many bytes of the image are
 /// held afterwards (`to` unless the network failed first). A cut attempt (`to` short of the
 /// size) stops reading there and drops the connection, as a device losing its link would.
-pub async fn download(
-    shard: &ShardCtx,
-    source: Option<IpAddr>,
+async fn download(
+    cx: &DeviceCx<'_>,
     authorization: Option<&str>,
     job: &Job,
     fetched: &mut Fetched,
@@ -71,26 +119,25 @@ pub async fn download(
         *fetched = Fetched::for_job(job);
     }
     let Some((addr, path)) = split_url(&job.url) else {
-        shard.count(Counter::ErrorsProtocol);
+        cx.count(Counter::ErrorsProtocol);
         return from;
     };
     let mut held = from;
     let started = std::time::Instant::now();
-    match fetch(addr, (source, authorization), path, fetched, &mut held, to).await {
+    match fetch(addr, (cx.source, authorization), path, fetched, &mut held, to).await {
         Ok(()) => {}
-        Err(error) => shard.count(http_error_counter(error)),
+        Err(error) => cx.count(Fault::from(error).counter()),
     }
-    let mut recorder = shard.recorder.borrow_mut();
-    recorder.count(Counter::OtaDownloadedBytes, held - from);
-    recorder.count(
+    let meter = &cx.shared.meter;
+    meter.add(Counter::OtaDownloadedBytes, held - from);
+    meter.add(
         Counter::OtaDownloadMs,
         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     );
-    drop(recorder);
     if held == job.size && !fetched.matches(job) {
         // The backend served other bytes than it announced: the device would refuse the
         // image. Counted; the model still decides the update's outcome.
-        shard.count(Counter::ErrorsProtocol);
+        cx.count(Counter::ErrorsProtocol);
     }
     held
 }
@@ -118,18 +165,6 @@ async fn fetch(
         *held += wanted as u64;
     }
     Ok(())
-}
-
-/// The counter an HTTP failure goes to: by status for an error status (`errors.http_404`, ...),
-/// else by kind.
-pub fn http_error_counter(error: HttpError) -> Counter {
-    match error {
-        HttpError::Timeout => Counter::ErrorsTimeout,
-        HttpError::Io(_) => Counter::ErrorsRefused,
-        HttpError::Local => Counter::ErrorsLocal,
-        HttpError::Status(status) => Counter::for_http_status(status),
-        HttpError::Protocol(_) => Counter::ErrorsProtocol,
-    }
 }
 
 /// `http://IP:PORT/path` to the address and the path.

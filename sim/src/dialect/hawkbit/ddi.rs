@@ -1,15 +1,11 @@
-//! hawkBit's Direct Device Integration (DDI) API as devices speak it: HTTP polling of the
-//! controller base resource, deployment actions, artifact downloads and feedback. Tested
-//! against goosebit, a real DDI server (ARCHITECTURE section 6).
+//! hawkBit's Direct Device Integration (DDI) API as devices speak it: the requests a device
+//! makes (polling its controller base resource, describing itself, reading a deployment
+//! action, posting feedback) and the parsing of the answers into small values. The device
+//! side ([`super::device`]) decides when to make them and records what they measure.
 //!
-//! Design: a polling device holds no connection. Its "connect" opens nothing; each report is
-//! a poll (`GET /{tenant}/controller/v1/{id}`), whose answer says how long to sleep and links
-//! what the server wants: `configData` (the device must describe itself before it is offered
-//! updates) and `deploymentBase/{action}` (an update). This module builds the requests and
-//! parses the answers into small values; the engine (`engine::ddi`) performs them and records
-//! what they measure. A device's credentials are its target token, derived from a secret
-//! (HMAC-SHA256 of its serial) so that no token is stored or written anywhere, or a gateway
-//! token shared by the fleet.
+//! A device's credentials are its target token, derived from a secret (HMAC-SHA256 of its
+//! serial) so that no token is stored or written anywhere, or a gateway token shared by the
+//! fleet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,8 +16,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::embedded::{Credentials, ProvisionError, Token};
-use super::mqtt::Identity;
+use super::Hawkbit;
 use crate::transport::http::{HttpError, Method, Sender, request_json_as};
 
 /// The longest token goosebit stores; hawkBit's are 32 characters too.
@@ -41,6 +36,17 @@ pub enum DdiAuth {
     GatewayToken(Arc<str>),
     /// No `Authorization` header.
     None,
+}
+
+impl DdiAuth {
+    /// The scenario's `device_auth` for it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TargetToken(_) => "target-token",
+            Self::GatewayToken(_) => "gateway-token",
+            Self::None => "none",
+        }
+    }
 }
 
 impl std::fmt::Debug for DdiAuth {
@@ -85,22 +91,6 @@ impl std::fmt::Debug for Management {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Management({}, Bearer ..)", self.addr)
     }
-}
-
-/// A hawkBit DDI server.
-#[derive(Debug, Clone)]
-pub struct Hawkbit {
-    /// Where devices poll.
-    pub addr: SocketAddr,
-    /// The tenant in every DDI path.
-    pub tenant: Arc<str>,
-    /// How devices authenticate.
-    pub auth: DdiAuth,
-    /// The management API, when the run registers its targets there (each device's token
-    /// and its group as the server's feed).
-    pub management: Option<Management>,
-    /// The polling intervals the server asked for, for the report.
-    pub imposed: Arc<ImposedSleep>,
 }
 
 /// The shortest and longest polling interval a server asked for, in milliseconds (shared by
@@ -210,11 +200,21 @@ pub enum DdiError {
     Malformed,
 }
 
+/// Who makes a DDI request: the device's controller id (its serial) and the local address
+/// it connects from.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    /// The controller id.
+    pub id: &'a str,
+    /// The local address.
+    pub source: Option<IpAddr>,
+}
+
 impl Hawkbit {
-    /// The `Authorization` header of a device with `credentials`.
-    pub fn authorization(&self, credentials: &Credentials) -> Option<String> {
+    /// The `Authorization` header of device `id`.
+    pub fn authorization(&self, id: &str) -> Option<String> {
         match &self.auth {
-            DdiAuth::TargetToken(_) => Some(format!("TargetToken {}", credentials.token.text())),
+            DdiAuth::TargetToken(secret) => Some(format!("TargetToken {}", Self::target_token(secret, id))),
             DdiAuth::GatewayToken(token) => Some(format!("GatewayToken {token}")),
             DdiAuth::None => None,
         }
@@ -233,119 +233,53 @@ impl Hawkbit {
         token
     }
 
-    /// Gets a device its credentials: its controller id (the serial) and target token. With a
-    /// management API the target is registered there first, with its token and its group as
-    /// its feed, as a factory or installer would; without one the server must know it already.
-    pub async fn provision(
-        &self,
-        identity: Identity<'_>,
-        source: Option<IpAddr>,
-    ) -> Result<Credentials, ProvisionError> {
-        let token = match &self.auth {
-            DdiAuth::TargetToken(secret) => Self::target_token(secret, identity.serial),
-            DdiAuth::GatewayToken(_) | DdiAuth::None => String::new(),
-        };
-        if let Some(management) = &self.management {
-            let mut body = json!({ "devices": [identity.serial], "feed": identity.group });
-            if !token.is_empty() {
-                body["auth_token"] = json!(token);
-            }
-            let answer = management
-                .request(source, Method::PUT, "/api/v1/devices", Some(&body))
-                .await;
-            match answer {
-                Ok((200..=299, _)) => {}
-                Ok((401 | 403, _)) => return Err(ProvisionError::Rejected),
-                Ok(_) => {
-                    return Err(ProvisionError::Transport(
-                        crate::transport::mqtt::TransportError::Protocol,
-                    ));
-                }
-                Err(error) => return Err(ProvisionError::Transport(transport_error(error))),
-            }
-        }
-        Ok(Credentials {
-            device_id: identity.serial.into(),
-            token: Token::new(&token),
-        })
-    }
-
-    /// The controller base resource of `device_id`.
-    pub fn base_path(&self, device_id: &str) -> String {
-        format!("/{}/controller/v1/{device_id}", self.tenant)
+    /// The controller base resource of device `id`.
+    pub fn base_path(&self, id: &str) -> String {
+        format!("/{}/controller/v1/{id}", self.tenant)
     }
 
     /// Polls the controller base resource.
-    pub async fn poll(&self, credentials: &Credentials, source: Option<IpAddr>) -> Result<Polled, DdiError> {
-        let answer = self
-            .call(
-                credentials,
-                source,
-                Method::GET,
-                &self.base_path(&credentials.device_id),
-                None,
-            )
-            .await?;
+    pub async fn poll_base(&self, who: Requester<'_>) -> Result<Polled, DdiError> {
+        let answer = self.call(who, Method::GET, &self.base_path(who.id), None).await?;
         parse_poll(&answer).ok_or(DdiError::Malformed)
     }
 
     /// Describes the device (`configData`): its hardware as goosebit matches software to it
     /// (`hw_boardname`, `hw_revision`) and the version it runs.
-    pub async fn config_data(
-        &self,
-        credentials: &Credentials,
-        source: Option<IpAddr>,
-        board: &str,
-        version: &str,
-    ) -> Result<(), DdiError> {
+    pub async fn config_data(&self, who: Requester<'_>, board: &str, version: &str) -> Result<(), DdiError> {
         let body = json!({
             "mode": "merge",
             "data": { "hw_boardname": board, "hw_revision": HW_REVISION, "sw_version": version },
         });
-        let path = format!("{}/configData", self.base_path(&credentials.device_id));
-        self.call(credentials, source, Method::PUT, &path, Some(&body)).await?;
+        let path = format!("{}/configData", self.base_path(who.id));
+        self.call(who, Method::PUT, &path, Some(&body)).await?;
         Ok(())
     }
 
     /// Reads a deployment action.
-    pub async fn deployment(
-        &self,
-        credentials: &Credentials,
-        source: Option<IpAddr>,
-        path: &str,
-    ) -> Result<Deployment, DdiError> {
-        let answer = self.call(credentials, source, Method::GET, path, None).await?;
+    pub async fn deployment(&self, who: Requester<'_>, path: &str) -> Result<Deployment, DdiError> {
+        let answer = self.call(who, Method::GET, path, None).await?;
         parse_deployment(&answer).ok_or(DdiError::Malformed)
     }
 
     /// Posts feedback on action `action`.
-    pub async fn feedback(
-        &self,
-        credentials: &Credentials,
-        source: Option<IpAddr>,
-        action: u64,
-        feedback: Feedback,
-    ) -> Result<(), DdiError> {
-        let path = format!(
-            "{}/deploymentBase/{action}/feedback",
-            self.base_path(&credentials.device_id)
-        );
-        self.call(credentials, source, Method::POST, &path, Some(&feedback.body(action)))
+    pub async fn feedback(&self, who: Requester<'_>, action: u64, feedback: Feedback) -> Result<(), DdiError> {
+        let path = format!("{}/deploymentBase/{action}/feedback", self.base_path(who.id));
+        self.call(who, Method::POST, &path, Some(&feedback.body(action)))
             .await?;
         Ok(())
     }
 
     async fn call(
         &self,
-        credentials: &Credentials,
-        source: Option<IpAddr>,
+        who: Requester<'_>,
         method: Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, DdiError> {
-        let authorization = self.authorization(credentials);
+        let authorization = self.authorization(who.id);
         let sender = Sender {
-            source,
+            source: who.source,
             authorization: authorization.as_deref(),
             patience: Some(DDI_PATIENCE),
         };
@@ -360,16 +294,6 @@ impl Hawkbit {
 
 /// The hardware revision devices report and software is declared compatible with.
 pub const HW_REVISION: &str = "1.0";
-
-fn transport_error(error: HttpError) -> crate::transport::mqtt::TransportError {
-    use crate::transport::mqtt::TransportError;
-    match error {
-        HttpError::Io(kind) => TransportError::Io(kind),
-        HttpError::Local => TransportError::Local,
-        HttpError::Timeout => TransportError::Io(std::io::ErrorKind::TimedOut),
-        HttpError::Status(_) | HttpError::Protocol(_) => TransportError::Protocol,
-    }
-}
 
 /// A poll's answer: `config.polling.sleep` ("HH:MM:SS") and the `_links` it offers.
 pub fn parse_poll(answer: &Value) -> Option<Polled> {
@@ -496,21 +420,14 @@ mod tests {
             management: None,
             imposed: Arc::default(),
         };
-        let credentials = Credentials {
-            device_id: "SN-1".into(),
-            token: Token::new(&Hawkbit::target_token(b"k", "SN-1")),
-        };
         let target = server(DdiAuth::TargetToken(Arc::from(&b"k"[..])));
         assert_eq!(
-            target.authorization(&credentials),
+            target.authorization("SN-1"),
             Some(format!("TargetToken {}", Hawkbit::target_token(b"k", "SN-1")))
         );
         let gateway = server(DdiAuth::GatewayToken("g-123".into()));
-        assert_eq!(
-            gateway.authorization(&credentials).as_deref(),
-            Some("GatewayToken g-123")
-        );
-        assert_eq!(server(DdiAuth::None).authorization(&credentials), None);
+        assert_eq!(gateway.authorization("SN-1").as_deref(), Some("GatewayToken g-123"));
+        assert_eq!(server(DdiAuth::None).authorization("SN-1"), None);
         assert!(!format!("{:?}", gateway.auth).contains("g-123"), "secrets never print");
     }
 

@@ -1,33 +1,17 @@
-//! Any MQTT broker as a backend: devices need no provisioning (the client id is the serial),
-//! connect without credentials, subscribe to their command topic and publish telemetry to a
-//! topic template. There is no operator side: a broker has no device-management API.
+//! A broker's devices: no provisioning (the client id is the serial), a clean session with
+//! no login, a subscription to the device's command topic (whatever arrives there is received
+//! and counted, nothing more: a broker's messages mean nothing to a device), and telemetry on
+//! its topic template.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use super::Session;
-use super::embedded::{Credentials, Token};
 use rumqttc::mqttbytes::QoS;
 
-use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
-
-/// The telemetry topic template when a scenario names none.
-pub const DEFAULT_TELEMETRY_TOPIC: &str = "fleetsim/{group}/{serial}/telemetry";
-/// The command topic template when a scenario names none.
-pub const DEFAULT_COMMAND_TOPIC: &str = "fleetsim/{group}/{serial}/commands";
-
-/// A broker and the topic devices publish to.
-#[derive(Debug, Clone)]
-pub struct Broker {
-    /// The broker's address.
-    pub addr: SocketAddr,
-    /// The cluster's other nodes; devices spread over `addr` and these by a stable hash of
-    /// their serial (the same node for a device in every run and whatever the shard count).
-    pub cluster: Vec<SocketAddr>,
-    /// Telemetry topic template (`{serial}`, `{index}`, `{model}`, `{group}`).
-    pub telemetry_topic: String,
-    /// Command topic template, subscribed to at each connect.
-    pub command_topic: String,
-}
+use super::Broker;
+use crate::device::Event;
+use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
+use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
+use crate::transport::mqtt::{ConnectParams, MqttConn};
 
 /// What fills a topic template's placeholders for one device.
 #[derive(Debug, Clone, Copy)]
@@ -43,14 +27,6 @@ pub struct Identity<'a> {
 }
 
 impl Broker {
-    /// The device's "credentials": its serial as client id, no password.
-    pub fn identify(&self, identity: Identity<'_>) -> Credentials {
-        Credentials {
-            device_id: identity.serial.into(),
-            token: Token::Text("".into()),
-        }
-    }
-
     /// The device's telemetry topic: the template filled in. Built at each publish rather
     /// than kept, so an idle device holds no topic.
     pub fn telemetry_topic(&self, identity: Identity<'_>) -> String {
@@ -61,30 +37,106 @@ impl Broker {
     pub fn command_topic(&self, identity: Identity<'_>) -> String {
         fill(&self.command_topic, identity)
     }
+}
+
+/// A broker's devices hold nothing of their own: their identity is their serial, computed
+/// again when needed.
+impl Devices for Broker {
+    type Kept = ();
+    type Device = ();
+
+    fn device_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn wake(&self, _kept: Option<()>) {}
+
+    fn keep(&self, _device: ()) -> Option<()> {
+        Some(())
+    }
+
+    async fn provision(&self, _cx: &DeviceCx<'_>, _device: &mut ()) -> Result<Provisioned, Fault> {
+        Ok(Provisioned::Given)
+    }
 
     /// Connects as the device (no login, clean session); an always-connected device also
     /// subscribes to its command topic.
-    pub async fn connect(
-        &self,
-        credentials: &Credentials,
-        identity: Identity<'_>,
-        source: Option<IpAddr>,
-        keep_alive_s: u16,
-        session: Session,
-    ) -> Result<MqttConn, TransportError> {
+    async fn connect(&self, cx: &DeviceCx<'_>, _device: &mut (), session: Session) -> Result<Link, Fault> {
+        let serial = cx.serial();
         let params = ConnectParams {
-            client_id: &credentials.device_id,
+            client_id: &serial,
             login: None,
-            keep_alive_s,
+            keep_alive_s: KEEP_ALIVE_S,
             clean_session: true,
         };
-        let (mut conn, _) = MqttConn::connect(self.node_for(identity.serial), source, params).await?;
+        let (mut conn, _) = MqttConn::connect(self.node_for(&serial), cx.source, params).await?;
         if session == Session::Persistent {
+            let topic = self.command_topic(identity(cx, &serial));
             // The SUBACK comes back through the device's reads, which ignore it.
-            conn.subscribe(&[(&self.command_topic(identity), QoS::AtLeastOnce)])
-                .await?;
+            conn.subscribe(&[(&topic, QoS::AtLeastOnce)]).await?;
         }
-        Ok(conn)
+        Ok(Link::stream(conn))
+    }
+
+    async fn report(
+        &self,
+        cx: &DeviceCx<'_>,
+        _device: &mut (),
+        link: &mut Link,
+        report: Report<'_>,
+        inbox: &mut Inbox,
+    ) {
+        let serial = cx.serial();
+        let topic = self.telemetry_topic(identity(cx, &serial));
+        let qos = if report.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        let sent = link
+            .publish(
+                &cx.shared.meter,
+                &topic,
+                report.payload,
+                qos,
+                Awaited::Telemetry,
+                report.intended,
+            )
+            .await;
+        if sent.is_err() {
+            inbox.push(Event::ConnectionLost);
+        }
+    }
+
+    /// Nothing a broker sends asks for an answer.
+    async fn answer(
+        &self,
+        _cx: &DeviceCx<'_>,
+        _device: &mut (),
+        _link: &mut Link,
+        _answer: Answer,
+        _inbox: &mut Inbox,
+    ) {
+    }
+
+    /// A broker offers no updates.
+    async fn download(&self, _cx: &DeviceCx<'_>, _device: &mut (), from: u64, _to: u64) -> u64 {
+        from
+    }
+
+    /// A message on the command topic is received and counted (by the link), nothing more.
+    fn read(&self, _cx: &DeviceCx<'_>, _device: &mut (), _arrival: Arrival<'_>) -> Option<Event> {
+        None
+    }
+}
+
+/// What fills the topic templates of device `cx`, whose serial is `serial`.
+fn identity<'a>(cx: &'a DeviceCx<'_>, serial: &'a str) -> Identity<'a> {
+    Identity {
+        serial,
+        index: cx.index,
+        model: &cx.model.name,
+        group: cx.group,
     }
 }
 
@@ -134,7 +186,6 @@ mod tests {
         };
         assert_eq!(broker.telemetry_topic(identity), "t/sensors/temp-sensor/7/TS-1");
         assert_eq!(broker.command_topic(identity), "c/TS-1");
-        assert_eq!(&*broker.identify(identity).device_id, "TS-1");
     }
 
     #[test]

@@ -24,9 +24,9 @@ pub struct OperatorLog {
     command_sent: Mutex<HashMap<String, Instant>>,
     /// The first `failed` or `rolled_back` report of the run, Unix milliseconds (0 if none).
     first_failure_ms: AtomicU64,
-    /// Campaigns started: the backend's id, the group, the devices targeted.
-    campaigns: Mutex<Vec<(u64, String, u64)>>,
-    /// When each group's latest rollout started (hawkBit: devices take it when they poll).
+    /// Campaigns started.
+    campaigns: Mutex<Vec<StartedCampaign>>,
+    /// When each group's latest rollout started (devices that poll take it at their next poll).
     rollout_started: Mutex<HashMap<String, Instant>>,
 }
 
@@ -63,10 +63,10 @@ impl OperatorLog {
             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    /// Records that the backend started campaign `id` for `group`, targeting `targeted` devices.
-    pub fn campaign_started(&self, id: u64, group: &str, targeted: u64) {
+    /// Records that the backend started a campaign.
+    pub fn campaign_started(&self, campaign: StartedCampaign) {
         if let Ok(mut campaigns) = self.campaigns.lock() {
-            campaigns.push((id, group.to_owned(), targeted));
+            campaigns.push(campaign);
         }
     }
 
@@ -82,8 +82,8 @@ impl OperatorLog {
         self.rollout_started.lock().ok()?.get(group).copied()
     }
 
-    /// The campaigns started so far: id, group, devices targeted.
-    pub fn campaigns(&self) -> Vec<(u64, String, u64)> {
+    /// The campaigns started so far.
+    pub fn campaigns(&self) -> Vec<StartedCampaign> {
         self.campaigns.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
@@ -94,6 +94,17 @@ impl OperatorLog {
             ms => Some(ms),
         }
     }
+}
+
+/// A campaign the operator started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedCampaign {
+    /// The backend's id.
+    pub id: u64,
+    /// Its group.
+    pub group: String,
+    /// Active devices in the group when it started: the campaign's population.
+    pub targeted: u64,
 }
 
 /// Milliseconds since the Unix epoch (0 before it).

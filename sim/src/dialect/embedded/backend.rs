@@ -1,0 +1,164 @@
+//! The reference backend a run drives: started in this process (the newcomer's default, on
+//! its own runtime and thread, as it would run on its own machine), or running elsewhere
+//! (`fleetsim backend`, found by its API URL).
+//!
+//! Either way the run creates one claim per scenario group through the operator API
+//! (`fleetsim-{group}`, so devices land in their groups); the secret comes from the
+//! scenario's `token_env` variable when it names one, else from the seed.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use fleetsim_backend::Backend;
+use fleetsim_backend::gateway::Limits;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{Embedded, claim_name};
+use crate::dialect::{Hosted, StartError, Started, url_addr};
+use crate::scenario::Scenario;
+use crate::transport::http::{Method, request_json};
+
+/// How a person runs the reference backend in a process of its own.
+const OWN_PROCESS: &str = "`fleetsim backend`, then --backend http://...";
+
+/// Starts the reference backend in this process, or finds the one the scenario names, and
+/// creates the run's claims.
+pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, StartError> {
+    let backend = &scenario.backend;
+    let failed = |why: String| StartError::Backend(format!("embedded backend: {why}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    let (hosted, api, mqtt) = match &backend.api {
+        Some(api_url) => {
+            let api = url_addr(api_url, "http://").ok_or_else(|| {
+                StartError::Unsupported(format!(
+                    "{api_url}: fleetsim run needs an IP address and port in an http:// api url so far"
+                ))
+            })?;
+            let mqtt = match backend.url.as_deref() {
+                Some(url) => url_addr(url, "mqtt://")
+                    .ok_or_else(|| StartError::Unsupported(format!("{url}: expected mqtt://IP:PORT")))?,
+                None => runtime.block_on(gateway_of(api))?,
+            };
+            (None, api, mqtt)
+        }
+        None => {
+            let (hosted, api, mqtt) = start_in_process(runtime, out)?;
+            (Some(hosted), api, mqtt)
+        }
+    };
+    let secret = claim_secret(scenario)?;
+    let groups: Vec<&str> = scenario.fleet.mix.iter().map(|m| m.group.as_str()).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    if let Err(e) = rt.block_on(ensure_claims(api, &groups, &secret)) {
+        if let Some(hosted) = hosted {
+            hosted.stop();
+        }
+        return Err(e);
+    }
+    Ok(Started {
+        dialect: Embedded {
+            mqtt,
+            api,
+            claim_secret: secret,
+        },
+        hosted,
+    })
+}
+
+/// Starts the backend on loopback ports of its own; returns it, its API and its gateway.
+fn start_in_process(
+    runtime: tokio::runtime::Runtime,
+    out: &Path,
+) -> Result<(Hosted, SocketAddr, SocketAddr), StartError> {
+    let failed = |why: String| StartError::Backend(format!("embedded backend: {why}"));
+    // Each run starts the in-process backend empty: a report folder used again must not
+    // bring back the last run's devices (its decommissioned serials could not provision).
+    let data = out.join("backend-data");
+    match std::fs::remove_dir_all(&data) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(format!("{}: {e}", data.display()))),
+    }
+    let backend = Backend::open(&data, Limits::default()).map_err(|e| failed(e.to_string()))?;
+    let (mqtt, http) = runtime
+        .block_on(async {
+            let mqtt = TcpListener::bind("127.0.0.1:0").await?;
+            let http = TcpListener::bind("127.0.0.1:0").await?;
+            Ok::<_, std::io::Error>((mqtt, http))
+        })
+        .map_err(|e| failed(e.to_string()))?;
+    let addrs = (mqtt.local_addr(), http.local_addr());
+    let (Ok(mqtt_addr), Ok(api)) = addrs else {
+        return Err(failed("the listeners have no address".to_owned()));
+    };
+    let stop = CancellationToken::new();
+    let (serving, token) = (backend.clone(), stop.clone());
+    let server = runtime.spawn(async move { serving.serve(mqtt, http, token).await });
+    let hosted = Hosted::new(format!("http://{api}"), OWN_PROCESS, move || {
+        // The registry keeps its counts in memory: read before it closes.
+        let active = backend.registry.counts().active;
+        stop.cancel();
+        let _ = runtime.block_on(server);
+        drop(backend);
+        Some(active)
+    });
+    Ok((hosted, api, mqtt_addr))
+}
+
+/// Asks a reference backend's API where its device gateway listens.
+async fn gateway_of(api: SocketAddr) -> Result<SocketAddr, StartError> {
+    let unreachable = |why: String| StartError::Backend(format!("embedded backend: http://{api}/healthz: {why}"));
+    match request_json(api, Method::GET, "/healthz", None).await {
+        Ok((200, health)) => health["mqtt"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| unreachable(format!("no gateway address in {health}; is this a fleetsim backend?"))),
+        Ok((status, answer)) => Err(unreachable(format!("{status} {answer}"))),
+        Err(e) => Err(unreachable(format!("{e}; is `fleetsim backend` running there?"))),
+    }
+}
+
+/// Creates the run's claims, one per group; claims already there (a second run) are kept.
+async fn ensure_claims(api: SocketAddr, groups: &[&str], secret: &str) -> Result<(), StartError> {
+    for group in groups {
+        let body = json!({ "name": claim_name(group), "secret": secret, "default_group": group });
+        match request_json(api, Method::POST, "/api/v1/claims", Some(&body)).await {
+            Ok((201 | 409, _)) => {}
+            Ok((status, answer)) => {
+                return Err(StartError::Backend(format!(
+                    "embedded backend: creating claim {}: {status} {}",
+                    claim_name(group),
+                    answer["message"]
+                )));
+            }
+            Err(e) => {
+                return Err(StartError::Backend(format!(
+                    "embedded backend: http://{api}/api/v1/claims: {e}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The claims' secret: the `token_env` variable's value, or one drawn from the seed.
+fn claim_secret(scenario: &Scenario) -> Result<String, StartError> {
+    match &scenario.backend.token_env {
+        Some(var) => std::env::var(var).map_err(|_| {
+            StartError::Backend(format!(
+                "embedded backend: {}: backend.token_env names {var}, which is not set; export {var}=<claim secret>",
+                scenario.file.display()
+            ))
+        }),
+        None => Ok(format!("run-{:016x}", scenario.seed ^ 0x5EC2_E7F1_EE75_1A00)),
+    }
+}

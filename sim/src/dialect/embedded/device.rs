@@ -1,0 +1,424 @@
+//! The reference backend's device side: provisioning by claim over MQTT
+//! (`fleet/v1/provision/{serial}`), then the device's own connection with the id and token it
+//! was issued, telemetry on `fleet/v1/d/{id}/telemetry`, the subscriptions that bring it
+//! desired config, commands and update jobs, and its answers on its own topics
+//! (docs/backend-api.md, "Device topics").
+//!
+//! Groups: the backend puts a device in its claim's default group, so each scenario group has
+//! its own claim, `fleetsim-{group}` ([`claim_name`]), all with the run's one secret.
+//! An always-connected device's session is persistent (clean session off), so commands and
+//! jobs sent while it is offline reach it when it is back, as the backend promises. A
+//! duty-cycled device opens a clean session at each wake, reports and leaves.
+
+use std::net::SocketAddr;
+
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
+use tokio::time::Instant;
+
+use super::Embedded;
+use crate::device::{CommandKind, Event};
+use crate::dialect::firmware::{ImageHash, Job, Update};
+use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
+use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
+use crate::metrics::recorder::Counter;
+use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
+
+/// What a device holds after provisioning (boxed strings: kept for the whole run by every
+/// device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The device id, also its client id and username.
+    pub device_id: Box<str>,
+    /// The token, its password.
+    pub token: Token,
+}
+
+/// A device's password. The reference backend's tokens are 64 lowercase hex digits, kept as
+/// their 32 bytes (every device holds one for the whole run); anything else as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// 64 lowercase hex digits, decoded.
+    Hex([u8; 32]),
+    /// Any other password.
+    Text(Box<str>),
+}
+
+impl Token {
+    /// The token as the backend issued it.
+    pub fn new(text: &str) -> Self {
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let bytes = text.as_bytes();
+        if bytes.len() == 64 {
+            let mut out = [0u8; 32];
+            let decoded =
+                out.iter_mut()
+                    .zip(bytes.chunks_exact(2))
+                    .all(|(slot, pair)| match (digit(pair[0]), digit(pair[1])) {
+                        (Some(hi), Some(lo)) => {
+                            *slot = hi << 4 | lo;
+                            true
+                        }
+                        _ => false,
+                    });
+            if decoded {
+                return Self::Hex(out);
+            }
+        }
+        Self::Text(text.into())
+    }
+
+    /// The token as the password to send.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Hex(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            Self::Text(text) => text.to_string(),
+        }
+    }
+}
+
+/// A reference-backend device's state while awake.
+#[derive(Debug, Default)]
+pub struct Device {
+    /// Its credentials, once provisioned.
+    credentials: Option<Credentials>,
+    /// The command being answered: its id.
+    command: Option<Box<str>>,
+    /// The update in progress, or the last one (so a redelivered job is not taken twice).
+    update: Option<Box<Update>>,
+}
+
+/// The claim devices of `group` provision with.
+pub fn claim_name(group: &str) -> String {
+    format!("fleetsim-{group}")
+}
+
+/// Why provisioning failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The connection failed.
+    Transport(TransportError),
+    /// The backend answered `rejected`, or an answer that is not the documented JSON.
+    Rejected,
+}
+
+impl From<TransportError> for Refusal {
+    fn from(error: TransportError) -> Self {
+        Self::Transport(error)
+    }
+}
+
+impl Embedded {
+    /// Provisions the device by claim and returns its credentials.
+    async fn claim(&self, cx: &DeviceCx<'_>) -> Result<Credentials, Refusal> {
+        let serial = cx.serial();
+        let user = format!("claim:{}", claim_name(cx.group));
+        let client_id = format!("prov-{serial}");
+        let params = ConnectParams {
+            client_id: &client_id,
+            login: Some((&user, &self.claim_secret)),
+            keep_alive_s: 30,
+            clean_session: true,
+        };
+        let (mut conn, _) = MqttConn::connect(self.mqtt, cx.source, params).await?;
+        conn.subscribe(&[(&format!("fleet/v1/provision/{serial}/+"), QoS::AtLeastOnce)])
+            .await?;
+        let request = serde_json::json!({ "model": cx.model.name, "firmware": cx.model.firmware }).to_string();
+        conn.publish(
+            &format!("fleet/v1/provision/{serial}"),
+            request.as_bytes(),
+            QoS::AtLeastOnce,
+        )
+        .await?;
+        loop {
+            match conn.read().await? {
+                Some(Packet::Publish(reply)) => {
+                    if reply.pkid != 0 {
+                        conn.ack(reply.pkid).await?;
+                    }
+                    let _ = conn.disconnect().await;
+                    if !reply.topic.ends_with("/accepted") {
+                        return Err(Refusal::Rejected);
+                    }
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&reply.payload).map_err(|_| Refusal::Rejected)?;
+                    let field = |key: &str| body[key].as_str().map(str::to_owned).ok_or(Refusal::Rejected);
+                    return Ok(Credentials {
+                        device_id: field("device_id")?.into_boxed_str(),
+                        token: Token::new(&field("token")?),
+                    });
+                }
+                Some(_) => {}
+                None => return Err(Refusal::Transport(TransportError::Closed)),
+            }
+        }
+    }
+
+    /// Publishes an answer at QoS 1 on the device's own `suffix` topic; a lost connection
+    /// goes to the inbox.
+    async fn publish_answer(
+        &self,
+        cx: &DeviceCx<'_>,
+        (device_id, link): (&str, &mut Link),
+        (suffix, body): (&str, &[u8]),
+        measured: Option<(Instant, Awaited)>,
+        inbox: &mut Inbox,
+    ) {
+        let topic = format!("fleet/v1/d/{device_id}/{suffix}");
+        let (since, awaited) = measured.unwrap_or((Instant::now(), Awaited::Nothing));
+        let sent = link
+            .publish(&cx.shared.meter, &topic, body, QoS::AtLeastOnce, awaited, since)
+            .await;
+        if sent.is_err() {
+            inbox.push(Event::ConnectionLost);
+        }
+    }
+}
+
+impl Devices for Embedded {
+    type Kept = Credentials;
+    type Device = Device;
+
+    fn device_addr(&self) -> SocketAddr {
+        self.mqtt
+    }
+
+    fn wake(&self, kept: Option<Credentials>) -> Device {
+        Device {
+            credentials: kept,
+            ..Device::default()
+        }
+    }
+
+    fn keep(&self, device: Device) -> Option<Credentials> {
+        device.credentials
+    }
+
+    async fn provision(&self, cx: &DeviceCx<'_>, device: &mut Device) -> Result<Provisioned, Fault> {
+        match self.claim(cx).await {
+            Ok(credentials) => {
+                device.credentials = Some(credentials);
+                Ok(Provisioned::Exchanged)
+            }
+            Err(Refusal::Transport(error)) => Err(error.into()),
+            // Rejected by the backend (claim revoked, serial decommissioned, ...).
+            Err(Refusal::Rejected) => Err(Fault::Auth),
+        }
+    }
+
+    /// A persistent session subscribes to the device's config, commands and jobs unless the
+    /// backend kept the session (and so its subscriptions); a duty-cycled wake opens a clean
+    /// session that subscribes to nothing.
+    async fn connect(&self, cx: &DeviceCx<'_>, device: &mut Device, session: Session) -> Result<Link, Fault> {
+        // Connect only ever follows Provisioned.
+        let Some(credentials) = &device.credentials else {
+            return Err(Fault::Protocol);
+        };
+        let id = &credentials.device_id;
+        let token = credentials.token.text();
+        let params = ConnectParams {
+            client_id: id,
+            login: Some((id, &token)),
+            keep_alive_s: KEEP_ALIVE_S,
+            clean_session: session == Session::DutyCycle,
+        };
+        let (mut conn, session_present) = match MqttConn::connect(self.mqtt, cx.source, params).await {
+            Ok(connected) => connected,
+            // The backend no longer knows these credentials: the operator retired the device.
+            Err(TransportError::Refused(ConnectReturnCode::NotAuthorized)) => return Err(Fault::Retired),
+            Err(error) => return Err(error.into()),
+        };
+        if !session_present && session == Session::Persistent {
+            let (config, commands, jobs) = (
+                format!("fleet/v1/d/{id}/config/desired"),
+                format!("fleet/v1/d/{id}/cmd/+"),
+                format!("fleet/v1/d/{id}/ota/job"),
+            );
+            // The SUBACK comes back through the device's reads, which ignore it.
+            conn.subscribe(&[
+                (&config, QoS::AtLeastOnce),
+                (&commands, QoS::AtLeastOnce),
+                (&jobs, QoS::AtLeastOnce),
+            ])
+            .await?;
+        }
+        Ok(Link::stream(conn))
+    }
+
+    async fn report(
+        &self,
+        cx: &DeviceCx<'_>,
+        device: &mut Device,
+        link: &mut Link,
+        report: Report<'_>,
+        inbox: &mut Inbox,
+    ) {
+        let Some(credentials) = &device.credentials else { return };
+        let topic = format!("fleet/v1/d/{}/telemetry", credentials.device_id);
+        let qos = if report.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        let sent = link
+            .publish(
+                &cx.shared.meter,
+                &topic,
+                report.payload,
+                qos,
+                Awaited::Telemetry,
+                report.intended,
+            )
+            .await;
+        if sent.is_err() {
+            inbox.push(Event::ConnectionLost);
+        }
+    }
+
+    async fn answer(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, answer: Answer, inbox: &mut Inbox) {
+        let Some(credentials) = &device.credentials else { return };
+        let id = &*credentials.device_id;
+        match answer {
+            Answer::Config { version, since } => {
+                let body = format!("{{\"version\":{version}}}");
+                let measured = since.map(|since| (since, Awaited::Config));
+                self.publish_answer(cx, (id, link), ("config/reported", body.as_bytes()), measured, inbox)
+                    .await;
+            }
+            Answer::Command => {
+                let Some(command) = device.command.take() else { return };
+                let since = cx.shared.marks.command_sent_at(id);
+                let body = br#"{"status":"ok","output":"done"}"#;
+                let suffix = format!("cmd/{command}/result");
+                let measured = since.map(|since| (since, Awaited::Command));
+                self.publish_answer(cx, (id, link), (&suffix, body), measured, inbox)
+                    .await;
+            }
+            Answer::Ota(report) => {
+                let campaign = device.update.as_ref().map_or(0, |update| update.job.campaign);
+                let body = format!("{{\"campaign\":{campaign},\"state\":\"{}\"}}", report.name());
+                self.publish_answer(cx, (id, link), ("ota/status", body.as_bytes()), None, inbox)
+                    .await;
+            }
+        }
+    }
+
+    async fn download(&self, cx: &DeviceCx<'_>, device: &mut Device, from: u64, to: u64) -> u64 {
+        match device.update.as_mut() {
+            Some(update) => update.download(cx, None, from, to).await,
+            None => from,
+        }
+    }
+
+    fn read(&self, cx: &DeviceCx<'_>, device: &mut Device, arrival: Arrival<'_>) -> Option<Event> {
+        let Arrival::Message { topic, payload } = arrival else {
+            cx.count(Counter::ErrorsProtocol);
+            return None;
+        };
+        match Inbound::parse(topic, payload) {
+            Some(Inbound::Config { version }) => Some(Event::ConfigDesired { version }),
+            Some(Inbound::Command { id, kind }) => {
+                device.command = Some(id.into_boxed_str());
+                Some(Event::Command(kind))
+            }
+            Some(Inbound::Job(job)) => {
+                if device
+                    .update
+                    .as_ref()
+                    .is_some_and(|held| held.job.campaign == job.campaign)
+                {
+                    // A redelivered job of the campaign already taken.
+                    return None;
+                }
+                let image = cx.image_for(&job.version, job.size);
+                device.update = Some(Update::new(job));
+                cx.count(Counter::OtaJobs);
+                Some(Event::OtaJob(image))
+            }
+            None => {
+                cx.count(Counter::ErrorsProtocol);
+                None
+            }
+        }
+    }
+}
+
+/// A message the backend sends devices.
+#[derive(Debug)]
+enum Inbound {
+    Config { version: u32 },
+    Command { id: String, kind: CommandKind },
+    Job(Job),
+}
+
+impl Inbound {
+    /// Parses a message on the device's topics (docs/backend-api.md, "Device topics").
+    fn parse(topic: &str, payload: &[u8]) -> Option<Self> {
+        let body: serde_json::Value = serde_json::from_slice(payload).ok()?;
+        if topic.ends_with("/config/desired") {
+            let version = u32::try_from(body["version"].as_u64()?).ok()?;
+            return Some(Self::Config { version });
+        }
+        if topic.ends_with("/ota/job") {
+            return Some(Self::Job(Job {
+                campaign: body["campaign"].as_u64()?,
+                url: body["url"].as_str()?.to_owned(),
+                hash: ImageHash::Sha256(body["sha256"].as_str()?.to_owned()),
+                size: body["size"].as_u64()?,
+                version: body["version"].as_str()?.to_owned(),
+            }));
+        }
+        let (_, id) = topic.rsplit_once("/cmd/")?;
+        let kind = CommandKind::parse(body["command"].as_str()?)?;
+        Some(Self::Command {
+            id: id.to_owned(),
+            kind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_messages_parse_into_events() {
+        let config = Inbound::parse("fleet/v1/d/d-1/config/desired", br#"{"desired":{"a":1},"version":7}"#);
+        assert!(matches!(config, Some(Inbound::Config { version: 7 })));
+        let command = Inbound::parse(
+            "fleet/v1/d/d-1/cmd/c-9",
+            br#"{"args":{},"command":"reboot","id":"c-9"}"#,
+        );
+        assert!(matches!(command, Some(Inbound::Command { ref id, kind: CommandKind::Reboot }) if id == "c-9"));
+        let job = Inbound::parse(
+            "fleet/v1/d/d-1/ota/job",
+            br#"{"campaign":3,"sha256":"ab","size":4096,"url":"http://127.0.0.1:9/firmware/2.0","version":"2.0"}"#,
+        );
+        assert!(matches!(
+            job,
+            Some(Inbound::Job(Job {
+                campaign: 3,
+                size: 4096,
+                ..
+            }))
+        ));
+        assert!(Inbound::parse("fleet/v1/d/d-1/cmd/c-1", br#"{"command":"dance"}"#).is_none());
+        assert!(Inbound::parse("fleet/v1/d/d-1/config/desired", b"not json").is_none());
+    }
+
+    #[test]
+    fn hex_tokens_are_kept_as_bytes_and_given_back_the_same() {
+        let hex = "4770c9744b5ffc107d3547804cbcde09250891c1bfa999d3b4007a593fb71bfd";
+        let token = Token::new(hex);
+        assert!(matches!(token, Token::Hex(_)));
+        assert_eq!(token.text(), hex);
+        for other in ["s3cret", "", &hex.to_uppercase(), &hex[..62]] {
+            assert_eq!(Token::new(other), Token::Text(other.into()));
+            assert_eq!(Token::new(other).text(), other);
+        }
+    }
+}

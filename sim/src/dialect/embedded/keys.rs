@@ -1,0 +1,79 @@
+//! The reference backend's `[backend]` keys: none of its own. Without `url` and `api` the run
+//! starts the backend in its own process; a standalone one (`fleetsim backend`) is named by
+//! both, its device gateway and its operator API. It plays every phase.
+
+use super::Embedded;
+use crate::dialect::Keys;
+use crate::dialect::keys::check_url;
+use crate::scenario::{Backend, KeyError, Scenario};
+
+impl Keys for Embedded {
+    const KEYS: &'static [&'static str] = &[];
+
+    fn check_keys(section: &Backend) -> Result<(), KeyError> {
+        let missing = "missing: a standalone embedded backend needs both url and api";
+        match (&section.url, &section.api) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(KeyError::new("url", missing)),
+            (Some(url), api) => {
+                check_url(url, &["mqtt", "mqtts"]).map_err(|m| KeyError::new("url", m))?;
+                let Some(api) = api else {
+                    return Err(KeyError::new("api", missing));
+                };
+                check_url(api, &["http", "https"]).map_err(|m| KeyError::new("api", m))
+            }
+        }
+    }
+
+    fn refuse(_scenario: &Scenario) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// An `http://` URL is a running backend's operator API (devices connect where it says);
+    /// an `mqtt://` URL moves the gateway of a standalone backend the scenario names.
+    fn aim(backend: &mut Backend, url: &str) -> Result<(), String> {
+        match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("http") => {
+                backend.api = Some(url.to_owned());
+                backend.url = None;
+                Ok(())
+            }
+            Some("mqtt") if backend.api.is_some() => {
+                backend.url = Some(url.to_owned());
+                Ok(())
+            }
+            _ => Err("http://IP:PORT, the operator API of a running `fleetsim backend`".to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::file::BackendKind;
+
+    #[test]
+    fn a_standalone_backend_is_named_by_both_its_addresses() {
+        let mut section = Backend::of(BackendKind::Embedded);
+        assert_eq!(Embedded::check_keys(&section), Ok(()), "in process");
+        section.api = Some("http://127.0.0.1:8080".into());
+        assert_eq!(Embedded::check_keys(&section).map_err(|e| e.key), Err("url"));
+        section.url = Some("mqtt://127.0.0.1:1883".into());
+        assert_eq!(Embedded::check_keys(&section), Ok(()));
+        section.api = None;
+        assert_eq!(Embedded::check_keys(&section).map_err(|e| e.key), Err("api"));
+    }
+
+    #[test]
+    fn backend_takes_an_operator_api_url() {
+        let mut backend = Backend::of(BackendKind::Embedded);
+        assert!(
+            Embedded::aim(&mut backend, "mqtt://127.0.0.1:1883").is_err(),
+            "no api to go with it"
+        );
+        Embedded::aim(&mut backend, "http://127.0.0.1:8080").expect("an api");
+        assert_eq!(backend.api.as_deref(), Some("http://127.0.0.1:8080"));
+        Embedded::aim(&mut backend, "mqtt://127.0.0.1:1883").expect("its gateway");
+        assert_eq!(backend.url.as_deref(), Some("mqtt://127.0.0.1:1883"));
+    }
+}

@@ -1,0 +1,102 @@
+//! Why a device's exchange with a backend failed, as the figures count it: small and copyable,
+//! so a failure is counted by kind on the hot path, never formatted.
+
+use crate::metrics::recorder::Counter;
+use crate::transport::http::HttpError;
+use crate::transport::mqtt::TransportError;
+
+/// A failed exchange, by what the harness counts it as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Refused, reset or closed by the server (`errors.refused`).
+    Refused,
+    /// No answer in time (`errors.timeout`).
+    Timeout,
+    /// This machine had no file, local port or memory left (`errors.local`): the harness's
+    /// limit, not the backend's.
+    Local,
+    /// Not the protocol, or not what the exchange expects (`errors.protocol`).
+    Protocol,
+    /// The credentials were refused (`errors.auth`).
+    Auth,
+    /// An HTTP error status (`errors.http_404`, ...).
+    Status(u16),
+    /// The backend retired the device: not an error but the operator's doing, counted as
+    /// `decommissioned`.
+    Retired,
+}
+
+impl Fault {
+    /// The counter this failure goes to.
+    pub fn counter(self) -> Counter {
+        match self {
+            Self::Refused => Counter::ErrorsRefused,
+            Self::Timeout => Counter::ErrorsTimeout,
+            Self::Local => Counter::ErrorsLocal,
+            Self::Protocol => Counter::ErrorsProtocol,
+            Self::Auth => Counter::ErrorsAuth,
+            Self::Status(status) => Counter::for_http_status(status),
+            Self::Retired => Counter::Decommissioned,
+        }
+    }
+}
+
+impl From<TransportError> for Fault {
+    fn from(error: TransportError) -> Self {
+        match error {
+            TransportError::Refused(_) => Self::Auth,
+            TransportError::Io(std::io::ErrorKind::TimedOut) => Self::Timeout,
+            TransportError::Io(_) | TransportError::Closed => Self::Refused,
+            TransportError::Local => Self::Local,
+            TransportError::Protocol => Self::Protocol,
+        }
+    }
+}
+
+impl From<HttpError> for Fault {
+    fn from(error: HttpError) -> Self {
+        match error {
+            HttpError::Timeout => Self::Timeout,
+            HttpError::Io(_) => Self::Refused,
+            HttpError::Local => Self::Local,
+            HttpError::Status(status) => Self::Status(status),
+            HttpError::Protocol(_) => Self::Protocol,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::mqttbytes::v4::ConnectReturnCode;
+    use std::io::ErrorKind;
+
+    #[test]
+    fn failures_are_counted_by_kind() {
+        let mqtt = [
+            (
+                TransportError::Refused(ConnectReturnCode::NotAuthorized),
+                Counter::ErrorsAuth,
+            ),
+            (TransportError::Io(ErrorKind::TimedOut), Counter::ErrorsTimeout),
+            (TransportError::Io(ErrorKind::ConnectionRefused), Counter::ErrorsRefused),
+            (TransportError::Closed, Counter::ErrorsRefused),
+            (TransportError::Local, Counter::ErrorsLocal),
+            (TransportError::Protocol, Counter::ErrorsProtocol),
+        ];
+        for (error, counter) in mqtt {
+            assert_eq!(Fault::from(error).counter(), counter, "{error:?}");
+        }
+        let http = [
+            (HttpError::Timeout, Counter::ErrorsTimeout),
+            (HttpError::Io(ErrorKind::ConnectionReset), Counter::ErrorsRefused),
+            (HttpError::Local, Counter::ErrorsLocal),
+            (HttpError::Status(503), Counter::ErrorsHttp503),
+            (HttpError::Protocol("malformed response"), Counter::ErrorsProtocol),
+        ];
+        for (error, counter) in http {
+            assert_eq!(Fault::from(error).counter(), counter, "{error:?}");
+        }
+        assert_eq!(Fault::Retired.counter(), Counter::Decommissioned);
+    }
+}

@@ -1,0 +1,368 @@
+//! A device's link to its backend, whatever carries it: an MQTT session over a byte stream
+//! (TCP now, TLS next), a datagram endpoint (UDP, for CoAP), or no standing connection (a
+//! device that polls over HTTP, each request a connection of its own).
+//!
+//! Design: [`Link::wait`] is a device's only blocking point between events, and the one path
+//! by which what the server sends reaches the device: whichever link carried it, an arrival is
+//! handed to the dialect's reader, and only the event it means goes on to the device core.
+//! The link answers what its own protocol owes without waking anyone: an MQTT session pings
+//! when it has been quiet for half its keep-alive, acknowledges QoS 1 messages, and records a
+//! QoS 1 publish's latency when its PUBACK comes. An idle device's task holds `wait`'s future
+//! for the whole run, so it holds one timer and the read, nothing more.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use rumqttc::mqttbytes::QoS;
+use tokio::time::{Instant, sleep_until};
+
+use crate::device::Event;
+use crate::metrics::recorder::{Counter, Latency, Meter};
+use crate::transport::datagram::Datagram;
+use crate::transport::mqtt::{Incoming, MqttConn};
+
+/// QoS 1 publishes awaiting their PUBACK, per device; past this the oldest is forgotten (its
+/// latency lost, counted as a timeout) so a silent server cannot grow memory.
+const INFLIGHT_LIMIT: usize = 8;
+
+/// The keep-alive an MQTT device asks for; it pings when it has sent nothing for half of it.
+pub const KEEP_ALIVE_S: u16 = 60;
+
+/// An MQTT session pings when it has sent nothing for this long.
+const PING_AFTER: Duration = Duration::from_secs(KEEP_ALIVE_S as u64 / 2);
+
+/// What the server sent a device, as its link carried it.
+#[derive(Debug, Clone, Copy)]
+pub enum Arrival<'a> {
+    /// A message on one of the device's subscriptions.
+    Message {
+        /// Its topic.
+        topic: &'a str,
+        /// Its payload.
+        payload: &'a [u8],
+    },
+    /// A datagram.
+    Datagram(&'a [u8]),
+}
+
+/// What a QoS 1 publish measures when its PUBACK comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaited {
+    /// Telemetry: `publish.latency` from the intended send time (and it counts as
+    /// `published` once sent).
+    Telemetry,
+    /// A config report: `config.latency` from when the operator set it.
+    Config,
+    /// A command's answer: `command.latency` from when the operator sent it.
+    Command,
+    /// Anything else (OTA progress): nothing to record.
+    Nothing,
+}
+
+/// The link dropped: the device must connect again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost;
+
+/// A device's link.
+#[derive(Debug, Default)]
+pub enum Link {
+    /// No standing connection: never connected, dropped, or a backend devices poll.
+    #[default]
+    None,
+    /// An MQTT session over a byte stream.
+    Stream(MqttSession),
+    /// A datagram endpoint.
+    Datagram(Datagram),
+}
+
+/// An MQTT session as a device holds it: the connection, the QoS 1 publishes awaiting their
+/// PUBACK, and when it last sent anything.
+#[derive(Debug)]
+pub struct MqttSession {
+    conn: MqttConn,
+    /// QoS 1 publishes: packet id, the time to measure from, what to record.
+    inflight: VecDeque<(u16, Instant, Awaited)>,
+    /// When anything was last sent (keep-alive pings go after half the keep-alive).
+    last_sent: Instant,
+}
+
+impl Link {
+    /// A fresh MQTT connection as a device's link.
+    pub fn stream(conn: MqttConn) -> Self {
+        Self::Stream(MqttSession {
+            conn,
+            inflight: VecDeque::new(),
+            last_sent: Instant::now(),
+        })
+    }
+
+    /// Whether the device holds a connection.
+    pub fn is_open(&self) -> bool {
+        !matches!(self, Self::None)
+    }
+
+    /// Publishes on `topic` over an MQTT session; a QoS 1 publish records `awaited` from
+    /// `since` at its PUBACK. Nothing happens without a session. `Err` means the connection
+    /// just dropped (the link is then [`Link::None`]).
+    pub async fn publish(
+        &mut self,
+        meter: &Meter,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        awaited: Awaited,
+        since: Instant,
+    ) -> Result<(), Lost> {
+        let Self::Stream(session) = self else { return Ok(()) };
+        match session.conn.publish(topic, payload, qos).await {
+            Ok(pkid) => {
+                if awaited == Awaited::Telemetry {
+                    meter.count(Counter::Published);
+                }
+                session.last_sent = Instant::now();
+                if qos == QoS::AtLeastOnce {
+                    if session.inflight.len() >= INFLIGHT_LIMIT {
+                        session.inflight.pop_front();
+                        meter.count(Counter::ErrorsTimeout);
+                    }
+                    session.inflight.push_back((pkid, since, awaited));
+                }
+                Ok(())
+            }
+            Err(_) => {
+                self.drop_conn();
+                Err(Lost)
+            }
+        }
+    }
+
+    /// Sends a datagram over a datagram endpoint; nothing happens without one.
+    pub async fn send(&mut self, datagram: &[u8]) -> Result<(), Lost> {
+        let Self::Datagram(endpoint) = self else { return Ok(()) };
+        if endpoint.send(datagram).await.is_err() {
+            self.drop_conn();
+            return Err(Lost);
+        }
+        Ok(())
+    }
+
+    /// Waits up to `limit` for the PUBACKs of what is in flight (recording their latencies),
+    /// before a clean goodbye. Other packets are dropped: the device is leaving.
+    pub async fn flush(&mut self, meter: &Meter, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while let Self::Stream(session) = self
+            && !session.inflight.is_empty()
+        {
+            match tokio::time::timeout_at(deadline, session.conn.incoming()).await {
+                Ok(Ok(Some(Incoming::PubAck(pkid)))) => session.acknowledged(meter, pkid),
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None) | Err(_)) => return self.drop_conn(),
+                Err(_) => {
+                    meter.count(Counter::ErrorsTimeout);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Forgets the connection (it failed, or the device drops it as a failing link does: no
+    /// goodbye, the socket just closes) and what waited on it.
+    pub fn drop_conn(&mut self) {
+        *self = Self::None;
+    }
+
+    /// Says goodbye on the connection, if its protocol has one (MQTT's DISCONNECT), and
+    /// forgets it.
+    pub async fn hang_up(&mut self) {
+        if let Self::Stream(session) = std::mem::take(self) {
+            let _ = session.conn.disconnect().await;
+        }
+    }
+
+    /// Waits for the next event: the wake-up at `wake_at`, a lost connection, or an arrival
+    /// that `read` (the dialect's reader) says the device acts on. Counts every arrival as
+    /// `received`; answers pings and acknowledgements itself without waking the core.
+    ///
+    /// Nothing here listens for the end of the run: the shard drops its device tasks then,
+    /// which closes their sockets.
+    pub async fn wait(
+        &mut self,
+        meter: &Meter,
+        wake_at: Instant,
+        mut read: impl FnMut(Arrival<'_>) -> Option<Event>,
+    ) -> (Event, Instant) {
+        loop {
+            // One timer for both the wake and the session's own duty (a keep-alive ping).
+            let duty = self.due().filter(|due| *due < wake_at);
+            let on_duty = duty.is_some();
+            // Both branches are cancel-safe: reads keep partial bytes, sleeps lose nothing.
+            let heard = tokio::select! {
+                () = sleep_until(duty.unwrap_or(wake_at)) => None,
+                heard = self.next() => Some(heard),
+            };
+            let Some(heard) = heard else {
+                if !on_duty {
+                    return (Event::Wake, wake_at);
+                }
+                // Boxed, as the acknowledgement below: rare next to waiting, so an idle
+                // device's task does not hold their futures.
+                if Box::pin(self.on_due()).await.is_err() {
+                    return self.lost();
+                }
+                continue;
+            };
+            match heard {
+                Ok(Heard::Acked(pkid)) => {
+                    if let Self::Stream(session) = self {
+                        session.acknowledged(meter, pkid);
+                    }
+                }
+                Ok(Heard::Message(message)) => {
+                    meter.count(Counter::Received);
+                    let event = read(Arrival::Message {
+                        topic: &message.topic,
+                        payload: &message.payload,
+                    });
+                    let (qos, pkid) = (message.qos, message.pkid);
+                    drop(message);
+                    if qos == QoS::AtLeastOnce
+                        && let Self::Stream(session) = self
+                        && Box::pin(session.conn.ack(pkid)).await.is_err()
+                    {
+                        return self.lost();
+                    }
+                    if let Some(event) = event {
+                        return (event, Instant::now());
+                    }
+                }
+                Ok(Heard::Datagram(datagram)) => {
+                    meter.count(Counter::Received);
+                    if let Some(event) = read(Arrival::Datagram(&datagram)) {
+                        return (event, Instant::now());
+                    }
+                }
+                Ok(Heard::Nothing) => {}
+                Err(Lost) => return self.lost(),
+            }
+        }
+    }
+
+    /// The connection dropped: forgotten, and the core told.
+    fn lost(&mut self) -> (Event, Instant) {
+        self.drop_conn();
+        (Event::ConnectionLost, Instant::now())
+    }
+
+    /// When the link must next act on its own, if ever.
+    fn due(&self) -> Option<Instant> {
+        match self {
+            Self::Stream(session) => Some(session.last_sent + PING_AFTER),
+            Self::None | Self::Datagram(_) => None,
+        }
+    }
+
+    /// Acts on its own: an MQTT session pings.
+    async fn on_due(&mut self) -> Result<(), Lost> {
+        if let Self::Stream(session) = self {
+            session.conn.ping().await.map_err(|_| Lost)?;
+            session.last_sent = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// What the server sends next; without a connection, never. Cancel-safe.
+    async fn next(&mut self) -> Result<Heard, Lost> {
+        match self {
+            Self::None => std::future::pending().await,
+            Self::Stream(session) => match session.conn.incoming().await {
+                Ok(Some(Incoming::PubAck(pkid))) => Ok(Heard::Acked(pkid)),
+                Ok(Some(Incoming::Publish(message))) => Ok(Heard::Message(message)),
+                Ok(Some(Incoming::Other)) => Ok(Heard::Nothing),
+                Ok(None) | Err(_) => Err(Lost),
+            },
+            Self::Datagram(endpoint) => match endpoint.receive().await {
+                Ok(datagram) => Ok(Heard::Datagram(datagram.into_boxed_slice())),
+                Err(_) => Err(Lost),
+            },
+        }
+    }
+}
+
+/// What a link heard.
+enum Heard {
+    /// A PUBACK for this packet id.
+    Acked(u16),
+    /// An MQTT message.
+    Message(Box<rumqttc::mqttbytes::v4::Publish>),
+    /// A datagram.
+    Datagram(Box<[u8]>),
+    /// Nothing for the device (a SUBACK, a PINGRESP).
+    Nothing,
+}
+
+impl MqttSession {
+    fn acknowledged(&mut self, meter: &Meter, pkid: u16) {
+        let Some(slot) = self.inflight.iter().position(|(id, _, _)| *id == pkid) else {
+            return;
+        };
+        let Some((_, since, awaited)) = self.inflight.remove(slot) else {
+            return;
+        };
+        if self.inflight.is_empty() {
+            // An idle device keeps no buffer for publishes in flight.
+            self.inflight = VecDeque::new();
+        }
+        let latency = match awaited {
+            Awaited::Telemetry => Latency::Publish,
+            Awaited::Config => Latency::Config,
+            Awaited::Command => Latency::Command,
+            Awaited::Nothing => return,
+        };
+        meter.record(latency, since);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::datagram::Datagram;
+
+    /// A datagram from the server reaches the device through the same wait, and the same
+    /// reader, as an MQTT message does.
+    #[tokio::test]
+    async fn a_datagram_reaches_the_reader_and_an_idle_link_only_wakes() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = Datagram::open(server.local_addr().expect("addr"), None)
+            .await
+            .expect("open");
+        let device = endpoint.local_addr().expect("addr");
+        let mut link = Link::Datagram(endpoint);
+        let meter = Meter::default();
+        server.send_to(b"ping", device).await.expect("send");
+        server.send_to(b"config 7", device).await.expect("send");
+        let mut heard = Vec::new();
+        let far = Instant::now() + Duration::from_secs(30);
+        let (event, _) = link
+            .wait(&meter, far, |arrival| {
+                let Arrival::Datagram(bytes) = arrival else { return None };
+                heard.push(bytes.to_vec());
+                bytes
+                    .strip_prefix(b"config ")
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                    .map(|version| Event::ConfigDesired { version })
+            })
+            .await;
+        assert_eq!(event, Event::ConfigDesired { version: 7 });
+        assert_eq!(
+            heard,
+            [b"ping".to_vec(), b"config 7".to_vec()],
+            "both read, one acted on"
+        );
+        assert_eq!(meter.take().count(Counter::Received), 2);
+
+        let mut idle = Link::None;
+        let soon = Instant::now() + Duration::from_millis(20);
+        let (event, at) = idle.wait(&meter, soon, |_| panic!("nothing arrives")).await;
+        assert_eq!((event, at), (Event::Wake, soon));
+    }
+}

@@ -1,0 +1,115 @@
+//! A broker's `[backend]` keys: its `url`, more nodes of its cluster (`cluster`), and the
+//! topic templates devices publish to and listen on (`telemetry_topic`, `command_topic`). It
+//! has no operator API, so only outages run against it.
+
+use super::Broker;
+use crate::dialect::Keys;
+use crate::dialect::keys::{check_url, require_url};
+use crate::scenario::units::DisplayDuration;
+use crate::scenario::{Action, Backend, KeyError, Scenario};
+
+/// The placeholders a topic template may use.
+pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{serial}", "{index}", "{model}", "{group}"];
+
+const SCHEMES: [&str; 2] = ["mqtt", "mqtts"];
+
+impl Keys for Broker {
+    const KEYS: &'static [&'static str] = &["cluster", "telemetry_topic", "command_topic"];
+
+    fn check_keys(section: &Backend) -> Result<(), KeyError> {
+        require_url(section.url.as_deref(), &SCHEMES)?;
+        for (k, endpoint) in section.cluster.iter().flatten().enumerate() {
+            check_url(endpoint, &SCHEMES).map_err(|m| KeyError::at("cluster", k, m))?;
+        }
+        if section.api.is_some() {
+            return Err(KeyError::new(
+                "api",
+                "the mqtt backend has no operator API; remove this key",
+            ));
+        }
+        for (key, template) in [
+            ("telemetry_topic", &section.telemetry_topic),
+            ("command_topic", &section.command_topic),
+        ] {
+            if let Some(topic) = template {
+                check_topic_template(topic).map_err(|m| KeyError::new(key, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A broker has no operator API: only phases devices live by themselves run.
+    fn refuse(scenario: &Scenario) -> Result<(), String> {
+        match scenario
+            .phases
+            .iter()
+            .find(|p| !matches!(p.action, Action::Outage { .. }))
+        {
+            Some(phase) => Err(format!(
+                "{}: phase \"{}\" at {} needs an operator API, and an MQTT broker has none; \
+                 against a broker only \"outage\" phases run",
+                scenario.file.display(),
+                phase.action.name(),
+                DisplayDuration(phase.at)
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn aim(backend: &mut Backend, url: &str) -> Result<(), String> {
+        if url.starts_with("mqtt://") {
+            backend.url = Some(url.to_owned());
+            return Ok(());
+        }
+        Err("mqtt://IP:PORT, the broker".to_owned())
+    }
+}
+
+/// A topic template: no wildcards, no empty levels, known placeholders only.
+fn check_topic_template(topic: &str) -> Result<(), String> {
+    let mut rest = topic.to_owned();
+    for placeholder in TOPIC_PLACEHOLDERS {
+        rest = rest.replace(placeholder, "x");
+    }
+    if topic.is_empty() || rest.contains(['+', '#', '{', '}']) || rest.split('/').any(str::is_empty) {
+        return Err(format!(
+            "expected a topic like \"devices/{{serial}}/telemetry\" (no wildcards or empty levels; placeholders {}), found \"{topic}\"",
+            TOPIC_PLACEHOLDERS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::file::BackendKind;
+
+    #[test]
+    fn a_broker_needs_its_url_takes_no_api_and_checks_its_templates() {
+        let mut section = Backend::of(BackendKind::Mqtt);
+        assert_eq!(Broker::check_keys(&section).map_err(|e| e.key), Err("url"));
+        section.url = Some("mqtt://127.0.0.1:1883".into());
+        assert_eq!(Broker::check_keys(&section), Ok(()));
+        section.cluster = Some(vec!["mqtt://127.0.0.2:1883".into(), "http://127.0.0.3:1".into()]);
+        let error = Broker::check_keys(&section).expect_err("an http node");
+        assert_eq!((error.key, error.index), ("cluster", Some(1)));
+        section.cluster = None;
+        section.command_topic = Some("devices/{serial}/#".into());
+        assert_eq!(Broker::check_keys(&section).map_err(|e| e.key), Err("command_topic"));
+        section.command_topic = Some("devices/{serial}/{group}/cmd".into());
+        assert_eq!(Broker::check_keys(&section), Ok(()));
+        section.api = Some("http://127.0.0.1:8080".into());
+        assert_eq!(Broker::check_keys(&section).map_err(|e| e.key), Err("api"));
+    }
+
+    #[test]
+    fn topic_templates_take_known_placeholders_and_no_wildcards() {
+        for good in ["t/{serial}", "plant/{group}/{model}/{index}/{serial}/up"] {
+            assert_eq!(check_topic_template(good), Ok(()), "{good}");
+        }
+        for bad in ["", "t/+/x", "t/#", "t//x", "t/{name}", "/t"] {
+            assert!(check_topic_template(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! A device's datagram endpoint: a UDP socket bound from the device's own source address and
+//! connected to one server, as a CoAP device holds one. An idle endpoint holds its socket and
+//! nothing else: a datagram is read, once the socket says one waits, into a buffer made for it.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use tokio::net::UdpSocket;
+
+/// The longest datagram an endpoint reads; longer ones arrive cut to this and fail to decode.
+/// CoAP keeps a message within one IP packet (RFC 7252, section 4.6, suggests 1,152 bytes),
+/// so a 1,024-byte block and its header fit with room to spare.
+pub const MAX_DATAGRAM_BYTES: usize = 2048;
+
+/// A UDP socket connected to one server.
+#[derive(Debug)]
+pub struct Datagram {
+    socket: UdpSocket,
+}
+
+impl Datagram {
+    /// Binds from `source` (any address of the target's family when `None`; the port chosen by
+    /// the system) and connects to `target`, so only the server's datagrams are read.
+    pub async fn open(target: SocketAddr, source: Option<IpAddr>) -> io::Result<Self> {
+        let local = source.unwrap_or(match target {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        });
+        let socket = UdpSocket::bind(SocketAddr::new(local, 0)).await?;
+        socket.connect(target).await?;
+        Ok(Self { socket })
+    }
+
+    /// The local address datagrams leave from.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Sends one datagram.
+    pub async fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        self.socket.send(bytes).await.map(|_| ())
+    }
+
+    /// Waits for the next datagram from the server.
+    ///
+    /// Cancel-safe: waiting for the socket to be readable takes nothing from it. The wait is
+    /// a poll of the socket's readiness, not a readiness future, so an idle device waiting
+    /// here holds a reference and nothing more.
+    pub async fn receive(&self) -> io::Result<Vec<u8>> {
+        loop {
+            std::future::poll_fn(|cx| self.socket.poll_recv_ready(cx)).await?;
+            let mut datagram = vec![0; MAX_DATAGRAM_BYTES];
+            match self.socket.try_recv(&mut datagram) {
+                Ok(len) => {
+                    datagram.truncate(len);
+                    return Ok(datagram);
+                }
+                // Readiness can be spurious: wait again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn datagrams_go_to_the_server_and_only_its_come_back() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let stranger = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = Datagram::open(
+            server.local_addr().expect("addr"),
+            Some("127.0.0.2".parse().expect("ip")),
+        )
+        .await
+        .expect("open");
+        let local = endpoint.local_addr().expect("addr");
+        assert_eq!(
+            local.ip().to_string(),
+            "127.0.0.2",
+            "sent from the device's own address"
+        );
+        endpoint.send(b"hello").await.expect("send");
+        let mut buf = [0; 64];
+        let (len, from) = server.recv_from(&mut buf).await.expect("server hears it");
+        assert_eq!((&buf[..len], from), (&b"hello"[..], local));
+        stranger.send_to(b"not for you", local).await.expect("send");
+        server.send_to(b"answer", local).await.expect("send");
+        assert_eq!(endpoint.receive().await.expect("receive"), b"answer");
+    }
+}

@@ -1,0 +1,119 @@
+//! The per-device memory budgets, for every dialect: an idle connected device costs its task's
+//! future for the whole run, and a sleeping device its sleeper's box in the timer heap, so
+//! both are held to a size here (ARCHITECTURE section 9; the README's scale figures are
+//! measured by `benches/scale.sh`). A new dialect adds its line to each list.
+
+use std::rc::Rc;
+
+use fleetsim::device::SimTime;
+use fleetsim::dialect::embedded::Embedded;
+use fleetsim::dialect::hawkbit::{DdiAuth, Hawkbit};
+use fleetsim::dialect::mqtt::Broker;
+use fleetsim::dialect::{Devices, Dialect, Inbox, Shared};
+use fleetsim::engine::clock::RunClock;
+use fleetsim::engine::context::{Life, Member, ShardCtx, Sleeper};
+use fleetsim::engine::driver::awake;
+use fleetsim::engine::perform::Step;
+use fleetsim::scenario::parse_model;
+use tokio::time::Instant;
+
+/// The most an idle connected device's task future may hold.
+const TASK_BUDGET: usize = 900;
+/// The most a sleeping device's state may take in its box (of the 512 bytes it may cost in
+/// all, with its heap slot and its credentials).
+const SLEEPER_BUDGET: usize = 320;
+
+fn member() -> Rc<Member> {
+    let text =
+        "name = \"m\"\nprotocol = \"mqtt\"\nfirmware = \"1.0\"\n[telemetry]\ninterval = \"1m\"\npayload_bytes = 8\n";
+    let model = parse_model(std::path::Path::new("m.toml"), text).expect("valid model");
+    Rc::new(Member {
+        model,
+        group: "g".into(),
+        outages: Vec::new(),
+    })
+}
+
+/// The size of an awake device's task future against `dialect`.
+fn task_size<D: Dialect>(dialect: D) -> usize {
+    let clock = RunClock::new(Instant::now(), 1.0);
+    let shard = Rc::new(ShardCtx::new(1, clock, dialect, Shared::default(), None, false));
+    let member = member();
+    let life = Life::new(1, &member, 0, SimTime(0));
+    let first = Box::new((
+        Default::default(),
+        Step {
+            now: SimTime(0),
+            intended: Instant::now(),
+            arrival: Instant::now(),
+            update_started: SimTime(0),
+        },
+    ));
+    let task = awake(shard, member, life, None, Inbox::default(), Some(first));
+    std::mem::size_of_val(&task)
+}
+
+fn addr() -> std::net::SocketAddr {
+    "127.0.0.1:1883".parse().expect("addr")
+}
+
+#[test]
+fn an_idle_devices_task_is_small_whatever_its_backend() {
+    let sizes = [
+        (
+            "embedded",
+            task_size(Embedded {
+                mqtt: addr(),
+                api: addr(),
+                claim_secret: "s".into(),
+            }),
+        ),
+        (
+            "mqtt",
+            task_size(Broker {
+                addr: addr(),
+                telemetry_topic: "t".into(),
+                command_topic: "c".into(),
+                cluster: Vec::new(),
+            }),
+        ),
+        (
+            "hawkbit",
+            task_size(Hawkbit {
+                addr: addr(),
+                tenant: "DEFAULT".into(),
+                auth: DdiAuth::None,
+                management: None,
+                imposed: Default::default(),
+            }),
+        ),
+    ];
+    println!("device task futures, bytes: {sizes:?}");
+    for (dialect, size) in sizes {
+        assert!(
+            size <= TASK_BUDGET,
+            "a {dialect} device's task future grew to {size} bytes"
+        );
+    }
+}
+
+#[test]
+fn a_sleeping_device_is_small_whatever_its_backend() {
+    fn size<D: Dialect>() -> usize {
+        std::mem::size_of::<Sleeper<D>>()
+    }
+    let sizes = [
+        ("embedded", size::<Embedded>()),
+        ("mqtt", size::<Broker>()),
+        ("hawkbit", size::<Hawkbit>()),
+    ];
+    println!("sleepers, bytes: {sizes:?}");
+    for (dialect, size) in sizes {
+        assert!(
+            size <= SLEEPER_BUDGET,
+            "a sleeping {dialect} device's state grew to {size} bytes"
+        );
+    }
+    // What a sleeping device keeps of its dialect: its credentials at most.
+    assert!(std::mem::size_of::<Option<<Embedded as Devices>::Kept>>() <= 64);
+}
