@@ -16,6 +16,7 @@ use std::time::Duration;
 use rumqttc::mqttbytes::QoS;
 use tokio::time::{Instant, sleep_until};
 
+use super::{Inbox, Report};
 use crate::device::Event;
 use crate::metrics::recorder::{Counter, Latency, Meter};
 use crate::transport::datagram::Datagram;
@@ -133,6 +134,22 @@ impl Link {
                 self.drop_conn();
                 Err(Lost)
             }
+        }
+    }
+
+    /// Publishes a telemetry report on `topic` over an MQTT session at the model's QoS,
+    /// timed from its intended send; a connection that drops on it goes to the inbox.
+    pub async fn publish_report(&mut self, meter: &Meter, topic: &str, report: Report<'_>, inbox: &mut Inbox) {
+        let qos = if report.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        let sent = self
+            .publish(meter, topic, report.payload, qos, Awaited::Telemetry, report.intended)
+            .await;
+        if sent.is_err() {
+            inbox.push(Event::ConnectionLost);
         }
     }
 

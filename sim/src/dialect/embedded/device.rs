@@ -259,24 +259,7 @@ impl Devices for Embedded {
     ) {
         let Some(credentials) = &device.credentials else { return };
         let topic = format!("fleet/v1/d/{}/telemetry", credentials.device_id);
-        let qos = if report.qos == 0 {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        };
-        let sent = link
-            .publish(
-                &cx.shared.meter,
-                &topic,
-                report.payload,
-                qos,
-                Awaited::Telemetry,
-                report.intended,
-            )
-            .await;
-        if sent.is_err() {
-            inbox.push(Event::ConnectionLost);
-        }
+        link.publish_report(&cx.shared.meter, &topic, report, inbox).await;
     }
 
     async fn answer(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, answer: Answer, inbox: &mut Inbox) {

@@ -9,7 +9,7 @@ use rumqttc::mqttbytes::QoS;
 
 use super::Broker;
 use crate::device::Event;
-use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
+use crate::dialect::link::KEEP_ALIVE_S;
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::transport::mqtt::{ConnectParams, MqttConn};
 
@@ -88,24 +88,7 @@ impl Devices for Broker {
     ) {
         let serial = cx.serial();
         let topic = self.telemetry_topic(identity(cx, &serial));
-        let qos = if report.qos == 0 {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        };
-        let sent = link
-            .publish(
-                &cx.shared.meter,
-                &topic,
-                report.payload,
-                qos,
-                Awaited::Telemetry,
-                report.intended,
-            )
-            .await;
-        if sent.is_err() {
-            inbox.push(Event::ConnectionLost);
-        }
+        link.publish_report(&cx.shared.meter, &topic, report, inbox).await;
     }
 
     /// Nothing a broker sends asks for an answer.
