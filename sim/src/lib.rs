@@ -15,6 +15,7 @@ pub mod model;
 pub mod plan;
 pub mod report;
 pub mod scenario;
+pub mod scratch;
 pub mod store;
 pub mod transport;
 pub mod tui;

@@ -223,7 +223,16 @@ impl<'a> Plan<'a> {
 /// The serial of device `index`: the model's prefix and a keyed bijection of the index, so
 /// serials are unique by construction and anyone holding the key can compute one again.
 pub fn serial(prefix: &str, key: u64, index: u64) -> String {
-    format!("{prefix}-{:016X}", splitmix64(index ^ key))
+    let mut serial = String::with_capacity(prefix.len() + 17);
+    write_serial(&mut serial, prefix, key, index);
+    serial
+}
+
+/// Writes the serial of device `index` (see [`serial`]) to `out`.
+pub fn write_serial(out: &mut String, prefix: &str, key: u64, index: u64) {
+    use std::fmt::Write as _;
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{prefix}-{:016X}", splitmix64(index ^ key));
 }
 
 impl Plan<'_> {

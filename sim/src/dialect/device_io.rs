@@ -139,6 +139,11 @@ impl DeviceCx<'_> {
         crate::plan::serial(&self.model.serial_prefix, self.shared.serial_key, self.index)
     }
 
+    /// Writes the device's serial to `out` (the hot path's serial, with no allocation).
+    pub fn write_serial(&self, out: &mut String) {
+        crate::plan::write_serial(out, &self.model.serial_prefix, self.shared.serial_key, self.index);
+    }
+
     /// Records a latency measured from `since`.
     pub fn record(&self, latency: Latency, since: Instant) {
         self.shared.meter.record(latency, since);

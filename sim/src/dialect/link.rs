@@ -11,6 +11,7 @@
 //! for the whole run, so it holds one timer and the read, nothing more.
 
 use std::collections::VecDeque;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rumqttc::mqttbytes::QoS;
@@ -202,64 +203,79 @@ impl Link {
     ///
     /// Nothing here listens for the end of the run: the shard drops its device tasks then,
     /// which closes their sockets.
-    pub async fn wait(
-        &mut self,
-        meter: &Meter,
+    ///
+    /// Not an `async fn`: its arguments are moved into the block once rather than held twice
+    /// (rust-lang/rust#62958), and the link is polled rather than awaited, so an idle
+    /// device's future holds its timer and a few references, nothing more.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice in every idle device's future"
+    )]
+    pub fn wait<'a>(
+        &'a mut self,
+        meter: &'a Meter,
         wake_at: Instant,
-        mut read: impl FnMut(Arrival<'_>) -> Option<Event>,
-    ) -> (Event, Instant) {
-        loop {
-            // One timer for both the wake and the session's own duty (a keep-alive ping).
-            let duty = self.due().filter(|due| *due < wake_at);
-            let on_duty = duty.is_some();
-            // Both branches are cancel-safe: reads keep partial bytes, sleeps lose nothing.
-            let heard = tokio::select! {
-                () = sleep_until(duty.unwrap_or(wake_at)) => None,
-                heard = self.next() => Some(heard),
-            };
-            let Some(heard) = heard else {
-                if !on_duty {
-                    return (Event::Wake, wake_at);
-                }
-                // Boxed, as the acknowledgement below: rare next to waiting, so an idle
-                // device's task does not hold their futures.
-                if Box::pin(self.on_due()).await.is_err() {
-                    return self.lost();
-                }
-                continue;
-            };
-            match heard {
-                Ok(Heard::Acked(pkid)) => {
-                    if let Self::Stream(session) = self {
-                        session.acknowledged(meter, pkid);
+        mut read: impl FnMut(Arrival<'_>) -> Option<Event> + 'a,
+    ) -> impl Future<Output = (Event, Instant)> + 'a {
+        async move {
+            loop {
+                // One timer for both the wake and the session's own duty (a keep-alive ping).
+                let duty = self.due().filter(|due| *due < wake_at);
+                let on_duty = duty.is_some();
+                let heard = {
+                    let timer = sleep_until(duty.unwrap_or(wake_at));
+                    let mut timer = std::pin::pin!(timer);
+                    // Both are cancel-safe: reads keep partial bytes, sleeps lose nothing.
+                    std::future::poll_fn(|cx| match self.poll_next(cx) {
+                        Poll::Ready(heard) => Poll::Ready(Some(heard)),
+                        Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+                    })
+                    .await
+                };
+                let Some(heard) = heard else {
+                    if !on_duty {
+                        return (Event::Wake, wake_at);
                     }
-                }
-                Ok(Heard::Message(message)) => {
-                    meter.count(Counter::Received);
-                    let event = read(Arrival::Message {
-                        topic: &message.topic,
-                        payload: &message.payload,
-                    });
-                    let (qos, pkid) = (message.qos, message.pkid);
-                    drop(message);
-                    if qos == QoS::AtLeastOnce
-                        && let Self::Stream(session) = self
-                        && Box::pin(session.conn.ack(pkid)).await.is_err()
-                    {
+                    // Boxed, as the acknowledgement below: rare next to waiting, so an idle
+                    // device's task does not hold their futures.
+                    if Box::pin(self.on_due()).await.is_err() {
                         return self.lost();
                     }
-                    if let Some(event) = event {
-                        return (event, Instant::now());
+                    continue;
+                };
+                match heard {
+                    Ok(Heard::Acked(pkid)) => {
+                        if let Self::Stream(session) = self {
+                            session.acknowledged(meter, pkid);
+                        }
                     }
-                }
-                Ok(Heard::Datagram(datagram)) => {
-                    meter.count(Counter::Received);
-                    if let Some(event) = read(Arrival::Datagram(&datagram)) {
-                        return (event, Instant::now());
+                    Ok(Heard::Message(message)) => {
+                        meter.count(Counter::Received);
+                        let event = read(Arrival::Message {
+                            topic: &message.topic,
+                            payload: &message.payload,
+                        });
+                        let (qos, pkid) = (message.qos, message.pkid);
+                        drop(message);
+                        if qos == QoS::AtLeastOnce
+                            && let Self::Stream(session) = self
+                            && Box::pin(session.conn.ack(pkid)).await.is_err()
+                        {
+                            return self.lost();
+                        }
+                        if let Some(event) = event {
+                            return (event, Instant::now());
+                        }
                     }
+                    Ok(Heard::Datagram(datagram)) => {
+                        meter.count(Counter::Received);
+                        if let Some(event) = read(Arrival::Datagram(&datagram)) {
+                            return (event, Instant::now());
+                        }
+                    }
+                    Ok(Heard::Nothing) => {}
+                    Err(Lost) => return self.lost(),
                 }
-                Ok(Heard::Nothing) => {}
-                Err(Lost) => return self.lost(),
             }
         }
     }
@@ -287,20 +303,21 @@ impl Link {
         Ok(())
     }
 
-    /// What the server sends next; without a connection, never. Cancel-safe.
-    async fn next(&mut self) -> Result<Heard, Lost> {
+    /// What the server sends next, if it has sent it; otherwise the task is woken when it
+    /// might have. Without a connection, never.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Heard, Lost>> {
         match self {
-            Self::None => std::future::pending().await,
-            Self::Stream(session) => match session.conn.incoming().await {
+            Self::None => Poll::Pending,
+            Self::Stream(session) => session.conn.poll_incoming(cx).map(|incoming| match incoming {
                 Ok(Some(Incoming::PubAck(pkid))) => Ok(Heard::Acked(pkid)),
                 Ok(Some(Incoming::Publish(message))) => Ok(Heard::Message(message)),
                 Ok(Some(Incoming::Other)) => Ok(Heard::Nothing),
                 Ok(None) | Err(_) => Err(Lost),
-            },
-            Self::Datagram(endpoint) => match endpoint.receive().await {
+            }),
+            Self::Datagram(endpoint) => endpoint.poll_receive(cx).map(|received| match received {
                 Ok(datagram) => Ok(Heard::Datagram(datagram.into_boxed_slice())),
                 Err(_) => Err(Lost),
-            },
+            }),
         }
     }
 }

@@ -140,7 +140,17 @@ pub fn awake<D: Dialect>(
     let tasks = &running.io.home.shard.tasks;
     tasks.set(tasks.get() + 1);
     async move {
-        let ending = running.run(first).await;
+        // Boxed: an idle device's task holds only what waiting needs. Performing the actions
+        // (connects, publishes, downloads) needs far more, and only for a moment.
+        let stopped = match first {
+            Some(first) => {
+                let (actions, step) = *first;
+                let performed = Box::pin(running.io.perform_all(actions, step, &mut running.inbox)).await;
+                performed == Performed::Stop
+            }
+            None => false,
+        };
+        let ending = if stopped { Ending::Done } else { running.run().await };
         let shard = &running.io.home.shard;
         shard.tasks.set(shard.tasks.get().saturating_sub(1));
         if ending == Ending::Asleep {
@@ -174,42 +184,43 @@ struct Running<D: Dialect> {
 }
 
 impl<D: Dialect> Running<D> {
-    async fn run(&mut self, first: Option<Box<(Actions, Step)>>) -> Ending {
-        let (shard, member) = (Rc::clone(&self.io.home.shard), Rc::clone(&self.io.home.member));
-        // Boxed: an idle device's task holds only what waiting needs. Performing the actions
-        // (connects, publishes, downloads) needs far more, and only for a moment.
-        if let Some(first) = first {
-            let (actions, step) = *first;
-            if let Performed::Stop = Box::pin(self.io.perform_all(actions, step, &mut self.inbox)).await {
-                return Ending::Done;
-            }
-        }
-        loop {
-            let (event, at) = match self.inbox.pop() {
-                Some(next) => next,
-                None if member.model.telemetry.duty_cycle && !self.io.link.is_open() => {
-                    // Asleep, or backing off before another attempt: nothing to listen to
-                    // until a time comes, so the timer heap holds the device, not a task.
-                    return Ending::Asleep;
+    /// Not an `async fn`, so that `self` is held once (rust-lang/rust#62958).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice in every idle device's future"
+    )]
+    fn run(&mut self) -> impl Future<Output = Ending> + '_ {
+        async move {
+            loop {
+                let (event, at) = match self.inbox.pop() {
+                    Some(next) => next,
+                    None if self.io.home.member.model.telemetry.duty_cycle && !self.io.link.is_open() => {
+                        // Asleep, or backing off before another attempt: nothing to listen to
+                        // until a time comes, so the timer heap holds the device, not a task.
+                        return Ending::Asleep;
+                    }
+                    None => {
+                        // An idle device keeps no event buffer.
+                        self.inbox.release();
+                        let DeviceTask { home, link, device, .. } = &mut self.io;
+                        let wake = self
+                            .life
+                            .wake()
+                            .map_or_else(|| Instant::now() + NEVER, |sim| home.shard.clock.real(sim));
+                        // Whatever the server sends reaches the core here, read by the dialect.
+                        link.wait(&home.shard.shared.meter, wake, |arrival| {
+                            home.shard.dialect.read(&home.cx(), device, arrival)
+                        })
+                        .await
+                    }
+                };
+                // The shard and member are borrowed from the task, not cloned: an idle device's
+                // future holds no second reference to them.
+                let home = &self.io.home;
+                let (actions, step) = self.life.decide(&home.shard, &home.member, event, at);
+                if let Performed::Stop = Box::pin(self.io.perform_all(actions, step, &mut self.inbox)).await {
+                    return Ending::Done;
                 }
-                None => {
-                    // An idle device keeps no event buffer.
-                    self.inbox.release();
-                    let wake = self
-                        .life
-                        .wake()
-                        .map_or_else(|| Instant::now() + NEVER, |sim| shard.clock.real(sim));
-                    let DeviceTask { home, link, device, .. } = &mut self.io;
-                    // Whatever the server sends reaches the core here, read by the dialect.
-                    link.wait(&shard.shared.meter, wake, |arrival| {
-                        home.shard.dialect.read(&home.cx(), device, arrival)
-                    })
-                    .await
-                }
-            };
-            let (actions, step) = self.life.decide(&shard, &member, event, at);
-            if let Performed::Stop = Box::pin(self.io.perform_all(actions, step, &mut self.inbox)).await {
-                return Ending::Done;
             }
         }
     }

@@ -13,6 +13,7 @@ use crate::device::{Action, Actions, Event, OtaReport, SimTime};
 use crate::dialect::{Answer, DeviceCx, Devices, Dialect, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::model::{Outcome, Reading};
+use crate::scratch;
 
 /// A send this much later than intended counts as late.
 const LATE: Duration = Duration::from_millis(5);
@@ -161,7 +162,7 @@ impl<D: Dialect> DeviceTask<D> {
                     battery: None,
                     value: 20.0,
                 };
-                let mut payload = Vec::new();
+                let mut payload = scratch::bytes();
                 cx.model.telemetry.write_payload(&mut payload, &reading);
                 let report = Report {
                     payload: &payload,
@@ -169,6 +170,7 @@ impl<D: Dialect> DeviceTask<D> {
                     intended: step.intended,
                 };
                 dialect.report(&cx, device, link, report, inbox).await;
+                scratch::give_bytes(payload);
             }
             // A link that fails says no goodbye: the socket just closes.
             Action::Disconnect => link.drop_conn(),

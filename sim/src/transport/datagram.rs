@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::task::{Context, Poll};
 
 use tokio::net::UdpSocket;
 
@@ -47,17 +48,23 @@ impl Datagram {
     /// a poll of the socket's readiness, not a readiness future, so an idle device waiting
     /// here holds a reference and nothing more.
     pub async fn receive(&self) -> io::Result<Vec<u8>> {
+        std::future::poll_fn(|cx| self.poll_receive(cx)).await
+    }
+
+    /// The next datagram from the server, if one is there; otherwise the task is woken when
+    /// the socket is readable. What [`Datagram::receive`] waits on, for a caller that polls.
+    pub fn poll_receive(&self, cx: &mut Context<'_>) -> Poll<io::Result<Vec<u8>>> {
         loop {
-            std::future::poll_fn(|cx| self.socket.poll_recv_ready(cx)).await?;
+            std::task::ready!(self.socket.poll_recv_ready(cx))?;
             let mut datagram = vec![0; MAX_DATAGRAM_BYTES];
             match self.socket.try_recv(&mut datagram) {
                 Ok(len) => {
                     datagram.truncate(len);
-                    return Ok(datagram);
+                    return Poll::Ready(Ok(datagram));
                 }
                 // Readiness can be spurious: wait again.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }

@@ -34,6 +34,31 @@ impl ByteStream {
         Ok(Self::Tcp(stream))
     }
 
+    /// Ready when the stream has something to read (or has closed). The waker waits in the
+    /// socket's registration, not in the caller's future, so an idle device's task holds
+    /// nothing for it.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Tcp(stream) => stream.poll_read_ready(cx),
+        }
+    }
+
+    /// Reads what is there now without waiting, growing `buf` (`WouldBlock` when nothing
+    /// is; 0 when the server closed the stream).
+    pub fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+        match self {
+            Self::Tcp(stream) => stream.try_read_buf(buf),
+        }
+    }
+
+    /// Writes what the socket takes now without waiting (`WouldBlock` when it takes
+    /// nothing): the hot path's one syscall per packet.
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(stream) => stream.try_write(bytes),
+        }
+    }
+
     /// The local address the stream was opened from.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {

@@ -10,6 +10,7 @@
 //! jobs sent while it is offline reach it when it is back, as the backend promises. A
 //! duty-cycled device opens a clean session at each wake, reports and leaves.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use rumqttc::mqttbytes::QoS;
@@ -22,6 +23,7 @@ use crate::dialect::firmware::{ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::Counter;
+use crate::scratch;
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 
 /// What a device holds after provisioning (boxed strings: kept for the whole run by every
@@ -258,8 +260,11 @@ impl Devices for Embedded {
         inbox: &mut Inbox,
     ) {
         let Some(credentials) = &device.credentials else { return };
-        let topic = format!("fleet/v1/d/{}/telemetry", credentials.device_id);
+        let mut topic = scratch::string();
+        // Writing into a String cannot fail.
+        let _ = write!(topic, "fleet/v1/d/{}/telemetry", credentials.device_id);
         link.publish_report(&cx.shared.meter, &topic, report, inbox).await;
+        scratch::give_string(topic);
     }
 
     async fn answer(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, answer: Answer, inbox: &mut Inbox) {

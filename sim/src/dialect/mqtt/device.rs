@@ -3,6 +3,7 @@
 //! and counted, nothing more: a broker's messages mean nothing to a device), and telemetry on
 //! its topic template.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use rumqttc::mqttbytes::QoS;
@@ -11,6 +12,7 @@ use super::Broker;
 use crate::device::Event;
 use crate::dialect::link::KEEP_ALIVE_S;
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
+use crate::scratch;
 use crate::transport::mqtt::{ConnectParams, MqttConn};
 
 /// What fills a topic template's placeholders for one device.
@@ -30,12 +32,16 @@ impl Broker {
     /// The device's telemetry topic: the template filled in. Built at each publish rather
     /// than kept, so an idle device holds no topic.
     pub fn telemetry_topic(&self, identity: Identity<'_>) -> String {
-        fill(&self.telemetry_topic, identity)
+        let mut topic = String::new();
+        fill(&self.telemetry_topic, identity, &mut topic);
+        topic
     }
 
     /// The device's command topic.
     pub fn command_topic(&self, identity: Identity<'_>) -> String {
-        fill(&self.command_topic, identity)
+        let mut topic = String::new();
+        fill(&self.command_topic, identity, &mut topic);
+        topic
     }
 }
 
@@ -86,9 +92,13 @@ impl Devices for Broker {
         report: Report<'_>,
         inbox: &mut Inbox,
     ) {
-        let serial = cx.serial();
-        let topic = self.telemetry_topic(identity(cx, &serial));
+        // The hot path: serial and topic written into scratch buffers, nothing allocated.
+        let (mut serial, mut topic) = (scratch::string(), scratch::string());
+        cx.write_serial(&mut serial);
+        fill(&self.telemetry_topic, identity(cx, &serial), &mut topic);
+        scratch::give_string(serial);
         link.publish_report(&cx.shared.meter, &topic, report, inbox).await;
+        scratch::give_string(topic);
     }
 
     /// Nothing a broker sends asks for an answer.
@@ -140,13 +150,32 @@ impl Broker {
     }
 }
 
-/// A topic template with a device's placeholders filled in.
-fn fill(template: &str, identity: Identity<'_>) -> String {
-    template
-        .replace("{serial}", identity.serial)
-        .replace("{index}", &identity.index.to_string())
-        .replace("{model}", identity.model)
-        .replace("{group}", identity.group)
+/// Writes a topic template with a device's placeholders filled in to `out`; a brace that
+/// opens no placeholder is written as it is.
+fn fill(template: &str, identity: Identity<'_>, out: &mut String) {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let (before, from) = rest.split_at(open);
+        out.push_str(before);
+        rest = if let Some(after) = from.strip_prefix("{serial}") {
+            out.push_str(identity.serial);
+            after
+        } else if let Some(after) = from.strip_prefix("{index}") {
+            // Writing into a String cannot fail.
+            let _ = write!(out, "{}", identity.index);
+            after
+        } else if let Some(after) = from.strip_prefix("{model}") {
+            out.push_str(identity.model);
+            after
+        } else if let Some(after) = from.strip_prefix("{group}") {
+            out.push_str(identity.group);
+            after
+        } else {
+            out.push('{');
+            &from[1..]
+        };
+    }
+    out.push_str(rest);
 }
 
 #[cfg(test)]
@@ -169,6 +198,9 @@ mod tests {
         };
         assert_eq!(broker.telemetry_topic(identity), "t/sensors/temp-sensor/7/TS-1");
         assert_eq!(broker.command_topic(identity), "c/TS-1");
+        let mut out = String::new();
+        fill("{a}/{serial}{{index}}/{", identity, &mut out);
+        assert_eq!(out, "{a}/TS-1{7}/{", "braces that open no placeholder stay");
     }
 
     #[test]
