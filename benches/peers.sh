@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The peers benchmark: fleetsim beside the tools people use instead, each against its own fresh
+# Mosquitto, at the same work, in one table (the method is at the top of benches/peers/peers.py):
+#
+#   benches/peers.sh                    # fleetsim, Locust's MQTT user, a mosquitto_pub floor
+#   TOOLS=fleetsim benches/peers.sh     # one of them
+#   WORKS=qos0,idle benches/peers.sh    # some of the work (qos0, qos1, idle)
+#
+# Installs what it needs first: Debian's mosquitto and mosquitto-clients (as scripts/test does),
+# and Locust with paho-mqtt into a venv under target/bench-deps (pinned, so the figures compare
+# across runs). About 10 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-reports/peers-$(date -u +%Y%m%dT%H%M%SZ)}
+TOOLS=${TOOLS:-fleetsim,locust,floor}
+WORKS=${WORKS:-qos0,qos1,idle}
+VENV=target/bench-deps/locust
+LOCUST_VERSION=2.47.0
+PAHO_VERSION=2.1.0
+
+if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto >/dev/null 2>&1 && ! [ -x /usr/sbin/mosquitto ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update
+  $sudo apt-get install -y --no-install-recommends mosquitto mosquitto-clients
+fi
+export PATH="$PATH:/usr/sbin"
+if [[ ",$TOOLS," == *",locust,"* ]] && ! "$VENV/bin/python" -c 'import locust.contrib.mqtt' >/dev/null 2>&1; then
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "locust==$LOCUST_VERSION" "paho-mqtt==$PAHO_VERSION"
+fi
+cargo build --release --quiet
+mkdir -p "$OUT"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); $(mosquitto -h 2>/dev/null | head -1); $(date -u +%Y-%m-%d); reports: $OUT"
+python3 benches/peers/peers.py --fleetsim target/release/fleetsim --venv "$(realpath "$VENV")" --out "$(realpath "$OUT")" --tools "$TOOLS" --works "$WORKS"

@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""The peers benchmark (run it through benches/peers.sh): fleetsim, Locust's MQTT user and a
+mosquitto_pub floor, each against a fresh Mosquitto of its own, at the same work, and one table.
+
+- Messages: 1,000 clients x 10 msg/s x 64 B, at QoS 0 and at QoS 1. The broker's own count of
+  the PUBLISH packets it received ($SYS, once a second) is the truth for messages; a tool's CPU
+  (user + system, its whole process tree, from /proc) is read at the same two $SYS updates, 20 s
+  apart once the load is steady, and divided by the messages between them.
+- Idle clients: 15,000 clients asked for at 20,000 a second. Memory per client is the tool's
+  resident memory with 15,000 (10 s after the broker counts them all) less its memory with one,
+  over 15,000. Connects per second and CPU per 1,000 connects run from the broker's first
+  accepted connection to its 15,000th (its open sockets, polled every 10 ms: $SYS counts only
+  once a second, too coarse for a burst that lasts about two), and the broker's $SYS count of
+  connected clients must then reach 15,000.
+
+The floor is mosquitto_pub -l, one client writing the lines another process feeds it: what one
+write per message costs on this machine, with nothing else to do.
+"""
+import argparse
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+WINDOW = (15.0, 35.0)  # seconds after the tool starts: the steady window
+IDLE_CLIENTS = 15_000
+IDLE_DEADLINE = 120  # seconds a tool has to connect them all
+
+
+def raise_files():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def settle(limit=90):
+    """Waits (up to `limit` s) until few sockets are left in TIME_WAIT: 15,000 clients just
+    closed hold as many local ports for a minute, which the next run needs."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        waiting = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as f:
+                    waiting += sum(1 for line in f if line.split()[3:4] == ["06"])
+            except OSError:
+                pass
+        if waiting < 1000:
+            return
+        time.sleep(1)
+
+
+def tree(pid):
+    """pid and its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except OSError:
+            continue
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICK
+
+
+def rss_bytes(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE
+        except OSError:
+            pass
+    return total
+
+
+class Broker:
+    """A fresh Mosquitto on a free port, and a watcher of its $SYS counts."""
+
+    def __init__(self, workdir, name):
+        self.port = free_port()
+        conf = os.path.join(workdir, f"mosquitto-{name}.conf")
+        with open(conf, "w") as f:
+            f.write(
+                f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                "max_connections -1\nsys_interval 1\n"
+            )
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", conf], preexec_fn=raise_files,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.3)
+        self.updates = []  # (time, messages received, clients connected)
+        self.cond = threading.Condition()
+        self.hook = None  # called with each update
+        self.sub = subprocess.Popen(
+            ["mosquitto_sub", "-p", str(self.port), "-v",
+             "-t", "$SYS/broker/publish/messages/received", "-t", "$SYS/broker/clients/connected"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        messages, clients = 0, 0
+        for line in self.sub.stdout:
+            topic, _, value = line.strip().partition(" ")
+            if topic.endswith("messages/received"):
+                messages = int(value)
+            else:
+                # The watcher itself is a client.
+                clients = max(int(value) - 1, 0)
+            update = (time.time(), messages, clients)
+            if self.hook:
+                self.hook(update)
+            with self.cond:
+                self.updates.append(update)
+                self.cond.notify_all()
+
+    def wait(self, test, timeout):
+        """The first update after now that passes `test`."""
+        deadline = time.time() + timeout
+        seen = len(self.updates)
+        with self.cond:
+            while time.time() < deadline:
+                for update in self.updates[seen:]:
+                    if test(update):
+                        return update
+                seen = len(self.updates)
+                self.cond.wait(0.2)
+        return None
+
+    def sockets(self):
+        """How many file descriptors the broker holds (its accepted connections, plus a few)."""
+        try:
+            return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        except OSError:
+            return 0
+
+    def stop(self):
+        for p in (self.sub, self.proc):
+            p.terminate()
+            p.wait()
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            for p in reversed(tree(proc.pid)):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            proc.wait()
+
+
+class Tools:
+    """How each tool is started for a piece of work against a broker's port."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def fleetsim(self, port, work, clients, out):
+        scenario = {"qos0": "peers-qos0.toml", "qos1": "peers-qos1.toml", "idle": "peers-idle.toml"}[work]
+        cmd = [self.args.fleetsim, "run", os.path.join(HERE, scenario), "--headless",
+               "--backend", f"mqtt://127.0.0.1:{port}", "--out", out]
+        if clients is not None:
+            cmd += ["--devices", str(clients)]
+        return subprocess.Popen(cmd, preexec_fn=raise_files, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def locust(self, port, work, clients, out):
+        users = clients if clients is not None else (IDLE_CLIENTS if work == "idle" else 1000)
+        # One Locust process holds about 6,600 clients (three files each): idle runs use four.
+        processes = 4 if work == "idle" and users > 1 else 2
+        env = dict(os.environ, PEERS_PORT=str(port), PEERS_QOS="1" if work == "qos1" else "0",
+                   PEERS_IDLE="1" if work == "idle" else "0")
+        rate = 20000 if work == "idle" else 1000
+        cmd = [os.path.join(self.args.venv, "bin", "locust"), "-f", os.path.join(HERE, "locustfile.py"),
+               "--headless", "-u", str(users), "-r", str(rate), "-t", "240s", "--only-summary",
+               "--processes", str(processes), "--skip-log-setup"]
+        return subprocess.Popen(cmd, env=env, preexec_fn=raise_files, cwd=out,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def floor(self, port, work, clients, out):
+        if work == "idle":
+            return None
+        qos = "1" if work == "qos1" else "0"
+        pub = subprocess.Popen(
+            ["mosquitto_pub", "-p", str(port), "-t", "peers/floor", "-q", qos, "-l"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        line = b"x" * 64 + b"\n"
+
+        def feed():
+            # 10,000 lines a second, in 100 batches of 100 a second.
+            start = time.time()
+            k = 0
+            try:
+                while pub.poll() is None:
+                    k += 1
+                    pub.stdin.write(line * 100)
+                    pub.stdin.flush()
+                    delay = start + k / 100 - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+            except (BrokenPipeError, ValueError):
+                pass
+
+        threading.Thread(target=feed, daemon=True).start()
+        return pub
+
+
+def messages(tools, name, work, workdir):
+    settle()
+    broker = Broker(workdir, f"{name}-{work}")
+    try:
+        out = os.path.join(workdir, f"{name}-{work}")
+        os.makedirs(out, exist_ok=True)
+        proc = getattr(tools, name)(broker.port, work, None, out)
+        start = time.time()
+        marks = []
+
+        def hook(update):
+            if len(marks) < 2 and update[0] - start >= WINDOW[len(marks)]:
+                marks.append((update[0], update[1], cpu_seconds(proc.pid)))
+
+        broker.hook = hook
+        broker.wait(lambda u: len(marks) >= 2, WINDOW[1] + 20)
+        stop(proc)
+        if len(marks) < 2:
+            return None
+        (t0, m0, c0), (t1, m1, c1) = marks
+        sent = m1 - m0
+        return {"msg_per_s": sent / (t1 - t0), "cpu_per_100k": (c1 - c0) / sent * 100_000 if sent else None}
+    finally:
+        broker.stop()
+
+
+def idle(tools, name, workdir):
+    if name == "floor":
+        return None
+    settle()
+    out = os.path.join(workdir, f"{name}-idle-1")
+    os.makedirs(out, exist_ok=True)
+    broker = Broker(workdir, f"{name}-idle-1")
+    try:
+        proc = getattr(tools, name)(broker.port, "idle", 1, out)
+        broker.wait(lambda u: u[2] >= 1, 30)
+        time.sleep(10)
+        one = rss_bytes(proc.pid)
+        stop(proc)
+    finally:
+        broker.stop()
+    out = os.path.join(workdir, f"{name}-idle")
+    os.makedirs(out, exist_ok=True)
+    broker = Broker(workdir, f"{name}-idle")
+    try:
+        base = broker.sockets()
+        proc = getattr(tools, name)(broker.port, "idle", None, out)
+        first = full = None
+        deadline = time.time() + IDLE_DEADLINE
+        while full is None and time.time() < deadline and proc.poll() is None:
+            accepted = broker.sockets() - base
+            if first is None and accepted >= 1:
+                first = (time.time(), cpu_seconds(proc.pid))
+            if accepted >= IDLE_CLIENTS:
+                full = (time.time(), cpu_seconds(proc.pid))
+            time.sleep(0.01)
+        counted = broker.wait(lambda u: u[2] >= IDLE_CLIENTS, 30) if full else None
+        if counted is None:
+            held = broker.updates[-1][2] if broker.updates else 0
+            stop(proc)
+            return {"reached": held}
+        time.sleep(10)
+        rss = rss_bytes(proc.pid)
+        stop(proc)
+        seconds = max(full[0] - first[0], 0.01)
+        return {
+            "reached": IDLE_CLIENTS,
+            "rss_per_client": (rss - one) / IDLE_CLIENTS,
+            "connects_per_s": (IDLE_CLIENTS - 1) / seconds,
+            "cpu_per_1k_connects": (full[1] - first[1]) / ((IDLE_CLIENTS - 1) / 1000),
+        }
+    finally:
+        broker.stop()
+
+
+def fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fleetsim", required=True)
+    parser.add_argument("--venv", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--tools", default="fleetsim,locust,floor")
+    parser.add_argument("--works", default="qos0,qos1,idle")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    tools = Tools(args)
+    rows = []
+    for name in args.tools.split(","):
+        row = {"tool": name}
+        works = args.works.split(",")
+        for work in ("qos0", "qos1"):
+            row[work] = messages(tools, name, work, args.out) if work in works else None
+            print(f"{name} {work}: {row[work]}", file=sys.stderr, flush=True)
+        row["idle"] = idle(tools, name, args.out) if "idle" in works else None
+        print(f"{name} idle: {row['idle']}", file=sys.stderr, flush=True)
+        rows.append(row)
+    print("| tool | CPU-s per 100k QoS 0 msgs (msg/s) | CPU-s per 100k QoS 1 msgs (msg/s) "
+          "| B per idle client | connects/s | CPU-s per 1,000 connects |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        cells = [row["tool"]]
+        for work in ("qos0", "qos1"):
+            r = row[work]
+            cells.append("-" if r is None else f"{fmt(r['cpu_per_100k'], '.2f')} ({r['msg_per_s']:,.0f}/s)")
+        i = row["idle"] or {}
+        if i and "rss_per_client" not in i:
+            cells += [f"{i['reached']:,} of {IDLE_CLIENTS:,} in {IDLE_DEADLINE} s", "-", "-"]
+        else:
+            cells += [fmt(i.get("rss_per_client"), ",.0f"), fmt(i.get("connects_per_s"), ",.0f"),
+                      fmt(i.get("cpu_per_1k_connects"), ".3f")]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
