@@ -17,7 +17,7 @@ use std::time::Duration;
 use rumqttc::mqttbytes::QoS;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Inbox, Report};
+use super::Report;
 use crate::device::Event;
 use crate::metrics::recorder::{Counter, Latency, Meter};
 use crate::transport::datagram::Datagram;
@@ -106,52 +106,69 @@ impl Link {
     /// Publishes on `topic` over an MQTT session; a QoS 1 publish records `awaited` from
     /// `since` at its PUBACK. Nothing happens without a session. `Err` means the connection
     /// just dropped (the link is then [`Link::None`]).
-    pub async fn publish(
-        &mut self,
-        meter: &Meter,
+    ///
+    /// Not an `async fn`: the packet is written before the future is returned (what the
+    /// socket could not take is written when it is awaited), so the future holds neither
+    /// topic nor payload.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "the write starts before the future, which then holds no topic or payload"
+    )]
+    pub fn publish<'a>(
+        &'a mut self,
+        meter: &'a Meter,
         topic: &str,
         payload: &[u8],
         qos: QoS,
         awaited: Awaited,
         since: Instant,
-    ) -> Result<(), Lost> {
-        let Self::Stream(session) = self else { return Ok(()) };
-        match session.conn.publish(topic, payload, qos).await {
-            Ok(pkid) => {
-                if awaited == Awaited::Telemetry {
-                    meter.count(Counter::Published);
-                }
-                session.last_sent = Instant::now();
-                if qos == QoS::AtLeastOnce {
-                    if session.inflight.len() >= INFLIGHT_LIMIT {
-                        session.inflight.pop_front();
-                        meter.count(Counter::ErrorsTimeout);
-                    }
-                    session.inflight.push_back((pkid, since, awaited));
-                }
-                Ok(())
-            }
-            Err(_) => {
+    ) -> impl Future<Output = Result<(), Lost>> + 'a {
+        let started = match self {
+            Self::Stream(session) => Some(session.conn.start_publish(topic, payload, qos)),
+            Self::None | Self::Datagram(_) => None,
+        };
+        async move {
+            let (Some(started), Self::Stream(session)) = (started, &mut *self) else {
+                return Ok(());
+            };
+            let sent = match started {
+                Ok(started) => session.conn.finish(started).await,
+                Err(error) => Err(error),
+            };
+            let Ok(pkid) = sent else {
                 self.drop_conn();
-                Err(Lost)
+                return Err(Lost);
+            };
+            if awaited == Awaited::Telemetry {
+                meter.count(Counter::Published);
             }
+            session.last_sent = Instant::now();
+            if qos == QoS::AtLeastOnce {
+                if session.inflight.len() >= INFLIGHT_LIMIT {
+                    session.inflight.pop_front();
+                    meter.count(Counter::ErrorsTimeout);
+                }
+                session.inflight.push_back((pkid, since, awaited));
+            }
+            Ok(())
         }
     }
 
-    /// Publishes a telemetry report on `topic` over an MQTT session at the model's QoS,
-    /// timed from its intended send; a connection that drops on it goes to the inbox.
-    pub async fn publish_report(&mut self, meter: &Meter, topic: &str, report: Report<'_>, inbox: &mut Inbox) {
+    /// Publishes a telemetry report on `topic` over an MQTT session at the model's QoS, timed
+    /// from its intended send. Like [`Link::publish`], the write starts before the future is
+    /// returned; `Err` means the connection dropped on it.
+    pub fn publish_report<'a>(
+        &'a mut self,
+        meter: &'a Meter,
+        topic: &str,
+        report: Report<'_>,
+    ) -> impl Future<Output = Result<(), Lost>> + 'a {
         let qos = if report.qos == 0 {
             QoS::AtMostOnce
         } else {
             QoS::AtLeastOnce
         };
-        let sent = self
-            .publish(meter, topic, report.payload, qos, Awaited::Telemetry, report.intended)
-            .await;
-        if sent.is_err() {
-            inbox.push(Event::ConnectionLost);
-        }
+        self.publish(meter, topic, report.payload, qos, Awaited::Telemetry, report.intended)
     }
 
     /// Sends a datagram over a datagram endpoint; nothing happens without one.

@@ -81,143 +81,172 @@ pub struct DeviceTask<D: Dialect> {
 
 impl<D: Dialect> DeviceTask<D> {
     /// Performs one event's actions in order; what they lead to goes to the inbox.
-    pub async fn perform_all(&mut self, actions: Actions, step: Step, inbox: &mut Inbox) -> Performed {
-        for action in actions.iter() {
-            match action {
-                Action::WakeAt(_) => {}
-                Action::Stop => {
-                    self.link.hang_up().await;
-                    return Performed::Stop;
+    ///
+    /// Not an `async fn`, nor is [`DeviceTask::perform`]: the future is boxed for each event
+    /// and, while a connect waits on a backed-up server, held by every device in flight, so
+    /// it holds its arguments once (rust-lang/rust#62958) and what a device leaving needs
+    /// only in a box of its own.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the actions twice in every event's future"
+    )]
+    pub fn perform_all<'a>(
+        &'a mut self,
+        actions: Actions,
+        step: Step,
+        inbox: &'a mut Inbox,
+    ) -> impl Future<Output = Performed> + 'a {
+        async move {
+            for action in actions.iter() {
+                match action {
+                    Action::WakeAt(_) => {}
+                    Action::Stop => {
+                        Box::pin(self.link.hang_up()).await;
+                        return Performed::Stop;
+                    }
+                    action => self.perform(action, step, inbox).await,
                 }
-                action => self.perform(action, step, inbox).await,
             }
+            Performed::Continue
         }
-        Performed::Continue
     }
 
     /// Performs one action.
-    async fn perform(&mut self, action: Action, step: Step, inbox: &mut Inbox) {
-        let Self {
-            home,
-            link,
-            device,
-            provisioned_at,
-        } = self;
-        let (shard, cx) = (&*home.shard, home.cx());
-        let dialect = &shard.dialect;
-        match action {
-            Action::Provision => {
-                // Boxed: the provisioning exchange's future is large and runs once.
-                match Box::pin(dialect.provision(&cx, device)).await {
-                    Ok(provisioned) => {
-                        if provisioned == Provisioned::Exchanged {
-                            // Provisioning latency runs from the planned arrival: the intended start.
-                            cx.record(Latency::Provision, step.arrival);
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice in every event's future"
+    )]
+    fn perform<'a>(&'a mut self, action: Action, step: Step, inbox: &'a mut Inbox) -> impl Future<Output = ()> + 'a {
+        async move {
+            let Self {
+                home,
+                link,
+                device,
+                provisioned_at,
+            } = self;
+            let (shard, cx) = (&*home.shard, home.cx());
+            let dialect = &shard.dialect;
+            match action {
+                Action::Provision => {
+                    // Boxed: the provisioning exchange's future is large and runs once.
+                    match Box::pin(dialect.provision(&cx, device)).await {
+                        Ok(provisioned) => {
+                            if provisioned == Provisioned::Exchanged {
+                                // Provisioning latency runs from the planned arrival: the intended start.
+                                cx.record(Latency::Provision, step.arrival);
+                            }
+                            cx.count(Counter::Provisioned);
+                            *provisioned_at = Some(Instant::now());
+                            inbox.push(Event::Provisioned);
                         }
-                        cx.count(Counter::Provisioned);
-                        *provisioned_at = Some(Instant::now());
-                        inbox.push(Event::Provisioned);
-                    }
-                    Err(fault) => {
-                        cx.count(fault.counter());
-                        inbox.push(Event::ProvisionFailed);
-                    }
-                }
-            }
-            Action::Connect => {
-                let started = Instant::now();
-                let session = Session::of(cx.model);
-                match Box::pin(dialect.connect(&cx, device, session)).await {
-                    Ok(connected) => {
-                        // A backend devices poll is "connected" without a connection: nothing
-                        // to time or count.
-                        if connected.is_open() {
-                            cx.record(Latency::Connect, started);
-                            cx.count(Counter::Connected);
+                        Err(fault) => {
+                            cx.count(fault.counter());
+                            inbox.push(Event::ProvisionFailed);
                         }
-                        *link = connected;
-                        inbox.push(Event::Connected);
-                    }
-                    Err(fault) => {
-                        cx.count(fault.counter());
-                        // The backend no longer knows the device: the operator retired it.
-                        let retired = fault == Fault::Retired;
-                        inbox.push(if retired {
-                            Event::Decommissioned
-                        } else {
-                            Event::ConnectFailed
-                        });
                     }
                 }
-            }
-            Action::Publish { seq, .. } => {
-                if step.intended.elapsed() > LATE {
-                    // The harness fell behind its schedule: the latency recorded from the
-                    // intended time shows how much; this counts how often.
-                    cx.count(Counter::LateSends);
+                Action::Connect => {
+                    let started = Instant::now();
+                    let session = Session::of(cx.model);
+                    // Not boxed: in a connect storm every device in flight holds this future
+                    // while the server backs up, and one box (this event's) costs less than
+                    // two, during the storm and in the holes it leaves behind.
+                    match dialect.connect(&cx, device, session).await {
+                        Ok(connected) => {
+                            // A backend devices poll is "connected" without a connection: nothing
+                            // to time or count.
+                            if connected.is_open() {
+                                cx.record(Latency::Connect, started);
+                                cx.count(Counter::Connected);
+                            }
+                            *link = connected;
+                            inbox.push(Event::Connected);
+                        }
+                        Err(fault) => {
+                            cx.count(fault.counter());
+                            // The backend no longer knows the device: the operator retired it.
+                            let retired = fault == Fault::Retired;
+                            inbox.push(if retired {
+                                Event::Decommissioned
+                            } else {
+                                Event::ConnectFailed
+                            });
+                        }
+                    }
                 }
-                let reading = Reading {
-                    seq: u64::from(seq),
-                    uptime: step.now.since(SimTime(0)),
-                    battery: None,
-                    value: 20.0,
-                };
-                let mut payload = scratch::bytes();
-                cx.model.telemetry.write_payload(&mut payload, &reading);
-                let report = Report {
-                    payload: &payload,
-                    qos: cx.model.telemetry.qos,
-                    intended: step.intended,
-                };
-                dialect.report(&cx, device, link, report, inbox).await;
-                scratch::give_bytes(payload);
-            }
-            // A link that fails says no goodbye: the socket just closes.
-            Action::Disconnect => link.drop_conn(),
-            Action::Leave => {
-                link.flush(&shard.shared.meter, FLUSH_TIMEOUT).await;
-                link.hang_up().await;
-            }
-            Action::ReportConfig { version } => {
-                cx.count(Counter::ConfigReported);
-                let set_at = shard.shared.marks.config_set_at(cx.group);
-                // Config set before the device existed is not a latency of this device.
-                let since = set_at.filter(|set| provisioned_at.is_some_and(|p| *set >= p));
-                dialect
-                    .answer(&cx, device, link, Answer::Config { version, since }, inbox)
+                Action::Publish { seq, .. } => {
+                    if step.intended.elapsed() > LATE {
+                        // The harness fell behind its schedule: the latency recorded from the
+                        // intended time shows how much; this counts how often.
+                        cx.count(Counter::LateSends);
+                    }
+                    let reading = Reading {
+                        seq: u64::from(seq),
+                        uptime: step.now.since(SimTime(0)),
+                        battery: None,
+                        value: 20.0,
+                    };
+                    let mut payload = scratch::bytes();
+                    cx.model.telemetry.write_payload(&mut payload, &reading);
+                    let report = Report {
+                        payload: &payload,
+                        qos: cx.model.telemetry.qos,
+                        intended: step.intended,
+                    };
+                    dialect.report(&cx, device, link, report, inbox).await;
+                    scratch::give_bytes(payload);
+                }
+                // A link that fails says no goodbye: the socket just closes.
+                Action::Disconnect => link.drop_conn(),
+                Action::Leave => {
+                    // Boxed: once in a device's life.
+                    Box::pin(async {
+                        link.flush(&shard.shared.meter, FLUSH_TIMEOUT).await;
+                        link.hang_up().await;
+                    })
                     .await;
-            }
-            Action::CommandResult => {
-                cx.count(Counter::CommandsAnswered);
-                dialect.answer(&cx, device, link, Answer::Command, inbox).await;
-            }
-            Action::Download { from, to } => {
-                if from > 0 {
-                    cx.count(Counter::OtaResumes);
                 }
-                let reached = Box::pin(dialect.download(&cx, device, from, to)).await;
-                inbox.push(Event::Downloaded { reached });
-            }
-            Action::OtaStatus(report) => {
-                if matches!(report, OtaReport::Failed | OtaReport::RolledBack) {
-                    shard.shared.marks.failure_reported();
+                Action::ReportConfig { version } => {
+                    cx.count(Counter::ConfigReported);
+                    let set_at = shard.shared.marks.config_set_at(cx.group);
+                    // Config set before the device existed is not a latency of this device.
+                    let since = set_at.filter(|set| provisioned_at.is_some_and(|p| *set >= p));
+                    dialect
+                        .answer(&cx, device, link, Answer::Config { version, since }, inbox)
+                        .await;
                 }
-                dialect.answer(&cx, device, link, Answer::Ota(report), inbox).await;
+                Action::CommandResult => {
+                    cx.count(Counter::CommandsAnswered);
+                    dialect.answer(&cx, device, link, Answer::Command, inbox).await;
+                }
+                Action::Download { from, to } => {
+                    if from > 0 {
+                        cx.count(Counter::OtaResumes);
+                    }
+                    let reached = Box::pin(dialect.download(&cx, device, from, to)).await;
+                    inbox.push(Event::Downloaded { reached });
+                }
+                Action::OtaStatus(report) => {
+                    if matches!(report, OtaReport::Failed | OtaReport::RolledBack) {
+                        shard.shared.marks.failure_reported();
+                    }
+                    dialect.answer(&cx, device, link, Answer::Ota(report), inbox).await;
+                }
+                Action::OtaDone(outcome) => {
+                    cx.record(Latency::OtaDuration, shard.clock.real(step.update_started));
+                    cx.count(match outcome {
+                        Outcome::Installed => Counter::OtaInstalled,
+                        Outcome::Corrupt => Counter::OtaFailed,
+                        Outcome::RolledBack => Counter::OtaRolledBack,
+                        Outcome::Bricked => Counter::OtaBricked,
+                    });
+                }
+                Action::Recovered { outage_end } => {
+                    cx.record(Latency::Recovery, shard.clock.real(outage_end));
+                    cx.count(Counter::OutageRecovered);
+                }
+                Action::WakeAt(_) | Action::Stop => {}
             }
-            Action::OtaDone(outcome) => {
-                cx.record(Latency::OtaDuration, shard.clock.real(step.update_started));
-                cx.count(match outcome {
-                    Outcome::Installed => Counter::OtaInstalled,
-                    Outcome::Corrupt => Counter::OtaFailed,
-                    Outcome::RolledBack => Counter::OtaRolledBack,
-                    Outcome::Bricked => Counter::OtaBricked,
-                });
-            }
-            Action::Recovered { outage_end } => {
-                cx.record(Latency::Recovery, shard.clock.real(outage_end));
-                cx.count(Counter::OutageRecovered);
-            }
-            Action::WakeAt(_) | Action::Stop => {}
         }
     }
 }

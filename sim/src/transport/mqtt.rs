@@ -77,29 +77,33 @@ pub struct MqttConn {
 impl MqttConn {
     /// Connects from `source` (port chosen by the system) to `target` over TCP, sends
     /// CONNECT and waits for CONNACK. Returns the connection and the session-present flag.
+    ///
+    /// The CONNECT is encoded before anything waits, so the future (held by every device
+    /// whose connect is in flight, thousands in a burst) holds its bytes, not the packet.
     pub async fn connect(
         target: SocketAddr,
         source: Option<IpAddr>,
         params: ConnectParams<'_>,
     ) -> Result<(Self, bool), TransportError> {
+        let hello = encode_connect(params)?;
         let stream = ByteStream::tcp(target, source).await?;
-        Self::open(stream, params).await
+        Self::greet(stream, hello).await
     }
 
     /// Opens an MQTT session over `stream`: sends CONNECT and waits for CONNACK.
     pub async fn open(stream: ByteStream, params: ConnectParams<'_>) -> Result<(Self, bool), TransportError> {
+        let hello = encode_connect(params)?;
+        Self::greet(stream, hello).await
+    }
+
+    /// Sends an encoded CONNECT over `stream` and waits for CONNACK.
+    async fn greet(stream: ByteStream, hello: BytesMut) -> Result<(Self, bool), TransportError> {
         let mut conn = Self {
             stream,
             buf: BytesMut::new(),
             next_pkid: 0,
         };
-        let mut connect = Connect::new(params.client_id);
-        connect.keep_alive = params.keep_alive_s;
-        connect.clean_session = params.clean_session;
-        if let Some((user, password)) = params.login {
-            connect.set_login(user, password);
-        }
-        conn.send(&Packet::Connect(connect)).await?;
+        conn.write(hello).await?;
         match conn.read().await? {
             Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => Ok((conn, ack.session_present)),
             Some(Packet::ConnAck(ack)) => Err(TransportError::Refused(ack.code)),
@@ -120,20 +124,31 @@ impl MqttConn {
     }
 
     /// Publishes; for QoS 1 returns the packet id whose PUBACK will follow (0 for QoS 0).
-    ///
-    /// The hot path of a busy fleet: the packet is encoded into a scratch buffer and written
-    /// with one non-blocking write, so a publish allocates nothing and makes one syscall.
-    /// Only when the socket cannot take it all at once is the rest copied out and awaited.
     pub async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS) -> Result<u16, TransportError> {
+        let started = self.start_publish(topic, payload, qos)?;
+        self.finish(started).await
+    }
+
+    /// Starts a publish without waiting: the hot path of a busy fleet. The packet is encoded
+    /// into a scratch buffer and written with one non-blocking write, so a publish allocates
+    /// nothing and makes one syscall; only what the socket could not take at once is copied
+    /// out, for [`MqttConn::finish`] to write. A caller's future that awaits the finish holds
+    /// neither the topic nor the payload.
+    pub fn start_publish(&mut self, topic: &str, payload: &[u8], qos: QoS) -> Result<Started, TransportError> {
         let pkid = if qos == QoS::AtMostOnce { 0 } else { self.next_pkid() };
         let mut packet = scratch::bytes();
         let encoded = encode_publish(&mut packet, topic, payload, qos, pkid);
         let rest = encoded.and_then(|()| self.try_write(&packet));
         scratch::give_bytes(packet);
-        if let Some(rest) = rest? {
+        Ok(Started { pkid, rest: rest? })
+    }
+
+    /// Writes what a started publish left, if anything; its packet id.
+    pub async fn finish(&mut self, started: Started) -> Result<u16, TransportError> {
+        if let Some(rest) = started.rest {
             self.stream.write_all(&rest).await?;
         }
-        Ok(pkid)
+        Ok(started.pkid)
     }
 
     /// Writes what the socket takes now; the bytes it did not take, owned, to be awaited.
@@ -271,6 +286,15 @@ impl MqttConn {
     }
 }
 
+/// A publish the socket took at once, or in part.
+#[derive(Debug)]
+pub struct Started {
+    /// Its packet id (0 at QoS 0).
+    pkid: u16,
+    /// What the socket did not take: to be written before anything else.
+    rest: Option<Vec<u8>>,
+}
+
 /// A packet from the server, as a device acts on it.
 #[derive(Debug)]
 pub enum Incoming {
@@ -322,6 +346,17 @@ fn encode_publish(out: &mut Vec<u8>, topic: &str, payload: &[u8], qos: QoS, pkid
     }
     out.extend_from_slice(payload);
     Ok(())
+}
+
+/// Encodes the CONNECT a device opens its session with.
+fn encode_connect(params: ConnectParams<'_>) -> Result<BytesMut, TransportError> {
+    let mut connect = Connect::new(params.client_id);
+    connect.keep_alive = params.keep_alive_s;
+    connect.clean_session = params.clean_session;
+    if let Some((user, password)) = params.login {
+        connect.set_login(user, password);
+    }
+    encode(&Packet::Connect(connect))
 }
 
 /// Encodes one packet into a buffer of its size.

@@ -263,8 +263,12 @@ impl Devices for Embedded {
         let mut topic = scratch::string();
         // Writing into a String cannot fail.
         let _ = write!(topic, "fleet/v1/d/{}/telemetry", credentials.device_id);
-        link.publish_report(&cx.shared.meter, &topic, report, inbox).await;
+        let sent = link.publish_report(&cx.shared.meter, &topic, report);
+        // The packet is written: the topic's buffer is not held while what is left waits.
         scratch::give_string(topic);
+        if sent.await.is_err() {
+            inbox.push(Event::ConnectionLost);
+        }
     }
 
     async fn answer(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, answer: Answer, inbox: &mut Inbox) {

@@ -97,8 +97,12 @@ impl Devices for Broker {
         cx.write_serial(&mut serial);
         fill(&self.telemetry_topic, identity(cx, &serial), &mut topic);
         scratch::give_string(serial);
-        link.publish_report(&cx.shared.meter, &topic, report, inbox).await;
+        let sent = link.publish_report(&cx.shared.meter, &topic, report);
+        // The packet is written: the topic's buffer is not held while what is left waits.
         scratch::give_string(topic);
+        if sent.await.is_err() {
+            inbox.push(Event::ConnectionLost);
+        }
     }
 
     /// Nothing a broker sends asks for an answer.
