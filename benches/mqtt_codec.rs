@@ -1,5 +1,7 @@
 //! The MQTT encode/decode path every virtual device and the gateway run per message:
-//! encoding a telemetry PUBLISH, and decoding a stream of them from a read buffer.
+//! encoding a telemetry PUBLISH, and decoding a stream of them from a read buffer; and a
+//! device's whole publish path short of the socket (payload, serial, topic, packet, each in
+//! a scratch buffer), which must allocate nothing.
 //! Run: `cargo bench -p fleetsim --bench mqtt_codec`.
 
 use std::hint::black_box;
@@ -33,6 +35,60 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a broker's device does per report before its one write: the payload from its model,
+/// its serial and topic from the template, the packet; scratch buffers taken and given back.
+fn device_publish(c: &mut Criterion) {
+    use fleetsim::dialect::mqtt::{Broker, Identity};
+    use fleetsim::model::Reading;
+    use fleetsim::scratch;
+    use fleetsim::transport::mqtt::encode_publish;
+
+    let model = fleetsim::scenario::parse_model(
+        std::path::Path::new("m.toml"),
+        "name = \"m\"\nprotocol = \"mqtt\"\nfirmware = \"1.0\"\n[telemetry]\ninterval = \"1s\"\npayload_bytes = 64\n",
+    )
+    .expect("valid model");
+    let broker = Broker {
+        addr: "127.0.0.1:1883".parse().expect("addr"),
+        cluster: Vec::new(),
+        telemetry_topic: fleetsim::dialect::mqtt::DEFAULT_TELEMETRY_TOPIC.to_owned(),
+        command_topic: fleetsim::dialect::mqtt::DEFAULT_COMMAND_TOPIC.to_owned(),
+    };
+    let mut group = c.benchmark_group("device_publish");
+    group.throughput(Throughput::Elements(1));
+    let mut seq = 0u64;
+    group.bench_function("broker_64B_qos1", |b| {
+        b.iter(|| {
+            seq += 1;
+            let reading = Reading {
+                seq,
+                uptime: std::time::Duration::from_secs(seq),
+                battery: None,
+                value: 20.0,
+            };
+            let mut payload = scratch::bytes();
+            model.telemetry.write_payload(&mut payload, &reading);
+            let (mut serial, mut topic) = (scratch::string(), scratch::string());
+            fleetsim::plan::write_serial(&mut serial, &model.serial_prefix, 7, seq);
+            let identity = Identity {
+                serial: &serial,
+                index: seq,
+                model: &model.name,
+                group: "meters",
+            };
+            broker.write_telemetry_topic(identity, &mut topic);
+            let mut packet = scratch::bytes();
+            let encoded = encode_publish(&mut packet, &topic, &payload, QoS::AtLeastOnce, 7);
+            black_box((&packet, encoded.is_ok()));
+            scratch::give_bytes(packet);
+            scratch::give_string(topic);
+            scratch::give_string(serial);
+            scratch::give_bytes(payload);
+        })
+    });
+    group.finish();
+}
+
 fn decode(c: &mut Criterion) {
     const BATCH: usize = 1000;
     let mut group = c.benchmark_group("mqtt_decode");
@@ -60,5 +116,5 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode, decode);
+criterion_group!(benches, encode, device_publish, decode);
 criterion_main!(benches);

@@ -317,8 +317,15 @@ impl From<Packet> for Incoming {
 }
 
 /// Encodes a PUBLISH (MQTT 3.1.1, section 3.3) into `out`: what rumqttc's `Publish` encodes,
-/// without building one (it owns its topic and payload, two allocations a message).
-fn encode_publish(out: &mut Vec<u8>, topic: &str, payload: &[u8], qos: QoS, pkid: u16) -> Result<(), TransportError> {
+/// without building one (it owns its topic and payload, two allocations a message). Public
+/// for the publish path's benchmark (`benches/mqtt_codec.rs`).
+pub fn encode_publish(
+    out: &mut Vec<u8>,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    pkid: u16,
+) -> Result<(), TransportError> {
     let topic_len = u16::try_from(topic.len()).map_err(|_| TransportError::Protocol)?;
     let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
     let remaining = 2 + topic.len() + id_len + payload.len();

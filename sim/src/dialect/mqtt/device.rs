@@ -37,6 +37,11 @@ impl Broker {
         topic
     }
 
+    /// Writes the device's telemetry topic to `out`: what a report does, with no allocation.
+    pub fn write_telemetry_topic(&self, identity: Identity<'_>, out: &mut String) {
+        fill(&self.telemetry_topic, identity, out);
+    }
+
     /// The device's command topic.
     pub fn command_topic(&self, identity: Identity<'_>) -> String {
         let mut topic = String::new();
@@ -95,7 +100,7 @@ impl Devices for Broker {
         // The hot path: serial and topic written into scratch buffers, nothing allocated.
         let (mut serial, mut topic) = (scratch::string(), scratch::string());
         cx.write_serial(&mut serial);
-        fill(&self.telemetry_topic, identity(cx, &serial), &mut topic);
+        self.write_telemetry_topic(identity(cx, &serial), &mut topic);
         scratch::give_string(serial);
         let sent = link.publish_report(&cx.shared.meter, &topic, report);
         // The packet is written: the topic's buffer is not held while what is left waits.
