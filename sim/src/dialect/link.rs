@@ -17,11 +17,12 @@ use std::time::Duration;
 use rumqttc::mqttbytes::QoS;
 use tokio::time::{Instant, sleep_until};
 
-use super::Report;
+use super::{Inbox, Report};
 use crate::device::Event;
 use crate::metrics::recorder::{Counter, Latency, Meter};
+use crate::scratch;
 use crate::transport::datagram::Datagram;
-use crate::transport::mqtt::{Incoming, MqttConn};
+use crate::transport::mqtt::{Incoming, MqttConn, Started, TransportError};
 
 /// QoS 1 publishes awaiting their PUBACK, per device; past this the oldest is forgotten (its
 /// latency lost, counted as a timeout) so a silent server cannot grow memory.
@@ -110,10 +111,6 @@ impl Link {
     /// Not an `async fn`: the packet is written before the future is returned (what the
     /// socket could not take is written when it is awaited), so the future holds neither
     /// topic nor payload.
-    #[allow(
-        clippy::manual_async_fn,
-        reason = "the write starts before the future, which then holds no topic or payload"
-    )]
     pub fn publish<'a>(
         &'a mut self,
         meter: &'a Meter,
@@ -123,52 +120,85 @@ impl Link {
         awaited: Awaited,
         since: Instant,
     ) -> impl Future<Output = Result<(), Lost>> + 'a {
-        let started = match self {
-            Self::Stream(session) => Some(session.conn.start_publish(topic, payload, qos)),
-            Self::None | Self::Datagram(_) => None,
-        };
-        async move {
-            let (Some(started), Self::Stream(session)) = (started, &mut *self) else {
-                return Ok(());
-            };
-            let sent = match started {
-                Ok(started) => session.conn.finish(started).await,
-                Err(error) => Err(error),
-            };
-            let Ok(pkid) = sent else {
-                self.drop_conn();
-                return Err(Lost);
-            };
-            if awaited == Awaited::Telemetry {
-                meter.count(Counter::Published);
-            }
-            session.last_sent = Instant::now();
-            if qos == QoS::AtLeastOnce {
-                if session.inflight.len() >= INFLIGHT_LIMIT {
-                    session.inflight.pop_front();
-                    meter.count(Counter::ErrorsTimeout);
-                }
-                session.inflight.push_back((pkid, since, awaited));
-            }
-            Ok(())
-        }
+        let started = self.start_publish(topic, payload, qos);
+        self.finish_publish(started, meter, qos, awaited, since)
     }
 
-    /// Publishes a telemetry report on `topic` over an MQTT session at the model's QoS, timed
-    /// from its intended send. Like [`Link::publish`], the write starts before the future is
-    /// returned; `Err` means the connection dropped on it.
+    /// Publishes a telemetry report at the model's QoS over an MQTT session, timed from its
+    /// intended send, on the topic `write_topic` writes into a scratch buffer (given back
+    /// once the packet is written, before anything waits); a connection that drops on it
+    /// goes to the inbox.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "the write starts before the future, which then holds no topic or payload"
+    )]
     pub fn publish_report<'a>(
         &'a mut self,
         meter: &'a Meter,
-        topic: &str,
+        write_topic: impl FnOnce(&mut String),
         report: Report<'_>,
-    ) -> impl Future<Output = Result<(), Lost>> + 'a {
+        inbox: &'a mut Inbox,
+    ) -> impl Future<Output = ()> + 'a {
         let qos = if report.qos == 0 {
             QoS::AtMostOnce
         } else {
             QoS::AtLeastOnce
         };
-        self.publish(meter, topic, report.payload, qos, Awaited::Telemetry, report.intended)
+        let mut topic = scratch::string();
+        write_topic(&mut topic);
+        let started = self.start_publish(&topic, report.payload, qos);
+        scratch::give_string(topic);
+        let since = report.intended;
+        async move {
+            let sent = self.finish_publish(started, meter, qos, Awaited::Telemetry, since);
+            if sent.await.is_err() {
+                inbox.push(Event::ConnectionLost);
+            }
+        }
+    }
+
+    /// Encodes and writes a publish as far as the socket takes it now (`None` without a
+    /// session).
+    fn start_publish(&mut self, topic: &str, payload: &[u8], qos: QoS) -> Option<Result<Started, TransportError>> {
+        match self {
+            Self::Stream(session) => Some(session.conn.start_publish(topic, payload, qos)),
+            Self::None | Self::Datagram(_) => None,
+        }
+    }
+
+    /// Writes what a started publish left, then keeps its books: `published`, when the
+    /// session last sent, and a QoS 1 publish's wait for its PUBACK.
+    async fn finish_publish(
+        &mut self,
+        started: Option<Result<Started, TransportError>>,
+        meter: &Meter,
+        qos: QoS,
+        awaited: Awaited,
+        since: Instant,
+    ) -> Result<(), Lost> {
+        let (Some(started), Self::Stream(session)) = (started, &mut *self) else {
+            return Ok(());
+        };
+        let sent = match started {
+            Ok(started) => session.conn.finish(started).await,
+            Err(error) => Err(error),
+        };
+        let Ok(pkid) = sent else {
+            self.drop_conn();
+            return Err(Lost);
+        };
+        if awaited == Awaited::Telemetry {
+            meter.count(Counter::Published);
+        }
+        session.last_sent = Instant::now();
+        if qos == QoS::AtLeastOnce {
+            if session.inflight.len() >= INFLIGHT_LIMIT {
+                session.inflight.pop_front();
+                meter.count(Counter::ErrorsTimeout);
+            }
+            session.inflight.push_back((pkid, since, awaited));
+        }
+        Ok(())
     }
 
     /// Sends a datagram over a datagram endpoint; nothing happens without one.

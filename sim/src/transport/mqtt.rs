@@ -196,14 +196,7 @@ impl MqttConn {
     ///
     /// Cancel-safe: bytes read before a cancellation stay in the buffer for the next call.
     pub async fn read(&mut self) -> Result<Option<Packet>, TransportError> {
-        loop {
-            if let Some(packet) = self.decode()? {
-                return Ok(Some(packet));
-            }
-            if !std::future::poll_fn(|cx| self.poll_fill(cx)).await? {
-                return Ok(None);
-            }
-        }
+        std::future::poll_fn(|cx| self.poll_read(cx)).await
     }
 
     /// Reads the next packet as what a device acts on, small enough to wait on in every idle
@@ -218,9 +211,15 @@ impl MqttConn {
     /// is woken when the socket is readable. The waker waits in the socket's registration,
     /// so a caller that polls this holds no future for it.
     pub fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Incoming>, TransportError>> {
+        self.poll_read(cx).map_ok(|packet| packet.map(Incoming::from))
+    }
+
+    /// The next packet, if one is there; otherwise the task is woken when the socket is
+    /// readable. What [`MqttConn::read`] and [`MqttConn::poll_incoming`] wait on.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Packet>, TransportError>> {
         loop {
             if let Some(packet) = self.decode()? {
-                return Poll::Ready(Ok(Some(Incoming::from(packet))));
+                return Poll::Ready(Ok(Some(packet)));
             }
             if !std::task::ready!(self.poll_fill(cx))? {
                 return Poll::Ready(Ok(None));

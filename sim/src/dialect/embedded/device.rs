@@ -23,7 +23,6 @@ use crate::dialect::firmware::{ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::Counter;
-use crate::scratch;
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 
 /// What a device holds after provisioning (boxed strings: kept for the whole run by every
@@ -260,15 +259,11 @@ impl Devices for Embedded {
         inbox: &mut Inbox,
     ) {
         let Some(credentials) = &device.credentials else { return };
-        let mut topic = scratch::string();
-        // Writing into a String cannot fail.
-        let _ = write!(topic, "fleet/v1/d/{}/telemetry", credentials.device_id);
-        let sent = link.publish_report(&cx.shared.meter, &topic, report);
-        // The packet is written: the topic's buffer is not held while what is left waits.
-        scratch::give_string(topic);
-        if sent.await.is_err() {
-            inbox.push(Event::ConnectionLost);
-        }
+        let write_topic = |topic: &mut String| {
+            // Writing into a String cannot fail.
+            let _ = write!(topic, "fleet/v1/d/{}/telemetry", credentials.device_id);
+        };
+        link.publish_report(&cx.shared.meter, write_topic, report, inbox).await;
     }
 
     async fn answer(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, answer: Answer, inbox: &mut Inbox) {

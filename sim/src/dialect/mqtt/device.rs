@@ -29,15 +29,8 @@ pub struct Identity<'a> {
 }
 
 impl Broker {
-    /// The device's telemetry topic: the template filled in. Built at each publish rather
-    /// than kept, so an idle device holds no topic.
-    pub fn telemetry_topic(&self, identity: Identity<'_>) -> String {
-        let mut topic = String::new();
-        fill(&self.telemetry_topic, identity, &mut topic);
-        topic
-    }
-
-    /// Writes the device's telemetry topic to `out`: what a report does, with no allocation.
+    /// Writes the device's telemetry topic to `out`: the template filled in. Written at each
+    /// publish (into a scratch buffer) rather than kept, so an idle device holds no topic.
     pub fn write_telemetry_topic(&self, identity: Identity<'_>, out: &mut String) {
         fill(&self.telemetry_topic, identity, out);
     }
@@ -98,16 +91,13 @@ impl Devices for Broker {
         inbox: &mut Inbox,
     ) {
         // The hot path: serial and topic written into scratch buffers, nothing allocated.
-        let (mut serial, mut topic) = (scratch::string(), scratch::string());
-        cx.write_serial(&mut serial);
-        self.write_telemetry_topic(identity(cx, &serial), &mut topic);
-        scratch::give_string(serial);
-        let sent = link.publish_report(&cx.shared.meter, &topic, report);
-        // The packet is written: the topic's buffer is not held while what is left waits.
-        scratch::give_string(topic);
-        if sent.await.is_err() {
-            inbox.push(Event::ConnectionLost);
-        }
+        let write_topic = |topic: &mut String| {
+            let mut serial = scratch::string();
+            cx.write_serial(&mut serial);
+            self.write_telemetry_topic(identity(cx, &serial), topic);
+            scratch::give_string(serial);
+        };
+        link.publish_report(&cx.shared.meter, write_topic, report, inbox).await;
     }
 
     /// Nothing a broker sends asks for an answer.
@@ -205,7 +195,9 @@ mod tests {
             model: "temp-sensor",
             group: "sensors",
         };
-        assert_eq!(broker.telemetry_topic(identity), "t/sensors/temp-sensor/7/TS-1");
+        let mut telemetry = String::new();
+        broker.write_telemetry_topic(identity, &mut telemetry);
+        assert_eq!(telemetry, "t/sensors/temp-sensor/7/TS-1");
         assert_eq!(broker.command_topic(identity), "c/TS-1");
         let mut out = String::new();
         fill("{a}/{serial}{{index}}/{", identity, &mut out);
