@@ -5,6 +5,7 @@
 #   benches/peers.sh                    # fleetsim, Locust's MQTT user, a mosquitto_pub floor
 #   TOOLS=fleetsim benches/peers.sh     # one of them
 #   WORKS=qos0,idle benches/peers.sh    # some of the work (qos0, qos1, idle)
+#   IDLE_RATE=2000 benches/peers.sh     # idle clients asked for at 2,000 a second, not 20,000
 #
 # Installs what it needs first: Debian's mosquitto and mosquitto-clients (as scripts/test does),
 # and Locust with paho-mqtt into a venv under target/bench-deps (pinned, so the figures compare
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-reports/peers-$(date -u +%Y%m%dT%H%M%SZ)}
 TOOLS=${TOOLS:-fleetsim,locust,floor}
 WORKS=${WORKS:-qos0,qos1,idle}
+IDLE_RATE=${IDLE_RATE:-20000}
 VENV=target/bench-deps/locust
 LOCUST_VERSION=2.47.0
 PAHO_VERSION=2.1.0
@@ -34,4 +36,4 @@ fi
 cargo build --release --quiet
 mkdir -p "$OUT"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); $(mosquitto -h 2>/dev/null | head -1); $(date -u +%Y-%m-%d); reports: $OUT"
-python3 benches/peers/peers.py --fleetsim target/release/fleetsim --venv "$(realpath "$VENV")" --out "$(realpath "$OUT")" --tools "$TOOLS" --works "$WORKS"
+python3 benches/peers/peers.py --fleetsim target/release/fleetsim --venv "$(realpath "$VENV")" --out "$(realpath "$OUT")" --tools "$TOOLS" --works "$WORKS" --idle-rate "$IDLE_RATE"

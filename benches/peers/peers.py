@@ -6,7 +6,7 @@ mosquitto_pub floor, each against a fresh Mosquitto of its own, at the same work
   the PUBLISH packets it received ($SYS, once a second) is the truth for messages; a tool's CPU
   (user + system, its whole process tree, from /proc) is read at the same two $SYS updates, 20 s
   apart once the load is steady, and divided by the messages between them.
-- Idle clients: 15,000 clients asked for at 20,000 a second. Memory per client is the tool's
+- Idle clients: 15,000 clients asked for at 20,000 a second (`--idle-rate` for another rate). Memory per client is the tool's
   resident memory with 15,000 (10 s after the broker counts them all) less its memory with one,
   over 15,000. Connects per second and CPU per 1,000 connects run from the broker's first
   accepted connection to its 15,000th (its open sockets, polled every 10 ms: $SYS counts only
@@ -149,9 +149,10 @@ class Broker:
                 self.cond.notify_all()
 
     def wait(self, test, timeout):
-        """The first update after now that passes `test`."""
+        """The first update from the latest one on that passes `test`. The latest counts: $SYS
+        publishes a count only when it changes, so one reached before the call may be the last."""
         deadline = time.time() + timeout
-        seen = len(self.updates)
+        seen = max(len(self.updates) - 1, 0)
         with self.cond:
             while time.time() < deadline:
                 for update in self.updates[seen:]:
@@ -195,8 +196,18 @@ class Tools:
         self.args = args
 
     def fleetsim(self, port, work, clients, out):
-        scenario = {"qos0": "peers-qos0.toml", "qos1": "peers-qos1.toml", "idle": "peers-idle.toml"}[work]
-        cmd = [self.args.fleetsim, "run", os.path.join(HERE, scenario), "--headless",
+        scenario = os.path.join(HERE, {"qos0": "peers-qos0.toml", "qos1": "peers-qos1.toml",
+                                       "idle": "peers-idle.toml"}[work])
+        if work == "idle" and self.args.idle_rate != 20000:
+            # The same scenario at another arrival rate, beside the run's reports.
+            with open(scenario) as f:
+                text = f.read()
+            text = text.replace('rate = "20000/s"', f'rate = "{self.args.idle_rate}/s"')
+            text = text.replace('models = "models"', f'models = "{os.path.join(HERE, "models")}"')
+            scenario = os.path.join(out, "peers-idle.toml")
+            with open(scenario, "w") as f:
+                f.write(text)
+        cmd = [self.args.fleetsim, "run", scenario, "--headless",
                "--backend", f"mqtt://127.0.0.1:{port}", "--out", out]
         if clients is not None:
             cmd += ["--devices", str(clients)]
@@ -208,7 +219,7 @@ class Tools:
         processes = 4 if work == "idle" and users > 1 else 2
         env = dict(os.environ, PEERS_PORT=str(port), PEERS_QOS="1" if work == "qos1" else "0",
                    PEERS_IDLE="1" if work == "idle" else "0")
-        rate = 20000 if work == "idle" else 1000
+        rate = self.args.idle_rate if work == "idle" else 1000
         cmd = [os.path.join(self.args.venv, "bin", "locust"), "-f", os.path.join(HERE, "locustfile.py"),
                "--headless", "-u", str(users), "-r", str(rate), "-t", "240s", "--only-summary",
                "--processes", str(processes), "--skip-log-setup"]
@@ -330,6 +341,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--tools", default="fleetsim,locust,floor")
     parser.add_argument("--works", default="qos0,qos1,idle")
+    parser.add_argument("--idle-rate", type=int, default=20000, help="clients asked for a second (idle work)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     tools = Tools(args)

@@ -17,11 +17,15 @@ use fleetsim::store::Location;
 /// mimalloc 2 rather than glibc's malloc. After a burst of connects glibc kept about 700
 /// bytes a device that no live object used: a device's biggest blocks (its task, its socket's
 /// registration) are 128-byte aligned, and glibc carves each from a larger chunk, leaving
-/// slivers between them. mimalloc keeps same-sized blocks in pages of their own. Measured with
+/// slivers between them, and the holes of connect-time futures between long-lived blocks stay
+/// empty. mimalloc keeps same-sized blocks in pages of their own. Measured with
 /// benches/peers.sh's idle work (15,000 clients asked for at 20,000 a second, 2 cores,
-/// 2026-12-04): 1,849 bytes a connected device on glibc, 1,122 on mimalloc 2.3, 1,543 on
-/// mimalloc 3.3 (hence the `v2` feature); CPU per QoS 0 message the same within the run-to-run
-/// spread (0.93 and 1.02 CPU-seconds per 100k against 1.03 and 1.02).
+/// 2026-12-04, before the task shrank to 640 bytes): 1,849 bytes a connected device on glibc,
+/// 1,122 on mimalloc 2.3, 1,543 on mimalloc 3.3 (hence the `v2` feature); CPU per QoS 0
+/// message the same within the run-to-run spread (0.93 and 1.02 CPU-seconds per 100k against
+/// 1.03 and 1.02). Transparent huge pages off (`no_thp`): with them a 2 MB page counts whole
+/// from its first touch, and 15,000 devices arriving at 2,000 a second cost 1,114 to 1,138
+/// bytes each rather than 944 to 958 (peers.py --idle-rate 2000).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

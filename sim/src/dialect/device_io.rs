@@ -78,7 +78,13 @@ pub enum Answer {
 /// what came of the device's own requests, each with when it happened.
 #[derive(Debug, Default)]
 pub struct Inbox {
-    events: VecDeque<(Event, Instant)>,
+    /// Boxed: a pointer in every idle device's task rather than a queue's four words. Events
+    /// pass through here only around connects, failures and operator requests, not per report.
+    #[allow(
+        clippy::box_collection,
+        reason = "the box is the point: a pointer in the task rather than the queue's four words"
+    )]
+    events: Option<Box<VecDeque<(Event, Instant)>>>,
 }
 
 impl Inbox {
@@ -89,17 +95,17 @@ impl Inbox {
 
     /// An event that happened at `at`.
     pub fn push_at(&mut self, event: Event, at: Instant) {
-        self.events.push_back((event, at));
+        self.events.get_or_insert_default().push_back((event, at));
     }
 
     /// The next event for the core.
     pub fn pop(&mut self) -> Option<(Event, Instant)> {
-        self.events.pop_front()
+        self.events.as_mut()?.pop_front()
     }
 
     /// Gives back the queue's memory: an idle device keeps no event buffer.
     pub fn release(&mut self) {
-        self.events = VecDeque::new();
+        self.events = None;
     }
 }
 

@@ -3,14 +3,14 @@
 //! device that polls over HTTP, each request a connection of its own).
 //!
 //! Design: [`Link::wait`] is a device's only blocking point between events, and the one path
-//! by which what the server sends reaches the device: whichever link carried it, an arrival is
-//! handed to the dialect's reader, and only the event it means goes on to the device core.
+//! by which what the server sends reaches the device: whichever link carried it, what was
+//! heard goes to the dialect's reader (in the driver), and only the event it means goes on to
+//! the device core; then the link acknowledges it if its protocol asks ([`Link::acknowledge`]).
 //! The link answers what its own protocol owes without waking anyone: an MQTT session pings
-//! when it has been quiet for half its keep-alive, acknowledges QoS 1 messages, and records a
-//! QoS 1 publish's latency when its PUBACK comes. An idle device's task holds `wait`'s future
-//! for the whole run, so it holds one timer and the read, nothing more.
+//! when it has been quiet for half its keep-alive and records a QoS 1 publish's latency when
+//! its PUBACK comes. An idle device's task holds `wait`'s future for the whole run, so it
+//! holds one timer and the poll, nothing more.
 
-use std::collections::VecDeque;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -83,8 +83,10 @@ pub enum Link {
 #[derive(Debug)]
 pub struct MqttSession {
     conn: MqttConn,
-    /// QoS 1 publishes: packet id, the time to measure from, what to record.
-    inflight: VecDeque<(u16, Instant, Awaited)>,
+    /// QoS 1 publishes, oldest first: packet id, the time to measure from, what to record. A
+    /// `Vec` (at most [`INFLIGHT_LIMIT`] long), a word smaller than a `VecDeque` in every
+    /// idle device's task.
+    inflight: Vec<(u16, Instant, Awaited)>,
     /// When anything was last sent (keep-alive pings go after half the keep-alive).
     last_sent: Instant,
 }
@@ -94,7 +96,7 @@ impl Link {
     pub fn stream(conn: MqttConn) -> Self {
         Self::Stream(MqttSession {
             conn,
-            inflight: VecDeque::new(),
+            inflight: Vec::new(),
             last_sent: Instant::now(),
         })
     }
@@ -193,10 +195,10 @@ impl Link {
         session.last_sent = Instant::now();
         if qos == QoS::AtLeastOnce {
             if session.inflight.len() >= INFLIGHT_LIMIT {
-                session.inflight.pop_front();
+                session.inflight.remove(0);
                 meter.count(Counter::ErrorsTimeout);
             }
-            session.inflight.push_back((pkid, since, awaited));
+            session.inflight.push((pkid, since, awaited));
         }
         Ok(())
     }
@@ -244,93 +246,84 @@ impl Link {
         }
     }
 
-    /// Waits for the next event: the wake-up at `wake_at`, a lost connection, or an arrival
-    /// that `read` (the dialect's reader) says the device acts on. Counts every arrival as
-    /// `received`; answers pings and acknowledgements itself without waking the core.
+    /// Waits for what the device must act on: the wake-up at `wake_at`, a lost connection,
+    /// or something the server sent it (counted as `received`, for the dialect to read, then
+    /// [`Link::acknowledge`]). Answers pings and acknowledgements itself without waking the
+    /// device.
     ///
     /// Nothing here listens for the end of the run: the shard drops its device tasks then,
     /// which closes their sockets.
     ///
     /// Not an `async fn`: its arguments are moved into the block once rather than held twice
     /// (rust-lang/rust#62958), and the link is polled rather than awaited, so an idle
-    /// device's future holds its timer and a few references, nothing more.
+    /// device's future holds its timer and two references, nothing more. Reading what came is
+    /// the caller's, so the reader is not held here either.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn would hold its arguments twice in every idle device's future"
     )]
-    pub fn wait<'a>(
-        &'a mut self,
-        meter: &'a Meter,
-        wake_at: Instant,
-        mut read: impl FnMut(Arrival<'_>) -> Option<Event> + 'a,
-    ) -> impl Future<Output = (Event, Instant)> + 'a {
+    pub fn wait<'a>(&'a mut self, meter: &'a Meter, wake_at: Instant) -> impl Future<Output = Woken> + 'a {
         async move {
             loop {
                 // One timer for both the wake and the session's own duty (a keep-alive ping).
-                let duty = self.due().filter(|due| *due < wake_at);
-                let on_duty = duty.is_some();
-                let heard = {
-                    let timer = sleep_until(duty.unwrap_or(wake_at));
-                    let mut timer = std::pin::pin!(timer);
+                // Only the timer and the poll live across the wait: whether it was the duty
+                // that came is told after by the clock (a timer never fires early).
+                let deadline = self.due().map_or(wake_at, |due| due.min(wake_at));
+                // Matched as it comes, not bound first: a bound result, and a timer still in
+                // scope, would take room in the future for the whole wait.
+                let on_duty = {
+                    let mut timer = std::pin::pin!(sleep_until(deadline));
+                    let link = &mut *self;
                     // Both are cancel-safe: reads keep partial bytes, sleeps lose nothing.
-                    std::future::poll_fn(|cx| match self.poll_next(cx) {
-                        Poll::Ready(heard) => Poll::Ready(Some(heard)),
+                    match std::future::poll_fn(move |cx| match link.poll_next(cx) {
+                        Poll::Ready(polled) => Poll::Ready(Some(polled)),
                         Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
                     })
                     .await
-                };
-                let Some(heard) = heard else {
-                    if !on_duty {
-                        return (Event::Wake, wake_at);
+                    {
+                        None => Instant::now() < wake_at,
+                        Some(Ok(Polled::Acked(pkid))) => {
+                            if let Self::Stream(session) = self {
+                                session.acknowledged(meter, pkid);
+                            }
+                            false
+                        }
+                        Some(Ok(Polled::Heard(heard))) => {
+                            meter.count(Counter::Received);
+                            return Woken::Heard(heard);
+                        }
+                        Some(Ok(Polled::Nothing)) => false,
+                        Some(Err(Lost)) => {
+                            self.drop_conn();
+                            return Woken::Lost;
+                        }
                     }
-                    // Boxed, as the acknowledgement below: rare next to waiting, so an idle
-                    // device's task does not hold their futures.
-                    if Box::pin(self.on_due()).await.is_err() {
-                        return self.lost();
+                };
+                if !on_duty {
+                    if Instant::now() >= wake_at {
+                        return Woken::Wake(wake_at);
                     }
                     continue;
-                };
-                match heard {
-                    Ok(Heard::Acked(pkid)) => {
-                        if let Self::Stream(session) = self {
-                            session.acknowledged(meter, pkid);
-                        }
-                    }
-                    Ok(Heard::Message(message)) => {
-                        meter.count(Counter::Received);
-                        let event = read(Arrival::Message {
-                            topic: &message.topic,
-                            payload: &message.payload,
-                        });
-                        let (qos, pkid) = (message.qos, message.pkid);
-                        drop(message);
-                        if qos == QoS::AtLeastOnce
-                            && let Self::Stream(session) = self
-                            && Box::pin(session.conn.ack(pkid)).await.is_err()
-                        {
-                            return self.lost();
-                        }
-                        if let Some(event) = event {
-                            return (event, Instant::now());
-                        }
-                    }
-                    Ok(Heard::Datagram(datagram)) => {
-                        meter.count(Counter::Received);
-                        if let Some(event) = read(Arrival::Datagram(&datagram)) {
-                            return (event, Instant::now());
-                        }
-                    }
-                    Ok(Heard::Nothing) => {}
-                    Err(Lost) => return self.lost(),
+                }
+                // Boxed, as the acknowledgement: rare next to waiting, so an idle device's
+                // task does not hold its future.
+                if Box::pin(self.on_due()).await.is_err() {
+                    self.drop_conn();
+                    return Woken::Lost;
                 }
             }
         }
     }
 
-    /// The connection dropped: forgotten, and the core told.
-    fn lost(&mut self) -> (Event, Instant) {
-        self.drop_conn();
-        (Event::ConnectionLost, Instant::now())
+    /// Acknowledges what was heard if its protocol asks for it (a QoS 1 message's PUBACK),
+    /// once the device has read it. `Err` means the connection just dropped.
+    pub async fn acknowledge(&mut self, pkid: u16) -> Result<(), Lost> {
+        let Self::Stream(session) = self else { return Ok(()) };
+        if session.conn.ack(pkid).await.is_err() {
+            self.drop_conn();
+            return Err(Lost);
+        }
+        Ok(())
     }
 
     /// When the link must next act on its own, if ever.
@@ -352,31 +345,70 @@ impl Link {
 
     /// What the server sends next, if it has sent it; otherwise the task is woken when it
     /// might have. Without a connection, never.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Heard, Lost>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Polled, Lost>> {
         match self {
             Self::None => Poll::Pending,
             Self::Stream(session) => session.conn.poll_incoming(cx).map(|incoming| match incoming {
-                Ok(Some(Incoming::PubAck(pkid))) => Ok(Heard::Acked(pkid)),
-                Ok(Some(Incoming::Publish(message))) => Ok(Heard::Message(message)),
-                Ok(Some(Incoming::Other)) => Ok(Heard::Nothing),
+                Ok(Some(Incoming::PubAck(pkid))) => Ok(Polled::Acked(pkid)),
+                Ok(Some(Incoming::Publish(message))) => Ok(Polled::Heard(Heard::Message(message))),
+                Ok(Some(Incoming::Other)) => Ok(Polled::Nothing),
                 Ok(None) | Err(_) => Err(Lost),
             }),
             Self::Datagram(endpoint) => endpoint.poll_receive(cx).map(|received| match received {
-                Ok(datagram) => Ok(Heard::Datagram(datagram.into_boxed_slice())),
+                Ok(datagram) => Ok(Polled::Heard(Heard::Datagram(datagram.into_boxed_slice()))),
                 Err(_) => Err(Lost),
             }),
         }
     }
 }
 
-/// What a link heard.
-enum Heard {
-    /// A PUBACK for this packet id.
-    Acked(u16),
+/// What ended a device's wait.
+#[derive(Debug)]
+pub enum Woken {
+    /// The wake-up time came (the time it was set for).
+    Wake(Instant),
+    /// The connection dropped (the link is [`Link::None`] now).
+    Lost,
+    /// The server sent the device something, for its dialect to read.
+    Heard(Heard),
+}
+
+/// Something the server sent a device.
+#[derive(Debug)]
+pub enum Heard {
     /// An MQTT message.
     Message(Box<rumqttc::mqttbytes::v4::Publish>),
     /// A datagram.
     Datagram(Box<[u8]>),
+}
+
+impl Heard {
+    /// What arrived, as the dialect reads it.
+    pub fn arrival(&self) -> Arrival<'_> {
+        match self {
+            Self::Message(message) => Arrival::Message {
+                topic: &message.topic,
+                payload: &message.payload,
+            },
+            Self::Datagram(datagram) => Arrival::Datagram(datagram),
+        }
+    }
+
+    /// The packet id to acknowledge once it is read, if its protocol asks for one.
+    pub fn owed_ack(&self) -> Option<u16> {
+        match self {
+            Self::Message(message) if message.qos == QoS::AtLeastOnce => Some(message.pkid),
+            Self::Message(_) | Self::Datagram(_) => None,
+        }
+    }
+}
+
+/// What one poll of a link found.
+enum Polled {
+    /// A PUBACK for this packet id.
+    Acked(u16),
+    /// Something for the device.
+    Heard(Heard),
     /// Nothing for the device (a SUBACK, a PINGRESP).
     Nothing,
 }
@@ -386,12 +418,10 @@ impl MqttSession {
         let Some(slot) = self.inflight.iter().position(|(id, _, _)| *id == pkid) else {
             return;
         };
-        let Some((_, since, awaited)) = self.inflight.remove(slot) else {
-            return;
-        };
+        let (_, since, awaited) = self.inflight.remove(slot);
         if self.inflight.is_empty() {
             // An idle device keeps no buffer for publishes in flight.
-            self.inflight = VecDeque::new();
+            self.inflight = Vec::new();
         }
         let latency = match awaited {
             Awaited::Telemetry => Latency::Publish,
@@ -408,10 +438,10 @@ mod tests {
     use super::*;
     use crate::transport::datagram::Datagram;
 
-    /// A datagram from the server reaches the device through the same wait, and the same
-    /// reader, as an MQTT message does.
+    /// A datagram from the server ends the wait as an MQTT message does, counted as received,
+    /// for the dialect to read; an idle link only wakes.
     #[tokio::test]
-    async fn a_datagram_reaches_the_reader_and_an_idle_link_only_wakes() {
+    async fn a_datagram_ends_the_wait_for_the_reader_and_an_idle_link_only_wakes() {
         let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let endpoint = Datagram::open(server.local_addr().expect("addr"), None)
             .await
@@ -421,29 +451,24 @@ mod tests {
         let meter = Meter::default();
         server.send_to(b"ping", device).await.expect("send");
         server.send_to(b"config 7", device).await.expect("send");
-        let mut heard = Vec::new();
         let far = Instant::now() + Duration::from_secs(30);
-        let (event, _) = link
-            .wait(&meter, far, |arrival| {
-                let Arrival::Datagram(bytes) = arrival else { return None };
-                heard.push(bytes.to_vec());
-                bytes
-                    .strip_prefix(b"config ")
-                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-                    .map(|version| Event::ConfigDesired { version })
-            })
-            .await;
-        assert_eq!(event, Event::ConfigDesired { version: 7 });
-        assert_eq!(
-            heard,
-            [b"ping".to_vec(), b"config 7".to_vec()],
-            "both read, one acted on"
-        );
+        let mut heard = Vec::new();
+        for _ in 0..2 {
+            let Woken::Heard(what) = link.wait(&meter, far).await else {
+                panic!("the datagrams end the wait");
+            };
+            assert_eq!(what.owed_ack(), None, "a datagram owes no MQTT acknowledgement");
+            let Arrival::Datagram(bytes) = what.arrival() else {
+                panic!("a datagram arrives as one");
+            };
+            heard.push(bytes.to_vec());
+        }
+        assert_eq!(heard, [b"ping".to_vec(), b"config 7".to_vec()]);
         assert_eq!(meter.take().count(Counter::Received), 2);
 
         let mut idle = Link::None;
         let soon = Instant::now() + Duration::from_millis(20);
-        let (event, at) = idle.wait(&meter, soon, |_| panic!("nothing arrives")).await;
-        assert_eq!((event, at), (Event::Wake, soon));
+        assert!(matches!(idle.wait(&meter, soon).await, Woken::Wake(at) if at == soon));
+        assert!(Instant::now() >= soon, "not before its time");
     }
 }

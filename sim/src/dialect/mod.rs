@@ -49,7 +49,7 @@ use crate::scenario::{Backend, KeyError, Scenario};
 pub use backend::{BackendView, Hosted, StartError, Started, ViewCx, env_value, url_addr};
 pub use device_io::{Answer, DeviceCx, Inbox, Provisioned, Report, Session, Shared};
 pub use fault::Fault;
-pub use link::{Arrival, Link};
+pub use link::{Arrival, Heard, Link, Woken};
 pub use operator_log::{OperatorLog, StartedCampaign};
 pub use phase::{PhaseCx, Played};
 pub use registry::{RUNNING, Registry, Visit, aim, check_keys, host, merge_sections, not_running, refuse, runs, visit};

@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 use super::context::{Life, Member, ShardCtx, Sleeper};
 use super::perform::{DeviceTask, Home, Performed, Step};
-use crate::device::{Action, Actions, Ctx, Event, State};
-use crate::dialect::{Devices, Dialect, Inbox, Link};
+use crate::device::{Action, Actions, Ctx, Event, SimTime, State};
+use crate::dialect::{Devices, Dialect, Inbox, Link, Woken};
 use crate::metrics::recorder::Counter;
 
 /// A wake-up that never comes (a year away).
@@ -96,7 +96,8 @@ pub fn wake<D: Dialect>(shard: &Rc<ShardCtx<D>>, sleeper: Sleeper<D>, event: Eve
         // that, left between each device's long-lived ones, cost 260 bytes a device.)
         let mut inbox = Inbox::default();
         inbox.push_at(event, at);
-        tokio::task::spawn_local(awake(Rc::clone(shard), member, life, kept, inbox, None));
+        let running = Running::new(Rc::clone(shard), member, life, kept, inbox);
+        tokio::task::spawn_local(awake(running));
         return;
     }
     let (actions, step) = life.decide(shard, &member, event, at);
@@ -105,64 +106,44 @@ pub fn wake<D: Dialect>(shard: &Rc<ShardCtx<D>>, sleeper: Sleeper<D>, event: Eve
         shard.sleep(Box::new(Sleeper { life, kept, member }));
         return;
     }
-    let first = Some(Box::new((actions, step)));
-    tokio::task::spawn_local(awake(Rc::clone(shard), member, life, kept, Inbox::default(), first));
+    let running = Running::new(Rc::clone(shard), member, life, kept, Inbox::default());
+    tokio::task::spawn_local(awake_with(running, Box::new((actions, step))));
 }
 
-/// Runs a device that has I/O to do, starting with `first` (the actions of the event that
-/// woke it, when decided already) or else its inbox, until the core stops it, it falls asleep
+/// Runs a device that has I/O to do, its inbox first, until the core stops it, it falls asleep
 /// holding no connection (back to the shard's sleepers), or the shard shuts down.
 ///
-/// Not an `async fn`: the device's state is built here, so the task's future holds each
-/// piece once (an idle connected device costs what its future holds).
-pub fn awake<D: Dialect>(
-    shard: Rc<ShardCtx<D>>,
-    member: Rc<Member>,
-    life: Life,
-    kept: Option<<D as Devices>::Kept>,
-    inbox: Inbox,
-    first: Option<Box<(Actions, Step)>>,
-) -> impl Future<Output = ()> {
-    let index = life.device.index;
-    let device = shard.dialect.wake(kept);
-    let mut running = Running {
-        life,
-        inbox,
-        io: DeviceTask {
-            home: Home { shard, member, index },
-            link: Link::None,
-            device,
-            provisioned_at: None,
-        },
-    };
-    // Captured by the block and borrowed in place: an `async fn` taking it by value would
-    // hold it twice (rust-lang/rust#62958).
-    let tasks = &running.io.home.shard.tasks;
-    tasks.set(tasks.get() + 1);
+/// Not an `async fn`, and takes the device's state built: the task's future holds each piece
+/// once (rust-lang/rust#62958), and an idle connected device costs what its future holds.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold the device's state twice in every device's task"
+)]
+pub fn awake<D: Dialect>(mut running: Running<D>) -> impl Future<Output = ()> {
     async move {
+        let ending = running.run().await;
+        running.end(ending);
+    }
+}
+
+/// As [`awake`], for a device whose waking event was decided outside the task: performs
+/// `first` (the actions it led to) before anything else. A task of its own type, so that an
+/// always-connected device's task holds nothing for it.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold the device's state twice in every device's task"
+)]
+pub fn awake_with<D: Dialect>(mut running: Running<D>, first: Box<(Actions, Step)>) -> impl Future<Output = ()> {
+    async move {
+        let (actions, step) = *first;
         // Boxed: an idle device's task holds only what waiting needs. Performing the actions
         // (connects, publishes, downloads) needs far more, and only for a moment.
-        let stopped = match first {
-            Some(first) => {
-                let (actions, step) = *first;
-                let performed = Box::pin(running.io.perform_all(actions, step, &mut running.inbox)).await;
-                performed == Performed::Stop
-            }
-            None => false,
+        let performed = Box::pin(running.io.perform_all(actions, step, &mut running.inbox)).await;
+        let ending = match performed {
+            Performed::Stop => Ending::Done,
+            Performed::Continue => running.run().await,
         };
-        let ending = if stopped { Ending::Done } else { running.run().await };
-        let shard = &running.io.home.shard;
-        shard.tasks.set(shard.tasks.get().saturating_sub(1));
-        if ending == Ending::Asleep {
-            let Running { life, io, .. } = running;
-            let DeviceTask { home, device, .. } = io;
-            let kept = home.shard.dialect.keep(device);
-            home.shard.sleep(Box::new(Sleeper {
-                life,
-                kept,
-                member: home.member,
-            }));
-        }
+        running.end(ending);
     }
 }
 
@@ -176,7 +157,7 @@ enum Ending {
 }
 
 /// A device and its I/O, as its task holds them.
-struct Running<D: Dialect> {
+pub struct Running<D: Dialect> {
     life: Life,
     /// Events to hand the core before waiting again.
     inbox: Inbox,
@@ -184,6 +165,45 @@ struct Running<D: Dialect> {
 }
 
 impl<D: Dialect> Running<D> {
+    /// A device's task state, counted among the shard's tasks until [`Running::end`].
+    pub fn new(
+        shard: Rc<ShardCtx<D>>,
+        member: Rc<Member>,
+        life: Life,
+        kept: Option<<D as Devices>::Kept>,
+        inbox: Inbox,
+    ) -> Self {
+        let index = life.device.index;
+        let device = shard.dialect.wake(kept);
+        shard.tasks.set(shard.tasks.get() + 1);
+        Self {
+            life,
+            inbox,
+            io: DeviceTask {
+                home: Home { shard, member, index },
+                link: Link::None,
+                device,
+                provisioned_at: SimTime::NEVER,
+            },
+        }
+    }
+
+    /// The task is over: a device falling asleep goes back to the shard's sleepers.
+    fn end(self, ending: Ending) {
+        let shard = &self.io.home.shard;
+        shard.tasks.set(shard.tasks.get().saturating_sub(1));
+        if ending == Ending::Asleep {
+            let Self { life, io, .. } = self;
+            let DeviceTask { home, device, .. } = io;
+            let kept = home.shard.dialect.keep(device);
+            home.shard.sleep(Box::new(Sleeper {
+                life,
+                kept,
+                member: home.member,
+            }));
+        }
+    }
+
     /// Not an `async fn`, so that `self` is held once (rust-lang/rust#62958).
     #[allow(
         clippy::manual_async_fn,
@@ -202,16 +222,34 @@ impl<D: Dialect> Running<D> {
                     None => {
                         // An idle device keeps no event buffer.
                         self.inbox.release();
-                        let DeviceTask { home, link, device, .. } = &mut self.io;
                         let wake = self
                             .life
                             .wake()
-                            .map_or_else(|| Instant::now() + NEVER, |sim| home.shard.clock.real(sim));
-                        // Whatever the server sends reaches the core here, read by the dialect.
-                        link.wait(&home.shard.shared.meter, wake, |arrival| {
-                            home.shard.dialect.read(&home.cx(), device, arrival)
-                        })
-                        .await
+                            .map_or_else(|| Instant::now() + NEVER, |sim| self.io.home.shard.clock.real(sim));
+                        // Nothing but the task's own state is held across the wait (no
+                        // reference bound here, which would take a word of it).
+                        let (next, ack) = match self.io.link.wait(&self.io.home.shard.shared.meter, wake).await {
+                            Woken::Wake(at) => (Some((Event::Wake, at)), None),
+                            Woken::Lost => (Some((Event::ConnectionLost, Instant::now())), None),
+                            // Whatever the server sends reaches the core here, read by the
+                            // dialect.
+                            Woken::Heard(heard) => {
+                                let DeviceTask { home, device, .. } = &mut self.io;
+                                let event = home.shard.dialect.read(&home.cx(), device, heard.arrival());
+                                (event.map(|event| (event, Instant::now())), heard.owed_ack())
+                            }
+                        };
+                        // Boxed: rare next to waiting, so an idle device's future does not
+                        // hold it.
+                        if let Some(pkid) = ack
+                            && Box::pin(self.io.link.acknowledge(pkid)).await.is_err()
+                        {
+                            (Event::ConnectionLost, Instant::now())
+                        } else if let Some(next) = next {
+                            next
+                        } else {
+                            continue;
+                        }
                     }
                 };
                 // The shard and member are borrowed from the task, not cloned: an idle device's

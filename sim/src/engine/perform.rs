@@ -75,8 +75,10 @@ pub struct DeviceTask<D: Dialect> {
     pub link: Link,
     /// What its dialect holds for it.
     pub device: <D as Devices>::Device,
-    /// When the device was provisioned: config set before it existed is not its latency.
-    pub provisioned_at: Option<Instant>,
+    /// When the device was provisioned, on the run's clock ([`SimTime::NEVER`] until then:
+    /// a word, where an optional `Instant` takes two in every idle device's task). Config
+    /// set before the device existed is not its latency.
+    pub provisioned_at: SimTime,
 }
 
 impl<D: Dialect> DeviceTask<D> {
@@ -136,7 +138,7 @@ impl<D: Dialect> DeviceTask<D> {
                                 cx.record(Latency::Provision, step.arrival);
                             }
                             cx.count(Counter::Provisioned);
-                            *provisioned_at = Some(Instant::now());
+                            *provisioned_at = shard.clock.sim(Instant::now());
                             inbox.push(Event::Provisioned);
                         }
                         Err(fault) => {
@@ -210,7 +212,7 @@ impl<D: Dialect> DeviceTask<D> {
                     cx.count(Counter::ConfigReported);
                     let set_at = shard.shared.marks.config_set_at(cx.group);
                     // Config set before the device existed is not a latency of this device.
-                    let since = set_at.filter(|set| provisioned_at.is_some_and(|p| *set >= p));
+                    let since = set_at.filter(|set| shard.clock.sim(*set) >= *provisioned_at);
                     dialect
                         .answer(&cx, device, link, Answer::Config { version, since }, inbox)
                         .await;
