@@ -140,4 +140,6 @@ fn a_rollout_with_a_bad_image_through_goosebit_matches_device_for_device() {
     let text = std::fs::read_to_string(out.join("summary.json")).expect("summary");
     assert!(!text.contains("a-secret-the-test-chose") && !text.contains(PASSWORD));
     assert!(!text.contains("auth_token"));
+    // Kept only when the test fails, for a look.
+    let _ = std::fs::remove_dir_all(&out);
 }
