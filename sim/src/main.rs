@@ -25,7 +25,7 @@ use fleetsim::store::Location;
 /// message the same within the run-to-run spread (0.93 and 1.02 CPU-seconds per 100k against
 /// 1.03 and 1.02). Transparent huge pages off (`no_thp`): with them a 2 MB page counts whole
 /// from its first touch, and 15,000 devices arriving at 2,000 a second cost 1,114 to 1,138
-/// bytes each rather than 944 to 958 (peers.py --idle-rate 2000).
+/// bytes each rather than 944 and 948 (peers.py --idle-rate 2000).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
