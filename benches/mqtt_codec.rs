@@ -38,7 +38,8 @@ fn encode(c: &mut Criterion) {
 /// What a broker's device does per report before its one write: the payload from its model,
 /// its serial and topic from the template, the packet; scratch buffers taken and given back.
 fn device_publish(c: &mut Criterion) {
-    use fleetsim::dialect::mqtt::{Broker, Identity};
+    use fleetsim::dialect::mqtt::Broker;
+    use fleetsim::dialect::{DeviceCx, Shared};
     use fleetsim::model::Reading;
     use fleetsim::scratch;
     use fleetsim::transport::mqtt::encode_publish;
@@ -54,6 +55,7 @@ fn device_publish(c: &mut Criterion) {
         telemetry_topic: fleetsim::dialect::mqtt::DEFAULT_TELEMETRY_TOPIC.to_owned(),
         command_topic: fleetsim::dialect::mqtt::DEFAULT_COMMAND_TOPIC.to_owned(),
     };
+    let shared = Shared::default();
     let mut group = c.benchmark_group("device_publish");
     group.throughput(Throughput::Elements(1));
     let mut seq = 0u64;
@@ -68,21 +70,20 @@ fn device_publish(c: &mut Criterion) {
             };
             let mut payload = scratch::bytes();
             model.telemetry.write_payload(&mut payload, &reading);
-            let (mut serial, mut topic) = (scratch::string(), scratch::string());
-            fleetsim::plan::write_serial(&mut serial, &model.serial_prefix, 7, seq);
-            let identity = Identity {
-                serial: &serial,
+            let cx = DeviceCx {
+                shared: &shared,
                 index: seq,
-                model: &model.name,
+                model: &model,
                 group: "meters",
+                source: None,
             };
-            broker.write_telemetry_topic(identity, &mut topic);
+            let mut topic = scratch::string();
+            broker.write_device_telemetry_topic(&cx, &mut topic);
             let mut packet = scratch::bytes();
             let encoded = encode_publish(&mut packet, &topic, &payload, QoS::AtLeastOnce, 7);
             black_box((&packet, encoded.is_ok()));
             scratch::give_bytes(packet);
             scratch::give_string(topic);
-            scratch::give_string(serial);
             scratch::give_bytes(payload);
         })
     });

@@ -231,10 +231,7 @@ impl MqttConn {
     fn decode(&mut self) -> Result<Option<Packet>, TransportError> {
         match Packet::read(&mut self.buf, MAX_PACKET_BYTES) {
             Ok(packet) => {
-                if self.buf.is_empty() {
-                    // Nothing partly read: an idle connection holds no buffer.
-                    self.buf = BytesMut::new();
-                }
+                self.release_if_empty();
                 Ok(Some(packet))
             }
             Err(mqttbytes::Error::InsufficientBytes(needed)) => {
@@ -242,6 +239,13 @@ impl MqttConn {
                 Ok(None)
             }
             Err(_) => Err(TransportError::Protocol),
+        }
+    }
+
+    /// Gives the read buffer back when nothing is partly read: an idle connection holds none.
+    fn release_if_empty(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
         }
     }
 
@@ -261,11 +265,7 @@ impl MqttConn {
                 Ok(0) => return Poll::Ready(Err(TransportError::Closed)),
                 Ok(_) => return Poll::Ready(Ok(true)),
                 // A wake-up with nothing to read after all: wait again, holding nothing.
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    if self.buf.is_empty() {
-                        self.buf = BytesMut::new();
-                    }
-                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.release_if_empty(),
                 Err(error) => return Poll::Ready(Err(error.into())),
             }
         }

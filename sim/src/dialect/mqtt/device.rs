@@ -35,6 +35,16 @@ impl Broker {
         fill(&self.telemetry_topic, identity, out);
     }
 
+    /// Writes device `cx`'s telemetry topic to `out`: the hot path, its serial written into a
+    /// scratch buffer, nothing allocated. What a report publishes on (and what
+    /// `benches/mqtt_codec.rs` measures).
+    pub fn write_device_telemetry_topic(&self, cx: &DeviceCx<'_>, out: &mut String) {
+        let mut serial = scratch::string();
+        cx.write_serial(&mut serial);
+        self.write_telemetry_topic(identity(cx, &serial), out);
+        scratch::give_string(serial);
+    }
+
     /// The device's command topic.
     pub fn command_topic(&self, identity: Identity<'_>) -> String {
         let mut topic = String::new();
@@ -90,13 +100,7 @@ impl Devices for Broker {
         report: Report<'_>,
         inbox: &mut Inbox,
     ) {
-        // The hot path: serial and topic written into scratch buffers, nothing allocated.
-        let write_topic = |topic: &mut String| {
-            let mut serial = scratch::string();
-            cx.write_serial(&mut serial);
-            self.write_telemetry_topic(identity(cx, &serial), topic);
-            scratch::give_string(serial);
-        };
+        let write_topic = |topic: &mut String| self.write_device_telemetry_topic(cx, topic);
         link.publish_report(&cx.shared.meter, write_topic, report, inbox).await;
     }
 
