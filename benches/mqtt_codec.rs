@@ -54,6 +54,7 @@ fn device_publish(c: &mut Criterion) {
         cluster: Vec::new(),
         telemetry_topic: fleetsim::dialect::mqtt::DEFAULT_TELEMETRY_TOPIC.to_owned(),
         command_topic: fleetsim::dialect::mqtt::DEFAULT_COMMAND_TOPIC.to_owned(),
+        tls: None,
     };
     let shared = Shared::default();
     let mut group = c.benchmark_group("device_publish");

@@ -12,6 +12,7 @@ pub mod dialect;
 pub mod engine;
 pub mod metrics;
 pub mod model;
+pub mod pki;
 pub mod plan;
 pub mod report;
 pub mod scenario;

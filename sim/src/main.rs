@@ -64,6 +64,22 @@ enum Command {
         #[arg(value_enum)]
         kind: SchemaArg,
     },
+    /// Write a fleet CA and a server certificate into DIR, for a broker that checks devices'
+    /// certificates (each device gets its own, issued from this CA when it first connects).
+    ///
+    /// Writes ca.pem, ca.key, server.pem and server.key (keys readable by their owner only),
+    /// and prints the broker's and the scenario's settings. Refuses a folder that holds a CA.
+    Ca {
+        /// Folder to write (made if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// A name the server certificate is for: a DNS name or an IP address; repeat for more.
+        #[arg(long = "server-name", value_name = "NAME", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+        server_names: Vec<String>,
+        /// Days the CA and server certificates are valid.
+        #[arg(long, default_value_t = fleetsim::pki::DEFAULT_CA_DAYS)]
+        days: u32,
+    },
     /// List the device models in a folder with their key parameters and derived figures
     /// (expected battery life, time online).
     Models {
@@ -248,6 +264,11 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             cli::schema(kind, out)?
         }
         Command::Models { dir } => cli::models::models(&dir, out)?,
+        Command::Ca {
+            dir,
+            server_names,
+            days,
+        } => cli::ca::ca(&dir, &server_names, days, out)?,
         Command::Compare {
             baseline,
             current,

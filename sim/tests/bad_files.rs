@@ -177,7 +177,7 @@ bad_file!(
 bad_file!(
     unknown_metric,
     "bad/unknown-metric.toml",
-    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, devices.<state>, errors.<kind>"
+    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, devices.<state>, errors.<kind>"
 );
 
 bad_file!(
@@ -265,3 +265,27 @@ fn a_missing_models_folder_names_the_folder_and_the_fix() {
     );
     assert!(text.ends_with("pass --models DIR or set scenario.models"), "{text}");
 }
+
+bad_file!(
+    mqtts_without_tls,
+    "bad/mqtts-without-tls.toml",
+    "bad/mqtts-without-tls.toml:8:7: backend.url: an mqtts:// url needs [backend.tls] with `ca`, the CA the broker's certificate chains to"
+);
+
+bad_file!(
+    tls_missing_ca,
+    "bad/tls-missing-ca.toml",
+    "bad/tls-missing-ca.toml:11:6: backend.tls.ca: expected a PEM file of the server's CA certificates, found no file at bad/certs/ca.pem"
+);
+
+bad_file!(
+    tls_bad_day,
+    "bad/tls-bad-day.toml",
+    "bad/tls-bad-day.toml:12:25: backend.tls.device_cert_not_after: expected a day as YYYY-MM-DD, found \"2021-02-30\""
+);
+
+bad_file!(
+    tls_unknown_version,
+    "bad/tls-unknown-version.toml",
+    "bad/tls-unknown-version.toml:12:20: backend.tls.versions[1]: expected \"1.2\" or \"1.3\", found \"1.1\""
+);

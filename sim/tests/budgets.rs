@@ -72,6 +72,7 @@ fn an_idle_devices_task_is_small_whatever_its_backend() {
                 telemetry_topic: "t".into(),
                 command_topic: "c".into(),
                 cluster: Vec::new(),
+                tls: None,
             }),
         ),
         (

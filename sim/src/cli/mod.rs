@@ -5,6 +5,7 @@
 //! or usage.
 
 pub mod backend;
+pub mod ca;
 pub mod compare;
 pub mod merge;
 pub mod models;

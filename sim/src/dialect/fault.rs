@@ -4,6 +4,7 @@
 use crate::metrics::recorder::Counter;
 use crate::transport::http::HttpError;
 use crate::transport::mqtt::TransportError;
+use crate::transport::tls::TlsFailure;
 
 /// A failed exchange, by what the harness counts it as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +22,19 @@ pub enum Fault {
     Auth,
     /// An HTTP error status (`errors.http_404`, ...).
     Status(u16),
+    /// A TLS handshake failed, for this reason (`errors.tls_unknown_ca`, ...).
+    Tls(TlsFailure),
     /// The backend retired the device: not an error but the operator's doing, counted as
     /// `decommissioned`.
     Retired,
 }
 
 impl Fault {
+    /// A socket's or a TLS stream's error, by what it means.
+    pub fn from_io(error: std::io::Error) -> Self {
+        TransportError::from(error).into()
+    }
+
     /// The counter this failure goes to.
     pub fn counter(self) -> Counter {
         match self {
@@ -36,8 +44,21 @@ impl Fault {
             Self::Protocol => Counter::ErrorsProtocol,
             Self::Auth => Counter::ErrorsAuth,
             Self::Status(status) => Counter::for_http_status(status),
+            Self::Tls(failure) => tls_counter(failure),
             Self::Retired => Counter::Decommissioned,
         }
+    }
+}
+
+/// The counter of a TLS failure's reason.
+pub fn tls_counter(failure: TlsFailure) -> Counter {
+    match failure {
+        TlsFailure::UnknownCa => Counter::ErrorsTlsUnknownCa,
+        TlsFailure::Expired => Counter::ErrorsTlsExpired,
+        TlsFailure::Revoked => Counter::ErrorsTlsRevoked,
+        TlsFailure::BadCertificate => Counter::ErrorsTlsBadCertificate,
+        TlsFailure::ServerUntrusted => Counter::ErrorsTlsServerUntrusted,
+        TlsFailure::Handshake => Counter::ErrorsTlsHandshake,
     }
 }
 
@@ -49,6 +70,7 @@ impl From<TransportError> for Fault {
             TransportError::Io(_) | TransportError::Closed => Self::Refused,
             TransportError::Local => Self::Local,
             TransportError::Protocol => Self::Protocol,
+            TransportError::Tls(failure) => Self::Tls(failure),
         }
     }
 }
@@ -83,6 +105,11 @@ mod tests {
             (TransportError::Closed, Counter::ErrorsRefused),
             (TransportError::Local, Counter::ErrorsLocal),
             (TransportError::Protocol, Counter::ErrorsProtocol),
+            (TransportError::Tls(TlsFailure::UnknownCa), Counter::ErrorsTlsUnknownCa),
+            (
+                TransportError::Tls(TlsFailure::ServerUntrusted),
+                Counter::ErrorsTlsServerUntrusted,
+            ),
         ];
         for (error, counter) in mqtt {
             assert_eq!(Fault::from(error).counter(), counter, "{error:?}");

@@ -34,6 +34,7 @@ pub mod mqtt;
 pub mod operator_log;
 pub mod phase;
 pub mod registry;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -116,6 +116,21 @@ pub const METRICS: &[Metric] = &[
         MetricKind::Histogram,
         "rollout started -> the device took its deployment action",
     ),
+    metric(
+        "tls.handshake.latency",
+        MetricKind::Histogram,
+        "TCP connected -> TLS handshake done, on the device's side",
+    ),
+    metric(
+        "tls.handshakes.full",
+        MetricKind::Count,
+        "full TLS handshakes devices completed (under TLS 1.3 a server may still refuse the device's certificate after: errors.tls_*)",
+    ),
+    metric(
+        "tls.handshakes.resumed",
+        MetricKind::Count,
+        "TLS handshakes that resumed an earlier session",
+    ),
 ];
 
 /// Lifecycle states; `devices.<state>` is a gauge for each.
@@ -133,10 +148,33 @@ pub const DEVICE_STATES: &[&str] = &[
     "dead",
 ];
 
-/// Error kinds; `errors.<kind>` is a count for each, and `errors.total` sums them.
+/// Error kinds; `errors.<kind>` is a count for each, `errors.tls` sums the `tls_` ones (a
+/// TLS failure by its reason), and `errors.total` sums them all.
 pub const ERROR_KINDS: &[&str] = &[
-    "refused", "local", "timeout", "protocol", "auth", "http_401", "http_403", "http_404", "http_409", "http_429",
-    "http_4xx", "http_500", "http_502", "http_503", "http_504", "http_5xx", "total",
+    "refused",
+    "local",
+    "timeout",
+    "protocol",
+    "auth",
+    "http_401",
+    "http_403",
+    "http_404",
+    "http_409",
+    "http_429",
+    "http_4xx",
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+    "http_5xx",
+    "tls_unknown_ca",
+    "tls_expired",
+    "tls_revoked",
+    "tls_bad_certificate",
+    "tls_server_untrusted",
+    "tls_handshake",
+    "tls",
+    "total",
 ];
 
 /// The statistics a histogram gate may use.

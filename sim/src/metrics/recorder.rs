@@ -72,6 +72,8 @@ names!(
         Feedback => "feedback.latency",
         /// The operator started the rollout -> the device took its deployment action.
         OtaTake => "ota.take.latency",
+        /// TCP connected -> TLS handshake done (the device's side).
+        TlsHandshake => "tls.handshake.latency",
     }
 );
 
@@ -155,6 +157,22 @@ names!(
         ErrorsHttp504 => "errors.http_504",
         /// Other HTTP 5xx answers, and statuses outside 4xx and 5xx where success was expected.
         ErrorsHttp5xx => "errors.http_5xx",
+        /// Full TLS handshakes: certificates sent and checked.
+        TlsFull => "tls.handshakes.full",
+        /// TLS handshakes that resumed an earlier session.
+        TlsResumed => "tls.handshakes.resumed",
+        /// TLS refused: the server does not know the CA of the device's certificate.
+        ErrorsTlsUnknownCa => "errors.tls_unknown_ca",
+        /// TLS refused: the server found the device's certificate expired.
+        ErrorsTlsExpired => "errors.tls_expired",
+        /// TLS refused: the server found the device's certificate revoked.
+        ErrorsTlsRevoked => "errors.tls_revoked",
+        /// TLS refused: the server refused the device's certificate for another reason.
+        ErrorsTlsBadCertificate => "errors.tls_bad_certificate",
+        /// TLS refused by the device: the server's certificate is not trusted.
+        ErrorsTlsServerUntrusted => "errors.tls_server_untrusted",
+        /// TLS failed otherwise: no common version or cipher suite, a malformed message.
+        ErrorsTlsHandshake => "errors.tls_handshake",
     }
 );
 

@@ -366,13 +366,23 @@ impl Measured for Figures {
     }
 }
 
+/// The counters a summed error figure adds up, by their names' prefix: `errors.total` all
+/// errors, `errors.tls` the TLS failures of every reason.
+pub fn error_sum_family(name: &str) -> Option<&'static str> {
+    match name {
+        "errors.total" => Some("errors."),
+        "errors.tls" => Some("errors.tls_"),
+        _ => None,
+    }
+}
+
 /// A gate's value among what the shards record: `errors.total`, a latency statistic, devices
 /// in a state, or a counter. `None` for anything else. Shared by the run's figures and the
 /// dashboard's figures so far.
 pub fn recorded_value(snapshot: &Snapshot, states: &StateCounts, name: &str, stat: Option<Stat>) -> Option<f64> {
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-    if name == "errors.total" {
-        let errors = Counter::ALL.iter().filter(|c| c.name().starts_with("errors."));
+    if let Some(family) = error_sum_family(name) {
+        let errors = Counter::ALL.iter().filter(|c| c.name().starts_with(family));
         return Some(errors.map(|c| snapshot.count(*c)).sum::<u64>() as f64);
     }
     if let Some(latency) = Latency::ALL.iter().find(|l| name.starts_with(l.name())) {
@@ -411,6 +421,20 @@ mod tests {
             seconds: Vec::new(),
             rss_before: None,
         }
+    }
+
+    #[test]
+    fn tls_errors_sum_their_reasons_and_count_in_the_total() {
+        let mut recorder = Recorder::default();
+        recorder.count(Counter::ErrorsTlsUnknownCa, 3);
+        recorder.count(Counter::ErrorsTlsExpired, 2);
+        recorder.count(Counter::ErrorsTimeout, 1);
+        let snapshot = recorder.take();
+        let states = StateCounts::default();
+        let value = |name| recorded_value(&snapshot, &states, name, None);
+        assert_eq!(value("errors.tls"), Some(5.0));
+        assert_eq!(value("errors.tls_expired"), Some(2.0));
+        assert_eq!(value("errors.total"), Some(6.0));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
-use super::figures::time_to_recover;
+use super::figures::{error_sum_family, time_to_recover};
 use super::gates::{Measured, Verdict, evaluate};
 use super::hlog::{self, HistogramLog};
 use crate::metrics::names::{MetricKind, Stat};
@@ -277,12 +277,12 @@ impl Measured for MergedFigures<'_> {
         match name {
             "ota.halt.latency" => return ms_to_s(metrics["ota.halt.latency_ms"].as_f64()),
             "reconnect.recovery" => return ms_to_s(metrics["reconnect.recovery_ms"].as_f64()),
-            "errors.total" => {
-                let counters = metrics["counters"].as_object()?;
-                let errors = counters.iter().filter(|(k, _)| k.starts_with("errors."));
-                return Some(errors.filter_map(|(_, v)| v.as_f64()).sum());
-            }
             _ => {}
+        }
+        if let Some(family) = error_sum_family(name) {
+            let counters = metrics["counters"].as_object()?;
+            let errors = counters.iter().filter(|(k, _)| k.starts_with(family));
+            return Some(errors.filter_map(|(_, v)| v.as_f64()).sum());
         }
         if let Some(value) = metrics[name].as_f64() {
             return Some(value);

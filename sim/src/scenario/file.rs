@@ -94,6 +94,76 @@ pub struct BackendSection {
     /// For the `hawkbit` dialect: the environment variable holding that user's password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// For an `mqtts://` url: how devices speak TLS.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+}
+
+/// `[backend.tls]`: how devices speak TLS to an `mqtts://` backend: the CA the server's
+/// certificate must chain to, and the fleet CA their own certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file of the CA certificates the server's certificate must chain to, relative to the
+    /// scenario file (`fleetsim ca` writes `ca.pem`).
+    pub ca: String,
+    /// The name the server's certificate must carry, also sent as SNI; the url's host when
+    /// omitted.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Folder of the fleet CA (`ca.pem` and `ca.key`, as `fleetsim ca` writes them) that
+    /// issues each device its own certificate, relative to the scenario file. Without it
+    /// devices present no certificate.
+    #[serde(default)]
+    pub fleet_ca: Option<String>,
+    /// Each device's key: `ecdsa-p256` (the default; derived from the seed and the serial)
+    /// or `rsa-2048` (generated at the device's first connect).
+    #[serde(default)]
+    pub device_key: Option<DeviceKeyType>,
+    /// `on` (the default): a device resumes its own last session when it connects again;
+    /// `off`: every connect is a full handshake.
+    #[serde(default)]
+    pub resumption: Option<Switch>,
+    /// The TLS versions devices offer: `["1.2", "1.3"]` when omitted.
+    #[serde(default)]
+    pub versions: Option<Vec<TlsVersion>>,
+    /// The last day device certificates are valid, `YYYY-MM-DD` (a day in the past makes
+    /// expired certificates, to check that the server refuses them); a year from when each
+    /// is made when omitted.
+    #[serde(default)]
+    pub device_cert_not_after: Option<String>,
+}
+
+/// A device key's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum DeviceKeyType {
+    /// ECDSA on P-256.
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    /// RSA, 2048 bits.
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+}
+
+/// A setting that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+/// A TLS version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3.
+    #[serde(rename = "1.3")]
+    Tls13,
 }
 
 impl BackendSection {
@@ -112,6 +182,7 @@ impl BackendSection {
             device_auth: None,
             user_env: None,
             password_env: None,
+            tls: None,
         }
     }
 
@@ -125,6 +196,7 @@ impl BackendSection {
             ("device_auth", self.device_auth.is_some()),
             ("user_env", self.user_env.is_some()),
             ("password_env", self.password_env.is_some()),
+            ("tls", self.tls.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))

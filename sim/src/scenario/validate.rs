@@ -5,14 +5,14 @@
 //! [`BackendKeys`], which also refuses a kind no dialect runs yet.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::check_phase::check_phase;
 use super::decode::Source;
 use super::device_model::is_name;
 use super::error::{FileError, KeyPath};
-use super::file::{BackendKind, BackendSection, FleetSection, ScenarioFile};
+use super::file::{BackendKind, BackendSection, FleetSection, ScenarioFile, TlsSection};
 use super::gate::{GateError, parse_gate};
 use super::typed::{AddrBlock, Arrival, Backend, Fleet, MixEntry, ModelSet, Scenario};
 use super::units::DisplayDuration;
@@ -147,9 +147,12 @@ fn check_backend(
     raw: Option<BackendSection>,
     keys: &dyn BackendKeys,
 ) -> Result<Backend, FileError> {
-    let Some(raw) = raw else {
+    let Some(mut raw) = raw else {
         return Ok(BackendSection::of(BackendKind::Embedded));
     };
+    if let Some(tls) = raw.tls.take() {
+        raw.tls = Some(check_tls(source, tls)?);
+    }
     let err = |key: &str, message: String| source.error(KeyPath::of(&["backend", key]), message);
     keys.check(&raw).map_err(|e| {
         let path = KeyPath::of(&["backend", e.key]);
@@ -178,6 +181,65 @@ fn check_backend(
         }
     }
     Ok(raw)
+}
+
+/// Checks `[backend.tls]`: its files are there (their paths made relative to the scenario
+/// file's folder, as written), its versions and date are well formed.
+fn check_tls(source: &Source<'_>, mut tls: TlsSection) -> Result<TlsSection, FileError> {
+    let err = |key: &str, message: String| source.error(KeyPath::of(&["backend", "tls", key]), message);
+    if tls.versions.as_ref().is_some_and(Vec::is_empty) {
+        return Err(err("versions", "expected at least one of \"1.2\", \"1.3\"".to_owned()));
+    }
+    if let Some(date) = &tls.device_cert_not_after
+        && parse_day(date).is_none()
+    {
+        return Err(err(
+            "device_cert_not_after",
+            format!("expected a day as YYYY-MM-DD, found \"{date}\""),
+        ));
+    }
+    let base = source.file().parent().unwrap_or(Path::new("."));
+    let ca = base.join(&tls.ca);
+    if !ca.is_file() {
+        return Err(err(
+            "ca",
+            format!(
+                "expected a PEM file of the server's CA certificates, found no file at {}",
+                ca.display()
+            ),
+        ));
+    }
+    tls.ca = ca.display().to_string();
+    if let Some(folder) = &tls.fleet_ca {
+        let folder = base.join(folder);
+        if !(folder.join("ca.pem").is_file() && folder.join("ca.key").is_file()) {
+            return Err(err(
+                "fleet_ca",
+                format!(
+                    "expected a folder holding ca.pem and ca.key (`fleetsim ca {}` writes one), found {}",
+                    folder.display(),
+                    if folder.is_dir() {
+                        "a folder without them"
+                    } else {
+                        "no folder"
+                    }
+                ),
+            ));
+        }
+        tls.fleet_ca = Some(folder.display().to_string());
+    }
+    Ok(tls)
+}
+
+/// A `YYYY-MM-DD` day (a real one: no 31 February).
+pub fn parse_day(text: &str) -> Option<time::Date> {
+    let mut parts = text.splitn(3, '-');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    if year.len() != 4 || month.len() != 2 || day.len() != 2 {
+        return None;
+    }
+    let month = time::Month::try_from(month.parse::<u8>().ok()?).ok()?;
+    time::Date::from_calendar_date(year.parse().ok()?, month, day.parse().ok()?).ok()
 }
 
 fn check_fleet(

@@ -10,6 +10,7 @@ pub mod http;
 pub mod mqtt;
 pub mod source;
 pub mod stream;
+pub mod tls;
 
 use std::io;
 

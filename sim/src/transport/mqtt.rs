@@ -15,6 +15,7 @@ use rumqttc::mqttbytes::{self, QoS};
 use tokio::io::AsyncWriteExt;
 
 use super::stream::ByteStream;
+use super::tls::TlsFailure;
 use crate::scratch;
 
 /// The room a read starts with: a CONNACK, a SUBACK, a PUBACK or a small message.
@@ -41,12 +42,17 @@ pub enum TransportError {
     /// The server closed the connection.
     #[error("connection closed")]
     Closed,
+    /// A TLS handshake failed, or the server refused the device's certificate after it.
+    #[error("TLS: {}", .0.name())]
+    Tls(TlsFailure),
 }
 
 impl From<io::Error> for TransportError {
     fn from(error: io::Error) -> Self {
         if super::exhausted_here(&error) {
             Self::Local
+        } else if let Some(failure) = TlsFailure::of_io(&error) {
+            Self::Tls(failure)
         } else {
             Self::Io(error.kind())
         }
@@ -148,11 +154,14 @@ impl MqttConn {
         if let Some(rest) = started.rest {
             self.stream.write_all(&rest).await?;
         }
+        if self.stream.wants_flush() {
+            self.stream.flush().await?;
+        }
         Ok(started.pkid)
     }
 
     /// Writes what the socket takes now; the bytes it did not take, owned, to be awaited.
-    fn try_write(&self, bytes: &[u8]) -> Result<Option<Vec<u8>>, TransportError> {
+    fn try_write(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, TransportError> {
         let written = match self.stream.try_write(bytes) {
             Ok(written) => written,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
@@ -281,6 +290,9 @@ impl MqttConn {
     /// holds no write buffer.
     async fn write(&mut self, out: BytesMut) -> Result<(), TransportError> {
         self.stream.write_all(&out).await?;
+        if self.stream.wants_flush() {
+            self.stream.flush().await?;
+        }
         Ok(())
     }
 }

@@ -1,26 +1,35 @@
-//! The byte stream a device's session runs over: TCP from the device's own source address
-//! now; TLS wraps it next, as another variant, so a session's codec (MQTT) reads and writes
-//! the same way whichever carries it.
+//! The byte stream a device's session runs over: TCP from the device's own source address, or
+//! TLS over it ([`super::tls`]), so a session's codec (MQTT) reads and writes the same way
+//! whichever carries it.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::net::{TcpSocket, TcpStream};
+
+use super::tls::TlsStream;
 
 /// A connected byte stream to a server.
 #[derive(Debug)]
 pub enum ByteStream {
     /// Plain TCP.
     Tcp(TcpStream),
+    /// TLS over TCP; boxed, so a plain stream stays a socket's size.
+    Tls(Box<TlsStream>),
 }
 
 impl ByteStream {
     /// Connects over TCP from `source` (port chosen by the system) to `target`, with Nagle's
     /// algorithm off: a device's packets are small and each is meant to leave at once.
     pub async fn tcp(target: SocketAddr, source: Option<IpAddr>) -> io::Result<Self> {
+        Ok(Self::Tcp(Self::tcp_socket(target, source).await?))
+    }
+
+    /// A TCP connection as [`ByteStream::tcp`] opens it, for TLS to run over.
+    pub async fn tcp_socket(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
         let socket = if target.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -31,7 +40,16 @@ impl ByteStream {
         }
         let stream = socket.connect(target).await?;
         stream.set_nodelay(true)?;
-        Ok(Self::Tcp(stream))
+        Ok(stream)
+    }
+
+    /// Whether bytes taken by [`ByteStream::try_write`] still wait to be sent (TLS records
+    /// the socket has not taken yet): [`AsyncWrite::poll_flush`] sends them.
+    pub fn wants_flush(&self) -> bool {
+        match self {
+            Self::Tcp(_) => false,
+            Self::Tls(stream) => stream.wants_send(),
+        }
     }
 
     /// Ready when the stream has something to read (or has closed). The waker waits in the
@@ -40,22 +58,26 @@ impl ByteStream {
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Self::Tcp(stream) => stream.poll_read_ready(cx),
+            Self::Tls(stream) => stream.poll_read_ready(cx),
         }
     }
 
     /// Reads what is there now without waiting, growing `buf` (`WouldBlock` when nothing
     /// is; 0 when the server closed the stream).
-    pub fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+    pub fn try_read_buf(&mut self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
         match self {
             Self::Tcp(stream) => stream.try_read_buf(buf),
+            Self::Tls(stream) => stream.try_read_buf(buf),
         }
     }
 
     /// Writes what the socket takes now without waiting (`WouldBlock` when it takes
-    /// nothing): the hot path's one syscall per packet.
-    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+    /// nothing): the hot path's one syscall per packet. Over TLS what it took may wait in
+    /// TLS's records ([`ByteStream::wants_flush`]).
+    pub fn try_write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         match self {
             Self::Tcp(stream) => stream.try_write(bytes),
+            Self::Tls(stream) => stream.try_write(bytes),
         }
     }
 
@@ -63,14 +85,7 @@ impl ByteStream {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Self::Tcp(stream) => stream.local_addr(),
-        }
-    }
-}
-
-impl AsyncRead for ByteStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => stream.tcp().local_addr(),
         }
     }
 }
@@ -79,18 +94,28 @@ impl AsyncWrite for ByteStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => loop {
+                match stream.try_write(buf) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        std::task::ready!(stream.poll_send(cx))?;
+                    }
+                    taken => return Poll::Ready(taken),
+                }
+            },
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => stream.poll_send(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => stream.poll_shutdown(cx),
         }
     }
 }

@@ -83,7 +83,11 @@ impl Devices for Broker {
             keep_alive_s: KEEP_ALIVE_S,
             clean_session: true,
         };
-        let (mut conn, _) = MqttConn::connect(self.node_for(&serial), cx.source, params).await?;
+        let node = self.node_for(&serial);
+        let (mut conn, _) = match &self.tls {
+            Some(tls) => MqttConn::open(tls.connect(cx, &serial, node).await?, params).await?,
+            None => MqttConn::connect(node, cx.source, params).await?,
+        };
         if session == Session::Persistent {
             let topic = self.command_topic(identity(cx, &serial));
             // The SUBACK comes back through the device's reads, which ignore it.
@@ -192,6 +196,7 @@ mod tests {
             telemetry_topic: "t/{group}/{model}/{index}/{serial}".into(),
             command_topic: "c/{serial}".into(),
             cluster: Vec::new(),
+            tls: None,
         };
         let identity = Identity {
             serial: "TS-1",
@@ -216,6 +221,7 @@ mod tests {
             telemetry_topic: "t".into(),
             command_topic: "c".into(),
             cluster: vec![node(2), node(3)],
+            tls: None,
         };
         let mut per_node = [0u32; 3];
         for i in 0..3000 {

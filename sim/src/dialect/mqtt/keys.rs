@@ -14,12 +14,29 @@ pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{serial}", "{index}", "{model}", "{g
 const SCHEMES: [&str; 2] = ["mqtt", "mqtts"];
 
 impl Keys for Broker {
-    const KEYS: &'static [&'static str] = &["cluster", "telemetry_topic", "command_topic"];
+    const KEYS: &'static [&'static str] = &["cluster", "telemetry_topic", "command_topic", "tls"];
 
     fn check_keys(section: &Backend) -> Result<(), KeyError> {
         require_url(section.url.as_deref(), &SCHEMES)?;
+        let tls = section.url.as_deref().is_some_and(|url| url.starts_with("mqtts://"));
+        let scheme = if tls { "mqtts" } else { "mqtt" };
         for (k, endpoint) in section.cluster.iter().flatten().enumerate() {
-            check_url(endpoint, &SCHEMES).map_err(|m| KeyError::at("cluster", k, m))?;
+            check_url(endpoint, &[scheme]).map_err(|m| KeyError::at("cluster", k, m))?;
+        }
+        match (tls, &section.tls) {
+            (true, None) => {
+                return Err(KeyError::new(
+                    "url",
+                    "an mqtts:// url needs [backend.tls] with `ca`, the CA the broker's certificate chains to",
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(KeyError::new(
+                    "tls",
+                    "[backend.tls] is for an mqtts:// url; this url is mqtt://",
+                ));
+            }
+            _ => {}
         }
         if section.api.is_some() {
             return Err(KeyError::new(
@@ -57,11 +74,16 @@ impl Keys for Broker {
     }
 
     fn aim(backend: &mut Backend, url: &str) -> Result<(), String> {
-        if url.starts_with("mqtt://") {
+        let tls = backend.tls.is_some();
+        if url.starts_with(if tls { "mqtts://" } else { "mqtt://" }) {
             backend.url = Some(url.to_owned());
             return Ok(());
         }
-        Err("mqtt://IP:PORT, the broker".to_owned())
+        Err(if tls {
+            "mqtts://IP:PORT, the broker ([backend.tls] is set)".to_owned()
+        } else {
+            "mqtt://IP:PORT, the broker".to_owned()
+        })
     }
 }
 

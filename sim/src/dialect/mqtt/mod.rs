@@ -8,9 +8,11 @@ pub mod keys;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use device::Identity;
 
+use super::tls::DeviceTls;
 use super::{BackendView, Dialect, Operator, PhaseCx, Played, StartError, Started, Summary, ViewCx, url_addr};
 use crate::scenario::Scenario;
 use crate::scenario::file::BackendKind;
@@ -32,6 +34,8 @@ pub struct Broker {
     pub telemetry_topic: String,
     /// Command topic template, subscribed to at each connect.
     pub command_topic: String,
+    /// How devices speak TLS, for an `mqtts://` broker.
+    pub tls: Option<Arc<DeviceTls>>,
 }
 
 impl Dialect for Broker {
@@ -39,14 +43,24 @@ impl Dialect for Broker {
 
     fn start(scenario: &Scenario, _out: &Path) -> Result<Started<Self>, StartError> {
         let backend = &scenario.backend;
+        let url = backend.url.as_deref().unwrap_or_default();
+        let scheme = if url.starts_with("mqtts://") {
+            "mqtts://"
+        } else {
+            "mqtt://"
+        };
         let addr_of = |url: &str| {
-            url_addr(url, "mqtt://").ok_or_else(|| {
+            url_addr(url, scheme).ok_or_else(|| {
                 StartError::Unsupported(format!(
-                    "{url}: fleetsim run needs an IP address and port in an mqtt:// url so far"
+                    "{url}: fleetsim run needs an IP address and port in an {scheme} url so far"
                 ))
             })
         };
-        let addr = addr_of(backend.url.as_deref().unwrap_or_default())?;
+        let addr = addr_of(url)?;
+        let tls = match &backend.tls {
+            Some(section) => Some(Arc::new(DeviceTls::new(section, &addr.ip().to_string())?)),
+            None => None,
+        };
         let cluster = backend
             .cluster
             .iter()
@@ -60,6 +74,7 @@ impl Dialect for Broker {
                 cluster,
                 telemetry_topic: topic(&backend.telemetry_topic, DEFAULT_TELEMETRY_TOPIC),
                 command_topic: topic(&backend.command_topic, DEFAULT_COMMAND_TOPIC),
+                tls,
             },
             hosted: None,
         })

@@ -1,0 +1,141 @@
+//! What a device's TLS costs the harness: making its identity (key and certificate from the
+//! fleet CA) at its first connect, and the device's side of a mutual-TLS handshake, full and
+//! resumed, against a rustls server in memory (the server's CPU is not counted: only the time
+//! spent in the client's calls). Run: `cargo bench -p fleetsim --bench tls`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use fleetsim::pki::{self, FleetCa, KeyType};
+use fleetsim::transport::tls::{ClientTemplate, Version};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, ServerConfig, ServerConnection};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+fn ca() -> (FleetCa, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("fleetsim-bench-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    pki::write_ca_folder(&dir, &["localhost".to_owned()], 30).expect("CA folder");
+    (FleetCa::load(&dir).expect("CA"), dir)
+}
+
+fn identities(c: &mut Criterion) {
+    let (ca, dir) = ca();
+    let mut group = c.benchmark_group("device_identity");
+    let mut n = 0u64;
+    group.bench_function("ecdsa-p256", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(pki::device_identity(&ca, 7, &format!("SN-{n}"), KeyType::EcdsaP256, None).expect("identity"))
+        });
+    });
+    group.sample_size(10);
+    group.bench_function("rsa-2048", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(pki::device_identity(&ca, 7, &format!("SN-{n}"), KeyType::Rsa2048, None).expect("identity"))
+        });
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A server that requires client certificates from `ca`, with the certificate in `dir`.
+fn server(ca: &FleetCa, dir: &std::path::Path) -> Arc<ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.cert.clone()).expect("root");
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .expect("verifier");
+    let cert = rustls_pki_types::CertificateDer::from_pem_file(dir.join(pki::SERVER_CERT)).expect("server cert");
+    let key = PrivateKeyDer::from_pem_file(dir.join(pki::SERVER_KEY)).expect("server key");
+    Arc::new(
+        ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![cert], key)
+            .expect("server config"),
+    )
+}
+
+/// Runs one handshake in memory, checks that it resumed (or not) as `resumed` says; the time
+/// spent in the client's calls.
+fn handshake(client_config: &Arc<ClientConfig>, server_config: &Arc<ServerConfig>, resumed: bool) -> Duration {
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut client_time = Duration::ZERO;
+    let started = Instant::now();
+    let mut client = ClientConnection::new(client_config.clone(), name).expect("client");
+    client_time += started.elapsed();
+    let mut server = ServerConnection::new(server_config.clone()).expect("server");
+    let mut wire = Vec::new();
+    for _ in 0..8 {
+        wire.clear();
+        let started = Instant::now();
+        while client.wants_write() {
+            client.write_tls(&mut wire).expect("client writes");
+        }
+        client_time += started.elapsed();
+        let mut read = &wire[..];
+        while !read.is_empty() {
+            server.read_tls(&mut read).expect("server reads");
+        }
+        server.process_new_packets().expect("server accepts");
+        wire.clear();
+        while server.wants_write() {
+            server.write_tls(&mut wire).expect("server writes");
+        }
+        let started = Instant::now();
+        let mut read = &wire[..];
+        while !read.is_empty() {
+            client.read_tls(&mut read).expect("client reads");
+        }
+        client.process_new_packets().expect("client accepts");
+        client_time += started.elapsed();
+        if !client.is_handshaking() && !server.is_handshaking() && !client.wants_write() {
+            break;
+        }
+    }
+    assert!(!client.is_handshaking(), "the handshake finished");
+    assert_eq!(client.handshake_kind() == Some(HandshakeKind::Resumed), resumed);
+    client_time
+}
+
+fn handshakes(c: &mut Criterion) {
+    let (ca, dir) = ca();
+    let server_config = server(&ca, &dir);
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.cert.clone()).expect("root");
+    let template = ClientTemplate::new(roots, &[Version::Tls12, Version::Tls13]).expect("template");
+    let mut group = c.benchmark_group("device_handshake");
+    for (label, key_type) in [("ecdsa-p256", KeyType::EcdsaP256), ("rsa-2048", KeyType::Rsa2048)] {
+        let made = pki::device_identity(&ca, 7, "SN-1", key_type, None).expect("identity");
+        let key = match &made.key {
+            PrivateKeyDer::Pkcs8(der) => {
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.secret_pkcs8_der().to_vec()))
+            }
+            other => other.clone_key(),
+        };
+        let full = template
+            .for_device(Some((made.cert.clone(), made.key)), false)
+            .expect("config");
+        group.bench_function(format!("full/{label}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| handshake(&full, &server_config, false)).sum())
+        });
+        let resumed = template.for_device(Some((made.cert, key)), true).expect("config");
+        // The first connect is full; it leaves the tickets every later one resumes with.
+        handshake(&resumed, &server_config, false);
+        group.bench_function(format!("resumed/{label}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| handshake(&resumed, &server_config, true)).sum())
+        });
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+criterion_group!(benches, identities, handshakes);
+criterion_main!(benches);

@@ -1,0 +1,155 @@
+//! Devices over TLS, for a dialect whose devices hold a byte stream: the scenario's
+//! `[backend.tls]` made into what connects them ([`DeviceTls`]): the server's trust anchors and
+//! name, the fleet CA that issues each device its certificate, and each device's client
+//! config once made.
+//!
+//! Design: a device's identity (its key and certificate) and its session store are made at
+//! its first connect and kept (shard-shared, behind a lock taken once a connect) so that a
+//! device reconnects as itself and, with resumption on, resumes its own session. A planned
+//! device that never connects costs nothing. What a connected device holds is its TLS
+//! connection; the kept config is a few hundred bytes and its certificate.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::time::Instant;
+
+use super::{DeviceCx, Fault, StartError};
+use crate::metrics::recorder::{Counter, Latency};
+use crate::pki::{self, FleetCa, KeyType};
+use crate::scenario::file::{DeviceKeyType, Switch, TlsSection, TlsVersion};
+use crate::scenario::validate::parse_day;
+use crate::transport::stream::ByteStream;
+use crate::transport::tls::{ClientTemplate, Handshake, TlsStream, Version};
+
+/// How a dialect's devices speak TLS.
+#[derive(Debug)]
+pub struct DeviceTls {
+    template: ClientTemplate,
+    server: ServerName<'static>,
+    fleet_ca: Option<FleetCa>,
+    key_type: KeyType,
+    resume: bool,
+    not_after: Option<SystemTime>,
+    /// Each device's client config, by index, once it first connected.
+    devices: Mutex<HashMap<u64, Arc<ClientConfig>>>,
+}
+
+impl DeviceTls {
+    /// Reads `[backend.tls]` (its paths already made relative to the scenario's folder by
+    /// validation); `host` is the url's host, the server's name when `server_name` is not set.
+    pub fn new(section: &TlsSection, host: &str) -> Result<Self, StartError> {
+        let bad = |what: String| StartError::Backend(format!("backend.tls: {what}"));
+        let mut roots = RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(&section.ca)
+            .map_err(|e| bad(format!("{}: cannot read CA certificates in PEM ({e})", section.ca)))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| bad(format!("{}: expected CA certificates in PEM ({e})", section.ca)))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("{}: not a CA certificate rustls accepts ({e})", section.ca)))?;
+        }
+        if roots.is_empty() {
+            return Err(bad(format!("{}: holds no certificate", section.ca)));
+        }
+        let versions: Vec<Version> = section
+            .versions
+            .as_deref()
+            .unwrap_or(&[TlsVersion::Tls12, TlsVersion::Tls13])
+            .iter()
+            .map(|v| match v {
+                TlsVersion::Tls12 => Version::Tls12,
+                TlsVersion::Tls13 => Version::Tls13,
+            })
+            .collect();
+        let template = ClientTemplate::new(roots, &versions).map_err(|e| bad(e.to_string()))?;
+        let name = section.server_name.as_deref().unwrap_or(host);
+        let server = ServerName::try_from(name.to_owned()).map_err(|_| {
+            bad(format!(
+                "server_name: expected a DNS name or an IP address, found \"{name}\""
+            ))
+        })?;
+        let fleet_ca = match &section.fleet_ca {
+            Some(folder) => Some(FleetCa::load(Path::new(folder)).map_err(|e| bad(e.to_string()))?),
+            None => None,
+        };
+        let not_after = match &section.device_cert_not_after {
+            Some(day) => {
+                let day = parse_day(day).ok_or_else(|| bad(format!("device_cert_not_after: \"{day}\"")))?;
+                let end = day.with_hms(23, 59, 59).unwrap_or(day.midnight()).assume_utc();
+                Some(SystemTime::from(end))
+            }
+            None => None,
+        };
+        Ok(Self {
+            template,
+            server,
+            fleet_ca,
+            key_type: match section.device_key {
+                Some(DeviceKeyType::Rsa2048) => KeyType::Rsa2048,
+                Some(DeviceKeyType::EcdsaP256) | None => KeyType::EcdsaP256,
+            },
+            resume: section.resumption != Some(Switch::Off),
+            not_after,
+            devices: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Connects device `cx` (its serial `serial`) to `target` over TCP and runs the TLS
+    /// handshake: `tls.handshake.latency` from the TCP connection to the handshake's end, the
+    /// handshake counted as full or resumed. A refused handshake is a [`Fault::Tls`] with
+    /// its reason.
+    pub async fn connect(&self, cx: &DeviceCx<'_>, serial: &str, target: SocketAddr) -> Result<ByteStream, Fault> {
+        let config = self.config_for(cx, serial)?;
+        let tcp = ByteStream::tcp_socket(target, cx.source)
+            .await
+            .map_err(Fault::from_io)?;
+        let started = Instant::now();
+        let (stream, kind) = TlsStream::handshake(tcp, config, self.server.clone())
+            .await
+            .map_err(Fault::from_io)?;
+        cx.record(Latency::TlsHandshake, started);
+        cx.count(match kind {
+            Handshake::Full => Counter::TlsFull,
+            Handshake::Resumed => Counter::TlsResumed,
+        });
+        Ok(ByteStream::Tls(Box::new(stream)))
+    }
+
+    /// Device `cx`'s client config: kept from its first connect, or made now.
+    fn config_for(&self, cx: &DeviceCx<'_>, serial: &str) -> Result<Arc<ClientConfig>, Fault> {
+        // A poisoned lock means another shard panicked mid-insert; the map is still whole.
+        let kept = self
+            .devices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&cx.index)
+            .cloned();
+        if let Some(config) = kept {
+            return Ok(config);
+        }
+        let identity = match &self.fleet_ca {
+            Some(ca) => {
+                let made = pki::device_identity(ca, cx.shared.serial_key, serial, self.key_type, self.not_after)
+                    .map_err(|_| Fault::Local)?;
+                Some((made.cert, made.key))
+            }
+            None => None,
+        };
+        let config = self
+            .template
+            .for_device(identity, self.resume)
+            .map_err(|_| Fault::Local)?;
+        self.devices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(cx.index, config.clone());
+        Ok(config)
+    }
+}

@@ -1,0 +1,185 @@
+//! `fleetsim ca` and `fleetsim run` against Debian's Mosquitto over mutual TLS: the broker
+//! presents the server certificate `fleetsim ca` wrote, requires every client's certificate
+//! from the fleet CA and takes its common name as the user name. Every device connects with a
+//! certificate of its own and the broker sees its serial as its user; after an outage devices
+//! resume their own sessions (or, with resumption off, do not). A certificate from another CA,
+//! an expired one and a server CA the fleet does not trust are each refused, counted under
+//! `errors.tls_*` by reason, and the run still ends cleanly with its report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[path = "support/mosquitto.rs"]
+mod mosquitto;
+use mosquitto::Mosquitto;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fleetsim_ca(dir: &Path) {
+    let made = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .arg("ca")
+        .arg(dir)
+        .output()
+        .expect("fleetsim ca runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(said.contains("require_certificate true"), "{said}");
+}
+
+/// Runs a fleet of `devices` against `broker` with `tls` as its `[backend.tls]` and `extra`
+/// after it; the summary.
+fn run(dir: &Path, name: &str, broker: &Mosquitto, devices: u32, tls: &str, extra: &str) -> serde_json::Value {
+    let scenario = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+[scenario]
+name = "{name}"
+seed = 11
+duration = "4s"
+models = "{models}"
+
+[backend]
+kind = "mqtt"
+url = "mqtts://{addr}"
+
+[backend.tls]
+{tls}
+
+[fleet]
+devices = {devices}
+arrival = {{ ramp = "500ms" }}
+mix = [ {{ model = "smart-meter", share = 1.0, group = "meters" }} ]
+{extra}
+"#,
+            models = repo().join("device-models").display(),
+            addr = broker.addr,
+        ),
+    )
+    .expect("scenario");
+    let out = dir.join(format!("{name}-report"));
+    let finished = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("fleetsim runs");
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(finished.status.code(), Some(0), "{name}: {stderr}");
+    let summary = std::fs::read_to_string(out.join("summary.json")).expect("the report is written");
+    serde_json::from_str(&summary).expect("JSON")
+}
+
+fn count(summary: &serde_json::Value, counter: &str) -> u64 {
+    summary["metrics"]["counters"][counter].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_reason() {
+    let dir = std::env::temp_dir().join(format!("fleetsim-run-mqtt-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (fleet, other) = (dir.join("fleet-ca"), dir.join("other-ca"));
+    fleetsim_ca(&fleet);
+    fleetsim_ca(&other);
+    let broker = Mosquitto::start_tls(&fleet);
+    // The broker needs a moment to listen; the first run's ramp gives it that, and its
+    // devices retry with backoff.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let devices = 12;
+    let outage = "[[phase]]\nat = \"1500ms\"\naction = \"outage\"\nshare = \"100%\"\nduration = \"500ms\"\n";
+    let trusted = format!(
+        "ca = \"{}\"\nfleet_ca = \"{}\"",
+        fleet.join("ca.pem").display(),
+        fleet.display()
+    );
+    let good = run(&dir, "good", &broker, devices, &trusted, outage);
+    let connects = count(&good, "connected");
+    assert_eq!(count(&good, "tls.handshakes.full"), u64::from(devices), "{good}");
+    assert!(
+        connects > u64::from(devices),
+        "devices came back after the outage: {good}"
+    );
+    assert_eq!(
+        count(&good, "tls.handshakes.resumed"),
+        connects - u64::from(devices),
+        "after the outage each device resumed its own session: {good}"
+    );
+    assert_eq!(
+        good["metrics"]["histograms"]["tls.handshake.latency"]["count"].as_u64(),
+        Some(connects)
+    );
+    let errors: u64 = good["metrics"]["counters"]
+        .as_object()
+        .expect("counters")
+        .iter()
+        .filter(|(name, _)| name.starts_with("errors."))
+        .filter_map(|(_, n)| n.as_u64())
+        .sum();
+    assert_eq!(errors, 0, "{good}");
+    // Mosquitto logs "New client connected from ... as <client id> (..., u'<user name>')":
+    // every device's client id is its serial, and its certificate made that its user name.
+    let log = broker.log();
+    let connected: Vec<&str> = log.lines().filter(|l| l.contains("New client connected")).collect();
+    assert_eq!(connected.len() as u64, connects, "{log}");
+    for line in connected {
+        let client = line
+            .split(" as ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .expect("client id");
+        assert!(client.starts_with("SM-"), "{line}");
+        assert!(
+            line.contains(&format!("u'{client}'")),
+            "the broker's user is the serial: {line}"
+        );
+    }
+
+    let no_resumption = format!("{trusted}\nresumption = \"off\"");
+    let full = run(&dir, "full", &broker, devices, &no_resumption, outage);
+    assert!(count(&full, "connected") > u64::from(devices), "{full}");
+    assert_eq!(count(&full, "tls.handshakes.full"), count(&full, "connected"), "{full}");
+    assert_eq!(count(&full, "tls.handshakes.resumed"), 0, "{full}");
+
+    let refusals = [
+        (
+            "stranger",
+            format!(
+                "ca = \"{}\"\nfleet_ca = \"{}\"",
+                fleet.join("ca.pem").display(),
+                other.display()
+            ),
+            "errors.tls_unknown_ca",
+        ),
+        (
+            "expired",
+            format!("{trusted}\ndevice_cert_not_after = \"2020-01-01\""),
+            "errors.tls_expired",
+        ),
+        (
+            "untrusted",
+            format!(
+                "ca = \"{}\"\nfleet_ca = \"{}\"",
+                other.join("ca.pem").display(),
+                fleet.display()
+            ),
+            "errors.tls_server_untrusted",
+        ),
+    ];
+    for (name, tls, reason) in refusals {
+        let summary = run(&dir, name, &broker, 3, &tls, "");
+        assert_eq!(count(&summary, "connected"), 0, "{name}: {summary}");
+        assert!(
+            count(&summary, reason) >= 3,
+            "{name}: every device refused as {reason}: {summary}"
+        );
+    }
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
