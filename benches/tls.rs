@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fleetsim::pki::{self, FleetCa, KeyType};
-use fleetsim::transport::tls::{ClientTemplate, Version};
+use fleetsim::transport::tls::{ClientIdentity, ClientTemplate, KeyMaker, Version};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, ServerConfig, ServerConnection};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -121,18 +121,29 @@ fn handshakes(c: &mut Criterion) {
             other => other.clone_key(),
         };
         let full = template
-            .for_device(Some((made.cert.clone(), made.key)), false)
+            .for_device(Some(ClientIdentity::Kept(made.cert.clone(), made.key)), false)
             .expect("config");
         group.bench_function(format!("full/{label}"), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| handshake(&full, &server_config, false)).sum())
         });
-        let resumed = template.for_device(Some((made.cert, key)), true).expect("config");
+        let resumed = template
+            .for_device(Some(ClientIdentity::Kept(made.cert, key)), true)
+            .expect("config");
         // The first connect is full; it leaves the tickets every later one resumes with.
         handshake(&resumed, &server_config, false);
         group.bench_function(format!("resumed/{label}"), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| handshake(&resumed, &server_config, true)).sum())
         });
     }
+    // As fleetsim's ECDSA devices run: the key derived again at each full handshake.
+    let made = pki::device_identity(&ca, 7, "SN-1", KeyType::EcdsaP256, None).expect("identity");
+    let maker: KeyMaker = Arc::new(|| pki::derived_p256_pkcs8(7, "SN-1").map(PrivateKeyDer::Pkcs8));
+    let derived = template
+        .for_device(Some(ClientIdentity::Derived(made.cert, maker)), false)
+        .expect("config");
+    group.bench_function("full/ecdsa-p256-derived-key", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| handshake(&derived, &server_config, false)).sum())
+    });
     group.finish();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -235,20 +235,23 @@ pub fn device_identity(
     Ok(DeviceIdentity { cert, key })
 }
 
-/// The P-256 key of device `serial`: the scalar is HMAC-SHA-256 of the serial under the
-/// scenario's secret, drawn again with a counter in the (2^-32) case that it is not below the
-/// curve's order.
+/// The P-256 key of device `serial`, for signing its certificate.
 fn derived_p256_key(secret: u64, serial: &str) -> Result<KeyPair, rcgen::Error> {
-    for counter in 0..8u8 {
+    let der = derived_p256_pkcs8(secret, serial).ok_or(rcgen::Error::KeyGenerationUnavailable)?;
+    KeyPair::from_pkcs8_der_and_sign_algo(&der, &PKCS_ECDSA_P256_SHA256)
+}
+
+/// The P-256 key of device `serial`, PKCS#8: the scalar is HMAC-SHA-256 of the serial under
+/// the scenario's secret, drawn again with a counter in the (2^-32) case that it is not below
+/// the curve's order. Cheap enough (tens of microseconds) to make again at each handshake
+/// rather than keep in every connected device.
+pub fn derived_p256_pkcs8(secret: u64, serial: &str) -> Option<PrivatePkcs8KeyDer<'static>> {
+    (0..8u8).find_map(|counter| {
         let scalar = derive(secret, b"fleetsim device key", serial, counter);
-        if let Ok(pair) = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &rfc5915(&scalar))
-            && let Ok(pkcs8) = pair.to_pkcs8v1()
-        {
-            let der = PrivatePkcs8KeyDer::from(pkcs8.as_ref());
-            return KeyPair::from_pkcs8_der_and_sign_algo(&der, &PKCS_ECDSA_P256_SHA256);
-        }
-    }
-    Err(rcgen::Error::KeyGenerationUnavailable)
+        let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &rfc5915(&scalar)).ok()?;
+        let pkcs8 = pair.to_pkcs8v1().ok()?;
+        Some(PrivatePkcs8KeyDer::from(pkcs8.as_ref().to_vec()))
+    })
 }
 
 /// An RFC 5915 ECPrivateKey for P-256 holding `scalar` and no public key (AWS-LC computes it).

@@ -3,11 +3,11 @@
 //! name, the fleet CA that issues each device its certificate, and each device's client
 //! config once made.
 //!
-//! Design: a device's identity (its key and certificate) and its session store are made at
-//! its first connect and kept (shard-shared, behind a lock taken once a connect) so that a
-//! device reconnects as itself and, with resumption on, resumes its own session. A planned
-//! device that never connects costs nothing. What a connected device holds is its TLS
-//! connection; the kept config is a few hundred bytes and its certificate.
+//! Design: a device's certificate and its session store are made at its first connect and
+//! kept (shard-shared, behind a lock taken once a connect) so that a device reconnects as
+//! itself and, with resumption on, resumes its own session. A planned device that never
+//! connects costs nothing. An ECDSA key is derived again at each full handshake rather than
+//! kept; an RSA key, which cannot be derived, is kept. docs/tls.md says what each costs.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::time::Instant;
 
 use super::{DeviceCx, Fault, StartError};
@@ -26,7 +26,7 @@ use crate::pki::{self, FleetCa, KeyType};
 use crate::scenario::file::{DeviceKeyType, Switch, TlsSection, TlsVersion};
 use crate::scenario::validate::parse_day;
 use crate::transport::stream::ByteStream;
-use crate::transport::tls::{ClientTemplate, Handshake, TlsStream, Version};
+use crate::transport::tls::{ClientIdentity, ClientTemplate, Handshake, KeyMaker, TlsStream, Version};
 
 /// How a dialect's devices speak TLS.
 #[derive(Debug)]
@@ -134,11 +134,22 @@ impl DeviceTls {
         if let Some(config) = kept {
             return Ok(config);
         }
+        let secret = cx.shared.serial_key;
         let identity = match &self.fleet_ca {
             Some(ca) => {
-                let made = pki::device_identity(ca, cx.shared.serial_key, serial, self.key_type, self.not_after)
+                let made = pki::device_identity(ca, secret, serial, self.key_type, self.not_after)
                     .map_err(|_| Fault::Local)?;
-                Some((made.cert, made.key))
+                Some(match self.key_type {
+                    // Derived again at each handshake (tens of microseconds) rather than kept
+                    // in every connected device (about a kilobyte, most of it AWS-LC's).
+                    KeyType::EcdsaP256 => {
+                        let serial = serial.to_owned();
+                        let maker: KeyMaker =
+                            Arc::new(move || pki::derived_p256_pkcs8(secret, &serial).map(PrivateKeyDer::Pkcs8));
+                        ClientIdentity::Derived(made.cert, maker)
+                    }
+                    KeyType::Rsa2048 => ClientIdentity::Kept(made.cert, made.key),
+                })
             }
             None => None,
         };
