@@ -6,7 +6,8 @@
 #   benches/scale.sh connected     # 19,000 connected devices in one process, then 100,000
 #                                  # with --workers 6 against six Mosquitto processes
 #   benches/scale.sh tls           # 15,000 devices over mutual TLS, each its own certificate,
-#                                  # against one Mosquitto with require_certificate
+#                                  # against one Mosquitto with require_certificate: idle, then
+#                                  # busy beside the same busy fleet in plaintext
 #   benches/scale.sh sleeping      # 10,000,000 duty-cycled devices against the reference backend
 #   SLEEPY_1M=1 benches/scale.sh sleeping   # also scenarios/million-sleepy.toml (31 minutes)
 #
@@ -157,6 +158,12 @@ mix = [ { model = "mains-meter", share = 1.0, group = "meters" } ]
 EOF
   sleep 0.5
   run idle-15k-tls "$OUT/scale-idle-tls.toml"
+  # The same fleet reporting every 3 s (about 5,000 messages a second), and beside it the same
+  # work in plaintext against a Mosquitto of its own: the CPU a message's TLS costs.
+  run busy-15k-tls "$OUT/scale-idle-tls.toml" --time-scale 300
+  mosquitto_on 18841
+  sleep 0.5
+  run busy-15k-plain scenarios/scale-busy-broker.toml --devices 15000 --backend mqtt://127.0.0.1:18841
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = sleeping ]; then

@@ -2,7 +2,7 @@
 //! presents the server certificate `fleetsim ca` wrote, requires every client's certificate
 //! from the fleet CA and takes its common name as the user name. Every device connects with a
 //! certificate of its own and the broker sees its serial as its user; after an outage devices
-//! resume their own sessions (or, with resumption off, do not). A certificate from another CA,
+//! resume their own sessions (or, with resumption off, do not), over TLS 1.3 and over 1.2. A certificate from another CA,
 //! an expired one and a server CA the fleet does not trust are each refused, counted under
 //! `errors.tls_*` by reason, and the run still ends cleanly with its report.
 
@@ -146,6 +146,24 @@ fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_re
     assert!(count(&full, "connected") > u64::from(devices), "{full}");
     assert_eq!(count(&full, "tls.handshakes.full"), count(&full, "connected"), "{full}");
     assert_eq!(count(&full, "tls.handshakes.resumed"), 0, "{full}");
+
+    // TLS 1.2 too: its own handshake, and resumption by the session the server gave.
+    let tls12 = run(
+        &dir,
+        "tls12",
+        &broker,
+        devices,
+        &format!("{trusted}\nversions = [\"1.2\"]"),
+        outage,
+    );
+    let connects = count(&tls12, "connected");
+    assert!(connects > u64::from(devices), "{tls12}");
+    assert_eq!(count(&tls12, "tls.handshakes.full"), u64::from(devices), "{tls12}");
+    assert_eq!(
+        count(&tls12, "tls.handshakes.resumed"),
+        connects - u64::from(devices),
+        "{tls12}"
+    );
 
     let refusals = [
         (

@@ -55,14 +55,17 @@ pub fn render(summary: &Value, timeseries: &str, histograms: &BTreeMap<String, H
         escape(summary["version"].as_str().unwrap_or("?")),
     );
     page.push_str(&gate_table(summary));
-    let sections: [(&str, String); 6] = [
+    let mut sections: Vec<(&str, String)> = vec![
         ("Devices per state", devices_chart(&table)),
         ("Rates", rates_chart(&table)),
         ("Latency over time (p99 of each second)", latency_over_time(&table)),
         ("Latency distribution of each operation", distributions(histograms)),
-        ("OTA campaigns, as the backend counted them", campaigns(summary)),
-        ("Reconnect storm recovery", recovery(summary, histograms)),
     ];
+    if let Some(table) = tls_table(summary) {
+        sections.push(("TLS handshakes and refusals", table));
+    }
+    sections.push(("OTA campaigns, as the backend counted them", campaigns(summary)));
+    sections.push(("Reconnect storm recovery", recovery(summary, histograms)));
     for (title, body) in sections {
         let _ = writeln!(page, "<section><h2>{title}</h2>\n{body}\n</section>");
     }
@@ -187,6 +190,44 @@ fn distributions(histograms: &BTreeMap<String, Histogram<u64>>) -> String {
         "nines of the percentile (1 = 90%, 2 = 99%, 3 = 99.9%)",
         "latency, ms (log scale)",
     )
+}
+
+/// When devices spoke TLS: handshakes full and resumed with their latency, and refusals by
+/// reason. `None` for a run without TLS.
+fn tls_table(summary: &Value) -> Option<String> {
+    let metrics = &summary["metrics"];
+    let counters = metrics["counters"].as_object()?;
+    let count = |name: &str| counters.get(name).and_then(Value::as_u64).unwrap_or(0);
+    let refused: Vec<(&str, u64)> = counters
+        .iter()
+        .filter_map(|(name, n)| Some((name.strip_prefix("errors.tls_")?, n.as_u64()?)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let (full, resumed) = (count("tls.handshakes.full"), count("tls.handshakes.resumed"));
+    if full + resumed == 0 && refused.is_empty() {
+        return None;
+    }
+    let latency = &metrics["histograms"]["tls.handshake.latency"];
+    let ms = |key: &str| {
+        latency[key]
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"))
+    };
+    let mut out = String::from("<table class=\"tls\"><tr><th>handshakes</th><th>count</th></tr>\n");
+    let _ = writeln!(out, "<tr><td>full</td><td>{full}</td></tr>");
+    let _ = writeln!(out, "<tr><td>resumed</td><td>{resumed}</td></tr>");
+    let _ = writeln!(
+        out,
+        "<tr><td>latency p50 / p99 / max</td><td>{} / {} / {}</td></tr>",
+        ms("p50_ms"),
+        ms("p99_ms"),
+        ms("max_ms")
+    );
+    for (reason, n) in refused {
+        let _ = writeln!(out, "<tr><td>refused: {}</td><td>{n}</td></tr>", escape(reason));
+    }
+    out.push_str("</table>");
+    Some(out)
 }
 
 /// Each campaign wave by wave: its jobs by outcome, as the backend counted them, as bars.
@@ -453,5 +494,24 @@ mod tests {
         assert!(page.contains("No OTA campaign in this run."));
         assert!(page.contains("No outage cut devices off in this run."));
         assert_eq!(page.matches("<svg ").count(), 1, "only the devices chart has data");
+        assert!(!page.contains("TLS handshakes"), "no TLS section for a run without TLS");
+    }
+
+    #[test]
+    fn a_tls_run_shows_its_handshakes_and_refusals_by_reason() {
+        let summary = json!({ "scenario": "tls", "gates": [], "metrics": {
+            "counters": { "tls.handshakes.full": 12, "tls.handshakes.resumed": 9,
+                          "errors.tls_expired": 3, "errors.tls_unknown_ca": 0 },
+            "histograms": { "tls.handshake.latency": { "p50_ms": 2.31, "p99_ms": 4.0, "max_ms": 4.06 } } } });
+        let page = render(&summary, "elapsed_s,devices.online\n1,3\n", &BTreeMap::new());
+        assert!(page.contains("<h2>TLS handshakes and refusals</h2>"), "{page}");
+        assert!(page.contains("<tr><td>full</td><td>12</td></tr>"));
+        assert!(page.contains("<tr><td>resumed</td><td>9</td></tr>"));
+        assert!(page.contains("2.3 ms / 4.0 ms / 4.1 ms"), "{page}");
+        assert!(page.contains("<tr><td>refused: expired</td><td>3</td></tr>"));
+        assert!(
+            !page.contains("refused: unknown_ca"),
+            "a reason that never happened is left out"
+        );
     }
 }
