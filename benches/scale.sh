@@ -127,24 +127,22 @@ if [ "$WHAT" = all ] || [ "$WHAT" = tls ]; then
   OUT=$(cd "$OUT" && pwd)
   "$BIN" ca "$OUT/ca" > /dev/null
   mosquitto_tls_on 18840 "$OUT/ca"
-  # Written here rather than shipped: it names this run's CA folder.
-  cat > "$OUT/scale-idle-tls.toml" <<EOF
+  # Written here rather than shipped: it names this run's CA folder. The plaintext twin is the
+  # same fleet without TLS, for the busy comparison.
+  fleet_15k() { # $1: name, $2: url, $3: the [backend.tls] section (or nothing)
+    cat <<EOF
 [scenario]
-name = "scale-idle-tls"
-description = "15,000 always-connected meters over mutual TLS, each its own certificate, held idle"
+name = "$1"
+description = "15,000 always-connected meters on an MQTT broker, held idle (or busy with --time-scale 300)"
 seed = 23
 duration = "90s"
 models = "$PWD/device-models"
 
 [backend]
 kind = "mqtt"
-url = "mqtts://127.0.0.1:18840"
+url = "$2"
 telemetry_topic = "scale/{group}/{serial}/telemetry"
-
-[backend.tls]
-ca = "$OUT/ca/ca.pem"
-fleet_ca = "$OUT/ca"
-server_name = "localhost"
+$3
 
 [fleet]
 devices = 15000
@@ -156,6 +154,11 @@ mix = [ { model = "mains-meter", share = 1.0, group = "meters" } ]
 "connect.latency.p99" = "<= 1s"
 "errors.total" = "== 0"
 EOF
+  }
+  fleet_15k scale-idle-tls mqtts://127.0.0.1:18840 \
+    "$(printf '[backend.tls]\nca = "%s/ca/ca.pem"\nfleet_ca = "%s/ca"\nserver_name = "localhost"' "$OUT" "$OUT")" \
+    > "$OUT/scale-idle-tls.toml"
+  fleet_15k scale-idle-plain mqtt://127.0.0.1:18841 "" > "$OUT/scale-idle-plain.toml"
   sleep 0.5
   run idle-15k-tls "$OUT/scale-idle-tls.toml"
   # The same fleet reporting every 3 s (about 5,000 messages a second), and beside it the same
@@ -163,7 +166,7 @@ EOF
   run busy-15k-tls "$OUT/scale-idle-tls.toml" --time-scale 300
   mosquitto_on 18841
   sleep 0.5
-  run busy-15k-plain scenarios/scale-busy-broker.toml --devices 15000 --backend mqtt://127.0.0.1:18841
+  run busy-15k-plain "$OUT/scale-idle-plain.toml" --time-scale 300
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = sleeping ]; then

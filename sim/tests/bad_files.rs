@@ -289,3 +289,9 @@ bad_file!(
     "bad/tls-unknown-version.toml",
     "bad/tls-unknown-version.toml:12:20: backend.tls.versions[1]: expected \"1.2\" or \"1.3\", found \"1.1\""
 );
+
+bad_file!(
+    zero_connect_timeout,
+    "bad-models/zero-connect-timeout.toml",
+    "bad-models/zero-connect-timeout.toml:12:19: link.connect_timeout: expected a duration from 1ms to 10m, found \"0s\""
+);

@@ -152,8 +152,14 @@ impl<D: Dialect> DeviceTask<D> {
                     let session = Session::of(cx.model);
                     // Not boxed: in a connect storm every device in flight holds this future
                     // while the server backs up, and one box (this event's) costs less than
-                    // two, during the storm and in the holes it leaves behind.
-                    match dialect.connect(&cx, device, session).await {
+                    // two, during the storm and in the holes it leaves behind. A server that
+                    // takes the connection and never answers (the handshake, the CONNACK)
+                    // times out, as a device's connect would, and the device backs off.
+                    let connecting = dialect.connect(&cx, device, session);
+                    let connected = tokio::time::timeout(cx.model.link.connect_timeout, connecting)
+                        .await
+                        .unwrap_or(Err(Fault::Timeout));
+                    match connected {
                         Ok(connected) => {
                             // A backend devices poll is "connected" without a connection: nothing
                             // to time or count.

@@ -33,7 +33,12 @@ pub struct Link {
     pub mean_offline: Duration,
     /// Delay policy between failed connection attempts.
     pub reconnect: Backoff,
+    /// How long a connect may take before it fails as timed out (wall-clock time).
+    pub connect_timeout: Duration,
 }
+
+/// The connect timeout of a model that names none.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Capped exponential backoff with full jitter.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +153,7 @@ mod tests {
                 max: Duration::from_secs(300),
                 multiplier: 2.0,
             },
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 

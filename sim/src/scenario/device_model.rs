@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::model::link::DEFAULT_CONNECT_TIMEOUT;
 use crate::model::{Backoff, Battery, Link, Ota, Telemetry};
 
 use super::decode::Source;
@@ -24,7 +25,11 @@ const ALWAYS_ONLINE: Link = Link {
     mean_online: Duration::from_secs(365 * 86_400),
     mean_offline: Duration::ZERO,
     reconnect: DEFAULT_BACKOFF,
+    connect_timeout: DEFAULT_CONNECT_TIMEOUT,
 };
+
+/// The longest connect timeout a model may set.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The largest telemetry payload a model may declare (an MQTT packet far below the limit of
 /// any broker we drive).
@@ -218,10 +223,21 @@ fn check_link(err: &ErrorAt<'_>, l: LinkSection) -> Result<Link, FileError> {
             }
         }
     };
+    let connect_timeout = l.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |t| t.0);
+    if connect_timeout.is_zero() || connect_timeout > MAX_CONNECT_TIMEOUT {
+        return Err(err(
+            &["link", "connect_timeout"],
+            format!(
+                "expected a duration from 1ms to 10m, found \"{}\"",
+                DisplayDuration(connect_timeout)
+            ),
+        ));
+    }
     Ok(Link {
         mean_online: l.mean_online.0,
         mean_offline: l.mean_offline.0,
         reconnect,
+        connect_timeout,
     })
 }
 

@@ -562,6 +562,11 @@ pub struct LinkSection {
     /// Reconnect backoff; `{ initial = "1s", max = "1m", multiplier = 2.0 }` when omitted.
     #[serde(default)]
     pub reconnect: Option<BackoffSection>,
+    /// How long a connect (TCP, TLS, the protocol's hello and its answer) may take before it
+    /// counts as timed out (`errors.timeout`) and the device backs off; wall-clock time, not
+    /// scaled by `time_scale`. `30s` when omitted.
+    #[serde(default)]
+    pub connect_timeout: Option<DurationValue>,
 }
 
 /// `link.reconnect`: exponential backoff with full jitter.
