@@ -2,7 +2,8 @@
 //! presents the server certificate `fleetsim ca` wrote, requires every client's certificate
 //! from the fleet CA and takes its common name as the user name. Every device connects with a
 //! certificate of its own and the broker sees its serial as its user; after an outage devices
-//! resume their own sessions (or, with resumption off, do not), over TLS 1.3 and over 1.2. A certificate from another CA,
+//! resume their own sessions (or, with resumption off, do not), over TLS 1.3 and over 1.2; RSA
+//! keys connect as ECDSA ones do. A certificate from another CA,
 //! an expired one and a server CA the fleet does not trust are each refused, counted under
 //! `errors.tls_*` by reason, and the run still ends cleanly with its report.
 
@@ -165,6 +166,18 @@ fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_re
         "{tls12}"
     );
 
+    // RSA-2048 device keys: generated at each device's first connect, accepted the same.
+    let rsa = run(
+        &dir,
+        "rsa",
+        &broker,
+        3,
+        &format!("{trusted}\ndevice_key = \"rsa-2048\""),
+        "",
+    );
+    assert_eq!(count(&rsa, "connected"), 3, "{rsa}");
+    assert_eq!(count(&rsa, "tls.handshakes.full"), 3, "{rsa}");
+
     let refusals = [
         (
             "stranger",
@@ -199,5 +212,42 @@ fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_re
         );
     }
     drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_ca_file_that_holds_no_certificate_stops_the_run_before_it_starts() {
+    let dir = std::env::temp_dir().join(format!("fleetsim-run-mqtt-tls-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("certs")).expect("dir");
+    std::fs::write(dir.join("certs/ca.pem"), "not a certificate\n").expect("ca.pem");
+    std::fs::write(dir.join("certs/ca.key"), "nor a key\n").expect("ca.key");
+    let scenario = dir.join("bad.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[scenario]\nname = \"bad\"\nseed = 1\nduration = \"2s\"\nmodels = \"{}\"\n\
+             [backend]\nkind = \"mqtt\"\nurl = \"mqtts://127.0.0.1:9\"\n\
+             [backend.tls]\nca = \"certs/ca.pem\"\nfleet_ca = \"certs\"\n\
+             [fleet]\ndevices = 1\narrival = {{ ramp = \"1s\" }}\n\
+             mix = [ {{ model = \"smart-meter\", share = 1.0, group = \"g\" }} ]\n",
+            repo().join("device-models").display()
+        ),
+    )
+    .expect("scenario");
+    let finished = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.join("report"))
+        .arg("--headless")
+        .output()
+        .expect("fleetsim runs");
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    assert_eq!(finished.status.code(), Some(2), "bad input: {stderr}");
+    assert!(
+        stderr.contains("certs/ca.pem: expected the CA certificates the server's chains to, in PEM"),
+        "names the file and what it should hold: {stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -47,7 +47,9 @@ impl CliError {
         match self {
             // A store that cannot be reached is a setting to fix, like a backend that cannot.
             Self::Load(_) | Self::Backend(_) | Self::Usage(_) | Self::Store(_) => Exit::BadInput,
-            Self::Run(crate::engine::run::RunError::Unsupported(_)) => Exit::BadInput,
+            Self::Run(crate::engine::run::RunError::Unsupported(_) | crate::engine::run::RunError::BadFile(_)) => {
+                Exit::BadInput
+            }
             Self::Io(_) | Self::Run(_) => Exit::Failed,
         }
     }

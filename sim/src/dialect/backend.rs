@@ -53,6 +53,9 @@ pub enum StartError {
     /// The backend could not start, be reached or logged in to, or a secret is missing.
     #[error("{0}")]
     Backend(String),
+    /// A file the scenario names (a CA certificate, a key) is not what it should be.
+    #[error("{0}")]
+    BadFile(String),
 }
 
 /// What the summary's view is given.

@@ -45,7 +45,7 @@ impl DeviceTls {
     /// Reads `[backend.tls]` (its paths already made relative to the scenario's folder by
     /// validation); `host` is the url's host, the server's name when `server_name` is not set.
     pub fn new(section: &TlsSection, host: &str) -> Result<Self, StartError> {
-        let bad = |what: String| StartError::Backend(format!("backend.tls: {what}"));
+        let bad = |what: String| StartError::BadFile(format!("backend.tls: {what}"));
         let mut roots = RootCertStore::empty();
         let certs = CertificateDer::pem_file_iter(&section.ca)
             .map_err(|e| bad(format!("{}: cannot read CA certificates in PEM ({e})", section.ca)))?;
@@ -56,7 +56,10 @@ impl DeviceTls {
                 .map_err(|e| bad(format!("{}: not a CA certificate rustls accepts ({e})", section.ca)))?;
         }
         if roots.is_empty() {
-            return Err(bad(format!("{}: holds no certificate", section.ca)));
+            return Err(bad(format!(
+                "{}: expected the CA certificates the server's chains to, in PEM; found none",
+                section.ca
+            )));
         }
         let versions: Vec<Version> = section
             .versions
@@ -79,6 +82,10 @@ impl DeviceTls {
             Some(folder) => Some(FleetCa::load(Path::new(folder)).map_err(|e| bad(e.to_string()))?),
             None => None,
         };
+        let key_type = match section.device_key {
+            Some(DeviceKeyType::Rsa2048) => KeyType::Rsa2048,
+            Some(DeviceKeyType::EcdsaP256) | None => KeyType::EcdsaP256,
+        };
         let not_after = match &section.device_cert_not_after {
             Some(day) => {
                 let day = parse_day(day).ok_or_else(|| bad(format!("device_cert_not_after: \"{day}\"")))?;
@@ -87,14 +94,17 @@ impl DeviceTls {
             }
             None => None,
         };
+        // One identity made now, so a CA that cannot issue (a key of a kind it cannot sign
+        // with) stops the run before it starts rather than failing every device's connect.
+        if let (Some(ca), Some(folder)) = (&fleet_ca, &section.fleet_ca) {
+            pki::device_identity(ca, 0, "fleetsim-probe", key_type, not_after)
+                .map_err(|e| bad(format!("fleet_ca: {folder}: cannot issue a device certificate ({e})")))?;
+        }
         Ok(Self {
             template,
             server,
             fleet_ca,
-            key_type: match section.device_key {
-                Some(DeviceKeyType::Rsa2048) => KeyType::Rsa2048,
-                Some(DeviceKeyType::EcdsaP256) | None => KeyType::EcdsaP256,
-            },
+            key_type,
             resume: section.resumption != Some(Switch::Off),
             not_after,
             devices: Mutex::new(HashMap::new()),

@@ -48,6 +48,9 @@ pub enum RunError {
     /// The backend could not start, be reached or logged in to, or a secret is missing.
     #[error("{0}")]
     Backend(String),
+    /// A file the scenario names is not what it should be.
+    #[error("{0}")]
+    BadFile(String),
     /// Writing the summary or the progress failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -58,6 +61,7 @@ impl From<StartError> for RunError {
         match error {
             StartError::Unsupported(why) => Self::Unsupported(why),
             StartError::Backend(why) => Self::Backend(why),
+            StartError::BadFile(why) => Self::BadFile(why),
         }
     }
 }
