@@ -3,11 +3,13 @@
 //! after the model's `link.connect_timeout`, counts as `errors.timeout`, and the device backs
 //! off and tries again; the run ends on time with its report.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
+
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{assert_exit, fleetsim, scratch, summary};
 
 /// Accepts every connection and holds it without a word until the process ends.
 fn silent_server() -> std::net::SocketAddr {
@@ -47,32 +49,24 @@ mix = [ {{ model = "patient", share = 1.0, group = "g" }} ]
     .expect("scenario");
     let out = dir.join(format!("{name}-report"));
     let started = std::time::Instant::now();
-    let finished = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out)
-        .arg("--headless")
-        .output()
-        .expect("fleetsim runs");
-    let stderr = String::from_utf8_lossy(&finished.stderr);
-    assert_eq!(finished.status.code(), Some(0), "{name}: {stderr}");
+    let finished = fleetsim(&[
+        Path::new("run"),
+        &scenario,
+        Path::new("--out"),
+        &out,
+        Path::new("--headless"),
+    ]);
+    assert_exit(&finished, 0);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{name}: the run ends on time, whatever its devices wait for"
     );
-    let mut text = String::new();
-    std::fs::File::open(out.join("summary.json"))
-        .expect("the report is written")
-        .read_to_string(&mut text)
-        .expect("read");
-    serde_json::from_str(&text).expect("JSON")
+    summary(&out)
 }
 
 #[test]
 fn a_server_that_never_answers_times_connects_out() {
-    let dir = std::env::temp_dir().join(format!("fleetsim-connect-timeout-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("connect-timeout");
     std::fs::create_dir_all(dir.join("models")).expect("dir");
     std::fs::write(
         dir.join("models/patient.toml"),
@@ -82,12 +76,8 @@ fn a_server_that_never_answers_times_connects_out() {
          reconnect = { initial = \"100ms\", max = \"200ms\", multiplier = 2.0 }\n",
     )
     .expect("model");
-    let made = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .arg("ca")
-        .arg(dir.join("ca"))
-        .output()
-        .expect("fleetsim ca");
-    assert!(made.status.success());
+    let ca = dir.join("ca");
+    assert_exit(&fleetsim(&[Path::new("ca"), &ca]), 0);
     let server = silent_server();
 
     let plain = run(

@@ -7,24 +7,18 @@
 //! an expired one and a server CA the fleet does not trust are each refused, counted under
 //! `errors.tls_*` by reason, and the run still ends cleanly with its report.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
+#[path = "support/binary.rs"]
+mod binary;
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
+use binary::{assert_exit, fleetsim, repo, scratch, summary};
 use mosquitto::Mosquitto;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn fleetsim_ca(dir: &Path) {
-    let made = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .arg("ca")
-        .arg(dir)
-        .output()
-        .expect("fleetsim ca runs");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let made = fleetsim(&[Path::new("ca"), dir]);
+    assert_exit(&made, 0);
     let said = String::from_utf8_lossy(&made.stdout);
     assert!(said.contains("require_certificate true"), "{said}");
 }
@@ -62,18 +56,10 @@ mix = [ {{ model = "smart-meter", share = 1.0, group = "meters" }} ]
     )
     .expect("scenario");
     let out = dir.join(format!("{name}-report"));
-    let finished = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("fleetsim runs");
-    let stderr = String::from_utf8_lossy(&finished.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(finished.status.code(), Some(0), "{name}: {stderr}");
-    let summary = std::fs::read_to_string(out.join("summary.json")).expect("the report is written");
-    serde_json::from_str(&summary).expect("JSON")
+    let finished = fleetsim(&[Path::new("run"), &scenario, Path::new("--out"), &out]);
+    assert!(!String::from_utf8_lossy(&finished.stderr).contains("panicked"));
+    assert_exit(&finished, 0);
+    summary(&out)
 }
 
 fn count(summary: &serde_json::Value, counter: &str) -> u64 {
@@ -82,8 +68,7 @@ fn count(summary: &serde_json::Value, counter: &str) -> u64 {
 
 #[test]
 fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_reason() {
-    let dir = std::env::temp_dir().join(format!("fleetsim-run-mqtt-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("run-mqtt-tls");
     std::fs::create_dir_all(&dir).expect("dir");
     let (fleet, other) = (dir.join("fleet-ca"), dir.join("other-ca"));
     fleetsim_ca(&fleet);
@@ -217,8 +202,7 @@ fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_re
 
 #[test]
 fn a_ca_file_that_holds_no_certificate_stops_the_run_before_it_starts() {
-    let dir = std::env::temp_dir().join(format!("fleetsim-run-mqtt-tls-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("run-mqtt-tls-bad");
     std::fs::create_dir_all(dir.join("certs")).expect("dir");
     std::fs::write(dir.join("certs/ca.pem"), "not a certificate\n").expect("ca.pem");
     std::fs::write(dir.join("certs/ca.key"), "nor a key\n").expect("ca.key");
@@ -235,16 +219,16 @@ fn a_ca_file_that_holds_no_certificate_stops_the_run_before_it_starts() {
         ),
     )
     .expect("scenario");
-    let finished = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(dir.join("report"))
-        .arg("--headless")
-        .output()
-        .expect("fleetsim runs");
+    let out = dir.join("report");
+    let finished = fleetsim(&[
+        Path::new("run"),
+        &scenario,
+        Path::new("--out"),
+        &out,
+        Path::new("--headless"),
+    ]);
+    assert_exit(&finished, 2);
     let stderr = String::from_utf8_lossy(&finished.stderr);
-    assert_eq!(finished.status.code(), Some(2), "bad input: {stderr}");
     assert!(
         stderr.contains("certs/ca.pem: expected the CA certificates the server's chains to, in PEM"),
         "names the file and what it should hold: {stderr}"
