@@ -14,6 +14,7 @@ pub mod registry;
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -61,8 +62,24 @@ impl Backend {
     /// Serves devices on `mqtt` and the operator API (and firmware downloads) on `http`
     /// until `shutdown`, resuming campaigns that were running; then lets connections drain.
     pub async fn serve(&self, mqtt: TcpListener, http: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
+        self.serve_with_tls(mqtt, None, http, shutdown).await
+    }
+
+    /// As [`Backend::serve`], with devices also served over TLS on `mqtts` (a listener and
+    /// the server's TLS config) when given.
+    pub async fn serve_with_tls(
+        &self,
+        mqtt: TcpListener,
+        mqtts: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+        http: TcpListener,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
         let download_base = format!("http://{}/firmware", http.local_addr()?);
         let mqtt_addr = mqtt.local_addr()?.to_string();
+        let mqtts_addr = match &mqtts {
+            Some((listener, _)) => Some(listener.local_addr()?.to_string()),
+            None => None,
+        };
         let campaigns = CampaignRunner::new(
             self.registry.clone(),
             self.gateway.clone(),
@@ -84,14 +101,22 @@ impl Backend {
             campaigns: campaigns.clone(),
             download_base,
             mqtt_addr,
+            mqtts_addr,
         };
-        let (gateway, api, ()) = tokio::join!(
+        let tls_gateway = async {
+            match mqtts {
+                Some((listener, config)) => self.gateway.serve_tls(listener, config, shutdown.clone()).await,
+                None => Ok(()),
+            }
+        };
+        let (gateway, tls_gateway, api, ()) = tokio::join!(
             self.gateway.serve(mqtt, shutdown.clone()),
+            tls_gateway,
             api::serve(http, state, shutdown.clone()),
             expire_commands(self.registry.clone(), shutdown.clone())
         );
         campaigns.wait().await;
-        gateway.and(api)
+        gateway.and(tls_gateway).and(api)
     }
 }
 

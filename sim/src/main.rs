@@ -101,6 +101,11 @@ enum Command {
         /// Address of the operator HTTP API.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
         http: SocketAddr,
+        /// Also serve devices over TLS here (MQTT on TLS 1.2 and 1.3). The server certificate
+        /// and its CA are DIR/tls (made by `fleetsim ca` the first time, for localhost and
+        /// 127.0.0.1); devices trust DIR/tls/ca.pem.
+        #[arg(long, value_name = "ADDR")]
+        mqtts: Option<SocketAddr>,
         /// Create this provisioning claim at start unless it exists (repeatable).
         #[arg(long, value_name = "NAME:SECRET[:GROUP]")]
         claim: Vec<ClaimArg>,
@@ -285,12 +290,14 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             data,
             mqtt,
             http,
+            mqtts,
             claim,
         } => {
             let args = BackendArgs {
                 data: &data,
                 mqtt,
                 http,
+                mqtts,
                 claims: &claim,
             };
             cli::backend::backend(&args, out)?

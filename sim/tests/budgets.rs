@@ -63,6 +63,7 @@ fn an_idle_devices_task_is_small_whatever_its_backend() {
                 mqtt: addr(),
                 api: addr(),
                 claim_secret: "s".into(),
+                tls: None,
             }),
         ),
         (

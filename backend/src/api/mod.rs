@@ -47,6 +47,8 @@ pub struct ApiState {
     pub download_base: String,
     /// Where devices connect (the gateway's bound address), for `/healthz`.
     pub mqtt_addr: String,
+    /// Where devices connect over TLS, when the gateway has a TLS listener.
+    pub mqtts_addr: Option<String>,
 }
 
 /// A listing's page size: 100 when not given, else 1 to `max`.

@@ -19,7 +19,12 @@ const MAX_AUDIT_PAGE: usize = 1000;
 /// count comes from memory: a check every half second must not scan a registry of millions.
 pub async fn healthz(State(state): State<ApiState>) -> Json<serde_json::Value> {
     let counts = state.registry.counts();
-    Json(serde_json::json!({ "status": "ok", "devices_active": counts.active, "mqtt": state.mqtt_addr }))
+    Json(serde_json::json!({
+        "status": "ok",
+        "devices_active": counts.active,
+        "mqtt": state.mqtt_addr,
+        "mqtts": state.mqtts_addr,
+    }))
 }
 
 /// `GET /metrics`: gateway counters and registry counts, Prometheus text format.

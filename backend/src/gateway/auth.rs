@@ -7,9 +7,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::stream::DeviceStream;
 use rumqttc::mqttbytes::Protocol;
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::Shared;
@@ -34,7 +34,7 @@ pub(super) struct Accepted {
 
 /// Reads and checks CONNECT; answers a refusal itself. The CONACK of success is sent by
 /// `Conn::run` once the session is attached, with the right session-present flag.
-pub(super) async fn handshake(stream: TcpStream, shared: &Shared) -> Option<Accepted> {
+pub(super) async fn handshake(stream: DeviceStream, shared: &Shared) -> Option<Accepted> {
     let mut io = PacketIo::new(stream, shared.limits.max_packet_bytes);
     let connect = match timeout(shared.limits.connect_timeout, io.read()).await {
         Ok(Ok(Some(Packet::Connect(connect)))) if connect.protocol == Protocol::V4 => connect,

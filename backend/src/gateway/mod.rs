@@ -10,6 +10,7 @@ pub mod packet_io;
 pub mod payloads;
 pub mod sessions;
 pub mod stats;
+pub mod stream;
 pub mod topics;
 
 use std::io;
@@ -18,12 +19,14 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::registry::Registry;
 use sessions::SessionTable;
 use stats::GatewayStats;
+use stream::DeviceStream;
 
 /// Bounds on what one connection may do.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +98,27 @@ impl Gateway {
     /// Accepts connections on `listener` until `shutdown`, then waits (up to the drain
     /// timeout) for open connections to close.
     pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
+        self.accept(listener, None, shutdown).await
+    }
+
+    /// As [`Gateway::serve`], over TLS with `config`: a device that has not finished its
+    /// handshake within the connect timeout is dropped, and handshakes are counted, done and
+    /// failed.
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
+        self.accept(listener, Some(TlsAcceptor::from(config)), shutdown).await
+    }
+
+    async fn accept(
+        &self,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
         let tracker = TaskTracker::new();
         loop {
             let accepted = tokio::select! {
@@ -106,7 +130,29 @@ impl Gateway {
                     stats::bump(&self.shared.stats.connections);
                     // Small messages dominate; waiting to coalesce them would only add latency.
                     let _ = stream.set_nodelay(true);
-                    tracker.spawn(conn::serve(stream, Arc::clone(&self.shared), shutdown.clone()));
+                    let shared = Arc::clone(&self.shared);
+                    let shutdown = shutdown.clone();
+                    match &tls {
+                        None => {
+                            tracker.spawn(conn::serve(DeviceStream::Tcp(stream), shared, shutdown));
+                        }
+                        Some(acceptor) => {
+                            let accepting = acceptor.accept(stream);
+                            tracker.spawn(async move {
+                                let limit = shared.limits.connect_timeout;
+                                match tokio::time::timeout(limit, accepting).await {
+                                    Ok(Ok(stream)) => {
+                                        stats::bump(&shared.stats.tls_handshakes);
+                                        let stream = DeviceStream::Tls(Box::new(stream));
+                                        conn::serve(stream, shared, shutdown).await;
+                                    }
+                                    // Not TLS, a certificate refused, or silence: the client
+                                    // has its alert (or the closed socket), the gateway its count.
+                                    _ => stats::bump(&shared.stats.tls_failed),
+                                }
+                            });
+                        }
+                    }
                 }
                 // Out of file descriptors or a connection reset before accept: back off
                 // briefly instead of spinning, and keep serving the connections we have.

@@ -1,4 +1,4 @@
-//! Framed MQTT 3.1.1 over one TCP stream, on rumqttc's packet codec.
+//! Framed MQTT 3.1.1 over one device connection (TCP or TLS), on rumqttc's packet codec.
 //!
 //! The read buffer starts small and grows only to fit the packet being read, and both
 //! buffers shrink back after a large packet, so an idle connection holds a few hundred bytes
@@ -8,7 +8,8 @@ use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::Packet;
 use rumqttc::mqttbytes::{self};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use super::stream::DeviceStream;
 
 /// Initial read buffer: enough for a CONNECT, a SUBSCRIBE or a small telemetry message.
 const READ_BUFFER_INITIAL: usize = 256;
@@ -33,7 +34,7 @@ pub enum PacketError {
 /// One connection's stream with its buffers.
 #[derive(Debug)]
 pub struct PacketIo {
-    stream: TcpStream,
+    stream: DeviceStream,
     read_buf: BytesMut,
     write_buf: BytesMut,
     max_packet_bytes: usize,
@@ -41,7 +42,7 @@ pub struct PacketIo {
 
 impl PacketIo {
     /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream, max_packet_bytes: usize) -> Self {
+    pub fn new(stream: DeviceStream, max_packet_bytes: usize) -> Self {
         Self {
             stream,
             read_buf: BytesMut::with_capacity(READ_BUFFER_INITIAL),
@@ -97,6 +98,8 @@ impl PacketIo {
     /// Sends everything encoded so far.
     pub async fn flush(&mut self) -> Result<(), PacketError> {
         self.stream.write_all(&self.write_buf).await?;
+        // TLS holds what it encrypted until flushed; TCP's flush does nothing.
+        self.stream.flush().await?;
         self.write_buf.clear();
         if self.write_buf.capacity() > BUFFER_KEEP_LIMIT {
             self.write_buf = BytesMut::new();

@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 pub struct GatewayStats {
     /// TCP connections accepted.
     pub connections: AtomicU64,
+    /// TLS handshakes completed on the mqtts listener.
+    pub tls_handshakes: AtomicU64,
+    /// TLS handshakes that failed or timed out (not TLS, a refused certificate, silence).
+    pub tls_failed: AtomicU64,
     /// Connections currently open (after CONNECT was accepted).
     pub sessions_open: AtomicI64,
     /// CONNECTs accepted from devices.
@@ -69,6 +73,16 @@ impl GatewayStats {
     pub fn prometheus(&self) -> String {
         let counters: &[(&str, &str, &AtomicU64)] = &[
             ("connections_total", "TCP connections accepted", &self.connections),
+            (
+                "tls_handshakes_total",
+                "TLS handshakes completed on the mqtts listener",
+                &self.tls_handshakes,
+            ),
+            (
+                "tls_failed_total",
+                "TLS handshakes that failed or timed out",
+                &self.tls_failed,
+            ),
             (
                 "connects_device_total",
                 "device CONNECTs accepted",

@@ -20,11 +20,12 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::time::Instant;
 
-use super::{DeviceCx, Fault, StartError};
+use super::{DeviceCx, StartError};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::pki::{self, FleetCa, KeyType};
 use crate::scenario::file::{DeviceKeyType, Switch, TlsSection, TlsVersion};
 use crate::scenario::validate::parse_day;
+use crate::transport::mqtt::TransportError;
 use crate::transport::stream::ByteStream;
 use crate::transport::tls::{ClientIdentity, ClientTemplate, Handshake, KeyMaker, TlsStream, Version};
 
@@ -46,19 +47,22 @@ impl DeviceTls {
     /// validation); `host` is the url's host, the server's name when `server_name` is not set.
     pub fn new(section: &TlsSection, host: &str) -> Result<Self, StartError> {
         let bad = |what: String| StartError::BadFile(format!("backend.tls: {what}"));
+        let ca = section
+            .ca
+            .as_deref()
+            .ok_or_else(|| bad("ca: missing: name the PEM file of the CA the server's certificate chains to".into()))?;
         let mut roots = RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(&section.ca)
-            .map_err(|e| bad(format!("{}: cannot read CA certificates in PEM ({e})", section.ca)))?;
+        let certs = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| bad(format!("{ca}: cannot read CA certificates in PEM ({e})")))?;
         for cert in certs {
-            let cert = cert.map_err(|e| bad(format!("{}: expected CA certificates in PEM ({e})", section.ca)))?;
+            let cert = cert.map_err(|e| bad(format!("{ca}: expected CA certificates in PEM ({e})")))?;
             roots
                 .add(cert)
-                .map_err(|e| bad(format!("{}: not a CA certificate rustls accepts ({e})", section.ca)))?;
+                .map_err(|e| bad(format!("{ca}: not a CA certificate rustls accepts ({e})")))?;
         }
         if roots.is_empty() {
             return Err(bad(format!(
-                "{}: expected the CA certificates the server's chains to, in PEM; found none",
-                section.ca
+                "{ca}: expected the CA certificates the server's chains to, in PEM; found none"
             )));
         }
         let versions: Vec<Version> = section
@@ -113,17 +117,18 @@ impl DeviceTls {
 
     /// Connects device `cx` (its serial `serial`) to `target` over TCP and runs the TLS
     /// handshake: `tls.handshake.latency` from the TCP connection to the handshake's end, the
-    /// handshake counted as full or resumed. A refused handshake is a [`Fault::Tls`] with
-    /// its reason.
-    pub async fn connect(&self, cx: &DeviceCx<'_>, serial: &str, target: SocketAddr) -> Result<ByteStream, Fault> {
+    /// handshake counted as full or resumed. A refused handshake is a
+    /// [`TransportError::Tls`] with its reason.
+    pub async fn connect(
+        &self,
+        cx: &DeviceCx<'_>,
+        serial: &str,
+        target: SocketAddr,
+    ) -> Result<ByteStream, TransportError> {
         let config = self.config_for(cx, serial)?;
-        let tcp = ByteStream::tcp_socket(target, cx.source)
-            .await
-            .map_err(Fault::from_io)?;
+        let tcp = ByteStream::tcp_socket(target, cx.source).await?;
         let started = Instant::now();
-        let (stream, kind) = TlsStream::handshake(tcp, config, self.server.clone())
-            .await
-            .map_err(Fault::from_io)?;
+        let (stream, kind) = TlsStream::handshake(tcp, config, self.server.clone()).await?;
         cx.record(Latency::TlsHandshake, started);
         cx.count(match kind {
             Handshake::Full => Counter::TlsFull,
@@ -133,7 +138,7 @@ impl DeviceTls {
     }
 
     /// Device `cx`'s client config: kept from its first connect, or made now.
-    fn config_for(&self, cx: &DeviceCx<'_>, serial: &str) -> Result<Arc<ClientConfig>, Fault> {
+    fn config_for(&self, cx: &DeviceCx<'_>, serial: &str) -> Result<Arc<ClientConfig>, TransportError> {
         // A poisoned lock means another shard panicked mid-insert; the map is still whole.
         let kept = self
             .devices
@@ -148,7 +153,7 @@ impl DeviceTls {
         let identity = match &self.fleet_ca {
             Some(ca) => {
                 let made = pki::device_identity(ca, secret, serial, self.key_type, self.not_after)
-                    .map_err(|_| Fault::Local)?;
+                    .map_err(|_| TransportError::Local)?;
                 Some(match self.key_type {
                     // Derived again at each handshake (tens of microseconds) rather than kept
                     // in every connected device (about a kilobyte, most of it AWS-LC's).
@@ -166,7 +171,7 @@ impl DeviceTls {
         let config = self
             .template
             .for_device(identity, self.resume)
-            .map_err(|_| Fault::Local)?;
+            .map_err(|_| TransportError::Local)?;
         self.devices
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -105,8 +105,10 @@ pub struct BackendSection {
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     /// PEM file of the CA certificates the server's certificate must chain to, relative to the
-    /// scenario file (`fleetsim ca` writes `ca.pem`).
-    pub ca: String,
+    /// scenario file (`fleetsim ca` writes `ca.pem`). Needed for every backend but the
+    /// reference backend run in process, whose CA the run makes.
+    #[serde(default)]
+    pub ca: Option<String>,
     /// The name the server's certificate must carry, also sent as SNI; the url's host when
     /// omitted.
     #[serde(default)]

@@ -199,17 +199,19 @@ fn check_tls(source: &Source<'_>, mut tls: TlsSection) -> Result<TlsSection, Fil
         ));
     }
     let base = source.file().parent().unwrap_or(Path::new("."));
-    let ca = base.join(&tls.ca);
-    if !ca.is_file() {
-        return Err(err(
-            "ca",
-            format!(
-                "expected a PEM file of the server's CA certificates, found no file at {}",
-                ca.display()
-            ),
-        ));
+    if let Some(ca) = &tls.ca {
+        let ca = base.join(ca);
+        if !ca.is_file() {
+            return Err(err(
+                "ca",
+                format!(
+                    "expected a PEM file of the server's CA certificates, found no file at {}",
+                    ca.display()
+                ),
+            ));
+        }
+        tls.ca = Some(ca.display().to_string());
     }
-    tls.ca = ca.display().to_string();
     if let Some(folder) = &tls.fleet_ca {
         let folder = base.join(folder);
         if !(folder.join("ca.pem").is_file() && folder.join("ca.key").is_file()) {

@@ -69,6 +69,7 @@ impl InProcess {
             mqtt: self.mqtt,
             api: self.http,
             claim_secret: "run-secret".into(),
+            tls: None,
         }
     }
 

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use fleetsim_backend::Backend;
 use fleetsim_backend::gateway::Limits;
@@ -16,8 +17,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Embedded, claim_name};
+use crate::dialect::tls::DeviceTls;
 use crate::dialect::{Hosted, StartError, Started, url_addr};
+use crate::pki;
 use crate::scenario::Scenario;
+use crate::scenario::file::TlsSection;
 use crate::transport::http::{Method, request_json};
 
 /// How a person runs the reference backend in a process of its own.
@@ -33,23 +37,28 @@ pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, Start
         .enable_all()
         .build()
         .map_err(|e| failed(e.to_string()))?;
-    let (hosted, api, mqtt) = match &backend.api {
+    let (hosted, api, mqtt, tls) = match &backend.api {
         Some(api_url) => {
             let api = url_addr(api_url, "http://").ok_or_else(|| {
                 StartError::Unsupported(format!(
                     "{api_url}: fleetsim run needs an IP address and port in an http:// api url so far"
                 ))
             })?;
+            let scheme = if backend.tls.is_some() { "mqtts://" } else { "mqtt://" };
             let mqtt = match backend.url.as_deref() {
-                Some(url) => url_addr(url, "mqtt://")
-                    .ok_or_else(|| StartError::Unsupported(format!("{url}: expected mqtt://IP:PORT")))?,
+                Some(url) => url_addr(url, scheme)
+                    .ok_or_else(|| StartError::Unsupported(format!("{url}: expected {scheme}IP:PORT")))?,
                 None => runtime.block_on(gateway_of(api))?,
             };
-            (None, api, mqtt)
+            let tls = match &backend.tls {
+                Some(section) => Some(Arc::new(DeviceTls::new(section, &mqtt.ip().to_string())?)),
+                None => None,
+            };
+            (None, api, mqtt, tls)
         }
         None => {
-            let (hosted, api, mqtt) = start_in_process(runtime, out)?;
-            (Some(hosted), api, mqtt)
+            let (hosted, api, mqtt, tls) = start_in_process(runtime, out, backend.tls.as_ref())?;
+            (Some(hosted), api, mqtt, tls)
         }
     };
     let secret = claim_secret(scenario)?;
@@ -69,16 +78,24 @@ pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, Start
             mqtt,
             api,
             claim_secret: secret,
+            tls,
         },
         hosted,
     })
 }
 
-/// Starts the backend on loopback ports of its own; returns it, its API and its gateway.
+/// Starts the backend on loopback ports of its own; returns it, its API and its gateway (its
+/// TLS listener, and how devices speak TLS to it, when the scenario has `[backend.tls]`: the
+/// run makes the backend's CA and server certificate in its data folder).
+#[allow(
+    clippy::type_complexity,
+    reason = "a private helper's four results, named at its one caller"
+)]
 fn start_in_process(
     runtime: tokio::runtime::Runtime,
     out: &Path,
-) -> Result<(Hosted, SocketAddr, SocketAddr), StartError> {
+    tls: Option<&TlsSection>,
+) -> Result<(Hosted, SocketAddr, SocketAddr, Option<Arc<DeviceTls>>), StartError> {
     let failed = |why: String| StartError::Backend(format!("embedded backend: {why}"));
     // Each run starts the in-process backend empty: a report folder used again must not
     // bring back the last run's devices (its decommissioned serials could not provision).
@@ -97,12 +114,39 @@ fn start_in_process(
         })
         .map_err(|e| failed(e.to_string()))?;
     let addrs = (mqtt.local_addr(), http.local_addr());
-    let (Ok(mqtt_addr), Ok(api)) = addrs else {
+    let (Ok(mut mqtt_addr), Ok(api)) = addrs else {
         return Err(failed("the listeners have no address".to_owned()));
+    };
+    let (mqtts, device_tls) = match tls {
+        Some(section) => {
+            let folder = data.join("tls");
+            pki::write_ca_folder(
+                &folder,
+                &["localhost".to_owned(), "127.0.0.1".to_owned()],
+                pki::DEFAULT_CA_DAYS,
+            )
+            .map_err(|e| failed(e.to_string()))?;
+            let config = fleetsim_backend::gateway::stream::server_config(
+                &folder.join(pki::SERVER_CERT),
+                &folder.join(pki::SERVER_KEY),
+            )
+            .map_err(failed)?;
+            let listener = runtime
+                .block_on(TcpListener::bind("127.0.0.1:0"))
+                .map_err(|e| failed(e.to_string()))?;
+            mqtt_addr = listener.local_addr().map_err(|e| failed(e.to_string()))?;
+            let section = TlsSection {
+                ca: Some(folder.join(pki::CA_CERT).display().to_string()),
+                ..section.clone()
+            };
+            let device_tls = DeviceTls::new(&section, &mqtt_addr.ip().to_string())?;
+            (Some((listener, config)), Some(Arc::new(device_tls)))
+        }
+        None => (None, None),
     };
     let stop = CancellationToken::new();
     let (serving, token) = (backend.clone(), stop.clone());
-    let server = runtime.spawn(async move { serving.serve(mqtt, http, token).await });
+    let server = runtime.spawn(async move { serving.serve_with_tls(mqtt, mqtts, http, token).await });
     let hosted = Hosted::new(format!("http://{api}"), OWN_PROCESS, move || {
         // The registry keeps its counts in memory: read before it closes.
         let active = backend.registry.counts().active;
@@ -111,7 +155,7 @@ fn start_in_process(
         drop(backend);
         Some(active)
     });
-    Ok((hosted, api, mqtt_addr))
+    Ok((hosted, api, mqtt_addr, device_tls))
 }
 
 /// Asks a reference backend's API where its device gateway listens.

@@ -8,10 +8,30 @@ use crate::dialect::keys::check_url;
 use crate::scenario::{Backend, KeyError, Scenario};
 
 impl Keys for Embedded {
-    const KEYS: &'static [&'static str] = &[];
+    const KEYS: &'static [&'static str] = &["tls"];
 
     fn check_keys(section: &Backend) -> Result<(), KeyError> {
         let missing = "missing: a standalone embedded backend needs both url and api";
+        let tls_ca = section.tls.as_ref().map(|tls| tls.ca.is_some());
+        match (&section.url, tls_ca) {
+            // In process: the run makes the backend's CA.
+            (None, Some(true)) => {
+                return Err(KeyError::new(
+                    "tls",
+                    "ca: the run makes the CA of the backend it starts in process; remove ca (a standalone backend's url and api take it)",
+                ));
+            }
+            (Some(url), tls_ca) => {
+                let over_tls = url.starts_with("mqtts://");
+                if over_tls != (tls_ca == Some(true)) {
+                    return Err(KeyError::new(
+                        "url",
+                        "an mqtts:// url goes with [backend.tls] and its ca (the backend's, in DATA/tls/ca.pem); an mqtt:// url with neither",
+                    ));
+                }
+            }
+            _ => {}
+        }
         match (&section.url, &section.api) {
             (None, None) => Ok(()),
             (None, Some(_)) => Err(KeyError::new("url", missing)),
@@ -38,7 +58,7 @@ impl Keys for Embedded {
                 backend.url = None;
                 Ok(())
             }
-            Some("mqtt") if backend.api.is_some() => {
+            Some("mqtt" | "mqtts") if backend.api.is_some() => {
                 backend.url = Some(url.to_owned());
                 Ok(())
             }
@@ -62,6 +82,36 @@ mod tests {
         assert_eq!(Embedded::check_keys(&section), Ok(()));
         section.api = None;
         assert_eq!(Embedded::check_keys(&section).map_err(|e| e.key), Err("api"));
+    }
+
+    #[test]
+    fn tls_goes_with_an_mqtts_url_and_its_ca_or_with_the_backend_in_process() {
+        let tls = |ca: Option<&str>| crate::scenario::file::TlsSection {
+            ca: ca.map(str::to_owned),
+            server_name: None,
+            fleet_ca: None,
+            device_key: None,
+            resumption: None,
+            versions: None,
+            device_cert_not_after: None,
+        };
+        let mut section = Backend::of(BackendKind::Embedded);
+        section.tls = Some(tls(None));
+        assert_eq!(
+            Embedded::check_keys(&section),
+            Ok(()),
+            "in process: the run makes the CA"
+        );
+        section.tls = Some(tls(Some("ca.pem")));
+        assert_eq!(Embedded::check_keys(&section).map_err(|e| e.key), Err("tls"));
+        section.api = Some("http://127.0.0.1:8080".into());
+        section.url = Some("mqtts://127.0.0.1:8883".into());
+        assert_eq!(Embedded::check_keys(&section), Ok(()), "standalone over TLS");
+        section.url = Some("mqtt://127.0.0.1:1883".into());
+        assert_eq!(Embedded::check_keys(&section).map_err(|e| e.key), Err("url"));
+        section.tls = None;
+        section.url = Some("mqtts://127.0.0.1:8883".into());
+        assert_eq!(Embedded::check_keys(&section).map_err(|e| e.key), Err("url"));
     }
 
     #[test]

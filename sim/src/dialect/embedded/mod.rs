@@ -12,9 +12,11 @@ pub mod summary;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use device::{Credentials, Token, claim_name};
 
+use super::tls::DeviceTls;
 use super::{Dialect, Hosted, StartError, Started};
 use crate::scenario::Scenario;
 use crate::scenario::file::BackendKind;
@@ -28,6 +30,9 @@ pub struct Embedded {
     pub api: SocketAddr,
     /// The secret of the run's claims.
     pub claim_secret: String,
+    /// How devices speak TLS to the gateway, when it serves them over TLS (`mqtt` is then
+    /// its TLS listener).
+    pub tls: Option<Arc<DeviceTls>>,
 }
 
 impl Dialect for Embedded {

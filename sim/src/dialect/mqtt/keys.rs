@@ -5,6 +5,7 @@
 use super::Broker;
 use crate::dialect::Keys;
 use crate::dialect::keys::{check_url, require_url};
+use crate::scenario::file::TlsSection;
 use crate::scenario::units::DisplayDuration;
 use crate::scenario::{Action, Backend, KeyError, Scenario};
 
@@ -24,7 +25,7 @@ impl Keys for Broker {
             check_url(endpoint, &[scheme]).map_err(|m| KeyError::at("cluster", k, m))?;
         }
         match (tls, &section.tls) {
-            (true, None) => {
+            (true, None) | (true, Some(TlsSection { ca: None, .. })) => {
                 return Err(KeyError::new(
                     "url",
                     "an mqtts:// url needs [backend.tls] with `ca`, the CA the broker's certificate chains to",

@@ -1,0 +1,154 @@
+//! The reference backend's TLS listener. `fleetsim backend --mqtts` serves devices over TLS
+//! with a server certificate from its own CA (DATA/tls, made on first start): an independent
+//! client (`mosquitto_rr`, on libmosquitto and OpenSSL) provisions through it trusting that
+//! CA, and is refused when it trusts another; a fleet runs against it over `mqtts://`; and a
+//! scenario with `[backend.tls]` runs its in-process backend over TLS with no set-up.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{assert_exit, fleetsim, repo, scratch, summary};
+
+/// A `fleetsim backend` process, killed when dropped.
+struct Standalone {
+    child: Child,
+    mqtts: String,
+    http: String,
+    ca: String,
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn standalone(data: &Path) -> Standalone {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args([
+            "backend",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--mqtts",
+            "127.0.0.1:0",
+        ])
+        .args(["--claim", "factory:s3cret:sensors", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fleetsim backend starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("text");
+    let second = lines.next().expect("a second line").expect("text");
+    let http = first
+        .split(", http ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .expect("http");
+    let rest = second.strip_prefix("fleetsim backend: mqtts ").expect("the mqtts line");
+    let (mqtts, ca) = rest.split_once(", ca ").expect("mqtts ADDR, ca PATH");
+    Standalone {
+        mqtts: mqtts.to_owned(),
+        http: http.to_owned(),
+        ca: ca.to_owned(),
+        child,
+    }
+}
+
+/// `mosquitto_rr` provisioning `serial` over TLS, trusting `ca`.
+fn provision(backend: &Standalone, ca: &str, serial: &str) -> std::process::Output {
+    let (host, port) = backend.mqtts.split_once(':').expect("host:port");
+    Command::new("mosquitto_rr")
+        .args(["-V", "mqttv311", "-h", host, "-p", port, "--cafile", ca])
+        .args(["-i", &format!("rr-{serial}"), "-u", "claim:factory", "-P", "s3cret"])
+        .args(["-t", &format!("fleet/v1/provision/{serial}")])
+        .args(["-e", &format!("fleet/v1/provision/{serial}/accepted")])
+        .args(["-m", r#"{"model": "m"}"#, "-q", "1", "-v", "-W", "10"])
+        .output()
+        .expect("mosquitto_rr runs (scripts/test installs mosquitto-clients)")
+}
+
+fn run(dir: &Path, name: &str, backend: &str) -> serde_json::Value {
+    let scenario = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &scenario,
+        format!(
+            "[scenario]\nname = \"{name}\"\nseed = 9\nduration = \"4s\"\nmodels = \"{}\"\n{backend}\n\
+             [fleet]\ndevices = 10\narrival = {{ ramp = \"500ms\" }}\n\
+             mix = [ {{ model = \"smart-meter\", share = 1.0, group = \"meters\" }} ]\n\
+             [gates]\n\"errors.total\" = \"== 0\"\n\"devices.online\" = \">= 10\"\n",
+            repo().join("device-models").display()
+        ),
+    )
+    .expect("scenario");
+    let out = dir.join(format!("{name}-report"));
+    assert_exit(
+        &fleetsim(&[
+            Path::new("run"),
+            &scenario,
+            Path::new("--out"),
+            &out,
+            Path::new("--headless"),
+        ]),
+        0,
+    );
+    summary(&out)
+}
+
+#[test]
+fn the_gateway_serves_devices_over_tls_standalone_and_in_process() {
+    let dir = scratch("backend-tls");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let backend = standalone(&dir.join("data"));
+    assert!(
+        Path::new(&backend.ca).is_file(),
+        "the backend made its CA: {}",
+        backend.ca
+    );
+
+    let provisioned = provision(&backend, &backend.ca, "SN-TLS-1");
+    assert!(provisioned.status.success(), "{provisioned:?}");
+    let said = String::from_utf8_lossy(&provisioned.stdout);
+    assert!(
+        said.starts_with("fleet/v1/provision/SN-TLS-1/accepted ") && said.contains("\"device_id\""),
+        "{said}"
+    );
+    let stranger = dir.join("stranger");
+    assert_exit(&fleetsim(&[Path::new("ca"), &stranger]), 0);
+    let refused = provision(&backend, &stranger.join("ca.pem").display().to_string(), "SN-TLS-2");
+    assert!(
+        !refused.status.success(),
+        "a client that trusts another CA is refused: {refused:?}"
+    );
+
+    let standalone_run = run(
+        &dir,
+        "standalone",
+        &format!(
+            "[backend]\nkind = \"embedded\"\nurl = \"mqtts://{}\"\napi = \"http://{}\"\n[backend.tls]\nca = \"{}\"\n",
+            backend.mqtts, backend.http, backend.ca
+        ),
+    );
+    let in_process = run(&dir, "in-process", "[backend]\nkind = \"embedded\"\n[backend.tls]\n");
+    for (name, summary) in [("standalone", standalone_run), ("in process", in_process)] {
+        let counters = &summary["metrics"]["counters"];
+        assert_eq!(counters["provisioned"].as_u64(), Some(10), "{name}: {summary}");
+        assert_eq!(counters["connected"].as_u64(), Some(10), "{name}: {summary}");
+        // The claim's connection is a full handshake; the device's own resumes its session.
+        assert_eq!(counters["tls.handshakes.full"].as_u64(), Some(10), "{name}: {summary}");
+        assert_eq!(
+            counters["tls.handshakes.resumed"].as_u64(),
+            Some(10),
+            "{name}: {summary}"
+        );
+    }
+    drop(backend);
+    let _ = std::fs::remove_dir_all(&dir);
+}
