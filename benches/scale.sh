@@ -167,6 +167,23 @@ EOF
   mosquitto_on 18841
   sleep 0.5
   run busy-15k-plain "$OUT/scale-idle-plain.toml" --time-scale 300
+
+  echo "== 15,000 devices over TLS against the reference backend in its own process (--mqtts)"
+  "$BIN" backend --data "$OUT/backend-tls" --mqtt 127.0.0.1:0 --http 127.0.0.1:0 --mqtts 127.0.0.1:0 \
+    > "$OUT/backend-tls.log" &
+  BACKEND=$!
+  PIDS+=("$BACKEND")
+  for _ in $(seq 50); do grep -q "mqtts " "$OUT/backend-tls.log" && break; sleep 0.1; done
+  HTTP=$(sed -n 's/.*, http \([0-9.:]*\),.*/\1/p' "$OUT/backend-tls.log")
+  MQTTS=$(sed -n 's/.*: mqtts \([0-9.:]*\),.*/\1/p' "$OUT/backend-tls.log")
+  watch_rss "$BACKEND" "$OUT/backend-tls.rss_kib" &
+  PIDS+=($!)
+  fleet_15k scale-idle-tls-reference "mqtts://$MQTTS" \
+    "$(printf 'api = "http://%s"\n[backend.tls]\nca = "%s/backend-tls/tls/ca.pem"' "$HTTP" "$OUT")" |
+    sed 's/^kind = "mqtt"/kind = "embedded"/; /^telemetry_topic/d' > "$OUT/scale-idle-tls-reference.toml"
+  run idle-15k-tls-reference "$OUT/scale-idle-tls-reference.toml"
+  echo "reference backend over TLS, peak RSS: $(cat "$OUT/backend-tls.rss_kib") KiB"
+  kill "$BACKEND"
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = sleeping ]; then

@@ -621,12 +621,12 @@ async fn healthz_is_200_ok_with_the_active_device_count_and_the_gateway_address(
     let mqtt = t.mqtt.to_string();
     assert_eq!(
         get_ok(&t, "/healthz").await,
-        json!({ "status": "ok", "devices_active": 0, "mqtt": mqtt })
+        json!({ "status": "ok", "devices_active": 0, "mqtt": mqtt, "mqtts": null })
     );
     t.provision("SN-HEALTH", "claim:factory", "s3cret").await;
     assert_eq!(
         get_ok(&t, "/healthz").await,
-        json!({ "status": "ok", "devices_active": 1, "mqtt": mqtt })
+        json!({ "status": "ok", "devices_active": 1, "mqtt": mqtt, "mqtts": null })
     );
     t.stop().await;
 }
