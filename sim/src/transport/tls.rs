@@ -346,7 +346,7 @@ impl TlsStream {
             peer_closed: false,
         };
         loop {
-            let stop = stream.process(&mut |_| {}, None)?;
+            let stop = stream.process(&mut |_| {}, &mut None)?;
             std::future::poll_fn(|cx| stream.poll_send(cx)).await?;
             match stop {
                 Stop::Traffic => break,
@@ -370,9 +370,10 @@ impl TlsStream {
 
     /// Runs the TLS state machine over the ciphertext read so far until it needs more input or
     /// has nothing left to do: application data goes to `plain`, handshake records and (once
-    /// the handshake is done) `send`'s encryption to the outgoing buffer. A TLS error is an
-    /// `InvalidData` I/O error carrying it.
-    fn process(&mut self, plain: &mut dyn FnMut(&[u8]), mut send: Option<&[u8]>) -> io::Result<Stop> {
+    /// the handshake is done) `send`'s encryption to the outgoing buffer (`send` is then
+    /// taken: still there, it could not be sent). A TLS error is an `InvalidData` I/O error
+    /// carrying it.
+    fn process(&mut self, plain: &mut dyn FnMut(&[u8]), send: &mut Option<&[u8]>) -> io::Result<Stop> {
         let Self {
             tls,
             incoming,
@@ -528,7 +529,7 @@ impl TlsStream {
                     buf.extend_from_slice(payload);
                     got += payload.len();
                 },
-                None,
+                &mut None,
             )?;
             // Whatever TLS owes the server (a key update's answer) goes now, best effort; the
             // next write sends the rest.
@@ -551,7 +552,12 @@ impl TlsStream {
         }
         // Nothing complete waits in `incoming` (reads process all they read), so the state
         // machine reaches its traffic state and encrypts.
-        self.process(&mut |_| {}, Some(bytes))?;
+        let mut send = Some(bytes);
+        self.process(&mut |_| {}, &mut send)?;
+        if send.is_some() {
+            // Closed by both sides (or not yet in traffic): nothing can go.
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
         self.send_now()?;
         Ok(bytes.len())
     }
