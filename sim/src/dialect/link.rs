@@ -1,5 +1,5 @@
 //! A device's link to its backend, whatever carries it: an MQTT session over a byte stream
-//! (TCP now, TLS next), a datagram endpoint (UDP, for CoAP), or no standing connection (a
+//! (TCP or TLS), a datagram endpoint (UDP, for CoAP), or no standing connection (a
 //! device that polls over HTTP, each request a connection of its own).
 //!
 //! Design: [`Link::wait`] is a device's only blocking point between events, and the one path
