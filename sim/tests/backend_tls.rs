@@ -1,7 +1,8 @@
 //! The reference backend's TLS listener. `fleetsim backend --mqtts` serves devices over TLS
 //! with a server certificate from its own CA (DATA/tls, made on first start): an independent
 //! client (`mosquitto_rr`, on libmosquitto and OpenSSL) provisions through it trusting that
-//! CA, and is refused when it trusts another; a fleet runs against it over `mqtts://`; and a
+//! CA, and is refused when it trusts another; garbage and a cut TLS record at its port are
+//! closed and counted; a fleet runs against it over `mqtts://`; and a
 //! scenario with `[backend.tls]` runs its in-process backend over TLS with no set-up.
 
 use std::io::{BufRead, BufReader};
@@ -126,6 +127,42 @@ fn the_gateway_serves_devices_over_tls_standalone_and_in_process() {
     assert!(
         !refused.status.success(),
         "a client that trusts another CA is refused: {refused:?}"
+    );
+    // Garbage, and a TLS record cut short, at the TLS port: each connection is closed and
+    // counted, and the gateway goes on serving (the fleets below connect after them).
+    let handshake_header = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+    for bytes in [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], &handshake_header[..]] {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&backend.mqtts).expect("connect");
+        stream.write_all(bytes).expect("write");
+        stream.shutdown(std::net::Shutdown::Write).expect("half close");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        // An alert, or nothing; then the gateway closes.
+        let _ = stream.read_to_end(&mut Vec::new());
+    }
+    // The gateway counts a failed handshake just after it closes the connection: ask until
+    // the counts settle.
+    let counted = |name: &str| {
+        let metrics = Command::new("curl")
+            .args(["-sf", &format!("http://{}/metrics", backend.http)])
+            .output()
+            .expect("curl runs (scripts/test installs it)");
+        String::from_utf8_lossy(&metrics.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("fleetsim_gateway_{name} ")))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while counted("tls_failed_total") != Some(3) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(counted("tls_handshakes_total"), Some(1), "mosquitto_rr's handshake");
+    assert_eq!(
+        counted("tls_failed_total"),
+        Some(3),
+        "the refused handshake, the garbage and the cut record are counted"
     );
 
     let standalone_run = run(
