@@ -184,6 +184,9 @@ EOF
   run idle-15k-tls-reference "$OUT/scale-idle-tls-reference.toml"
   echo "reference backend over TLS, peak RSS: $(cat "$OUT/backend-tls.rss_kib") KiB"
   kill "$BACKEND"
+  # What a connect cost the harness while devices arrived (busy TLS against busy plaintext:
+  # the same arrivals and messages, so the difference is TLS's).
+  python3 benches/connect_cpu.py "$OUT"/{busy-15k-tls,busy-15k-plain,idle-15k-tls,idle-15k-tls-reference}/summary.json
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = sleeping ]; then
