@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{assert_exit, fleetsim, repo, scratch, summary};
+use binary::{assert_exit, fleetsim, repo, run_headless, scratch, summary};
 
 /// A `fleetsim backend` process, killed when dropped.
 struct Standalone {
@@ -90,16 +90,7 @@ fn run(dir: &Path, name: &str, backend: &str) -> serde_json::Value {
     )
     .expect("scenario");
     let out = dir.join(format!("{name}-report"));
-    assert_exit(
-        &fleetsim(&[
-            Path::new("run"),
-            &scenario,
-            Path::new("--out"),
-            &out,
-            Path::new("--headless"),
-        ]),
-        0,
-    );
+    assert_exit(&run_headless(&scenario, &out), 0);
     summary(&out)
 }
 

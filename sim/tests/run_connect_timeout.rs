@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{assert_exit, fleetsim, scratch, summary};
+use binary::{assert_exit, fleetsim, run_headless, scratch, summary};
 
 /// Accepts every connection and holds it without a word until the process ends.
 fn silent_server() -> std::net::SocketAddr {
@@ -49,14 +49,7 @@ mix = [ {{ model = "patient", share = 1.0, group = "g" }} ]
     .expect("scenario");
     let out = dir.join(format!("{name}-report"));
     let started = std::time::Instant::now();
-    let finished = fleetsim(&[
-        Path::new("run"),
-        &scenario,
-        Path::new("--out"),
-        &out,
-        Path::new("--headless"),
-    ]);
-    assert_exit(&finished, 0);
+    assert_exit(&run_headless(&scenario, &out), 0);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{name}: the run ends on time, whatever its devices wait for"

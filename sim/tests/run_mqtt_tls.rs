@@ -13,7 +13,7 @@ use std::path::Path;
 mod binary;
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
-use binary::{assert_exit, fleetsim, repo, scratch, summary};
+use binary::{assert_exit, fleetsim, repo, run_headless, scratch, summary};
 use mosquitto::Mosquitto;
 
 fn fleetsim_ca(dir: &Path) {
@@ -56,7 +56,7 @@ mix = [ {{ model = "smart-meter", share = 1.0, group = "meters" }} ]
     )
     .expect("scenario");
     let out = dir.join(format!("{name}-report"));
-    let finished = fleetsim(&[Path::new("run"), &scenario, Path::new("--out"), &out]);
+    let finished = run_headless(&scenario, &out);
     assert!(!String::from_utf8_lossy(&finished.stderr).contains("panicked"));
     assert_exit(&finished, 0);
     summary(&out)
@@ -220,13 +220,7 @@ fn a_ca_file_that_holds_no_certificate_stops_the_run_before_it_starts() {
     )
     .expect("scenario");
     let out = dir.join("report");
-    let finished = fleetsim(&[
-        Path::new("run"),
-        &scenario,
-        Path::new("--out"),
-        &out,
-        Path::new("--headless"),
-    ]);
+    let finished = run_headless(&scenario, &out);
     assert_exit(&finished, 2);
     let stderr = String::from_utf8_lossy(&finished.stderr);
     assert!(

@@ -40,6 +40,17 @@ pub fn fleetsim_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, Strin
         .expect("the fleetsim binary runs")
 }
 
+/// Runs `fleetsim run SCENARIO --out OUT --headless` from the repository root.
+pub fn run_headless(scenario: &Path, out: &Path) -> Output {
+    fleetsim(&[
+        Path::new("run"),
+        scenario,
+        Path::new("--out"),
+        out,
+        Path::new("--headless"),
+    ])
+}
+
 /// An empty scratch folder for this test process, named after `tag` (created by whoever
 /// writes into it).
 pub fn scratch(tag: &str) -> PathBuf {
