@@ -130,8 +130,9 @@ impl FleetCa {
         Ok(Self { cert, issuer })
     }
 
-    /// A new self-signed CA named `name`, valid for `days` from an hour ago; with its key.
-    pub fn create(name: &str, days: u32) -> Result<(Self, KeyPair), PkiError> {
+    /// A new self-signed CA named `name`, valid for `days` from an hour ago; with its
+    /// certificate and key in PEM, to write.
+    fn create(name: &str, days: u32) -> Result<(Self, Pem), PkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|source| PkiError::Make {
             what: "the CA's key",
             source,
@@ -145,18 +146,23 @@ impl FleetCa {
             what: "the CA certificate",
             source,
         })?;
-        let cert = cert.der().clone();
-        let signer = KeyPair::from_pem(&key.serialize_pem()).map_err(|source| PkiError::Make {
-            what: "the CA's signing key",
-            source,
-        })?;
-        let issuer = Issuer::new(params, signer);
-        Ok((Self { cert, issuer }, key))
+        let pem = Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        };
+        let issuer = Issuer::new(params, key);
+        Ok((
+            Self {
+                cert: cert.der().clone(),
+                issuer,
+            },
+            pem,
+        ))
     }
 
-    /// A server certificate for `names` (DNS names or IP addresses), valid for `days`, with
-    /// its new key.
-    pub fn issue_server(&self, names: &[String], days: u32) -> Result<(CertificateDer<'static>, KeyPair), PkiError> {
+    /// A server certificate for `names` (DNS names or IP addresses), valid for `days`, and
+    /// its new key, in PEM.
+    fn issue_server(&self, names: &[String], days: u32) -> Result<Pem, PkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|source| PkiError::Make {
             what: "the server's key",
             source,
@@ -181,7 +187,10 @@ impl FleetCa {
             what: "the server certificate",
             source,
         })?;
-        Ok((cert.der().clone(), key))
+        Ok(Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
     }
 
     /// Device `serial`'s certificate for `key`, valid until `not_after` (a year when `None`).
@@ -202,6 +211,12 @@ impl FleetCa {
         params.not_after = not_after.map_or(default_end, time::OffsetDateTime::from);
         Ok(params.signed_by(key, &self.issuer)?.der().clone())
     }
+}
+
+/// A certificate and its key in PEM, as `fleetsim ca` writes them.
+struct Pem {
+    cert: String,
+    key: String,
 }
 
 /// A device's key and certificate, as its TLS client presents them.
@@ -317,15 +332,15 @@ pub fn write_ca_folder(folder: &Path, server_names: &[String], days: u32) -> Res
         source: io::Error::other(e.to_string()),
     })?;
     let name = format!("fleetsim fleet CA {:08x}", u32::from_be_bytes(tag));
-    let (ca, ca_key) = FleetCa::create(&name, days)?;
-    let (server_cert, server_key) = ca.issue_server(server_names, days)?;
+    let (ca, ca_pem) = FleetCa::create(&name, days)?;
+    let server_pem = ca.issue_server(server_names, days)?;
     // Keys readable by their owner only; certificates by anyone (a broker that drops its
     // privileges reads its CA file as another user).
     let files = [
-        (CA_CERT, pem("CERTIFICATE", &ca.cert), 0o644),
-        (CA_KEY, ca_key.serialize_pem(), 0o600),
-        (SERVER_CERT, pem("CERTIFICATE", &server_cert), 0o644),
-        (SERVER_KEY, server_key.serialize_pem(), 0o600),
+        (CA_CERT, ca_pem.cert, 0o644),
+        (CA_KEY, ca_pem.key, 0o600),
+        (SERVER_CERT, server_pem.cert, 0o644),
+        (SERVER_KEY, server_pem.key, 0o600),
     ];
     let mut written = Vec::with_capacity(files.len());
     for (name, text, mode) in files {
@@ -350,20 +365,6 @@ fn write_file(path: &Path, text: &str, mode: u32) -> io::Result<()> {
         .mode(mode)
         .open(path)?;
     file.write_all(text.as_bytes())
-}
-
-/// DER bytes as PEM with `label`.
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        // Base64 is ASCII.
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 #[cfg(test)]

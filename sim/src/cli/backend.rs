@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, Exit};
-use crate::pki;
+use crate::dialect::embedded::backend::gateway_tls;
 
 /// A claim to create at start: `NAME:SECRET[:GROUP]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,10 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
     let mqtt = bind(args.mqtt, "MQTT").await?;
     let http = bind(args.http, "HTTP").await?;
     let mqtts = match args.mqtts {
-        Some(addr) => Some((bind(addr, "MQTT over TLS").await?, tls_config(args.data)?)),
+        Some(addr) => {
+            let (config, ca) = gateway_tls(args.data).map_err(CliError::Backend)?;
+            Some((bind(addr, "MQTT over TLS").await?, config, ca))
+        }
         None => None,
     };
     let (mqtt_addr, http_addr) = (mqtt.local_addr()?, http.local_addr()?);
@@ -102,12 +105,12 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
         "fleetsim backend: mqtt {mqtt_addr}, http {http_addr}, data {}",
         args.data.display()
     )?;
-    if let Some((listener, _)) = &mqtts {
+    if let Some((listener, _, ca)) = &mqtts {
         writeln!(
             out,
             "fleetsim backend: mqtts {}, ca {}",
             listener.local_addr()?,
-            args.data.join("tls").join(pki::CA_CERT).display()
+            ca.display()
         )?;
     }
     out.flush()?;
@@ -118,24 +121,9 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
         wait_for_signal().await;
         signal.cancel();
     });
+    let mqtts = mqtts.map(|(listener, config, _)| (listener, config));
     backend.serve_with_tls(mqtt, mqtts, http, shutdown).await?;
     Ok(Exit::Ok)
-}
-
-/// The TLS settings of the gateway's TLS listener, from `data/tls` (written as `fleetsim ca`
-/// writes a folder, for localhost and 127.0.0.1, when missing).
-fn tls_config(data: &Path) -> Result<std::sync::Arc<rustls::ServerConfig>, CliError> {
-    let folder = data.join("tls");
-    if !folder.join(pki::SERVER_CERT).exists() {
-        pki::write_ca_folder(
-            &folder,
-            &["localhost".to_owned(), "127.0.0.1".to_owned()],
-            pki::DEFAULT_CA_DAYS,
-        )
-        .map_err(|e| CliError::Backend(e.to_string()))?;
-    }
-    fleetsim_backend::gateway::stream::server_config(&folder.join(pki::SERVER_CERT), &folder.join(pki::SERVER_KEY))
-        .map_err(CliError::Backend)
 }
 
 /// The line `fleetsim backend` prints once it serves: the addresses it bound, so tools (and

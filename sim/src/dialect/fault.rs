@@ -30,11 +30,6 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// A socket's or a TLS stream's error, by what it means.
-    pub fn from_io(error: std::io::Error) -> Self {
-        TransportError::from(error).into()
-    }
-
     /// The counter this failure goes to.
     pub fn counter(self) -> Counter {
         match self {
@@ -51,7 +46,7 @@ impl Fault {
 }
 
 /// The counter of a TLS failure's reason.
-pub fn tls_counter(failure: TlsFailure) -> Counter {
+fn tls_counter(failure: TlsFailure) -> Counter {
     match failure {
         TlsFailure::UnknownCa => Counter::ErrorsTlsUnknownCa,
         TlsFailure::Expired => Counter::ErrorsTlsExpired,

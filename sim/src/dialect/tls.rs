@@ -25,7 +25,7 @@ use crate::metrics::recorder::{Counter, Latency};
 use crate::pki::{self, FleetCa, KeyType};
 use crate::scenario::file::{DeviceKeyType, Switch, TlsSection, TlsVersion};
 use crate::scenario::validate::parse_day;
-use crate::transport::mqtt::TransportError;
+use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 use crate::transport::stream::ByteStream;
 use crate::transport::tls::{ClientIdentity, ClientTemplate, Handshake, KeyMaker, TlsStream, Version};
 
@@ -115,17 +115,12 @@ impl DeviceTls {
         })
     }
 
-    /// Connects device `cx` (its serial `serial`) to `target` over TCP and runs the TLS
-    /// handshake: `tls.handshake.latency` from the TCP connection to the handshake's end, the
-    /// handshake counted as full or resumed. A refused handshake is a
-    /// [`TransportError::Tls`] with its reason.
-    pub async fn connect(
-        &self,
-        cx: &DeviceCx<'_>,
-        serial: &str,
-        target: SocketAddr,
-    ) -> Result<ByteStream, TransportError> {
-        let config = self.config_for(cx, serial)?;
+    /// Connects device `cx` to `target` over TCP and runs the TLS handshake:
+    /// `tls.handshake.latency` from the TCP connection to the handshake's end, the handshake
+    /// counted as full or resumed. A refused handshake is a [`TransportError::Tls`] with its
+    /// reason.
+    pub async fn connect(&self, cx: &DeviceCx<'_>, target: SocketAddr) -> Result<ByteStream, TransportError> {
+        let config = self.config_for(cx)?;
         let tcp = ByteStream::tcp_socket(target, cx.source).await?;
         let started = Instant::now();
         let (stream, kind) = TlsStream::handshake(tcp, config, self.server.clone()).await?;
@@ -137,8 +132,9 @@ impl DeviceTls {
         Ok(ByteStream::Tls(Box::new(stream)))
     }
 
-    /// Device `cx`'s client config: kept from its first connect, or made now.
-    fn config_for(&self, cx: &DeviceCx<'_>, serial: &str) -> Result<Arc<ClientConfig>, TransportError> {
+    /// Device `cx`'s client config: kept from its first connect, or made now (its serial
+    /// computed only then, for its certificate).
+    fn config_for(&self, cx: &DeviceCx<'_>) -> Result<Arc<ClientConfig>, TransportError> {
         // A poisoned lock means another shard panicked mid-insert; the map is still whole.
         let kept = self
             .devices
@@ -152,13 +148,13 @@ impl DeviceTls {
         let secret = cx.shared.serial_key;
         let identity = match &self.fleet_ca {
             Some(ca) => {
-                let made = pki::device_identity(ca, secret, serial, self.key_type, self.not_after)
+                let serial = cx.serial();
+                let made = pki::device_identity(ca, secret, &serial, self.key_type, self.not_after)
                     .map_err(|_| TransportError::Local)?;
                 Some(match self.key_type {
                     // Derived again at each handshake (tens of microseconds) rather than kept
                     // in every connected device (about a kilobyte, most of it AWS-LC's).
                     KeyType::EcdsaP256 => {
-                        let serial = serial.to_owned();
                         let maker: KeyMaker =
                             Arc::new(move || pki::derived_p256_pkcs8(secret, &serial).map(PrivateKeyDer::Pkcs8));
                         ClientIdentity::Derived(made.cert, maker)
@@ -177,5 +173,20 @@ impl DeviceTls {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(cx.index, config.clone());
         Ok(config)
+    }
+}
+
+/// Opens device `cx`'s MQTT session with `target`: over TLS when the dialect's devices speak
+/// it (`tls`), else over TCP from the device's source address. The one place a dialect's
+/// MQTT devices choose between the two.
+pub async fn mqtt_session(
+    tls: Option<&DeviceTls>,
+    cx: &DeviceCx<'_>,
+    target: SocketAddr,
+    params: ConnectParams<'_>,
+) -> Result<(MqttConn, bool), TransportError> {
+    match tls {
+        Some(tls) => MqttConn::open(tls.connect(cx, target).await?, params).await,
+        None => MqttConn::connect(target, cx.source, params).await,
     }
 }

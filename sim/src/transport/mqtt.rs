@@ -154,9 +154,7 @@ impl MqttConn {
         if let Some(rest) = started.rest {
             self.stream.write_all(&rest).await?;
         }
-        if self.stream.wants_flush() {
-            self.stream.flush().await?;
-        }
+        self.flush_held().await?;
         Ok(started.pkid)
     }
 
@@ -290,6 +288,12 @@ impl MqttConn {
     /// holds no write buffer.
     async fn write(&mut self, out: BytesMut) -> Result<(), TransportError> {
         self.stream.write_all(&out).await?;
+        self.flush_held().await
+    }
+
+    /// Sends what TLS still holds of the bytes written (its records the socket has not taken
+    /// yet); nothing to do over TCP.
+    async fn flush_held(&mut self) -> Result<(), TransportError> {
         if self.stream.wants_flush() {
             self.stream.flush().await?;
         }

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use rustls::client::UnbufferedClientConnection;
-use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{
     ClientSessionStore, ResolvesClientCert, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
 };
@@ -44,16 +43,6 @@ pub enum TlsFailure {
 }
 
 impl TlsFailure {
-    /// Every reason, in the order reports list them.
-    pub const ALL: [Self; 6] = [
-        Self::UnknownCa,
-        Self::Expired,
-        Self::Revoked,
-        Self::BadCertificate,
-        Self::ServerUntrusted,
-        Self::Handshake,
-    ];
-
     /// The reason as a metric name's suffix.
     pub fn name(self) -> &'static str {
         match self {
@@ -131,14 +120,9 @@ impl ClientTemplate {
                 Version::Tls13 => &rustls::version::TLS13,
             })
             .collect();
-        let verifier: Arc<dyn ServerCertVerifier> =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
         let config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&versions)?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
+            .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Self { config })
     }

@@ -7,7 +7,7 @@
 //! scenario's `token_env` variable when it names one, else from the seed.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fleetsim_backend::Backend;
@@ -119,24 +119,13 @@ fn start_in_process(
     };
     let (mqtts, device_tls) = match tls {
         Some(section) => {
-            let folder = data.join("tls");
-            pki::write_ca_folder(
-                &folder,
-                &["localhost".to_owned(), "127.0.0.1".to_owned()],
-                pki::DEFAULT_CA_DAYS,
-            )
-            .map_err(|e| failed(e.to_string()))?;
-            let config = fleetsim_backend::gateway::stream::server_config(
-                &folder.join(pki::SERVER_CERT),
-                &folder.join(pki::SERVER_KEY),
-            )
-            .map_err(failed)?;
+            let (config, ca) = gateway_tls(&data).map_err(failed)?;
             let listener = runtime
                 .block_on(TcpListener::bind("127.0.0.1:0"))
                 .map_err(|e| failed(e.to_string()))?;
             mqtt_addr = listener.local_addr().map_err(|e| failed(e.to_string()))?;
             let section = TlsSection {
-                ca: Some(folder.join(pki::CA_CERT).display().to_string()),
+                ca: Some(ca.display().to_string()),
                 ..section.clone()
             };
             let device_tls = DeviceTls::new(&section, &mqtt_addr.ip().to_string())?;
@@ -156,6 +145,23 @@ fn start_in_process(
         Some(active)
     });
     Ok((hosted, api, mqtt_addr, device_tls))
+}
+
+/// The TLS settings of the gateway's TLS listener, from the backend's `data/tls` folder
+/// (written as `fleetsim ca` writes one, for localhost and 127.0.0.1, when it holds no server
+/// certificate), and the CA devices trust. The in-process backend's and `fleetsim backend
+/// --mqtts`'s.
+pub fn gateway_tls(data: &Path) -> Result<(Arc<rustls::ServerConfig>, PathBuf), String> {
+    let folder = data.join("tls");
+    if !folder.join(pki::SERVER_CERT).exists() {
+        let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+        pki::write_ca_folder(&folder, &names, pki::DEFAULT_CA_DAYS).map_err(|e| e.to_string())?;
+    }
+    let config = fleetsim_backend::gateway::stream::server_config(
+        &folder.join(pki::SERVER_CERT),
+        &folder.join(pki::SERVER_KEY),
+    )?;
+    Ok((config, folder.join(pki::CA_CERT)))
 }
 
 /// Asks a reference backend's API where its device gateway listens.

@@ -21,9 +21,10 @@ use super::Embedded;
 use crate::device::{CommandKind, Event};
 use crate::dialect::firmware::{ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
+use crate::dialect::tls::mqtt_session;
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::Counter;
-use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
+use crate::transport::mqtt::{ConnectParams, TransportError};
 
 /// What a device holds after provisioning (boxed strings: kept for the whole run by every
 /// device).
@@ -114,15 +115,6 @@ impl From<TransportError> for Refusal {
 }
 
 impl Embedded {
-    /// Opens an MQTT session for device `cx` at the gateway: over TLS when the run's backend
-    /// serves devices over TLS, else over TCP.
-    async fn open(&self, cx: &DeviceCx<'_>, params: ConnectParams<'_>) -> Result<(MqttConn, bool), TransportError> {
-        match &self.tls {
-            Some(tls) => MqttConn::open(tls.connect(cx, &cx.serial(), self.mqtt).await?, params).await,
-            None => MqttConn::connect(self.mqtt, cx.source, params).await,
-        }
-    }
-
     /// Provisions the device by claim and returns its credentials.
     async fn claim(&self, cx: &DeviceCx<'_>) -> Result<Credentials, Refusal> {
         let serial = cx.serial();
@@ -134,7 +126,7 @@ impl Embedded {
             keep_alive_s: 30,
             clean_session: true,
         };
-        let (mut conn, _) = self.open(cx, params).await?;
+        let (mut conn, _) = mqtt_session(self.tls.as_deref(), cx, self.mqtt, params).await?;
         conn.subscribe(&[(&format!("fleet/v1/provision/{serial}/+"), QoS::AtLeastOnce)])
             .await?;
         let request = serde_json::json!({ "model": cx.model.name, "firmware": cx.model.firmware }).to_string();
@@ -236,7 +228,7 @@ impl Devices for Embedded {
             keep_alive_s: KEEP_ALIVE_S,
             clean_session: session == Session::DutyCycle,
         };
-        let (mut conn, session_present) = match self.open(cx, params).await {
+        let (mut conn, session_present) = match mqtt_session(self.tls.as_deref(), cx, self.mqtt, params).await {
             Ok(connected) => connected,
             // The backend no longer knows these credentials: the operator retired the device.
             Err(TransportError::Refused(ConnectReturnCode::NotAuthorized)) => return Err(Fault::Retired),

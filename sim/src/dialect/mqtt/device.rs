@@ -11,9 +11,10 @@ use rumqttc::mqttbytes::QoS;
 use super::Broker;
 use crate::device::Event;
 use crate::dialect::link::KEEP_ALIVE_S;
+use crate::dialect::tls::mqtt_session;
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::scratch;
-use crate::transport::mqtt::{ConnectParams, MqttConn};
+use crate::transport::mqtt::ConnectParams;
 
 /// What fills a topic template's placeholders for one device.
 #[derive(Debug, Clone, Copy)]
@@ -83,11 +84,7 @@ impl Devices for Broker {
             keep_alive_s: KEEP_ALIVE_S,
             clean_session: true,
         };
-        let node = self.node_for(&serial);
-        let (mut conn, _) = match &self.tls {
-            Some(tls) => MqttConn::open(tls.connect(cx, &serial, node).await?, params).await?,
-            None => MqttConn::connect(node, cx.source, params).await?,
-        };
+        let (mut conn, _) = mqtt_session(self.tls.as_deref(), cx, self.node_for(&serial), params).await?;
         if session == Session::Persistent {
             let topic = self.command_topic(identity(cx, &serial));
             // The SUBACK comes back through the device's reads, which ignore it.
