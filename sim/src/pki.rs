@@ -385,6 +385,20 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let written = write_ca_folder(&dir, &["localhost".into(), "127.0.0.1".into()], 30).expect("written");
         assert_eq!(written.files.len(), 4);
+        let mode = |name: &str| {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs::metadata(dir.join(name)).expect("written").permissions().mode() & 0o777
+        };
+        assert_eq!(
+            (mode(CA_KEY), mode(SERVER_KEY)),
+            (0o600, 0o600),
+            "keys: their owner's only"
+        );
+        assert_eq!(
+            (mode(CA_CERT), mode(SERVER_CERT)),
+            (0o644, 0o644),
+            "certificates: anyone's"
+        );
         let again = write_ca_folder(&dir, &["localhost".into()], 30).expect_err("a CA is never overwritten");
         assert!(again.to_string().contains("already holds a fleet CA"), "{again}");
         let ca = FleetCa::load(&dir).expect("loads");
