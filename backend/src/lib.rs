@@ -8,17 +8,18 @@
 //! harness run it in-process on port 0.
 
 pub mod api;
+pub mod certs;
 pub mod gateway;
 pub mod ota;
 pub mod registry;
 
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use gateway::stream::GatewayTls;
 use gateway::{Gateway, Limits};
 use ota::campaign::CampaignRunner;
 use ota::firmware::{FirmwareError, FirmwareStore};
@@ -66,11 +67,11 @@ impl Backend {
     }
 
     /// As [`Backend::serve`], with devices also served over TLS on `mqtts` (a listener and
-    /// the server's TLS config) when given.
+    /// its TLS settings, with the CA that issues devices' certificates) when given.
     pub async fn serve_with_tls(
         &self,
         mqtt: TcpListener,
-        mqtts: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+        mqtts: Option<(TcpListener, GatewayTls)>,
         http: TcpListener,
         shutdown: CancellationToken,
     ) -> io::Result<()> {
@@ -105,7 +106,7 @@ impl Backend {
         };
         let tls_gateway = async {
             match mqtts {
-                Some((listener, config)) => self.gateway.serve_tls(listener, config, shutdown.clone()).await,
+                Some((listener, tls)) => self.gateway.serve_tls(listener, tls, shutdown.clone()).await,
                 None => Ok(()),
             }
         };

@@ -3,6 +3,7 @@
 //! the audit log, `/healthz` and `/metrics`. Documented in `docs/backend-api.md`.
 
 mod campaigns;
+mod certificates;
 mod claims;
 mod commands;
 mod config;
@@ -75,6 +76,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/devices/{id}", get(devices::show))
         .route("/api/v1/devices/{id}/decommission", post(devices::decommission))
         .route("/api/v1/devices/{id}/commands", post(commands::send))
+        .route("/api/v1/devices/{id}/certificates", get(certificates::list))
+        .route("/api/v1/devices/{id}/certificates/rotate", post(certificates::rotate))
         .route("/api/v1/commands/{id}", get(commands::show))
         .route("/api/v1/serials/{serial}/release", post(devices::release))
         .route("/api/v1/groups/{group}/config", put(config::set_group))

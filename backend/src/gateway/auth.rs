@@ -1,8 +1,9 @@
 //! The start of a connection: read CONNECT (within the connect timeout) and check its
 //! credentials. A device authenticates with the id and token the registry issued (client id,
-//! username = device id; password = token); a provisioning connection with a fleet claim
-//! (username `claim:NAME`, password = claim secret). Anything else gets CONNACK "not
-//! authorized".
+//! username = device id; password = token), or over TLS with a certificate the backend's CA
+//! issued it (client id = the certificate's common name, the device id; the certificate not
+//! revoked); a provisioning connection with a fleet claim (username `claim:NAME`, password =
+//! claim secret). Anything else gets CONNACK "not authorized".
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -16,7 +17,8 @@ use super::Shared;
 use super::packet_io::{PacketError, PacketIo};
 use super::stats::bump;
 use super::topics::Principal;
-use crate::registry::{ClaimAuth, DeviceAuth};
+use crate::certs::PeerCert;
+use crate::registry::{CertAuth, ClaimAuth, DeviceAuth};
 
 /// Username prefix that marks a fleet claim credential (`claim:NAME` with the claim secret
 /// as password); any other username is a device id.
@@ -35,6 +37,7 @@ pub(super) struct Accepted {
 /// Reads and checks CONNECT; answers a refusal itself. The CONACK of success is sent by
 /// `Conn::run` once the session is attached, with the right session-present flag.
 pub(super) async fn handshake(stream: DeviceStream, shared: &Shared) -> Option<Accepted> {
+    let peer = stream.peer_cert();
     let mut io = PacketIo::new(stream, shared.limits.max_packet_bytes);
     let connect = match timeout(shared.limits.connect_timeout, io.read()).await {
         Ok(Ok(Some(Packet::Connect(connect)))) if connect.protocol == Protocol::V4 => connect,
@@ -62,12 +65,15 @@ pub(super) async fn handshake(stream: DeviceStream, shared: &Shared) -> Option<A
         }
     };
     let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let Some((principal, client_id)) = authenticate(shared, &connect, conn_id) else {
+    let Some((principal, client_id)) = authenticate(shared, &connect, peer.as_ref(), conn_id) else {
         bump(&shared.stats.connects_refused);
         let refusal = Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false));
         let _ = io.write(&refusal).await;
         return None;
     };
+    if peer.is_some() && matches!(principal, Principal::Device(_)) {
+        bump(&shared.stats.connects_certificate);
+    }
     bump(match principal {
         Principal::Device(_) => &shared.stats.connects_device,
         Principal::Claim(_) => &shared.stats.connects_claim,
@@ -82,9 +88,41 @@ pub(super) async fn handshake(stream: DeviceStream, shared: &Shared) -> Option<A
     })
 }
 
-/// Checks the CONNECT's credentials: a claim (`claim:NAME`) or a device id whose client id
-/// is that same id. Returns who connected and the client id to hold.
-fn authenticate(shared: &Shared, connect: &Connect, conn_id: u64) -> Option<(Principal, String)> {
+/// Checks the CONNECT's credentials: a claim (`claim:NAME`), a client certificate (`peer`,
+/// already verified by the handshake) whose device id is the client id, or a device id whose
+/// client id is that same id. Returns who connected and the client id to hold.
+fn authenticate(
+    shared: &Shared,
+    connect: &Connect,
+    peer: Option<&PeerCert>,
+    conn_id: u64,
+) -> Option<(Principal, String)> {
+    let claim_login = connect
+        .login
+        .as_ref()
+        .is_some_and(|login| login.username.starts_with(CLAIM_USER_PREFIX));
+    if let Some(peer) = peer
+        && !claim_login
+    {
+        // The certificate is the identity: the client id (and a username, when sent) must be
+        // the device it names; a password means nothing.
+        let named = connect.client_id == peer.device_id
+            && connect
+                .login
+                .as_ref()
+                .is_none_or(|login| login.username.is_empty() || login.username == peer.device_id);
+        if !named {
+            return None;
+        }
+        return match shared.registry.authenticate_certificate(&peer.device_id, &peer.serial) {
+            CertAuth::Ok { .. } => Some((Principal::Device(peer.device_id.clone()), peer.device_id.clone())),
+            CertAuth::Revoked => {
+                bump(&shared.stats.certificates_revoked_refused);
+                None
+            }
+            CertAuth::Unknown => None,
+        };
+    }
     let login = connect.login.as_ref()?;
     if let Some(claim) = login.username.strip_prefix(CLAIM_USER_PREFIX) {
         if shared.registry.authenticate_claim(claim, login.password.as_bytes()) != ClaimAuth::Ok {

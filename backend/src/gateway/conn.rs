@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::auth::{Accepted, handshake};
+use super::certify;
 use super::packet_io::{PacketError, PacketIo};
-use super::payloads::{self, Payload};
+use super::payloads::{self, CsrAsk, Payload};
 use super::sessions::{Live, OUTBOUND_CHANNEL, Outbound, Stored, Subscription};
 use super::stats::bump;
 use super::topics::{self, Inbound, Principal};
@@ -260,6 +261,7 @@ impl Conn {
                     );
                     self.reply_provision(&serial, false, body).await?;
                 }
+                (Ok(Payload::CertRequest(ask)), _) => self.on_cert_request(&ask).await?,
                 (Ok(payload), Inbound::CommandResult { cmd_id }) => {
                     let cmd_id = cmd_id.to_owned();
                     self.on_device_payload(Some(&cmd_id), payload).await;
@@ -311,8 +313,9 @@ impl Conn {
                     Ok(_) | Err(_) => bump(&stats.ota_reports_ignored),
                 }
             }
-            // Topics only a claim may use never classify as a device's.
-            Payload::Provision { .. } => bump(&stats.publish_refused),
+            // Topics only a claim may use never classify as a device's; certificate requests
+            // are answered by `on_cert_request`.
+            Payload::Provision { .. } | Payload::CertRequest(_) => bump(&stats.publish_refused),
         }
     }
 
@@ -320,10 +323,22 @@ impl Conn {
         let Principal::Claim(claim) = &self.principal else {
             return Ok(());
         };
-        let Payload::Provision { model, firmware } = payload else {
+        let Payload::Provision { model, firmware, csr } = payload else {
             return Ok(());
         };
         let stats = &self.shared.stats;
+        // A bad CSR is refused before the device exists, so it leaves nothing behind.
+        let signable = match &csr {
+            Some(ask) => match certify::check(&self.shared, ask, serial, &format!("serial:{serial}")).await {
+                Ok(signable) => Some(signable),
+                Err(refusal) => {
+                    bump(&stats.provision_rejected);
+                    let body = rejected(refusal.as_str(), refusal.message());
+                    return self.reply_provision(serial, false, body).await;
+                }
+            },
+            None => None,
+        };
         let meta = ProvisionMeta { model, firmware };
         let (accepted, body) = match self.shared.registry.provision(claim, serial, meta).await {
             Ok(ProvisionOutcome::Accepted {
@@ -332,11 +347,25 @@ impl Conn {
                 group,
                 ..
             }) => {
-                bump(&stats.provision_accepted);
                 let config = self.effective_config(&device_id).await;
-                let body =
+                let mut body =
                     serde_json::json!({ "device_id": device_id, "token": token, "group": group, "config": config });
-                (true, body)
+                let certified = match signable {
+                    Some(signable) => certify::issue(&self.shared, signable, &device_id, true)
+                        .await
+                        .map(|cert| body["certificate"] = cert),
+                    None => Ok(()),
+                };
+                match certified {
+                    Ok(()) => {
+                        bump(&stats.provision_accepted);
+                        (true, body)
+                    }
+                    Err(why) => {
+                        bump(&stats.provision_rejected);
+                        (false, rejected("unavailable", why))
+                    }
+                }
             }
             Ok(ProvisionOutcome::Rejected { reason }) => {
                 bump(&stats.provision_rejected);
@@ -351,6 +380,44 @@ impl Conn {
             }
         };
         self.reply_provision(serial, accepted, body).await
+    }
+
+    /// Answers a device's certificate request on its own connection (a rotation when the
+    /// operator asked for one, else a renewal): `cert/accepted` with the certificate, or
+    /// `cert/rejected` with why.
+    async fn on_cert_request(&mut self, ask: &CsrAsk) -> Result<(), PacketError> {
+        let Principal::Device(device_id) = &self.principal else {
+            return Ok(());
+        };
+        let device_id = device_id.clone();
+        let registry = self.shared.registry.clone();
+        let id = device_id.clone();
+        let serial = match tokio::task::spawn_blocking(move || registry.device(&id)).await {
+            Ok(Ok(Some(device))) => device.serial,
+            _ => {
+                let body = rejected("unavailable", "the registry could not be read; retry later");
+                return self.reply_cert(&device_id, false, body).await;
+            }
+        };
+        let (accepted, body) = match certify::check(&self.shared, ask, &serial, &device_id).await {
+            Err(refusal) => (false, rejected(refusal.as_str(), refusal.message())),
+            Ok(signable) => match certify::issue(&self.shared, signable, &device_id, false).await {
+                Ok(cert) => (true, cert),
+                Err(why) => (false, rejected("unavailable", why)),
+            },
+        };
+        self.reply_cert(&device_id, accepted, body).await
+    }
+
+    async fn reply_cert(
+        &mut self,
+        device_id: &str,
+        accepted: bool,
+        body: serde_json::Value,
+    ) -> Result<(), PacketError> {
+        let topic = topics::cert_reply(device_id, accepted);
+        self.send(Publish::new(topic, QoS::AtLeastOnce, body.to_string().into_bytes()))
+            .await
     }
 
     async fn reply_provision(

@@ -5,6 +5,7 @@
 //! general-purpose broker with the service as one more client.
 
 pub mod auth;
+pub mod certify;
 pub mod conn;
 pub mod packet_io;
 pub mod payloads;
@@ -14,8 +15,8 @@ pub mod stream;
 pub mod topics;
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -23,10 +24,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::certs::CertAuthority;
 use crate::registry::Registry;
 use sessions::SessionTable;
 use stats::GatewayStats;
-use stream::DeviceStream;
+use stream::{DeviceStream, GatewayTls};
 
 /// Bounds on what one connection may do.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +64,9 @@ pub struct Shared {
     pub limits: Limits,
     /// Source of connection ids.
     pub next_conn_id: AtomicU64,
+    /// The CA that signs devices' certificate requests, once a TLS listener holding its key
+    /// serves.
+    pub authority: OnceLock<Arc<CertAuthority>>,
 }
 
 /// The gateway: cheap to clone, shared by the accept loop and the operator API.
@@ -79,6 +84,7 @@ impl Gateway {
             stats: GatewayStats::default(),
             limits,
             next_conn_id: AtomicU64::new(1),
+            authority: OnceLock::new(),
         };
         Self {
             shared: Arc::new(shared),
@@ -101,16 +107,21 @@ impl Gateway {
         self.accept(listener, None, shutdown).await
     }
 
-    /// As [`Gateway::serve`], over TLS with `config`: a device that has not finished its
-    /// handshake within the connect timeout is dropped, and handshakes are counted, done and
-    /// failed.
+    /// As [`Gateway::serve`], over TLS: a device that has not finished its handshake within
+    /// the connect timeout is dropped, and handshakes are counted, done and failed. With a CA,
+    /// devices get certificates from it and log in with them.
     pub async fn serve_tls(
         &self,
         listener: TcpListener,
-        config: Arc<rustls::ServerConfig>,
+        tls: GatewayTls,
         shutdown: CancellationToken,
     ) -> io::Result<()> {
-        self.accept(listener, Some(TlsAcceptor::from(config)), shutdown).await
+        if let Some(authority) = tls.authority {
+            // A second TLS listener brings the same data folder's CA; the first one stays.
+            let _ = self.shared.authority.set(authority);
+        }
+        self.accept(listener, Some(TlsAcceptor::from(tls.config)), shutdown)
+            .await
     }
 
     async fn accept(

@@ -42,7 +42,23 @@ pub enum Payload {
         model: Option<String>,
         /// Firmware it says it runs.
         firmware: Option<String>,
+        /// A certificate signing request, to be issued a certificate with the identity.
+        csr: Option<CsrAsk>,
     },
+    /// A certificate signing request on the device's own connection (a rotation or renewal).
+    CertRequest(CsrAsk),
+}
+
+/// A certificate signing request as a device sends it: the CSR in PEM (checked later, by
+/// `certs::check_csr`) and the validity it asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsrAsk {
+    /// The CSR, PEM.
+    pub csr: String,
+    /// Seconds the certificate should last; the CA's default when absent.
+    #[serde(default)]
+    pub validity_s: Option<u64>,
 }
 
 /// Why a payload was refused.
@@ -96,14 +112,27 @@ pub fn decode(inbound: &Inbound<'_>, payload: &[u8]) -> Result<Payload, BadPaylo
                 return Ok(Payload::Provision {
                     model: None,
                     firmware: None,
+                    csr: None,
                 });
             }
-            let request: ProvisionRequest = serde_json::from_slice(payload)
-                .map_err(|_| BadPayload("expected {\"model\": \"m\", \"firmware\": \"1.0\"} or nothing"))?;
+            let request: ProvisionRequest = serde_json::from_slice(payload).map_err(|_| {
+                BadPayload("expected {\"model\": \"m\", \"firmware\": \"1.0\", \"csr\": \"PEM\", \"validity_s\": N} (each optional) or nothing")
+            })?;
+            let csr = match (request.csr, request.validity_s) {
+                (Some(csr), validity_s) => Some(CsrAsk { csr, validity_s }),
+                (None, Some(_)) => return Err(BadPayload("validity_s is for a certificate: send a csr with it")),
+                (None, None) => None,
+            };
             Ok(Payload::Provision {
                 model: request.model,
                 firmware: request.firmware,
+                csr,
             })
+        }
+        Inbound::CertRequest => {
+            let ask: CsrAsk = serde_json::from_slice(payload)
+                .map_err(|_| BadPayload("expected {\"csr\": \"PEM\", \"validity_s\": N (optional)}"))?;
+            Ok(Payload::CertRequest(ask))
         }
     }
 }
@@ -116,6 +145,10 @@ struct ProvisionRequest {
     model: Option<String>,
     #[serde(default)]
     firmware: Option<String>,
+    #[serde(default)]
+    csr: Option<String>,
+    #[serde(default)]
+    validity_s: Option<u64>,
 }
 
 /// `.../cmd/{id}/result` payload: `status` is `ok` or `error`; `output` is anything the
@@ -207,9 +240,30 @@ mod tests {
             provision,
             Ok(Payload::Provision {
                 model: None,
-                firmware: None
+                firmware: None,
+                csr: None,
             })
         );
+        let with_csr = decode(
+            &Inbound::Provision { serial: "S" },
+            br#"{"model": "m", "csr": "PEM", "validity_s": 600}"#,
+        );
+        assert!(matches!(
+            with_csr,
+            Ok(Payload::Provision {
+                csr: Some(CsrAsk {
+                    validity_s: Some(600),
+                    ..
+                }),
+                ..
+            })
+        ));
+        assert!(decode(&Inbound::Provision { serial: "S" }, br#"{"validity_s": 600}"#).is_err());
+        assert!(matches!(
+            decode(&Inbound::CertRequest, br#"{"csr": "PEM"}"#),
+            Ok(Payload::CertRequest(CsrAsk { validity_s: None, .. }))
+        ));
+        assert!(decode(&Inbound::CertRequest, br#"{"pem": "x"}"#).is_err());
         assert!(decode(&Inbound::Provision { serial: "S" }, br#"{"modle": "x"}"#).is_err());
         assert_eq!(
             decode(&Inbound::Telemetry, b"\xff\x00 anything"),

@@ -61,6 +61,16 @@ pub struct GatewayStats {
     pub undeliverable: AtomicU64,
     /// Messages queued for an offline device with a persistent session.
     pub queued_offline: AtomicU64,
+    /// CONNECTs accepted on a client certificate.
+    pub connects_certificate: AtomicU64,
+    /// CONNECTs refused for a revoked client certificate (included in `connects_refused`).
+    pub certificates_revoked_refused: AtomicU64,
+    /// Certificates the CA issued to devices (provisioning, rotation, renewal).
+    pub certs_issued: AtomicU64,
+    /// Earlier certificates revoked by a new one (at once or after a rotation's grace).
+    pub certs_revoked: AtomicU64,
+    /// Certificate signing requests refused (malformed, forged, wrong key, wrong subject).
+    pub csr_rejected: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -176,6 +186,31 @@ impl GatewayStats {
                 "queued_offline_total",
                 "messages queued for offline persistent sessions",
                 &self.queued_offline,
+            ),
+            (
+                "connects_certificate_total",
+                "CONNECTs accepted on a client certificate",
+                &self.connects_certificate,
+            ),
+            (
+                "certificates_revoked_refused_total",
+                "CONNECTs refused for a revoked client certificate",
+                &self.certificates_revoked_refused,
+            ),
+            (
+                "certs_issued_total",
+                "device certificates issued (provisioning, rotation, renewal)",
+                &self.certs_issued,
+            ),
+            (
+                "certs_revoked_total",
+                "device certificates revoked by a newer one",
+                &self.certs_revoked,
+            ),
+            (
+                "csr_rejected_total",
+                "certificate signing requests refused",
+                &self.csr_rejected,
             ),
         ];
         let mut out = String::new();

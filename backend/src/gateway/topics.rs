@@ -43,6 +43,8 @@ pub enum Inbound<'a> {
         /// The command answered, `c-N`.
         cmd_id: &'a str,
     },
+    /// `fleet/v1/d/{id}/cert/csr`: a certificate signing request (rotation or renewal).
+    CertRequest,
     /// A provisioning request for `serial`.
     Provision {
         /// The serial to provision.
@@ -81,6 +83,7 @@ pub fn inbound<'a>(principal: &Principal, topic: &'a str) -> Result<Inbound<'a>,
                 ["status"] => Ok(Inbound::Status),
                 ["config", "reported"] => Ok(Inbound::ConfigReported),
                 ["ota", "status"] => Ok(Inbound::OtaStatus),
+                ["cert", "csr"] => Ok(Inbound::CertRequest),
                 ["cmd", _, "result"] => {
                     let cmd_id = rest.trim_start_matches("cmd/").trim_end_matches("/result");
                     if cmd_id.is_empty() {
@@ -186,6 +189,17 @@ pub fn command(device_id: &str, cmd_id: &str) -> String {
 /// The topic an OTA job is delivered on.
 pub fn ota_job(device_id: &str) -> String {
     format!("{DEVICE_PREFIX}{device_id}/ota/job")
+}
+
+/// `fleet/v1/d/{id}/cert/accepted` or `/rejected`: the answer to a certificate request.
+pub fn cert_reply(device_id: &str, accepted: bool) -> String {
+    let outcome = if accepted { "accepted" } else { "rejected" };
+    format!("{DEVICE_PREFIX}{device_id}/cert/{outcome}")
+}
+
+/// `fleet/v1/d/{id}/cert/rotate`: the operator asks the device for a new certificate.
+pub fn cert_rotate(device_id: &str) -> String {
+    format!("{DEVICE_PREFIX}{device_id}/cert/rotate")
 }
 
 /// The topic a provisioning reply goes to.

@@ -10,7 +10,7 @@ use std::sync::{PoisonError, RwLock};
 use rusqlite::Connection;
 
 use super::identity::{ct_eq, sha256};
-use super::records::{ClaimAuth, DeviceAuth, DeviceState, RegistryCounts, RegistryError};
+use super::records::{CertAuth, ClaimAuth, DeviceAuth, DeviceState, RegistryCounts, RegistryError};
 
 /// What authentication needs to know about a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,15 @@ pub struct ClaimEntry {
     pub revoked: bool,
 }
 
+/// What authentication needs to know about a certificate the backend issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertEntry {
+    /// The device it names.
+    pub device_id: Box<str>,
+    /// When it stops being accepted, unix ms.
+    pub revoke_at: Option<u64>,
+}
+
 /// A change to apply after its batch committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheUpdate {
@@ -39,6 +48,8 @@ pub enum CacheUpdate {
     Device(String, DeviceEntry),
     /// Insert or replace a claim.
     Claim(String, ClaimEntry),
+    /// Insert or replace a certificate, by serial number.
+    Cert(String, CertEntry),
 }
 
 /// Both caches. Locks are held only for a map lookup or for applying one batch.
@@ -46,6 +57,7 @@ pub enum CacheUpdate {
 pub struct AuthCache {
     devices: RwLock<HashMap<String, DeviceEntry>>,
     claims: RwLock<HashMap<String, ClaimEntry>>,
+    certs: RwLock<HashMap<String, CertEntry>>,
     counts: RwLock<RegistryCounts>,
 }
 
@@ -91,9 +103,28 @@ impl AuthCache {
             tally_claim(&mut counts, &entry, 1);
             claims.insert(name, entry);
         }
+        let mut certs = HashMap::new();
+        let mut stmt = conn.prepare("SELECT serial, device_id, revoke_at FROM certificates")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let serial: String = row.get(0)?;
+            let revoke_at = match row.get::<_, Option<i64>>(2)? {
+                Some(at) => Some(
+                    u64::try_from(at)
+                        .map_err(|_| RegistryError::Corrupt(format!("certificate {serial}: revoke_at {at}")))?,
+                ),
+                None => None,
+            };
+            let entry = CertEntry {
+                device_id: row.get::<_, String>(1)?.into_boxed_str(),
+                revoke_at,
+            };
+            certs.insert(serial, entry);
+        }
         Ok(AuthCache {
             devices: RwLock::new(devices),
             claims: RwLock::new(claims),
+            certs: RwLock::new(certs),
             counts: RwLock::new(counts),
         })
     }
@@ -107,6 +138,7 @@ impl AuthCache {
         // failure aborts instead), so a poisoned map is still consistent: keep serving it.
         let mut devices = self.devices.write().unwrap_or_else(PoisonError::into_inner);
         let mut claims = self.claims.write().unwrap_or_else(PoisonError::into_inner);
+        let mut certs = self.certs.write().unwrap_or_else(PoisonError::into_inner);
         let mut counts = self.counts.write().unwrap_or_else(PoisonError::into_inner);
         for update in updates {
             match update {
@@ -121,6 +153,9 @@ impl AuthCache {
                     if let Some(replaced) = claims.insert(name, entry) {
                         tally_claim(&mut counts, &replaced, -1);
                     }
+                }
+                CacheUpdate::Cert(serial, entry) => {
+                    certs.insert(serial, entry);
                 }
             }
         }
@@ -150,6 +185,29 @@ impl AuthCache {
                     DeviceAuth::WrongToken
                 }
             }
+        }
+    }
+
+    /// Checks a client certificate (already verified by the TLS handshake as issued by the
+    /// backend's CA) by its serial number: it must be one the registry recorded for
+    /// `device_id`, not revoked by `now` (unix ms), and its device active.
+    pub fn authenticate_certificate(&self, device_id: &str, serial: &str, now: u64) -> CertAuth {
+        let revoked = {
+            let certs = self.certs.read().unwrap_or_else(PoisonError::into_inner);
+            match certs.get(serial) {
+                Some(entry) if &*entry.device_id == device_id => entry.revoke_at.is_some_and(|at| at <= now),
+                _ => return CertAuth::Unknown,
+            }
+        };
+        let devices = self.devices.read().unwrap_or_else(PoisonError::into_inner);
+        match devices.get(device_id) {
+            Some(DeviceEntry {
+                token_hash: Some(_),
+                group,
+                ..
+            }) if !revoked => CertAuth::Ok { group: group.clone() },
+            Some(_) => CertAuth::Revoked,
+            None => CertAuth::Unknown,
         }
     }
 

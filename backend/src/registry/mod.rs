@@ -5,6 +5,7 @@
 
 mod cache;
 mod campaigns;
+mod certs;
 mod commands;
 mod identity;
 mod job;
@@ -33,11 +34,12 @@ use job::{Job, WriteCtx};
 use writer::{Shared, Writer};
 
 pub use campaigns::{CampaignRecord, OTA_STATES, OtaReport, WaveCounts};
+pub use certs::{CertificateRecord, IssueReason, NewCertificate, Recorded};
 pub use commands::{COMMAND_NAMES, CommandRecord, CommandState, Completion};
 pub use identity::{KEY_FILE, MAX_META_LEN, MAX_SECRET_LEN};
 pub use reads::MAX_PAGE;
 pub use records::{
-    Actor, AuditEntry, ClaimAuth, ConfigScope, DeviceAuth, DeviceRecord, DeviceState, Drift, EffectiveConfig,
+    Actor, AuditEntry, CertAuth, ClaimAuth, ConfigScope, DeviceAuth, DeviceRecord, DeviceState, Drift, EffectiveConfig,
     ProvisionMeta, ProvisionOutcome, Refusal, RegistryCounts, RegistryError, RejectReason, WriterStats,
 };
 pub use schema::{DB_FILE, SCHEMA_VERSION};
@@ -197,6 +199,13 @@ impl Registry {
         self.inner.shared.cache.is_active(device_id)
     }
 
+    /// Checks a client certificate of `device_id` by its serial number (answered from memory,
+    /// never blocks on I/O).
+    pub fn authenticate_certificate(&self, device_id: &str, serial: &str) -> CertAuth {
+        let now = (self.inner.clock)();
+        self.inner.shared.cache.authenticate_certificate(device_id, serial, now)
+    }
+
     /// Checks a claim's secret (answered from memory, never blocks on I/O).
     pub fn authenticate_claim(&self, name: &str, secret: &[u8]) -> ClaimAuth {
         self.inner.shared.cache.authenticate_claim(name, secret)
@@ -277,6 +286,31 @@ impl Registry {
         }
         let id = device_id.to_owned();
         self.submit(move |ctx| ops::decommission(ctx, &id)).await
+    }
+
+    /// Records a certificate the CA issued to an active device, revoking its earlier ones as
+    /// the issue's reason says ([`IssueReason`]); `NotFound` when the device is not active.
+    pub async fn record_certificate(
+        &self,
+        device_id: &str,
+        cert: NewCertificate,
+    ) -> Result<Result<Recorded, Refusal>, RegistryError> {
+        if !valid_device_id(device_id) {
+            return Ok(Err(Refusal::NotFound));
+        }
+        let id = device_id.to_owned();
+        self.submit(move |ctx| certs::record(ctx, &id, &cert)).await
+    }
+
+    /// Notes that an active device is to rotate its certificate, the old one accepted for
+    /// `grace_ms` after the new one is issued; `NotFound` when the device is not active.
+    pub async fn request_rotation(&self, device_id: &str, grace_ms: u64) -> Result<Result<(), Refusal>, RegistryError> {
+        if !valid_device_id(device_id) {
+            return Ok(Err(Refusal::NotFound));
+        }
+        let id = device_id.to_owned();
+        self.submit(move |ctx| certs::request_rotation(ctx, &id, grace_ms))
+            .await
     }
 
     /// Lets a decommissioned serial be provisioned again, under a new id and token.
@@ -429,6 +463,11 @@ impl Registry {
     /// The device with that id, in any state.
     pub fn device(&self, id: &str) -> Result<Option<DeviceRecord>, RegistryError> {
         reads::device(&self.reader(), id)
+    }
+
+    /// The certificates issued to a device, oldest first.
+    pub fn certificates(&self, device_id: &str) -> Result<Vec<CertificateRecord>, RegistryError> {
+        certs::list(&self.reader(), device_id)
     }
 
     /// The serial's newest identity (its live row, else its last released row).

@@ -265,12 +265,16 @@ pub fn decommission(ctx: &mut WriteCtx<'_>, device_id: &str) -> Result<Result<()
     ctx.conn
         .prepare_cached("DELETE FROM reported_config WHERE device_id = ?1")?
         .execute([device_id])?;
+    ctx.conn
+        .prepare_cached("DELETE FROM rotations WHERE device_id = ?1")?
+        .execute([device_id])?;
+    let revoked = super::certs::revoke_others(ctx, device_id, None, ctx.now)?;
     audit(
         ctx,
         Actor::Operator,
         "device.decommissioned",
         device_id,
-        &json!({ "serial": serial }),
+        &json!({ "serial": serial, "certificates_revoked": revoked }),
     )?;
     ctx.after_commit(CacheUpdate::Device(
         device_id.to_owned(),

@@ -128,6 +128,20 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// The verdict on a client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertAuth {
+    /// Accepted; the device's group.
+    Ok {
+        /// The device's group.
+        group: String,
+    },
+    /// Revoked (rotated past its grace, replaced, or its device decommissioned).
+    Revoked,
+    /// Not a certificate the registry issued to that device.
+    Unknown,
+}
+
 /// Optional descriptive fields a device sends with its provisioning request. They are
 /// untrusted and only descriptive: each is cut to [`super::MAX_META_LEN`] bytes before storing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

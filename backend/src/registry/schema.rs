@@ -77,7 +77,7 @@ INSERT INTO meta(key, value) VALUES ('config_seq', 0);
 
 /// Migration steps; entry `i` takes the schema from version `i` to `i + 1`. Appending is the
 /// only allowed change: shipped steps have run on real databases.
-const MIGRATIONS: &[&str] = &[V1, super::commands::V2, super::campaigns::V3];
+const MIGRATIONS: &[&str] = &[V1, super::commands::V2, super::campaigns::V3, super::certs::V4];
 
 /// The schema version this code writes and reads.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

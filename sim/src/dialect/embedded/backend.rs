@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use fleetsim_backend::Backend;
 use fleetsim_backend::gateway::Limits;
+use fleetsim_backend::gateway::stream::GatewayTls;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -151,17 +152,19 @@ fn start_in_process(
 /// (written as `fleetsim ca` writes one, for localhost and 127.0.0.1, when it holds no server
 /// certificate), and the CA devices trust. The in-process backend's and `fleetsim backend
 /// --mqtts`'s.
-pub fn gateway_tls(data: &Path) -> Result<(Arc<rustls::ServerConfig>, PathBuf), String> {
+pub fn gateway_tls(data: &Path) -> Result<(GatewayTls, PathBuf), String> {
     let folder = data.join("tls");
     if !folder.join(pki::SERVER_CERT).exists() {
         let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
         pki::write_ca_folder(&folder, &names, pki::DEFAULT_CA_DAYS).map_err(|e| e.to_string())?;
     }
-    let config = fleetsim_backend::gateway::stream::server_config(
+    let (ca_cert, ca_key) = (folder.join(pki::CA_CERT), folder.join(pki::CA_KEY));
+    let tls = GatewayTls::load(
         &folder.join(pki::SERVER_CERT),
         &folder.join(pki::SERVER_KEY),
+        Some((&ca_cert, &ca_key)),
     )?;
-    Ok((config, folder.join(pki::CA_CERT)))
+    Ok((tls, ca_cert))
 }
 
 /// Asks a reference backend's API where its device gateway listens.
