@@ -250,6 +250,41 @@ pub fn device_identity(
     Ok(DeviceIdentity { cert, key })
 }
 
+/// A device's key for a certificate signing request: the `generation`th key of `serial`
+/// (derived from `secret`, so the same device asks with the same key in every run; each
+/// rotation a new one) for ECDSA, generated for RSA. With its PKCS#8 DER, to present later.
+pub fn request_key(
+    secret: u64,
+    serial: &str,
+    generation: u32,
+    key_type: KeyType,
+) -> Result<(KeyPair, PrivateKeyDer<'static>), rcgen::Error> {
+    let key = match key_type {
+        KeyType::EcdsaP256 => derived_p256_key(secret, &generation_name(serial, generation))?,
+        KeyType::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048)?,
+    };
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    Ok((key, der))
+}
+
+/// The name a device's `generation`th key is derived under: the serial itself first (the key
+/// a fleet CA's certificate carries), then `serial#2`, `serial#3`, ...
+pub fn generation_name(serial: &str, generation: u32) -> String {
+    if generation <= 1 {
+        serial.to_owned()
+    } else {
+        format!("{serial}#{generation}")
+    }
+}
+
+/// A PKCS#10 certificate signing request, PEM, for `key` with subject `CN=serial`: what a
+/// device of the reference backend sends to be issued a certificate.
+pub fn certificate_request(key: &KeyPair, serial: &str) -> Result<String, rcgen::Error> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name_of(serial);
+    params.serialize_request(key)?.pem()
+}
+
 /// The P-256 key of device `serial`, for signing its certificate.
 fn derived_p256_key(secret: u64, serial: &str) -> Result<KeyPair, rcgen::Error> {
     let der = derived_p256_pkcs8(secret, serial).ok_or(rcgen::Error::KeyGenerationUnavailable)?;

@@ -64,11 +64,16 @@ pub async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Resu
 /// Decommissions a device: credentials revoked, live session closed, desired config
 /// deleted, recorded in the audit log. Its serial cannot provision again until released.
 pub async fn decommission(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    state
+    let revoked = state
         .registry
         .decommission(&id)
         .await?
         .map_err(|refusal| ApiError::refused(refusal, &id))?;
+    state
+        .gateway
+        .stats()
+        .certs_revoked
+        .fetch_add(revoked, std::sync::atomic::Ordering::Relaxed);
     state.gateway.sessions().evict(&id);
     Ok(StatusCode::NO_CONTENT)
 }

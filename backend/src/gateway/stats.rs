@@ -67,7 +67,8 @@ pub struct GatewayStats {
     pub certificates_revoked_refused: AtomicU64,
     /// Certificates the CA issued to devices (provisioning, rotation, renewal).
     pub certs_issued: AtomicU64,
-    /// Earlier certificates revoked by a new one (at once or after a rotation's grace).
+    /// Device certificates revoked: by a newer one (at once, or after a rotation's grace) or
+    /// at decommissioning.
     pub certs_revoked: AtomicU64,
     /// Certificate signing requests refused (malformed, forged, wrong key, wrong subject).
     pub csr_rejected: AtomicU64,
@@ -204,7 +205,7 @@ impl GatewayStats {
             ),
             (
                 "certs_revoked_total",
-                "device certificates revoked by a newer one",
+                "device certificates revoked (replaced, rotated or decommissioned)",
                 &self.certs_revoked,
             ),
             (

@@ -279,8 +279,9 @@ impl Registry {
             .await
     }
 
-    /// Decommissions an active device; its token stops authenticating once this returns.
-    pub async fn decommission(&self, device_id: &str) -> Result<Result<(), Refusal>, RegistryError> {
+    /// Decommissions an active device; its token and certificates stop authenticating once
+    /// this returns. Returns how many certificates that revoked.
+    pub async fn decommission(&self, device_id: &str) -> Result<Result<u64, Refusal>, RegistryError> {
         if !valid_device_id(device_id) {
             return Ok(Err(Refusal::NotFound));
         }

@@ -240,9 +240,10 @@ pub fn provision(
     }
 }
 
-/// Decommissions an active device: voids its token, drops its device-scoped desired and
-/// reported config. Audit `device.decommissioned`.
-pub fn decommission(ctx: &mut WriteCtx<'_>, device_id: &str) -> Result<Result<(), Refusal>, RegistryError> {
+/// Decommissions an active device: voids its token, revokes its certificates, drops its
+/// device-scoped desired and reported config. Audit `device.decommissioned`. Returns how many
+/// certificates it revoked.
+pub fn decommission(ctx: &mut WriteCtx<'_>, device_id: &str) -> Result<Result<u64, Refusal>, RegistryError> {
     let row: Option<(String, String, String)> = ctx
         .conn
         .prepare_cached("SELECT serial, state, group_name FROM devices WHERE id = ?1")?
@@ -284,7 +285,7 @@ pub fn decommission(ctx: &mut WriteCtx<'_>, device_id: &str) -> Result<Result<()
             state: DeviceState::Decommissioned,
         },
     ));
-    Ok(Ok(()))
+    Ok(Ok(revoked))
 }
 
 /// Moves the serial's decommissioned row to released so the serial can be provisioned again

@@ -253,6 +253,14 @@ impl Device {
                     self.retry_at = now.after(BOOT);
                 }
             }
+            Event::RotateCertificate if self.state == State::Online => out.push(Action::RequestCertificate),
+            Event::CredentialsChanged if self.state == State::Online => {
+                // Leave cleanly and log in again at once with the new credentials.
+                out.push(Action::Leave);
+                self.state = State::Offline;
+                self.attempt = 0;
+                self.connect(now, ctx, &mut out);
+            }
             Event::OtaJob(image) if self.state == State::Online && self.ota == OtaStage::Idle => {
                 self.start_update(now, image, ctx, &mut out);
             }

@@ -62,6 +62,10 @@ pub enum Event {
         /// Bytes of the image held now.
         reached: u64,
     },
+    /// The operator asked the device (through the backend) for a new certificate.
+    RotateCertificate,
+    /// The device holds new credentials (a new certificate): it logs in again with them.
+    CredentialsChanged,
     /// The backend told the device how often to report (a hawkBit server's polling
     /// interval), in simulated milliseconds; 0 returns it to its model's schedule.
     ReportEvery {
@@ -102,6 +106,8 @@ pub enum Action {
     },
     /// Answer the command just received.
     CommandResult,
+    /// Ask the backend for a new certificate (send a certificate signing request).
+    RequestCertificate,
     /// Fetch bytes `from..to` of the update's image (HTTP Range), then deliver
     /// `Event::Downloaded`. `to` short of the size is the model cutting the attempt.
     Download {

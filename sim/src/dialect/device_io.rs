@@ -72,6 +72,8 @@ pub enum Answer {
     Command,
     /// Where the update stands.
     Ota(OtaReport),
+    /// A certificate signing request, for a new certificate the backend asked for.
+    Certificate,
 }
 
 /// What reaches a device's core, in order: what the server sent, whichever way it came, and

@@ -1,14 +1,15 @@
 //! What the operator did and when, shared by the operator and the shards, so a device that
 //! answers an operator's action can measure from the moment the operator acted: a config
 //! push's set time for `config.latency`, a command's send time for `command.latency`, and
-//! the first failure a device reported for `ota.halt.latency`; and the campaigns it started,
-//! for the dashboard to follow.
+//! the first failure a device reported for `ota.halt.latency`, a rotation's request time for
+//! `rotate.latency`; the devices whose credentials it revoked, whose later connects are
+//! `revoked.tried`; and the campaigns it started, for the dashboard to follow.
 //!
 //! Design: written a few times per phase and read only when a device handles an operator's
 //! message (never on the telemetry path), so plain mutexes are enough. The operator writes
 //! before it calls the backend, so a device that hears from the backend always finds the time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -28,6 +29,10 @@ pub struct OperatorLog {
     campaigns: Mutex<Vec<StartedCampaign>>,
     /// When each group's latest rollout started (devices that poll take it at their next poll).
     rollout_started: Mutex<HashMap<String, Instant>>,
+    /// Devices whose credentials the operator revoked (decommissioned), by device id.
+    revoked: Mutex<HashSet<String>>,
+    /// When each device was last asked to rotate its certificate, by device id.
+    rotation_asked: Mutex<HashMap<String, Instant>>,
 }
 
 impl OperatorLog {
@@ -80,6 +85,38 @@ impl OperatorLog {
     /// When the latest rollout to `group` started.
     pub fn rollout_started_at(&self, group: &str) -> Option<Instant> {
         self.rollout_started.lock().ok()?.get(group).copied()
+    }
+
+    /// Records that `device_id`'s credentials are being revoked now (before the call, so a
+    /// device the backend drops at once finds the mark when it tries again).
+    pub fn revoked(&self, device_id: &str) {
+        if let Ok(mut set) = self.revoked.lock() {
+            set.insert(device_id.to_owned());
+        }
+    }
+
+    /// Takes back [`OperatorLog::revoked`] when the backend did not revoke them after all.
+    pub fn not_revoked(&self, device_id: &str) {
+        if let Ok(mut set) = self.revoked.lock() {
+            set.remove(device_id);
+        }
+    }
+
+    /// Whether the operator revoked `device_id`'s credentials.
+    pub fn is_revoked(&self, device_id: &str) -> bool {
+        self.revoked.lock().is_ok_and(|set| set.contains(device_id))
+    }
+
+    /// Records that `device_id` is being asked to rotate its certificate now.
+    pub fn rotation_asked(&self, device_id: &str, at: Instant) {
+        if let Ok(mut map) = self.rotation_asked.lock() {
+            map.insert(device_id.to_owned(), at);
+        }
+    }
+
+    /// When `device_id` was last asked to rotate its certificate.
+    pub fn rotation_asked_at(&self, device_id: &str) -> Option<Instant> {
+        self.rotation_asked.lock().ok()?.get(device_id).copied()
     }
 
     /// The campaigns started so far.

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::{DeviceCx, StartError};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::pki::{self, FleetCa, KeyType};
-use crate::scenario::file::{DeviceKeyType, Switch, TlsSection, TlsVersion};
+use crate::scenario::file::{CredentialKind, DeviceKeyType, Switch, TlsSection, TlsVersion};
 use crate::scenario::validate::parse_day;
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 use crate::transport::stream::ByteStream;
@@ -38,8 +38,37 @@ pub struct DeviceTls {
     key_type: KeyType,
     resume: bool,
     not_after: Option<SystemTime>,
-    /// Each device's client config, by index, once it first connected.
-    devices: Mutex<HashMap<u64, Arc<ClientConfig>>>,
+    /// Devices log in with a certificate the reference backend's CA signed from their own
+    /// request (`credentials = "certificate"`).
+    certified: bool,
+    /// What a connection that presents no certificate uses (a claim connection of a
+    /// certified device): no resumption, since it is one exchange.
+    anonymous: Arc<ClientConfig>,
+    /// Each device's client config, by index, once it first connected (or, certified, once
+    /// it was issued a certificate).
+    devices: Mutex<HashMap<u64, Held>>,
+    /// Certificate requests sent and not yet answered, by index: the key generation asked
+    /// for, and an RSA key (which cannot be derived again) to present once issued.
+    requests: Mutex<HashMap<u64, (u32, Option<PrivateKeyDer<'static>>)>>,
+}
+
+/// What [`DeviceTls`] keeps of one device.
+#[derive(Debug, Clone)]
+struct Held {
+    config: Arc<ClientConfig>,
+    /// The generation of the key its certificate holds (0: no certificate of its own).
+    generation: u32,
+    /// Why it was last issued a certificate it has not logged in with yet.
+    switching: Option<Switching>,
+}
+
+/// Why a device holds a certificate it has not logged in with yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switching {
+    /// The operator asked it to rotate.
+    Rotate,
+    /// It renewed on its own.
+    Renew,
 }
 
 impl DeviceTls {
@@ -76,6 +105,7 @@ impl DeviceTls {
             })
             .collect();
         let template = ClientTemplate::new(roots, &versions).map_err(|e| bad(e.to_string()))?;
+        let anonymous = template.for_device(None, false).map_err(|e| bad(e.to_string()))?;
         let name = section.server_name.as_deref().unwrap_or(host);
         let server = ServerName::try_from(name.to_owned()).map_err(|_| {
             bad(format!(
@@ -111,8 +141,75 @@ impl DeviceTls {
             key_type,
             resume: section.resumption != Some(Switch::Off),
             not_after,
+            certified: section.credentials == Some(CredentialKind::Certificate),
+            anonymous,
             devices: Mutex::new(HashMap::new()),
+            requests: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether devices log in with a certificate the backend's CA signed from their request.
+    pub fn certified(&self) -> bool {
+        self.certified
+    }
+
+    /// A certificate signing request for device `cx`'s next key (`CN` = its serial), PEM; the
+    /// request is remembered until [`DeviceTls::install`] takes its certificate.
+    pub fn certificate_request(&self, cx: &DeviceCx<'_>) -> Result<String, TransportError> {
+        let generation = self.held(cx).map_or(0, |held| held.generation) + 1;
+        let serial = cx.serial();
+        let (key, der) = pki::request_key(cx.shared.serial_key, &serial, generation, self.key_type)
+            .map_err(|_| TransportError::Local)?;
+        let csr = pki::certificate_request(&key, &serial).map_err(|_| TransportError::Local)?;
+        let kept = (self.key_type == KeyType::Rsa2048).then_some(der);
+        lock(&self.requests).insert(cx.index, (generation, kept));
+        Ok(csr)
+    }
+
+    /// Takes the certificate (PEM) issued for device `cx`'s last request: from now on the
+    /// device presents it, with the request's key, and starts a new session (a session
+    /// resumed would carry the old identity). `why` is kept until [`DeviceTls::switched`].
+    pub fn install(&self, cx: &DeviceCx<'_>, cert_pem: &str, why: Option<Switching>) -> Result<(), TransportError> {
+        let Some((generation, kept)) = lock(&self.requests).remove(&cx.index) else {
+            // An answer to no request of ours (a duplicate): nothing to take.
+            return Err(TransportError::Protocol);
+        };
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| TransportError::Protocol)?;
+        let identity = match kept {
+            Some(key) => ClientIdentity::Kept(cert, key),
+            None => {
+                let (secret, name) = (cx.shared.serial_key, pki::generation_name(&cx.serial(), generation));
+                let maker: KeyMaker =
+                    Arc::new(move || pki::derived_p256_pkcs8(secret, &name).map(PrivateKeyDer::Pkcs8));
+                ClientIdentity::Derived(cert, maker)
+            }
+        };
+        let config = self
+            .template
+            .for_device(Some(identity), self.resume)
+            .map_err(|_| TransportError::Local)?;
+        let held = Held {
+            config,
+            generation,
+            switching: why,
+        };
+        lock(&self.devices).insert(cx.index, held);
+        Ok(())
+    }
+
+    /// Why device `cx` was issued the certificate it has just logged in with, once.
+    pub fn switched(&self, cx: &DeviceCx<'_>) -> Option<Switching> {
+        lock(&self.devices).get_mut(&cx.index)?.switching.take()
+    }
+
+    /// Connects device `cx` to `target` presenting no certificate (a claim connection of a
+    /// certified device), with no resumption.
+    pub async fn connect_anonymous(&self, cx: &DeviceCx<'_>, target: SocketAddr) -> Result<ByteStream, TransportError> {
+        self.handshake(cx, target, self.anonymous.clone()).await
+    }
+
+    fn held(&self, cx: &DeviceCx<'_>) -> Option<Held> {
+        lock(&self.devices).get(&cx.index).cloned()
     }
 
     /// Connects device `cx` to `target` over TCP and runs the TLS handshake:
@@ -121,6 +218,15 @@ impl DeviceTls {
     /// reason.
     pub async fn connect(&self, cx: &DeviceCx<'_>, target: SocketAddr) -> Result<ByteStream, TransportError> {
         let config = self.config_for(cx)?;
+        self.handshake(cx, target, config).await
+    }
+
+    async fn handshake(
+        &self,
+        cx: &DeviceCx<'_>,
+        target: SocketAddr,
+        config: Arc<ClientConfig>,
+    ) -> Result<ByteStream, TransportError> {
         let tcp = ByteStream::tcp_socket(target, cx.source).await?;
         let started = Instant::now();
         let (stream, kind) = TlsStream::handshake(tcp, config, self.server.clone()).await?;
@@ -132,18 +238,15 @@ impl DeviceTls {
         Ok(ByteStream::Tls(Box::new(stream)))
     }
 
-    /// Device `cx`'s client config: kept from its first connect, or made now (its serial
-    /// computed only then, for its certificate).
+    /// Device `cx`'s client config: kept from its first connect (or its certificate's
+    /// issue), or made now (its serial computed only then, for its certificate).
     fn config_for(&self, cx: &DeviceCx<'_>) -> Result<Arc<ClientConfig>, TransportError> {
-        // A poisoned lock means another shard panicked mid-insert; the map is still whole.
-        let kept = self
-            .devices
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&cx.index)
-            .cloned();
-        if let Some(config) = kept {
-            return Ok(config);
+        if let Some(held) = lock(&self.devices).get(&cx.index) {
+            return Ok(held.config.clone());
+        }
+        if self.certified {
+            // A certified device connects as itself only once issued a certificate.
+            return Err(TransportError::Local);
         }
         let secret = cx.shared.serial_key;
         let identity = match &self.fleet_ca {
@@ -168,12 +271,20 @@ impl DeviceTls {
             .template
             .for_device(identity, self.resume)
             .map_err(|_| TransportError::Local)?;
-        self.devices
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(cx.index, config.clone());
+        let held = Held {
+            config: config.clone(),
+            generation: 1,
+            switching: None,
+        };
+        lock(&self.devices).insert(cx.index, held);
         Ok(config)
     }
+}
+
+/// Locks one of the maps. A poisoned lock means another shard panicked mid-insert; the map is
+/// still whole.
+fn lock<T>(map: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Opens device `cx`'s MQTT session with `target`: over TLS when the dialect's devices speak

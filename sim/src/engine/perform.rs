@@ -227,6 +227,10 @@ impl<D: Dialect> DeviceTask<D> {
                     cx.count(Counter::CommandsAnswered);
                     dialect.answer(&cx, device, link, Answer::Command, inbox).await;
                 }
+                Action::RequestCertificate => {
+                    // Boxed: a few times in a device's life.
+                    Box::pin(dialect.answer(&cx, device, link, Answer::Certificate, inbox)).await;
+                }
                 Action::Download { from, to } => {
                     if from > 0 {
                         cx.count(Counter::OtaResumes);

@@ -131,6 +131,46 @@ pub const METRICS: &[Metric] = &[
         MetricKind::Count,
         "TLS handshakes that resumed an earlier session",
     ),
+    metric(
+        "rotate.latency",
+        MetricKind::Histogram,
+        "operator asked a device to rotate -> the device connected on its new certificate",
+    ),
+    metric(
+        "certs.issued",
+        MetricKind::Count,
+        "certificates devices received from the backend's CA (provisioning, rotation, renewal)",
+    ),
+    metric(
+        "certs.rotated",
+        MetricKind::Count,
+        "devices connected on the certificate a rotation gave them",
+    ),
+    metric(
+        "certs.renewed",
+        MetricKind::Count,
+        "devices connected on a certificate they renewed before the old one expired",
+    ),
+    metric(
+        "certs.revoked",
+        MetricKind::Count,
+        "device certificates the backend said it revoked (a rotated device's old one, a decommissioned device's)",
+    ),
+    metric(
+        "revoked.tried",
+        MetricKind::Count,
+        "connects by devices whose credentials the operator had revoked (decommissioned)",
+    ),
+    metric(
+        "revoked.refused",
+        MetricKind::Count,
+        "of those, connects the backend refused",
+    ),
+    metric(
+        "revoked.refused_share",
+        MetricKind::Ratio,
+        "revoked.refused / revoked.tried: 100% when revocation holds",
+    ),
 ];
 
 /// Lifecycle states; `devices.<state>` is a gauge for each.
@@ -173,6 +213,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "tls_bad_certificate",
     "tls_server_untrusted",
     "tls_handshake",
+    "csr",
     "tls",
     "total",
 ];

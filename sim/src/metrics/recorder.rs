@@ -74,6 +74,8 @@ names!(
         OtaTake => "ota.take.latency",
         /// TCP connected -> TLS handshake done (the device's side).
         TlsHandshake => "tls.handshake.latency",
+        /// The operator asked a device to rotate -> it connected on its new certificate.
+        Rotate => "rotate.latency",
     }
 );
 
@@ -173,6 +175,20 @@ names!(
         ErrorsTlsServerUntrusted => "errors.tls_server_untrusted",
         /// TLS failed otherwise: no common version or cipher suite, a malformed message.
         ErrorsTlsHandshake => "errors.tls_handshake",
+        /// Certificate signing requests the backend refused.
+        ErrorsCsr => "errors.csr",
+        /// Certificates devices received from the backend's CA.
+        CertsIssued => "certs.issued",
+        /// Devices connected on the certificate a rotation gave them.
+        CertsRotated => "certs.rotated",
+        /// Devices connected on a certificate they renewed.
+        CertsRenewed => "certs.renewed",
+        /// Device certificates the backend said it revoked.
+        CertsRevoked => "certs.revoked",
+        /// Connects by devices the operator had decommissioned.
+        RevokedTried => "revoked.tried",
+        /// Of those, connects the backend refused.
+        RevokedRefused => "revoked.refused",
     }
 );
 

@@ -185,6 +185,13 @@ impl Figures {
         (failed_boots > 0).then(|| rolled as f64 / failed_boots as f64)
     }
 
+    /// Connects the backend refused / connects tried, by devices whose credentials the
+    /// operator had revoked.
+    pub fn revoked_refused_share(&self) -> Option<f64> {
+        let tried = self.snapshot.count(Counter::RevokedTried);
+        (tried > 0).then(|| self.snapshot.count(Counter::RevokedRefused) as f64 / tried as f64)
+    }
+
     /// First failure report -> the first campaign halted.
     pub fn halt_latency(&self) -> Option<Duration> {
         let first = self.first_failure_ms?;
@@ -260,6 +267,7 @@ impl Figures {
             "devices.lost": self.lost,
             "ota.exposed": self.ota_exposed(),
             "ota.rollback.success": self.rollback_success(),
+            "revoked.refused_share": self.revoked_refused_share(),
             "ota.halt.latency_ms": ms(self.halt_latency()),
             "reconnect.recovery_ms": ms(self.reconnect_recovery()),
         });
@@ -358,6 +366,7 @@ impl Measured for Figures {
             "devices.lost" => return self.lost.map(|n| n as f64),
             "ota.exposed" => return self.ota_exposed(),
             "ota.rollback.success" => return self.rollback_success(),
+            "revoked.refused_share" => return self.revoked_refused_share(),
             "ota.halt.latency" => return secs(self.halt_latency()),
             "reconnect.recovery" => return secs(self.reconnect_recovery()),
             _ => {}

@@ -193,6 +193,7 @@ fn merged_summary(parts: &[Part], totals: &BTreeMap<String, Histogram<u64>>) -> 
         "devices.lost": sum(&|s| s["metrics"]["devices.lost"].as_f64()).map(|n| n as u64),
         "ota.exposed": (targeted > 0.0).then(|| count("ota.installed") / targeted),
         "ota.rollback.success": (failed_boots > 0.0).then(|| rolled / failed_boots),
+        "revoked.refused_share": (count("revoked.tried") > 0.0).then(|| count("revoked.refused") / count("revoked.tried")),
         "ota.halt.latency_ms": halt,
         "reconnect.recovery_ms": recovery,
     });

@@ -113,6 +113,14 @@ pub(super) fn check_phase(
             let share = share_of("share", p.share.0)?;
             (p.at.0, p.group, Action::Decommission { share })
         }
+        PhaseSection::Rotate(p) => {
+            let share = match p.share {
+                Some(share) => share_of("share", share.0)?,
+                None => 1.0,
+            };
+            let grace = p.grace.map_or(DEFAULT_ROTATION_GRACE, |g| g.0);
+            (p.at.0, p.group, Action::Rotate { share, grace })
+        }
     };
     if let Some(group) = &group
         && !groups.contains(group.as_str())
@@ -146,6 +154,10 @@ pub(super) fn check_phase(
 
 /// Soak time of a wave when the rollout does not set one.
 const DEFAULT_SOAK: Duration = Duration::from_secs(10);
+
+/// How long a rotated device's old certificate is still accepted when the phase names no
+/// grace (the reference backend's own default).
+const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(60);
 
 /// Checks an OTA phase's image and rollout.
 fn check_campaign(

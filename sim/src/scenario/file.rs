@@ -134,6 +134,22 @@ pub struct TlsSection {
     /// is made when omitted.
     #[serde(default)]
     pub device_cert_not_after: Option<String>,
+    /// How devices of the reference backend log in over TLS: `token` (the default; the id and
+    /// token issued at provisioning) or `certificate` (each device sends a certificate signing
+    /// request with its provisioning request, the backend's CA signs it, and the device logs
+    /// in with that certificate; its key never leaves it). Only for `kind = "embedded"`.
+    #[serde(default)]
+    pub credentials: Option<CredentialKind>,
+}
+
+/// What a device logs in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialKind {
+    /// The id and token issued at provisioning.
+    Token,
+    /// A certificate the backend's CA signed from the device's own request.
+    Certificate,
 }
 
 /// A device key's type.
@@ -341,6 +357,8 @@ pub enum PhaseSection {
     Outage(OutagePhase),
     /// Decommission a share of the fleet.
     Decommission(DecommissionPhase),
+    /// Make a share of the fleet rotate its certificates.
+    Rotate(RotatePhase),
 }
 
 impl PhaseSection {
@@ -352,6 +370,7 @@ impl PhaseSection {
             Self::Ota(p) => p.at.0,
             Self::Outage(p) => p.at.0,
             Self::Decommission(p) => p.at.0,
+            Self::Rotate(p) => p.at.0,
         }
     }
 }
@@ -461,6 +480,24 @@ pub struct DecommissionPhase {
     pub group: Option<String>,
     /// Share of the target to decommission.
     pub share: PercentValue,
+}
+
+/// `action = "rotate"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotatePhase {
+    /// When the phase fires.
+    pub at: DurationValue,
+    /// Target group; the whole fleet when omitted.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Share of the target asked to rotate; all when omitted.
+    #[serde(default)]
+    pub share: Option<PercentValue>,
+    /// How long a device's old certificate is still accepted after its new one is issued;
+    /// 60 s when omitted.
+    #[serde(default)]
+    pub grace: Option<DurationValue>,
 }
 
 /// A device model file (`device-models/*.toml`).

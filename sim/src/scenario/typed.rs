@@ -172,6 +172,13 @@ pub enum Action {
         /// Share of the target, a fraction.
         share: f64,
     },
+    /// Ask a share of the target to rotate its certificates.
+    Rotate {
+        /// Share of the target, a fraction.
+        share: f64,
+        /// How long old certificates are still accepted after the new ones are issued.
+        grace: Duration,
+    },
 }
 
 impl Action {
@@ -183,6 +190,7 @@ impl Action {
             Self::Ota(_) => "ota",
             Self::Outage { .. } => "outage",
             Self::Decommission { .. } => "decommission",
+            Self::Rotate { .. } => "rotate",
         }
     }
 }

@@ -21,10 +21,11 @@ use super::Embedded;
 use crate::device::{CommandKind, Event};
 use crate::dialect::firmware::{ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
-use crate::dialect::tls::mqtt_session;
+use crate::dialect::tls::{Switching, mqtt_session};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
-use crate::metrics::recorder::Counter;
-use crate::transport::mqtt::{ConnectParams, TransportError};
+use crate::metrics::recorder::{Counter, Latency};
+use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
+use crate::transport::tls::TlsFailure;
 
 /// What a device holds after provisioning (boxed strings: kept for the whole run by every
 /// device).
@@ -126,10 +127,19 @@ impl Embedded {
             keep_alive_s: 30,
             clean_session: true,
         };
-        let (mut conn, _) = mqtt_session(self.tls.as_deref(), cx, self.mqtt, params).await?;
+        let certified = self.tls.as_deref().filter(|tls| tls.certified());
+        let mut request = serde_json::json!({ "model": cx.model.name, "firmware": cx.model.firmware });
+        let (mut conn, _) = match certified {
+            // A certified device's claim connection presents no certificate: it has none yet.
+            Some(tls) => {
+                request["csr"] = tls.certificate_request(cx)?.into();
+                MqttConn::open(tls.connect_anonymous(cx, self.mqtt).await?, params).await?
+            }
+            None => mqtt_session(self.tls.as_deref(), cx, self.mqtt, params).await?,
+        };
         conn.subscribe(&[(&format!("fleet/v1/provision/{serial}/+"), QoS::AtLeastOnce)])
             .await?;
-        let request = serde_json::json!({ "model": cx.model.name, "firmware": cx.model.firmware }).to_string();
+        let request = request.to_string();
         conn.publish(
             &format!("fleet/v1/provision/{serial}"),
             request.as_bytes(),
@@ -149,6 +159,11 @@ impl Embedded {
                     let body: serde_json::Value =
                         serde_json::from_slice(&reply.payload).map_err(|_| Refusal::Rejected)?;
                     let field = |key: &str| body[key].as_str().map(str::to_owned).ok_or(Refusal::Rejected);
+                    if let Some(tls) = certified {
+                        let pem = body["certificate"]["certificate"].as_str().ok_or(Refusal::Rejected)?;
+                        tls.install(cx, pem, None)?;
+                        cx.count(Counter::CertsIssued);
+                    }
                     return Ok(Credentials {
                         device_id: field("device_id")?.into_boxed_str(),
                         token: Token::new(&field("token")?),
@@ -222,31 +237,63 @@ impl Devices for Embedded {
         };
         let id = &credentials.device_id;
         let token = credentials.token.text();
+        let certified = self.tls.as_deref().filter(|tls| tls.certified());
         let params = ConnectParams {
             client_id: id,
-            login: Some((id, &token)),
+            // A certified device's certificate is its login.
+            login: certified.is_none().then_some((&**id, token.as_str())),
             keep_alive_s: KEEP_ALIVE_S,
             clean_session: session == Session::DutyCycle,
         };
-        let (mut conn, session_present) = match mqtt_session(self.tls.as_deref(), cx, self.mqtt, params).await {
+        // A device whose credentials the operator revoked must be refused, every time.
+        let revoked = cx.shared.marks.is_revoked(id);
+        if revoked {
+            cx.count(Counter::RevokedTried);
+        }
+        let connected = mqtt_session(self.tls.as_deref(), cx, self.mqtt, params).await;
+        if revoked
+            && matches!(
+                connected,
+                Err(TransportError::Refused(ConnectReturnCode::NotAuthorized)
+                    | TransportError::Tls(TlsFailure::Revoked | TlsFailure::BadCertificate))
+            )
+        {
+            cx.count(Counter::RevokedRefused);
+        }
+        let (mut conn, session_present) = match connected {
             Ok(connected) => connected,
             // The backend no longer knows these credentials: the operator retired the device.
             Err(TransportError::Refused(ConnectReturnCode::NotAuthorized)) => return Err(Fault::Retired),
             Err(error) => return Err(error.into()),
         };
+        if let Some(why) = certified.and_then(|tls| tls.switched(cx)) {
+            match why {
+                Switching::Rotate => {
+                    if let Some(asked) = cx.shared.marks.rotation_asked_at(id) {
+                        cx.record(Latency::Rotate, asked);
+                    }
+                    cx.count(Counter::CertsRotated);
+                }
+                Switching::Renew => cx.count(Counter::CertsRenewed),
+            }
+        }
         if !session_present && session == Session::Persistent {
-            let (config, commands, jobs) = (
+            let (config, commands, jobs, certs) = (
                 format!("fleet/v1/d/{id}/config/desired"),
                 format!("fleet/v1/d/{id}/cmd/+"),
                 format!("fleet/v1/d/{id}/ota/job"),
+                format!("fleet/v1/d/{id}/cert/+"),
             );
-            // The SUBACK comes back through the device's reads, which ignore it.
-            conn.subscribe(&[
-                (&config, QoS::AtLeastOnce),
+            let mut topics = vec![
+                (config.as_str(), QoS::AtLeastOnce),
                 (&commands, QoS::AtLeastOnce),
                 (&jobs, QoS::AtLeastOnce),
-            ])
-            .await?;
+            ];
+            if certified.is_some() {
+                topics.push((&certs, QoS::AtLeastOnce));
+            }
+            // The SUBACK comes back through the device's reads, which ignore it.
+            conn.subscribe(&topics).await?;
         }
         Ok(Link::stream(conn))
     }
@@ -286,6 +333,18 @@ impl Devices for Embedded {
                 self.publish_answer(cx, (id, link), (&suffix, body), measured, inbox)
                     .await;
             }
+            Answer::Certificate => {
+                let Some(tls) = self.tls.as_deref().filter(|tls| tls.certified()) else {
+                    return;
+                };
+                let Ok(csr) = tls.certificate_request(cx) else {
+                    cx.count(Counter::ErrorsLocal);
+                    return;
+                };
+                let body = serde_json::json!({ "csr": csr }).to_string();
+                self.publish_answer(cx, (id, link), ("cert/csr", body.as_bytes()), None, inbox)
+                    .await;
+            }
             Answer::Ota(report) => {
                 let campaign = device.update.as_ref().map_or(0, |update| update.job.campaign);
                 let body = format!("{{\"campaign\":{campaign},\"state\":\"{}\"}}", report.name());
@@ -309,6 +368,25 @@ impl Devices for Embedded {
         };
         match Inbound::parse(topic, payload) {
             Some(Inbound::Config { version }) => Some(Event::ConfigDesired { version }),
+            Some(Inbound::Rotate) => Some(Event::RotateCertificate),
+            Some(Inbound::Certificate { pem, rotated }) => {
+                let tls = self.tls.as_deref()?;
+                let why = if rotated { Switching::Rotate } else { Switching::Renew };
+                if tls.install(cx, &pem, Some(why)).is_err() {
+                    cx.count(Counter::ErrorsProtocol);
+                    return None;
+                }
+                cx.count(Counter::CertsIssued);
+                if rotated {
+                    // The backend revokes the old certificate once the grace has passed.
+                    cx.count(Counter::CertsRevoked);
+                }
+                Some(Event::CredentialsChanged)
+            }
+            Some(Inbound::CertificateRefused) => {
+                cx.count(Counter::ErrorsCsr);
+                None
+            }
             Some(Inbound::Command { id, kind }) => {
                 device.command = Some(id.into_boxed_str());
                 Some(Event::Command(kind))
@@ -338,8 +416,22 @@ impl Devices for Embedded {
 /// A message the backend sends devices.
 #[derive(Debug)]
 enum Inbound {
-    Config { version: u32 },
-    Command { id: String, kind: CommandKind },
+    Config {
+        version: u32,
+    },
+    /// The operator asks for a new certificate.
+    Rotate,
+    /// A certificate issued for the device's request, PEM; `rotated` when a rotation asked.
+    Certificate {
+        pem: String,
+        rotated: bool,
+    },
+    /// The device's certificate request was refused.
+    CertificateRefused,
+    Command {
+        id: String,
+        kind: CommandKind,
+    },
     Job(Job),
 }
 
@@ -350,6 +442,18 @@ impl Inbound {
         if topic.ends_with("/config/desired") {
             let version = u32::try_from(body["version"].as_u64()?).ok()?;
             return Some(Self::Config { version });
+        }
+        if topic.ends_with("/cert/rotate") {
+            return Some(Self::Rotate);
+        }
+        if topic.ends_with("/cert/accepted") {
+            return Some(Self::Certificate {
+                pem: body["certificate"].as_str()?.to_owned(),
+                rotated: body["reason"] == "rotate",
+            });
+        }
+        if topic.ends_with("/cert/rejected") {
+            return Some(Self::CertificateRefused);
         }
         if topic.ends_with("/ota/job") {
             return Some(Self::Job(Job {

@@ -5,13 +5,23 @@
 use super::Embedded;
 use crate::dialect::Keys;
 use crate::dialect::keys::check_url;
-use crate::scenario::{Backend, KeyError, Scenario};
+use crate::scenario::file::CredentialKind;
+use crate::scenario::units::DisplayDuration;
+use crate::scenario::{Action, Backend, KeyError, Scenario};
 
 impl Keys for Embedded {
     const KEYS: &'static [&'static str] = &["tls"];
 
     fn check_keys(section: &Backend) -> Result<(), KeyError> {
         let missing = "missing: a standalone embedded backend needs both url and api";
+        if let Some(tls) = &section.tls
+            && (tls.fleet_ca.is_some() || tls.device_cert_not_after.is_some())
+        {
+            return Err(KeyError::new(
+                "tls",
+                "fleet_ca and device_cert_not_after are for a broker: the reference backend's own CA issues device certificates; set credentials = \"certificate\"",
+            ));
+        }
         let tls_ca = section.tls.as_ref().map(|tls| tls.ca.is_some());
         match (&section.url, tls_ca) {
             // In process: the run makes the backend's CA.
@@ -45,8 +55,26 @@ impl Keys for Embedded {
         }
     }
 
-    fn refuse(_scenario: &Scenario) -> Result<(), String> {
-        Ok(())
+    /// A rotation needs devices that hold certificates.
+    fn refuse(scenario: &Scenario) -> Result<(), String> {
+        let certified = scenario
+            .backend
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.credentials == Some(CredentialKind::Certificate));
+        match scenario
+            .phases
+            .iter()
+            .find(|p| matches!(p.action, Action::Rotate { .. }))
+        {
+            Some(phase) if !certified => Err(format!(
+                "{}: phase \"rotate\" at {} rotates device certificates, and these devices log in with tokens; \
+                 set credentials = \"certificate\" in [backend.tls]",
+                scenario.file.display(),
+                DisplayDuration(phase.at)
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// An `http://` URL is a running backend's operator API (devices connect where it says);
@@ -94,6 +122,7 @@ mod tests {
             resumption: None,
             versions: None,
             device_cert_not_after: None,
+            credentials: None,
         };
         let mut section = Backend::of(BackendKind::Embedded);
         section.tls = Some(tls(None));

@@ -48,9 +48,14 @@ impl Operator for Embedded {
             }
             Action::Decommission { share } => {
                 let picked = self.pick(&cx, *share, errors).await;
-                let done = self.decommission(&picked, errors).await;
+                let done = self.decommission(&cx, &picked, errors).await;
                 played.decommissioned = done;
                 json!({ "picked": picked.len(), "decommissioned": done })
+            }
+            Action::Rotate { share, grace } => {
+                let picked = self.pick(&cx, *share, errors).await;
+                let asked = self.rotate(&cx, &picked, *grace, errors).await;
+                json!({ "picked": picked.len(), "asked": asked, "grace_s": grace.as_secs_f64() })
             }
             // Devices cut themselves off; the engine never asks.
             Action::Outage { .. } => Value::Null,
@@ -182,18 +187,51 @@ impl Embedded {
         started
     }
 
-    async fn decommission(&self, devices: &[String], errors: &mut Vec<String>) -> u64 {
+    async fn decommission(&self, cx: &PhaseCx<'_>, devices: &[String], errors: &mut Vec<String>) -> u64 {
         let mut done = 0;
         for id in devices {
+            // Its next connect is a revoked device trying (`revoked.tried`).
+            cx.log.revoked(id);
             match self
                 .call(Method::POST, &format!("/api/v1/devices/{id}/decommission"), None)
                 .await
             {
                 Ok(_) => done += 1,
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    cx.log.not_revoked(id);
+                    errors.push(e);
+                }
             }
         }
         done
+    }
+
+    /// Asks each device to rotate its certificate, the old one accepted for `grace` after the
+    /// new one is issued; the time of each request noted first, for `rotate.latency`.
+    async fn rotate(
+        &self,
+        cx: &PhaseCx<'_>,
+        devices: &[String],
+        grace: std::time::Duration,
+        errors: &mut Vec<String>,
+    ) -> u64 {
+        let mut asked = 0;
+        let body = json!({ "grace_s": grace.as_secs() });
+        for id in devices {
+            cx.log.rotation_asked(id, Instant::now());
+            match self
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/devices/{id}/certificates/rotate"),
+                    Some(&body),
+                )
+                .await
+            {
+                Ok(_) => asked += 1,
+                Err(e) => errors.push(e),
+            }
+        }
+        asked
     }
 
     /// Picks `share` of the active devices of the phase's groups, the same ones for the same

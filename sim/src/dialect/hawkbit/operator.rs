@@ -47,9 +47,11 @@ impl Operator for Hawkbit {
                 played.decommissioned = done;
                 json!({ "picked": picked.len(), "decommissioned": done })
             }
-            // Refused before the run (`keys`): DDI has no config push or commands, and
-            // devices cut themselves off.
-            Action::Config { .. } | Action::Command { .. } | Action::Outage { .. } => Value::Null,
+            // Refused before the run (`keys`): DDI has no config push, commands or
+            // certificates, and devices cut themselves off.
+            Action::Config { .. } | Action::Command { .. } | Action::Rotate { .. } | Action::Outage { .. } => {
+                Value::Null
+            }
         };
         played
     }

@@ -31,6 +31,17 @@ impl Keys for Broker {
                     "an mqtts:// url needs [backend.tls] with `ca`, the CA the broker's certificate chains to",
                 ));
             }
+            (
+                true,
+                Some(TlsSection {
+                    credentials: Some(_), ..
+                }),
+            ) => {
+                return Err(KeyError::new(
+                    "tls",
+                    "credentials is for the reference backend (kind = \"embedded\"); a broker's devices get certificates from fleet_ca",
+                ));
+            }
             (false, Some(_)) => {
                 return Err(KeyError::new(
                     "tls",
