@@ -103,13 +103,21 @@ pub fn check_csr(pem: &str, serial: &str) -> Result<CheckedCsr, CsrRefusal> {
         return Err(CsrRefusal::Malformed);
     }
     let der = CertificateSigningRequestDer::from_pem_slice(pem.as_bytes()).map_err(|_| CsrRefusal::Malformed)?;
-    let (rest, parsed) = X509CertificationRequest::from_der(der.as_ref()).map_err(|_| CsrRefusal::Malformed)?;
+    check_csr_der(der.as_ref(), serial)
+}
+
+/// [`check_csr`] on the request's DER, past its PEM armour (what the fuzzer drives).
+pub fn check_csr_der(der: &[u8], serial: &str) -> Result<CheckedCsr, CsrRefusal> {
+    if der.len() > MAX_CSR_BYTES {
+        return Err(CsrRefusal::Malformed);
+    }
+    let (rest, parsed) = X509CertificationRequest::from_der(der).map_err(|_| CsrRefusal::Malformed)?;
     if !rest.is_empty() {
         return Err(CsrRefusal::Malformed);
     }
     // The signature first: nothing else a request says means anything unless its sender holds
     // the key.
-    let request = match CertificateSigningRequestParams::from_der(&der) {
+    let request = match CertificateSigningRequestParams::from_der(&der.into()) {
         Ok(request) => request,
         Err(rcgen::Error::InvalidCertificationRequestSignature) => return Err(CsrRefusal::Signature),
         Err(_) => return Err(CsrRefusal::Malformed),

@@ -58,17 +58,8 @@ struct Held {
     config: Arc<ClientConfig>,
     /// The generation of the key its certificate holds (0: no certificate of its own).
     generation: u32,
-    /// Why it was last issued a certificate it has not logged in with yet.
-    switching: Option<Switching>,
-}
-
-/// Why a device holds a certificate it has not logged in with yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Switching {
-    /// The operator asked it to rotate.
-    Rotate,
-    /// It renewed on its own.
-    Renew,
+    /// It holds a certificate a rotation gave it and has not logged in with it yet.
+    rotating: bool,
 }
 
 impl DeviceTls {
@@ -168,8 +159,9 @@ impl DeviceTls {
 
     /// Takes the certificate (PEM) issued for device `cx`'s last request: from now on the
     /// device presents it, with the request's key, and starts a new session (a session
-    /// resumed would carry the old identity). `why` is kept until [`DeviceTls::switched`].
-    pub fn install(&self, cx: &DeviceCx<'_>, cert_pem: &str, why: Option<Switching>) -> Result<(), TransportError> {
+    /// resumed would carry the old identity). `rotated` (a rotation gave it) is kept until
+    /// [`DeviceTls::took_rotation`].
+    pub fn install(&self, cx: &DeviceCx<'_>, cert_pem: &str, rotated: bool) -> Result<(), TransportError> {
         let Some((generation, kept)) = lock(&self.requests).remove(&cx.index) else {
             // An answer to no request of ours (a duplicate): nothing to take.
             return Err(TransportError::Protocol);
@@ -191,15 +183,18 @@ impl DeviceTls {
         let held = Held {
             config,
             generation,
-            switching: why,
+            rotating: rotated,
         };
         lock(&self.devices).insert(cx.index, held);
         Ok(())
     }
 
-    /// Why device `cx` was issued the certificate it has just logged in with, once.
-    pub fn switched(&self, cx: &DeviceCx<'_>) -> Option<Switching> {
-        lock(&self.devices).get_mut(&cx.index)?.switching.take()
+    /// Whether device `cx` has just logged in on the certificate a rotation gave it (true
+    /// once).
+    pub fn took_rotation(&self, cx: &DeviceCx<'_>) -> bool {
+        lock(&self.devices)
+            .get_mut(&cx.index)
+            .is_some_and(|held| std::mem::take(&mut held.rotating))
     }
 
     /// Connects device `cx` to `target` presenting no certificate (a claim connection of a
@@ -274,7 +269,7 @@ impl DeviceTls {
         let held = Held {
             config: config.clone(),
             generation: 1,
-            switching: None,
+            rotating: false,
         };
         lock(&self.devices).insert(cx.index, held);
         Ok(config)

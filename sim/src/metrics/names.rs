@@ -147,14 +147,9 @@ pub const METRICS: &[Metric] = &[
         "devices connected on the certificate a rotation gave them",
     ),
     metric(
-        "certs.renewed",
-        MetricKind::Count,
-        "devices connected on a certificate they renewed before the old one expired",
-    ),
-    metric(
         "certs.revoked",
         MetricKind::Count,
-        "device certificates the backend said it revoked (a rotated device's old one, a decommissioned device's)",
+        "old certificates the backend said it revokes once a rotation's grace has passed, one a rotated device",
     ),
     metric(
         "revoked.tried",

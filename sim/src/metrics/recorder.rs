@@ -181,8 +181,6 @@ names!(
         CertsIssued => "certs.issued",
         /// Devices connected on the certificate a rotation gave them.
         CertsRotated => "certs.rotated",
-        /// Devices connected on a certificate they renewed.
-        CertsRenewed => "certs.renewed",
         /// Device certificates the backend said it revoked.
         CertsRevoked => "certs.revoked",
         /// Connects by devices the operator had decommissioned.

@@ -21,7 +21,7 @@ use super::Embedded;
 use crate::device::{CommandKind, Event};
 use crate::dialect::firmware::{ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
-use crate::dialect::tls::{Switching, mqtt_session};
+use crate::dialect::tls::mqtt_session;
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
@@ -161,7 +161,7 @@ impl Embedded {
                     let field = |key: &str| body[key].as_str().map(str::to_owned).ok_or(Refusal::Rejected);
                     if let Some(tls) = certified {
                         let pem = body["certificate"]["certificate"].as_str().ok_or(Refusal::Rejected)?;
-                        tls.install(cx, pem, None)?;
+                        tls.install(cx, pem, false)?;
                         cx.count(Counter::CertsIssued);
                     }
                     return Ok(Credentials {
@@ -266,16 +266,11 @@ impl Devices for Embedded {
             Err(TransportError::Refused(ConnectReturnCode::NotAuthorized)) => return Err(Fault::Retired),
             Err(error) => return Err(error.into()),
         };
-        if let Some(why) = certified.and_then(|tls| tls.switched(cx)) {
-            match why {
-                Switching::Rotate => {
-                    if let Some(asked) = cx.shared.marks.rotation_asked_at(id) {
-                        cx.record(Latency::Rotate, asked);
-                    }
-                    cx.count(Counter::CertsRotated);
-                }
-                Switching::Renew => cx.count(Counter::CertsRenewed),
+        if certified.is_some_and(|tls| tls.took_rotation(cx)) {
+            if let Some(asked) = cx.shared.marks.rotation_asked_at(id) {
+                cx.record(Latency::Rotate, asked);
             }
+            cx.count(Counter::CertsRotated);
         }
         if !session_present && session == Session::Persistent {
             let (config, commands, jobs, certs) = (
@@ -371,8 +366,7 @@ impl Devices for Embedded {
             Some(Inbound::Rotate) => Some(Event::RotateCertificate),
             Some(Inbound::Certificate { pem, rotated }) => {
                 let tls = self.tls.as_deref()?;
-                let why = if rotated { Switching::Rotate } else { Switching::Renew };
-                if tls.install(cx, &pem, Some(why)).is_err() {
+                if tls.install(cx, &pem, rotated).is_err() {
                     cx.count(Counter::ErrorsProtocol);
                     return None;
                 }
