@@ -75,7 +75,7 @@ bad_file!(
 bad_file!(
     missing_action,
     "bad/missing-action.toml",
-    "bad/missing-action.toml:21:1: phase[1]: missing key \"action\"; expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\""
+    "bad/missing-action.toml:21:1: phase[1]: missing key \"action\"; expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", \"rotate\""
 );
 
 bad_file!(
@@ -159,7 +159,7 @@ bad_file!(
 bad_file!(
     unknown_action,
     "bad/unknown-action.toml",
-    "bad/unknown-action.toml:23:10: phase[1].action: expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", found \"blackout\""
+    "bad/unknown-action.toml:23:10: phase[1].action: expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", \"rotate\", found \"blackout\""
 );
 
 bad_file!(
@@ -177,7 +177,7 @@ bad_file!(
 bad_file!(
     unknown_metric,
     "bad/unknown-metric.toml",
-    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, devices.<state>, errors.<kind>"
+    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, rotate.latency, certs.issued, certs.rotated, certs.revoked, revoked.tried, revoked.refused, revoked.refused_share, devices.<state>, errors.<kind>"
 );
 
 bad_file!(
