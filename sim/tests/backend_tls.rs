@@ -2,8 +2,9 @@
 //! with a server certificate from its own CA (DATA/tls, made on first start): an independent
 //! client (`mosquitto_rr`, on libmosquitto and OpenSSL) provisions through it trusting that
 //! CA, and is refused when it trusts another; garbage and a cut TLS record at its port are
-//! closed and counted; a fleet runs against it over `mqtts://`; and a
-//! scenario with `[backend.tls]` runs its in-process backend over TLS with no set-up.
+//! closed and counted; a fleet runs against it over `mqtts://`, with tokens and then with
+//! certificates its CA signs from the devices' requests; and a scenario with `[backend.tls]`
+//! runs its in-process backend over TLS with no set-up.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -177,6 +178,29 @@ fn the_gateway_serves_devices_over_tls_standalone_and_in_process() {
             "{name}: {summary}"
         );
     }
+    // The same fleet logging in with certificates the standalone backend's CA signs from its
+    // devices' requests.
+    let certified = run(
+        &dir,
+        "standalone-certified",
+        &format!(
+            "[backend]\nkind = \"embedded\"\nurl = \"mqtts://{}\"\napi = \"http://{}\"\n[backend.tls]\nca = \"{}\"\ncredentials = \"certificate\"\n",
+            backend.mqtts, backend.http, backend.ca
+        ),
+    );
+    let counters = &certified["metrics"]["counters"];
+    assert_eq!(counters["connected"].as_u64(), Some(10), "{certified}");
+    assert_eq!(counters["certs.issued"].as_u64(), Some(10), "{certified}");
+    assert_eq!(
+        counters["tls.handshakes.full"].as_u64(),
+        Some(20),
+        "the claim's, then the certificate's: {certified}"
+    );
+    assert_eq!(
+        counted("connects_certificate_total"),
+        Some(10),
+        "the gateway knew each by its certificate"
+    );
     drop(backend);
     let _ = std::fs::remove_dir_all(&dir);
 }
