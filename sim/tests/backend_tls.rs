@@ -6,63 +6,15 @@
 //! certificates its CA signs from the devices' requests; and a scenario with `[backend.tls]`
 //! runs its in-process backend over TLS with no set-up.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 #[path = "support/binary.rs"]
 mod binary;
+#[path = "support/standalone.rs"]
+mod standalone;
 use binary::{assert_exit, fleetsim, repo, run_headless, scratch, summary};
-
-/// A `fleetsim backend` process, killed when dropped.
-struct Standalone {
-    child: Child,
-    mqtts: String,
-    http: String,
-    ca: String,
-}
-
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn standalone(data: &Path) -> Standalone {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args([
-            "backend",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--mqtts",
-            "127.0.0.1:0",
-        ])
-        .args(["--claim", "factory:s3cret:sensors", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("fleetsim backend starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = lines.next().expect("a line").expect("text");
-    let second = lines.next().expect("a second line").expect("text");
-    let http = first
-        .split(", http ")
-        .nth(1)
-        .and_then(|r| r.split(',').next())
-        .expect("http");
-    let rest = second.strip_prefix("fleetsim backend: mqtts ").expect("the mqtts line");
-    let (mqtts, ca) = rest.split_once(", ca ").expect("mqtts ADDR, ca PATH");
-    Standalone {
-        mqtts: mqtts.to_owned(),
-        http: http.to_owned(),
-        ca: ca.to_owned(),
-        child,
-    }
-}
+use standalone::{Standalone, standalone};
 
 /// `mosquitto_rr` provisioning `serial` over TLS, trusting `ca`.
 fn provision(backend: &Standalone, ca: &str, serial: &str) -> std::process::Output {

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::{ApiState, Object};
-use crate::gateway::sessions::Delivery;
 use crate::gateway::topics;
 use crate::registry::Refusal;
 
@@ -90,11 +89,7 @@ pub async fn rotate(
         message.to_string().into_bytes(),
     );
     let (delivery, _) = state.gateway.sessions().deliver(&id, publish);
-    let delivery = match delivery {
-        Delivery::Sent => "sent",
-        Delivery::Queued => "queued",
-        Delivery::Dropped => "undelivered",
-    };
+    let delivery = delivery.as_str();
     let body = json!({ "device": id, "grace_s": grace.as_secs(), "delivery": delivery });
     Ok((StatusCode::ACCEPTED, Json(body)))
 }

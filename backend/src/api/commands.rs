@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::{ApiState, Object};
-use crate::gateway::sessions::Delivery;
 use crate::gateway::topics;
 use crate::registry::{COMMAND_NAMES, Refusal};
 
@@ -73,11 +72,7 @@ pub async fn send(
         message.to_string().into_bytes(),
     );
     let (delivery, _) = state.gateway.sessions().deliver(&id, publish);
-    let delivery = match delivery {
-        Delivery::Sent => "sent",
-        Delivery::Queued => "queued",
-        Delivery::Dropped => "undelivered",
-    };
+    let delivery = delivery.as_str();
     let body = serde_json::json!({ "command": record, "delivery": delivery });
     Ok((StatusCode::ACCEPTED, Json(body)))
 }

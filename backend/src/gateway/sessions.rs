@@ -89,6 +89,17 @@ pub enum Delivery {
     Dropped,
 }
 
+impl Delivery {
+    /// How the operator API names it: `sent`, `queued` or `undelivered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Queued => "queued",
+            Self::Dropped => "undelivered",
+        }
+    }
+}
+
 /// What a device last said about itself on `.../status`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeviceStatus {

@@ -112,12 +112,7 @@ pub fn record(
     device_id: &str,
     cert: &NewCertificate,
 ) -> Result<Result<Recorded, Refusal>, RegistryError> {
-    let active: Option<String> = ctx
-        .conn
-        .prepare_cached("SELECT id FROM devices WHERE id = ?1 AND state = 'active'")?
-        .query_row([device_id], |r| r.get(0))
-        .optional()?;
-    if active.is_none() {
+    if !is_active(ctx, device_id)? {
         return Ok(Err(Refusal::NotFound));
     }
     let rotation: Option<i64> = ctx
@@ -216,12 +211,7 @@ pub fn request_rotation(
     device_id: &str,
     grace_ms: u64,
 ) -> Result<Result<(), Refusal>, RegistryError> {
-    let active: Option<String> = ctx
-        .conn
-        .prepare_cached("SELECT id FROM devices WHERE id = ?1 AND state = 'active'")?
-        .query_row([device_id], |r| r.get(0))
-        .optional()?;
-    if active.is_none() {
+    if !is_active(ctx, device_id)? {
         return Ok(Err(Refusal::NotFound));
     }
     ctx.conn
@@ -239,6 +229,16 @@ pub fn request_rotation(
         &json!({ "grace_ms": grace_ms }),
     )?;
     Ok(Ok(()))
+}
+
+/// Whether `device_id` is an active device.
+fn is_active(ctx: &WriteCtx<'_>, device_id: &str) -> Result<bool, RegistryError> {
+    let found: Option<String> = ctx
+        .conn
+        .prepare_cached("SELECT id FROM devices WHERE id = ?1 AND state = 'active'")?
+        .query_row([device_id], |r| r.get(0))
+        .optional()?;
+    Ok(found.is_some())
 }
 
 /// A device's certificates, oldest first.
