@@ -1,26 +1,14 @@
 //! No certificate signing request a device sends makes the backend's CA checks panic, and
-//! none but an intact one passes: seeded mutations (bytes flipped, cut, spliced) of real
+//! nearly every damaged one is refused: seeded mutations (bytes flipped, cut, spliced) of real
 //! requests, P-256 and RSA-2048, go through `check_csr_der`. The deterministic, every-build
 //! cousin of `fuzz/fuzz_targets/csr.rs`.
 
 use fleetsim_backend::certs::{CsrRefusal, check_csr, check_csr_der};
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, RsaKeySize};
 
-/// A small xorshift generator: the test needs reproducible bytes, not statistics.
-struct Bytes64(u64);
-
-impl Bytes64 {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+#[path = "common/bytes64.rs"]
+mod bytes64;
+use bytes64::Bytes64;
 
 fn request(key: &KeyPair) -> Vec<u8> {
     let mut params = CertificateParams::default();

@@ -8,21 +8,9 @@ use fleetsim_backend::gateway::{payloads, topics};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Publish, Subscribe};
 
-/// A small xorshift generator: the test needs reproducible bytes, not statistics.
-struct Bytes64(u64);
-
-impl Bytes64 {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+#[path = "common/bytes64.rs"]
+mod bytes64;
+use bytes64::Bytes64;
 
 fn encoded(packets: &[Packet]) -> Vec<Vec<u8>> {
     packets

@@ -109,14 +109,14 @@ fn the_gateway_serves_devices_over_tls_standalone_and_in_process() {
         "the refused handshake, the garbage and the cut record are counted"
     );
 
-    let standalone_run = run(
-        &dir,
-        "standalone",
-        &format!(
-            "[backend]\nkind = \"embedded\"\nurl = \"mqtts://{}\"\napi = \"http://{}\"\n[backend.tls]\nca = \"{}\"\n",
+    // The standalone backend as a scenario names it, with more `[backend.tls]` keys.
+    let standalone_backend = |more_tls: &str| {
+        format!(
+            "[backend]\nkind = \"embedded\"\nurl = \"mqtts://{}\"\napi = \"http://{}\"\n[backend.tls]\nca = \"{}\"\n{more_tls}",
             backend.mqtts, backend.http, backend.ca
-        ),
-    );
+        )
+    };
+    let standalone_run = run(&dir, "standalone", &standalone_backend(""));
     let in_process = run(&dir, "in-process", "[backend]\nkind = \"embedded\"\n[backend.tls]\n");
     for (name, summary) in [("standalone", standalone_run), ("in process", in_process)] {
         let counters = &summary["metrics"]["counters"];
@@ -135,10 +135,7 @@ fn the_gateway_serves_devices_over_tls_standalone_and_in_process() {
     let certified = run(
         &dir,
         "standalone-certified",
-        &format!(
-            "[backend]\nkind = \"embedded\"\nurl = \"mqtts://{}\"\napi = \"http://{}\"\n[backend.tls]\nca = \"{}\"\ncredentials = \"certificate\"\n",
-            backend.mqtts, backend.http, backend.ca
-        ),
+        &standalone_backend("credentials = \"certificate\"\n"),
     );
     let counters = &certified["metrics"]["counters"];
     assert_eq!(counters["connected"].as_u64(), Some(10), "{certified}");

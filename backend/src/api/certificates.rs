@@ -42,17 +42,7 @@ pub async fn list(State(state): State<ApiState>, Path(id): Path<String>) -> Resu
     if device.is_none() {
         return Err(ApiError::not_found(format!("no device \"{id}\"")));
     }
-    let now = crate::registry::system_clock_ms();
-    let listed: Vec<Value> = certificates
-        .into_iter()
-        .map(|cert| {
-            let revoked = cert.revoke_at.is_some_and(|at| at <= now);
-            let mut entry = json!(cert);
-            entry["state"] = json!(if revoked { "revoked" } else { "active" });
-            entry
-        })
-        .collect();
-    Ok(Json(json!({ "certificates": listed })))
+    Ok(Json(json!({ "certificates": certificates })))
 }
 
 /// Asks an active device to rotate: recorded (audit `certificate.rotation_requested`), then

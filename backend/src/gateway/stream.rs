@@ -3,11 +3,10 @@
 //! present a certificate the backend's CA issued, which is then who it is.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
@@ -16,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use crate::certs::CertAuthority;
+use crate::certs::{CertAuthority, PeerCert, peer_cert};
 
 /// An accepted device connection.
 #[derive(Debug)]
@@ -62,12 +61,12 @@ impl AsyncWrite for DeviceStream {
 impl DeviceStream {
     /// Who the client certificate the device presented names, when it presented one (the
     /// handshake already checked that the backend's CA issued it and that it is in date).
-    pub fn peer_cert(&self) -> Option<crate::certs::PeerCert> {
+    pub fn peer_cert(&self) -> Option<PeerCert> {
         match self {
             Self::Tcp(_) => None,
             Self::Tls(stream) => {
                 let leaf = stream.get_ref().1.peer_certificates()?.first()?;
-                crate::certs::peer_cert(leaf)
+                peer_cert(leaf)
             }
         }
     }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::cache::{CacheUpdate, CertEntry};
 use super::job::WriteCtx;
-use super::ops::{audit, sql_int};
+use super::ops::{audit, is_active, sql_int};
 use super::records::{Actor, Refusal, RegistryError};
 
 /// Schema step adding certificates and pending rotations (version 4).
@@ -101,6 +101,18 @@ pub struct CertificateRecord {
     pub not_after: u64,
     /// When it stops (or stopped) being accepted, unix ms.
     pub revoke_at: Option<u64>,
+    /// Whether it is accepted now, by the registry's clock (the one CONNECT is judged by).
+    pub state: CertState,
+}
+
+/// Whether a certificate is accepted now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertState {
+    /// Accepted.
+    Active,
+    /// Its `revoke_at` has passed.
+    Revoked,
 }
 
 /// Records a certificate issued to an active device, and revokes its earlier ones as
@@ -231,18 +243,8 @@ pub fn request_rotation(
     Ok(Ok(()))
 }
 
-/// Whether `device_id` is an active device.
-fn is_active(ctx: &WriteCtx<'_>, device_id: &str) -> Result<bool, RegistryError> {
-    let found: Option<String> = ctx
-        .conn
-        .prepare_cached("SELECT id FROM devices WHERE id = ?1 AND state = 'active'")?
-        .query_row([device_id], |r| r.get(0))
-        .optional()?;
-    Ok(found.is_some())
-}
-
-/// A device's certificates, oldest first.
-pub fn list(conn: &rusqlite::Connection, device_id: &str) -> Result<Vec<CertificateRecord>, RegistryError> {
+/// A device's certificates, oldest first, each with its state at `now` (unix ms).
+pub fn list(conn: &rusqlite::Connection, device_id: &str, now: u64) -> Result<Vec<CertificateRecord>, RegistryError> {
     let mut stmt = conn.prepare_cached(
         "SELECT serial, reason, issued_at, not_after, revoke_at FROM certificates
          WHERE device_id = ?1 ORDER BY issued_at, serial",
@@ -261,11 +263,17 @@ pub fn list(conn: &rusqlite::Connection, device_id: &str) -> Result<Vec<Certific
         let (serial, reason, issued_at, not_after, revoke_at) = row?;
         let corrupt = |what: &str| RegistryError::Corrupt(format!("certificate {serial}: {what}"));
         let time = |t: i64, what: &str| u64::try_from(t).map_err(|_| corrupt(what));
+        let revoke_at = revoke_at.map(|t| time(t, "revoke_at")).transpose()?;
         out.push(CertificateRecord {
             reason: IssueReason::parse(&reason).ok_or_else(|| corrupt("reason"))?,
             issued_at: time(issued_at, "issued_at")?,
             not_after: time(not_after, "not_after")?,
-            revoke_at: revoke_at.map(|t| time(t, "revoke_at")).transpose()?,
+            state: if revoke_at.is_some_and(|at| at <= now) {
+                CertState::Revoked
+            } else {
+                CertState::Active
+            },
+            revoke_at,
             serial,
         });
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::job::WriteCtx;
-use super::ops::{audit, sql_int};
+use super::ops::{audit, is_active, sql_int};
 use super::records::{Actor, Refusal, RegistryError};
 
 /// Schema step adding the commands table (version 2).
@@ -103,12 +103,7 @@ pub fn create(
     args: &Value,
     timeout_ms: u64,
 ) -> Result<Result<CommandRecord, Refusal>, RegistryError> {
-    let active: Option<String> = ctx
-        .conn
-        .prepare_cached("SELECT id FROM devices WHERE id = ?1 AND state = 'active'")?
-        .query_row(params![device_id], |row| row.get(0))
-        .optional()?;
-    if active.is_none() {
+    if !is_active(ctx, device_id)? {
         return Ok(Err(Refusal::NotFound));
     }
     let deadline = ctx.now.saturating_add(timeout_ms);

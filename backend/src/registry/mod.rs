@@ -34,7 +34,7 @@ use job::{Job, WriteCtx};
 use writer::{Shared, Writer};
 
 pub use campaigns::{CampaignRecord, OTA_STATES, OtaReport, WaveCounts};
-pub use certs::{CertificateRecord, IssueReason, NewCertificate, Recorded};
+pub use certs::{CertState, CertificateRecord, IssueReason, NewCertificate, Recorded};
 pub use commands::{COMMAND_NAMES, CommandRecord, CommandState, Completion};
 pub use identity::{KEY_FILE, MAX_META_LEN, MAX_SECRET_LEN};
 pub use reads::MAX_PAGE;
@@ -466,9 +466,10 @@ impl Registry {
         reads::device(&self.reader(), id)
     }
 
-    /// The certificates issued to a device, oldest first.
+    /// The certificates issued to a device, oldest first, each with its state now (by the
+    /// clock CONNECT is judged by).
     pub fn certificates(&self, device_id: &str) -> Result<Vec<CertificateRecord>, RegistryError> {
-        certs::list(&self.reader(), device_id)
+        certs::list(&self.reader(), device_id, (self.inner.clock)())
     }
 
     /// The serial's newest identity (its live row, else its last released row).

@@ -18,6 +18,16 @@ pub fn sql_int(value: u64, what: &'static str) -> Result<i64, RegistryError> {
     i64::try_from(value).map_err(|_| RegistryError::OutOfRange { what })
 }
 
+/// Whether `device_id` is an active device, as the write transaction sees it.
+pub(super) fn is_active(ctx: &WriteCtx<'_>, device_id: &str) -> Result<bool, RegistryError> {
+    let found: Option<String> = ctx
+        .conn
+        .prepare_cached("SELECT id FROM devices WHERE id = ?1 AND state = 'active'")?
+        .query_row([device_id], |r| r.get(0))
+        .optional()?;
+    Ok(found.is_some())
+}
+
 pub(super) fn audit(
     ctx: &WriteCtx<'_>,
     actor: Actor,

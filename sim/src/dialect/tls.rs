@@ -53,7 +53,7 @@ pub struct DeviceTls {
 }
 
 /// What [`DeviceTls`] keeps of one device.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Held {
     config: Arc<ClientConfig>,
     /// The generation of the key its certificate holds (0: no certificate of its own).
@@ -147,7 +147,7 @@ impl DeviceTls {
     /// A certificate signing request for device `cx`'s next key (`CN` = its serial), PEM; the
     /// request is remembered until [`DeviceTls::install`] takes its certificate.
     pub fn certificate_request(&self, cx: &DeviceCx<'_>) -> Result<String, TransportError> {
-        let generation = self.held(cx).map_or(0, |held| held.generation) + 1;
+        let generation = lock(&self.devices).get(&cx.index).map_or(0, |held| held.generation) + 1;
         let serial = cx.serial();
         let (key, der) = pki::request_key(cx.shared.serial_key, &serial, generation, self.key_type)
             .map_err(|_| TransportError::Local)?;
@@ -201,10 +201,6 @@ impl DeviceTls {
     /// certified device), with no resumption.
     pub async fn connect_anonymous(&self, cx: &DeviceCx<'_>, target: SocketAddr) -> Result<ByteStream, TransportError> {
         self.handshake(cx, target, self.anonymous.clone()).await
-    }
-
-    fn held(&self, cx: &DeviceCx<'_>) -> Option<Held> {
-        lock(&self.devices).get(&cx.index).cloned()
     }
 
     /// Connects device `cx` to `target` over TCP and runs the TLS handshake:

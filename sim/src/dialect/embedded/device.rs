@@ -21,7 +21,7 @@ use super::Embedded;
 use crate::device::{CommandKind, Event};
 use crate::dialect::firmware::{ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
-use crate::dialect::tls::mqtt_session;
+use crate::dialect::tls::{DeviceTls, mqtt_session};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
@@ -116,6 +116,11 @@ impl From<TransportError> for Refusal {
 }
 
 impl Embedded {
+    /// How devices speak TLS, when they log in with certificates the backend's CA signs.
+    fn certified(&self) -> Option<&DeviceTls> {
+        self.tls.as_deref().filter(|tls| tls.certified())
+    }
+
     /// Provisions the device by claim and returns its credentials.
     async fn claim(&self, cx: &DeviceCx<'_>) -> Result<Credentials, Refusal> {
         let serial = cx.serial();
@@ -127,7 +132,7 @@ impl Embedded {
             keep_alive_s: 30,
             clean_session: true,
         };
-        let certified = self.tls.as_deref().filter(|tls| tls.certified());
+        let certified = self.certified();
         let mut request = serde_json::json!({ "model": cx.model.name, "firmware": cx.model.firmware });
         let (mut conn, _) = match certified {
             // A certified device's claim connection presents no certificate: it has none yet.
@@ -236,12 +241,12 @@ impl Devices for Embedded {
             return Err(Fault::Protocol);
         };
         let id = &credentials.device_id;
-        let token = credentials.token.text();
-        let certified = self.tls.as_deref().filter(|tls| tls.certified());
+        let certified = self.certified();
+        // A certified device's certificate is its login.
+        let token = certified.is_none().then(|| credentials.token.text());
         let params = ConnectParams {
             client_id: id,
-            // A certified device's certificate is its login.
-            login: certified.is_none().then_some((&**id, token.as_str())),
+            login: token.as_deref().map(|token| (&**id, token)),
             keep_alive_s: KEEP_ALIVE_S,
             clean_session: session == Session::DutyCycle,
         };
@@ -329,7 +334,7 @@ impl Devices for Embedded {
                     .await;
             }
             Answer::Certificate => {
-                let Some(tls) = self.tls.as_deref().filter(|tls| tls.certified()) else {
+                let Some(tls) = self.certified() else {
                     return;
                 };
                 let Ok(csr) = tls.certificate_request(cx) else {

@@ -1,0 +1,20 @@
+//! A small xorshift generator for the seeded-mutation tests (`no_panic_*.rs`): they need
+//! reproducible bytes, not statistics. Included by path, apart from the backend harness.
+
+/// A xorshift64 generator; its state must not be 0.
+pub struct Bytes64(pub u64);
+
+impl Bytes64 {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
