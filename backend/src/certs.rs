@@ -328,6 +328,23 @@ mod tests {
     }
 
     #[test]
+    fn the_validity_asked_for_is_held_within_its_bounds() {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let checked = check_csr(&csr(&key, &[(DnType::CommonName, "SN-1")]), "SN-1").unwrap();
+        let ca = authority();
+        for (asked, lasts) in [
+            (Duration::from_secs(1), MIN_VALIDITY),
+            (Duration::from_secs(3650 * 86_400), MAX_VALIDITY),
+        ] {
+            let issued = ca.issue(&checked, "d-abc", asked, SystemTime::now()).unwrap();
+            let der = CertificateDer::from_pem_slice(issued.pem.as_bytes()).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            let span = cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+            assert_eq!(span, (lasts + BACKDATE).as_secs() as i64, "asked {asked:?}");
+        }
+    }
+
+    #[test]
     fn a_request_for_a_ca_gets_a_plain_client_certificate() {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = CertificateParams::default();

@@ -6,7 +6,8 @@
 //!   backend's CA signed over the very key openssl made (the private key never left), naming
 //!   the device id it was given, that `openssl verify` accepts as a TLS client certificate;
 //! - that certificate alone logs the device in (mutual TLS, no username or password) as that
-//!   device only; one the CA signed but the registry never recorded logs in nobody;
+//!   device only; one the CA signed but the registry never recorded logs in nobody; one from
+//!   another CA, or expired, fails the handshake (counted by the gateway);
 //! - an operator's rotation gets a new certificate over the device's own connection (reason
 //!   "rotate"), the old one keeps working through the grace period and is refused at CONNECT,
 //!   every time, after it, while the new one works;
@@ -285,6 +286,36 @@ fn csr(key: &Path, cn: &str) -> String {
     std::fs::read_to_string(&out).expect("the CSR openssl wrote")
 }
 
+/// A new P-256 key and a client certificate for `cn` that openssl signs with `ca` (its
+/// certificate and key), valid for `days` (negative: already expired), bypassing the
+/// backend's registry. The CSR is left beside the key, as `csr` leaves it.
+fn signed_by(dir: &Path, name: &str, cn: &str, ca: (&Path, &Path), days: &str) -> Device {
+    let key = key(dir, name, "p256-pkcs8");
+    csr(&key, cn);
+    let request = key.with_extension("csr");
+    let ext = dir.join("client.ext");
+    std::fs::write(&ext, "extendedKeyUsage = clientAuth\nkeyUsage = digitalSignature\n").expect("ext");
+    let cert = dir.join(format!("{name}.pem"));
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        path(&request),
+        "-CA",
+        path(ca.0),
+        "-CAkey",
+        path(ca.1),
+        "-CAcreateserial",
+        "-days",
+        days,
+        "-extfile",
+        path(&ext),
+        "-out",
+        path(&cert),
+    ]);
+    Device { key, cert }
+}
+
 /// The `TOPIC PAYLOAD` line `mosquitto_rr -v` printed: the topic and the payload as JSON.
 fn reply(out: &Output, what: &str) -> (String, Value) {
     let said = ok(out, what);
@@ -369,42 +400,51 @@ fn devices_provision_log_in_rotate_and_are_revoked_by_certificate() {
     assert!(backend.counted("connects_certificate_total") >= 1);
     // A certificate the CA signed (with its key, by openssl) for this very device id, but
     // that the registry never recorded, is no credential.
-    let forged_key = key(&dir, "forged", "p256-pkcs8");
-    let forged_csr = forged_key.with_extension("csr");
+    let ca_key = data.join("tls/ca.key");
+    let forged = signed_by(&dir, "forged", &id, (Path::new(&backend.ca), &ca_key), "1");
+    backend.assert_refused(&forged, &id, "a CA-signed certificate the registry never issued");
+    // One from another CA, and one from the backend's CA but expired, fail the handshake
+    // itself: no CONNACK, and the gateway counts a failed handshake for each.
+    let stranger_key = key(&dir, "stranger-ca", "p256-pkcs8");
+    let stranger_ca = dir.join("stranger-ca.pem");
     openssl(&[
         "req",
+        "-x509",
         "-new",
         "-key",
-        path(&forged_key),
+        path(&stranger_key),
         "-subj",
-        &format!("/CN={id}"),
-        "-out",
-        path(&forged_csr),
-    ]);
-    let ext = dir.join("client.ext");
-    std::fs::write(&ext, "extendedKeyUsage = clientAuth\nkeyUsage = digitalSignature\n").expect("ext");
-    let forged = Device {
-        key: forged_key.clone(),
-        cert: dir.join("forged.pem"),
-    };
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        path(&forged_csr),
-        "-CA",
-        &backend.ca,
-        "-CAkey",
-        path(&data.join("tls/ca.key")),
-        "-CAcreateserial",
+        "/CN=stranger CA",
         "-days",
-        "1",
-        "-extfile",
-        path(&ext),
+        "2",
         "-out",
-        path(&forged.cert),
+        path(&stranger_ca),
     ]);
-    backend.assert_refused(&forged, &id, "a CA-signed certificate the registry never issued");
+    let strangers = signed_by(&dir, "strangers", &id, (&stranger_ca, &stranger_key), "1");
+    // `-days -1`: valid until yesterday.
+    let expired = signed_by(&dir, "expired", &id, (Path::new(&backend.ca), &ca_key), "-1");
+    for (device, what) in [
+        (&strangers, "a certificate from another CA"),
+        (&expired, "an expired certificate"),
+    ] {
+        let failed_before = backend.counted("tls_failed_total");
+        let out = backend.login(device, &id);
+        let said = shown(&out);
+        assert!(!out.status.success(), "{what}: the login should fail\n{said}");
+        assert!(
+            !said.contains("not authori"),
+            "{what}: refused at the handshake, not at CONNECT\n{said}"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while backend.counted("tls_failed_total") == failed_before && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            backend.counted("tls_failed_total"),
+            failed_before + 1,
+            "{what}: the gateway counts the failed handshake"
+        );
+    }
 
     // 3. Rotation: the operator asks, the device sends a new CSR over its current
     // certificate's connection, the old certificate lasts the grace period.

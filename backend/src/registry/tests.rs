@@ -341,3 +341,102 @@ async fn dropped_registry_keeps_every_acknowledged_provision() {
         );
     }
 }
+
+#[tokio::test]
+async fn certificates_are_revoked_on_a_retry_after_a_rotations_grace_and_at_decommission() {
+    let dir = Scratch::new("certs");
+    let now = Arc::new(AtomicU64::new(1_000));
+    let clock = Arc::clone(&now);
+    let options = RegistryOptions {
+        clock: Arc::new(move || clock.load(Ordering::Relaxed)),
+        ..RegistryOptions::default()
+    };
+    let reg = Registry::open(&dir.0, options.clone()).unwrap();
+    reg.create_claim("factory", "claim-secret", "default")
+        .await
+        .unwrap()
+        .unwrap();
+    let (id, ..) = accepted(
+        reg.provision("factory", "SN-1", ProvisionMeta::default())
+            .await
+            .unwrap(),
+    );
+    let cert = |serial: &str, at_provisioning| NewCertificate {
+        serial: serial.to_owned(),
+        not_after: 10_000_000,
+        at_provisioning,
+    };
+    let ok = CertAuth::Ok {
+        group: "default".to_owned(),
+    };
+
+    let first = reg.record_certificate(&id, cert("aa", true)).await.unwrap().unwrap();
+    assert_eq!((first.reason, first.revoked), (IssueReason::Provision, 0));
+    assert_eq!(reg.authenticate_certificate(&id, "aa"), ok);
+    // A provisioning retry: the device never got (or lost) the first certificate.
+    let retry = reg.record_certificate(&id, cert("bb", true)).await.unwrap().unwrap();
+    assert_eq!((retry.reason, retry.revoked), (IssueReason::Provision, 1));
+    assert_eq!(reg.authenticate_certificate(&id, "aa"), CertAuth::Revoked);
+    assert_eq!(reg.authenticate_certificate(&id, "bb"), ok);
+    // A request no rotation asked for renews: the old certificate lives on.
+    let renewed = reg.record_certificate(&id, cert("cc", false)).await.unwrap().unwrap();
+    assert_eq!(
+        (renewed.reason, renewed.previous_revoke_at, renewed.revoked),
+        (IssueReason::Renew, None, 0)
+    );
+    assert_eq!(reg.authenticate_certificate(&id, "bb"), ok);
+    // A rotation: the old certificates last the grace, then stop.
+    reg.request_rotation(&id, 5_000).await.unwrap().unwrap();
+    now.store(2_000, Ordering::Relaxed);
+    let rotated = reg.record_certificate(&id, cert("dd", false)).await.unwrap().unwrap();
+    assert_eq!(
+        (rotated.reason, rotated.previous_revoke_at, rotated.revoked),
+        (IssueReason::Rotate, Some(7_000), 2)
+    );
+    now.store(6_999, Ordering::Relaxed);
+    assert_eq!(reg.authenticate_certificate(&id, "bb"), ok, "within the grace");
+    now.store(7_000, Ordering::Relaxed);
+    for old in ["bb", "cc"] {
+        assert_eq!(reg.authenticate_certificate(&id, old), CertAuth::Revoked, "{old}");
+    }
+    assert_eq!(reg.authenticate_certificate(&id, "dd"), ok);
+    assert_eq!(
+        reg.authenticate_certificate("d-00000000000000000000", "dd"),
+        CertAuth::Unknown,
+        "a certificate is its own device's only"
+    );
+    assert_eq!(reg.authenticate_certificate(&id, "ee"), CertAuth::Unknown);
+    let states: Vec<(String, CertState)> = reg
+        .certificates(&id)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.serial, c.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("aa".to_owned(), CertState::Revoked),
+            ("bb".to_owned(), CertState::Revoked),
+            ("cc".to_owned(), CertState::Revoked),
+            ("dd".to_owned(), CertState::Active),
+        ]
+    );
+
+    // Decommissioning revokes what was still accepted, at once.
+    assert_eq!(reg.decommission(&id).await.unwrap(), Ok(1));
+    assert_eq!(reg.authenticate_certificate(&id, "dd"), CertAuth::Revoked);
+    assert_eq!(
+        reg.record_certificate(&id, cert("ff", false))
+            .await
+            .unwrap()
+            .unwrap_err(),
+        Refusal::NotFound
+    );
+    assert_eq!(reg.request_rotation(&id, 0).await.unwrap(), Err(Refusal::NotFound));
+
+    // The verdicts survive a restart: the cache is loaded from the table.
+    reg.close().unwrap();
+    let reg = Registry::open(&dir.0, options).unwrap();
+    assert_eq!(reg.authenticate_certificate(&id, "dd"), CertAuth::Revoked);
+    assert_eq!(reg.authenticate_certificate(&id, "aa"), CertAuth::Revoked);
+}
