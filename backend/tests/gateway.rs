@@ -132,6 +132,30 @@ async fn a_retried_provision_gets_the_same_identity_and_other_claims_are_rejecte
 }
 
 #[tokio::test]
+async fn a_csr_without_a_ca_to_sign_it_is_refused_and_creates_nothing() {
+    // This backend serves no TLS listener, so it holds no CA key: it issues no certificates,
+    // and says so rather than provisioning a device without the one it asked for.
+    let t = TestBackend::start().await;
+    let request = serde_json::json!({
+        "model": "temp-sensor",
+        "csr": "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n",
+    });
+    let (outcome, body) = t.provision_with("SN-CSR", "claim:factory", "s3cret", &request).await;
+    assert_eq!(
+        (outcome.as_str(), body["reason"].as_str()),
+        ("rejected", Some("no_authority")),
+        "{body}"
+    );
+    assert_eq!(
+        t.backend.registry.counts().active,
+        0,
+        "no device without its certificate"
+    );
+    assert_eq!(t.backend.gateway.stats().csr_rejected.load(Ordering::Relaxed), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn devices_touch_only_their_own_topics() {
     let t = TestBackend::start().await;
     let (_other_client, _other_loop, other) = t.device("SN-OTHER").await;

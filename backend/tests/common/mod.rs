@@ -123,6 +123,18 @@ impl TestBackend {
     /// Provisions `serial` with the `factory` claim over MQTT and returns the reply topic
     /// suffix (`accepted` or `rejected`) and its JSON body.
     pub async fn provision(&self, serial: &str, claim_user: &str, secret: &str) -> (String, Value) {
+        let request = serde_json::json!({ "model": "temp-sensor", "firmware": "1.0.0" });
+        self.provision_with(serial, claim_user, secret, &request).await
+    }
+
+    /// As [`TestBackend::provision`], with `request` as the request's payload.
+    pub async fn provision_with(
+        &self,
+        serial: &str,
+        claim_user: &str,
+        secret: &str,
+        request: &Value,
+    ) -> (String, Value) {
         let options = self.options(&format!("prov-{serial}"), claim_user, secret);
         let (client, mut eventloop, _) = self.connect(options).await.expect("claim connects");
         let replies = format!("fleet/v1/provision/{serial}/+");
@@ -131,9 +143,13 @@ impl TestBackend {
             .await
             .expect("queue subscribe");
         wait_for(&mut eventloop, |p| matches!(p, Packet::SubAck(_))).await;
-        let request = serde_json::json!({ "model": "temp-sensor", "firmware": "1.0.0" }).to_string();
         client
-            .publish(format!("fleet/v1/provision/{serial}"), QoS::AtLeastOnce, false, request)
+            .publish(
+                format!("fleet/v1/provision/{serial}"),
+                QoS::AtLeastOnce,
+                false,
+                request.to_string(),
+            )
             .await
             .expect("queue publish");
         let publish = next_publish(&mut eventloop).await;
