@@ -267,6 +267,11 @@ pub fn request_key(
     Ok((key, der))
 }
 
+/// A kept RSA key (see [`request_key`]) again, to sign a request with.
+pub fn kept_rsa_key(der: &PrivateKeyDer<'_>) -> Result<KeyPair, rcgen::Error> {
+    KeyPair::from_der_and_sign_algo(der, &PKCS_RSA_SHA256)
+}
+
 /// The name a device's `generation`th key is derived under: the serial itself first (the key
 /// a fleet CA's certificate carries), then `serial#2`, `serial#3`, ...
 pub fn generation_name(serial: &str, generation: u32) -> String {

@@ -177,13 +177,13 @@ bad_file!(
 bad_file!(
     unknown_metric,
     "bad/unknown-metric.toml",
-    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, rotate.latency, certs.issued, certs.rotated, certs.revoked, revoked.tried, revoked.refused, revoked.refused_share, devices.<state>, errors.<kind>"
+    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, rotate.latency, certs.issued, certs.rotated, certs.renewed, certs.revoked, revoked.tried, revoked.refused, revoked.refused_share, devices.<state>, errors.<kind>"
 );
 
 bad_file!(
     unknown_model,
     "bad/unknown-model.toml",
-    "bad/unknown-model.toml:11:13: fleet.mix[1].model: no device model \"metre\"; known models: meter, probe, sensor"
+    "bad/unknown-model.toml:11:13: fleet.mix[1].model: no device model \"metre\"; known models: meter, probe, renewer, sensor"
 );
 
 bad_file!(
@@ -226,6 +226,24 @@ bad_file!(
     model_unknown_protocol,
     "bad-models/unknown-protocol.toml",
     "bad-models/unknown-protocol.toml:2:12: protocol: expected one of \"mqtt\", \"coap\", \"http\", found \"zigbee\""
+);
+
+bad_file!(
+    renewal_with_tokens,
+    "bad/renewal-with-tokens.toml",
+    "bad/renewal-with-tokens.toml:17:13: fleet.mix[1].model: model \"renewer\" renews its certificates (its [certificate]), and these devices are issued none; its devices need the reference backend with credentials = \"certificate\" in [backend.tls]"
+);
+
+bad_file!(
+    model_renew_at,
+    "bad-models/renew-at.toml",
+    "bad-models/renew-at.toml:11:12: certificate.renew_at: expected 1% to 95% of the validity (time left to ask again before expiry), found 100%"
+);
+
+bad_file!(
+    model_duty_cycle_certificate,
+    "bad-models/duty-cycle-certificate.toml",
+    "bad-models/duty-cycle-certificate.toml:10:1: certificate: a duty-cycled device holds no session to be sent its renewed certificate on; remove [certificate] or set duty_cycle = false"
 );
 
 #[test]

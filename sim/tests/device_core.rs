@@ -403,3 +403,110 @@ fn the_backend_sets_the_report_interval_when_it_asks() {
         "back on the model's schedule"
     );
 }
+
+#[test]
+fn a_device_renews_its_certificate_before_it_expires_and_asks_again_when_unanswered() {
+    let m = model(
+        "renewer",
+        "[telemetry]\ninterval = \"15m\"\npayload_bytes = 8\n[link]\nmean_online = \"1000d\"\nmean_offline = \"1s\"\n\
+         [certificate]\nvalidity = \"1h\"\nrenew_at = \"50%\"\n",
+    );
+    let ctx = Ctx::new(7, &m);
+    let mut device = Device::new(0, ctx, SimTime(0));
+    let minutes = |m: f64| SimTime((m * 60e6) as u64);
+    device.on_event(SimTime(0), Event::Arrive, ctx);
+    device.on_event(SimTime(0), Event::Provisioned, ctx);
+    let connected = device.on_event(SimTime(0), Event::Connected, ctx);
+    // Follows the device's wakes until `end`, answering (a new certificate, then the
+    // reconnect it makes) the requests `answer` picks; the times it asked.
+    let mut asked = Vec::new();
+    let mut run =
+        |device: &mut Device, mut actions: fleetsim::device::Actions, end: SimTime, answer: &dyn Fn(usize) -> bool| {
+            loop {
+                let now = actions
+                    .iter()
+                    .find_map(|a| match a {
+                        Action::WakeAt(at) => Some(at),
+                        _ => None,
+                    })
+                    .expect("every event ends with a wake-up");
+                if now > end {
+                    return actions;
+                }
+                actions = device.on_event(now, Event::Wake, ctx);
+                if actions.iter().any(|a| a == Action::RequestCertificate) {
+                    asked.push(now);
+                    if answer(asked.len()) {
+                        let changed = device.on_event(now, Event::CredentialsChanged, ctx);
+                        assert!(changed.iter().any(|a| a == Action::Leave), "it logs in again");
+                        assert!(changed.iter().any(|a| a == Action::Connect));
+                        actions = device.on_event(now, Event::Connected, ctx);
+                    }
+                }
+            }
+        };
+    // The first request at half the validity is answered; the second is not, and is asked
+    // again a quarter of the time left later; that one is answered.
+    run(&mut device, connected, minutes(100.0), &|n| n != 2);
+    let expected = [30.0, 60.0, 67.5, 97.5].map(minutes);
+    assert_eq!(
+        asked, expected,
+        "renewals at 50% of each certificate's life, a retry 7.5 minutes on"
+    );
+
+    // Offline when the next renewal is due (at 127.5 minutes): it asks once connected again.
+    let lost = device.on_event(minutes(120.0), Event::ConnectionLost, ctx);
+    assert!(lost.iter().all(|a| a != Action::RequestCertificate));
+    let mut now = minutes(120.0);
+    let mut actions = lost;
+    while device.state() != State::Connecting {
+        now = actions
+            .iter()
+            .find_map(|a| match a {
+                Action::WakeAt(at) => Some(at),
+                _ => None,
+            })
+            .expect("a wake");
+        assert!(now < minutes(150.0), "it reconnects after its backoff");
+        actions = device.on_event(now, Event::Wake, ctx);
+    }
+    let back = minutes(140.0).max(now);
+    let connected = device.on_event(back, Event::Connected, ctx);
+    let at = connected
+        .iter()
+        .find_map(|a| match a {
+            Action::WakeAt(at) => Some(at),
+            _ => None,
+        })
+        .expect("a wake");
+    assert!(
+        at.since(back) < Duration::from_millis(1),
+        "the overdue renewal comes at once"
+    );
+    let renewal = device.on_event(at, Event::Wake, ctx);
+    assert!(renewal.iter().any(|a| a == Action::RequestCertificate));
+}
+
+#[test]
+fn a_device_whose_model_gives_no_validity_never_renews() {
+    let m = model(
+        "keeper",
+        "[telemetry]\ninterval = \"15m\"\npayload_bytes = 8\n[link]\nmean_online = \"1000d\"\nmean_offline = \"1s\"\n",
+    );
+    let ctx = Ctx::new(7, &m);
+    let mut device = Device::new(0, ctx, SimTime(0));
+    device.on_event(SimTime(0), Event::Arrive, ctx);
+    device.on_event(SimTime(0), Event::Provisioned, ctx);
+    let mut actions = device.on_event(SimTime(0), Event::Connected, ctx);
+    for _ in 0..500 {
+        let now = actions
+            .iter()
+            .find_map(|a| match a {
+                Action::WakeAt(at) => Some(at),
+                _ => None,
+            })
+            .expect("a wake");
+        actions = device.on_event(now, Event::Wake, ctx);
+        assert!(actions.iter().all(|a| a != Action::RequestCertificate), "at {now:?}");
+    }
+}

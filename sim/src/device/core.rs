@@ -11,7 +11,8 @@
 //!
 //! Covered here: arrival and provisioning, connecting and reconnecting with backoff and full
 //! jitter, the two-state link model, telemetry on the model's schedule with battery drain and
-//! the low-battery stretch, death by battery, decommissioning, desired config and commands.
+//! the low-battery stretch, death by battery, decommissioning, desired config and commands,
+//! and renewing its certificate when its model gives certificates a short life.
 //! Firmware updates live in [`super::ota`], mass outages in [`super::outage`]: both are more
 //! `impl Device` blocks over the same state.
 
@@ -82,6 +83,8 @@ pub struct Device {
     drained_to: SimTime,
     /// When the next telemetry report is due.
     next_report: SimTime,
+    /// When to ask for a new certificate (NEVER when its model does not renew).
+    renew_at: SimTime,
     /// When the link changes state next.
     pub(super) link_flip: SimTime,
     /// When to try connecting again (NEVER when not waiting to).
@@ -135,6 +138,7 @@ impl Device {
                 .map_or(f64::INFINITY, |b| b.full().remaining_mas),
             drained_to: arrival,
             next_report: SimTime::NEVER,
+            renew_at: SimTime::NEVER,
             link_flip: arrival.after(phase.remaining),
             retry_at: SimTime::NEVER,
             telemetry_words: 0,
@@ -208,6 +212,7 @@ impl Device {
             Event::Arrive if self.state == State::Unprovisioned => self.provision(now, ctx, &mut out),
             Event::Provisioned if self.state == State::Provisioning => {
                 self.provisioned = true;
+                self.certificate_issued(now, ctx);
                 self.attempt = 0;
                 self.state = State::Offline;
                 if self.link_up {
@@ -255,6 +260,7 @@ impl Device {
             }
             Event::RotateCertificate if self.state == State::Online => out.push(Action::RequestCertificate),
             Event::CredentialsChanged if self.state == State::Online => {
+                self.certificate_issued(now, ctx);
                 // Leave cleanly and log in again at once with the new credentials.
                 out.push(Action::Leave);
                 self.state = State::Offline;
@@ -349,6 +355,9 @@ impl Device {
         if self.state == State::Online && now >= self.next_report {
             self.report(now, ctx, out);
         }
+        if self.state == State::Online && now >= self.renew_at {
+            self.renew(now, ctx, out);
+        }
         if self.state == State::Online && ctx.model.telemetry.duty_cycle && self.ota == OtaStage::Idle {
             // Reported: say goodbye once the report is acknowledged, and sleep.
             out.push(Action::Leave);
@@ -398,6 +407,26 @@ impl Device {
         }
     }
 
+    /// A certificate came (at provisioning, a rotation, a renewal): the next renewal is due
+    /// after the model's share of its life.
+    fn certificate_issued(&mut self, now: SimTime, ctx: Ctx<'_>) {
+        if let Some(renewal) = &ctx.model.certificate {
+            self.renew_at = now.after(renewal.renew_after());
+        }
+    }
+
+    /// Asks for the next certificate, and asks again later if none comes (the answer
+    /// resets the time through `certificate_issued`). A device offline when its renewal
+    /// came due asks once it is connected again.
+    fn renew(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
+        let Some(renewal) = &ctx.model.certificate else {
+            self.renew_at = SimTime::NEVER;
+            return;
+        };
+        out.push(Action::RequestCertificate);
+        self.renew_at = now.after(renewal.retry_after());
+    }
+
     /// Publishes one report and schedules the next, stretched when the battery is low.
     fn report(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         let telemetry = &ctx.model.telemetry;
@@ -444,13 +473,16 @@ impl Device {
         out.push(Action::Stop);
     }
 
-    /// The earliest time something is due: a report, a link change, a retry, or the battery
-    /// running out while asleep.
+    /// The earliest time something is due: a report, a link change, a retry, a certificate
+    /// renewal, or the battery running out while asleep.
     fn next_wake(&self, ctx: Ctx<'_>) -> SimTime {
         let mut next = self.link_flip;
         // A sleeping device whose report is due while its link is down waits for the link.
         if self.state == State::Online || (self.state == State::Sleeping && self.link_up) {
             next = next.min(self.next_report);
+        }
+        if self.state == State::Online {
+            next = next.min(self.renew_at);
         }
         if self.link_up {
             next = next.min(self.retry_at);

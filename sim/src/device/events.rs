@@ -128,7 +128,8 @@ pub enum Action {
 }
 
 /// The most actions one event produces: a wake that flips the link, retries, reports and
-/// finishes a download (Verifying, Installing, Rebooting, Disconnect) is seven with its WakeAt.
+/// finishes a download (Verifying, Installing, Rebooting, Disconnect) is seven with its WakeAt,
+/// eight if a certificate renewal is due then too.
 const MAX_ACTIONS: usize = 8;
 
 /// The actions of one event, without allocating.

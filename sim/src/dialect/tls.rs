@@ -58,8 +58,20 @@ struct Held {
     config: Arc<ClientConfig>,
     /// The generation of the key its certificate holds (0: no certificate of its own).
     generation: u32,
-    /// It holds a certificate a rotation gave it and has not logged in with it yet.
-    rotating: bool,
+    /// Why it holds a certificate it has not logged in with yet, if a rotation or a renewal
+    /// gave it one.
+    fresh: Option<Issued>,
+}
+
+/// Why the backend issued a device a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issued {
+    /// With its provisioning request.
+    Provisioned,
+    /// The operator asked it to rotate.
+    Rotated,
+    /// It renewed its own, before it expired.
+    Renewed,
 }
 
 impl DeviceTls {
@@ -145,23 +157,39 @@ impl DeviceTls {
     }
 
     /// A certificate signing request for device `cx`'s next key (`CN` = its serial), PEM; the
-    /// request is remembered until [`DeviceTls::install`] takes its certificate.
+    /// request is remembered until [`DeviceTls::install`] takes its certificate. A request
+    /// still unanswered is asked again with the same key, so whichever answer comes fits the
+    /// key the device holds.
     pub fn certificate_request(&self, cx: &DeviceCx<'_>) -> Result<String, TransportError> {
-        let generation = lock(&self.devices).get(&cx.index).map_or(0, |held| held.generation) + 1;
+        let pending = lock(&self.requests)
+            .get(&cx.index)
+            .map(|(generation, kept)| (*generation, kept.as_ref().map(PrivateKeyDer::clone_key)));
         let serial = cx.serial();
-        let (key, der) = pki::request_key(cx.shared.serial_key, &serial, generation, self.key_type)
-            .map_err(|_| TransportError::Local)?;
+        let (generation, key, kept) = match pending {
+            Some((generation, Some(der))) => {
+                let key = pki::kept_rsa_key(&der).map_err(|_| TransportError::Local)?;
+                (generation, key, Some(der))
+            }
+            pending => {
+                let generation = match pending {
+                    Some((generation, None)) => generation,
+                    _ => lock(&self.devices).get(&cx.index).map_or(0, |held| held.generation) + 1,
+                };
+                let (key, der) = pki::request_key(cx.shared.serial_key, &serial, generation, self.key_type)
+                    .map_err(|_| TransportError::Local)?;
+                (generation, key, (self.key_type == KeyType::Rsa2048).then_some(der))
+            }
+        };
         let csr = pki::certificate_request(&key, &serial).map_err(|_| TransportError::Local)?;
-        let kept = (self.key_type == KeyType::Rsa2048).then_some(der);
         lock(&self.requests).insert(cx.index, (generation, kept));
         Ok(csr)
     }
 
     /// Takes the certificate (PEM) issued for device `cx`'s last request: from now on the
     /// device presents it, with the request's key, and starts a new session (a session
-    /// resumed would carry the old identity). `rotated` (a rotation gave it) is kept until
-    /// [`DeviceTls::took_rotation`].
-    pub fn install(&self, cx: &DeviceCx<'_>, cert_pem: &str, rotated: bool) -> Result<(), TransportError> {
+    /// resumed would carry the old identity). Why it was issued, when a rotation or a
+    /// renewal, is kept until [`DeviceTls::took_new_certificate`].
+    pub fn install(&self, cx: &DeviceCx<'_>, cert_pem: &str, why: Issued) -> Result<(), TransportError> {
         let Some((generation, kept)) = lock(&self.requests).remove(&cx.index) else {
             // An answer to no request of ours (a duplicate): nothing to take.
             return Err(TransportError::Protocol);
@@ -183,18 +211,19 @@ impl DeviceTls {
         let held = Held {
             config,
             generation,
-            rotating: rotated,
+            fresh: (why != Issued::Provisioned).then_some(why),
         };
         lock(&self.devices).insert(cx.index, held);
         Ok(())
     }
 
-    /// Whether device `cx` has just logged in on the certificate a rotation gave it (true
-    /// once).
-    pub fn took_rotation(&self, cx: &DeviceCx<'_>) -> bool {
+    /// Why device `cx`, which has just logged in, was issued the certificate it logged in
+    /// with, if that is its first login on a certificate a rotation or a renewal gave it
+    /// (said once).
+    pub fn took_new_certificate(&self, cx: &DeviceCx<'_>) -> Option<Issued> {
         lock(&self.devices)
             .get_mut(&cx.index)
-            .is_some_and(|held| std::mem::take(&mut held.rotating))
+            .and_then(|held| held.fresh.take())
     }
 
     /// Connects device `cx` to `target` presenting no certificate (a claim connection of a
@@ -265,11 +294,21 @@ impl DeviceTls {
         let held = Held {
             config: config.clone(),
             generation: 1,
-            rotating: false,
+            fresh: None,
         };
         lock(&self.devices).insert(cx.index, held);
         Ok(config)
     }
+}
+
+/// The validity device `cx` asks for in a certificate request, in real seconds (its model's,
+/// simulated, over the time scale; at least one second); `None` when its model does not
+/// say, for the CA's longest.
+pub fn requested_validity_s(cx: &DeviceCx<'_>) -> Option<u64> {
+    let renewal = cx.model.certificate.as_ref()?;
+    let real = renewal.validity.as_secs_f64() / cx.shared.time_scale;
+    // A model's validity is at most 397 days and the time scale at least 0.001: far inside u64.
+    Some((real.ceil() as u64).max(1))
 }
 
 /// Locks one of the maps. A poisoned lock means another shard panicked mid-insert; the map is

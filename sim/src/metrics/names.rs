@@ -147,6 +147,11 @@ pub const METRICS: &[Metric] = &[
         "devices connected on the certificate a rotation gave them",
     ),
     metric(
+        "certs.renewed",
+        MetricKind::Count,
+        "devices connected on a certificate they renewed themselves before the old one expired (a model's [certificate])",
+    ),
+    metric(
         "certs.revoked",
         MetricKind::Count,
         "old certificates the backend said it revokes once a rotation's grace has passed, one a rotated device",

@@ -181,6 +181,8 @@ names!(
         CertsIssued => "certs.issued",
         /// Devices connected on the certificate a rotation gave them.
         CertsRotated => "certs.rotated",
+        /// Devices connected on a certificate they renewed before the old one expired.
+        CertsRenewed => "certs.renewed",
         /// Device certificates the backend said it revoked.
         CertsRevoked => "certs.revoked",
         /// Connects by devices the operator had decommissioned.

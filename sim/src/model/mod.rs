@@ -21,6 +21,7 @@
 //! `set_stream`.
 
 pub mod battery;
+pub mod certificate;
 pub mod draw;
 pub mod link;
 pub mod ota;
@@ -30,6 +31,7 @@ pub use rand_chacha::ChaCha8Rng;
 pub use rand_chacha::rand_core::Rng;
 
 pub use battery::{Battery, Charge};
+pub use certificate::Renewal;
 pub use link::{Backoff, Link, LinkPhase};
 pub use ota::{Image, Ota, Outcome};
 pub use telemetry::{Reading, Telemetry};

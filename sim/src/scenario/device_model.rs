@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::link::DEFAULT_CONNECT_TIMEOUT;
-use crate::model::{Backoff, Battery, Link, Ota, Telemetry};
+use crate::model::{Backoff, Battery, Link, Ota, Renewal, Telemetry};
 
 use super::decode::Source;
 use super::error::{FileError, KeyPath};
-use super::file::{BatterySection, DeviceModelFile, LinkSection, OtaSection, ProtocolKind, TelemetrySection};
+use super::file::{
+    BatterySection, CertificateSection, DeviceModelFile, LinkSection, OtaSection, ProtocolKind, TelemetrySection,
+};
 use super::units::DisplayDuration;
 
 /// Reconnect backoff of a model that does not set one: 1 s doubling up to a minute.
@@ -58,6 +60,9 @@ pub struct DeviceModel {
     pub link: Link,
     /// OTA behaviour; `None` for devices that take no updates.
     pub ota: Option<Ota>,
+    /// When its certificates expire and it renews them; `None` for certificates that last
+    /// the CA's longest validity.
+    pub certificate: Option<Renewal>,
 }
 
 /// Parses and checks a device model file.
@@ -111,6 +116,13 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
     let battery = raw.battery.map(|b| check_battery(&err, b)).transpose()?;
     let link = raw.link.map_or(Ok(ALWAYS_ONLINE), |l| check_link(&err, l))?;
     let ota = raw.ota.map(|o| check_ota(&err, o)).transpose()?;
+    let certificate = raw.certificate.map(|c| check_certificate(&err, c)).transpose()?;
+    if certificate.is_some() && telemetry.duty_cycle {
+        return Err(err(
+            &["certificate"],
+            "a duty-cycled device holds no session to be sent its renewed certificate on; remove [certificate] or set duty_cycle = false".to_owned(),
+        ));
+    }
 
     Ok(DeviceModel {
         file: file.to_owned(),
@@ -123,6 +135,7 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
         battery,
         link,
         ota,
+        certificate,
     })
 }
 
@@ -263,6 +276,36 @@ fn check_ota(err: &ErrorAt<'_>, o: OtaSection) -> Result<Ota, FileError> {
         corrupt: o.corrupt.0,
         boot_fail: o.boot_fail.0,
         brick: o.brick.0,
+    })
+}
+
+/// The longest certificate validity a model may ask for: what the CA/Browser Forum allows a
+/// TLS certificate, and the reference backend's ceiling.
+const MAX_VALIDITY: Duration = Duration::from_secs(397 * 86_400);
+
+fn check_certificate(err: &ErrorAt<'_>, c: CertificateSection) -> Result<Renewal, FileError> {
+    if c.validity.0 < Duration::from_secs(1) || c.validity.0 > MAX_VALIDITY {
+        return Err(err(
+            &["certificate", "validity"],
+            format!(
+                "expected a duration from 1s to 397d, found \"{}\"",
+                DisplayDuration(c.validity.0)
+            ),
+        ));
+    }
+    let renew_at = c.renew_at.map_or(Renewal::DEFAULT_RENEW_AT, |r| r.0);
+    if !(0.01..=0.95).contains(&renew_at) {
+        return Err(err(
+            &["certificate", "renew_at"],
+            format!(
+                "expected 1% to 95% of the validity (time left to ask again before expiry), found {}",
+                pct(renew_at)
+            ),
+        ));
+    }
+    Ok(Renewal {
+        validity: c.validity.0,
+        renew_at,
     })
 }
 

@@ -527,6 +527,11 @@ pub struct DeviceModelFile {
     /// Over-the-air updates; a device without it takes no OTA campaign.
     #[serde(default)]
     pub ota: Option<OtaSection>,
+    /// The certificates it is issued, for devices that log in with one the backend's CA signs
+    /// (`credentials = "certificate"`): how long each lasts and when the device renews it.
+    /// Without it a device asks for the CA's longest validity and never renews.
+    #[serde(default)]
+    pub certificate: Option<CertificateSection>,
 }
 
 /// The protocols a device model may speak.
@@ -618,6 +623,19 @@ pub struct BackoffSection {
     pub max: DurationValue,
     /// Growth of the ceiling per attempt.
     pub multiplier: f64,
+}
+
+/// `[certificate]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSection {
+    /// How long each certificate the device asks for lasts, in simulated time (asked of the
+    /// backend in real seconds: the reference backend gives at least 60 s).
+    pub validity: DurationValue,
+    /// The share of a certificate's validity after which the device asks for the next;
+    /// `"67%"` when omitted.
+    #[serde(default)]
+    pub renew_at: Option<PercentValue>,
 }
 
 /// `[ota]`.

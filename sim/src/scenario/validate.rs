@@ -12,7 +12,7 @@ use super::check_phase::check_phase;
 use super::decode::Source;
 use super::device_model::is_name;
 use super::error::{FileError, KeyPath};
-use super::file::{BackendKind, BackendSection, FleetSection, ScenarioFile, TlsSection};
+use super::file::{BackendKind, BackendSection, CredentialKind, FleetSection, ScenarioFile, TlsSection};
 use super::gate::{GateError, parse_gate};
 use super::typed::{AddrBlock, Arrival, Backend, Fleet, MixEntry, ModelSet, Scenario};
 use super::units::DisplayDuration;
@@ -106,7 +106,7 @@ pub fn check_scenario(
     }
 
     let backend = check_backend(source, raw.backend, keys)?;
-    let fleet = check_fleet(source, raw.fleet, duration, backend.kind, models)?;
+    let fleet = check_fleet(source, raw.fleet, duration, &backend, models)?;
     let groups: BTreeSet<&str> = fleet.mix.iter().map(|m| m.group.as_str()).collect();
 
     let mut phases = Vec::with_capacity(raw.phase.len());
@@ -248,9 +248,14 @@ fn check_fleet(
     source: &Source<'_>,
     raw: FleetSection,
     duration: Duration,
-    backend: BackendKind,
+    section: &Backend,
     models: &ModelSet,
 ) -> Result<Fleet, FileError> {
+    let backend = section.kind;
+    let certified = section
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.credentials == Some(CredentialKind::Certificate));
     let err = |keys: &[&str], message: String| source.error(KeyPath::of(keys), message);
     if !(1..=MAX_DEVICES).contains(&raw.devices) {
         return Err(err(
@@ -343,6 +348,19 @@ fn check_fleet(
                     model.protocol.name(),
                     backend.name(),
                     speaks.name()
+                ),
+            ));
+        }
+        if let Some(model) = models.get(&entry.model)
+            && model.certificate.is_some()
+            && !certified
+        {
+            return Err(source.error(
+                path.key("model"),
+                format!(
+                    "model \"{}\" renews its certificates (its [certificate]), and these devices are issued none; \
+                     its devices need the reference backend with credentials = \"certificate\" in [backend.tls]",
+                    entry.model
                 ),
             ));
         }

@@ -21,7 +21,7 @@ use super::Embedded;
 use crate::device::{CommandKind, Event};
 use crate::dialect::firmware::{ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
-use crate::dialect::tls::{DeviceTls, mqtt_session};
+use crate::dialect::tls::{DeviceTls, Issued, mqtt_session, requested_validity_s};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
@@ -138,6 +138,9 @@ impl Embedded {
             // A certified device's claim connection presents no certificate: it has none yet.
             Some(tls) => {
                 request["csr"] = tls.certificate_request(cx)?.into();
+                if let Some(validity_s) = requested_validity_s(cx) {
+                    request["validity_s"] = validity_s.into();
+                }
                 MqttConn::open(tls.connect_anonymous(cx, self.mqtt).await?, params).await?
             }
             None => mqtt_session(self.tls.as_deref(), cx, self.mqtt, params).await?,
@@ -166,7 +169,7 @@ impl Embedded {
                     let field = |key: &str| body[key].as_str().map(str::to_owned).ok_or(Refusal::Rejected);
                     if let Some(tls) = certified {
                         let pem = body["certificate"]["certificate"].as_str().ok_or(Refusal::Rejected)?;
-                        tls.install(cx, pem, false)?;
+                        tls.install(cx, pem, Issued::Provisioned)?;
                         cx.count(Counter::CertsIssued);
                     }
                     return Ok(Credentials {
@@ -271,11 +274,15 @@ impl Devices for Embedded {
             Err(TransportError::Refused(ConnectReturnCode::NotAuthorized)) => return Err(Fault::Retired),
             Err(error) => return Err(error.into()),
         };
-        if certified.is_some_and(|tls| tls.took_rotation(cx)) {
-            if let Some(asked) = cx.shared.marks.rotation_asked_at(id) {
-                cx.record(Latency::Rotate, asked);
+        match certified.and_then(|tls| tls.took_new_certificate(cx)) {
+            Some(Issued::Rotated) => {
+                if let Some(asked) = cx.shared.marks.rotation_asked_at(id) {
+                    cx.record(Latency::Rotate, asked);
+                }
+                cx.count(Counter::CertsRotated);
             }
-            cx.count(Counter::CertsRotated);
+            Some(Issued::Renewed) => cx.count(Counter::CertsRenewed),
+            Some(Issued::Provisioned) | None => {}
         }
         if !session_present && session == Session::Persistent {
             let (config, commands, jobs, certs) = (
@@ -341,7 +348,11 @@ impl Devices for Embedded {
                     cx.count(Counter::ErrorsLocal);
                     return;
                 };
-                let body = serde_json::json!({ "csr": csr }).to_string();
+                let mut body = serde_json::json!({ "csr": csr });
+                if let Some(validity_s) = requested_validity_s(cx) {
+                    body["validity_s"] = validity_s.into();
+                }
+                let body = body.to_string();
                 self.publish_answer(cx, (id, link), ("cert/csr", body.as_bytes()), None, inbox)
                     .await;
             }
@@ -369,14 +380,14 @@ impl Devices for Embedded {
         match Inbound::parse(topic, payload) {
             Some(Inbound::Config { version }) => Some(Event::ConfigDesired { version }),
             Some(Inbound::Rotate) => Some(Event::RotateCertificate),
-            Some(Inbound::Certificate { pem, rotated }) => {
+            Some(Inbound::Certificate { pem, why }) => {
                 let tls = self.tls.as_deref()?;
-                if tls.install(cx, &pem, rotated).is_err() {
+                if tls.install(cx, &pem, why).is_err() {
                     cx.count(Counter::ErrorsProtocol);
                     return None;
                 }
                 cx.count(Counter::CertsIssued);
-                if rotated {
+                if why == Issued::Rotated {
                     // The backend revokes the old certificate once the grace has passed.
                     cx.count(Counter::CertsRevoked);
                 }
@@ -420,10 +431,11 @@ enum Inbound {
     },
     /// The operator asks for a new certificate.
     Rotate,
-    /// A certificate issued for the device's request, PEM; `rotated` when a rotation asked.
+    /// A certificate issued for the device's request, PEM, and why: a rotation the operator
+    /// asked for, or the device's own renewal.
     Certificate {
         pem: String,
-        rotated: bool,
+        why: Issued,
     },
     /// The device's certificate request was refused.
     CertificateRefused,
@@ -448,7 +460,11 @@ impl Inbound {
         if topic.ends_with("/cert/accepted") {
             return Some(Self::Certificate {
                 pem: body["certificate"].as_str()?.to_owned(),
-                rotated: body["reason"] == "rotate",
+                why: if body["reason"] == "rotate" {
+                    Issued::Rotated
+                } else {
+                    Issued::Renewed
+                },
             });
         }
         if topic.ends_with("/cert/rejected") {
