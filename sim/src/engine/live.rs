@@ -58,6 +58,8 @@ pub struct Frame {
     pub gates: Vec<GateLight>,
     /// The mass outages' reconnect storm so far.
     pub recovery: Recovery,
+    /// TLS handshakes and device certificates so far.
+    pub identities: Identities,
     /// The harness's resident memory now and before the first device, bytes (0: unknown).
     pub rss_bytes: u64,
     /// Resident memory before the first device, bytes (0: unknown).
@@ -107,6 +109,36 @@ pub struct Recovery {
     pub excused: u64,
     /// Time by which 99% of the counted devices were back, once they are.
     pub recovered_99: Option<Duration>,
+}
+
+/// TLS handshakes and device certificates over the run so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Identities {
+    /// Full handshakes.
+    pub full: u64,
+    /// Resumed handshakes.
+    pub resumed: u64,
+    /// Certificates the backend's CA issued devices.
+    pub issued: u64,
+    /// Devices connected on a rotated certificate.
+    pub rotated: u64,
+    /// Devices connected on a certificate they renewed.
+    pub renewed: u64,
+    /// Old certificates revoked after a rotation.
+    pub revoked: u64,
+    /// Connects by decommissioned devices.
+    pub revoked_tried: u64,
+    /// Of those, refused.
+    pub revoked_refused: u64,
+    /// TLS and certificate-request errors by metric name, those that happened.
+    pub errors: Vec<(&'static str, u64)>,
+}
+
+impl Identities {
+    /// Whether the run has spoken no TLS and issued no certificate so far.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Builds a [`Frame`] a second and offers it to the dashboard.
@@ -188,6 +220,7 @@ impl Live {
             latencies: Latency::ALL.iter().map(|l| latency_row(total, *l)).collect(),
             gates: lights,
             recovery: recovery(total),
+            identities: identities(total),
             rss_bytes: row.rss_bytes,
             rss_before_bytes: self.rss_before_bytes,
             cpu: row.cpu,
@@ -229,6 +262,25 @@ fn recovery(total: &Snapshot) -> Recovery {
         recovered: total.count(Counter::OutageRecovered),
         excused,
         recovered_99: time_to_recover(total.histogram(Latency::Recovery), affected.saturating_sub(excused)),
+    }
+}
+
+fn identities(total: &Snapshot) -> Identities {
+    Identities {
+        full: total.count(Counter::TlsFull),
+        resumed: total.count(Counter::TlsResumed),
+        issued: total.count(Counter::CertsIssued),
+        rotated: total.count(Counter::CertsRotated),
+        renewed: total.count(Counter::CertsRenewed),
+        revoked: total.count(Counter::CertsRevoked),
+        revoked_tried: total.count(Counter::RevokedTried),
+        revoked_refused: total.count(Counter::RevokedRefused),
+        errors: Counter::ALL
+            .iter()
+            .filter(|c| c.name().starts_with("errors.tls_") || **c == Counter::ErrorsCsr)
+            .map(|c| (c.name(), total.count(*c)))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
     }
 }
 

@@ -64,6 +64,9 @@ pub fn render(summary: &Value, timeseries: &str, histograms: &BTreeMap<String, H
     if let Some(table) = tls_table(summary) {
         sections.push(("TLS handshakes and refusals", table));
     }
+    if let Some(table) = certificates_table(summary) {
+        sections.push(("Device certificates: issued, rotated, renewed, revoked", table));
+    }
     sections.push(("OTA campaigns, as the backend counted them", campaigns(summary)));
     sections.push(("Reconnect storm recovery", recovery(summary, histograms)));
     for (title, body) in sections {
@@ -225,6 +228,53 @@ fn tls_table(summary: &Value) -> Option<String> {
     );
     for (reason, n) in refused {
         let _ = writeln!(out, "<tr><td>refused: {}</td><td>{n}</td></tr>", escape(reason));
+    }
+    out.push_str("</table>");
+    Some(out)
+}
+
+/// When the backend issued devices certificates or the operator revoked some: what was
+/// issued, rotated (with `rotate.latency`), renewed and revoked, and decommissioned devices
+/// refused of those that tried. `None` for a run with neither.
+fn certificates_table(summary: &Value) -> Option<String> {
+    let metrics = &summary["metrics"];
+    let counters = metrics["counters"].as_object()?;
+    let count = |name: &str| counters.get(name).and_then(Value::as_u64).unwrap_or(0);
+    let (issued, tried, csr) = (count("certs.issued"), count("revoked.tried"), count("errors.csr"));
+    if issued + tried + csr == 0 {
+        return None;
+    }
+    let latency = &metrics["histograms"]["rotate.latency"];
+    let ms = |key: &str| {
+        latency[key]
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"))
+    };
+    let mut out = String::from("<table class=\"certs\"><tr><th>certificates</th><th>count</th></tr>\n");
+    for (label, name) in [
+        ("issued by the backend's CA", "certs.issued"),
+        ("rotated (device connected on its new one)", "certs.rotated"),
+        ("renewed by the device before expiry", "certs.renewed"),
+        ("revoked after a rotation's grace", "certs.revoked"),
+        ("requests refused", "errors.csr"),
+    ] {
+        let _ = writeln!(out, "<tr><td>{label}</td><td>{}</td></tr>", count(name));
+    }
+    let _ = writeln!(
+        out,
+        "<tr><td>rotation latency p50 / p99 / max</td><td>{} / {} / {}</td></tr>",
+        ms("p50_ms"),
+        ms("p99_ms"),
+        ms("max_ms")
+    );
+    if tried > 0 {
+        let refused = count("revoked.refused");
+        let class = if refused < tried { "fail" } else { "pass" };
+        let _ = writeln!(
+            out,
+            "<tr class=\"{class}\"><td>decommissioned devices refused</td><td class=\"verdict\">{refused} of {tried} tries ({:.1}%)</td></tr>",
+            refused as f64 / tried as f64 * 100.0
+        );
     }
     out.push_str("</table>");
     Some(out)
@@ -513,5 +563,29 @@ mod tests {
             !page.contains("refused: unknown_ca"),
             "a reason that never happened is left out"
         );
+        assert!(!page.contains("Device certificates"), "none issued, none revoked");
+    }
+
+    #[test]
+    fn a_run_with_certificates_shows_them_and_a_revoked_device_let_in_is_red() {
+        let summary = json!({ "scenario": "mtls", "gates": [], "metrics": {
+            "counters": { "tls.handshakes.full": 30, "certs.issued": 150, "certs.rotated": 50,
+                          "certs.renewed": 20, "certs.revoked": 50, "revoked.tried": 10, "revoked.refused": 9 },
+            "histograms": { "rotate.latency": { "p50_ms": 3.0, "p99_ms": 9.96, "max_ms": 12.0 } } } });
+        let page = render(&summary, "elapsed_s,devices.online\n1,3\n", &BTreeMap::new());
+        assert!(
+            page.contains("<h2>Device certificates: issued, rotated, renewed, revoked</h2>"),
+            "{page}"
+        );
+        for row in [
+            "<tr><td>issued by the backend's CA</td><td>150</td></tr>",
+            "<tr><td>rotated (device connected on its new one)</td><td>50</td></tr>",
+            "<tr><td>renewed by the device before expiry</td><td>20</td></tr>",
+            "<tr><td>revoked after a rotation's grace</td><td>50</td></tr>",
+            "<tr><td>rotation latency p50 / p99 / max</td><td>3.0 ms / 10.0 ms / 12.0 ms</td></tr>",
+            "<tr class=\"fail\"><td>decommissioned devices refused</td><td class=\"verdict\">9 of 10 tries (90.0%)</td></tr>",
+        ] {
+            assert!(page.contains(row), "{row} missing from {page}");
+        }
     }
 }

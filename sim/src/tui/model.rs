@@ -85,11 +85,13 @@ pub enum View {
     Campaigns,
     /// The reconnect storm and the harness's cost.
     Recovery,
+    /// TLS handshakes, certificates issued, rotated, renewed and revoked.
+    Identities,
 }
 
 impl View {
     /// Every view, in `tab` order.
-    pub const ALL: [View; 3] = [View::Events, View::Campaigns, View::Recovery];
+    pub const ALL: [View; 4] = [View::Events, View::Campaigns, View::Recovery, View::Identities];
 
     /// Its tab title.
     pub fn title(self) -> &'static str {
@@ -97,6 +99,7 @@ impl View {
             View::Events => "Events",
             View::Campaigns => "OTA campaigns",
             View::Recovery => "Recovery & harness",
+            View::Identities => "TLS & certificates",
         }
     }
 }
@@ -323,7 +326,7 @@ mod tests {
         assert_eq!(model.view, Some(View::Campaigns));
         model.key(Key::BackTab);
         model.key(Key::BackTab);
-        assert_eq!(model.view, Some(View::Recovery));
+        assert_eq!(model.view, Some(View::Identities));
         model.key(Key::PageUp);
         assert_eq!(model.scroll, 10);
         model.note("line 31".to_owned());

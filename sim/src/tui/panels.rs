@@ -190,6 +190,7 @@ pub fn detail(frame: &mut Frame<'_>, area: Rect, model: &Model) {
         View::Events => events(frame, inner, model),
         View::Campaigns => campaigns(frame, inner, model),
         View::Recovery => recovery(frame, inner, model),
+        View::Identities => identities(frame, inner, model),
     }
 }
 
@@ -356,6 +357,63 @@ fn recovery(frame: &mut Frame<'_>, area: Rect, model: &Model) {
         spark,
     );
     frame.render_widget(Paragraph::new(harness_line(model)), rest);
+}
+
+/// TLS handshakes (full, resumed, p99), certificates issued, rotated, renewed and revoked,
+/// decommissioned devices refused of those that tried (red below all), and TLS and CSR errors
+/// by reason.
+fn identities(frame: &mut Frame<'_>, area: Rect, model: &Model) {
+    let t = &model.frame.identities;
+    if t.is_empty() {
+        frame.render_widget(Paragraph::new("no TLS handshake or certificate yet"), area);
+        return;
+    }
+    let p99 = model
+        .frame
+        .latencies
+        .iter()
+        .find(|l| l.name == Latency::TlsHandshake.name())
+        .and_then(|l| l.p99);
+    let handshakes = t.full + t.resumed;
+    let mut lines = vec![
+        Line::raw(format!(
+            "handshakes {handshakes} · {} full · {} resumed ({:.0}%) · p99 {}",
+            t.full,
+            t.resumed,
+            t.resumed as f64 / handshakes.max(1) as f64 * 100.0,
+            ms(p99)
+        )),
+        Line::raw(format!(
+            "certificates {} issued · {} rotated · {} renewed · {} revoked",
+            t.issued, t.rotated, t.renewed, t.revoked
+        )),
+    ];
+    if t.revoked_tried > 0 {
+        let style = if t.revoked_refused < t.revoked_tried {
+            alarm()
+        } else {
+            Style::new().fg(Color::Green)
+        };
+        lines.push(Line::styled(
+            format!(
+                "decommissioned devices refused {} of {} tries ({:.1}%)",
+                t.revoked_refused,
+                t.revoked_tried,
+                t.revoked_refused as f64 / t.revoked_tried as f64 * 100.0
+            ),
+            style,
+        ));
+    }
+    if t.errors.is_empty() {
+        lines.push(Line::styled(
+            "no TLS or certificate request refused",
+            Style::new().fg(Color::Green),
+        ));
+    } else {
+        let errors: Vec<String> = t.errors.iter().map(|(name, n)| format!("{name} {n}")).collect();
+        lines.push(Line::styled(format!("refused: {}", errors.join(" · ")), alarm()));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
 }
 
 /// `harness cpu 45% · 1.6 KiB/device · rss 120 MiB · ui 0.3%`: the harness's share of a core

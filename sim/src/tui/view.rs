@@ -416,6 +416,49 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_view_shows_handshakes_certificates_and_refusals() {
+        use crate::engine::live::Identities;
+        let mut model = model();
+        model.key(Key::BackTab);
+        assert_eq!(model.view, Some(View::Identities));
+        let buffer = render(&model, 80, 24);
+        assert!(shows(&buffer, "no TLS handshake or certificate yet"));
+        model.apply(Update::Second(Box::new(LiveFrame {
+            elapsed_s: 46,
+            devices: 2000,
+            latencies: vec![latency("tls.handshake.latency", 3000, [1, 3, 5, 9])],
+            identities: Identities {
+                full: 2500,
+                resumed: 500,
+                issued: 1500,
+                rotated: 500,
+                renewed: 20,
+                revoked: 500,
+                revoked_tried: 50,
+                revoked_refused: 49,
+                errors: vec![("errors.tls_expired", 3), ("errors.csr", 1)],
+            },
+            ..LiveFrame::default()
+        })));
+        let buffer = render(&model, 80, 24);
+        let all = rows(&buffer).join("\n");
+        for expected in [
+            "handshakes 3000 · 2500 full · 500 resumed (17%) · p99 3.0ms",
+            "certificates 1500 issued · 500 rotated · 20 renewed · 500 revoked",
+            "decommissioned devices refused 49 of 50 tries (98.0%)",
+            "refused: errors.tls_expired 3 · errors.csr 1",
+        ] {
+            assert!(all.contains(expected), "{expected:?} missing from\n{all}");
+        }
+        assert_eq!(
+            color_at(&buffer, "decommissioned devices"),
+            Some(Color::Red),
+            "one got in"
+        );
+        assert_eq!(color_at(&buffer, "refused: errors"), Some(Color::Red));
+    }
+
+    #[test]
     fn pause_stop_and_help_show_in_the_header_and_over_the_panels() {
         let mut model = model();
         model.key(Key::Char('p'));
