@@ -8,6 +8,9 @@
 #   benches/scale.sh tls           # 15,000 devices over mutual TLS, each its own certificate,
 #                                  # against one Mosquitto with require_certificate: idle, then
 #                                  # busy beside the same busy fleet in plaintext
+#   benches/scale.sh handshakes    # storms of full and of resumed mutual-TLS handshakes
+#                                  # against Mosquitto, ECDSA P-256 and RSA-2048 devices: the
+#                                  # harness's CPU per handshake
 #   benches/scale.sh sleeping      # 10,000,000 duty-cycled devices against the reference backend
 #   SLEEPY_1M=1 benches/scale.sh sleeping   # also scenarios/million-sleepy.toml (31 minutes)
 #
@@ -187,6 +190,65 @@ EOF
   # What a connect cost the harness while devices arrived (busy TLS against busy plaintext:
   # the same arrivals and messages, so the difference is TLS's).
   python3 benches/connect_cpu.py "$OUT"/{busy-15k-tls,busy-15k-plain,idle-15k-tls,idle-15k-tls-reference}/summary.json
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = handshakes ]; then
+  echo "== Storms of mutual-TLS handshakes against one Mosquitto: full and resumed, ECDSA and RSA"
+  OUT=$(cd "$OUT" && pwd)
+  [ -d "$OUT/ca" ] || "$BIN" ca "$OUT/ca" > /dev/null
+  mosquitto_tls_on 18842 "$OUT/ca"
+  # A fleet arrives (each device's first connect: its identity made, a full handshake), sits
+  # connected, and at $6 s a 5 s outage cuts every device off; the reconnect storm after it is
+  # all full handshakes (resumption off) or all resumed ones (on). RSA devices arrive slowly:
+  # each generates its key at its first connect (87 ms).
+  storm() { # $1: name, $2: key, $3: resumption, $4: devices, $5: arrival rate, $6: outage at (s)
+    cat <<EOF
+[scenario]
+name = "$1"
+seed = 29
+duration = "$(($6 + 25))s"
+models = "$PWD/device-models"
+
+[backend]
+kind = "mqtt"
+url = "mqtts://127.0.0.1:18842"
+telemetry_topic = "storm/{group}/{serial}/telemetry"
+
+[backend.tls]
+ca = "$OUT/ca/ca.pem"
+fleet_ca = "$OUT/ca"
+server_name = "localhost"
+device_key = "$2"
+resumption = "$3"
+
+[fleet]
+devices = $4
+arrival = { rate = "$5" }
+mix = [ { model = "mains-meter", share = 1.0, group = "meters" } ]
+
+[[phase]]
+at = "${6}s"
+action = "outage"
+share = "100%"
+duration = "5s"
+
+[gates]
+"errors.total" = "== 0"
+"reconnect.recovery" = "<= 20s"
+EOF
+  }
+  storm hs-ecdsa-resumed ecdsa-p256 on 2000 200/s 20 > "$OUT/hs-ecdsa-resumed.toml"
+  storm hs-ecdsa-full ecdsa-p256 off 2000 200/s 20 > "$OUT/hs-ecdsa-full.toml"
+  storm hs-rsa-resumed rsa-2048 on 400 8/s 55 > "$OUT/hs-rsa-resumed.toml"
+  storm hs-rsa-full rsa-2048 off 400 8/s 55 > "$OUT/hs-rsa-full.toml"
+  sleep 0.5
+  for name in hs-ecdsa-resumed hs-ecdsa-full hs-rsa-resumed hs-rsa-full; do
+    run "$name" "$OUT/$name.toml"
+  done
+  # The harness's CPU a connect while the fleet arrived (first connects) and in the storm.
+  python3 benches/connect_cpu.py --split 20 "$OUT"/hs-ecdsa-{resumed,full}/summary.json
+  # RSA fleets are smaller (their keys take long to make): seconds of more than 20 connects.
+  python3 benches/connect_cpu.py --split 55 --min 20 "$OUT"/hs-rsa-{resumed,full}/summary.json
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = sleeping ]; then
