@@ -164,6 +164,10 @@ EOF
   fleet_15k scale-idle-plain mqtt://127.0.0.1:18841 "" > "$OUT/scale-idle-plain.toml"
   sleep 0.5
   run idle-15k-tls "$OUT/scale-idle-tls.toml"
+  # The same with no session kept to resume: what keeping Mosquitto's ticket costs.
+  sed 's/^name = "scale-idle-tls"/name = "scale-idle-tls-noresume"/; s/^server_name = "localhost"/&\nresumption = "off"/' \
+    "$OUT/scale-idle-tls.toml" > "$OUT/scale-idle-tls-noresume.toml"
+  run idle-15k-tls-noresume "$OUT/scale-idle-tls-noresume.toml"
   # The same fleet reporting every 3 s (about 5,000 messages a second), and beside it the same
   # work in plaintext against a Mosquitto of its own: the CPU a message's TLS costs.
   run busy-15k-tls "$OUT/scale-idle-tls.toml" --time-scale 300
