@@ -1,7 +1,9 @@
 //! What a device's TLS costs the harness: making its identity (key and certificate from the
 //! fleet CA) at its first connect, and the device's side of a mutual-TLS handshake, full and
 //! resumed, against a rustls server in memory (the server's CPU is not counted: only the time
-//! spent in the client's calls). Run: `cargo bench -p fleetsim --bench tls`.
+//! spent in the client's calls); and the reference backend's side of a certificate request
+//! (checking a device's CSR, signing its certificate), which bounds how fast it provisions by
+//! CSR and rotates. Run: `cargo bench -p fleetsim --bench tls`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -148,5 +150,39 @@ fn handshakes(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-criterion_group!(benches, identities, handshakes);
+/// The gateway's work for one certificate request: the CSR checked (parsed, its signature
+/// verified, its key and subject checked), then a certificate signed by the backend's CA (an
+/// ECDSA P-256 CA, as `fleetsim ca` and the backend make), for a device key of each type.
+fn gateway_csr(c: &mut Criterion) {
+    use fleetsim_backend::certs::{CertAuthority, check_csr};
+    let (_, dir) = ca();
+    let authority = CertAuthority::load(&dir.join(pki::CA_CERT), &dir.join(pki::CA_KEY)).expect("CA");
+    let mut group = c.benchmark_group("gateway_csr");
+    for (label, key_type) in [("ecdsa-p256", KeyType::EcdsaP256), ("rsa-2048", KeyType::Rsa2048)] {
+        let (key, _) = pki::request_key(7, "SN-1", 2, key_type).expect("key");
+        let csr = pki::certificate_request(&key, "SN-1").expect("CSR");
+        group.bench_function(format!("check/{label}"), |b| {
+            b.iter(|| black_box(check_csr(&csr, "SN-1").expect("a good CSR")));
+        });
+        let checked = check_csr(&csr, "SN-1").expect("a good CSR");
+        group.bench_function(format!("sign/{label}"), |b| {
+            b.iter(|| {
+                black_box(
+                    authority
+                        .issue(
+                            &checked,
+                            "d-1",
+                            Duration::from_secs(86_400),
+                            std::time::SystemTime::now(),
+                        )
+                        .expect("issued"),
+                )
+            });
+        });
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+criterion_group!(benches, identities, handshakes, gateway_csr);
 criterion_main!(benches);

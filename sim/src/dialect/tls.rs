@@ -331,3 +331,73 @@ pub async fn mqtt_session(
         None => MqttConn::connect(target, cx.source, params).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::device_io::Shared;
+
+    /// A certified fleet's TLS with `device_key`, trusting a CA written to a scratch folder.
+    fn certified(device_key: DeviceKeyType) -> (DeviceTls, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("fleetsim-dialect-tls-{}-{device_key:?}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        pki::write_ca_folder(&dir, &["localhost".to_owned()], 1).expect("CA folder");
+        let section = TlsSection {
+            ca: Some(dir.join(pki::CA_CERT).display().to_string()),
+            server_name: None,
+            fleet_ca: None,
+            device_key: Some(device_key),
+            resumption: None,
+            versions: None,
+            device_cert_not_after: None,
+            credentials: Some(CredentialKind::Certificate),
+        };
+        (DeviceTls::new(&section, "localhost").expect("tls"), dir)
+    }
+
+    #[test]
+    fn a_request_asked_again_before_its_answer_keeps_its_key() {
+        let model = crate::scenario::parse_model(
+            Path::new("m.toml"),
+            "name = \"m\"\nprotocol = \"mqtt\"\nfirmware = \"1\"\n[telemetry]\ninterval = \"1m\"\npayload_bytes = 8\n",
+        )
+        .expect("model");
+        let shared = Shared {
+            meter: Default::default(),
+            marks: Default::default(),
+            images: Vec::new(),
+            time_scale: 1.0,
+            serial_key: 7,
+        };
+        let cx = DeviceCx {
+            shared: &shared,
+            index: 3,
+            model: &model,
+            group: "g",
+            source: None,
+        };
+        // RSA keys are generated, not derived: a second key for the same request would not
+        // match the certificate the first request brings. PKCS#1 v1.5 signatures are
+        // deterministic, so the same key gives the same request.
+        let (tls, dir) = certified(DeviceKeyType::Rsa2048);
+        let first = tls.certificate_request(&cx).expect("a request");
+        let again = tls.certificate_request(&cx).expect("asked again");
+        assert_eq!(first, again, "the same RSA key, asked again");
+        let _ = std::fs::remove_dir_all(dir);
+        // A derived ECDSA key is the same for the same generation; its signatures are not.
+        let (tls, dir) = certified(DeviceKeyType::EcdsaP256);
+        let first = tls.certificate_request(&cx).expect("a request");
+        let again = tls.certificate_request(&cx).expect("asked again");
+        let key_of = |pem: &str| {
+            use rcgen::PublicKeyData;
+            rcgen::CertificateSigningRequestParams::from_pem(pem)
+                .expect("a CSR")
+                .public_key
+                .der_bytes()
+                .to_vec()
+        };
+        assert_eq!(key_of(&first), key_of(&again));
+        assert_eq!(lock(&tls.requests).get(&3).map(|(generation, _)| *generation), Some(1));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
