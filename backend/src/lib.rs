@@ -50,7 +50,13 @@ pub enum OpenError {
 impl Backend {
     /// Opens (or creates) the registry and the firmware store in `data_dir`.
     pub fn open(data_dir: &Path, limits: Limits) -> Result<Self, OpenError> {
-        let registry = Registry::open(data_dir, RegistryOptions::default())?;
+        Self::open_with(data_dir, limits, RegistryOptions::default())
+    }
+
+    /// As [`Backend::open`], the registry opened with `options` (a new directory's key given,
+    /// so that device ids are the same in every run).
+    pub fn open_with(data_dir: &Path, limits: Limits, options: RegistryOptions) -> Result<Self, OpenError> {
+        let registry = Registry::open(data_dir, options)?;
         let firmware = FirmwareStore::open(&data_dir.join("firmware"))?;
         let gateway = Gateway::new(registry.clone(), limits);
         Ok(Self {

@@ -35,9 +35,13 @@ impl std::fmt::Debug for SecretKey {
 }
 
 impl SecretKey {
-    /// Reads `dir/secret.key`, or creates it with fresh OS randomness and mode 0600 when the
-    /// directory holds no database yet.
-    pub fn load_or_create(dir: &Path, db_exists: bool) -> Result<SecretKey, RegistryError> {
+    /// Reads `dir/secret.key`, or creates it (mode 0600) when the directory holds no database
+    /// yet: with `new_key` when given, else with fresh OS randomness.
+    pub fn load_or_create(
+        dir: &Path,
+        db_exists: bool,
+        new_key: Option<[u8; KEY_LEN]>,
+    ) -> Result<SecretKey, RegistryError> {
         let path = dir.join(KEY_FILE);
         match fs::read(&path) {
             Ok(bytes) => Self::from_file_bytes(&path, &bytes),
@@ -47,7 +51,7 @@ impl SecretKey {
                 if db_exists {
                     return Err(RegistryError::KeyMissing { path });
                 }
-                Self::create(dir, &path)
+                Self::create(dir, &path, new_key)
             }
             Err(source) => Err(RegistryError::Io { path, source }),
         }
@@ -63,9 +67,15 @@ impl SecretKey {
             })
     }
 
-    fn create(dir: &Path, path: &Path) -> Result<SecretKey, RegistryError> {
-        let mut key = [0u8; KEY_LEN];
-        getrandom::fill(&mut key).map_err(RegistryError::Random)?;
+    fn create(dir: &Path, path: &Path, new_key: Option<[u8; KEY_LEN]>) -> Result<SecretKey, RegistryError> {
+        let key = match new_key {
+            Some(key) => key,
+            None => {
+                let mut key = [0u8; KEY_LEN];
+                getrandom::fill(&mut key).map_err(RegistryError::Random)?;
+                key
+            }
+        };
         // Write a temporary file and hard-link it into place: a crash never leaves a short
         // key file behind, and a concurrent opener that won the race keeps its key (link
         // fails with AlreadyExists instead of overwriting).
@@ -246,8 +256,8 @@ mod tests {
     #[test]
     fn key_is_created_once_with_private_mode_and_reread() {
         let dir = scratch_dir("create");
-        let a = SecretKey::load_or_create(&dir, false).unwrap();
-        let b = SecretKey::load_or_create(&dir, true).unwrap();
+        let a = SecretKey::load_or_create(&dir, false, None).unwrap();
+        let b = SecretKey::load_or_create(&dir, true, None).unwrap();
         assert_eq!(a.0, b.0);
         assert_eq!(fs::read(dir.join(KEY_FILE)).unwrap().len(), KEY_LEN);
         #[cfg(unix)]
@@ -261,14 +271,32 @@ mod tests {
     }
 
     #[test]
+    fn a_key_given_for_a_new_directory_is_written_and_makes_the_same_ids_every_time() {
+        let given = [7u8; KEY_LEN];
+        let (one, two) = (scratch_dir("given-1"), scratch_dir("given-2"));
+        let a = SecretKey::load_or_create(&one, false, Some(given)).unwrap();
+        let b = SecretKey::load_or_create(&two, false, Some(given)).unwrap();
+        assert_eq!(fs::read(one.join(KEY_FILE)).unwrap(), given);
+        assert_eq!(a.device_id("SN-1", 1), b.device_id("SN-1", 1));
+        // A directory that has a key keeps it, whatever is given.
+        let kept = SecretKey::load_or_create(&one, true, Some([9u8; KEY_LEN])).unwrap();
+        assert_eq!(kept.0, given);
+        let fresh = SecretKey::load_or_create(&scratch_dir("given-3"), false, None).unwrap();
+        assert_ne!(fresh.device_id("SN-1", 1), a.device_id("SN-1", 1));
+        for dir in [one, two] {
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
     fn wrong_length_and_missing_key_are_errors_naming_the_file() {
         let dir = scratch_dir("bad");
         fs::write(dir.join(KEY_FILE), b"short").unwrap();
-        let err = SecretKey::load_or_create(&dir, false).unwrap_err();
+        let err = SecretKey::load_or_create(&dir, false, None).unwrap_err();
         assert!(matches!(err, RegistryError::KeyLength { found: 5, .. }), "{err}");
         assert!(err.to_string().contains(KEY_FILE));
         fs::remove_file(dir.join(KEY_FILE)).unwrap();
-        let err = SecretKey::load_or_create(&dir, true).unwrap_err();
+        let err = SecretKey::load_or_create(&dir, true, None).unwrap_err();
         assert!(matches!(err, RegistryError::KeyMissing { .. }), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }

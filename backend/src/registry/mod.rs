@@ -36,7 +36,7 @@ use writer::{Shared, Writer};
 pub use campaigns::{CampaignRecord, OTA_STATES, OtaReport, WaveCounts};
 pub use certs::{CertState, CertificateRecord, IssueReason, NewCertificate, Recorded};
 pub use commands::{COMMAND_NAMES, CommandRecord, CommandState, Completion};
-pub use identity::{KEY_FILE, MAX_META_LEN, MAX_SECRET_LEN};
+pub use identity::{KEY_FILE, KEY_LEN, MAX_META_LEN, MAX_SECRET_LEN};
 pub use reads::MAX_PAGE;
 pub use records::{
     Actor, AuditEntry, CertAuth, ClaimAuth, ConfigScope, DeviceAuth, DeviceRecord, DeviceState, Drift, EffectiveConfig,
@@ -63,6 +63,10 @@ pub struct RegistryOptions {
     pub clock: Clock,
     /// Most jobs committed in one transaction (values below 1 count as 1).
     pub max_batch: usize,
+    /// The secret key a new directory is given; fresh OS randomness when `None`. A run that
+    /// must give the same device ids every time (fleetsim's in-process backend, keyed from
+    /// the scenario's seed) sets it; a directory that has a key keeps it.
+    pub new_key: Option<[u8; KEY_LEN]>,
 }
 
 impl Default for RegistryOptions {
@@ -70,6 +74,7 @@ impl Default for RegistryOptions {
         RegistryOptions {
             clock: Arc::new(system_clock_ms),
             max_batch: DEFAULT_MAX_BATCH,
+            new_key: None,
         }
     }
 }
@@ -147,7 +152,7 @@ impl Registry {
             path: db_path.clone(),
             source,
         })?;
-        let key = SecretKey::load_or_create(dir, db_exists)?;
+        let key = SecretKey::load_or_create(dir, db_exists, options.new_key)?;
         let dir_lock = lock_dir(dir)?;
         let conn = schema::open_writer(&db_path)?;
         let cache = AuthCache::load(&conn)?;

@@ -4,7 +4,9 @@
 //!
 //! Either way the run creates one claim per scenario group through the operator API
 //! (`fleetsim-{group}`, so devices land in their groups); the secret comes from the
-//! scenario's `token_env` variable when it names one, else from the seed.
+//! scenario's `token_env` variable when it names one, else from the seed. The backend started
+//! in process takes its secret key, and so its device ids, from the seed too: the same
+//! scenario and seed give the same ids, and so the same campaign waves, in every run.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use fleetsim_backend::Backend;
 use fleetsim_backend::gateway::Limits;
 use fleetsim_backend::gateway::stream::GatewayTls;
+use fleetsim_backend::registry::{KEY_LEN, RegistryOptions};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -58,7 +61,7 @@ pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, Start
             (None, api, mqtt, tls)
         }
         None => {
-            let (hosted, api, mqtt, tls) = start_in_process(runtime, out, backend.tls.as_ref())?;
+            let (hosted, api, mqtt, tls) = start_in_process(runtime, out, scenario.seed, backend.tls.as_ref())?;
             (Some(hosted), api, mqtt, tls)
         }
     };
@@ -95,6 +98,7 @@ pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, Start
 fn start_in_process(
     runtime: tokio::runtime::Runtime,
     out: &Path,
+    seed: u64,
     tls: Option<&TlsSection>,
 ) -> Result<(Hosted, SocketAddr, SocketAddr, Option<Arc<DeviceTls>>), StartError> {
     let failed = |why: String| StartError::Backend(format!("embedded backend: {why}"));
@@ -106,7 +110,11 @@ fn start_in_process(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(failed(format!("{}: {e}", data.display()))),
     }
-    let backend = Backend::open(&data, Limits::default()).map_err(|e| failed(e.to_string()))?;
+    let options = RegistryOptions {
+        new_key: Some(backend_key(seed)),
+        ..RegistryOptions::default()
+    };
+    let backend = Backend::open_with(&data, Limits::default(), options).map_err(|e| failed(e.to_string()))?;
     let (mqtt, http) = runtime
         .block_on(async {
             let mqtt = TcpListener::bind("127.0.0.1:0").await?;
@@ -146,6 +154,16 @@ fn start_in_process(
         Some(active)
     });
     Ok((hosted, api, mqtt_addr, device_tls))
+}
+
+/// The in-process backend's secret key for a scenario's `seed`: SHA-256 of a domain tag and
+/// the seed, so it is the same in every run and unlike any other key fleetsim derives.
+fn backend_key(seed: u64) -> [u8; KEY_LEN] {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"fleetsim in-process backend key\0");
+    hash.update(seed.to_le_bytes());
+    hash.finalize().into()
 }
 
 /// The TLS settings of the gateway's TLS listener, from the backend's `data/tls` folder
