@@ -69,6 +69,9 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// `Device::renew_at_s` of a device that never renews.
+const NO_RENEWAL: u32 = u32::MAX;
+
 /// How long a device takes to reboot (after an update, or when told to), in simulated time.
 pub const BOOT: Duration = Duration::from_secs(20);
 
@@ -83,8 +86,6 @@ pub struct Device {
     drained_to: SimTime,
     /// When the next telemetry report is due.
     next_report: SimTime,
-    /// When to ask for a new certificate (NEVER when its model does not renew).
-    renew_at: SimTime,
     /// When the link changes state next.
     pub(super) link_flip: SimTime,
     /// When to try connecting again (NEVER when not waiting to).
@@ -111,6 +112,10 @@ pub struct Device {
     report_every_ms: u32,
     /// The desired config version applied.
     config_version: u32,
+    /// When to ask for a new certificate, in whole simulated seconds ([`NO_RENEWAL`] when its
+    /// model does not renew): four bytes that fit beside the other small fields, where a
+    /// `SimTime` would grow every device's task past its allocation class.
+    renew_at_s: u32,
     /// Failed attempts since the last success (connect or provision).
     pub(super) attempt: u16,
     pub(super) ota: OtaStage,
@@ -138,7 +143,6 @@ impl Device {
                 .map_or(f64::INFINITY, |b| b.full().remaining_mas),
             drained_to: arrival,
             next_report: SimTime::NEVER,
-            renew_at: SimTime::NEVER,
             link_flip: arrival.after(phase.remaining),
             retry_at: SimTime::NEVER,
             telemetry_words: 0,
@@ -157,6 +161,7 @@ impl Device {
             seq: 0,
             report_every_ms: 0,
             config_version: 0,
+            renew_at_s: NO_RENEWAL,
             attempt: 0,
             ota: OtaStage::Idle,
             state: State::Unprovisioned,
@@ -355,7 +360,7 @@ impl Device {
         if self.state == State::Online && now >= self.next_report {
             self.report(now, ctx, out);
         }
-        if self.state == State::Online && now >= self.renew_at {
+        if self.state == State::Online && now >= self.renew_at() {
             self.renew(now, ctx, out);
         }
         if self.state == State::Online && ctx.model.telemetry.duty_cycle && self.ota == OtaStage::Idle {
@@ -411,8 +416,24 @@ impl Device {
     /// after the model's share of its life.
     fn certificate_issued(&mut self, now: SimTime, ctx: Ctx<'_>) {
         if let Some(renewal) = &ctx.model.certificate {
-            self.renew_at = now.after(renewal.renew_after());
+            self.set_renew_at(now.after(renewal.renew_after()));
         }
+    }
+
+    /// When the device asks for its next certificate.
+    fn renew_at(&self) -> SimTime {
+        match self.renew_at_s {
+            NO_RENEWAL => SimTime::NEVER,
+            s => SimTime(u64::from(s) * 1_000_000),
+        }
+    }
+
+    /// Asks for the next certificate at `at`, rounded up to a whole second (a run of 136
+    /// simulated years or more never renews).
+    fn set_renew_at(&mut self, at: SimTime) {
+        self.renew_at_s = u32::try_from(at.0.div_ceil(1_000_000))
+            .unwrap_or(NO_RENEWAL)
+            .min(NO_RENEWAL);
     }
 
     /// Asks for the next certificate, and asks again later if none comes (the answer
@@ -420,11 +441,11 @@ impl Device {
     /// came due asks once it is connected again.
     fn renew(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         let Some(renewal) = &ctx.model.certificate else {
-            self.renew_at = SimTime::NEVER;
+            self.renew_at_s = NO_RENEWAL;
             return;
         };
         out.push(Action::RequestCertificate);
-        self.renew_at = now.after(renewal.retry_after());
+        self.set_renew_at(now.after(renewal.retry_after()));
     }
 
     /// Publishes one report and schedules the next, stretched when the battery is low.
@@ -482,7 +503,7 @@ impl Device {
             next = next.min(self.next_report);
         }
         if self.state == State::Online {
-            next = next.min(self.renew_at);
+            next = next.min(self.renew_at());
         }
         if self.link_up {
             next = next.min(self.retry_at);

@@ -79,7 +79,8 @@ pub fn render(summary: &Value, timeseries: &str, histograms: &BTreeMap<String, H
 const CSS: &str = "body{font-family:sans-serif;margin:2em;color:#222;max-width:960px}\
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}.facts{color:#555}\
 table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}\
-tr.pass td.verdict{color:#fff;background:#2c9c2c}tr.fail td.verdict{color:#fff;background:#d62728}\
+tr.pass td.verdict,tr.held td.verdict{color:#fff;background:#2c9c2c}\
+tr.fail td.verdict,tr.breached td.verdict{color:#fff;background:#d62728}\
 .none{color:#777;font-style:italic}svg{display:block}";
 
 /// The gates, green or red, at the top.
@@ -233,15 +234,15 @@ fn tls_table(summary: &Value) -> Option<String> {
     Some(out)
 }
 
-/// When the backend issued devices certificates or the operator revoked some: what was
-/// issued, rotated (with `rotate.latency`), renewed and revoked, and decommissioned devices
-/// refused of those that tried. `None` for a run with neither.
+/// When the backend issued devices certificates: what was issued, rotated (with
+/// `rotate.latency`), renewed and revoked, and decommissioned devices refused of those that
+/// tried (green when all were, red otherwise). `None` for a run without certificates.
 fn certificates_table(summary: &Value) -> Option<String> {
     let metrics = &summary["metrics"];
     let counters = metrics["counters"].as_object()?;
     let count = |name: &str| counters.get(name).and_then(Value::as_u64).unwrap_or(0);
     let (issued, tried, csr) = (count("certs.issued"), count("revoked.tried"), count("errors.csr"));
-    if issued + tried + csr == 0 {
+    if issued + csr == 0 {
         return None;
     }
     let latency = &metrics["histograms"]["rotate.latency"];
@@ -269,7 +270,7 @@ fn certificates_table(summary: &Value) -> Option<String> {
     );
     if tried > 0 {
         let refused = count("revoked.refused");
-        let class = if refused < tried { "fail" } else { "pass" };
+        let class = if refused < tried { "breached" } else { "held" };
         let _ = writeln!(
             out,
             "<tr class=\"{class}\"><td>decommissioned devices refused</td><td class=\"verdict\">{refused} of {tried} tries ({:.1}%)</td></tr>",
@@ -583,7 +584,7 @@ mod tests {
             "<tr><td>renewed by the device before expiry</td><td>20</td></tr>",
             "<tr><td>revoked after a rotation's grace</td><td>50</td></tr>",
             "<tr><td>rotation latency p50 / p99 / max</td><td>3.0 ms / 10.0 ms / 12.0 ms</td></tr>",
-            "<tr class=\"fail\"><td>decommissioned devices refused</td><td class=\"verdict\">9 of 10 tries (90.0%)</td></tr>",
+            "<tr class=\"breached\"><td>decommissioned devices refused</td><td class=\"verdict\">9 of 10 tries (90.0%)</td></tr>",
         ] {
             assert!(page.contains(row), "{row} missing from {page}");
         }
