@@ -127,6 +127,17 @@ fn always(_: u64, _: u32) -> bool {
 
 const DAY: Duration = Duration::from_secs(86_400);
 
+/// The wake-up `actions` end with: every event's actions do.
+fn wake_of(actions: fleetsim::device::Actions) -> SimTime {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::WakeAt(at) => Some(at),
+            _ => None,
+        })
+        .expect("every event ends with a wake-up")
+}
+
 #[test]
 fn a_device_is_small() {
     let size = std::mem::size_of::<Device>();
@@ -360,15 +371,6 @@ fn the_backend_sets_the_report_interval_when_it_asks() {
     );
     let ctx = Ctx::new(7, &m);
     let mut device = Device::new(0, ctx, SimTime(0));
-    let wake_of = |actions: fleetsim::device::Actions| {
-        actions
-            .iter()
-            .find_map(|a| match a {
-                Action::WakeAt(at) => Some(at),
-                _ => None,
-            })
-            .expect("every event ends with a wake-up")
-    };
     let publishes =
         |actions: fleetsim::device::Actions| actions.iter().filter(|a| matches!(a, Action::Publish { .. })).count();
     device.on_event(SimTime(0), Event::Arrive, ctx);
@@ -423,13 +425,7 @@ fn a_device_renews_its_certificate_before_it_expires_and_asks_again_when_unanswe
     let mut run =
         |device: &mut Device, mut actions: fleetsim::device::Actions, end: SimTime, answer: &dyn Fn(usize) -> bool| {
             loop {
-                let now = actions
-                    .iter()
-                    .find_map(|a| match a {
-                        Action::WakeAt(at) => Some(at),
-                        _ => None,
-                    })
-                    .expect("every event ends with a wake-up");
+                let now = wake_of(actions);
                 if now > end {
                     return actions;
                 }
@@ -460,25 +456,13 @@ fn a_device_renews_its_certificate_before_it_expires_and_asks_again_when_unanswe
     let mut now = minutes(120.0);
     let mut actions = lost;
     while device.state() != State::Connecting {
-        now = actions
-            .iter()
-            .find_map(|a| match a {
-                Action::WakeAt(at) => Some(at),
-                _ => None,
-            })
-            .expect("a wake");
+        now = wake_of(actions);
         assert!(now < minutes(150.0), "it reconnects after its backoff");
         actions = device.on_event(now, Event::Wake, ctx);
     }
     let back = minutes(140.0).max(now);
     let connected = device.on_event(back, Event::Connected, ctx);
-    let at = connected
-        .iter()
-        .find_map(|a| match a {
-            Action::WakeAt(at) => Some(at),
-            _ => None,
-        })
-        .expect("a wake");
+    let at = wake_of(connected);
     assert!(
         at.since(back) < Duration::from_millis(1),
         "the overdue renewal comes at once"
@@ -499,13 +483,7 @@ fn a_device_whose_model_gives_no_validity_never_renews() {
     device.on_event(SimTime(0), Event::Provisioned, ctx);
     let mut actions = device.on_event(SimTime(0), Event::Connected, ctx);
     for _ in 0..500 {
-        let now = actions
-            .iter()
-            .find_map(|a| match a {
-                Action::WakeAt(at) => Some(at),
-                _ => None,
-            })
-            .expect("a wake");
+        let now = wake_of(actions);
         actions = device.on_event(now, Event::Wake, ctx);
         assert!(actions.iter().all(|a| a != Action::RequestCertificate), "at {now:?}");
     }

@@ -431,9 +431,7 @@ impl Device {
     /// Asks for the next certificate at `at`, rounded up to a whole second (a run of 136
     /// simulated years or more never renews).
     fn set_renew_at(&mut self, at: SimTime) {
-        self.renew_at_s = u32::try_from(at.0.div_ceil(1_000_000))
-            .unwrap_or(NO_RENEWAL)
-            .min(NO_RENEWAL);
+        self.renew_at_s = u32::try_from(at.0.div_ceil(1_000_000)).unwrap_or(NO_RENEWAL);
     }
 
     /// Asks for the next certificate, and asks again later if none comes (the answer

@@ -211,27 +211,30 @@ fn tls_table(summary: &Value) -> Option<String> {
     if full + resumed == 0 && refused.is_empty() {
         return None;
     }
-    let latency = &metrics["histograms"]["tls.handshake.latency"];
-    let ms = |key: &str| {
-        latency[key]
-            .as_f64()
-            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"))
-    };
     let mut out = String::from("<table class=\"tls\"><tr><th>handshakes</th><th>count</th></tr>\n");
     let _ = writeln!(out, "<tr><td>full</td><td>{full}</td></tr>");
     let _ = writeln!(out, "<tr><td>resumed</td><td>{resumed}</td></tr>");
     let _ = writeln!(
         out,
-        "<tr><td>latency p50 / p99 / max</td><td>{} / {} / {}</td></tr>",
-        ms("p50_ms"),
-        ms("p99_ms"),
-        ms("max_ms")
+        "<tr><td>latency p50 / p99 / max</td><td>{}</td></tr>",
+        percentiles(&metrics["histograms"]["tls.handshake.latency"])
     );
     for (reason, n) in refused {
         let _ = writeln!(out, "<tr><td>refused: {}</td><td>{n}</td></tr>", escape(reason));
     }
     out.push_str("</table>");
     Some(out)
+}
+
+/// `2.3 ms / 4.0 ms / 4.1 ms`: a histogram's p50, p99 and max from summary.json (`-` for one
+/// not measured).
+fn percentiles(histogram: &Value) -> String {
+    let ms = |key: &str| {
+        histogram[key]
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"))
+    };
+    format!("{} / {} / {}", ms("p50_ms"), ms("p99_ms"), ms("max_ms"))
 }
 
 /// When the backend issued devices certificates: what was issued, rotated (with
@@ -245,12 +248,6 @@ fn certificates_table(summary: &Value) -> Option<String> {
     if issued + csr == 0 {
         return None;
     }
-    let latency = &metrics["histograms"]["rotate.latency"];
-    let ms = |key: &str| {
-        latency[key]
-            .as_f64()
-            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"))
-    };
     let mut out = String::from("<table class=\"certs\"><tr><th>certificates</th><th>count</th></tr>\n");
     for (label, name) in [
         ("issued by the backend's CA", "certs.issued"),
@@ -263,10 +260,8 @@ fn certificates_table(summary: &Value) -> Option<String> {
     }
     let _ = writeln!(
         out,
-        "<tr><td>rotation latency p50 / p99 / max</td><td>{} / {} / {}</td></tr>",
-        ms("p50_ms"),
-        ms("p99_ms"),
-        ms("max_ms")
+        "<tr><td>rotation latency p50 / p99 / max</td><td>{}</td></tr>",
+        percentiles(&metrics["histograms"]["rotate.latency"])
     );
     if tried > 0 {
         let refused = count("revoked.refused");
