@@ -116,8 +116,10 @@ pub struct Device {
     /// model does not renew): four bytes that fit beside the other small fields, where a
     /// `SimTime` would grow every device's task past its allocation class.
     renew_at_s: u32,
-    /// Failed attempts since the last success (connect or provision).
-    pub(super) attempt: u16,
+    /// Failed attempts since the last success (connect or provision), saturating: the
+    /// backoff's ceiling reaches its maximum long before 255. One byte, so that the fields
+    /// below it fit in three words.
+    pub(super) attempt: u8,
     pub(super) ota: OtaStage,
     pub(super) state: State,
     pub(super) link_up: bool,
