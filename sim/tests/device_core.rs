@@ -488,3 +488,53 @@ fn a_device_whose_model_gives_no_validity_never_renews() {
         assert!(actions.iter().all(|a| a != Action::RequestCertificate), "at {now:?}");
     }
 }
+
+#[test]
+fn reports_carry_the_battery_as_it_drains_and_say_when_it_is_low() {
+    let m = model(
+        "drainer",
+        "[telemetry]\ninterval = \"5m\"\npayload_bytes = 8\n\
+         [battery]\ncapacity_mah = 20\nsleep_ua = 10\ntx_mas = 30\nlow_at = \"50%\"\n\
+         [link]\nmean_online = \"1000d\"\nmean_offline = \"1s\"\n",
+    );
+    let ctx = Ctx::new(11, &m);
+    let mut device = Device::new(0, ctx, SimTime(0));
+    device.on_event(SimTime(0), Event::Arrive, ctx);
+    device.on_event(SimTime(0), Event::Provisioned, ctx);
+    let mut actions = device.on_event(SimTime(0), Event::Connected, ctx);
+    let mut levels = Vec::new();
+    while device.state() != State::Dead && levels.len() < 100_000 {
+        actions = device.on_event(wake_of(actions), Event::Wake, ctx);
+        levels.extend(actions.iter().filter_map(|a| match a {
+            Action::Publish { battery, .. } => Some(battery.expect("a battery device says its level")),
+            _ => None,
+        }));
+    }
+    assert!(levels.len() > 100, "{} reports", levels.len());
+    assert!(levels[0].permille > 990 && !levels[0].low, "{:?}", levels[0]);
+    assert!(
+        levels.windows(2).all(|w| w[1].permille <= w[0].permille),
+        "the level only falls"
+    );
+    assert!(levels.last().is_some_and(|l| l.permille < 50 && l.low));
+    for level in &levels {
+        assert_eq!(
+            level.low,
+            level.permille < 500 || (level.permille == 500 && level.low),
+            "{level:?}"
+        );
+    }
+    assert!(levels.iter().any(|l| l.low) && levels.iter().any(|l| !l.low));
+
+    let mains = model("mains", "[telemetry]\ninterval = \"5m\"\npayload_bytes = 8\n");
+    let ctx = Ctx::new(11, &mains);
+    let mut device = Device::new(0, ctx, SimTime(0));
+    device.on_event(SimTime(0), Event::Arrive, ctx);
+    device.on_event(SimTime(0), Event::Provisioned, ctx);
+    let connected = device.on_event(SimTime(0), Event::Connected, ctx);
+    let first = device.on_event(wake_of(connected), Event::Wake, ctx);
+    assert!(
+        first.iter().any(|a| matches!(a, Action::Publish { battery: None, .. })),
+        "a mains device says no level"
+    );
+}

@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use super::events::{Action, Actions, CommandKind, Event};
+use super::events::{Action, Actions, BatteryLevel, CommandKind, Event};
 use super::ota::OtaStage;
 use super::outage::Outage;
 use super::state::State;
@@ -452,9 +452,20 @@ impl Device {
     fn report(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         let telemetry = &ctx.model.telemetry;
         self.drain(now, ctx, 1);
+        let battery = ctx.model.battery.as_ref().map(|b| {
+            let charge = crate::model::Charge {
+                remaining_mas: self.charge_mas,
+            };
+            BatteryLevel {
+                // A level in [0, 1]: at most 1000.
+                permille: (b.level(&charge) * 1000.0).round() as u16,
+                low: b.is_low(&charge),
+            }
+        });
         out.push(Action::Publish {
             seq: self.seq,
             payload_bytes: telemetry.payload_bytes,
+            battery,
         });
         self.seq = self.seq.wrapping_add(1);
         let factor = ctx.model.battery.as_ref().map_or(1.0, |b| {

@@ -74,6 +74,22 @@ pub enum Event {
     },
 }
 
+/// A battery's state as a report carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatteryLevel {
+    /// Charge left, in thousandths of the capacity.
+    pub permille: u16,
+    /// Below the model's `low_at`: the device saves power (its reports come further apart).
+    pub low: bool,
+}
+
+impl BatteryLevel {
+    /// The charge left as a fraction of the capacity.
+    pub fn fraction(self) -> f64 {
+        f64::from(self.permille) / 1000.0
+    }
+}
+
 /// What a device wants done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -87,6 +103,8 @@ pub enum Action {
         seq: u32,
         /// Payload size.
         payload_bytes: u32,
+        /// The battery as the report leaves (`None` for a mains-powered device).
+        battery: Option<BatteryLevel>,
     },
     /// Drop the connection as a failing link does (no goodbye), or abandon a connect still
     /// in progress (its late success must be closed by the driver: the core has moved on and

@@ -10,7 +10,7 @@ pub mod outage;
 pub mod state;
 
 pub use core::{BOOT, Ctx, Device, SimTime};
-pub use events::{Action, Actions, CommandKind, Event};
+pub use events::{Action, Actions, BatteryLevel, CommandKind, Event};
 pub use ota::{OtaReport, OtaStage};
 pub use outage::Outage;
 pub use state::{State, StateCounts};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::context::{Member, ShardCtx};
-use crate::device::{Action, Actions, Event, OtaReport, SimTime};
+use crate::device::{Action, Actions, BatteryLevel, Event, OtaReport, SimTime};
 use crate::dialect::{Answer, DeviceCx, Devices, Dialect, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::model::{Outcome, Reading};
@@ -182,7 +182,7 @@ impl<D: Dialect> DeviceTask<D> {
                         }
                     }
                 }
-                Action::Publish { seq, .. } => {
+                Action::Publish { seq, battery, .. } => {
                     if step.intended.elapsed() > LATE {
                         // The harness fell behind its schedule: the latency recorded from the
                         // intended time shows how much; this counts how often.
@@ -190,8 +190,10 @@ impl<D: Dialect> DeviceTask<D> {
                     }
                     let reading = Reading {
                         seq: u64::from(seq),
-                        uptime: step.now.since(SimTime(0)),
-                        battery: None,
+                        // Since it arrived (switched on): a reboot does not reset it yet.
+                        uptime: cx.sim_span(step.intended.saturating_duration_since(step.arrival)),
+                        battery: battery.map(BatteryLevel::fraction),
+                        low_battery: battery.is_some_and(|b| b.low),
                         value: 20.0,
                     };
                     let mut payload = scratch::bytes();

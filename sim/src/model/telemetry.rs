@@ -54,10 +54,12 @@ pub struct Telemetry {
 pub struct Reading {
     /// Per-device sequence number of the report.
     pub seq: u64,
-    /// Simulated time since the device booted.
+    /// Simulated time since the device was switched on.
     pub uptime: Duration,
     /// Battery level as a fraction, if the device has a battery.
     pub battery: Option<f64>,
+    /// The level is below the battery's `low_at`: the device says so (`"low_battery":true`).
+    pub low_battery: bool,
     /// The sensor value.
     pub value: f64,
 }
@@ -87,9 +89,9 @@ impl Telemetry {
     }
 
     /// Clears `out` and writes the report for `reading` as a JSON object,
-    /// `{"seq":..,"uptime_s":..,"battery":..,"value":..}` (battery omitted
-    /// when `None`, non-finite numbers written as `null`), padded to exactly
-    /// `payload_bytes` when that is larger than the bare object.
+    /// `{"seq":..,"uptime_s":..,"battery":..,"low_battery":true,"value":..}` (battery
+    /// omitted when `None`, `low_battery` only when true, non-finite numbers written as
+    /// `null`), padded to exactly `payload_bytes` when that is larger than the bare object.
     pub fn write_payload(&self, out: &mut Vec<u8>, reading: &Reading) {
         out.clear();
         let mut w = Bytes(out);
@@ -99,6 +101,9 @@ impl Telemetry {
         if let Some(level) = reading.battery {
             let _ = w.write_str(",\"battery\":");
             number(&mut w, level);
+        }
+        if reading.low_battery {
+            let _ = w.write_str(",\"low_battery\":true");
         }
         let _ = w.write_str(",\"value\":");
         number(&mut w, reading.value);
@@ -175,6 +180,7 @@ mod tests {
             seq: 17,
             uptime: Duration::from_millis(123_456),
             battery,
+            low_battery: false,
             value: 21.5,
         }
     }
@@ -238,6 +244,15 @@ mod tests {
             assert_eq!(out.len(), size);
             assert_eq!(out.last(), Some(&b'}'));
         }
+        let low = Reading {
+            low_battery: true,
+            ..reading(Some(0.05))
+        };
+        telemetry(0).write_payload(&mut out, &low);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"seq":17,"uptime_s":123.456,"battery":0.050,"low_battery":true,"value":21.500}"#
+        );
         let odd = Reading {
             value: f64::NAN,
             battery: Some(f64::INFINITY),
