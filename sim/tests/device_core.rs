@@ -538,3 +538,38 @@ fn reports_carry_the_battery_as_it_drains_and_say_when_it_is_low() {
         "a mains device says no level"
     );
 }
+
+#[test]
+fn reports_carry_the_sensor_reading_as_a_bounded_random_walk() {
+    let m = model(
+        "walker",
+        "[telemetry]\ninterval = \"1m\"\npayload_bytes = 8\n[link]\nmean_online = \"1000d\"\nmean_offline = \"1s\"\n",
+    );
+    let readings = |seed: u64| {
+        let ctx = Ctx::new(seed, &m);
+        let mut device = Device::new(3, ctx, SimTime(0));
+        device.on_event(SimTime(0), Event::Arrive, ctx);
+        device.on_event(SimTime(0), Event::Provisioned, ctx);
+        let mut actions = device.on_event(SimTime(0), Event::Connected, ctx);
+        let mut readings = Vec::new();
+        while readings.len() < 2_000 {
+            actions = device.on_event(wake_of(actions), Event::Wake, ctx);
+            readings.extend(actions.iter().filter_map(|a| match a {
+                Action::Publish { reading_centi, .. } => Some(reading_centi),
+                _ => None,
+            }));
+        }
+        readings
+    };
+    let walk = readings(5);
+    assert_eq!(walk, readings(5), "the same seed, the same readings");
+    assert_ne!(walk, readings(6));
+    assert!(walk.iter().all(|r| *r <= 10_000), "within 0 to 100");
+    // A step is at most 1.0, plus the hundredths' rounding on each side.
+    assert!(walk.windows(2).all(|w| w[0].abs_diff(w[1]) <= 101), "small steps");
+    let (low, high) = (walk.iter().min(), walk.iter().max());
+    assert!(
+        high.zip(low).is_some_and(|(h, l)| h - l > 1_000),
+        "it wanders: {low:?} to {high:?}"
+    );
+}

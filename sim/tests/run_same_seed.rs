@@ -83,7 +83,7 @@ fn the_same_scenario_and_seed_give_the_same_counts_and_campaign_outcomes() {
     // Every count but the two that time the harness rather than count what devices did (how
     // often it fell behind its schedule, the milliseconds downloads took) and the reports
     // published: the run ends at a wall-clock instant, and a report due within a millisecond
-    // of it may go out in one run and not in the other (one in 59,656 in two quickstarts).
+    // of it may go out in one run and not in the other (one in some 59,650 in two quickstarts).
     let counters = |s: &Value| {
         let mut counters = s["metrics"]["counters"].clone();
         if let Some(map) = counters.as_object_mut() {

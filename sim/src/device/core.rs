@@ -122,13 +122,23 @@ pub struct Device {
     pub(super) attempt: u8,
     pub(super) ota: OtaStage,
     pub(super) state: State,
-    pub(super) link_up: bool,
-    provisioned: bool,
-    /// The last update failed to boot and the old slot runs.
-    pub(super) rolled_back: bool,
+    /// [`LINK_UP`], [`PROVISIONED`] and [`ROLLED_BACK`], one bit each.
+    flags: u8,
     /// The next outage of `Ctx::outages` not yet passed.
     pub(super) next_outage: u8,
+    /// The sensor's last reading in hundredths ([`NO_READING`] before the first): the
+    /// telemetry model's random walk goes on from it.
+    reading_centi: u16,
 }
+
+/// `Device::flags`: its own link is up.
+const LINK_UP: u8 = 1;
+/// `Device::flags`: it has been provisioned.
+const PROVISIONED: u8 = 2;
+/// `Device::flags`: the last update failed to boot and the old slot runs.
+pub(super) const ROLLED_BACK: u8 = 4;
+/// `Device::reading_centi` before the first report.
+const NO_READING: u16 = u16::MAX;
 
 impl Device {
     /// A planned device that will arrive at `arrival`: its battery full and its link in a
@@ -167,10 +177,9 @@ impl Device {
             attempt: 0,
             ota: OtaStage::Idle,
             state: State::Unprovisioned,
-            link_up: phase.online,
-            provisioned: false,
-            rolled_back: false,
+            flags: if phase.online { LINK_UP } else { 0 },
             next_outage: 0,
+            reading_centi: NO_READING,
         }
     }
 
@@ -179,7 +188,7 @@ impl Device {
     pub fn state(&self) -> State {
         match self.state {
             State::Offline | State::Connecting | State::Online if self.ota != OtaStage::Idle => State::Updating,
-            State::Online if self.rolled_back => State::RolledBack,
+            State::Online if self.has(ROLLED_BACK) => State::RolledBack,
             state => state,
         }
     }
@@ -193,6 +202,25 @@ impl Device {
     /// Telemetry messages published so far.
     pub fn published(&self) -> u32 {
         self.seq
+    }
+
+    /// Whether its own link is up.
+    pub(super) fn link_up(&self) -> bool {
+        self.has(LINK_UP)
+    }
+
+    /// Whether `flag` is set.
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Sets or clears `flag`.
+    pub(super) fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
     }
 
     /// Handles one event at `now` and says what to do.
@@ -218,11 +246,11 @@ impl Device {
             }
             Event::Arrive if self.state == State::Unprovisioned => self.provision(now, ctx, &mut out),
             Event::Provisioned if self.state == State::Provisioning => {
-                self.provisioned = true;
+                self.set(PROVISIONED, true);
                 self.certificate_issued(now, ctx);
                 self.attempt = 0;
                 self.state = State::Offline;
-                if self.link_up {
+                if self.link_up() {
                     self.connect(now, ctx, &mut out);
                 }
             }
@@ -342,7 +370,7 @@ impl Device {
         if now >= self.link_flip {
             self.flip_link(now, ctx, out);
         }
-        if now >= self.retry_at && self.link_up {
+        if now >= self.retry_at && self.link_up() {
             self.retry_at = SimTime::NEVER;
             match self.state {
                 State::Unprovisioned => self.provision(now, ctx, out),
@@ -350,10 +378,10 @@ impl Device {
                 _ => {}
             }
         }
-        if self.state == State::Sleeping && now >= self.next_report && self.link_up {
+        if self.state == State::Sleeping && now >= self.next_report && self.link_up() {
             // A duty-cycled device's report is due: provision first if it never has.
             self.attempt = 0;
-            if self.provisioned {
+            if self.has(PROVISIONED) {
                 self.connect(now, ctx, out);
             } else {
                 self.provision(now, ctx, out);
@@ -389,15 +417,15 @@ impl Device {
     fn flip_link(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         let mut rng = self.rng(ctx, StreamId::LINK, self.link_words);
         let link = &ctx.model.link;
-        self.link_up = !self.link_up;
-        let sojourn = if self.link_up {
+        self.set(LINK_UP, !self.link_up());
+        let sojourn = if self.link_up() {
             link.draw_online(&mut rng)
         } else {
             link.draw_offline(&mut rng)
         };
         self.link_words = words(&rng);
         self.link_flip = now.after(sojourn);
-        if self.link_up {
+        if self.link_up() {
             if self.state == State::Offline {
                 self.attempt = 0;
                 self.connect(now, ctx, out);
@@ -462,10 +490,20 @@ impl Device {
                 low: b.is_low(&charge),
             }
         });
+        // The sensor's next reading, drawn before the next interval from the same stream.
+        let mut rng = self.rng(ctx, StreamId::TELEMETRY, self.telemetry_words);
+        let reading = match self.reading_centi {
+            NO_READING => telemetry.initial_value(&mut rng),
+            centi => telemetry.draw_value(&mut rng, f64::from(centi) / 100.0),
+        };
+        self.telemetry_words = words(&rng);
+        // A reading in [0, 100]: at most 10,000 hundredths.
+        self.reading_centi = (reading * 100.0).round() as u16;
         out.push(Action::Publish {
             seq: self.seq,
             payload_bytes: telemetry.payload_bytes,
             battery,
+            reading_centi: self.reading_centi,
         });
         self.seq = self.seq.wrapping_add(1);
         let factor = ctx.model.battery.as_ref().map_or(1.0, |b| {
@@ -510,13 +548,13 @@ impl Device {
     fn next_wake(&self, ctx: Ctx<'_>) -> SimTime {
         let mut next = self.link_flip;
         // A sleeping device whose report is due while its link is down waits for the link.
-        if self.state == State::Online || (self.state == State::Sleeping && self.link_up) {
+        if self.state == State::Online || (self.state == State::Sleeping && self.link_up()) {
             next = next.min(self.next_report);
         }
         if self.state == State::Online {
             next = next.min(self.renew_at());
         }
-        if self.link_up {
+        if self.link_up() {
             next = next.min(self.retry_at);
         }
         next = next.min(self.ota_step);

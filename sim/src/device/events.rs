@@ -105,6 +105,9 @@ pub enum Action {
         payload_bytes: u32,
         /// The battery as the report leaves (`None` for a mains-powered device).
         battery: Option<BatteryLevel>,
+        /// The sensor's reading, in hundredths (the telemetry model's random walk on 0 to
+        /// 100).
+        reading_centi: u16,
     },
     /// Drop the connection as a failing link does (no goodbye), or abandon a connect still
     /// in progress (its late success must be closed by the driver: the core has moved on and

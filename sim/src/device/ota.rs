@@ -125,7 +125,7 @@ impl Device {
     pub(super) fn update_step(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         self.ota_step = SimTime::NEVER;
         match self.ota {
-            OtaStage::Pausing if self.link_up && now >= self.outage_until => self.fetch(ctx, out),
+            OtaStage::Pausing if self.link_up() && now >= self.outage_until => self.fetch(ctx, out),
             // No network: try again when the link or the outage says it is back.
             OtaStage::Pausing => {
                 self.ota_step = if now < self.outage_until {
@@ -175,7 +175,7 @@ impl Device {
         }
         self.ota = OtaStage::Reporting(outcome);
         self.attempt = 0;
-        if self.link_up {
+        if self.link_up() {
             self.connect(now, ctx, out);
         }
     }
@@ -191,7 +191,7 @@ impl Device {
         // while (or a run's end may cut it short), so the figures count it first.
         out.push(Action::OtaDone(outcome));
         out.push(Action::OtaStatus(report));
-        self.rolled_back = outcome == Outcome::RolledBack;
+        self.set(super::core::ROLLED_BACK, outcome == Outcome::RolledBack);
         self.ota = OtaStage::Idle;
     }
 }

@@ -182,7 +182,12 @@ impl<D: Dialect> DeviceTask<D> {
                         }
                     }
                 }
-                Action::Publish { seq, battery, .. } => {
+                Action::Publish {
+                    seq,
+                    battery,
+                    reading_centi,
+                    ..
+                } => {
                     if step.intended.elapsed() > LATE {
                         // The harness fell behind its schedule: the latency recorded from the
                         // intended time shows how much; this counts how often.
@@ -194,7 +199,7 @@ impl<D: Dialect> DeviceTask<D> {
                         uptime: cx.sim_span(step.intended.saturating_duration_since(step.arrival)),
                         battery: battery.map(BatteryLevel::fraction),
                         low_battery: battery.is_some_and(|b| b.low),
-                        value: 20.0,
+                        value: f64::from(reading_centi) / 100.0,
                     };
                     let mut payload = scratch::bytes();
                     cx.model.telemetry.write_payload(&mut payload, &reading);
