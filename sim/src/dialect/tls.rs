@@ -164,25 +164,37 @@ impl DeviceTls {
         let pending = lock(&self.requests)
             .get(&cx.index)
             .map(|(generation, kept)| (*generation, kept.as_ref().map(PrivateKeyDer::clone_key)));
+        let generation = match &pending {
+            Some((generation, _)) => *generation,
+            None => lock(&self.devices).get(&cx.index).map_or(0, |held| held.generation) + 1,
+        };
         let serial = cx.serial();
-        let (generation, key, kept) = match pending {
-            Some((generation, Some(der))) => {
-                let key = pki::kept_rsa_key(&der).map_err(|_| TransportError::Local)?;
-                (generation, key, Some(der))
-            }
-            pending => {
-                let generation = match pending {
-                    Some((generation, None)) => generation,
-                    _ => lock(&self.devices).get(&cx.index).map_or(0, |held| held.generation) + 1,
-                };
+        let (key, kept) = match pending.and_then(|(_, kept)| kept) {
+            Some(der) => (pki::kept_rsa_key(&der).map_err(|_| TransportError::Local)?, Some(der)),
+            None => {
                 let (key, der) = pki::request_key(cx.shared.serial_key, &serial, generation, self.key_type)
                     .map_err(|_| TransportError::Local)?;
-                (generation, key, (self.key_type == KeyType::Rsa2048).then_some(der))
+                (key, (self.key_type == KeyType::Rsa2048).then_some(der))
             }
         };
         let csr = pki::certificate_request(&key, &serial).map_err(|_| TransportError::Local)?;
         lock(&self.requests).insert(cx.index, (generation, kept));
         Ok(csr)
+    }
+
+    /// Adds device `cx`'s certificate request to a message `body`: its CSR
+    /// ([`DeviceTls::certificate_request`]) and, when its model gives certificates a short
+    /// life, the validity it asks for (`validity_s`, [`requested_validity_s`]).
+    pub fn add_certificate_request(
+        &self,
+        cx: &DeviceCx<'_>,
+        body: &mut serde_json::Value,
+    ) -> Result<(), TransportError> {
+        body["csr"] = self.certificate_request(cx)?.into();
+        if let Some(validity_s) = requested_validity_s(cx) {
+            body["validity_s"] = validity_s.into();
+        }
+        Ok(())
     }
 
     /// Takes the certificate (PEM) issued for device `cx`'s last request: from now on the
@@ -304,7 +316,7 @@ impl DeviceTls {
 /// The validity device `cx` asks for in a certificate request, in real seconds (its model's,
 /// simulated, over the time scale; at least one second); `None` when its model does not
 /// say, for the CA's longest.
-pub fn requested_validity_s(cx: &DeviceCx<'_>) -> Option<u64> {
+fn requested_validity_s(cx: &DeviceCx<'_>) -> Option<u64> {
     let renewal = cx.model.certificate.as_ref()?;
     let real = renewal.validity.as_secs_f64() / cx.shared.time_scale;
     // A model's validity is at most 397 days and the time scale at least 0.001: far inside u64.

@@ -21,7 +21,7 @@ use super::Embedded;
 use crate::device::{CommandKind, Event};
 use crate::dialect::firmware::{ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
-use crate::dialect::tls::{DeviceTls, Issued, mqtt_session, requested_validity_s};
+use crate::dialect::tls::{DeviceTls, Issued, mqtt_session};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
@@ -137,10 +137,7 @@ impl Embedded {
         let (mut conn, _) = match certified {
             // A certified device's claim connection presents no certificate: it has none yet.
             Some(tls) => {
-                request["csr"] = tls.certificate_request(cx)?.into();
-                if let Some(validity_s) = requested_validity_s(cx) {
-                    request["validity_s"] = validity_s.into();
-                }
+                tls.add_certificate_request(cx, &mut request)?;
                 MqttConn::open(tls.connect_anonymous(cx, self.mqtt).await?, params).await?
             }
             None => mqtt_session(self.tls.as_deref(), cx, self.mqtt, params).await?,
@@ -344,13 +341,10 @@ impl Devices for Embedded {
                 let Some(tls) = self.certified() else {
                     return;
                 };
-                let Ok(csr) = tls.certificate_request(cx) else {
+                let mut body = serde_json::json!({});
+                if tls.add_certificate_request(cx, &mut body).is_err() {
                     cx.count(Counter::ErrorsLocal);
                     return;
-                };
-                let mut body = serde_json::json!({ "csr": csr });
-                if let Some(validity_s) = requested_validity_s(cx) {
-                    body["validity_s"] = validity_s.into();
                 }
                 let body = body.to_string();
                 self.publish_answer(cx, (id, link), ("cert/csr", body.as_bytes()), None, inbox)
