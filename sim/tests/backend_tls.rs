@@ -13,7 +13,7 @@ use std::process::Command;
 mod binary;
 #[path = "support/standalone.rs"]
 mod standalone;
-use binary::{assert_exit, fleetsim, repo, run_headless, scratch, summary};
+use binary::{assert_exit, fleetsim, repo, run_passing, scratch};
 use standalone::{Standalone, standalone};
 
 /// `mosquitto_rr` provisioning `serial` over TLS, trusting `ca`.
@@ -30,10 +30,10 @@ fn provision(backend: &Standalone, ca: &str, serial: &str) -> std::process::Outp
 }
 
 fn run(dir: &Path, name: &str, backend: &str) -> serde_json::Value {
-    let scenario = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &scenario,
-        format!(
+    run_passing(
+        dir,
+        name,
+        &format!(
             "[scenario]\nname = \"{name}\"\nseed = 9\nduration = \"4s\"\nmodels = \"{}\"\n{backend}\n\
              [fleet]\ndevices = 10\narrival = {{ ramp = \"500ms\" }}\n\
              mix = [ {{ model = \"smart-meter\", share = 1.0, group = \"meters\" }} ]\n\
@@ -41,10 +41,6 @@ fn run(dir: &Path, name: &str, backend: &str) -> serde_json::Value {
             repo().join("device-models").display()
         ),
     )
-    .expect("scenario");
-    let out = dir.join(format!("{name}-report"));
-    assert_exit(&run_headless(&scenario, &out), 0);
-    summary(&out)
 }
 
 #[test]

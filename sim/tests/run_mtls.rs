@@ -7,17 +7,17 @@
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{assert_exit, repo, run_headless, scratch, summary};
+use binary::{counter, repo, run_passing, scratch};
 
 /// Runs `devices` smart meters in process with `credentials = "certificate"` and `tls` more
 /// `[backend.tls]` keys, for `duration`, with `phases`; gated on no errors. The summary.
 fn run(name: &str, devices: u32, duration: &str, tls: &str, phases: &str) -> (std::path::PathBuf, serde_json::Value) {
     let dir = scratch(name);
     std::fs::create_dir_all(&dir).expect("dir");
-    let scenario = dir.join("mtls.toml");
-    std::fs::write(
-        &scenario,
-        format!(
+    let summary = run_passing(
+        &dir,
+        "mtls",
+        &format!(
             r#"[scenario]
 name = "mtls"
 seed = 16
@@ -44,11 +44,7 @@ mix = [ {{ model = "smart-meter", share = 1.0, group = "meters" }} ]
 "#,
             repo().join("device-models").display()
         ),
-    )
-    .expect("scenario");
-    let out = dir.join("report");
-    assert_exit(&run_headless(&scenario, &out), 0);
-    let summary = summary(&out);
+    );
     (dir, summary)
 }
 
@@ -66,7 +62,7 @@ action = "decommission"
 share = "10%""#;
     let (dir, summary) = run("run-mtls", 100, "20s", "", phases);
     let metrics = &summary["metrics"];
-    let count = |name: &str| metrics["counters"][name].as_u64().unwrap_or(0);
+    let count = |name: &str| counter(&summary, name);
     assert_eq!(count("provisioned"), 100, "{metrics}");
     assert_eq!(
         count("certs.rotated"),
@@ -114,7 +110,7 @@ action = "rotate"
 grace = "1s""#;
     let (dir, summary) = run("run-mtls-rsa", 4, "9s", "device_key = \"rsa-2048\"", phases);
     let metrics = &summary["metrics"];
-    let count = |name: &str| metrics["counters"][name].as_u64().unwrap_or(0);
+    let count = |name: &str| counter(&summary, name);
     assert_eq!(count("provisioned"), 4, "{metrics}");
     assert_eq!(count("certs.issued"), 8, "{metrics}");
     assert_eq!(count("certs.rotated"), 4, "{metrics}");

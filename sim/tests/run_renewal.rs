@@ -13,7 +13,7 @@ use serde_json::Value;
 mod binary;
 #[path = "support/standalone.rs"]
 mod standalone;
-use binary::{assert_exit, run_headless, scratch, summary};
+use binary::{counter, run_passing, scratch};
 use standalone::standalone;
 
 /// `curl` GET on the backend's operator API, as JSON.
@@ -38,10 +38,10 @@ fn short_lived_certificates_renew_themselves_before_they_expire() {
          [certificate]\nvalidity = \"1h\"\nrenew_at = \"10%\"\n",
     )
     .expect("model");
-    let scenario = dir.join("renewal.toml");
-    std::fs::write(
-        &scenario,
-        format!(
+    let summary = run_passing(
+        &dir,
+        "renewal",
+        &format!(
             "[scenario]\nname = \"renewal\"\nseed = 16\nduration = \"15s\"\ntime_scale = 60\nmodels = \"models\"\n\
              [backend]\nkind = \"embedded\"\nurl = \"mqtts://{}\"\napi = \"http://{}\"\n\
              [backend.tls]\nca = \"{}\"\ncredentials = \"certificate\"\n\
@@ -50,13 +50,9 @@ fn short_lived_certificates_renew_themselves_before_they_expire() {
              [gates]\n\"errors.total\" = \"== 0\"\n\"devices.lost\" = \"== 0\"\n",
             backend.mqtts, backend.http, backend.ca
         ),
-    )
-    .expect("scenario");
-    let out = dir.join("report");
-    assert_exit(&run_headless(&scenario, &out), 0);
-    let summary = summary(&out);
+    );
     let counters = &summary["metrics"]["counters"];
-    let count = |name: &str| counters[name].as_u64().unwrap_or(0);
+    let count = |name: &str| counter(&summary, name);
     // Renewals at 6 s and 12 s after each device's certificate came (arrivals within 1 s);
     // the third would come at 18 s, after the run.
     assert_eq!(count("certs.renewed"), 20, "two renewals each: {counters}");

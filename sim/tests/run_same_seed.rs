@@ -9,13 +9,13 @@ use serde_json::Value;
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{assert_exit, repo, run_headless, scratch, summary};
+use binary::{counter, repo, run_passing, scratch};
 
 fn run(dir: &std::path::Path, name: &str) -> Value {
-    let scenario = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &scenario,
-        format!(
+    run_passing(
+        dir,
+        name,
+        &format!(
             r#"[scenario]
 name = "{name}"
 seed = 42
@@ -64,10 +64,6 @@ share = "2%"
             repo().join("device-models").display()
         ),
     )
-    .expect("scenario");
-    let out = dir.join(format!("{name}-report"));
-    assert_exit(&run_headless(&scenario, &out), 0);
-    summary(&out)
 }
 
 #[test]
@@ -94,7 +90,7 @@ fn the_same_scenario_and_seed_give_the_same_counts_and_campaign_outcomes() {
         counters
     };
     assert_eq!(counters(&first), counters(&second), "every count");
-    let published = |s: &Value| s["metrics"]["counters"]["published"].as_u64().unwrap_or(0);
+    let published = |s: &Value| counter(s, "published");
     assert!(published(&first) > 1_000, "{first}");
     assert!(
         published(&first).abs_diff(published(&second)) <= 2,

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{repo, scratch, summary};
+use binary::{counter, repo, scratch, summary};
 
 const DEVICES: u64 = 300;
 
@@ -33,10 +33,6 @@ fn scenario(dir: &std::path::Path, duration: &str, on_loss: Option<&str>) -> std
     )
     .expect("scenario");
     file
-}
-
-fn counter(summary: &Value, name: &str) -> u64 {
-    summary["metrics"]["counters"][name].as_u64().unwrap_or(0)
 }
 
 #[test]

@@ -65,6 +65,21 @@ pub fn summary(dir: &Path) -> Value {
     serde_json::from_str(&text).expect("summary.json is JSON")
 }
 
+/// Writes `scenario` (its text) to `dir/NAME.toml`, runs it headless into `dir/NAME-report`,
+/// asserts the run passed (exit 0), and returns its summary.
+pub fn run_passing(dir: &Path, name: &str, scenario: &str) -> Value {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, scenario).expect("scenario written");
+    let out = dir.join(format!("{name}-report"));
+    assert_exit(&run_headless(&file, &out), 0);
+    summary(&out)
+}
+
+/// Counter `name` of a summary (0 when absent).
+pub fn counter(summary: &Value, name: &str) -> u64 {
+    summary["metrics"]["counters"][name].as_u64().unwrap_or(0)
+}
+
 /// Asserts the process exited with `code`, showing its output otherwise.
 pub fn assert_exit(output: &Output, code: i32) {
     assert_eq!(
