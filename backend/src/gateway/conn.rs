@@ -259,7 +259,7 @@ impl Conn {
                         "bad_request",
                         "the request payload must be a JSON object like {\"model\": \"m\", \"firmware\": \"1.0\"} or empty",
                     );
-                    self.reply_provision(&serial, false, body).await?;
+                    self.reply(topics::provision_reply(&serial, false), body).await?;
                 }
                 (Ok(Payload::CertRequest(ask)), _) => self.on_cert_request(&ask).await?,
                 (Ok(payload), Inbound::CommandResult { cmd_id }) => {
@@ -334,7 +334,7 @@ impl Conn {
                 Err(refusal) => {
                     bump(&stats.provision_rejected);
                     let body = rejected(refusal.as_str(), refusal.message());
-                    return self.reply_provision(serial, false, body).await;
+                    return self.reply(topics::provision_reply(serial, false), body).await;
                 }
             },
             None => None,
@@ -379,7 +379,7 @@ impl Conn {
                 )
             }
         };
-        self.reply_provision(serial, accepted, body).await
+        self.reply(topics::provision_reply(serial, accepted), body).await
     }
 
     /// Answers a device's certificate request on its own connection (a rotation when the
@@ -396,7 +396,7 @@ impl Conn {
             Ok(Ok(Some(device))) => device.serial,
             _ => {
                 let body = rejected("unavailable", "the registry could not be read; retry later");
-                return self.reply_cert(&device_id, false, body).await;
+                return self.reply(topics::cert_reply(&device_id, false), body).await;
             }
         };
         let (accepted, body) = match certify::check(&self.shared, ask, &serial, &device_id).await {
@@ -406,27 +406,11 @@ impl Conn {
                 Err(why) => (false, rejected("unavailable", why)),
             },
         };
-        self.reply_cert(&device_id, accepted, body).await
+        self.reply(topics::cert_reply(&device_id, accepted), body).await
     }
 
-    async fn reply_cert(
-        &mut self,
-        device_id: &str,
-        accepted: bool,
-        body: serde_json::Value,
-    ) -> Result<(), PacketError> {
-        let topic = topics::cert_reply(device_id, accepted);
-        self.send(Publish::new(topic, QoS::AtLeastOnce, body.to_string().into_bytes()))
-            .await
-    }
-
-    async fn reply_provision(
-        &mut self,
-        serial: &str,
-        accepted: bool,
-        body: serde_json::Value,
-    ) -> Result<(), PacketError> {
-        let topic = topics::provision_reply(serial, accepted);
+    /// Answers a request (provisioning, a certificate) with JSON `body` on `topic`, at QoS 1.
+    async fn reply(&mut self, topic: String, body: serde_json::Value) -> Result<(), PacketError> {
         self.send(Publish::new(topic, QoS::AtLeastOnce, body.to_string().into_bytes()))
             .await
     }
