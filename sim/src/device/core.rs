@@ -480,23 +480,20 @@ impl Device {
     fn report(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         let telemetry = &ctx.model.telemetry;
         self.drain(now, ctx, 1);
-        let battery = ctx.model.battery.as_ref().map(|b| {
-            let charge = crate::model::Charge {
-                remaining_mas: self.charge_mas,
-            };
-            BatteryLevel {
-                // A level in [0, 1]: at most 1000.
-                permille: (b.level(&charge) * 1000.0).round() as u16,
-                low: b.is_low(&charge),
-            }
+        let charge = crate::model::Charge {
+            remaining_mas: self.charge_mas,
+        };
+        let battery = ctx.model.battery.as_ref().map(|b| BatteryLevel {
+            // A level in [0, 1]: at most 1000.
+            permille: (b.level(&charge) * 1000.0).round() as u16,
+            low: b.is_low(&charge),
         });
-        // The sensor's next reading, drawn before the next interval from the same stream.
+        // The sensor's next reading, then the next interval, from the telemetry stream.
         let mut rng = self.rng(ctx, StreamId::TELEMETRY, self.telemetry_words);
         let reading = match self.reading_centi {
             NO_READING => telemetry.initial_value(&mut rng),
             centi => telemetry.draw_value(&mut rng, f64::from(centi) / 100.0),
         };
-        self.telemetry_words = words(&rng);
         // A reading in [0, 100]: at most 10,000 hundredths.
         self.reading_centi = (reading * 100.0).round() as u16;
         out.push(Action::Publish {
@@ -506,20 +503,14 @@ impl Device {
             reading_centi: self.reading_centi,
         });
         self.seq = self.seq.wrapping_add(1);
-        let factor = ctx.model.battery.as_ref().map_or(1.0, |b| {
-            b.interval_factor(&crate::model::Charge {
-                remaining_mas: self.charge_mas,
-            })
-        });
         let interval = if self.report_every_ms > 0 {
             // The backend sets the pace (a hawkBit server's polling interval), exactly.
             Duration::from_millis(u64::from(self.report_every_ms))
         } else {
-            let mut rng = self.rng(ctx, StreamId::TELEMETRY, self.telemetry_words);
-            let interval = telemetry.next_interval(&mut rng, factor);
-            self.telemetry_words = words(&rng);
-            interval
+            let factor = ctx.model.battery.as_ref().map_or(1.0, |b| b.interval_factor(&charge));
+            telemetry.next_interval(&mut rng, factor)
         };
+        self.telemetry_words = words(&rng);
         self.next_report = now.after(interval);
     }
 
