@@ -70,7 +70,7 @@ bad_file!(
 bad_file!(
     kind_not_run,
     "bad/kind-not-run.toml",
-    "bad/kind-not-run.toml:8:8: backend.kind: backend kind \"lwm2m\" does not run yet; expected one of \"embedded\", \"mqtt\", \"hawkbit\""
+    "bad/kind-not-run.toml:8:8: backend.kind: backend kind \"thingsboard\" does not run yet; expected one of \"embedded\", \"mqtt\", \"hawkbit\", \"lwm2m\""
 );
 bad_file!(
     missing_action,
@@ -177,7 +177,7 @@ bad_file!(
 bad_file!(
     unknown_metric,
     "bad/unknown-metric.toml",
-    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, rotate.latency, certs.issued, certs.rotated, certs.renewed, certs.revoked, revoked.tried, revoked.refused, revoked.refused_share, devices.<state>, errors.<kind>"
+    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, rotate.latency, certs.issued, certs.rotated, certs.renewed, certs.revoked, revoked.tried, revoked.refused, revoked.refused_share, register.latency, update.latency, coap.retransmissions, lwm2m.registrations, lwm2m.updates, lwm2m.reads, lwm2m.writes, lwm2m.executes, lwm2m.observes, lwm2m.notifications, lwm2m.refused, devices.<state>, errors.<kind>"
 );
 
 bad_file!(
@@ -244,6 +244,18 @@ bad_file!(
     model_duty_cycle_certificate,
     "bad-models/duty-cycle-certificate.toml",
     "bad-models/duty-cycle-certificate.toml:10:1: certificate: a duty-cycled device holds no session to be sent its renewed certificate on; remove [certificate] or set duty_cycle = false"
+);
+
+bad_file!(
+    model_lwm2m_on_mqtt,
+    "bad-models/lwm2m-on-mqtt.toml",
+    "bad-models/lwm2m-on-mqtt.toml:10:1: lwm2m: [lwm2m] is for devices that speak coap; this model speaks mqtt"
+);
+
+bad_file!(
+    model_lwm2m_lifetime,
+    "bad-models/lwm2m-lifetime.toml",
+    "bad-models/lwm2m-lifetime.toml:12:12: lwm2m.lifetime: expected at least twice the longest gap between two reports (2h12m), found \"2h\": a device updates its registration when it reports"
 );
 
 #[test]

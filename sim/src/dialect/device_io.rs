@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::OperatorLog;
 use crate::device::{Event, OtaReport};
 use crate::metrics::recorder::{Counter, Latency, Meter};
-use crate::model::Image;
+use crate::model::{Image, Reading};
 use crate::scenario::DeviceModel;
 
 /// What a device's connection is for.
@@ -55,6 +55,9 @@ pub struct Report<'a> {
     pub qos: u8,
     /// When it was meant to go: its latency runs from here.
     pub intended: Instant,
+    /// What the payload says, for a protocol that sends the values rather than the payload
+    /// (LwM2M's notifications, its objects' reads).
+    pub reading: &'a Reading,
 }
 
 /// An answer a device owes the backend.

@@ -213,6 +213,15 @@ impl Link {
         Ok(())
     }
 
+    /// Sends a datagram over a datagram endpoint if the socket takes it now, without waiting
+    /// (an answer sent while reading what came); `false` when it was not sent.
+    pub fn try_send(&self, datagram: &[u8]) -> bool {
+        match self {
+            Self::Datagram(endpoint) => endpoint.try_send(datagram),
+            Self::None | Self::Stream(_) => false,
+        }
+    }
+
     /// Waits up to `limit` for the PUBACKs of what is in flight (recording their latencies),
     /// before a clean goodbye. Other packets are dropped: the device is leaving.
     pub async fn flush(&mut self, meter: &Meter, limit: Duration) {

@@ -30,6 +30,7 @@ pub mod firmware;
 pub mod hawkbit;
 pub mod keys;
 pub mod link;
+pub mod lwm2m;
 pub mod mqtt;
 pub mod operator_log;
 pub mod phase;
@@ -145,7 +146,9 @@ pub trait Devices {
 
     /// Reads what the server sent the device on its link: the event it means to the device,
     /// if any. Something that does not parse is counted (`errors.protocol`), never a panic.
-    fn read(&self, cx: &DeviceCx<'_>, device: &mut Self::Device, arrival: Arrival<'_>) -> Option<Event>;
+    /// A protocol whose server asks and waits (CoAP's requests) answers here, on `link`,
+    /// without waiting ([`Link::try_send`]): a lost answer is asked again by the server.
+    fn read(&self, cx: &DeviceCx<'_>, device: &mut Self::Device, link: &Link, arrival: Arrival<'_>) -> Option<Event>;
 }
 
 /// The operator side: the scenario's phases, played through the backend's own API while the

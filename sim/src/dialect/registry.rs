@@ -59,7 +59,12 @@ macro_rules! registry {
     };
 }
 
-registry!(super::embedded::Embedded, super::mqtt::Broker, super::hawkbit::Hawkbit,);
+registry!(
+    super::embedded::Embedded,
+    super::mqtt::Broker,
+    super::hawkbit::Hawkbit,
+    super::lwm2m::Lwm2m,
+);
 
 /// Whether a dialect runs `kind`.
 pub fn runs(kind: BackendKind) -> bool {
@@ -155,10 +160,10 @@ mod tests {
             assert_eq!(RUNNING.iter().filter(|k| *k == kind).count(), 1, "{kind:?} once");
             assert!(runs(*kind));
         }
-        assert!(!runs(BackendKind::Lwm2m));
+        assert!(!runs(BackendKind::Thingsboard));
         assert_eq!(
-            not_running(BackendKind::Lwm2m),
-            "backend kind \"lwm2m\" does not run yet; expected one of \"embedded\", \"mqtt\", \"hawkbit\""
+            not_running(BackendKind::Thingsboard),
+            "backend kind \"thingsboard\" does not run yet; expected one of \"embedded\", \"mqtt\", \"hawkbit\", \"lwm2m\""
         );
     }
 }

@@ -234,8 +234,8 @@ impl<D: Dialect> Running<D> {
                             // Whatever the server sends reaches the core here, read by the
                             // dialect.
                             Woken::Heard(heard) => {
-                                let DeviceTask { home, device, .. } = &mut self.io;
-                                let event = home.shard.dialect.read(&home.cx(), device, heard.arrival());
+                                let DeviceTask { home, device, link, .. } = &mut self.io;
+                                let event = home.shard.dialect.read(&home.cx(), device, link, heard.arrival());
                                 (event.map(|event| (event, Instant::now())), heard.owed_ack())
                             }
                         };

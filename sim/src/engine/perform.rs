@@ -207,6 +207,7 @@ impl<D: Dialect> DeviceTask<D> {
                         payload: &payload,
                         qos: cx.model.telemetry.qos,
                         intended: step.intended,
+                        reading: &reading,
                     };
                     dialect.report(&cx, device, link, report, inbox).await;
                     scratch::give_bytes(payload);

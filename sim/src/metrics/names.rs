@@ -171,6 +171,61 @@ pub const METRICS: &[Metric] = &[
         MetricKind::Ratio,
         "revoked.refused / revoked.tried: 100% when revocation holds",
     ),
+    metric(
+        "register.latency",
+        MetricKind::Histogram,
+        "LwM2M Register sent -> the server's 2.01 Created",
+    ),
+    metric(
+        "update.latency",
+        MetricKind::Histogram,
+        "LwM2M registration Update's intended time -> the server's 2.04 Changed",
+    ),
+    metric(
+        "coap.retransmissions",
+        MetricKind::Count,
+        "confirmable CoAP messages devices sent again for want of an acknowledgement",
+    ),
+    metric(
+        "lwm2m.registrations",
+        MetricKind::Count,
+        "LwM2M registrations the server accepted",
+    ),
+    metric(
+        "lwm2m.updates",
+        MetricKind::Count,
+        "LwM2M registration Updates the server accepted",
+    ),
+    metric(
+        "lwm2m.reads",
+        MetricKind::Count,
+        "LwM2M Reads and Discovers devices answered",
+    ),
+    metric(
+        "lwm2m.writes",
+        MetricKind::Count,
+        "LwM2M Writes and Write-Attributes devices applied",
+    ),
+    metric(
+        "lwm2m.executes",
+        MetricKind::Count,
+        "LwM2M Executes devices carried out",
+    ),
+    metric(
+        "lwm2m.observes",
+        MetricKind::Count,
+        "LwM2M observations devices started",
+    ),
+    metric(
+        "lwm2m.notifications",
+        MetricKind::Count,
+        "Observe notifications devices sent",
+    ),
+    metric(
+        "lwm2m.refused",
+        MetricKind::Count,
+        "LwM2M requests devices refused (unknown path, method not allowed, unsupported format)",
+    ),
 ];
 
 /// Lifecycle states; `devices.<state>` is a gauge for each.

@@ -76,6 +76,10 @@ names!(
         TlsHandshake => "tls.handshake.latency",
         /// The operator asked a device to rotate -> it connected on its new certificate.
         Rotate => "rotate.latency",
+        /// LwM2M Register sent (the connect's start) -> the server's 2.01 Created.
+        Register => "register.latency",
+        /// LwM2M registration Update sent (its intended time) -> the server's 2.04 Changed.
+        Update => "update.latency",
     }
 );
 
@@ -189,6 +193,25 @@ names!(
         RevokedTried => "revoked.tried",
         /// Of those, connects the backend refused.
         RevokedRefused => "revoked.refused",
+        /// Confirmable CoAP messages sent again because no acknowledgement came in time.
+        CoapRetransmissions => "coap.retransmissions",
+        /// LwM2M registrations the server accepted (Register answered 2.01 Created).
+        Lwm2mRegistrations => "lwm2m.registrations",
+        /// LwM2M registration Updates the server accepted.
+        Lwm2mUpdates => "lwm2m.updates",
+        /// LwM2M Reads (and Discovers) devices answered.
+        Lwm2mReads => "lwm2m.reads",
+        /// LwM2M Writes (and Write-Attributes) devices applied.
+        Lwm2mWrites => "lwm2m.writes",
+        /// LwM2M Executes devices carried out.
+        Lwm2mExecutes => "lwm2m.executes",
+        /// LwM2M Observes devices took (observations started).
+        Lwm2mObserves => "lwm2m.observes",
+        /// Observe notifications devices sent.
+        Lwm2mNotifications => "lwm2m.notifications",
+        /// LwM2M requests devices refused: an unknown object or resource, a method it does not
+        /// allow, a content format it does not speak.
+        Lwm2mRefused => "lwm2m.refused",
     }
 );
 

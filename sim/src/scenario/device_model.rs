@@ -10,7 +10,8 @@ use crate::model::{Backoff, Battery, Link, Ota, Renewal, Telemetry};
 use super::decode::Source;
 use super::error::{FileError, KeyPath};
 use super::file::{
-    BatterySection, CertificateSection, DeviceModelFile, LinkSection, OtaSection, ProtocolKind, TelemetrySection,
+    BatterySection, CertificateSection, DeviceModelFile, LinkSection, Lwm2mSection, OtaSection, ProtocolKind,
+    TelemetrySection,
 };
 use super::units::DisplayDuration;
 
@@ -63,7 +64,26 @@ pub struct DeviceModel {
     /// When its certificates expire and it renews them; `None` for certificates that last
     /// the CA's longest validity.
     pub certificate: Option<Renewal>,
+    /// The registration lifetime an LwM2M device asks for, in simulated time.
+    pub lifetime: Duration,
 }
+
+impl DeviceModel {
+    /// The longest a device of this model goes between two reports: its interval stretched
+    /// by the jitter and, while its battery is low, by the low-battery factor.
+    pub fn longest_report_gap(&self) -> Duration {
+        let low = self
+            .battery
+            .as_ref()
+            .map_or(1.0, |b| b.low_interval_factor)
+            .clamp(1.0, 1e6);
+        self.telemetry.interval.mul_f64((1.0 + self.telemetry.jitter) * low)
+    }
+}
+
+/// The registration lifetime an LwM2M device asks for when its model names none: the
+/// specification's default (OMA LwM2M 1.0, the registration interface's `lt`).
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(86_400);
 
 /// Parses and checks a device model file.
 pub fn parse_model(file: &Path, text: &str) -> Result<DeviceModel, FileError> {
@@ -124,6 +144,10 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
         ));
     }
 
+    let low = battery.as_ref().map_or(1.0, |b| b.low_interval_factor).clamp(1.0, 1e6);
+    let longest_gap = telemetry.interval.mul_f64((1.0 + telemetry.jitter) * low);
+    let lifetime = check_lwm2m(&err, raw.protocol, longest_gap, raw.lwm2m)?;
+
     Ok(DeviceModel {
         file: file.to_owned(),
         name: raw.name,
@@ -136,7 +160,45 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
         link,
         ota,
         certificate,
+        lifetime,
     })
+}
+
+fn check_lwm2m(
+    err: &ErrorAt<'_>,
+    protocol: ProtocolKind,
+    longest_gap: Duration,
+    section: Option<Lwm2mSection>,
+) -> Result<Duration, FileError> {
+    let Some(section) = section else {
+        return Ok(DEFAULT_LIFETIME);
+    };
+    if protocol != ProtocolKind::Coap {
+        return Err(err(
+            &["lwm2m"],
+            format!(
+                "[lwm2m] is for devices that speak coap; this model speaks {}",
+                protocol.name()
+            ),
+        ));
+    }
+    let Some(lifetime) = section.lifetime else {
+        return Ok(DEFAULT_LIFETIME);
+    };
+    // A device updates its registration when it reports: the registration must outlive the
+    // longest gap between two reports (the interval, its jitter and a low battery's
+    // stretch), with room to spare.
+    if lifetime.0 < longest_gap * 2 {
+        return Err(err(
+            &["lwm2m", "lifetime"],
+            format!(
+                "expected at least twice the longest gap between two reports ({}), found \"{}\": a device updates its registration when it reports",
+                DisplayDuration(longest_gap * 2),
+                DisplayDuration(lifetime.0)
+            ),
+        ));
+    }
+    Ok(lifetime.0)
 }
 
 /// Builds a [`FileError`] about a key of the model file.

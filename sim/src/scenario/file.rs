@@ -532,6 +532,21 @@ pub struct DeviceModelFile {
     /// Without it a device asks for the CA's longest validity and never renews.
     #[serde(default)]
     pub certificate: Option<CertificateSection>,
+    /// How an LwM2M device (`protocol = "coap"`) registers with its server.
+    #[serde(default)]
+    pub lwm2m: Option<Lwm2mSection>,
+}
+
+/// `[lwm2m]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lwm2mSection {
+    /// The registration lifetime the device asks for, in simulated time (sent to the server
+    /// in real seconds); `"1d"`, the LwM2M default, when omitted. The device updates its
+    /// registration when it reports after 90% of it has passed, so it must be at least twice
+    /// the longest telemetry interval.
+    #[serde(default)]
+    pub lifetime: Option<DurationValue>,
 }
 
 /// The protocols a device model may speak.

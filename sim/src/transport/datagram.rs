@@ -42,6 +42,12 @@ impl Datagram {
         self.socket.send(bytes).await.map(|_| ())
     }
 
+    /// Sends one datagram if the socket takes it now; `false` when it would have to wait or
+    /// failed (a lost datagram, as UDP may lose any).
+    pub fn try_send(&self, bytes: &[u8]) -> bool {
+        self.socket.try_send(bytes).is_ok()
+    }
+
     /// Waits for the next datagram from the server.
     ///
     /// Cancel-safe: waiting for the socket to be readable takes nothing from it. The wait is

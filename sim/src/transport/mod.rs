@@ -1,10 +1,11 @@
 //! How virtual devices reach a backend: the byte stream a session runs over ([`stream`]: TCP,
-//! or TLS over it: [`tls`]), a datagram endpoint ([`datagram`]: UDP, for CoAP), a lean MQTT
+//! or TLS over it: [`tls`]), a datagram endpoint ([`datagram`]: UDP) and CoAP's exchanges over it ([`coap`]), a lean MQTT
 //! connection on rumqttc's packet codec ([`mqtt`]), a lean HTTP/1.1 client for firmware
 //! downloads, polling devices and the operator's API calls ([`http`]), and the spreading of
 //! source addresses ([`source`]) that lets one harness open more connections to one server
 //! port than a single source address has ports.
 
+pub mod coap;
 pub mod datagram;
 pub mod http;
 pub mod mqtt;

@@ -366,7 +366,7 @@ impl Devices for Embedded {
         }
     }
 
-    fn read(&self, cx: &DeviceCx<'_>, device: &mut Device, arrival: Arrival<'_>) -> Option<Event> {
+    fn read(&self, cx: &DeviceCx<'_>, device: &mut Device, _link: &Link, arrival: Arrival<'_>) -> Option<Event> {
         let Arrival::Message { topic, payload } = arrival else {
             cx.count(Counter::ErrorsProtocol);
             return None;

@@ -120,7 +120,7 @@ impl Devices for Hawkbit {
 
     /// A polling device holds no link for anything to arrive on: a poll's answer is read by
     /// the poll.
-    fn read(&self, cx: &DeviceCx<'_>, _device: &mut Device, _arrival: Arrival<'_>) -> Option<Event> {
+    fn read(&self, cx: &DeviceCx<'_>, _device: &mut Device, _link: &Link, _arrival: Arrival<'_>) -> Option<Event> {
         cx.count(Counter::ErrorsProtocol);
         None
     }

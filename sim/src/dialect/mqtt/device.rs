@@ -122,7 +122,7 @@ impl Devices for Broker {
     }
 
     /// A message on the command topic is received and counted (by the link), nothing more.
-    fn read(&self, _cx: &DeviceCx<'_>, _device: &mut (), _arrival: Arrival<'_>) -> Option<Event> {
+    fn read(&self, _cx: &DeviceCx<'_>, _device: &mut (), _link: &Link, _arrival: Arrival<'_>) -> Option<Event> {
         None
     }
 }

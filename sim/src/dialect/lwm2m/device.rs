@@ -1,0 +1,726 @@
+//! An LwM2M device (OMA LwM2M 1.0, the registration and device-management interfaces) over
+//! CoAP: it registers with its objects (`POST /rd?ep=..&lt=..&lwm2m=1.0&b=U`, link format)
+//! and keeps where the server put the registration; it updates the registration after every
+//! reconnect (from its new port: the server learns the new address) and, when it reports,
+//! once 90% of the lifetime has passed or the server executed /1/0/8; a server that no longer
+//! knows the registration (4.04) gets a new one. It answers the server's requests as they
+//! come, on the acknowledgement of each: Read (text, TLV, LwM2M JSON or SenML JSON, as the
+//! server's Accept asks), Discover, Write (the lifetime), Write-Attributes (`pmin`), Execute
+//! (Reboot goes to the device core as a reboot command; /1/0/8 updates the registration) and
+//! Observe and its cancel. Its reports become notifications of what is observed: confirmable
+//! for a model with `qos = 1` (`publish.latency` to the acknowledgement), non-confirmable for
+//! `qos = 0`.
+//!
+//! A duty-cycled device registers in queue mode (binding `UQ`), updates its registration at
+//! each wake and holds no socket asleep; observations do not survive its sleep.
+//!
+//! Not yet: De-register (the run ends without one; decommissioning needs an operator),
+//! bootstrap, objects 4 and 5, `pmax`, block-wise transfers, DTLS.
+
+use std::time::Duration;
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use tokio::time::Instant;
+
+use super::Lwm2m;
+use super::formats::{self, Format};
+use super::objects::{self, Path, Refusal, State, ids};
+use crate::device::{CommandKind, Event};
+use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
+use crate::metrics::recorder::{Counter, Latency};
+use crate::transport::coap::{self, ExchangeError};
+use crate::transport::datagram::Datagram;
+use crate::transport::exhausted_here;
+
+/// The share of its lifetime after which a registration is updated at the latest (when the
+/// device next reports; earlier when reports are far apart, see [`Device::update_due`]).
+const UPDATE_AT: f64 = 0.9;
+
+/// What a sleeping device keeps: where its registration is, the lifetime it holds, and its
+/// next message id (a server takes a message id it has just seen for a retransmission).
+#[derive(Debug)]
+pub struct Registration {
+    location: Box<str>,
+    lifetime_s: u32,
+    next_id: u16,
+}
+
+/// An awake LwM2M device's protocol state.
+#[derive(Debug)]
+pub struct Device {
+    /// Where the server keeps the registration (`rd/5`), once registered.
+    location: Option<Box<str>>,
+    /// When the server last accepted the registration or an update of it.
+    renewed: Option<Instant>,
+    /// The lifetime the registration holds, real seconds (0: the model's, not yet worked out).
+    lifetime_s: u32,
+    /// The next CoAP message id this device sends (0: not yet drawn).
+    next_id: u16,
+    /// The next Observe sequence number of a notification.
+    observe_seq: u32,
+    /// The server executed /1/0/8, or wrote the lifetime: update the registration at the
+    /// next report.
+    update_asked: bool,
+    /// The server wrote the lifetime: the next update tells it back (`lt=`), as the
+    /// specification asks.
+    lifetime_written: bool,
+    /// The battery's level at the last report, percent.
+    battery: Option<u8>,
+    /// The sensor's last reading (NaN before the first: the resource reads as absent).
+    reading: f64,
+    /// The message id of the last confirmable request served: a retransmission of it is
+    /// answered again but not applied again (a reboot executed once).
+    last_request: Option<u16>,
+    /// What the server observes.
+    observations: Vec<Observation>,
+    /// `pmin` the server set by Write-Attributes, seconds, by path.
+    pmin: Vec<(Path, u32)>,
+}
+
+/// One observation the server holds on the device.
+#[derive(Debug)]
+struct Observation {
+    token: Vec<u8>,
+    path: Path,
+    format: Format,
+    /// The content-format number the server asked by.
+    asked: Option<u16>,
+    /// When the last notification went.
+    last: Instant,
+}
+
+impl Devices for Lwm2m {
+    type Kept = Registration;
+    type Device = Device;
+
+    fn device_addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    fn wake(&self, kept: Option<Registration>) -> Device {
+        let (location, lifetime_s, next_id) =
+            kept.map_or((None, 0, 0), |k| (Some(k.location), k.lifetime_s, k.next_id));
+        Device {
+            location,
+            renewed: None,
+            lifetime_s,
+            next_id,
+            observe_seq: 2,
+            update_asked: false,
+            lifetime_written: false,
+            battery: None,
+            reading: f64::NAN,
+            last_request: None,
+            observations: Vec::new(),
+            pmin: Vec::new(),
+        }
+    }
+
+    fn keep(&self, device: Device) -> Option<Registration> {
+        device.location.map(|location| Registration {
+            location,
+            lifetime_s: device.lifetime_s,
+            next_id: device.next_id,
+        })
+    }
+
+    /// An LwM2M device is who its endpoint name (its serial) says.
+    async fn provision(&self, _cx: &DeviceCx<'_>, _device: &mut Device) -> Result<Provisioned, Fault> {
+        Ok(Provisioned::Given)
+    }
+
+    /// Opens the device's socket and registers, or updates the registration it holds (a
+    /// server that no longer knows it gets a new one).
+    async fn connect(&self, cx: &DeviceCx<'_>, device: &mut Device, session: Session) -> Result<Link, Fault> {
+        let endpoint = Datagram::open(self.addr, cx.source).await.map_err(|e| {
+            if exhausted_here(&e) {
+                Fault::Local
+            } else {
+                Fault::Refused
+            }
+        })?;
+        if device.lifetime_s == 0 {
+            device.lifetime_s = lifetime_s(cx);
+        }
+        if device.next_id == 0 {
+            // Message ids start where the run's key and the device put them (RFC 7252,
+            // section 4.4, asks for a random start): devices that all started at 1 would
+            // send a server the same ids in turn, and a server takes an id it has just seen
+            // for a retransmission.
+            device.next_id = (draw(cx, 0) * f64::from(u16::MAX)) as u16 | 1;
+        }
+        if device.location.is_some() {
+            match update(cx, device, &endpoint, Instant::now(), &mut Vec::new()).await {
+                Ok(()) => return Ok(Link::Datagram(endpoint)),
+                Err(Fault::Status(404)) => device.location = None,
+                Err(fault) => return Err(fault),
+            }
+        }
+        register(cx, device, &endpoint, session).await?;
+        Ok(Link::Datagram(endpoint))
+    }
+
+    /// Updates the registration if it is due, then notifies what the server observes.
+    async fn report(
+        &self,
+        cx: &DeviceCx<'_>,
+        device: &mut Device,
+        link: &mut Link,
+        report: Report<'_>,
+        inbox: &mut Inbox,
+    ) {
+        device.battery = report.reading.battery.map(|b| (b * 100.0).round() as u8);
+        device.reading = report.reading.value;
+        let Link::Datagram(endpoint) = link else { return };
+        let mut events = Vec::new();
+        let now = Instant::now();
+        if device.update_due(now, cx.model.longest_report_gap().div_f64(cx.shared.time_scale)) {
+            let updated = match update(cx, device, endpoint, report.intended, &mut events).await {
+                Err(Fault::Status(404)) => {
+                    device.location = None;
+                    register(cx, device, endpoint, Session::of(cx.model)).await
+                }
+                other => other,
+            };
+            if let Err(fault) = updated {
+                cx.count(fault.counter());
+                link.drop_conn();
+                inbox.push(Event::ConnectionLost);
+                return;
+            }
+        }
+        let lost = notify(cx, device, endpoint, report, &mut events).await;
+        for event in events {
+            inbox.push(event);
+        }
+        if lost {
+            link.drop_conn();
+            inbox.push(Event::ConnectionLost);
+        }
+    }
+
+    /// Answers went on the acknowledgement of each request, as it came ([`Devices::read`]).
+    async fn answer(
+        &self,
+        _cx: &DeviceCx<'_>,
+        _device: &mut Device,
+        _link: &mut Link,
+        _answer: Answer,
+        _inbox: &mut Inbox,
+    ) {
+    }
+
+    /// No updates over object 5 yet.
+    async fn download(&self, _cx: &DeviceCx<'_>, _device: &mut Device, from: u64, _to: u64) -> u64 {
+        from
+    }
+
+    /// Serves a request of the server's (answered at once, on `link`); a Reset of a
+    /// notification cancels its observation; anything else that does not decode is counted.
+    fn read(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &Link, arrival: Arrival<'_>) -> Option<Event> {
+        let Arrival::Datagram(bytes) = arrival else {
+            cx.count(Counter::ErrorsProtocol);
+            return None;
+        };
+        let (answer, event) = answer(cx, device, bytes)?;
+        // A lost answer is asked for again by the server's retransmission.
+        let _ = link.try_send(&answer);
+        event
+    }
+}
+
+/// What device `cx` answers a datagram from its server with, and the event it means to the
+/// device: the whole of what [`Devices::read`] does but the send (the fuzz target's entry).
+/// What does not decode is counted (`errors.protocol`) and answers nothing.
+pub fn answer(cx: &DeviceCx<'_>, device: &mut Device, bytes: &[u8]) -> Option<(Vec<u8>, Option<Event>)> {
+    let Some(packet) = coap::decode(bytes) else {
+        cx.count(Counter::ErrorsProtocol);
+        return None;
+    };
+    serve(cx, device, &packet)
+}
+
+impl Device {
+    /// Whether the registration needs its update now, for a device whose reports may be
+    /// `gap` apart (real time): once the next report might come too late, and at
+    /// [`UPDATE_AT`] of the lifetime at the latest.
+    fn update_due(&self, now: Instant, gap: Duration) -> bool {
+        let lifetime = Duration::from_secs(u64::from(self.lifetime_s));
+        let by = lifetime
+            .saturating_sub(gap.mul_f64(1.5))
+            .min(lifetime.mul_f64(UPDATE_AT));
+        self.update_asked || self.renewed.is_none_or(|renewed| now >= renewed + by)
+    }
+
+    /// A fresh message id.
+    fn id(&mut self) -> u16 {
+        let id = self.next_id;
+        // 0 means "not yet drawn": skipped.
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// What the device's objects read now.
+    fn state<'a>(&self, cx: &'a DeviceCx<'_>, serial: &'a str) -> State<'a> {
+        State {
+            serial,
+            model: &cx.model.name,
+            firmware: &cx.model.firmware,
+            battery: self.battery,
+            reading: self.reading,
+            lifetime_s: self.lifetime_s,
+            binding: binding(cx),
+        }
+    }
+}
+
+/// The registration lifetime device `cx` asks for: its model's, in real seconds.
+fn lifetime_s(cx: &DeviceCx<'_>) -> u32 {
+    let real = cx.model.lifetime.as_secs_f64() / cx.shared.time_scale;
+    real.ceil().clamp(1.0, f64::from(u32::MAX)) as u32
+}
+
+/// `UQ` (queue mode) for a duty-cycled device, `U` otherwise.
+fn binding(cx: &DeviceCx<'_>) -> &'static str {
+    if cx.model.telemetry.duty_cycle { "UQ" } else { "U" }
+}
+
+/// Where the first retransmission timeout of message `id` falls within CoAP's random factor:
+/// from the run's key, the device and the message, so a run's retransmissions follow its seed.
+fn jitter(cx: &DeviceCx<'_>, id: u16) -> f64 {
+    draw(cx, u64::from(id) + 1)
+}
+
+/// A draw in [0, 1) from the run's key, the device and `what`.
+fn draw(cx: &DeviceCx<'_>, what: u64) -> f64 {
+    let mut x = cx.shared.serial_key ^ cx.index.rotate_left(17) ^ what.rotate_left(41);
+    // SplitMix64's finalizer.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A confirmable request of the device's: `method` on the Uri-Path segments `path`.
+fn request(device: &mut Device, method: RequestType, path: &[&str]) -> Packet {
+    let mut packet = Packet::new();
+    packet.header.set_type(MessageType::Confirmable);
+    packet.header.code = MessageClass::Request(method);
+    packet.header.message_id = device.id();
+    let token = device.next_id.wrapping_mul(0x9E37) ^ 0x5A5A;
+    packet.set_token(token.to_be_bytes().to_vec());
+    for segment in path {
+        packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+    }
+    packet
+}
+
+/// Sends `request` and waits for its answer, serving what the server asks meanwhile (its
+/// events go to `events`).
+async fn ask(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    endpoint: &Datagram,
+    request: &Packet,
+    events: &mut Vec<Event>,
+) -> Result<Packet, Fault> {
+    let jitter = jitter(cx, request.header.message_id);
+    let mut served = Vec::new();
+    let answer = coap::exchange(endpoint, request, jitter, &cx.shared.meter, |other| served.push(other)).await;
+    // Requests that came while waiting are served after the wait (in order), which a server
+    // sees as a slow answer, never a lost one: it sends a request again until answered.
+    for packet in served {
+        if let Some((bytes, event)) = serve(cx, device, &packet) {
+            let _ = endpoint.try_send(&bytes);
+            events.extend(event);
+        }
+    }
+    match answer {
+        Ok(answer) => Ok(answer),
+        Err(ExchangeError::Timeout) => Err(Fault::Timeout),
+        Err(ExchangeError::Reset) => Err(Fault::Refused),
+        Err(ExchangeError::Encode) => Err(Fault::Protocol),
+        Err(ExchangeError::Io(kind)) => Err(if kind == std::io::ErrorKind::TimedOut {
+            Fault::Timeout
+        } else {
+            Fault::Refused
+        }),
+    }
+}
+
+/// A response's code as a fault: a refusal of the device (4.01, 4.03) is an authentication
+/// failure, a server that no longer knows the registration is `Status(404)` (register again),
+/// anything else a protocol error.
+fn refusal(code: MessageClass) -> Fault {
+    match code {
+        MessageClass::Response(ResponseType::Unauthorized | ResponseType::Forbidden) => Fault::Auth,
+        MessageClass::Response(ResponseType::NotFound) => Fault::Status(404),
+        _ => Fault::Protocol,
+    }
+}
+
+/// Registers: endpoint name, lifetime, version and binding in the query, the object links
+/// as the payload; keeps the Location-Path the server answers 2.01 Created with.
+async fn register(cx: &DeviceCx<'_>, device: &mut Device, endpoint: &Datagram, session: Session) -> Result<(), Fault> {
+    let started = Instant::now();
+    let mut packet = request(device, RequestType::Post, &["rd"]);
+    let serial = cx.serial();
+    let binding = if session == Session::DutyCycle {
+        "UQ"
+    } else {
+        binding(cx)
+    };
+    for query in [
+        format!("ep={serial}"),
+        format!("lt={}", device.lifetime_s),
+        "lwm2m=1.0".to_owned(),
+        format!("b={binding}"),
+    ] {
+        packet.add_option(CoapOption::UriQuery, query.into_bytes());
+    }
+    packet.add_option(CoapOption::ContentFormat, vec![40]);
+    packet.payload = objects::LINKS.as_bytes().to_vec();
+    let answer = ask(cx, device, endpoint, &packet, &mut Vec::new()).await?;
+    if answer.header.code != MessageClass::Response(ResponseType::Created) {
+        return Err(refusal(answer.header.code));
+    }
+    let location: Vec<String> = answer
+        .get_option(CoapOption::LocationPath)
+        .into_iter()
+        .flatten()
+        .map(|segment| String::from_utf8_lossy(segment).into_owned())
+        .collect();
+    if location.is_empty() {
+        return Err(Fault::Protocol);
+    }
+    device.location = Some(location.join("/").into_boxed_str());
+    device.renewed = Some(Instant::now());
+    device.update_asked = false;
+    cx.record(Latency::Register, started);
+    cx.count(Counter::Lwm2mRegistrations);
+    Ok(())
+}
+
+/// Updates the registration (no parameters: the server learns the device's address from the
+/// datagram); `update.latency` from `since`.
+async fn update(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    endpoint: &Datagram,
+    since: Instant,
+    events: &mut Vec<Event>,
+) -> Result<(), Fault> {
+    let Some(location) = device.location.clone() else {
+        return Err(Fault::Status(404));
+    };
+    let segments: Vec<&str> = location.split('/').collect();
+    let mut packet = request(device, RequestType::Post, &segments);
+    if device.lifetime_written {
+        packet.add_option(CoapOption::UriQuery, format!("lt={}", device.lifetime_s).into_bytes());
+    }
+    let answer = ask(cx, device, endpoint, &packet, events).await?;
+    if answer.header.code != MessageClass::Response(ResponseType::Changed) {
+        return Err(refusal(answer.header.code));
+    }
+    device.renewed = Some(Instant::now());
+    device.update_asked = false;
+    device.lifetime_written = false;
+    cx.record(Latency::Update, since);
+    cx.count(Counter::Lwm2mUpdates);
+    Ok(())
+}
+
+/// Sends a notification for each observation whose `pmin` has passed; `true` when the
+/// socket failed (the link is lost).
+async fn notify(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    endpoint: &Datagram,
+    report: Report<'_>,
+    events: &mut Vec<Event>,
+) -> bool {
+    let serial = cx.serial();
+    let now = Instant::now();
+    let mut k = 0;
+    while k < device.observations.len() {
+        let observation = &device.observations[k];
+        k += 1;
+        let pmin = device
+            .pmin
+            .iter()
+            .find(|(path, _)| *path == observation.path)
+            .map_or(0, |(_, s)| *s);
+        if now < observation.last + Duration::from_secs(u64::from(pmin)) {
+            continue;
+        }
+        let Ok(values) = device.state(cx, &serial).read(observation.path) else {
+            continue;
+        };
+        let Some(payload) = formats::encode(observation.format, observation.path, &values) else {
+            continue;
+        };
+        let mut packet = Packet::new();
+        let confirmable = report.qos > 0;
+        packet.header.set_type(if confirmable {
+            MessageType::Confirmable
+        } else {
+            MessageType::NonConfirmable
+        });
+        packet.header.code = MessageClass::Response(ResponseType::Content);
+        packet.set_token(observation.token.clone());
+        packet.set_observe_value(device.observe_seq & 0xFF_FFFF);
+        packet.set_content_format_number(observation.format.number(observation.asked));
+        packet.payload = payload;
+        device.observe_seq = device.observe_seq.wrapping_add(1);
+        device.observations[k - 1].last = now;
+        packet.header.message_id = device.id();
+        if confirmable {
+            match ask(cx, device, endpoint, &packet, events).await {
+                Ok(answer) if answer.header.get_type() == MessageType::Reset => {}
+                Ok(_) => cx.record(Latency::Publish, report.intended),
+                // A server that reset the notification observes no more; one that never
+                // acknowledged it is no longer an observer (RFC 7641, section 4.5). The
+                // registration's updates find out whether the server is gone.
+                Err(fault @ (Fault::Refused | Fault::Timeout)) => {
+                    cx.count(fault.counter());
+                    device.observations.remove(k - 1);
+                    k -= 1;
+                    continue;
+                }
+                Err(_) => return true,
+            }
+        } else if endpoint.send(&packet.to_bytes().unwrap_or_default()).await.is_err() {
+            return true;
+        }
+        cx.count(Counter::Published);
+        cx.count(Counter::Lwm2mNotifications);
+    }
+    false
+}
+
+/// Sets a packet's content format by its number (coap-lite's own setter takes only the formats
+/// it names, and neither LwM2M's TLV nor its JSON is among them).
+trait ContentFormatNumber {
+    fn set_content_format_number(&mut self, number: u16);
+}
+
+impl ContentFormatNumber for Packet {
+    fn set_content_format_number(&mut self, number: u16) {
+        self.clear_option(CoapOption::ContentFormat);
+        self.add_option(CoapOption::ContentFormat, uint_bytes(u32::from(number)));
+    }
+}
+
+/// A CoAP uint option value: big-endian, no leading zero bytes.
+fn uint_bytes(value: u32) -> Vec<u8> {
+    let bytes = value.to_be_bytes();
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes[first..].to_vec()
+}
+
+/// A CoAP uint option's value; `None` past four bytes.
+fn uint_of(bytes: &[u8]) -> Option<u32> {
+    if bytes.len() > 4 {
+        return None;
+    }
+    Some(bytes.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b)))
+}
+
+/// The server's request `packet`, served: the answer's bytes and the event it means to the
+/// device; `None` for what is not a request (a stray acknowledgement, a Reset of a
+/// notification, which cancels its observation).
+fn serve(cx: &DeviceCx<'_>, device: &mut Device, packet: &Packet) -> Option<(Vec<u8>, Option<Event>)> {
+    let MessageClass::Request(method) = packet.header.code else {
+        if packet.header.get_type() == MessageType::Reset {
+            // RFC 7641, section 3.6: a Reset of a notification cancels its observation. A
+            // Reset names the message, not the token: forget the observations whose last
+            // notification may have been it (the server that reset it observes nothing).
+            device.observations.clear();
+        }
+        return None;
+    };
+    let repeated =
+        packet.header.get_type() == MessageType::Confirmable && device.last_request == Some(packet.header.message_id);
+    if packet.header.get_type() == MessageType::Confirmable {
+        device.last_request = Some(packet.header.message_id);
+    }
+    let id = device.id();
+    let mut answer = coap::answer_to(packet, id);
+    let (code, event) = if let Some(option) = unknown_critical_option(packet) {
+        // RFC 7252, section 5.4.1: a request with a critical option the device does not
+        // understand (Block1 and Block2 among them: block-wise transfers are not spoken yet)
+        // is refused whole.
+        answer.payload = format!("option {option} not supported").into_bytes();
+        (ResponseType::BadOption, None)
+    } else {
+        match Path::parse(
+            packet
+                .get_option(CoapOption::UriPath)
+                .into_iter()
+                .flatten()
+                .map(Vec::as_slice),
+        ) {
+            None => (ResponseType::NotFound, None),
+            Some(path) => match method {
+                RequestType::Get => (read(cx, device, packet, path, &mut answer), None),
+                RequestType::Put => (write(device, packet, path, repeated), None),
+                RequestType::Post => execute(device, path, repeated),
+                _ => (ResponseType::MethodNotAllowed, None),
+            },
+        }
+    };
+    answer.header.code = MessageClass::Response(code);
+    let counter = match (code, method) {
+        (ResponseType::Content, _) => Counter::Lwm2mReads,
+        (ResponseType::Changed, RequestType::Put) => Counter::Lwm2mWrites,
+        (ResponseType::Changed, _) => Counter::Lwm2mExecutes,
+        _ => Counter::Lwm2mRefused,
+    };
+    if !repeated {
+        cx.count(counter);
+    }
+    let bytes = answer.to_bytes().ok()?;
+    Some((bytes, event))
+}
+
+/// The first critical option (an odd number) of `packet` a device does not understand.
+fn unknown_critical_option(packet: &Packet) -> Option<u16> {
+    // Uri-Host, Uri-Port, Uri-Path, Uri-Query, Accept.
+    const UNDERSTOOD: [u16; 5] = [3, 7, 11, 15, 17];
+    packet
+        .options()
+        .map(|(number, _)| *number)
+        .find(|number| number % 2 == 1 && !UNDERSTOOD.contains(number))
+}
+
+/// A Read, Discover or Observe (start or cancel) of `path`, answered into `answer`.
+fn read(cx: &DeviceCx<'_>, device: &mut Device, request: &Packet, path: Path, answer: &mut Packet) -> ResponseType {
+    let serial = cx.serial();
+    let state = device.state(cx, &serial);
+    let accept = match request.get_first_option(CoapOption::Accept) {
+        Some(bytes) => match uint_of(bytes).and_then(|n| u16::try_from(n).ok()) {
+            Some(number) => Some(number),
+            None => return ResponseType::BadOption,
+        },
+        None => None,
+    };
+    let format = match accept {
+        Some(number) => match Format::of(number) {
+            Some(format) => format,
+            None => return ResponseType::NotAcceptable,
+        },
+        // One single-instance resource as text; anything larger as TLV.
+        None if path.resource.is_some() => Format::Text,
+        None => Format::Tlv,
+    };
+    if format == Format::LinkFormat {
+        return match state.discover(path) {
+            Ok(links) => {
+                answer.set_content_format_number(40);
+                answer.payload = links.into_bytes();
+                ResponseType::Content
+            }
+            Err(_) => ResponseType::NotFound,
+        };
+    }
+    let values = match state.read(path) {
+        Ok(values) => values,
+        Err(Refusal::NotAllowed) => return ResponseType::MethodNotAllowed,
+        Err(_) => return ResponseType::NotFound,
+    };
+    let Some(payload) = formats::encode(format, path, &values) else {
+        return ResponseType::NotAcceptable;
+    };
+    let token = request.get_token().to_vec();
+    match request.get_first_option(CoapOption::Observe).and_then(|v| uint_of(v)) {
+        Some(0) => {
+            device.observations.retain(|o| o.token != token && o.path != path);
+            device.observations.push(Observation {
+                token,
+                path,
+                format,
+                asked: accept,
+                last: Instant::now(),
+            });
+            cx.count(Counter::Lwm2mObserves);
+            answer.set_observe_value(device.observe_seq & 0xFF_FFFF);
+            device.observe_seq = device.observe_seq.wrapping_add(1);
+        }
+        Some(1) => device.observations.retain(|o| o.token != token),
+        _ => {}
+    }
+    answer.set_content_format_number(format.number(accept));
+    answer.payload = payload;
+    ResponseType::Content
+}
+
+/// A Write of the lifetime, or Write-Attributes (`pmin`) of any path; nothing else on the
+/// device is writable.
+fn write(device: &mut Device, request: &Packet, path: Path, repeated: bool) -> ResponseType {
+    let queries: Vec<&[u8]> = request
+        .get_option(CoapOption::UriQuery)
+        .into_iter()
+        .flatten()
+        .map(Vec::as_slice)
+        .collect();
+    if !queries.is_empty() && request.payload.is_empty() {
+        for query in queries {
+            let Some((name, value)) = std::str::from_utf8(query).ok().and_then(|q| q.split_once('=')) else {
+                return ResponseType::BadRequest;
+            };
+            // pmax, gt, lt and st are taken but not honoured yet.
+            if name == "pmin" {
+                let Ok(seconds) = value.parse::<u32>() else {
+                    return ResponseType::BadRequest;
+                };
+                device.pmin.retain(|(p, _)| *p != path);
+                device.pmin.push((path, seconds));
+            }
+        }
+        return ResponseType::Changed;
+    }
+    if !objects::is_lifetime(path) {
+        return if objects::is_executable(path) || path.object == ids::SERVER || path.object == ids::DEVICE {
+            ResponseType::MethodNotAllowed
+        } else {
+            ResponseType::NotFound
+        };
+    }
+    let format = request
+        .get_first_option(CoapOption::ContentFormat)
+        .and_then(|v| uint_of(v))
+        .and_then(|n| u16::try_from(n).ok())
+        .map_or(Some(Format::Text), Format::of);
+    let Some(format) = format else {
+        return ResponseType::UnsupportedContentFormat;
+    };
+    match formats::decode_integer(format, &request.payload).and_then(|v| u32::try_from(v).ok()) {
+        Some(lifetime) if lifetime > 0 => {
+            if !repeated {
+                device.lifetime_s = lifetime;
+                device.lifetime_written = true;
+                device.update_asked = true;
+            }
+            ResponseType::Changed
+        }
+        _ => ResponseType::BadRequest,
+    }
+}
+
+/// An Execute: Reboot goes to the device core, the registration update trigger updates the
+/// registration at the next report.
+fn execute(device: &mut Device, path: Path, repeated: bool) -> (ResponseType, Option<Event>) {
+    if !objects::is_executable(path) {
+        return (ResponseType::MethodNotAllowed, None);
+    }
+    if repeated {
+        return (ResponseType::Changed, None);
+    }
+    match (path.object, path.resource) {
+        (ids::DEVICE, Some(ids::REBOOT)) => (ResponseType::Changed, Some(Event::Command(CommandKind::Reboot))),
+        _ => {
+            device.update_asked = true;
+            (ResponseType::Changed, None)
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The objects an LwM2M device exposes, and what a path names in them: object 1 (Server: its
+//! lifetime and binding), object 3 (Device: maker, model, serial, firmware, battery, error
+//! codes, Reboot) and object 3303 (Temperature: the telemetry model's reading). Objects 4
+//! (connectivity) and 5 (firmware update) are not exposed yet: nothing in a device model
+//! gives a signal strength, and updates over object 5 have not landed.
+
+/// A path the server names: `/object`, `/object/instance` or `/object/instance/resource`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path {
+    /// The object id.
+    pub object: u16,
+    /// The instance, if named.
+    pub instance: Option<u16>,
+    /// The resource, if named (only with an instance).
+    pub resource: Option<u16>,
+}
+
+impl Path {
+    /// The path of Uri-Path segments (`["3", "0", "9"]`); `None` for anything else (a
+    /// segment that is not a number, more than three).
+    pub fn parse<'a>(segments: impl IntoIterator<Item = &'a [u8]>) -> Option<Self> {
+        let mut ids = [None; 3];
+        for (k, segment) in segments.into_iter().enumerate() {
+            let id = std::str::from_utf8(segment).ok()?.parse::<u16>().ok()?;
+            *ids.get_mut(k)? = Some(id);
+        }
+        Some(Self {
+            object: ids[0]?,
+            instance: ids[1],
+            resource: ids[2],
+        })
+    }
+
+    /// Whether resource `resource` of `object`/`instance` is at or under this path.
+    fn covers(&self, object: u16, instance: u16, resource: u16) -> bool {
+        self.object == object
+            && self.instance.is_none_or(|i| i == instance)
+            && self.resource.is_none_or(|r| r == resource)
+    }
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "/{}", self.object)?;
+        if let Some(instance) = self.instance {
+            write!(f, "/{instance}")?;
+        }
+        if let Some(resource) = self.resource {
+            write!(f, "/{resource}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A resource's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    String(String),
+    /// A boolean.
+    Boolean(bool),
+    /// A multiple-instance resource of integers: (instance, value).
+    Integers(Vec<(u16, i64)>),
+}
+
+impl Value {
+    /// The value as plain text (a single-instance resource read as text/plain).
+    pub fn text(&self) -> Option<String> {
+        Some(match self {
+            Self::Integer(v) => v.to_string(),
+            Self::Float(v) => v.to_string(),
+            Self::String(v) => v.clone(),
+            Self::Boolean(v) => u8::from(*v).to_string(),
+            Self::Integers(_) => return None,
+        })
+    }
+}
+
+/// What a device's objects read at one moment.
+#[derive(Debug, Clone)]
+pub struct State<'a> {
+    /// The device's serial (also its endpoint name).
+    pub serial: &'a str,
+    /// Its model's name (the Device object's model number).
+    pub model: &'a str,
+    /// The firmware it runs.
+    pub firmware: &'a str,
+    /// Battery level in percent, for a device with a battery.
+    pub battery: Option<u8>,
+    /// The sensor's last reading.
+    pub reading: f64,
+    /// The registration lifetime, real seconds.
+    pub lifetime_s: u32,
+    /// The binding: `U`, or `UQ` for a device in queue mode.
+    pub binding: &'a str,
+}
+
+/// Resource ids of the objects a device exposes, and which can be written or executed.
+pub mod ids {
+    /// Server object.
+    pub const SERVER: u16 = 1;
+    /// Server: short server id.
+    pub const SHORT_ID: u16 = 0;
+    /// Server: lifetime (writable).
+    pub const LIFETIME: u16 = 1;
+    /// Server: notification storing when offline.
+    pub const STORING: u16 = 6;
+    /// Server: binding.
+    pub const BINDING: u16 = 7;
+    /// Server: registration update trigger (executable).
+    pub const UPDATE_TRIGGER: u16 = 8;
+    /// Device object.
+    pub const DEVICE: u16 = 3;
+    /// Device: reboot (executable).
+    pub const REBOOT: u16 = 4;
+    /// Temperature object (IPSO).
+    pub const TEMPERATURE: u16 = 3303;
+    /// Temperature: the sensor value.
+    pub const SENSOR_VALUE: u16 = 5700;
+}
+
+/// The object instances a device registers (its registration's link payload).
+pub const LINKS: &str = "</1/0>,</3/0>,</3303/0>";
+
+/// Every executable resource: (object, resource).
+const EXECUTABLE: [(u16, u16); 2] = [(ids::SERVER, ids::UPDATE_TRIGGER), (ids::DEVICE, ids::REBOOT)];
+
+/// Why a path cannot be read, written or executed: the CoAP code the answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 4.04: nothing there.
+    NotFound,
+    /// 4.05: there, but not for this operation.
+    NotAllowed,
+    /// 4.00: a value that does not parse.
+    BadRequest,
+}
+
+impl State<'_> {
+    /// Every readable resource, in order: (object, instance, resource, value).
+    fn resources(&self) -> Vec<(u16, u16, u16, Value)> {
+        let mut all = vec![
+            (ids::SERVER, 0, ids::SHORT_ID, Value::Integer(1)),
+            (
+                ids::SERVER,
+                0,
+                ids::LIFETIME,
+                Value::Integer(i64::from(self.lifetime_s)),
+            ),
+            (ids::SERVER, 0, ids::STORING, Value::Boolean(false)),
+            (ids::SERVER, 0, ids::BINDING, Value::String(self.binding.to_owned())),
+            (ids::DEVICE, 0, 0, Value::String("fleetsim".to_owned())),
+            (ids::DEVICE, 0, 1, Value::String(self.model.to_owned())),
+            (ids::DEVICE, 0, 2, Value::String(self.serial.to_owned())),
+            (ids::DEVICE, 0, 3, Value::String(self.firmware.to_owned())),
+        ];
+        if let Some(battery) = self.battery {
+            all.push((ids::DEVICE, 0, 9, Value::Integer(i64::from(battery))));
+        }
+        // Error code: 0, no error (one instance, as the specification asks of every device).
+        all.push((ids::DEVICE, 0, 11, Value::Integers(vec![(0, 0)])));
+        all.push((ids::DEVICE, 0, 16, Value::String("U".to_owned())));
+        all.push((ids::TEMPERATURE, 0, ids::SENSOR_VALUE, Value::Float(self.reading)));
+        all.push((ids::TEMPERATURE, 0, 5701, Value::String("Cel".to_owned())));
+        all
+    }
+
+    /// What `path` reads: its resources as (instance, resource, value).
+    pub fn read(&self, path: Path) -> Result<Vec<(u16, u16, Value)>, Refusal> {
+        let found: Vec<(u16, u16, Value)> = self
+            .resources()
+            .into_iter()
+            .filter(|(o, i, r, _)| path.covers(*o, *i, *r))
+            .map(|(_, i, r, v)| (i, r, v))
+            .collect();
+        if found.is_empty() {
+            return Err(if is_executable(path) {
+                Refusal::NotAllowed
+            } else {
+                Refusal::NotFound
+            });
+        }
+        Ok(found)
+    }
+
+    /// The CoRE link format of what `path` holds, for a Discover.
+    pub fn discover(&self, path: Path) -> Result<String, Refusal> {
+        let mut links = vec![path.to_string()];
+        let mut resources: Vec<(u16, u16, u16)> = self
+            .resources()
+            .into_iter()
+            .map(|(o, i, r, _)| (o, i, r))
+            .chain(EXECUTABLE.iter().map(|&(o, r)| (o, 0, r)))
+            .filter(|&(o, i, r)| path.covers(o, i, r))
+            .collect();
+        if resources.is_empty() {
+            return Err(Refusal::NotFound);
+        }
+        resources.sort_unstable();
+        links.extend(resources.iter().map(|(o, i, r)| format!("/{o}/{i}/{r}")));
+        Ok(links.iter().map(|l| format!("<{l}>")).collect::<Vec<_>>().join(","))
+    }
+}
+
+/// Whether `path` names an executable resource.
+pub fn is_executable(path: Path) -> bool {
+    matches!((path.instance, path.resource), (Some(0), Some(r)) if EXECUTABLE.contains(&(path.object, r)))
+}
+
+/// Whether `path` names the one writable resource: the Server object's lifetime.
+pub fn is_lifetime(path: Path) -> bool {
+    path.object == ids::SERVER && path.instance == Some(0) && path.resource == Some(ids::LIFETIME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State<'static> {
+        State {
+            serial: "SN-1",
+            model: "soil-sensor",
+            firmware: "1.0.3",
+            battery: Some(87),
+            reading: 21.5,
+            lifetime_s: 300,
+            binding: "U",
+        }
+    }
+
+    fn path(text: &str) -> Path {
+        Path::parse(text.split('/').skip(1).map(str::as_bytes)).expect("a path")
+    }
+
+    #[test]
+    fn paths_parse_from_segments_and_print_back() {
+        assert_eq!(path("/3/0/9").to_string(), "/3/0/9");
+        assert_eq!(path("/3303").to_string(), "/3303");
+        assert_eq!(Path::parse([&b"3"[..], b"x"]), None);
+        assert_eq!(Path::parse([&b"1"[..], b"2", b"3", b"4"]), None, "four segments");
+        assert_eq!(Path::parse(Vec::<&[u8]>::new()), None, "no object");
+        assert_eq!(Path::parse([&b"70000"[..]]), None, "past u16");
+    }
+
+    #[test]
+    fn reads_find_what_a_path_covers_and_refuse_the_rest() {
+        let state = state();
+        assert_eq!(state.read(path("/3/0/9")), Ok(vec![(0, 9, Value::Integer(87))]));
+        assert_eq!(
+            state.read(path("/3303/0/5700")),
+            Ok(vec![(0, 5700, Value::Float(21.5))])
+        );
+        let device = state.read(path("/3/0")).expect("the device object");
+        assert!(device.contains(&(0, 2, Value::String("SN-1".into()))));
+        assert!(device.contains(&(0, 3, Value::String("1.0.3".into()))));
+        assert_eq!(
+            state.read(path("/3/0/4")),
+            Err(Refusal::NotAllowed),
+            "reboot is executed"
+        );
+        assert_eq!(state.read(path("/5")), Err(Refusal::NotFound));
+        assert_eq!(state.read(path("/3/1")), Err(Refusal::NotFound));
+        let mains = State { battery: None, ..state };
+        assert_eq!(mains.read(path("/3/0/9")), Err(Refusal::NotFound), "no battery");
+    }
+
+    #[test]
+    fn a_discover_lists_the_instance_and_its_resources_executables_included() {
+        let links = state().discover(path("/1/0")).expect("server object");
+        assert_eq!(links, "</1/0>,</1/0/0>,</1/0/1>,</1/0/6>,</1/0/7>,</1/0/8>");
+        assert_eq!(state().discover(path("/4")), Err(Refusal::NotFound));
+        assert!(is_executable(path("/3/0/4")) && !is_executable(path("/3/0/9")));
+        assert!(is_lifetime(path("/1/0/1")) && !is_lifetime(path("/1/0")));
+    }
+}

@@ -1,0 +1,442 @@
+//! `fleetsim run` against a real LwM2M server nobody here wrote: lwm2m-node-lib 1.4.0 through
+//! its Node wrapper. Devices register with their objects and update their registrations as
+//! their lifetime runs out; the server reads their Device object (as text and as LwM2M JSON),
+//! discovers it, writes a lifetime, executes a reboot (the device comes back from a new port
+//! and updates its registration from there) and observes a temperature, whose notifications
+//! follow the devices' reports. What each side counted agrees.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+#[path = "support/binary.rs"]
+mod binary;
+#[path = "support/lwm2m_node.rs"]
+mod lwm2m_node;
+
+use binary::{counter, run_headless, scratch, summary};
+use lwm2m_node::NodeServer;
+
+const DEVICES: usize = 10;
+
+#[test]
+fn devices_register_update_and_answer_a_third_party_lwm2m_server() {
+    let mut server = NodeServer::start();
+    let dir = scratch("run-lwm2m");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    std::fs::write(
+        models.join("lwm2m-meter.toml"),
+        r#"
+name = "lwm2m-meter"
+protocol = "coap"
+firmware = "2.1.0"
+serial_prefix = "LM"
+
+[telemetry]
+interval = "1m"
+payload_bytes = 32
+qos = 0
+
+[battery]
+capacity_mah = 2000
+sleep_ua = 10
+tx_mas = 100
+
+[lwm2m]
+lifetime = "5m"
+"#,
+    )
+    .expect("model");
+    let scenario = dir.join("lwm2m.toml");
+    // 60 simulated seconds a second: a report a second, a 5 s lifetime, updated after 4.5 s.
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+[scenario]
+name = "lwm2m"
+seed = 17
+duration = "16s"
+time_scale = 60
+models = "{models}"
+
+[backend]
+kind = "lwm2m"
+url = "coap://127.0.0.1:{port}"
+
+[fleet]
+devices = {DEVICES}
+arrival = {{ ramp = "1s" }}
+mix = [ {{ model = "lwm2m-meter", share = 1.0, group = "meters" }} ]
+
+[gates]
+"register.latency.p99" = "<= 1s"
+"errors.total" = "== 0"
+"#,
+            models = models.display(),
+            port = server.port,
+        ),
+    )
+    .expect("scenario");
+    let out = dir.join("report");
+    let run = {
+        let (scenario, out) = (scenario.clone(), out.clone());
+        std::thread::spawn(move || run_headless(&scenario, &out))
+    };
+
+    server.wait_count("registration", DEVICES, Duration::from_secs(20));
+    let registrations: Vec<Value> = server
+        .events
+        .iter()
+        .filter(|e| e["event"] == "registration")
+        .cloned()
+        .collect();
+    assert_eq!(registrations.len(), DEVICES, "{registrations:?}");
+    let first = &registrations[0];
+    let ep = first["ep"].as_str().expect("an endpoint name").to_owned();
+    assert!(ep.starts_with("LM-"), "the serial is the endpoint name: {first}");
+    assert_eq!(first["lifetime"], json!(5), "5 simulated minutes at 60x: {first}");
+    assert_eq!(first["binding"], json!("U"), "{first}");
+    for object in ["</1/0>", "</3/0>", "</3303/0>"] {
+        assert!(
+            first["objects"].to_string().contains(&object[1..object.len() - 1]),
+            "{object} in {first}"
+        );
+    }
+
+    // The Device object, resource by resource and whole.
+    let serial = server
+        .ask(json!({"op": "read", "ep": ep, "path": "/3/0/2", "accept": "text/plain"}))
+        .expect("serial read");
+    assert_eq!(serial, json!(ep));
+    let device = server
+        .ask(json!({"op": "read", "ep": ep, "path": "/3/0", "accept": "application/vnd.oma.lwm2m+json"}))
+        .expect("device object read");
+    let device: Value = serde_json::from_str(device.as_str().expect("text")).expect("LwM2M JSON");
+    let entries = device["e"].as_array().expect("entries");
+    let entry = |n: &str| entries.iter().find(|e| e["n"] == n).cloned().unwrap_or(Value::Null);
+    assert_eq!(entry("3")["sv"], json!("2.1.0"), "firmware: {device}");
+    assert_eq!(entry("1")["sv"], json!("lwm2m-meter"), "model: {device}");
+    let battery = entry("9")["v"].as_i64().expect("a battery level");
+    assert!((90..=100).contains(&battery), "a fresh battery: {device}");
+    let links = server
+        .ask(json!({"op": "discover", "ep": ep, "path": "/3/0"}))
+        .expect("discover");
+    assert!(
+        links.as_str().expect("text").contains("</3/0/4>"),
+        "reboot listed: {links}"
+    );
+    // A write the device takes (its lifetime) and one it refuses (its serial).
+    server
+        .ask(json!({"op": "write", "ep": ep, "path": "/1/0/1", "value": "7"}))
+        .expect("lifetime write");
+    let refused = server.ask(json!({"op": "write", "ep": ep, "path": "/3/0/2", "value": "x"}));
+    assert!(refused.is_err(), "a serial is not writable: {refused:?}");
+    let lifetime = server
+        .ask(json!({"op": "read", "ep": ep, "path": "/1/0/1", "accept": "text/plain"}))
+        .expect("lifetime read");
+    assert_eq!(lifetime, json!("7"));
+    // The device tells the server its new lifetime in its next update, as LwM2M asks.
+    server.wait_event(Duration::from_secs(5), |e| {
+        e["event"] == "update" && e["ep"] == json!(ep) && e["lifetime"] == json!(7)
+    });
+
+    // A temperature observed: notifications follow the reports.
+    let first_value = server
+        .ask(json!({"op": "observe", "ep": ep, "path": "/3303/0/5700", "accept": "text/plain"}))
+        .expect("observe");
+    let celsius: f64 = first_value.as_str().expect("text").parse().expect("a number");
+    assert!((0.0..=100.0).contains(&celsius), "{celsius}");
+    server.wait_event(Duration::from_secs(10), |e| e["event"] == "notify");
+
+    // A reboot: the device comes back from a new port and updates its registration there.
+    let rebooted = registrations[1]["ep"].as_str().expect("ep").to_owned();
+    let before = registrations[1]["address"].clone();
+    server
+        .ask(json!({"op": "execute", "ep": rebooted, "path": "/3/0/4"}))
+        .expect("reboot");
+    let back = server.wait_event(Duration::from_secs(15), |e| {
+        e["event"] == "update" && e["ep"] == json!(rebooted) && e["address"] != before
+    });
+    assert_ne!(back["address"], before);
+
+    let output = run.join().expect("run thread");
+    assert!(
+        output.status.success(),
+        "the run passes its gates: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.drain(Duration::from_millis(500));
+    let stats = server.ask(json!({"op": "stats"})).expect("stats");
+    let summary = summary(&out);
+    let count = |name: &str| counter(&summary, name);
+    assert_eq!(count("lwm2m.registrations"), DEVICES as u64, "{stats}");
+    assert_eq!(stats["registrations"], json!(DEVICES), "{stats}");
+    assert_eq!(
+        json!(count("lwm2m.updates")),
+        stats["updates"],
+        "updates agree: {stats}"
+    );
+    assert!(
+        count("lwm2m.updates") >= DEVICES as u64 * 2,
+        "every device updated as its lifetime ran out: {stats}"
+    );
+    assert_eq!(
+        json!(count("lwm2m.notifications")),
+        json!(server.count("notify")),
+        "notifications agree"
+    );
+    assert!(count("lwm2m.notifications") >= 5, "a notification a report: {stats}");
+    assert_eq!(count("published"), count("lwm2m.notifications"));
+    // Read: serial, device object, lifetime, the observe's first value; discover counts too.
+    assert_eq!(count("lwm2m.reads"), 5);
+    assert_eq!(count("lwm2m.observes"), 1);
+    assert_eq!(count("lwm2m.writes"), 1);
+    assert_eq!(count("lwm2m.executes"), 1);
+    assert_eq!(count("lwm2m.refused"), 1, "the serial's write");
+    assert_eq!(count("commands.answered"), 1, "the reboot, as a command");
+    assert_eq!(count("errors.protocol"), 0);
+}
+
+/// A server of the test's own, on a real socket, that registers one device and then sends it
+/// what a broken or hostile server might: datagrams that do not decode (garbage, a truncated
+/// header, another CoAP version, a 9-byte token, an option longer than the datagram) and
+/// requests the device must refuse (an unknown content format asked for, an unknown path, an
+/// unsupported critical option with a huge block number, a truncated TLV write, a write in an
+/// unknown format, a DELETE, a path that is not numbers). The device answers each refusal with
+/// its code, answers nothing it cannot decode, counts both, and still answers a good Read.
+#[test]
+fn malformed_and_refused_requests_are_counted_and_answered_by_code() {
+    use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+    use std::net::{SocketAddr, UdpSocket};
+
+    let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    server
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let dir = scratch("run-lwm2m-bad");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    std::fs::write(
+        models.join("lwm2m-meter.toml"),
+        "name = \"lwm2m-meter\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LM\"\n\n\
+         [telemetry]\ninterval = \"1m\"\npayload_bytes = 16\n\n[lwm2m]\nlifetime = \"5m\"\n",
+    )
+    .expect("model");
+    let scenario = dir.join("bad.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[scenario]\nname = \"bad\"\nseed = 5\nduration = \"15s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+             [backend]\nkind = \"lwm2m\"\nurl = \"coap://{}\"\n\n\
+             [fleet]\ndevices = 1\narrival = {{ ramp = \"1s\" }}\nmix = [ {{ model = \"lwm2m-meter\", share = 1.0, group = \"g\" }} ]\n",
+            models.display(),
+            server.local_addr().expect("addr"),
+        ),
+    )
+    .expect("scenario");
+    let out = dir.join("report");
+    let run = {
+        let (scenario, out) = (scenario.clone(), out.clone());
+        std::thread::spawn(move || run_headless(&scenario, &out))
+    };
+
+    // Answers the device's own requests (its Register, then its Updates) as they come; gives
+    // back the first other message, if any comes within the read timeout.
+    let mut buf = [0u8; 2048];
+    let mut device: Option<SocketAddr> = None;
+    let mut next = |server: &UdpSocket, device: &mut Option<SocketAddr>| -> Option<Packet> {
+        for _ in 0..2 {
+            let Ok((len, from)) = server.recv_from(&mut buf) else {
+                continue;
+            };
+            let packet = Packet::from_bytes(&buf[..len]).expect("the device sends CoAP");
+            if let MessageClass::Request(RequestType::Post) = packet.header.code {
+                let mut answer = Packet::new();
+                answer.header.set_type(MessageType::Acknowledgement);
+                answer.header.message_id = packet.header.message_id;
+                answer.set_token(packet.get_token().to_vec());
+                let register = packet.get_option(CoapOption::UriQuery).is_some();
+                answer.header.code = MessageClass::Response(if register {
+                    answer.add_option(CoapOption::LocationPath, b"rd".to_vec());
+                    answer.add_option(CoapOption::LocationPath, b"9".to_vec());
+                    ResponseType::Created
+                } else {
+                    ResponseType::Changed
+                });
+                server
+                    .send_to(&answer.to_bytes().expect("encodes"), from)
+                    .expect("send");
+                *device = Some(from);
+                continue;
+            }
+            return Some(packet);
+        }
+        None
+    };
+    let waiting = std::time::Instant::now();
+    while device.is_none() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20) && !run.is_finished(),
+            "no registration came"
+        );
+        assert!(
+            next(&server, &mut device).is_none(),
+            "only the registration comes first"
+        );
+    }
+    let at = device.expect("registered");
+    let mut mid = 100u16;
+    let mut request = |method: RequestType, path: &str, options: &[(CoapOption, Vec<u8>)], payload: &[u8]| {
+        mid += 1;
+        let mut packet = Packet::new();
+        packet.header.set_type(MessageType::Confirmable);
+        packet.header.code = MessageClass::Request(method);
+        packet.header.message_id = mid;
+        packet.set_token(vec![7, 7, mid as u8]);
+        for segment in path.split('/').skip(1) {
+            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        for (option, value) in options {
+            packet.add_option(*option, value.clone());
+        }
+        packet.payload = payload.to_vec();
+        packet.to_bytes().expect("encodes")
+    };
+
+    let undecodable: Vec<Vec<u8>> = vec![
+        vec![0xFF, 0x00],
+        vec![0x40, 0x01, 0x00],
+        vec![0x80, 0x01, 0x00, 0x01],                   // version 2
+        vec![0x49, 0x01, 0x00, 0x01, 1, 2, 3, 4, 5, 6], // a 9-byte token
+        vec![0x40, 0x01, 0x00, 0x02, 0xB5, b'3'],       // a 5-byte Uri-Path holding 1
+    ];
+    for bytes in &undecodable {
+        server.send_to(bytes, at).expect("send");
+        assert!(next(&server, &mut Some(at)).is_none(), "no answer to {bytes:?}");
+    }
+    let refused = [
+        (
+            request(RequestType::Get, "/3/0/2", &[(CoapOption::Accept, vec![60])], b""),
+            ResponseType::NotAcceptable,
+        ),
+        (request(RequestType::Get, "/9/9/9", &[], b""), ResponseType::NotFound),
+        (
+            request(
+                RequestType::Get,
+                "/3303/0/5700",
+                &[(CoapOption::Block2, vec![0xFF, 0xFF, 0xF6])],
+                b"",
+            ),
+            ResponseType::BadOption,
+        ),
+        (
+            request(
+                RequestType::Put,
+                "/1/0/1",
+                &[(CoapOption::ContentFormat, vec![0x2D, 0x16])],
+                &[0xC2, 0x01],
+            ),
+            ResponseType::BadRequest,
+        ),
+        (
+            request(
+                RequestType::Put,
+                "/1/0/1",
+                &[(CoapOption::ContentFormat, vec![0x27, 0x0F])],
+                b"60",
+            ),
+            ResponseType::UnsupportedContentFormat,
+        ),
+        (
+            request(RequestType::Delete, "/3/0", &[], b""),
+            ResponseType::MethodNotAllowed,
+        ),
+        (request(RequestType::Get, "/3/zero", &[], b""), ResponseType::NotFound),
+    ];
+    for (k, (bytes, code)) in refused.iter().enumerate() {
+        server.send_to(bytes, at).expect("send");
+        let answer = next(&server, &mut Some(at)).unwrap_or_else(|| panic!("an answer to request {k}, {code:?}"));
+        assert_eq!(answer.header.code, MessageClass::Response(*code), "{bytes:?}");
+        assert_eq!(answer.header.get_type(), MessageType::Acknowledgement, "piggybacked");
+    }
+    // Neither an empty acknowledgement nor a Reset is a request: nothing comes back.
+    server.send_to(&[0x60, 0x00, 0x12, 0x34], at).expect("send");
+    server.send_to(&[0x70, 0x00, 0x12, 0x35], at).expect("send");
+    assert!(next(&server, &mut Some(at)).is_none());
+    // Still answering.
+    server
+        .send_to(&request(RequestType::Get, "/3/0/2", &[], b""), at)
+        .expect("send");
+    let good = next(&server, &mut Some(at)).expect("an answer");
+    assert_eq!(good.header.code, MessageClass::Response(ResponseType::Content));
+    assert!(String::from_utf8_lossy(&good.payload).starts_with("LM-"));
+
+    let output = run.join().expect("run thread");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = summary(&out);
+    assert_eq!(counter(&summary, "errors.protocol"), undecodable.len() as u64);
+    assert_eq!(counter(&summary, "lwm2m.refused"), refused.len() as u64);
+    assert_eq!(counter(&summary, "lwm2m.reads"), 1);
+}
+
+/// Duty-cycled devices register in queue mode (binding UQ), hold no socket asleep, and at
+/// each wake update their registration from a new port, so the server always knows where to
+/// reach them; nothing in between expires.
+#[test]
+fn sleepy_devices_register_in_queue_mode_and_update_at_each_wake_from_a_new_port() {
+    let mut server = NodeServer::start();
+    let dir = scratch("run-lwm2m-sleepy");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    std::fs::write(
+        models.join("lwm2m-sleepy.toml"),
+        "name = \"lwm2m-sleepy\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LS\"\n\n\
+         [telemetry]\ninterval = \"2m\"\npayload_bytes = 16\nduty_cycle = true\n\n[lwm2m]\nlifetime = \"10m\"\n",
+    )
+    .expect("model");
+    let scenario = dir.join("sleepy.toml");
+    // At 60x: a wake every 2 s, a 10 s lifetime.
+    std::fs::write(
+        &scenario,
+        format!(
+            "[scenario]\nname = \"sleepy\"\nseed = 8\nduration = \"12s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+             [backend]\nkind = \"lwm2m\"\nurl = \"coap://127.0.0.1:{}\"\n\n\
+             [fleet]\ndevices = 5\narrival = {{ ramp = \"1s\" }}\n\
+             mix = [ {{ model = \"lwm2m-sleepy\", share = 1.0, group = \"sensors\" }} ]\n\n\
+             [gates]\n\"errors.total\" = \"== 0\"\n",
+            models.display(),
+            server.port
+        ),
+    )
+    .expect("scenario");
+    let out = dir.join("report");
+    let output = run_headless(&scenario, &out);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    server.drain(Duration::from_millis(300));
+    let summary = summary(&out);
+    let stats = server.ask(json!({"op": "stats"})).expect("stats");
+    assert_eq!(stats["registrations"], json!(5), "{stats}");
+    assert_eq!(stats["expirations"], json!(0), "{stats}");
+    assert_eq!(json!(counter(&summary, "lwm2m.updates")), stats["updates"]);
+    assert!(
+        counter(&summary, "lwm2m.updates") >= 5 * 3,
+        "a wake every 2 s for 10 s: {stats}"
+    );
+    for registration in server.events.iter().filter(|e| e["event"] == "registration") {
+        assert_eq!(registration["binding"], json!("UQ"), "{registration}");
+        let ep = &registration["ep"];
+        let mut addresses: Vec<&Value> = server
+            .events
+            .iter()
+            .filter(|e| e["event"] == "update" && &e["ep"] == ep)
+            .map(|e| &e["address"])
+            .collect();
+        let updates = addresses.len();
+        addresses.sort_by_key(|a| a.to_string());
+        addresses.dedup();
+        assert_eq!(addresses.len(), updates, "each wake from a new port: {ep}");
+    }
+}
