@@ -205,7 +205,7 @@ mix = [ {{ model = "lwm2m-meter", share = 1.0, group = "meters" }} ]
 /// header, another CoAP version, a 9-byte token, an option longer than the datagram) and
 /// requests the device must refuse (an unknown content format asked for, an unknown path, an
 /// unsupported critical option with a huge block number, a truncated TLV write, a write in an
-/// unknown format, a DELETE, a path that is not numbers). The device answers each refusal with
+/// unknown format, a DELETE, a path that is not numbers, attributes of a path it does not hold). The device answers each refusal with
 /// its code, answers nothing it cannot decode, counts both, and still answers a good Read.
 #[test]
 fn malformed_and_refused_requests_are_counted_and_answered_by_code() {
@@ -355,6 +355,15 @@ fn malformed_and_refused_requests_are_counted_and_answered_by_code() {
             ResponseType::MethodNotAllowed,
         ),
         (request(RequestType::Get, "/3/zero", &[], b""), ResponseType::NotFound),
+        (
+            request(
+                RequestType::Put,
+                "/9/9",
+                &[(CoapOption::UriQuery, b"pmin=1".to_vec())],
+                b"",
+            ),
+            ResponseType::NotFound,
+        ),
     ];
     for (k, (bytes, code)) in refused.iter().enumerate() {
         server.send_to(bytes, at).expect("send");
