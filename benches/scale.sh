@@ -11,6 +11,8 @@
 #   benches/scale.sh handshakes    # storms of full and of resumed mutual-TLS handshakes
 #                                  # against Mosquitto, ECDSA P-256 and RSA-2048 devices: the
 #                                  # harness's CPU per handshake
+#   benches/scale.sh lwm2m         # 15,000 LwM2M devices registered and idle, each on a UDP
+#                                  # socket of its own, against lwm2m-node-lib
 #   benches/scale.sh sleeping      # 10,000,000 duty-cycled devices against the reference backend
 #   SLEEPY_1M=1 benches/scale.sh sleeping   # also scenarios/million-sleepy.toml (31 minutes)
 #
@@ -253,6 +255,25 @@ EOF
   python3 benches/connect_cpu.py --split 20 "$OUT"/hs-ecdsa-{resumed,full}/summary.json
   # RSA fleets are smaller (their keys take long to make): seconds of more than 20 connects.
   python3 benches/connect_cpu.py --split 55 --min 20 "$OUT"/hs-rsa-{resumed,full}/summary.json
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = lwm2m ]; then
+  echo "== 15,000 LwM2M devices registered and idle, against lwm2m-node-lib in its own process"
+  LWM2M_MODULES=$PWD/target/test-deps/lwm2m-node/node_modules
+  if ! NODE_PATH="$LWM2M_MODULES" node -e "require('lwm2m-node-lib')" 2>/dev/null; then
+    echo "lwm2m-node-lib is not installed in $LWM2M_MODULES: scripts/test installs it" >&2
+    exit 1
+  fi
+  # The wrapper reads commands on its standard input and exits when it closes: hold it open.
+  mkfifo "$OUT/lwm2m.in"
+  NODE_PATH="$LWM2M_MODULES" node sim/tests/lwm2m-node/server.js --port 15683 \
+    < "$OUT/lwm2m.in" > "$OUT/lwm2m.log" 2>/dev/null &
+  PIDS+=($!)
+  exec 7> "$OUT/lwm2m.in"
+  for _ in $(seq 50); do grep -q listening "$OUT/lwm2m.log" && break; sleep 0.1; done
+  run idle-15k-lwm2m scenarios/scale-idle-lwm2m.toml --backend coap://127.0.0.1:15683
+  echo "lwm2m-node-lib saw $(grep -c '"event":"registration"' "$OUT/lwm2m.log") registrations"
+  exec 7>&-
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = sleeping ]; then
