@@ -151,7 +151,7 @@ fn operator_phases_against_a_plain_broker_are_refused_naming_why() {
     assert!(ran.stdout.is_empty(), "nothing runs");
     let stderr = String::from_utf8_lossy(&ran.stderr);
     assert!(
-        stderr.contains("phase \"config\" at 2s needs an operator API, and an MQTT broker has none"),
+        stderr.contains("phase \"config\" at 2s needs an operator, and an MQTT broker has no operator API"),
         "{stderr}"
     );
 }

@@ -5,6 +5,7 @@
 //! and updates its registration from there) and observes a temperature, whose notifications
 //! follow the devices' reports. What each side counted agrees.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -22,12 +23,11 @@ const DEVICES: usize = 10;
 #[test]
 fn devices_register_update_and_answer_a_third_party_lwm2m_server() {
     let mut server = NodeServer::start();
-    let dir = scratch("run-lwm2m");
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).expect("dir");
-    std::fs::write(
-        models.join("lwm2m-meter.toml"),
-        r#"
+    let (scenario, out) = fleet(
+        "run-lwm2m",
+        (
+            "lwm2m-meter",
+            r#"
 name = "lwm2m-meter"
 protocol = "coap"
 firmware = "2.1.0"
@@ -46,14 +46,12 @@ tx_mas = 100
 [lwm2m]
 lifetime = "5m"
 "#,
-    )
-    .expect("model");
-    let scenario = dir.join("lwm2m.toml");
-    // 60 simulated seconds a second: a report a second, a 5 s lifetime, updated after 4.5 s.
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
+        ),
+        // 60 simulated seconds a second: a report a second, a 5 s lifetime (updated 1.5 reports
+        // before it runs out).
+        |models| {
+            format!(
+                r#"
 [scenario]
 name = "lwm2m"
 seed = 17
@@ -74,12 +72,11 @@ mix = [ {{ model = "lwm2m-meter", share = 1.0, group = "meters" }} ]
 "register.latency.p99" = "<= 1s"
 "errors.total" = "== 0"
 "#,
-            models = models.display(),
-            port = server.port,
-        ),
-    )
-    .expect("scenario");
-    let out = dir.join("report");
+                models = models.display(),
+                port = server.port,
+            )
+        },
+    );
     let run = {
         let (scenario, out) = (scenario.clone(), out.clone());
         std::thread::spawn(move || run_headless(&scenario, &out))
@@ -216,28 +213,23 @@ fn malformed_and_refused_requests_are_counted_and_answered_by_code() {
     server
         .set_read_timeout(Some(Duration::from_millis(300)))
         .expect("timeout");
-    let dir = scratch("run-lwm2m-bad");
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).expect("dir");
-    std::fs::write(
-        models.join("lwm2m-meter.toml"),
-        "name = \"lwm2m-meter\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LM\"\n\n\
+    let (scenario, out) = fleet(
+        "run-lwm2m-bad",
+        (
+            "lwm2m-meter",
+            "name = \"lwm2m-meter\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LM\"\n\n\
          [telemetry]\ninterval = \"1m\"\npayload_bytes = 16\n\n[lwm2m]\nlifetime = \"5m\"\n",
-    )
-    .expect("model");
-    let scenario = dir.join("bad.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            "[scenario]\nname = \"bad\"\nseed = 5\nduration = \"15s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
-             [backend]\nkind = \"lwm2m\"\nurl = \"coap://{}\"\n\n\
-             [fleet]\ndevices = 1\narrival = {{ ramp = \"1s\" }}\nmix = [ {{ model = \"lwm2m-meter\", share = 1.0, group = \"g\" }} ]\n",
-            models.display(),
-            server.local_addr().expect("addr"),
         ),
-    )
-    .expect("scenario");
-    let out = dir.join("report");
+        |models| {
+            format!(
+                "[scenario]\nname = \"bad\"\nseed = 5\nduration = \"15s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+                 [backend]\nkind = \"lwm2m\"\nurl = \"coap://{}\"\n\n\
+                 [fleet]\ndevices = 1\narrival = {{ ramp = \"1s\" }}\nmix = [ {{ model = \"lwm2m-meter\", share = 1.0, group = \"g\" }} ]\n",
+                models.display(),
+                server.local_addr().expect("addr"),
+            )
+        },
+    );
     let run = {
         let (scenario, out) = (scenario.clone(), out.clone());
         std::thread::spawn(move || run_headless(&scenario, &out))
@@ -397,31 +389,26 @@ fn malformed_and_refused_requests_are_counted_and_answered_by_code() {
 #[test]
 fn sleepy_devices_register_in_queue_mode_and_update_at_each_wake_from_a_new_port() {
     let mut server = NodeServer::start();
-    let dir = scratch("run-lwm2m-sleepy");
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).expect("dir");
-    std::fs::write(
-        models.join("lwm2m-sleepy.toml"),
-        "name = \"lwm2m-sleepy\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LS\"\n\n\
+    let (scenario, out) = fleet(
+        "run-lwm2m-sleepy",
+        (
+            "lwm2m-sleepy",
+            "name = \"lwm2m-sleepy\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LS\"\n\n\
          [telemetry]\ninterval = \"2m\"\npayload_bytes = 16\nduty_cycle = true\n\n[lwm2m]\nlifetime = \"10m\"\n",
-    )
-    .expect("model");
-    let scenario = dir.join("sleepy.toml");
-    // At 60x: a wake every 2 s, a 10 s lifetime.
-    std::fs::write(
-        &scenario,
-        format!(
-            "[scenario]\nname = \"sleepy\"\nseed = 8\nduration = \"12s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
-             [backend]\nkind = \"lwm2m\"\nurl = \"coap://127.0.0.1:{}\"\n\n\
-             [fleet]\ndevices = 5\narrival = {{ ramp = \"1s\" }}\n\
-             mix = [ {{ model = \"lwm2m-sleepy\", share = 1.0, group = \"sensors\" }} ]\n\n\
-             [gates]\n\"errors.total\" = \"== 0\"\n",
-            models.display(),
-            server.port
         ),
-    )
-    .expect("scenario");
-    let out = dir.join("report");
+        // At 60x: a wake every 2 s, a 10 s lifetime.
+        |models| {
+            format!(
+                "[scenario]\nname = \"sleepy\"\nseed = 8\nduration = \"12s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+                 [backend]\nkind = \"lwm2m\"\nurl = \"coap://127.0.0.1:{}\"\n\n\
+                 [fleet]\ndevices = 5\narrival = {{ ramp = \"1s\" }}\n\
+                 mix = [ {{ model = \"lwm2m-sleepy\", share = 1.0, group = \"sensors\" }} ]\n\n\
+                 [gates]\n\"errors.total\" = \"== 0\"\n",
+                models.display(),
+                server.port
+            )
+        },
+    );
     let output = run_headless(&scenario, &out);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     server.drain(Duration::from_millis(300));
@@ -448,4 +435,16 @@ fn sleepy_devices_register_in_queue_mode_and_update_at_each_wake_from_a_new_port
         addresses.dedup();
         assert_eq!(addresses.len(), updates, "each wake from a new port: {ep}");
     }
+}
+
+/// Writes a test's model (`name`, its text) into a scratch folder of `tag`'s and its scenario,
+/// which `scenario` writes given the models' folder; the scenario's path and its report folder.
+fn fleet(tag: &str, (name, model): (&str, &str), scenario: impl FnOnce(&Path) -> String) -> (PathBuf, PathBuf) {
+    let dir = scratch(tag);
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    std::fs::write(models.join(format!("{name}.toml")), model).expect("model");
+    let file = dir.join("scenario.toml");
+    std::fs::write(&file, scenario(&models)).expect("scenario");
+    (file, dir.join("report"))
 }

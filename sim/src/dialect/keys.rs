@@ -1,6 +1,8 @@
-//! What the dialects' checks of their `[backend]` keys share: the form of a URL.
+//! What the dialects' checks of their `[backend]` keys share: the form of a URL, and the
+//! refusal of phases a backend with no operator cannot play.
 
-use crate::scenario::KeyError;
+use crate::scenario::units::DisplayDuration;
+use crate::scenario::{Action, KeyError, Scenario};
 
 /// Checks `scheme://host:port[/path]` with one of `schemes`.
 pub fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
@@ -36,6 +38,25 @@ pub fn require_url(url: Option<&str>, schemes: &[&str]) -> Result<(), KeyError> 
             ),
         )),
         Some(url) => check_url(url, schemes).map_err(|m| KeyError::new("url", m)),
+    }
+}
+
+/// Refuses the first phase of `scenario` that is not an outage (devices play outages
+/// themselves; every other phase needs an operator), saying why: `lacking` is what the
+/// backend lacks ("an MQTT broker has none"), `against` what it is ("a broker").
+pub fn outages_only(scenario: &Scenario, lacking: &str, against: &str) -> Result<(), String> {
+    match scenario
+        .phases
+        .iter()
+        .find(|p| !matches!(p.action, Action::Outage { .. }))
+    {
+        Some(phase) => Err(format!(
+            "{}: phase \"{}\" at {} needs an operator, and {lacking}; against {against} only \"outage\" phases run",
+            scenario.file.display(),
+            phase.action.name(),
+            DisplayDuration(phase.at)
+        )),
+        None => Ok(()),
     }
 }
 

@@ -810,7 +810,10 @@ mod tests {
                 answered += 1;
             }
         }
-        assert!(answered > 1_000, "mutations still reach the request handling: {answered}");
+        assert!(
+            answered > 1_000,
+            "mutations still reach the request handling: {answered}"
+        );
         assert!(device.observations.len() <= 32 && device.pmin.len() <= MAX_ATTRIBUTES);
     }
 }

@@ -3,9 +3,8 @@
 
 use super::Lwm2m;
 use crate::dialect::Keys;
-use crate::dialect::keys::require_url;
-use crate::scenario::units::DisplayDuration;
-use crate::scenario::{Action, Backend, KeyError, Scenario};
+use crate::dialect::keys::{outages_only, require_url};
+use crate::scenario::{Backend, KeyError, Scenario};
 
 impl Keys for Lwm2m {
     const KEYS: &'static [&'static str] = &[];
@@ -23,20 +22,7 @@ impl Keys for Lwm2m {
 
     /// No operator: only phases devices live by themselves run.
     fn refuse(scenario: &Scenario) -> Result<(), String> {
-        match scenario
-            .phases
-            .iter()
-            .find(|p| !matches!(p.action, Action::Outage { .. }))
-        {
-            Some(phase) => Err(format!(
-                "{}: phase \"{}\" at {} needs an operator, and fleetsim has none for an LwM2M \
-                 server yet; against one only \"outage\" phases run",
-                scenario.file.display(),
-                phase.action.name(),
-                DisplayDuration(phase.at)
-            )),
-            None => Ok(()),
-        }
+        outages_only(scenario, "fleetsim has none for an LwM2M server yet", "an LwM2M server")
     }
 
     fn aim(backend: &mut Backend, url: &str) -> Result<(), String> {

@@ -4,10 +4,9 @@
 
 use super::Broker;
 use crate::dialect::Keys;
-use crate::dialect::keys::{check_url, require_url};
+use crate::dialect::keys::{check_url, outages_only, require_url};
 use crate::scenario::file::TlsSection;
-use crate::scenario::units::DisplayDuration;
-use crate::scenario::{Action, Backend, KeyError, Scenario};
+use crate::scenario::{Backend, KeyError, Scenario};
 
 /// The placeholders a topic template may use.
 pub const TOPIC_PLACEHOLDERS: [&str; 4] = ["{serial}", "{index}", "{model}", "{group}"];
@@ -69,20 +68,7 @@ impl Keys for Broker {
 
     /// A broker has no operator API: only phases devices live by themselves run.
     fn refuse(scenario: &Scenario) -> Result<(), String> {
-        match scenario
-            .phases
-            .iter()
-            .find(|p| !matches!(p.action, Action::Outage { .. }))
-        {
-            Some(phase) => Err(format!(
-                "{}: phase \"{}\" at {} needs an operator API, and an MQTT broker has none; \
-                 against a broker only \"outage\" phases run",
-                scenario.file.display(),
-                phase.action.name(),
-                DisplayDuration(phase.at)
-            )),
-            None => Ok(()),
-        }
+        outages_only(scenario, "an MQTT broker has no operator API", "a broker")
     }
 
     fn aim(backend: &mut Backend, url: &str) -> Result<(), String> {
