@@ -255,7 +255,7 @@ bad_file!(
 bad_file!(
     model_lwm2m_lifetime,
     "bad-models/lwm2m-lifetime.toml",
-    "bad-models/lwm2m-lifetime.toml:12:12: lwm2m.lifetime: expected at least twice the longest gap between two reports (2h12m), found \"2h\": a device updates its registration when it reports"
+    "bad-models/lwm2m-lifetime.toml:13:12: lwm2m.lifetime: expected at least twice the longest gap between two reports (2h12m), found \"2h\": a duty-cycled device updates its registration when it wakes to report"
 );
 
 #[test]

@@ -47,8 +47,7 @@ tx_mas = 100
 lifetime = "5m"
 "#,
         ),
-        // 60 simulated seconds a second: a report a second, a 5 s lifetime (updated 1.5 reports
-        // before it runs out).
+        // 60 simulated seconds a second: a report a second, a 5 s lifetime (updated at 90%).
         |models| {
             format!(
                 r#"
@@ -435,6 +434,50 @@ fn sleepy_devices_register_in_queue_mode_and_update_at_each_wake_from_a_new_port
         addresses.dedup();
         assert_eq!(addresses.len(), updates, "each wake from a new port: {ep}");
     }
+}
+
+/// An always-connected device whose registration lifetime is shorter than its report
+/// interval updates the registration on its own timer, between reports: none expires.
+#[test]
+fn registrations_shorter_than_the_report_interval_are_updated_between_reports() {
+    let mut server = NodeServer::start();
+    let (scenario, out) = fleet(
+        "run-lwm2m-short",
+        (
+            "lwm2m-hourly",
+            "name = \"lwm2m-hourly\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LH\"\n\n\
+             [telemetry]\ninterval = \"1h\"\npayload_bytes = 16\n\n[lwm2m]\nlifetime = \"2m\"\n",
+        ),
+        // At 60x: a report a minute, a 2 s lifetime, updated every 1.8 s.
+        |models| {
+            format!(
+                "[scenario]\nname = \"short\"\nseed = 9\nduration = \"9s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+                 [backend]\nkind = \"lwm2m\"\nurl = \"coap://127.0.0.1:{}\"\n\n\
+                 [fleet]\ndevices = 4\narrival = {{ ramp = \"1s\" }}\n\
+                 mix = [ {{ model = \"lwm2m-hourly\", share = 1.0, group = \"meters\" }} ]\n\n\
+                 [gates]\n\"errors.total\" = \"== 0\"\n",
+                models.display(),
+                server.port
+            )
+        },
+    );
+    let output = run_headless(&scenario, &out);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    server.drain(Duration::from_millis(300));
+    let stats = server.ask(json!({"op": "stats"})).expect("stats");
+    assert_eq!(stats["registrations"], json!(4), "{stats}");
+    assert_eq!(stats["expirations"], json!(0), "none lapsed: {stats}");
+    let summary = summary(&out);
+    assert_eq!(json!(counter(&summary, "lwm2m.updates")), stats["updates"]);
+    assert!(
+        counter(&summary, "lwm2m.updates") >= 4 * 3,
+        "every 1.8 s for 7 s: {stats}"
+    );
+    let latency = &summary["metrics"]["histograms"]["update.latency"];
+    assert!(
+        latency["p99_ms"].as_f64().is_some_and(|ms| ms < 100.0),
+        "from the intended time: {latency}"
+    );
 }
 
 /// Writes a test's model (`name`, its text) into a scratch folder of `tag`'s and its scenario,

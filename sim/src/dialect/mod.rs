@@ -38,7 +38,9 @@ pub mod registry;
 pub mod tls;
 
 use std::net::SocketAddr;
+
 use std::path::Path;
+use tokio::time::Instant;
 
 use serde_json::Value;
 
@@ -143,6 +145,20 @@ pub trait Devices {
     /// Fetches bytes `from..to` of the update's image; returns how many bytes of it the
     /// device holds afterwards.
     async fn download(&self, cx: &DeviceCx<'_>, device: &mut Self::Device, from: u64, to: u64) -> u64;
+
+    /// When the device owes its server something of its own accord, whatever the core has
+    /// planned (an LwM2M registration's update before its lifetime runs out), if ever: the
+    /// device's task wakes for it then. An awake device's only; a sleeping one does what it
+    /// owes when it next wakes.
+    fn due(&self, device: &Self::Device) -> Option<Instant> {
+        let _ = device;
+        None
+    }
+
+    /// Does what [`Devices::due`] said was due; what comes of it goes to the inbox.
+    async fn on_due(&self, cx: &DeviceCx<'_>, device: &mut Self::Device, link: &mut Link, inbox: &mut Inbox) {
+        let _ = (cx, device, link, inbox);
+    }
 
     /// Reads what the server sent the device on its link: the event it means to the device,
     /// if any. Something that does not parse is counted (`errors.protocol`), never a panic.

@@ -204,6 +204,13 @@ impl<D: Dialect> Running<D> {
         }
     }
 
+    /// When the core asked to be woken (far off when it asked for nothing).
+    fn core_wake(&self) -> Instant {
+        self.life
+            .wake()
+            .map_or_else(|| Instant::now() + NEVER, |sim| self.io.home.shard.clock.real(sim))
+    }
+
     /// Not an `async fn`, so that `self` is held once (rust-lang/rust#62958).
     #[allow(
         clippy::manual_async_fn,
@@ -212,6 +219,13 @@ impl<D: Dialect> Running<D> {
     fn run(&mut self) -> impl Future<Output = Ending> + '_ {
         async move {
             loop {
+                // What the dialect owes the server of its own accord, once it is due (an LwM2M
+                // registration's update), before anything else. Boxed: rare next to waiting.
+                if let Some(due) = self.io.home.shard.dialect.due(&self.io.device)
+                    && due <= Instant::now()
+                {
+                    Box::pin(self.io.on_due(&mut self.inbox)).await;
+                }
                 let (event, at) = match self.inbox.pop() {
                     Some(next) => next,
                     None if self.io.home.member.model.telemetry.duty_cycle && !self.io.link.is_open() => {
@@ -222,14 +236,23 @@ impl<D: Dialect> Running<D> {
                     None => {
                         // An idle device keeps no event buffer.
                         self.inbox.release();
-                        let wake = self
-                            .life
-                            .wake()
-                            .map_or_else(|| Instant::now() + NEVER, |sim| self.io.home.shard.clock.real(sim));
+                        // What the dialect owes of its own accord wakes the task too. (One
+                        // expression: a first binding shadowed would be held across the wait.)
+                        let wake = {
+                            let core = self.core_wake();
+                            self.io
+                                .home
+                                .shard
+                                .dialect
+                                .due(&self.io.device)
+                                .map_or(core, |due| due.min(core))
+                        };
                         // Nothing but the task's own state is held across the wait (no
                         // reference bound here, which would take a word of it).
                         let (next, ack) = match self.io.link.wait(&self.io.home.shard.shared.meter, wake).await {
-                            Woken::Wake(at) => (Some((Event::Wake, at)), None),
+                            // The core's wake-up only if it was its time (the dialect's duty is
+                            // done at the top of the loop, where the task holds nothing else).
+                            Woken::Wake(at) => ((self.core_wake() <= at).then_some((Event::Wake, at)), None),
                             Woken::Lost => (Some((Event::ConnectionLost, Instant::now())), None),
                             // Whatever the server sends reaches the core here, read by the
                             // dialect.

@@ -113,6 +113,12 @@ impl<D: Dialect> DeviceTask<D> {
         }
     }
 
+    /// Does what the dialect owes the server of its own accord ([`Devices::due`] came).
+    pub async fn on_due(&mut self, inbox: &mut Inbox) {
+        let Self { home, link, device, .. } = self;
+        home.shard.dialect.on_due(&home.cx(), device, link, inbox).await;
+    }
+
     /// Performs one action.
     #[allow(
         clippy::manual_async_fn,

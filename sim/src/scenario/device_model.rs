@@ -68,19 +68,6 @@ pub struct DeviceModel {
     pub lifetime: Duration,
 }
 
-impl DeviceModel {
-    /// The longest a device of this model goes between two reports: its interval stretched
-    /// by the jitter and, while its battery is low, by the low-battery factor.
-    pub fn longest_report_gap(&self) -> Duration {
-        let low = self
-            .battery
-            .as_ref()
-            .map_or(1.0, |b| b.low_interval_factor)
-            .clamp(1.0, 1e6);
-        self.telemetry.interval.mul_f64((1.0 + self.telemetry.jitter) * low)
-    }
-}
-
 /// The registration lifetime an LwM2M device asks for when its model names none: the
 /// specification's default (OMA LwM2M 1.0, the registration interface's `lt`).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(86_400);
@@ -146,7 +133,9 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
 
     let low = battery.as_ref().map_or(1.0, |b| b.low_interval_factor).clamp(1.0, 1e6);
     let longest_gap = telemetry.interval.mul_f64((1.0 + telemetry.jitter) * low);
-    let lifetime = check_lwm2m(&err, raw.protocol, longest_gap, raw.lwm2m)?;
+    // A duty-cycled device updates its registration when it wakes to report.
+    let asleep_up_to = telemetry.duty_cycle.then_some(longest_gap);
+    let lifetime = check_lwm2m(&err, raw.protocol, asleep_up_to, raw.lwm2m)?;
 
     Ok(DeviceModel {
         file: file.to_owned(),
@@ -167,7 +156,7 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
 fn check_lwm2m(
     err: &ErrorAt<'_>,
     protocol: ProtocolKind,
-    longest_gap: Duration,
+    asleep_up_to: Option<Duration>,
     section: Option<Lwm2mSection>,
 ) -> Result<Duration, FileError> {
     let Some(section) = section else {
@@ -185,15 +174,17 @@ fn check_lwm2m(
     let Some(lifetime) = section.lifetime else {
         return Ok(DEFAULT_LIFETIME);
     };
-    // A device updates its registration when it reports: the registration must outlive the
-    // longest gap between two reports (the interval, its jitter and a low battery's
-    // stretch), with room to spare.
-    if lifetime.0 < longest_gap * 2 {
+    // A duty-cycled device updates its registration when it wakes to report: the registration
+    // must outlive the longest sleep (the interval, its jitter and a low battery's stretch),
+    // with room to spare. An always-connected one updates on its own timer.
+    if let Some(gap) = asleep_up_to
+        && lifetime.0 < gap * 2
+    {
         return Err(err(
             &["lwm2m", "lifetime"],
             format!(
-                "expected at least twice the longest gap between two reports ({}), found \"{}\": a device updates its registration when it reports",
-                DisplayDuration(longest_gap * 2),
+                "expected at least twice the longest gap between two reports ({}), found \"{}\": a duty-cycled device updates its registration when it wakes to report",
+                DisplayDuration(gap * 2),
                 DisplayDuration(lifetime.0)
             ),
         ));

@@ -32,8 +32,7 @@ use crate::transport::coap::{self, ExchangeError};
 use crate::transport::datagram::Datagram;
 use crate::transport::exhausted_here;
 
-/// The share of its lifetime after which a registration is updated at the latest (when the
-/// device next reports; earlier when reports are far apart, see [`Device::update_due`]).
+/// The share of its lifetime after which a registration is updated.
 const UPDATE_AT: f64 = 0.9;
 
 /// The most paths a device keeps attributes for (it has fewer readable paths than this).
@@ -61,8 +60,7 @@ pub struct Device {
     next_id: u16,
     /// The next Observe sequence number of a notification.
     observe_seq: u32,
-    /// The server executed /1/0/8, or wrote the lifetime: update the registration at the
-    /// next report.
+    /// The server executed /1/0/8, or wrote the lifetime: update the registration now.
     update_asked: bool,
     /// The server wrote the lifetime: the next update tells it back (`lt=`), as the
     /// specification asks.
@@ -163,7 +161,7 @@ impl Devices for Lwm2m {
         Ok(Link::Datagram(endpoint))
     }
 
-    /// Updates the registration if it is due, then notifies what the server observes.
+    /// Notifies what the server observes.
     async fn report(
         &self,
         cx: &DeviceCx<'_>,
@@ -176,27 +174,47 @@ impl Devices for Lwm2m {
         device.reading = report.reading.value;
         let Link::Datagram(endpoint) = link else { return };
         let mut events = Vec::new();
-        let now = Instant::now();
-        if device.update_due(now, cx.model.longest_report_gap().div_f64(cx.shared.time_scale)) {
-            let updated = match update(cx, device, endpoint, report.intended, &mut events).await {
-                Err(Fault::Status(404)) => {
-                    device.location = None;
-                    register(cx, device, endpoint, Session::of(cx.model)).await
-                }
-                other => other,
-            };
-            if let Err(fault) = updated {
-                cx.count(fault.counter());
-                link.drop_conn();
-                inbox.push(Event::ConnectionLost);
-                return;
-            }
-        }
         let lost = notify(cx, device, endpoint, report, &mut events).await;
         for event in events {
             inbox.push(event);
         }
         if lost {
+            link.drop_conn();
+            inbox.push(Event::ConnectionLost);
+        }
+    }
+
+    /// A registered, connected device updates its registration at [`UPDATE_AT`] of its
+    /// lifetime, whenever it reports, and at once when the server asked for it (executed
+    /// /1/0/8, wrote the lifetime). A duty-cycled device does at each wake instead ([`connect`]).
+    fn due(&self, device: &Device) -> Option<Instant> {
+        let renewed = device.renewed?;
+        if device.update_asked {
+            return Some(renewed);
+        }
+        Some(renewed + Duration::from_secs(u64::from(device.lifetime_s)).mul_f64(UPDATE_AT))
+    }
+
+    /// Updates the registration (a server that no longer knows it gets a new one); one that
+    /// fails loses the link, and the device connects again as after any loss.
+    async fn on_due(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, inbox: &mut Inbox) {
+        let since = self.due(device).unwrap_or_else(Instant::now);
+        // Nothing is due again before an update succeeds (or a connect registers).
+        device.renewed = None;
+        let Link::Datagram(endpoint) = link else { return };
+        let mut events = Vec::new();
+        let updated = match update(cx, device, endpoint, since, &mut events).await {
+            Err(Fault::Status(404)) => {
+                device.location = None;
+                register(cx, device, endpoint, Session::of(cx.model)).await
+            }
+            other => other,
+        };
+        for event in events {
+            inbox.push(event);
+        }
+        if let Err(fault) = updated {
+            cx.count(fault.counter());
             link.drop_conn();
             inbox.push(Event::ConnectionLost);
         }
@@ -244,17 +262,6 @@ pub fn answer(cx: &DeviceCx<'_>, device: &mut Device, bytes: &[u8]) -> Option<(V
 }
 
 impl Device {
-    /// Whether the registration needs its update now, for a device whose reports may be
-    /// `gap` apart (real time): once the next report might come too late, and at
-    /// [`UPDATE_AT`] of the lifetime at the latest.
-    fn update_due(&self, now: Instant, gap: Duration) -> bool {
-        let lifetime = Duration::from_secs(u64::from(self.lifetime_s));
-        let by = lifetime
-            .saturating_sub(gap.mul_f64(1.5))
-            .min(lifetime.mul_f64(UPDATE_AT));
-        self.update_asked || self.renewed.is_none_or(|renewed| now >= renewed + by)
-    }
-
     /// A fresh message id.
     fn id(&mut self) -> u16 {
         let id = self.next_id;
