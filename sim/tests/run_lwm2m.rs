@@ -437,16 +437,17 @@ fn sleepy_devices_register_in_queue_mode_and_update_at_each_wake_from_a_new_port
 }
 
 /// An always-connected device whose registration lifetime is shorter than its report
-/// interval updates the registration on its own timer, between reports: none expires.
+/// interval updates the registration on its own timer, between reports: none expires. And a
+/// server that sets pmax on what it observes is notified that often, reports or not.
 #[test]
-fn registrations_shorter_than_the_report_interval_are_updated_between_reports() {
+fn registrations_and_pmax_are_kept_between_reports() {
     let mut server = NodeServer::start();
     let (scenario, out) = fleet(
         "run-lwm2m-short",
         (
             "lwm2m-hourly",
             "name = \"lwm2m-hourly\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LH\"\n\n\
-             [telemetry]\ninterval = \"1h\"\npayload_bytes = 16\n\n[lwm2m]\nlifetime = \"2m\"\n",
+             [telemetry]\ninterval = \"1h\"\npayload_bytes = 16\nqos = 0\n\n[lwm2m]\nlifetime = \"2m\"\n",
         ),
         // At 60x: a report a minute, a 2 s lifetime, updated every 1.8 s.
         |models| {
@@ -461,12 +462,33 @@ fn registrations_shorter_than_the_report_interval_are_updated_between_reports() 
             )
         },
     );
-    let output = run_headless(&scenario, &out);
+    let run = {
+        let (scenario, out) = (scenario.clone(), out.clone());
+        std::thread::spawn(move || run_headless(&scenario, &out))
+    };
+    // A temperature observed with pmax 1 s: notified every second though it reports hourly.
+    server.wait_count("registration", 4, Duration::from_secs(10));
+    let ep = server
+        .events
+        .iter()
+        .find(|e| e["event"] == "registration")
+        .expect("one")["ep"]
+        .clone();
+    server
+        .ask(json!({"op": "write-attributes", "ep": ep, "path": "/3303/0/5700", "attributes": {"pmax": 1}}))
+        .expect("attributes");
+    server
+        .ask(json!({"op": "observe", "ep": ep, "path": "/3303/0/5700", "accept": "text/plain"}))
+        .expect("observe");
+    let output = run.join().expect("run thread");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     server.drain(Duration::from_millis(300));
     let stats = server.ask(json!({"op": "stats"})).expect("stats");
     assert_eq!(stats["registrations"], json!(4), "{stats}");
     assert_eq!(stats["expirations"], json!(0), "none lapsed: {stats}");
+    let notified = server.count("notify");
+    assert!(notified >= 4, "about one a second for 7 s: {notified}");
+    assert_eq!(counter(&summary(&out), "lwm2m.notifications"), notified as u64);
     let summary = summary(&out);
     assert_eq!(json!(counter(&summary, "lwm2m.updates")), stats["updates"]);
     assert!(

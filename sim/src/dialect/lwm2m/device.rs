@@ -5,7 +5,7 @@
 //! once 90% of the lifetime has passed or the server executed /1/0/8; a server that no longer
 //! knows the registration (4.04) gets a new one. It answers the server's requests as they
 //! come, on the acknowledgement of each: Read (text, TLV, LwM2M JSON or SenML JSON, as the
-//! server's Accept asks), Discover, Write (the lifetime), Write-Attributes (`pmin`), Execute
+//! server's Accept asks), Discover, Write (the lifetime), Write-Attributes (`pmin`, `pmax`), Execute
 //! (Reboot goes to the device core as a reboot command; /1/0/8 updates the registration) and
 //! Observe and its cancel. Its reports become notifications of what is observed: confirmable
 //! for a model with `qos = 1` (`publish.latency` to the acknowledgement), non-confirmable for
@@ -74,8 +74,22 @@ pub struct Device {
     last_request: Option<u16>,
     /// What the server observes.
     observations: Vec<Observation>,
-    /// `pmin` the server set by Write-Attributes, seconds, by path.
-    pmin: Vec<(Path, u32)>,
+    /// The notification attributes the server set by Write-Attributes, by path.
+    attributes: Vec<(Path, Attributes)>,
+}
+
+/// Notification attributes (Write-Attributes), seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Attributes {
+    /// No notification sooner than this after the last.
+    pmin: Option<u32>,
+    /// A notification at least this often, report or not.
+    pmax: Option<u32>,
+}
+
+/// `s` seconds.
+fn secs(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s))
 }
 
 /// One observation the server holds on the device.
@@ -113,7 +127,7 @@ impl Devices for Lwm2m {
             reading: f64::NAN,
             last_request: None,
             observations: Vec::new(),
-            pmin: Vec::new(),
+            attributes: Vec::new(),
         }
     }
 
@@ -174,7 +188,8 @@ impl Devices for Lwm2m {
         device.reading = report.reading.value;
         let Link::Datagram(endpoint) = link else { return };
         let mut events = Vec::new();
-        let lost = notify(cx, device, endpoint, report, &mut events).await;
+        let why = (report.qos, report.intended, Why::Report);
+        let lost = notify(cx, device, endpoint, why, &mut events).await;
         for event in events {
             inbox.push(event);
         }
@@ -187,22 +202,53 @@ impl Devices for Lwm2m {
     /// A registered, connected device updates its registration at [`UPDATE_AT`] of its
     /// lifetime, whenever it reports, and at once when the server asked for it (executed
     /// /1/0/8, wrote the lifetime). A duty-cycled device does at each wake instead ([`connect`]).
+    /// So is a notification of an observation whose `pmax` passes before a report comes.
     fn due(&self, device: &Device) -> Option<Instant> {
         let renewed = device.renewed?;
-        if device.update_asked {
-            return Some(renewed);
-        }
-        Some(renewed + Duration::from_secs(u64::from(device.lifetime_s)).mul_f64(UPDATE_AT))
+        let update = if device.update_asked {
+            renewed
+        } else {
+            renewed + secs(device.lifetime_s).mul_f64(UPDATE_AT)
+        };
+        Some(device.pmax_due().map_or(update, |pmax| pmax.min(update)))
     }
 
-    /// Updates the registration (a server that no longer knows it gets a new one); one that
-    /// fails loses the link, and the device connects again as after any loss.
+    /// Notifies what `pmax` asks for, then updates the registration if that is due (a server
+    /// that no longer knows it gets a new one); an update that fails loses the link, and the
+    /// device connects again as after any loss.
     async fn on_due(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, inbox: &mut Inbox) {
-        let since = self.due(device).unwrap_or_else(Instant::now);
+        let now = Instant::now();
+        let Link::Datagram(endpoint) = link else {
+            // Nothing is due again before a connect registers.
+            device.renewed = None;
+            return;
+        };
+        let mut events = Vec::new();
+        if let Some(pmax) = device.pmax_due()
+            && pmax <= now
+        {
+            let why = (cx.model.telemetry.qos, pmax, Why::Pmax);
+            if notify(cx, device, endpoint, why, &mut events).await {
+                device.renewed = None;
+                link.drop_conn();
+                inbox.push(Event::ConnectionLost);
+                return;
+            }
+        }
+        let Some(renewed) = device.renewed else { return };
+        let since = if device.update_asked {
+            renewed
+        } else {
+            renewed + secs(device.lifetime_s).mul_f64(UPDATE_AT)
+        };
+        if since > now {
+            for event in events {
+                inbox.push(event);
+            }
+            return;
+        }
         // Nothing is due again before an update succeeds (or a connect registers).
         device.renewed = None;
-        let Link::Datagram(endpoint) = link else { return };
-        let mut events = Vec::new();
         let updated = match update(cx, device, endpoint, since, &mut events).await {
             Err(Fault::Status(404)) => {
                 device.location = None;
@@ -262,6 +308,22 @@ pub fn answer(cx: &DeviceCx<'_>, device: &mut Device, bytes: &[u8]) -> Option<(V
 }
 
 impl Device {
+    /// The attributes the server set on `path`.
+    fn attributes_of(&self, path: Path) -> Attributes {
+        self.attributes
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or_else(Attributes::default, |(_, a)| *a)
+    }
+
+    /// When the next observation's `pmax` passes, if any has one.
+    fn pmax_due(&self) -> Option<Instant> {
+        self.observations
+            .iter()
+            .filter_map(|o| Some(o.last + secs(self.attributes_of(o.path).pmax?)))
+            .min()
+    }
+
     /// A fresh message id.
     fn id(&mut self) -> u16 {
         let id = self.next_id;
@@ -440,54 +502,69 @@ async fn update(
     Ok(())
 }
 
-/// Sends a notification for each observation whose `pmin` has passed; `true` when the
-/// socket failed (the link is lost).
+/// What makes a notification go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// A report: a new reading, sent once `pmin` has passed since the last notification.
+    Report,
+    /// `pmax` passed since the last notification, with no report: the last reading again.
+    Pmax,
+}
+
+/// Sends a notification for each observation `why` makes go, as confirmable messages for
+/// `qos` 1 (`publish.latency` from `intended` to the acknowledgement); `true` when the socket
+/// failed (the link is lost).
 async fn notify(
     cx: &DeviceCx<'_>,
     device: &mut Device,
     endpoint: &Datagram,
-    report: Report<'_>,
+    (qos, intended, why): (u8, Instant, Why),
     events: &mut Vec<Event>,
 ) -> bool {
     let serial = cx.serial();
     let now = Instant::now();
     let mut k = 0;
     while k < device.observations.len() {
-        let observation = &device.observations[k];
+        let (path, format, asked, last) = {
+            let o = &device.observations[k];
+            (o.path, o.format, o.asked, o.last)
+        };
         k += 1;
-        let pmin = device
-            .pmin
-            .iter()
-            .find(|(path, _)| *path == observation.path)
-            .map_or(0, |(_, s)| *s);
-        if now < observation.last + Duration::from_secs(u64::from(pmin)) {
+        let attributes = device.attributes_of(path);
+        let goes = match why {
+            Why::Report => now >= last + secs(attributes.pmin.unwrap_or(0)),
+            Why::Pmax => attributes.pmax.is_some_and(|pmax| now >= last + secs(pmax)),
+        };
+        if !goes {
             continue;
         }
-        let Ok(values) = device.state(cx, &serial).read(observation.path) else {
+        // Its period is spent, sent or not (a value that cannot be read now is not sent), so
+        // a pmax never comes due again at once.
+        device.observations[k - 1].last = now;
+        let Ok(values) = device.state(cx, &serial).read(path) else {
             continue;
         };
-        let Some(payload) = formats::encode(observation.format, observation.path, &values) else {
+        let Some(payload) = formats::encode(format, path, &values) else {
             continue;
         };
         let mut packet = Packet::new();
-        let confirmable = report.qos > 0;
+        let confirmable = qos > 0;
         packet.header.set_type(if confirmable {
             MessageType::Confirmable
         } else {
             MessageType::NonConfirmable
         });
         packet.header.code = MessageClass::Response(ResponseType::Content);
-        packet.set_token(observation.token.clone());
+        packet.set_token(device.observations[k - 1].token.clone());
         packet.set_observe_value(device.observe_seq & 0xFF_FFFF);
-        packet.set_content_format_number(observation.format.number(observation.asked));
+        packet.set_content_format_number(format.number(asked));
         packet.payload = payload;
         device.observe_seq = device.observe_seq.wrapping_add(1);
-        device.observations[k - 1].last = now;
         packet.header.message_id = device.id();
         if confirmable {
             match ask(cx, device, endpoint, &packet, events).await {
                 Ok(answer) if answer.header.get_type() == MessageType::Reset => {}
-                Ok(_) => cx.record(Latency::Publish, report.intended),
+                Ok(_) => cx.record(Latency::Publish, intended),
                 // A server that reset the notification observes no more; one that never
                 // acknowledged it is no longer an observer (RFC 7641, section 4.5). The
                 // registration's updates find out whether the server is gone.
@@ -680,22 +757,35 @@ fn write(cx: &DeviceCx<'_>, device: &mut Device, request: &Packet, path: Path, r
         if device.state(cx, &serial).read(path).is_err() {
             return ResponseType::NotFound;
         }
+        // Attributes set again replace the path's others (gt, lt and st are taken but not
+        // honoured yet).
+        let mut set = device.attributes_of(path);
         for query in queries {
             let Some((name, value)) = std::str::from_utf8(query).ok().and_then(|q| q.split_once('=')) else {
                 return ResponseType::BadRequest;
             };
-            // pmax, gt, lt and st are taken but not honoured yet.
-            if name == "pmin" {
+            if name == "pmin" || name == "pmax" {
                 let Ok(seconds) = value.parse::<u32>() else {
                     return ResponseType::BadRequest;
                 };
-                device.pmin.retain(|(p, _)| *p != path);
-                if device.pmin.len() >= MAX_ATTRIBUTES {
-                    return ResponseType::RequestEntityTooLarge;
+                if name == "pmin" {
+                    set.pmin = Some(seconds);
+                } else {
+                    // pmax 0 sets none: a notification every instant is no period.
+                    set.pmax = (seconds > 0).then_some(seconds);
                 }
-                device.pmin.push((path, seconds));
             }
         }
+        if let (Some(pmin), Some(pmax)) = (set.pmin, set.pmax)
+            && pmax < pmin
+        {
+            return ResponseType::BadRequest;
+        }
+        device.attributes.retain(|(p, _)| *p != path);
+        if device.attributes.len() >= MAX_ATTRIBUTES {
+            return ResponseType::RequestEntityTooLarge;
+        }
+        device.attributes.push((path, set));
         return ResponseType::Changed;
     }
     if !objects::is_lifetime(path) {
@@ -821,6 +911,6 @@ mod tests {
             answered > 1_000,
             "mutations still reach the request handling: {answered}"
         );
-        assert!(device.observations.len() <= 32 && device.pmin.len() <= MAX_ATTRIBUTES);
+        assert!(device.observations.len() <= 32 && device.attributes.len() <= MAX_ATTRIBUTES);
     }
 }
