@@ -69,6 +69,7 @@ fn device_publish(c: &mut Criterion) {
                 battery: None,
                 low_battery: false,
                 value: 20.0,
+                rssi: None,
             };
             let mut payload = scratch::bytes();
             model.telemetry.write_payload(&mut payload, &reading);

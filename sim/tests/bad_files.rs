@@ -247,6 +247,12 @@ bad_file!(
 );
 
 bad_file!(
+    model_signal,
+    "bad-models/signal.toml",
+    "bad-models/signal.toml:13:19: link.signal.mean: expected a signal strength from -140 to -20 (dBm), found -5"
+);
+
+bad_file!(
     model_lwm2m_on_mqtt,
     "bad-models/lwm2m-on-mqtt.toml",
     "bad-models/lwm2m-on-mqtt.toml:10:1: lwm2m: [lwm2m] is for devices that speak coap; this model speaks mqtt"

@@ -43,6 +43,11 @@ capacity_mah = 2000
 sleep_ua = 10
 tx_mas = 100
 
+[link]
+mean_online = "30d"
+mean_offline = "30s"
+signal = { mean = -90, spread = 10 }
+
 [lwm2m]
 lifetime = "5m"
 "#,
@@ -94,7 +99,7 @@ mix = [ {{ model = "lwm2m-meter", share = 1.0, group = "meters" }} ]
     assert!(ep.starts_with("LM-"), "the serial is the endpoint name: {first}");
     assert_eq!(first["lifetime"], json!(5), "5 simulated minutes at 60x: {first}");
     assert_eq!(first["binding"], json!("U"), "{first}");
-    for object in ["</1/0>", "</3/0>", "</3303/0>"] {
+    for object in ["</1/0>", "</3/0>", "</4/0>", "</3303/0>"] {
         assert!(
             first["objects"].to_string().contains(&object[1..object.len() - 1]),
             "{object} in {first}"
@@ -116,6 +121,12 @@ mix = [ {{ model = "lwm2m-meter", share = 1.0, group = "meters" }} ]
     assert_eq!(entry("1")["sv"], json!("lwm2m-meter"), "model: {device}");
     let battery = entry("9")["v"].as_i64().expect("a battery level");
     assert!((90..=100).contains(&battery), "a fresh battery: {device}");
+    // The radio's signal strength, from the link model: within 12 dB of -90 dBm.
+    let rssi = server
+        .ask(json!({"op": "read", "ep": ep, "path": "/4/0/2", "accept": "text/plain"}))
+        .expect("signal read");
+    let rssi: i32 = rssi.as_str().expect("text").parse().expect("whole dBm");
+    assert!((-102..=-78).contains(&rssi), "{rssi}");
     let links = server
         .ask(json!({"op": "discover", "ep": ep, "path": "/3/0"}))
         .expect("discover");
@@ -186,8 +197,8 @@ mix = [ {{ model = "lwm2m-meter", share = 1.0, group = "meters" }} ]
     );
     assert!(count("lwm2m.notifications") >= 5, "a notification a report: {stats}");
     assert_eq!(count("published"), count("lwm2m.notifications"));
-    // Read: serial, device object, lifetime, the observe's first value; discover counts too.
-    assert_eq!(count("lwm2m.reads"), 5);
+    // Read: serial, device object, signal, lifetime, the observe's first value; discover too.
+    assert_eq!(count("lwm2m.reads"), 6);
     assert_eq!(count("lwm2m.observes"), 1);
     assert_eq!(count("lwm2m.writes"), 1);
     assert_eq!(count("lwm2m.executes"), 1);

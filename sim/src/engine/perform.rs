@@ -206,6 +206,11 @@ impl<D: Dialect> DeviceTask<D> {
                         battery: battery.map(BatteryLevel::fraction),
                         low_battery: battery.is_some_and(|b| b.low),
                         value: f64::from(reading_centi) / 100.0,
+                        rssi: cx
+                            .model
+                            .link
+                            .signal
+                            .map(|signal| signal.dbm(cx.shared.serial_key, cx.index, u64::from(seq))),
                     };
                     let mut payload = scratch::bytes();
                     cx.model.telemetry.write_payload(&mut payload, &reading);

@@ -35,6 +35,41 @@ pub struct Link {
     pub reconnect: Backoff,
     /// How long a connect may take before it fails as timed out (wall-clock time).
     pub connect_timeout: Duration,
+    /// The radio's signal strength, if the model gives one.
+    pub signal: Option<Signal>,
+}
+
+/// A radio's signal strength over a fleet: each device placed once within `spread` of `mean`
+/// (its spot, from the run's key and its index, so the same whatever the shard count), and
+/// each report within [`Signal::JITTER_DB`] of that.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Signal {
+    /// The fleet's mean, dBm.
+    pub mean_dbm: f64,
+    /// How far a device's own strength lies from the mean at most, dB.
+    pub spread_db: f64,
+}
+
+impl Signal {
+    /// How far one report's strength lies from the device's own at most, dB.
+    pub const JITTER_DB: f64 = 2.0;
+
+    /// The strength device `index` reports in its report `seq`, in whole dBm, under run key
+    /// `key`.
+    pub fn dbm(&self, key: u64, index: u64, seq: u64) -> i16 {
+        let spot = self.mean_dbm + self.spread_db * (2.0 * unit(key, index, u64::MAX) - 1.0);
+        let now = spot + Self::JITTER_DB * (2.0 * unit(key, index, seq) - 1.0);
+        now.round().clamp(-200.0, 0.0) as i16
+    }
+}
+
+/// A draw in [0, 1) from a run's key, a device's index and `what` (SplitMix64's finalizer).
+fn unit(key: u64, index: u64, what: u64) -> f64 {
+    let mut x = key ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ what.rotate_left(29);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The connect timeout of a model that names none.
@@ -154,7 +189,38 @@ mod tests {
                 multiplier: 2.0,
             },
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            signal: None,
         }
+    }
+
+    #[test]
+    fn a_devices_signal_stays_near_its_spot_and_the_same_for_the_same_key() {
+        let signal = Signal {
+            mean_dbm: -90.0,
+            spread_db: 10.0,
+        };
+        let mut spots = Vec::new();
+        for index in 0..2_000u64 {
+            let reports: Vec<i16> = (0..20).map(|seq| signal.dbm(7, index, seq)).collect();
+            let (low, high) = (reports.iter().min().copied(), reports.iter().max().copied());
+            assert!(
+                high.zip(low).is_some_and(|(h, l)| h - l <= 5),
+                "within 2 dB of its spot (and rounding): {reports:?}"
+            );
+            assert!(reports.iter().all(|r| (-102..=-78).contains(r)), "{reports:?}");
+            assert_eq!(signal.dbm(7, index, 3), reports[3], "the same for the same key");
+            spots.push(f64::from(reports.iter().map(|r| i32::from(*r)).sum::<i32>()) / 20.0);
+        }
+        let mean = spots.iter().sum::<f64>() / spots.len() as f64;
+        assert!((mean + 90.0).abs() < 1.0, "the fleet's mean: {mean}");
+        assert!(
+            spots.iter().any(|s| *s < -97.0) && spots.iter().any(|s| *s > -83.0),
+            "spread out"
+        );
+        let moved = (0..2_000u64)
+            .filter(|i| signal.dbm(7, *i, 0) != signal.dbm(8, *i, 0))
+            .count();
+        assert!(moved > 1_500, "another run's key places devices elsewhere: {moved}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use rand_chacha::rand_core::Rng;
 
 pub use battery::{Battery, Charge};
 pub use certificate::Renewal;
-pub use link::{Backoff, Link, LinkPhase};
+pub use link::{Backoff, Link, LinkPhase, Signal};
 pub use ota::{Image, Ota, Outcome};
 pub use telemetry::{Reading, Telemetry};
 

@@ -62,6 +62,8 @@ pub struct Reading {
     pub low_battery: bool,
     /// The sensor value.
     pub value: f64,
+    /// The radio's signal strength, dBm, if the model gives one (`link.signal`).
+    pub rssi: Option<i16>,
 }
 
 /// Appends UTF-8 text to a byte buffer, so payloads are formatted in place
@@ -89,8 +91,8 @@ impl Telemetry {
     }
 
     /// Clears `out` and writes the report for `reading` as a JSON object,
-    /// `{"seq":..,"uptime_s":..,"battery":..,"low_battery":true,"value":..}` (battery
-    /// omitted when `None`, `low_battery` only when true, non-finite numbers written as
+    /// `{"seq":..,"uptime_s":..,"battery":..,"low_battery":true,"rssi":..,"value":..}` (battery
+    /// and rssi omitted when `None`, `low_battery` only when true, non-finite numbers written as
     /// `null`), padded to exactly `payload_bytes` when that is larger than the bare object.
     pub fn write_payload(&self, out: &mut Vec<u8>, reading: &Reading) {
         out.clear();
@@ -104,6 +106,9 @@ impl Telemetry {
         }
         if reading.low_battery {
             let _ = w.write_str(",\"low_battery\":true");
+        }
+        if let Some(rssi) = reading.rssi {
+            let _ = write!(w, ",\"rssi\":{rssi}");
         }
         let _ = w.write_str(",\"value\":");
         number(&mut w, reading.value);
@@ -182,6 +187,7 @@ mod tests {
             battery,
             low_battery: false,
             value: 21.5,
+            rssi: None,
         }
     }
 
@@ -252,6 +258,12 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             r#"{"seq":17,"uptime_s":123.456,"battery":0.050,"low_battery":true,"value":21.500}"#
+        );
+        let signal = Reading { rssi: Some(-97), ..low };
+        telemetry(0).write_payload(&mut out, &signal);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"seq":17,"uptime_s":123.456,"battery":0.050,"low_battery":true,"rssi":-97,"value":21.500}"#
         );
         let odd = Reading {
             value: f64::NAN,

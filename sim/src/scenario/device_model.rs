@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::link::DEFAULT_CONNECT_TIMEOUT;
-use crate::model::{Backoff, Battery, Link, Ota, Renewal, Telemetry};
+use crate::model::{Backoff, Battery, Link, Ota, Renewal, Signal, Telemetry};
 
 use super::decode::Source;
 use super::error::{FileError, KeyPath};
 use super::file::{
     BatterySection, CertificateSection, DeviceModelFile, LinkSection, Lwm2mSection, OtaSection, ProtocolKind,
-    TelemetrySection,
+    SignalSection, TelemetrySection,
 };
 use super::units::DisplayDuration;
 
@@ -29,6 +29,7 @@ const ALWAYS_ONLINE: Link = Link {
     mean_offline: Duration::ZERO,
     reconnect: DEFAULT_BACKOFF,
     connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+    signal: None,
 };
 
 /// The longest connect timeout a model may set.
@@ -304,6 +305,29 @@ fn check_link(err: &ErrorAt<'_>, l: LinkSection) -> Result<Link, FileError> {
         mean_offline: l.mean_offline.0,
         reconnect,
         connect_timeout,
+        signal: l.signal.map(|signal| check_signal(err, signal)).transpose()?,
+    })
+}
+
+fn check_signal(err: &ErrorAt<'_>, signal: SignalSection) -> Result<Signal, FileError> {
+    if !(-140.0..=-20.0).contains(&signal.mean) {
+        return Err(err(
+            &["link", "signal", "mean"],
+            format!(
+                "expected a signal strength from -140 to -20 (dBm), found {}",
+                signal.mean
+            ),
+        ));
+    }
+    if !(0.0..=60.0).contains(&signal.spread) {
+        return Err(err(
+            &["link", "signal", "spread"],
+            format!("expected 0 to 60 (dB), found {}", signal.spread),
+        ));
+    }
+    Ok(Signal {
+        mean_dbm: signal.mean,
+        spread_db: signal.spread,
     })
 }
 

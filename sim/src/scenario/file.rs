@@ -626,6 +626,22 @@ pub struct LinkSection {
     /// scaled by `time_scale`. `30s` when omitted.
     #[serde(default)]
     pub connect_timeout: Option<DurationValue>,
+    /// The radio's signal strength, in dBm: `{ mean = -90, spread = 12 }` places each device
+    /// (once, from the seed) uniformly within `spread` of `mean`, and each report varies by up
+    /// to 2 dB around that. Reported in telemetry (`"rssi"`) and in LwM2M's object 4. Omitted:
+    /// the device reports no signal.
+    #[serde(default)]
+    pub signal: Option<SignalSection>,
+}
+
+/// `link.signal`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignalSection {
+    /// The fleet's mean signal strength, dBm (-140 to -20).
+    pub mean: f64,
+    /// How far a device's own strength lies from the mean at most, dB (0 to 60).
+    pub spread: f64,
 }
 
 /// `link.reconnect`: exponential backoff with full jitter.

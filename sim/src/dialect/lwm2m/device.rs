@@ -69,6 +69,8 @@ pub struct Device {
     battery: Option<u8>,
     /// The sensor's last reading (NaN before the first: the resource reads as absent).
     reading: f64,
+    /// The radio's signal strength at the last report, dBm, for a model that gives one.
+    rssi: Option<i16>,
     /// The message id of the last confirmable request served: a retransmission of it is
     /// answered again but not applied again (a reboot executed once).
     last_request: Option<u16>,
@@ -125,6 +127,7 @@ impl Devices for Lwm2m {
             lifetime_written: false,
             battery: None,
             reading: f64::NAN,
+            rssi: None,
             last_request: None,
             observations: Vec::new(),
             attributes: Vec::new(),
@@ -186,6 +189,7 @@ impl Devices for Lwm2m {
     ) {
         device.battery = report.reading.battery.map(|b| (b * 100.0).round() as u8);
         device.reading = report.reading.value;
+        device.rssi = report.reading.rssi;
         let Link::Datagram(endpoint) = link else { return };
         let mut events = Vec::new();
         let why = (report.qos, report.intended, Why::Report);
@@ -340,6 +344,7 @@ impl Device {
             firmware: &cx.model.firmware,
             battery: self.battery,
             reading: self.reading,
+            rssi: self.rssi,
             lifetime_s: self.lifetime_s,
             binding: binding(cx),
         }
@@ -451,7 +456,7 @@ async fn register(cx: &DeviceCx<'_>, device: &mut Device, endpoint: &Datagram, s
         packet.add_option(CoapOption::UriQuery, query.into_bytes());
     }
     packet.add_option(CoapOption::ContentFormat, vec![40]);
-    packet.payload = objects::LINKS.as_bytes().to_vec();
+    packet.payload = objects::links(cx.model.link.signal.is_some()).as_bytes().to_vec();
     let answer = ask(cx, device, endpoint, &packet, &mut Vec::new()).await?;
     if answer.header.code != MessageClass::Response(ResponseType::Created) {
         return Err(refusal(answer.header.code));

@@ -1,8 +1,8 @@
 //! The objects an LwM2M device exposes, and what a path names in them: object 1 (Server: its
 //! lifetime and binding), object 3 (Device: maker, model, serial, firmware, battery, error
-//! codes, Reboot) and object 3303 (Temperature: the telemetry model's reading). Objects 4
-//! (connectivity) and 5 (firmware update) are not exposed yet: nothing in a device model
-//! gives a signal strength, and updates over object 5 have not landed.
+//! codes, Reboot), object 4 (Connectivity Monitoring: the radio signal strength, for a model
+//! whose link gives one) and object 3303 (Temperature: the telemetry model's reading). Object
+//! 5 (firmware update) is not exposed yet: updates over it have not landed.
 
 /// A path the server names: `/object`, `/object/instance` or `/object/instance/resource`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +93,8 @@ pub struct State<'a> {
     pub battery: Option<u8>,
     /// The sensor's last reading.
     pub reading: f64,
+    /// The radio's signal strength at the last report, dBm, for a model that gives one.
+    pub rssi: Option<i16>,
     /// The registration lifetime, real seconds.
     pub lifetime_s: u32,
     /// The binding: `U`, or `UQ` for a device in queue mode.
@@ -117,14 +119,25 @@ pub mod ids {
     pub const DEVICE: u16 = 3;
     /// Device: reboot (executable).
     pub const REBOOT: u16 = 4;
+    /// Connectivity Monitoring object.
+    pub const CONNECTIVITY: u16 = 4;
+    /// Connectivity Monitoring: radio signal strength, dBm.
+    pub const SIGNAL: u16 = 2;
     /// Temperature object (IPSO).
     pub const TEMPERATURE: u16 = 3303;
     /// Temperature: the sensor value.
     pub const SENSOR_VALUE: u16 = 5700;
 }
 
-/// The object instances a device registers (its registration's link payload).
-pub const LINKS: &str = "</1/0>,</3/0>,</3303/0>";
+/// The object instances a device registers (its registration's link payload): object 4 for a
+/// device whose model gives a signal strength.
+pub fn links(connectivity: bool) -> &'static str {
+    if connectivity {
+        "</1/0>,</3/0>,</4/0>,</3303/0>"
+    } else {
+        "</1/0>,</3/0>,</3303/0>"
+    }
+}
 
 /// Every executable resource: (object, resource).
 const EXECUTABLE: [(u16, u16); 2] = [(ids::SERVER, ids::UPDATE_TRIGGER), (ids::DEVICE, ids::REBOOT)];
@@ -164,6 +177,9 @@ impl State<'_> {
         // Error code: 0, no error (one instance, as the specification asks of every device).
         all.push((ids::DEVICE, 0, 11, Value::Integers(vec![(0, 0)])));
         all.push((ids::DEVICE, 0, 16, Value::String("U".to_owned())));
+        if let Some(rssi) = self.rssi {
+            all.push((ids::CONNECTIVITY, 0, ids::SIGNAL, Value::Integer(i64::from(rssi))));
+        }
         all.push((ids::TEMPERATURE, 0, ids::SENSOR_VALUE, Value::Float(self.reading)));
         all.push((ids::TEMPERATURE, 0, 5701, Value::String("Cel".to_owned())));
         all
@@ -227,6 +243,7 @@ mod tests {
             firmware: "1.0.3",
             battery: Some(87),
             reading: 21.5,
+            rssi: Some(-93),
             lifetime_s: 300,
             binding: "U",
         }
@@ -264,15 +281,22 @@ mod tests {
         );
         assert_eq!(state.read(path("/5")), Err(Refusal::NotFound));
         assert_eq!(state.read(path("/3/1")), Err(Refusal::NotFound));
-        let mains = State { battery: None, ..state };
+        assert_eq!(state.read(path("/4/0/2")), Ok(vec![(0, 2, Value::Integer(-93))]));
+        let mains = State {
+            battery: None,
+            rssi: None,
+            ..state
+        };
         assert_eq!(mains.read(path("/3/0/9")), Err(Refusal::NotFound), "no battery");
+        assert_eq!(mains.read(path("/4")), Err(Refusal::NotFound), "no radio modelled");
     }
 
     #[test]
     fn a_discover_lists_the_instance_and_its_resources_executables_included() {
         let links = state().discover(path("/1/0")).expect("server object");
         assert_eq!(links, "</1/0>,</1/0/0>,</1/0/1>,</1/0/6>,</1/0/7>,</1/0/8>");
-        assert_eq!(state().discover(path("/4")), Err(Refusal::NotFound));
+        assert_eq!(state().discover(path("/4")).as_deref(), Ok("</4>,</4/0/2>"));
+        assert_eq!(state().discover(path("/5")), Err(Refusal::NotFound));
         assert!(is_executable(path("/3/0/4")) && !is_executable(path("/3/0/9")));
         assert!(is_lifetime(path("/1/0/1")) && !is_lifetime(path("/1/0")));
     }
