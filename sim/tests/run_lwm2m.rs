@@ -205,6 +205,13 @@ mix = [ {{ model = "lwm2m-meter", share = 1.0, group = "meters" }} ]
     assert_eq!(count("lwm2m.refused"), 1, "the serial's write");
     assert_eq!(count("commands.answered"), 1, "the reboot, as a command");
     assert_eq!(count("errors.protocol"), 0);
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(
+        html.contains(&format!(
+            "<tr><td>registrations the server accepted</td><td>{DEVICES}</td></tr>"
+        )),
+        "the report shows the LwM2M figures"
+    );
 }
 
 /// A server of the test's own, on a real socket, that registers one device and then sends it

@@ -67,6 +67,9 @@ pub fn render(summary: &Value, timeseries: &str, histograms: &BTreeMap<String, H
     if let Some(table) = certificates_table(summary) {
         sections.push(("Device certificates: issued, rotated, renewed, revoked", table));
     }
+    if let Some(table) = lwm2m_table(summary) {
+        sections.push(("LwM2M: registrations and the server's requests", table));
+    }
     sections.push(("OTA campaigns, as the backend counted them", campaigns(summary)));
     sections.push(("Reconnect storm recovery", recovery(summary, histograms)));
     for (title, body) in sections {
@@ -270,6 +273,44 @@ fn certificates_table(summary: &Value) -> Option<String> {
             out,
             "<tr class=\"{class}\"><td>decommissioned devices refused</td><td class=\"verdict\">{refused} of {tried} tries ({:.1}%)</td></tr>",
             refused as f64 / tried as f64 * 100.0
+        );
+    }
+    out.push_str("</table>");
+    Some(out)
+}
+
+/// When devices spoke LwM2M: their registrations and updates (with their latencies), the
+/// server's requests they served and refused, the notifications they sent, and CoAP's
+/// retransmissions. `None` for a run without LwM2M.
+fn lwm2m_table(summary: &Value) -> Option<String> {
+    let metrics = &summary["metrics"];
+    let counters = metrics["counters"].as_object()?;
+    let count = |name: &str| counters.get(name).and_then(Value::as_u64).unwrap_or(0);
+    if count("lwm2m.registrations") + count("lwm2m.updates") == 0 {
+        return None;
+    }
+    let mut out = String::from("<table class=\"lwm2m\"><tr><th>LwM2M</th><th>count</th></tr>\n");
+    for (label, name) in [
+        ("registrations the server accepted", "lwm2m.registrations"),
+        ("registration updates the server accepted", "lwm2m.updates"),
+        ("reads (observes and discovers among them) answered", "lwm2m.reads"),
+        ("writes and write-attributes applied", "lwm2m.writes"),
+        ("executes carried out", "lwm2m.executes"),
+        ("observations started", "lwm2m.observes"),
+        ("notifications sent", "lwm2m.notifications"),
+        ("requests refused", "lwm2m.refused"),
+        ("CoAP retransmissions", "coap.retransmissions"),
+    ] {
+        let _ = writeln!(out, "<tr><td>{label}</td><td>{}</td></tr>", count(name));
+    }
+    for (label, name) in [
+        ("register latency p50 / p99 / max", "register.latency"),
+        ("update latency p50 / p99 / max", "update.latency"),
+    ] {
+        let _ = writeln!(
+            out,
+            "<tr><td>{label}</td><td>{}</td></tr>",
+            percentiles(&metrics["histograms"][name])
         );
     }
     out.push_str("</table>");
@@ -560,6 +601,32 @@ mod tests {
             "a reason that never happened is left out"
         );
         assert!(!page.contains("Device certificates"), "none issued, none revoked");
+    }
+
+    #[test]
+    fn a_run_with_lwm2m_devices_shows_their_registrations_and_requests() {
+        let summary = json!({ "scenario": "lwm2m", "gates": [], "metrics": {
+            "counters": { "lwm2m.registrations": 10, "lwm2m.updates": 31, "lwm2m.reads": 6,
+                          "lwm2m.refused": 1, "coap.retransmissions": 2 },
+            "histograms": { "register.latency": { "p50_ms": 0.8, "p99_ms": 2.04, "max_ms": 3.0 } } } });
+        let page = render(&summary, "elapsed_s,devices.online\n1,3\n", &BTreeMap::new());
+        assert!(
+            page.contains("<h2>LwM2M: registrations and the server's requests</h2>"),
+            "{page}"
+        );
+        for row in [
+            "<tr><td>registrations the server accepted</td><td>10</td></tr>",
+            "<tr><td>registration updates the server accepted</td><td>31</td></tr>",
+            "<tr><td>requests refused</td><td>1</td></tr>",
+            "<tr><td>CoAP retransmissions</td><td>2</td></tr>",
+            "<tr><td>register latency p50 / p99 / max</td><td>0.8 ms / 2.0 ms / 3.0 ms</td></tr>",
+            "<tr><td>update latency p50 / p99 / max</td><td>- / - / -</td></tr>",
+        ] {
+            assert!(page.contains(row), "{row} missing from {page}");
+        }
+        let mqtt = json!({ "scenario": "m", "gates": [], "metrics": { "counters": { "published": 5 } } });
+        let page = render(&mqtt, "elapsed_s,devices.online\n1,3\n", &BTreeMap::new());
+        assert!(!page.contains("LwM2M"), "no LwM2M section without LwM2M devices");
     }
 
     #[test]
