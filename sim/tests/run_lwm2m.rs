@@ -531,3 +531,115 @@ fn fleet(tag: &str, (name, model): (&str, &str), scenario: impl FnOnce(&Path) ->
     std::fs::write(&file, scenario(&models)).expect("scenario");
     (file, dir.join("report"))
 }
+
+/// Confirmable notifications (a model with `qos = 1`) against a server of the test's own that
+/// acknowledges them, as lwm2m-node-lib never does: each acknowledgement ends its exchange at
+/// once and records `publish.latency`; none is sent again. The server observes the moment the
+/// device registers, and gets a reading: a device reports as it connects, before it reads.
+#[test]
+fn confirmable_notifications_end_at_their_acknowledgement() {
+    use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+    use std::net::UdpSocket;
+
+    let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    server
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let addr = server.local_addr().expect("addr");
+    let (scenario, out) = fleet(
+        "run-lwm2m-con",
+        (
+            "lwm2m-con",
+            "name = \"lwm2m-con\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\n\n\
+             [telemetry]\ninterval = \"1m\"\npayload_bytes = 16\nqos = 1\n",
+        ),
+        // At 60x: a report, and so a notification, a second.
+        |models| {
+            format!(
+                "[scenario]\nname = \"con\"\nseed = 6\nduration = \"7s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+                 [backend]\nkind = \"lwm2m\"\nurl = \"coap://{addr}\"\n\n\
+                 [fleet]\ndevices = 1\narrival = {{ ramp = \"1s\" }}\n\
+                 mix = [ {{ model = \"lwm2m-con\", share = 1.0, group = \"g\" }} ]\n",
+                models.display()
+            )
+        },
+    );
+    let run = {
+        let (scenario, out) = (scenario.clone(), out.clone());
+        std::thread::spawn(move || run_headless(&scenario, &out))
+    };
+    let mut buf = [0u8; 2048];
+    let mut observing = false;
+    let mut first = None;
+    let (mut notifications, mut ids) = (0, Vec::new());
+    let started = std::time::Instant::now();
+    while !run.is_finished() && started.elapsed() < Duration::from_secs(20) {
+        let Ok((len, from)) = server.recv_from(&mut buf) else {
+            continue;
+        };
+        let packet = Packet::from_bytes(&buf[..len]).expect("the device sends CoAP");
+        let mut answer = Packet::new();
+        answer.header.set_type(MessageType::Acknowledgement);
+        answer.header.message_id = packet.header.message_id;
+        match packet.header.code {
+            MessageClass::Request(RequestType::Post) => {
+                // Its Register (or an Update): taken.
+                answer.set_token(packet.get_token().to_vec());
+                answer.header.code = MessageClass::Response(if packet.get_option(CoapOption::UriQuery).is_some() {
+                    answer.add_option(CoapOption::LocationPath, b"rd".to_vec());
+                    answer.add_option(CoapOption::LocationPath, b"1".to_vec());
+                    ResponseType::Created
+                } else {
+                    ResponseType::Changed
+                });
+            }
+            // The observation's first answer, right after the registration: a reading, for the
+            // device reported as it connected.
+            MessageClass::Response(code) if packet.header.message_id == 500 => {
+                first = Some(code);
+                continue;
+            }
+            MessageClass::Response(ResponseType::Content) if packet.header.get_type() == MessageType::Confirmable => {
+                // A notification: acknowledged, empty.
+                notifications += 1;
+                ids.push(packet.header.message_id);
+                answer.header.code = MessageClass::Empty;
+            }
+            _ => continue,
+        }
+        server
+            .send_to(&answer.to_bytes().expect("encodes"), from)
+            .expect("send");
+        if !observing {
+            let mut observe = Packet::new();
+            observe.header.set_type(MessageType::Confirmable);
+            observe.header.code = MessageClass::Request(RequestType::Get);
+            observe.header.message_id = 500;
+            observe.set_token(vec![4, 2]);
+            observe.set_observe_value(0);
+            for segment in ["3303", "0", "5700"] {
+                observe.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+            }
+            server
+                .send_to(&observe.to_bytes().expect("encodes"), from)
+                .expect("send");
+            observing = true;
+        }
+    }
+    let output = run.join().expect("run thread");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = summary(&out);
+    assert_eq!(
+        first,
+        Some(ResponseType::Content),
+        "observed at once, answered with a reading"
+    );
+    assert!(notifications >= 3, "a notification a report: {notifications}");
+    let mut distinct = ids.clone();
+    distinct.dedup();
+    assert_eq!(distinct, ids, "none sent again: each was acknowledged at once");
+    assert_eq!(counter(&summary, "lwm2m.notifications"), notifications);
+    assert_eq!(counter(&summary, "coap.retransmissions"), 0);
+    let publish = &summary["metrics"]["histograms"]["publish.latency"];
+    assert_eq!(publish["count"].as_u64(), Some(notifications), "{publish}");
+}

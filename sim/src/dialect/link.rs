@@ -273,6 +273,13 @@ impl Link {
     )]
     pub fn wait<'a>(&'a mut self, meter: &'a Meter, wake_at: Instant) -> impl Future<Output = Woken> + 'a {
         async move {
+            // A wake-up already due is taken before what the link heard: a device reports at
+            // the moment it connects, before it reads what its server sent meanwhile (an
+            // LwM2M server that observes a sensor at once gets its first reading). A timer
+            // already past would only fire at the timer wheel's next turn.
+            if wake_at <= Instant::now() {
+                return Woken::Wake(wake_at);
+            }
             loop {
                 // One timer for both the wake and the session's own duty (a keep-alive ping).
                 // Only the timer and the poll live across the wait: whether it was the duty

@@ -38,7 +38,8 @@ pub enum ExchangeError {
 
 /// Sends confirmable `request` (its message id and token set) and waits for its answer: a
 /// piggybacked response, or an empty acknowledgement and then a separate response (itself
-/// acknowledged when confirmable). `jitter` (0 to 1) places the first timeout within the
+/// acknowledged when confirmable); for a confirmable response (a notification), its empty
+/// acknowledgement. `jitter` (0 to 1) places the first timeout within the
 /// random factor: drawn by the caller, so a run's retransmissions follow its seed. What else
 /// arrives meanwhile goes to `other`; what does not decode is counted as `errors.protocol`.
 pub async fn exchange(
@@ -50,6 +51,7 @@ pub async fn exchange(
 ) -> Result<Packet, ExchangeError> {
     let bytes = request.to_bytes().map_err(|_| ExchangeError::Encode)?;
     let id = request.header.message_id;
+    let sent_response = matches!(request.header.code, MessageClass::Response(_));
     let mut wait = ACK_TIMEOUT.mul_f64(1.0 + (ACK_RANDOM_FACTOR - 1.0) * jitter.clamp(0.0, 1.0));
     let mut sent_again = 0;
     let mut acknowledged = false;
@@ -77,6 +79,11 @@ pub async fn exchange(
         let answer =
             matches!(packet.header.code, MessageClass::Response(_)) && packet.get_token() == request.get_token();
         match packet.header.get_type() {
+            // What was sent is itself a response (a confirmable notification): its empty
+            // acknowledgement is all that comes.
+            MessageType::Acknowledgement if ours && packet.header.code == MessageClass::Empty && sent_response => {
+                return Ok(packet);
+            }
             MessageType::Acknowledgement if ours && packet.header.code == MessageClass::Empty => {
                 // The server has the request and answers later: stop sending it again.
                 acknowledged = true;
@@ -183,6 +190,37 @@ mod tests {
         let secs: Vec<u64> = arrivals.iter().map(Duration::as_secs).collect();
         assert_eq!(secs, [0, 2, 6], "sent at once, after 2 s, after 4 s more");
         assert_eq!(meter.take().count(Counter::CoapRetransmissions), 2);
+    }
+
+    /// A confirmable notification is a response: the empty acknowledgement of it ends the
+    /// exchange, with no separate response awaited.
+    #[tokio::test]
+    async fn a_confirmable_response_ends_at_its_empty_acknowledgement() {
+        let (server, endpoint) = pair().await;
+        let meter = Meter::default();
+        let mut notification = Packet::new();
+        notification.header.set_type(MessageType::Confirmable);
+        notification.header.code = MessageClass::Response(ResponseType::Content);
+        notification.header.message_id = 77;
+        notification.set_token(vec![9, 9]);
+        notification.payload = b"21.5".to_vec();
+        let serve = async {
+            let mut buf = [0; 256];
+            let (len, from) = server.recv_from(&mut buf).await.expect("recv");
+            let got = Packet::from_bytes(&buf[..len]).expect("decodes");
+            server
+                .send_to(&empty_ack(got.header.message_id), from)
+                .await
+                .expect("send");
+        };
+        let started = Instant::now();
+        let (acked, ()) = tokio::join!(exchange(&endpoint, &notification, 0.0, &meter, |_| {}), serve);
+        let acked = acked.expect("acknowledged");
+        assert_eq!(acked.header.code, MessageClass::Empty);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not a wait for a separate response"
+        );
     }
 
     /// A silent server: five sends in all (the first and four retransmissions), then the

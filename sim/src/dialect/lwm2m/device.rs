@@ -38,6 +38,9 @@ const UPDATE_AT: f64 = 0.9;
 /// The most paths a device keeps attributes for (it has fewer readable paths than this).
 const MAX_ATTRIBUTES: usize = 32;
 
+/// The most requests of the server's a device keeps to answer while it waits on its own.
+const MAX_SERVED_WHILE_WAITING: usize = 16;
+
 /// What a sleeping device keeps: where its registration is, the lifetime it holds, and its
 /// next message id (a server takes a message id it has just seen for a retransmission).
 #[derive(Debug)]
@@ -403,7 +406,14 @@ async fn ask(
 ) -> Result<Packet, Fault> {
     let jitter = jitter(cx, request.header.message_id);
     let mut served = Vec::new();
-    let answer = coap::exchange(endpoint, request, jitter, &cx.shared.meter, |other| served.push(other)).await;
+    let answer = coap::exchange(endpoint, request, jitter, &cx.shared.meter, |other| {
+        // A server that floods a waiting device is answered for the first few; it sends the
+        // others again.
+        if served.len() < MAX_SERVED_WHILE_WAITING {
+            served.push(other);
+        }
+    })
+    .await;
     // Requests that came while waiting are served after the wait (in order), which a server
     // sees as a slow answer, never a lost one: it sends a request again until answered.
     for packet in served {

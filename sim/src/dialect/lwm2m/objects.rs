@@ -180,7 +180,10 @@ impl State<'_> {
         if let Some(rssi) = self.rssi {
             all.push((ids::CONNECTIVITY, 0, ids::SIGNAL, Value::Integer(i64::from(rssi))));
         }
-        all.push((ids::TEMPERATURE, 0, ids::SENSOR_VALUE, Value::Float(self.reading)));
+        // Before its first reading the sensor has no value: the resource reads as absent.
+        if self.reading.is_finite() {
+            all.push((ids::TEMPERATURE, 0, ids::SENSOR_VALUE, Value::Float(self.reading)));
+        }
         all.push((ids::TEMPERATURE, 0, 5701, Value::String("Cel".to_owned())));
         all
     }
@@ -282,6 +285,15 @@ mod tests {
         assert_eq!(state.read(path("/5")), Err(Refusal::NotFound));
         assert_eq!(state.read(path("/3/1")), Err(Refusal::NotFound));
         assert_eq!(state.read(path("/4/0/2")), Ok(vec![(0, 2, Value::Integer(-93))]));
+        let unmeasured = State {
+            reading: f64::NAN,
+            ..state.clone()
+        };
+        assert_eq!(
+            unmeasured.read(path("/3303/0/5700")),
+            Err(Refusal::NotFound),
+            "no reading yet"
+        );
         let mains = State {
             battery: None,
             rssi: None,
