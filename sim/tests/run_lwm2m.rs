@@ -54,30 +54,14 @@ lifetime = "5m"
         ),
         // 60 simulated seconds a second: a report a second, a 5 s lifetime (updated at 90%).
         |models| {
-            format!(
-                r#"
-[scenario]
-name = "lwm2m"
-seed = 17
-duration = "16s"
-time_scale = 60
-models = "{models}"
-
-[backend]
-kind = "lwm2m"
-url = "coap://127.0.0.1:{port}"
-
-[fleet]
-devices = {DEVICES}
-arrival = {{ ramp = "1s" }}
-mix = [ {{ model = "lwm2m-meter", share = 1.0, group = "meters" }} ]
-
-[gates]
-"register.latency.p99" = "<= 1s"
-"errors.total" = "== 0"
-"#,
-                models = models.display(),
-                port = server.port,
+            let url = format!("coap://127.0.0.1:{}", server.port);
+            let gates = "\"register.latency.p99\" = \"<= 1s\"\n\"errors.total\" = \"== 0\"";
+            scenario(
+                models,
+                ("lwm2m", 17, "16s"),
+                &url,
+                (DEVICES, "lwm2m-meter", "meters"),
+                gates,
             )
         },
     );
@@ -238,13 +222,8 @@ fn malformed_and_refused_requests_are_counted_and_answered_by_code() {
          [telemetry]\ninterval = \"1m\"\npayload_bytes = 16\n\n[lwm2m]\nlifetime = \"5m\"\n",
         ),
         |models| {
-            format!(
-                "[scenario]\nname = \"bad\"\nseed = 5\nduration = \"15s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
-                 [backend]\nkind = \"lwm2m\"\nurl = \"coap://{}\"\n\n\
-                 [fleet]\ndevices = 1\narrival = {{ ramp = \"1s\" }}\nmix = [ {{ model = \"lwm2m-meter\", share = 1.0, group = \"g\" }} ]\n",
-                models.display(),
-                server.local_addr().expect("addr"),
-            )
+            let url = format!("coap://{}", server.local_addr().expect("addr"));
+            scenario(models, ("bad", 5, "15s"), &url, (1, "lwm2m-meter", "g"), "")
         },
     );
     let run = {
@@ -415,14 +394,14 @@ fn sleepy_devices_register_in_queue_mode_and_update_at_each_wake_from_a_new_port
         ),
         // At 60x: a wake every 2 s, a 10 s lifetime.
         |models| {
-            format!(
-                "[scenario]\nname = \"sleepy\"\nseed = 8\nduration = \"12s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
-                 [backend]\nkind = \"lwm2m\"\nurl = \"coap://127.0.0.1:{}\"\n\n\
-                 [fleet]\ndevices = 5\narrival = {{ ramp = \"1s\" }}\n\
-                 mix = [ {{ model = \"lwm2m-sleepy\", share = 1.0, group = \"sensors\" }} ]\n\n\
-                 [gates]\n\"errors.total\" = \"== 0\"\n",
-                models.display(),
-                server.port
+            let url = format!("coap://127.0.0.1:{}", server.port);
+            let gates = "\"errors.total\" = \"== 0\"";
+            scenario(
+                models,
+                ("sleepy", 8, "12s"),
+                &url,
+                (5, "lwm2m-sleepy", "sensors"),
+                gates,
             )
         },
     );
@@ -469,15 +448,9 @@ fn registrations_and_pmax_are_kept_between_reports() {
         ),
         // At 60x: a report a minute, a 2 s lifetime, updated every 1.8 s.
         |models| {
-            format!(
-                "[scenario]\nname = \"short\"\nseed = 9\nduration = \"9s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
-                 [backend]\nkind = \"lwm2m\"\nurl = \"coap://127.0.0.1:{}\"\n\n\
-                 [fleet]\ndevices = 4\narrival = {{ ramp = \"1s\" }}\n\
-                 mix = [ {{ model = \"lwm2m-hourly\", share = 1.0, group = \"meters\" }} ]\n\n\
-                 [gates]\n\"errors.total\" = \"== 0\"\n",
-                models.display(),
-                server.port
-            )
+            let url = format!("coap://127.0.0.1:{}", server.port);
+            let gates = "\"errors.total\" = \"== 0\"";
+            scenario(models, ("short", 9, "9s"), &url, (4, "lwm2m-hourly", "meters"), gates)
         },
     );
     let run = {
@@ -520,6 +493,25 @@ fn registrations_and_pmax_are_kept_between_reports() {
     );
 }
 
+/// A small scenario's text at 60x model time: `name`, `seed` and `duration`, `devices` of one
+/// `model` in one `group` arriving within a second, against the LwM2M server at `url`, with
+/// `gates` (TOML lines under `[gates]`, or none).
+fn scenario(
+    models: &Path,
+    (name, seed, duration): (&str, u64, &str),
+    url: &str,
+    (devices, model, group): (usize, &str, &str),
+    gates: &str,
+) -> String {
+    format!(
+        "[scenario]\nname = \"{name}\"\nseed = {seed}\nduration = \"{duration}\"\ntime_scale = 60\n\
+         models = \"{}\"\n\n[backend]\nkind = \"lwm2m\"\nurl = \"{url}\"\n\n\
+         [fleet]\ndevices = {devices}\narrival = {{ ramp = \"1s\" }}\n\
+         mix = [ {{ model = \"{model}\", share = 1.0, group = \"{group}\" }} ]\n\n[gates]\n{gates}\n",
+        models.display()
+    )
+}
+
 /// Writes a test's model (`name`, its text) into a scratch folder of `tag`'s and its scenario,
 /// which `scenario` writes given the models' folder; the scenario's path and its report folder.
 fn fleet(tag: &str, (name, model): (&str, &str), scenario: impl FnOnce(&Path) -> String) -> (PathBuf, PathBuf) {
@@ -555,12 +547,12 @@ fn confirmable_notifications_end_at_their_acknowledgement() {
         ),
         // At 60x: a report, and so a notification, a second.
         |models| {
-            format!(
-                "[scenario]\nname = \"con\"\nseed = 6\nduration = \"7s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
-                 [backend]\nkind = \"lwm2m\"\nurl = \"coap://{addr}\"\n\n\
-                 [fleet]\ndevices = 1\narrival = {{ ramp = \"1s\" }}\n\
-                 mix = [ {{ model = \"lwm2m-con\", share = 1.0, group = \"g\" }} ]\n",
-                models.display()
+            scenario(
+                models,
+                ("con", 6, "7s"),
+                &format!("coap://{addr}"),
+                (1, "lwm2m-con", "g"),
+                "",
             )
         },
     );
