@@ -2,6 +2,7 @@
 //! so a failure is counted by kind on the hot path, never formatted.
 
 use crate::metrics::recorder::Counter;
+use crate::transport::coap::ExchangeError;
 use crate::transport::http::HttpError;
 use crate::transport::mqtt::TransportError;
 use crate::transport::tls::TlsFailure;
@@ -66,6 +67,17 @@ impl From<TransportError> for Fault {
             TransportError::Local => Self::Local,
             TransportError::Protocol => Self::Protocol,
             TransportError::Tls(failure) => Self::Tls(failure),
+        }
+    }
+}
+
+impl From<ExchangeError> for Fault {
+    fn from(error: ExchangeError) -> Self {
+        match error {
+            ExchangeError::Timeout | ExchangeError::Io(std::io::ErrorKind::TimedOut) => Self::Timeout,
+            // The server reset it: it does not know the exchange.
+            ExchangeError::Reset | ExchangeError::Io(_) => Self::Refused,
+            ExchangeError::Encode => Self::Protocol,
         }
     }
 }

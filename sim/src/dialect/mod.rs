@@ -38,11 +38,10 @@ pub mod registry;
 pub mod tls;
 
 use std::net::SocketAddr;
-
 use std::path::Path;
-use tokio::time::Instant;
 
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::device::Event;
 use crate::metrics::recorder::Counter;

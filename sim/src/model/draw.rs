@@ -39,6 +39,17 @@ pub fn unit(rng: &mut impl Rng) -> f64 {
     bits53(rng) as f64 * UNIT_STEP
 }
 
+/// A uniform fraction in [0, 1) from a run's key, a device's index and `what`, with no
+/// generator: a hash (SplitMix64's finalizer), for what a device draws out of its core's
+/// streams (its radio's spot, its CoAP timings), the same whatever the shard count.
+pub fn keyed_unit(key: u64, index: u64, what: u64) -> f64 {
+    let mut x = key ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ what.rotate_left(29);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 11) as f64 * UNIT_STEP
+}
+
 /// A uniform fraction in the open interval (0, 1): the midpoints of the
 /// `unit` grid, for callers that must never see an exact 0.
 pub fn open_unit(rng: &mut impl Rng) -> f64 {

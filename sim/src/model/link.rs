@@ -57,19 +57,10 @@ impl Signal {
     /// The strength device `index` reports in its report `seq`, in whole dBm, under run key
     /// `key`.
     pub fn dbm(&self, key: u64, index: u64, seq: u64) -> i16 {
-        let spot = self.mean_dbm + self.spread_db * (2.0 * unit(key, index, u64::MAX) - 1.0);
-        let now = spot + Self::JITTER_DB * (2.0 * unit(key, index, seq) - 1.0);
+        let spot = self.mean_dbm + self.spread_db * (2.0 * draw::keyed_unit(key, index, u64::MAX) - 1.0);
+        let now = spot + Self::JITTER_DB * (2.0 * draw::keyed_unit(key, index, seq) - 1.0);
         now.round().clamp(-200.0, 0.0) as i16
     }
-}
-
-/// A draw in [0, 1) from a run's key, a device's index and `what` (SplitMix64's finalizer).
-fn unit(key: u64, index: u64, what: u64) -> f64 {
-    let mut x = key ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ what.rotate_left(29);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The connect timeout of a model that names none.

@@ -28,7 +28,8 @@ use super::objects::{self, Path, Refusal, State, ids};
 use crate::device::{CommandKind, Event};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
-use crate::transport::coap::{self, ExchangeError};
+use crate::model::draw::keyed_unit;
+use crate::transport::coap;
 use crate::transport::datagram::Datagram;
 use crate::transport::exhausted_here;
 
@@ -211,12 +212,7 @@ impl Devices for Lwm2m {
     /// /1/0/8, wrote the lifetime). A duty-cycled device does at each wake instead ([`connect`]).
     /// So is a notification of an observation whose `pmax` passes before a report comes.
     fn due(&self, device: &Device) -> Option<Instant> {
-        let renewed = device.renewed?;
-        let update = if device.update_asked {
-            renewed
-        } else {
-            renewed + secs(device.lifetime_s).mul_f64(UPDATE_AT)
-        };
+        let update = device.update_at()?;
         Some(device.pmax_due().map_or(update, |pmax| pmax.min(update)))
     }
 
@@ -231,43 +227,33 @@ impl Devices for Lwm2m {
             return;
         };
         let mut events = Vec::new();
+        let mut lost = false;
         if let Some(pmax) = device.pmax_due()
             && pmax <= now
         {
             let why = (cx.model.telemetry.qos, pmax, Why::Pmax);
-            if notify(cx, device, endpoint, why, &mut events).await {
-                device.renewed = None;
-                link.drop_conn();
-                inbox.push(Event::ConnectionLost);
-                return;
+            lost = notify(cx, device, endpoint, why, &mut events).await;
+        }
+        if !lost && let Some(since) = device.update_at().filter(|at| *at <= now) {
+            // Nothing is due again before an update succeeds (or a connect registers).
+            device.renewed = None;
+            let updated = match update(cx, device, endpoint, since, &mut events).await {
+                Err(Fault::Status(404)) => {
+                    device.location = None;
+                    register(cx, device, endpoint, Session::of(cx.model)).await
+                }
+                other => other,
+            };
+            if let Err(fault) = updated {
+                cx.count(fault.counter());
+                lost = true;
             }
         }
-        let Some(renewed) = device.renewed else { return };
-        let since = if device.update_asked {
-            renewed
-        } else {
-            renewed + secs(device.lifetime_s).mul_f64(UPDATE_AT)
-        };
-        if since > now {
-            for event in events {
-                inbox.push(event);
-            }
-            return;
-        }
-        // Nothing is due again before an update succeeds (or a connect registers).
-        device.renewed = None;
-        let updated = match update(cx, device, endpoint, since, &mut events).await {
-            Err(Fault::Status(404)) => {
-                device.location = None;
-                register(cx, device, endpoint, Session::of(cx.model)).await
-            }
-            other => other,
-        };
         for event in events {
             inbox.push(event);
         }
-        if let Err(fault) = updated {
-            cx.count(fault.counter());
+        if lost {
+            device.renewed = None;
             link.drop_conn();
             inbox.push(Event::ConnectionLost);
         }
@@ -323,6 +309,17 @@ impl Device {
             .map_or_else(Attributes::default, |(_, a)| *a)
     }
 
+    /// When the registration is to be updated: at [`UPDATE_AT`] of its lifetime, or at once
+    /// when the server asked; `None` while it holds none.
+    fn update_at(&self) -> Option<Instant> {
+        let renewed = self.renewed?;
+        Some(if self.update_asked {
+            renewed
+        } else {
+            renewed + secs(self.lifetime_s).mul_f64(UPDATE_AT)
+        })
+    }
+
     /// When the next observation's `pmax` passes, if any has one.
     fn pmax_due(&self) -> Option<Instant> {
         self.observations
@@ -371,14 +368,11 @@ fn jitter(cx: &DeviceCx<'_>, id: u16) -> f64 {
     draw(cx, u64::from(id) + 1)
 }
 
-/// A draw in [0, 1) from the run's key, the device and `what`.
+/// A draw in [0, 1) from the run's key, the device and `what`, apart from the device's
+/// other keyed draws (its radio's).
 fn draw(cx: &DeviceCx<'_>, what: u64) -> f64 {
-    let mut x = cx.shared.serial_key ^ cx.index.rotate_left(17) ^ what.rotate_left(41);
-    // SplitMix64's finalizer.
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    (x >> 11) as f64 / (1u64 << 53) as f64
+    const COAP: u64 = 0xC0A9_0000_0000_0000;
+    keyed_unit(cx.shared.serial_key, cx.index, COAP ^ what)
 }
 
 /// A confirmable request of the device's: `method` on the Uri-Path segments `path`.
@@ -422,17 +416,7 @@ async fn ask(
             events.extend(event);
         }
     }
-    match answer {
-        Ok(answer) => Ok(answer),
-        Err(ExchangeError::Timeout) => Err(Fault::Timeout),
-        Err(ExchangeError::Reset) => Err(Fault::Refused),
-        Err(ExchangeError::Encode) => Err(Fault::Protocol),
-        Err(ExchangeError::Io(kind)) => Err(if kind == std::io::ErrorKind::TimedOut {
-            Fault::Timeout
-        } else {
-            Fault::Refused
-        }),
-    }
+    answer.map_err(Fault::from)
 }
 
 /// A response's code as a fault: a refusal of the device (4.01, 4.03) is an authentication
