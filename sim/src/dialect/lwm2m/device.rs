@@ -840,7 +840,7 @@ mod tests {
     use super::*;
     use crate::dialect::Shared;
     use crate::model::{ChaCha8Rng, Rng};
-    use crate::scenario::parse_model;
+    use crate::scenario::{DeviceModel, parse_model};
 
     /// Requests lwm2m-node-lib sent a device (read, read as LwM2M JSON, observe, write,
     /// execute, discover), as captured on the wire.
@@ -860,30 +860,64 @@ mod tests {
             .collect()
     }
 
+    /// A coap model, and what a shard's devices share.
+    fn world() -> (DeviceModel, Shared) {
+        let model = parse_model(
+            std::path::Path::new("m.toml"),
+            "name = \"m\"\nprotocol = \"coap\"\nfirmware = \"1.0\"\n[telemetry]\ninterval = \"1m\"\npayload_bytes = 8\n",
+        )
+        .expect("model");
+        (model, Shared::default())
+    }
+
+    fn cx<'a>(model: &'a DeviceModel, shared: &'a Shared) -> DeviceCx<'a> {
+        DeviceCx {
+            shared,
+            index: 3,
+            model,
+            group: "g",
+            source: None,
+        }
+    }
+
+    /// A device that has reported (its sensor has a reading).
+    fn measured_device() -> Device {
+        let mut device = Lwm2m {
+            addr: ([127, 0, 0, 1], 5683).into(),
+        }
+        .wake(None);
+        device.reading = 21.5;
+        device
+    }
+
+    /// RFC 7641, section 3.6: a Reset of a notification ends the observation; a Reset is not
+    /// a request, so it is answered with nothing.
+    #[test]
+    fn a_reset_of_a_notification_ends_the_observation() {
+        let (model, shared) = world();
+        let cx = cx(&model, &shared);
+        let mut device = measured_device();
+        let observe = hex(SEEDS[2]);
+        let (bytes, _) = answer(&cx, &mut device, &observe).expect("observed");
+        let answered = coap::decode(&bytes).expect("decodes");
+        assert_eq!(answered.get_observe_value(), Some(Ok(2)), "a first sequence number");
+        assert_eq!(device.observations.len(), 1);
+        assert!(
+            answer(&cx, &mut device, &[0x70, 0x00, 0x12, 0x34]).is_none(),
+            "no answer"
+        );
+        assert!(device.observations.is_empty(), "the Reset ended it");
+    }
+
     /// The deterministic cousin of the `lwm2m_device` fuzz target: seeded mutations of real
     /// requests (bytes flipped, inserted, cut) all go through what a device does with a
     /// datagram, one device living through all of them; nothing panics, and what the server
     /// leaves behind on the device stays bounded.
     #[test]
     fn mutated_requests_never_panic_and_leave_bounded_state() {
-        let model = parse_model(
-            std::path::Path::new("m.toml"),
-            "name = \"m\"\nprotocol = \"coap\"\nfirmware = \"1.0\"\n[telemetry]\ninterval = \"1m\"\npayload_bytes = 8\n",
-        )
-        .expect("model");
-        let shared = Shared::default();
-        let cx = DeviceCx {
-            shared: &shared,
-            index: 3,
-            model: &model,
-            group: "g",
-            source: None,
-        };
-        let mut device = Lwm2m {
-            addr: ([127, 0, 0, 1], 5683).into(),
-        }
-        .wake(None);
-        device.reading = 21.5;
+        let (model, shared) = world();
+        let cx = cx(&model, &shared);
+        let mut device = measured_device();
         let seeds: Vec<Vec<u8>> = SEEDS.iter().map(|s| hex(s)).collect();
         for seed in &seeds {
             let (bytes, _) = answer(&cx, &mut device, seed).expect("a real request is answered");
