@@ -10,17 +10,19 @@
 pub mod api;
 pub mod certs;
 pub mod gateway;
+pub mod lwm2m;
 pub mod ota;
 pub mod registry;
 
 use std::io;
 use std::path::Path;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use gateway::stream::GatewayTls;
 use gateway::{Gateway, Limits};
+use lwm2m::Lwm2mFront;
 use ota::campaign::CampaignRunner;
 use ota::firmware::{FirmwareError, FirmwareStore};
 use registry::{Registry, RegistryError, RegistryOptions};
@@ -69,22 +71,33 @@ impl Backend {
     /// Serves devices on `mqtt` and the operator API (and firmware downloads) on `http`
     /// until `shutdown`, resuming campaigns that were running; then lets connections drain.
     pub async fn serve(&self, mqtt: TcpListener, http: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
-        self.serve_with_tls(mqtt, None, http, shutdown).await
+        let listeners = Listeners {
+            mqtt,
+            mqtts: None,
+            lwm2m: None,
+            http,
+        };
+        self.serve_on(listeners, shutdown).await
     }
 
-    /// As [`Backend::serve`], with devices also served over TLS on `mqtts` (a listener and
-    /// its TLS settings, with the CA that issues devices' certificates) when given.
-    pub async fn serve_with_tls(
-        &self,
-        mqtt: TcpListener,
-        mqtts: Option<(TcpListener, GatewayTls)>,
-        http: TcpListener,
-        shutdown: CancellationToken,
-    ) -> io::Result<()> {
+    /// As [`Backend::serve`], on every listener given: devices also over TLS (a listener and
+    /// its TLS settings, with the CA that issues devices' certificates) and over LwM2M.
+    pub async fn serve_on(&self, listeners: Listeners, shutdown: CancellationToken) -> io::Result<()> {
+        let Listeners {
+            mqtt,
+            mqtts,
+            lwm2m,
+            http,
+        } = listeners;
         let download_base = format!("http://{}/firmware", http.local_addr()?);
         let mqtt_addr = mqtt.local_addr()?.to_string();
         let mqtts_addr = match &mqtts {
             Some((listener, _)) => Some(listener.local_addr()?.to_string()),
+            None => None,
+        };
+        let lwm2m = lwm2m.map(|socket| Lwm2mFront::new(&self.gateway, socket));
+        let lwm2m_addr = match &lwm2m {
+            Some(front) => Some(front.local_addr()?.to_string()),
             None => None,
         };
         let campaigns = CampaignRunner::new(
@@ -109,6 +122,13 @@ impl Backend {
             download_base,
             mqtt_addr,
             mqtts_addr,
+            lwm2m_addr,
+        };
+        let lwm2m_front = async {
+            match &lwm2m {
+                Some(front) => front.serve(shutdown.clone()).await,
+                None => Ok(()),
+            }
         };
         let tls_gateway = async {
             match mqtts {
@@ -116,15 +136,29 @@ impl Backend {
                 None => Ok(()),
             }
         };
-        let (gateway, tls_gateway, api, ()) = tokio::join!(
+        let (gateway, tls_gateway, lwm2m_front, api, ()) = tokio::join!(
             self.gateway.serve(mqtt, shutdown.clone()),
             tls_gateway,
+            lwm2m_front,
             api::serve(http, state, shutdown.clone()),
             expire_commands(self.registry.clone(), shutdown.clone())
         );
         campaigns.wait().await;
-        gateway.and(tls_gateway).and(api)
+        gateway.and(tls_gateway).and(lwm2m_front).and(api)
     }
+}
+
+/// The sockets a backend serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// MQTT devices, plaintext.
+    pub mqtt: TcpListener,
+    /// MQTT devices over TLS, with the TLS settings.
+    pub mqtts: Option<(TcpListener, GatewayTls)>,
+    /// LwM2M devices over CoAP.
+    pub lwm2m: Option<UdpSocket>,
+    /// The operator API and firmware downloads.
+    pub http: TcpListener,
 }
 
 /// How often unanswered commands past their deadline are marked timed out.

@@ -106,6 +106,11 @@ enum Command {
         /// 127.0.0.1); devices trust DIR/tls/ca.pem.
         #[arg(long, value_name = "ADDR")]
         mqtts: Option<SocketAddr>,
+        /// Also serve LwM2M devices here (LwM2M 1.0 to 1.2 over CoAP on UDP): they
+        /// provision by claim at /provision, register at /rd, and take config Writes and
+        /// reboot Executes from the operator API (docs/backend-api.md).
+        #[arg(long, value_name = "ADDR")]
+        lwm2m: Option<SocketAddr>,
         /// Create this provisioning claim at start unless it exists (repeatable).
         #[arg(long, value_name = "NAME:SECRET[:GROUP]")]
         claim: Vec<ClaimArg>,
@@ -291,6 +296,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             mqtt,
             http,
             mqtts,
+            lwm2m,
             claim,
         } => {
             let args = BackendArgs {
@@ -298,6 +304,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 mqtt,
                 http,
                 mqtts,
+                lwm2m,
                 claims: &claim,
             };
             cli::backend::backend(&args, out)?

@@ -62,6 +62,7 @@ fn an_idle_devices_task_is_small_whatever_its_backend() {
             "embedded",
             task_size(Embedded {
                 mqtt: addr(),
+                lwm2m: None,
                 api: addr(),
                 claim_secret: "s".into(),
                 tls: None,

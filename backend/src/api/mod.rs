@@ -50,6 +50,8 @@ pub struct ApiState {
     pub mqtt_addr: String,
     /// Where devices connect over TLS, when the gateway has a TLS listener.
     pub mqtts_addr: Option<String>,
+    /// Where LwM2M devices reach the backend, when it serves them.
+    pub lwm2m_addr: Option<String>,
 }
 
 /// A listing's page size: 100 when not given, else 1 to `max`.

@@ -24,6 +24,7 @@ pub async fn healthz(State(state): State<ApiState>) -> Json<serde_json::Value> {
         "devices_active": counts.active,
         "mqtt": state.mqtt_addr,
         "mqtts": state.mqtts_addr,
+        "lwm2m": state.lwm2m_addr,
     }))
 }
 

@@ -72,6 +72,35 @@ pub struct GatewayStats {
     pub certs_revoked: AtomicU64,
     /// Certificate signing requests refused (malformed, forged, wrong key, wrong subject).
     pub csr_rejected: AtomicU64,
+    /// LwM2M devices registered now.
+    pub lwm2m_registered: AtomicI64,
+    /// LwM2M Registers accepted.
+    pub lwm2m_registrations: AtomicU64,
+    /// LwM2M registration Updates accepted.
+    pub lwm2m_updates: AtomicU64,
+    /// LwM2M De-registers.
+    pub lwm2m_deregistrations: AtomicU64,
+    /// LwM2M registrations whose lifetime ran out without an update.
+    pub lwm2m_expired: AtomicU64,
+    /// LwM2M Registers of no active device, and Updates of no registration, refused.
+    pub lwm2m_refused: AtomicU64,
+    /// LwM2M requests that did not read (bad query, payload or path), refused with a reason.
+    pub lwm2m_bad_requests: AtomicU64,
+    /// Datagrams on the LwM2M port that are not CoAP, or too large, dropped.
+    pub lwm2m_bad_datagrams: AtomicU64,
+    /// Requests the LwM2M front sent devices (Writes, Executes, Observes).
+    pub lwm2m_requests: AtomicU64,
+    /// Of those, ones that failed: unanswered, reset, or answered with an error.
+    pub lwm2m_requests_failed: AtomicU64,
+    /// Requests sent again for want of an acknowledgement.
+    pub lwm2m_retransmissions: AtomicU64,
+    /// Notifications of what the front observes.
+    pub lwm2m_notifications: AtomicU64,
+    /// Responses matching nothing the front asked for (answered with a Reset).
+    pub lwm2m_unexpected: AtomicU64,
+    /// What the operator routed to an LwM2M device that has no LwM2M form yet (update jobs,
+    /// `set` and `logs` commands).
+    pub lwm2m_unmapped: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -213,6 +242,71 @@ impl GatewayStats {
                 "certificate signing requests refused",
                 &self.csr_rejected,
             ),
+            (
+                "lwm2m_registrations_total",
+                "LwM2M Registers accepted",
+                &self.lwm2m_registrations,
+            ),
+            (
+                "lwm2m_updates_total",
+                "LwM2M registration Updates accepted",
+                &self.lwm2m_updates,
+            ),
+            (
+                "lwm2m_deregistrations_total",
+                "LwM2M De-registers",
+                &self.lwm2m_deregistrations,
+            ),
+            (
+                "lwm2m_expired_total",
+                "LwM2M registrations whose lifetime ran out",
+                &self.lwm2m_expired,
+            ),
+            (
+                "lwm2m_refused_total",
+                "LwM2M Registers of no active device and Updates of no registration",
+                &self.lwm2m_refused,
+            ),
+            (
+                "lwm2m_bad_requests_total",
+                "LwM2M requests refused as malformed",
+                &self.lwm2m_bad_requests,
+            ),
+            (
+                "lwm2m_bad_datagrams_total",
+                "datagrams on the LwM2M port that are not CoAP or too large",
+                &self.lwm2m_bad_datagrams,
+            ),
+            (
+                "lwm2m_requests_total",
+                "requests sent to LwM2M devices",
+                &self.lwm2m_requests,
+            ),
+            (
+                "lwm2m_requests_failed_total",
+                "requests to LwM2M devices unanswered, reset or refused",
+                &self.lwm2m_requests_failed,
+            ),
+            (
+                "lwm2m_retransmissions_total",
+                "requests to LwM2M devices sent again",
+                &self.lwm2m_retransmissions,
+            ),
+            (
+                "lwm2m_notifications_total",
+                "notifications of what the LwM2M front observes",
+                &self.lwm2m_notifications,
+            ),
+            (
+                "lwm2m_unexpected_total",
+                "responses from LwM2M devices matching no request or observation",
+                &self.lwm2m_unexpected,
+            ),
+            (
+                "lwm2m_unmapped_total",
+                "operator messages with no LwM2M form yet (update jobs, set, logs)",
+                &self.lwm2m_unmapped,
+            ),
         ];
         let mut out = String::new();
         for &(name, help, counter) in counters {
@@ -227,6 +321,11 @@ impl GatewayStats {
             out,
             "# HELP fleetsim_gateway_sessions_open MQTT sessions open now\n# TYPE fleetsim_gateway_sessions_open gauge\nfleetsim_gateway_sessions_open {}",
             self.sessions_open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP fleetsim_gateway_lwm2m_registered LwM2M devices registered now\n# TYPE fleetsim_gateway_lwm2m_registered gauge\nfleetsim_gateway_lwm2m_registered {}",
+            self.lwm2m_registered.load(Ordering::Relaxed)
         );
         out
     }

@@ -29,14 +29,14 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use cache::AuthCache;
-use identity::{SecretKey, clip_meta, lock_dir, sha256, valid_device_id, valid_name, valid_serial};
+use identity::{SecretKey, clip_meta, lock_dir, sha256, valid_device_id, valid_name};
 use job::{Job, WriteCtx};
 use writer::{Shared, Writer};
 
 pub use campaigns::{CampaignRecord, OTA_STATES, OtaReport, WaveCounts};
 pub use certs::{CertState, CertificateRecord, IssueReason, NewCertificate, Recorded};
 pub use commands::{COMMAND_NAMES, CommandRecord, CommandState, Completion};
-pub use identity::{KEY_FILE, KEY_LEN, MAX_META_LEN, MAX_SECRET_LEN};
+pub use identity::{KEY_FILE, KEY_LEN, MAX_META_LEN, MAX_SECRET_LEN, valid_serial};
 pub use reads::MAX_PAGE;
 pub use records::{
     Actor, AuditEntry, CertAuth, ClaimAuth, ConfigScope, DeviceAuth, DeviceRecord, DeviceState, Drift, EffectiveConfig,

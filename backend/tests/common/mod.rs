@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fleetsim_backend::Backend;
 use fleetsim_backend::gateway::Limits;
+use fleetsim_backend::{Backend, Listeners};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +26,8 @@ pub struct TestBackend {
     pub mqtt: SocketAddr,
     /// Operator API endpoint.
     pub http: SocketAddr,
+    /// The LwM2M front (CoAP over UDP).
+    pub lwm2m: SocketAddr,
     /// The backend's parts, for looking at counters directly.
     pub backend: Backend,
     /// Its data folder.
@@ -65,16 +67,25 @@ impl TestBackend {
             .expect("claim is new");
         let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind mqtt");
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let lwm2m = UdpSocket::bind("127.0.0.1:0").await.expect("bind lwm2m");
         let (mqtt_addr, http_addr) = (mqtt.local_addr().expect("addr"), http.local_addr().expect("addr"));
+        let lwm2m_addr = lwm2m.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let serving = backend.clone();
         let token = shutdown.clone();
+        let listeners = Listeners {
+            mqtt,
+            mqtts: None,
+            lwm2m: Some(lwm2m),
+            http,
+        };
         let task = tokio::spawn(async move {
-            serving.serve(mqtt, http, token).await.expect("backend serves");
+            serving.serve_on(listeners, token).await.expect("backend serves");
         });
         Self {
             mqtt: mqtt_addr,
             http: http_addr,
+            lwm2m: lwm2m_addr,
             backend,
             dir,
             shutdown,

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
 
-use fleetsim_backend::Backend;
 use fleetsim_backend::gateway::Limits;
 use fleetsim_backend::registry::Refusal;
-use tokio::net::TcpListener;
+use fleetsim_backend::{Backend, Listeners};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, Exit};
@@ -52,6 +52,8 @@ pub struct BackendArgs<'a> {
     pub http: SocketAddr,
     /// MQTT over TLS listen address, if devices may connect over TLS.
     pub mqtts: Option<SocketAddr>,
+    /// LwM2M (CoAP over UDP) listen address, if LwM2M devices may register.
+    pub lwm2m: Option<SocketAddr>,
     /// Claims to create if missing.
     pub claims: &'a [ClaimArg],
 }
@@ -99,6 +101,14 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
         }
         None => None,
     };
+    let lwm2m = match args.lwm2m {
+        Some(addr) => Some(
+            UdpSocket::bind(addr)
+                .await
+                .map_err(|e| CliError::Backend(format!("cannot listen for LwM2M on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let (mqtt_addr, http_addr) = (mqtt.local_addr()?, http.local_addr()?);
     writeln!(
         out,
@@ -113,6 +123,9 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
             ca.display()
         )?;
     }
+    if let Some(socket) = &lwm2m {
+        writeln!(out, "fleetsim backend: lwm2m {}", socket.local_addr()?)?;
+    }
     out.flush()?;
 
     let shutdown = CancellationToken::new();
@@ -122,7 +135,13 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
         signal.cancel();
     });
     let mqtts = mqtts.map(|(listener, config, _)| (listener, config));
-    backend.serve_with_tls(mqtt, mqtts, http, shutdown).await?;
+    let listeners = Listeners {
+        mqtt,
+        mqtts,
+        lwm2m,
+        http,
+    };
+    backend.serve_on(listeners, shutdown).await?;
     Ok(Exit::Ok)
 }
 

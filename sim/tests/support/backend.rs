@@ -67,6 +67,7 @@ impl InProcess {
     pub fn dialect(&self) -> Embedded {
         Embedded {
             mqtt: self.mqtt,
+            lwm2m: None,
             api: self.http,
             claim_secret: "run-secret".into(),
             tls: None,

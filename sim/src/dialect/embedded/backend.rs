@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fleetsim_backend::Backend;
 use fleetsim_backend::gateway::Limits;
 use fleetsim_backend::gateway::stream::GatewayTls;
 use fleetsim_backend::registry::{KEY_LEN, RegistryOptions};
+use fleetsim_backend::{Backend, Listeners};
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use super::{Embedded, claim_name};
@@ -25,7 +25,7 @@ use crate::dialect::tls::DeviceTls;
 use crate::dialect::{Hosted, StartError, Started, url_addr};
 use crate::pki;
 use crate::scenario::Scenario;
-use crate::scenario::file::TlsSection;
+use crate::scenario::file::{BackendKind, TlsSection};
 use crate::transport::http::{Method, request_json};
 
 /// How a person runs the reference backend in a process of its own.
@@ -41,28 +41,49 @@ pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, Start
         .enable_all()
         .build()
         .map_err(|e| failed(e.to_string()))?;
-    let (hosted, api, mqtt, tls) = match &backend.api {
+    let (hosted, api, mqtt, lwm2m, tls) = match &backend.api {
         Some(api_url) => {
             let api = url_addr(api_url, "http://").ok_or_else(|| {
                 StartError::Unsupported(format!(
                     "{api_url}: fleetsim run needs an IP address and port in an http:// api url so far"
                 ))
             })?;
-            let scheme = if backend.tls.is_some() { "mqtts://" } else { "mqtt://" };
-            let mqtt = match backend.url.as_deref() {
-                Some(url) => url_addr(url, scheme)
-                    .ok_or_else(|| StartError::Unsupported(format!("{url}: expected {scheme}IP:PORT")))?,
-                None => runtime.block_on(gateway_of(api))?,
+            // An LwM2M fleet's url names the backend's LwM2M front; an MQTT fleet's its gateway.
+            let scheme = match (backend.kind, backend.tls.is_some()) {
+                (BackendKind::Lwm2m, _) => "coap://",
+                (_, true) => "mqtts://",
+                (_, false) => "mqtt://",
+            };
+            let given = match backend.url.as_deref() {
+                Some(url) => Some(
+                    url_addr(url, scheme)
+                        .ok_or_else(|| StartError::Unsupported(format!("{url}: expected {scheme}IP:PORT")))?,
+                ),
+                None => None,
+            };
+            let (mqtt, lwm2m) = match (backend.kind, given) {
+                (BackendKind::Lwm2m, given) => {
+                    let (mqtt, served) = runtime.block_on(gateway_of(api))?;
+                    (mqtt, given.or(served))
+                }
+                (_, Some(mqtt)) => (mqtt, None),
+                (_, None) => runtime.block_on(gateway_of(api))?,
             };
             let tls = match &backend.tls {
                 Some(section) => Some(Arc::new(DeviceTls::new(section, &mqtt.ip().to_string())?)),
                 None => None,
             };
-            (None, api, mqtt, tls)
+            (None, api, mqtt, lwm2m, tls)
         }
         None => {
-            let (hosted, api, mqtt, tls) = start_in_process(runtime, out, scenario.seed, backend.tls.as_ref())?;
-            (Some(hosted), api, mqtt, tls)
+            let started = start_in_process(runtime, out, scenario.seed, backend.tls.as_ref())?;
+            (
+                Some(started.hosted),
+                started.api,
+                started.mqtt,
+                Some(started.lwm2m),
+                started.tls,
+            )
         }
     };
     let secret = claim_secret(scenario)?;
@@ -80,6 +101,7 @@ pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, Start
     Ok(Started {
         dialect: Embedded {
             mqtt,
+            lwm2m,
             api,
             claim_secret: secret,
             tls,
@@ -88,19 +110,25 @@ pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, Start
     })
 }
 
-/// Starts the backend on loopback ports of its own; returns it, its API and its gateway (its
-/// TLS listener, and how devices speak TLS to it, when the scenario has `[backend.tls]`: the
-/// run makes the backend's CA and server certificate in its data folder).
-#[allow(
-    clippy::type_complexity,
-    reason = "a private helper's four results, named at its one caller"
-)]
+/// A backend started in this process, and how the run reaches it.
+struct InProcess {
+    hosted: Hosted,
+    api: SocketAddr,
+    /// The gateway: its TLS listener when the scenario has `[backend.tls]`.
+    mqtt: SocketAddr,
+    lwm2m: SocketAddr,
+    tls: Option<Arc<DeviceTls>>,
+}
+
+/// Starts the backend on loopback ports of its own: its API, its gateway (its TLS listener,
+/// and how devices speak TLS to it, when the scenario has `[backend.tls]`: the run makes the
+/// backend's CA and server certificate in its data folder) and its LwM2M front.
 fn start_in_process(
     runtime: tokio::runtime::Runtime,
     out: &Path,
     seed: u64,
     tls: Option<&TlsSection>,
-) -> Result<(Hosted, SocketAddr, SocketAddr, Option<Arc<DeviceTls>>), StartError> {
+) -> Result<InProcess, StartError> {
     let failed = |why: String| StartError::Backend(format!("embedded backend: {why}"));
     // Each run starts the in-process backend empty: a report folder used again must not
     // bring back the last run's devices (its decommissioned serials could not provision).
@@ -115,15 +143,16 @@ fn start_in_process(
         ..RegistryOptions::default()
     };
     let backend = Backend::open_with(&data, Limits::default(), options).map_err(|e| failed(e.to_string()))?;
-    let (mqtt, http) = runtime
+    let (mqtt, http, lwm2m) = runtime
         .block_on(async {
             let mqtt = TcpListener::bind("127.0.0.1:0").await?;
             let http = TcpListener::bind("127.0.0.1:0").await?;
-            Ok::<_, std::io::Error>((mqtt, http))
+            let lwm2m = UdpSocket::bind("127.0.0.1:0").await?;
+            Ok::<_, std::io::Error>((mqtt, http, lwm2m))
         })
         .map_err(|e| failed(e.to_string()))?;
-    let addrs = (mqtt.local_addr(), http.local_addr());
-    let (Ok(mut mqtt_addr), Ok(api)) = addrs else {
+    let addrs = (mqtt.local_addr(), http.local_addr(), lwm2m.local_addr());
+    let (Ok(mut mqtt_addr), Ok(api), Ok(lwm2m_addr)) = addrs else {
         return Err(failed("the listeners have no address".to_owned()));
     };
     let (mqtts, device_tls) = match tls {
@@ -144,7 +173,13 @@ fn start_in_process(
     };
     let stop = CancellationToken::new();
     let (serving, token) = (backend.clone(), stop.clone());
-    let server = runtime.spawn(async move { serving.serve_with_tls(mqtt, mqtts, http, token).await });
+    let listeners = Listeners {
+        mqtt,
+        mqtts,
+        lwm2m: Some(lwm2m),
+        http,
+    };
+    let server = runtime.spawn(async move { serving.serve_on(listeners, token).await });
     let hosted = Hosted::new(format!("http://{api}"), OWN_PROCESS, move || {
         // The registry keeps its counts in memory: read before it closes.
         let active = backend.registry.counts().active;
@@ -153,7 +188,13 @@ fn start_in_process(
         drop(backend);
         Some(active)
     });
-    Ok((hosted, api, mqtt_addr, device_tls))
+    Ok(InProcess {
+        hosted,
+        api,
+        mqtt: mqtt_addr,
+        lwm2m: lwm2m_addr,
+        tls: device_tls,
+    })
 }
 
 /// The in-process backend's secret key for a scenario's `seed`: SHA-256 of a domain tag and
@@ -185,14 +226,19 @@ pub fn gateway_tls(data: &Path) -> Result<(GatewayTls, PathBuf), String> {
     Ok((tls, ca_cert))
 }
 
-/// Asks a reference backend's API where its device gateway listens.
-async fn gateway_of(api: SocketAddr) -> Result<SocketAddr, StartError> {
+/// Asks a reference backend's API where its device gateway listens, and its LwM2M front
+/// when it serves one.
+async fn gateway_of(api: SocketAddr) -> Result<(SocketAddr, Option<SocketAddr>), StartError> {
     let unreachable = |why: String| StartError::Backend(format!("embedded backend: http://{api}/healthz: {why}"));
     match request_json(api, Method::GET, "/healthz", None).await {
-        Ok((200, health)) => health["mqtt"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| unreachable(format!("no gateway address in {health}; is this a fleetsim backend?"))),
+        Ok((200, health)) => {
+            let lwm2m = health["lwm2m"].as_str().and_then(|a| a.parse().ok());
+            health["mqtt"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .map(|mqtt| (mqtt, lwm2m))
+                .ok_or_else(|| unreachable(format!("no gateway address in {health}; is this a fleetsim backend?")))
+        }
         Ok((status, answer)) => Err(unreachable(format!("{status} {answer}"))),
         Err(e) => Err(unreachable(format!("{e}; is `fleetsim backend` running there?"))),
     }

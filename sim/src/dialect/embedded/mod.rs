@@ -26,6 +26,8 @@ use crate::scenario::file::BackendKind;
 pub struct Embedded {
     /// The device gateway's address.
     pub mqtt: SocketAddr,
+    /// Its LwM2M front's address, when it serves one.
+    pub lwm2m: Option<SocketAddr>,
     /// The operator API's address.
     pub api: SocketAddr,
     /// The secret of the run's claims.

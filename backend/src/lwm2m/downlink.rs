@@ -1,0 +1,321 @@
+//! A registration's task: what the operator API routes to the device, asked of it in LwM2M,
+//! one confirmable request at a time (RFC 7252's NSTART of 1), and the observations the
+//! front holds on it. The task lives as long as the registration: until the device
+//! de-registers, its lifetime runs out without an update, a newer registration or a
+//! decommission closes it, or the backend shuts down.
+//!
+//! | routed to the device | asked in LwM2M | on success |
+//! |---|---|---|
+//! | desired config (`config/desired`) | Write (PUT) of the document, as text, to /32769/0/0 | the version is recorded as reported |
+//! | command `reboot` | Execute (POST) of /3/0/4 | the command succeeded |
+//! | commands `set`, `logs` | nothing: no LwM2M mapping yet | the command failed, saying so |
+//! | an update job, a certificate request | nothing: not served over LwM2M yet | counted (`lwm2m_unmapped`) |
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use rumqttc::mqttbytes::v4::Publish;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use super::Front;
+use super::exchanges::{Observation, Reply, Watched, token_bytes, token_of};
+use crate::gateway::sessions::{DeviceStatus, Outbound};
+use crate::gateway::stats::bump;
+use crate::gateway::topics::DEVICE_PREFIX;
+use crate::registry::{Completion, system_clock_ms};
+
+/// The fleetsim device-management object (in the range LwM2M leaves to private objects),
+/// whose resource 0 holds the device's desired config document.
+pub const CONFIG_OBJECT: &str = "32769";
+
+/// How long a first acknowledgement is waited for (RFC 7252, section 4.8).
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a request is sent again before it is given up.
+const MAX_RETRANSMIT: u32 = 4;
+/// How long a separate response may take after an empty acknowledgement.
+const MAX_TRANSMIT_WAIT: Duration = Duration::from_secs(93);
+
+/// Why a request of the front's got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    /// Nothing came back after every retransmission.
+    Timeout,
+    /// The device reset it.
+    Reset,
+    /// The registration is gone, or the request could not be encoded.
+    Gone,
+}
+
+/// One registration's task.
+#[derive(Debug)]
+pub struct Task {
+    pub(super) front: Arc<Front>,
+    pub(super) location: u64,
+    pub(super) device_id: String,
+    pub(super) conn_id: u64,
+    pub(super) kill: CancellationToken,
+}
+
+impl Task {
+    /// Observes the device, then serves what is routed to it on `rx` until the
+    /// registration ends.
+    pub async fn run(self, mut rx: mpsc::Receiver<Outbound>) {
+        // Message ids start where the token counter is, which a restarted front draws anew.
+        let mut message_id = self.front.exchanges.token() as u16;
+        tokio::select! {
+            () = self.kill.cancelled() => {}
+            () = self.observe(&mut message_id) => {}
+        }
+        loop {
+            let expires = {
+                let table = self.front.table();
+                match table.get(self.location) {
+                    Some(r) if r.conn_id == self.conn_id => r.expires_at,
+                    _ => break,
+                }
+            };
+            tokio::select! {
+                () = self.kill.cancelled() => break,
+                () = tokio::time::sleep_until(expires) => {
+                    // An update may have renewed it meanwhile.
+                    let lapsed = self.front.table().get(self.location).is_some_and(|r| r.expires_at <= Instant::now());
+                    if lapsed {
+                        bump(&self.front.gateway.stats.lwm2m_expired);
+                        break;
+                    }
+                }
+                routed = rx.recv() => match routed {
+                    Some(publish) => tokio::select! {
+                        () = self.kill.cancelled() => break,
+                        () = self.deliver(&publish, &mut message_id) => {}
+                    },
+                    None => break,
+                },
+            }
+        }
+        let front = &self.front;
+        front.table().remove(self.location, Some(self.conn_id));
+        front.gateway.sessions.detach(&self.device_id, self.conn_id, None);
+        front.exchanges.forget(self.conn_id);
+        front.gateway.stats.lwm2m_registered.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Observes what the device registered of [`Watched::ALL`].
+    async fn observe(&self, message_id: &mut u16) {
+        for watched in Watched::ALL {
+            let registered = self
+                .front
+                .table()
+                .get(self.location)
+                .is_some_and(|r| r.has(watched.instance()));
+            if !registered {
+                continue;
+            }
+            let mut request = request(RequestType::Get, &watched.path());
+            request.set_observe_value(0);
+            let token = self.front.exchanges.token();
+            let observation = Observation {
+                device_id: self.device_id.clone(),
+                conn_id: self.conn_id,
+                watched,
+            };
+            // Held before the request leaves: its answer is the first notification.
+            self.front.exchanges.observe(token, observation);
+            let observing = match self.exchange(request, token, message_id).await {
+                Ok(answer) => {
+                    answer.header.code == MessageClass::Response(ResponseType::Content)
+                        && answer.get_observe_value().is_some()
+                }
+                Err(_) => false,
+            };
+            if !observing {
+                self.front.exchanges.cancel(token);
+            }
+        }
+    }
+
+    /// Asks the device what `publish` means in LwM2M.
+    async fn deliver(&self, publish: &Publish, message_id: &mut u16) {
+        let stats = &self.front.gateway.stats;
+        let suffix = publish
+            .topic
+            .strip_prefix(DEVICE_PREFIX)
+            .and_then(|rest| rest.strip_prefix(self.device_id.as_str()))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(&publish.payload).unwrap_or_default();
+        if suffix == "config/desired" {
+            let Some(version) = body["version"].as_u64() else {
+                return;
+            };
+            let mut write = request(RequestType::Put, &[CONFIG_OBJECT, "0", "0"]);
+            // text/plain: the document is the resource's string value.
+            write.add_option(CoapOption::ContentFormat, Vec::new());
+            write.payload = publish.payload.to_vec();
+            let token = self.front.exchanges.token();
+            match self.exchange(write, token, message_id).await {
+                Ok(answer) if answer.header.code == MessageClass::Response(ResponseType::Changed) => {
+                    if self
+                        .front
+                        .gateway
+                        .registry
+                        .report_config(&self.device_id, version)
+                        .await
+                        .is_ok()
+                    {
+                        bump(&stats.config_reported);
+                    }
+                }
+                _ => bump(&stats.lwm2m_requests_failed),
+            }
+        } else if let Some(cmd_id) = suffix.strip_prefix("cmd/") {
+            let name = body["command"].as_str().unwrap_or_default();
+            let (succeeded, output) = if name == "reboot" {
+                let token = self.front.exchanges.token();
+                match self
+                    .exchange(request(RequestType::Post, &["3", "0", "4"]), token, message_id)
+                    .await
+                {
+                    Ok(answer) if answer.header.code == MessageClass::Response(ResponseType::Changed) => {
+                        (true, "executed /3/0/4".to_owned())
+                    }
+                    Ok(answer) => {
+                        bump(&stats.lwm2m_requests_failed);
+                        (
+                            false,
+                            format!("the device answered {} to Execute /3/0/4", code_text(&answer)),
+                        )
+                    }
+                    // Unanswered: the command times out in the registry, as an MQTT one does.
+                    Err(_) => {
+                        bump(&stats.lwm2m_requests_failed);
+                        return;
+                    }
+                }
+            } else {
+                bump(&stats.lwm2m_unmapped);
+                (
+                    false,
+                    format!("{name} has no LwM2M mapping in the reference backend yet (reboot is Execute /3/0/4)"),
+                )
+            };
+            let status = if succeeded { "ok" } else { "error" };
+            let result = json!({ "status": status, "output": output });
+            match self
+                .front
+                .gateway
+                .registry
+                .complete_command(&self.device_id, cmd_id, succeeded, result)
+                .await
+            {
+                Ok(Completion::Recorded) => bump(&stats.command_results),
+                _ => bump(&stats.command_results_ignored),
+            }
+        } else {
+            bump(&stats.lwm2m_unmapped);
+        }
+    }
+
+    /// Sends confirmable `request` with `token` and waits for its answer, sending it again
+    /// as RFC 7252 says; the device's address is read from the registration at the start.
+    async fn exchange(&self, mut request: Packet, token: u64, message_id: &mut u16) -> Result<Packet, Failed> {
+        let front = &self.front;
+        let Some(addr) = front.table().get(self.location).map(|r| r.addr) else {
+            return Err(Failed::Gone);
+        };
+        *message_id = message_id.wrapping_add(1);
+        request.header.message_id = *message_id;
+        request.set_token(token_bytes(token));
+        let bytes = request.to_bytes().map_err(|_| Failed::Gone)?;
+        let mut replies = front.exchanges.expect(token, addr, *message_id);
+        bump(&front.gateway.stats.lwm2m_requests);
+        // The first wait stretched by up to 1.5, from the token's low bits.
+        let jitter = f64::from((token & 0xFF) as u8) / 255.0;
+        let mut wait = ACK_TIMEOUT.mul_f64(1.0 + 0.5 * jitter);
+        let mut deadline = Instant::now() + wait;
+        let mut sent_again = 0;
+        let mut acknowledged = false;
+        front.send(&bytes, addr).await;
+        let outcome = loop {
+            match timeout_at(deadline, replies.recv()).await {
+                Ok(Some(Reply::Response(answer))) => break Ok(answer),
+                Ok(Some(Reply::Acknowledged)) if !acknowledged => {
+                    acknowledged = true;
+                    deadline = Instant::now() + MAX_TRANSMIT_WAIT;
+                }
+                Ok(Some(Reply::Acknowledged)) => {}
+                Ok(Some(Reply::Reset)) => break Err(Failed::Reset),
+                Ok(None) => break Err(Failed::Gone),
+                Err(_) if acknowledged || sent_again == MAX_RETRANSMIT => break Err(Failed::Timeout),
+                Err(_) => {
+                    sent_again += 1;
+                    wait *= 2;
+                    deadline = Instant::now() + wait;
+                    bump(&front.gateway.stats.lwm2m_retransmissions);
+                    front.send(&bytes, addr).await;
+                }
+            }
+        };
+        front.exchanges.finish(token);
+        outcome
+    }
+}
+
+/// A notification (or the first answer) of `observation`: the device's status and presence.
+pub(super) fn on_notification(front: &Front, observation: &Observation, packet: &Packet) {
+    let stats = &front.gateway.stats;
+    if packet.header.code != MessageClass::Response(ResponseType::Content) {
+        // The device ended the observation (4.04 once the resource is gone).
+        if let Some(token) = token_of(packet) {
+            front.exchanges.cancel(token);
+        }
+        return;
+    }
+    bump(&stats.lwm2m_notifications);
+    let value = std::str::from_utf8(&packet.payload)
+        .ok()
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite());
+    let sessions = &front.gateway.sessions;
+    let mut status = sessions
+        .presence(&observation.device_id)
+        .and_then(|p| p.status)
+        .unwrap_or(DeviceStatus {
+            battery: None,
+            firmware: None,
+            uptime_s: None,
+            rssi_dbm: None,
+        });
+    match observation.watched {
+        Watched::Battery => status.battery = value.map(|percent| (percent / 100.0).clamp(0.0, 1.0)),
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "clamped to the range of a dBm reading first"
+        )]
+        Watched::Signal => status.rssi_dbm = value.map(|dbm| dbm.clamp(-200.0, 50.0).round() as i32),
+        Watched::Sensor => bump(&stats.telemetry),
+    }
+    sessions.record_seen(&observation.device_id, system_clock_ms(), Some(status));
+}
+
+/// A confirmable request of `method` to `path`.
+fn request(method: RequestType, path: &[&str]) -> Packet {
+    let mut packet = Packet::new();
+    packet.header.set_type(MessageType::Confirmable);
+    packet.header.code = MessageClass::Request(method);
+    for segment in path {
+        packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+    }
+    packet
+}
+
+/// A response's code as CoAP writes it (`4.05`).
+fn code_text(packet: &Packet) -> String {
+    let code = u8::from(packet.header.code);
+    format!("{}.{:02}", code >> 5, code & 0x1F)
+}

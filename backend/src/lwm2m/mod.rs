@@ -1,0 +1,484 @@
+//! The LwM2M front: devices speak LwM2M over CoAP on UDP to the same process, the same
+//! registry and the same operator API as the MQTT gateway's.
+//!
+//! - A device provisions by claim (`POST /provision?ep=SERIAL&claim=NAME`, the secret in a
+//!   JSON payload), as an MQTT device does on its provisioning topic; its endpoint name is
+//!   its serial from then on.
+//! - It registers (`POST /rd`), updates and de-registers (LwM2M section 5.3); only an active
+//!   device of the registry may register, so a decommissioned one is refused (4.03).
+//! - A registration holds its device's place in the gateway's session table, as a
+//!   connection does: what the operator API routes to the device (desired config, commands)
+//!   reaches the registration's task, which asks the device in LwM2M ([`downlink`]): a Write,
+//!   an Execute. Decommissioning closes it as it closes a connection.
+//! - The front observes the device's battery, signal and sensor; their notifications are its
+//!   status and presence in the device view.
+//!
+//! The receive loop reads every datagram; requests that need the registry run as tasks of
+//! their own, so a slow write never holds up the socket. Nothing a device sends can panic
+//! the front: what does not decode is counted and dropped, what is refused is answered with
+//! a reason.
+
+pub mod downlink;
+pub mod exchanges;
+pub mod registrations;
+pub mod uplink;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::gateway::sessions::{Live, OUTBOUND_CHANNEL};
+use crate::gateway::stats::bump;
+use crate::gateway::{Gateway, Shared};
+use crate::registry::{ClaimAuth, DeviceState, ProvisionMeta, ProvisionOutcome, system_clock_ms};
+use exchanges::{Exchanges, Matched, token_of};
+use registrations::{Changes, Registration, Table};
+use uplink::{Refused, Uplink};
+
+/// The largest datagram read; a bigger one is refused (4.13), as a device's requests here
+/// are small and block-wise transfer is for what is not.
+pub const MAX_DATAGRAM: usize = 2048;
+
+/// The LwM2M front: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Lwm2mFront {
+    front: Arc<Front>,
+}
+
+/// What the receive loop and the registrations' tasks share.
+#[derive(Debug)]
+pub(crate) struct Front {
+    /// The gateway's state: registry, session table, counters, limits.
+    gateway: Arc<Shared>,
+    socket: UdpSocket,
+    table: Mutex<Table>,
+    exchanges: Exchanges,
+    /// The registrations' tasks, waited for at shutdown.
+    tasks: TaskTracker,
+}
+
+impl Front {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // Every update is a single insert, change or remove: a panicking holder leaves the
+        // table whole.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `bytes` to `addr`; a failed send is the device's loss, counted by whoever waits.
+    async fn send(&self, bytes: &[u8], addr: SocketAddr) {
+        let _ = self.socket.send_to(bytes, addr).await;
+    }
+
+    /// Sends `packet`; one that cannot be encoded is dropped (the front builds only small
+    /// ones).
+    async fn send_packet(&self, packet: &Packet, addr: SocketAddr) {
+        if let Ok(bytes) = packet.to_bytes() {
+            self.send(&bytes, addr).await;
+        }
+    }
+}
+
+impl Lwm2mFront {
+    /// A front serving devices on `socket` for `gateway`'s registry and session table.
+    pub fn new(gateway: &Gateway, socket: UdpSocket) -> Self {
+        let mut seed = [0u8; 8];
+        // A fixed start only makes tokens predictable, which nothing here relies on them not
+        // being.
+        let _ = getrandom::fill(&mut seed);
+        let front = Front {
+            gateway: Arc::clone(&gateway.shared),
+            socket,
+            table: Mutex::new(Table::default()),
+            exchanges: Exchanges::new(u64::from_le_bytes(seed)),
+            tasks: TaskTracker::new(),
+        };
+        Self { front: Arc::new(front) }
+    }
+
+    /// Where devices reach it.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.front.socket.local_addr()
+    }
+
+    /// How many devices are registered now.
+    pub fn registered(&self) -> usize {
+        self.front.table().len()
+    }
+
+    /// Serves until `shutdown`, then ends every registration's task (they hold no state the
+    /// registry lacks: a device registers again with a restarted backend).
+    pub async fn serve(&self, shutdown: CancellationToken) -> io::Result<()> {
+        let front = &self.front;
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        loop {
+            let received = tokio::select! {
+                received = front.socket.recv_from(&mut buf) => received,
+                () = shutdown.cancelled() => break,
+            };
+            // An error is an ICMP error for an earlier send (a device gone), or the socket's:
+            // the loop serves on.
+            if let Ok((len, peer)) = received {
+                self.on_datagram(&buf[..len], peer, &shutdown).await;
+            }
+        }
+        front.tasks.close();
+        let drain = front.gateway.limits.drain_timeout;
+        let _ = tokio::time::timeout(drain, front.tasks.wait()).await;
+        Ok(())
+    }
+
+    async fn on_datagram(&self, bytes: &[u8], peer: SocketAddr, shutdown: &CancellationToken) {
+        let front = &self.front;
+        let stats = &front.gateway.stats;
+        let Some(packet) = Packet::from_bytes(bytes).ok().filter(|p| p.header.get_version() == 1) else {
+            bump(&stats.lwm2m_bad_datagrams);
+            return;
+        };
+        let kind = packet.header.get_type();
+        match packet.header.code {
+            MessageClass::Empty => match kind {
+                // For a request of the front's; one it no longer waits on is stale.
+                MessageType::Acknowledgement | MessageType::Reset => {
+                    let reset = kind == MessageType::Reset;
+                    front.exchanges.on_empty(peer, packet.header.message_id, reset);
+                }
+                // A ping (an empty confirmable message) is answered with a Reset (RFC 7252,
+                // section 4.3).
+                MessageType::Confirmable => {
+                    front.send(&reset(packet.header.message_id), peer).await;
+                }
+                MessageType::NonConfirmable => bump(&stats.lwm2m_bad_datagrams),
+            },
+            MessageClass::Request(_) if matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable) => {
+                if bytes.len() > MAX_DATAGRAM {
+                    bump(&stats.lwm2m_bad_datagrams);
+                    let refused = Refused {
+                        code: ResponseType::RequestEntityTooLarge,
+                        why: format!("requests here are at most {MAX_DATAGRAM} bytes"),
+                    };
+                    front.send_packet(&refusal(&packet, &refused), peer).await;
+                    return;
+                }
+                self.on_request(packet, peer, shutdown);
+            }
+            MessageClass::Response(_) => self.on_response(packet, peer).await,
+            // A request in an acknowledgement or Reset, or a reserved class: not CoAP.
+            _ => bump(&stats.lwm2m_bad_datagrams),
+        }
+    }
+
+    /// A response: to a request of the front's, a notification, or nothing asked for.
+    async fn on_response(&self, packet: Packet, peer: SocketAddr) {
+        let front = &self.front;
+        let confirmable = packet.header.get_type() == MessageType::Confirmable;
+        let message_id = packet.header.message_id;
+        let matched = match token_of(&packet) {
+            Some(token) => front.exchanges.on_response(token, packet.clone()),
+            None => Matched::Unknown,
+        };
+        let notified = match matched {
+            Matched::Answer(observation) => observation,
+            Matched::Notification(observation) => Some(observation),
+            Matched::Unknown => {
+                // RFC 7641, section 3.6: an unknown notification is rejected with a Reset,
+                // and so the device stops sending it.
+                bump(&front.gateway.stats.lwm2m_unexpected);
+                if packet.header.get_type() != MessageType::Acknowledgement {
+                    front.send(&reset(message_id), peer).await;
+                }
+                return;
+            }
+        };
+        if confirmable {
+            front.send(&empty_ack(message_id), peer).await;
+        }
+        if let Some(observation) = notified {
+            downlink::on_notification(front, &observation, &packet);
+        }
+    }
+
+    /// A device's request: answered at once when the table alone decides it, else by a task
+    /// of its own.
+    fn on_request(&self, packet: Packet, peer: SocketAddr, shutdown: &CancellationToken) {
+        let front = Arc::clone(&self.front);
+        let shutdown = shutdown.clone();
+        let tasks = front.tasks.clone();
+        tasks.spawn(async move {
+            let answer = match uplink::read(&packet) {
+                Ok(uplink) => serve_request(&front, uplink, &packet, peer, &shutdown).await,
+                Err(refused) => {
+                    bump(&front.gateway.stats.lwm2m_bad_requests);
+                    refusal(&packet, &refused)
+                }
+            };
+            front.send_packet(&answer, peer).await;
+        });
+    }
+}
+
+/// Acts on `uplink` from `peer` and answers `request`.
+async fn serve_request(
+    front: &Arc<Front>,
+    uplink: Uplink,
+    request: &Packet,
+    peer: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Packet {
+    let stats = &front.gateway.stats;
+    match uplink {
+        Uplink::Provision {
+            serial,
+            claim,
+            secret,
+            model,
+            firmware,
+        } => {
+            provision(
+                front,
+                request,
+                &serial,
+                &claim,
+                &secret,
+                ProvisionMeta { model, firmware },
+            )
+            .await
+        }
+        Uplink::Register {
+            endpoint,
+            lifetime_s,
+            binding,
+            links,
+        } => {
+            let registry = front.gateway.registry.clone();
+            let serial = endpoint.clone();
+            let found = tokio::task::spawn_blocking(move || registry.device_by_serial(&serial)).await;
+            let device = match found {
+                Ok(Ok(Some(device))) if device.state == DeviceState::Active => device,
+                Ok(Ok(_)) => {
+                    bump(&stats.lwm2m_refused);
+                    let why = format!(
+                        "endpoint {endpoint} is no active device: provision it first (POST /provision), or it was decommissioned"
+                    );
+                    return refusal(
+                        request,
+                        &Refused {
+                            code: ResponseType::Forbidden,
+                            why,
+                        },
+                    );
+                }
+                _ => {
+                    let why = "the registry is not answering; register again later".to_owned();
+                    return refusal(
+                        request,
+                        &Refused {
+                            code: ResponseType::ServiceUnavailable,
+                            why,
+                        },
+                    );
+                }
+            };
+            let registration = Registration {
+                device_id: device.id,
+                endpoint,
+                addr: peer,
+                lifetime_s,
+                binding,
+                links,
+                expires_at: Instant::now(),
+                conn_id: front.gateway.next_conn_id.fetch_add(1, Ordering::Relaxed),
+                kill: shutdown.child_token(),
+            };
+            let location = register(front, registration);
+            bump(&stats.lwm2m_registrations);
+            let mut answer = answer(request, ResponseType::Created);
+            answer.add_option(CoapOption::LocationPath, b"rd".to_vec());
+            answer.add_option(CoapOption::LocationPath, location.to_string().into_bytes());
+            answer
+        }
+        Uplink::Update {
+            location,
+            lifetime_s,
+            binding,
+            links,
+        } => {
+            let changes = Changes {
+                lifetime_s,
+                binding,
+                links,
+            };
+            let updated = front
+                .table()
+                .update(location, peer, changes, Instant::now())
+                .map(|r| r.device_id.clone());
+            match updated {
+                Some(device_id) => {
+                    bump(&stats.lwm2m_updates);
+                    front.gateway.sessions.record_seen(&device_id, system_clock_ms(), None);
+                    answer(request, ResponseType::Changed)
+                }
+                None => {
+                    bump(&stats.lwm2m_refused);
+                    let why = format!("no registration at /rd/{location}: register again");
+                    refusal(
+                        request,
+                        &Refused {
+                            code: ResponseType::NotFound,
+                            why,
+                        },
+                    )
+                }
+            }
+        }
+        Uplink::Deregister { location } => match front.table().remove(location, None) {
+            Some(registration) => {
+                bump(&stats.lwm2m_deregistrations);
+                // Its task sees the kill, leaves the session table and forgets its observations.
+                registration.kill.cancel();
+                answer(request, ResponseType::Deleted)
+            }
+            None => {
+                let why = format!("no registration at /rd/{location}");
+                refusal(
+                    request,
+                    &Refused {
+                        code: ResponseType::NotFound,
+                        why,
+                    },
+                )
+            }
+        },
+    }
+}
+
+/// Enters `registration` in the table and the session table, and starts its task; returns
+/// its location.
+fn register(front: &Arc<Front>, registration: Registration) -> u64 {
+    let (tx, rx) = mpsc::channel(OUTBOUND_CHANNEL);
+    let live = Live {
+        conn_id: registration.conn_id,
+        tx,
+        kill: registration.kill.clone(),
+    };
+    let (device_id, conn_id, kill) = (
+        registration.device_id.clone(),
+        registration.conn_id,
+        registration.kill.clone(),
+    );
+    let (location, replaced) = front.table().register(registration, Instant::now());
+    // A newer registration of the same device takes its place, as a newer connection does.
+    let (_, took_over) = front.gateway.sessions.attach(&device_id, live, true);
+    if let Some(replaced) = replaced {
+        replaced.kill.cancel();
+    }
+    if took_over {
+        bump(&front.gateway.stats.takeovers);
+    }
+    front.gateway.sessions.record_seen(&device_id, system_clock_ms(), None);
+    front.gateway.stats.lwm2m_registered.fetch_add(1, Ordering::Relaxed);
+    let task = downlink::Task {
+        front: Arc::clone(front),
+        location,
+        device_id,
+        conn_id,
+        kill,
+    };
+    front.tasks.spawn(task.run(rx));
+    location
+}
+
+/// Provisioning by claim, answered as the MQTT gateway answers on the provisioning topic.
+async fn provision(
+    front: &Front,
+    request: &Packet,
+    serial: &str,
+    claim: &str,
+    secret: &str,
+    meta: ProvisionMeta,
+) -> Packet {
+    let stats = &front.gateway.stats;
+    let registry = &front.gateway.registry;
+    if registry.authenticate_claim(claim, secret.as_bytes()) != ClaimAuth::Ok {
+        bump(&stats.provision_rejected);
+        let why = format!("claim {claim}: unknown, revoked, or the secret does not match");
+        return refusal(
+            request,
+            &Refused {
+                code: ResponseType::Unauthorized,
+                why,
+            },
+        );
+    }
+    let (code, body) = match registry.provision(claim, serial, meta).await {
+        Ok(ProvisionOutcome::Accepted {
+            device_id,
+            token,
+            group,
+            ..
+        }) => {
+            bump(&stats.provision_accepted);
+            let body = serde_json::json!({ "device_id": device_id, "token": token, "group": group });
+            (ResponseType::Created, body)
+        }
+        Ok(ProvisionOutcome::Rejected { reason }) => {
+            bump(&stats.provision_rejected);
+            let body = serde_json::json!({ "reason": reason.as_str(), "message": reason.message() });
+            (ResponseType::Forbidden, body)
+        }
+        Err(e) => {
+            bump(&stats.provision_rejected);
+            let body = serde_json::json!({ "reason": "unavailable", "message": e.to_string() });
+            (ResponseType::ServiceUnavailable, body)
+        }
+    };
+    let mut answer = answer(request, code);
+    // application/json (RFC 7252, section 12.3).
+    answer.add_option(CoapOption::ContentFormat, vec![50]);
+    answer.payload = body.to_string().into_bytes();
+    answer
+}
+
+/// The answer to `request` with `code`: piggybacked on its acknowledgement when it is
+/// confirmable; a non-confirmable message with the same message id otherwise (the front
+/// keeps no counter for answers, and a device matches them by token).
+fn answer(request: &Packet, code: ResponseType) -> Packet {
+    let mut answer = Packet::new();
+    let kind = match request.header.get_type() {
+        MessageType::Confirmable => MessageType::Acknowledgement,
+        _ => MessageType::NonConfirmable,
+    };
+    answer.header.set_type(kind);
+    answer.header.message_id = request.header.message_id;
+    answer.header.code = MessageClass::Response(code);
+    answer.set_token(request.get_token().to_vec());
+    answer
+}
+
+/// A refusal of `request`, with its reason as the diagnostic payload.
+fn refusal(request: &Packet, refused: &Refused) -> Packet {
+    let mut packet = answer(request, refused.code);
+    packet.payload = refused.why.clone().into_bytes();
+    packet
+}
+
+/// An empty acknowledgement of message `id`.
+fn empty_ack(id: u16) -> Vec<u8> {
+    let [high, low] = id.to_be_bytes();
+    // Version 1, type ACK, no token; code 0.00.
+    vec![0x60, 0x00, high, low]
+}
+
+/// A Reset of message `id`.
+fn reset(id: u16) -> Vec<u8> {
+    let [high, low] = id.to_be_bytes();
+    // Version 1, type RST, no token; code 0.00.
+    vec![0x70, 0x00, high, low]
+}

@@ -1,0 +1,433 @@
+//! The LwM2M front end to end, over real UDP sockets: a device written here from CoAP
+//! messages (coap-lite's codec, none of the front's code) provisions by claim, registers,
+//! answers the front's Observes, Writes and Executes; the operator drives it through the
+//! HTTP API exactly as it drives an MQTT device; and what a device must not do is refused
+//! with a reason, counted, and never a panic.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use common::{PATIENCE, TestBackend};
+use serde_json::Value;
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+/// A device of the test's own: one socket, its requests one at a time, and the front's
+/// requests kept in order as they come.
+struct Device {
+    socket: UdpSocket,
+    server: SocketAddr,
+    message_id: u16,
+    asked: VecDeque<Packet>,
+}
+
+impl Device {
+    async fn new(server: SocketAddr) -> Self {
+        Self {
+            socket: UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+            server,
+            message_id: 100,
+            asked: VecDeque::new(),
+        }
+    }
+
+    async fn receive(&self) -> Packet {
+        let mut buf = [0u8; 4096];
+        let (len, _) = timeout(PATIENCE, self.socket.recv_from(&mut buf))
+            .await
+            .expect("the front answers in time")
+            .expect("recv");
+        Packet::from_bytes(&buf[..len]).expect("the front sends CoAP")
+    }
+
+    /// Sends a confirmable request; returns the piggybacked answer.
+    async fn request(&mut self, method: RequestType, path: &[&str], query: &[&str], payload: &[u8]) -> Packet {
+        self.message_id += 1;
+        let mut packet = Packet::new();
+        packet.header.set_type(MessageType::Confirmable);
+        packet.header.code = MessageClass::Request(method);
+        packet.header.message_id = self.message_id;
+        packet.set_token(vec![0xAB, self.message_id as u8]);
+        for segment in path {
+            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        for q in query {
+            packet.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+        }
+        packet.payload = payload.to_vec();
+        self.send(&packet).await;
+        loop {
+            let answer = self.receive().await;
+            if answer.header.get_type() == MessageType::Acknowledgement && answer.header.message_id == self.message_id {
+                return answer;
+            }
+            if matches!(answer.header.code, MessageClass::Request(_)) {
+                self.asked.push_back(answer);
+            }
+        }
+    }
+
+    async fn send(&self, packet: &Packet) {
+        let bytes = packet.to_bytes().expect("encodes");
+        self.socket.send_to(&bytes, self.server).await.expect("send");
+    }
+
+    /// The front's next request to the device.
+    async fn asked(&mut self) -> Packet {
+        if let Some(packet) = self.asked.pop_front() {
+            return packet;
+        }
+        loop {
+            let packet = self.receive().await;
+            if matches!(packet.header.code, MessageClass::Request(_)) {
+                return packet;
+            }
+        }
+    }
+
+    /// Answers the front's `request`, piggybacked, with `code` and a text `payload`; an
+    /// Observe answer carries sequence number `observe`.
+    async fn answer(&self, request: &Packet, code: ResponseType, payload: &str, observe: Option<u32>) {
+        let mut answer = Packet::new();
+        answer.header.set_type(MessageType::Acknowledgement);
+        answer.header.message_id = request.header.message_id;
+        answer.header.code = MessageClass::Response(code);
+        answer.set_token(request.get_token().to_vec());
+        if let Some(seq) = observe {
+            answer.set_observe_value(seq);
+        }
+        answer.payload = payload.as_bytes().to_vec();
+        self.send(&answer).await;
+    }
+
+    /// A notification of observation `token`.
+    async fn notify(&mut self, token: &[u8], seq: u32, payload: &str) {
+        self.message_id += 1;
+        let mut packet = Packet::new();
+        packet.header.set_type(MessageType::NonConfirmable);
+        packet.header.message_id = self.message_id;
+        packet.header.code = MessageClass::Response(ResponseType::Content);
+        packet.set_token(token.to_vec());
+        packet.set_observe_value(seq);
+        packet.payload = payload.as_bytes().to_vec();
+        self.send(&packet).await;
+    }
+
+    /// Provisions `serial` through the test backend's claim; the answer's JSON.
+    async fn provision(&mut self, serial: &str) -> (ResponseType, Value) {
+        let query = [format!("ep={serial}"), "claim=factory".to_owned()];
+        let query: Vec<&str> = query.iter().map(String::as_str).collect();
+        let body = br#"{"secret": "s3cret", "model": "meter", "firmware": "1.0.0"}"#;
+        let answer = self.request(RequestType::Post, &["provision"], &query, body).await;
+        (
+            code(&answer),
+            serde_json::from_slice(&answer.payload).unwrap_or_default(),
+        )
+    }
+
+    /// Registers `serial` with a battery, a signal and a sensor; the answer.
+    async fn register(&mut self, serial: &str, lifetime_s: u32) -> Packet {
+        let query = [
+            format!("ep={serial}"),
+            format!("lt={lifetime_s}"),
+            "lwm2m=1.1".to_owned(),
+            "b=U".to_owned(),
+        ];
+        let query: Vec<&str> = query.iter().map(String::as_str).collect();
+        let links = b"</1/0>,</3/0>,</4/0>,</3303/0>";
+        self.request(RequestType::Post, &["rd"], &query, links).await
+    }
+}
+
+fn code(packet: &Packet) -> ResponseType {
+    match packet.header.code {
+        MessageClass::Response(code) => code,
+        other => panic!("not a response: {other:?}"),
+    }
+}
+
+fn path(packet: &Packet) -> String {
+    let segments = packet.get_option(CoapOption::UriPath).map(|s| {
+        s.iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect::<Vec<_>>()
+    });
+    format!("/{}", segments.unwrap_or_default().join("/"))
+}
+
+fn location(answer: &Packet) -> Vec<String> {
+    answer
+        .get_option(CoapOption::LocationPath)
+        .map(|s| s.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect())
+        .unwrap_or_default()
+}
+
+async fn json(t: &TestBackend, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let (status, text) = t.http(method, path, body).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Polls `GET path` until `done` holds of its JSON.
+async fn until(t: &TestBackend, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, value) = json(t, "GET", path, None).await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never became as expected: {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Answers the front's three Observes (battery, signal, sensor) with readings; returns their
+/// tokens in that order.
+async fn answer_observes(device: &mut Device) -> Vec<Vec<u8>> {
+    let mut tokens = Vec::new();
+    for (want, reading) in [("/3/0/9", "87"), ("/4/0/2", "-71"), ("/3303/0/5700", "21.5")] {
+        let observe = device.asked().await;
+        assert_eq!(path(&observe), want);
+        assert_eq!(observe.get_observe_value(), Some(Ok(0)), "an Observe");
+        device.answer(&observe, ResponseType::Content, reading, Some(1)).await;
+        tokens.push(observe.get_token().to_vec());
+    }
+    tokens
+}
+
+#[tokio::test]
+async fn an_lwm2m_device_is_provisioned_registered_operated_and_decommissioned() {
+    let t = TestBackend::start().await;
+    let mut device = Device::new(t.lwm2m).await;
+
+    // Provisioning by claim gives the device its identity and group.
+    let (code_, body) = device.provision("SN-LW-1").await;
+    assert_eq!(code_, ResponseType::Created, "{body}");
+    let id = body["device_id"].as_str().expect("an id").to_owned();
+    assert_eq!(body["group"], "sensors");
+
+    let registered = device.register("SN-LW-1", 300).await;
+    assert_eq!(code(&registered), ResponseType::Created);
+    let at = location(&registered);
+    assert_eq!(at[0], "rd");
+    let tokens = answer_observes(&mut device).await;
+
+    // The device view: online, with the battery and signal it was observed at.
+    let view = until(&t, &format!("/api/v1/devices/{id}"), |v| v["status"]["rssi_dbm"] == -71).await;
+    assert_eq!(view["online"], true, "{view}");
+    assert_eq!(view["status"]["battery"], 0.87, "{view}");
+    // A later notification moves it.
+    device.notify(&tokens[0], 2, "55").await;
+    until(&t, &format!("/api/v1/devices/{id}"), |v| v["status"]["battery"] == 0.55).await;
+
+    // A config push is a Write of the document to /32769/0/0; the 2.04 records it reported.
+    let (status, pushed) = json(
+        &t,
+        "PUT",
+        &format!("/api/v1/devices/{id}/config"),
+        Some(r#"{"desired": {"report_every_s": 30}}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{pushed}");
+    assert_eq!(pushed["pushed"], true);
+    let write = device.asked().await;
+    assert_eq!(write.header.code, MessageClass::Request(RequestType::Put));
+    assert_eq!(path(&write), "/32769/0/0");
+    let document: Value = serde_json::from_slice(&write.payload).expect("the document, as JSON text");
+    assert_eq!(document["desired"]["report_every_s"], 30);
+    device.answer(&write, ResponseType::Changed, "", None).await;
+    until(&t, "/api/v1/config/drift", |v| {
+        v["drift"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+
+    // A reboot is an Execute of /3/0/4; the 2.04 is the command's success.
+    let (status, sent) = json(
+        &t,
+        "POST",
+        &format!("/api/v1/devices/{id}/commands"),
+        Some(r#"{"command": "reboot"}"#),
+    )
+    .await;
+    assert_eq!(status, 202, "{sent}");
+    assert_eq!(sent["delivery"], "sent");
+    let cmd = sent["command"]["id"].as_str().expect("id").to_owned();
+    let execute = device.asked().await;
+    assert_eq!(execute.header.code, MessageClass::Request(RequestType::Post));
+    assert_eq!(path(&execute), "/3/0/4");
+    device.answer(&execute, ResponseType::Changed, "", None).await;
+    let done = until(&t, &format!("/api/v1/commands/{cmd}"), |v| {
+        v["command"]["state"] != "pending"
+    })
+    .await;
+    assert_eq!(done["command"]["state"], "succeeded", "{done}");
+
+    // A command with no LwM2M form fails at once, saying why, and nothing is sent.
+    let (_, sent) = json(
+        &t,
+        "POST",
+        &format!("/api/v1/devices/{id}/commands"),
+        Some(r#"{"command": "logs"}"#),
+    )
+    .await;
+    let cmd = sent["command"]["id"].as_str().expect("id").to_owned();
+    let failed = until(&t, &format!("/api/v1/commands/{cmd}"), |v| {
+        v["command"]["state"] != "pending"
+    })
+    .await;
+    assert_eq!(failed["command"]["state"], "failed", "{failed}");
+    let output = failed["command"]["result"]["output"].as_str().unwrap_or_default();
+    assert!(output.contains("no LwM2M mapping"), "{output}");
+
+    // An update from a new port moves the registration; the front's next request goes there.
+    let mut moved = Device::new(t.lwm2m).await;
+    moved.message_id = 500;
+    let rd: Vec<&str> = at.iter().map(String::as_str).collect();
+    let updated = moved.request(RequestType::Post, &rd, &[], b"").await;
+    assert_eq!(code(&updated), ResponseType::Changed);
+    json(
+        &t,
+        "POST",
+        &format!("/api/v1/devices/{id}/commands"),
+        Some(r#"{"command": "reboot"}"#),
+    )
+    .await;
+    let execute = moved.asked().await;
+    assert_eq!(path(&execute), "/3/0/4", "asked at the device's new address");
+    moved.answer(&execute, ResponseType::Changed, "", None).await;
+
+    // Decommissioning ends the registration: an update is not found, a new Register refused.
+    let (status, _) = t
+        .http("POST", &format!("/api/v1/devices/{id}/decommission"), None)
+        .await;
+    assert_eq!(status, 204);
+    until(&t, &format!("/api/v1/devices/{id}"), |v| v["online"] == false).await;
+    let lost = moved.request(RequestType::Post, &rd, &[], b"").await;
+    assert_eq!(code(&lost), ResponseType::NotFound);
+    let refused = moved.register("SN-LW-1", 300).await;
+    assert_eq!(code(&refused), ResponseType::Forbidden);
+    assert!(String::from_utf8_lossy(&refused.payload).contains("no active device"));
+
+    let (_, metrics) = t.http("GET", "/metrics", None).await;
+    for line in [
+        "fleetsim_gateway_lwm2m_registrations_total 1",
+        "fleetsim_gateway_lwm2m_updates_total 1",
+        "fleetsim_gateway_lwm2m_refused_total 2",
+        "fleetsim_gateway_lwm2m_notifications_total 4",
+        "fleetsim_gateway_lwm2m_unmapped_total 1",
+        "fleetsim_gateway_lwm2m_registered 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_deregistered_or_lapsed_registration_is_gone() {
+    let t = TestBackend::start().await;
+    let mut device = Device::new(t.lwm2m).await;
+    let (_, body) = device.provision("SN-LW-2").await;
+    let id = body["device_id"].as_str().expect("an id").to_owned();
+
+    // De-register: 2.02, offline, and the location is gone.
+    let registered = device.register("SN-LW-2", 300).await;
+    let at = location(&registered);
+    let rd: Vec<&str> = at.iter().map(String::as_str).collect();
+    answer_observes(&mut device).await;
+    let deleted = device.request(RequestType::Delete, &rd, &[], b"").await;
+    assert_eq!(code(&deleted), ResponseType::Deleted);
+    until(&t, &format!("/api/v1/devices/{id}"), |v| v["online"] == false).await;
+    let again = device.request(RequestType::Delete, &rd, &[], b"").await;
+    assert_eq!(code(&again), ResponseType::NotFound);
+
+    // A one-second lifetime without an update lapses.
+    let registered = device.register("SN-LW-2", 1).await;
+    assert_eq!(code(&registered), ResponseType::Created);
+    answer_observes(&mut device).await;
+    until(&t, &format!("/api/v1/devices/{id}"), |v| v["online"] == false).await;
+    let rd = location(&registered);
+    let rd: Vec<&str> = rd.iter().map(String::as_str).collect();
+    let lapsed = device.request(RequestType::Post, &rd, &[], b"").await;
+    assert_eq!(code(&lapsed), ResponseType::NotFound);
+    let (_, metrics) = t.http("GET", "/metrics", None).await;
+    assert!(
+        metrics.lines().any(|l| l == "fleetsim_gateway_lwm2m_expired_total 1"),
+        "{metrics}"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn what_a_device_must_not_do_is_refused_with_a_reason() {
+    let t = TestBackend::start().await;
+    let mut device = Device::new(t.lwm2m).await;
+
+    // Not provisioned: no registration.
+    let refused = device.register("SN-NOBODY", 60).await;
+    assert_eq!(code(&refused), ResponseType::Forbidden);
+    assert!(String::from_utf8_lossy(&refused.payload).contains("provision it first"));
+
+    // A wrong claim secret.
+    let answer = device
+        .request(
+            RequestType::Post,
+            &["provision"],
+            &["ep=SN-X", "claim=factory"],
+            br#"{"secret": "nope"}"#,
+        )
+        .await;
+    assert_eq!(code(&answer), ResponseType::Unauthorized);
+
+    // Malformed requests: 4.00 with why, 4.04 elsewhere, 4.05 for the wrong method.
+    let cases: [(RequestType, &[&str], &[&str], ResponseType); 4] = [
+        (RequestType::Post, &["rd"], &["lt=60"], ResponseType::BadRequest),
+        (
+            RequestType::Post,
+            &["rd"],
+            &["ep=SN-1", "lt=-1"],
+            ResponseType::BadRequest,
+        ),
+        (RequestType::Get, &["rd"], &[], ResponseType::MethodNotAllowed),
+        (RequestType::Post, &["bs"], &["ep=SN-1"], ResponseType::NotFound),
+    ];
+    for (method, path, query, want) in cases {
+        let answer = device.request(method, path, query, b"").await;
+        assert_eq!(code(&answer), want, "{path:?} {query:?}");
+        assert!(!answer.payload.is_empty(), "a diagnostic says why");
+    }
+
+    // Garbage, a CoAP version 2 header, a truncated header and an oversized request: dropped
+    // or refused, and the front still serves.
+    let raw = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    // A confirmable POST whose payload runs past the largest datagram read.
+    let mut oversized = vec![0x40, 0x02, 0x00, 0x09, 0xFF];
+    oversized.resize(3000, b'a');
+    for junk in [
+        &b"\xff\xff\xff\xff\xff"[..],
+        &b"\x80\x01\x00\x01"[..],
+        &b"\x40"[..],
+        &oversized[..],
+    ] {
+        raw.send_to(junk, t.lwm2m).await.expect("send");
+    }
+    let (code_, _) = device.provision("SN-AFTER").await;
+    assert_eq!(code_, ResponseType::Created, "still serving");
+    let (_, metrics) = t.http("GET", "/metrics", None).await;
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(count("fleetsim_gateway_lwm2m_bad_requests_total"), 4, "{metrics}");
+    assert_eq!(count("fleetsim_gateway_lwm2m_bad_datagrams_total"), 4, "{metrics}");
+    assert_eq!(count("fleetsim_gateway_lwm2m_refused_total"), 1, "{metrics}");
+    t.stop().await;
+}
