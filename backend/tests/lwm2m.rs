@@ -310,6 +310,12 @@ async fn an_lwm2m_device_is_provisioned_registered_operated_and_decommissioned()
     until(&t, &format!("/api/v1/devices/{id}"), |v| v["online"] == false).await;
     let lost = moved.request(RequestType::Post, &rd, &[], b"").await;
     assert_eq!(code(&lost), ResponseType::NotFound);
+    // The registration update trigger told the device to find that out at once.
+    let trigger = moved.asked().await;
+    assert_eq!(
+        (trigger.header.get_type(), path(&trigger).as_str()),
+        (MessageType::NonConfirmable, "/1/0/8")
+    );
     let refused = moved.register("SN-LW-1", 300).await;
     assert_eq!(code(&refused), ResponseType::Forbidden);
     assert!(String::from_utf8_lossy(&refused.payload).contains("no active device"));

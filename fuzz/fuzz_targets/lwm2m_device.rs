@@ -26,7 +26,7 @@ thread_local! {
         parse_model(Path::new("m.toml"), MODEL).expect("the model parses"),
         Shared::default(),
     );
-    static DEVICE: RefCell<Device> = RefCell::new(Lwm2m { addr: ([127, 0, 0, 1], 5683).into() }.wake(None));
+    static DEVICE: RefCell<Device> = RefCell::new(Lwm2m { addr: ([127, 0, 0, 1], 5683).into(), reference: None }.wake(None));
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -10,6 +10,7 @@
 //! | command `reboot` | Execute (POST) of /3/0/4 | the command succeeded |
 //! | commands `set`, `logs` | nothing: no LwM2M mapping yet | the command failed, saying so |
 //! | an update job, a certificate request | nothing: not served over LwM2M yet | counted (`lwm2m_unmapped`) |
+//! | decommissioning | the registration ends; a non-confirmable Execute of /1/0/8 makes the device update at once, and its Register is then refused | |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -99,8 +100,23 @@ impl Task {
             }
         }
         let front = &self.front;
-        front.table().remove(self.location, Some(self.conn_id));
+        let ended = front.table().remove(self.location, Some(self.conn_id));
         front.gateway.sessions.detach(&self.device_id, self.conn_id, None);
+        if let Some(registration) = ended
+            && self.kill.is_cancelled()
+            && !front.gateway.registry.is_active(&self.device_id)
+        {
+            // Decommissioned. LwM2M has no way for a server to end a registration at the
+            // device; the registration update trigger makes the device update at once, find
+            // its registration gone and register again, which is refused. Sent once,
+            // non-confirmable: a device that misses it learns at its next update.
+            let mut trigger = request(RequestType::Post, &["1", "0", "8"]);
+            trigger.header.set_type(MessageType::NonConfirmable);
+            message_id = message_id.wrapping_add(1);
+            trigger.header.message_id = message_id;
+            trigger.set_token(token_bytes(front.exchanges.token()));
+            front.send_packet(&trigger, registration.addr).await;
+        }
         front.exchanges.forget(self.conn_id);
         front.gateway.stats.lwm2m_registered.fetch_sub(1, Ordering::Relaxed);
     }

@@ -77,8 +77,24 @@ impl Refused {
     }
 }
 
+/// The critical options the front understands: Uri-Host, Uri-Port, Uri-Path, Uri-Query and
+/// Accept (Content-Format and Observe are elective).
+const UNDERSTOOD: [u16; 5] = [3, 7, 11, 15, 17];
+
 /// Reads `packet`, a request (the caller has checked its code is a request's).
 pub fn read(packet: &Packet) -> Result<Uplink, Refused> {
+    // RFC 7252, section 5.4.1: a request with a critical option not understood (an odd
+    // number: Block1 and Block2 among them) is refused whole.
+    if let Some(number) = packet
+        .options()
+        .map(|(number, _)| *number)
+        .find(|number| number % 2 == 1 && !UNDERSTOOD.contains(number))
+    {
+        return Err(Refused {
+            code: ResponseType::BadOption,
+            why: format!("option {number} is not understood here"),
+        });
+    }
     let path = segments(packet, CoapOption::UriPath)?;
     let query = segments(packet, CoapOption::UriQuery)?;
     let method = match packet.header.code {
@@ -368,6 +384,14 @@ mod tests {
         assert_eq!(read(&get).unwrap_err().code, ResponseType::MethodNotAllowed);
         let elsewhere = request(RequestType::Post, &["bs"], &["ep=x"], b"");
         assert_eq!(read(&elsewhere).unwrap_err().code, ResponseType::NotFound);
+        let mut blockwise = request(RequestType::Post, &["rd"], &["ep=x"], b"</3/0>");
+        blockwise.add_option(CoapOption::Block1, vec![0x0E]);
+        let refused = read(&blockwise).unwrap_err();
+        assert_eq!(refused.code, ResponseType::BadOption);
+        assert!(refused.why.contains("27"), "{}", refused.why);
+        let mut port = request(RequestType::Post, &["rd"], &["ep=x"], b"");
+        port.add_option(CoapOption::UriPort, vec![0x16, 0x33]);
+        assert!(read(&port).is_ok(), "Uri-Port is understood");
     }
 
     #[test]

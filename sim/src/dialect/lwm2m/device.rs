@@ -26,12 +26,42 @@ use super::Lwm2m;
 use super::formats::{self, Format};
 use super::objects::{self, Path, Refusal, State, ids};
 use crate::device::{CommandKind, Event};
+use crate::dialect::embedded::claim_name;
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::model::draw::keyed_unit;
 use crate::transport::coap;
 use crate::transport::datagram::Datagram;
 use crate::transport::exhausted_here;
+
+impl Lwm2m {
+    /// A refusal of a provisioned device by the reference backend is its decommissioning.
+    fn retired(&self, fault: Fault) -> Fault {
+        match fault {
+            Fault::Auth if self.reference.is_some() => Fault::Retired,
+            other => other,
+        }
+    }
+}
+
+/// Opens a socket of the device's own to `addr`.
+async fn open(addr: std::net::SocketAddr, cx: &DeviceCx<'_>) -> Result<Datagram, Fault> {
+    Datagram::open(addr, cx.source).await.map_err(|e| {
+        if exhausted_here(&e) {
+            Fault::Local
+        } else {
+            Fault::Refused
+        }
+    })
+}
+
+/// Where device `cx`'s message ids start: where the run's key and the device put them (RFC
+/// 7252, section 4.4, asks for a random start). Devices that all started at 1 would send a
+/// server the same ids in turn, and a server takes an id it has just seen for a
+/// retransmission.
+fn first_id(cx: &DeviceCx<'_>) -> u16 {
+    (draw(cx, 0) * f64::from(u16::MAX)) as u16 | 1
+}
 
 /// The share of its lifetime after which a registration is updated.
 const UPDATE_AT: f64 = 0.9;
@@ -42,11 +72,13 @@ const MAX_ATTRIBUTES: usize = 32;
 /// The most requests of the server's a device keeps to answer while it waits on its own.
 const MAX_SERVED_WHILE_WAITING: usize = 16;
 
-/// What a sleeping device keeps: where its registration is, the lifetime it holds, and its
-/// next message id (a server takes a message id it has just seen for a retransmission).
+/// What a sleeping device keeps: where its registration is, the id the reference backend
+/// gave it, the lifetime it holds, and its next message id (a server takes a message id it
+/// has just seen for a retransmission).
 #[derive(Debug)]
 pub struct Registration {
-    location: Box<str>,
+    location: Option<Box<str>>,
+    device_id: Option<Box<str>>,
     lifetime_s: u32,
     next_id: u16,
 }
@@ -56,6 +88,9 @@ pub struct Registration {
 pub struct Device {
     /// Where the server keeps the registration (`rd/5`), once registered.
     location: Option<Box<str>>,
+    /// The id the reference backend gave the device at provisioning (what its operator's
+    /// commands name it by).
+    device_id: Option<Box<str>>,
     /// When the server last accepted the registration or an update of it.
     renewed: Option<Instant>,
     /// The lifetime the registration holds, real seconds (0: the model's, not yet worked out).
@@ -119,10 +154,11 @@ impl Devices for Lwm2m {
     }
 
     fn wake(&self, kept: Option<Registration>) -> Device {
-        let (location, lifetime_s, next_id) =
-            kept.map_or((None, 0, 0), |k| (Some(k.location), k.lifetime_s, k.next_id));
+        let (location, device_id, lifetime_s, next_id) =
+            kept.map_or((None, None, 0, 0), |k| (k.location, k.device_id, k.lifetime_s, k.next_id));
         Device {
             location,
+            device_id,
             renewed: None,
             lifetime_s,
             next_id,
@@ -139,37 +175,56 @@ impl Devices for Lwm2m {
     }
 
     fn keep(&self, device: Device) -> Option<Registration> {
-        device.location.map(|location| Registration {
-            location,
+        if device.location.is_none() && device.device_id.is_none() {
+            return None;
+        }
+        Some(Registration {
+            location: device.location,
+            device_id: device.device_id,
             lifetime_s: device.lifetime_s,
             next_id: device.next_id,
         })
     }
 
-    /// An LwM2M device is who its endpoint name (its serial) says.
-    async fn provision(&self, _cx: &DeviceCx<'_>, _device: &mut Device) -> Result<Provisioned, Fault> {
-        Ok(Provisioned::Given)
+    /// An LwM2M device is who its endpoint name (its serial) says; the reference backend's
+    /// devices provision by claim first, over CoAP, from a socket of their own.
+    async fn provision(&self, cx: &DeviceCx<'_>, device: &mut Device) -> Result<Provisioned, Fault> {
+        let Some(reference) = &self.reference else {
+            return Ok(Provisioned::Given);
+        };
+        let endpoint = open(self.addr, cx).await?;
+        if device.next_id == 0 {
+            device.next_id = first_id(cx);
+        }
+        let mut packet = request(device, RequestType::Post, &["provision"]);
+        for query in [format!("ep={}", cx.serial()), format!("claim={}", claim_name(cx.group))] {
+            packet.add_option(CoapOption::UriQuery, query.into_bytes());
+        }
+        let body = serde_json::json!({
+            "secret": reference.claim_secret,
+            "model": cx.model.name,
+            "firmware": cx.model.firmware,
+        });
+        packet.payload = body.to_string().into_bytes();
+        let answer = ask(cx, device, &endpoint, &packet, &mut Vec::new()).await?;
+        if answer.header.code != MessageClass::Response(ResponseType::Created) {
+            return Err(refusal(answer.header.code));
+        }
+        let granted: serde_json::Value = serde_json::from_slice(&answer.payload).map_err(|_| Fault::Protocol)?;
+        let id = granted["device_id"].as_str().ok_or(Fault::Protocol)?;
+        device.device_id = Some(id.into());
+        Ok(Provisioned::Exchanged)
     }
 
     /// Opens the device's socket and registers, or updates the registration it holds (a
     /// server that no longer knows it gets a new one).
     async fn connect(&self, cx: &DeviceCx<'_>, device: &mut Device, session: Session) -> Result<Link, Fault> {
-        let endpoint = Datagram::open(self.addr, cx.source).await.map_err(|e| {
-            if exhausted_here(&e) {
-                Fault::Local
-            } else {
-                Fault::Refused
-            }
-        })?;
+        let endpoint = open(self.addr, cx).await?;
         if device.lifetime_s == 0 {
             device.lifetime_s = lifetime_s(cx);
         }
         if device.next_id == 0 {
-            // Message ids start where the run's key and the device put them (RFC 7252,
-            // section 4.4, asks for a random start): devices that all started at 1 would
-            // send a server the same ids in turn, and a server takes an id it has just seen
-            // for a retransmission.
-            device.next_id = (draw(cx, 0) * f64::from(u16::MAX)) as u16 | 1;
+            device.next_id = first_id(cx);
         }
         if device.location.is_some() {
             match update(cx, device, &endpoint, Instant::now(), &mut Vec::new()).await {
@@ -178,7 +233,8 @@ impl Devices for Lwm2m {
                 Err(fault) => return Err(fault),
             }
         }
-        register(cx, device, &endpoint, session).await?;
+        let registered = register(cx, device, &endpoint, session, self.reference.is_some()).await;
+        registered.map_err(|fault| self.retired(fault))?;
         Ok(Link::Datagram(endpoint))
     }
 
@@ -240,13 +296,19 @@ impl Devices for Lwm2m {
             let updated = match update(cx, device, endpoint, since, &mut events).await {
                 Err(Fault::Status(404)) => {
                     device.location = None;
-                    register(cx, device, endpoint, Session::of(cx.model)).await
+                    let fleetsim = self.reference.is_some();
+                    register(cx, device, endpoint, Session::of(cx.model), fleetsim).await
                 }
                 other => other,
             };
-            if let Err(fault) = updated {
-                cx.count(fault.counter());
-                lost = true;
+            match updated.map_err(|fault| self.retired(fault)) {
+                Ok(()) => {}
+                // Counted when the connect that follows is refused the same way.
+                Err(Fault::Retired) => lost = true,
+                Err(fault) => {
+                    cx.count(fault.counter());
+                    lost = true;
+                }
             }
         }
         for event in events {
@@ -259,15 +321,19 @@ impl Devices for Lwm2m {
         }
     }
 
-    /// Answers went on the acknowledgement of each request, as it came ([`Devices::read`]).
-    async fn answer(
-        &self,
-        _cx: &DeviceCx<'_>,
-        _device: &mut Device,
-        _link: &mut Link,
-        _answer: Answer,
-        _inbox: &mut Inbox,
-    ) {
+    /// Answers went on the acknowledgement of each request, as it came ([`Devices::read`]):
+    /// what is left is to measure the operator's config push and command, to now.
+    async fn answer(&self, cx: &DeviceCx<'_>, device: &mut Device, _link: &mut Link, answer: Answer, _inbox: &mut Inbox) {
+        match answer {
+            Answer::Config { since: Some(since), .. } => cx.record(Latency::Config, since),
+            Answer::Command => {
+                let sent = device.device_id.as_deref().and_then(|id| cx.shared.marks.command_sent_at(id));
+                if let Some(since) = sent {
+                    cx.record(Latency::Command, since);
+                }
+            }
+            Answer::Config { since: None, .. } | Answer::Ota(_) | Answer::Certificate => {}
+        }
     }
 
     /// No updates over object 5 yet.
@@ -432,7 +498,14 @@ fn refusal(code: MessageClass) -> Fault {
 
 /// Registers: endpoint name, lifetime, version and binding in the query, the object links
 /// as the payload; keeps the Location-Path the server answers 2.01 Created with.
-async fn register(cx: &DeviceCx<'_>, device: &mut Device, endpoint: &Datagram, session: Session) -> Result<(), Fault> {
+/// `fleetsim` adds fleetsim's object, for the reference backend.
+async fn register(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    endpoint: &Datagram,
+    session: Session,
+    fleetsim: bool,
+) -> Result<(), Fault> {
     let started = Instant::now();
     let mut packet = request(device, RequestType::Post, &["rd"]);
     let serial = cx.serial();
@@ -450,7 +523,9 @@ async fn register(cx: &DeviceCx<'_>, device: &mut Device, endpoint: &Datagram, s
         packet.add_option(CoapOption::UriQuery, query.into_bytes());
     }
     packet.add_option(CoapOption::ContentFormat, vec![40]);
-    packet.payload = objects::links(cx.model.link.signal.is_some()).as_bytes().to_vec();
+    packet.payload = objects::links(cx.model.link.signal.is_some(), fleetsim)
+        .as_bytes()
+        .to_vec();
     let answer = ask(cx, device, endpoint, &packet, &mut Vec::new()).await?;
     if answer.header.code != MessageClass::Response(ResponseType::Created) {
         return Err(refusal(answer.header.code));
@@ -649,7 +724,7 @@ fn serve(cx: &DeviceCx<'_>, device: &mut Device, packet: &Packet) -> Option<(Vec
             None => (ResponseType::NotFound, None),
             Some(path) => match method {
                 RequestType::Get => (read(cx, device, packet, path, &mut answer), None),
-                RequestType::Put => (write(cx, device, packet, path, repeated), None),
+                RequestType::Put => write(cx, device, packet, path, repeated),
                 RequestType::Post => execute(device, path, repeated),
                 _ => (ResponseType::MethodNotAllowed, None),
             },
@@ -740,9 +815,44 @@ fn read(cx: &DeviceCx<'_>, device: &mut Device, request: &Packet, path: Path, an
     ResponseType::Content
 }
 
-/// A Write of the lifetime, or Write-Attributes (`pmin`) of any path; nothing else on the
-/// device is writable.
-fn write(cx: &DeviceCx<'_>, device: &mut Device, request: &Packet, path: Path, repeated: bool) -> ResponseType {
+/// A Write of the lifetime or of the config document, or Write-Attributes (`pmin`, `pmax`)
+/// of any path; nothing else on the device is writable.
+fn write(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    request: &Packet,
+    path: Path,
+    repeated: bool,
+) -> (ResponseType, Option<Event>) {
+    if objects::is_config(path) {
+        return write_config(request, repeated);
+    }
+    (write_resource(cx, device, request, path, repeated), None)
+}
+
+/// A Write of the config document (/32769/0/0): JSON text with its `version`, which the
+/// device core applies.
+fn write_config(request: &Packet, repeated: bool) -> (ResponseType, Option<Event>) {
+    let format = request
+        .get_first_option(CoapOption::ContentFormat)
+        .map(|v| uint_of(v));
+    // text/plain or application/json.
+    if !matches!(format, None | Some(Some(0 | 50))) {
+        return (ResponseType::UnsupportedContentFormat, None);
+    }
+    let version = serde_json::from_slice::<serde_json::Value>(&request.payload)
+        .ok()
+        .and_then(|doc| doc["version"].as_u64())
+        .and_then(|v| u32::try_from(v).ok());
+    match version {
+        Some(_) if repeated => (ResponseType::Changed, None),
+        Some(version) => (ResponseType::Changed, Some(Event::ConfigDesired { version })),
+        None => (ResponseType::BadRequest, None),
+    }
+}
+
+/// A Write of the lifetime, or Write-Attributes.
+fn write_resource(cx: &DeviceCx<'_>, device: &mut Device, request: &Packet, path: Path, repeated: bool) -> ResponseType {
     let queries: Vec<&[u8]> = request
         .get_option(CoapOption::UriQuery)
         .into_iter()
@@ -884,6 +994,7 @@ mod tests {
     fn measured_device() -> Device {
         let mut device = Lwm2m {
             addr: ([127, 0, 0, 1], 5683).into(),
+            reference: None,
         }
         .wake(None);
         device.reading = 21.5;

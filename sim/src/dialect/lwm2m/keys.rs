@@ -1,36 +1,78 @@
-//! An LwM2M server's `[backend]` keys: its `coap://` url, nothing else yet. It has no
-//! operator here, so only outages run against one.
+//! An LwM2M server's `[backend]` keys: a `coap://` url for any server; none for the reference
+//! backend started in this process; `api` (with an optional `coap://` url) for a running
+//! `fleetsim backend --lwm2m`. Against any server only outages run; against the reference
+//! backend, every phase its LwM2M front has a form for.
 
 use super::Lwm2m;
 use crate::dialect::Keys;
-use crate::dialect::keys::{outages_only, require_url};
-use crate::scenario::{Backend, KeyError, Scenario};
+use crate::dialect::keys::{check_url, outages_only};
+use crate::scenario::units::DisplayDuration;
+use crate::scenario::{Action, Backend, KeyError, Scenario};
 
 impl Keys for Lwm2m {
     const KEYS: &'static [&'static str] = &[];
 
     fn check_keys(section: &Backend) -> Result<(), KeyError> {
-        require_url(section.url.as_deref(), &["coap"])?;
-        if section.api.is_some() {
-            return Err(KeyError::new(
-                "api",
-                "fleetsim has no operator for an LwM2M server yet; remove this key",
-            ));
+        if let Some(url) = &section.url {
+            check_url(url, &["coap"]).map_err(|m| KeyError::new("url", m))?;
+        }
+        if let Some(api) = &section.api {
+            check_url(api, &["http", "https"]).map_err(|m| KeyError::new("api", m))?;
         }
         Ok(())
     }
 
-    /// No operator: only phases devices live by themselves run.
+    /// Any server: only the phases devices live by themselves. The reference backend: not
+    /// the phases its LwM2M front has no form for yet.
     fn refuse(scenario: &Scenario) -> Result<(), String> {
-        outages_only(scenario, "fleetsim has none for an LwM2M server yet", "an LwM2M server")
+        if !Lwm2m::is_reference(scenario) {
+            return outages_only(
+                scenario,
+                "fleetsim has none for an LwM2M server other than its reference backend",
+                "an LwM2M server",
+            );
+        }
+        let unserved = scenario.phases.iter().find_map(|phase| {
+            let why = match &phase.action {
+                Action::Ota(_) => "updates over object 5 are not served by the reference backend's LwM2M front yet",
+                Action::Rotate { .. } => "LwM2M devices hold no certificates here",
+                Action::Command { command, .. } if command != "reboot" => {
+                    "only reboot (an Execute of /3/0/4) has an LwM2M form in the reference backend so far"
+                }
+                _ => return None,
+            };
+            Some((phase, why))
+        });
+        match unserved {
+            Some((phase, why)) => Err(format!(
+                "{}: phase \"{}\" at {} cannot run against LwM2M devices: {why}",
+                scenario.file.display(),
+                phase.action.name(),
+                DisplayDuration(phase.at)
+            )),
+            None => Ok(()),
+        }
     }
 
+    /// A `coap://` URL is an LwM2M server; an `http://` one a running reference backend's
+    /// operator API (its devices register where its `/healthz` says).
     fn aim(backend: &mut Backend, url: &str) -> Result<(), String> {
-        if url.starts_with("coap://") {
-            backend.url = Some(url.to_owned());
-            return Ok(());
+        match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("coap") => {
+                backend.url = Some(url.to_owned());
+                backend.api = None;
+                Ok(())
+            }
+            Some("http") => {
+                backend.api = Some(url.to_owned());
+                backend.url = None;
+                Ok(())
+            }
+            _ => Err(
+                "coap://IP:PORT, an LwM2M server, or http://IP:PORT, the operator API of a running `fleetsim backend --lwm2m`"
+                    .to_owned(),
+            ),
         }
-        Err("coap://IP:PORT, the LwM2M server".to_owned())
     }
 }
 
@@ -40,14 +82,26 @@ mod tests {
     use crate::scenario::file::BackendKind;
 
     #[test]
-    fn a_server_needs_its_coap_url_and_takes_no_api() {
+    fn a_server_is_a_coap_url_and_the_reference_backend_an_api_or_nothing() {
         let mut section = Backend::of(BackendKind::Lwm2m);
-        assert_eq!(Lwm2m::check_keys(&section).map_err(|e| e.key), Err("url"));
+        assert_eq!(Lwm2m::check_keys(&section), Ok(()), "the backend in process");
         section.url = Some("coaps://127.0.0.1:5684".into());
         assert_eq!(Lwm2m::check_keys(&section).map_err(|e| e.key), Err("url"));
         section.url = Some("coap://127.0.0.1:5683".into());
         assert_eq!(Lwm2m::check_keys(&section), Ok(()));
-        section.api = Some("http://127.0.0.1:8080".into());
+        section.api = Some("mqtt://127.0.0.1:8080".into());
         assert_eq!(Lwm2m::check_keys(&section).map_err(|e| e.key), Err("api"));
+        section.api = Some("http://127.0.0.1:8080".into());
+        assert_eq!(Lwm2m::check_keys(&section), Ok(()));
+    }
+
+    #[test]
+    fn aiming_takes_a_server_or_a_running_backend() {
+        let mut section = Backend::of(BackendKind::Lwm2m);
+        assert!(Lwm2m::aim(&mut section, "http://127.0.0.1:8080").is_ok());
+        assert_eq!(section.api.as_deref(), Some("http://127.0.0.1:8080"));
+        assert!(Lwm2m::aim(&mut section, "coap://127.0.0.1:5683").is_ok());
+        assert_eq!((section.url.as_deref(), section.api.as_deref()), (Some("coap://127.0.0.1:5683"), None));
+        assert!(Lwm2m::aim(&mut section, "mqtt://127.0.0.1:1883").is_err());
     }
 }

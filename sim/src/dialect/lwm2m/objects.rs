@@ -127,15 +127,21 @@ pub mod ids {
     pub const TEMPERATURE: u16 = 3303;
     /// Temperature: the sensor value.
     pub const SENSOR_VALUE: u16 = 5700;
+    /// fleetsim's device-management object (a private object id), served to the reference
+    /// backend only.
+    pub const FLEETSIM: u16 = 32769;
+    /// fleetsim: the desired config document, JSON text with its `version` (write-only).
+    pub const CONFIG: u16 = 0;
 }
 
 /// The object instances a device registers (its registration's link payload): object 4 for a
-/// device whose model gives a signal strength.
-pub fn links(connectivity: bool) -> &'static str {
-    if connectivity {
-        "</1/0>,</3/0>,</4/0>,</3303/0>"
-    } else {
-        "</1/0>,</3/0>,</3303/0>"
+/// device whose model gives a signal strength, fleetsim's object for the reference backend.
+pub fn links(connectivity: bool, fleetsim: bool) -> &'static str {
+    match (connectivity, fleetsim) {
+        (true, false) => "</1/0>,</3/0>,</4/0>,</3303/0>",
+        (false, false) => "</1/0>,</3/0>,</3303/0>",
+        (true, true) => "</1/0>,</3/0>,</4/0>,</3303/0>,</32769/0>",
+        (false, true) => "</1/0>,</3/0>,</3303/0>,</32769/0>",
     }
 }
 
@@ -197,7 +203,7 @@ impl State<'_> {
             .map(|(_, i, r, v)| (i, r, v))
             .collect();
         if found.is_empty() {
-            return Err(if is_executable(path) {
+            return Err(if is_executable(path) || is_config(path) {
                 Refusal::NotAllowed
             } else {
                 Refusal::NotFound
@@ -230,7 +236,12 @@ pub fn is_executable(path: Path) -> bool {
     matches!((path.instance, path.resource), (Some(0), Some(r)) if EXECUTABLE.contains(&(path.object, r)))
 }
 
-/// Whether `path` names the one writable resource: the Server object's lifetime.
+/// Whether `path` names fleetsim's config document, written by the reference backend.
+pub fn is_config(path: Path) -> bool {
+    path.object == ids::FLEETSIM && path.instance == Some(0) && path.resource == Some(ids::CONFIG)
+}
+
+/// Whether `path` names the Server object's lifetime, writable.
 pub fn is_lifetime(path: Path) -> bool {
     path.object == ids::SERVER && path.instance == Some(0) && path.resource == Some(ids::LIFETIME)
 }
@@ -311,5 +322,7 @@ mod tests {
         assert_eq!(state().discover(path("/5")), Err(Refusal::NotFound));
         assert!(is_executable(path("/3/0/4")) && !is_executable(path("/3/0/9")));
         assert!(is_lifetime(path("/1/0/1")) && !is_lifetime(path("/1/0")));
+        assert!(is_config(path("/32769/0/0")) && !is_config(path("/32769/0")));
+        assert_eq!(state().read(path("/32769/0/0")), Err(Refusal::NotAllowed), "write-only");
     }
 }
