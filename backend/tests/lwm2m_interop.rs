@@ -115,7 +115,10 @@ async fn libcoap_gets_a_reason_for_what_is_refused() {
     let base = format!("coap://{}", t.lwm2m);
     let cases = [
         // No endpoint name.
-        (args(&["-m", "post", &format!("{base}/rd?lt=60")]), "4.00 Register needs ep=ENDPOINT"),
+        (
+            args(&["-m", "post", &format!("{base}/rd?lt=60")]),
+            "4.00 Register needs ep=ENDPOINT",
+        ),
         // Never provisioned.
         (
             args(&["-m", "post", &format!("{base}/rd?ep=SN-STRANGER")]),

@@ -88,10 +88,13 @@ fn an_idle_devices_task_is_small_whatever_its_backend() {
                 imposed: Default::default(),
             }),
         ),
-        ("lwm2m", task_size(Lwm2m {
-            addr: addr(),
-            reference: None,
-        })),
+        (
+            "lwm2m",
+            task_size(Lwm2m {
+                addr: addr(),
+                reference: None,
+            }),
+        ),
     ];
     println!("device task futures, bytes: {sizes:?}");
     for ((dialect, size), (budgeted, budget)) in sizes.into_iter().zip(TASK_BUDGETS) {

@@ -138,7 +138,7 @@ impl Lwm2mFront {
     async fn on_datagram(&self, bytes: &[u8], peer: SocketAddr, shutdown: &CancellationToken) {
         let front = &self.front;
         let stats = &front.gateway.stats;
-        let Some(packet) = Packet::from_bytes(bytes).ok().filter(|p| p.header.get_version() == 1) else {
+        let Some(packet) = decode(bytes) else {
             bump(&stats.lwm2m_bad_datagrams);
             return;
         };
@@ -444,6 +444,24 @@ async fn provision(
     answer.add_option(CoapOption::ContentFormat, vec![50]);
     answer.payload = body.to_string().into_bytes();
     answer
+}
+
+/// The CoAP message `bytes` hold: `None` for what does not decode, and for another version
+/// than 1 (RFC 7252, section 3: silently ignored).
+pub fn decode(bytes: &[u8]) -> Option<Packet> {
+    Packet::from_bytes(bytes).ok().filter(|p| p.header.get_version() == 1)
+}
+
+/// What the front makes of a device's datagram, short of acting on it: the request it reads
+/// (or why it refuses it, as the answer it would send), or `None` for what is not a request.
+/// The fuzz target `lwm2m_front`'s entry.
+pub fn read_datagram(bytes: &[u8]) -> Option<Result<Uplink, Vec<u8>>> {
+    let packet = decode(bytes)?;
+    if !matches!(packet.header.code, MessageClass::Request(_)) {
+        let _ = token_of(&packet);
+        return None;
+    }
+    Some(uplink::read(&packet).map_err(|refused| refusal(&packet, &refused).to_bytes().unwrap_or_default()))
 }
 
 /// The answer to `request` with `code`: piggybacked on its acknowledgement when it is

@@ -154,8 +154,9 @@ impl Devices for Lwm2m {
     }
 
     fn wake(&self, kept: Option<Registration>) -> Device {
-        let (location, device_id, lifetime_s, next_id) =
-            kept.map_or((None, None, 0, 0), |k| (k.location, k.device_id, k.lifetime_s, k.next_id));
+        let (location, device_id, lifetime_s, next_id) = kept.map_or((None, None, 0, 0), |k| {
+            (k.location, k.device_id, k.lifetime_s, k.next_id)
+        });
         Device {
             location,
             device_id,
@@ -323,11 +324,21 @@ impl Devices for Lwm2m {
 
     /// Answers went on the acknowledgement of each request, as it came ([`Devices::read`]):
     /// what is left is to measure the operator's config push and command, to now.
-    async fn answer(&self, cx: &DeviceCx<'_>, device: &mut Device, _link: &mut Link, answer: Answer, _inbox: &mut Inbox) {
+    async fn answer(
+        &self,
+        cx: &DeviceCx<'_>,
+        device: &mut Device,
+        _link: &mut Link,
+        answer: Answer,
+        _inbox: &mut Inbox,
+    ) {
         match answer {
             Answer::Config { since: Some(since), .. } => cx.record(Latency::Config, since),
             Answer::Command => {
-                let sent = device.device_id.as_deref().and_then(|id| cx.shared.marks.command_sent_at(id));
+                let sent = device
+                    .device_id
+                    .as_deref()
+                    .and_then(|id| cx.shared.marks.command_sent_at(id));
                 if let Some(since) = sent {
                     cx.record(Latency::Command, since);
                 }
@@ -723,7 +734,7 @@ fn serve(cx: &DeviceCx<'_>, device: &mut Device, packet: &Packet) -> Option<(Vec
         ) {
             None => (ResponseType::NotFound, None),
             Some(path) => match method {
-                RequestType::Get => (read(cx, device, packet, path, &mut answer), None),
+                RequestType::Get => (read(cx, device, (packet, repeated), path, &mut answer), None),
                 RequestType::Put => write(cx, device, packet, path, repeated),
                 RequestType::Post => execute(device, path, repeated),
                 _ => (ResponseType::MethodNotAllowed, None),
@@ -755,7 +766,14 @@ fn unknown_critical_option(packet: &Packet) -> Option<u16> {
 }
 
 /// A Read, Discover or Observe (start or cancel) of `path`, answered into `answer`.
-fn read(cx: &DeviceCx<'_>, device: &mut Device, request: &Packet, path: Path, answer: &mut Packet) -> ResponseType {
+/// A request sent again (`repeated`) is answered again and counted once.
+fn read(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    (request, repeated): (&Packet, bool),
+    path: Path,
+    answer: &mut Packet,
+) -> ResponseType {
     let serial = cx.serial();
     let state = device.state(cx, &serial);
     let accept = match request.get_first_option(CoapOption::Accept) {
@@ -803,7 +821,9 @@ fn read(cx: &DeviceCx<'_>, device: &mut Device, request: &Packet, path: Path, an
                 asked: accept,
                 last: Instant::now(),
             });
-            cx.count(Counter::Lwm2mObserves);
+            if !repeated {
+                cx.count(Counter::Lwm2mObserves);
+            }
             answer.set_observe_value(device.observe_seq & 0xFF_FFFF);
             device.observe_seq = device.observe_seq.wrapping_add(1);
         }
@@ -833,9 +853,7 @@ fn write(
 /// A Write of the config document (/32769/0/0): JSON text with its `version`, which the
 /// device core applies.
 fn write_config(request: &Packet, repeated: bool) -> (ResponseType, Option<Event>) {
-    let format = request
-        .get_first_option(CoapOption::ContentFormat)
-        .map(|v| uint_of(v));
+    let format = request.get_first_option(CoapOption::ContentFormat).map(|v| uint_of(v));
     // text/plain or application/json.
     if !matches!(format, None | Some(Some(0 | 50))) {
         return (ResponseType::UnsupportedContentFormat, None);
@@ -852,7 +870,13 @@ fn write_config(request: &Packet, repeated: bool) -> (ResponseType, Option<Event
 }
 
 /// A Write of the lifetime, or Write-Attributes.
-fn write_resource(cx: &DeviceCx<'_>, device: &mut Device, request: &Packet, path: Path, repeated: bool) -> ResponseType {
+fn write_resource(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    request: &Packet,
+    path: Path,
+    repeated: bool,
+) -> ResponseType {
     let queries: Vec<&[u8]> = request
         .get_option(CoapOption::UriQuery)
         .into_iter()

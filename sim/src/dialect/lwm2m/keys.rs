@@ -101,7 +101,10 @@ mod tests {
         assert!(Lwm2m::aim(&mut section, "http://127.0.0.1:8080").is_ok());
         assert_eq!(section.api.as_deref(), Some("http://127.0.0.1:8080"));
         assert!(Lwm2m::aim(&mut section, "coap://127.0.0.1:5683").is_ok());
-        assert_eq!((section.url.as_deref(), section.api.as_deref()), (Some("coap://127.0.0.1:5683"), None));
+        assert_eq!(
+            (section.url.as_deref(), section.api.as_deref()),
+            (Some("coap://127.0.0.1:5683"), None)
+        );
         assert!(Lwm2m::aim(&mut section, "mqtt://127.0.0.1:1883").is_err());
     }
 }

@@ -1,0 +1,152 @@
+//! `fleetsim run` of LwM2M devices against the reference backend's LwM2M front, with no set-up
+//! (`kind = "lwm2m"` and no url): devices provision by claim over CoAP and register; the run's
+//! operator pushes config (Writes), reboots (Executes) and decommissions through the backend's
+//! operator API, as it does MQTT devices; and what the devices measured agrees with what the
+//! backend holds. Also as worker processes sharing the backend the parent starts, and what the
+//! front cannot do yet is refused before a run.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::{assert_exit, counter, fleetsim, repo, scratch, summary};
+
+const DEVICES: u64 = 50;
+
+/// A fleet of `DEVICES` mains-powered LwM2M meters (a report every 15 s at 60x) with the
+/// `phases` given; its file in `dir`.
+fn scenario(dir: &Path, phases: &str) -> PathBuf {
+    scenario_of(dir, &repo().join("device-models"), phases)
+}
+
+/// As [`scenario`], the meter's model from the folder `models`.
+fn scenario_of(dir: &Path, models: &Path, phases: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let file = dir.join("lwm2m-reference.toml");
+    let text = format!(
+        "[scenario]\nname = \"lwm2m-reference\"\nseed = 5\nduration = \"20s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+         [backend]\nkind = \"lwm2m\"\n\n\
+         [fleet]\ndevices = {DEVICES}\narrival = {{ ramp = \"2s\" }}\n\
+         mix = [ {{ model = \"lwm2m-meter\", share = 1.0, group = \"meters\" }} ]\n\n{phases}\n\
+         [gates]\n\"devices.lost\" = \"== 0\"\n\"config.latency.p99\" = \"<= 2s\"\n\"errors.total\" = \"== 0\"\n",
+        models.display()
+    );
+    std::fs::write(&file, text).expect("scenario");
+    file
+}
+
+/// A config push, reboots of a fifth of the meters and the decommissioning of a tenth.
+const PHASES: &str = "[[phase]]\nat = \"6s\"\naction = \"config\"\ngroup = \"meters\"\nset = { tariff = \"night\" }\n\n\
+    [[phase]]\nat = \"9s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"reboot\"\nshare = \"20%\"\n\n\
+    [[phase]]\nat = \"13s\"\naction = \"decommission\"\nshare = \"10%\"\n";
+
+/// What every run of the scenario must show, merged or not.
+fn check(summary: &Value) {
+    assert_eq!(
+        counter(summary, "provisioned"),
+        DEVICES,
+        "provisioned by claim over CoAP"
+    );
+    assert!(counter(summary, "lwm2m.registrations") >= DEVICES);
+    assert_eq!(
+        counter(summary, "config.reported"),
+        DEVICES,
+        "every meter applied the config"
+    );
+    assert_eq!(counter(summary, "commands.answered"), DEVICES / 5, "a fifth rebooted");
+    assert_eq!(counter(summary, "decommissioned"), DEVICES / 10, "a tenth retired");
+    // Reboots and, for the decommissioned, the registration update trigger.
+    assert_eq!(counter(summary, "lwm2m.executes"), DEVICES / 5 + DEVICES / 10);
+    // Every meter is observed (its signal and sensor; a mains meter has no battery to read).
+    assert_eq!(
+        counter(summary, "lwm2m.observes"),
+        2 * DEVICES,
+        "{}",
+        summary["metrics"]["counters"]
+    );
+    assert_eq!(
+        summary["backend"]["devices_active"].as_u64(),
+        Some(DEVICES - DEVICES / 10),
+        "the backend holds the rest active"
+    );
+    for latency in [
+        "provision.latency",
+        "register.latency",
+        "config.latency",
+        "command.latency",
+    ] {
+        assert!(
+            summary["metrics"]["histograms"][latency]["count"].as_u64() > Some(0),
+            "{latency} measured"
+        );
+    }
+}
+
+#[test]
+fn lwm2m_devices_are_operated_through_the_reference_backend() {
+    let dir = scratch("run-lwm2m-reference");
+    let file = scenario(&dir, PHASES);
+    let out = dir.join("report");
+    assert_exit(&binary::run_headless(&file, &out), 0);
+    check(&summary(&out));
+}
+
+#[test]
+fn workers_share_the_backend_the_parent_starts() {
+    let dir = scratch("run-lwm2m-reference-workers");
+    let file = scenario(&dir, PHASES);
+    let out = dir.join("report");
+    let output = fleetsim(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--workers".as_ref(),
+        "2".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_exit(&output, 0);
+    let merged = summary(&out);
+    check(&merged);
+    let parts: Vec<Value> = (0..2)
+        .map(|k| summary(&out.join("workers").join(k.to_string())))
+        .collect();
+    assert!(
+        parts.iter().all(|p| counter(p, "provisioned") > 0),
+        "both workers' devices provisioned"
+    );
+}
+
+#[test]
+fn phases_the_front_has_no_form_for_are_refused_before_the_run_starts() {
+    let dir = scratch("run-lwm2m-reference-refused");
+    // The meter, able to take an update.
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    let meter = std::fs::read_to_string(repo().join("device-models/lwm2m-meter.toml")).expect("model");
+    std::fs::write(models.join("lwm2m-meter.toml"), format!("{meter}\n[ota]\ndownload_kbps = 256\ninterrupt = \"0%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n")).expect("model");
+    let cases = [
+        (
+            "[[phase]]\nat = \"5s\"\naction = \"ota\"\ngroup = \"meters\"\nfirmware = { version = \"2.0.0\", size = \"64KiB\" }\n\
+             rollout = { waves = [\"100%\"] }\n",
+            "object 5",
+        ),
+        (
+            "[[phase]]\nat = \"5s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"logs\"\n",
+            "only reboot",
+        ),
+        (
+            "[[phase]]\nat = \"5s\"\naction = \"rotate\"\nshare = \"50%\"\ngrace = \"1s\"\n",
+            "no certificates",
+        ),
+    ];
+    for (phases, why) in cases {
+        let file = scenario_of(&dir, &models, phases);
+        let output = binary::run_headless(&file, &dir.join("report"));
+        assert_exit(&output, 2);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(why), "{why} in {stderr}");
+    }
+}
