@@ -23,6 +23,7 @@ pub mod exchanges;
 pub mod registrations;
 pub mod uplink;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -60,6 +61,10 @@ pub(crate) struct Front {
     gateway: Arc<Shared>,
     socket: UdpSocket,
     table: Mutex<Table>,
+    /// Device ids by serial, as provisioning gave them or the registry answered: a Register
+    /// of a known serial costs a map lookup and the registry's in-memory check that the id is
+    /// active, not a database read.
+    serials: Mutex<HashMap<Box<str>, Box<str>>>,
     exchanges: Exchanges,
     /// The registrations' tasks, waited for at shutdown.
     tasks: TaskTracker,
@@ -70,6 +75,34 @@ impl Front {
         // Every update is a single insert, change or remove: a panicking holder leaves the
         // table whole.
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn serials(&self) -> MutexGuard<'_, HashMap<Box<str>, Box<str>>> {
+        // Single inserts and reads only.
+        self.serials.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The active device whose serial is `endpoint`: from what the front knows when that id is
+    /// still active, else from the registry. `Ok(None)` for no active device.
+    async fn active_device(&self, endpoint: &str) -> Result<Option<String>, ()> {
+        let known = self.serials().get(endpoint).map(|id| id.to_string());
+        if let Some(id) = known
+            && self.gateway.registry.is_active(&id)
+        {
+            return Ok(Some(id));
+        }
+        // Unknown here, or no longer active (decommissioned, perhaps provisioned again since
+        // under a new id elsewhere): the registry says.
+        let registry = self.gateway.registry.clone();
+        let serial = endpoint.to_owned();
+        match tokio::task::spawn_blocking(move || registry.device_by_serial(&serial)).await {
+            Ok(Ok(Some(device))) if device.state == DeviceState::Active => {
+                self.serials().insert(endpoint.into(), device.id.as_str().into());
+                Ok(Some(device.id))
+            }
+            Ok(Ok(_)) => Ok(None),
+            _ => Err(()),
+        }
     }
 
     /// Sends `bytes` to `addr`; a failed send is the device's loss, counted by whoever waits.
@@ -97,6 +130,7 @@ impl Lwm2mFront {
             gateway: Arc::clone(&gateway.shared),
             socket,
             table: Mutex::new(Table::default()),
+            serials: Mutex::new(HashMap::new()),
             exchanges: Exchanges::new(u64::from_le_bytes(seed)),
             tasks: TaskTracker::new(),
         };
@@ -257,12 +291,9 @@ async fn serve_request(
             binding,
             links,
         } => {
-            let registry = front.gateway.registry.clone();
-            let serial = endpoint.clone();
-            let found = tokio::task::spawn_blocking(move || registry.device_by_serial(&serial)).await;
-            let device = match found {
-                Ok(Ok(Some(device))) if device.state == DeviceState::Active => device,
-                Ok(Ok(_)) => {
+            let device_id = match front.active_device(&endpoint).await {
+                Ok(Some(id)) => id,
+                Ok(None) => {
                     bump(&stats.lwm2m_refused);
                     let why = format!(
                         "endpoint {endpoint} is no active device: provision it first (POST /provision), or it was decommissioned"
@@ -275,7 +306,7 @@ async fn serve_request(
                         },
                     );
                 }
-                _ => {
+                Err(()) => {
                     let why = "the registry is not answering; register again later".to_owned();
                     return refusal(
                         request,
@@ -287,7 +318,7 @@ async fn serve_request(
                 }
             };
             let registration = Registration {
-                device_id: device.id,
+                device_id,
                 endpoint,
                 addr: peer,
                 lifetime_s,
@@ -425,6 +456,7 @@ async fn provision(
             ..
         }) => {
             bump(&stats.provision_accepted);
+            front.serials().insert(serial.into(), device_id.as_str().into());
             let body = serde_json::json!({ "device_id": device_id, "token": token, "group": group });
             (ResponseType::Created, body)
         }
