@@ -437,3 +437,26 @@ async fn what_a_device_must_not_do_is_refused_with_a_reason() {
     assert_eq!(count("fleetsim_gateway_lwm2m_refused_total"), 1, "{metrics}");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_front_without_room_answers_service_unavailable_and_when_to_retry() {
+    let limits = fleetsim_backend::gateway::Limits {
+        lwm2m_in_flight: 0,
+        ..fleetsim_backend::gateway::Limits::default()
+    };
+    let t = TestBackend::start_with(limits).await;
+    let mut device = Device::new(t.lwm2m).await;
+    let answer = device.register("SN-BUSY", 60).await;
+    assert_eq!(code(&answer), ResponseType::ServiceUnavailable);
+    assert_eq!(
+        answer.get_first_option(CoapOption::MaxAge).map(Vec::as_slice),
+        Some(&[1u8][..]),
+        "retry in a second"
+    );
+    let (_, metrics) = t.http("GET", "/metrics", None).await;
+    assert!(
+        metrics.lines().any(|l| l == "fleetsim_gateway_lwm2m_busy_total 1"),
+        "{metrics}"
+    );
+    t.stop().await;
+}

@@ -39,6 +39,10 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// How long shutdown waits for connections to close before giving up on them.
     pub drain_timeout: Duration,
+    /// LwM2M requests the front serves at once (provisioning and registrations waiting on the
+    /// registry); past this a request is answered 5.03 with Max-Age 1, so a flood of datagrams
+    /// cannot grow the backend's memory without end.
+    pub lwm2m_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +51,7 @@ impl Default for Limits {
             max_packet_bytes: 256 * 1024,
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            lwm2m_in_flight: 4096,
         }
     }
 }

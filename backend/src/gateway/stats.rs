@@ -98,6 +98,8 @@ pub struct GatewayStats {
     pub lwm2m_notifications: AtomicU64,
     /// Responses matching nothing the front asked for (answered with a Reset).
     pub lwm2m_unexpected: AtomicU64,
+    /// LwM2M requests answered 5.03 for want of room ([`super::Limits::lwm2m_in_flight`]).
+    pub lwm2m_busy: AtomicU64,
     /// What the operator routed to an LwM2M device that has no LwM2M form yet (update jobs,
     /// `set` and `logs` commands).
     pub lwm2m_unmapped: AtomicU64,
@@ -301,6 +303,11 @@ impl GatewayStats {
                 "lwm2m_unexpected_total",
                 "responses from LwM2M devices matching no request or observation",
                 &self.lwm2m_unexpected,
+            ),
+            (
+                "lwm2m_busy_total",
+                "LwM2M requests answered 5.03 for want of room",
+                &self.lwm2m_busy,
             ),
             (
                 "lwm2m_unmapped_total",

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -68,6 +68,8 @@ pub(crate) struct Front {
     exchanges: Exchanges,
     /// The registrations' tasks, waited for at shutdown.
     tasks: TaskTracker,
+    /// Room for requests being served ([`Limits::lwm2m_in_flight`](crate::gateway::Limits)).
+    in_flight: Arc<Semaphore>,
 }
 
 impl Front {
@@ -133,6 +135,7 @@ impl Lwm2mFront {
             serials: Mutex::new(HashMap::new()),
             exchanges: Exchanges::new(u64::from_le_bytes(seed)),
             tasks: TaskTracker::new(),
+            in_flight: Arc::new(Semaphore::new(gateway.shared.limits.lwm2m_in_flight)),
         };
         Self { front: Arc::new(front) }
     }
@@ -201,7 +204,7 @@ impl Lwm2mFront {
                     front.send_packet(&refusal(&packet, &refused), peer).await;
                     return;
                 }
-                self.on_request(packet, peer, shutdown);
+                self.on_request(packet, peer, shutdown).await;
             }
             MessageClass::Response(_) => self.on_response(packet, peer).await,
             // A request in an acknowledgement or Reset, or a reserved class: not CoAP.
@@ -239,13 +242,26 @@ impl Lwm2mFront {
         }
     }
 
-    /// A device's request: answered at once when the table alone decides it, else by a task
-    /// of its own.
-    fn on_request(&self, packet: Packet, peer: SocketAddr, shutdown: &CancellationToken) {
+    /// A device's request, served by a task of its own (a Register or a provisioning waits on
+    /// the registry) while there is room; without room, answered 5.03 at once.
+    async fn on_request(&self, packet: Packet, peer: SocketAddr, shutdown: &CancellationToken) {
+        let Ok(room) = Arc::clone(&self.front.in_flight).try_acquire_owned() else {
+            bump(&self.front.gateway.stats.lwm2m_busy);
+            let busy = Refused {
+                code: ResponseType::ServiceUnavailable,
+                why: "busy: try again in a second".to_owned(),
+            };
+            let mut answer = refusal(&packet, &busy);
+            // Max-Age: when to try again, in seconds (RFC 7252, section 5.9.3.4).
+            answer.add_option(CoapOption::MaxAge, vec![1]);
+            self.front.send_packet(&answer, peer).await;
+            return;
+        };
         let front = Arc::clone(&self.front);
         let shutdown = shutdown.clone();
         let tasks = front.tasks.clone();
         tasks.spawn(async move {
+            let _room = room;
             let answer = match uplink::read(&packet) {
                 Ok(uplink) => serve_request(&front, uplink, &packet, peer, &shutdown).await,
                 Err(refused) => {

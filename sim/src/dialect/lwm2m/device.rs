@@ -498,11 +498,12 @@ async fn ask(
 
 /// A response's code as a fault: a refusal of the device (4.01, 4.03) is an authentication
 /// failure, a server that no longer knows the registration is `Status(404)` (register again),
-/// anything else a protocol error.
+/// a server too busy to serve (5.03) `Status(503)`, anything else a protocol error.
 fn refusal(code: MessageClass) -> Fault {
     match code {
         MessageClass::Response(ResponseType::Unauthorized | ResponseType::Forbidden) => Fault::Auth,
         MessageClass::Response(ResponseType::NotFound) => Fault::Status(404),
+        MessageClass::Response(ResponseType::ServiceUnavailable) => Fault::Status(503),
         _ => Fault::Protocol,
     }
 }
@@ -1023,6 +1024,20 @@ mod tests {
         .wake(None);
         device.reading = 21.5;
         device
+    }
+
+    /// A server's refusal is the fault the device acts on: who it is refused (4.01, 4.03),
+    /// its registration gone (4.04: register again), a server too busy (5.03: back off and
+    /// connect again, counted as `errors.http_503`), and anything else a protocol error.
+    #[test]
+    fn a_refusal_is_the_fault_it_means() {
+        let of = |code| refusal(MessageClass::Response(code));
+        assert_eq!(of(ResponseType::Unauthorized), Fault::Auth);
+        assert_eq!(of(ResponseType::Forbidden), Fault::Auth);
+        assert_eq!(of(ResponseType::NotFound), Fault::Status(404));
+        assert_eq!(of(ResponseType::ServiceUnavailable), Fault::Status(503));
+        assert_eq!(Fault::Status(503).counter().name(), "errors.http_503");
+        assert_eq!(of(ResponseType::BadRequest), Fault::Protocol);
     }
 
     /// RFC 7641, section 3.6: a Reset of a notification ends the observation; a Reset is not
