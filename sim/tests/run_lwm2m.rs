@@ -635,3 +635,67 @@ fn confirmable_notifications_end_at_their_acknowledgement() {
     let publish = &summary["metrics"]["histograms"]["publish.latency"];
     assert_eq!(publish["count"].as_u64(), Some(notifications), "{publish}");
 }
+
+/// A step attribute (`st`) larger than the sensor's whole range holds back every notification
+/// after the first reading, while a device observed without one notifies each report: the
+/// device honours what lwm2m-node-lib's Write-Attributes set.
+#[test]
+fn a_step_attribute_holds_back_notifications_that_did_not_move_enough() {
+    let mut server = NodeServer::start();
+    let (scenario, out) = fleet(
+        "run-lwm2m-step",
+        (
+            "lwm2m-step",
+            "name = \"lwm2m-step\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LS\"\n\n\
+             [telemetry]\ninterval = \"1m\"\npayload_bytes = 16\nqos = 0\n",
+        ),
+        // At 60x: a report a second.
+        |models| {
+            let url = format!("coap://127.0.0.1:{}", server.port);
+            scenario(
+                models,
+                ("step", 12, "8s"),
+                &url,
+                (2, "lwm2m-step", "g"),
+                "\"errors.total\" = \"== 0\"",
+            )
+        },
+    );
+    let run = {
+        let (scenario, out) = (scenario.clone(), out.clone());
+        std::thread::spawn(move || run_headless(&scenario, &out))
+    };
+    server.wait_count("registration", 2, Duration::from_secs(10));
+    let eps: Vec<String> = server
+        .events
+        .iter()
+        .filter(|e| e["event"] == "registration")
+        .filter_map(|e| e["ep"].as_str().map(str::to_owned))
+        .collect();
+    let (stepped, plain) = (&eps[0], &eps[1]);
+    // The reading walks within 0 to 100: a step of 200 is never taken.
+    server
+        .ask(json!({"op": "write-attributes", "ep": stepped, "path": "/3303/0/5700", "attributes": {"st": 200}}))
+        .expect("attributes");
+    for ep in [stepped, plain] {
+        server
+            .ask(json!({"op": "observe", "ep": ep, "path": "/3303/0/5700", "accept": "text/plain"}))
+            .expect("observe");
+    }
+    let output = run.join().expect("run thread");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    server.drain(Duration::from_millis(300));
+    let notified = |ep: &str| {
+        server
+            .events
+            .iter()
+            .filter(|e| e["event"] == "notify" && e["ep"] == ep)
+            .count()
+    };
+    assert_eq!(notified(stepped), 0, "held back by st");
+    assert!(notified(plain) >= 4, "a notification a report: {}", notified(plain));
+    assert_eq!(
+        counter(&summary(&out), "lwm2m.notifications"),
+        (notified(stepped) + notified(plain)) as u64
+    );
+}

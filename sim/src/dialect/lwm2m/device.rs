@@ -5,17 +5,21 @@
 //! once 90% of the lifetime has passed or the server executed /1/0/8; a server that no longer
 //! knows the registration (4.04) gets a new one. It answers the server's requests as they
 //! come, on the acknowledgement of each: Read (text, TLV, LwM2M JSON or SenML JSON, as the
-//! server's Accept asks), Discover, Write (the lifetime), Write-Attributes (`pmin`, `pmax`), Execute
-//! (Reboot goes to the device core as a reboot command; /1/0/8 updates the registration) and
-//! Observe and its cancel. Its reports become notifications of what is observed: confirmable
-//! for a model with `qos = 1` (`publish.latency` to the acknowledgement), non-confirmable for
-//! `qos = 0`.
+//! server's Accept asks), Discover, Write (the lifetime; the reference backend's config
+//! document), Write-Attributes (`pmin`, `pmax`, `gt`, `lt`, `st`, passed down from objects and
+//! instances), Execute (Reboot goes to the device core as a reboot command; /1/0/8 updates the
+//! registration) and Observe and its cancel. Its reports become notifications of what is
+//! observed, as the attributes allow: confirmable for a model with `qos = 1` (`publish.latency`
+//! to the acknowledgement), non-confirmable for `qos = 0`.
+//!
+//! Against the reference backend a device provisions by claim over CoAP first, and retires
+//! when its Register is refused (decommissioned).
 //!
 //! A duty-cycled device registers in queue mode (binding `UQ`), updates its registration at
 //! each wake and holds no socket asleep; observations do not survive its sleep.
 //!
-//! Not yet: De-register (the run ends without one; decommissioning needs an operator),
-//! bootstrap, objects 4 and 5, `pmax`, block-wise transfers, DTLS.
+//! Not yet: De-register (the run ends without one), bootstrap, object 5, block-wise
+//! transfers, DTLS.
 
 use std::time::Duration;
 
@@ -119,13 +123,47 @@ pub struct Device {
     attributes: Vec<(Path, Attributes)>,
 }
 
-/// Notification attributes (Write-Attributes), seconds.
-#[derive(Debug, Clone, Copy, Default)]
+/// Notification attributes (Write-Attributes): periods in seconds, thresholds in the
+/// resource's unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Attributes {
     /// No notification sooner than this after the last.
     pmin: Option<u32>,
     /// A notification at least this often, report or not.
     pmax: Option<u32>,
+    /// Greater Than: notify when the value crosses it, either way.
+    gt: Option<f64>,
+    /// Less Than: notify when the value crosses it, either way.
+    lt: Option<f64>,
+    /// Step: notify when the value moved at least this far from the last one notified.
+    st: Option<f64>,
+}
+
+impl Attributes {
+    /// These, with what `own` sets in their place (an instance's over its object's, a
+    /// resource's over its instance's).
+    fn under(self, own: Attributes) -> Attributes {
+        Attributes {
+            pmin: own.pmin.or(self.pmin),
+            pmax: own.pmax.or(self.pmax),
+            gt: own.gt.or(self.gt),
+            lt: own.lt.or(self.lt),
+            st: own.st.or(self.st),
+        }
+    }
+
+    /// Whether a report's new reading `value` makes a notification go, given the last one
+    /// notified (NaN before the first): always without gt, lt and st; with them, when it
+    /// crossed gt or lt, or moved by st (LwM2M 1.0, section 5.1.2).
+    fn moved(&self, last: f64, value: f64) -> bool {
+        if (self.gt.is_none() && self.lt.is_none() && self.st.is_none()) || last.is_nan() || value.is_nan() {
+            return true;
+        }
+        let crossed = |threshold: f64| (last > threshold) != (value > threshold);
+        self.gt.is_some_and(crossed)
+            || self.lt.is_some_and(crossed)
+            || self.st.is_some_and(|st| (value - last).abs() >= st)
+    }
 }
 
 /// `s` seconds.
@@ -143,6 +181,9 @@ struct Observation {
     asked: Option<u16>,
     /// When the last notification went.
     last: Instant,
+    /// The value it carried, for a single numeric resource (NaN otherwise, and before the
+    /// first).
+    last_value: f64,
 }
 
 impl Devices for Lwm2m {
@@ -378,12 +419,33 @@ pub fn answer(cx: &DeviceCx<'_>, device: &mut Device, bytes: &[u8]) -> Option<(V
 }
 
 impl Device {
-    /// The attributes the server set on `path`.
-    fn attributes_of(&self, path: Path) -> Attributes {
+    /// The attributes the server set on `path` itself.
+    fn own_attributes(&self, path: Path) -> Attributes {
         self.attributes
             .iter()
             .find(|(p, _)| *p == path)
             .map_or_else(Attributes::default, |(_, a)| *a)
+    }
+
+    /// The attributes that hold for `path`: its object's, under its instance's, under its own.
+    fn attributes_of(&self, path: Path) -> Attributes {
+        let object = Path {
+            object: path.object,
+            instance: None,
+            resource: None,
+        };
+        let mut held = self.own_attributes(object);
+        if let Some(instance) = path.instance {
+            let instance = Path {
+                instance: Some(instance),
+                ..object
+            };
+            held = held.under(self.own_attributes(instance));
+            if path.resource.is_some() {
+                held = held.under(self.own_attributes(path));
+            }
+        }
+        held
     }
 
     /// When the registration is to be updated: at [`UPDATE_AT`] of its lifetime, or at once
@@ -588,6 +650,16 @@ async fn update(
     Ok(())
 }
 
+/// The number a single numeric resource's reading holds (NaN for anything else).
+fn values_number(values: &[(u16, u16, objects::Value)]) -> f64 {
+    match values {
+        [(_, _, objects::Value::Float(v))] => *v,
+        #[allow(clippy::cast_precision_loss, reason = "a reading, compared with thresholds")]
+        [(_, _, objects::Value::Integer(v))] => *v as f64,
+        _ => f64::NAN,
+    }
+}
+
 /// What makes a notification go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
@@ -616,10 +688,18 @@ async fn notify(
             (o.path, o.format, o.asked, o.last)
         };
         k += 1;
-        let attributes = device.attributes_of(path);
-        let goes = match why {
-            Why::Report => now >= last + secs(attributes.pmin.unwrap_or(0)),
-            Why::Pmax => attributes.pmax.is_some_and(|pmax| now >= last + secs(pmax)),
+        let read = device.state(cx, &serial).read(path);
+        let goes = {
+            let attributes = device.attributes_of(path);
+            match why {
+                Why::Report => {
+                    now >= last + secs(attributes.pmin.unwrap_or(0))
+                        && read.as_ref().map_or(true, |values| {
+                            attributes.moved(device.observations[k - 1].last_value, values_number(values))
+                        })
+                }
+                Why::Pmax => attributes.pmax.is_some_and(|pmax| now >= last + secs(pmax)),
+            }
         };
         if !goes {
             continue;
@@ -627,9 +707,10 @@ async fn notify(
         // Its period is spent, sent or not (a value that cannot be read now is not sent), so
         // a pmax never comes due again at once.
         device.observations[k - 1].last = now;
-        let Ok(values) = device.state(cx, &serial).read(path) else {
+        let Ok(values) = read else {
             continue;
         };
+        device.observations[k - 1].last_value = values_number(&values);
         let Some(payload) = formats::encode(format, path, &values) else {
             continue;
         };
@@ -821,6 +902,7 @@ fn read(
                 format,
                 asked: accept,
                 last: Instant::now(),
+                last_value: values_number(&values),
             });
             if !repeated {
                 cx.count(Counter::Lwm2mObserves);
@@ -836,8 +918,8 @@ fn read(
     ResponseType::Content
 }
 
-/// A Write of the lifetime or of the config document, or Write-Attributes (`pmin`, `pmax`)
-/// of any path; nothing else on the device is writable.
+/// A Write of the lifetime or of the config document, or Write-Attributes of any path the
+/// device holds; nothing else on the device is writable.
 fn write(
     cx: &DeviceCx<'_>,
     device: &mut Device,
@@ -891,27 +973,50 @@ fn write_resource(
         if device.state(cx, &serial).read(path).is_err() {
             return ResponseType::NotFound;
         }
-        // Attributes set again replace the path's others (gt, lt and st are taken but not
-        // honoured yet).
-        let mut set = device.attributes_of(path);
+        // Attributes named change; the path's others stay. A name without a value takes the
+        // attribute away.
+        let mut set = device.own_attributes(path);
         for query in queries {
-            let Some((name, value)) = std::str::from_utf8(query).ok().and_then(|q| q.split_once('=')) else {
+            let Ok(query) = std::str::from_utf8(query) else {
                 return ResponseType::BadRequest;
             };
-            if name == "pmin" || name == "pmax" {
-                let Ok(seconds) = value.parse::<u32>() else {
-                    return ResponseType::BadRequest;
-                };
-                if name == "pmin" {
-                    set.pmin = Some(seconds);
-                } else {
-                    // pmax 0 sets none: a notification every instant is no period.
-                    set.pmax = (seconds > 0).then_some(seconds);
-                }
+            let (name, value) = query.split_once('=').map_or((query, None), |(n, v)| (n, Some(v)));
+            let seconds = || value.map(str::parse::<u32>).transpose().map_err(|_| ());
+            let number = || {
+                value.map(str::parse::<f64>).transpose().map_err(|_| ()).and_then(|v| {
+                    if v.is_some_and(|v| !v.is_finite()) {
+                        Err(())
+                    } else {
+                        Ok(v)
+                    }
+                })
+            };
+            let parsed = match name {
+                "pmin" => seconds().map(|s| set.pmin = s),
+                // pmax 0 sets none: a notification every instant is no period.
+                "pmax" => seconds().map(|s| set.pmax = s.filter(|s| *s > 0)),
+                "gt" => number().map(|v| set.gt = v),
+                "lt" => number().map(|v| set.lt = v),
+                // A step is a distance: not below 0.
+                "st" => number()
+                    .and_then(|v| if v.is_some_and(|st| st < 0.0) { Err(()) } else { Ok(v) })
+                    .map(|v| set.st = v),
+                // Another attribute (LwM2M 1.1's epmin, edge ...) is not spoken: ignored.
+                _ => Ok(()),
+            };
+            if parsed.is_err() {
+                return ResponseType::BadRequest;
             }
         }
-        if let (Some(pmin), Some(pmax)) = (set.pmin, set.pmax)
+        // LwM2M 1.0, section 5.1.2: pmax not below pmin; lt below gt, by more than two steps.
+        let held = device.attributes_of(path).under(set);
+        if let (Some(pmin), Some(pmax)) = (held.pmin, held.pmax)
             && pmax < pmin
+        {
+            return ResponseType::BadRequest;
+        }
+        if let (Some(lt), Some(gt)) = (held.lt, held.gt)
+            && lt + 2.0 * held.st.unwrap_or(0.0) >= gt
         {
             return ResponseType::BadRequest;
         }
@@ -1024,6 +1129,107 @@ mod tests {
         .wake(None);
         device.reading = 21.5;
         device
+    }
+
+    /// A Write-Attributes of `path` with `queries`, as a server sends it; the answer's code.
+    fn write_attributes(cx: &DeviceCx<'_>, device: &mut Device, path: &str, queries: &[&str]) -> ResponseType {
+        let mut packet = Packet::new();
+        packet.header.set_type(MessageType::Confirmable);
+        packet.header.code = MessageClass::Request(RequestType::Put);
+        packet.header.message_id = device.next_id.wrapping_add(777);
+        for segment in path.split('/').skip(1) {
+            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        for query in queries {
+            packet.add_option(CoapOption::UriQuery, query.as_bytes().to_vec());
+        }
+        let (bytes, _) = answer(cx, device, &packet.to_bytes().expect("encodes")).expect("answered");
+        match coap::decode(&bytes).expect("decodes").header.code {
+            MessageClass::Response(code) => code,
+            other => panic!("not a response: {other:?}"),
+        }
+    }
+
+    fn path(text: &str) -> Path {
+        Path::parse(text.split('/').skip(1).map(str::as_bytes)).expect("a path")
+    }
+
+    /// Attributes set on an object or instance hold for what is under it, unless set there;
+    /// gt, lt and st are taken, checked and taken away.
+    #[test]
+    fn attributes_pass_down_and_thresholds_are_checked() {
+        let (model, shared) = world();
+        let cx = cx(&model, &shared);
+        let mut device = measured_device();
+        assert_eq!(
+            write_attributes(&cx, &mut device, "/3303", &["pmin=5", "pmax=60"]),
+            ResponseType::Changed
+        );
+        assert_eq!(
+            write_attributes(&cx, &mut device, "/3303/0/5700", &["pmin=2", "st=0.5"]),
+            ResponseType::Changed
+        );
+        let held = device.attributes_of(path("/3303/0/5700"));
+        assert_eq!(
+            (held.pmin, held.pmax, held.st),
+            (Some(2), Some(60), Some(0.5)),
+            "its own pmin, the object's pmax"
+        );
+        assert_eq!(
+            device.attributes_of(path("/3303/0")).pmin,
+            Some(5),
+            "the instance inherits"
+        );
+        // lt must sit below gt by more than two steps (st 0.5 is inherited by nothing here,
+        // but set on the resource).
+        assert_eq!(
+            write_attributes(&cx, &mut device, "/3303/0/5700", &["lt=20", "gt=20.5"]),
+            ResponseType::BadRequest
+        );
+        assert_eq!(
+            write_attributes(&cx, &mut device, "/3303/0/5700", &["lt=10", "gt=30"]),
+            ResponseType::Changed
+        );
+        for bad in ["gt=warm", "st=-1", "pmin=-1", "lt=inf"] {
+            assert_eq!(
+                write_attributes(&cx, &mut device, "/3303/0/5700", &[bad]),
+                ResponseType::BadRequest,
+                "{bad}"
+            );
+        }
+        // A name without a value takes it away: the object's pmin shows through again.
+        assert_eq!(
+            write_attributes(&cx, &mut device, "/3303/0/5700", &["pmin", "st"]),
+            ResponseType::Changed
+        );
+        let held = device.attributes_of(path("/3303/0/5700"));
+        assert_eq!((held.pmin, held.st, held.gt), (Some(5), None, Some(30.0)));
+    }
+
+    /// gt and lt notify a crossing either way, st a move of at least its size; without them,
+    /// every new reading goes.
+    #[test]
+    fn thresholds_decide_whether_a_reading_is_notified() {
+        let plain = Attributes::default();
+        assert!(plain.moved(21.0, 21.0), "no thresholds: every report");
+        let step = Attributes {
+            st: Some(1.0),
+            ..Attributes::default()
+        };
+        assert!(!step.moved(21.0, 21.9));
+        assert!(step.moved(21.0, 22.0));
+        assert!(step.moved(21.0, 19.5), "either way");
+        assert!(step.moved(f64::NAN, 21.0), "the first always");
+        let band = Attributes {
+            gt: Some(25.0),
+            lt: Some(10.0),
+            ..Attributes::default()
+        };
+        assert!(!band.moved(20.0, 24.0));
+        assert!(band.moved(24.0, 26.0), "up through gt");
+        assert!(band.moved(26.0, 24.0), "down through gt");
+        assert!(band.moved(11.0, 9.0), "down through lt");
+        assert!(!band.moved(26.0, 30.0), "still above");
     }
 
     /// A server's refusal is the fault the device acts on: who it is refused (4.01, 4.03),
