@@ -214,6 +214,21 @@ impl SessionTable {
         }
     }
 
+    /// Records that `device_id` was seen at `at_ms`, with `change` made to the status it last
+    /// reported (an empty one when it has none): one reading of a report that carries one
+    /// field, as an LwM2M notification does.
+    pub fn record_seen_with(&self, device_id: &str, at_ms: u64, change: impl FnOnce(&mut DeviceStatus)) {
+        let mut presence = self.presence.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = presence.entry(device_id.to_owned()).or_default();
+        entry.last_seen_ms = entry.last_seen_ms.max(at_ms);
+        change(entry.status.get_or_insert(DeviceStatus {
+            battery: None,
+            firmware: None,
+            uptime_s: None,
+            rssi_dbm: None,
+        }));
+    }
+
     /// When `device_id` was last seen and what it last reported.
     pub fn presence(&self, device_id: &str) -> Option<Presence> {
         self.presence

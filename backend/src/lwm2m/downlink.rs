@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Front;
 use super::exchanges::{Observation, Reply, Watched, token_bytes, token_of};
-use crate::gateway::sessions::{DeviceStatus, Outbound};
+use crate::gateway::sessions::Outbound;
 use crate::gateway::stats::bump;
 use crate::gateway::topics::DEVICE_PREFIX;
 use crate::registry::{Completion, system_clock_ms};
@@ -298,25 +298,24 @@ pub(super) fn on_notification(front: &Front, observation: &Observation, packet: 
         .and_then(|text| text.trim().parse::<f64>().ok())
         .filter(|v| v.is_finite());
     let sessions = &front.gateway.sessions;
-    let mut status = sessions
-        .presence(&observation.device_id)
-        .and_then(|p| p.status)
-        .unwrap_or(DeviceStatus {
-            battery: None,
-            firmware: None,
-            uptime_s: None,
-            rssi_dbm: None,
-        });
+    let now = system_clock_ms();
     match observation.watched {
-        Watched::Battery => status.battery = value.map(|percent| (percent / 100.0).clamp(0.0, 1.0)),
-        #[allow(
-            clippy::cast_possible_truncation,
-            reason = "clamped to the range of a dBm reading first"
-        )]
-        Watched::Signal => status.rssi_dbm = value.map(|dbm| dbm.clamp(-200.0, 50.0).round() as i32),
-        Watched::Sensor => bump(&stats.telemetry),
+        Watched::Battery => sessions.record_seen_with(&observation.device_id, now, |status| {
+            status.battery = value.map(|percent| (percent / 100.0).clamp(0.0, 1.0));
+        }),
+        Watched::Signal => sessions.record_seen_with(&observation.device_id, now, |status| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "clamped to the range of a dBm reading first"
+            )]
+            let dbm = value.map(|dbm| dbm.clamp(-200.0, 50.0).round() as i32);
+            status.rssi_dbm = dbm;
+        }),
+        Watched::Sensor => {
+            bump(&stats.telemetry);
+            sessions.record_seen(&observation.device_id, now, None);
+        }
     }
-    sessions.record_seen(&observation.device_id, system_clock_ms(), Some(status));
 }
 
 /// A confirmable request of `method` to `path`.

@@ -173,13 +173,14 @@ impl Exchanges {
         true
     }
 
-    /// A response carrying `token`.
-    pub fn on_response(&self, token: u64, packet: Packet) -> Matched {
+    /// A response carrying `token` (copied only to a request waiting on it: a notification,
+    /// the common case, is read where it lies).
+    pub fn on_response(&self, token: u64, packet: &Packet) -> Matched {
         let maps = self.lock();
         let observation = maps.observations.get(&token).cloned();
         match maps.pending.get(&token) {
             Some(pending) => {
-                let _ = pending.tx.try_send(Reply::Response(packet));
+                let _ = pending.tx.try_send(Reply::Response(packet.clone()));
                 Matched::Answer(observation)
             }
             None => match observation {
@@ -220,7 +221,7 @@ mod tests {
         assert!(!exchanges.on_empty(addr, 42, false), "another message");
         assert!(exchanges.on_empty(addr, 41, false));
         assert!(matches!(
-            exchanges.on_response(token, Packet::new()),
+            exchanges.on_response(token, &Packet::new()),
             Matched::Answer(None)
         ));
         assert!(matches!(rx.try_recv(), Ok(Reply::Acknowledged)));
@@ -241,7 +242,7 @@ mod tests {
         };
         exchanges.observe(token, observation);
         assert!(matches!(
-            exchanges.on_response(token, Packet::new()),
+            exchanges.on_response(token, &Packet::new()),
             Matched::Notification(Observation {
                 watched: Watched::Battery,
                 ..
@@ -250,7 +251,7 @@ mod tests {
         exchanges.forget(4);
         assert_eq!(exchanges.counts(), (0, 1), "another registration's");
         exchanges.forget(3);
-        assert!(matches!(exchanges.on_response(token, Packet::new()), Matched::Unknown));
+        assert!(matches!(exchanges.on_response(token, &Packet::new()), Matched::Unknown));
     }
 
     #[test]

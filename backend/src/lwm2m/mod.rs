@@ -218,7 +218,7 @@ impl Lwm2mFront {
         let confirmable = packet.header.get_type() == MessageType::Confirmable;
         let message_id = packet.header.message_id;
         let matched = match token_of(&packet) {
-            Some(token) => front.exchanges.on_response(token, packet.clone()),
+            Some(token) => front.exchanges.on_response(token, &packet),
             None => Matched::Unknown,
         };
         let notified = match matched {
