@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{PATIENCE, TestBackend, next_publish, wait_closed, wait_for};
+use common::{PATIENCE, TestBackend, next_publish, sample, wait_closed, wait_for};
 use rumqttc::{ConnectReturnCode, Packet, QoS};
 use serde_json::{Value, json};
 
@@ -46,16 +46,6 @@ async fn subscribe_config(client: &rumqttc::AsyncClient, eventloop: &mut rumqttc
         .await
         .expect("queue subscribe");
     wait_for(eventloop, |p| matches!(p, Packet::SubAck(_))).await;
-}
-
-/// The value of an unlabelled Prometheus sample.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| match line.split_once(' ') {
-            Some((n, value)) if n == name => value.trim().parse().ok(),
-            _ => None,
-        })
 }
 
 #[tokio::test]

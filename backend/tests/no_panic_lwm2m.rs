@@ -43,17 +43,7 @@ fn mutated_requests_never_panic() {
     let (mut read, mut refused) = (0, 0);
     for _ in 0..20_000 {
         let mut bytes = seeds[rng.below(seeds.len())].clone();
-        for _ in 0..=rng.below(4) {
-            let at = rng.below(bytes.len() + 1);
-            match rng.below(4) {
-                0 if at < bytes.len() => bytes[at] = rng.next() as u8,
-                1 => bytes.insert(at, rng.next() as u8),
-                2 if at < bytes.len() => {
-                    bytes.remove(at);
-                }
-                _ => bytes.truncate(at),
-            }
-        }
+        rng.mutate(&mut bytes);
         match read_datagram(&bytes) {
             Some(Ok(_)) => read += 1,
             Some(Err(_)) => refused += 1,

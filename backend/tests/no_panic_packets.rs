@@ -92,17 +92,7 @@ fn mutated_packets_never_panic() {
     let seeds = seeds();
     for _ in 0..20_000 {
         let mut bytes = seeds[rng.below(seeds.len())].clone();
-        for _ in 0..=rng.below(4) {
-            let at = rng.below(bytes.len() + 1);
-            match rng.below(4) {
-                0 if at < bytes.len() => bytes[at] = rng.next() as u8,
-                1 => bytes.insert(at, rng.next() as u8),
-                2 if at < bytes.len() => {
-                    bytes.remove(at);
-                }
-                _ => bytes.truncate(at),
-            }
-        }
+        rng.mutate(&mut bytes);
         let _ = parse_all(&bytes);
     }
 }

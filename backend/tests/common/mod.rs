@@ -234,6 +234,16 @@ fn http_blocking(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     (status, text)
 }
 
+/// The value of an unlabelled Prometheus sample.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| match line.split_once(' ') {
+            Some((n, value)) if n == name => value.trim().parse().ok(),
+            _ => None,
+        })
+}
+
 /// Polls until a packet matches; panics after [`PATIENCE`].
 pub async fn wait_for(eventloop: &mut EventLoop, mut wanted: impl FnMut(&Packet) -> bool) -> Packet {
     let deadline = tokio::time::Instant::now() + PATIENCE;
