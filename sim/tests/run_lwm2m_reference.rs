@@ -12,6 +12,8 @@ use serde_json::Value;
 
 #[path = "support/binary.rs"]
 mod binary;
+#[path = "support/standalone.rs"]
+mod standalone;
 
 use binary::{assert_exit, counter, fleetsim, repo, scratch, summary};
 
@@ -99,54 +101,20 @@ fn lwm2m_devices_are_operated_through_the_reference_backend() {
 /// where the LwM2M front listens from `/healthz`, and everything adds up as in process.
 #[test]
 fn a_standalone_backend_is_found_by_its_api() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
-    /// The backend process, killed however the test ends.
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
     let dir = scratch("run-lwm2m-reference-standalone");
-    let mut backend = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args([
-            "backend",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--lwm2m",
-            "127.0.0.1:0",
-        ])
-        .arg("--data")
-        .arg(dir.join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("fleetsim backend starts");
-    let stdout = backend.stdout.take().expect("stdout");
-    let backend = Killed(backend);
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().expect("a line").expect("text");
-    let second = lines.next().expect("a second line").expect("text");
-    let http = first
-        .split(", http ")
-        .nth(1)
-        .and_then(|r| r.split(',').next())
-        .expect("the http address")
-        .to_owned();
-    assert!(second.starts_with("fleetsim backend: lwm2m 127.0.0.1:"), "{second}");
+    let backend = standalone::process(&dir.join("data"), &["--lwm2m", "127.0.0.1:0"], 2);
+    assert!(
+        backend.lines[1].starts_with("fleetsim backend: lwm2m 127.0.0.1:"),
+        "{}",
+        backend.lines[1]
+    );
     let file = scenario(&dir, PHASES);
     let out = dir.join("report");
     let output = fleetsim(&[
         "run".as_ref(),
         file.as_os_str(),
         "--backend".as_ref(),
-        format!("http://{http}").as_ref(),
+        format!("http://{}", backend.http).as_ref(),
         "--out".as_ref(),
         out.as_os_str(),
         "--headless".as_ref(),
