@@ -65,10 +65,7 @@ lifetime = "5m"
             )
         },
     );
-    let run = {
-        let (scenario, out) = (scenario.clone(), out.clone());
-        std::thread::spawn(move || run_headless(&scenario, &out))
-    };
+    let run = run_behind(&scenario, &out);
 
     server.wait_count("registration", DEVICES, Duration::from_secs(20));
     let registrations: Vec<Value> = server
@@ -226,10 +223,7 @@ fn malformed_and_refused_requests_are_counted_and_answered_by_code() {
             scenario(models, ("bad", 5, "15s"), &url, (1, "lwm2m-meter", "g"), "")
         },
     );
-    let run = {
-        let (scenario, out) = (scenario.clone(), out.clone());
-        std::thread::spawn(move || run_headless(&scenario, &out))
-    };
+    let run = run_behind(&scenario, &out);
 
     // Answers the device's own requests (its Register, then its Updates) as they come; gives
     // back the first other message, if any comes within the read timeout.
@@ -453,10 +447,7 @@ fn registrations_and_pmax_are_kept_between_reports() {
             scenario(models, ("short", 9, "9s"), &url, (4, "lwm2m-hourly", "meters"), gates)
         },
     );
-    let run = {
-        let (scenario, out) = (scenario.clone(), out.clone());
-        std::thread::spawn(move || run_headless(&scenario, &out))
-    };
+    let run = run_behind(&scenario, &out);
     // A temperature observed with pmax 1 s: notified every second though it reports hourly.
     server.wait_count("registration", 4, Duration::from_secs(10));
     let ep = server
@@ -512,6 +503,13 @@ fn scenario(
     )
 }
 
+/// Runs `scenario` headless into `out` on a thread of its own, while the test plays the
+/// server.
+fn run_behind(scenario: &Path, out: &Path) -> std::thread::JoinHandle<std::process::Output> {
+    let (scenario, out) = (scenario.to_owned(), out.to_owned());
+    std::thread::spawn(move || run_headless(&scenario, &out))
+}
+
 /// Writes a test's model (`name`, its text) into a scratch folder of `tag`'s and its scenario,
 /// which `scenario` writes given the models' folder; the scenario's path and its report folder.
 fn fleet(tag: &str, (name, model): (&str, &str), scenario: impl FnOnce(&Path) -> String) -> (PathBuf, PathBuf) {
@@ -556,10 +554,7 @@ fn confirmable_notifications_end_at_their_acknowledgement() {
             )
         },
     );
-    let run = {
-        let (scenario, out) = (scenario.clone(), out.clone());
-        std::thread::spawn(move || run_headless(&scenario, &out))
-    };
+    let run = run_behind(&scenario, &out);
     let mut buf = [0u8; 2048];
     let mut observing = false;
     let mut first = None;
@@ -661,10 +656,7 @@ fn a_step_attribute_holds_back_notifications_that_did_not_move_enough() {
             )
         },
     );
-    let run = {
-        let (scenario, out) = (scenario.clone(), out.clone());
-        std::thread::spawn(move || run_headless(&scenario, &out))
-    };
+    let run = run_behind(&scenario, &out);
     server.wait_count("registration", 2, Duration::from_secs(10));
     let eps: Vec<String> = server
         .events
