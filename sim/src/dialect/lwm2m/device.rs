@@ -1133,13 +1133,9 @@ mod tests {
 
     /// A Write-Attributes of `path` with `queries`, as a server sends it; the answer's code.
     fn write_attributes(cx: &DeviceCx<'_>, device: &mut Device, path: &str, queries: &[&str]) -> ResponseType {
-        let mut packet = Packet::new();
-        packet.header.set_type(MessageType::Confirmable);
-        packet.header.code = MessageClass::Request(RequestType::Put);
-        packet.header.message_id = device.next_id.wrapping_add(777);
-        for segment in path.split('/').skip(1) {
-            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
-        }
+        let segments: Vec<&str> = path.split('/').skip(1).collect();
+        // Built as the device builds its own requests: a fresh message id each time.
+        let mut packet = request(device, RequestType::Put, &segments);
         for query in queries {
             packet.add_option(CoapOption::UriQuery, query.as_bytes().to_vec());
         }
