@@ -191,7 +191,8 @@ impl Exchanges {
     }
 
     /// Requests waiting and observations held.
-    pub fn counts(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn counts(&self) -> (usize, usize) {
         let maps = self.lock();
         (maps.pending.len(), maps.observations.len())
     }

@@ -145,11 +145,6 @@ impl Lwm2mFront {
         self.front.socket.local_addr()
     }
 
-    /// How many devices are registered now.
-    pub fn registered(&self) -> usize {
-        self.front.table().len()
-    }
-
     /// Serves until `shutdown`, then ends every registration's task (they hold no state the
     /// registry lacks: a device registers again with a restarted backend).
     pub async fn serve(&self, shutdown: CancellationToken) -> io::Result<()> {
