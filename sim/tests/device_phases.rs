@@ -267,7 +267,24 @@ fn commands_are_answered_and_reboot_comes_back_after_boot() {
             .map(|(t, _)| *t)
             .collect()
     };
-    assert_eq!(at_times(Action::CommandResult), [at, at.after(MINUTE)]);
+    let answers: Vec<(SimTime, Action)> = life
+        .actions
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::CommandResult { .. }))
+        .copied()
+        .collect();
+    assert_eq!(
+        answers.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        [at, at.after(MINUTE)]
+    );
+    // Each answer says how the device stands: no battery (mains power), its reports so far.
+    for (_, answer) in &answers {
+        let Action::CommandResult { battery, seq, .. } = answer else {
+            unreachable!()
+        };
+        assert_eq!(*battery, None, "{answer:?}");
+        assert!(*seq >= 1, "it reported when it connected: {answer:?}");
+    }
     assert_eq!(at_times(Action::Leave), [at.after(MINUTE)]);
     let connects = at_times(Action::Connect);
     assert_eq!(connects.last(), Some(&at.after(MINUTE).after(BOOT)), "{connects:?}");

@@ -39,13 +39,18 @@ pub async fn list(
     Ok(Json(serde_json::json!({ "devices": devices, "next_after": next })))
 }
 
-/// One device, with its effective desired config, whether it is connected now, when it was
-/// last seen and its last status report (battery, firmware, uptime, link quality).
+/// One device, with its effective desired config and what it reported applying (the version,
+/// its settings), whether it is connected now, when it was last seen and its last status
+/// report (battery, firmware, uptime, link quality).
 pub async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let registry = state.registry.clone();
     let lookup = id.clone();
-    let (device, config) = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::registry::RegistryError>((registry.device(&lookup)?, registry.effective_config(&lookup)?))
+    let (device, config, reported) = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::registry::RegistryError>((
+            registry.device(&lookup)?,
+            registry.effective_config(&lookup)?,
+            registry.reported_config(&lookup)?,
+        ))
     })
     .await??;
     let device = device.ok_or_else(|| ApiError::not_found(format!("no device \"{id}\"")))?;
@@ -58,6 +63,8 @@ pub async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Resu
         "status": presence.status,
         // Named as on MQTT (`config/desired` carries `{"version", "desired"}`).
         "config": config.as_ref().map(crate::gateway::topics::desired_config_body),
+        // What the device last reported applying: the version and the settings it holds.
+        "reported": reported,
     })))
 }
 

@@ -288,8 +288,14 @@ impl Conn {
                 bump(&stats.status);
                 self.shared.sessions.record_seen(device_id, now_ms(), Some(status));
             }
-            Payload::ConfigReported { version } => {
-                if self.shared.registry.report_config(device_id, version).await.is_ok() {
+            Payload::ConfigReported { version, settings } => {
+                if self
+                    .shared
+                    .registry
+                    .report_config(device_id, version, settings)
+                    .await
+                    .is_ok()
+                {
                     bump(&stats.config_reported);
                 }
             }

@@ -3,7 +3,7 @@
 //! (`fuzz/fuzz_targets/device_packet.rs`).
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::sessions::DeviceStatus;
 use super::topics::Inbound;
@@ -16,10 +16,12 @@ pub enum Payload {
     Telemetry,
     /// A status report.
     Status(DeviceStatus),
-    /// The config version the device applied.
+    /// The config version the device applied, and the settings it holds, if it says.
     ConfigReported {
         /// The version.
         version: u64,
+        /// Its settings (what `set` commands applied): names to strings, numbers, booleans.
+        settings: Option<Map<String, Value>>,
     },
     /// An answer to a command.
     CommandResult {
@@ -79,10 +81,17 @@ pub fn decode(inbound: &Inbound<'_>, payload: &[u8]) -> Result<Payload, BadPaylo
             Ok(Payload::Status(status.into()))
         }
         Inbound::ConfigReported => {
-            let report: ConfigReport =
-                serde_json::from_slice(payload).map_err(|_| BadPayload("expected {\"version\": N}"))?;
+            let report: ConfigReport = serde_json::from_slice(payload)
+                .map_err(|_| BadPayload("expected {\"version\": N, \"settings\": {...}}"))?;
+            if let Some(settings) = &report.settings {
+                let scalar = |v: &Value| !matches!(v, Value::Array(_) | Value::Object(_) | Value::Null);
+                if settings.len() > MAX_SETTINGS || !settings.values().all(scalar) {
+                    return Err(BadPayload("settings: at most 32 names to strings, numbers or booleans"));
+                }
+            }
             Ok(Payload::ConfigReported {
                 version: report.version,
+                settings: report.settings,
             })
         }
         Inbound::CommandResult { .. } => {
@@ -169,10 +178,15 @@ struct OtaStatus {
     state: String,
 }
 
-/// `.../config/reported` payload.
+/// The most settings a device may report.
+pub const MAX_SETTINGS: usize = 32;
+
+/// `.../config/reported` payload; unknown keys are allowed, as in a status.
 #[derive(Debug, Deserialize)]
 struct ConfigReport {
     version: u64,
+    #[serde(default)]
+    settings: Option<Map<String, Value>>,
 }
 
 /// `.../status` payload; unknown keys are allowed so devices can add their own.
@@ -226,9 +240,31 @@ mod tests {
         assert!(decode(&Inbound::Status, b"nope").is_err());
         assert_eq!(
             decode(&Inbound::ConfigReported, br#"{"version": 7}"#),
-            Ok(Payload::ConfigReported { version: 7 })
+            Ok(Payload::ConfigReported {
+                version: 7,
+                settings: None
+            })
         );
         assert!(decode(&Inbound::ConfigReported, br#"{"version": -7}"#).is_err());
+        let with_settings = decode(
+            &Inbound::ConfigReported,
+            br#"{"version": 2, "settings": {"led": "on", "rate": 5, "eco": true}}"#,
+        );
+        assert!(
+            matches!(&with_settings, Ok(Payload::ConfigReported { version: 2, settings: Some(s) }) if s.len() == 3),
+            "{with_settings:?}"
+        );
+        for bad in [
+            &br#"{"version": 2, "settings": {"led": {"on": 1}}}"#[..],
+            br#"{"version": 2, "settings": {"led": null}}"#,
+            br#"{"version": 2, "settings": ["led"]}"#,
+        ] {
+            assert!(
+                decode(&Inbound::ConfigReported, bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
         let answer = decode(
             &Inbound::CommandResult { cmd_id: "c-1" },
             br#"{"status": "error", "output": "disk full"}"#,

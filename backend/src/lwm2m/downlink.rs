@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | desired config (`config/desired`) | Write (PUT) of the document, as text, to /32769/0/0 | the version is recorded as reported |
 //! | command `reboot` | Execute (POST) of /3/0/4 | the command succeeded |
-//! | commands `set`, `logs` | nothing: no LwM2M mapping yet | the command failed, saying so |
+//! | commands `set`, `logs`, `diagnose` | nothing: no LwM2M mapping yet | the command failed, saying so |
 //! | an update job, a certificate request | nothing: not served over LwM2M yet | counted (`lwm2m_unmapped`) |
 //! | decommissioning | the registration ends; a non-confirmable Execute of /1/0/8 makes the device update at once, and its Register is then refused | |
 
@@ -180,7 +180,7 @@ impl Task {
                         .front
                         .gateway
                         .registry
-                        .report_config(&self.device_id, version)
+                        .report_config(&self.device_id, version, None)
                         .await
                         .is_ok()
                     {

@@ -1,4 +1,4 @@
-//! Remote commands: the operator sends `reboot`, `set` or `logs` to a device, the device
+//! Remote commands: the operator sends `reboot`, `set`, `logs` or `diagnose` to a device, the device
 //! answers on `.../cmd/{id}/result`, and a command nobody answered in time is marked
 //! `timed_out`. Rows are durable, so a command queued for an offline device survives a
 //! backend restart as a record (its delivery is the gateway's job).
@@ -27,8 +27,31 @@ CREATE TABLE commands(
 CREATE INDEX commands_pending ON commands(state, deadline_at);
 ";
 
+/// Schema step (version 5): `diagnose` joins the commands (SQLite cannot change a CHECK, so
+/// the table is made again and its rows copied), and a device's reported config keeps the
+/// settings it reports.
+pub const V5: &str = "
+CREATE TABLE commands_v5(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL REFERENCES devices(id),
+    name TEXT NOT NULL CHECK (name IN ('reboot', 'set', 'logs', 'diagnose')),
+    args TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'succeeded', 'failed', 'timed_out')),
+    created_at INTEGER NOT NULL,
+    deadline_at INTEGER NOT NULL,
+    completed_at INTEGER,
+    result TEXT
+);
+INSERT INTO commands_v5 SELECT id, device_id, name, args, state, created_at, deadline_at, completed_at, result
+    FROM commands;
+DROP TABLE commands;
+ALTER TABLE commands_v5 RENAME TO commands;
+CREATE INDEX commands_pending ON commands(state, deadline_at);
+ALTER TABLE reported_config ADD COLUMN settings TEXT;
+";
+
 /// The commands a device understands.
-pub const COMMAND_NAMES: [&str; 3] = ["reboot", "set", "logs"];
+pub const COMMAND_NAMES: [&str; 4] = ["reboot", "set", "logs", "diagnose"];
 
 /// Where a command stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,7 +86,7 @@ pub struct CommandRecord {
     pub id: String,
     /// Target device.
     pub device_id: String,
-    /// `reboot`, `set` or `logs`.
+    /// `reboot`, `set`, `logs` or `diagnose`.
     pub name: String,
     /// Arguments as sent.
     pub args: Value,
@@ -75,7 +98,7 @@ pub struct CommandRecord {
     pub deadline_at: u64,
     /// When it was answered or timed out, unix ms.
     pub completed_at: Option<u64>,
-    /// The device's answer (for `logs`, its event log).
+    /// The device's answer (for `logs`, its event log; for `diagnose`, its health).
     pub result: Option<Value>,
 }
 

@@ -40,7 +40,7 @@ pub use identity::{KEY_FILE, KEY_LEN, MAX_META_LEN, MAX_SECRET_LEN, valid_serial
 pub use reads::MAX_PAGE;
 pub use records::{
     Actor, AuditEntry, CertAuth, ClaimAuth, ConfigScope, DeviceAuth, DeviceRecord, DeviceState, Drift, EffectiveConfig,
-    ProvisionMeta, ProvisionOutcome, Refusal, RegistryCounts, RegistryError, RejectReason, WriterStats,
+    ProvisionMeta, ProvisionOutcome, Refusal, RegistryCounts, RegistryError, RejectReason, ReportedConfig, WriterStats,
 };
 pub use schema::{DB_FILE, SCHEMA_VERSION};
 pub use writer::{Clock, WRITE_QUEUE};
@@ -343,15 +343,28 @@ impl Registry {
         self.submit(move |ctx| ops::set_desired(ctx, &scope, doc)).await
     }
 
-    /// Stores the config version an active device reports running (not audited). Reports
-    /// for unknown or retired devices are ignored.
-    pub async fn report_config(&self, device_id: &str, version: u64) -> Result<(), RegistryError> {
+    /// Stores the config version an active device reports running and the settings it
+    /// holds, when it says (not audited); a report without settings keeps the last ones.
+    /// Reports for unknown or retired devices are ignored.
+    pub async fn report_config(
+        &self,
+        device_id: &str,
+        version: u64,
+        settings: Option<Map<String, Value>>,
+    ) -> Result<(), RegistryError> {
         let version = ops::sql_int(version, "reported config version")?;
         if !valid_device_id(device_id) {
             return Ok(());
         }
         let id = device_id.to_owned();
-        self.submit(move |ctx| ops::report_config(ctx, &id, version)).await
+        let settings = settings.map(|s| Value::Object(s).to_string());
+        self.submit(move |ctx| ops::report_config(ctx, &id, version, settings.as_deref()))
+            .await
+    }
+
+    /// What device `device_id` last reported of its config: the version, its settings, when.
+    pub fn reported_config(&self, device_id: &str) -> Result<Option<ReportedConfig>, RegistryError> {
+        reads::reported_config(&self.reader(), device_id)
     }
 
     /// Appends a rare device lifecycle event to the audit log (actor `device`).

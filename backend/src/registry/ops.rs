@@ -380,14 +380,20 @@ pub fn set_desired(
 /// Records the config version a device runs. Reports for unknown or retired devices are
 /// dropped: the gateway only forwards reports of authenticated devices, so such a report
 /// raced a decommissioning and carries no information.
-pub fn report_config(ctx: &mut WriteCtx<'_>, device_id: &str, version: i64) -> Result<(), RegistryError> {
+pub fn report_config(
+    ctx: &mut WriteCtx<'_>,
+    device_id: &str,
+    version: i64,
+    settings: Option<&str>,
+) -> Result<(), RegistryError> {
     ctx.conn
         .prepare_cached(
-            "INSERT INTO reported_config(device_id, version, reported_at)
-             SELECT id, ?2, ?3 FROM devices WHERE id = ?1 AND state = 'active'
-             ON CONFLICT(device_id) DO UPDATE SET version = excluded.version, reported_at = excluded.reported_at",
+            "INSERT INTO reported_config(device_id, version, reported_at, settings)
+             SELECT id, ?2, ?3, ?4 FROM devices WHERE id = ?1 AND state = 'active'
+             ON CONFLICT(device_id) DO UPDATE SET version = excluded.version, reported_at = excluded.reported_at,
+                 settings = COALESCE(excluded.settings, reported_config.settings)",
         )?
-        .execute(params![device_id, version, sql_int(ctx.now, "clock")?])?;
+        .execute(params![device_id, version, sql_int(ctx.now, "clock")?, settings])?;
     Ok(())
 }
 

@@ -5,7 +5,9 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 
-use super::records::{Actor, AuditEntry, DeviceRecord, DeviceState, Drift, EffectiveConfig, RegistryError};
+use super::records::{
+    Actor, AuditEntry, DeviceRecord, DeviceState, Drift, EffectiveConfig, RegistryError, ReportedConfig,
+};
 
 /// Largest page any listing returns, whatever limit the caller asks for: one call must not
 /// hold the reader lock for an unbounded scan.
@@ -114,6 +116,25 @@ pub fn effective_config(conn: &Connection, device_id: &str) -> Result<Option<Eff
     Ok(Some(EffectiveConfig { version, doc }))
 }
 
+/// What device `device_id` last reported of its config, if it ever did.
+pub fn reported_config(conn: &Connection, device_id: &str) -> Result<Option<ReportedConfig>, RegistryError> {
+    let reported = conn
+        .prepare_cached("SELECT version, settings, reported_at FROM reported_config WHERE device_id = ?1")?
+        .query_row([device_id], |r| {
+            let settings = r
+                .get::<_, Option<String>>(1)?
+                .map(|text| serde_json::from_str(&text).map_err(|e| bad(1, Type::Text, e.to_string())))
+                .transpose()?;
+            Ok(ReportedConfig {
+                version: get_u64(r, 0)?,
+                settings,
+                reported_at: get_u64(r, 2)?,
+            })
+        })
+        .optional()?;
+    Ok(reported)
+}
+
 /// Active devices whose reported version (0 if never reported) differs from their desired
 /// version (0 if nothing desired), ordered by id.
 pub fn config_drift(conn: &Connection, group: Option<&str>) -> Result<Vec<Drift>, RegistryError> {
@@ -220,15 +241,26 @@ mod tests {
         let mut want = vec![expected(&a, None), expected(&b, None)];
         want.sort_by(|x, y| x.device_id.cmp(&y.device_id));
         assert_eq!(drift, want);
-        reg.report_config(&a, 3).await.unwrap();
-        reg.report_config(&b, 1).await.unwrap();
-        reg.report_config("d-00000000000000000000", 1).await.unwrap();
+        reg.report_config(&a, 3, None).await.unwrap();
+        reg.report_config(&b, 1, Some(obj(json!({"led": "on"})))).await.unwrap();
+        reg.report_config("d-00000000000000000000", 1, None).await.unwrap();
         assert_eq!(reg.config_drift(Some("default")).unwrap(), vec![expected(&b, Some(1))]);
         assert!(reg.config_drift(Some("lab")).unwrap().is_empty());
         assert!(matches!(
-            reg.report_config(&a, u64::MAX).await,
+            reg.report_config(&a, u64::MAX, None).await,
             Err(RegistryError::OutOfRange { .. })
         ));
+        // What a device reported: its settings kept until it reports others.
+        let reported = |id: &str| reg.reported_config(id).unwrap().map(|r| (r.version, r.settings));
+        assert_eq!(reported(&a), Some((3, None)));
+        assert_eq!(reported(&b), Some((1, Some(json!({"led": "on"})))));
+        reg.report_config(&b, 1, None).await.unwrap();
+        assert_eq!(reported(&b), Some((1, Some(json!({"led": "on"})))), "kept");
+        reg.report_config(&b, 1, Some(obj(json!({"led": "off"}))))
+            .await
+            .unwrap();
+        assert_eq!(reported(&b), Some((1, Some(json!({"led": "off"})))));
+        assert_eq!(reported("d-00000000000000000000"), None);
 
         // Decommissioning drops the device document; the group's still applies.
         reg.decommission(&a).await.unwrap().unwrap();

@@ -318,6 +318,17 @@ pub struct EffectiveConfig {
     pub doc: Map<String, Value>,
 }
 
+/// What a device last reported of its config.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportedConfig {
+    /// The desired config version it applied.
+    pub version: u64,
+    /// The settings it holds (what `set` commands applied), if it ever said.
+    pub settings: Option<Value>,
+    /// When it reported, unix ms.
+    pub reported_at: u64,
+}
+
 /// An active device whose reported config version differs from its desired version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {

@@ -77,7 +77,13 @@ INSERT INTO meta(key, value) VALUES ('config_seq', 0);
 
 /// Migration steps; entry `i` takes the schema from version `i` to `i + 1`. Appending is the
 /// only allowed change: shipped steps have run on real databases.
-const MIGRATIONS: &[&str] = &[V1, super::commands::V2, super::campaigns::V3, super::certs::V4];
+const MIGRATIONS: &[&str] = &[
+    V1,
+    super::commands::V2,
+    super::campaigns::V3,
+    super::certs::V4,
+    super::commands::V5,
+];
 
 /// The schema version this code writes and reads.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -166,6 +172,57 @@ mod tests {
         let mode: String = reader.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         drop((conn, reader));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_version_4_database_keeps_its_commands_and_takes_diagnose_and_settings() {
+        let dir = scratch("v4");
+        let path = dir.join(DB_FILE);
+        {
+            // A database as version 4's code left it, with a command answered.
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for step in &MIGRATIONS[..4] {
+                tx.execute_batch(step).unwrap();
+            }
+            tx.execute_batch(
+                "PRAGMA user_version = 4;
+                 INSERT INTO claims VALUES ('c', x'00', 'g', 0, 0);
+                 INSERT INTO devices VALUES ('d-1', 'S', 'c', 'g', NULL, NULL, 1, 'active', x'00', 0, NULL);
+                 INSERT INTO commands(device_id, name, args, state, created_at, deadline_at, completed_at, result)
+                     VALUES ('d-1', 'logs', '{}', 'succeeded', 1, 2, 2, '{\"status\":\"ok\"}');
+                 INSERT INTO reported_config VALUES ('d-1', 3, 5);",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let conn = open_writer(&path).unwrap();
+        let kept: (i64, String, String) = conn
+            .query_row("SELECT id, name, result FROM commands", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(kept, (1, "logs".to_owned(), "{\"status\":\"ok\"}".to_owned()));
+        conn.execute_batch(
+            "INSERT INTO commands(device_id, name, args, state, created_at, deadline_at)
+                 VALUES ('d-1', 'diagnose', '{}', 'pending', 3, 4);
+             UPDATE reported_config SET settings = '{\"led\":\"on\"}' WHERE device_id = 'd-1';",
+        )
+        .unwrap();
+        let next: i64 = conn
+            .query_row("SELECT MAX(id) FROM commands", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(next, 2, "ids go on from the copied rows");
+        assert!(
+            conn.execute_batch(
+                "INSERT INTO commands(device_id, name, args, state, created_at, deadline_at)
+                 VALUES ('d-1', 'dance', '{}', 'pending', 3, 4)"
+            )
+            .is_err(),
+            "the CHECK still holds"
+        );
+        drop(conn);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

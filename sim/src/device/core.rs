@@ -193,6 +193,12 @@ impl Device {
         }
     }
 
+    /// The lifecycle state without the update's and the rollback's overlays of
+    /// [`Device::state`]: whether it is provisioning, connecting, online or offline.
+    pub fn base_state(&self) -> State {
+        self.state
+    }
+
     /// Whether a mass outage cut the device off while connected and it has not connected
     /// since (and its own link, battery or the operator has not taken it away meanwhile).
     pub fn awaiting_recovery(&self) -> bool {
@@ -285,7 +291,11 @@ impl Device {
                 out.push(Action::ReportConfig { version });
             }
             Event::Command(kind) if self.state == State::Online => {
-                out.push(Action::CommandResult);
+                out.push(Action::CommandResult {
+                    battery: self.battery(ctx),
+                    reading_centi: self.reading_centi,
+                    seq: self.seq,
+                });
                 if kind == CommandKind::Reboot {
                     out.push(Action::Leave);
                     self.state = State::Offline;
@@ -476,6 +486,18 @@ impl Device {
         self.set_renew_at(now.after(renewal.retry_after()));
     }
 
+    /// The battery's level as a report carries it (`None` for mains power).
+    fn battery(&self, ctx: Ctx<'_>) -> Option<BatteryLevel> {
+        let charge = crate::model::Charge {
+            remaining_mas: self.charge_mas,
+        };
+        ctx.model.battery.as_ref().map(|b| BatteryLevel {
+            // A level in [0, 1]: at most 1000.
+            permille: (b.level(&charge) * 1000.0).round() as u16,
+            low: b.is_low(&charge),
+        })
+    }
+
     /// Publishes one report and schedules the next, stretched when the battery is low.
     fn report(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         let telemetry = &ctx.model.telemetry;
@@ -483,11 +505,7 @@ impl Device {
         let charge = crate::model::Charge {
             remaining_mas: self.charge_mas,
         };
-        let battery = ctx.model.battery.as_ref().map(|b| BatteryLevel {
-            // A level in [0, 1]: at most 1000.
-            permille: (b.level(&charge) * 1000.0).round() as u16,
-            low: b.is_low(&charge),
-        });
+        let battery = self.battery(ctx);
         // The sensor's next reading, then the next interval, from the telemetry stream.
         let mut rng = self.rng(ctx, StreamId::TELEMETRY, self.telemetry_words);
         let reading = match self.reading_centi {

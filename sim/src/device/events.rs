@@ -15,16 +15,26 @@ pub enum CommandKind {
     Set,
     /// Upload the event log as the answer.
     Logs,
+    /// Answer with a health snapshot.
+    Diagnose,
 }
 
 impl CommandKind {
+    /// Every command, in declaration order (`kind as usize` is its place).
+    pub const ALL: [CommandKind; 4] = [Self::Reboot, Self::Set, Self::Logs, Self::Diagnose];
+
     /// The command by its name on the wire.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "reboot" => Some(Self::Reboot),
-            "set" => Some(Self::Set),
-            "logs" => Some(Self::Logs),
-            _ => None,
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The command's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Reboot => "reboot",
+            Self::Set => "set",
+            Self::Logs => "logs",
+            Self::Diagnose => "diagnose",
         }
     }
 }
@@ -125,8 +135,15 @@ pub enum Action {
         /// The applied version.
         version: u32,
     },
-    /// Answer the command just received.
-    CommandResult,
+    /// Answer the command just received, with what a health snapshot needs from the core.
+    CommandResult {
+        /// The battery now (`None` for a mains-powered device).
+        battery: Option<BatteryLevel>,
+        /// The sensor's last reading, in hundredths (`u16::MAX` before the first).
+        reading_centi: u16,
+        /// Reports published so far.
+        seq: u32,
+    },
     /// Ask the backend for a new certificate (send a certificate signing request).
     RequestCertificate,
     /// Fetch bytes `from..to` of the update's image (HTTP Range), then deliver

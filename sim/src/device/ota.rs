@@ -53,6 +53,17 @@ pub enum OtaReport {
 }
 
 impl OtaReport {
+    /// Every state, in declaration order (`report as usize` is its place).
+    pub const ALL: [OtaReport; 7] = [
+        Self::Downloading,
+        Self::Verifying,
+        Self::Installing,
+        Self::Rebooting,
+        Self::Succeeded,
+        Self::Failed,
+        Self::RolledBack,
+    ];
+
     /// The state's name on the wire.
     pub fn name(self) -> &'static str {
         match self {

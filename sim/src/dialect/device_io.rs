@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::OperatorLog;
-use crate::device::{Event, OtaReport};
+use crate::device::{BatteryLevel, Event, OtaReport};
 use crate::metrics::recorder::{Counter, Latency, Meter};
 use crate::model::{Image, Reading};
 use crate::scenario::DeviceModel;
@@ -71,12 +71,26 @@ pub enum Answer {
         /// When the operator set it.
         since: Option<Instant>,
     },
-    /// The command last received is done.
-    Command,
+    /// The command last received is done; a health snapshot answers with `Health`.
+    Command(Health),
     /// Where the update stands.
     Ota(OtaReport),
     /// A certificate signing request, for a new certificate the backend asked for.
     Certificate,
+}
+
+/// How a device stands as it answers a command: what its health snapshot (`diagnose`) says
+/// besides what its dialect keeps (its log's error counts, its firmware).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Its battery (`None` for mains power).
+    pub battery: Option<BatteryLevel>,
+    /// Its radio's signal strength, dBm, if the model gives one.
+    pub rssi: Option<i16>,
+    /// Its sensor's last reading, in hundredths (`None` before the first).
+    pub reading_centi: Option<u16>,
+    /// Simulated time since it was switched on.
+    pub uptime: Duration,
 }
 
 /// What reaches a device's core, in order: what the server sent, whichever way it came, and
@@ -179,6 +193,13 @@ impl DeviceCx<'_> {
                 boot_fail: 0.0,
             },
         }
+    }
+
+    /// The radio's signal strength at report `seq`, dBm, if the model gives one
+    /// (`link.signal`): the same for the same seed, device and report.
+    pub fn rssi(&self, seq: u32) -> Option<i16> {
+        let signal = self.model.link.signal?;
+        Some(signal.dbm(self.shared.serial_key, self.index, u64::from(seq)))
     }
 
     /// A real-time interval (a server's polling interval) in the device's simulated time.

@@ -43,14 +43,14 @@ use std::path::Path;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::device::Event;
+use crate::device::{Actions, Event, SimTime, State};
 use crate::metrics::recorder::Counter;
 use crate::report::figures::CampaignView;
 use crate::scenario::file::{BackendKind, BackendSection};
 use crate::scenario::{Backend, KeyError, Scenario};
 
 pub use backend::{BackendView, Hosted, StartError, Started, ViewCx, env_value, url_addr};
-pub use device_io::{Answer, DeviceCx, Inbox, Provisioned, Report, Session, Shared};
+pub use device_io::{Answer, DeviceCx, Health, Inbox, Provisioned, Report, Session, Shared};
 pub use fault::Fault;
 pub use link::{Arrival, Heard, Link, Woken};
 pub use operator_log::{OperatorLog, StartedCampaign};
@@ -157,6 +157,23 @@ pub trait Devices {
     /// Does what [`Devices::due`] said was due; what comes of it goes to the inbox.
     async fn on_due(&self, cx: &DeviceCx<'_>, device: &mut Self::Device, link: &mut Link, inbox: &mut Inbox) {
         let _ = (cx, device, link, inbox);
+    }
+
+    /// Notes what the core just decided for the device, at simulated time `now`: `event`,
+    /// which moved it between the core's states `moved` ([`crate::device::Device::base_state`]),
+    /// leading to `actions`. For a dialect whose devices keep a log of their own (a
+    /// [`crate::device::Journal`], which the reference backend's `logs` command uploads); most
+    /// keep nothing.
+    fn note(
+        &self,
+        cx: &DeviceCx<'_>,
+        device: &mut Self::Device,
+        now: SimTime,
+        event: Event,
+        moved: (State, State),
+        actions: &Actions,
+    ) {
+        let _ = (cx, device, now, event, moved, actions);
     }
 
     /// Reads what the server sent the device on its link: the event it means to the device,

@@ -51,6 +51,7 @@ impl Life {
         self.acting_at = now;
         let device = &mut self.device;
         let (before, was_waiting) = (device.state(), device.awaiting_recovery());
+        let base_before = device.base_state();
         let actions = device.on_event(now, event, ctx);
         if device.state() != before {
             shard.moved(device.index, now, before, device.state());
@@ -76,6 +77,8 @@ impl Life {
             intended,
             arrival: shard.clock.real(self.provision_from),
             update_started: device.update_started(),
+            event,
+            moved: (base_before, device.base_state()),
         };
         if let Some(Action::WakeAt(sim)) = actions.iter().find(|a| matches!(a, Action::WakeAt(_))) {
             self.wake = sim;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::context::{Member, ShardCtx};
-use crate::device::{Action, Actions, BatteryLevel, Event, OtaReport, SimTime};
-use crate::dialect::{Answer, DeviceCx, Devices, Dialect, Fault, Inbox, Link, Provisioned, Report, Session};
+use crate::device::{Action, Actions, BatteryLevel, Event, OtaReport, SimTime, State};
+use crate::dialect::{Answer, DeviceCx, Devices, Dialect, Fault, Health, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::model::{Outcome, Reading};
 use crate::scratch;
@@ -31,6 +31,10 @@ pub struct Step {
     pub arrival: Instant,
     /// When the running update started, in simulated time.
     pub update_started: SimTime,
+    /// The event the actions follow from.
+    pub event: Event,
+    /// The core's states before and after the event ([`crate::device::Device::base_state`]).
+    pub moved: (State, State),
 }
 
 /// What performing one event's actions asks of the task. (The wake-up the actions ask for is
@@ -99,6 +103,14 @@ impl<D: Dialect> DeviceTask<D> {
         inbox: &'a mut Inbox,
     ) -> impl Future<Output = Performed> + 'a {
         async move {
+            {
+                // What the device lived through, for a dialect whose devices keep a log.
+                let Self { home, device, .. } = &mut *self;
+                let (event, moved) = (step.event, step.moved);
+                home.shard
+                    .dialect
+                    .note(&home.cx(), device, step.now, event, moved, &actions);
+            }
             for action in actions.iter() {
                 match action {
                     Action::WakeAt(_) => {}
@@ -206,11 +218,7 @@ impl<D: Dialect> DeviceTask<D> {
                         battery: battery.map(BatteryLevel::fraction),
                         low_battery: battery.is_some_and(|b| b.low),
                         value: f64::from(reading_centi) / 100.0,
-                        rssi: cx
-                            .model
-                            .link
-                            .signal
-                            .map(|signal| signal.dbm(cx.shared.serial_key, cx.index, u64::from(seq))),
+                        rssi: cx.rssi(seq),
                     };
                     let mut payload = scratch::bytes();
                     cx.model.telemetry.write_payload(&mut payload, &reading);
@@ -242,9 +250,21 @@ impl<D: Dialect> DeviceTask<D> {
                         .answer(&cx, device, link, Answer::Config { version, since }, inbox)
                         .await;
                 }
-                Action::CommandResult => {
+                Action::CommandResult {
+                    battery,
+                    reading_centi,
+                    seq,
+                } => {
                     cx.count(Counter::CommandsAnswered);
-                    dialect.answer(&cx, device, link, Answer::Command, inbox).await;
+                    let health = Health {
+                        battery,
+                        // The signal its last report carried.
+                        rssi: cx.rssi(seq.saturating_sub(1)),
+                        reading_centi: (reading_centi != u16::MAX).then_some(reading_centi),
+                        uptime: cx.sim_span(step.intended.saturating_duration_since(step.arrival)),
+                    };
+                    // Boxed: a few times in a device's life, and a log or a snapshot to write.
+                    Box::pin(dialect.answer(&cx, device, link, Answer::Command(health), inbox)).await;
                 }
                 Action::RequestCertificate => {
                     // Boxed: a few times in a device's life.

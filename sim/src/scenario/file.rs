@@ -397,8 +397,9 @@ pub struct CommandPhase {
     /// Target group; the whole fleet when omitted.
     #[serde(default)]
     pub group: Option<String>,
-    /// Command name: `reboot`, `set` (with `args`) or `logs` (the device uploads its event log),
-    /// as the reference backend's devices understand them.
+    /// Command name: `reboot`, `set` (with `args`: the device applies them and reports them
+    /// back), `logs` (the device answers with its event log) or `diagnose` (with a health
+    /// snapshot), as the reference backend's devices understand them.
     pub command: String,
     /// Arguments, e.g. `{ led = "on" }` for `set`.
     #[serde(default)]

@@ -215,4 +215,4 @@ pub struct Campaign {
 }
 
 /// Commands a command phase may send.
-pub const COMMANDS: [&str; 3] = ["reboot", "set", "logs"];
+pub const COMMANDS: [&str; 4] = ["reboot", "set", "logs", "diagnose"];

@@ -18,7 +18,8 @@ use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
 use tokio::time::Instant;
 
 use super::Embedded;
-use crate::device::{CommandKind, Event};
+use super::diary::{Diary, Pending};
+use crate::device::{Action, Actions, CommandKind, Event, OtaReport, SimTime, State};
 use crate::dialect::firmware::{ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
 use crate::dialect::tls::{DeviceTls, Issued, mqtt_session};
@@ -89,8 +90,9 @@ impl Token {
 pub struct Device {
     /// Its credentials, once provisioned.
     credentials: Option<Credentials>,
-    /// The command being answered: its id.
-    command: Option<Box<str>>,
+    /// What it keeps of its own life while connected (its log, the command being answered,
+    /// its settings), once it has something to keep.
+    diary: Option<Box<Diary>>,
     /// The update in progress, or the last one (so a redelivered job is not taken twice).
     update: Option<Box<Update>>,
 }
@@ -323,19 +325,32 @@ impl Devices for Embedded {
         let id = &*credentials.device_id;
         match answer {
             Answer::Config { version, since } => {
-                let body = format!("{{\"version\":{version}}}");
+                let body = match &device.diary {
+                    Some(diary) => diary.reported().to_string(),
+                    None => format!("{{\"version\":{version}}}"),
+                };
                 let measured = since.map(|since| (since, Awaited::Config));
                 self.publish_answer(cx, (id, link), ("config/reported", body.as_bytes()), measured, inbox)
                     .await;
             }
-            Answer::Command => {
-                let Some(command) = device.command.take() else { return };
+            Answer::Command(health) => {
+                let Some(diary) = device.diary.as_deref_mut() else {
+                    return;
+                };
+                let Some(command) = diary.command.take() else { return };
+                let answered = diary.answer(&command, &health, &cx.model.firmware);
                 let since = cx.shared.marks.command_sent_at(id);
-                let body = br#"{"status":"ok","output":"done"}"#;
-                let suffix = format!("cmd/{command}/result");
+                let body = answered.result.to_string();
+                let suffix = format!("cmd/{}/result", command.id);
                 let measured = since.map(|since| (since, Awaited::Command));
-                self.publish_answer(cx, (id, link), (&suffix, body), measured, inbox)
+                self.publish_answer(cx, (id, link), (&suffix, body.as_bytes()), measured, inbox)
                     .await;
+                if answered.settings_changed {
+                    // Settings are part of what the device reports as applied.
+                    let reported = diary.reported().to_string();
+                    self.publish_answer(cx, (id, link), ("config/reported", reported.as_bytes()), None, inbox)
+                        .await;
+                }
             }
             Answer::Certificate => {
                 let Some(tls) = self.certified() else {
@@ -366,6 +381,34 @@ impl Devices for Embedded {
         }
     }
 
+    /// An always-connected device keeps a journal of what it lived through (and the firmware
+    /// and config it runs), for the `logs` and `diagnose` commands; a duty-cycled one, which
+    /// takes no commands, keeps nothing.
+    fn note(
+        &self,
+        cx: &DeviceCx<'_>,
+        device: &mut Device,
+        now: SimTime,
+        event: Event,
+        moved: (State, State),
+        actions: &Actions,
+    ) {
+        if Session::of(cx.model) != Session::Persistent {
+            return;
+        }
+        let diary = device.diary.get_or_insert_default();
+        diary.journal.note(now, event, moved, actions);
+        for action in actions.iter() {
+            match action {
+                Action::ReportConfig { version } => diary.config_version = version,
+                Action::OtaStatus(OtaReport::Succeeded) => {
+                    diary.firmware = device.update.as_ref().map(|update| update.job.version.as_str().into());
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn read(&self, cx: &DeviceCx<'_>, device: &mut Device, _link: &Link, arrival: Arrival<'_>) -> Option<Event> {
         let Arrival::Message { topic, payload } = arrival else {
             cx.count(Counter::ErrorsProtocol);
@@ -391,8 +434,13 @@ impl Devices for Embedded {
                 cx.count(Counter::ErrorsCsr);
                 None
             }
-            Some(Inbound::Command { id, kind }) => {
-                device.command = Some(id.into_boxed_str());
+            Some(Inbound::Command { id, kind, args }) => {
+                let diary = device.diary.get_or_insert_default();
+                diary.command = Some(Box::new(Pending {
+                    id: id.into_boxed_str(),
+                    kind,
+                    args,
+                }));
                 Some(Event::Command(kind))
             }
             Some(Inbound::Job(job)) => {
@@ -436,6 +484,7 @@ enum Inbound {
     Command {
         id: String,
         kind: CommandKind,
+        args: serde_json::Value,
     },
     Job(Job),
 }
@@ -478,6 +527,7 @@ impl Inbound {
         Some(Self::Command {
             id: id.to_owned(),
             kind,
+            args: body.get("args").cloned().unwrap_or_default(),
         })
     }
 }
@@ -494,7 +544,7 @@ mod tests {
             "fleet/v1/d/d-1/cmd/c-9",
             br#"{"args":{},"command":"reboot","id":"c-9"}"#,
         );
-        assert!(matches!(command, Some(Inbound::Command { ref id, kind: CommandKind::Reboot }) if id == "c-9"));
+        assert!(matches!(command, Some(Inbound::Command { ref id, kind: CommandKind::Reboot, .. }) if id == "c-9"));
         let job = Inbound::parse(
             "fleet/v1/d/d-1/ota/job",
             br#"{"campaign":3,"sha256":"ab","size":4096,"url":"http://127.0.0.1:9/firmware/2.0","version":"2.0"}"#,

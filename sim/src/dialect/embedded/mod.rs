@@ -1,11 +1,13 @@
 //! fleetsim's reference backend (`backend/`) as a dialect: started in this process or found
 //! running elsewhere ([`backend`]); its devices provision by claim over MQTT and take their
-//! config, commands and update jobs on their own topics ([`device`]); its operator API plays
+//! config, commands and update jobs on their own topics ([`device`]) and answer commands from
+//! what they keep of their own life ([`diary`]); its operator API plays
 //! every phase ([`operator`]); at the end the run reads its campaigns and its count of active
 //! devices ([`summary`]); and its `[backend]` keys are checked in [`keys`].
 
 pub mod backend;
 pub mod device;
+pub mod diary;
 pub mod keys;
 pub mod operator;
 pub mod summary;

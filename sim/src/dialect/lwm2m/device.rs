@@ -375,7 +375,7 @@ impl Devices for Lwm2m {
     ) {
         match answer {
             Answer::Config { since: Some(since), .. } => cx.record(Latency::Config, since),
-            Answer::Command => {
+            Answer::Command(_) => {
                 let sent = device
                     .device_id
                     .as_deref()
