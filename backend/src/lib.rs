@@ -11,6 +11,7 @@ pub mod api;
 pub mod certs;
 pub mod gateway;
 pub mod lwm2m;
+pub mod monitor;
 pub mod ota;
 pub mod registry;
 
@@ -136,12 +137,13 @@ impl Backend {
                 None => Ok(()),
             }
         };
-        let (gateway, tls_gateway, lwm2m_front, api, ()) = tokio::join!(
+        let (gateway, tls_gateway, lwm2m_front, api, (), ()) = tokio::join!(
             self.gateway.serve(mqtt, shutdown.clone()),
             tls_gateway,
             lwm2m_front,
             api::serve(http, state, shutdown.clone()),
-            expire_commands(self.registry.clone(), shutdown.clone())
+            expire_commands(self.registry.clone(), shutdown.clone()),
+            watch_offline(self.gateway.clone(), shutdown.clone())
         );
         campaigns.wait().await;
         gateway.and(tls_gateway).and(lwm2m_front).and(api)
@@ -159,6 +161,24 @@ pub struct Listeners {
     pub lwm2m: Option<UdpSocket>,
     /// The operator API and firmware downloads.
     pub http: TcpListener,
+}
+
+/// Raises the offline alerts that come due, every [`monitor::SWEEP_EVERY`], until `shutdown`.
+async fn watch_offline(gateway: Gateway, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(monitor::SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let sessions = gateway.sessions();
+                gateway
+                    .monitor()
+                    .sweep(registry::system_clock_ms(), |id| sessions.is_live(id))
+                    .await;
+            }
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// How often unanswered commands past their deadline are marked timed out.

@@ -82,6 +82,7 @@ pub async fn decommission(State(state): State<ApiState>, Path(id): Path<String>)
         .certs_revoked
         .fetch_add(revoked, std::sync::atomic::Ordering::Relaxed);
     state.gateway.sessions().evict(&id);
+    state.gateway.monitor().forget(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -78,6 +78,7 @@ impl ApiError {
             Refusal::AlreadyRevoked => format!("\"{subject}\" is already revoked"),
             Refusal::AlreadyDecommissioned => format!("\"{subject}\" is already decommissioned"),
             Refusal::NotDecommissioned => format!("\"{subject}\" has an active device: decommission it first"),
+            Refusal::OutOfRange => format!("{subject}: out of range"),
         };
         Self::refused_with(refusal, message)
     }
@@ -86,7 +87,7 @@ impl ApiError {
     /// can from one subject (which field was wrong, which syntax applies).
     pub fn refused_with(refusal: Refusal, message: impl Into<String>) -> Self {
         let status = match refusal {
-            Refusal::InvalidName | Refusal::InvalidSecret => StatusCode::BAD_REQUEST,
+            Refusal::InvalidName | Refusal::InvalidSecret | Refusal::OutOfRange => StatusCode::BAD_REQUEST,
             Refusal::NotFound => StatusCode::NOT_FOUND,
             Refusal::AlreadyExists
             | Refusal::AlreadyRevoked

@@ -2,6 +2,7 @@
 //! firmware and OTA campaigns (and the firmware download devices use), decommissioning,
 //! the audit log, `/healthz` and `/metrics`. Documented in `docs/backend-api.md`.
 
+mod alerts;
 mod campaigns;
 mod certificates;
 mod claims;
@@ -72,6 +73,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/audit", get(ops::audit))
+        .route("/api/v1/alert-rules", post(alerts::create).get(alerts::list))
+        .route("/api/v1/alert-rules/{id}", delete(alerts::delete))
+        .route("/api/v1/alerts", get(alerts::alerts))
         .route("/api/v1/claims", post(claims::create))
         .route("/api/v1/claims/{name}", delete(claims::revoke))
         .route("/api/v1/devices", get(devices::list))

@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 
 use super::ApiState;
 use super::error::ApiError;
@@ -52,6 +53,24 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             "claims, revoked ones included",
             "gauge",
             counts.claims,
+        ),
+        (
+            "gateway_alerts_raised_total",
+            "alerts raised by the alert rules",
+            "counter",
+            state.gateway.monitor().raised.load(Ordering::Relaxed),
+        ),
+        (
+            "gateway_alerts_cleared_total",
+            "alerts cleared (the condition passed, the rule was deleted, the device retired)",
+            "counter",
+            state.gateway.monitor().cleared.load(Ordering::Relaxed),
+        ),
+        (
+            "gateway_alerts_active",
+            "alerts in force",
+            "gauge",
+            state.gateway.monitor().active_count() as u64,
         ),
         (
             "registry_write_batches_total",

@@ -72,6 +72,7 @@ pub async fn serve(stream: DeviceStream, shared: Arc<Shared>, shutdown: Cancella
             return;
         }
         shared.sessions.record_seen(id, now_ms(), None);
+        shared.monitor.connected(id);
     }
     if took_over {
         bump(&shared.stats.takeovers);
@@ -87,11 +88,21 @@ pub async fn serve(stream: DeviceStream, shared: Arc<Shared>, shutdown: Cancella
     };
     let result = conn.run(stored, keep_alive, rx, &kill, &shutdown).await;
     shared.stats.sessions_open.fetch_sub(1, Ordering::Relaxed);
-    if let Principal::Device(id) = &conn.principal {
-        shared.sessions.record_seen(id, now_ms(), None);
-    }
+    let device_id = match &conn.principal {
+        Principal::Device(id) => {
+            shared.sessions.record_seen(id, now_ms(), None);
+            Some(id.clone())
+        }
+        _ => None,
+    };
     let stored = (!clean_session).then(|| conn.into_stored(result));
     shared.sessions.detach(&client_id, conn_id, stored);
+    // A device whose connection a newer one took over is not offline.
+    if let Some(id) = device_id
+        && !shared.sessions.is_live(&client_id)
+    {
+        shared.monitor.disconnected(&id, now_ms());
+    }
 }
 
 /// How a connection ended, which decides what a persistent session keeps.
@@ -283,10 +294,26 @@ impl Conn {
         };
         let stats = &self.shared.stats;
         match payload {
-            Payload::Telemetry => bump(&stats.telemetry),
+            Payload::Telemetry(reading) => {
+                bump(&stats.telemetry);
+                if let Some(reading) = reading {
+                    let now = now_ms();
+                    self.shared.sessions.record_seen_with(device_id, now, |status| {
+                        status.battery = reading.battery.or(status.battery);
+                        status.rssi_dbm = reading.rssi.or(status.rssi_dbm);
+                    });
+                    if let Some(level) = reading.battery {
+                        self.shared.monitor.battery(device_id, level, now).await;
+                    }
+                }
+            }
             Payload::Status(status) => {
                 bump(&stats.status);
-                self.shared.sessions.record_seen(device_id, now_ms(), Some(status));
+                let (now, level) = (now_ms(), status.battery);
+                self.shared.sessions.record_seen(device_id, now, Some(status));
+                if let Some(level) = level {
+                    self.shared.monitor.battery(device_id, level, now).await;
+                }
             }
             Payload::ConfigReported { version, settings } => {
                 if self

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::certs::CertAuthority;
+use crate::monitor::Monitor;
 use crate::registry::Registry;
 use sessions::SessionTable;
 use stats::GatewayStats;
@@ -72,6 +73,8 @@ pub struct Shared {
     /// The CA that signs devices' certificate requests, once a TLS listener holding its key
     /// serves.
     pub authority: OnceLock<Arc<CertAuthority>>,
+    /// The alert rules and the alerts in force.
+    pub monitor: Monitor,
 }
 
 /// The gateway: cheap to clone, shared by the accept loop and the operator API.
@@ -84,6 +87,7 @@ impl Gateway {
     /// A gateway over `registry`.
     pub fn new(registry: Registry, limits: Limits) -> Self {
         let shared = Shared {
+            monitor: Monitor::new(registry.clone()),
             registry,
             sessions: SessionTable::default(),
             stats: GatewayStats::default(),
@@ -94,6 +98,11 @@ impl Gateway {
         Self {
             shared: Arc::new(shared),
         }
+    }
+
+    /// The alert rules and the alerts in force.
+    pub fn monitor(&self) -> &Monitor {
+        &self.shared.monitor
     }
 
     /// Counters, for `/metrics`.

@@ -12,8 +12,10 @@ use crate::registry::OTA_STATES;
 /// A device message, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
-    /// Telemetry: any bytes (the backend counts it; the content is the device's business).
-    Telemetry,
+    /// Telemetry: any bytes (the backend counts it; the content is the device's business),
+    /// and what the backend reads of it when it is a JSON object that carries a plausible
+    /// `battery` (0 to 1) or `rssi` (dBm, -150 to 0), as fleetsim's devices send.
+    Telemetry(Option<TelemetryReading>),
     /// A status report.
     Status(DeviceStatus),
     /// The config version the device applied, and the settings it holds, if it says.
@@ -71,7 +73,7 @@ pub struct BadPayload(pub &'static str);
 /// Parses the payload of a message whose topic classified as `inbound`.
 pub fn decode(inbound: &Inbound<'_>, payload: &[u8]) -> Result<Payload, BadPayload> {
     match inbound {
-        Inbound::Telemetry => Ok(Payload::Telemetry),
+        Inbound::Telemetry => Ok(Payload::Telemetry(TelemetryReading::of(payload))),
         Inbound::Status => {
             let status: StatusPayload = serde_json::from_slice(payload)
                 .map_err(|_| BadPayload("status is not JSON of the documented shape"))?;
@@ -189,6 +191,31 @@ struct ConfigReport {
     settings: Option<Map<String, Value>>,
 }
 
+/// What the backend reads of a telemetry message: its battery and signal, when it says.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct TelemetryReading {
+    /// Battery level, a fraction.
+    #[serde(default)]
+    pub battery: Option<f64>,
+    /// Radio signal strength, dBm.
+    #[serde(default)]
+    pub rssi: Option<i32>,
+}
+
+impl TelemetryReading {
+    /// The reading of `payload`, when it is JSON that carries a plausible battery or signal
+    /// (an implausible value is left out; anything else is the device's business).
+    fn of(payload: &[u8]) -> Option<Self> {
+        if payload.first() != Some(&b'{') {
+            return None;
+        }
+        let mut reading: Self = serde_json::from_slice(payload).ok()?;
+        reading.battery = reading.battery.filter(|b| (0.0..=1.0).contains(b));
+        reading.rssi = reading.rssi.filter(|r| (-150..=0).contains(r));
+        (reading.battery.is_some() || reading.rssi.is_some()).then_some(reading)
+    }
+}
+
 /// `.../status` payload; unknown keys are allowed so devices can add their own.
 #[derive(Debug, Deserialize)]
 struct StatusPayload {
@@ -303,7 +330,29 @@ mod tests {
         assert!(decode(&Inbound::Provision { serial: "S" }, br#"{"modle": "x"}"#).is_err());
         assert_eq!(
             decode(&Inbound::Telemetry, b"\xff\x00 anything"),
-            Ok(Payload::Telemetry)
+            Ok(Payload::Telemetry(None))
+        );
+        assert_eq!(
+            decode(
+                &Inbound::Telemetry,
+                br#"{"seq":3,"battery":0.140,"rssi":-97,"value":21.5}"#
+            ),
+            Ok(Payload::Telemetry(Some(TelemetryReading {
+                battery: Some(0.14),
+                rssi: Some(-97)
+            })))
+        );
+        assert_eq!(
+            decode(&Inbound::Telemetry, br#"{"battery":7,"rssi":-97}"#),
+            Ok(Payload::Telemetry(Some(TelemetryReading {
+                battery: None,
+                rssi: Some(-97)
+            }))),
+            "an implausible battery is left out"
+        );
+        assert_eq!(
+            decode(&Inbound::Telemetry, br#"{"battery":"low"}"#),
+            Ok(Payload::Telemetry(None))
         );
     }
 }

@@ -126,8 +126,8 @@ pub struct Presence {
 #[derive(Debug, Default)]
 pub struct SessionTable {
     entries: Mutex<HashMap<String, Entry>>,
-    /// Updated on connect, disconnect and status reports, never per telemetry message: a
-    /// connected device is seen "now" (keep-alive proves it).
+    /// Updated on connect, disconnect and status reports, and by telemetry only when it
+    /// carries a battery or a signal: a connected device is seen "now" (keep-alive proves it).
     presence: Mutex<HashMap<String, Presence>>,
 }
 

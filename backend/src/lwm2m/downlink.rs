@@ -300,9 +300,15 @@ pub(super) fn on_notification(front: &Front, observation: &Observation, packet: 
     let sessions = &front.gateway.sessions;
     let now = system_clock_ms();
     match observation.watched {
-        Watched::Battery => sessions.record_seen_with(&observation.device_id, now, |status| {
-            status.battery = value.map(|percent| (percent / 100.0).clamp(0.0, 1.0));
-        }),
+        Watched::Battery => {
+            let level = value.map(|percent| (percent / 100.0).clamp(0.0, 1.0));
+            sessions.record_seen_with(&observation.device_id, now, |status| status.battery = level);
+            if let Some(level) = level {
+                // On a task of its own: a rule of one group may look the device's group up.
+                let (gateway, id) = (Arc::clone(&front.gateway), observation.device_id.clone());
+                tokio::spawn(async move { gateway.monitor.battery(&id, level, now).await });
+            }
+        }
         Watched::Signal => sessions.record_seen_with(&observation.device_id, now, |status| {
             #[allow(
                 clippy::cast_possible_truncation,

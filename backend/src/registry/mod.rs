@@ -3,6 +3,7 @@
 //! writes go through a group-commit writer thread and return only once committed; reads use
 //! a separate read-only connection.
 
+mod alerts;
 mod cache;
 mod campaigns;
 mod certs;
@@ -33,6 +34,7 @@ use identity::{SecretKey, clip_meta, lock_dir, sha256, valid_device_id, valid_na
 use job::{Job, WriteCtx};
 use writer::{Shared, Writer};
 
+pub use alerts::{AlertRule, RuleKind};
 pub use campaigns::{CampaignRecord, OTA_STATES, OtaReport, WaveCounts};
 pub use certs::{CertState, CertificateRecord, IssueReason, NewCertificate, Recorded};
 pub use commands::{COMMAND_NAMES, CommandRecord, CommandState, Completion};
@@ -391,6 +393,55 @@ impl Registry {
         }
         let (id, name) = (device_id.to_owned(), name.to_owned());
         self.submit(move |ctx| commands::create(ctx, &id, &name, &args, timeout_ms))
+            .await
+    }
+
+    /// Sets an alert rule for `group` (`None`: every device); audit `alert_rule.created`.
+    /// Refused: a bad group name, a battery level outside (0, 1], or a time offline outside
+    /// [0, a day].
+    pub async fn create_alert_rule(
+        &self,
+        kind: RuleKind,
+        group: Option<String>,
+    ) -> Result<Result<AlertRule, Refusal>, RegistryError> {
+        if group.as_deref().is_some_and(|g| !valid_name(g)) {
+            return Ok(Err(Refusal::InvalidName));
+        }
+        let sane = match kind {
+            RuleKind::BatteryBelow { below } => below > 0.0 && below <= 1.0,
+            RuleKind::OfflineFor { after_s } => (0.0..=86_400.0).contains(&after_s),
+        };
+        if !sane {
+            return Ok(Err(Refusal::OutOfRange));
+        }
+        self.submit(move |ctx| alerts::create(ctx, kind, group.as_deref()).map(Ok))
+            .await
+    }
+
+    /// Deletes alert rule `id` (`r-N`); `NotFound` when there is no such rule in force.
+    pub async fn delete_alert_rule(&self, id: &str) -> Result<Result<(), Refusal>, RegistryError> {
+        let Some(number) = alerts::parse_id(id) else {
+            return Ok(Err(Refusal::NotFound));
+        };
+        let deleted = self.submit(move |ctx| alerts::delete(ctx, number)).await?;
+        Ok(if deleted { Ok(()) } else { Err(Refusal::NotFound) })
+    }
+
+    /// The alert rules in force, oldest first.
+    pub fn alert_rules(&self) -> Result<Vec<AlertRule>, RegistryError> {
+        alerts::list(&self.reader())
+    }
+
+    /// Audits an alert `rule` raised (or cleared) for `device_id`.
+    pub async fn record_alert(
+        &self,
+        raised: bool,
+        rule: &str,
+        device_id: &str,
+        detail: Value,
+    ) -> Result<(), RegistryError> {
+        let (rule, device) = (rule.to_owned(), device_id.to_owned());
+        self.submit(move |ctx| alerts::record(ctx, raised, &rule, &device, &detail))
             .await
     }
 

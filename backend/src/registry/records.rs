@@ -105,6 +105,8 @@ pub enum Refusal {
     AlreadyDecommissioned,
     /// The serial's live device is active: decommission it before releasing the serial.
     NotDecommissioned,
+    /// A value outside what it may be (an alert rule's level).
+    OutOfRange,
 }
 
 impl Refusal {
@@ -118,6 +120,7 @@ impl Refusal {
             Refusal::AlreadyRevoked => "already_revoked",
             Refusal::AlreadyDecommissioned => "already_decommissioned",
             Refusal::NotDecommissioned => "not_decommissioned",
+            Refusal::OutOfRange => "out_of_range",
         }
     }
 }

@@ -83,6 +83,7 @@ const MIGRATIONS: &[&str] = &[
     super::campaigns::V3,
     super::certs::V4,
     super::commands::V5,
+    super::alerts::V6,
 ];
 
 /// The schema version this code writes and reads.

@@ -1,0 +1,283 @@
+//! Monitoring: the operator's alert rules, checked against what devices report and how they
+//! come and go, and the alerts they raise (`GET /api/v1/alerts`).
+//!
+//! Design: the rules in force are cached here (the registry keeps them; the API reloads the
+//! cache when it changes them). A battery rule is checked when a device reports its battery
+//! (a status report, a telemetry message that carries one, an LwM2M notification); an offline
+//! rule by a sweep every [`SWEEP_EVERY`] over the devices that disconnected, each checked
+//! against the session table before it is raised (a device that came back in between is
+//! not offline). An alert is raised once per rule and device and cleared when the condition
+//! no longer holds (the battery reported at or above the level, the device connected again,
+//! the device decommissioned). Each raise and clear is audited through the registry's group
+//! commit, off the device's path, and counted for `/metrics`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::registry::{AlertRule, Registry, RuleKind};
+
+/// How often devices that disconnected are checked against the offline rules: an offline
+/// alert comes at most this late.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// An alert in force.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// The rule that raised it (`r-N`).
+    pub rule: String,
+    /// The rule's kind.
+    pub kind: &'static str,
+    /// The device.
+    pub device_id: String,
+    /// When it was raised, unix ms.
+    pub raised_at_ms: u64,
+    /// What crossed the rule: the battery reported, or since when the device is offline.
+    pub cause: serde_json::Value,
+}
+
+/// The rules, the alerts in force and their counts.
+#[derive(Debug)]
+pub struct Monitor {
+    registry: Registry,
+    rules: RwLock<Arc<[AlertRule]>>,
+    /// Alerts in force, by rule number and device.
+    active: Mutex<HashMap<(i64, String), Alert>>,
+    /// Devices that disconnected, since when (unix ms); forgotten when they connect again.
+    offline_since: Mutex<HashMap<String, u64>>,
+    /// Each device's group, looked up once a group's rule needs it.
+    groups: Mutex<HashMap<String, Option<Arc<str>>>>,
+    /// Alerts raised since the backend started.
+    pub raised: AtomicU64,
+    /// Alerts cleared since the backend started.
+    pub cleared: AtomicU64,
+}
+
+impl Monitor {
+    /// A monitor over `registry`'s rules as they stand (none if they cannot be read now: the
+    /// next change through the API loads them again).
+    pub fn new(registry: Registry) -> Self {
+        let rules = registry.alert_rules().unwrap_or_default();
+        Self {
+            registry,
+            rules: RwLock::new(rules.into()),
+            active: Mutex::new(HashMap::new()),
+            offline_since: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
+            raised: AtomicU64::new(0),
+            cleared: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads the rules in force again (after the API changed them); alerts of a rule no
+    /// longer in force are cleared.
+    pub fn reload(&self) -> Result<(), crate::registry::RegistryError> {
+        let rules: Arc<[AlertRule]> = self.registry.alert_rules()?.into();
+        let numbers: Vec<i64> = rules.iter().map(AlertRule::number).collect();
+        *self.rules.write().unwrap_or_else(PoisonError::into_inner) = rules;
+        let gone: Vec<Alert> = {
+            let mut active = lock(&self.active);
+            let keys: Vec<(i64, String)> = active
+                .keys()
+                .filter(|(rule, _)| !numbers.contains(rule))
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|key| active.remove(key)).collect()
+        };
+        for alert in gone {
+            self.cleared_one(&alert, "rule deleted");
+        }
+        Ok(())
+    }
+
+    /// The rules in force.
+    fn rules(&self) -> Arc<[AlertRule]> {
+        Arc::clone(&self.rules.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The alerts in force, by device id then rule.
+    pub fn alerts(&self) -> Vec<Alert> {
+        let mut alerts: Vec<Alert> = lock(&self.active).values().cloned().collect();
+        alerts.sort_by(|a, b| (&a.device_id, &a.rule).cmp(&(&b.device_id, &b.rule)));
+        alerts
+    }
+
+    /// How many alerts are in force.
+    pub fn active_count(&self) -> usize {
+        lock(&self.active).len()
+    }
+
+    /// Device `device_id` reported its battery at `level` (a fraction) at `at_ms`.
+    pub async fn battery(&self, device_id: &str, level: f64, at_ms: u64) {
+        let rules = self.rules();
+        for rule in rules.iter() {
+            let RuleKind::BatteryBelow { below } = rule.kind else {
+                continue;
+            };
+            let key = (rule.number(), device_id.to_owned());
+            let raised = lock(&self.active).contains_key(&key);
+            if level < below && !raised {
+                if !self.in_group(rule, device_id).await {
+                    continue;
+                }
+                let cause = json!({ "battery": level, "below": below });
+                self.raise(rule, device_id, at_ms, cause);
+            } else if level >= below && raised {
+                self.clear(&key, "battery at or above the level");
+            }
+        }
+    }
+
+    /// Device `device_id` connected: it is not offline, and its offline alerts clear.
+    pub fn connected(&self, device_id: &str) {
+        let was_offline = lock(&self.offline_since).remove(device_id).is_some();
+        if !was_offline {
+            return;
+        }
+        for rule in self.rules().iter() {
+            if matches!(rule.kind, RuleKind::OfflineFor { .. }) {
+                self.clear(&(rule.number(), device_id.to_owned()), "connected");
+            }
+        }
+    }
+
+    /// Device `device_id` disconnected at `at_ms` (and no other connection holds it).
+    pub fn disconnected(&self, device_id: &str, at_ms: u64) {
+        let watched = self
+            .rules()
+            .iter()
+            .any(|rule| matches!(rule.kind, RuleKind::OfflineFor { .. }));
+        if watched {
+            lock(&self.offline_since).insert(device_id.to_owned(), at_ms);
+        }
+    }
+
+    /// The device was decommissioned: its alerts clear and it is watched no more.
+    pub fn forget(&self, device_id: &str) {
+        lock(&self.offline_since).remove(device_id);
+        lock(&self.groups).remove(device_id);
+        let keys: Vec<(i64, String)> = lock(&self.active)
+            .keys()
+            .filter(|(_, device)| device == device_id)
+            .cloned()
+            .collect();
+        for key in keys {
+            self.clear(&key, "decommissioned");
+        }
+    }
+
+    /// Raises the offline alerts due at `now_ms`; `live` says whether a device is connected
+    /// now (one that is has come back since it was noted offline).
+    pub async fn sweep(&self, now_ms: u64, live: impl Fn(&str) -> bool) {
+        let rules = self.rules();
+        let offline_rules: Vec<&AlertRule> = rules
+            .iter()
+            .filter(|rule| matches!(rule.kind, RuleKind::OfflineFor { .. }))
+            .collect();
+        if offline_rules.is_empty() {
+            return;
+        }
+        let candidates: Vec<(String, u64)> = lock(&self.offline_since)
+            .iter()
+            .map(|(device, since)| (device.clone(), *since))
+            .collect();
+        for (device_id, since) in candidates {
+            if live(&device_id) {
+                lock(&self.offline_since).remove(&device_id);
+                continue;
+            }
+            for rule in &offline_rules {
+                let RuleKind::OfflineFor { after_s } = rule.kind else {
+                    continue;
+                };
+                let due = since.saturating_add((after_s * 1000.0) as u64);
+                let key = (rule.number(), device_id.clone());
+                if now_ms < due || lock(&self.active).contains_key(&key) {
+                    continue;
+                }
+                if self.in_group(rule, &device_id).await {
+                    let cause = json!({ "offline_since_ms": since, "after_s": after_s });
+                    self.raise(rule, &device_id, now_ms, cause);
+                }
+            }
+        }
+    }
+
+    /// Whether `device_id` is in `rule`'s group (every device is, for a rule of no group).
+    async fn in_group(&self, rule: &AlertRule, device_id: &str) -> bool {
+        let Some(group) = &rule.group else {
+            return true;
+        };
+        let known = lock(&self.groups).get(device_id).cloned();
+        let found = match known {
+            Some(found) => found,
+            None => {
+                let registry = self.registry.clone();
+                let id = device_id.to_owned();
+                let looked_up = tokio::task::spawn_blocking(move || registry.device(&id)).await;
+                let found: Option<Arc<str>> = match looked_up {
+                    Ok(Ok(Some(device))) => Some(device.group.into()),
+                    // Not known: in no group. A failed lookup is asked again next time.
+                    Ok(Ok(None)) => None,
+                    Ok(Err(_)) | Err(_) => return false,
+                };
+                lock(&self.groups).insert(device_id.to_owned(), found.clone());
+                found
+            }
+        };
+        found.is_some_and(|g| *g == **group)
+    }
+
+    fn raise(&self, rule: &AlertRule, device_id: &str, at_ms: u64, cause: serde_json::Value) {
+        let alert = Alert {
+            rule: rule.id.clone(),
+            kind: rule.kind.name(),
+            device_id: device_id.to_owned(),
+            raised_at_ms: at_ms,
+            cause,
+        };
+        let fresh = lock(&self.active)
+            .insert((rule.number(), device_id.to_owned()), alert.clone())
+            .is_none();
+        if !fresh {
+            return;
+        }
+        self.raised.fetch_add(1, Ordering::Relaxed);
+        self.audit(true, &alert, alert.cause.clone());
+    }
+
+    fn clear(&self, key: &(i64, String), why: &str) {
+        let removed = lock(&self.active).remove(key);
+        if let Some(alert) = removed {
+            self.cleared_one(&alert, why);
+        }
+    }
+
+    fn cleared_one(&self, alert: &Alert, why: &str) {
+        self.cleared.fetch_add(1, Ordering::Relaxed);
+        self.audit(false, alert, json!({ "why": why, "raised_at_ms": alert.raised_at_ms }));
+    }
+
+    /// Audits a raise or a clear on its own task: the registry's group commit takes a storm
+    /// of them in a few transactions, and the device's path never waits on a disk.
+    fn audit(&self, raised: bool, alert: &Alert, detail: serde_json::Value) {
+        let registry = self.registry.clone();
+        let (rule, device) = (alert.rule.clone(), alert.device_id.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // A registry closing at shutdown loses the entry; the alert itself stood.
+                let _ = registry.record_alert(raised, &rule, &device, detail).await;
+            });
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every update of these maps is a single insert or remove: a panicking holder leaves
+    // them whole.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
