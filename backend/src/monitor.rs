@@ -247,7 +247,9 @@ impl Monitor {
             return;
         }
         self.raised.fetch_add(1, Ordering::Relaxed);
-        self.audit(true, &alert, alert.cause.clone());
+        let mut detail = alert.cause.clone();
+        detail["raised_at_ms"] = json!(at_ms);
+        self.audit(true, &alert, detail);
     }
 
     fn clear(&self, key: &(i64, String), why: &str) {

@@ -39,6 +39,18 @@ macro_rules! bad_file {
 }
 
 bad_file!(
+    alert_rule_kind,
+    "bad/alert-rule-kind.toml",
+    "bad/alert-rule-kind.toml:17:8: phase[0].rule: expected \"battery_below\" or \"offline_for\", found \"battery_low\""
+);
+
+bad_file!(
+    alert_rule_level,
+    "bad/alert-rule-level.toml",
+    "bad/alert-rule-level.toml:19:9: phase[0].below: expected above 0% and at most 100%, found 120%"
+);
+
+bad_file!(
     bad_duration,
     "bad/bad-duration.toml",
     "bad/bad-duration.toml:8:20: fleet.arrival.ramp: expected a duration like \"30s\", \"250ms\", \"5m\", \"6h\" or \"3d\", found \"thirty\""
@@ -75,7 +87,7 @@ bad_file!(
 bad_file!(
     missing_action,
     "bad/missing-action.toml",
-    "bad/missing-action.toml:21:1: phase[1]: missing key \"action\"; expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", \"rotate\""
+    "bad/missing-action.toml:21:1: phase[1]: missing key \"action\"; expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", \"rotate\", \"alert\""
 );
 
 bad_file!(
@@ -159,7 +171,7 @@ bad_file!(
 bad_file!(
     unknown_action,
     "bad/unknown-action.toml",
-    "bad/unknown-action.toml:23:10: phase[1].action: expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", \"rotate\", found \"blackout\""
+    "bad/unknown-action.toml:23:10: phase[1].action: expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", \"rotate\", \"alert\", found \"blackout\""
 );
 
 bad_file!(
@@ -177,7 +189,7 @@ bad_file!(
 bad_file!(
     unknown_metric,
     "bad/unknown-metric.toml",
-    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, rotate.latency, certs.issued, certs.rotated, certs.renewed, certs.revoked, revoked.tried, revoked.refused, revoked.refused_share, register.latency, update.latency, coap.retransmissions, lwm2m.registrations, lwm2m.updates, lwm2m.reads, lwm2m.writes, lwm2m.executes, lwm2m.observes, lwm2m.notifications, lwm2m.refused, devices.<state>, errors.<kind>"
+    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, rotate.latency, certs.issued, certs.rotated, certs.renewed, certs.revoked, revoked.tried, revoked.refused, revoked.refused_share, register.latency, update.latency, coap.retransmissions, lwm2m.registrations, lwm2m.updates, lwm2m.reads, lwm2m.writes, lwm2m.executes, lwm2m.observes, lwm2m.notifications, lwm2m.refused, alert.latency, alerts.expected, alerts.raised, alerts.missed, alerts.unexpected, devices.<state>, errors.<kind>"
 );
 
 bad_file!(

@@ -101,6 +101,8 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
 pub struct AuditQuery {
     after: Option<i64>,
     limit: Option<usize>,
+    /// Only the entries of this action (`alert.raised`, `command.sent`, ...).
+    action: Option<String>,
 }
 
 /// Audit entries after an id, oldest first.
@@ -111,6 +113,9 @@ pub async fn audit(
     let Query(query) = query?;
     let limit = super::page_limit(query.limit, MAX_AUDIT_PAGE)?;
     let registry = state.registry.clone();
-    let entries = tokio::task::spawn_blocking(move || registry.audit(query.after.unwrap_or(0), limit)).await??;
+    let entries = tokio::task::spawn_blocking(move || {
+        registry.audit_of(query.after.unwrap_or(0), limit, query.action.as_deref())
+    })
+    .await??;
     Ok(Json(serde_json::json!({ "entries": entries })))
 }

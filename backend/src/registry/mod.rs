@@ -572,7 +572,17 @@ impl Registry {
     /// Audit entries after `after_id` (0 for the start), oldest first, at most `limit`
     /// (capped at [`MAX_PAGE`]).
     pub fn audit(&self, after_id: i64, limit: usize) -> Result<Vec<AuditEntry>, RegistryError> {
-        reads::audit(&self.reader(), after_id, limit)
+        reads::audit(&self.reader(), after_id, limit, None)
+    }
+
+    /// As [`Registry::audit`], only the entries of `action` when given.
+    pub fn audit_of(
+        &self,
+        after_id: i64,
+        limit: usize,
+        action: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, RegistryError> {
+        reads::audit(&self.reader(), after_id, limit, action)
     }
 
     /// Devices per state and claim counts, as of the last commit; from memory, so a health

@@ -160,11 +160,17 @@ pub fn config_drift(conn: &Connection, group: Option<&str>) -> Result<Vec<Drift>
 }
 
 /// Audit entries with id greater than `after_id`, oldest first.
-pub fn audit(conn: &Connection, after_id: i64, limit: usize) -> Result<Vec<AuditEntry>, RegistryError> {
+pub fn audit(
+    conn: &Connection,
+    after_id: i64,
+    limit: usize,
+    action: Option<&str>,
+) -> Result<Vec<AuditEntry>, RegistryError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, at, actor, action, subject, detail FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, at, actor, action, subject, detail FROM audit
+         WHERE id > ?1 AND (?3 IS NULL OR action = ?3) ORDER BY id LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![after_id, page(limit)], |r| {
+    let rows = stmt.query_map(params![after_id, page(limit), action], |r| {
         let actor: String = r.get(2)?;
         let detail: String = r.get(5)?;
         Ok(AuditEntry {
@@ -313,6 +319,9 @@ mod tests {
         let tail = reg.audit(log[4].id, 100).unwrap();
         assert_eq!(tail.len(), 2);
         assert_eq!(reg.audit(0, 3).unwrap().len(), 3);
+        let provisioned = reg.audit_of(0, 100, Some("device.provisioned")).unwrap();
+        assert_eq!(provisioned.len(), 1, "{provisioned:?}");
+        assert!(reg.audit_of(0, 100, Some("no.such")).unwrap().is_empty());
     }
 
     #[tokio::test]

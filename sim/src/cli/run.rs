@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::engine::live::LIVE_QUEUE;
 use crate::engine::run::{RunOptions, run as run_scenario};
 use crate::engine::workers::{Workers, run_workers};
-use crate::scenario::Loaded;
 use crate::scenario::units::DisplayDuration;
+use crate::scenario::{Action, Loaded};
 use crate::store::{self, Location, ObjectUrl};
 use crate::tui::Dashboard;
 use crate::tui::model::Outline;
@@ -73,6 +73,16 @@ pub fn run(
             )));
         }
         scenario.time_scale = scale;
+    }
+    let alert_phase = scenario.phases.iter().find(|p| matches!(p.action, Action::Alert(_)));
+    let split = overrides.workers.is_some_and(|n| n > 1) || overrides.shard.is_some_and(|s| s.count > 1);
+    if let (Some(phase), true) = (alert_phase, split) {
+        return Err(CliError::Usage(format!(
+            "phase \"alert\" at {}: the alerts a rule calls for are matched within one process for now \
+             (the devices note what they crossed where the operator reads what the backend raised); \
+             run this scenario without --workers and --shard",
+            DisplayDuration(phase.at)
+        )));
     }
     let window = scenario.fleet.arrival.window(scenario.fleet.devices);
     if scenario.fleet.devices == 0 || window >= scenario.duration {

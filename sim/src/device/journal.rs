@@ -146,11 +146,7 @@ impl Journal {
     /// core's states `moved` (see [`super::Device::base_state`]), leading to `actions`.
     pub fn note(&mut self, now: SimTime, event: Event, moved: (State, State), actions: &Actions) {
         let (from, to) = moved;
-        // The link dropped under it: the server closed the connection, or the core cut it as
-        // its link model or a mass outage says (a goodbye before a reboot is not a loss).
-        let lost = from == State::Online
-            && !matches!(to, State::Online | State::Decommissioned | State::Dead | State::Bricked)
-            && (event == Event::ConnectionLost || actions.iter().any(|a| a == Action::Disconnect));
+        let lost = lost(event, moved, actions);
         let logged = match event {
             Event::Provisioned if from == State::Provisioning => Some(Logged::Provisioned),
             Event::ProvisionFailed if from == State::Provisioning => {
@@ -254,6 +250,14 @@ impl Journal {
         }
         out.push_str("]}");
     }
+}
+
+/// Whether the link dropped under the device: the server closed the connection, or the core
+/// cut it as its link model or a mass outage says (a goodbye before a reboot is not a loss).
+pub fn lost(event: Event, (from, to): (State, State), actions: &Actions) -> bool {
+    from == State::Online
+        && !matches!(to, State::Online | State::Decommissioned | State::Dead | State::Bricked)
+        && (event == Event::ConnectionLost || actions.iter().any(|a| a == Action::Disconnect))
 }
 
 /// Adds one to a count, stopping at its largest.

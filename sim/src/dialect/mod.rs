@@ -22,6 +22,7 @@
 //! tasks), so their futures need not be `Send`.
 #![allow(async_fn_in_trait)]
 
+pub mod alert_book;
 pub mod backend;
 pub mod device_io;
 pub mod embedded;
@@ -208,6 +209,24 @@ pub trait Operator {
         let _ = started;
         Vec::new()
     }
+
+    /// The alerts the backend raised after its record `after` (an opaque position, 0 at the
+    /// start), and the position to ask from next. Only a backend that plays `alert` phases
+    /// is asked.
+    async fn raised_alerts(&self, after: i64) -> Result<(Vec<RaisedAlert>, i64), String> {
+        Ok((Vec::new(), after))
+    }
+}
+
+/// An alert a backend raised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaisedAlert {
+    /// The rule's id, as the backend gave it when the rule was set.
+    pub rule: String,
+    /// The device's id.
+    pub device_id: String,
+    /// When the backend raised it, Unix milliseconds.
+    pub at_ms: u64,
 }
 
 /// The backend's view at the end of a run, and its section of the summary.

@@ -3,7 +3,8 @@
 //! push's set time for `config.latency`, a command's send time for `command.latency`, and
 //! the first failure a device reported for `ota.halt.latency`, a rotation's request time for
 //! `rotate.latency`; the devices whose credentials it revoked, whose later connects are
-//! `revoked.tried`; and the campaigns it started, for the dashboard to follow.
+//! `revoked.tried`; the campaigns it started, for the dashboard to follow; and the alert rules
+//! it set, with the alerts they call for ([`super::alert_book`]).
 //!
 //! Design: written a few times per phase and read only when a device handles an operator's
 //! message (never on the telemetry path), so plain mutexes are enough. The operator writes
@@ -15,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use tokio::time::Instant;
+
+use super::alert_book::AlertBook;
 
 /// The operator's actions, by target.
 #[derive(Debug, Default)]
@@ -33,6 +36,8 @@ pub struct OperatorLog {
     revoked: Mutex<HashSet<String>>,
     /// When each device was last asked to rotate its certificate, by device id.
     rotation_asked: Mutex<HashMap<String, Instant>>,
+    /// The alert rules set, the alerts they call for and what the backend raised.
+    pub alerts: AlertBook,
 }
 
 impl OperatorLog {

@@ -26,7 +26,7 @@ use super::operator::{Operator, OperatorReport};
 use super::process_stats::{machine_facts, rss_bytes};
 use super::progress::{Aggregate, Outputs, aggregate};
 use super::shard::{ShardOptions, TICK_QUEUE, Tick, run_shard};
-use super::watch::{watch, watch_campaigns};
+use super::watch::{watch, watch_alerts, watch_campaigns};
 use crate::dialect::{self, Dialect, OperatorLog, StartError, Started, ViewCx, Visit};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
 use crate::plan::{Plan, Shard};
@@ -202,12 +202,13 @@ fn run_with<D: Dialect>(fleet: Fleet<'_>) -> Result<RunOutcome, RunError> {
             scope.spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 Ok::<_, std::io::Error>(runtime.block_on(async {
-                    let (report, outages, ()) = tokio::join!(
+                    let (report, outages, (), alerts) = tokio::join!(
                         operator.play(scenario, start, &run_over),
                         watch(&operator.dialect, start, &run_over, operator.events.as_ref()),
                         watch_campaigns(&operator.dialect, &operator.log, &run_over, options.live.as_ref()),
+                        watch_alerts(&operator.dialect, &operator.log, &run_over),
                     );
-                    (report, outages)
+                    (report, outages, alerts)
                 }))
             })
         });
@@ -267,11 +268,13 @@ fn run_with<D: Dialect>(fleet: Fleet<'_>) -> Result<RunOutcome, RunError> {
             let _ = log.interval(ticked, start.elapsed().saturating_sub(ticked), &rest);
         }
         run_over.cancel();
-        let played = played
+        let (report, outages, alerts) = played
             .and_then(|handle| handle.join().ok())
             .and_then(Result::ok)
             .unwrap_or_default();
-        (aggregate, played)
+        // What the operator's watch measured of the backend's alerts.
+        aggregate.total.merge(&alerts);
+        (aggregate, (report, outages))
     });
     let Aggregate {
         total: snapshot,

@@ -2,7 +2,9 @@
 //! health check twice a second, so a backend that vanishes mid-run (a crash, a restart, a
 //! network cut) is recorded as an event with its times, and the run can say how long the fleet
 //! took to come back once the backend did; and, when a dashboard watches, the campaigns the
-//! operator started, once a second (the report reads them once, at the end).
+//! operator started, once a second (the report reads them once, at the end); and, once an
+//! `alert` phase set a rule, the alerts the backend raised, matched to those the devices'
+//! states called for.
 
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
@@ -11,7 +13,9 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::live::Update;
+use crate::dialect::alert_book::{Matched, unix_ms_now};
 use crate::dialect::{Dialect, OperatorLog};
+use crate::metrics::recorder::{Counter, Latency, Recorder, Snapshot};
 use crate::report::figures::BackendOutage;
 use crate::scenario::units::DisplayDuration;
 
@@ -102,6 +106,59 @@ pub async fn watch_campaigns<D: Dialect>(
         // Bounded queue; an update that finds it full is dropped, the next one says more.
         let _ = live.try_send(Update::Campaigns(views));
     }
+}
+
+/// How often the alerts the backend raised are read, once an alert rule is set.
+const ALERT_PERIOD: Duration = Duration::from_millis(250);
+
+/// Matches the alerts the backend raises against those the run's alert rules call for
+/// ([`crate::dialect::alert_book`]) until `stop`, then once more, and says what it measured:
+/// `alert.latency` and the `alerts.*` counts, for the run's figures.
+pub async fn watch_alerts<D: Dialect>(dialect: &D, log: &OperatorLog, stop: &CancellationToken) -> Snapshot {
+    let mut recorder = Recorder::default();
+    if !dialect.operates() {
+        return recorder.take();
+    }
+    let book = &log.alerts;
+    let mut after = 0;
+    loop {
+        let stopped = tokio::select! {
+            () = tokio::time::sleep(ALERT_PERIOD) => false,
+            () = stop.cancelled() => true,
+        };
+        if book.watching() {
+            // A page at a time until the backend has no more; a backend that does not answer
+            // is asked again next time.
+            loop {
+                let Ok(Ok((raised, next))) = timeout(PATIENCE, dialect.raised_alerts(after)).await else {
+                    break;
+                };
+                for alert in &raised {
+                    match book.raised(&alert.rule, &alert.device_id, alert.at_ms, true) {
+                        Matched::Expected(latency) => {
+                            recorder.record(Latency::Alert, latency);
+                            recorder.count(Counter::AlertsRaised, 1);
+                        }
+                        Matched::WithoutCause => recorder.count(Counter::AlertsUnexpected, 1),
+                        Matched::Foreign => {}
+                    }
+                }
+                if next == after {
+                    break;
+                }
+                after = next;
+            }
+        }
+        if stopped {
+            break;
+        }
+    }
+    if book.watching() {
+        let (met, missed, _too_late_to_judge) = book.tally(unix_ms_now());
+        recorder.count(Counter::AlertsExpected, met + missed);
+        recorder.count(Counter::AlertsMissed, missed);
+    }
+    recorder.take()
 }
 
 /// To the millisecond, for messages.

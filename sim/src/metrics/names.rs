@@ -226,6 +226,31 @@ pub const METRICS: &[Metric] = &[
         MetricKind::Count,
         "LwM2M requests devices refused (unknown path, method not allowed, unsupported format)",
     ),
+    metric(
+        "alert.latency",
+        MetricKind::Histogram,
+        "a device crossed an alert rule (its first report under the battery level; its link down for the rule's time) -> the backend raised the alert",
+    ),
+    metric(
+        "alerts.expected",
+        MetricKind::Count,
+        "alerts the run's alert rules called for, raised or missed",
+    ),
+    metric(
+        "alerts.raised",
+        MetricKind::Count,
+        "of those, alerts the backend raised",
+    ),
+    metric(
+        "alerts.missed",
+        MetricKind::Count,
+        "of those, alerts the backend had not raised 2 s after they were due, by the end",
+    ),
+    metric(
+        "alerts.unexpected",
+        MetricKind::Count,
+        "alerts the backend raised that no device's state called for",
+    ),
 ];
 
 /// Lifecycle states; `devices.<state>` is a gauge for each.

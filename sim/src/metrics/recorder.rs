@@ -80,6 +80,9 @@ names!(
         Register => "register.latency",
         /// LwM2M registration Update sent (its intended time) -> the server's 2.04 Changed.
         Update => "update.latency",
+        /// A device's state crossed an alert rule (a report under the battery level, the link
+        /// down for the rule's time) -> the backend raised the alert.
+        Alert => "alert.latency",
     }
 );
 
@@ -212,6 +215,14 @@ names!(
         /// LwM2M requests devices refused: an unknown object or resource, a method it does not
         /// allow, a content format it does not speak.
         Lwm2mRefused => "lwm2m.refused",
+        /// Alerts the alert rules called for (raised or missed).
+        AlertsExpected => "alerts.expected",
+        /// Of those, alerts the backend raised.
+        AlertsRaised => "alerts.raised",
+        /// Of those, alerts the backend did not raise by the end of the run.
+        AlertsMissed => "alerts.missed",
+        /// Alerts the backend raised that nothing called for.
+        AlertsUnexpected => "alerts.unexpected",
     }
 );
 

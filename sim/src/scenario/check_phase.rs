@@ -8,7 +8,7 @@ use super::decode::Source;
 use super::device_model::{pct, probability};
 use super::error::{FileError, KeyPath};
 use super::file::{FirmwareSection, PhaseSection, RolloutSection};
-use super::typed::{Action, COMMANDS, Campaign, Fleet, ModelSet, Phase};
+use super::typed::{Action, AlertRule, COMMANDS, Campaign, Fleet, ModelSet, Phase};
 use super::units::DisplayDuration;
 
 /// Checks phase `index` of a scenario whose run lasts `duration`.
@@ -120,6 +120,37 @@ pub(super) fn check_phase(
             };
             let grace = p.grace.map_or(DEFAULT_ROTATION_GRACE, |g| g.0);
             (p.at.0, p.group, Action::Rotate { share, grace })
+        }
+        PhaseSection::Alert(p) => {
+            let rule = match (p.rule.as_str(), p.below, p.after) {
+                ("battery_below", Some(below), None) => AlertRule::BatteryBelow(share_of("below", below.0)?),
+                ("offline_for", None, Some(after)) => AlertRule::OfflineFor(after.0),
+                ("battery_below", _, Some(_)) => {
+                    return Err(err("after", "a battery_below rule takes `below`, not `after`".into()));
+                }
+                ("battery_below", None, _) => {
+                    return Err(err(
+                        "below",
+                        "missing: the battery level to alert under, e.g. \"20%\"".into(),
+                    ));
+                }
+                ("offline_for", Some(_), _) => {
+                    return Err(err("below", "an offline_for rule takes `after`, not `below`".into()));
+                }
+                ("offline_for", None, None) => {
+                    return Err(err(
+                        "after",
+                        "missing: how long a device may be offline, e.g. \"30s\"".into(),
+                    ));
+                }
+                (other, ..) => {
+                    return Err(err(
+                        "rule",
+                        format!("expected \"battery_below\" or \"offline_for\", found \"{other}\""),
+                    ));
+                }
+            };
+            (p.at.0, p.group, Action::Alert(rule))
         }
     };
     if let Some(group) = &group

@@ -21,7 +21,7 @@ use super::error::{FileError, KeyPath, KeySeg};
 use super::file::{PhaseSection, ScenarioFile};
 
 /// The actions a `[[phase]]` may take, in the order error messages list them.
-pub const PHASE_ACTIONS: [&str; 6] = ["config", "command", "ota", "outage", "decommission", "rotate"];
+pub const PHASE_ACTIONS: [&str; 7] = ["config", "command", "ota", "outage", "decommission", "rotate", "alert"];
 
 /// A parsed file: its name, its text, and the spanned tree errors are located in.
 pub struct Source<'t> {
@@ -110,6 +110,7 @@ impl<'t> Source<'t> {
                 "outage" => PhaseSection::Outage(self.decode_table(table, &path)?),
                 "decommission" => PhaseSection::Decommission(self.decode_table(table, &path)?),
                 "rotate" => PhaseSection::Rotate(self.decode_table(table, &path)?),
+                "alert" => PhaseSection::Alert(self.decode_table(table, &path)?),
                 other => {
                     let message = format!("expected one of {expected}, found \"{other}\"");
                     return Err(self.error_at(action_span, action_path, &message));

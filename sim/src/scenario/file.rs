@@ -359,6 +359,8 @@ pub enum PhaseSection {
     Decommission(DecommissionPhase),
     /// Make a share of the fleet rotate its certificates.
     Rotate(RotatePhase),
+    /// Set an alert rule on the backend, whose alerts the run then measures.
+    Alert(AlertPhase),
 }
 
 impl PhaseSection {
@@ -371,6 +373,7 @@ impl PhaseSection {
             Self::Outage(p) => p.at.0,
             Self::Decommission(p) => p.at.0,
             Self::Rotate(p) => p.at.0,
+            Self::Alert(p) => p.at.0,
         }
     }
 }
@@ -499,6 +502,26 @@ pub struct RotatePhase {
     /// 60 s when omitted.
     #[serde(default)]
     pub grace: Option<DurationValue>,
+}
+
+/// `action = "alert"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertPhase {
+    /// When the rule is set.
+    pub at: DurationValue,
+    /// The group it watches; the whole fleet when omitted.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// What it watches: `battery_below` (with `below`) or `offline_for` (with `after`).
+    pub rule: String,
+    /// `battery_below`: the battery level under which a device is alerted, e.g. `"20%"`.
+    #[serde(default)]
+    pub below: Option<PercentValue>,
+    /// `offline_for`: how long a device may be disconnected before it is alerted (real time,
+    /// like every phase's times).
+    #[serde(default)]
+    pub after: Option<DurationValue>,
 }
 
 /// A device model file (`device-models/*.toml`).

@@ -179,6 +179,27 @@ pub enum Action {
         /// How long old certificates are still accepted after the new ones are issued.
         grace: Duration,
     },
+    /// Set an alert rule on the backend.
+    Alert(AlertRule),
+}
+
+/// An alert rule an `alert` phase sets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AlertRule {
+    /// A device whose battery is below this level (a fraction).
+    BatteryBelow(f64),
+    /// A device disconnected for at least this long.
+    OfflineFor(Duration),
+}
+
+impl AlertRule {
+    /// The rule's kind as the backend names it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::BatteryBelow(_) => "battery_below",
+            Self::OfflineFor(_) => "offline_for",
+        }
+    }
 }
 
 impl Action {
@@ -191,6 +212,7 @@ impl Action {
             Self::Outage { .. } => "outage",
             Self::Decommission { .. } => "decommission",
             Self::Rotate { .. } => "rotate",
+            Self::Alert(_) => "alert",
         }
     }
 }

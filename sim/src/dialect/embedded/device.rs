@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::Embedded;
 use super::diary::{Diary, Pending};
 use crate::device::{Action, Actions, CommandKind, Event, OtaReport, SimTime, State};
+use crate::dialect::alert_book::unix_ms_now;
 use crate::dialect::firmware::{ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
 use crate::dialect::tls::{DeviceTls, Issued, mqtt_session};
@@ -313,6 +314,15 @@ impl Devices for Embedded {
         inbox: &mut Inbox,
     ) {
         let Some(credentials) = &device.credentials else { return };
+        let book = &cx.shared.marks.alerts;
+        if book.watching()
+            && let Some(level) = report.reading.battery
+        {
+            // Due when the report was meant to go: the first moment a backend could know.
+            let late_ms = u64::try_from(report.intended.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let sent_ms = unix_ms_now().saturating_sub(late_ms);
+            book.battery(&credentials.device_id, cx.group, level, sent_ms);
+        }
         let write_topic = |topic: &mut String| {
             // Writing into a String cannot fail.
             let _ = write!(topic, "fleet/v1/d/{}/telemetry", credentials.device_id);
@@ -393,6 +403,20 @@ impl Devices for Embedded {
         moved: (State, State),
         actions: &Actions,
     ) {
+        let book = &cx.shared.marks.alerts;
+        if book.watching()
+            && let Some(credentials) = &device.credentials
+        {
+            // What the backend sees of the device coming and going: any way it leaves (a
+            // drop, a reboot, a dead battery), not a decommissioning, which retires it.
+            let (from, to) = moved;
+            let id = &*credentials.device_id;
+            if from == State::Online && !matches!(to, State::Online | State::Decommissioned) {
+                book.lost(id, cx.group, unix_ms_now());
+            } else if event == Event::Connected && from == State::Connecting && to == State::Online {
+                book.connected(id, unix_ms_now());
+            }
+        }
         if Session::of(cx.model) != Session::Persistent {
             return;
         }

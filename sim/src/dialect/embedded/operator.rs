@@ -12,9 +12,11 @@ use tokio::time::Instant;
 
 use super::Embedded;
 use super::summary::campaign_view;
+use crate::dialect::alert_book::RuleMark;
 use crate::dialect::phase::{firmware_image, pick};
-use crate::dialect::{Operator, PhaseCx, Played, StartedCampaign};
+use crate::dialect::{Operator, PhaseCx, Played, RaisedAlert, StartedCampaign};
 use crate::report::figures::CampaignView;
+use crate::scenario::typed::AlertRule;
 use crate::scenario::{Action, Campaign};
 use crate::transport::http::{Method, put_bytes, request_json};
 
@@ -57,10 +59,37 @@ impl Operator for Embedded {
                 let asked = self.rotate(&cx, &picked, *grace, errors).await;
                 json!({ "picked": picked.len(), "asked": asked, "grace_s": grace.as_secs_f64() })
             }
+            Action::Alert(rule) => self.set_alert_rule(&cx, *rule, errors).await,
             // Devices cut themselves off; the engine never asks.
             Action::Outage { .. } => Value::Null,
         };
         played
+    }
+
+    /// The alerts the backend raised since audit entry `after`: from its audit log, which
+    /// keeps every raise (a listing of the alerts in force would miss one cleared between
+    /// two looks).
+    async fn raised_alerts(&self, after: i64) -> Result<(Vec<RaisedAlert>, i64), String> {
+        let path = format!("/api/v1/audit?after={after}&limit=1000&action=alert.raised");
+        let answer = self.call(Method::GET, &path, None).await?;
+        let mut last = after;
+        let mut raised = Vec::new();
+        for entry in answer["entries"].as_array().into_iter().flatten() {
+            last = last.max(entry["id"].as_i64().unwrap_or(last));
+            let (Some(rule), Some(device), Some(at_ms)) = (
+                entry["detail"]["rule"].as_str(),
+                entry["subject"].as_str(),
+                entry["detail"]["raised_at_ms"].as_u64(),
+            ) else {
+                continue;
+            };
+            raised.push(RaisedAlert {
+                rule: rule.to_owned(),
+                device_id: device.to_owned(),
+                at_ms,
+            });
+        }
+        Ok((raised, last))
     }
 
     fn watched(&self) -> bool {
@@ -87,6 +116,35 @@ impl Operator for Embedded {
 }
 
 impl Embedded {
+    /// Sets the alert rule on the backend (for the phase's group, or every device) and notes
+    /// it, so that devices say when it calls for an alert.
+    async fn set_alert_rule(&self, cx: &PhaseCx<'_>, rule: AlertRule, errors: &mut Vec<String>) -> Value {
+        let mut body = json!({ "kind": rule.kind() });
+        match rule {
+            AlertRule::BatteryBelow(below) => body["below"] = json!(below),
+            AlertRule::OfflineFor(after) => body["after_s"] = json!(after.as_secs_f64()),
+        }
+        if let Some(group) = &cx.phase.group {
+            body["group"] = json!(group);
+        }
+        match self.call(Method::POST, "/api/v1/alert-rules", Some(&body)).await {
+            Ok(answer) => {
+                let id = answer["rule"]["id"].as_str().unwrap_or_default().to_owned();
+                cx.log.alerts.set(RuleMark {
+                    id: id.clone(),
+                    rule,
+                    group: cx.phase.group.clone(),
+                });
+                body["rule"] = json!(id);
+                body
+            }
+            Err(e) => {
+                errors.push(e);
+                Value::Null
+            }
+        }
+    }
+
     async fn push_config(&self, cx: &PhaseCx<'_>, set: &BTreeMap<String, Value>, errors: &mut Vec<String>) -> Value {
         let mut pushed = Vec::new();
         for group in cx.groups {

@@ -61,11 +61,11 @@ impl Keys for Hawkbit {
         match scenario.phases.iter().find(|p| match p.action {
             Action::Outage { .. } => false,
             Action::Ota(_) | Action::Decommission { .. } => !has_api,
-            Action::Config { .. } | Action::Command { .. } | Action::Rotate { .. } => true,
+            Action::Config { .. } | Action::Command { .. } | Action::Rotate { .. } | Action::Alert(_) => true,
         }) {
             Some(phase) => Err(format!(
                 "{}: phase \"{}\" at {}: against a hawkBit server fleetsim runs \"ota\" and \"decommission\" \
-                 phases (with backend.api set) and \"outage\" phases; DDI has no config push, commands or certificates",
+                 phases (with backend.api set) and \"outage\" phases; DDI has no config push, commands, certificates or alert rules",
                 scenario.file.display(),
                 phase.action.name(),
                 DisplayDuration(phase.at)

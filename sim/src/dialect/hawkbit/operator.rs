@@ -49,9 +49,11 @@ impl Operator for Hawkbit {
             }
             // Refused before the run (`keys`): DDI has no config push, commands or
             // certificates, and devices cut themselves off.
-            Action::Config { .. } | Action::Command { .. } | Action::Rotate { .. } | Action::Outage { .. } => {
-                Value::Null
-            }
+            Action::Config { .. }
+            | Action::Command { .. }
+            | Action::Rotate { .. }
+            | Action::Alert(_)
+            | Action::Outage { .. } => Value::Null,
         };
         played
     }
