@@ -36,6 +36,9 @@ pub struct Alert {
     pub device_id: String,
     /// When it was raised, unix ms.
     pub raised_at_ms: u64,
+    /// The rule's number, for matching without its text.
+    #[serde(skip)]
+    number: i64,
     /// What crossed the rule: the battery reported, or since when the device is offline.
     pub cause: serde_json::Value,
 }
@@ -45,8 +48,9 @@ pub struct Alert {
 pub struct Monitor {
     registry: Registry,
     rules: RwLock<Arc<[AlertRule]>>,
-    /// Alerts in force, by rule number and device.
-    active: Mutex<HashMap<(i64, String), Alert>>,
+    /// Alerts in force, by device: looked up by a borrowed id on every report that carries a
+    /// battery, so without allocating.
+    active: Mutex<HashMap<String, Vec<Alert>>>,
     /// Devices that disconnected, since when (unix ms); forgotten when they connect again.
     offline_since: Mutex<HashMap<String, u64>>,
     /// Each device's group, looked up once a group's rule needs it.
@@ -79,15 +83,7 @@ impl Monitor {
         let rules: Arc<[AlertRule]> = self.registry.alert_rules()?.into();
         let numbers: Vec<i64> = rules.iter().map(AlertRule::number).collect();
         *self.rules.write().unwrap_or_else(PoisonError::into_inner) = rules;
-        let gone: Vec<Alert> = {
-            let mut active = lock(&self.active);
-            let keys: Vec<(i64, String)> = active
-                .keys()
-                .filter(|(rule, _)| !numbers.contains(rule))
-                .cloned()
-                .collect();
-            keys.iter().filter_map(|key| active.remove(key)).collect()
-        };
+        let gone = self.take_where(|alert| !numbers.contains(&alert.number));
         for alert in gone {
             self.cleared_one(&alert, "rule deleted");
         }
@@ -101,14 +97,34 @@ impl Monitor {
 
     /// The alerts in force, by device id then rule.
     pub fn alerts(&self) -> Vec<Alert> {
-        let mut alerts: Vec<Alert> = lock(&self.active).values().cloned().collect();
+        let mut alerts: Vec<Alert> = lock(&self.active).values().flatten().cloned().collect();
         alerts.sort_by(|a, b| (&a.device_id, &a.rule).cmp(&(&b.device_id, &b.rule)));
         alerts
     }
 
     /// How many alerts are in force.
     pub fn active_count(&self) -> usize {
-        lock(&self.active).len()
+        lock(&self.active).values().map(Vec::len).sum()
+    }
+
+    /// Whether rule `number` has an alert in force for `device_id`.
+    fn is_raised(&self, number: i64, device_id: &str) -> bool {
+        lock(&self.active)
+            .get(device_id)
+            .is_some_and(|alerts| alerts.iter().any(|a| a.number == number))
+    }
+
+    /// Takes the alerts in force that `gone` picks out.
+    fn take_where(&self, gone: impl Fn(&Alert) -> bool) -> Vec<Alert> {
+        let mut active = lock(&self.active);
+        let mut taken = Vec::new();
+        active.retain(|_, alerts| {
+            let (out, kept): (Vec<Alert>, Vec<Alert>) = std::mem::take(alerts).into_iter().partition(|a| gone(a));
+            taken.extend(out);
+            *alerts = kept;
+            !alerts.is_empty()
+        });
+        taken
     }
 
     /// Device `device_id` reported its battery at `level` (a fraction) at `at_ms`.
@@ -118,8 +134,7 @@ impl Monitor {
             let RuleKind::BatteryBelow { below } = rule.kind else {
                 continue;
             };
-            let key = (rule.number(), device_id.to_owned());
-            let raised = lock(&self.active).contains_key(&key);
+            let raised = self.is_raised(rule.number(), device_id);
             if level < below && !raised {
                 if !self.in_group(rule, device_id).await {
                     continue;
@@ -127,7 +142,7 @@ impl Monitor {
                 let cause = json!({ "battery": level, "below": below });
                 self.raise(rule, device_id, at_ms, cause);
             } else if level >= below && raised {
-                self.clear(&key, "battery at or above the level");
+                self.clear(rule.number(), device_id, "battery at or above the level");
             }
         }
     }
@@ -140,7 +155,7 @@ impl Monitor {
         }
         for rule in self.rules().iter() {
             if matches!(rule.kind, RuleKind::OfflineFor { .. }) {
-                self.clear(&(rule.number(), device_id.to_owned()), "connected");
+                self.clear(rule.number(), device_id, "connected");
             }
         }
     }
@@ -160,13 +175,9 @@ impl Monitor {
     pub fn forget(&self, device_id: &str) {
         lock(&self.offline_since).remove(device_id);
         lock(&self.groups).remove(device_id);
-        let keys: Vec<(i64, String)> = lock(&self.active)
-            .keys()
-            .filter(|(_, device)| device == device_id)
-            .cloned()
-            .collect();
-        for key in keys {
-            self.clear(&key, "decommissioned");
+        let alerts = lock(&self.active).remove(device_id).unwrap_or_default();
+        for alert in alerts {
+            self.cleared_one(&alert, "decommissioned");
         }
     }
 
@@ -195,8 +206,7 @@ impl Monitor {
                     continue;
                 };
                 let due = since.saturating_add((after_s * 1000.0) as u64);
-                let key = (rule.number(), device_id.clone());
-                if now_ms < due || lock(&self.active).contains_key(&key) {
+                if now_ms < due || self.is_raised(rule.number(), &device_id) {
                     continue;
                 }
                 if self.in_group(rule, &device_id).await {
@@ -239,12 +249,15 @@ impl Monitor {
             device_id: device_id.to_owned(),
             raised_at_ms: at_ms,
             cause,
+            number: rule.number(),
         };
-        let fresh = lock(&self.active)
-            .insert((rule.number(), device_id.to_owned()), alert.clone())
-            .is_none();
-        if !fresh {
-            return;
+        {
+            let mut active = lock(&self.active);
+            let alerts = active.entry(device_id.to_owned()).or_default();
+            if alerts.iter().any(|a| a.number == alert.number) {
+                return;
+            }
+            alerts.push(alert.clone());
         }
         self.raised.fetch_add(1, Ordering::Relaxed);
         let mut detail = alert.cause.clone();
@@ -252,8 +265,21 @@ impl Monitor {
         self.audit(true, &alert, detail);
     }
 
-    fn clear(&self, key: &(i64, String), why: &str) {
-        let removed = lock(&self.active).remove(key);
+    fn clear(&self, number: i64, device_id: &str, why: &str) {
+        let removed = {
+            let mut active = lock(&self.active);
+            let Some(alerts) = active.get_mut(device_id) else {
+                return;
+            };
+            let removed = alerts
+                .iter()
+                .position(|a| a.number == number)
+                .map(|at| alerts.swap_remove(at));
+            if alerts.is_empty() {
+                active.remove(device_id);
+            }
+            removed
+        };
         if let Some(alert) = removed {
             self.cleared_one(&alert, why);
         }

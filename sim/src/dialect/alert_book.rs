@@ -132,8 +132,9 @@ impl AlertBook {
         }
     }
 
-    /// Device `device_id` connected at `at_ms`: an offline alert not yet due is expected no
-    /// more (one already due stays expected: the backend should have raised it).
+    /// Device `device_id` connected at `at_ms`, or was decommissioned then (the backend
+    /// forgets a retired device): an offline alert not yet due is expected no more (one
+    /// already due stays expected: the backend should have raised it).
     pub fn connected(&self, device_id: &str, at_ms: u64) {
         let rules = self.rules.read().unwrap_or_else(PoisonError::into_inner);
         let mut expected = lock(&self.expected);

@@ -413,7 +413,9 @@ impl Devices for Embedded {
             let id = &*credentials.device_id;
             if from == State::Online && !matches!(to, State::Online | State::Decommissioned) {
                 book.lost(id, cx.group, unix_ms_now());
-            } else if event == Event::Connected && from == State::Connecting && to == State::Online {
+            } else if (event == Event::Connected && from == State::Connecting && to == State::Online)
+                || to == State::Decommissioned
+            {
                 book.connected(id, unix_ms_now());
             }
         }
