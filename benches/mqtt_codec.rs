@@ -67,6 +67,7 @@ fn device_publish(c: &mut Criterion) {
                 seq,
                 uptime: std::time::Duration::from_secs(seq),
                 battery: None,
+                volts: None,
                 low_battery: false,
                 value: 20.0,
                 rssi: None,

@@ -203,16 +203,50 @@ pub struct TelemetryReading {
 }
 
 impl TelemetryReading {
-    /// The reading of `payload`, when it is JSON that carries a plausible battery or signal
-    /// (an implausible value is left out; anything else is the device's business).
+    /// The reading of `payload`, when it is a JSON object or a CBOR map that carries a
+    /// plausible battery or signal (an implausible value is left out; anything else is the
+    /// device's business).
     fn of(payload: &[u8]) -> Option<Self> {
-        if payload.first() != Some(&b'{') {
-            return None;
-        }
-        let mut reading: Self = serde_json::from_slice(payload).ok()?;
+        let mut reading = match payload.first()? {
+            b'{' => serde_json::from_slice(payload).ok()?,
+            // A CBOR map of definite length (major type 5).
+            0xa0..=0xbb => Self::of_cbor(payload)?,
+            _ => return None,
+        };
         reading.battery = reading.battery.filter(|b| (0.0..=1.0).contains(b));
         reading.rssi = reading.rssi.filter(|r| (-150..=0).contains(r));
         (reading.battery.is_some() || reading.rssi.is_some()).then_some(reading)
+    }
+}
+
+impl TelemetryReading {
+    /// `battery` and `rssi` of a CBOR map with text keys; its other entries are skipped. `None`
+    /// when it is not a well-formed map of that kind.
+    fn of_cbor(payload: &[u8]) -> Option<Self> {
+        use minicbor::data::Type;
+        let mut d = minicbor::Decoder::new(payload);
+        let pairs = d.map().ok()??;
+        let mut reading = Self {
+            battery: None,
+            rssi: None,
+        };
+        // Each pair takes two bytes at least: a longer count than the payload can hold is a
+        // lie, and the loop ends at the first item that is not there.
+        for _ in 0..pairs.min(payload.len() as u64 / 2) {
+            let key = d.str().ok()?;
+            match (key, d.datatype().ok()?) {
+                ("battery", Type::F16 | Type::F32) => reading.battery = Some(f64::from(d.f32().ok()?)),
+                ("battery", Type::F64) => reading.battery = Some(d.f64().ok()?),
+                (
+                    "rssi",
+                    Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::U8 | Type::U16 | Type::U32 | Type::U64,
+                ) => {
+                    reading.rssi = i32::try_from(d.i64().ok()?).ok();
+                }
+                _ => d.skip().ok()?,
+            }
+        }
+        Some(reading)
     }
 }
 
@@ -353,6 +387,30 @@ mod tests {
         assert_eq!(
             decode(&Inbound::Telemetry, br#"{"battery":"low"}"#),
             Ok(Payload::Telemetry(None))
+        );
+        // CBOR: {"seq": 3, "battery": 0.25 (f32), "rssi": -97, "pad": h'0000'}.
+        let cbor = [
+            0xa4, 0x63, b's', b'e', b'q', 0x03, 0x67, b'b', b'a', b't', b't', b'e', b'r', b'y', 0xfa, 0x3e, 0x80, 0x00,
+            0x00, 0x64, b'r', b's', b's', b'i', 0x38, 0x60, 0x63, b'p', b'a', b'd', 0x42, 0x00, 0x00,
+        ];
+        assert_eq!(
+            decode(&Inbound::Telemetry, &cbor),
+            Ok(Payload::Telemetry(Some(TelemetryReading {
+                battery: Some(0.25),
+                rssi: Some(-97)
+            })))
+        );
+        for cut in 1..cbor.len() {
+            // Truncated: read as far as it goes or not at all, never a panic.
+            let _ = decode(&Inbound::Telemetry, &cbor[..cut]);
+        }
+        assert_eq!(
+            decode(
+                &Inbound::Telemetry,
+                &[0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
+            ),
+            Ok(Payload::Telemetry(None)),
+            "a map that claims more pairs than there are bytes"
         );
     }
 }

@@ -216,6 +216,9 @@ impl<D: Dialect> DeviceTask<D> {
                         // Since it arrived (switched on): a reboot does not reset it yet.
                         uptime: cx.sim_span(step.intended.saturating_duration_since(step.arrival)),
                         battery: battery.map(BatteryLevel::fraction),
+                        volts: battery
+                            .zip(cx.model.battery.as_ref())
+                            .map(|(level, model)| model.volts_at(level.fraction())),
                         low_battery: battery.is_some_and(|b| b.low),
                         value: f64::from(reading_centi) / 100.0,
                         rssi: cx.rssi(seq),

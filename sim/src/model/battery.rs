@@ -39,6 +39,8 @@ pub struct Battery {
     pub tx_mas: f64,
     /// Fraction of capacity below which the battery counts as low.
     pub low_at: f64,
+    /// Terminal voltage full and empty, in volts: the level maps linearly between them.
+    pub volts: (f64, f64),
     /// Factor the reporting interval is multiplied by while low (> 1 saves
     /// energy).
     pub low_interval_factor: f64,
@@ -85,6 +87,14 @@ impl Battery {
         } else {
             0.0
         }
+    }
+
+    /// The terminal voltage at `level` (a fraction), in volts: linear from the empty voltage
+    /// to the full one. A real cell's curve is flatter in the middle; a backend that alerts on
+    /// voltage sees it fall steadily here.
+    pub fn volts_at(&self, level: f64) -> f64 {
+        let (full, empty) = self.volts;
+        empty + (full - empty) * draw::clamp01(level)
     }
 
     /// Whether the level is below `low_at` (an empty battery is low too,
@@ -175,7 +185,17 @@ mod tests {
             tx_mas: 1.0,
             low_at: 0.2,
             low_interval_factor: 4.0,
+            volts: (4.2, 3.3),
         }
+    }
+
+    #[test]
+    fn voltage_falls_linearly_from_full_to_empty() {
+        let b = cell();
+        assert_eq!(b.volts_at(1.0), 4.2);
+        assert_eq!(b.volts_at(0.0), 3.3);
+        assert!((b.volts_at(0.5) - 3.75).abs() < 1e-12);
+        assert_eq!(b.volts_at(f64::NAN), 3.3, "a NaN level reads as empty");
     }
 
     #[test]

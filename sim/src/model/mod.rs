@@ -34,7 +34,7 @@ pub use battery::{Battery, Charge};
 pub use certificate::Renewal;
 pub use link::{Backoff, Link, LinkPhase, Signal};
 pub use ota::{Image, Ota, Outcome};
-pub use telemetry::{Reading, Telemetry};
+pub use telemetry::{PayloadFormat, Reading, Telemetry};
 
 use rand_chacha::rand_core::SeedableRng;
 

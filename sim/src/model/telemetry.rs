@@ -14,7 +14,9 @@
 //! smooth like a real temperature reading.
 //!
 //! The payload is a compact JSON object padded to `payload_bytes` with a
-//! `"pad"` string, so the bytes on the wire match the scenario's size.
+//! `"pad"` string, so the bytes on the wire match the scenario's size; or, with
+//! `format = "cbor"`, a CBOR map (RFC 8949) of the same readings padded with a
+//! `"pad"` byte string ([`Telemetry::write_payload`] says what each carries).
 
 use super::draw;
 use rand_chacha::rand_core::Rng;
@@ -30,6 +32,17 @@ pub const VALUE_STEP: f64 = 1.0;
 
 /// Length of `,"pad":""`: a pad field costs this much even when empty.
 const PAD_OVERHEAD: usize = 9;
+
+/// How a report is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// A compact JSON object.
+    #[default]
+    Json,
+    /// A CBOR map with the same keys (RFC 8949).
+    Cbor,
+}
 
 /// How a device reports telemetry.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +60,8 @@ pub struct Telemetry {
     /// report wakes, connects with a clean session, publishes and disconnects. Otherwise it
     /// stays connected (a persistent session that also takes config, commands and updates).
     pub duty_cycle: bool,
+    /// How reports are encoded.
+    pub format: PayloadFormat,
 }
 
 /// One telemetry sample, as rendered into a payload.
@@ -58,6 +73,8 @@ pub struct Reading {
     pub uptime: Duration,
     /// Battery level as a fraction, if the device has a battery.
     pub battery: Option<f64>,
+    /// The battery's terminal voltage at that level, in volts.
+    pub volts: Option<f64>,
     /// The level is below the battery's `low_at`: the device says so (`"low_battery":true`).
     pub low_battery: bool,
     /// The sensor value.
@@ -90,11 +107,66 @@ impl Telemetry {
         draw::jittered(rng, base, self.jitter)
     }
 
-    /// Clears `out` and writes the report for `reading` as a JSON object,
-    /// `{"seq":..,"uptime_s":..,"battery":..,"low_battery":true,"rssi":..,"value":..}` (battery
-    /// and rssi omitted when `None`, `low_battery` only when true, non-finite numbers written as
-    /// `null`), padded to exactly `payload_bytes` when that is larger than the bare object.
+    /// Clears `out` and writes the report for `reading` in the model's format.
+    ///
+    /// JSON: `{"seq":..,"uptime_s":..,"battery":..,"volts":..,"low_battery":true,"rssi":..,
+    /// "value":..}` (battery, volts and rssi omitted when `None`, `low_battery` only when true,
+    /// non-finite numbers written as `null`), padded to exactly `payload_bytes` when that is
+    /// larger than the bare object.
+    ///
+    /// CBOR: a map of the same keys, `uptime_s` and `value` as 64-bit floats, `battery` and
+    /// `volts` as 32-bit ones, `seq` and `rssi` as integers, `low_battery` as `true`; padded to
+    /// exactly `payload_bytes` with a `"pad"` byte string when that leaves room for one (five
+    /// bytes or more past the bare map).
     pub fn write_payload(&self, out: &mut Vec<u8>, reading: &Reading) {
+        match self.format {
+            PayloadFormat::Json => self.write_json(out, reading),
+            PayloadFormat::Cbor => self.write_cbor(out, reading),
+        }
+    }
+
+    fn write_cbor(&self, out: &mut Vec<u8>, reading: &Reading) {
+        out.clear();
+        let pairs = 3
+            + u8::from(reading.battery.is_some())
+            + u8::from(reading.volts.is_some())
+            + u8::from(reading.low_battery)
+            + u8::from(reading.rssi.is_some());
+        // A map of at most 8 pairs: its header is one byte, whether the pad joins or not.
+        out.push(0xa0 | pairs);
+        cbor::text(out, "seq");
+        cbor::int(out, i64::try_from(reading.seq).unwrap_or(i64::MAX));
+        cbor::text(out, "uptime_s");
+        cbor::f64(out, reading.uptime.as_secs_f64());
+        if let Some(level) = reading.battery {
+            cbor::text(out, "battery");
+            cbor::f32(out, level as f32);
+        }
+        if let Some(volts) = reading.volts {
+            cbor::text(out, "volts");
+            cbor::f32(out, volts as f32);
+        }
+        if reading.low_battery {
+            cbor::text(out, "low_battery");
+            out.push(0xf5);
+        }
+        if let Some(rssi) = reading.rssi {
+            cbor::text(out, "rssi");
+            cbor::int(out, i64::from(rssi));
+        }
+        cbor::text(out, "value");
+        cbor::f64(out, reading.value);
+        let target = self.payload_bytes as usize;
+        // The pad's key, then a byte string's header and its bytes.
+        let room = target.saturating_sub(out.len() + 4);
+        if room >= 1 {
+            out[0] += 1;
+            cbor::text(out, "pad");
+            cbor::padding(out, room);
+        }
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>, reading: &Reading) {
         out.clear();
         let mut w = Bytes(out);
         // Writing into a Vec cannot fail, so the fmt::Results carry nothing.
@@ -103,6 +175,10 @@ impl Telemetry {
         if let Some(level) = reading.battery {
             let _ = w.write_str(",\"battery\":");
             number(&mut w, level);
+        }
+        if let Some(volts) = reading.volts {
+            let _ = w.write_str(",\"volts\":");
+            number(&mut w, volts);
         }
         if reading.low_battery {
             let _ = w.write_str(",\"low_battery\":true");
@@ -153,6 +229,87 @@ impl Telemetry {
     }
 }
 
+/// The few CBOR items a report needs (RFC 8949, preferred serialization but for the pad's
+/// length in two cases: see [`padding`]).
+mod cbor {
+    /// A major type's head with its argument, in the fewest bytes.
+    fn head(out: &mut Vec<u8>, major: u8, value: u64) {
+        let major = major << 5;
+        match value {
+            0..=23 => out.push(major | value as u8),
+            24..=0xff => out.extend_from_slice(&[major | 24, value as u8]),
+            0x100..=0xffff => {
+                out.push(major | 25);
+                out.extend_from_slice(&(value as u16).to_be_bytes());
+            }
+            0x1_0000..=0xffff_ffff => {
+                out.push(major | 26);
+                out.extend_from_slice(&(value as u32).to_be_bytes());
+            }
+            _ => {
+                out.push(major | 27);
+                out.extend_from_slice(&value.to_be_bytes());
+            }
+        }
+    }
+
+    /// A text string.
+    pub fn text(out: &mut Vec<u8>, text: &str) {
+        head(out, 3, text.len() as u64);
+        out.extend_from_slice(text.as_bytes());
+    }
+
+    /// An integer.
+    pub fn int(out: &mut Vec<u8>, value: i64) {
+        if value >= 0 {
+            head(out, 0, value.unsigned_abs());
+        } else {
+            // -1 - n encodes as n.
+            head(out, 1, (-1 - value).unsigned_abs());
+        }
+    }
+
+    /// A 32-bit float.
+    pub fn f32(out: &mut Vec<u8>, value: f32) {
+        out.push(0xfa);
+        out.extend_from_slice(&value.to_be_bytes());
+    }
+
+    /// A 64-bit float.
+    pub fn f64(out: &mut Vec<u8>, value: f64) {
+        out.push(0xfb);
+        out.extend_from_slice(&value.to_be_bytes());
+    }
+
+    /// A byte string of zeros taking exactly `room` bytes with its head (`room` >= 1). The
+    /// head takes 1, 2, 3 or 5 bytes as the length needs; when `room` falls just past what a
+    /// shorter head can hold the longer head carries a length a shorter one could (valid
+    /// CBOR, not the preferred form).
+    pub fn padding(out: &mut Vec<u8>, room: usize) {
+        match room {
+            0 => {}
+            1..=24 => out.push(0x40 | (room - 1) as u8),
+            25..=257 => out.extend_from_slice(&[0x58, (room - 2) as u8]),
+            258..=65_537 => {
+                out.push(0x59);
+                out.extend_from_slice(&((room - 3) as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(0x5a);
+                out.extend_from_slice(&u32::try_from(room - 5).unwrap_or(u32::MAX).to_be_bytes());
+            }
+        }
+        let len = match room {
+            0 => 0,
+            1..=24 => room - 1,
+            25..=257 => room - 2,
+            258..=65_537 => room - 3,
+            _ => room - 5,
+        };
+        out.resize(out.len() + len, 0);
+    }
+}
+
 /// Writes a JSON number with millisecond-level precision (3 decimals), or
 /// `null` for NaN and infinities, which JSON cannot carry.
 fn number(w: &mut Bytes<'_>, x: f64) {
@@ -177,6 +334,14 @@ mod tests {
             payload_bytes,
             qos: 1,
             duty_cycle: false,
+            format: PayloadFormat::Json,
+        }
+    }
+
+    fn cbor(payload_bytes: u32) -> Telemetry {
+        Telemetry {
+            format: PayloadFormat::Cbor,
+            ..telemetry(payload_bytes)
         }
     }
 
@@ -185,6 +350,7 @@ mod tests {
             seq: 17,
             uptime: Duration::from_millis(123_456),
             battery,
+            volts: None,
             low_battery: false,
             value: 21.5,
             rssi: None,
@@ -273,6 +439,98 @@ mod tests {
         telemetry(0).write_payload(&mut out, &odd);
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.ends_with(r#""battery":null,"value":null}"#), "{text}");
+    }
+
+    #[test]
+    fn voltage_joins_the_battery_in_json() {
+        let mut out = Vec::new();
+        let reading = Reading {
+            volts: Some(3.712),
+            ..reading(Some(0.5))
+        };
+        telemetry(0).write_payload(&mut out, &reading);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"seq":17,"uptime_s":123.456,"battery":0.500,"volts":3.712,"value":21.500}"#
+        );
+    }
+
+    /// Decodes a CBOR report with an independent decoder: its keys and values, in order.
+    fn decoded(payload: &[u8]) -> Vec<(String, String)> {
+        use minicbor::data::Type;
+        let mut d = minicbor::Decoder::new(payload);
+        let pairs = d.map().expect("a map").expect("of known length");
+        let mut out = Vec::new();
+        for _ in 0..pairs {
+            let key = d.str().expect("a text key").to_owned();
+            let value = match d.datatype().expect("a value") {
+                Type::U8 | Type::U16 | Type::U32 | Type::U64 => d.u64().expect("uint").to_string(),
+                Type::I8 | Type::I16 | Type::I32 | Type::I64 => d.i64().expect("int").to_string(),
+                Type::F32 => format!("{:.3}", d.f32().expect("f32")),
+                Type::F64 => format!("{:.3}", d.f64().expect("f64")),
+                Type::Bool => d.bool().expect("bool").to_string(),
+                Type::Bytes => format!("{} bytes", d.bytes().expect("bytes").len()),
+                other => panic!("{key}: unexpected {other:?}"),
+            };
+            out.push((key, value));
+        }
+        assert_eq!(d.position(), payload.len(), "nothing after the map");
+        out
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn cbor_reports_carry_the_same_readings() {
+        let mut out = Vec::new();
+        let full = Reading {
+            volts: Some(3.35),
+            low_battery: true,
+            rssi: Some(-97),
+            ..reading(Some(0.05))
+        };
+        cbor(0).write_payload(&mut out, &full);
+        let want = pairs(&[
+            ("seq", "17"),
+            ("uptime_s", "123.456"),
+            ("battery", "0.050"),
+            ("volts", "3.350"),
+            ("low_battery", "true"),
+            ("rssi", "-97"),
+            ("value", "21.500"),
+        ]);
+        assert_eq!(decoded(&out), want);
+        cbor(0).write_payload(&mut out, &reading(None));
+        let mains = pairs(&[("seq", "17"), ("uptime_s", "123.456"), ("value", "21.500")]);
+        assert_eq!(decoded(&out), mains, "a mains device says no battery");
+        assert!(out.len() < 48, "{} bytes: compact", out.len());
+    }
+
+    #[test]
+    fn cbor_reports_are_padded_to_the_exact_size_at_every_length_head() {
+        let mut out = Vec::new();
+        let r = reading(Some(0.5));
+        cbor(0).write_payload(&mut out, &r);
+        let bare = out.len();
+        // Too little room for a pad (key and head need five bytes): the bare map.
+        for size in bare..bare + 5 {
+            cbor(size as u32).write_payload(&mut out, &r);
+            assert_eq!(out.len(), bare, "{size}");
+        }
+        // Every size where the pad's head changes length, and some between.
+        let edges = [
+            5, 6, 28, 29, 30, 31, 261, 262, 263, 65_540, 65_541, 65_542, 65_543, 70_000,
+        ];
+        for extra in edges {
+            let size = bare + extra;
+            cbor(size as u32).write_payload(&mut out, &r);
+            assert_eq!(out.len(), size, "asked {size}");
+            let fields = decoded(&out);
+            assert_eq!(fields.last().map(|f| f.0.as_str()), Some("pad"), "{size}");
+            assert_eq!(fields.len(), 5, "{size}: {fields:?}");
+        }
     }
 
     #[test]

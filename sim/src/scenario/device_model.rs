@@ -221,6 +221,7 @@ fn check_telemetry(err: &ErrorAt<'_>, t: TelemetrySection) -> Result<Telemetry, 
         payload_bytes: t.payload_bytes,
         qos,
         duty_cycle: t.duty_cycle,
+        format: t.format.unwrap_or_default(),
     })
 }
 
@@ -242,12 +243,28 @@ fn check_battery(err: &ErrorAt<'_>, b: BatterySection) -> Result<Battery, FileEr
             format!("expected 1 to 100, found {factor}"),
         ));
     }
+    let volts = match b.volts {
+        Some(v) => {
+            if !(v.empty > 0.0 && v.empty < v.full && v.full <= 60.0) {
+                return Err(err(
+                    &["battery", "volts"],
+                    format!(
+                        "expected 0 < empty < full <= 60 volts, found full = {}, empty = {}",
+                        v.full, v.empty
+                    ),
+                ));
+            }
+            (v.full, v.empty)
+        }
+        None => (4.2, 3.3),
+    };
     Ok(Battery {
         capacity_mah: b.capacity_mah,
         sleep_ua: b.sleep_ua,
         tx_mas: b.tx_mas,
         low_at,
         low_interval_factor: factor,
+        volts,
     })
 }
 

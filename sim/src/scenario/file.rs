@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::values::{DurationValue, PercentValue, RateValue, ShareValue, SizeValue};
+use crate::model::PayloadFormat;
 
 /// A scenario file (`scenarios/*.toml`).
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -614,6 +615,9 @@ pub struct TelemetrySection {
     /// disconnect. Such a device takes no config, commands or updates. Default false.
     #[serde(default)]
     pub duty_cycle: bool,
+    /// How a report is encoded: `"json"` (the default) or `"cbor"` (RFC 8949, the same keys).
+    #[serde(default)]
+    pub format: Option<PayloadFormat>,
 }
 
 /// `[battery]`.
@@ -632,6 +636,20 @@ pub struct BatterySection {
     /// Factor the reporting interval stretches by when low (1 keeps it).
     #[serde(default)]
     pub low_interval_factor: Option<f64>,
+    /// Terminal voltage full and empty, `{ full = 3.0, empty = 2.0 }` in volts (a coin cell);
+    /// a lithium-ion cell's `{ full = 4.2, empty = 3.3 }` when omitted.
+    #[serde(default)]
+    pub volts: Option<VoltsSection>,
+}
+
+/// `[battery] volts`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoltsSection {
+    /// Volts at full charge.
+    pub full: f64,
+    /// Volts when empty.
+    pub empty: f64,
 }
 
 /// `[link]`.
