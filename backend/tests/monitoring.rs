@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{PATIENCE, TestBackend, sample, wait_for};
-use rumqttc::{Packet, QoS};
+use rumqttc::{AsyncClient, EventLoop, Packet, QoS};
 use serde_json::{Value, json};
 
 async fn get(t: &TestBackend, path: &str) -> Value {
@@ -28,6 +28,18 @@ async fn alerts_until(t: &TestBackend, what: &str, wanted: impl Fn(&[Value]) -> 
         }
         assert!(tokio::time::Instant::now() < deadline, "{what}: {alerts:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Device `id` reports each battery level in turn (with a signal), each acknowledged.
+async fn report(client: &AsyncClient, eventloop: &mut EventLoop, id: &str, levels: &[f64]) {
+    for battery in levels {
+        let body = json!({ "seq": 1, "battery": battery, "rssi": -97, "value": 21.5 }).to_string();
+        client
+            .publish(format!("fleet/v1/d/{id}/telemetry"), QoS::AtLeastOnce, false, body)
+            .await
+            .expect("queue");
+        wait_for(eventloop, |p| matches!(p, Packet::PubAck(_))).await;
     }
 }
 
@@ -66,19 +78,7 @@ async fn a_low_battery_in_telemetry_raises_an_alert_until_it_is_back_above_the_l
     assert_eq!(listed["rules"].as_array().map(Vec::len), Some(2), "{listed}");
 
     let (client, mut eventloop, id) = t.device("SN-LOW").await;
-    let report = |battery: f64| json!({ "seq": 1, "battery": battery, "rssi": -97, "value": 21.5 }).to_string();
-    for battery in [0.5, 0.15] {
-        client
-            .publish(
-                format!("fleet/v1/d/{id}/telemetry"),
-                QoS::AtLeastOnce,
-                false,
-                report(battery),
-            )
-            .await
-            .expect("queue");
-        wait_for(&mut eventloop, |p| matches!(p, Packet::PubAck(_))).await;
-    }
+    report(&client, &mut eventloop, &id, &[0.5, 0.15]).await;
     let alerts = alerts_until(&t, "a low battery alert", |a| !a.is_empty()).await;
     assert_eq!(
         alerts.len(),
@@ -94,18 +94,7 @@ async fn a_low_battery_in_telemetry_raises_an_alert_until_it_is_back_above_the_l
     assert_eq!(view["status"]["rssi_dbm"], -97, "{view}");
 
     // Still low: no second alert. Back above the level: cleared.
-    for battery in [0.1, 0.25] {
-        client
-            .publish(
-                format!("fleet/v1/d/{id}/telemetry"),
-                QoS::AtLeastOnce,
-                false,
-                report(battery),
-            )
-            .await
-            .expect("queue");
-        wait_for(&mut eventloop, |p| matches!(p, Packet::PubAck(_))).await;
-    }
+    report(&client, &mut eventloop, &id, &[0.1, 0.25]).await;
     alerts_until(&t, "the alert cleared", <[Value]>::is_empty).await;
     assert_eq!(metric(&t, "fleetsim_gateway_alerts_raised_total").await, 1.0);
     assert_eq!(metric(&t, "fleetsim_gateway_alerts_cleared_total").await, 1.0);

@@ -4,8 +4,6 @@
 //! reported config, its health (battery, signal, firmware, config version, error counts) and
 //! its own log, in time order, with the outage in it.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 #[path = "support/binary.rs"]
@@ -13,16 +11,7 @@ mod binary;
 #[path = "support/standalone.rs"]
 mod standalone;
 use binary::{assert_exit, counter, fleetsim, scratch, summary};
-
-/// `curl` GET on the backend's operator API, as JSON.
-fn get(http: &str, path: &str) -> Value {
-    let out = Command::new("curl")
-        .args(["-sf", "-m", "10", &format!("http://{http}{path}")])
-        .output()
-        .expect("curl runs (scripts/test installs it)");
-    assert!(out.status.success(), "GET {path}: {out:?}");
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
+use standalone::get;
 
 const MODEL: &str = r#"name = "diag-sensor"
 protocol = "mqtt"

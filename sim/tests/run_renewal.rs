@@ -5,8 +5,6 @@
 //! shows what it was asked for: each certificate valid one real minute, issued about six
 //! seconds after the one before, none revoked (a renewal leaves the old certificate to expire).
 
-use std::process::Command;
-
 use serde_json::Value;
 
 #[path = "support/binary.rs"]
@@ -14,17 +12,7 @@ mod binary;
 #[path = "support/standalone.rs"]
 mod standalone;
 use binary::{counter, run_passing, scratch};
-use standalone::standalone;
-
-/// `curl` GET on the backend's operator API, as JSON.
-fn get(http: &str, path: &str) -> Value {
-    let out = Command::new("curl")
-        .args(["-sf", "-m", "10", &format!("http://{http}{path}")])
-        .output()
-        .expect("curl runs (scripts/test installs it)");
-    assert!(out.status.success(), "GET {path}: {out:?}");
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
+use standalone::{get, standalone};
 
 #[test]
 fn short_lived_certificates_renew_themselves_before_they_expire() {

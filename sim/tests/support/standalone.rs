@@ -57,6 +57,16 @@ pub fn process(data: &Path, args: &[&str], lines: usize) -> Process {
     process
 }
 
+/// `curl` GET on a backend's operator API at `http` (`IP:PORT`), as JSON.
+pub fn get(http: &str, path: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sf", "-m", "10", &format!("http://{http}{path}")])
+        .output()
+        .expect("curl runs (scripts/test installs it)");
+    assert!(out.status.success(), "GET {path}: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 /// A `fleetsim backend` serving devices over TLS too.
 pub struct Standalone {
     /// The process, killed when dropped.
