@@ -1,7 +1,9 @@
 //! The MQTT encode/decode path every virtual device and the gateway run per message:
 //! encoding a telemetry PUBLISH, and decoding a stream of them from a read buffer; and a
 //! device's whole publish path short of the socket (payload, serial, topic, packet, each in
-//! a scratch buffer), which must allocate nothing.
+//! a scratch buffer), which must allocate nothing; and the reference gateway's reading of a
+//! telemetry payload (the battery and signal it looks for, in JSON and in CBOR) against one
+//! it does not read.
 //! Run: `cargo bench -p fleetsim --bench mqtt_codec`.
 
 use std::hint::black_box;
@@ -121,5 +123,33 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode, device_publish, decode);
+fn gateway_telemetry(c: &mut Criterion) {
+    use fleetsim_backend::gateway::payloads::{Payload, decode};
+    use fleetsim_backend::gateway::topics::Inbound;
+    let mut group = c.benchmark_group("gateway_telemetry");
+    group.throughput(Throughput::Elements(1));
+    // A temp-sensor's report, and the same readings as a CBOR map (as fleetsim's devices
+    // write them); then bytes that are neither, which the gateway only counts.
+    let json = br#"{"seq":3,"uptime_s":911.380,"battery":0.873,"volts":4.086,"rssi":-97,"value":77.370,"pad":""}"#;
+    let cbor: [u8; 71] = [
+        0xa6, 0x63, b's', b'e', b'q', 0x03, 0x68, b'u', b'p', b't', b'i', b'm', b'e', b'_', b's', 0xfb, 0x40, 0x8c,
+        0x7b, 0x0a, 0x3d, 0x70, 0xa3, 0xd7, 0x67, b'b', b'a', b't', b't', b'e', b'r', b'y', 0xfa, 0x3f, 0x5f, 0x7c,
+        0xee, 0x65, b'v', b'o', b'l', b't', b's', 0xfa, 0x40, 0x82, 0xc0, 0x83, 0x64, b'r', b's', b's', b'i', 0x38,
+        0x60, 0x65, b'v', b'a', b'l', b'u', b'e', 0xfb, 0x40, 0x53, 0x57, 0xae, 0x14, 0x7a, 0xe1, 0x48, 0x40,
+    ];
+    let opaque = [b'x'; 64];
+    for (name, payload) in [("json", &json[..]), ("cbor", &cbor[..])] {
+        let read = decode(&Inbound::Telemetry, payload);
+        assert!(
+            matches!(&read, Ok(Payload::Telemetry(Some(r))) if r.battery.is_some() && r.rssi == Some(-97)),
+            "{name}: {read:?}"
+        );
+    }
+    for (name, payload) in [("json", &json[..]), ("cbor", &cbor[..]), ("opaque", &opaque[..])] {
+        group.bench_function(name, |b| b.iter(|| decode(&Inbound::Telemetry, black_box(payload))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, device_publish, decode, gateway_telemetry);
 criterion_main!(benches);
