@@ -73,6 +73,7 @@ fn device_publish(c: &mut Criterion) {
                 low_battery: false,
                 value: 20.0,
                 rssi: None,
+                firmware: "3.2.0",
             };
             let mut payload = scratch::bytes();
             model.telemetry.write_payload(&mut payload, &reading);

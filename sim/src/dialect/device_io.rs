@@ -57,7 +57,7 @@ pub struct Report<'a> {
     pub intended: Instant,
     /// What the payload says, for a protocol that sends the values rather than the payload
     /// (LwM2M's notifications, its objects' reads).
-    pub reading: &'a Reading,
+    pub reading: &'a Reading<'a>,
 }
 
 /// An answer a device owes the backend.

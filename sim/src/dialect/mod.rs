@@ -160,6 +160,13 @@ pub trait Devices {
         let _ = (cx, device, link, inbox);
     }
 
+    /// The firmware version the device runs now, for its reports: its model's until an update
+    /// installed another (a dialect whose devices take updates knows which).
+    fn firmware<'a>(&self, cx: &DeviceCx<'a>, device: &'a Self::Device) -> &'a str {
+        let _ = device;
+        &cx.model.firmware
+    }
+
     /// Notes what the core just decided for the device, at simulated time `now`: `event`,
     /// which moved it between the core's states `moved` ([`crate::device::Device::base_state`]),
     /// leading to `actions`. For a dialect whose devices keep a log of their own (a

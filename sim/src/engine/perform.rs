@@ -211,6 +211,10 @@ impl<D: Dialect> DeviceTask<D> {
                         // intended time shows how much; this counts how often.
                         cx.count(Counter::LateSends);
                     }
+                    // A copy into a scratch string: the reading must not hold the device,
+                    // which the dialect's report takes to change.
+                    let mut firmware = scratch::string();
+                    firmware.push_str(dialect.firmware(&cx, device));
                     let reading = Reading {
                         seq: u64::from(seq),
                         // Since it arrived (switched on): a reboot does not reset it yet.
@@ -222,6 +226,7 @@ impl<D: Dialect> DeviceTask<D> {
                         low_battery: battery.is_some_and(|b| b.low),
                         value: f64::from(reading_centi) / 100.0,
                         rssi: cx.rssi(seq),
+                        firmware: &firmware,
                     };
                     let mut payload = scratch::bytes();
                     cx.model.telemetry.write_payload(&mut payload, &reading);
@@ -233,6 +238,7 @@ impl<D: Dialect> DeviceTask<D> {
                     };
                     dialect.report(&cx, device, link, report, inbox).await;
                     scratch::give_bytes(payload);
+                    scratch::give_string(firmware);
                 }
                 // A link that fails says no goodbye: the socket just closes.
                 Action::Disconnect => link.drop_conn(),

@@ -66,7 +66,7 @@ pub struct Telemetry {
 
 /// One telemetry sample, as rendered into a payload.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Reading {
+pub struct Reading<'a> {
     /// Per-device sequence number of the report.
     pub seq: u64,
     /// Simulated time since the device was switched on.
@@ -81,6 +81,8 @@ pub struct Reading {
     pub value: f64,
     /// The radio's signal strength, dBm, if the model gives one (`link.signal`).
     pub rssi: Option<i16>,
+    /// The firmware version it runs.
+    pub firmware: &'a str,
 }
 
 /// Appends UTF-8 text to a byte buffer, so payloads are formatted in place
@@ -110,9 +112,9 @@ impl Telemetry {
     /// Clears `out` and writes the report for `reading` in the model's format.
     ///
     /// JSON: `{"seq":..,"uptime_s":..,"battery":..,"volts":..,"low_battery":true,"rssi":..,
-    /// "value":..}` (battery, volts and rssi omitted when `None`, `low_battery` only when true,
-    /// non-finite numbers written as `null`), padded to exactly `payload_bytes` when that is
-    /// larger than the bare object.
+    /// "fw":"..","value":..}` (battery, volts and rssi omitted when `None`, `low_battery` only
+    /// when true, `fw` when known, non-finite numbers written as `null`), padded to exactly
+    /// `payload_bytes` when that is larger than the bare object.
     ///
     /// CBOR: a map of the same keys, `uptime_s` and `value` as 64-bit floats, `battery` and
     /// `volts` as 32-bit ones, `seq` and `rssi` as integers, `low_battery` as `true`; padded to
@@ -131,7 +133,8 @@ impl Telemetry {
             + u8::from(reading.battery.is_some())
             + u8::from(reading.volts.is_some())
             + u8::from(reading.low_battery)
-            + u8::from(reading.rssi.is_some());
+            + u8::from(reading.rssi.is_some())
+            + u8::from(!reading.firmware.is_empty());
         // A map of at most 8 pairs: its header is one byte, whether the pad joins or not.
         out.push(0xa0 | pairs);
         cbor::text(out, "seq");
@@ -153,6 +156,10 @@ impl Telemetry {
         if let Some(rssi) = reading.rssi {
             cbor::text(out, "rssi");
             cbor::int(out, i64::from(rssi));
+        }
+        if !reading.firmware.is_empty() {
+            cbor::text(out, "fw");
+            cbor::text(out, reading.firmware);
         }
         cbor::text(out, "value");
         cbor::f64(out, reading.value);
@@ -185,6 +192,10 @@ impl Telemetry {
         }
         if let Some(rssi) = reading.rssi {
             let _ = write!(w, ",\"rssi\":{rssi}");
+        }
+        if !reading.firmware.is_empty() {
+            let _ = w.write_str(",\"fw\":");
+            json_string(&mut w, reading.firmware);
         }
         let _ = w.write_str(",\"value\":");
         number(&mut w, reading.value);
@@ -310,6 +321,21 @@ mod cbor {
     }
 }
 
+/// Writes `text` as a JSON string: an update's version comes from the backend, and may hold
+/// anything.
+fn json_string(w: &mut Bytes<'_>, text: &str) {
+    let _ = w.write_char('"');
+    for c in text.chars() {
+        let _ = match c {
+            '"' => w.write_str("\\\""),
+            '\\' => w.write_str("\\\\"),
+            c if u32::from(c) < 0x20 => write!(w, "\\u{:04x}", u32::from(c)),
+            c => w.write_char(c),
+        };
+    }
+    let _ = w.write_char('"');
+}
+
 /// Writes a JSON number with millisecond-level precision (3 decimals), or
 /// `null` for NaN and infinities, which JSON cannot carry.
 fn number(w: &mut Bytes<'_>, x: f64) {
@@ -345,7 +371,7 @@ mod tests {
         }
     }
 
-    fn reading(battery: Option<f64>) -> Reading {
+    fn reading(battery: Option<f64>) -> Reading<'static> {
         Reading {
             seq: 17,
             uptime: Duration::from_millis(123_456),
@@ -354,6 +380,7 @@ mod tests {
             low_battery: false,
             value: 21.5,
             rssi: None,
+            firmware: "",
         }
     }
 
@@ -455,6 +482,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_firmware_joins_as_text_whatever_it_holds() {
+        let mut out = Vec::new();
+        let running = Reading {
+            firmware: "1.4.2",
+            ..reading(None)
+        };
+        telemetry(0).write_payload(&mut out, &running);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"seq":17,"uptime_s":123.456,"fw":"1.4.2","value":21.500}"#
+        );
+        // A version the backend sent, quotes and all, still makes a JSON object.
+        let odd = Reading {
+            firmware: "2.0 \"beta\"\\\n",
+            ..reading(None)
+        };
+        telemetry(96).write_payload(&mut out, &odd);
+        let parsed: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(parsed["fw"], "2.0 \"beta\"\\\n");
+        assert_eq!(out.len(), 96);
+    }
+
     /// Decodes a CBOR report with an independent decoder: its keys and values, in order.
     fn decoded(payload: &[u8]) -> Vec<(String, String)> {
         use minicbor::data::Type;
@@ -470,6 +520,7 @@ mod tests {
                 Type::F64 => format!("{:.3}", d.f64().expect("f64")),
                 Type::Bool => d.bool().expect("bool").to_string(),
                 Type::Bytes => format!("{} bytes", d.bytes().expect("bytes").len()),
+                Type::String => d.str().expect("text").to_owned(),
                 other => panic!("{key}: unexpected {other:?}"),
             };
             out.push((key, value));
@@ -489,6 +540,7 @@ mod tests {
             volts: Some(3.35),
             low_battery: true,
             rssi: Some(-97),
+            firmware: "0.9.4",
             ..reading(Some(0.05))
         };
         cbor(0).write_payload(&mut out, &full);
@@ -499,6 +551,7 @@ mod tests {
             ("volts", "3.350"),
             ("low_battery", "true"),
             ("rssi", "-97"),
+            ("fw", "0.9.4"),
             ("value", "21.500"),
         ]);
         assert_eq!(decoded(&out), want);

@@ -391,6 +391,14 @@ impl Devices for Embedded {
         }
     }
 
+    /// The version an update installed, once one did.
+    fn firmware<'a>(&self, cx: &DeviceCx<'a>, device: &'a Device) -> &'a str {
+        match device.diary.as_deref().and_then(|diary| diary.firmware.as_deref()) {
+            Some(installed) => installed,
+            None => &cx.model.firmware,
+        }
+    }
+
     /// An always-connected device keeps a journal of what it lived through (and the firmware
     /// and config it runs), for the `logs` and `diagnose` commands; a duty-cycled one, which
     /// takes no commands, keeps nothing.
