@@ -79,15 +79,25 @@ async fn every_device_provisions_connects_and_reports() {
     );
     // The run ends by closing the devices' sockets: the backend may still be reading the last
     // reports from them when the shard returns, so give its connections a moment to drain.
+    // A report is counted by the backend before it is acknowledged, so every acknowledged
+    // report must be counted; one still in flight when its socket was dropped (under load,
+    // seen once in four runs of the whole suite on 2 cores) may be lost with it, as on a cut.
     let counted = || backend.gateway.stats().telemetry.load(Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     while counted() < published && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        counted(),
-        published,
-        "the backend counted every report the harness sent"
+    let acknowledged = snapshot.samples(Latency::Publish);
+    assert!(
+        (acknowledged..=published).contains(&counted()),
+        "the backend counted {} reports: every one of the {acknowledged} it acknowledged, none \
+         beyond the {published} sent",
+        counted()
+    );
+    assert!(
+        published - counted() <= 24,
+        "at most one report a device in flight at the cut: {} of {published} lost",
+        published - counted()
     );
     assert_eq!(result.states.get("online"), Some(&24), "{:?}", result.states);
     assert_eq!(backend.registry.counts().active, 24);

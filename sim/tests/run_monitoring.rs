@@ -35,6 +35,12 @@ fn every_alert_the_rules_call_for_is_raised_and_timed() {
     let latency = &summary["metrics"]["histograms"]["alert.latency"];
     assert_eq!(latency["count"].as_u64(), Some(expected), "{latency}");
     assert!(latency["p99_ms"].as_f64().is_some_and(|p99| p99 < 1_000.0), "{latency}");
+    // The interval log holds them too (it must add up to the summary), and so the report's
+    // distribution chart.
+    let hlog = std::fs::read_to_string(out.join("histograms.hlog")).expect("interval log");
+    assert!(hlog.contains("alert.latency"), "alert.latency in the interval log");
+    let page = std::fs::read_to_string(out.join("report.html")).expect("report");
+    assert!(page.contains("alert.latency"), "alert.latency in report.html");
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -261,19 +261,20 @@ fn run_with<D: Dialect>(fleet: Fleet<'_>) -> Result<RunOutcome, RunError> {
                 rest.merge(&result.snapshot);
             }
         }
-        aggregate.total.merge(&rest);
-        // What the shards recorded after their last tick: the log's last, partial interval.
-        let ticked = Duration::from_secs(aggregate.seconds.len() as u64 + 1);
-        if let Some(log) = hlog.as_mut() {
-            let _ = log.interval(ticked, start.elapsed().saturating_sub(ticked), &rest);
-        }
         run_over.cancel();
         let (report, outages, alerts) = played
             .and_then(|handle| handle.join().ok())
             .and_then(Result::ok)
             .unwrap_or_default();
-        // What the operator's watch measured of the backend's alerts.
-        aggregate.total.merge(&alerts);
+        // What the operator's watch measured of the backend's alerts joins what the shards
+        // recorded after their last tick: the log's last, partial interval, so that the log
+        // adds up to the summary.
+        rest.merge(&alerts);
+        aggregate.total.merge(&rest);
+        let ticked = Duration::from_secs(aggregate.seconds.len() as u64 + 1);
+        if let Some(log) = hlog.as_mut() {
+            let _ = log.interval(ticked, start.elapsed().saturating_sub(ticked), &rest);
+        }
         (aggregate, (report, outages))
     });
     let Aggregate {
