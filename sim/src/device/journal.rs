@@ -254,7 +254,7 @@ impl Journal {
 
 /// Whether the link dropped under the device: the server closed the connection, or the core
 /// cut it as its link model or a mass outage says (a goodbye before a reboot is not a loss).
-pub fn lost(event: Event, (from, to): (State, State), actions: &Actions) -> bool {
+fn lost(event: Event, (from, to): (State, State), actions: &Actions) -> bool {
     from == State::Online
         && !matches!(to, State::Online | State::Decommissioned | State::Dead | State::Bricked)
         && (event == Event::ConnectionLost || actions.iter().any(|a| a == Action::Disconnect))

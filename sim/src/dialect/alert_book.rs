@@ -9,7 +9,8 @@
 //! raised and matches each alert to its expectation: the latency runs from when the alert
 //! became due to when the backend says it raised it (both wall-clock Unix milliseconds, so
 //! the backend's clock and the harness's must agree: one machine, or NTP). An alert that
-//! matches nothing expected, for a device this run watched, was raised without cause; an
+//! matches nothing expected, for a rule this run set, was raised without cause (a run of
+//! one process drives every device its rules watch); an
 //! expectation still open at the end (past a grace for the backend's own sweep) was missed.
 //! Written a few times per device at most; the per-report check is one atomic load while no
 //! rule is set.
@@ -51,9 +52,9 @@ struct Expected {
 pub enum Matched {
     /// It was expected: raised this long after it became due.
     Expected(Duration),
-    /// It was raised for a device this run watches, and nothing made it due.
+    /// It was raised by a rule this run set, and nothing made it due.
     WithoutCause,
-    /// Not a device of this run, or of a rule this run did not set.
+    /// Of a rule this run did not set.
     Foreign,
 }
 
@@ -150,10 +151,8 @@ impl AlertBook {
         }
     }
 
-    /// The backend raised an alert of rule `rule_id` for `device_id` at `raised_ms`;
-    /// `watched` says whether the device is one of this run's (a run of one process drives
-    /// every device its rules watch).
-    pub fn raised(&self, rule_id: &str, device_id: &str, raised_ms: u64, watched: bool) -> Matched {
+    /// The backend raised an alert of rule `rule_id` for `device_id` at `raised_ms`.
+    pub fn raised(&self, rule_id: &str, device_id: &str, raised_ms: u64) -> Matched {
         let rules = self.rules.read().unwrap_or_else(PoisonError::into_inner);
         let Some(index) = rules.iter().position(|mark| mark.id == rule_id) else {
             return Matched::Foreign;
@@ -165,8 +164,7 @@ impl AlertBook {
                 entry.met += 1;
                 Matched::Expected(Duration::from_millis(raised_ms.saturating_sub(due)))
             }
-            _ if watched => Matched::WithoutCause,
-            _ => Matched::Foreign,
+            _ => Matched::WithoutCause,
         }
     }
 
@@ -230,22 +228,18 @@ mod tests {
         book.battery("d-1", "sensors", 0.18, 3_000);
         book.battery("d-2", "meters", 0.1, 2_000);
         assert_eq!(
-            book.raised("r-1", "d-1", 2_040, true),
+            book.raised("r-1", "d-1", 2_040),
             Matched::Expected(Duration::from_millis(40))
         );
         book.battery("d-1", "sensors", 0.17, 4_000);
+        assert_eq!(book.raised("r-1", "d-1", 4_010), Matched::WithoutCause, "alerted twice");
         assert_eq!(
-            book.raised("r-1", "d-1", 4_010, true),
+            book.raised("r-1", "d-2", 2_010),
             Matched::WithoutCause,
-            "alerted twice"
+            "not its group: nothing called for it"
         );
         assert_eq!(
-            book.raised("r-1", "d-2", 2_010, false),
-            Matched::Foreign,
-            "not its group"
-        );
-        assert_eq!(
-            book.raised("r-9", "d-1", 2_010, true),
+            book.raised("r-9", "d-1", 2_010),
             Matched::Foreign,
             "not a rule of the run"
         );
@@ -260,7 +254,7 @@ mod tests {
         assert_eq!(book.tally(20_000), (0, 0, 0), "back before it was due");
         book.lost("d-1", "meters", 20_000);
         assert_eq!(
-            book.raised("r-2", "d-1", 22_300, true),
+            book.raised("r-2", "d-1", 22_300),
             Matched::Expected(Duration::from_millis(300))
         );
         book.connected("d-1", 23_000);

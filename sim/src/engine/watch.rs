@@ -134,7 +134,7 @@ pub async fn watch_alerts<D: Dialect>(dialect: &D, log: &OperatorLog, stop: &Can
                     break;
                 };
                 for alert in &raised {
-                    match book.raised(&alert.rule, &alert.device_id, alert.at_ms, true) {
+                    match book.raised(&alert.rule, &alert.device_id, alert.at_ms) {
                         Matched::Expected(latency) => {
                             recorder.record(Latency::Alert, latency);
                             recorder.count(Counter::AlertsRaised, 1);
