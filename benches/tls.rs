@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fleetsim::pki::{self, FleetCa, KeyType};
-use fleetsim::transport::tls::{ClientIdentity, ClientTemplate, KeyMaker, Version};
+use fleetsim::transport::tls::{ClientIdentity, ClientTemplate, DeviceSide, KeyMaker, Version, driving};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, ServerConfig, ServerConnection};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -65,9 +65,18 @@ fn server(ca: &FleetCa, dir: &std::path::Path) -> Arc<ServerConfig> {
     )
 }
 
-/// Runs one handshake in memory, checks that it resumed (or not) as `resumed` says; the time
-/// spent in the client's calls.
-fn handshake(client_config: &Arc<ClientConfig>, server_config: &Arc<ServerConfig>, resumed: bool) -> Duration {
+/// Runs one handshake of `device` in memory (the fleet's config `client_config`), checks that
+/// it resumed (or not) as `resumed` says; the time spent in the client's calls.
+fn handshake(
+    client_config: &Arc<ClientConfig>,
+    device: &Arc<DeviceSide>,
+    server_config: &Arc<ServerConfig>,
+    resumed: bool,
+) -> Duration {
+    driving(device, || handshake_driven(client_config, server_config, resumed))
+}
+
+fn handshake_driven(client_config: &Arc<ClientConfig>, server_config: &Arc<ServerConfig>, resumed: bool) -> Duration {
     let name = ServerName::try_from("localhost").expect("name");
     let mut client_time = Duration::ZERO;
     let started = Instant::now();
@@ -112,7 +121,10 @@ fn handshakes(c: &mut Criterion) {
     let server_config = server(&ca, &dir);
     let mut roots = RootCertStore::empty();
     roots.add(ca.cert.clone()).expect("root");
-    let template = ClientTemplate::new(roots, &[Version::Tls12, Version::Tls13]).expect("template");
+    let versions = [Version::Tls12, Version::Tls13];
+    let fresh = ClientTemplate::new(roots.clone(), &versions, false).expect("template");
+    let resuming = ClientTemplate::new(roots, &versions, true).expect("template");
+    let (fresh_config, resuming_config) = (fresh.device_config(), resuming.device_config());
     let mut group = c.benchmark_group("device_handshake");
     for (label, key_type) in [("ecdsa-p256", KeyType::EcdsaP256), ("rsa-2048", KeyType::Rsa2048)] {
         let made = pki::device_identity(&ca, 7, "SN-1", key_type, None).expect("identity");
@@ -122,29 +134,41 @@ fn handshakes(c: &mut Criterion) {
             }
             other => other.clone_key(),
         };
-        let full = template
-            .for_device(Some(ClientIdentity::Kept(made.cert.clone(), made.key)), false)
-            .expect("config");
+        let full = fresh
+            .device(Some(ClientIdentity::Kept(made.cert.clone(), made.key)))
+            .expect("device");
         group.bench_function(format!("full/{label}"), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| handshake(&full, &server_config, false)).sum())
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| handshake(&fresh_config, &full, &server_config, false))
+                    .sum()
+            })
         });
-        let resumed = template
-            .for_device(Some(ClientIdentity::Kept(made.cert, key)), true)
-            .expect("config");
-        // The first connect is full; it leaves the tickets every later one resumes with.
-        handshake(&resumed, &server_config, false);
+        let resumed = resuming
+            .device(Some(ClientIdentity::Kept(made.cert, key)))
+            .expect("device");
+        // The first connect is full; it leaves the ticket every later one resumes with.
+        handshake(&resuming_config, &resumed, &server_config, false);
         group.bench_function(format!("resumed/{label}"), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| handshake(&resumed, &server_config, true)).sum())
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| handshake(&resuming_config, &resumed, &server_config, true))
+                    .sum()
+            })
         });
     }
     // As fleetsim's ECDSA devices run: the key derived again at each full handshake.
     let made = pki::device_identity(&ca, 7, "SN-1", KeyType::EcdsaP256, None).expect("identity");
     let maker: KeyMaker = Arc::new(|| pki::derived_p256_pkcs8(7, "SN-1").map(PrivateKeyDer::Pkcs8));
-    let derived = template
-        .for_device(Some(ClientIdentity::Derived(made.cert, maker)), false)
-        .expect("config");
+    let derived = fresh
+        .device(Some(ClientIdentity::Derived(made.cert, maker)))
+        .expect("device");
     group.bench_function("full/ecdsa-p256-derived-key", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| handshake(&derived, &server_config, false)).sum())
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| handshake(&fresh_config, &derived, &server_config, false))
+                .sum()
+        })
     });
     group.finish();
     let _ = std::fs::remove_dir_all(dir);

@@ -1,7 +1,7 @@
 //! Devices over TLS, for a dialect whose devices hold a byte stream: the scenario's
 //! `[backend.tls]` made into what connects them ([`DeviceTls`]): the server's trust anchors and
-//! name, the fleet CA that issues each device its certificate, and each device's client
-//! config once made.
+//! name, the fleet CA that issues each device its certificate, and each device's side of its
+//! handshakes once made.
 //!
 //! Design: a device's certificate and its session store are made at its first connect and
 //! kept (shard-shared, behind a lock taken once a connect) so that a device reconnects as
@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use rustls::{ClientConfig, RootCertStore};
+use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::time::Instant;
@@ -27,7 +27,7 @@ use crate::scenario::file::{CredentialKind, DeviceKeyType, Switch, TlsSection, T
 use crate::scenario::validate::parse_day;
 use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
 use crate::transport::stream::ByteStream;
-use crate::transport::tls::{ClientIdentity, ClientTemplate, Handshake, KeyMaker, TlsStream, Version};
+use crate::transport::tls::{ClientIdentity, ClientTemplate, DeviceSide, Handshake, KeyMaker, TlsStream, Version};
 
 /// How a dialect's devices speak TLS.
 #[derive(Debug)]
@@ -36,15 +36,11 @@ pub struct DeviceTls {
     server: ServerName<'static>,
     fleet_ca: Option<FleetCa>,
     key_type: KeyType,
-    resume: bool,
     not_after: Option<SystemTime>,
     /// Devices log in with a certificate the reference backend's CA signed from their own
     /// request (`credentials = "certificate"`).
     certified: bool,
-    /// What a connection that presents no certificate uses (a claim connection of a
-    /// certified device): no resumption, since it is one exchange.
-    anonymous: Arc<ClientConfig>,
-    /// Each device's client config, by index, once it first connected (or, certified, once
+    /// Each device's side of its handshakes, by index, once it first connected (or, certified, once
     /// it was issued a certificate).
     devices: Mutex<HashMap<u64, Held>>,
     /// Certificate requests sent and not yet answered, by index: the key generation asked
@@ -55,7 +51,7 @@ pub struct DeviceTls {
 /// What [`DeviceTls`] keeps of one device.
 #[derive(Debug)]
 struct Held {
-    config: Arc<ClientConfig>,
+    side: Arc<DeviceSide>,
     /// The generation of the key its certificate holds (0: no certificate of its own).
     generation: u32,
     /// Why it holds a certificate it has not logged in with yet, if a rotation or a renewal
@@ -107,8 +103,8 @@ impl DeviceTls {
                 TlsVersion::Tls13 => Version::Tls13,
             })
             .collect();
-        let template = ClientTemplate::new(roots, &versions).map_err(|e| bad(e.to_string()))?;
-        let anonymous = template.for_device(None, false).map_err(|e| bad(e.to_string()))?;
+        let resume = section.resumption != Some(Switch::Off);
+        let template = ClientTemplate::new(roots, &versions, resume).map_err(|e| bad(e.to_string()))?;
         let name = section.server_name.as_deref().unwrap_or(host);
         let server = ServerName::try_from(name.to_owned()).map_err(|_| {
             bad(format!(
@@ -142,10 +138,8 @@ impl DeviceTls {
             server,
             fleet_ca,
             key_type,
-            resume: section.resumption != Some(Switch::Off),
             not_after,
             certified: section.credentials == Some(CredentialKind::Certificate),
-            anonymous,
             devices: Mutex::new(HashMap::new()),
             requests: Mutex::new(HashMap::new()),
         })
@@ -216,12 +210,12 @@ impl DeviceTls {
                 ClientIdentity::Derived(cert, maker)
             }
         };
-        let config = self
+        let side = self
             .template
-            .for_device(Some(identity), self.resume)
+            .device(Some(identity))
             .map_err(|_| TransportError::Local)?;
         let held = Held {
-            config,
+            side,
             generation,
             fresh: (why != Issued::Provisioned).then_some(why),
         };
@@ -241,7 +235,7 @@ impl DeviceTls {
     /// Connects device `cx` to `target` presenting no certificate (a claim connection of a
     /// certified device), with no resumption.
     pub async fn connect_anonymous(&self, cx: &DeviceCx<'_>, target: SocketAddr) -> Result<ByteStream, TransportError> {
-        self.handshake(cx, target, self.anonymous.clone()).await
+        self.handshake(cx, target, None).await
     }
 
     /// Connects device `cx` to `target` over TCP and runs the TLS handshake:
@@ -249,19 +243,19 @@ impl DeviceTls {
     /// counted as full or resumed. A refused handshake is a [`TransportError::Tls`] with its
     /// reason.
     pub async fn connect(&self, cx: &DeviceCx<'_>, target: SocketAddr) -> Result<ByteStream, TransportError> {
-        let config = self.config_for(cx)?;
-        self.handshake(cx, target, config).await
+        let side = self.side_for(cx)?;
+        self.handshake(cx, target, Some(side)).await
     }
 
     async fn handshake(
         &self,
         cx: &DeviceCx<'_>,
         target: SocketAddr,
-        config: Arc<ClientConfig>,
+        side: Option<Arc<DeviceSide>>,
     ) -> Result<ByteStream, TransportError> {
         let tcp = ByteStream::tcp_socket(target, cx.source).await?;
         let started = Instant::now();
-        let (stream, kind) = TlsStream::handshake(tcp, config, self.server.clone()).await?;
+        let (stream, kind) = TlsStream::handshake(tcp, &self.template, side, self.server.clone()).await?;
         cx.record(Latency::TlsHandshake, started);
         cx.count(match kind {
             Handshake::Full => Counter::TlsFull,
@@ -270,11 +264,11 @@ impl DeviceTls {
         Ok(ByteStream::Tls(Box::new(stream)))
     }
 
-    /// Device `cx`'s client config: kept from its first connect (or its certificate's
-    /// issue), or made now (its serial computed only then, for its certificate).
-    fn config_for(&self, cx: &DeviceCx<'_>) -> Result<Arc<ClientConfig>, TransportError> {
+    /// Device `cx`'s side of its handshakes: kept from its first connect (or its
+    /// certificate's issue), or made now (its serial computed only then, for its certificate).
+    fn side_for(&self, cx: &DeviceCx<'_>) -> Result<Arc<DeviceSide>, TransportError> {
         if let Some(held) = lock(&self.devices).get(&cx.index) {
-            return Ok(held.config.clone());
+            return Ok(held.side.clone());
         }
         if self.certified {
             // A certified device connects as itself only once issued a certificate.
@@ -299,17 +293,14 @@ impl DeviceTls {
             }
             None => None,
         };
-        let config = self
-            .template
-            .for_device(identity, self.resume)
-            .map_err(|_| TransportError::Local)?;
+        let side = self.template.device(identity).map_err(|_| TransportError::Local)?;
         let held = Held {
-            config: config.clone(),
+            side: side.clone(),
             generation: 1,
             fresh: None,
         };
         lock(&self.devices).insert(cx.index, held);
-        Ok(config)
+        Ok(side)
     }
 }
 

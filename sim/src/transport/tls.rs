@@ -92,12 +92,18 @@ pub enum Handshake {
     Resumed,
 }
 
-/// What every device's TLS client shares: the server's trust anchors and the protocol
-/// versions. A device's own config adds its certificate and its session store
-/// ([`ClientTemplate::for_device`]).
+/// What every device's TLS client shares: the server's trust anchors, the protocol versions,
+/// and one client config for the whole fleet. A device's own part, its certificate and the
+/// session it keeps to resume, is a [`DeviceSide`] ([`ClientTemplate::device`]); the fleet's
+/// config finds it through the handshake being driven ([`Driving`]), so a connected device
+/// holds no config of its own (about 600 bytes a device, with its resolver and store).
 #[derive(Debug, Clone)]
 pub struct ClientTemplate {
-    config: ClientConfig,
+    /// Devices' handshakes: their certificates and sessions through [`DrivenDevice`].
+    devices: Arc<ClientConfig>,
+    /// Handshakes presenting no certificate, resuming nothing (a claim connection).
+    anonymous: Arc<ClientConfig>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 /// The TLS versions a scenario may ask for.
@@ -110,8 +116,9 @@ pub enum Version {
 }
 
 impl ClientTemplate {
-    /// Trusts the servers whose certificates chain to `roots`, offering `versions`.
-    pub fn new(roots: RootCertStore, versions: &[Version]) -> Result<Self, rustls::Error> {
+    /// Trusts the servers whose certificates chain to `roots`, offering `versions`; devices
+    /// resume their sessions when `resume` says so.
+    pub fn new(roots: RootCertStore, versions: &[Version], resume: bool) -> Result<Self, rustls::Error> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let versions: Vec<&'static rustls::SupportedProtocolVersion> = versions
             .iter()
@@ -120,106 +127,185 @@ impl ClientTemplate {
                 Version::Tls13 => &rustls::version::TLS13,
             })
             .collect();
-        let config = ClientConfig::builder_with_provider(provider)
+        let mut anonymous = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(Self { config })
-    }
-
-    /// A device's config: its certificate and key (none: it presents no certificate) and,
-    /// when it resumes sessions, a session store of its own. Never shared between devices:
-    /// under mutual TLS a resumed session carries the identity it was made with.
-    pub fn for_device(
-        &self,
-        identity: Option<ClientIdentity>,
-        resume: bool,
-    ) -> Result<Arc<ClientConfig>, rustls::Error> {
-        let mut config = self.config.clone();
-        let provider = config.crypto_provider().clone();
-        match identity {
-            Some(ClientIdentity::Kept(cert, key)) => {
-                let key = provider.key_provider.load_private_key(key)?;
-                config.client_auth_cert_resolver = Arc::new(DeviceCert(Arc::new(CertifiedKey::new(vec![cert], key))));
-            }
-            Some(ClientIdentity::Derived(cert, key)) => {
-                config.client_auth_cert_resolver = Arc::new(DerivedCert { cert, key, provider });
-            }
-            None => {}
-        }
-        config.resumption = if resume {
-            Resumption::store(Arc::new(DeviceSessions::default()))
+        let mut devices = anonymous.clone();
+        anonymous.resumption = Resumption::disabled();
+        let driven = Arc::new(DrivenDevice {
+            provider: provider.clone(),
+        });
+        devices.client_auth_cert_resolver = driven.clone();
+        devices.resumption = if resume {
+            Resumption::store(driven)
         } else {
             Resumption::disabled()
         };
-        Ok(Arc::new(config))
+        Ok(Self {
+            devices: Arc::new(devices),
+            anonymous: Arc::new(anonymous),
+            provider,
+        })
+    }
+
+    /// A device's side of its handshakes: its certificate and key (none: it presents no
+    /// certificate) and an empty session store of its own. Never shared between devices:
+    /// under mutual TLS a resumed session carries the identity it was made with.
+    pub fn device(&self, identity: Option<ClientIdentity>) -> Result<Arc<DeviceSide>, rustls::Error> {
+        let credential = match identity {
+            Some(ClientIdentity::Kept(cert, key)) => {
+                let key = self.provider.key_provider.load_private_key(key)?;
+                Some(Credential::Kept(Arc::new(CertifiedKey::new(vec![cert], key))))
+            }
+            Some(ClientIdentity::Derived(cert, key)) => Some(Credential::Derived(cert, key)),
+            None => None,
+        };
+        Ok(Arc::new(DeviceSide {
+            credential,
+            session: Mutex::default(),
+        }))
+    }
+
+    /// The fleet's config for devices' handshakes. A rustls connection made from it must be
+    /// made and driven inside [`driving`], as [`TlsStream`] does: outside, it presents no
+    /// certificate and resumes nothing.
+    pub fn device_config(&self) -> Arc<ClientConfig> {
+        self.devices.clone()
     }
 }
 
-/// A device's session store: its server's newest TLS 1.3 ticket (or TLS 1.2 session) and the
-/// key-exchange group that server took. A device talks to one server, and a ticket is used
-/// once, so one is enough; rustls's in-memory cache keeps up to eight a server, in maps sized
-/// for many servers, about a kilobyte a device more.
-#[derive(Debug, Default)]
-struct DeviceSessions(Mutex<Option<Kept>>);
+/// Runs `f` with `device` as the device whose handshake is being driven: the fleet config's
+/// certificate resolver and session store answer for it ([`ClientTemplate::device_config`]).
+pub fn driving<T>(device: &Arc<DeviceSide>, f: impl FnOnce() -> T) -> T {
+    let _driving = Driving::enter(Some(device));
+    f()
+}
 
-/// What a device keeps of its last session with its server.
+/// One device's side of its TLS handshakes: its credential, and its server's newest TLS 1.3
+/// ticket (or TLS 1.2 session) with the key-exchange group that server took. A device talks
+/// to one server, and a ticket is used once, so one is enough; rustls's in-memory cache keeps
+/// up to eight a server, in maps sized for many servers, about a kilobyte a device more.
 #[derive(Debug)]
+pub struct DeviceSide {
+    credential: Option<Credential>,
+    session: Mutex<Kept>,
+}
+
+/// How a device's certificate and key are had.
+enum Credential {
+    /// Loaded once and kept (a key that cannot be made again).
+    Kept(Arc<CertifiedKey>),
+    /// The key made again at each handshake that asks for it.
+    Derived(CertificateDer<'static>, KeyMaker),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kept(_) => f.write_str("Kept"),
+            Self::Derived(cert, _) => f.debug_tuple("Derived").field(&cert.len()).finish(),
+        }
+    }
+}
+
+/// What a device keeps of its last session with its server; boxed, since most of the fleet
+/// holds a TLS 1.3 ticket or nothing.
+#[derive(Debug, Default)]
 struct Kept {
-    server: ServerName<'static>,
     group: Option<NamedGroup>,
-    tls12: Option<Tls12ClientSessionValue>,
-    tls13: Option<Tls13ClientSessionValue>,
+    tls12: Option<Box<Tls12ClientSessionValue>>,
+    tls13: Option<Box<Tls13ClientSessionValue>>,
 }
 
-impl DeviceSessions {
-    /// The kept session with `server` (a session with another server is forgotten).
-    fn with<T>(&self, server: &ServerName<'_>, f: impl FnOnce(&mut Kept) -> T) -> T {
+impl DeviceSide {
+    fn kept<T>(&self, f: impl FnOnce(&mut Kept) -> T) -> T {
         // A poisoned lock means a panic mid-update; what is kept is still whole enough to try.
-        let mut kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if kept.as_ref().is_none_or(|k| k.server != *server) {
-            *kept = Some(Kept {
-                server: server.to_owned(),
-                group: None,
-                tls12: None,
-                tls13: None,
-            });
-        }
-        match kept.as_mut() {
-            Some(kept) => f(kept),
-            // Set just above.
-            None => unreachable!(),
-        }
+        f(&mut self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 
-impl ClientSessionStore for DeviceSessions {
-    fn set_kx_hint(&self, server: ServerName<'static>, group: NamedGroup) {
-        self.with(&server, |kept| kept.group = Some(group));
+thread_local! {
+    /// The device whose handshake this thread is driving, while rustls runs
+    /// ([`Driving::enter`]).
+    static DRIVEN: std::cell::RefCell<Option<Arc<DeviceSide>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Marks a device's side as the one being driven while rustls processes its connection, so
+/// the fleet's shared resolver and session store ([`DrivenDevice`]) answer for it. rustls
+/// calls them only from within a connection's constructor and `process_tls_records`, which
+/// run synchronously on the device's task: nothing else can run on the thread meanwhile.
+struct Driving(Option<Arc<DeviceSide>>);
+
+impl Driving {
+    fn enter(device: Option<&Arc<DeviceSide>>) -> Self {
+        Self(DRIVEN.with(|driven| driven.replace(device.cloned())))
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        DRIVEN.with(|driven| *driven.borrow_mut() = previous);
+    }
+}
+
+/// Calls `f` with the device being driven, `None` when no device's handshake is (a
+/// connection without one, which the fleet's config never makes).
+fn with_driven<T>(f: impl FnOnce(Option<&DeviceSide>) -> T) -> T {
+    DRIVEN.with(|driven| f(driven.borrow().as_deref()))
+}
+
+/// The fleet config's certificate resolver and session store: both answer for the device
+/// whose handshake is being driven.
+#[derive(Debug)]
+struct DrivenDevice {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ResolvesClientCert for DrivenDevice {
+    fn resolve(&self, _issuers: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        with_driven(|device| match device?.credential.as_ref()? {
+            Credential::Kept(certified) => Some(certified.clone()),
+            Credential::Derived(cert, key) => {
+                let key = self.provider.key_provider.load_private_key(key()?).ok()?;
+                Some(Arc::new(CertifiedKey::new(vec![cert.clone()], key)))
+            }
+        })
     }
 
-    fn kx_hint(&self, server: &ServerName<'_>) -> Option<NamedGroup> {
-        self.with(server, |kept| kept.group)
+    fn has_certs(&self) -> bool {
+        with_driven(|device| device.is_some_and(|d| d.credential.is_some()))
+    }
+}
+
+impl ClientSessionStore for DrivenDevice {
+    fn set_kx_hint(&self, _server: ServerName<'static>, group: NamedGroup) {
+        with_driven(|device| device.map(|d| d.kept(|kept| kept.group = Some(group))));
     }
 
-    fn set_tls12_session(&self, server: ServerName<'static>, value: Tls12ClientSessionValue) {
-        self.with(&server, |kept| kept.tls12 = Some(value));
+    fn kx_hint(&self, _server: &ServerName<'_>) -> Option<NamedGroup> {
+        with_driven(|device| device?.kept(|kept| kept.group))
     }
 
-    fn tls12_session(&self, server: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
-        self.with(server, |kept| kept.tls12.clone())
+    fn set_tls12_session(&self, _server: ServerName<'static>, value: Tls12ClientSessionValue) {
+        with_driven(|device| device.map(|d| d.kept(|kept| kept.tls12 = Some(Box::new(value)))));
     }
 
-    fn remove_tls12_session(&self, server: &ServerName<'static>) {
-        self.with(server, |kept| kept.tls12 = None);
+    fn tls12_session(&self, _server: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        with_driven(|device| device?.kept(|kept| kept.tls12.as_deref().cloned()))
     }
 
-    fn insert_tls13_ticket(&self, server: ServerName<'static>, value: Tls13ClientSessionValue) {
-        self.with(&server, |kept| kept.tls13 = Some(value));
+    fn remove_tls12_session(&self, _server: &ServerName<'static>) {
+        with_driven(|device| device.map(|d| d.kept(|kept| kept.tls12 = None)));
     }
 
-    fn take_tls13_ticket(&self, server: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
-        self.with(server, |kept| kept.tls13.take())
+    fn insert_tls13_ticket(&self, _server: ServerName<'static>, value: Tls13ClientSessionValue) {
+        with_driven(|device| device.map(|d| d.kept(|kept| kept.tls13 = Some(Box::new(value)))));
+    }
+
+    fn take_tls13_ticket(&self, _server: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        with_driven(|device| device?.kept(|kept| kept.tls13.take().map(|ticket| *ticket)))
     }
 }
 
@@ -235,53 +321,18 @@ pub enum ClientIdentity {
 /// Makes a device's private key again.
 pub type KeyMaker = Arc<dyn Fn() -> Option<PrivateKeyDer<'static>> + Send + Sync>;
 
-/// A device's one certificate, whatever the server asks.
-#[derive(Debug)]
-struct DeviceCert(Arc<CertifiedKey>);
-
-/// A device's certificate whose key is made at each handshake that asks for it.
-struct DerivedCert {
-    cert: CertificateDer<'static>,
-    key: KeyMaker,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl std::fmt::Debug for DerivedCert {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DerivedCert")
-            .field("cert_bytes", &self.cert.len())
-            .finish()
-    }
-}
-
-impl ResolvesClientCert for DerivedCert {
-    fn resolve(&self, _issuers: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        let key = self.provider.key_provider.load_private_key((self.key)()?).ok()?;
-        Some(Arc::new(CertifiedKey::new(vec![self.cert.clone()], key)))
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
-impl ResolvesClientCert for DeviceCert {
-    fn resolve(&self, _issuers: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 /// A TLS client connection over TCP, on rustls's unbuffered API: the stream owns the only
 /// buffers, and each exists only while it holds something. Ciphertext read is kept only while
 /// a record is partly read (an idle connection holds none: rustls's buffered connection keeps
 /// 4 KiB), and ciphertext to send only while the socket has not taken it.
 pub struct TlsStream {
     tcp: TcpStream,
-    tls: UnbufferedClientConnection,
+    /// Boxed apart from the rest: rustls's connection is 976 bytes, which with the stream's
+    /// other fields would fill a 1,280-byte allocator class, on its own a 1,024-byte one.
+    tls: Box<UnbufferedClientConnection>,
+    /// The device whose connection this is (none: it presents no certificate), driven
+    /// whenever rustls runs ([`Driving`]).
+    device: Option<Arc<DeviceSide>>,
     /// Ciphertext read and not yet processed: part of a record between reads.
     incoming: Vec<u8>,
     /// Ciphertext made and not yet taken by the socket.
@@ -313,18 +364,29 @@ enum Stop {
 const RECORD_OVERHEAD: usize = 64;
 
 impl TlsStream {
-    /// Runs the handshake over `tcp` as a client of `server` with `config`; the stream and
-    /// whether the session was resumed. An error whose reason is a TLS one carries it
+    /// Runs the handshake over `tcp` as a client of `server`: as `device` with its
+    /// certificate and session, or (none) presenting no certificate; the stream and whether
+    /// the session was resumed. An error whose reason is a TLS one carries it
     /// ([`TlsFailure::of_io`]).
     pub async fn handshake(
         tcp: TcpStream,
-        config: Arc<ClientConfig>,
+        template: &ClientTemplate,
+        device: Option<Arc<DeviceSide>>,
         server: ServerName<'static>,
     ) -> io::Result<(Self, Handshake)> {
-        let tls = UnbufferedClientConnection::new(config, server).map_err(io::Error::other)?;
+        let config = match device {
+            Some(_) => template.devices.clone(),
+            None => template.anonymous.clone(),
+        };
+        let tls = {
+            // The ClientHello offers the device's kept session.
+            let _driving = Driving::enter(device.as_ref());
+            Box::new(UnbufferedClientConnection::new(config, server).map_err(io::Error::other)?)
+        };
         let mut stream = Self {
             tcp,
             tls,
+            device,
             incoming: Vec::new(),
             outgoing: Vec::new(),
             peer_closed: false,
@@ -360,11 +422,13 @@ impl TlsStream {
     fn process(&mut self, plain: &mut dyn FnMut(&[u8]), send: &mut Option<&[u8]>) -> io::Result<Stop> {
         let Self {
             tls,
+            device,
             incoming,
             outgoing,
             peer_closed,
             ..
         } = self;
+        let _driving = Driving::enter(device.as_ref());
         loop {
             let UnbufferedStatus { mut discard, state } = tls.process_tls_records(incoming);
             let state = state.map_err(tls_error)?;
@@ -548,13 +612,17 @@ impl TlsStream {
 
     /// Sends close_notify and shuts the socket's write side.
     pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let UnbufferedStatus { discard, state } = self.tls.process_tls_records(&mut self.incoming);
-        if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
-            let mut alert = [0u8; RECORD_OVERHEAD];
-            if let Ok(written) = traffic.queue_close_notify(&mut alert) {
-                self.outgoing.extend_from_slice(&alert[..written]);
+        let discard = {
+            let _driving = Driving::enter(self.device.as_ref());
+            let UnbufferedStatus { discard, state } = self.tls.process_tls_records(&mut self.incoming);
+            if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
+                let mut alert = [0u8; RECORD_OVERHEAD];
+                if let Ok(written) = traffic.queue_close_notify(&mut alert) {
+                    self.outgoing.extend_from_slice(&alert[..written]);
+                }
             }
-        }
+            discard
+        };
         self.incoming.drain(..discard);
         ready!(self.poll_send(cx))?;
         std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
@@ -593,5 +661,50 @@ mod tests {
             TlsFailure::of_io(&io::Error::from(io::ErrorKind::ConnectionReset)),
             None
         );
+    }
+
+    #[test]
+    fn a_connection_fills_its_allocator_classes() {
+        // mimalloc's classes here are 1,024 and 112 bytes: a connection of 1,025 would cost
+        // 1,280, every connected device.
+        assert!(std::mem::size_of::<UnbufferedClientConnection>() <= 1024);
+        assert!(std::mem::size_of::<TlsStream>() <= 112);
+    }
+
+    #[test]
+    fn the_fleet_config_answers_for_the_device_being_driven() {
+        let template = ClientTemplate::new(RootCertStore::empty(), &[Version::Tls13], true).expect("template");
+        let derived = |byte: u8| {
+            let maker: KeyMaker = Arc::new(|| None);
+            ClientIdentity::Derived(CertificateDer::from(vec![byte; 8]), maker)
+        };
+        let (a, b) = (
+            template.device(Some(derived(1))).expect("a"),
+            template.device(Some(derived(2))).expect("b"),
+        );
+        let anonymous = template.device(None).expect("no certificate");
+        let driven = DrivenDevice {
+            provider: template.provider.clone(),
+        };
+        let server = ServerName::try_from("localhost").expect("name");
+        {
+            let _driving = Driving::enter(Some(&a));
+            driven.set_kx_hint(server.clone(), NamedGroup::X25519);
+            assert!(driven.has_certs());
+            {
+                // Driving another device inside (never done; still told apart).
+                let _inner = Driving::enter(Some(&b));
+                assert_eq!(driven.kx_hint(&server), None, "b keeps nothing of a's");
+            }
+            assert_eq!(driven.kx_hint(&server), Some(NamedGroup::X25519), "a's own again");
+        }
+        assert_eq!(driven.kx_hint(&server), None, "no device driven: nothing answered");
+        assert!(!driven.has_certs());
+        let driving = Driving::enter(Some(&anonymous));
+        assert!(!driven.has_certs(), "a device without a certificate presents none");
+        drop(driving);
+        // A derived key that cannot be made: no certificate offered rather than a panic.
+        let _driving = Driving::enter(Some(&b));
+        assert!(driven.resolve(&[], &[SignatureScheme::ECDSA_NISTP256_SHA256]).is_none());
     }
 }
