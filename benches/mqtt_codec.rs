@@ -74,6 +74,7 @@ fn device_publish(c: &mut Criterion) {
                 value: 20.0,
                 rssi: None,
                 firmware: "3.2.0",
+                errors: &[],
             };
             let mut payload = scratch::bytes();
             model.telemetry.write_payload(&mut payload, &reading);

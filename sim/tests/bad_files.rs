@@ -87,7 +87,7 @@ bad_file!(
 bad_file!(
     missing_action,
     "bad/missing-action.toml",
-    "bad/missing-action.toml:21:1: phase[1]: missing key \"action\"; expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", \"rotate\", \"alert\""
+    "bad/missing-action.toml:21:1: phase[1]: missing key \"action\"; expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", \"rotate\", \"alert\", \"fault\""
 );
 
 bad_file!(
@@ -171,7 +171,7 @@ bad_file!(
 bad_file!(
     unknown_action,
     "bad/unknown-action.toml",
-    "bad/unknown-action.toml:23:10: phase[1].action: expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", \"rotate\", \"alert\", found \"blackout\""
+    "bad/unknown-action.toml:23:10: phase[1].action: expected one of \"config\", \"command\", \"ota\", \"outage\", \"decommission\", \"rotate\", \"alert\", \"fault\", found \"blackout\""
 );
 
 bad_file!(
@@ -342,4 +342,34 @@ bad_file!(
     zero_connect_timeout,
     "bad-models/zero-connect-timeout.toml",
     "bad-models/zero-connect-timeout.toml:12:19: link.connect_timeout: expected a duration from 1ms to 10m, found \"0s\""
+);
+
+bad_file!(
+    fault_spell,
+    "bad-models/fault-spell.toml",
+    "bad-models/fault-spell.toml:11:26: faults.stuck_sensor.every: expected longer than lasts (2h), found \"1h\": it is the mean time between the fault's starts"
+);
+
+bad_file!(
+    fault_in_range,
+    "bad-models/fault-in-range.toml",
+    "bad-models/fault-in-range.toml:12:22: faults.out_of_range_value: expected a number outside the sensor's range 0 to 100, found 42"
+);
+
+bad_file!(
+    fault_code,
+    "bad-models/fault-code.toml",
+    "bad-models/fault-code.toml:12:15: faults.error_codes: expected codes from 1 to 65535, found 70000"
+);
+
+bad_file!(
+    fault_without_duration,
+    "bad/fault-without-duration.toml",
+    "bad/fault-without-duration.toml:14:1: phase[0].duration: missing: how long the stuck_sensor lasts, e.g. \"5m\""
+);
+
+bad_file!(
+    fault_kind,
+    "bad/fault-kind.toml",
+    "bad/fault-kind.toml:18:9: phase[0].fault: expected one of \"stuck_sensor\", \"out_of_range\", \"error_burst\", \"watchdog_reset\", found \"brownout\""
 );

@@ -37,7 +37,7 @@ fn member() -> Rc<Member> {
     Rc::new(Member {
         model,
         group: "g".into(),
-        outages: Vec::new(),
+        incidents: Vec::new(),
     })
 }
 

@@ -8,8 +8,10 @@ use std::collections::BinaryHeap;
 use std::path::Path;
 use std::time::Duration;
 
-use fleetsim::device::{Action, BOOT, CommandKind, Ctx, Device, Event, OtaReport, Outage, SimTime, State};
-use fleetsim::model::{Image, Outcome, StreamId};
+use fleetsim::device::{
+    Action, BOOT, CommandKind, Ctx, Device, Event, Incident, IncidentKind, OtaReport, SimTime, State,
+};
+use fleetsim::model::{FaultKind, FaultSet, Image, Outcome, StreamId};
 use fleetsim::scenario::{DeviceModel, parse_model};
 
 fn model(body: &str) -> DeviceModel {
@@ -202,17 +204,18 @@ fn an_update_waits_out_the_modelled_transfer_and_the_reboot() {
 #[test]
 fn an_outage_cuts_off_its_share_and_they_come_back_after_it() {
     let m = updater();
-    let outage = Outage {
+    let outage = Incident {
         start: SimTime(0).after(MINUTE * 10),
         end: SimTime(0).after(MINUTE * 15),
         share: 0.3,
         stream: StreamId::phase(2),
+        kind: IncidentKind::Outage,
     };
     let outages = [outage];
     let ctx = Ctx {
         seed: 9,
         model: &m,
-        outages: &outages,
+        incidents: &outages,
     };
     let n = 2000;
     let mut hit = 0;
@@ -312,4 +315,129 @@ fn desired_config_is_reported_once_per_newer_version() {
         })
         .collect();
     assert_eq!(reported, [3, 5]);
+}
+
+/// A steady mains device reporting every 10 minutes, with the `[faults]` given.
+fn faulty(faults: &str) -> DeviceModel {
+    model(&format!(
+        "[telemetry]\ninterval = \"10m\"\npayload_bytes = 16\n\
+         [link]\nmean_online = \"10000d\"\nmean_offline = \"1s\"\n\
+         [faults]\n{faults}"
+    ))
+}
+
+/// The reports of a life: time, reading and faults.
+fn publishes(life: &Life<'_>) -> Vec<(SimTime, u16, FaultSet)> {
+    life.actions
+        .iter()
+        .filter_map(|(t, a)| match a {
+            Action::Publish {
+                reading_centi, faults, ..
+            } => Some((*t, *reading_centi, *faults)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_stuck_sensor_repeats_its_reading_for_its_spell_and_moves_again_after() {
+    let m = faulty("stuck_sensor = { every = \"1d\", lasts = \"2h\" }\n");
+    let ctx = Ctx::new(3, &m);
+    let (mut stuck, mut moving) = (0, 0);
+    for index in 0..20 {
+        let mut life = Life::new(ctx, index);
+        life.run(SimTime(0).after(MINUTE * 60 * 24 * 10));
+        let reports = publishes(&life);
+        assert!(reports.len() > 1000, "{}", reports.len());
+        for pair in reports.windows(2) {
+            let ((_, before, _), (_, after, faults)) = (pair[0], pair[1]);
+            if faults.has(FaultKind::StuckSensor) {
+                assert_eq!(after, before, "device {index}: a stuck sensor repeats itself");
+                stuck += 1;
+            } else {
+                moving += u32::from(after != before);
+            }
+        }
+    }
+    // 2 h in 24: about 8% of reports.
+    let share = f64::from(stuck) / f64::from(stuck + moving);
+    assert!((0.04..0.14).contains(&share), "{share}");
+}
+
+#[test]
+fn a_fault_phase_puts_its_share_in_the_fault_for_its_time_and_no_longer() {
+    let m = faulty("");
+    let burst = Incident {
+        start: SimTime(0).after(MINUTE * 60),
+        end: SimTime(0).after(MINUTE * 120),
+        share: 0.5,
+        stream: StreamId::phase(1),
+        kind: IncidentKind::Fault(FaultKind::ErrorBurst),
+    };
+    let incidents = [burst];
+    let ctx = Ctx {
+        seed: 4,
+        model: &m,
+        incidents: &incidents,
+    };
+    let mut hit = 0;
+    for index in 0..200 {
+        let mut life = Life::new(ctx, index);
+        life.run(SimTime(0).after(MINUTE * 240));
+        let hits = burst.hits(4, index);
+        hit += u32::from(hits);
+        for (at, _, faults) in publishes(&life) {
+            let inside = burst.covers(at);
+            assert_eq!(
+                faults.has(FaultKind::ErrorBurst),
+                inside && hits,
+                "device {index} at {at:?}"
+            );
+            assert!(!faults.has(FaultKind::StuckSensor));
+        }
+    }
+    assert!((70..130).contains(&hit), "{hit} of 200 hit at 50%");
+}
+
+#[test]
+fn a_watchdog_reset_drops_the_connection_and_the_device_boots_and_comes_back() {
+    let m = faulty("");
+    let reset = Incident {
+        start: SimTime(0).after(MINUTE * 30),
+        end: SimTime(0).after(MINUTE * 30).after(Duration::from_micros(1)),
+        share: 1.0,
+        stream: StreamId::phase(0),
+        kind: IncidentKind::Fault(FaultKind::WatchdogReset),
+    };
+    let incidents = [reset];
+    let ctx = Ctx {
+        seed: 4,
+        model: &m,
+        incidents: &incidents,
+    };
+    let mut life = Life::new(ctx, 7);
+    life.run(SimTime(0).after(MINUTE * 60));
+    let at_reset: Vec<Action> = life
+        .actions
+        .iter()
+        .filter(|(t, _)| *t == reset.start)
+        .map(|(_, a)| *a)
+        .collect();
+    assert_eq!(at_reset[..2], [Action::Disconnect, Action::Reset], "{at_reset:?}");
+    let back = reset.start.after(BOOT);
+    assert!(
+        life.actions.iter().any(|(t, a)| *t == back && *a == Action::Connect),
+        "connects again once booted: {:?}",
+        life.actions
+    );
+    assert_eq!(life.device.booted(), Some(back), "its uptime counts from the boot");
+    assert_eq!(life.device.state(), State::Online);
+
+    // The model's own watchdog: about once a day over 20 days.
+    let m = faulty("watchdog_reset = { every = \"1d\" }\n");
+    let ctx = Ctx::new(4, &m);
+    let mut life = Life::new(ctx, 7);
+    life.run(SimTime(0).after(MINUTE * 60 * 24 * 20));
+    let resets = life.actions.iter().filter(|(_, a)| *a == Action::Reset).count();
+    assert!((8..40).contains(&resets), "{resets} resets in 20 days");
 }

@@ -298,11 +298,16 @@ impl Conn {
                 bump(&stats.telemetry);
                 if let Some(reading) = reading {
                     let now = now_ms();
+                    let level = reading.battery;
                     self.shared.sessions.record_seen_with(device_id, now, |status| {
                         status.battery = reading.battery.or(status.battery);
                         status.rssi_dbm = reading.rssi.or(status.rssi_dbm);
+                        if let Some(codes) = reading.errors {
+                            status.error_reports += 1;
+                            status.last_errors = codes;
+                        }
                     });
-                    if let Some(level) = reading.battery {
+                    if let Some(level) = level {
                         self.shared.monitor.battery(device_id, level, now).await;
                     }
                 }

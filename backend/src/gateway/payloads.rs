@@ -13,8 +13,9 @@ use crate::registry::OTA_STATES;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     /// Telemetry: any bytes (the backend counts it; the content is the device's business),
-    /// and what the backend reads of it when it is a JSON object that carries a plausible
-    /// `battery` (0 to 1) or `rssi` (dBm, -150 to 0), as fleetsim's devices send.
+    /// and what the backend reads of it when it is a JSON object or a CBOR map that carries a
+    /// plausible `battery` (0 to 1) or `rssi` (dBm, -150 to 0), or `errors` (error codes), as
+    /// fleetsim's devices send.
     Telemetry(Option<TelemetryReading>),
     /// A status report.
     Status(DeviceStatus),
@@ -191,8 +192,9 @@ struct ConfigReport {
     settings: Option<Map<String, Value>>,
 }
 
-/// What the backend reads of a telemetry message: its battery and signal, when it says.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+/// What the backend reads of a telemetry message: its battery, signal and error codes, when
+/// it says.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TelemetryReading {
     /// Battery level, a fraction.
     #[serde(default)]
@@ -200,7 +202,13 @@ pub struct TelemetryReading {
     /// Radio signal strength, dBm.
     #[serde(default)]
     pub rssi: Option<i32>,
+    /// Error codes the device reports (an error burst), at most [`MAX_ERROR_CODES`] kept.
+    #[serde(default)]
+    pub errors: Option<Vec<u16>>,
 }
+
+/// The most error codes kept of one report.
+pub const MAX_ERROR_CODES: usize = 16;
 
 impl TelemetryReading {
     /// The reading of `payload`, when it is a JSON object or a CBOR map that carries a
@@ -215,13 +223,17 @@ impl TelemetryReading {
         };
         reading.battery = reading.battery.filter(|b| (0.0..=1.0).contains(b));
         reading.rssi = reading.rssi.filter(|r| (-150..=0).contains(r));
-        (reading.battery.is_some() || reading.rssi.is_some()).then_some(reading)
+        reading.errors = reading.errors.filter(|codes| !codes.is_empty());
+        if let Some(codes) = &mut reading.errors {
+            codes.truncate(MAX_ERROR_CODES);
+        }
+        (reading.battery.is_some() || reading.rssi.is_some() || reading.errors.is_some()).then_some(reading)
     }
 }
 
 impl TelemetryReading {
-    /// `battery` and `rssi` of a CBOR map with text keys; its other entries are skipped. `None`
-    /// when it is not a well-formed map of that kind.
+    /// `battery`, `rssi` and `errors` of a CBOR map with text keys; its other entries are
+    /// skipped. `None` when it is not a well-formed map of that kind.
     fn of_cbor(payload: &[u8]) -> Option<Self> {
         use minicbor::data::Type;
         let mut d = minicbor::Decoder::new(payload);
@@ -229,6 +241,7 @@ impl TelemetryReading {
         let mut reading = Self {
             battery: None,
             rssi: None,
+            errors: None,
         };
         // Each pair takes two bytes at least: a longer count than the payload can hold is a
         // lie, and the loop ends at the first item that is not there.
@@ -242,6 +255,18 @@ impl TelemetryReading {
                     Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::U8 | Type::U16 | Type::U32 | Type::U64,
                 ) => {
                     reading.rssi = i32::try_from(d.i64().ok()?).ok();
+                }
+                ("errors", Type::Array) => {
+                    let len = d.array().ok()??;
+                    let mut codes = Vec::new();
+                    // As for the map: an item takes a byte at least.
+                    for _ in 0..len.min(payload.len() as u64) {
+                        let code = u16::try_from(d.u64().ok()?).ok()?;
+                        if codes.len() < MAX_ERROR_CODES {
+                            codes.push(code);
+                        }
+                    }
+                    reading.errors = Some(codes);
                 }
                 _ => d.skip().ok()?,
             }
@@ -282,6 +307,8 @@ impl From<StatusPayload> for DeviceStatus {
             firmware: status.firmware,
             uptime_s: status.uptime_s,
             rssi_dbm: status.rssi_dbm,
+            error_reports: 0,
+            last_errors: Vec::new(),
         }
     }
 }
@@ -373,14 +400,16 @@ mod tests {
             ),
             Ok(Payload::Telemetry(Some(TelemetryReading {
                 battery: Some(0.14),
-                rssi: Some(-97)
+                rssi: Some(-97),
+                errors: None,
             })))
         );
         assert_eq!(
             decode(&Inbound::Telemetry, br#"{"battery":7,"rssi":-97}"#),
             Ok(Payload::Telemetry(Some(TelemetryReading {
                 battery: None,
-                rssi: Some(-97)
+                rssi: Some(-97),
+                errors: None,
             }))),
             "an implausible battery is left out"
         );
@@ -397,9 +426,38 @@ mod tests {
             decode(&Inbound::Telemetry, &cbor),
             Ok(Payload::Telemetry(Some(TelemetryReading {
                 battery: Some(0.25),
-                rssi: Some(-97)
+                rssi: Some(-97),
+                errors: None,
             })))
         );
+        // Error codes, JSON and CBOR ({"errors": [17, 4242], "value": 21.5}), read alone.
+        let codes = Some(TelemetryReading {
+            battery: None,
+            rssi: None,
+            errors: Some(vec![17, 4242]),
+        });
+        assert_eq!(
+            decode(&Inbound::Telemetry, br#"{"seq":4,"errors":[17,4242],"value":21.5}"#),
+            Ok(Payload::Telemetry(codes.clone()))
+        );
+        let cbor_codes = [
+            0xa2, 0x66, b'e', b'r', b'r', b'o', b'r', b's', 0x82, 0x11, 0x19, 0x10, 0x92, 0x65, b'v', b'a', b'l', b'u',
+            b'e', 0xf9, 0x4d, 0x60,
+        ];
+        assert_eq!(decode(&Inbound::Telemetry, &cbor_codes), Ok(Payload::Telemetry(codes)));
+        assert_eq!(
+            decode(&Inbound::Telemetry, br#"{"errors":[]}"#),
+            Ok(Payload::Telemetry(None)),
+            "no codes: nothing to read"
+        );
+        assert_eq!(
+            decode(&Inbound::Telemetry, br#"{"errors":[70000]}"#),
+            Ok(Payload::Telemetry(None)),
+            "a code past 16 bits is not a reading"
+        );
+        for cut in 1..cbor_codes.len() {
+            let _ = decode(&Inbound::Telemetry, &cbor_codes[..cut]);
+        }
         for cut in 1..cbor.len() {
             // Truncated: read as far as it goes or not at all, never a panic.
             let _ = decode(&Inbound::Telemetry, &cbor[..cut]);

@@ -111,6 +111,10 @@ pub struct DeviceStatus {
     pub uptime_s: Option<u64>,
     /// Radio signal strength in dBm (link quality).
     pub rssi_dbm: Option<i32>,
+    /// Telemetry reports that carried error codes.
+    pub error_reports: u64,
+    /// The codes the last of those carried.
+    pub last_errors: Vec<u16>,
 }
 
 /// When a device was last seen and what it last reported.
@@ -209,8 +213,13 @@ impl SessionTable {
         let mut presence = self.presence.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = presence.entry(device_id.to_owned()).or_default();
         entry.last_seen_ms = entry.last_seen_ms.max(at_ms);
-        if status.is_some() {
-            entry.status = status;
+        if let Some(mut status) = status {
+            // A status report says nothing of errors: the counts telemetry made stay.
+            if let Some(old) = entry.status.take() {
+                status.error_reports = old.error_reports;
+                status.last_errors = old.last_errors;
+            }
+            entry.status = Some(status);
         }
     }
 
@@ -226,6 +235,8 @@ impl SessionTable {
             firmware: None,
             uptime_s: None,
             rssi_dbm: None,
+            error_reports: 0,
+            last_errors: Vec::new(),
         }));
     }
 

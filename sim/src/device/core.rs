@@ -19,10 +19,10 @@
 use std::time::Duration;
 
 use super::events::{Action, Actions, BatteryLevel, CommandKind, Event};
+use super::incident::Incident;
 use super::ota::OtaStage;
-use super::outage::Outage;
 use super::state::State;
-use crate::model::{ChaCha8Rng, Image, StreamId, device_rng};
+use crate::model::{ChaCha8Rng, FaultKind, Image, StreamId, device_rng};
 use crate::scenario::DeviceModel;
 
 /// Simulated time since the run started, in microseconds.
@@ -54,8 +54,9 @@ pub struct Ctx<'a> {
     pub seed: u64,
     /// The device's model.
     pub model: &'a DeviceModel,
-    /// The scenario's mass outages, in time order (see [`Outage`]).
-    pub outages: &'a [Outage],
+    /// What the scenario's phases do to the device's group (outages, faults), in time order
+    /// (see [`Incident`]).
+    pub incidents: &'a [Incident],
 }
 
 impl<'a> Ctx<'a> {
@@ -64,7 +65,7 @@ impl<'a> Ctx<'a> {
         Self {
             seed,
             model,
-            outages: &[],
+            incidents: &[],
         }
     }
 }
@@ -90,10 +91,11 @@ pub struct Device {
     pub(super) link_flip: SimTime,
     /// When to try connecting again (NEVER when not waiting to).
     pub(super) retry_at: SimTime,
-    /// Word positions of the device's telemetry, link and OTA streams.
+    /// Word positions of the device's telemetry, link and OTA streams (an update draws a
+    /// few words, so four bytes hold a device's life of them).
     telemetry_words: u64,
     link_words: u64,
-    pub(super) ota_words: u64,
+    pub(super) ota_words: u32,
     /// The image being updated to, and how much of it the device holds.
     pub(super) image: Image,
     pub(super) ota_bytes: u64,
@@ -112,6 +114,9 @@ pub struct Device {
     report_every_ms: u32,
     /// The desired config version applied.
     config_version: u32,
+    /// When it last booted after a reset or a reboot, in whole simulated seconds since the
+    /// run started (0: it has run since it arrived).
+    booted_s: u32,
     /// When to ask for a new certificate, in whole simulated seconds ([`NO_RENEWAL`] when its
     /// model does not renew): four bytes that fit beside the other small fields, where a
     /// `SimTime` would grow every device's task past its allocation class.
@@ -125,7 +130,7 @@ pub struct Device {
     /// [`LINK_UP`], [`PROVISIONED`] and [`ROLLED_BACK`], one bit each.
     flags: u8,
     /// The next outage of `Ctx::outages` not yet passed.
-    pub(super) next_outage: u8,
+    pub(super) next_incident: u8,
     /// The sensor's last reading in hundredths ([`NO_READING`] before the first): the
     /// telemetry model's random walk goes on from it.
     reading_centi: u16,
@@ -173,12 +178,13 @@ impl Device {
             seq: 0,
             report_every_ms: 0,
             config_version: 0,
+            booted_s: 0,
             renew_at_s: NO_RENEWAL,
             attempt: 0,
             ota: OtaStage::Idle,
             state: State::Unprovisioned,
             flags: if phase.online { LINK_UP } else { 0 },
-            next_outage: 0,
+            next_incident: 0,
             reading_centi: NO_READING,
         }
     }
@@ -210,6 +216,17 @@ impl Device {
         self.seq
     }
 
+    /// When it last booted after a reset or a reboot (a whole simulated second; `None`: it
+    /// has run since it arrived). Its uptime counts from then.
+    pub fn booted(&self) -> Option<SimTime> {
+        (self.booted_s > 0).then(|| SimTime(u64::from(self.booted_s) * 1_000_000))
+    }
+
+    /// Notes that it boots at `at` (rounded up to a whole second).
+    pub(super) fn booted_at(&mut self, at: SimTime) {
+        self.booted_s = u32::try_from(at.0.div_ceil(1_000_000)).unwrap_or(u32::MAX).max(1);
+    }
+
     /// Whether its own link is up.
     pub(super) fn link_up(&self) -> bool {
         self.has(LINK_UP)
@@ -236,7 +253,7 @@ impl Device {
             return out;
         }
         self.drain(now, ctx, 0);
-        self.pass_outages(now, ctx, &mut out);
+        self.pass_incidents(now, ctx, &mut out);
         match event {
             Event::Decommissioned => {
                 if self.state == State::Online {
@@ -301,6 +318,7 @@ impl Device {
                     self.state = State::Offline;
                     self.attempt = 0;
                     self.retry_at = now.after(BOOT);
+                    self.booted_at(now.after(BOOT));
                 }
             }
             Event::RotateCertificate if self.state == State::Online => out.push(Action::RequestCertificate),
@@ -512,24 +530,41 @@ impl Device {
             NO_READING => telemetry.initial_value(&mut rng),
             centi => telemetry.draw_value(&mut rng, f64::from(centi) / 100.0),
         };
-        // A reading in [0, 100]: at most 10,000 hundredths.
-        self.reading_centi = (reading * 100.0).round() as u16;
-        out.push(Action::Publish {
-            seq: self.seq,
-            payload_bytes: telemetry.payload_bytes,
-            battery,
-            reading_centi: self.reading_centi,
-        });
-        self.seq = self.seq.wrapping_add(1);
+        let faults = self.faults_at(now, ctx);
+        // A stuck sensor repeats its last reading (the walk's draw is still made, so the
+        // stream stays where it would be).
+        if !faults.has(FaultKind::StuckSensor) || self.reading_centi == NO_READING {
+            // A reading in [0, 100]: at most 10,000 hundredths.
+            self.reading_centi = (reading * 100.0).round() as u16;
+        }
         let interval = if self.report_every_ms > 0 {
             // The backend sets the pace (a hawkBit server's polling interval), exactly.
             Duration::from_millis(u64::from(self.report_every_ms))
         } else {
             let factor = ctx.model.battery.as_ref().map_or(1.0, |b| b.interval_factor(&charge));
-            telemetry.next_interval(&mut rng, factor)
+            // A clock that runs fast counts an interval out early.
+            let drift = ctx.model.faults.drift(ctx.seed, self.index);
+            telemetry.next_interval(&mut rng, factor / (1.0 + drift))
         };
+        // The report's place in the telemetry stream keys the watchdog's draw: one a report.
+        let fires = ctx
+            .model
+            .faults
+            .watchdog_fires(ctx.seed, self.index, self.telemetry_words, interval);
         self.telemetry_words = words(&rng);
         self.next_report = now.after(interval);
+        if fires && self.state == State::Online {
+            self.watchdog_reset(now, out);
+            return;
+        }
+        out.push(Action::Publish {
+            seq: self.seq,
+            payload_bytes: telemetry.payload_bytes,
+            battery,
+            reading_centi: self.reading_centi,
+            faults,
+        });
+        self.seq = self.seq.wrapping_add(1);
     }
 
     /// Spends sleep current up to `now`, and `transmissions` transmissions.
@@ -567,7 +602,7 @@ impl Device {
             next = next.min(self.retry_at);
         }
         next = next.min(self.ota_step);
-        if let Some(outage) = ctx.outages.get(usize::from(self.next_outage)) {
+        if let Some(outage) = ctx.incidents.get(usize::from(self.next_incident)) {
             next = next.min(outage.start);
         }
         if let Some(battery) = &ctx.model.battery {
@@ -591,4 +626,10 @@ impl Device {
 /// A stream's position in 32-bit words (a run never draws 2^64 words from one stream).
 pub(super) fn words(rng: &ChaCha8Rng) -> u64 {
     u64::try_from(rng.get_word_pos()).unwrap_or(u64::MAX)
+}
+
+/// A stream's position in 32-bit words, for a stream that draws a few words an event (a
+/// device's updates: four billion words are hundreds of millions of them).
+pub(super) fn short_words(rng: &ChaCha8Rng) -> u32 {
+    u32::try_from(rng.get_word_pos()).unwrap_or(u32::MAX)
 }

@@ -4,7 +4,7 @@
 
 use super::core::SimTime;
 use super::ota::OtaReport;
-use crate::model::{Image, Outcome};
+use crate::model::{FaultSet, Image, Outcome};
 
 /// A remote command a device understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,11 +118,17 @@ pub enum Action {
         /// The sensor's reading, in hundredths (the telemetry model's random walk on 0 to
         /// 100).
         reading_centi: u16,
+        /// The faults the report is made in: a stuck sensor repeats its reading, one out of
+        /// range reads its model's out-of-range value, an error burst adds its codes.
+        faults: FaultSet,
     },
     /// Drop the connection as a failing link does (no goodbye), or abandon a connect still
     /// in progress (its late success must be closed by the driver: the core has moved on and
     /// will ignore it).
     Disconnect,
+    /// The watchdog reset the device (after the `Disconnect` that dropped its connection):
+    /// for the figures and its log.
+    Reset,
     /// Leave cleanly, as before a reboot: wait for what is in flight to be acknowledged, then
     /// say DISCONNECT and close.
     Leave,

@@ -14,6 +14,7 @@ use super::core::SimTime;
 use super::events::{Action, Actions, CommandKind, Event};
 use super::ota::OtaReport;
 use super::state::State;
+use crate::model::FaultKind;
 
 /// Entries kept: the newest sixteen.
 pub const CAPACITY: usize = 16;
@@ -45,6 +46,8 @@ pub enum Logged {
     CertificateInstalled,
     /// The backend refused it: decommissioned.
     Decommissioned,
+    /// Its watchdog reset it.
+    WatchdogReset,
 }
 
 impl Logged {
@@ -63,6 +66,7 @@ impl Logged {
             Self::CertificateRequested => "certificate_requested",
             Self::CertificateInstalled => "certificate_installed",
             Self::Decommissioned => "decommissioned",
+            Self::WatchdogReset => "watchdog_reset",
         }
     }
 
@@ -82,6 +86,7 @@ impl Logged {
             Self::CertificateRequested => (9, 0),
             Self::CertificateInstalled => (10, 0),
             Self::Decommissioned => (11, 0),
+            Self::WatchdogReset => (12, 0),
         };
         kind << 24 | detail
     }
@@ -102,6 +107,7 @@ impl Logged {
             9 => Self::CertificateRequested,
             10 => Self::CertificateInstalled,
             11 => Self::Decommissioned,
+            12 => Self::WatchdogReset,
             _ => return None,
         })
     }
@@ -128,6 +134,10 @@ pub struct ErrorCounts {
     pub connection_lost: u16,
     /// Updates that failed or rolled back.
     pub ota: u16,
+    /// Watchdog resets.
+    pub resets: u16,
+    /// Reports that carried error codes.
+    pub error_reports: u16,
 }
 
 /// A device's event log and error counts.
@@ -182,6 +192,14 @@ impl Journal {
                     Logged::Ota(report)
                 }
                 Action::RequestCertificate => Logged::CertificateRequested,
+                Action::Reset => {
+                    bump(&mut self.errors.resets);
+                    Logged::WatchdogReset
+                }
+                Action::Publish { faults, .. } if faults.has(FaultKind::ErrorBurst) => {
+                    bump(&mut self.errors.error_reports);
+                    continue;
+                }
                 Action::Publish {
                     battery: Some(level), ..
                 } if level.low && !self.low_battery => {
@@ -253,11 +271,13 @@ impl Journal {
 }
 
 /// Whether the link dropped under the device: the server closed the connection, or the core
-/// cut it as its link model or a mass outage says (a goodbye before a reboot is not a loss).
+/// cut it as its link model or a mass outage says (a goodbye before a reboot is not a loss,
+/// and a watchdog reset is logged as itself).
 fn lost(event: Event, (from, to): (State, State), actions: &Actions) -> bool {
     from == State::Online
         && !matches!(to, State::Online | State::Decommissioned | State::Dead | State::Bricked)
         && (event == Event::ConnectionLost || actions.iter().any(|a| a == Action::Disconnect))
+        && !actions.iter().any(|a| a == Action::Reset)
 }
 
 /// Adds one to a count, stopping at its largest.
@@ -269,6 +289,7 @@ fn bump(count: &mut u16) {
 mod tests {
     use super::*;
     use crate::device::BatteryLevel;
+    use crate::model::FaultSet;
 
     fn actions(list: &[Action]) -> Actions {
         let mut out = Actions::default();
@@ -352,7 +373,9 @@ mod tests {
                 provision: 0,
                 connect: 1,
                 connection_lost: 1,
-                ota: 1
+                ota: 1,
+                resets: 0,
+                error_reports: 0,
             }
         );
         let mut json = String::new();
@@ -368,6 +391,29 @@ mod tests {
     }
 
     #[test]
+    fn a_watchdog_reset_is_logged_as_itself_and_error_reports_are_counted() {
+        let mut journal = Journal::default();
+        journal.note(
+            at(3),
+            Event::Wake,
+            (State::Online, State::Offline),
+            &actions(&[Action::Disconnect, Action::Reset]),
+        );
+        let burst = Action::Publish {
+            seq: 4,
+            payload_bytes: 64,
+            battery: None,
+            reading_centi: 2150,
+            faults: FaultSet::NONE.with(FaultKind::ErrorBurst),
+        };
+        journal.note(at(30), Event::Wake, (State::Online, State::Online), &actions(&[burst]));
+        let entries: Vec<(f64, Logged)> = journal.entries().collect();
+        assert_eq!(entries, vec![(3.0, Logged::WatchdogReset)], "not a connection_lost too");
+        let errors = journal.errors();
+        assert_eq!((errors.resets, errors.connection_lost, errors.error_reports), (1, 0, 1));
+    }
+
+    #[test]
     fn the_newest_sixteen_are_kept_and_low_battery_is_said_once() {
         let mut journal = Journal::default();
         let low = actions(&[Action::Publish {
@@ -378,6 +424,7 @@ mod tests {
                 low: true,
             }),
             reading_centi: 0,
+            faults: FaultSet::NONE,
         }]);
         for s in 0..40 {
             journal.note(at(s), Event::Wake, (State::Online, State::Online), &low);

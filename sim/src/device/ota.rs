@@ -11,7 +11,7 @@
 //! disconnecting for [`BOOT`]. It reports the outcome when it is connected again; a bricked
 //! device never comes back.
 
-use super::core::{BOOT, Ctx, Device, SimTime, words};
+use super::core::{BOOT, Ctx, Device, SimTime, short_words};
 use super::events::{Action, Actions};
 use super::state::State;
 use crate::model::{Image, Outcome, StreamId};
@@ -102,12 +102,12 @@ impl Device {
     fn fetch(&mut self, ctx: Ctx<'_>, out: &mut Actions) {
         let Some(ota) = &ctx.model.ota else { return };
         let (from, size) = (self.ota_bytes, self.image.size_bytes);
-        let mut rng = self.rng(ctx, StreamId::OTA, self.ota_words);
+        let mut rng = self.rng(ctx, StreamId::OTA, u64::from(self.ota_words));
         let to = match ota.draw_interruption(&mut rng) {
             Some(fraction) => from + ((size - from) as f64 * fraction) as u64,
             None => size,
         };
-        self.ota_words = words(&rng);
+        self.ota_words = short_words(&rng);
         self.ota = OtaStage::Fetching;
         self.ota_step = SimTime::NEVER;
         out.push(Action::Download { from, to: to.min(size) });
@@ -121,9 +121,9 @@ impl Device {
         self.ota_bytes = reached.clamp(from, self.image.size_bytes);
         let transfer = ota.download_time(self.ota_bytes - from);
         if self.ota_bytes < self.image.size_bytes {
-            let mut rng = self.rng(ctx, StreamId::OTA, self.ota_words);
+            let mut rng = self.rng(ctx, StreamId::OTA, u64::from(self.ota_words));
             let pause = ctx.model.link.reconnect.delay(0, &mut rng);
-            self.ota_words = words(&rng);
+            self.ota_words = short_words(&rng);
             self.ota = OtaStage::Pausing;
             self.ota_step = now.after(transfer).after(pause);
         } else {
@@ -153,9 +153,9 @@ impl Device {
 
     fn verify_and_install(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         let Some(ota) = &ctx.model.ota else { return };
-        let mut rng = self.rng(ctx, StreamId::OTA, self.ota_words);
+        let mut rng = self.rng(ctx, StreamId::OTA, u64::from(self.ota_words));
         let outcome = ota.draw_outcome(&mut rng, &self.image);
-        self.ota_words = words(&rng);
+        self.ota_words = short_words(&rng);
         out.push(Action::OtaStatus(OtaReport::Verifying));
         if outcome == Outcome::Corrupt {
             out.push(Action::OtaDone(Outcome::Corrupt));

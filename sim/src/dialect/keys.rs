@@ -41,17 +41,17 @@ pub fn require_url(url: Option<&str>, schemes: &[&str]) -> Result<(), KeyError> 
     }
 }
 
-/// Refuses the first phase of `scenario` that is not an outage (devices play outages
-/// themselves; every other phase needs an operator), saying why: `lacking` is what the
+/// Refuses the first phase of `scenario` that is not an outage or a fault (devices play
+/// those themselves; every other phase needs an operator), saying why: `lacking` is what the
 /// backend lacks ("an MQTT broker has none"), `against` what it is ("a broker").
 pub fn outages_only(scenario: &Scenario, lacking: &str, against: &str) -> Result<(), String> {
     match scenario
         .phases
         .iter()
-        .find(|p| !matches!(p.action, Action::Outage { .. }))
+        .find(|p| !matches!(p.action, Action::Outage { .. } | Action::Fault { .. }))
     {
         Some(phase) => Err(format!(
-            "{}: phase \"{}\" at {} needs an operator, and {lacking}; against {against} only \"outage\" phases run",
+            "{}: phase \"{}\" at {} needs an operator, and {lacking}; against {against} only \"outage\" and \"fault\" phases run",
             scenario.file.display(),
             phase.action.name(),
             DisplayDuration(phase.at)

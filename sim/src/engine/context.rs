@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::clock::RunClock;
 use super::timers::Timers;
-use crate::device::{Ctx, Device, Outage, SimTime, State, StateCounts};
+use crate::device::{Ctx, Device, Incident, SimTime, State, StateCounts};
 use crate::dialect::{Devices, Dialect, Shared};
 use crate::scenario::DeviceModel;
 use crate::transport::source::SourceAddrs;
@@ -103,7 +103,7 @@ pub struct Member {
     /// The group.
     pub group: String,
     /// The scenario's outages that reach the group, in time order.
-    pub outages: Vec<Outage>,
+    pub incidents: Vec<Incident>,
 }
 
 /// A device's state between events, whether its task holds it (awake) or the shard's
@@ -132,7 +132,7 @@ impl Life {
         let ctx = Ctx {
             seed,
             model: &member.model,
-            outages: &member.outages,
+            incidents: &member.incidents,
         };
         Self {
             device: Device::new(index, ctx, arrival),

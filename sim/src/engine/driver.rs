@@ -37,7 +37,7 @@ impl Life {
         let ctx = Ctx {
             seed: shard.seed,
             model: &member.model,
-            outages: &member.outages,
+            incidents: &member.incidents,
         };
         let wake = self.wake();
         let now = match (event, wake) {
@@ -76,6 +76,11 @@ impl Life {
             now,
             intended,
             arrival: shard.clock.real(self.provision_from),
+            up_since: shard.clock.real(
+                device
+                    .booted()
+                    .map_or(self.provision_from, |b| b.max(self.provision_from)),
+            ),
             update_started: device.update_started(),
             event,
             moved: (base_before, device.base_state()),

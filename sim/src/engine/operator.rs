@@ -79,6 +79,8 @@ impl<D: Dialect> Operator<D> {
             };
             if let Action::Outage { share, duration } = phase.action {
                 record.detail = json!({ "share": share, "duration_s": duration.as_secs_f64() });
+            } else if let Action::Fault { kind, share, duration } = phase.action {
+                record.detail = json!({ "fault": kind.name(), "share": share, "duration_s": duration.as_secs_f64() });
             } else {
                 let cx = PhaseCx {
                     scenario,

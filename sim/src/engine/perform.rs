@@ -12,7 +12,7 @@ use super::context::{Member, ShardCtx};
 use crate::device::{Action, Actions, BatteryLevel, Event, OtaReport, SimTime, State};
 use crate::dialect::{Answer, DeviceCx, Devices, Dialect, Fault, Health, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
-use crate::model::{Outcome, Reading};
+use crate::model::{FaultKind, Outcome, Reading};
 use crate::scratch;
 
 /// A send this much later than intended counts as late.
@@ -29,6 +29,8 @@ pub struct Step {
     pub intended: Instant,
     /// The device's planned arrival.
     pub arrival: Instant,
+    /// When its uptime counts from: its arrival, or its last boot after a reset or reboot.
+    pub up_since: Instant,
     /// When the running update started, in simulated time.
     pub update_started: SimTime,
     /// The event the actions follow from.
@@ -204,6 +206,7 @@ impl<D: Dialect> DeviceTask<D> {
                     seq,
                     battery,
                     reading_centi,
+                    faults,
                     ..
                 } => {
                     if step.intended.elapsed() > LATE {
@@ -215,18 +218,30 @@ impl<D: Dialect> DeviceTask<D> {
                     // which the dialect's report takes to change.
                     let mut firmware = scratch::string();
                     firmware.push_str(dialect.firmware(&cx, device));
+                    let model_faults = &cx.model.faults;
+                    if !faults.is_empty() {
+                        cx.count(Counter::FaultReports);
+                    }
                     let reading = Reading {
                         seq: u64::from(seq),
-                        // Since it arrived (switched on): a reboot does not reset it yet.
-                        uptime: cx.sim_span(step.intended.saturating_duration_since(step.arrival)),
+                        uptime: uptime(&cx, &step, shard.seed),
                         battery: battery.map(BatteryLevel::fraction),
                         volts: battery
                             .zip(cx.model.battery.as_ref())
                             .map(|(level, model)| model.volts_at(level.fraction())),
                         low_battery: battery.is_some_and(|b| b.low),
-                        value: f64::from(reading_centi) / 100.0,
+                        value: if faults.has(FaultKind::OutOfRange) {
+                            model_faults.out_of_range_value
+                        } else {
+                            f64::from(reading_centi) / 100.0
+                        },
                         rssi: cx.rssi(seq),
                         firmware: &firmware,
+                        errors: if faults.has(FaultKind::ErrorBurst) {
+                            model_faults.codes()
+                        } else {
+                            &[]
+                        },
                     };
                     let mut payload = scratch::bytes();
                     cx.model.telemetry.write_payload(&mut payload, &reading);
@@ -270,7 +285,7 @@ impl<D: Dialect> DeviceTask<D> {
                         // The signal its last report carried.
                         rssi: cx.rssi(seq.saturating_sub(1)),
                         reading_centi: (reading_centi != u16::MAX).then_some(reading_centi),
-                        uptime: cx.sim_span(step.intended.saturating_duration_since(step.arrival)),
+                        uptime: uptime(&cx, &step, shard.seed),
                     };
                     // Boxed: a few times in a device's life, and a log or a snapshot to write.
                     Box::pin(dialect.answer(&cx, device, link, Answer::Command(health), inbox)).await;
@@ -305,8 +320,21 @@ impl<D: Dialect> DeviceTask<D> {
                     cx.record(Latency::Recovery, shard.clock.real(outage_end));
                     cx.count(Counter::OutageRecovered);
                 }
+                Action::Reset => cx.count(Counter::WatchdogResets),
                 Action::WakeAt(_) | Action::Stop => {}
             }
         }
+    }
+}
+
+/// The uptime a device reports at `step`: simulated time since it arrived or last booted, as
+/// its own clock counts it (drifting as its model says).
+fn uptime(cx: &DeviceCx<'_>, step: &Step, seed: u64) -> Duration {
+    let up = cx.sim_span(step.intended.saturating_duration_since(step.up_since));
+    let drift = cx.model.faults.drift(seed, cx.index);
+    if drift == 0.0 {
+        up
+    } else {
+        up.mul_f64((1.0 + drift).max(0.0))
     }
 }

@@ -19,7 +19,7 @@ use super::context::{Life, Member, ShardCtx, Sleeper, Transition};
 use super::driver::wake;
 use super::pause::ArrivalPause;
 use super::process_stats::ProcessStats;
-use crate::device::{Event, Outage, StateCounts};
+use crate::device::{Event, Incident, IncidentKind, StateCounts};
 use crate::dialect::{Dialect, OperatorLog, Shared};
 use crate::metrics::recorder::Snapshot;
 use crate::model::{Image, StreamId};
@@ -118,7 +118,7 @@ pub fn run_shard<D: Dialect>(
                 Rc::new(Member {
                     model,
                     group: m.group.clone(),
-                    outages: outages(scenario, &clock, &m.group),
+                    incidents: incidents(scenario, &clock, &m.group),
                 })
             })
         })
@@ -217,9 +217,9 @@ fn plan_model(plan: &Plan<'_>, name: &str) -> Option<crate::scenario::DeviceMode
     plan.model_named(name).cloned()
 }
 
-/// The scenario's outages that reach `group`, in simulated time, each deciding its devices
-/// from the phase's own random stream.
-pub fn outages(scenario: &Scenario, clock: &RunClock, group: &str) -> Vec<Outage> {
+/// What the scenario's outage and fault phases do to `group`, in simulated time and in time
+/// order, each deciding its devices from the phase's own random stream.
+pub fn incidents(scenario: &Scenario, clock: &RunClock, group: &str) -> Vec<Incident> {
     let start = clock.start();
     scenario
         .phases
@@ -227,12 +227,26 @@ pub fn outages(scenario: &Scenario, clock: &RunClock, group: &str) -> Vec<Outage
         .enumerate()
         .filter(|(_, phase)| phase.group.as_deref().is_none_or(|g| g == group))
         .filter_map(|(k, phase)| match phase.action {
-            Action::Outage { share, duration } => Some(Outage {
+            Action::Outage { share, duration } => Some(Incident {
                 start: clock.sim(start + phase.at),
                 end: clock.sim(start + phase.at + duration),
                 share,
                 stream: StreamId::phase(u32::try_from(k).unwrap_or(u32::MAX)),
+                kind: IncidentKind::Outage,
             }),
+            Action::Fault { kind, share, duration } => {
+                let begins = clock.sim(start + phase.at);
+                Some(Incident {
+                    start: begins,
+                    // An instant fault is in force for a microsecond: the wake at its start.
+                    end: clock
+                        .sim(start + phase.at + duration)
+                        .max(begins.after(Duration::from_micros(1))),
+                    share,
+                    stream: StreamId::phase(u32::try_from(k).unwrap_or(u32::MAX)),
+                    kind: IncidentKind::Fault(kind),
+                })
+            }
             _ => None,
         })
         .collect()

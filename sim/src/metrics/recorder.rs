@@ -223,6 +223,10 @@ names!(
         AlertsMissed => "alerts.missed",
         /// Alerts the backend raised that nothing called for.
         AlertsUnexpected => "alerts.unexpected",
+        /// Reports made in a fault: a stuck or out-of-range sensor, an error burst.
+        FaultReports => "faults.reports",
+        /// Watchdog resets devices went through.
+        WatchdogResets => "faults.resets",
     }
 );
 

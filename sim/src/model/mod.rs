@@ -23,6 +23,7 @@
 pub mod battery;
 pub mod certificate;
 pub mod draw;
+pub mod faults;
 pub mod link;
 pub mod ota;
 pub mod telemetry;
@@ -32,6 +33,7 @@ pub use rand_chacha::rand_core::Rng;
 
 pub use battery::{Battery, Charge};
 pub use certificate::Renewal;
+pub use faults::{FaultKind, FaultSet, Faults, Spell};
 pub use link::{Backoff, Link, LinkPhase, Signal};
 pub use ota::{Image, Ota, Outcome};
 pub use telemetry::{PayloadFormat, Reading, Telemetry};
@@ -64,6 +66,10 @@ impl StreamId {
     pub const BATTERY: StreamId = StreamId(5);
     /// Firmware update interruptions and outcomes.
     pub const OTA: StreamId = StreamId(6);
+    /// The drift of the device's clock.
+    pub const CLOCK: StreamId = StreamId(7);
+    /// First of the fault streams, one a kind of fault (`faults::FaultKind`): 10 to 13.
+    pub const FAULTS: StreamId = StreamId(10);
     /// First stream number of the per-phase streams.
     pub const PHASE_BASE: u64 = 1000;
 

@@ -83,6 +83,8 @@ pub struct Reading<'a> {
     pub rssi: Option<i16>,
     /// The firmware version it runs.
     pub firmware: &'a str,
+    /// The error codes it reports (an error burst: `crate::model::faults`); none usually.
+    pub errors: &'a [u16],
 }
 
 /// Appends UTF-8 text to a byte buffer, so payloads are formatted in place
@@ -112,12 +114,14 @@ impl Telemetry {
     /// Clears `out` and writes the report for `reading` in the model's format.
     ///
     /// JSON: `{"seq":..,"uptime_s":..,"battery":..,"volts":..,"low_battery":true,"rssi":..,
-    /// "fw":"..","value":..}` (battery, volts and rssi omitted when `None`, `low_battery` only
-    /// when true, `fw` when known, non-finite numbers written as `null`), padded to exactly
-    /// `payload_bytes` when that is larger than the bare object.
+    /// "fw":"..","errors":[..],"value":..}` (battery, volts and rssi omitted when `None`,
+    /// `low_battery` only when true, `fw` when known, `errors` only in an error burst,
+    /// non-finite numbers written as `null`), padded to exactly `payload_bytes` when that is
+    /// larger than the bare object.
     ///
     /// CBOR: a map of the same keys, `uptime_s` and `value` as 64-bit floats, `battery` and
-    /// `volts` as 32-bit ones, `seq` and `rssi` as integers, `low_battery` as `true`; padded to
+    /// `volts` as 32-bit ones, `seq` and `rssi` as integers, `low_battery` as `true`, `errors`
+    /// as an array of integers; padded to
     /// exactly `payload_bytes` with a `"pad"` byte string when that leaves room for one (five
     /// bytes or more past the bare map).
     pub fn write_payload(&self, out: &mut Vec<u8>, reading: &Reading) {
@@ -134,8 +138,9 @@ impl Telemetry {
             + u8::from(reading.volts.is_some())
             + u8::from(reading.low_battery)
             + u8::from(reading.rssi.is_some())
-            + u8::from(!reading.firmware.is_empty());
-        // A map of at most 8 pairs: its header is one byte, whether the pad joins or not.
+            + u8::from(!reading.firmware.is_empty())
+            + u8::from(!reading.errors.is_empty());
+        // A map of at most 9 pairs: its header is one byte, whether the pad joins or not.
         out.push(0xa0 | pairs);
         cbor::text(out, "seq");
         cbor::int(out, i64::try_from(reading.seq).unwrap_or(i64::MAX));
@@ -160,6 +165,13 @@ impl Telemetry {
         if !reading.firmware.is_empty() {
             cbor::text(out, "fw");
             cbor::text(out, reading.firmware);
+        }
+        if !reading.errors.is_empty() {
+            cbor::text(out, "errors");
+            cbor::array(out, reading.errors.len());
+            for &code in reading.errors {
+                cbor::int(out, i64::from(code));
+            }
         }
         cbor::text(out, "value");
         cbor::f64(out, reading.value);
@@ -196,6 +208,13 @@ impl Telemetry {
         if !reading.firmware.is_empty() {
             let _ = w.write_str(",\"fw\":");
             json_string(&mut w, reading.firmware);
+        }
+        if !reading.errors.is_empty() {
+            let _ = w.write_str(",\"errors\":[");
+            for (k, code) in reading.errors.iter().enumerate() {
+                let _ = write!(w, "{}{code}", if k > 0 { "," } else { "" });
+            }
+            let _ = w.write_char(']');
         }
         let _ = w.write_str(",\"value\":");
         number(&mut w, reading.value);
@@ -262,6 +281,11 @@ mod cbor {
                 out.extend_from_slice(&value.to_be_bytes());
             }
         }
+    }
+
+    /// The head of an array of `len` items.
+    pub fn array(out: &mut Vec<u8>, len: usize) {
+        head(out, 4, len as u64);
     }
 
     /// A text string.
@@ -381,6 +405,7 @@ mod tests {
             value: 21.5,
             rssi: None,
             firmware: "",
+            errors: &[],
         }
     }
 
@@ -494,6 +519,16 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             r#"{"seq":17,"uptime_s":123.456,"fw":"1.4.2","value":21.500}"#
         );
+        // An error burst's codes, as an array.
+        let failing = Reading {
+            errors: &[17, 42],
+            ..reading(None)
+        };
+        telemetry(0).write_payload(&mut out, &failing);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"seq":17,"uptime_s":123.456,"errors":[17,42],"value":21.500}"#
+        );
         // A version the backend sent, quotes and all, still makes a JSON object.
         let odd = Reading {
             firmware: "2.0 \"beta\"\\\n",
@@ -521,6 +556,11 @@ mod tests {
                 Type::Bool => d.bool().expect("bool").to_string(),
                 Type::Bytes => format!("{} bytes", d.bytes().expect("bytes").len()),
                 Type::String => d.str().expect("text").to_owned(),
+                Type::Array => {
+                    let len = d.array().expect("an array").expect("of known length");
+                    let items: Vec<String> = (0..len).map(|_| d.u64().expect("uint").to_string()).collect();
+                    items.join(",")
+                }
                 other => panic!("{key}: unexpected {other:?}"),
             };
             out.push((key, value));
@@ -541,6 +581,7 @@ mod tests {
             low_battery: true,
             rssi: Some(-97),
             firmware: "0.9.4",
+            errors: &[17, 4242],
             ..reading(Some(0.05))
         };
         cbor(0).write_payload(&mut out, &full);
@@ -552,9 +593,16 @@ mod tests {
             ("low_battery", "true"),
             ("rssi", "-97"),
             ("fw", "0.9.4"),
+            ("errors", "17,4242"),
             ("value", "21.500"),
         ]);
         assert_eq!(decoded(&out), want);
+        // Padded, with the errors in: still the exact size.
+        cbor(128).write_payload(&mut out, &full);
+        assert_eq!(out.len(), 128);
+        let padded = decoded(&out);
+        assert_eq!(padded[..9], want[..], "the readings, then the pad");
+        assert_eq!(padded[9].0, "pad");
         cbor(0).write_payload(&mut out, &reading(None));
         let mains = pairs(&[("seq", "17"), ("uptime_s", "123.456"), ("value", "21.500")]);
         assert_eq!(decoded(&out), mains, "a mains device says no battery");

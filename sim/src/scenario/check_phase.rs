@@ -10,6 +10,7 @@ use super::error::{FileError, KeyPath};
 use super::file::{FirmwareSection, PhaseSection, RolloutSection};
 use super::typed::{Action, AlertRule, COMMANDS, Campaign, Fleet, ModelSet, Phase};
 use super::units::DisplayDuration;
+use crate::model::FaultKind;
 
 /// Checks phase `index` of a scenario whose run lasts `duration`.
 pub(super) fn check_phase(
@@ -151,6 +152,54 @@ pub(super) fn check_phase(
                 }
             };
             (p.at.0, p.group, Action::Alert(rule))
+        }
+        PhaseSection::Fault(p) => {
+            let share = share_of("share", p.share.0)?;
+            let Some(kind) = FaultKind::parse(&p.fault) else {
+                let kinds: Vec<String> = FaultKind::ALL.iter().map(|k| format!("\"{}\"", k.name())).collect();
+                return Err(err(
+                    "fault",
+                    format!("expected one of {}, found \"{}\"", kinds.join(", "), p.fault),
+                ));
+            };
+            let duration_of_fault = match (kind, p.duration) {
+                (FaultKind::WatchdogReset, Some(_)) => {
+                    return Err(err(
+                        "duration",
+                        "a watchdog reset is instant: remove `duration`".to_owned(),
+                    ));
+                }
+                (FaultKind::WatchdogReset, None) => Duration::ZERO,
+                (_, None) => {
+                    return Err(err(
+                        "duration",
+                        format!("missing: how long the {} lasts, e.g. \"5m\"", kind.name()),
+                    ));
+                }
+                (_, Some(d)) if d.0.is_zero() => {
+                    return Err(err("duration", "expected a duration above zero".to_owned()));
+                }
+                (_, Some(d)) => d.0,
+            };
+            if p.at.0 + duration_of_fault > duration {
+                return Err(err(
+                    "duration",
+                    format!(
+                        "the fault would end at {}, after the run ends at {}",
+                        DisplayDuration(p.at.0 + duration_of_fault),
+                        DisplayDuration(duration)
+                    ),
+                ));
+            }
+            (
+                p.at.0,
+                p.group,
+                Action::Fault {
+                    kind,
+                    share,
+                    duration: duration_of_fault,
+                },
+            )
         }
     };
     if let Some(group) = &group

@@ -21,7 +21,16 @@ use super::error::{FileError, KeyPath, KeySeg};
 use super::file::{PhaseSection, ScenarioFile};
 
 /// The actions a `[[phase]]` may take, in the order error messages list them.
-pub const PHASE_ACTIONS: [&str; 7] = ["config", "command", "ota", "outage", "decommission", "rotate", "alert"];
+pub const PHASE_ACTIONS: [&str; 8] = [
+    "config",
+    "command",
+    "ota",
+    "outage",
+    "decommission",
+    "rotate",
+    "alert",
+    "fault",
+];
 
 /// A parsed file: its name, its text, and the spanned tree errors are located in.
 pub struct Source<'t> {
@@ -111,6 +120,7 @@ impl<'t> Source<'t> {
                 "decommission" => PhaseSection::Decommission(self.decode_table(table, &path)?),
                 "rotate" => PhaseSection::Rotate(self.decode_table(table, &path)?),
                 "alert" => PhaseSection::Alert(self.decode_table(table, &path)?),
+                "fault" => PhaseSection::Fault(self.decode_table(table, &path)?),
                 other => {
                     let message = format!("expected one of {expected}, found \"{other}\"");
                     return Err(self.error_at(action_span, action_path, &message));

@@ -4,14 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::model::faults::DEFAULT_OUT_OF_RANGE;
 use crate::model::link::DEFAULT_CONNECT_TIMEOUT;
-use crate::model::{Backoff, Battery, Link, Ota, Renewal, Signal, Telemetry};
+use crate::model::telemetry::{VALUE_MAX, VALUE_MIN};
+use crate::model::{Backoff, Battery, Faults, Link, Ota, Renewal, Signal, Spell, Telemetry};
 
 use super::decode::Source;
 use super::error::{FileError, KeyPath};
 use super::file::{
-    BatterySection, CertificateSection, DeviceModelFile, LinkSection, Lwm2mSection, OtaSection, ProtocolKind,
-    SignalSection, TelemetrySection,
+    BatterySection, CertificateSection, DeviceModelFile, FaultsSection, LinkSection, Lwm2mSection, OtaSection,
+    ProtocolKind, SignalSection, SpellSection, TelemetrySection,
 };
 use super::units::DisplayDuration;
 
@@ -67,6 +69,8 @@ pub struct DeviceModel {
     pub certificate: Option<Renewal>,
     /// The registration lifetime an LwM2M device asks for, in simulated time.
     pub lifetime: Duration,
+    /// What goes wrong inside it on its own (nothing, by default).
+    pub faults: Faults,
 }
 
 /// The registration lifetime an LwM2M device asks for when its model names none: the
@@ -137,6 +141,10 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
     // A duty-cycled device updates its registration when it wakes to report.
     let asleep_up_to = telemetry.duty_cycle.then_some(longest_gap);
     let lifetime = check_lwm2m(&err, raw.protocol, asleep_up_to, raw.lwm2m)?;
+    let faults = match raw.faults {
+        Some(f) => check_faults(&err, f, &telemetry)?,
+        None => Faults::default(),
+    };
 
     Ok(DeviceModel {
         file: file.to_owned(),
@@ -151,6 +159,7 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
         ota,
         certificate,
         lifetime,
+        faults,
     })
 }
 
@@ -222,6 +231,98 @@ fn check_telemetry(err: &ErrorAt<'_>, t: TelemetrySection) -> Result<Telemetry, 
         qos,
         duty_cycle: t.duty_cycle,
         format: t.format.unwrap_or_default(),
+    })
+}
+
+/// The most error codes a burst reports.
+const MAX_ERROR_CODES: usize = 8;
+
+/// The largest clock drift a model may set: a crystal a thousand times worse than a
+/// watch's, and ten times worse than the cheapest RC oscillator a device boots on.
+const MAX_CLOCK_DRIFT_PPM: f64 = 10_000.0;
+
+fn check_faults(err: &ErrorAt<'_>, f: FaultsSection, telemetry: &Telemetry) -> Result<Faults, FileError> {
+    let spell = |key: &str, s: Option<SpellSection>| -> Result<Option<Spell>, FileError> {
+        let Some(s) = s else { return Ok(None) };
+        if s.lasts.0.is_zero() {
+            return Err(err(
+                &["faults", key, "lasts"],
+                "expected a duration above zero, found \"0\"".to_owned(),
+            ));
+        }
+        if s.every.0 <= s.lasts.0 {
+            return Err(err(
+                &["faults", key, "every"],
+                format!(
+                    "expected longer than lasts ({}), found \"{}\": it is the mean time between the fault's starts",
+                    DisplayDuration(s.lasts.0),
+                    DisplayDuration(s.every.0)
+                ),
+            ));
+        }
+        Ok(Some(Spell {
+            every: s.every.0,
+            lasts: s.lasts.0,
+        }))
+    };
+    let out_of_range_value = f.out_of_range_value.unwrap_or(DEFAULT_OUT_OF_RANGE);
+    if !out_of_range_value.is_finite() || (VALUE_MIN..=VALUE_MAX).contains(&out_of_range_value) {
+        return Err(err(
+            &["faults", "out_of_range_value"],
+            format!(
+                "expected a number outside the sensor's range {VALUE_MIN} to {VALUE_MAX}, found {out_of_range_value}"
+            ),
+        ));
+    }
+    let codes = f.error_codes.unwrap_or_default();
+    if codes.len() > MAX_ERROR_CODES {
+        return Err(err(
+            &["faults", "error_codes"],
+            format!("expected at most {MAX_ERROR_CODES} codes, found {}", codes.len()),
+        ));
+    }
+    let error_codes = codes
+        .iter()
+        .map(|&code| {
+            u16::try_from(code).ok().filter(|&c| c > 0).ok_or_else(|| {
+                err(
+                    &["faults", "error_codes"],
+                    format!("expected codes from 1 to 65535, found {code}"),
+                )
+            })
+        })
+        .collect::<Result<Vec<u16>, FileError>>()?;
+    let watchdog_every = match f.watchdog_reset {
+        Some(w) if w.every.0.is_zero() => {
+            return Err(err(
+                &["faults", "watchdog_reset", "every"],
+                "expected a duration above zero, found \"0\"".to_owned(),
+            ));
+        }
+        Some(_) if telemetry.duty_cycle => {
+            return Err(err(
+                &["faults", "watchdog_reset"],
+                "a duty-cycled device holds no connection for a reset to drop; remove watchdog_reset or set duty_cycle = false".to_owned(),
+            ));
+        }
+        Some(w) => Some(w.every.0),
+        None => None,
+    };
+    let clock_drift_ppm = f.clock_drift_ppm.unwrap_or(0.0);
+    if !(0.0..=MAX_CLOCK_DRIFT_PPM).contains(&clock_drift_ppm) {
+        return Err(err(
+            &["faults", "clock_drift_ppm"],
+            format!("expected 0 to {MAX_CLOCK_DRIFT_PPM} parts per million, found {clock_drift_ppm}"),
+        ));
+    }
+    Ok(Faults {
+        stuck_sensor: spell("stuck_sensor", f.stuck_sensor)?,
+        out_of_range: spell("out_of_range", f.out_of_range)?,
+        out_of_range_value,
+        error_burst: spell("error_burst", f.error_burst)?,
+        error_codes,
+        watchdog_every,
+        clock_drift_ppm,
     })
 }
 

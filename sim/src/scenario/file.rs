@@ -362,6 +362,8 @@ pub enum PhaseSection {
     Rotate(RotatePhase),
     /// Set an alert rule on the backend, whose alerts the run then measures.
     Alert(AlertPhase),
+    /// Put a share of the fleet in a fault for a while.
+    Fault(FaultPhase),
 }
 
 impl PhaseSection {
@@ -375,6 +377,7 @@ impl PhaseSection {
             Self::Decommission(p) => p.at.0,
             Self::Rotate(p) => p.at.0,
             Self::Alert(p) => p.at.0,
+            Self::Fault(p) => p.at.0,
         }
     }
 }
@@ -474,6 +477,24 @@ pub struct OutagePhase {
     pub duration: DurationValue,
 }
 
+/// `action = "fault"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultPhase {
+    /// When the fault starts.
+    pub at: DurationValue,
+    /// Target group; the whole fleet when omitted.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Share of the target put in the fault.
+    pub share: PercentValue,
+    /// Which fault: `stuck_sensor`, `out_of_range`, `error_burst` or `watchdog_reset`.
+    pub fault: String,
+    /// How long it lasts; not for `watchdog_reset`, which is instant.
+    #[serde(default)]
+    pub duration: Option<DurationValue>,
+}
+
 /// `action = "decommission"`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -560,6 +581,59 @@ pub struct DeviceModelFile {
     /// How an LwM2M device (`protocol = "coap"`) registers with its server.
     #[serde(default)]
     pub lwm2m: Option<Lwm2mSection>,
+    /// What goes wrong inside the device on its own, and how fast its clock drifts.
+    #[serde(default)]
+    pub faults: Option<FaultsSection>,
+}
+
+/// `[faults]`: each fault at its own rate. A fault with `every` and `lasts` comes on average
+/// once every `every` and lasts `lasts`; a watchdog reset is instant.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsSection {
+    /// The sensor repeats its last reading.
+    #[serde(default)]
+    pub stuck_sensor: Option<SpellSection>,
+    /// The sensor reads `out_of_range_value`.
+    #[serde(default)]
+    pub out_of_range: Option<SpellSection>,
+    /// What an out-of-range sensor reads; -127 (a temperature probe with its wire cut) when
+    /// omitted.
+    #[serde(default)]
+    pub out_of_range_value: Option<f64>,
+    /// Reports carry `error_codes`.
+    #[serde(default)]
+    pub error_burst: Option<SpellSection>,
+    /// The codes an error burst reports (also an injected one), 1 to 65535; `[1]` when
+    /// omitted.
+    #[serde(default)]
+    pub error_codes: Option<Vec<i64>>,
+    /// The device resets: its connection drops without a goodbye and it boots again.
+    #[serde(default)]
+    pub watchdog_reset: Option<WatchdogSection>,
+    /// The largest drift of the device's clock, parts per million: each device's clock runs
+    /// fast or slow by its own share of it, so its reports come that much early or late and
+    /// the uptime it reports drifts.
+    #[serde(default)]
+    pub clock_drift_ppm: Option<f64>,
+}
+
+/// A recurring fault of `[faults]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpellSection {
+    /// Mean time between its starts, in simulated time.
+    pub every: DurationValue,
+    /// How long it lasts, shorter than `every`.
+    pub lasts: DurationValue,
+}
+
+/// `[faults] watchdog_reset`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogSection {
+    /// Mean time between resets, in simulated time.
+    pub every: DurationValue,
 }
 
 /// `[lwm2m]`.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::device_model::DeviceModel;
 use super::file::WorkerLoss;
 use super::gate::Gate;
+use crate::model::FaultKind;
 
 /// Device models by name.
 pub type ModelSet = BTreeMap<String, DeviceModel>;
@@ -181,6 +182,15 @@ pub enum Action {
     },
     /// Set an alert rule on the backend.
     Alert(AlertRule),
+    /// Put a share of the target in a fault for a while.
+    Fault {
+        /// Which fault.
+        kind: FaultKind,
+        /// Share of the target, a fraction.
+        share: f64,
+        /// How long (zero for an instant fault: a watchdog reset).
+        duration: Duration,
+    },
 }
 
 /// An alert rule an `alert` phase sets.
@@ -213,6 +223,7 @@ impl Action {
             Self::Decommission { .. } => "decommission",
             Self::Rotate { .. } => "rotate",
             Self::Alert(_) => "alert",
+            Self::Fault { .. } => "fault",
         }
     }
 }

@@ -97,6 +97,8 @@ impl Diary {
                 "connect": errors.connect,
                 "connection_lost": errors.connection_lost,
                 "ota": errors.ota,
+                "resets": errors.resets,
+                "error_reports": errors.error_reports,
             },
             "log_entries": self.journal.written(),
         });
@@ -208,7 +210,7 @@ mod tests {
         // bytes and its counts, a pointer to the pending command, an empty map, the config
         // version and a firmware name: 200 bytes, in mimalloc's 224-byte class.
         assert_eq!(std::mem::size_of::<Diary>(), 200);
-        assert_eq!(std::mem::size_of::<Journal>(), 144);
+        assert_eq!(std::mem::size_of::<Journal>(), 148);
     }
 
     #[test]
@@ -279,7 +281,7 @@ mod tests {
             snapshot.result,
             json!({"status": "ok", "output": {
                 "uptime_s": 93.25, "firmware": "1.4.2", "config_version": 3,
-                "errors": {"provision": 0, "connect": 1, "connection_lost": 0, "ota": 0},
+                "errors": {"provision": 0, "connect": 1, "connection_lost": 0, "ota": 0, "resets": 0, "error_reports": 0},
                 "log_entries": 2, "battery": 0.14, "low_battery": true, "rssi": -97, "reading": 21.5,
             }})
         );

@@ -60,8 +60,9 @@ impl Operator for Embedded {
                 json!({ "picked": picked.len(), "asked": asked, "grace_s": grace.as_secs_f64() })
             }
             Action::Alert(rule) => self.set_alert_rule(&cx, *rule, errors).await,
-            // Devices cut themselves off; the engine never asks.
-            Action::Outage { .. } => Value::Null,
+            // Devices cut themselves off, and fall into faults, on their own; the engine
+            // never asks.
+            Action::Outage { .. } | Action::Fault { .. } => Value::Null,
         };
         played
     }

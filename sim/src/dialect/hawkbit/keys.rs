@@ -59,13 +59,13 @@ impl Keys for Hawkbit {
     fn refuse(scenario: &Scenario) -> Result<(), String> {
         let has_api = scenario.backend.api.is_some();
         match scenario.phases.iter().find(|p| match p.action {
-            Action::Outage { .. } => false,
+            Action::Outage { .. } | Action::Fault { .. } => false,
             Action::Ota(_) | Action::Decommission { .. } => !has_api,
             Action::Config { .. } | Action::Command { .. } | Action::Rotate { .. } | Action::Alert(_) => true,
         }) {
             Some(phase) => Err(format!(
                 "{}: phase \"{}\" at {}: against a hawkBit server fleetsim runs \"ota\" and \"decommission\" \
-                 phases (with backend.api set) and \"outage\" phases; DDI has no config push, commands, certificates or alert rules",
+                 phases (with backend.api set), \"outage\" and \"fault\" phases; DDI has no config push, commands, certificates or alert rules",
                 scenario.file.display(),
                 phase.action.name(),
                 DisplayDuration(phase.at)

@@ -48,12 +48,13 @@ impl Operator for Hawkbit {
                 json!({ "picked": picked.len(), "decommissioned": done })
             }
             // Refused before the run (`keys`): DDI has no config push, commands or
-            // certificates, and devices cut themselves off.
+            // certificates, and devices cut themselves off (and fall into faults) on their own.
             Action::Config { .. }
             | Action::Command { .. }
             | Action::Rotate { .. }
             | Action::Alert(_)
-            | Action::Outage { .. } => Value::Null,
+            | Action::Outage { .. }
+            | Action::Fault { .. } => Value::Null,
         };
         played
     }
