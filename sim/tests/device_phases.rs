@@ -291,6 +291,11 @@ fn commands_are_answered_and_reboot_comes_back_after_boot() {
     assert_eq!(at_times(Action::Leave), [at.after(MINUTE)]);
     let connects = at_times(Action::Connect);
     assert_eq!(connects.last(), Some(&at.after(MINUTE).after(BOOT)), "{connects:?}");
+    assert_eq!(
+        life.device.booted(),
+        Some(at.after(MINUTE).after(BOOT)),
+        "its uptime counts from the boot"
+    );
 }
 
 #[test]
