@@ -11,8 +11,8 @@
 //! the device decommissioned). Each raise and clear is audited through the registry's group
 //! commit, off the device's path, and counted for `/metrics`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -53,6 +53,14 @@ pub struct Monitor {
     active: Mutex<HashMap<String, Vec<Alert>>>,
     /// Devices that disconnected, since when (unix ms); forgotten when they connect again.
     offline_since: Mutex<HashMap<String, u64>>,
+    /// Each device's newest reports with error codes (unix ms), while an error-codes rule
+    /// is in force: as many as the largest count asks, within the widest window.
+    error_times: Mutex<HashMap<String, VecDeque<u64>>>,
+    /// Each device's last reading (its bits) and how many reports in a row carried it, while
+    /// a sensor-stuck rule is in force.
+    values: Mutex<HashMap<String, (u64, u32)>>,
+    /// A sensor-stuck rule is in force.
+    watch_values: AtomicBool,
     /// Each device's group, looked up once a group's rule needs it.
     groups: Mutex<HashMap<String, Option<Arc<str>>>>,
     /// Alerts raised since the backend started.
@@ -66,11 +74,15 @@ impl Monitor {
     /// next change through the API loads them again).
     pub fn new(registry: Registry) -> Self {
         let rules = registry.alert_rules().unwrap_or_default();
+        let watch_values = AtomicBool::new(watches_values(&rules));
         Self {
             registry,
             rules: RwLock::new(rules.into()),
             active: Mutex::new(HashMap::new()),
             offline_since: Mutex::new(HashMap::new()),
+            error_times: Mutex::new(HashMap::new()),
+            values: Mutex::new(HashMap::new()),
+            watch_values,
             groups: Mutex::new(HashMap::new()),
             raised: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
@@ -82,6 +94,14 @@ impl Monitor {
     pub fn reload(&self) -> Result<(), crate::registry::RegistryError> {
         let rules: Arc<[AlertRule]> = self.registry.alert_rules()?.into();
         let numbers: Vec<i64> = rules.iter().map(AlertRule::number).collect();
+        // What the rules no longer in force watched is forgotten.
+        if !rules.iter().any(|r| matches!(r.kind, RuleKind::ErrorCodes { .. })) {
+            lock(&self.error_times).clear();
+        }
+        self.watch_values.store(watches_values(&rules), Ordering::Relaxed);
+        if !watches_values(&rules) {
+            lock(&self.values).clear();
+        }
         *self.rules.write().unwrap_or_else(PoisonError::into_inner) = rules;
         let gone = self.take_where(|alert| !numbers.contains(&alert.number));
         for alert in gone {
@@ -147,6 +167,117 @@ impl Monitor {
         }
     }
 
+    /// Whether a rule watches sensor readings: a device's reading is passed on only then (one
+    /// atomic load a telemetry message).
+    pub fn watches_values(&self) -> bool {
+        self.watch_values.load(Ordering::Relaxed)
+    }
+
+    /// Device `device_id` reported a telemetry message that carried error codes at `at_ms`:
+    /// an error-codes rule whose count it reaches within its window raises.
+    pub async fn errors(&self, device_id: &str, at_ms: u64) {
+        let rules = self.rules();
+        let watched: Vec<(&AlertRule, u32, f64)> = rules
+            .iter()
+            .filter_map(|rule| match rule.kind {
+                RuleKind::ErrorCodes { at_least, within_s } => Some((rule, at_least, within_s)),
+                _ => None,
+            })
+            .collect();
+        let (Some(keep), Some(widest)) = (
+            watched.iter().map(|(_, n, _)| *n).max(),
+            watched.iter().map(|(_, _, w)| *w).reduce(f64::max),
+        ) else {
+            return;
+        };
+        let recent: Vec<u64> = {
+            let mut times = lock(&self.error_times);
+            let times = match times.get_mut(device_id) {
+                Some(times) => times,
+                None => times.entry(device_id.to_owned()).or_default(),
+            };
+            times.push_back(at_ms);
+            // Only the newest reports within the widest window can count.
+            let oldest = at_ms.saturating_sub(secs_ms(widest));
+            while times.len() > keep as usize || times.front().is_some_and(|&t| t < oldest) {
+                times.pop_front();
+            }
+            times.iter().copied().collect()
+        };
+        for (rule, at_least, within_s) in watched {
+            let since = at_ms.saturating_sub(secs_ms(within_s));
+            let within = recent.iter().filter(|&&t| t >= since).count();
+            if within >= at_least as usize
+                && !self.is_raised(rule.number(), device_id)
+                && self.in_group(rule, device_id).await
+            {
+                let cause = json!({ "reports": within, "within_s": within_s });
+                self.raise(rule, device_id, at_ms, cause);
+            }
+        }
+    }
+
+    /// Device `device_id`'s sensor read `value` at `at_ms`: a sensor-stuck rule whose count of
+    /// the same reading in a row it reaches raises; a reading that changed clears.
+    pub async fn value(&self, device_id: &str, value: f64, at_ms: u64) {
+        let run = {
+            let mut values = lock(&self.values);
+            let bits = value.to_bits();
+            match values.get_mut(device_id) {
+                Some((last, run)) if *last == bits => {
+                    *run = run.saturating_add(1);
+                    *run
+                }
+                Some(entry) => {
+                    *entry = (bits, 1);
+                    1
+                }
+                None => {
+                    values.insert(device_id.to_owned(), (bits, 1));
+                    1
+                }
+            }
+        };
+        for rule in self.rules().iter() {
+            let RuleKind::SensorStuck { reports } = rule.kind else {
+                continue;
+            };
+            let raised = self.is_raised(rule.number(), device_id);
+            if run >= reports && !raised && self.in_group(rule, device_id).await {
+                let cause = json!({ "value": value, "reports": run });
+                self.raise(rule, device_id, at_ms, cause);
+            } else if run == 1 && raised {
+                self.clear(rule.number(), device_id, "the reading changed");
+            }
+        }
+    }
+
+    /// Clears the error-codes alerts of devices that reported no error codes for the rule's
+    /// window by `now_ms`.
+    fn clear_quiet_errors(&self, rules: &[AlertRule], now_ms: u64) {
+        for rule in rules {
+            let RuleKind::ErrorCodes { within_s, .. } = rule.kind else {
+                continue;
+            };
+            let quiet: Vec<String> = {
+                let active = lock(&self.active);
+                let times = lock(&self.error_times);
+                active
+                    .iter()
+                    .filter(|(_, alerts)| alerts.iter().any(|a| a.number == rule.number()))
+                    .filter(|(device, _)| {
+                        let last = times.get(device.as_str()).and_then(|t| t.back().copied());
+                        last.is_none_or(|last| now_ms.saturating_sub(last) > secs_ms(within_s))
+                    })
+                    .map(|(device, _)| device.clone())
+                    .collect()
+            };
+            for device_id in quiet {
+                self.clear(rule.number(), &device_id, "no error codes within the window");
+            }
+        }
+    }
+
     /// Device `device_id` connected: it is not offline, and its offline alerts clear.
     pub fn connected(&self, device_id: &str) {
         let was_offline = lock(&self.offline_since).remove(device_id).is_some();
@@ -174,6 +305,8 @@ impl Monitor {
     /// The device was decommissioned: its alerts clear and it is watched no more.
     pub fn forget(&self, device_id: &str) {
         lock(&self.offline_since).remove(device_id);
+        lock(&self.error_times).remove(device_id);
+        lock(&self.values).remove(device_id);
         lock(&self.groups).remove(device_id);
         let alerts = lock(&self.active).remove(device_id).unwrap_or_default();
         for alert in alerts {
@@ -185,6 +318,7 @@ impl Monitor {
     /// now (one that is has come back since it was noted offline).
     pub async fn sweep(&self, now_ms: u64, live: impl Fn(&str) -> bool) {
         let rules = self.rules();
+        self.clear_quiet_errors(&rules, now_ms);
         let offline_rules: Vec<&AlertRule> = rules
             .iter()
             .filter(|rule| matches!(rule.kind, RuleKind::OfflineFor { .. }))
@@ -302,6 +436,19 @@ impl Monitor {
             });
         }
     }
+}
+
+/// Whether `rules` hold a sensor-stuck rule.
+fn watches_values(rules: &[AlertRule]) -> bool {
+    rules
+        .iter()
+        .any(|rule| matches!(rule.kind, RuleKind::SensorStuck { .. }))
+}
+
+/// `s` seconds in whole milliseconds.
+fn secs_ms(s: f64) -> u64 {
+    // Windows are at most a day: far inside u64.
+    (s * 1000.0) as u64
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -161,3 +161,85 @@ async fn a_device_away_longer_than_the_rule_allows_is_alerted_until_it_connects_
     assert_eq!(get(&t, "/api/v1/alert-rules").await, json!({"rules": []}));
     t.stop().await;
 }
+
+/// Device `id` sends each telemetry body in turn, each acknowledged.
+async fn send(client: &AsyncClient, eventloop: &mut EventLoop, id: &str, bodies: &[Value]) {
+    for body in bodies {
+        client
+            .publish(
+                format!("fleet/v1/d/{id}/telemetry"),
+                QoS::AtLeastOnce,
+                false,
+                body.to_string(),
+            )
+            .await
+            .expect("queue");
+        wait_for(eventloop, |p| matches!(p, Packet::PubAck(_))).await;
+    }
+}
+
+#[tokio::test]
+async fn error_codes_past_a_rate_and_a_stuck_sensor_raise_alerts_that_clear_when_they_stop() {
+    let t = TestBackend::start().await;
+    for (bad, code) in [
+        (r#"{"kind": "error_codes", "at_least": 2}"#, "bad_request"),
+        (
+            r#"{"kind": "error_codes", "at_least": 2, "within_s": 1, "below": 0.2}"#,
+            "bad_request",
+        ),
+        (r#"{"kind": "sensor_stuck", "reports": 1}"#, "out_of_range"),
+        (
+            r#"{"kind": "error_codes", "at_least": 0, "within_s": 1}"#,
+            "out_of_range",
+        ),
+        (r#"{"kind": "sensor_frozen", "reports": 3}"#, "bad_request"),
+    ] {
+        let (status, body) = rule(&t, bad).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some(code)), "{bad}: {body}");
+    }
+    let (status, errors) = rule(&t, r#"{"kind": "error_codes", "at_least": 2, "within_s": 1}"#).await;
+    assert_eq!(status, 201, "{errors}");
+    assert_eq!(errors["rule"]["at_least"], 2, "{errors}");
+    let (status, stuck) = rule(&t, r#"{"kind": "sensor_stuck", "reports": 3}"#).await;
+    assert_eq!(status, 201, "{stuck}");
+
+    let (client, mut eventloop, id) = t.device("SN-FAULTY").await;
+    // One report with codes: under the rate. A second within the second: over it.
+    send(&client, &mut eventloop, &id, &[json!({"value": 1.0, "errors": [5]})]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        get(&t, "/api/v1/alerts").await["alerts"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    send(&client, &mut eventloop, &id, &[json!({"value": 1.0, "errors": [5, 9]})]).await;
+    let alerts = alerts_until(&t, "an error-codes alert", |a| a.len() == 1).await;
+    assert_eq!(alerts[0]["kind"], "error_codes");
+    assert_eq!(alerts[0]["cause"], json!({"reports": 2, "within_s": 1.0}));
+    let view = get(&t, &format!("/api/v1/devices/{id}")).await;
+    assert_eq!(view["status"]["error_reports"], 2, "{view}");
+    assert_eq!(view["status"]["last_errors"], json!([5, 9]), "{view}");
+
+    // The third reading of 1.0 in a row: stuck. Quiet for the window: the error alert clears.
+    send(&client, &mut eventloop, &id, &[json!({"value": 1.0})]).await;
+    let alerts = alerts_until(&t, "stuck, and the errors quiet", |a| {
+        a.len() == 1 && a[0]["kind"] == "sensor_stuck"
+    })
+    .await;
+    assert_eq!(alerts[0]["cause"], json!({"value": 1.0, "reports": 3}));
+    // A new reading: the stuck alert clears.
+    send(&client, &mut eventloop, &id, &[json!({"value": 1.5})]).await;
+    alerts_until(&t, "all cleared", <[Value]>::is_empty).await;
+    assert_eq!(metric(&t, "fleetsim_gateway_alerts_raised_total").await, 2.0);
+    assert_eq!(metric(&t, "fleetsim_gateway_alerts_cleared_total").await, 2.0);
+    let audit = get(&t, "/api/v1/audit?action=alert.cleared").await;
+    let whys: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["detail"]["why"].as_str())
+        .collect();
+    assert!(whys.contains(&"no error codes within the window"), "{audit}");
+    assert!(whys.contains(&"the reading changed"), "{audit}");
+    t.stop().await;
+}

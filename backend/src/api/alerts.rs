@@ -13,8 +13,10 @@ use super::error::ApiError;
 use super::{ApiState, Object};
 use crate::registry::RuleKind;
 
-/// `POST /api/v1/alert-rules` body: `{"kind": "battery_below", "below": 0.2}` or
-/// `{"kind": "offline_for", "after_s": 120}`, each with an optional `group`.
+/// `POST /api/v1/alert-rules` body: `{"kind": "battery_below", "below": 0.2}`,
+/// `{"kind": "offline_for", "after_s": 120}`, `{"kind": "error_codes", "at_least": 3,
+/// "within_s": 600}` or `{"kind": "sensor_stuck", "reports": 5}`, each with an optional
+/// `group`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
@@ -24,21 +26,59 @@ pub struct NewRule {
     #[serde(default)]
     after_s: Option<f64>,
     #[serde(default)]
+    at_least: Option<u32>,
+    #[serde(default)]
+    within_s: Option<f64>,
+    #[serde(default)]
+    reports: Option<u32>,
+    #[serde(default)]
     group: Option<String>,
 }
 
 impl NewRule {
     /// The rule asked for, or what is wrong with the request.
     fn kind(&self) -> Result<RuleKind, String> {
-        match (self.kind.as_str(), self.below, self.after_s) {
-            ("battery_below", Some(below), None) => Ok(RuleKind::BatteryBelow { below }),
-            ("offline_for", None, Some(after_s)) => Ok(RuleKind::OfflineFor { after_s }),
-            ("battery_below", ..) => {
-                Err("a battery_below rule takes \"below\" (a level, 0 to 1) and no \"after_s\"".into())
+        let (kind, takes): (Option<RuleKind>, &[&str]) = match self.kind.as_str() {
+            "battery_below" => (self.below.map(|below| RuleKind::BatteryBelow { below }), &["below"]),
+            "offline_for" => (
+                self.after_s.map(|after_s| RuleKind::OfflineFor { after_s }),
+                &["after_s"],
+            ),
+            "error_codes" => (
+                self.at_least
+                    .zip(self.within_s)
+                    .map(|(at_least, within_s)| RuleKind::ErrorCodes { at_least, within_s }),
+                &["at_least", "within_s"],
+            ),
+            "sensor_stuck" => (
+                self.reports.map(|reports| RuleKind::SensorStuck { reports }),
+                &["reports"],
+            ),
+            other => {
+                return Err(format!(
+                    "kind must be one of {}, found \"{other}\"",
+                    RuleKind::NAMES.map(|n| format!("\"{n}\"")).join(", ")
+                ));
             }
-            ("offline_for", ..) => Err("an offline_for rule takes \"after_s\" (seconds) and no \"below\"".into()),
-            (other, ..) => Err(format!(
-                "kind must be \"battery_below\" or \"offline_for\", found \"{other}\""
+        };
+        let given = [
+            ("below", self.below.is_some()),
+            ("after_s", self.after_s.is_some()),
+            ("at_least", self.at_least.is_some()),
+            ("within_s", self.within_s.is_some()),
+            ("reports", self.reports.is_some()),
+        ];
+        let foreign = given.iter().any(|(key, set)| *set && !takes.contains(key));
+        match kind {
+            Some(kind) if !foreign => Ok(kind),
+            _ => Err(format!(
+                "a {} rule takes {} and no other parameter",
+                self.kind,
+                takes
+                    .iter()
+                    .map(|k| format!("\"{k}\""))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             )),
         }
     }
@@ -59,6 +99,10 @@ pub async fn create(
             let subject = match kind {
                 RuleKind::BatteryBelow { below } => format!("below {below}: expected a level above 0, at most 1"),
                 RuleKind::OfflineFor { after_s } => format!("after_s {after_s}: expected 0 to 86400"),
+                RuleKind::ErrorCodes { at_least, within_s } => format!(
+                    "at_least {at_least}, within_s {within_s}: expected 1 to 1000 reports within 0 to 86400 seconds"
+                ),
+                RuleKind::SensorStuck { reports } => format!("reports {reports}: expected 2 to 1000"),
             };
             match refusal {
                 crate::registry::Refusal::InvalidName => {

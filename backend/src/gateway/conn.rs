@@ -298,17 +298,28 @@ impl Conn {
                 bump(&stats.telemetry);
                 if let Some(reading) = reading {
                     let now = now_ms();
-                    let level = reading.battery;
-                    self.shared.sessions.record_seen_with(device_id, now, |status| {
-                        status.battery = reading.battery.or(status.battery);
-                        status.rssi_dbm = reading.rssi.or(status.rssi_dbm);
-                        if let Some(codes) = reading.errors {
-                            status.error_reports += 1;
-                            status.last_errors = codes;
-                        }
-                    });
+                    let (level, value, erred) = (reading.battery, reading.value, reading.errors.is_some());
+                    if reading.says_status() {
+                        self.shared.sessions.record_seen_with(device_id, now, |status| {
+                            status.battery = reading.battery.or(status.battery);
+                            status.rssi_dbm = reading.rssi.or(status.rssi_dbm);
+                            if let Some(codes) = reading.errors {
+                                status.error_reports += 1;
+                                status.last_errors = codes;
+                            }
+                        });
+                    }
+                    let monitor = &self.shared.monitor;
                     if let Some(level) = level {
-                        self.shared.monitor.battery(device_id, level, now).await;
+                        monitor.battery(device_id, level, now).await;
+                    }
+                    if erred {
+                        monitor.errors(device_id, now).await;
+                    }
+                    if let Some(value) = value
+                        && monitor.watches_values()
+                    {
+                        monitor.value(device_id, value, now).await;
                     }
                 }
             }

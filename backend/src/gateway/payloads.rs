@@ -205,6 +205,9 @@ pub struct TelemetryReading {
     /// Error codes the device reports (an error burst), at most [`MAX_ERROR_CODES`] kept.
     #[serde(default)]
     pub errors: Option<Vec<u16>>,
+    /// The sensor's reading.
+    #[serde(default)]
+    pub value: Option<f64>,
 }
 
 /// The most error codes kept of one report.
@@ -227,7 +230,13 @@ impl TelemetryReading {
         if let Some(codes) = &mut reading.errors {
             codes.truncate(MAX_ERROR_CODES);
         }
-        (reading.battery.is_some() || reading.rssi.is_some() || reading.errors.is_some()).then_some(reading)
+        reading.value = reading.value.filter(|v| v.is_finite());
+        (reading.says_status() || reading.value.is_some()).then_some(reading)
+    }
+
+    /// Whether it carries what a device's status keeps: a battery, a signal, error codes.
+    pub fn says_status(&self) -> bool {
+        self.battery.is_some() || self.rssi.is_some() || self.errors.is_some()
     }
 }
 
@@ -242,20 +251,21 @@ impl TelemetryReading {
             battery: None,
             rssi: None,
             errors: None,
+            value: None,
         };
         // Each pair takes two bytes at least: a longer count than the payload can hold is a
         // lie, and the loop ends at the first item that is not there.
         for _ in 0..pairs.min(payload.len() as u64 / 2) {
             let key = d.str().ok()?;
             match (key, d.datatype().ok()?) {
-                ("battery", Type::F16 | Type::F32) => reading.battery = Some(f64::from(d.f32().ok()?)),
-                ("battery", Type::F64) => reading.battery = Some(d.f64().ok()?),
+                ("battery", Type::F16 | Type::F32 | Type::F64) => reading.battery = Some(float(&mut d, payload)?),
                 (
                     "rssi",
                     Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::U8 | Type::U16 | Type::U32 | Type::U64,
                 ) => {
                     reading.rssi = i32::try_from(d.i64().ok()?).ok();
                 }
+                ("value", Type::F16 | Type::F32 | Type::F64) => reading.value = Some(float(&mut d, payload)?),
                 ("errors", Type::Array) => {
                     let len = d.array().ok()??;
                     let mut codes = Vec::new();
@@ -272,6 +282,36 @@ impl TelemetryReading {
             }
         }
         Some(reading)
+    }
+}
+
+/// The float at `d`'s position in `payload`, half, single or double precision (RFC 8949
+/// allows a writer the shortest that holds the value).
+fn float(d: &mut minicbor::Decoder<'_>, payload: &[u8]) -> Option<f64> {
+    use minicbor::data::Type;
+    match d.datatype().ok()? {
+        Type::F16 => {
+            let at = d.position();
+            d.skip().ok()?;
+            let bits = u16::from_be_bytes([*payload.get(at + 1)?, *payload.get(at + 2)?]);
+            Some(half(bits))
+        }
+        Type::F32 => d.f32().ok().map(f64::from),
+        Type::F64 => d.f64().ok(),
+        _ => None,
+    }
+}
+
+/// An IEEE 754 half-precision float's value.
+fn half(bits: u16) -> f64 {
+    let sign = if bits & 0x8000 == 0 { 1.0 } else { -1.0 };
+    let exponent = i32::from((bits >> 10) & 0x1f);
+    let fraction = f64::from(bits & 0x3ff);
+    sign * match exponent {
+        0 => fraction * 2f64.powi(-24),
+        31 if fraction == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        _ => (1.0 + fraction / 1024.0) * 2f64.powi(exponent - 15),
     }
 }
 
@@ -402,6 +442,7 @@ mod tests {
                 battery: Some(0.14),
                 rssi: Some(-97),
                 errors: None,
+                value: Some(21.5),
             })))
         );
         assert_eq!(
@@ -410,6 +451,7 @@ mod tests {
                 battery: None,
                 rssi: Some(-97),
                 errors: None,
+                value: None,
             }))),
             "an implausible battery is left out"
         );
@@ -428,6 +470,7 @@ mod tests {
                 battery: Some(0.25),
                 rssi: Some(-97),
                 errors: None,
+                value: None,
             })))
         );
         // Error codes, JSON and CBOR ({"errors": [17, 4242], "value": 21.5}), read alone.
@@ -435,6 +478,7 @@ mod tests {
             battery: None,
             rssi: None,
             errors: Some(vec![17, 4242]),
+            value: Some(21.5),
         });
         assert_eq!(
             decode(&Inbound::Telemetry, br#"{"seq":4,"errors":[17,4242],"value":21.5}"#),
@@ -455,6 +499,8 @@ mod tests {
             Ok(Payload::Telemetry(None)),
             "a code past 16 bits is not a reading"
         );
+        assert_eq!((half(0x3c00), half(0xc000), half(0x0001)), (1.0, -2.0, 2f64.powi(-24)));
+        assert!(half(0x7c00).is_infinite() && half(0x7e00).is_nan());
         for cut in 1..cbor_codes.len() {
             let _ = decode(&Inbound::Telemetry, &cbor_codes[..cut]);
         }

@@ -1,5 +1,6 @@
-//! Alert rules, as the operator sets them: a device's battery below a level, or a device
-//! offline longer than a time, for one group or every device. Rules are durable (a restarted
+//! Alert rules, as the operator sets them: a device's battery below a level, a device offline
+//! longer than a time, a device reporting error codes more often than a rate, or a sensor
+//! reading the same value report after report, for one group or every device. Rules are durable (a restarted
 //! backend watches what it watched); the alerts they raise live in the gateway's monitor
 //! (`crate::monitor`), and each raise and clear is audited here (`alert.raised`,
 //! `alert.cleared`, actor `system`).
@@ -24,6 +25,25 @@ CREATE TABLE alert_rules(
 );
 ";
 
+/// Schema step (version 7): rules on error codes and on stuck sensors (SQLite cannot change a
+/// CHECK, so the table is made again and its rows copied), with a second parameter, the window
+/// of an error-codes rule.
+pub const V7: &str = "
+CREATE TABLE alert_rules_v7(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('battery_below', 'offline_for', 'error_codes', 'sensor_stuck')),
+    group_name TEXT,
+    threshold REAL NOT NULL,
+    window_s REAL,
+    created_at INTEGER NOT NULL,
+    deleted_at INTEGER
+);
+INSERT INTO alert_rules_v7(id, kind, group_name, threshold, created_at, deleted_at)
+    SELECT id, kind, group_name, threshold, created_at, deleted_at FROM alert_rules;
+DROP TABLE alert_rules;
+ALTER TABLE alert_rules_v7 RENAME TO alert_rules;
+";
+
 /// What a rule watches.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -38,6 +58,19 @@ pub enum RuleKind {
         /// Seconds offline.
         after_s: f64,
     },
+    /// A device made at least `at_least` reports that carried error codes within `within_s`
+    /// seconds.
+    ErrorCodes {
+        /// Reports with error codes.
+        at_least: u32,
+        /// The window, seconds.
+        within_s: f64,
+    },
+    /// A device's sensor read the same value in `reports` reports in a row.
+    SensorStuck {
+        /// Reports in a row.
+        reports: u32,
+    },
 }
 
 impl RuleKind {
@@ -46,20 +79,49 @@ impl RuleKind {
         match self {
             Self::BatteryBelow { .. } => "battery_below",
             Self::OfflineFor { .. } => "offline_for",
+            Self::ErrorCodes { .. } => "error_codes",
+            Self::SensorStuck { .. } => "sensor_stuck",
         }
     }
 
-    fn threshold(self) -> f64 {
+    /// Every kind's name.
+    pub const NAMES: [&'static str; 4] = ["battery_below", "offline_for", "error_codes", "sensor_stuck"];
+
+    /// Whether its parameters are in bounds: a level in (0, 1], a time offline within a
+    /// day, 1 to 1,000 error reports within a window of a day at most, 2 to 1,000 reports
+    /// in a row.
+    pub fn is_sane(self) -> bool {
         match self {
-            Self::BatteryBelow { below } => below,
-            Self::OfflineFor { after_s } => after_s,
+            Self::BatteryBelow { below } => below > 0.0 && below <= 1.0,
+            Self::OfflineFor { after_s } => (0.0..=86_400.0).contains(&after_s),
+            Self::ErrorCodes { at_least, within_s } => {
+                (1..=1000).contains(&at_least) && within_s > 0.0 && within_s <= 86_400.0
+            }
+            Self::SensorStuck { reports } => (2..=1000).contains(&reports),
         }
     }
 
-    fn from_stored(kind: &str, threshold: f64) -> Option<Self> {
+    /// The stored threshold and window.
+    fn stored(self) -> (f64, Option<f64>) {
+        match self {
+            Self::BatteryBelow { below } => (below, None),
+            Self::OfflineFor { after_s } => (after_s, None),
+            Self::ErrorCodes { at_least, within_s } => (f64::from(at_least), Some(within_s)),
+            Self::SensorStuck { reports } => (f64::from(reports), None),
+        }
+    }
+
+    fn from_stored(kind: &str, threshold: f64, window_s: Option<f64>) -> Option<Self> {
+        // Counts were stored from a u32: whole and in range.
+        let count = threshold as u32;
         match kind {
             "battery_below" => Some(Self::BatteryBelow { below: threshold }),
             "offline_for" => Some(Self::OfflineFor { after_s: threshold }),
+            "error_codes" => Some(Self::ErrorCodes {
+                at_least: count,
+                within_s: window_s?,
+            }),
+            "sensor_stuck" => Some(Self::SensorStuck { reports: count }),
             _ => None,
         }
     }
@@ -94,11 +156,14 @@ pub fn parse_id(id: &str) -> Option<i64> {
 /// Records a new rule; audit `alert_rule.created`.
 pub fn create(ctx: &mut WriteCtx<'_>, kind: RuleKind, group: Option<&str>) -> Result<AlertRule, RegistryError> {
     ctx.conn
-        .prepare_cached("INSERT INTO alert_rules(kind, group_name, threshold, created_at) VALUES (?1, ?2, ?3, ?4)")?
+        .prepare_cached(
+            "INSERT INTO alert_rules(kind, group_name, threshold, window_s, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
         .execute(params![
             kind.name(),
             group,
-            kind.threshold(),
+            kind.stored().0,
+            kind.stored().1,
             sql_int(ctx.now, "clock")?
         ])?;
     let rule = AlertRule {
@@ -148,7 +213,7 @@ pub fn record(
 /// The rules in force, oldest first.
 pub fn list(conn: &Connection) -> Result<Vec<AlertRule>, RegistryError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, kind, group_name, threshold, created_at FROM alert_rules WHERE deleted_at IS NULL ORDER BY id",
+        "SELECT id, kind, group_name, threshold, created_at, window_s FROM alert_rules WHERE deleted_at IS NULL ORDER BY id",
     )?;
     let rules = stmt.query_map([], from_row)?;
     Ok(rules.collect::<Result<_, _>>()?)
@@ -157,7 +222,7 @@ pub fn list(conn: &Connection) -> Result<Vec<AlertRule>, RegistryError> {
 fn from_row(row: &Row<'_>) -> rusqlite::Result<AlertRule> {
     let kind: String = row.get(1)?;
     let threshold: f64 = row.get(3)?;
-    let kind = RuleKind::from_stored(&kind, threshold).ok_or_else(|| {
+    let kind = RuleKind::from_stored(&kind, threshold, row.get(5)?).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, format!("rule kind {kind:?}").into())
     })?;
     Ok(AlertRule {

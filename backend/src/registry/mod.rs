@@ -397,8 +397,7 @@ impl Registry {
     }
 
     /// Sets an alert rule for `group` (`None`: every device); audit `alert_rule.created`.
-    /// Refused: a bad group name, a battery level outside (0, 1], or a time offline outside
-    /// [0, a day].
+    /// Refused: a bad group name, or parameters out of bounds ([`RuleKind::is_sane`]).
     pub async fn create_alert_rule(
         &self,
         kind: RuleKind,
@@ -407,11 +406,7 @@ impl Registry {
         if group.as_deref().is_some_and(|g| !valid_name(g)) {
             return Ok(Err(Refusal::InvalidName));
         }
-        let sane = match kind {
-            RuleKind::BatteryBelow { below } => below > 0.0 && below <= 1.0,
-            RuleKind::OfflineFor { after_s } => (0.0..=86_400.0).contains(&after_s),
-        };
-        if !sane {
+        if !kind.is_sane() {
             return Ok(Err(Refusal::OutOfRange));
         }
         self.submit(move |ctx| alerts::create(ctx, kind, group.as_deref()).map(Ok))

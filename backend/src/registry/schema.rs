@@ -84,6 +84,7 @@ const MIGRATIONS: &[&str] = &[
     super::certs::V4,
     super::commands::V5,
     super::alerts::V6,
+    super::alerts::V7,
 ];
 
 /// The schema version this code writes and reads.
@@ -221,6 +222,55 @@ mod tests {
                  VALUES ('d-1', 'dance', '{}', 'pending', 3, 4)"
             )
             .is_err(),
+            "the CHECK still holds"
+        );
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_version_6_database_keeps_its_rules_and_takes_the_new_kinds() {
+        let dir = scratch("v6");
+        let path = dir.join(DB_FILE);
+        {
+            // A database as version 6's code left it: a rule in force, one deleted.
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for step in &MIGRATIONS[..6] {
+                tx.execute_batch(step).unwrap();
+            }
+            tx.execute_batch(
+                "PRAGMA user_version = 6;
+                 INSERT INTO alert_rules(kind, group_name, threshold, created_at) VALUES ('battery_below', 'g', 0.2, 1);
+                 INSERT INTO alert_rules(kind, group_name, threshold, created_at, deleted_at) VALUES ('offline_for', NULL, 30, 2, 3);",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let conn = open_writer(&path).unwrap();
+        let rules = super::super::alerts::list(&conn).unwrap();
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        assert_eq!(rules[0].id, "r-1");
+        assert_eq!(rules[0].kind, super::super::RuleKind::BatteryBelow { below: 0.2 });
+        conn.execute_batch(
+            "INSERT INTO alert_rules(kind, threshold, window_s, created_at) VALUES ('error_codes', 3, 60, 4);",
+        )
+        .unwrap();
+        let next: i64 = conn
+            .query_row("SELECT MAX(id) FROM alert_rules", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(next, 3, "ids go on past the deleted rule");
+        let rules = super::super::alerts::list(&conn).unwrap();
+        assert_eq!(
+            rules[1].kind,
+            super::super::RuleKind::ErrorCodes {
+                at_least: 3,
+                within_s: 60.0
+            }
+        );
+        assert!(
+            conn.execute_batch("INSERT INTO alert_rules(kind, threshold, created_at) VALUES ('vibes', 1, 5)")
+                .is_err(),
             "the CHECK still holds"
         );
         drop(conn);
