@@ -41,7 +41,7 @@ macro_rules! bad_file {
 bad_file!(
     alert_rule_kind,
     "bad/alert-rule-kind.toml",
-    "bad/alert-rule-kind.toml:17:8: phase[0].rule: expected \"battery_below\" or \"offline_for\", found \"battery_low\""
+    "bad/alert-rule-kind.toml:17:8: phase[0].rule: expected one of \"battery_below\", \"offline_for\", \"error_codes\", \"sensor_stuck\", found \"battery_low\""
 );
 
 bad_file!(
@@ -372,4 +372,16 @@ bad_file!(
     fault_kind,
     "bad/fault-kind.toml",
     "bad/fault-kind.toml:18:9: phase[0].fault: expected one of \"stuck_sensor\", \"out_of_range\", \"error_burst\", \"watchdog_reset\", found \"brownout\""
+);
+
+bad_file!(
+    alert_rule_key,
+    "bad/alert-rule-key.toml",
+    "bad/alert-rule-key.toml:18:9: phase[0].below: a sensor_stuck rule takes `reports`, not `below`"
+);
+
+bad_file!(
+    alert_rule_window,
+    "bad/alert-rule-window.toml",
+    "bad/alert-rule-window.toml:14:1: phase[0].within: missing: how many reports with error codes (at_least) within how long (within), e.g. 3 and \"1m\""
 );

@@ -133,3 +133,93 @@ fn an_error_burst_reaches_the_device_views_and_reset_devices_start_over() {
     drop(backend);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const WATCHED: &str = r#"[scenario]
+name = "fault-alerts"
+seed = 22
+duration = "12s"
+time_scale = 60
+models = "models"
+
+[fleet]
+devices = 40
+arrival = { ramp = "1s" }
+mix = [ { model = "fault-sensor", share = 1.0, group = "sensors" } ]
+
+[[phase]]
+at = "1500ms"
+action = "alert"
+rule = "sensor_stuck"
+reports = 3
+
+[[phase]]
+at = "1500ms"
+action = "alert"
+rule = "error_codes"
+group = "sensors"
+at_least = 2
+within = "3s"
+
+[[phase]]
+at = "3s"
+action = "fault"
+fault = "stuck_sensor"
+share = "50%"
+duration = "4s"
+
+[[phase]]
+at = "3s"
+action = "fault"
+fault = "error_burst"
+share = "50%"
+duration = "4s"
+
+[gates]
+"alerts.missed" = "== 0"
+"alerts.unexpected" = "== 0"
+"alert.latency.p99" = "<= 1s"
+"#;
+
+#[test]
+fn the_alerts_faults_call_for_are_measured_from_the_report_that_crossed_the_rule() {
+    let dir = scratch("run-fault-alerts");
+    std::fs::create_dir_all(dir.join("models")).expect("dir");
+    std::fs::write(dir.join("models/fault-sensor.toml"), MODEL).expect("model");
+    std::fs::write(dir.join("watched.toml"), WATCHED).expect("scenario");
+    let backend = standalone::process(&dir.join("data"), &[], 1);
+    let out = dir.join("report");
+    let output = fleetsim(&[
+        "run".as_ref(),
+        dir.join("watched.toml").as_os_str(),
+        "--backend".as_ref(),
+        format!("http://{}", backend.http).as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--headless".as_ref(),
+    ]);
+    let summary = summary(&out);
+    assert_exit(&output, 0);
+    // About half the fleet stuck and half erring, each alerted once.
+    let expected = counter(&summary, "alerts.expected");
+    assert!((20..=60).contains(&expected), "{expected} alerts called for: {summary}");
+    assert_eq!(counter(&summary, "alerts.raised"), expected, "{summary}");
+    assert_eq!(
+        summary["metrics"]["histograms"]["alert.latency"]["count"].as_u64(),
+        Some(expected)
+    );
+    // Both kinds were raised, and audited with their causes.
+    let audit = get(&backend.http, "/api/v1/audit?limit=1000&action=alert.raised");
+    let causes: Vec<&Value> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["detail"])
+        .collect();
+    assert!(
+        causes.iter().any(|c| c["reports"] == 3 && c["value"].is_number()),
+        "{audit}"
+    );
+    assert!(causes.iter().any(|c| c["within_s"] == 3.0), "{audit}");
+    drop(backend);
+    let _ = std::fs::remove_dir_all(&dir);
+}

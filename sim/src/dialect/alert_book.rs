@@ -5,17 +5,22 @@
 //! devices say here when a rule's condition became true for them: a battery rule at the
 //! intended send time of the first report under its level (the earliest moment any backend
 //! could know), an offline rule when the device's link dropped plus the rule's time (a device
-//! back before that is no longer expected). The operator's watcher reads what the backend
+//! back before that is no longer expected), an error-codes rule at the send time of the report
+//! with codes that makes `at_least` within its window (again once the device has been quiet
+//! for the window, when the backend clears it), a sensor-stuck rule at the send time of the
+//! report that repeats a reading for the rule's count (again after the reading changed). The
+//! last two follow the reports from when the rule was set, as the backend does. The operator's watcher reads what the backend
 //! raised and matches each alert to its expectation: the latency runs from when the alert
 //! became due to when the backend says it raised it (both wall-clock Unix milliseconds, so
 //! the backend's clock and the harness's must agree: one machine, or NTP). An alert that
 //! matches nothing expected, for a rule this run set, was raised without cause (a run of
 //! one process drives every device its rules watch); an
 //! expectation still open at the end (past a grace for the backend's own sweep) was missed.
-//! Written a few times per device at most; the per-report check is one atomic load while no
-//! rule is set.
+//! The per-report check is one atomic load while no rule is set; a battery or offline rule
+//! is written a few times per device, an error-codes or sensor-stuck rule at every report
+//! (one lock of a map, during the alert phases of a run that measures them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,12 +44,19 @@ pub struct RuleMark {
 }
 
 /// Where one rule stands for one device.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Expected {
     /// An alert is due since this Unix millisecond and not seen yet.
     due_ms: Option<u64>,
     /// Alerts seen (and expected) so far.
     met: u32,
+    /// A sensor-stuck rule: the last reading's bits and how many reports in a row carried it.
+    reading: Option<(u64, u32)>,
+    /// An error-codes rule: the send times of the newest reports with codes.
+    errors: VecDeque<u64>,
+    /// An error-codes rule: an alert is in force (due or raised), until the device is quiet
+    /// for the window.
+    erring: bool,
 }
 
 /// How an alert the backend raised matched.
@@ -110,6 +122,60 @@ impl AlertBook {
             // The backend alerts once, on the first report under the level.
             if entry.due_ms.is_none() && entry.met == 0 {
                 entry.due_ms = Some(sent_ms);
+            }
+        }
+    }
+
+    /// Device `device_id` of `group` sent a report at `sent_ms` reading `value`, with error
+    /// codes or not (`erred`): the error-codes and sensor-stuck rules of its group it crossed
+    /// become due.
+    pub fn reading(&self, device_id: &str, group: &str, sent_ms: u64, value: f64, erred: bool) {
+        let rules = self.rules.read().unwrap_or_else(PoisonError::into_inner);
+        for (index, mark) in rules.iter().enumerate() {
+            if !applies(mark, group) {
+                continue;
+            }
+            match mark.rule {
+                AlertRule::SensorStuck(reports) => {
+                    let mut expected = lock(&self.expected);
+                    let entry = expected.entry((index, device_id.into())).or_default();
+                    let bits = value.to_bits();
+                    let run = match entry.reading {
+                        Some((last, run)) if last == bits => run.saturating_add(1),
+                        _ => 1,
+                    };
+                    entry.reading = Some((bits, run));
+                    // The backend raises when the run reaches the count (once: it stays
+                    // raised until the reading changes, which starts a new run).
+                    if run == reports && entry.due_ms.is_none() {
+                        entry.due_ms = Some(sent_ms);
+                    }
+                }
+                AlertRule::ErrorCodes { at_least, within } if erred => {
+                    let mut expected = lock(&self.expected);
+                    let entry = expected.entry((index, device_id.into())).or_default();
+                    let window = millis(within);
+                    // Quiet for the window since the last: the backend has cleared.
+                    if entry
+                        .errors
+                        .back()
+                        .is_some_and(|&last| sent_ms.saturating_sub(last) > window)
+                    {
+                        entry.erring = false;
+                    }
+                    entry.errors.push_back(sent_ms);
+                    let since = sent_ms.saturating_sub(window);
+                    while entry.errors.len() > at_least as usize || entry.errors.front().is_some_and(|&t| t < since) {
+                        entry.errors.pop_front();
+                    }
+                    if !entry.erring && entry.errors.len() >= at_least as usize {
+                        entry.erring = true;
+                        if entry.due_ms.is_none() {
+                            entry.due_ms = Some(sent_ms);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -262,5 +328,71 @@ mod tests {
         // Due at 32,000 and never raised: missed once the grace has passed, pending before.
         assert_eq!(book.tally(33_000), (1, 0, 1));
         assert_eq!(book.tally(34_000), (1, 1, 0));
+    }
+
+    #[test]
+    fn a_stuck_sensor_is_due_when_its_run_reaches_the_count_and_again_after_a_change() {
+        let book = AlertBook::default();
+        book.set(RuleMark {
+            id: "r-1".into(),
+            rule: AlertRule::SensorStuck(3),
+            group: None,
+        });
+        for (t, value) in [(1_000, 20.0), (2_000, 21.0), (3_000, 21.0)] {
+            book.reading("d-1", "g", t, value, false);
+        }
+        assert_eq!(book.raised("r-1", "d-1", 3_100), Matched::WithoutCause, "two in a row");
+        book.reading("d-1", "g", 4_000, 21.0, false);
+        book.reading("d-1", "g", 5_000, 21.0, false);
+        assert_eq!(
+            book.raised("r-1", "d-1", 4_030),
+            Matched::Expected(Duration::from_millis(30)),
+            "due at the third in a row, once"
+        );
+        for (t, value) in [(6_000, 22.0), (7_000, 22.0), (8_000, 22.0)] {
+            book.reading("d-1", "g", t, value, false);
+        }
+        assert_eq!(
+            book.raised("r-1", "d-1", 8_020),
+            Matched::Expected(Duration::from_millis(20)),
+            "a new run after the reading changed"
+        );
+        assert_eq!(book.tally(20_000), (2, 0, 0));
+    }
+
+    #[test]
+    fn error_codes_are_due_at_the_count_within_the_window_and_again_after_a_quiet_window() {
+        let book = AlertBook::default();
+        book.set(RuleMark {
+            id: "r-1".into(),
+            rule: AlertRule::ErrorCodes {
+                at_least: 2,
+                within: Duration::from_secs(3),
+            },
+            group: Some("sensors".into()),
+        });
+        book.reading("d-1", "sensors", 1_000, 20.0, true);
+        book.reading("d-1", "sensors", 5_000, 20.0, true);
+        assert_eq!(book.tally(10_000), (0, 0, 0), "4 s apart: never two within 3 s");
+        book.reading("d-1", "sensors", 6_000, 20.0, false);
+        book.reading("d-1", "sensors", 7_000, 20.0, true);
+        assert_eq!(
+            book.raised("r-1", "d-1", 7_050),
+            Matched::Expected(Duration::from_millis(50))
+        );
+        // Still erring: the alert stands, nothing new is due.
+        book.reading("d-1", "sensors", 8_000, 20.0, true);
+        book.reading("d-1", "sensors", 9_000, 20.0, true);
+        assert_eq!(book.tally(20_000), (1, 0, 0));
+        // Quiet past the window (the backend cleared), then a burst again.
+        book.reading("d-1", "sensors", 13_000, 20.0, true);
+        book.reading("d-1", "sensors", 14_000, 20.0, true);
+        assert_eq!(
+            book.raised("r-1", "d-1", 14_010),
+            Matched::Expected(Duration::from_millis(10))
+        );
+        book.reading("d-2", "meters", 14_000, 20.0, true);
+        book.reading("d-2", "meters", 14_500, 20.0, true);
+        assert_eq!(book.tally(30_000), (2, 0, 0), "another group's device is not watched");
     }
 }

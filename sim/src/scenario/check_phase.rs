@@ -123,32 +123,71 @@ pub(super) fn check_phase(
             (p.at.0, p.group, Action::Rotate { share, grace })
         }
         PhaseSection::Alert(p) => {
-            let rule = match (p.rule.as_str(), p.below, p.after) {
-                ("battery_below", Some(below), None) => AlertRule::BatteryBelow(share_of("below", below.0)?),
-                ("offline_for", None, Some(after)) => AlertRule::OfflineFor(after.0),
-                ("battery_below", _, Some(_)) => {
-                    return Err(err("after", "a battery_below rule takes `below`, not `after`".into()));
-                }
-                ("battery_below", None, _) => {
-                    return Err(err(
-                        "below",
-                        "missing: the battery level to alert under, e.g. \"20%\"".into(),
-                    ));
-                }
-                ("offline_for", Some(_), _) => {
-                    return Err(err("below", "an offline_for rule takes `after`, not `below`".into()));
-                }
-                ("offline_for", None, None) => {
-                    return Err(err(
-                        "after",
-                        "missing: how long a device may be offline, e.g. \"30s\"".into(),
-                    ));
-                }
-                (other, ..) => {
+            // Each rule's keys; any other rule key given is refused, at that key.
+            let (takes, missing): (&[&str], &str) = match p.rule.as_str() {
+                "battery_below" => (&["below"], "the battery level to alert under, e.g. \"20%\""),
+                "offline_for" => (&["after"], "how long a device may be offline, e.g. \"30s\""),
+                "error_codes" => (
+                    &["at_least", "within"],
+                    "how many reports with error codes (at_least) within how long (within), e.g. 3 and \"1m\"",
+                ),
+                "sensor_stuck" => (&["reports"], "how many reports in a row with the same reading, e.g. 5"),
+                other => {
                     return Err(err(
                         "rule",
-                        format!("expected \"battery_below\" or \"offline_for\", found \"{other}\""),
+                        format!(
+                            "expected one of \"battery_below\", \"offline_for\", \"error_codes\", \"sensor_stuck\", found \"{other}\""
+                        ),
                     ));
+                }
+            };
+            let given = [
+                ("below", p.below.is_some()),
+                ("after", p.after.is_some()),
+                ("at_least", p.at_least.is_some()),
+                ("within", p.within.is_some()),
+                ("reports", p.reports.is_some()),
+            ];
+            if let Some((key, _)) = given.iter().find(|(key, set)| *set && !takes.contains(key)) {
+                let keys: Vec<String> = takes.iter().map(|k| format!("`{k}`")).collect();
+                return Err(err(
+                    key,
+                    format!("a {} rule takes {}, not `{key}`", p.rule, keys.join(" and ")),
+                ));
+            }
+            let rule = match (p.below, p.after, p.at_least, p.within, p.reports) {
+                (Some(below), ..) => AlertRule::BatteryBelow(share_of("below", below.0)?),
+                (_, Some(after), ..) => AlertRule::OfflineFor(after.0),
+                (_, _, Some(at_least), Some(within), _) => {
+                    if !(1..=1000).contains(&at_least) {
+                        return Err(err("at_least", format!("expected 1 to 1000 reports, found {at_least}")));
+                    }
+                    if within.0.is_zero() || within.0 > Duration::from_secs(86_400) {
+                        return Err(err(
+                            "within",
+                            format!(
+                                "expected above 0 and at most 1d, found \"{}\"",
+                                DisplayDuration(within.0)
+                            ),
+                        ));
+                    }
+                    AlertRule::ErrorCodes {
+                        at_least,
+                        within: within.0,
+                    }
+                }
+                (.., Some(reports)) => {
+                    if !(2..=1000).contains(&reports) {
+                        return Err(err("reports", format!("expected 2 to 1000 reports, found {reports}")));
+                    }
+                    AlertRule::SensorStuck(reports)
+                }
+                _ => {
+                    let absent = takes
+                        .iter()
+                        .find(|key| !given.iter().any(|(k, set)| k == *key && *set))
+                        .unwrap_or(&"rule");
+                    return Err(err(absent, format!("missing: {missing}")));
                 }
             };
             (p.at.0, p.group, Action::Alert(rule))

@@ -535,7 +535,8 @@ pub struct AlertPhase {
     /// The group it watches; the whole fleet when omitted.
     #[serde(default)]
     pub group: Option<String>,
-    /// What it watches: `battery_below` (with `below`) or `offline_for` (with `after`).
+    /// What it watches: `battery_below` (with `below`), `offline_for` (with `after`),
+    /// `error_codes` (with `at_least` and `within`) or `sensor_stuck` (with `reports`).
     pub rule: String,
     /// `battery_below`: the battery level under which a device is alerted, e.g. `"20%"`.
     #[serde(default)]
@@ -544,6 +545,15 @@ pub struct AlertPhase {
     /// like every phase's times).
     #[serde(default)]
     pub after: Option<DurationValue>,
+    /// `error_codes`: how many reports carrying error codes ...
+    #[serde(default)]
+    pub at_least: Option<u32>,
+    /// `error_codes`: ... within this time (real time) alert a device.
+    #[serde(default)]
+    pub within: Option<DurationValue>,
+    /// `sensor_stuck`: how many reports in a row with the same reading alert a device.
+    #[serde(default)]
+    pub reports: Option<u32>,
 }
 
 /// A device model file (`device-models/*.toml`).

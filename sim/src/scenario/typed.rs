@@ -200,6 +200,15 @@ pub enum AlertRule {
     BatteryBelow(f64),
     /// A device disconnected for at least this long.
     OfflineFor(Duration),
+    /// A device that made at least `at_least` reports carrying error codes within `within`.
+    ErrorCodes {
+        /// Reports with error codes.
+        at_least: u32,
+        /// The window.
+        within: Duration,
+    },
+    /// A device whose sensor read the same value in this many reports in a row.
+    SensorStuck(u32),
 }
 
 impl AlertRule {
@@ -208,6 +217,8 @@ impl AlertRule {
         match self {
             Self::BatteryBelow(_) => "battery_below",
             Self::OfflineFor(_) => "offline_for",
+            Self::ErrorCodes { .. } => "error_codes",
+            Self::SensorStuck(_) => "sensor_stuck",
         }
     }
 }

@@ -315,13 +315,15 @@ impl Devices for Embedded {
     ) {
         let Some(credentials) = &device.credentials else { return };
         let book = &cx.shared.marks.alerts;
-        if book.watching()
-            && let Some(level) = report.reading.battery
-        {
+        if book.watching() {
             // Due when the report was meant to go: the first moment a backend could know.
             let late_ms = u64::try_from(report.intended.elapsed().as_millis()).unwrap_or(u64::MAX);
             let sent_ms = unix_ms_now().saturating_sub(late_ms);
-            book.battery(&credentials.device_id, cx.group, level, sent_ms);
+            let (id, reading) = (&*credentials.device_id, report.reading);
+            if let Some(level) = reading.battery {
+                book.battery(id, cx.group, level, sent_ms);
+            }
+            book.reading(id, cx.group, sent_ms, reading.value, !reading.errors.is_empty());
         }
         let write_topic = |topic: &mut String| {
             // Writing into a String cannot fail.

@@ -124,6 +124,11 @@ impl Embedded {
         match rule {
             AlertRule::BatteryBelow(below) => body["below"] = json!(below),
             AlertRule::OfflineFor(after) => body["after_s"] = json!(after.as_secs_f64()),
+            AlertRule::ErrorCodes { at_least, within } => {
+                body["at_least"] = json!(at_least);
+                body["within_s"] = json!(within.as_secs_f64());
+            }
+            AlertRule::SensorStuck(reports) => body["reports"] = json!(reports),
         }
         if let Some(group) = &cx.phase.group {
             body["group"] = json!(group);
