@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 mod binary;
 #[path = "support/standalone.rs"]
 mod standalone;
-use binary::{assert_exit, counter, fleetsim, scratch, summary};
+use binary::{assert_exit, counter, run_against, scratch, summary};
 use standalone::get;
 
 const MODEL: &str = r#"name = "diag-sensor"
@@ -88,15 +88,7 @@ fn devices_answer_set_diagnose_and_logs_from_what_they_hold() {
     std::fs::write(dir.join("diagnostics.toml"), SCENARIO).expect("scenario");
     let backend = standalone::process(&dir.join("data"), &[], 1);
     let out = dir.join("report");
-    let output = fleetsim(&[
-        "run".as_ref(),
-        dir.join("diagnostics.toml").as_os_str(),
-        "--backend".as_ref(),
-        format!("http://{}", backend.http).as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-        "--headless".as_ref(),
-    ]);
+    let output = run_against(&backend.http, &dir.join("diagnostics.toml"), &out);
     assert_exit(&output, 0);
     let summary = summary(&out);
     assert_eq!(

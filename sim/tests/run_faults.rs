@@ -9,7 +9,7 @@ use serde_json::Value;
 mod binary;
 #[path = "support/standalone.rs"]
 mod standalone;
-use binary::{assert_exit, counter, fleetsim, scratch, summary};
+use binary::{assert_exit, counter, run_against, scratch, summary};
 use standalone::get;
 
 const MODEL: &str = r#"name = "fault-sensor"
@@ -69,15 +69,7 @@ fn an_error_burst_reaches_the_device_views_and_reset_devices_start_over() {
     std::fs::write(dir.join("faults.toml"), SCENARIO).expect("scenario");
     let backend = standalone::process(&dir.join("data"), &[], 1);
     let out = dir.join("report");
-    let output = fleetsim(&[
-        "run".as_ref(),
-        dir.join("faults.toml").as_os_str(),
-        "--backend".as_ref(),
-        format!("http://{}", backend.http).as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-        "--headless".as_ref(),
-    ]);
+    let output = run_against(&backend.http, &dir.join("faults.toml"), &out);
     assert_exit(&output, 0);
     let summary = summary(&out);
     // Three simulated minutes of burst: two reports or more a device.
@@ -188,15 +180,7 @@ fn the_alerts_faults_call_for_are_measured_from_the_report_that_crossed_the_rule
     std::fs::write(dir.join("watched.toml"), WATCHED).expect("scenario");
     let backend = standalone::process(&dir.join("data"), &[], 1);
     let out = dir.join("report");
-    let output = fleetsim(&[
-        "run".as_ref(),
-        dir.join("watched.toml").as_os_str(),
-        "--backend".as_ref(),
-        format!("http://{}", backend.http).as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-        "--headless".as_ref(),
-    ]);
+    let output = run_against(&backend.http, &dir.join("watched.toml"), &out);
     let summary = summary(&out);
     assert_exit(&output, 0);
     // About half the fleet stuck and half erring, each alerted once.

@@ -51,6 +51,20 @@ pub fn run_headless(scenario: &Path, out: &Path) -> Output {
     ])
 }
 
+/// Runs `fleetsim run SCENARIO --backend http://API --out OUT --headless` from the repository
+/// root: a run against a backend already serving its operator API at `api` (`IP:PORT`).
+pub fn run_against(api: &str, scenario: &Path, out: &Path) -> Output {
+    fleetsim(&[
+        "run".as_ref(),
+        scenario.as_os_str(),
+        "--backend".as_ref(),
+        format!("http://{api}").as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--headless".as_ref(),
+    ])
+}
+
 /// An empty scratch folder for this test process, named after `tag` (created by whoever
 /// writes into it).
 pub fn scratch(tag: &str) -> PathBuf {
