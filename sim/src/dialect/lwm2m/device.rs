@@ -114,6 +114,8 @@ pub struct Device {
     reading: f64,
     /// The radio's signal strength at the last report, dBm, for a model that gives one.
     rssi: Option<i16>,
+    /// The last report was made in an error burst: object 3 reads its model's error codes.
+    erring: bool,
     /// The message id of the last confirmable request served: a retransmission of it is
     /// answered again but not applied again (a reboot executed once).
     last_request: Option<u16>,
@@ -210,6 +212,7 @@ impl Devices for Lwm2m {
             battery: None,
             reading: f64::NAN,
             rssi: None,
+            erring: false,
             last_request: None,
             observations: Vec::new(),
             attributes: Vec::new(),
@@ -292,6 +295,7 @@ impl Devices for Lwm2m {
         device.battery = report.reading.battery.map(|b| (b * 100.0).round() as u8);
         device.reading = report.reading.value;
         device.rssi = report.reading.rssi;
+        device.erring = !report.reading.errors.is_empty();
         let Link::Datagram(endpoint) = link else { return };
         let mut events = Vec::new();
         let why = (report.qos, report.intended, Why::Report);
@@ -486,6 +490,7 @@ impl Device {
             rssi: self.rssi,
             lifetime_s: self.lifetime_s,
             binding: binding(cx),
+            errors: if self.erring { cx.model.faults.codes() } else { &[] },
         }
     }
 }

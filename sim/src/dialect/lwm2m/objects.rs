@@ -99,6 +99,8 @@ pub struct State<'a> {
     pub lifetime_s: u32,
     /// The binding: `U`, or `UQ` for a device in queue mode.
     pub binding: &'a str,
+    /// The error codes it reports now (an error burst); none: "no error".
+    pub errors: &'a [u16],
 }
 
 /// Resource ids of the objects a device exposes, and which can be written or executed.
@@ -180,8 +182,14 @@ impl State<'_> {
         if let Some(battery) = self.battery {
             all.push((ids::DEVICE, 0, 9, Value::Integer(i64::from(battery))));
         }
-        // Error code: 0, no error (one instance, as the specification asks of every device).
-        all.push((ids::DEVICE, 0, 11, Value::Integers(vec![(0, 0)])));
+        // Error code: its codes, one instance each; 0, no error, when it has none (one
+        // instance, as the specification asks of every device).
+        let codes: Vec<(u16, i64)> = if self.errors.is_empty() {
+            vec![(0, 0)]
+        } else {
+            (0..).zip(self.errors.iter().map(|&code| i64::from(code))).collect()
+        };
+        all.push((ids::DEVICE, 0, 11, Value::Integers(codes)));
         all.push((ids::DEVICE, 0, 16, Value::String("U".to_owned())));
         if let Some(rssi) = self.rssi {
             all.push((ids::CONNECTIVITY, 0, ids::SIGNAL, Value::Integer(i64::from(rssi))));
@@ -260,6 +268,7 @@ mod tests {
             rssi: Some(-93),
             lifetime_s: 300,
             binding: "U",
+            errors: &[],
         }
     }
 
@@ -296,6 +305,20 @@ mod tests {
         assert_eq!(state.read(path("/5")), Err(Refusal::NotFound));
         assert_eq!(state.read(path("/3/1")), Err(Refusal::NotFound));
         assert_eq!(state.read(path("/4/0/2")), Ok(vec![(0, 2, Value::Integer(-93))]));
+        assert_eq!(
+            state.read(path("/3/0/11")),
+            Ok(vec![(0, 11, Value::Integers(vec![(0, 0)]))]),
+            "no error"
+        );
+        let erring = State {
+            errors: &[17, 42],
+            ..state.clone()
+        };
+        assert_eq!(
+            erring.read(path("/3/0/11")),
+            Ok(vec![(0, 11, Value::Integers(vec![(0, 17), (1, 42)]))]),
+            "an error burst's codes, an instance each"
+        );
         let unmeasured = State {
             reading: f64::NAN,
             ..state.clone()
