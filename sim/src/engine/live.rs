@@ -33,6 +33,25 @@ pub enum Update {
     Second(Box<Frame>),
     /// The campaigns as the backend reports them now.
     Campaigns(Vec<CampaignView>),
+    /// The alerts the backend raised so far, against those the run's rules call for.
+    Alerts(AlertFigures),
+}
+
+/// The monitoring path so far: what the operator's watch matched of the backend's alerts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AlertFigures {
+    /// Alerts the rules called for so far (raised, overdue or still within their grace).
+    pub due: u64,
+    /// Of those, raised.
+    pub raised: u64,
+    /// Of those, not raised past their grace: missed unless the backend is only late.
+    pub overdue: u64,
+    /// Alerts raised that nothing called for.
+    pub unexpected: u64,
+    /// `alert.latency` so far.
+    pub p50: Option<Duration>,
+    /// `alert.latency` so far.
+    pub p99: Option<Duration>,
 }
 
 /// One second of a run as the dashboard shows it.
@@ -60,6 +79,8 @@ pub struct Frame {
     pub recovery: Recovery,
     /// TLS handshakes and device certificates so far.
     pub identities: Identities,
+    /// Reports made in a fault, and watchdog resets, so far.
+    pub faults: (u64, u64),
     /// The harness's resident memory now and before the first device, bytes (0: unknown).
     pub rss_bytes: u64,
     /// Resident memory before the first device, bytes (0: unknown).
@@ -221,6 +242,7 @@ impl Live {
             gates: lights,
             recovery: recovery(total),
             identities: identities(total),
+            faults: (total.count(Counter::FaultReports), total.count(Counter::WatchdogResets)),
             rss_bytes: row.rss_bytes,
             rss_before_bytes: self.rss_before_bytes,
             cpu: row.cpu,

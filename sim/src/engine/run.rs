@@ -206,7 +206,7 @@ fn run_with<D: Dialect>(fleet: Fleet<'_>) -> Result<RunOutcome, RunError> {
                         operator.play(scenario, start, &run_over),
                         watch(&operator.dialect, start, &run_over, operator.events.as_ref()),
                         watch_campaigns(&operator.dialect, &operator.log, &run_over, options.live.as_ref()),
-                        watch_alerts(&operator.dialect, &operator.log, &run_over),
+                        watch_alerts(&operator.dialect, &operator.log, &run_over, options.live.as_ref()),
                     );
                     (report, outages, alerts)
                 }))

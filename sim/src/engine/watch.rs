@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::live::Update;
+use super::live::{AlertFigures, Update};
 use crate::dialect::alert_book::{Matched, unix_ms_now};
 use crate::dialect::{Dialect, OperatorLog};
 use crate::metrics::recorder::{Counter, Latency, Recorder, Snapshot};
@@ -113,12 +113,19 @@ const ALERT_PERIOD: Duration = Duration::from_millis(250);
 
 /// Matches the alerts the backend raises against those the run's alert rules call for
 /// ([`crate::dialect::alert_book`]) until `stop`, then once more, and says what it measured:
-/// `alert.latency` and the `alerts.*` counts, for the run's figures.
-pub async fn watch_alerts<D: Dialect>(dialect: &D, log: &OperatorLog, stop: &CancellationToken) -> Snapshot {
+/// `alert.latency` and the `alerts.*` counts, for the run's figures. The dashboard (`live`)
+/// is told the figures so far after each look.
+pub async fn watch_alerts<D: Dialect>(
+    dialect: &D,
+    log: &OperatorLog,
+    stop: &CancellationToken,
+    live: Option<&SyncSender<Update>>,
+) -> Snapshot {
     let mut recorder = Recorder::default();
     if !dialect.operates() {
         return recorder.take();
     }
+    let mut so_far = Snapshot::default();
     let book = &log.alerts;
     let mut after = 0;
     loop {
@@ -148,6 +155,20 @@ pub async fn watch_alerts<D: Dialect>(dialect: &D, log: &OperatorLog, stop: &Can
                 }
                 after = next;
             }
+            so_far.merge(&recorder.take());
+            if let Some(live) = live {
+                let (met, overdue, pending) = book.tally(unix_ms_now());
+                let figures = AlertFigures {
+                    due: met + overdue + pending,
+                    raised: so_far.count(Counter::AlertsRaised),
+                    overdue,
+                    unexpected: so_far.count(Counter::AlertsUnexpected),
+                    p50: so_far.quantile(Latency::Alert, 0.5),
+                    p99: so_far.quantile(Latency::Alert, 0.99),
+                };
+                // Bounded queue; an update that finds it full is dropped, the next one says more.
+                let _ = live.try_send(Update::Alerts(figures));
+            }
         }
         if stopped {
             break;
@@ -158,7 +179,8 @@ pub async fn watch_alerts<D: Dialect>(dialect: &D, log: &OperatorLog, stop: &Can
         recorder.count(Counter::AlertsExpected, met + missed);
         recorder.count(Counter::AlertsMissed, missed);
     }
-    recorder.take()
+    so_far.merge(&recorder.take());
+    so_far
 }
 
 /// To the millisecond, for messages.

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::engine::live::{Frame, Update};
+use crate::engine::live::{AlertFigures, Frame, Update};
 use crate::report::figures::CampaignView;
 use crate::scenario::Scenario;
 use crate::scenario::typed::Action;
@@ -87,11 +87,19 @@ pub enum View {
     Recovery,
     /// TLS handshakes, certificates issued, rotated, renewed and revoked.
     Identities,
+    /// Device faults, and the alerts the backend raised against those called for.
+    Health,
 }
 
 impl View {
     /// Every view, in `tab` order.
-    pub const ALL: [View; 4] = [View::Events, View::Campaigns, View::Recovery, View::Identities];
+    pub const ALL: [View; 5] = [
+        View::Events,
+        View::Campaigns,
+        View::Recovery,
+        View::Identities,
+        View::Health,
+    ];
 
     /// Its tab title.
     pub fn title(self) -> &'static str {
@@ -100,6 +108,7 @@ impl View {
             View::Campaigns => "OTA campaigns",
             View::Recovery => "Recovery & harness",
             View::Identities => "TLS & certificates",
+            View::Health => "Faults & alerts",
         }
     }
 }
@@ -151,6 +160,8 @@ pub struct Model {
     pub connected: VecDeque<u64>,
     /// The campaigns as the backend last reported them.
     pub campaigns: Vec<CampaignView>,
+    /// The alerts the operator's watch matched so far (`None` before its first look).
+    pub alerts: Option<AlertFigures>,
     /// Event lines, oldest first.
     pub log: VecDeque<String>,
     /// Lines the event log is scrolled back from its end (0 follows new lines).
@@ -222,6 +233,7 @@ impl Model {
                 }
                 self.campaigns = campaigns;
             }
+            Update::Alerts(figures) => self.alerts = Some(figures),
         }
     }
 
@@ -325,6 +337,8 @@ mod tests {
         assert_eq!(model.key(Key::Tab), Command::None);
         assert_eq!(model.view, Some(View::Campaigns));
         model.key(Key::BackTab);
+        model.key(Key::BackTab);
+        assert_eq!(model.view, Some(View::Health), "back round past the first");
         model.key(Key::BackTab);
         assert_eq!(model.view, Some(View::Identities));
         model.key(Key::PageUp);

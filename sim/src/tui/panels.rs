@@ -191,6 +191,7 @@ pub fn detail(frame: &mut Frame<'_>, area: Rect, model: &Model) {
         View::Campaigns => campaigns(frame, inner, model),
         View::Recovery => recovery(frame, inner, model),
         View::Identities => identities(frame, inner, model),
+        View::Health => health(frame, inner, model),
     }
 }
 
@@ -414,6 +415,42 @@ fn identities(frame: &mut Frame<'_>, area: Rect, model: &Model) {
         lines.push(Line::styled(format!("refused: {}", errors.join(" · ")), alarm()));
     }
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// Device faults so far, and the monitoring path: alerts the backend raised of those the run's
+/// rules called for, overdue (red), raised without cause (red), and how late.
+fn health(frame: &mut Frame<'_>, area: Rect, model: &Model) {
+    let (reports, resets) = model.frame.faults;
+    let faults = if reports + resets == 0 {
+        Line::raw("no device fault yet")
+    } else {
+        Line::raw(format!(
+            "faults: {reports} reports made in a fault · {resets} watchdog resets"
+        ))
+    };
+    let alerts = match model.alerts {
+        None => Line::raw("no alert rule set"),
+        Some(a) => {
+            let style = if a.overdue > 0 || a.unexpected > 0 {
+                alarm()
+            } else {
+                Style::new().fg(Color::Green)
+            };
+            Line::styled(
+                format!(
+                    "alerts: {} raised of {} due · {} overdue · {} unexpected · latency p50 {} p99 {}",
+                    a.raised,
+                    a.due,
+                    a.overdue,
+                    a.unexpected,
+                    ms(a.p50),
+                    ms(a.p99)
+                ),
+                style,
+            )
+        }
+    };
+    frame.render_widget(Paragraph::new(vec![faults, alerts]), area);
 }
 
 /// `harness cpu 45% · 1.6 KiB/device · rss 120 MiB · ui 0.3%`: the harness's share of a core

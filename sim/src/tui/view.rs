@@ -420,6 +420,7 @@ mod tests {
         use crate::engine::live::Identities;
         let mut model = model();
         model.key(Key::BackTab);
+        model.key(Key::BackTab);
         assert_eq!(model.view, Some(View::Identities));
         let buffer = render(&model, 80, 24);
         assert!(shows(&buffer, "no TLS handshake or certificate yet"));
@@ -456,6 +457,43 @@ mod tests {
             "one got in"
         );
         assert_eq!(color_at(&buffer, "refused: errors"), Some(Color::Red));
+    }
+
+    #[test]
+    fn the_health_view_shows_faults_and_the_alerts_raised_against_those_due() {
+        use crate::engine::live::AlertFigures;
+        let mut model = model();
+        model.key(Key::BackTab);
+        assert_eq!(model.view, Some(View::Health));
+        let buffer = render(&model, 100, 24);
+        assert!(shows(&buffer, "no device fault yet") && shows(&buffer, "no alert rule set"));
+        model.apply(Update::Second(Box::new(LiveFrame {
+            elapsed_s: 80,
+            devices: 2000,
+            faults: (4639, 86),
+            ..LiveFrame::default()
+        })));
+        let good = AlertFigures {
+            due: 2755,
+            raised: 2755,
+            overdue: 0,
+            unexpected: 0,
+            p50: Some(Duration::from_millis(2)),
+            p99: Some(Duration::from_millis(247)),
+        };
+        model.apply(Update::Alerts(good));
+        let buffer = render(&model, 100, 24);
+        let all = rows(&buffer).join("\n");
+        for expected in [
+            "faults: 4639 reports made in a fault · 86 watchdog resets",
+            "alerts: 2755 raised of 2755 due · 0 overdue · 0 unexpected · latency p50 2.0ms p99 247.0ms",
+        ] {
+            assert!(all.contains(expected), "{expected:?} missing from\n{all}");
+        }
+        assert_eq!(color_at(&buffer, "alerts: 2755"), Some(Color::Green));
+        model.apply(Update::Alerts(AlertFigures { overdue: 3, ..good }));
+        let buffer = render(&model, 100, 24);
+        assert_eq!(color_at(&buffer, "alerts: 2755"), Some(Color::Red), "some are overdue");
     }
 
     #[test]
