@@ -57,6 +57,11 @@ at = "9s"
 action = "command"
 command = "diagnose"
 
+[[phase]]
+at = "10s"
+action = "command"
+command = "logs"
+
 [gates]
 "devices.lost" = "== 0"
 "#;
@@ -98,11 +103,16 @@ fn an_error_burst_reaches_the_device_views_and_reset_devices_start_over() {
     let audit = get(&backend.http, "/api/v1/audit?limit=1000&action=command.sent");
     let mut reset_seen = 0;
     let mut answered = 0;
+    let mut logs = Vec::new();
     for entry in audit["entries"].as_array().expect("entries") {
         let id = entry["detail"]["command"].as_str().expect("command id");
         let record = get(&backend.http, &format!("/api/v1/commands/{id}"))["command"].clone();
         assert_eq!(record["state"], "succeeded", "{record}");
         let output: &Value = &record["result"]["output"];
+        if record["name"] == "logs" {
+            logs.push(output.clone());
+            continue;
+        }
         let uptime = output["uptime_s"].as_f64().expect("uptime");
         let errors = &output["errors"];
         assert!(errors["error_reports"].as_u64() >= Some(2), "{output}");
@@ -122,6 +132,28 @@ fn an_error_burst_reaches_the_device_views_and_reset_devices_start_over() {
         reset_seen, resets,
         "the devices that said they reset are the ones counted"
     );
+    // Each device's own log has the burst where it started (the first report after 120
+    // simulated seconds) and ended (the first after 300), and a reset where it happened.
+    assert_eq!(logs.len(), 20);
+    let mut reset_logged = 0;
+    for log in &logs {
+        let events = log["events"].as_array().expect("events");
+        let at = |event: &str| -> Option<f64> {
+            events
+                .iter()
+                .find(|e| e["event"] == event && (e["fault"] == "error_burst" || e["fault"].is_null()))
+                .and_then(|e| e["at_s"].as_f64())
+        };
+        let started = at("fault_started").expect("the burst started");
+        assert!((120.0..=185.0).contains(&started), "{log}");
+        let ended = at("fault_ended").expect("the burst ended");
+        assert!((300.0..=365.0).contains(&ended), "{log}");
+        if let Some(reset) = at("watchdog_reset") {
+            assert!((355.0..=365.0).contains(&reset), "{log}");
+            reset_logged += 1;
+        }
+    }
+    assert_eq!(reset_logged, resets, "every reset in its device's log");
     drop(backend);
     let _ = std::fs::remove_dir_all(&dir);
 }

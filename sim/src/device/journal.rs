@@ -14,7 +14,7 @@ use super::core::SimTime;
 use super::events::{Action, Actions, CommandKind, Event};
 use super::ota::OtaReport;
 use super::state::State;
-use crate::model::FaultKind;
+use crate::model::{FaultKind, FaultSet};
 
 /// Entries kept: the newest sixteen.
 pub const CAPACITY: usize = 16;
@@ -48,6 +48,11 @@ pub enum Logged {
     Decommissioned,
     /// Its watchdog reset it.
     WatchdogReset,
+    /// Its report was the first made in this fault (a stuck or out-of-range sensor, an
+    /// error burst).
+    FaultStarted(FaultKind),
+    /// Its report was the first made out of this fault.
+    FaultEnded(FaultKind),
 }
 
 impl Logged {
@@ -67,6 +72,8 @@ impl Logged {
             Self::CertificateInstalled => "certificate_installed",
             Self::Decommissioned => "decommissioned",
             Self::WatchdogReset => "watchdog_reset",
+            Self::FaultStarted(_) => "fault_started",
+            Self::FaultEnded(_) => "fault_ended",
         }
     }
 
@@ -87,6 +94,8 @@ impl Logged {
             Self::CertificateInstalled => (10, 0),
             Self::Decommissioned => (11, 0),
             Self::WatchdogReset => (12, 0),
+            Self::FaultStarted(kind) => (13, kind as u32),
+            Self::FaultEnded(kind) => (14, kind as u32),
         };
         kind << 24 | detail
     }
@@ -108,6 +117,8 @@ impl Logged {
             10 => Self::CertificateInstalled,
             11 => Self::Decommissioned,
             12 => Self::WatchdogReset,
+            13 => Self::FaultStarted(*FaultKind::ALL.get(detail as usize)?),
+            14 => Self::FaultEnded(*FaultKind::ALL.get(detail as usize)?),
             _ => return None,
         })
     }
@@ -149,6 +160,8 @@ pub struct Journal {
     errors: ErrorCounts,
     /// `LowBattery` was logged: said once.
     low_battery: bool,
+    /// The faults the last report was made in.
+    faults: FaultSet,
 }
 
 impl Journal {
@@ -183,6 +196,9 @@ impl Journal {
             self.push(now, logged);
         }
         for action in actions.iter() {
+            if let Action::Publish { faults, .. } = action {
+                self.fault_changes(now, faults);
+            }
             let logged = match action {
                 Action::ReportConfig { version } => Logged::ConfigApplied(version),
                 Action::OtaStatus(report) => {
@@ -196,10 +212,6 @@ impl Journal {
                     bump(&mut self.errors.resets);
                     Logged::WatchdogReset
                 }
-                Action::Publish { faults, .. } if faults.has(FaultKind::ErrorBurst) => {
-                    bump(&mut self.errors.error_reports);
-                    continue;
-                }
                 Action::Publish {
                     battery: Some(level), ..
                 } if level.low && !self.low_battery => {
@@ -210,6 +222,25 @@ impl Journal {
             };
             self.push(now, logged);
         }
+    }
+
+    /// A report made in `faults`: the faults that started or ended since the last report are
+    /// logged, and an error burst's report counted.
+    fn fault_changes(&mut self, now: SimTime, faults: FaultSet) {
+        if faults.has(FaultKind::ErrorBurst) {
+            bump(&mut self.errors.error_reports);
+        }
+        if faults == self.faults {
+            return;
+        }
+        for kind in FaultKind::ALL {
+            match (self.faults.has(kind), faults.has(kind)) {
+                (false, true) => self.push(now, Logged::FaultStarted(kind)),
+                (true, false) => self.push(now, Logged::FaultEnded(kind)),
+                _ => {}
+            }
+        }
+        self.faults = faults;
     }
 
     /// Adds an entry, overwriting the oldest once full.
@@ -261,6 +292,9 @@ impl Journal {
                 }
                 Logged::Ota(report) => {
                     let _ = write!(out, ",\"state\":\"{}\"", report.name());
+                }
+                Logged::FaultStarted(kind) | Logged::FaultEnded(kind) => {
+                    let _ = write!(out, ",\"fault\":\"{}\"", kind.name());
                 }
                 _ => {}
             }
@@ -407,10 +441,34 @@ mod tests {
             faults: FaultSet::NONE.with(FaultKind::ErrorBurst),
         };
         journal.note(at(30), Event::Wake, (State::Online, State::Online), &actions(&[burst]));
+        let stuck = Action::Publish {
+            seq: 5,
+            payload_bytes: 64,
+            battery: None,
+            reading_centi: 2150,
+            faults: FaultSet::NONE.with(FaultKind::StuckSensor),
+        };
+        journal.note(at(40), Event::Wake, (State::Online, State::Online), &actions(&[stuck]));
+        journal.note(at(50), Event::Wake, (State::Online, State::Online), &actions(&[stuck]));
         let entries: Vec<(f64, Logged)> = journal.entries().collect();
-        assert_eq!(entries, vec![(3.0, Logged::WatchdogReset)], "not a connection_lost too");
+        assert_eq!(
+            entries,
+            vec![
+                (3.0, Logged::WatchdogReset),
+                (30.0, Logged::FaultStarted(FaultKind::ErrorBurst)),
+                (40.0, Logged::FaultStarted(FaultKind::StuckSensor)),
+                (40.0, Logged::FaultEnded(FaultKind::ErrorBurst)),
+            ],
+            "a reset is not a connection_lost too; a fault is logged where it starts and ends"
+        );
         let errors = journal.errors();
         assert_eq!((errors.resets, errors.connection_lost, errors.error_reports), (1, 0, 1));
+        let mut json = String::new();
+        journal.write_json(&mut json);
+        assert!(
+            json.contains(r#"{"at_s":40.0,"event":"fault_started","fault":"stuck_sensor"}"#),
+            "{json}"
+        );
     }
 
     #[test]
