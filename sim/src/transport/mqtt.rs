@@ -242,7 +242,10 @@ impl MqttConn {
                 Ok(Some(packet))
             }
             Err(mqttbytes::Error::InsufficientBytes(needed)) => {
-                self.buf.reserve(needed);
+                // Room for the rest of the packet and what may follow it: a read as small as
+                // the bytes still missing (two, for a packet not yet begun) would take what the
+                // server sent in several reads (a SUBACK and a PUBACK came in three).
+                self.buf.reserve(needed.max(READ_ROOM));
                 Ok(None)
             }
             Err(_) => Err(TransportError::Protocol),
