@@ -446,3 +446,56 @@ fn a_watchdog_reset_drops_the_connection_and_the_device_boots_and_comes_back() {
     let resets = life.actions.iter().filter(|(_, a)| *a == Action::Reset).count();
     assert!((8..40).contains(&resets), "{resets} resets in 20 days");
 }
+
+#[test]
+fn a_watchdog_that_fires_mid_update_leaves_the_report_to_go() {
+    // Half the reports fire the watchdog; a 50 MB image at 100 kbit/s takes over an hour.
+    let m = model(
+        "[telemetry]\ninterval = \"10m\"\npayload_bytes = 16\n\
+         [link]\nmean_online = \"10000d\"\nmean_offline = \"1s\"\n\
+         [ota]\ndownload_kbps = 100\ninterrupt = \"0%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n\
+         [faults]\nwatchdog_reset = { every = \"20m\" }\n",
+    );
+    let ctx = Ctx::new(6, &m);
+    let image = Image {
+        size_bytes: 50_000_000,
+        corrupt: 0.0,
+        boot_fail: 0.0,
+    };
+    let mut updating = 0;
+    for index in 0..40 {
+        let mut life = Life::new(ctx, index);
+        life.push(SimTime(0).after(MINUTE * 5), Event::OtaJob(image));
+        life.run(SimTime(0).after(MINUTE * 180));
+        let Some(started) = life
+            .actions
+            .iter()
+            .find(|(_, a)| *a == Action::OtaStatus(OtaReport::Downloading))
+            .map(|(t, _)| *t)
+        else {
+            // Booting after a reset when the job came: it never saw it.
+            continue;
+        };
+        let Some(done) = life
+            .actions
+            .iter()
+            .find_map(|(t, a)| matches!(a, Action::OtaDone(_)).then_some(*t))
+        else {
+            continue;
+        };
+        updating += 1;
+        let during = |wanted: fn(&Action) -> bool| {
+            life.actions
+                .iter()
+                .filter(|(t, a)| *t > started && *t < done && wanted(a))
+                .count()
+        };
+        assert!(
+            during(|a| matches!(a, Action::Publish { .. })) >= 5,
+            "device {index}: every report of the update went: {:?}",
+            life.actions
+        );
+        assert_eq!(during(|a| *a == Action::Reset), 0, "device {index}");
+    }
+    assert!(updating >= 5, "{updating} devices took the update");
+}

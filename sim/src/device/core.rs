@@ -553,8 +553,8 @@ impl Device {
             .watchdog_fires(ctx.seed, self.index, self.telemetry_words, interval);
         self.telemetry_words = words(&rng);
         self.next_report = now.after(interval);
-        if fires && self.state == State::Online {
-            self.watchdog_reset(now, out);
+        // A device that carries on (mid-update) still reports.
+        if fires && self.watchdog_reset(now, out) {
             return;
         }
         out.push(Action::Publish {

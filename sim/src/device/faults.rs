@@ -35,10 +35,10 @@ impl Device {
     /// The watchdog fires: a connected device drops its connection without a goodbye (what
     /// it had in flight is lost), boots for [`BOOT`] and connects again; its uptime starts
     /// over. A device not connected, or in the middle of an update (whose own reboot the
-    /// update's model plays), carries on.
-    pub(super) fn watchdog_reset(&mut self, now: SimTime, out: &mut Actions) {
+    /// update's model plays), carries on. Whether it reset.
+    pub(super) fn watchdog_reset(&mut self, now: SimTime, out: &mut Actions) -> bool {
         if self.state != State::Online || self.ota != OtaStage::Idle {
-            return;
+            return false;
         }
         out.push(Action::Disconnect);
         out.push(Action::Reset);
@@ -46,5 +46,6 @@ impl Device {
         self.attempt = 0;
         self.retry_at = now.after(BOOT);
         self.booted_at(now.after(BOOT));
+        true
     }
 }

@@ -77,7 +77,9 @@ impl Device {
                         self.back_off(now, ctx);
                     }
                 }
-                IncidentKind::Fault(FaultKind::WatchdogReset) => self.watchdog_reset(now, out),
+                IncidentKind::Fault(FaultKind::WatchdogReset) => {
+                    self.watchdog_reset(now, out);
+                }
                 IncidentKind::Fault(_) => {}
             }
         }
