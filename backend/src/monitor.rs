@@ -6,9 +6,11 @@
 //! (a status report, a telemetry message that carries one, an LwM2M notification); an offline
 //! rule by a sweep every [`SWEEP_EVERY`] over the devices that disconnected, each checked
 //! against the session table before it is raised (a device that came back in between is
-//! not offline). An alert is raised once per rule and device and cleared when the condition
-//! no longer holds (the battery reported at or above the level, the device connected again,
-//! the device decommissioned). Each raise and clear is audited through the registry's group
+//! not offline); an error-codes rule when a telemetry message carries codes; a sensor-stuck
+//! rule at every telemetry reading, while one is in force. An alert is raised once per rule
+//! and device and cleared when the condition no longer holds (the battery reported at or
+//! above the level, the device connected again, no codes for the rule's window (by the
+//! sweep), the reading changed, the device decommissioned). Each raise and clear is audited through the registry's group
 //! commit, off the device's path, and counted for `/metrics`.
 
 use std::collections::{HashMap, VecDeque};
@@ -39,7 +41,8 @@ pub struct Alert {
     /// The rule's number, for matching without its text.
     #[serde(skip)]
     number: i64,
-    /// What crossed the rule: the battery reported, or since when the device is offline.
+    /// What crossed the rule: the battery reported, since when the device is offline, the
+    /// reports with codes in the window, or the reading repeated.
     pub cause: serde_json::Value,
 }
 
@@ -98,8 +101,9 @@ impl Monitor {
         if !rules.iter().any(|r| matches!(r.kind, RuleKind::ErrorCodes { .. })) {
             lock(&self.error_times).clear();
         }
-        self.watch_values.store(watches_values(&rules), Ordering::Relaxed);
-        if !watches_values(&rules) {
+        let watch_values = watches_values(&rules);
+        self.watch_values.store(watch_values, Ordering::Relaxed);
+        if !watch_values {
             lock(&self.values).clear();
         }
         *self.rules.write().unwrap_or_else(PoisonError::into_inner) = rules;
