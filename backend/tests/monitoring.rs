@@ -31,6 +31,21 @@ async fn alerts_until(t: &TestBackend, what: &str, wanted: impl Fn(&[Value]) -> 
     }
 }
 
+/// Polls the audit log at `path` until `wanted` holds of its entries: raises and clears are
+/// audited off the device's path, so the group commit takes a moment. Panics after PATIENCE.
+async fn audit_until(t: &TestBackend, path: &str, wanted: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let audit = get(t, path).await;
+        let entries = audit["entries"].as_array().expect("entries").clone();
+        if wanted(&entries) {
+            return entries;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{path}: {entries:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Device `id` reports each battery level in turn (with a signal), each acknowledged.
 async fn report(client: &AsyncClient, eventloop: &mut EventLoop, id: &str, levels: &[f64]) {
     for battery in levels {
@@ -99,24 +114,17 @@ async fn a_low_battery_in_telemetry_raises_an_alert_until_it_is_back_above_the_l
     assert_eq!(metric(&t, "fleetsim_gateway_alerts_raised_total").await, 1.0);
     assert_eq!(metric(&t, "fleetsim_gateway_alerts_cleared_total").await, 1.0);
     assert_eq!(metric(&t, "fleetsim_gateway_alerts_active").await, 0.0);
-    // Audited, raise and clear, off the device's path: give the group commit a moment.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let audit = get(&t, "/api/v1/audit?limit=1000").await;
-        let actions: Vec<&str> = audit["entries"]
-            .as_array()
-            .expect("entries")
+    // Audited, raise and clear.
+    audit_until(&t, "/api/v1/audit?limit=1000", |entries| {
+        let actions: Vec<&str> = entries
             .iter()
             .filter(|e| e["subject"] == id.as_str())
             .filter_map(|e| e["action"].as_str())
             .filter(|a| a.starts_with("alert."))
             .collect();
-        if actions == ["alert.raised", "alert.cleared"] {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{actions:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        actions == ["alert.raised", "alert.cleared"]
+    })
+    .await;
     t.stop().await;
 }
 
@@ -232,14 +240,11 @@ async fn error_codes_past_a_rate_and_a_stuck_sensor_raise_alerts_that_clear_when
     alerts_until(&t, "all cleared", <[Value]>::is_empty).await;
     assert_eq!(metric(&t, "fleetsim_gateway_alerts_raised_total").await, 2.0);
     assert_eq!(metric(&t, "fleetsim_gateway_alerts_cleared_total").await, 2.0);
-    let audit = get(&t, "/api/v1/audit?action=alert.cleared").await;
-    let whys: Vec<&str> = audit["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["detail"]["why"].as_str())
-        .collect();
-    assert!(whys.contains(&"no error codes within the window"), "{audit}");
-    assert!(whys.contains(&"the reading changed"), "{audit}");
+    // Both clears audited, each with its reason.
+    audit_until(&t, "/api/v1/audit?action=alert.cleared", |entries| {
+        let whys: Vec<&str> = entries.iter().filter_map(|e| e["detail"]["why"].as_str()).collect();
+        whys.contains(&"no error codes within the window") && whys.contains(&"the reading changed")
+    })
+    .await;
     t.stop().await;
 }
