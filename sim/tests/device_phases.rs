@@ -499,3 +499,56 @@ fn a_watchdog_that_fires_mid_update_leaves_the_report_to_go() {
     }
     assert!(updating >= 5, "{updating} devices took the update");
 }
+
+#[test]
+fn a_retiring_phase_retires_its_share_with_a_goodbye_unless_cut_off() {
+    let m = faulty("");
+    let at = SimTime(0).after(MINUTE * 30);
+    let retire = Incident {
+        start: at,
+        end: at.after(Duration::from_micros(1)),
+        share: 0.4,
+        stream: StreamId::phase(1),
+        kind: IncidentKind::Retire,
+    };
+    // The same phase, with an earlier outage over every device still in force at its time.
+    let outage = Incident {
+        start: SimTime(0).after(MINUTE * 20),
+        end: SimTime(0).after(MINUTE * 40),
+        share: 1.0,
+        stream: StreamId::phase(0),
+        kind: IncidentKind::Outage,
+    };
+    for (incidents, goodbye) in [(vec![retire], true), (vec![outage, retire], false)] {
+        let ctx = Ctx {
+            seed: 4,
+            model: &m,
+            incidents: &incidents,
+        };
+        let mut hit = 0;
+        for index in 0..200 {
+            let mut life = Life::new(ctx, index);
+            life.run(SimTime(0).after(MINUTE * 120));
+            let hits = retire.hits(4, index);
+            hit += u32::from(hits);
+            let at_phase: Vec<Action> = life.actions.iter().filter(|(t, _)| *t == at).map(|(_, a)| *a).collect();
+            if hits {
+                let expected: &[Action] = if goodbye {
+                    &[Action::Retire, Action::Stop]
+                } else {
+                    &[Action::Stop]
+                };
+                assert_eq!(at_phase, expected, "device {index}");
+                assert_eq!(life.device.state(), State::Decommissioned, "device {index}");
+                assert!(
+                    life.actions.iter().all(|(t, _)| *t <= at),
+                    "nothing after it retired: device {index}"
+                );
+            } else {
+                assert!(!at_phase.contains(&Action::Retire), "device {index}");
+                assert_ne!(life.device.state(), State::Decommissioned, "device {index}");
+            }
+        }
+        assert!((50..110).contains(&hit), "{hit} of 200 hit at 40%");
+    }
+}

@@ -427,6 +427,74 @@ fn sleepy_devices_register_in_queue_mode_and_update_at_each_wake_from_a_new_port
     }
 }
 
+/// A `decommission` phase against a server fleetsim has no operator for: the devices it picks
+/// De-register (the server forgets them at once) and stop; the others stay registered. The
+/// same scenario picks the same devices again. Both the always-connected and the sleeping
+/// (queue-mode, no socket held) kinds.
+#[test]
+fn a_decommission_phase_deregisters_the_devices_it_picks() {
+    for (tag, (name, model)) in [
+        (
+            "run-lwm2m-retire",
+            (
+                "lwm2m-hourly",
+                "name = \"lwm2m-hourly\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LR\"\n\n\
+                 [telemetry]\ninterval = \"1h\"\npayload_bytes = 16\nqos = 0\n",
+            ),
+        ),
+        (
+            "run-lwm2m-retire-sleepy",
+            (
+                "lwm2m-sleepy",
+                "name = \"lwm2m-sleepy\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LQ\"\n\n\
+                 [telemetry]\ninterval = \"2m\"\npayload_bytes = 16\nduty_cycle = true\n\n[lwm2m]\nlifetime = \"10m\"\n",
+            ),
+        ),
+    ] {
+        let mut picked = Vec::new();
+        for _ in 0..2 {
+            let mut server = NodeServer::start();
+            let (scenario, out) = fleet(tag, (name, model), |models| {
+                let url = format!("coap://127.0.0.1:{}", server.port);
+                let text = scenario(
+                    models,
+                    ("retire", 31, "8s"),
+                    &url,
+                    (12, name, "meters"),
+                    "\"errors.total\" = \"== 0\"",
+                );
+                format!(
+                    "{text}\n[[phase]]\nat = \"4s\"\naction = \"decommission\"\ngroup = \"meters\"\nshare = \"50%\"\n"
+                )
+            });
+            let output = run_headless(&scenario, &out);
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            server.drain(Duration::from_millis(300));
+            let summary = summary(&out);
+            let stats = server.ask(json!({"op": "stats"})).expect("stats");
+            let retired = summary["metrics"]["gauges"]["devices.decommissioned"]
+                .as_u64()
+                .expect("gauge");
+            assert!((2..=10).contains(&retired), "about half of 12: {retired}");
+            assert_eq!(counter(&summary, "lwm2m.deregistrations"), retired, "{stats}");
+            assert_eq!(stats["unregistrations"], json!(retired), "{stats}");
+            assert_eq!(stats["registered"], json!(12 - retired), "the others stay: {stats}");
+            assert_eq!(stats["expirations"], json!(0), "{stats}");
+            let latency = &summary["metrics"]["histograms"]["deregister.latency"];
+            assert_eq!(latency["count"], json!(retired), "{latency}");
+            let mut gone: Vec<String> = server
+                .events
+                .iter()
+                .filter(|e| e["event"] == "unregistration")
+                .map(|e| e["ep"].as_str().expect("ep").to_owned())
+                .collect();
+            gone.sort();
+            picked.push(gone);
+        }
+        assert_eq!(picked[0], picked[1], "the same seed picks the same devices");
+    }
+}
+
 /// An always-connected device whose registration lifetime is shorter than its report
 /// interval updates the registration on its own timer, between reports: none expires. And a
 /// server that sets pmax on what it observes is notified that often, reports or not.

@@ -149,3 +149,77 @@ mix = [ {{ model = "smart-meter", share = 0.5, group = "meters" }},
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `decommission` phase against a broker (which has no operator API): the devices it picks
+/// leave of their own accord, with a DISCONNECT the broker logs as a clean goodbye, and stop;
+/// the others stay until the run ends (their sockets just close).
+#[test]
+fn a_decommission_phase_against_a_broker_disconnects_the_devices_it_picks() {
+    let broker = Mosquitto::start_with(
+        "user root\nlog_dest file {log}\nlog_type notice\nlog_type information\nconnection_messages true\n",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(broker.addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the broker listens");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = std::env::temp_dir().join(format!("fleetsim-run-mqtt-retire-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let scenario = dir.join("retire.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+[scenario]
+name = "retire"
+seed = 5
+duration = "4s"
+time_scale = 600
+models = "{models}"
+
+[backend]
+kind = "mqtt"
+url = "mqtt://{addr}"
+telemetry_topic = "plant/{{group}}/{{serial}}/t"
+
+[fleet]
+devices = 16
+arrival = {{ ramp = "1s" }}
+mix = [ {{ model = "smart-meter", share = 1.0, group = "meters" }} ]
+
+[[phase]]
+at = "2s"
+action = "decommission"
+group = "meters"
+share = "50%"
+
+[gates]
+"errors.total" = "== 0"
+"#,
+            models = repo().join("device-models").display(),
+            addr = broker.addr
+        ),
+    )
+    .expect("scenario file");
+    let out = dir.join("report");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["run", "--headless"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("fleetsim runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary")).expect("json");
+    let retired = summary["metrics"]["gauges"]["devices.decommissioned"]
+        .as_u64()
+        .expect("gauge");
+    assert!((2..=14).contains(&retired), "about half of 16: {retired}");
+    assert_eq!(summary["metrics"]["gauges"]["devices.online"], 16 - retired);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = broker.log();
+    let goodbyes = log.lines().filter(|l| l.contains(" disconnected.")).count() as u64;
+    assert_eq!(goodbyes, retired, "one DISCONNECT for each device retired:\n{log}");
+}

@@ -254,6 +254,10 @@ impl Device {
         }
         self.drain(now, ctx, 0);
         self.pass_incidents(now, ctx, &mut out);
+        if self.state.is_final() {
+            // Retired by a phase: nothing else happens to it.
+            return out;
+        }
         match event {
             Event::Decommissioned => {
                 if self.state == State::Online {

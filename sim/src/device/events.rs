@@ -134,6 +134,10 @@ pub enum Action {
     Leave,
     /// Deliver `Event::Wake` at this time.
     WakeAt(SimTime),
+    /// The device retires (a `decommission` phase against a server fleetsim has no operator
+    /// for): it says goodbye as its protocol has one (LwM2M's De-register, MQTT's DISCONNECT)
+    /// before the `Stop` that follows.
+    Retire,
     /// The device is done (dead, bricked, decommissioned): forget it.
     Stop,
     /// Report config `version` as applied.

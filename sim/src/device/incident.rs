@@ -40,6 +40,10 @@ pub enum IncidentKind {
     Outage,
     /// Puts them in a fault.
     Fault(FaultKind),
+    /// Retires them for good (a `decommission` phase against a server fleetsim has no
+    /// operator for: the devices leave of their own accord, saying goodbye as their protocol
+    /// allows).
+    Retire,
 }
 
 impl Incident {
@@ -81,8 +85,24 @@ impl Device {
                     self.watchdog_reset(now, out);
                 }
                 IncidentKind::Fault(_) => {}
+                IncidentKind::Retire => {
+                    self.retire(now, out);
+                    return;
+                }
             }
         }
+    }
+
+    /// Leaves for good: says goodbye if it has a network (connected or asleep: an LwM2M
+    /// device de-registers from a socket of its own) and stops.
+    fn retire(&mut self, now: SimTime, out: &mut Actions) {
+        if self.link_up() && now >= self.outage_until {
+            out.push(Action::Retire);
+        }
+        out.push(Action::Stop);
+        self.ota = super::ota::OtaStage::Idle;
+        self.recovering = SimTime::NEVER;
+        self.state = State::Decommissioned;
     }
 
     /// When the link next changes state.

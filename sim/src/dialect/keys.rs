@@ -41,17 +41,19 @@ pub fn require_url(url: Option<&str>, schemes: &[&str]) -> Result<(), KeyError> 
     }
 }
 
-/// Refuses the first phase of `scenario` that is not an outage or a fault (devices play
-/// those themselves; every other phase needs an operator), saying why: `lacking` is what the
-/// backend lacks ("an MQTT broker has none"), `against` what it is ("a broker").
-pub fn outages_only(scenario: &Scenario, lacking: &str, against: &str) -> Result<(), String> {
-    match scenario
-        .phases
-        .iter()
-        .find(|p| !matches!(p.action, Action::Outage { .. } | Action::Fault { .. }))
-    {
+/// Refuses the first phase of `scenario` that devices cannot play by themselves (outages,
+/// faults, and decommissioning, which without an operator the devices picked live by
+/// leaving: every other phase needs an operator), saying why: `lacking` is what the backend
+/// lacks ("an MQTT broker has none"), `against` what it is ("a broker").
+pub fn devices_only(scenario: &Scenario, lacking: &str, against: &str) -> Result<(), String> {
+    match scenario.phases.iter().find(|p| {
+        !matches!(
+            p.action,
+            Action::Outage { .. } | Action::Fault { .. } | Action::Decommission { .. }
+        )
+    }) {
         Some(phase) => Err(format!(
-            "{}: phase \"{}\" at {} needs an operator, and {lacking}; against {against} only \"outage\" and \"fault\" phases run",
+            "{}: phase \"{}\" at {} needs an operator, and {lacking}; against {against} only \"outage\", \"fault\" and \"decommission\" (the devices leave by themselves) phases run",
             scenario.file.display(),
             phase.action.name(),
             DisplayDuration(phase.at)

@@ -146,6 +146,15 @@ pub trait Devices {
     /// device holds afterwards.
     async fn download(&self, cx: &DeviceCx<'_>, device: &mut Self::Device, from: u64, to: u64) -> u64;
 
+    /// Says the goodbye of a device that retires ([`crate::device::Action::Retire`]): by
+    /// default MQTT's DISCONNECT on its connection, if it has one; a dialect whose server
+    /// holds more of the device (an LwM2M registration) ends that too. `intended` is when
+    /// the phase retired it: the goodbye's latency runs from then.
+    async fn retire(&self, cx: &DeviceCx<'_>, device: &mut Self::Device, link: &mut Link, intended: Instant) {
+        let _ = (cx, device, intended);
+        link.hang_up().await;
+    }
+
     /// When the device owes its server something of its own accord, whatever the core has
     /// planned (an LwM2M registration's update before its lifetime runs out), if ever: the
     /// device's task wakes for it then. An awake device's only; a sleeping one does what it

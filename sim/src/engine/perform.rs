@@ -321,6 +321,8 @@ impl<D: Dialect> DeviceTask<D> {
                     cx.count(Counter::OutageRecovered);
                 }
                 Action::Reset => cx.count(Counter::WatchdogResets),
+                // Boxed: once in a device's life.
+                Action::Retire => Box::pin(dialect.retire(&cx, device, link, step.intended)).await,
                 Action::WakeAt(_) | Action::Stop => {}
             }
         }

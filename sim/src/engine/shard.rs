@@ -101,6 +101,7 @@ pub fn run_shard<D: Dialect>(
         serial_key: plan.serial_key(),
     };
     let sources = SourceAddrs::for_target(scenario.fleet.source_addrs, target);
+    let retire = !dialect.operates();
     let ctx = Rc::new(ShardCtx::new(
         scenario.seed,
         clock,
@@ -118,7 +119,7 @@ pub fn run_shard<D: Dialect>(
                 Rc::new(Member {
                     model,
                     group: m.group.clone(),
-                    incidents: incidents(scenario, &clock, &m.group),
+                    incidents: incidents(scenario, &clock, &m.group, retire),
                 })
             })
         })
@@ -218,8 +219,10 @@ fn plan_model(plan: &Plan<'_>, name: &str) -> Option<crate::scenario::DeviceMode
 }
 
 /// What the scenario's outage and fault phases do to `group`, in simulated time and in time
-/// order, each deciding its devices from the phase's own random stream.
-pub fn incidents(scenario: &Scenario, clock: &RunClock, group: &str) -> Vec<Incident> {
+/// order, each deciding its devices from the phase's own random stream. With `retire` (the
+/// backend has no operator: an MQTT broker, an LwM2M server), so are its `decommission`
+/// phases: the devices picked leave of their own accord.
+pub fn incidents(scenario: &Scenario, clock: &RunClock, group: &str, retire: bool) -> Vec<Incident> {
     let start = clock.start();
     scenario
         .phases
@@ -245,6 +248,18 @@ pub fn incidents(scenario: &Scenario, clock: &RunClock, group: &str) -> Vec<Inci
                     share,
                     stream: StreamId::phase(u32::try_from(k).unwrap_or(u32::MAX)),
                     kind: IncidentKind::Fault(kind),
+                })
+            }
+            Action::Decommission { share } if retire => {
+                let begins = clock.sim(start + phase.at);
+                Some(Incident {
+                    start: begins,
+                    // In force for a microsecond, as an instant fault: the devices present
+                    // then leave; one that arrives later does not.
+                    end: begins.after(Duration::from_micros(1)),
+                    share,
+                    stream: StreamId::phase(u32::try_from(k).unwrap_or(u32::MAX)),
+                    kind: IncidentKind::Retire,
                 })
             }
             _ => None,

@@ -182,6 +182,11 @@ pub const METRICS: &[Metric] = &[
         "LwM2M registration Update's intended time -> the server's 2.04 Changed",
     ),
     metric(
+        "deregister.latency",
+        MetricKind::Histogram,
+        "a decommission phase's time -> the LwM2M server's 2.02 Deleted of the retired device's De-register",
+    ),
+    metric(
         "coap.retransmissions",
         MetricKind::Count,
         "confirmable CoAP messages devices sent again for want of an acknowledgement",
@@ -195,6 +200,11 @@ pub const METRICS: &[Metric] = &[
         "lwm2m.updates",
         MetricKind::Count,
         "LwM2M registration Updates the server accepted",
+    ),
+    metric(
+        "lwm2m.deregistrations",
+        MetricKind::Count,
+        "LwM2M De-registers the server accepted, of devices a decommission phase retired",
     ),
     metric(
         "lwm2m.reads",

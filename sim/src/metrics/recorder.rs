@@ -80,6 +80,9 @@ names!(
         Register => "register.latency",
         /// LwM2M registration Update sent (its intended time) -> the server's 2.04 Changed.
         Update => "update.latency",
+        /// A phase retired an LwM2M device (its intended time) -> the server's 2.02 Deleted
+        /// of its De-register.
+        Deregister => "deregister.latency",
         /// A device's state crossed an alert rule (a report under the battery level, the link
         /// down for the rule's time) -> the backend raised the alert.
         Alert => "alert.latency",
@@ -202,6 +205,8 @@ names!(
         Lwm2mRegistrations => "lwm2m.registrations",
         /// LwM2M registration Updates the server accepted.
         Lwm2mUpdates => "lwm2m.updates",
+        /// LwM2M De-registers the server accepted (2.02 Deleted), of devices a phase retired.
+        Lwm2mDeregistrations => "lwm2m.deregistrations",
         /// LwM2M Reads (and Discovers) devices answered.
         Lwm2mReads => "lwm2m.reads",
         /// LwM2M Writes (and Write-Attributes) devices applied.

@@ -18,8 +18,10 @@
 //! A duty-cycled device registers in queue mode (binding `UQ`), updates its registration at
 //! each wake and holds no socket asleep; observations do not survive its sleep.
 //!
-//! Not yet: De-register (the run ends without one), bootstrap, object 5, block-wise
-//! transfers, DTLS.
+//! A device that retires (a `decommission` phase against a server fleetsim has no operator
+//! for) De-registers; one retired by the reference backend learns it when refused.
+//!
+//! Not yet: bootstrap, object 5, block-wise transfers, DTLS.
 
 use std::time::Duration;
 
@@ -389,6 +391,36 @@ impl Devices for Lwm2m {
                 }
             }
             Answer::Config { since: None, .. } | Answer::Ota(_) | Answer::Certificate => {}
+        }
+    }
+
+    /// De-registers a registered device (`DELETE` of its registration), from its socket or,
+    /// asleep, from a new one: the server forgets it now rather than when its lifetime runs
+    /// out. `deregister.latency` runs from the phase's time to the server's 2.02 Deleted.
+    async fn retire(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, intended: Instant) {
+        let Some(location) = device.location.take() else {
+            link.drop_conn();
+            return;
+        };
+        let endpoint = match std::mem::take(link) {
+            Link::Datagram(endpoint) => endpoint,
+            _ => match open(self.addr, cx).await {
+                Ok(endpoint) => endpoint,
+                Err(fault) => {
+                    cx.count(fault.counter());
+                    return;
+                }
+            },
+        };
+        let segments: Vec<&str> = location.split('/').collect();
+        let packet = request(device, RequestType::Delete, &segments);
+        match ask(cx, device, &endpoint, &packet, &mut Vec::new()).await {
+            Ok(answer) if answer.header.code == MessageClass::Response(ResponseType::Deleted) => {
+                cx.record(Latency::Deregister, intended);
+                cx.count(Counter::Lwm2mDeregistrations);
+            }
+            Ok(answer) => cx.count(refusal(answer.header.code).counter()),
+            Err(fault) => cx.count(fault.counter()),
         }
     }
 

@@ -1,11 +1,12 @@
 //! An LwM2M server's `[backend]` keys: a `coap://` url for any server; none for the reference
 //! backend started in this process; `api` (with an optional `coap://` url) for a running
-//! `fleetsim backend --lwm2m`. Against any server only outages run; against the reference
-//! backend, every phase its LwM2M front has a form for.
+//! `fleetsim backend --lwm2m`. Against any server only the phases devices live by themselves
+//! run (outages, faults, and decommissioning, in which the devices picked De-register);
+//! against the reference backend, every phase its LwM2M front has a form for.
 
 use super::Lwm2m;
 use crate::dialect::Keys;
-use crate::dialect::keys::{check_url, outages_only};
+use crate::dialect::keys::{check_url, devices_only};
 use crate::scenario::units::DisplayDuration;
 use crate::scenario::{Action, Backend, KeyError, Scenario};
 
@@ -26,7 +27,7 @@ impl Keys for Lwm2m {
     /// the phases its LwM2M front has no form for yet.
     fn refuse(scenario: &Scenario) -> Result<(), String> {
         if !Lwm2m::is_reference(scenario) {
-            return outages_only(
+            return devices_only(
                 scenario,
                 "fleetsim has none for an LwM2M server other than its reference backend",
                 "an LwM2M server",

@@ -4,7 +4,7 @@
 
 use super::Broker;
 use crate::dialect::Keys;
-use crate::dialect::keys::{check_url, outages_only, require_url};
+use crate::dialect::keys::{check_url, devices_only, require_url};
 use crate::scenario::file::TlsSection;
 use crate::scenario::{Backend, KeyError, Scenario};
 
@@ -68,7 +68,7 @@ impl Keys for Broker {
 
     /// A broker has no operator API: only phases devices live by themselves run.
     fn refuse(scenario: &Scenario) -> Result<(), String> {
-        outages_only(scenario, "an MQTT broker has no operator API", "a broker")
+        devices_only(scenario, "an MQTT broker has no operator API", "a broker")
     }
 
     fn aim(backend: &mut Backend, url: &str) -> Result<(), String> {
