@@ -552,3 +552,54 @@ fn a_retiring_phase_retires_its_share_with_a_goodbye_unless_cut_off() {
         assert!((50..110).contains(&hit), "{hit} of 200 hit at 40%");
     }
 }
+
+#[test]
+fn an_lwm2m_device_holds_a_verified_image_until_its_server_orders_the_install() {
+    let text = "name = \"m\"\nprotocol = \"coap\"\nfirmware = \"1.0\"\n\
+                [telemetry]\ninterval = \"10m\"\npayload_bytes = 16\n\
+                [ota]\ndownload_kbps = 80\ninterrupt = \"0%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n";
+    let m = parse_model(Path::new("m.toml"), text).expect("valid model");
+    let image = Image {
+        size_bytes: 100_000,
+        corrupt: 0.0,
+        boot_fail: 0.0,
+    };
+    let job_at = SimTime(0).after(MINUTE);
+    let ordered_at = SimTime(0).after(MINUTE * 5);
+    let mut life = Life::new(Ctx::new(1, &m), 0);
+    life.push(job_at, Event::OtaJob(image));
+    life.push(ordered_at, Event::InstallOrdered);
+    life.run(SimTime(0).after(MINUTE * 10));
+    let at = |wanted: OtaReport| {
+        life.actions
+            .iter()
+            .find(|(_, a)| *a == Action::OtaStatus(wanted))
+            .map(|(t, _)| *t)
+            .expect("reported")
+    };
+    // 100 kB at 80 kbit/s: held, verified, 10 s after the job.
+    assert_eq!(at(OtaReport::Downloaded), job_at.after(Duration::from_secs(10)));
+    assert!(
+        !life
+            .actions
+            .iter()
+            .any(|(t, a)| *t < ordered_at && matches!(a, Action::Leave | Action::OtaStatus(OtaReport::Installing))),
+        "nothing installs, and the device stays connected, until the order: {:?}",
+        life.actions
+    );
+    assert_eq!(at(OtaReport::Installing), ordered_at);
+    assert_eq!(at(OtaReport::Succeeded), ordered_at.after(BOOT));
+
+    // An order with nothing held does nothing.
+    let mut life = Life::new(Ctx::new(1, &m), 0);
+    life.push(job_at, Event::InstallOrdered);
+    life.run(SimTime(0).after(MINUTE * 10));
+    assert!(
+        !life
+            .actions
+            .iter()
+            .any(|(_, a)| matches!(a, Action::OtaStatus(_) | Action::Leave)),
+        "{:?}",
+        life.actions
+    );
+}

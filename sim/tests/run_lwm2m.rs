@@ -495,6 +495,209 @@ fn a_decommission_phase_deregisters_the_devices_it_picks() {
     }
 }
 
+/// Python's `http.server` serving a folder on a free port, killed when dropped: an HTTP
+/// server nobody here wrote, for the images a Package URI names.
+struct ImageServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl ImageServer {
+    fn start(folder: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(folder)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs (scripts/test installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "http.server listens");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for ImageServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `path` of `ep` as text until it reads `want`; panics after ten seconds.
+fn read_until(server: &mut NodeServer, ep: &Value, path: &str, want: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = server.ask(json!({"op": "read", "ep": ep, "path": path, "accept": "text/plain"}));
+        if read.as_ref().is_ok_and(|v| v == want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} of {ep} never read {want}: {read:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Object 5 against a server nobody here wrote: lwm2m-node-lib writes a Package URI naming an
+/// image on Python's `http.server`, watches the state, executes Update once the device holds
+/// the image, and reads the result after the reboot. A meter whose image boots runs it
+/// (result 1, /3/0/3 the new version); one whose model fails every boot keeps its old firmware
+/// (result 8). A `coap://` URI is a protocol the device does not speak (9), one without the
+/// image's size invalid (7), and Update with nothing held is refused.
+#[test]
+fn a_server_updates_firmware_through_object_5() {
+    let dir = scratch("run-lwm2m-fw");
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).expect("dir");
+    let image: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(images.join("2.0.0"), &image).expect("image");
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&image)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let http = ImageServer::start(&images);
+    let mut server = NodeServer::start();
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    for (name, prefix, boot_fail) in [("lwm2m-fw", "LF", "0%"), ("lwm2m-fw-bad", "LB", "100%")] {
+        std::fs::write(
+            models.join(format!("{name}.toml")),
+            format!(
+                "name = \"{name}\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"{prefix}\"\n\n\
+                 [telemetry]\ninterval = \"1h\"\npayload_bytes = 16\nqos = 0\n\n\
+                 [ota]\ndownload_kbps = 8000\ninterrupt = \"50%\"\ncorrupt = \"0%\"\nboot_fail = \"{boot_fail}\"\nbrick = \"0%\"\n"
+            ),
+        )
+        .expect("model");
+    }
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[scenario]\nname = \"fw\"\nseed = 8\nduration = \"15s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+             [backend]\nkind = \"lwm2m\"\nurl = \"coap://127.0.0.1:{}\"\n\n\
+             [fleet]\ndevices = 2\narrival = {{ ramp = \"1s\" }}\n\
+             mix = [ {{ model = \"lwm2m-fw\", share = 0.5, group = \"good\" }}, {{ model = \"lwm2m-fw-bad\", share = 0.5, group = \"bad\" }} ]\n",
+            models.display(),
+            server.port
+        ),
+    )
+    .expect("scenario");
+    let out = dir.join("report");
+    let run = run_behind(&scenario, &out);
+    server.wait_count("registration", 2, Duration::from_secs(10));
+    let registered: Vec<Value> = server
+        .events
+        .iter()
+        .filter(|e| e["event"] == "registration")
+        .cloned()
+        .collect();
+    let uri = format!(
+        "http://127.0.0.1:{}/2.0.0?size={}&sha256={sha256}",
+        http.port,
+        image.len()
+    );
+    for registration in &registered {
+        let ep = &registration["ep"];
+        let good = ep.as_str().expect("ep").starts_with("LF");
+        assert!(
+            registration["objects"].to_string().contains("/5/0"),
+            "object 5 registered: {registration}"
+        );
+        assert!(
+            server
+                .ask(json!({"op": "execute", "ep": ep, "path": "/5/0/2"}))
+                .is_err(),
+            "nothing held to install"
+        );
+        server
+            .ask(json!({"op": "observe", "ep": ep, "path": "/5/0/3", "accept": "text/plain"}))
+            .expect("observe the state");
+        server
+            .ask(json!({"op": "write", "ep": ep, "path": "/5/0/1", "value": uri}))
+            .expect("write the Package URI");
+        read_until(&mut server, ep, "/5/0/3", "2");
+        let updates_before = server
+            .events
+            .iter()
+            .filter(|e| e["event"] == "update" && &e["ep"] == ep)
+            .count();
+        server
+            .ask(json!({"op": "execute", "ep": ep, "path": "/5/0/2"}))
+            .expect("execute Update");
+        // The reboot: the device comes back and updates its registration from a new port.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while server
+            .events
+            .iter()
+            .filter(|e| e["event"] == "update" && &e["ep"] == ep)
+            .count()
+            == updates_before
+        {
+            assert!(std::time::Instant::now() < deadline, "{ep} came back from its reboot");
+            server.drain(Duration::from_millis(100));
+        }
+        read_until(&mut server, ep, "/5/0/5", if good { "1" } else { "8" });
+        read_until(&mut server, ep, "/5/0/3", "0");
+        read_until(&mut server, ep, "/3/0/3", if good { "2.0.0" } else { "1.0.0" });
+        let states: Vec<&Value> = server
+            .events
+            .iter()
+            .filter(|e| e["event"] == "notify" && &e["ep"] == ep)
+            .map(|e| &e["value"])
+            .collect();
+        for state in ["1", "2", "3"] {
+            assert!(
+                states.contains(&&json!(state)),
+                "{ep}: state {state} notified: {states:?}"
+            );
+        }
+    }
+    let ep = &registered[0]["ep"];
+    for (uri, result) in [
+        ("coap://127.0.0.1:5683/2.0.0?size=9".to_owned(), "9"),
+        (format!("http://127.0.0.1:{}/2.0.0", http.port), "7"),
+    ] {
+        server
+            .ask(json!({"op": "write", "ep": ep, "path": "/5/0/1", "value": uri}))
+            .expect("a URI is taken");
+        read_until(&mut server, ep, "/5/0/5", result);
+    }
+    let output = run.join().expect("run thread");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = summary(&out);
+    assert_eq!(counter(&summary, "ota.jobs"), 2);
+    assert_eq!(counter(&summary, "ota.installed"), 1);
+    assert_eq!(counter(&summary, "ota.rolled_back"), 1);
+    assert_eq!(counter(&summary, "ota.downloaded_bytes"), 2 * image.len() as u64);
+    assert!(
+        counter(&summary, "ota.resumes") > 0,
+        "half the attempts are cut: {summary}"
+    );
+    assert_eq!(counter(&summary, "errors.protocol"), 0, "every image matched its hash");
+}
+
 /// An always-connected device whose registration lifetime is shorter than its report
 /// interval updates the registration on its own timer, between reports: none expires. And a
 /// server that sets pmax on what it observes is notified that often, reports or not.

@@ -338,6 +338,7 @@ impl Device {
                 self.start_update(now, image, ctx, &mut out);
             }
             Event::Downloaded { reached } if self.ota == OtaStage::Fetching => self.downloaded(now, reached, ctx),
+            Event::InstallOrdered if self.state == State::Online => self.install_ordered(now, &mut out),
             Event::ReportEvery { ms } => {
                 // The backend's answer to the report just made: the next one comes after the
                 // interval it asks for (a poll's reply is instantaneous in simulated time).

@@ -72,6 +72,9 @@ pub enum Event {
         /// Bytes of the image held now.
         reached: u64,
     },
+    /// The server ordered a held update installed (an LwM2M server executed object 5's
+    /// Update).
+    InstallOrdered,
     /// The operator asked the device (through the backend) for a new certificate.
     RotateCertificate,
     /// The device holds new credentials (a new certificate): it logs in again with them.

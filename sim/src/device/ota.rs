@@ -15,6 +15,7 @@ use super::core::{BOOT, Ctx, Device, SimTime, short_words};
 use super::events::{Action, Actions};
 use super::state::State;
 use crate::model::{Image, Outcome, StreamId};
+use crate::scenario::file::ProtocolKind;
 
 /// Where an update is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,9 @@ pub enum OtaStage {
     Pausing,
     /// Every byte arrived; the modelled transfer ends at `ota_step`.
     Transferring,
+    /// Verified and held until the server orders the install (an LwM2M server executes
+    /// object 5's Update); installing will end in this outcome.
+    Held(Outcome),
     /// Installed and rebooting until `ota_step`, with this outcome.
     Rebooting(Outcome),
     /// Rebooted; waiting to connect to report this outcome.
@@ -50,11 +54,13 @@ pub enum OtaReport {
     Failed,
     /// The new image failed to boot; the old slot runs again.
     RolledBack,
+    /// Verified and held until the server orders the install (object 5's Downloaded).
+    Downloaded,
 }
 
 impl OtaReport {
     /// Every state, in declaration order (`report as usize` is its place).
-    pub const ALL: [OtaReport; 7] = [
+    pub const ALL: [OtaReport; 8] = [
         Self::Downloading,
         Self::Verifying,
         Self::Installing,
@@ -62,6 +68,7 @@ impl OtaReport {
         Self::Succeeded,
         Self::Failed,
         Self::RolledBack,
+        Self::Downloaded,
     ];
 
     /// The state's name on the wire.
@@ -74,6 +81,7 @@ impl OtaReport {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::RolledBack => "rolled_back",
+            Self::Downloaded => "downloaded",
         }
     }
 }
@@ -163,6 +171,25 @@ impl Device {
             self.ota = OtaStage::Idle;
             return;
         }
+        if ctx.model.protocol == ProtocolKind::Coap {
+            // An LwM2M device holds the verified image (object 5's Downloaded) until its
+            // server executes Update.
+            out.push(Action::OtaStatus(OtaReport::Downloaded));
+            self.ota = OtaStage::Held(outcome);
+            return;
+        }
+        self.install(now, outcome, out);
+    }
+
+    /// The server ordered the held image installed: install it and reboot into it.
+    pub(super) fn install_ordered(&mut self, now: SimTime, out: &mut Actions) {
+        if let OtaStage::Held(outcome) = self.ota {
+            self.install(now, outcome, out);
+        }
+    }
+
+    /// Installs the verified image and reboots, disconnecting for [`BOOT`].
+    fn install(&mut self, now: SimTime, outcome: Outcome, out: &mut Actions) {
         out.push(Action::OtaStatus(OtaReport::Installing));
         out.push(Action::OtaStatus(OtaReport::Rebooting));
         if matches!(self.state, State::Online | State::Connecting) {

@@ -37,6 +37,8 @@ pub enum ImageHash {
     Sha256(String),
     /// SHA-1 (hawkBit DDI servers such as goosebit).
     Sha1(String),
+    /// None announced (an LwM2M Package URI without one): nothing to check the image against.
+    Unannounced,
 }
 
 /// An update a device is taking: its job, and while the image is coming, the hash of what it
@@ -82,7 +84,7 @@ impl Fetched {
     /// A fresh hash of the kind `job` announces.
     fn for_job(job: &Job) -> Self {
         match job.hash {
-            ImageHash::Sha256(_) => Self::Sha256(Sha256::default()),
+            ImageHash::Sha256(_) | ImageHash::Unannounced => Self::Sha256(Sha256::default()),
             ImageHash::Sha1(_) => Self::Sha1(Sha1::default()),
         }
     }
@@ -97,6 +99,7 @@ impl Fetched {
     /// Whether the bytes hashed so far are the image `job` announced.
     fn matches(&self, job: &Job) -> bool {
         match (self, &job.hash) {
+            (_, ImageHash::Unannounced) => true,
             (Self::Sha256(hasher), ImageHash::Sha256(want)) => hex(&hasher.clone().finalize()) == *want,
             (Self::Sha1(hasher), ImageHash::Sha1(want)) => hex(&hasher.clone().finalize()) == *want,
             _ => false,

@@ -216,7 +216,8 @@ impl Hawkbit {
             // each is a request the server must answer, so the steps between go unreported.
             OtaReport::Downloading => Feedback::Proceeding("downloading"),
             OtaReport::Installing => Feedback::Proceeding("installing"),
-            OtaReport::Verifying | OtaReport::Rebooting => return Ok(()),
+            // A hawkBit device installs at once: it holds no image (Downloaded) for an order.
+            OtaReport::Verifying | OtaReport::Rebooting | OtaReport::Downloaded => return Ok(()),
             OtaReport::Succeeded => Feedback::Success,
             OtaReport::Failed => Feedback::Failure("image rejected: verification failed"),
             OtaReport::RolledBack => Feedback::Failure("new image failed to boot: rolled back to the previous slot"),

@@ -21,7 +21,15 @@
 //! A device that retires (a `decommission` phase against a server fleetsim has no operator
 //! for) De-registers; one retired by the reference backend learns it when refused.
 //!
-//! Not yet: bootstrap, object 5, block-wise transfers, DTLS.
+//! A device whose model takes updates exposes object 5 and pulls: a Package URI written
+//! (`http://`, with the image's `size` and `sha256` in its query) starts the download the
+//! model paces and cuts; the verified image is held (Downloaded) until the server executes
+//! Update, and the reboot ends in the Update Result the model drew (success, or the old
+//! firmware kept), or integrity failure for a corrupt image. State and result changes notify
+//! their observers.
+//!
+//! Not yet: bootstrap, object 5's push (a block-wise Write of the package), CoAP pull,
+//! block-wise transfers, DTLS.
 
 use std::time::Duration;
 
@@ -30,9 +38,10 @@ use tokio::time::Instant;
 
 use super::Lwm2m;
 use super::formats::{self, Format};
-use super::objects::{self, Path, Refusal, State, ids};
-use crate::device::{CommandKind, Event};
+use super::objects::{self, FirmwareUpdate, Path, Refusal, State, fw, ids};
+use crate::device::{CommandKind, Event, OtaReport};
 use crate::dialect::embedded::claim_name;
+use crate::dialect::firmware::{self, ImageHash, Job, Update};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::model::draw::keyed_unit;
@@ -123,8 +132,29 @@ pub struct Device {
     last_request: Option<u16>,
     /// What the server observes.
     observations: Vec<Observation>,
-    /// The notification attributes the server set by Write-Attributes, by path.
+    /// What the server set up beyond the registration, once it did: boxed, since most
+    /// devices never hold any.
+    configured: Option<Box<Configured>>,
+}
+
+/// What a server set up on a device beyond its registration.
+#[derive(Debug, Default)]
+struct Configured {
+    /// The notification attributes set by Write-Attributes, by path.
     attributes: Vec<(Path, Attributes)>,
+    /// Object 5, once a Package URI was written.
+    firmware: Option<Object5>,
+}
+
+/// A device's object 5 once a server wrote a Package URI: the update taken (its job and
+/// download), where it is as the object reads, and the version the last update installed.
+#[derive(Debug, Default)]
+struct Object5 {
+    uri: Box<str>,
+    update: Option<Box<Update>>,
+    state: u8,
+    result: u8,
+    installed: Option<Box<str>>,
 }
 
 /// Notification attributes (Write-Attributes): periods in seconds, thresholds in the
@@ -217,7 +247,7 @@ impl Devices for Lwm2m {
             erring: false,
             last_request: None,
             observations: Vec::new(),
-            attributes: Vec::new(),
+            configured: None,
         }
     }
 
@@ -370,16 +400,26 @@ impl Devices for Lwm2m {
     }
 
     /// Answers went on the acknowledgement of each request, as it came ([`Devices::read`]):
-    /// what is left is to measure the operator's config push and command, to now.
-    async fn answer(
-        &self,
-        cx: &DeviceCx<'_>,
-        device: &mut Device,
-        _link: &mut Link,
-        answer: Answer,
-        _inbox: &mut Inbox,
-    ) {
+    /// what is left is to measure the operator's config push and command, to now, and to
+    /// notify the observers of object 5 of an update's progress.
+    async fn answer(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, answer: Answer, inbox: &mut Inbox) {
         match answer {
+            Answer::Ota(report) => {
+                if !device.firmware_mut().is_some_and(|object| object.moved(report)) {
+                    return;
+                }
+                let Link::Datagram(endpoint) = link else { return };
+                let mut events = Vec::new();
+                let why = (cx.model.telemetry.qos, Instant::now(), Why::Firmware);
+                let lost = notify(cx, device, endpoint, why, &mut events).await;
+                for event in events {
+                    inbox.push(event);
+                }
+                if lost {
+                    link.drop_conn();
+                    inbox.push(Event::ConnectionLost);
+                }
+            }
             Answer::Config { since: Some(since), .. } => cx.record(Latency::Config, since),
             Answer::Command(_) => {
                 let sent = device
@@ -390,7 +430,7 @@ impl Devices for Lwm2m {
                     cx.record(Latency::Command, since);
                 }
             }
-            Answer::Config { since: None, .. } | Answer::Ota(_) | Answer::Certificate => {}
+            Answer::Config { since: None, .. } | Answer::Certificate => {}
         }
     }
 
@@ -424,9 +464,17 @@ impl Devices for Lwm2m {
         }
     }
 
-    /// No updates over object 5 yet.
-    async fn download(&self, _cx: &DeviceCx<'_>, _device: &mut Device, from: u64, _to: u64) -> u64 {
-        from
+    /// Fetches bytes of the package a Package URI named, over HTTP.
+    async fn download(&self, cx: &DeviceCx<'_>, device: &mut Device, from: u64, to: u64) -> u64 {
+        match device.firmware_mut().and_then(|object| object.update.as_mut()) {
+            Some(update) => update.download(cx, None, from, to).await,
+            None => from,
+        }
+    }
+
+    /// The version the last update installed, or the model's.
+    fn firmware<'a>(&self, cx: &DeviceCx<'a>, device: &'a Device) -> &'a str {
+        device.installed().unwrap_or(&cx.model.firmware)
     }
 
     /// Serves a request of the server's (answered at once, on `link`); a Reset of a
@@ -455,9 +503,24 @@ pub fn answer(cx: &DeviceCx<'_>, device: &mut Device, bytes: &[u8]) -> Option<(V
 }
 
 impl Device {
+    /// What the server set up, made the first time it sets something.
+    fn configured(&mut self) -> &mut Configured {
+        self.configured.get_or_insert_default()
+    }
+
+    /// The notification attributes the server set, by path.
+    fn attributes(&self) -> &[(Path, Attributes)] {
+        self.configured.as_ref().map_or(&[], |c| &c.attributes)
+    }
+
+    /// Object 5, once a Package URI was written.
+    fn firmware_mut(&mut self) -> Option<&mut Object5> {
+        self.configured.as_mut()?.firmware.as_mut()
+    }
+
     /// The attributes the server set on `path` itself.
     fn own_attributes(&self, path: Path) -> Attributes {
-        self.attributes
+        self.attributes()
             .iter()
             .find(|(p, _)| *p == path)
             .map_or_else(Attributes::default, |(_, a)| *a)
@@ -511,18 +574,37 @@ impl Device {
         id
     }
 
+    /// The version the last update installed, if one did.
+    fn installed(&self) -> Option<&str> {
+        self.configured.as_ref()?.firmware.as_ref()?.installed.as_deref()
+    }
+
     /// What the device's objects read now.
-    fn state<'a>(&self, cx: &'a DeviceCx<'_>, serial: &'a str) -> State<'a> {
+    fn state<'a>(&'a self, cx: &'a DeviceCx<'_>, serial: &'a str) -> State<'a> {
+        let firmware_update =
+            cx.model
+                .ota
+                .as_ref()
+                .map(|_| match self.configured.as_ref().and_then(|c| c.firmware.as_ref()) {
+                    Some(object) => FirmwareUpdate {
+                        state: object.state,
+                        result: object.result,
+                        uri: &object.uri,
+                        version: object.update.as_ref().map_or("", |update| &update.job.version),
+                    },
+                    None => FirmwareUpdate::default(),
+                });
         State {
             serial,
             model: &cx.model.name,
-            firmware: &cx.model.firmware,
+            firmware: self.installed().unwrap_or(&cx.model.firmware),
             battery: self.battery,
             reading: self.reading,
             rssi: self.rssi,
             lifetime_s: self.lifetime_s,
             binding: binding(cx),
             errors: if self.erring { cx.model.faults.codes() } else { &[] },
+            firmware_update,
         }
     }
 }
@@ -634,9 +716,7 @@ async fn register(
         packet.add_option(CoapOption::UriQuery, query.into_bytes());
     }
     packet.add_option(CoapOption::ContentFormat, vec![40]);
-    packet.payload = objects::links(cx.model.link.signal.is_some(), fleetsim)
-        .as_bytes()
-        .to_vec();
+    packet.payload = objects::links(cx.model.link.signal.is_some(), cx.model.ota.is_some(), fleetsim).into_bytes();
     let answer = ask(cx, device, endpoint, &packet, &mut Vec::new()).await?;
     if answer.header.code != MessageClass::Response(ResponseType::Created) {
         return Err(refusal(answer.header.code));
@@ -704,6 +784,8 @@ enum Why {
     Report,
     /// `pmax` passed since the last notification, with no report: the last reading again.
     Pmax,
+    /// An update moved on: object 5's observers hear its state and result.
+    Firmware,
 }
 
 /// Sends a notification for each observation `why` makes go, as confirmable messages for
@@ -736,6 +818,7 @@ async fn notify(
                         })
                 }
                 Why::Pmax => attributes.pmax.is_some_and(|pmax| now >= last + secs(pmax)),
+                Why::Firmware => path.object == ids::FIRMWARE,
             }
         };
         if !goes {
@@ -967,7 +1050,121 @@ fn write(
     if objects::is_config(path) {
         return write_config(request, repeated);
     }
+    if path.object == ids::FIRMWARE && cx.model.ota.is_some() && request.get_option(CoapOption::UriQuery).is_none() {
+        return match (path.instance, path.resource) {
+            (Some(0), Some(ids::PACKAGE_URI)) => write_package_uri(cx, device, request, repeated),
+            // Pull only (object 5's delivery method says so): no package is pushed.
+            (Some(0), Some(_)) | (Some(0), None) | (None, _) => (ResponseType::MethodNotAllowed, None),
+            _ => (ResponseType::NotFound, None),
+        };
+    }
     (write_resource(cx, device, request, path, repeated), None)
+}
+
+/// A Write of object 5's Package URI: an `http://` URI with the image's size (and, to check
+/// it, its SHA-256) in its query, `?size=N&sha256=HEX`, as the reference backend writes it,
+/// starts the download; an empty one resets the object. A URI the device cannot use is taken
+/// (2.04) and ends at once in the Update Result that says why: 9 for another protocol, 7 for
+/// one without a size. Not while an update is under way (4.05).
+fn write_package_uri(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    request: &Packet,
+    repeated: bool,
+) -> (ResponseType, Option<Event>) {
+    let format = request.get_first_option(CoapOption::ContentFormat).map(|v| uint_of(v));
+    // text/plain or opaque.
+    if !matches!(format, None | Some(Some(0 | 42))) {
+        return (ResponseType::UnsupportedContentFormat, None);
+    }
+    let Ok(uri) = std::str::from_utf8(&request.payload) else {
+        return (ResponseType::BadRequest, None);
+    };
+    if repeated {
+        return (ResponseType::Changed, None);
+    }
+    let object = device.configured().firmware.get_or_insert_default();
+    if object.state != fw::IDLE {
+        return (ResponseType::MethodNotAllowed, None);
+    }
+    object.uri = uri.into();
+    object.result = fw::INITIAL;
+    object.update = None;
+    if uri.is_empty() {
+        return (ResponseType::Changed, None);
+    }
+    match package_job(uri) {
+        Ok(job) => {
+            let image = cx.image_for(&job.version, job.size);
+            // Downloading once the core starts (its report notifies the observers).
+            object.update = Some(Update::new(job));
+            cx.count(Counter::OtaJobs);
+            (ResponseType::Changed, Some(Event::OtaJob(image)))
+        }
+        Err(result) => {
+            object.result = result;
+            (ResponseType::Changed, None)
+        }
+    }
+}
+
+/// The update a Package URI names (its version the last path segment), or the Update Result
+/// that says why the device cannot take it.
+fn package_job(uri: &str) -> Result<Job, u8> {
+    let (location, query) = uri.split_once('?').unwrap_or((uri, ""));
+    if !location.starts_with("http://") {
+        let spoken_elsewhere = ["https://", "coap://", "coaps://", "coap+tcp://"];
+        return Err(if spoken_elsewhere.iter().any(|scheme| location.starts_with(scheme)) {
+            fw::UNSUPPORTED_PROTOCOL
+        } else {
+            fw::INVALID_URI
+        });
+    }
+    let version = location
+        .rsplit('/')
+        .next()
+        .filter(|v| !v.is_empty() && !v.contains(':'));
+    let (Some(version), Some(_)) = (version, firmware::split_url(location)) else {
+        return Err(fw::INVALID_URI);
+    };
+    let (mut size, mut hash, mut campaign) = (None, ImageHash::Unannounced, 0);
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("size", v)) => size = v.parse::<u64>().ok().filter(|size| *size > 0),
+            Some(("sha256", v)) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                hash = ImageHash::Sha256(v.to_ascii_lowercase());
+            }
+            Some(("campaign", v)) => campaign = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Ok(Job {
+        campaign,
+        url: location.to_owned(),
+        hash,
+        size: size.ok_or(fw::INVALID_URI)?,
+        version: version.to_owned(),
+    })
+}
+
+impl Object5 {
+    /// Takes an update's progress as the object reads it; whether its state or result moved.
+    fn moved(&mut self, report: OtaReport) -> bool {
+        let (state, result) = match report {
+            OtaReport::Downloading | OtaReport::Verifying => (fw::DOWNLOADING, fw::INITIAL),
+            OtaReport::Downloaded => (fw::DOWNLOADED, fw::INITIAL),
+            OtaReport::Installing | OtaReport::Rebooting => (fw::UPDATING, fw::INITIAL),
+            OtaReport::Succeeded => (fw::IDLE, fw::SUCCESS),
+            OtaReport::Failed => (fw::IDLE, fw::INTEGRITY_FAILURE),
+            OtaReport::RolledBack => (fw::IDLE, fw::UPDATE_FAILED),
+        };
+        if report == OtaReport::Succeeded {
+            self.installed = self.update.as_ref().map(|update| update.job.version.as_str().into());
+        }
+        let moved = (state, result) != (self.state, self.result);
+        (self.state, self.result) = (state, result);
+        moved
+    }
 }
 
 /// A Write of the config document (/32769/0/0): JSON text with its `version`, which the
@@ -1057,11 +1254,12 @@ fn write_resource(
         {
             return ResponseType::BadRequest;
         }
-        device.attributes.retain(|(p, _)| *p != path);
-        if device.attributes.len() >= MAX_ATTRIBUTES {
+        let attributes = &mut device.configured().attributes;
+        attributes.retain(|(p, _)| *p != path);
+        if attributes.len() >= MAX_ATTRIBUTES {
             return ResponseType::RequestEntityTooLarge;
         }
-        device.attributes.push((path, set));
+        attributes.push((path, set));
         return ResponseType::Changed;
     }
     if !objects::is_lifetime(path) {
@@ -1103,6 +1301,12 @@ fn execute(device: &mut Device, path: Path, repeated: bool) -> (ResponseType, Op
     }
     match (path.object, path.resource) {
         (ids::DEVICE, Some(ids::REBOOT)) => (ResponseType::Changed, Some(Event::Command(CommandKind::Reboot))),
+        (ids::FIRMWARE, Some(ids::UPDATE)) => match device.firmware_mut() {
+            // Updating once the core installs (its report notifies the observers).
+            Some(object) if object.state == fw::DOWNLOADED => (ResponseType::Changed, Some(Event::InstallOrdered)),
+            // Nothing held to install.
+            _ => (ResponseType::MethodNotAllowed, None),
+        },
         _ => {
             device.update_asked = true;
             (ResponseType::Changed, None)
@@ -1141,10 +1345,36 @@ mod tests {
     fn world() -> (DeviceModel, Shared) {
         let model = parse_model(
             std::path::Path::new("m.toml"),
-            "name = \"m\"\nprotocol = \"coap\"\nfirmware = \"1.0\"\n[telemetry]\ninterval = \"1m\"\npayload_bytes = 8\n",
+            "name = \"m\"\nprotocol = \"coap\"\nfirmware = \"1.0\"\n[telemetry]\ninterval = \"1m\"\npayload_bytes = 8\n\
+             [ota]\ndownload_kbps = 100\ninterrupt = \"0%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n",
         )
         .expect("model");
         (model, Shared::default())
+    }
+
+    /// A Write of a Package URI and an Execute of Update, as a server sends them.
+    fn object_5_requests() -> Vec<Vec<u8>> {
+        let to = |method, id, segments: [&str; 3], payload: &[u8]| {
+            let mut packet = Packet::new();
+            packet.header.set_type(MessageType::Confirmable);
+            packet.header.code = MessageClass::Request(method);
+            packet.header.message_id = id;
+            packet.set_token(vec![7, id as u8]);
+            for segment in segments {
+                packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+            }
+            packet.payload = payload.to_vec();
+            packet.to_bytes().expect("encodes")
+        };
+        vec![
+            to(
+                RequestType::Put,
+                0x7001,
+                ["5", "0", "1"],
+                b"http://127.0.0.1:9/2.0?size=100",
+            ),
+            to(RequestType::Post, 0x7002, ["5", "0", "2"], b""),
+        ]
     }
 
     fn cx<'a>(model: &'a DeviceModel, shared: &'a Shared) -> DeviceCx<'a> {
@@ -1269,6 +1499,38 @@ mod tests {
     /// its registration gone (4.04: register again), a server too busy (5.03: back off and
     /// connect again, counted as `errors.http_503`), and anything else a protocol error.
     #[test]
+    fn package_uris_name_their_job_or_the_result_that_refuses_them() {
+        let hash = "ab".repeat(32);
+        let job = package_job(&format!(
+            "http://127.0.0.1:8080/fw/2.1.0?size=1000&sha256={hash}&campaign=4"
+        ))
+        .expect("a job");
+        assert_eq!(
+            (job.url.as_str(), job.size, job.version.as_str(), job.campaign),
+            ("http://127.0.0.1:8080/fw/2.1.0", 1000, "2.1.0", 4)
+        );
+        assert_eq!(job.hash, ImageHash::Sha256(hash));
+        assert_eq!(
+            package_job("http://127.0.0.1:8080/2.0?size=5&sha256=xyz").map(|job| job.hash),
+            Ok(ImageHash::Unannounced),
+            "a hash that is not one is not announced"
+        );
+        for (uri, result) in [
+            ("coap://127.0.0.1:5683/fw?size=5", fw::UNSUPPORTED_PROTOCOL),
+            ("https://127.0.0.1:443/fw?size=5", fw::UNSUPPORTED_PROTOCOL),
+            ("http://127.0.0.1:8080/fw", fw::INVALID_URI),
+            ("http://127.0.0.1:8080/fw?size=0", fw::INVALID_URI),
+            ("http://127.0.0.1:8080/fw?size=-1", fw::INVALID_URI),
+            ("http://example.com/fw?size=5", fw::INVALID_URI),
+            ("http://127.0.0.1:8080/?size=5", fw::INVALID_URI),
+            ("ftp://127.0.0.1/fw?size=5", fw::INVALID_URI),
+            ("?size=5", fw::INVALID_URI),
+        ] {
+            assert_eq!(package_job(uri).map(|job| job.size), Err(result), "{uri}");
+        }
+    }
+
+    #[test]
     fn a_refusal_is_the_fault_it_means() {
         let of = |code| refusal(MessageClass::Response(code));
         assert_eq!(of(ResponseType::Unauthorized), Fault::Auth);
@@ -1307,7 +1569,8 @@ mod tests {
         let (model, shared) = world();
         let cx = cx(&model, &shared);
         let mut device = measured_device();
-        let seeds: Vec<Vec<u8>> = SEEDS.iter().map(|s| hex(s)).collect();
+        let mut seeds: Vec<Vec<u8>> = SEEDS.iter().map(|s| hex(s)).collect();
+        seeds.extend(object_5_requests());
         for seed in &seeds {
             let (bytes, _) = answer(&cx, &mut device, seed).expect("a real request is answered");
             let answered = coap::decode(&bytes).expect("the answer decodes");
@@ -1333,6 +1596,6 @@ mod tests {
             answered > 1_000,
             "mutations still reach the request handling: {answered}"
         );
-        assert!(device.observations.len() <= 32 && device.attributes.len() <= MAX_ATTRIBUTES);
+        assert!(device.observations.len() <= 32 && device.attributes().len() <= MAX_ATTRIBUTES);
     }
 }

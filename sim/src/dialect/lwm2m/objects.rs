@@ -1,8 +1,8 @@
 //! The objects an LwM2M device exposes, and what a path names in them: object 1 (Server: its
 //! lifetime and binding), object 3 (Device: maker, model, serial, firmware, battery, error
 //! codes, Reboot), object 4 (Connectivity Monitoring: the radio signal strength, for a model
-//! whose link gives one) and object 3303 (Temperature: the telemetry model's reading). Object
-//! 5 (firmware update) is not exposed yet: updates over it have not landed.
+//! whose link gives one), object 5 (Firmware Update, for a model that takes updates: pull by
+//! an HTTP Package URI) and object 3303 (Temperature: the telemetry model's reading).
 
 /// A path the server names: `/object`, `/object/instance` or `/object/instance/resource`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +101,45 @@ pub struct State<'a> {
     pub binding: &'a str,
     /// The error codes it reports now (an error burst); none: "no error".
     pub errors: &'a [u16],
+    /// Object 5, for a device whose model takes updates.
+    pub firmware_update: Option<FirmwareUpdate<'a>>,
+}
+
+/// Object 5 as it reads: where an update is, how the last one ended, and its package.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FirmwareUpdate<'a> {
+    /// State ([`fw`]: idle, downloading, downloaded, updating).
+    pub state: u8,
+    /// Update Result ([`fw`]).
+    pub result: u8,
+    /// The Package URI written last (empty: none).
+    pub uri: &'a str,
+    /// The version of the package taken (empty: none).
+    pub version: &'a str,
+}
+
+/// Object 5's states and update results (OMA LwM2M 1.0, appendix E.6).
+pub mod fw {
+    /// State: no update under way.
+    pub const IDLE: u8 = 0;
+    /// State: the package is coming.
+    pub const DOWNLOADING: u8 = 1;
+    /// State: the package is held, verified, until the server executes Update.
+    pub const DOWNLOADED: u8 = 2;
+    /// State: installing and rebooting.
+    pub const UPDATING: u8 = 3;
+    /// Result: none yet (or the object was reset).
+    pub const INITIAL: u8 = 0;
+    /// Result: the new firmware runs.
+    pub const SUCCESS: u8 = 1;
+    /// Result: the package failed its integrity check.
+    pub const INTEGRITY_FAILURE: u8 = 5;
+    /// Result: the URI does not say what the device needs.
+    pub const INVALID_URI: u8 = 7;
+    /// Result: the update failed; the old firmware runs.
+    pub const UPDATE_FAILED: u8 = 8;
+    /// Result: the URI's protocol is not one the device speaks.
+    pub const UNSUPPORTED_PROTOCOL: u8 = 9;
 }
 
 /// Resource ids of the objects a device exposes, and which can be written or executed.
@@ -125,6 +164,18 @@ pub mod ids {
     pub const CONNECTIVITY: u16 = 4;
     /// Connectivity Monitoring: radio signal strength, dBm.
     pub const SIGNAL: u16 = 2;
+    /// Firmware Update object.
+    pub const FIRMWARE: u16 = 5;
+    /// Firmware Update: the package itself, pushed (not spoken: the device pulls).
+    pub const PACKAGE: u16 = 0;
+    /// Firmware Update: the package's URI (writing one starts the download).
+    pub const PACKAGE_URI: u16 = 1;
+    /// Firmware Update: install the package held (executable).
+    pub const UPDATE: u16 = 2;
+    /// Firmware Update: the state.
+    pub const FW_STATE: u16 = 3;
+    /// Firmware Update: the last update's result.
+    pub const FW_RESULT: u16 = 5;
     /// Temperature object (IPSO).
     pub const TEMPERATURE: u16 = 3303;
     /// Temperature: the sensor value.
@@ -137,18 +188,29 @@ pub mod ids {
 }
 
 /// The object instances a device registers (its registration's link payload): object 4 for a
-/// device whose model gives a signal strength, fleetsim's object for the reference backend.
-pub fn links(connectivity: bool, fleetsim: bool) -> &'static str {
-    match (connectivity, fleetsim) {
-        (true, false) => "</1/0>,</3/0>,</4/0>,</3303/0>",
-        (false, false) => "</1/0>,</3/0>,</3303/0>",
-        (true, true) => "</1/0>,</3/0>,</4/0>,</3303/0>,</32769/0>",
-        (false, true) => "</1/0>,</3/0>,</3303/0>,</32769/0>",
+/// device whose model gives a signal strength, object 5 for one whose model takes updates,
+/// fleetsim's object for the reference backend.
+pub fn links(connectivity: bool, firmware: bool, fleetsim: bool) -> String {
+    let mut links = vec!["</1/0>", "</3/0>"];
+    if connectivity {
+        links.push("</4/0>");
     }
+    if firmware {
+        links.push("</5/0>");
+    }
+    links.push("</3303/0>");
+    if fleetsim {
+        links.push("</32769/0>");
+    }
+    links.join(",")
 }
 
 /// Every executable resource: (object, resource).
-const EXECUTABLE: [(u16, u16); 2] = [(ids::SERVER, ids::UPDATE_TRIGGER), (ids::DEVICE, ids::REBOOT)];
+const EXECUTABLE: [(u16, u16); 3] = [
+    (ids::SERVER, ids::UPDATE_TRIGGER),
+    (ids::DEVICE, ids::REBOOT),
+    (ids::FIRMWARE, ids::UPDATE),
+];
 
 /// Why a path cannot be read, written or executed: the CoAP code the answer carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +256,22 @@ impl State<'_> {
         if let Some(rssi) = self.rssi {
             all.push((ids::CONNECTIVITY, 0, ids::SIGNAL, Value::Integer(i64::from(rssi))));
         }
+        if let Some(update) = &self.firmware_update {
+            let at = |resource, value| (ids::FIRMWARE, 0, resource, value);
+            all.extend([
+                at(ids::PACKAGE_URI, Value::String(update.uri.to_owned())),
+                at(ids::FW_STATE, Value::Integer(i64::from(update.state))),
+                at(ids::FW_RESULT, Value::Integer(i64::from(update.result))),
+                at(
+                    6,
+                    Value::String(if update.version.is_empty() { "" } else { "fleetsim" }.to_owned()),
+                ),
+                at(7, Value::String(update.version.to_owned())),
+                // Protocols: HTTP/1.1 only; delivery: pull only.
+                at(8, Value::Integers(vec![(0, 2)])),
+                at(9, Value::Integer(0)),
+            ]);
+        }
         // Before its first reading the sensor has no value: the resource reads as absent.
         if self.reading.is_finite() {
             all.push((ids::TEMPERATURE, 0, ids::SENSOR_VALUE, Value::Float(self.reading)));
@@ -211,13 +289,18 @@ impl State<'_> {
             .map(|(_, i, r, v)| (i, r, v))
             .collect();
         if found.is_empty() {
-            return Err(if is_executable(path) || is_config(path) {
+            return Err(if (is_executable(path) && self.holds(path.object)) || is_config(path) {
                 Refusal::NotAllowed
             } else {
                 Refusal::NotFound
             });
         }
         Ok(found)
+    }
+
+    /// Whether the device exposes `object` (object 5 only for a model that takes updates).
+    fn holds(&self, object: u16) -> bool {
+        object != ids::FIRMWARE || self.firmware_update.is_some()
     }
 
     /// The CoRE link format of what `path` holds, for a Discover.
@@ -227,7 +310,12 @@ impl State<'_> {
             .resources()
             .into_iter()
             .map(|(o, i, r, _)| (o, i, r))
-            .chain(EXECUTABLE.iter().map(|&(o, r)| (o, 0, r)))
+            .chain(
+                EXECUTABLE
+                    .iter()
+                    .filter(|(o, _)| self.holds(*o))
+                    .map(|&(o, r)| (o, 0, r)),
+            )
             .filter(|&(o, i, r)| path.covers(o, i, r))
             .collect();
         if resources.is_empty() {
@@ -269,11 +357,36 @@ mod tests {
             lifetime_s: 300,
             binding: "U",
             errors: &[],
+            firmware_update: None,
         }
     }
 
     fn path(text: &str) -> Path {
         Path::parse(text.split('/').skip(1).map(str::as_bytes)).expect("a path")
+    }
+
+    #[test]
+    fn object_5_is_there_only_for_a_model_that_takes_updates() {
+        let without = state();
+        assert_eq!(without.read(path("/5/0/3")), Err(Refusal::NotFound));
+        assert_eq!(without.read(path("/5/0/2")), Err(Refusal::NotFound));
+        assert_eq!(without.discover(path("/5")), Err(Refusal::NotFound));
+        let with = State {
+            firmware_update: Some(FirmwareUpdate {
+                state: fw::DOWNLOADED,
+                result: fw::INITIAL,
+                uri: "http://127.0.0.1:1/2.0?size=9",
+                version: "2.0",
+            }),
+            ..state()
+        };
+        assert_eq!(with.read(path("/5/0/3")), Ok(vec![(0, 3, Value::Integer(2))]));
+        assert_eq!(with.read(path("/5/0/2")), Err(Refusal::NotAllowed), "executable");
+        assert_eq!(with.read(path("/5/0/7")), Ok(vec![(0, 7, Value::String("2.0".into()))]));
+        let held = with.discover(path("/5/0")).expect("object 5");
+        assert!(held.contains("</5/0/2>") && held.contains("</5/0/9>"), "{held}");
+        assert_eq!(links(false, true, false), "</1/0>,</3/0>,</5/0>,</3303/0>");
+        assert_eq!(links(true, false, true), "</1/0>,</3/0>,</4/0>,</3303/0>,</32769/0>");
     }
 
     #[test]
