@@ -1,8 +1,8 @@
 //! `fleetsim run` of LwM2M devices against the reference backend's LwM2M front, with no set-up
 //! (`kind = "lwm2m"` and no url): devices provision by claim over CoAP and register; the run's
-//! operator pushes config (Writes), reboots (Executes) and decommissions through the backend's
-//! operator API, as it does MQTT devices; and what the devices measured agrees with what the
-//! backend holds. Also as worker processes sharing the backend the parent starts, against a
+//! operator pushes config (Writes), reboots (Executes), runs campaigns (object 5) and
+//! decommissions through the backend's operator API, as it does MQTT devices; and what the
+//! devices measured agrees with what the backend holds. Also as worker processes sharing the backend the parent starts, against a
 //! standalone `fleetsim backend --lwm2m`, and what the front cannot do yet is refused before a
 //! run.
 
@@ -152,17 +152,12 @@ fn workers_share_the_backend_the_parent_starts() {
 #[test]
 fn phases_the_front_has_no_form_for_are_refused_before_the_run_starts() {
     let dir = scratch("run-lwm2m-reference-refused");
-    // The meter, able to take an update.
+    // The meter, able to take an update (the phases refused are refused whatever the model).
     let models = dir.join("models");
     std::fs::create_dir_all(&models).expect("dir");
     let meter = std::fs::read_to_string(repo().join("device-models/lwm2m-meter.toml")).expect("model");
     std::fs::write(models.join("lwm2m-meter.toml"), format!("{meter}\n[ota]\ndownload_kbps = 256\ninterrupt = \"0%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n")).expect("model");
     let cases = [
-        (
-            "[[phase]]\nat = \"5s\"\naction = \"ota\"\ngroup = \"meters\"\nfirmware = { version = \"2.0.0\", size = \"64KiB\" }\n\
-             rollout = { waves = [\"100%\"] }\n",
-            "object 5",
-        ),
         (
             "[[phase]]\nat = \"5s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"logs\"\n",
             "only reboot",
@@ -179,4 +174,77 @@ fn phases_the_front_has_no_form_for_are_refused_before_the_run_starts() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(why), "{why} in {stderr}");
     }
+}
+
+/// Campaigns through object 5: the backend writes each targeted meter's Package URI, executes
+/// Update once the meter holds the image, and takes the outcome from its notifications, so
+/// waves, soak and auto-halt run as for MQTT devices. A good image reaches every meter; a bad
+/// one (every boot fails) halts after its first wave; the backend's job states match the
+/// devices' own outcomes, job for job.
+#[test]
+fn campaigns_update_lwm2m_devices_through_object_5() {
+    let dir = scratch("run-lwm2m-reference-ota");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    let meter = std::fs::read_to_string(repo().join("device-models/lwm2m-meter.toml")).expect("model");
+    std::fs::write(
+        models.join("lwm2m-meter.toml"),
+        format!("{meter}\n[ota]\ndownload_kbps = 256\ninterrupt = \"30%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n"),
+    )
+    .expect("model");
+    let file = dir.join("ota.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[scenario]\nname = \"lwm2m-ota\"\nseed = 5\nduration = \"20s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+             [backend]\nkind = \"lwm2m\"\n\n\
+             [fleet]\ndevices = {DEVICES}\narrival = {{ ramp = \"2s\" }}\n\
+             mix = [ {{ model = \"lwm2m-meter\", share = 1.0, group = \"meters\" }} ]\n\n\
+             [[phase]]\nat = \"4s\"\naction = \"ota\"\ngroup = \"meters\"\nfirmware = {{ version = \"2.0.0\", size = \"64KiB\" }}\n\
+             rollout = {{ waves = [\"50%\", \"100%\"], soak = \"2s\" }}\n\n\
+             [[phase]]\nat = \"11s\"\naction = \"ota\"\ngroup = \"meters\"\nfirmware = {{ version = \"3.0.0\", size = \"64KiB\", boot_fail = \"100%\" }}\n\
+             rollout = {{ waves = [\"10%\", \"100%\"], halt_above = \"5%\", soak = \"2s\" }}\n\n\
+             [gates]\n\"errors.total\" = \"== 0\"\n",
+            models.display()
+        ),
+    )
+    .expect("scenario");
+    let out = dir.join("report");
+    let output = binary::run_headless(&file, &out);
+    assert_exit(&output, 0);
+    let summary = summary(&out);
+    let campaigns = summary["campaigns"].as_array().expect("campaigns");
+    assert_eq!(campaigns.len(), 2, "{campaigns:?}");
+    let (good, bad) = (&campaigns[0], &campaigns[1]);
+    assert_eq!(good["state"], "completed", "{good}");
+    assert_eq!(bad["state"], "halted", "{bad}");
+    assert_eq!(bad["waves_started"], 1, "{bad}");
+    let backend = |state: &str| -> u64 {
+        campaigns
+            .iter()
+            .map(|c| c["backend_jobs"][state].as_u64().expect("a count"))
+            .sum()
+    };
+    // Every meter, and the first tenth of them again.
+    assert_eq!(backend("targeted"), DEVICES + DEVICES / 10, "{campaigns:?}");
+    assert_eq!(counter(&summary, "ota.jobs"), backend("targeted"));
+    assert_eq!(counter(&summary, "ota.installed"), DEVICES);
+    assert_eq!(counter(&summary, "ota.rolled_back"), DEVICES / 10);
+    assert_eq!(
+        backend("succeeded"),
+        counter(&summary, "ota.installed"),
+        "{campaigns:?}"
+    );
+    assert_eq!(
+        backend("rolled_back"),
+        counter(&summary, "ota.rolled_back"),
+        "{campaigns:?}"
+    );
+    assert_eq!(
+        backend("in_progress") + backend("sent") + backend("failed"),
+        0,
+        "{campaigns:?}"
+    );
+    assert!(counter(&summary, "ota.resumes") > 0, "cut downloads resumed with Range");
+    assert_eq!(counter(&summary, "errors.protocol"), 0, "every image matched its hash");
 }

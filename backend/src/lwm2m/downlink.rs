@@ -9,7 +9,8 @@
 //! | desired config (`config/desired`) | Write (PUT) of the document, as text, to /32769/0/0 | the version is recorded as reported |
 //! | command `reboot` | Execute (POST) of /3/0/4 | the command succeeded |
 //! | commands `set`, `logs`, `diagnose` | nothing: no LwM2M mapping yet | the command failed, saying so |
-//! | an update job, a certificate request | nothing: not served over LwM2M yet | counted (`lwm2m_unmapped`) |
+//! | a campaign's update job (`ota/job`) | Write (PUT) of object 5's Package URI (/5/0/1): the image's URL with its size, SHA-256 and campaign in the query; then Observes of the state (/5/0/3) and the result (/5/0/5) | the notifications report the job's progress; at Downloaded (state 2) the front executes Update (/5/0/2); result 1 is `succeeded`, 8 `rolled_back`, 5, 7 and 9 `failed` |
+//! | a certificate request | nothing: not served over LwM2M yet | counted (`lwm2m_unmapped`) |
 //! | decommissioning | the registration ends; a non-confirmable Execute of /1/0/8 makes the device update at once, and its Register is then refused | |
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::Publish;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -25,14 +27,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::Front;
 use super::exchanges::{Observation, Reply, Watched, token_bytes, token_of};
+use crate::gateway::Shared;
 use crate::gateway::sessions::Outbound;
 use crate::gateway::stats::bump;
 use crate::gateway::topics::DEVICE_PREFIX;
-use crate::registry::{Completion, system_clock_ms};
+use crate::registry::{Completion, OtaReport, system_clock_ms};
 
 /// The fleetsim device-management object (in the range LwM2M leaves to private objects),
 /// whose resource 0 holds the device's desired config document.
 pub const CONFIG_OBJECT: &str = "32769";
+
+/// What the front routes to a registration's own task when a device holds an update's
+/// image, verified (a notification of state 2): execute Update. Never an MQTT topic: only
+/// the LwM2M front sends it, to its own registrations.
+const INSTALL_ORDER: &str = "ota/install";
 
 /// How long a first acknowledgement is waited for (RFC 7252, section 4.8).
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -124,34 +132,94 @@ impl Task {
     /// Observes what the device registered of [`Watched::ALL`].
     async fn observe(&self, message_id: &mut u16) {
         for watched in Watched::ALL {
-            let registered = self
-                .front
-                .table()
-                .get(self.location)
-                .is_some_and(|r| r.has(watched.instance()));
-            if !registered {
-                continue;
+            if self.registered(watched.instance()) {
+                self.observe_one(watched, message_id).await;
             }
-            let mut request = request(RequestType::Get, &watched.path());
-            request.set_observe_value(0);
+        }
+    }
+
+    /// Whether the device registered object instance `instance` (`/5/0`).
+    fn registered(&self, instance: &str) -> bool {
+        self.front.table().get(self.location).is_some_and(|r| r.has(instance))
+    }
+
+    /// Observes `watched`; false when the device would not.
+    async fn observe_one(&self, watched: Watched, message_id: &mut u16) -> bool {
+        let mut request = request(RequestType::Get, &watched.path());
+        request.set_observe_value(0);
+        let token = self.front.exchanges.token();
+        let observation = Observation {
+            device_id: self.device_id.clone(),
+            conn_id: self.conn_id,
+            watched,
+        };
+        // Held before the request leaves: its answer is the first notification.
+        self.front.exchanges.observe(token, observation);
+        let observing = match self.exchange(request, token, message_id).await {
+            Ok(answer) => {
+                answer.header.code == MessageClass::Response(ResponseType::Content)
+                    && answer.get_observe_value().is_some()
+            }
+            Err(_) => false,
+        };
+        if !observing {
+            self.front.exchanges.cancel(token);
+        }
+        observing
+    }
+
+    /// Starts a campaign's update `job` (what an MQTT device gets on `ota/job`) through
+    /// object 5: a Write of the Package URI, then Observes of the state and the result, whose
+    /// notifications carry the update on ([`on_notification`]). The Observes come after the
+    /// Write, which resets the result a past update left. A device without object 5, or one
+    /// that refuses the URI, has failed the update; one that does not answer reports nothing,
+    /// as an MQTT device that never got its job.
+    async fn start_update(&self, job: &serde_json::Value, message_id: &mut u16) {
+        let stats = &self.front.gateway.stats;
+        let (Some(campaign), Some(url), Some(size), Some(sha256)) = (
+            job["campaign"].as_u64(),
+            job["url"].as_str(),
+            job["size"].as_u64(),
+            job["sha256"].as_str(),
+        ) else {
+            bump(&stats.lwm2m_unmapped);
+            return;
+        };
+        let taken = self.registered("/5/0") && {
+            let mut write = request(RequestType::Put, &["5", "0", "1"]);
+            // text/plain: the URI is the resource's string value.
+            write.add_option(CoapOption::ContentFormat, Vec::new());
+            write.payload = format!("{url}?size={size}&sha256={sha256}&campaign={campaign}").into_bytes();
             let token = self.front.exchanges.token();
-            let observation = Observation {
-                device_id: self.device_id.clone(),
-                conn_id: self.conn_id,
-                watched,
-            };
-            // Held before the request leaves: its answer is the first notification.
-            self.front.exchanges.observe(token, observation);
-            let observing = match self.exchange(request, token, message_id).await {
-                Ok(answer) => {
-                    answer.header.code == MessageClass::Response(ResponseType::Content)
-                        && answer.get_observe_value().is_some()
+            match self.exchange(write, token, message_id).await {
+                Ok(answer) => answer.header.code == MessageClass::Response(ResponseType::Changed),
+                Err(_) => {
+                    bump(&stats.lwm2m_requests_failed);
+                    return;
                 }
-                Err(_) => false,
-            };
-            if !observing {
-                self.front.exchanges.cancel(token);
             }
+        };
+        if !taken {
+            bump(&stats.lwm2m_requests_failed);
+            report_update(&self.front.gateway, &self.device_id, campaign, "failed").await;
+            return;
+        }
+        for watched in [Watched::UpdateState { campaign }, Watched::UpdateResult { campaign }] {
+            if !self.observe_one(watched, message_id).await {
+                bump(&stats.lwm2m_requests_failed);
+            }
+        }
+    }
+
+    /// Executes object 5's Update: the device holds the image, verified.
+    async fn order_install(&self, message_id: &mut u16) {
+        let token = self.front.exchanges.token();
+        match self
+            .exchange(request(RequestType::Post, &["5", "0", "2"]), token, message_id)
+            .await
+        {
+            Ok(answer) if answer.header.code == MessageClass::Response(ResponseType::Changed) => {}
+            _ => bump(&self.front.gateway.stats.lwm2m_requests_failed),
         }
     }
 
@@ -232,6 +300,10 @@ impl Task {
                 Ok(Completion::Recorded) => bump(&stats.command_results),
                 _ => bump(&stats.command_results_ignored),
             }
+        } else if suffix == "ota/job" {
+            self.start_update(&body, message_id).await;
+        } else if suffix == INSTALL_ORDER {
+            self.order_install(message_id).await;
         } else {
             bump(&stats.lwm2m_unmapped);
         }
@@ -321,6 +393,50 @@ pub(super) fn on_notification(front: &Front, observation: &Observation, packet: 
             bump(&stats.telemetry);
             sessions.record_seen(&observation.device_id, now, None);
         }
+        Watched::UpdateState { campaign } => {
+            let state = match value.map(|v| v as i64) {
+                Some(1) => "downloading",
+                Some(2) => {
+                    // Verified and held: the front orders the install, from the
+                    // registration's task (one request of the front's at a time).
+                    let topic = format!("{DEVICE_PREFIX}{}/{INSTALL_ORDER}", observation.device_id);
+                    let order = Publish::new(topic, QoS::AtMostOnce, Vec::new());
+                    sessions.deliver(&observation.device_id, order);
+                    "verifying"
+                }
+                Some(3) => "installing",
+                // Idle: the result says how it ended.
+                _ => return,
+            };
+            report_in_background(front, &observation.device_id, campaign, state);
+        }
+        Watched::UpdateResult { campaign } => {
+            let state = match value.map(|v| v as i64) {
+                Some(1) => "succeeded",
+                Some(8) => "rolled_back",
+                // Integrity check failure, an invalid URI, a protocol not spoken.
+                Some(5 | 7 | 9) => "failed",
+                // None yet (the Write reset it), or one this front does not map.
+                _ => return,
+            };
+            report_in_background(front, &observation.device_id, campaign, state);
+        }
+    }
+}
+
+/// Records `state` of device `device_id`'s job in `campaign` on a task of its own (the
+/// receive loop does not wait on the registry). A job's final state is never overwritten.
+fn report_in_background(front: &Front, device_id: &str, campaign: u64, state: &'static str) {
+    let (gateway, id) = (Arc::clone(&front.gateway), device_id.to_owned());
+    tokio::spawn(async move { report_update(&gateway, &id, campaign, state).await });
+}
+
+/// Records `state` of device `device_id`'s job in `campaign`, counted as the gateway counts
+/// an MQTT device's `ota/status`.
+async fn report_update(gateway: &Shared, device_id: &str, campaign: u64, state: &str) {
+    match gateway.registry.report_ota(device_id, campaign, state).await {
+        Ok(OtaReport::Recorded) => bump(&gateway.stats.ota_reports),
+        Ok(_) | Err(_) => bump(&gateway.stats.ota_reports_ignored),
     }
 }
 

@@ -30,6 +30,17 @@ pub enum Watched {
     Signal,
     /// /3303/0/5700, the temperature sensor's value.
     Sensor,
+    /// /5/0/3, the state of the firmware update of campaign `campaign` (observed once the
+    /// device took its Package URI, not at registration).
+    UpdateState {
+        /// The campaign the update belongs to.
+        campaign: u64,
+    },
+    /// /5/0/5, the result of the firmware update of campaign `campaign`.
+    UpdateResult {
+        /// The campaign the update belongs to.
+        campaign: u64,
+    },
 }
 
 impl Watched {
@@ -42,6 +53,8 @@ impl Watched {
             Self::Battery => ["3", "0", "9"],
             Self::Signal => ["4", "0", "2"],
             Self::Sensor => ["3303", "0", "5700"],
+            Self::UpdateState { .. } => ["5", "0", "3"],
+            Self::UpdateResult { .. } => ["5", "0", "5"],
         }
     }
 
@@ -51,6 +64,7 @@ impl Watched {
             Self::Battery => "/3/0",
             Self::Signal => "/4/0",
             Self::Sensor => "/3303/0",
+            Self::UpdateState { .. } | Self::UpdateResult { .. } => "/5/0",
         }
     }
 }

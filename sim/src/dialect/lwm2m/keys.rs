@@ -35,7 +35,6 @@ impl Keys for Lwm2m {
         }
         let unserved = scenario.phases.iter().find_map(|phase| {
             let why = match &phase.action {
-                Action::Ota(_) => "updates over object 5 are not served by the reference backend's LwM2M front yet",
                 Action::Rotate { .. } => "LwM2M devices hold no certificates here",
                 Action::Alert(_) => "alerts over LwM2M are not measured yet (the reference backend's LwM2M front reports batteries, not registrations coming and going)",
                 Action::Command { command, .. } if command != "reboot" => {
