@@ -159,8 +159,8 @@ fn phases_the_front_has_no_form_for_are_refused_before_the_run_starts() {
     std::fs::write(models.join("lwm2m-meter.toml"), format!("{meter}\n[ota]\ndownload_kbps = 256\ninterrupt = \"0%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n")).expect("model");
     let cases = [
         (
-            "[[phase]]\nat = \"5s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"logs\"\n",
-            "only reboot",
+            "[[phase]]\nat = \"5s\"\naction = \"alert\"\nrule = \"battery_below\"\nbelow = \"20%\"\n",
+            "alerts over LwM2M",
         ),
         (
             "[[phase]]\nat = \"5s\"\naction = \"rotate\"\nshare = \"50%\"\ngrace = \"1s\"\n",
@@ -247,4 +247,70 @@ fn campaigns_update_lwm2m_devices_through_object_5() {
     );
     assert!(counter(&summary, "ota.resumes") > 0, "cut downloads resumed with Range");
     assert_eq!(counter(&summary, "errors.protocol"), 0, "every image matched its hash");
+}
+
+/// `set`, `diagnose` and `logs` reach LwM2M meters as Executes of fleetsim's command resource,
+/// answered later in separate responses: against a standalone backend, every command the
+/// operator sent succeeded, and its recorded result is what the meter holds (the settings
+/// applied, its health, its own log in time order with the config push and the commands).
+#[test]
+fn commands_reach_lwm2m_devices_as_executes_answered_later() {
+    let dir = scratch("run-lwm2m-reference-commands");
+    let backend = standalone::process(&dir.join("data"), &["--lwm2m", "127.0.0.1:0"], 2);
+    let phases = "[[phase]]\nat = \"4s\"\naction = \"config\"\ngroup = \"meters\"\nset = { tariff = \"night\" }\n\n\
+        [[phase]]\nat = \"6s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"set\"\nargs = { led = \"on\", sample_s = 30 }\nshare = \"20%\"\n\n\
+        [[phase]]\nat = \"9s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"diagnose\"\nshare = \"20%\"\n\n\
+        [[phase]]\nat = \"12s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"logs\"\nshare = \"20%\"\n";
+    let file = scenario(&dir, phases);
+    let out = dir.join("report");
+    let output = fleetsim(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--backend".as_ref(),
+        format!("http://{}", backend.http).as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--headless".as_ref(),
+    ]);
+    assert_exit(&output, 0);
+    let summary = summary(&out);
+    let audit = standalone::get(&backend.http, "/api/v1/audit?limit=1000");
+    let mut names = Vec::new();
+    for entry in audit["entries"].as_array().expect("entries") {
+        if entry["action"] != "command.sent" {
+            continue;
+        }
+        let id = entry["detail"]["command"].as_str().expect("command id");
+        let record = standalone::get(&backend.http, &format!("/api/v1/commands/{id}"))["command"].clone();
+        assert_eq!(record["state"], "succeeded", "{record}");
+        let output = &record["result"]["output"];
+        match record["name"].as_str().expect("name") {
+            "set" => assert_eq!(output, &serde_json::json!({"applied": {"led": "on", "sample_s": 30}})),
+            "diagnose" => {
+                assert_eq!(output["firmware"], "1.6.0", "{output}");
+                assert_eq!(output["config_version"], 1, "{output}");
+                assert!(output["uptime_s"].as_f64().is_some_and(|s| s > 60.0), "{output}");
+                assert!(output["rssi"].is_i64(), "{output}");
+            }
+            "logs" => {
+                let events = output["events"].as_array().expect("events");
+                let times: Vec<f64> = events.iter().map(|e| e["at_s"].as_f64().expect("at_s")).collect();
+                assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order: {output}");
+                assert!(events.iter().any(|e| e["event"] == "config_applied"), "{output}");
+                assert!(events.iter().any(|e| e["event"] == "connected"), "{output}");
+                let commands: Vec<&Value> = events
+                    .iter()
+                    .filter(|e| e["event"] == "command")
+                    .map(|e| &e["command"])
+                    .collect();
+                assert_eq!(commands.last(), Some(&&Value::from("logs")), "{output}");
+            }
+            other => panic!("unexpected command {other}"),
+        }
+        names.push(record["name"].as_str().expect("name").to_owned());
+    }
+    assert_eq!(names.len() as u64, 3 * DEVICES / 5, "{names:?}");
+    assert_eq!(counter(&summary, "commands.answered"), 3 * DEVICES / 5);
+    let latency = &summary["metrics"]["histograms"]["command.latency"];
+    assert_eq!(latency["count"], 3 * DEVICES / 5, "{latency}");
 }

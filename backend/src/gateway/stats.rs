@@ -100,8 +100,8 @@ pub struct GatewayStats {
     pub lwm2m_unexpected: AtomicU64,
     /// LwM2M requests answered 5.03 for want of room ([`super::Limits::lwm2m_in_flight`]).
     pub lwm2m_busy: AtomicU64,
-    /// What the operator routed to an LwM2M device that has no LwM2M form yet (update jobs,
-    /// `set` and `logs` commands).
+    /// What the operator routed to an LwM2M device that has no LwM2M form yet (a certificate
+    /// request, a job without its image's details).
     pub lwm2m_unmapped: AtomicU64,
 }
 
@@ -311,7 +311,7 @@ impl GatewayStats {
             ),
             (
                 "lwm2m_unmapped_total",
-                "operator messages with no LwM2M form yet (update jobs, set, logs)",
+                "operator messages with no LwM2M form yet (certificate requests)",
                 &self.lwm2m_unmapped,
             ),
         ];

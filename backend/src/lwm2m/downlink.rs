@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | desired config (`config/desired`) | Write (PUT) of the document, as text, to /32769/0/0 | the version is recorded as reported |
 //! | command `reboot` | Execute (POST) of /3/0/4 | the command succeeded |
-//! | commands `set`, `logs`, `diagnose` | nothing: no LwM2M mapping yet | the command failed, saying so |
+//! | commands `set`, `logs`, `diagnose` | Execute (POST) of /32769/0/1, `{"id", "command", "args"}` as JSON; the device acknowledges and answers later, in a separate response carrying the result | the command's result is recorded as an MQTT device's |
 //! | a campaign's update job (`ota/job`) | Write (PUT) of object 5's Package URI (/5/0/1): the image's URL with its size, SHA-256 and campaign in the query; then Observes of the state (/5/0/3) and the result (/5/0/5) | the notifications report the job's progress; at Downloaded (state 2) the front executes Update (/5/0/2); result 1 is `succeeded`, 8 `rolled_back`, 5, 7 and 9 `failed` |
 //! | a certificate request | nothing: not served over LwM2M yet | counted (`lwm2m_unmapped`) |
 //! | decommissioning | the registration ends; a non-confirmable Execute of /1/0/8 makes the device update at once, and its Register is then refused | |
@@ -36,6 +36,9 @@ use crate::registry::{Completion, OtaReport, system_clock_ms};
 /// The fleetsim device-management object (in the range LwM2M leaves to private objects),
 /// whose resource 0 holds the device's desired config document.
 pub const CONFIG_OBJECT: &str = "32769";
+/// Its resource 1: a command to carry out (executable, `{"id", "command", "args"}` as JSON),
+/// answered by a separate response with the command's result.
+pub const COMMAND_RESOURCE: &str = "1";
 
 /// What the front routes to a registration's own task when a device holds an update's
 /// image, verified (a notification of state 2): execute Update. Never an MQTT topic: only
@@ -282,14 +285,49 @@ impl Task {
                     }
                 }
             } else {
-                bump(&stats.lwm2m_unmapped);
-                (
-                    false,
-                    format!("{name} has no LwM2M mapping in the reference backend yet (reboot is Execute /3/0/4)"),
-                )
+                // set, logs, diagnose: an Execute of fleetsim's command resource, answered by
+                // a separate response that carries the command's result.
+                let mut execute = request(RequestType::Post, &[CONFIG_OBJECT, "0", COMMAND_RESOURCE]);
+                execute.add_option(CoapOption::ContentFormat, vec![50]);
+                execute.payload = json!({ "id": cmd_id, "command": name, "args": body["args"] })
+                    .to_string()
+                    .into_bytes();
+                let token = self.front.exchanges.token();
+                match self.exchange(execute, token, message_id).await {
+                    Ok(answer) if answer.header.code == MessageClass::Response(ResponseType::Changed) => {
+                        let result: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap_or_default();
+                        let succeeded = result["status"] == "ok";
+                        let output = result.get("output").cloned().unwrap_or(serde_json::Value::Null);
+                        match self
+                            .front
+                            .gateway
+                            .registry
+                            .complete_command(&self.device_id, cmd_id, succeeded, result_of(succeeded, output))
+                            .await
+                        {
+                            Ok(Completion::Recorded) => bump(&stats.command_results),
+                            _ => bump(&stats.command_results_ignored),
+                        }
+                        return;
+                    }
+                    Ok(answer) => {
+                        bump(&stats.lwm2m_requests_failed);
+                        let why = String::from_utf8_lossy(&answer.payload).into_owned();
+                        (
+                            false,
+                            format!(
+                                "the device answered {} to Execute /{CONFIG_OBJECT}/0/{COMMAND_RESOURCE}: {why}",
+                                code_text(&answer)
+                            ),
+                        )
+                    }
+                    Err(_) => {
+                        bump(&stats.lwm2m_requests_failed);
+                        return;
+                    }
+                }
             };
-            let status = if succeeded { "ok" } else { "error" };
-            let result = json!({ "status": status, "output": output });
+            let result = result_of(succeeded, output.into());
             match self
                 .front
                 .gateway
@@ -438,6 +476,11 @@ async fn report_update(gateway: &Shared, device_id: &str, campaign: u64, state: 
         Ok(OtaReport::Recorded) => bump(&gateway.stats.ota_reports),
         Ok(_) | Err(_) => bump(&gateway.stats.ota_reports_ignored),
     }
+}
+
+/// A command's result document, as an MQTT device's `cmd/{id}/result` carries it.
+fn result_of(succeeded: bool, output: serde_json::Value) -> serde_json::Value {
+    json!({ "status": if succeeded { "ok" } else { "error" }, "output": output })
 }
 
 /// A confirmable request of `method` to `path`.

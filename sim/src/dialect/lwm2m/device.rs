@@ -39,8 +39,9 @@ use tokio::time::Instant;
 use super::Lwm2m;
 use super::formats::{self, Format};
 use super::objects::{self, FirmwareUpdate, Path, Refusal, State, fw, ids};
-use crate::device::{CommandKind, Event, OtaReport};
+use crate::device::{Action, Actions, CommandKind, Event, OtaReport, SimTime, State as CoreState};
 use crate::dialect::embedded::claim_name;
+use crate::dialect::embedded::diary::{Diary, Pending};
 use crate::dialect::firmware::{self, ImageHash, Job, Update};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
@@ -135,6 +136,9 @@ pub struct Device {
     /// What the server set up beyond the registration, once it did: boxed, since most
     /// devices never hold any.
     configured: Option<Box<Configured>>,
+    /// What an always-connected device of the reference backend keeps of its life, for the
+    /// commands that ask (`logs`, `diagnose`, `set`); made at its first noted event.
+    diary: Option<Box<Diary>>,
 }
 
 /// What a server set up on a device beyond its registration.
@@ -144,6 +148,8 @@ struct Configured {
     attributes: Vec<(Path, Attributes)>,
     /// Object 5, once a Package URI was written.
     firmware: Option<Object5>,
+    /// The token of the command Execute being carried out, for its separate response.
+    command_token: Option<Box<[u8]>>,
 }
 
 /// A device's object 5 once a server wrote a Package URI: the update taken (its job and
@@ -248,6 +254,7 @@ impl Devices for Lwm2m {
             last_request: None,
             observations: Vec::new(),
             configured: None,
+            diary: None,
         }
     }
 
@@ -421,13 +428,45 @@ impl Devices for Lwm2m {
                 }
             }
             Answer::Config { since: Some(since), .. } => cx.record(Latency::Config, since),
-            Answer::Command(_) => {
+            Answer::Command(health) => {
                 let sent = device
                     .device_id
                     .as_deref()
                     .and_then(|id| cx.shared.marks.command_sent_at(id));
-                if let Some(since) = sent {
-                    cx.record(Latency::Command, since);
+                let pending = device.diary.as_deref_mut().and_then(|diary| diary.command.take());
+                let token = device.configured.as_deref_mut().and_then(|c| c.command_token.take());
+                let (Some(command), Some(token)) = (pending, token) else {
+                    // A reboot (an Execute of /3/0/4, answered as it came): carried out now.
+                    if let Some(since) = sent {
+                        cx.record(Latency::Command, since);
+                    }
+                    return;
+                };
+                let firmware = device.installed().unwrap_or(&cx.model.firmware).to_owned();
+                let Some(diary) = device.diary.as_deref_mut() else {
+                    return;
+                };
+                let answered = diary.answer(&command, &health, &firmware);
+                // The separate response to the Execute, confirmable (RFC 7252, section 5.2.2).
+                let mut response = Packet::new();
+                response.header.set_type(MessageType::Confirmable);
+                response.header.code = MessageClass::Response(ResponseType::Changed);
+                response.header.message_id = device.id();
+                response.set_token(token.into_vec());
+                response.set_content_format_number(50);
+                response.payload = answered.result.to_string().into_bytes();
+                let Link::Datagram(endpoint) = link else { return };
+                let mut events = Vec::new();
+                match ask(cx, device, endpoint, &response, &mut events).await {
+                    Ok(_) => {
+                        if let Some(since) = sent {
+                            cx.record(Latency::Command, since);
+                        }
+                    }
+                    Err(fault) => cx.count(fault.counter()),
+                }
+                for event in events {
+                    inbox.push(event);
                 }
             }
             Answer::Config { since: None, .. } | Answer::Certificate => {}
@@ -475,6 +514,30 @@ impl Devices for Lwm2m {
     /// The version the last update installed, or the model's.
     fn firmware<'a>(&self, cx: &DeviceCx<'a>, device: &'a Device) -> &'a str {
         device.installed().unwrap_or(&cx.model.firmware)
+    }
+
+    /// An always-connected device of the reference backend keeps a journal of what it lived
+    /// through (and the config version it applied), for the commands that ask; others keep
+    /// nothing.
+    fn note(
+        &self,
+        cx: &DeviceCx<'_>,
+        device: &mut Device,
+        now: SimTime,
+        event: Event,
+        moved: (CoreState, CoreState),
+        actions: &Actions,
+    ) {
+        if self.reference.is_none() || Session::of(cx.model) != Session::Persistent {
+            return;
+        }
+        let diary = device.diary.get_or_insert_default();
+        diary.journal.note(now, event, moved, actions);
+        for action in actions.iter() {
+            if let Action::ReportConfig { version } = action {
+                diary.config_version = version;
+            }
+        }
     }
 
     /// Serves a request of the server's (answered at once, on `link`); a Reset of a
@@ -938,6 +1001,9 @@ fn serve(cx: &DeviceCx<'_>, device: &mut Device, packet: &Packet) -> Option<(Vec
             Some(path) => match method {
                 RequestType::Get => (read(cx, device, (packet, repeated), path, &mut answer), None),
                 RequestType::Put => write(cx, device, packet, path, repeated),
+                RequestType::Post if objects::is_command(path) => {
+                    return take_command(cx, device, packet, repeated, answer);
+                }
                 RequestType::Post => execute(device, path, repeated),
                 _ => (ResponseType::MethodNotAllowed, None),
             },
@@ -1165,6 +1231,66 @@ impl Object5 {
         (self.state, self.result) = (state, result);
         moved
     }
+}
+
+/// An Execute of fleetsim's command resource (/32769/0/1) by the reference backend, its
+/// payload `{"id", "command", "args"}` as JSON: acknowledged at once, empty, and answered by
+/// a separate response with the command's result once the device core carried it out
+/// ([`Devices::answer`]). One command at a time (5.03 while one is pending); a device that
+/// keeps no diary (duty-cycled, or not the reference backend's) refuses it (4.05). A
+/// retransmission is acknowledged again, not taken again.
+fn take_command(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    request: &Packet,
+    repeated: bool,
+    answer: Packet,
+) -> Option<(Vec<u8>, Option<Event>)> {
+    let refused = |mut answer: Packet, code, why: &str| {
+        answer.header.code = MessageClass::Response(code);
+        answer.payload = why.as_bytes().to_vec();
+        cx.count(Counter::Lwm2mRefused);
+        Some((answer.to_bytes().ok()?, None))
+    };
+    if request.header.get_type() != MessageType::Confirmable {
+        return refused(answer, ResponseType::BadRequest, "a command is a confirmable Execute");
+    }
+    let taken = |mut answer: Packet| {
+        // An empty acknowledgement: no code, no token, no payload.
+        answer.header.code = MessageClass::Empty;
+        answer.set_token(Vec::new());
+        answer.to_bytes().ok()
+    };
+    if repeated {
+        return Some((taken(answer)?, None));
+    }
+    let Some(diary) = device.diary.as_deref_mut() else {
+        return refused(answer, ResponseType::MethodNotAllowed, "this device takes no commands");
+    };
+    if diary.command.is_some() {
+        return refused(
+            answer,
+            ResponseType::ServiceUnavailable,
+            "a command is being carried out",
+        );
+    }
+    let parsed = serde_json::from_slice::<serde_json::Value>(&request.payload)
+        .ok()
+        .and_then(|doc| {
+            let kind = CommandKind::parse(doc["command"].as_str()?)?;
+            Some((Box::<str>::from(doc["id"].as_str()?), kind, doc["args"].clone()))
+        });
+    let Some((id, kind, args)) = parsed else {
+        return refused(
+            answer,
+            ResponseType::BadRequest,
+            "expected {\"id\": ID, \"command\": \"set\"|\"logs\"|\"diagnose\"|\"reboot\", \"args\": ...}",
+        );
+    };
+    diary.command = Some(Box::new(Pending { id, kind, args }));
+    device.configured().command_token = Some(request.get_token().into());
+    cx.count(Counter::Lwm2mExecutes);
+    Some((taken(answer)?, Some(Event::Command(kind))))
 }
 
 /// A Write of the config document (/32769/0/0): JSON text with its `version`, which the

@@ -185,6 +185,9 @@ pub mod ids {
     pub const FLEETSIM: u16 = 32769;
     /// fleetsim: the desired config document, JSON text with its `version` (write-only).
     pub const CONFIG: u16 = 0;
+    /// fleetsim: a command to carry out (executable, `{"id", "command", "args"}` as JSON),
+    /// answered by a separate response with its result.
+    pub const COMMAND: u16 = 1;
 }
 
 /// The object instances a device registers (its registration's link payload): object 4 for a
@@ -335,6 +338,11 @@ pub fn is_executable(path: Path) -> bool {
 /// Whether `path` names fleetsim's config document, written by the reference backend.
 pub fn is_config(path: Path) -> bool {
     path.object == ids::FLEETSIM && path.instance == Some(0) && path.resource == Some(ids::CONFIG)
+}
+
+/// Whether `path` names fleetsim's command resource, executed by the reference backend.
+pub fn is_command(path: Path) -> bool {
+    path.object == ids::FLEETSIM && path.instance == Some(0) && path.resource == Some(ids::COMMAND)
 }
 
 /// Whether `path` names the Server object's lifetime, writable.
