@@ -268,7 +268,9 @@ async fn an_lwm2m_device_is_provisioned_registered_operated_and_decommissioned()
     .await;
     assert_eq!(done["command"]["state"], "succeeded", "{done}");
 
-    // A command with no LwM2M form fails at once, saying why, and nothing is sent.
+    // `logs` is an Execute of fleetsim's command resource, the command as JSON; the device
+    // acknowledges at once and answers later, in a separate confirmable response whose
+    // payload is the result, which the backend acknowledges and records.
     let (_, sent) = json(
         &t,
         "POST",
@@ -277,13 +279,66 @@ async fn an_lwm2m_device_is_provisioned_registered_operated_and_decommissioned()
     )
     .await;
     let cmd = sent["command"]["id"].as_str().expect("id").to_owned();
+    let execute = device.asked().await;
+    assert_eq!(path(&execute), "/32769/0/1");
+    let asked: Value = serde_json::from_slice(&execute.payload).expect("the command as JSON");
+    assert_eq!(
+        (asked["id"].as_str(), asked["command"].as_str()),
+        (Some(cmd.as_str()), Some("logs"))
+    );
+    let mut empty = Packet::new();
+    empty.header.set_type(MessageType::Acknowledgement);
+    empty.header.message_id = execute.header.message_id;
+    device.send(&empty).await;
+    device.message_id += 1;
+    let mut separate = Packet::new();
+    separate.header.set_type(MessageType::Confirmable);
+    separate.header.message_id = device.message_id;
+    separate.header.code = MessageClass::Response(ResponseType::Changed);
+    separate.set_token(execute.get_token().to_vec());
+    separate.payload = br#"{"status":"ok","output":{"events":[],"written":0}}"#.to_vec();
+    device.send(&separate).await;
+    let acknowledged = device.receive().await;
+    assert_eq!(
+        (acknowledged.header.get_type(), acknowledged.header.message_id),
+        (MessageType::Acknowledgement, device.message_id),
+        "the separate response is acknowledged"
+    );
+    let done = until(&t, &format!("/api/v1/commands/{cmd}"), |v| {
+        v["command"]["state"] != "pending"
+    })
+    .await;
+    assert_eq!(done["command"]["state"], "succeeded", "{done}");
+    assert_eq!(done["command"]["result"]["output"]["written"], 0, "{done}");
+
+    // A device that refuses the Execute fails the command, saying with what and why.
+    let (_, sent) = json(
+        &t,
+        "POST",
+        &format!("/api/v1/devices/{id}/commands"),
+        Some(r#"{"command": "diagnose"}"#),
+    )
+    .await;
+    let cmd = sent["command"]["id"].as_str().expect("id").to_owned();
+    let execute = device.asked().await;
+    device
+        .answer(
+            &execute,
+            ResponseType::MethodNotAllowed,
+            "this device takes no commands",
+            None,
+        )
+        .await;
     let failed = until(&t, &format!("/api/v1/commands/{cmd}"), |v| {
         v["command"]["state"] != "pending"
     })
     .await;
     assert_eq!(failed["command"]["state"], "failed", "{failed}");
     let output = failed["command"]["result"]["output"].as_str().unwrap_or_default();
-    assert!(output.contains("no LwM2M mapping"), "{output}");
+    assert!(
+        output.contains("4.05") && output.contains("takes no commands"),
+        "{output}"
+    );
 
     // An update from a new port moves the registration; the front's next request goes there.
     let mut moved = Device::new(t.lwm2m).await;
@@ -326,7 +381,7 @@ async fn an_lwm2m_device_is_provisioned_registered_operated_and_decommissioned()
         "fleetsim_gateway_lwm2m_updates_total 1",
         "fleetsim_gateway_lwm2m_refused_total 2",
         "fleetsim_gateway_lwm2m_notifications_total 4",
-        "fleetsim_gateway_lwm2m_unmapped_total 1",
+        "fleetsim_gateway_lwm2m_unmapped_total 0",
         "fleetsim_gateway_lwm2m_registered 0",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
