@@ -558,7 +558,7 @@ fn read_until(server: &mut NodeServer, ep: &Value, path: &str, want: &str) {
 /// image on Python's `http.server`, watches the state, executes Update once the device holds
 /// the image, and reads the result after the reboot. A meter whose image boots runs it
 /// (result 1, /3/0/3 the new version); one whose model fails every boot keeps its old firmware
-/// (result 8). A `coap://` URI is a protocol the device does not speak (9), one without the
+/// (result 8). A `coaps://` URI is a protocol the device does not speak (9), one without the
 /// image's size invalid (7), and Update with nothing held is refused.
 #[test]
 fn a_server_updates_firmware_through_object_5() {
@@ -595,7 +595,7 @@ fn a_server_updates_firmware_through_object_5() {
     std::fs::write(
         &scenario,
         format!(
-            "[scenario]\nname = \"fw\"\nseed = 8\nduration = \"15s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+            "[scenario]\nname = \"fw\"\nseed = 8\nduration = \"25s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
              [backend]\nkind = \"lwm2m\"\nurl = \"coap://127.0.0.1:{}\"\n\n\
              [fleet]\ndevices = 2\narrival = {{ ramp = \"1s\" }}\n\
              mix = [ {{ model = \"lwm2m-fw\", share = 0.5, group = \"good\" }}, {{ model = \"lwm2m-fw-bad\", share = 0.5, group = \"bad\" }} ]\n",
@@ -676,7 +676,7 @@ fn a_server_updates_firmware_through_object_5() {
     }
     let ep = &registered[0]["ep"];
     for (uri, result) in [
-        ("coap://127.0.0.1:5683/2.0.0?size=9".to_owned(), "9"),
+        ("coaps://127.0.0.1:5684/2.0.0?size=9".to_owned(), "9"),
         (format!("http://127.0.0.1:{}/2.0.0", http.port), "7"),
     ] {
         server
@@ -961,4 +961,131 @@ fn a_step_attribute_holds_back_notifications_that_did_not_move_enough() {
         counter(&summary(&out), "lwm2m.notifications"),
         (notified(stepped) + notified(plain)) as u64
     );
+}
+
+/// libcoap's `coap-server` (Debian's libcoap3-bin), a CoAP server nobody here wrote, on a free
+/// port, holding what is PUT to it (`-d`): the test stores an image there block-wise with
+/// libcoap's `coap-client`. Killed when dropped.
+struct CoapServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl CoapServer {
+    fn start() -> Self {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("coap-server-notls")
+            .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-d", "4", "-L", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("coap-server-notls runs (scripts/test installs libcoap3-bin)");
+        Self { child, port }
+    }
+
+    /// PUTs `file` to `path`, block-wise in 1,024-byte blocks, until a GET reads it back
+    /// whole (the server needs a moment to start, and `coap-client` exits 0 unanswered).
+    fn put(&self, path: &str, file: &Path) {
+        let url = format!("coap://127.0.0.1:{}{path}", self.port);
+        let back = file.with_extension("back");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            for args in [
+                &["-m", "put", "-b", "1024", "-B", "2", "-f"][..],
+                &["-m", "get", "-b", "1024", "-B", "2", "-o"],
+            ] {
+                std::process::Command::new("coap-client-notls")
+                    .args(args)
+                    .arg(if args[1] == "put" { file } else { &back })
+                    .arg(&url)
+                    .status()
+                    .expect("coap-client-notls runs");
+            }
+            if std::fs::read(&back).ok() == std::fs::read(file).ok() {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "coap-server took the image");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for CoapServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Object 5 pulling over CoAP: the package a `coap://` Package URI names is fetched block-wise
+/// (Block2, 1,024 bytes) from libcoap's server, cut attempts resuming at the block that holds
+/// their next byte; the image checks out against its SHA-256 and the update installs.
+#[test]
+fn a_package_is_pulled_block_wise_over_coap() {
+    let dir = scratch("run-lwm2m-fw-coap");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let image: Vec<u8> = (0..150_000u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 24) as u8)
+        .collect();
+    let file = dir.join("image.bin");
+    std::fs::write(&file, &image).expect("image");
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&image)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let coap = CoapServer::start();
+    coap.put("/fw/2.0.0", &file);
+    let mut server = NodeServer::start();
+    let (scenario, out) = fleet(
+        "run-lwm2m-fw-coap",
+        (
+            "lwm2m-fw",
+            "name = \"lwm2m-fw\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LC\"\n\n\
+             [telemetry]\ninterval = \"1h\"\npayload_bytes = 16\nqos = 0\n\n\
+             [ota]\ndownload_kbps = 8000\ninterrupt = \"50%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n",
+        ),
+        |models| {
+            let url = format!("coap://127.0.0.1:{}", server.port);
+            scenario(
+                models,
+                ("fw-coap", 8, "20s"),
+                &url,
+                (1, "lwm2m-fw", "meters"),
+                "\"errors.total\" = \"== 0\"",
+            )
+        },
+    );
+    let run = run_behind(&scenario, &out);
+    let registration = server.wait_event(Duration::from_secs(10), |e| e["event"] == "registration");
+    let ep = &registration["ep"];
+    let uri = format!(
+        "coap://127.0.0.1:{}/fw/2.0.0?size={}&sha256={sha256}",
+        coap.port,
+        image.len()
+    );
+    server
+        .ask(json!({"op": "write", "ep": ep, "path": "/5/0/1", "value": uri}))
+        .expect("write the Package URI");
+    read_until(&mut server, ep, "/5/0/3", "2");
+    server
+        .ask(json!({"op": "execute", "ep": ep, "path": "/5/0/2"}))
+        .expect("execute Update");
+    read_until(&mut server, ep, "/5/0/5", "1");
+    read_until(&mut server, ep, "/3/0/3", "2.0.0");
+    let output = run.join().expect("run thread");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = summary(&out);
+    assert_eq!(counter(&summary, "ota.installed"), 1);
+    assert_eq!(counter(&summary, "ota.downloaded_bytes"), image.len() as u64);
+    assert!(
+        counter(&summary, "ota.resumes") > 0,
+        "half the attempts are cut: {summary}"
+    );
+    assert_eq!(counter(&summary, "errors.protocol"), 0, "the image matched its hash");
 }

@@ -58,6 +58,30 @@ impl Update {
         Box::new(Self { job, fetched: None })
     }
 
+    /// The running hash of the image's bytes, for a download by another transport than
+    /// [`Update::download`]'s HTTP: started afresh when the download starts over (`from` 0).
+    pub fn hashing(&mut self, from: u64) -> &mut Fetched {
+        let fetched = self.fetched.get_or_insert_with(|| Fetched::for_job(&self.job));
+        if from == 0 {
+            *fetched = Fetched::for_job(&self.job);
+        }
+        fetched
+    }
+
+    /// A download by another transport holds `held` bytes: once the image is whole it is
+    /// checked against the hash its backend announced (other bytes are counted as
+    /// `errors.protocol`, as [`Update::download`] counts them) and the hash let go.
+    pub fn held(&mut self, cx: &DeviceCx<'_>, held: u64) {
+        if held < self.job.size {
+            return;
+        }
+        if let Some(fetched) = self.fetched.take()
+            && !fetched.matches(&self.job)
+        {
+            cx.count(Counter::ErrorsProtocol);
+        }
+    }
+
     /// Fetches `from..to` of the image, sending `authorization` if the backend wants it;
     /// returns how many bytes of the image the device holds afterwards.
     pub async fn download(&mut self, cx: &DeviceCx<'_>, authorization: Option<&str>, from: u64, to: u64) -> u64 {
@@ -89,7 +113,8 @@ impl Fetched {
         }
     }
 
-    fn update(&mut self, bytes: &[u8]) {
+    /// Hashes the image's next `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
         match self {
             Self::Sha256(hasher) => hasher.update(bytes),
             Self::Sha1(hasher) => hasher.update(bytes),

@@ -5,6 +5,7 @@
 //! source addresses ([`source`]) that lets one harness open more connections to one server
 //! port than a single source address has ports.
 
+pub mod blockwise;
 pub mod coap;
 pub mod datagram;
 pub mod http;

@@ -46,6 +46,7 @@ use crate::dialect::firmware::{self, ImageHash, Job, Update};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::model::draw::keyed_unit;
+use crate::transport::blockwise::{self, BlockwiseError};
 use crate::transport::coap;
 use crate::transport::datagram::Datagram;
 use crate::transport::exhausted_here;
@@ -503,12 +504,22 @@ impl Devices for Lwm2m {
         }
     }
 
-    /// Fetches bytes of the package a Package URI named, over HTTP.
+    /// Fetches bytes of the package a Package URI named: over HTTP (a Range request when
+    /// resuming), or block-wise over CoAP for a `coap://` one (from the block that holds the
+    /// next byte).
     async fn download(&self, cx: &DeviceCx<'_>, device: &mut Device, from: u64, to: u64) -> u64 {
-        match device.firmware_mut().and_then(|object| object.update.as_mut()) {
-            Some(update) => update.download(cx, None, from, to).await,
-            None => from,
+        let Some(mut update) = device.firmware_mut().and_then(|object| object.update.take()) else {
+            return from;
+        };
+        let held = if update.job.url.starts_with("coap://") {
+            Box::pin(pull_over_coap(cx, device, &mut update, (from, to))).await
+        } else {
+            update.download(cx, None, from, to).await
+        };
+        if let Some(object) = device.firmware_mut() {
+            object.update = Some(update);
         }
+        held
     }
 
     /// The version the last update installed, or the model's.
@@ -1174,23 +1185,27 @@ fn write_package_uri(
     }
 }
 
-/// The update a Package URI names (its version the last path segment), or the Update Result
-/// that says why the device cannot take it.
+/// The update a Package URI names (`http://` or `coap://`, its version the last path
+/// segment), or the Update Result that says why the device cannot take it.
 fn package_job(uri: &str) -> Result<Job, u8> {
     let (location, query) = uri.split_once('?').unwrap_or((uri, ""));
-    if !location.starts_with("http://") {
-        let spoken_elsewhere = ["https://", "coap://", "coaps://", "coap+tcp://"];
+    let addressed = if location.starts_with("http://") {
+        firmware::split_url(location).is_some()
+    } else if location.starts_with("coap://") {
+        coap_url(location).is_some()
+    } else {
+        let spoken_elsewhere = ["https://", "coaps://", "coap+tcp://", "coaps+tcp://"];
         return Err(if spoken_elsewhere.iter().any(|scheme| location.starts_with(scheme)) {
             fw::UNSUPPORTED_PROTOCOL
         } else {
             fw::INVALID_URI
         });
-    }
+    };
     let version = location
         .rsplit('/')
         .next()
         .filter(|v| !v.is_empty() && !v.contains(':'));
-    let (Some(version), Some(_)) = (version, firmware::split_url(location)) else {
+    let (Some(version), true) = (version, addressed) else {
         return Err(fw::INVALID_URI);
     };
     let (mut size, mut hash, mut campaign) = (None, ImageHash::Unannounced, 0);
@@ -1211,6 +1226,62 @@ fn package_job(uri: &str) -> Result<Job, u8> {
         size: size.ok_or(fw::INVALID_URI)?,
         version: version.to_owned(),
     })
+}
+
+/// `coap://IP:PORT/path` to the address and the path.
+fn coap_url(url: &str) -> Option<(std::net::SocketAddr, &str)> {
+    let rest = url.strip_prefix("coap://")?;
+    let slash = rest.find('/')?;
+    Some((rest[..slash].parse().ok()?, &rest[slash..]))
+}
+
+/// Fetches bytes `from..to` of the package a `coap://` URI names, block-wise from a socket of
+/// the device's own, hashing them as they come; returns how many bytes of the image the
+/// device holds afterwards. Counted as an HTTP download is (`ota.downloaded_bytes`,
+/// `ota.download_ms`); a transfer cut short by the server is counted by its reason.
+async fn pull_over_coap(cx: &DeviceCx<'_>, device: &mut Device, update: &mut Update, (from, to): (u64, u64)) -> u64 {
+    let Some((addr, path)) = coap_url(&update.job.url) else {
+        cx.count(Counter::ErrorsProtocol);
+        return from;
+    };
+    let path: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let endpoint = match open(addr, cx).await {
+        Ok(endpoint) => endpoint,
+        Err(fault) => {
+            cx.count(fault.counter());
+            return from;
+        }
+    };
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let jitter = jitter(cx, device.next_id);
+    let hasher = update.hashing(from);
+    let mut ids = || device.id();
+    let (taken, ended) = blockwise::get_blocks(
+        &endpoint,
+        &segments,
+        (from, to),
+        (&mut ids, jitter),
+        &cx.shared.meter,
+        &mut |bytes| hasher.update(bytes),
+    )
+    .await;
+    if let Err(error) = ended {
+        cx.count(match error {
+            BlockwiseError::Exchange(error) => Fault::from(error).counter(),
+            BlockwiseError::Refused(code) => refusal(code).counter(),
+            BlockwiseError::Malformed => Counter::ErrorsProtocol,
+        });
+    }
+    let meter = &cx.shared.meter;
+    meter.add(Counter::OtaDownloadedBytes, taken);
+    meter.add(
+        Counter::OtaDownloadMs,
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    );
+    let held = from + taken;
+    update.held(cx, held);
+    held
 }
 
 impl Object5 {
@@ -1636,13 +1707,19 @@ mod tests {
             ("http://127.0.0.1:8080/fw/2.1.0", 1000, "2.1.0", 4)
         );
         assert_eq!(job.hash, ImageHash::Sha256(hash));
+        let pulled = package_job("coap://127.0.0.1:5683/fw/3.0?size=7").expect("a CoAP pull");
+        assert_eq!(
+            (pulled.url.as_str(), pulled.version.as_str()),
+            ("coap://127.0.0.1:5683/fw/3.0", "3.0")
+        );
         assert_eq!(
             package_job("http://127.0.0.1:8080/2.0?size=5&sha256=xyz").map(|job| job.hash),
             Ok(ImageHash::Unannounced),
             "a hash that is not one is not announced"
         );
         for (uri, result) in [
-            ("coap://127.0.0.1:5683/fw?size=5", fw::UNSUPPORTED_PROTOCOL),
+            ("coaps://127.0.0.1:5684/fw?size=5", fw::UNSUPPORTED_PROTOCOL),
+            ("coap://127.0.0.1/fw?size=5", fw::INVALID_URI),
             ("https://127.0.0.1:443/fw?size=5", fw::UNSUPPORTED_PROTOCOL),
             ("http://127.0.0.1:8080/fw", fw::INVALID_URI),
             ("http://127.0.0.1:8080/fw?size=0", fw::INVALID_URI),

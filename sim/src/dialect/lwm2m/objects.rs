@@ -270,8 +270,8 @@ impl State<'_> {
                     Value::String(if update.version.is_empty() { "" } else { "fleetsim" }.to_owned()),
                 ),
                 at(7, Value::String(update.version.to_owned())),
-                // Protocols: HTTP/1.1 only; delivery: pull only.
-                at(8, Value::Integers(vec![(0, 2)])),
+                // Protocols: CoAP and HTTP/1.1; delivery: pull only.
+                at(8, Value::Integers(vec![(0, 0), (1, 2)])),
                 at(9, Value::Integer(0)),
             ]);
         }
