@@ -15,7 +15,7 @@ mod binary;
 #[path = "support/standalone.rs"]
 mod standalone;
 
-use binary::{assert_exit, counter, fleetsim, repo, scratch, summary};
+use binary::{assert_exit, counter, fleetsim, repo, run_against, scratch, summary};
 
 const DEVICES: u64 = 50;
 
@@ -110,15 +110,7 @@ fn a_standalone_backend_is_found_by_its_api() {
     );
     let file = scenario(&dir, PHASES);
     let out = dir.join("report");
-    let output = fleetsim(&[
-        "run".as_ref(),
-        file.as_os_str(),
-        "--backend".as_ref(),
-        format!("http://{}", backend.http).as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-        "--headless".as_ref(),
-    ]);
+    let output = run_against(&backend.http, &file, &out);
     drop(backend);
     assert_exit(&output, 0);
     check(&summary(&out));
@@ -263,15 +255,7 @@ fn commands_reach_lwm2m_devices_as_executes_answered_later() {
         [[phase]]\nat = \"12s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"logs\"\nshare = \"20%\"\n";
     let file = scenario(&dir, phases);
     let out = dir.join("report");
-    let output = fleetsim(&[
-        "run".as_ref(),
-        file.as_os_str(),
-        "--backend".as_ref(),
-        format!("http://{}", backend.http).as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-        "--headless".as_ref(),
-    ]);
+    let output = run_against(&backend.http, &file, &out);
     assert_exit(&output, 0);
     let summary = summary(&out);
     let audit = standalone::get(&backend.http, "/api/v1/audit?limit=1000");

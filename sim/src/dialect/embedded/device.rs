@@ -433,15 +433,12 @@ impl Devices for Embedded {
             return;
         }
         let diary = device.diary.get_or_insert_default();
-        diary.journal.note(now, event, moved, actions);
-        for action in actions.iter() {
-            match action {
-                Action::ReportConfig { version } => diary.config_version = version,
-                Action::OtaStatus(OtaReport::Succeeded) => {
-                    diary.firmware = device.update.as_ref().map(|update| update.job.version.as_str().into());
-                }
-                _ => {}
-            }
+        diary.note(now, event, moved, actions);
+        if actions
+            .iter()
+            .any(|action| action == Action::OtaStatus(OtaReport::Succeeded))
+        {
+            diary.firmware = device.update.as_ref().map(|update| update.job.version.as_str().into());
         }
     }
 

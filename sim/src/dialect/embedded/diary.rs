@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::device::{CommandKind, Journal};
+use crate::device::{Action, Actions, CommandKind, Event, Journal, SimTime, State};
 use crate::dialect::Health;
 
 /// Settings a device holds at most.
@@ -56,6 +56,17 @@ pub struct Answered {
 }
 
 impl Diary {
+    /// Notes what the device lived through (`event` at `now`, moving it between the core's
+    /// states `moved`, leading to `actions`) in its journal, and the config version it applied.
+    pub fn note(&mut self, now: SimTime, event: Event, moved: (State, State), actions: &Actions) {
+        self.journal.note(now, event, moved, actions);
+        for action in actions.iter() {
+            if let Action::ReportConfig { version } = action {
+                self.config_version = version;
+            }
+        }
+    }
+
     /// Carries out `command` and says how it went; `health` is how the device stands now,
     /// `firmware` the model's version (the running one until an update installed another).
     pub fn answer(&mut self, command: &Pending, health: &Health, firmware: &str) -> Answered {

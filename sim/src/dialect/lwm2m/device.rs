@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use super::Lwm2m;
 use super::formats::{self, Format};
 use super::objects::{self, FirmwareUpdate, Path, Refusal, State, fw, ids};
-use crate::device::{Action, Actions, CommandKind, Event, OtaReport, SimTime, State as CoreState};
+use crate::device::{Actions, CommandKind, Event, OtaReport, SimTime, State as CoreState};
 use crate::dialect::embedded::claim_name;
 use crate::dialect::embedded::diary::{Diary, Pending};
 use crate::dialect::firmware::{self, ImageHash, Job, Update};
@@ -336,17 +336,8 @@ impl Devices for Lwm2m {
         device.reading = report.reading.value;
         device.rssi = report.reading.rssi;
         device.erring = !report.reading.errors.is_empty();
-        let Link::Datagram(endpoint) = link else { return };
-        let mut events = Vec::new();
         let why = (report.qos, report.intended, Why::Report);
-        let lost = notify(cx, device, endpoint, why, &mut events).await;
-        for event in events {
-            inbox.push(event);
-        }
-        if lost {
-            link.drop_conn();
-            inbox.push(Event::ConnectionLost);
-        }
+        notify_on(cx, device, link, why, inbox).await;
     }
 
     /// A registered, connected device updates its registration at [`UPDATE_AT`] of its
@@ -416,17 +407,8 @@ impl Devices for Lwm2m {
                 if !device.firmware_mut().is_some_and(|object| object.moved(report)) {
                     return;
                 }
-                let Link::Datagram(endpoint) = link else { return };
-                let mut events = Vec::new();
                 let why = (cx.model.telemetry.qos, Instant::now(), Why::Firmware);
-                let lost = notify(cx, device, endpoint, why, &mut events).await;
-                for event in events {
-                    inbox.push(event);
-                }
-                if lost {
-                    link.drop_conn();
-                    inbox.push(Event::ConnectionLost);
-                }
+                notify_on(cx, device, link, why, inbox).await;
             }
             Answer::Config { since: Some(since), .. } => cx.record(Latency::Config, since),
             Answer::Command(health) => {
@@ -542,13 +524,7 @@ impl Devices for Lwm2m {
         if self.reference.is_none() || Session::of(cx.model) != Session::Persistent {
             return;
         }
-        let diary = device.diary.get_or_insert_default();
-        diary.journal.note(now, event, moved, actions);
-        for action in actions.iter() {
-            if let Action::ReportConfig { version } = action {
-                diary.config_version = version;
-            }
-        }
+        device.diary.get_or_insert_default().note(now, event, moved, actions);
     }
 
     /// Serves a request of the server's (answered at once, on `link`); a Reset of a
@@ -860,6 +836,27 @@ enum Why {
     Pmax,
     /// An update moved on: object 5's observers hear its state and result.
     Firmware,
+}
+
+/// Notifies on the device's link what `why` makes go ([`notify`]), passes on what the server
+/// asked meanwhile, and drops the link when its socket failed.
+async fn notify_on(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    link: &mut Link,
+    why: (u8, Instant, Why),
+    inbox: &mut Inbox,
+) {
+    let Link::Datagram(endpoint) = link else { return };
+    let mut events = Vec::new();
+    let lost = notify(cx, device, endpoint, why, &mut events).await;
+    for event in events {
+        inbox.push(event);
+    }
+    if lost {
+        link.drop_conn();
+        inbox.push(Event::ConnectionLost);
+    }
 }
 
 /// Sends a notification for each observation `why` makes go, as confirmable messages for
