@@ -144,6 +144,34 @@ fn overrides_resize_and_reseed_the_run() {
     assert!(String::from_utf8_lossy(&too_short.stderr).contains("give fewer --devices or a longer --duration"));
 }
 
+/// A --duration that cuts the quickstart's timeline short is refused before the run, naming
+/// the phase it cuts off: its outage (at 1m10s) at one minute; its campaign's last wave (four
+/// waves from 40s, 5s of soak each: 55s) at 50 s.
+#[test]
+fn a_duration_that_cuts_phases_off_is_refused_before_the_run() {
+    let cases = [
+        ("60s", "phase \"outage\" at 1m10s comes at or after the run's end at 1m"),
+        (
+            "50s",
+            "phase \"ota\" at 40s would start its last wave at 55s, after the run's end at 50s",
+        ),
+    ];
+    for (duration, why) in cases {
+        let cut = run(&["run", "scenarios/quickstart.toml", "--headless", "--duration", duration]);
+        let stderr = String::from_utf8_lossy(&cut.stderr);
+        assert_eq!(cut.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(why) && stderr.contains("give a longer --duration"),
+            "{stderr}"
+        );
+        assert!(
+            cut.stdout.is_empty(),
+            "nothing ran: {}",
+            String::from_utf8_lossy(&cut.stdout)
+        );
+    }
+}
+
 #[test]
 fn operator_phases_against_a_plain_broker_are_refused_naming_why() {
     let ran = run(&["run", "sim/tests/fixtures/run/broker-config.toml"]);

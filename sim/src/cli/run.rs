@@ -84,6 +84,14 @@ pub fn run(
             DisplayDuration(phase.at)
         )));
     }
+    if overrides.duration.is_some()
+        && let Some(problem) = scenario.timeline_problem()
+    {
+        return Err(CliError::Usage(format!(
+            "--duration {}: {problem}; give a longer --duration",
+            DisplayDuration(scenario.duration)
+        )));
+    }
     let window = scenario.fleet.arrival.window(scenario.fleet.devices);
     if scenario.fleet.devices == 0 || window >= scenario.duration {
         return Err(CliError::Usage(format!(

@@ -131,6 +131,45 @@ pub struct MixEntry {
     pub group: String,
 }
 
+impl Scenario {
+    /// What of the timeline the run's duration cannot hold, if anything: a phase at or after
+    /// the end, an outage or a fault that would end after it, a campaign whose last wave could
+    /// not start before it (each wave soaks before the next). A scenario file is checked for
+    /// the first two as it is read; this checks them again once `--duration` has changed the
+    /// run's length.
+    pub fn timeline_problem(&self) -> Option<String> {
+        let end = self.duration;
+        let show = |d: Duration| super::units::DisplayDuration(d).to_string();
+        self.phases.iter().find_map(|phase| {
+            let name = phase.action.name();
+            let at = show(phase.at);
+            if phase.at >= end {
+                return Some(format!(
+                    "phase \"{name}\" at {at} comes at or after the run's end at {}",
+                    show(end)
+                ));
+            }
+            let (lasts, what) = match &phase.action {
+                Action::Outage { duration, .. } => (*duration, "would end"),
+                Action::Fault { duration, .. } => (*duration, "would end"),
+                Action::Ota(campaign) => {
+                    let waits = u32::try_from(campaign.waves.len().saturating_sub(1)).unwrap_or(u32::MAX);
+                    (campaign.soak.saturating_mul(waits), "would start its last wave")
+                }
+                _ => return None,
+            };
+            let until = phase.at.saturating_add(lasts);
+            (until > end || (matches!(phase.action, Action::Ota(_)) && until >= end)).then(|| {
+                format!(
+                    "phase \"{name}\" at {at} {what} at {}, after the run's end at {}",
+                    show(until),
+                    show(end)
+                )
+            })
+        })
+    }
+}
+
 /// An operator action at a time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Phase {
