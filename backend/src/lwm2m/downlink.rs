@@ -262,20 +262,20 @@ impl Task {
             }
         } else if let Some(cmd_id) = suffix.strip_prefix("cmd/") {
             let name = body["command"].as_str().unwrap_or_default();
-            let (succeeded, output) = if name == "reboot" {
+            let (succeeded, output): (bool, serde_json::Value) = if name == "reboot" {
                 let token = self.front.exchanges.token();
                 match self
                     .exchange(request(RequestType::Post, &["3", "0", "4"]), token, message_id)
                     .await
                 {
                     Ok(answer) if answer.header.code == MessageClass::Response(ResponseType::Changed) => {
-                        (true, "executed /3/0/4".to_owned())
+                        (true, "executed /3/0/4".into())
                     }
                     Ok(answer) => {
                         bump(&stats.lwm2m_requests_failed);
                         (
                             false,
-                            format!("the device answered {} to Execute /3/0/4", code_text(&answer)),
+                            format!("the device answered {} to Execute /3/0/4", code_text(&answer)).into(),
                         )
                     }
                     // Unanswered: the command times out in the registry, as an MQTT one does.
@@ -296,19 +296,8 @@ impl Task {
                 match self.exchange(execute, token, message_id).await {
                     Ok(answer) if answer.header.code == MessageClass::Response(ResponseType::Changed) => {
                         let result: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap_or_default();
-                        let succeeded = result["status"] == "ok";
                         let output = result.get("output").cloned().unwrap_or(serde_json::Value::Null);
-                        match self
-                            .front
-                            .gateway
-                            .registry
-                            .complete_command(&self.device_id, cmd_id, succeeded, result_of(succeeded, output))
-                            .await
-                        {
-                            Ok(Completion::Recorded) => bump(&stats.command_results),
-                            _ => bump(&stats.command_results_ignored),
-                        }
-                        return;
+                        (result["status"] == "ok", output)
                     }
                     Ok(answer) => {
                         bump(&stats.lwm2m_requests_failed);
@@ -318,7 +307,8 @@ impl Task {
                             format!(
                                 "the device answered {} to Execute /{CONFIG_OBJECT}/0/{COMMAND_RESOURCE}: {why}",
                                 code_text(&answer)
-                            ),
+                            )
+                            .into(),
                         )
                     }
                     Err(_) => {
@@ -327,7 +317,7 @@ impl Task {
                     }
                 }
             };
-            let result = result_of(succeeded, output.into());
+            let result = result_of(succeeded, output);
             match self
                 .front
                 .gateway

@@ -146,7 +146,7 @@ async fn download(
     if from == 0 {
         *fetched = Fetched::for_job(job);
     }
-    let Some((addr, path)) = split_url(&job.url) else {
+    let Some((addr, path)) = split_url(&job.url, "http") else {
         cx.count(Counter::ErrorsProtocol);
         return from;
     };
@@ -156,12 +156,7 @@ async fn download(
         Ok(()) => {}
         Err(error) => cx.count(Fault::from(error).counter()),
     }
-    let meter = &cx.shared.meter;
-    meter.add(Counter::OtaDownloadedBytes, held - from);
-    meter.add(
-        Counter::OtaDownloadMs,
-        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    );
+    count_download(cx, held - from, started);
     if held == job.size && !fetched.matches(job) {
         // The backend served other bytes than it announced: the device would refuse the
         // image. Counted; the model still decides the update's outcome.
@@ -195,9 +190,20 @@ async fn fetch(
     Ok(())
 }
 
-/// `http://IP:PORT/path` to the address and the path.
-pub fn split_url(url: &str) -> Option<(SocketAddr, &str)> {
-    let rest = url.strip_prefix("http://")?;
+/// Counts a download attempt's `bytes` and the time since it `started`
+/// (`ota.downloaded_bytes`, `ota.download_ms`), whatever fetched them.
+pub fn count_download(cx: &DeviceCx<'_>, bytes: u64, started: std::time::Instant) {
+    let meter = &cx.shared.meter;
+    meter.add(Counter::OtaDownloadedBytes, bytes);
+    meter.add(
+        Counter::OtaDownloadMs,
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    );
+}
+
+/// `SCHEME://IP:PORT/path` (`scheme` `http` or `coap`) to the address and the path.
+pub fn split_url<'a>(url: &'a str, scheme: &str) -> Option<(SocketAddr, &'a str)> {
+    let rest = url.strip_prefix(scheme)?.strip_prefix("://")?;
     let slash = rest.find('/')?;
     Some((rest[..slash].parse().ok()?, &rest[slash..]))
 }
@@ -244,13 +250,19 @@ mod tests {
 
     #[test]
     fn job_urls_split_into_address_and_path() {
-        let (addr, path) = split_url("http://127.0.0.1:8080/firmware/2.0.0").expect("valid");
+        let (addr, path) = split_url("http://127.0.0.1:8080/firmware/2.0.0", "http").expect("valid");
         assert_eq!(addr.port(), 8080);
         assert_eq!(path, "/firmware/2.0.0");
-        assert!(split_url("https://127.0.0.1/firmware").is_none());
+        assert!(split_url("https://127.0.0.1/firmware", "http").is_none());
         assert!(
-            split_url("http://example.com/firmware").is_none(),
+            split_url("http://example.com/firmware", "http").is_none(),
             "names are not resolved"
+        );
+        let (addr, path) = split_url("coap://127.0.0.1:5683/fw/2.0.0", "coap").expect("valid");
+        assert_eq!((addr.port(), path), (5683, "/fw/2.0.0"));
+        assert!(
+            split_url("http://127.0.0.1:5683/fw", "coap").is_none(),
+            "another scheme"
         );
     }
 }

@@ -149,17 +149,19 @@ impl Scenario {
                     show(end)
                 ));
             }
-            let (lasts, what) = match &phase.action {
-                Action::Outage { duration, .. } => (*duration, "would end"),
-                Action::Fault { duration, .. } => (*duration, "would end"),
+            // An outage or a fault may end with the run; a campaign's last wave must start
+            // before it.
+            let (lasts, what, may_end_with_run) = match &phase.action {
+                Action::Outage { duration, .. } | Action::Fault { duration, .. } => (*duration, "would end", true),
                 Action::Ota(campaign) => {
                     let waits = u32::try_from(campaign.waves.len().saturating_sub(1)).unwrap_or(u32::MAX);
-                    (campaign.soak.saturating_mul(waits), "would start its last wave")
+                    (campaign.soak.saturating_mul(waits), "would start its last wave", false)
                 }
                 _ => return None,
             };
             let until = phase.at.saturating_add(lasts);
-            (until > end || (matches!(phase.action, Action::Ota(_)) && until >= end)).then(|| {
+            let late = if may_end_with_run { until > end } else { until >= end };
+            late.then(|| {
                 format!(
                     "phase \"{name}\" at {at} {what} at {}, after the run's end at {}",
                     show(until),

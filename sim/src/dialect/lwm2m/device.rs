@@ -1187,9 +1187,9 @@ fn write_package_uri(
 fn package_job(uri: &str) -> Result<Job, u8> {
     let (location, query) = uri.split_once('?').unwrap_or((uri, ""));
     let addressed = if location.starts_with("http://") {
-        firmware::split_url(location).is_some()
+        firmware::split_url(location, "http").is_some()
     } else if location.starts_with("coap://") {
-        coap_url(location).is_some()
+        firmware::split_url(location, "coap").is_some()
     } else {
         let spoken_elsewhere = ["https://", "coaps://", "coap+tcp://", "coaps+tcp://"];
         return Err(if spoken_elsewhere.iter().any(|scheme| location.starts_with(scheme)) {
@@ -1225,23 +1225,18 @@ fn package_job(uri: &str) -> Result<Job, u8> {
     })
 }
 
-/// `coap://IP:PORT/path` to the address and the path.
-fn coap_url(url: &str) -> Option<(std::net::SocketAddr, &str)> {
-    let rest = url.strip_prefix("coap://")?;
-    let slash = rest.find('/')?;
-    Some((rest[..slash].parse().ok()?, &rest[slash..]))
-}
-
 /// Fetches bytes `from..to` of the package a `coap://` URI names, block-wise from a socket of
 /// the device's own, hashing them as they come; returns how many bytes of the image the
 /// device holds afterwards. Counted as an HTTP download is (`ota.downloaded_bytes`,
 /// `ota.download_ms`); a transfer cut short by the server is counted by its reason.
 async fn pull_over_coap(cx: &DeviceCx<'_>, device: &mut Device, update: &mut Update, (from, to): (u64, u64)) -> u64 {
-    let Some((addr, path)) = coap_url(&update.job.url) else {
+    // The hash below borrows the update; the URL is read from a copy.
+    let url = update.job.url.clone();
+    let Some((addr, path)) = firmware::split_url(&url, "coap") else {
         cx.count(Counter::ErrorsProtocol);
         return from;
     };
-    let path: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let endpoint = match open(addr, cx).await {
         Ok(endpoint) => endpoint,
         Err(fault) => {
@@ -1249,7 +1244,6 @@ async fn pull_over_coap(cx: &DeviceCx<'_>, device: &mut Device, update: &mut Upd
             return from;
         }
     };
-    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
     let started = std::time::Instant::now();
     let jitter = jitter(cx, device.next_id);
     let hasher = update.hashing(from);
@@ -1270,12 +1264,7 @@ async fn pull_over_coap(cx: &DeviceCx<'_>, device: &mut Device, update: &mut Upd
             BlockwiseError::Malformed => Counter::ErrorsProtocol,
         });
     }
-    let meter = &cx.shared.meter;
-    meter.add(Counter::OtaDownloadedBytes, taken);
-    meter.add(
-        Counter::OtaDownloadMs,
-        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    );
+    firmware::count_download(cx, taken, started);
     let held = from + taken;
     update.held(cx, held);
     held
