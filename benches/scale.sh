@@ -161,7 +161,7 @@ mix = [ { model = "mains-meter", share = 1.0, group = "meters" } ]
 EOF
   }
   fleet_15k scale-idle-tls mqtts://127.0.0.1:18840 \
-    "$(printf '[backend.tls]\nca = "%s/ca/ca.pem"\nfleet_ca = "%s/ca"\nserver_name = "localhost"' "$OUT" "$OUT")" \
+    "$(printf '[backend.tls]\nca = "%s/ca/server-ca.pem"\nfleet_ca = "%s/ca"\nserver_name = "localhost"' "$OUT" "$OUT")" \
     > "$OUT/scale-idle-tls.toml"
   fleet_15k scale-idle-plain mqtt://127.0.0.1:18841 "" > "$OUT/scale-idle-plain.toml"
   sleep 0.5
@@ -188,7 +188,7 @@ EOF
   watch_rss "$BACKEND" "$OUT/backend-tls.rss_kib" &
   PIDS+=($!)
   fleet_15k scale-idle-tls-reference "mqtts://$MQTTS" \
-    "$(printf 'api = "http://%s"\n[backend.tls]\nca = "%s/backend-tls/tls/ca.pem"' "$HTTP" "$OUT")" |
+    "$(printf 'api = "http://%s"\n[backend.tls]\nca = "%s/backend-tls/tls/server-ca.pem"' "$HTTP" "$OUT")" |
     sed 's/^kind = "mqtt"/kind = "embedded"/; /^telemetry_topic/d' > "$OUT/scale-idle-tls-reference.toml"
   run idle-15k-tls-reference "$OUT/scale-idle-tls-reference.toml"
   echo "reference backend over TLS, peak RSS: $(cat "$OUT/backend-tls.rss_kib") KiB"
@@ -221,7 +221,7 @@ url = "mqtts://127.0.0.1:18842"
 telemetry_topic = "storm/{group}/{serial}/telemetry"
 
 [backend.tls]
-ca = "$OUT/ca/ca.pem"
+ca = "$OUT/ca/server-ca.pem"
 fleet_ca = "$OUT/ca"
 server_name = "localhost"
 device_key = "$2"

@@ -120,7 +120,8 @@ fn handshakes(c: &mut Criterion) {
     let (ca, dir) = ca();
     let server_config = server(&ca, &dir);
     let mut roots = RootCertStore::empty();
-    roots.add(ca.cert.clone()).expect("root");
+    let server_ca = rustls_pki_types::CertificateDer::from_pem_file(dir.join(pki::SERVER_CA_CERT)).expect("server CA");
+    roots.add(server_ca).expect("root");
     let versions = [Version::Tls12, Version::Tls13];
     let fresh = ClientTemplate::new(roots.clone(), &versions, false).expect("template");
     let resuming = ClientTemplate::new(roots, &versions, true).expect("template");

@@ -67,8 +67,10 @@ enum Command {
     /// Write a fleet CA and a server certificate into DIR, for a broker that checks devices'
     /// certificates (each device gets its own, issued from this CA when it first connects).
     ///
-    /// Writes ca.pem, ca.key, server.pem and server.key (keys readable by their owner only),
-    /// and prints the broker's and the scenario's settings. Refuses a folder that holds a CA.
+    /// Writes ca.pem and ca.key (the fleet CA), server-ca.pem (the CA devices trust for the
+    /// server, its key not kept), server.pem and server.key (keys readable by their owner
+    /// only), and prints the broker's and the scenario's settings. Refuses a folder that holds
+    /// a CA.
     Ca {
         /// Folder to write (made if missing).
         #[arg(value_name = "DIR")]
@@ -103,7 +105,7 @@ enum Command {
         http: SocketAddr,
         /// Also serve devices over TLS here (MQTT on TLS 1.2 and 1.3). The server certificate
         /// and its CA are DIR/tls (made by `fleetsim ca` the first time, for localhost and
-        /// 127.0.0.1); devices trust DIR/tls/ca.pem.
+        /// 127.0.0.1); devices trust DIR/tls/server-ca.pem.
         #[arg(long, value_name = "ADDR")]
         mqtts: Option<SocketAddr>,
         /// Also serve LwM2M devices here (LwM2M 1.0 to 1.2 over CoAP on UDP): they

@@ -29,6 +29,9 @@ use sha2::Sha256;
 pub const CA_CERT: &str = "ca.pem";
 /// The fleet CA's private key in a CA folder.
 pub const CA_KEY: &str = "ca.key";
+/// The certificate of the CA that issued the server's certificate, in a CA folder: the one
+/// devices trust for the server (`[backend.tls] ca`). Its key is not kept.
+pub const SERVER_CA_CERT: &str = "server-ca.pem";
 /// The server certificate `fleetsim ca` issues, in a CA folder.
 pub const SERVER_CERT: &str = "server.pem";
 /// Its private key.
@@ -355,7 +358,16 @@ pub struct CaFolder {
 }
 
 /// Writes a new fleet CA and a server certificate for `server_names` into `folder` (made if
-/// missing): `ca.pem`, `ca.key`, `server.pem`, `server.key`. Refuses a folder that holds a CA.
+/// missing): `ca.pem`, `ca.key`, `server-ca.pem`, `server.pem`, `server.key`. Refuses a
+/// folder that holds a CA.
+///
+/// The server's certificate comes from a CA of its own (`server-ca.pem`, its key dropped once
+/// it has signed), not from the fleet CA, as in production fleets (AWS IoT's devices trust
+/// Amazon's roots, and the account's CA issues their certificates). A broker that checks
+/// devices against the fleet CA then finds no issuer of its own certificate there, and sends
+/// that certificate alone: OpenSSL (Mosquitto) builds the chain it sends from the CA file it
+/// checks clients with, and would send the fleet CA's certificate after its own, which every
+/// device's TLS connection and resumable session then keeps a copy of.
 pub fn write_ca_folder(folder: &Path, server_names: &[String], days: u32) -> Result<CaFolder, PkiError> {
     if folder.join(CA_KEY).exists() {
         return Err(PkiError::Exists(folder.to_owned()));
@@ -371,14 +383,16 @@ pub fn write_ca_folder(folder: &Path, server_names: &[String], days: u32) -> Res
         path: folder.to_owned(),
         source: io::Error::other(e.to_string()),
     })?;
-    let name = format!("fleetsim fleet CA {:08x}", u32::from_be_bytes(tag));
-    let (ca, ca_pem) = FleetCa::create(&name, days)?;
-    let server_pem = ca.issue_server(server_names, days)?;
+    let tag = u32::from_be_bytes(tag);
+    let (_, ca_pem) = FleetCa::create(&format!("fleetsim fleet CA {tag:08x}"), days)?;
+    let (server_ca, server_ca_pem) = FleetCa::create(&format!("fleetsim server CA {tag:08x}"), days)?;
+    let server_pem = server_ca.issue_server(server_names, days)?;
     // Keys readable by their owner only; certificates by anyone (a broker that drops its
     // privileges reads its CA file as another user).
     let files = [
         (CA_CERT, ca_pem.cert, 0o644),
         (CA_KEY, ca_pem.key, 0o600),
+        (SERVER_CA_CERT, server_ca_pem.cert, 0o644),
         (SERVER_CERT, server_pem.cert, 0o644),
         (SERVER_KEY, server_pem.key, 0o600),
     ];
@@ -424,7 +438,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fleetsim-pki-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let written = write_ca_folder(&dir, &["localhost".into(), "127.0.0.1".into()], 30).expect("written");
-        assert_eq!(written.files.len(), 4);
+        assert_eq!(written.files.len(), 5);
         let mode = |name: &str| {
             use std::os::unix::fs::PermissionsExt as _;
             fs::metadata(dir.join(name)).expect("written").permissions().mode() & 0o777
@@ -435,8 +449,8 @@ mod tests {
             "keys: their owner's only"
         );
         assert_eq!(
-            (mode(CA_CERT), mode(SERVER_CERT)),
-            (0o644, 0o644),
+            (mode(CA_CERT), mode(SERVER_CA_CERT), mode(SERVER_CERT)),
+            (0o644, 0o644, 0o644),
             "certificates: anyone's"
         );
         let again = write_ca_folder(&dir, &["localhost".into()], 30).expect_err("a CA is never overwritten");
@@ -450,6 +464,39 @@ mod tests {
             "the key comes from the seed"
         );
         assert!(one.cert.len() > 200);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_server_certificate_chains_to_the_server_ca_and_not_to_the_fleet_ca() {
+        use rustls::client::WebPkiServerVerifier;
+        use rustls::client::danger::ServerCertVerifier as _;
+        use rustls_pki_types::{ServerName, UnixTime};
+        use std::sync::Arc;
+        let dir = std::env::temp_dir().join(format!("fleetsim-pki-server-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        write_ca_folder(&dir, &["localhost".into()], 30).expect("written");
+        let server = CertificateDer::from_pem_file(dir.join(SERVER_CERT)).expect("server certificate");
+        let verify = |root: &str| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_file(dir.join(root)).expect("root"))
+                .expect("a CA certificate");
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("verifier");
+            let name = ServerName::try_from("localhost").expect("a DNS name");
+            verifier.verify_server_cert(&server, &[], &name, &[], UnixTime::now())
+        };
+        assert!(verify(SERVER_CA_CERT).is_ok(), "devices trust server-ca.pem");
+        assert_eq!(
+            verify(CA_CERT).map(|_| ()),
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            )),
+            "the fleet CA issues devices only: a broker checking devices with it sends no CA of its own"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -343,7 +343,14 @@ fn certificate(backend: &Standalone, key: &Path, issued: &Value, device_id: &str
         format!("subject=CN={device_id}"),
         "the certificate names the device id, not the serial it asked for"
     );
-    let verified = openssl(&["verify", "-CAfile", &backend.ca, "-purpose", "sslclient", path(&cert)]);
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        &backend.fleet_ca,
+        "-purpose",
+        "sslclient",
+        path(&cert),
+    ]);
     assert_eq!(verified.trim(), format!("{}: OK", path(&cert)));
     let ours = openssl(&["pkey", "-in", path(key), "-pubout"]);
     let signed = openssl(&["x509", "-in", path(&cert), "-pubkey", "-noout"]);
@@ -371,7 +378,11 @@ fn devices_provision_log_in_rotate_and_are_revoked_by_certificate() {
     std::fs::create_dir_all(&dir).expect("dir");
     let data = dir.join("data");
     let backend = standalone(&data);
-    assert!(data.join("tls/ca.key").is_file(), "the CA key next to {}", backend.ca);
+    assert!(
+        data.join("tls/ca.key").is_file(),
+        "the CA key next to {}",
+        backend.fleet_ca
+    );
 
     // 1. Provisioning by CSR: the key is made here, only its CSR travels.
     let serial = "SN-MTLS-1";
@@ -401,7 +412,7 @@ fn devices_provision_log_in_rotate_and_are_revoked_by_certificate() {
     // A certificate the CA signed (with its key, by openssl) for this very device id, but
     // that the registry never recorded, is no credential.
     let ca_key = data.join("tls/ca.key");
-    let forged = signed_by(&dir, "forged", &id, (Path::new(&backend.ca), &ca_key), "1");
+    let forged = signed_by(&dir, "forged", &id, (Path::new(&backend.fleet_ca), &ca_key), "1");
     backend.assert_refused(&forged, &id, "a CA-signed certificate the registry never issued");
     // One from another CA, and one from the backend's CA but expired, fail the handshake
     // itself: no CONNACK, and the gateway counts a failed handshake for each.
@@ -422,7 +433,7 @@ fn devices_provision_log_in_rotate_and_are_revoked_by_certificate() {
     ]);
     let strangers = signed_by(&dir, "strangers", &id, (&stranger_ca, &stranger_key), "1");
     // `-days -1`: valid until yesterday.
-    let expired = signed_by(&dir, "expired", &id, (Path::new(&backend.ca), &ca_key), "-1");
+    let expired = signed_by(&dir, "expired", &id, (Path::new(&backend.fleet_ca), &ca_key), "-1");
     for (device, what) in [
         (&strangers, "a certificate from another CA"),
         (&expired, "an expired certificate"),

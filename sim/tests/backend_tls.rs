@@ -63,7 +63,11 @@ fn the_gateway_serves_devices_over_tls_standalone_and_in_process() {
     );
     let stranger = dir.join("stranger");
     assert_exit(&fleetsim(&[Path::new("ca"), &stranger]), 0);
-    let refused = provision(&backend, &stranger.join("ca.pem").display().to_string(), "SN-TLS-2");
+    let refused = provision(
+        &backend,
+        &stranger.join("server-ca.pem").display().to_string(),
+        "SN-TLS-2",
+    );
     assert!(
         !refused.status.success(),
         "a client that trusts another CA is refused: {refused:?}"

@@ -83,7 +83,7 @@ fn a_server_that_never_answers_times_connects_out() {
         "tls",
         &format!(
             "[backend]\nkind = \"mqtt\"\nurl = \"mqtts://{server}\"\n[backend.tls]\nca = \"{}\"\n",
-            dir.join("ca/ca.pem").display()
+            dir.join("ca/server-ca.pem").display()
         ),
     );
     for (name, summary) in [("no CONNACK", plain), ("no TLS handshake", tls)] {

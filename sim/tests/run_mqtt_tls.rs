@@ -82,7 +82,7 @@ fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_re
     let outage = "[[phase]]\nat = \"1500ms\"\naction = \"outage\"\nshare = \"100%\"\nduration = \"500ms\"\n";
     let trusted = format!(
         "ca = \"{}\"\nfleet_ca = \"{}\"",
-        fleet.join("ca.pem").display(),
+        fleet.join("server-ca.pem").display(),
         fleet.display()
     );
     let good = run(&dir, "good", &broker, devices, &trusted, outage);
@@ -168,7 +168,7 @@ fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_re
             "stranger",
             format!(
                 "ca = \"{}\"\nfleet_ca = \"{}\"",
-                fleet.join("ca.pem").display(),
+                fleet.join("server-ca.pem").display(),
                 other.display()
             ),
             "errors.tls_unknown_ca",
@@ -182,7 +182,7 @@ fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_re
             "untrusted",
             format!(
                 "ca = \"{}\"\nfleet_ca = \"{}\"",
-                other.join("ca.pem").display(),
+                other.join("server-ca.pem").display(),
                 fleet.display()
             ),
             "errors.tls_server_untrusted",

@@ -1,11 +1,11 @@
-//! `fleetsim ca DIR`: writes a fleet CA and a server certificate signed by it, so a broker can
-//! present a certificate the fleet trusts and trust the certificates fleetsim's devices
-//! present (each device's own, issued from this CA at its first connect).
+//! `fleetsim ca DIR`: writes a fleet CA, which issues each of fleetsim's devices its own
+//! certificate at its first connect, and a server certificate from a server CA of its own, so
+//! a broker can trust the fleet's devices and present a certificate they trust.
 
 use std::io::Write;
 use std::path::Path;
 
-use crate::pki::{self, CA_CERT, SERVER_CERT, SERVER_KEY};
+use crate::pki::{self, CA_CERT, SERVER_CA_CERT, SERVER_CERT, SERVER_KEY};
 
 use super::{CliError, Exit};
 
@@ -35,7 +35,7 @@ pub fn ca(dir: &Path, server_names: &[String], days: u32, out: &mut dyn Write) -
     writeln!(out, "  kind = \"mqtt\"")?;
     writeln!(out, "  url = \"mqtts://127.0.0.1:8883\"")?;
     writeln!(out, "  [backend.tls]")?;
-    writeln!(out, "  ca = \"{}\"", at(CA_CERT))?;
+    writeln!(out, "  ca = \"{}\"", at(SERVER_CA_CERT))?;
     writeln!(out, "  fleet_ca = \"{}\"", dir.display())?;
     Ok(Exit::Ok)
 }

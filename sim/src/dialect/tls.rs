@@ -346,7 +346,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         pki::write_ca_folder(&dir, &["localhost".to_owned()], 1).expect("CA folder");
         let section = TlsSection {
-            ca: Some(dir.join(pki::CA_CERT).display().to_string()),
+            ca: Some(dir.join(pki::SERVER_CA_CERT).display().to_string()),
             server_name: None,
             fleet_ca: None,
             device_key: Some(device_key),

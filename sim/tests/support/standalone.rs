@@ -75,8 +75,10 @@ pub struct Standalone {
     pub mqtts: String,
     /// The operator API, `IP:PORT`.
     pub http: String,
-    /// The backend CA's certificate, PEM.
+    /// The certificate of the CA devices trust for the server (`tls/server-ca.pem`), PEM.
     pub ca: String,
+    /// The certificate of the CA that issues devices theirs (`tls/ca.pem`), PEM.
+    pub fleet_ca: String,
 }
 
 /// Starts `fleetsim backend` on `data` with a TLS listener and a claim `factory` (secret
@@ -95,6 +97,7 @@ pub fn standalone(data: &Path) -> Standalone {
         mqtts: mqtts.to_owned(),
         http: process.http.clone(),
         ca: ca.to_owned(),
+        fleet_ca: data.join("tls/ca.pem").display().to_string(),
         process,
     }
 }

@@ -209,8 +209,9 @@ fn backend_key(seed: u64) -> [u8; KEY_LEN] {
 
 /// The TLS settings of the gateway's TLS listener, from the backend's `data/tls` folder
 /// (written as `fleetsim ca` writes one, for localhost and 127.0.0.1, when it holds no server
-/// certificate), and the CA devices trust. The in-process backend's and `fleetsim backend
-/// --mqtts`'s.
+/// certificate), and the CA devices trust for the server: `server-ca.pem`, or `ca.pem` in a
+/// folder written before fleetsim kept the two apart (its server certificate is the fleet
+/// CA's). The in-process backend's and `fleetsim backend --mqtts`'s.
 pub fn gateway_tls(data: &Path) -> Result<(GatewayTls, PathBuf), String> {
     let folder = data.join("tls");
     if !folder.join(pki::SERVER_CERT).exists() {
@@ -223,7 +224,8 @@ pub fn gateway_tls(data: &Path) -> Result<(GatewayTls, PathBuf), String> {
         &folder.join(pki::SERVER_KEY),
         Some((&ca_cert, &ca_key)),
     )?;
-    Ok((tls, ca_cert))
+    let server_ca = folder.join(pki::SERVER_CA_CERT);
+    Ok((tls, if server_ca.exists() { server_ca } else { ca_cert }))
 }
 
 /// Asks a reference backend's API where its device gateway listens, and its LwM2M front

@@ -36,7 +36,7 @@ impl Keys for Embedded {
                 if over_tls != (tls_ca == Some(true)) {
                     return Err(KeyError::new(
                         "url",
-                        "an mqtts:// url goes with [backend.tls] and its ca (the backend's, in DATA/tls/ca.pem); an mqtt:// url with neither",
+                        "an mqtts:// url goes with [backend.tls] and its ca (the backend's, in DATA/tls/server-ca.pem); an mqtt:// url with neither",
                     ));
                 }
             }
