@@ -120,6 +120,7 @@ fn handshakes(c: &mut Criterion) {
     let (ca, dir) = ca();
     let server_config = server(&ca, &dir);
     let mut roots = RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
     let server_ca = rustls_pki_types::CertificateDer::from_pem_file(dir.join(pki::SERVER_CA_CERT)).expect("server CA");
     roots.add(server_ca).expect("root");
     let versions = [Version::Tls12, Version::Tls13];
