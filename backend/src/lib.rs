@@ -96,7 +96,7 @@ impl Backend {
             Some((listener, _)) => Some(listener.local_addr()?.to_string()),
             None => None,
         };
-        let lwm2m = lwm2m.map(|socket| Lwm2mFront::new(&self.gateway, socket));
+        let lwm2m = lwm2m.map(|socket| Lwm2mFront::new(&self.gateway, socket, self.firmware.clone()));
         let lwm2m_addr = match &lwm2m {
             Some(front) => Some(front.local_addr()?.to_string()),
             None => None,

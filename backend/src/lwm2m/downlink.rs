@@ -9,7 +9,7 @@
 //! | desired config (`config/desired`) | Write (PUT) of the document, as text, to /32769/0/0 | the version is recorded as reported |
 //! | command `reboot` | Execute (POST) of /3/0/4 | the command succeeded |
 //! | commands `set`, `logs`, `diagnose` | Execute (POST) of /32769/0/1, `{"id", "command", "args"}` as JSON; the device acknowledges and answers later, in a separate response carrying the result | the command's result is recorded as an MQTT device's |
-//! | a campaign's update job (`ota/job`) | Write (PUT) of object 5's Package URI (/5/0/1): the image's URL with its size, SHA-256 and campaign in the query; then Observes of the state (/5/0/3) and the result (/5/0/5) | the notifications report the job's progress; at Downloaded (state 2) the front executes Update (/5/0/2); result 1 is `succeeded`, 8 `rolled_back`, 5, 7 and 9 `failed` |
+//! | a campaign's update job (`ota/job`) | a Read of object 5's delivery method (/5/0/9); to a device that pulls (0 or 2), a Write (PUT) of the Package URI (/5/0/1): the image's URL with its size, SHA-256 and campaign in the query; to one that only takes a push (1), the image written to /5/0/0 block-wise (Block1, 1,024-byte blocks, each acknowledged 2.31 Continue before the next, the last 2.04). Then Observes of the state (/5/0/3) and the result (/5/0/5) | the notifications report the job's progress; at Downloaded (state 2) the front executes Update (/5/0/2); result 1 is `succeeded`, 8 `rolled_back`, 5, 6, 7 and 9 `failed` |
 //! | a certificate request | nothing: not served over LwM2M yet | counted (`lwm2m_unmapped`) |
 //! | decommissioning | the registration ends; a non-confirmable Execute of /1/0/8 makes the device update at once, and its Register is then refused | |
 
@@ -189,16 +189,27 @@ impl Task {
             return;
         };
         let taken = self.registered("/5/0") && {
-            let mut write = request(RequestType::Put, &["5", "0", "1"]);
-            // text/plain: the URI is the resource's string value.
-            write.add_option(CoapOption::ContentFormat, Vec::new());
-            write.payload = format!("{url}?size={size}&sha256={sha256}&campaign={campaign}").into_bytes();
-            let token = self.front.exchanges.token();
-            match self.exchange(write, token, message_id).await {
-                Ok(answer) => answer.header.code == MessageClass::Response(ResponseType::Changed),
+            let pushed_only = match self.read_text(&["5", "0", "9"], message_id).await {
+                Ok(delivery) => delivery == "1",
                 Err(_) => {
                     bump(&stats.lwm2m_requests_failed);
                     return;
+                }
+            };
+            if pushed_only {
+                self.push_package(job, message_id).await
+            } else {
+                let mut write = request(RequestType::Put, &["5", "0", "1"]);
+                // text/plain: the URI is the resource's string value.
+                write.add_option(CoapOption::ContentFormat, Vec::new());
+                write.payload = format!("{url}?size={size}&sha256={sha256}&campaign={campaign}").into_bytes();
+                let token = self.front.exchanges.token();
+                match self.exchange(write, token, message_id).await {
+                    Ok(answer) => answer.header.code == MessageClass::Response(ResponseType::Changed),
+                    Err(_) => {
+                        bump(&stats.lwm2m_requests_failed);
+                        return;
+                    }
                 }
             }
         };
@@ -212,6 +223,58 @@ impl Task {
                 bump(&stats.lwm2m_requests_failed);
             }
         }
+    }
+
+    /// Reads one resource as text (`/5/0/9` reads `2`); `Err` when the device does not answer,
+    /// an empty string when it refuses.
+    async fn read_text(&self, path: &[&str], message_id: &mut u16) -> Result<String, Failed> {
+        let mut read = request(RequestType::Get, path);
+        // text/plain.
+        read.add_option(CoapOption::Accept, Vec::new());
+        let token = self.front.exchanges.token();
+        let answer = self.exchange(read, token, message_id).await?;
+        if answer.header.code != MessageClass::Response(ResponseType::Content) {
+            return Ok(String::new());
+        }
+        Ok(String::from_utf8_lossy(&answer.payload).into_owned())
+    }
+
+    /// Writes the image `job` names to the device's /5/0/0, block-wise (RFC 7959's Block1,
+    /// 1,024-byte blocks, the total in Size1 on the first), one block after the device took
+    /// the one before (2.31 Continue), the last answered 2.04 Changed; whether it took them
+    /// all. An image the store does not hold is not pushed.
+    async fn push_package(&self, job: &serde_json::Value, message_id: &mut u16) -> bool {
+        const SZX: u32 = 6;
+        let Some(firmware) = job["version"].as_str().and_then(|v| self.front.firmware.get(v)) else {
+            return false;
+        };
+        let blocks = firmware.bytes.chunks(1 << (SZX + 4));
+        let last = blocks.len().saturating_sub(1);
+        for (num, chunk) in blocks.enumerate() {
+            let more = num < last;
+            let mut write = request(RequestType::Put, &["5", "0", "0"]);
+            // application/octet-stream.
+            write.add_option(CoapOption::ContentFormat, vec![42]);
+            let Ok(num) = u32::try_from(num) else {
+                return false;
+            };
+            write.add_option(CoapOption::Block1, block_option(num, more, SZX));
+            if num == 0 {
+                write.add_option(CoapOption::Size1, uint(firmware.size));
+            }
+            write.payload = chunk.to_vec();
+            let token = self.front.exchanges.token();
+            let wanted = if more {
+                ResponseType::Continue
+            } else {
+                ResponseType::Changed
+            };
+            match self.exchange(write, token, message_id).await {
+                Ok(answer) if answer.header.code == MessageClass::Response(wanted) => {}
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Executes object 5's Update: the device holds the image, verified.
@@ -442,8 +505,9 @@ pub(super) fn on_notification(front: &Front, observation: &Observation, packet: 
             let state = match value.map(|v| v as i64) {
                 Some(1) => "succeeded",
                 Some(8) => "rolled_back",
-                // Integrity check failure, an invalid URI, a protocol not spoken.
-                Some(5 | 7 | 9) => "failed",
+                // Integrity check failure, a package type not taken, an invalid URI, a
+                // protocol not spoken.
+                Some(5..=7 | 9) => "failed",
                 // None yet (the Write reset it), or one this front does not map.
                 _ => return,
             };
@@ -482,6 +546,19 @@ fn request(method: RequestType, path: &[&str]) -> Packet {
         packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
     }
     packet
+}
+
+/// A Block1 or Block2 option's value (RFC 7959, section 2.2): block `num`, whether more
+/// follow, blocks of `2^(szx + 4)` bytes; the shortest big-endian integer.
+fn block_option(num: u32, more: bool, szx: u32) -> Vec<u8> {
+    uint(u64::from((num << 4) | (u32::from(more) << 3) | szx))
+}
+
+/// An unsigned integer option's value: the shortest big-endian bytes (none for 0).
+fn uint(value: u64) -> Vec<u8> {
+    let bytes = value.to_be_bytes();
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes[first..].to_vec()
 }
 
 /// A response's code as CoAP writes it (`4.05`).

@@ -39,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use crate::gateway::sessions::{Live, OUTBOUND_CHANNEL};
 use crate::gateway::stats::bump;
 use crate::gateway::{Gateway, Shared};
+use crate::ota::firmware::FirmwareStore;
 use crate::registry::{ClaimAuth, DeviceState, ProvisionMeta, ProvisionOutcome, system_clock_ms};
 use exchanges::{Exchanges, Matched, token_of};
 use registrations::{Changes, Registration, Table};
@@ -70,6 +71,8 @@ pub(crate) struct Front {
     tasks: TaskTracker,
     /// Room for requests being served ([`Limits::lwm2m_in_flight`](crate::gateway::Limits)).
     in_flight: Arc<Semaphore>,
+    /// The images, for the devices that take them pushed.
+    firmware: FirmwareStore,
 }
 
 impl Front {
@@ -123,7 +126,7 @@ impl Front {
 
 impl Lwm2mFront {
     /// A front serving devices on `socket` for `gateway`'s registry and session table.
-    pub fn new(gateway: &Gateway, socket: UdpSocket) -> Self {
+    pub fn new(gateway: &Gateway, socket: UdpSocket, firmware: FirmwareStore) -> Self {
         let mut seed = [0u8; 8];
         // A fixed start only makes tokens predictable, which nothing here relies on them not
         // being.
@@ -136,6 +139,7 @@ impl Lwm2mFront {
             exchanges: Exchanges::new(u64::from_le_bytes(seed)),
             tasks: TaskTracker::new(),
             in_flight: Arc::new(Semaphore::new(gateway.shared.limits.lwm2m_in_flight)),
+            firmware,
         };
         Self { front: Arc::new(front) }
     }

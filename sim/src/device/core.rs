@@ -337,6 +337,9 @@ impl Device {
             Event::OtaJob(image) if self.state == State::Online && self.ota == OtaStage::Idle => {
                 self.start_update(now, image, ctx, &mut out);
             }
+            Event::OtaReceived(image) if self.state == State::Online && self.ota == OtaStage::Idle => {
+                self.received_update(now, image, ctx, &mut out);
+            }
             Event::Downloaded { reached } if self.ota == OtaStage::Fetching => self.downloaded(now, reached, ctx),
             Event::InstallOrdered if self.state == State::Online => self.install_ordered(now, &mut out),
             Event::ReportEvery { ms } => {

@@ -67,6 +67,9 @@ pub enum Event {
     Command(CommandKind),
     /// The backend sent a firmware update job for `Image`.
     OtaJob(Image),
+    /// A server pushed the whole of `Image` (an LwM2M block-wise Write of object 5's
+    /// package): the device verifies what it holds, with no download of its own.
+    OtaReceived(Image),
     /// A download attempt ended holding the image's first `reached` bytes.
     Downloaded {
         /// Bytes of the image held now.

@@ -106,6 +106,20 @@ impl Device {
         self.fetch(ctx, out);
     }
 
+    /// A server pushed the whole image while online and idle: verify it at once (the
+    /// transfer took the time it took on the network, not the model's).
+    pub(super) fn received_update(&mut self, now: SimTime, image: Image, ctx: Ctx<'_>, out: &mut Actions) {
+        if ctx.model.ota.is_none() {
+            out.push(Action::OtaStatus(OtaReport::Failed));
+            return;
+        }
+        self.image = image;
+        self.ota_bytes = image.size_bytes;
+        self.ota_started = now;
+        self.ota_step = SimTime::NEVER;
+        self.verify_and_install(now, ctx, out);
+    }
+
     /// Starts a download attempt from the bytes held, cut where the model says.
     fn fetch(&mut self, ctx: Ctx<'_>, out: &mut Actions) {
         let Some(ota) = &ctx.model.ota else { return };

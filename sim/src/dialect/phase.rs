@@ -60,12 +60,17 @@ fn rank(key: u64, serial: &str) -> u64 {
     h ^ (h >> 31)
 }
 
-/// The image a campaign uploads: `size` bytes drawn from the seed and the phase, so the same
-/// scenario uploads the same image (and a second run finds it already stored).
-pub fn firmware_image(seed: u64, k: usize, size: u64) -> Vec<u8> {
+/// The image a campaign uploads: `size` bytes, the first line naming its `version`
+/// (`fleetsim-image VERSION`, as an LwM2M device that takes it pushed reads it), the rest
+/// drawn from the seed and the phase, so the same scenario uploads the same image (and a
+/// second run finds it already stored). An image shorter than its first line is cut.
+pub fn firmware_image(seed: u64, k: usize, version: &str, size: u64) -> Vec<u8> {
     let mut image = vec![0u8; usize::try_from(size).unwrap_or(0)];
     let mut rng = device_rng(seed, u64::MAX, StreamId::phase(u32::try_from(k).unwrap_or(u32::MAX)));
     rng.fill_bytes(&mut image);
+    let header = format!("fleetsim-image {version}\n");
+    let room = header.len().min(image.len());
+    image[..room].copy_from_slice(&header.as_bytes()[..room]);
     image
 }
 
@@ -93,8 +98,10 @@ mod tests {
 
     #[test]
     fn the_same_phase_uploads_the_same_image() {
-        assert_eq!(firmware_image(7, 2, 1000), firmware_image(7, 2, 1000));
-        assert_ne!(firmware_image(7, 2, 1000), firmware_image(7, 3, 1000));
-        assert_eq!(firmware_image(7, 2, 1000).len(), 1000);
+        assert_eq!(firmware_image(7, 2, "2.0", 1000), firmware_image(7, 2, "2.0", 1000));
+        assert_ne!(firmware_image(7, 2, "2.0", 1000), firmware_image(7, 3, "2.0", 1000));
+        assert_eq!(firmware_image(7, 2, "2.0", 1000).len(), 1000);
+        assert!(firmware_image(7, 2, "2.0", 1000).starts_with(b"fleetsim-image 2.0\n"));
+        assert_eq!(firmware_image(7, 2, "2.0", 4), b"flee");
     }
 }

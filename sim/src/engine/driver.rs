@@ -43,9 +43,14 @@ impl Life {
         let now = match (event, wake) {
             (Event::Wake, Some(sim)) => sim,
             (Event::Arrive, _) => self.provision_from,
-            (Event::ConnectionLost | Event::ConfigDesired { .. } | Event::Command(_) | Event::OtaJob(_), _) => {
-                shard.clock.sim(at).max(self.acting_at)
-            }
+            (
+                Event::ConnectionLost
+                | Event::ConfigDesired { .. }
+                | Event::Command(_)
+                | Event::OtaJob(_)
+                | Event::OtaReceived(_),
+                _,
+            ) => shard.clock.sim(at).max(self.acting_at),
             _ => self.acting_at,
         };
         self.acting_at = now;

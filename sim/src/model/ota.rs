@@ -45,6 +45,33 @@ pub struct Ota {
     pub boot_fail: f64,
     /// Probability that the A/B fallback also fails after a failed boot.
     pub brick: f64,
+    /// How an LwM2M device takes a package (object 5's delivery method).
+    pub delivery: Delivery,
+}
+
+/// How an LwM2M device takes a firmware package: object 5's Firmware Update Delivery Method
+/// (/5/0/9), which a server reads to choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// It fetches the package a Package URI names (0).
+    Pull,
+    /// The server writes the package to /5/0/0 (1).
+    Push,
+    /// Either (2).
+    #[default]
+    Both,
+}
+
+impl Delivery {
+    /// The delivery method's value in object 5.
+    pub fn resource(self) -> i64 {
+        match self {
+            Self::Pull => 0,
+            Self::Push => 1,
+            Self::Both => 2,
+        }
+    }
 }
 
 /// The firmware image a campaign rolls out, with its own risks.
@@ -180,6 +207,7 @@ mod tests {
             corrupt,
             boot_fail,
             brick,
+            delivery: Delivery::Both,
         }
     }
 

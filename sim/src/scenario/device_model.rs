@@ -471,6 +471,7 @@ fn check_ota(err: &ErrorAt<'_>, o: OtaSection) -> Result<Ota, FileError> {
         corrupt: o.corrupt.0,
         boot_fail: o.boot_fail.0,
         brick: o.brick.0,
+        delivery: o.delivery,
     })
 }
 

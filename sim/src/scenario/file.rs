@@ -809,4 +809,8 @@ pub struct OtaSection {
     pub boot_fail: PercentValue,
     /// Chance the fallback also fails after a failed boot: the device is lost.
     pub brick: PercentValue,
+    /// How an LwM2M device takes a package: `"pull"` (by the Package URI written), `"push"`
+    /// (written to /5/0/0 block-wise) or `"both"` (the default); its server reads which.
+    #[serde(default)]
+    pub delivery: crate::model::ota::Delivery,
 }

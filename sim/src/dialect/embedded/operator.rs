@@ -202,7 +202,7 @@ impl Embedded {
         campaign: &Campaign,
         errors: &mut Vec<String>,
     ) -> Vec<StartedCampaign> {
-        let image = firmware_image(cx.scenario.seed, cx.index, campaign.size_bytes);
+        let image = firmware_image(cx.scenario.seed, cx.index, &campaign.version, campaign.size_bytes);
         match put_bytes(self.api, &format!("/api/v1/firmware/{}", campaign.version), image).await {
             Ok((200 | 201, _)) => {}
             Ok((status, answer)) => {

@@ -92,7 +92,7 @@ async fn start_rollouts(
         .collect();
     boards.sort_unstable();
     boards.dedup();
-    let payload = firmware_image(scenario.seed, cx.index, campaign.size_bytes);
+    let payload = firmware_image(scenario.seed, cx.index, &campaign.version, campaign.size_bytes);
     let bundle = swu(&campaign.version, &boards, &payload);
     let filename = format!("fleetsim-{}.swu", campaign.version);
     let uploaded = put_multipart(

@@ -21,15 +21,16 @@
 //! A device that retires (a `decommission` phase against a server fleetsim has no operator
 //! for) De-registers; one retired by the reference backend learns it when refused.
 //!
-//! A device whose model takes updates exposes object 5 and pulls: a Package URI written
-//! (`http://`, with the image's `size` and `sha256` in its query) starts the download the
-//! model paces and cuts; the verified image is held (Downloaded) until the server executes
-//! Update, and the reboot ends in the Update Result the model drew (success, or the old
-//! firmware kept), or integrity failure for a corrupt image. State and result changes notify
-//! their observers.
+//! A device whose model takes updates exposes object 5, both ways. It pulls: a Package URI
+//! written (`http://` or `coap://`, with the image's `size` and `sha256` in its query) starts
+//! the download the model paces and cuts. It takes a push: the package written to /5/0/0
+//! block-wise (Block1, RFC 7959), block after block, its version read from its first line
+//! (`fleetsim-image VERSION`). Either way the verified image is held (Downloaded) until the
+//! server executes Update, and the reboot ends in the Update Result the model drew (success,
+//! or the old firmware kept), or integrity failure for a corrupt image. State and result
+//! changes notify their observers.
 //!
-//! Not yet: bootstrap, object 5's push (a block-wise Write of the package), CoAP pull,
-//! block-wise transfers, DTLS.
+//! Not yet: bootstrap, DTLS.
 
 use std::time::Duration;
 
@@ -46,7 +47,8 @@ use crate::dialect::firmware::{self, ImageHash, Job, Update};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::model::draw::keyed_unit;
-use crate::transport::blockwise::{self, BlockwiseError};
+use crate::model::ota::Delivery;
+use crate::transport::blockwise::{self, Block, BlockwiseError};
 use crate::transport::coap;
 use crate::transport::datagram::Datagram;
 use crate::transport::exhausted_here;
@@ -153,8 +155,9 @@ struct Configured {
     command_token: Option<Box<[u8]>>,
 }
 
-/// A device's object 5 once a server wrote a Package URI: the update taken (its job and
-/// download), where it is as the object reads, and the version the last update installed.
+/// A device's object 5 once a server wrote a Package URI or a package's first block: the
+/// update taken (its job and download), where it is as the object reads, and the version the
+/// last update installed.
 #[derive(Debug, Default)]
 struct Object5 {
     uri: Box<str>,
@@ -162,6 +165,9 @@ struct Object5 {
     state: u8,
     result: u8,
     installed: Option<Box<str>>,
+    /// While a package is being pushed: the number of the block the device takes next (the
+    /// bytes held are the job's size so far).
+    next_block: Option<u32>,
 }
 
 /// Notification attributes (Write-Attributes): periods in seconds, thresholds in the
@@ -635,14 +641,18 @@ impl Device {
             cx.model
                 .ota
                 .as_ref()
-                .map(|_| match self.configured.as_ref().and_then(|c| c.firmware.as_ref()) {
+                .map(|ota| match self.configured.as_ref().and_then(|c| c.firmware.as_ref()) {
                     Some(object) => FirmwareUpdate {
                         state: object.state,
                         result: object.result,
                         uri: &object.uri,
                         version: object.update.as_ref().map_or("", |update| &update.job.version),
+                        delivery: ota.delivery.resource(),
                     },
-                    None => FirmwareUpdate::default(),
+                    None => FirmwareUpdate {
+                        delivery: ota.delivery.resource(),
+                        ..FirmwareUpdate::default()
+                    },
                 });
         State {
             serial,
@@ -993,8 +1003,8 @@ fn serve(cx: &DeviceCx<'_>, device: &mut Device, packet: &Packet) -> Option<(Vec
     let mut answer = coap::answer_to(packet, id);
     let (code, event) = if let Some(option) = unknown_critical_option(packet) {
         // RFC 7252, section 5.4.1: a request with a critical option the device does not
-        // understand (Block1 and Block2 among them: block-wise transfers are not spoken yet)
-        // is refused whole.
+        // understand (Block1 anywhere but a package's Write, Block2 on a request) is refused
+        // whole.
         answer.payload = format!("option {option} not supported").into_bytes();
         (ResponseType::BadOption, None)
     } else {
@@ -1008,6 +1018,9 @@ fn serve(cx: &DeviceCx<'_>, device: &mut Device, packet: &Packet) -> Option<(Vec
             None => (ResponseType::NotFound, None),
             Some(path) => match method {
                 RequestType::Get => (read(cx, device, (packet, repeated), path, &mut answer), None),
+                RequestType::Put if is_package_write(cx, packet, path) => {
+                    write_package(cx, device, (packet, repeated), &mut answer)
+                }
                 RequestType::Put => write(cx, device, packet, path, repeated),
                 RequestType::Post if objects::is_command(path) => {
                     return take_command(cx, device, packet, repeated, answer);
@@ -1020,7 +1033,7 @@ fn serve(cx: &DeviceCx<'_>, device: &mut Device, packet: &Packet) -> Option<(Vec
     answer.header.code = MessageClass::Response(code);
     let counter = match (code, method) {
         (ResponseType::Content, _) => Counter::Lwm2mReads,
-        (ResponseType::Changed, RequestType::Put) => Counter::Lwm2mWrites,
+        (ResponseType::Changed | ResponseType::Continue, RequestType::Put) => Counter::Lwm2mWrites,
         (ResponseType::Changed, _) => Counter::Lwm2mExecutes,
         _ => Counter::Lwm2mRefused,
     };
@@ -1031,14 +1044,20 @@ fn serve(cx: &DeviceCx<'_>, device: &mut Device, packet: &Packet) -> Option<(Vec
     Some((bytes, event))
 }
 
-/// The first critical option (an odd number) of `packet` a device does not understand.
+/// The first critical option (an odd number) of `packet` a device does not understand:
+/// Block1 only in a PUT of object 5's package.
 fn unknown_critical_option(packet: &Packet) -> Option<u16> {
     // Uri-Host, Uri-Port, Uri-Path, Uri-Query, Accept.
     const UNDERSTOOD: [u16; 5] = [3, 7, 11, 15, 17];
+    const BLOCK1: u16 = 27;
+    let package = packet.header.code == MessageClass::Request(RequestType::Put)
+        && packet
+            .get_option(CoapOption::UriPath)
+            .is_some_and(|segments| segments.iter().map(Vec::as_slice).eq([&b"5"[..], b"0", b"0"]));
     packet
         .options()
         .map(|(number, _)| *number)
-        .find(|number| number % 2 == 1 && !UNDERSTOOD.contains(number))
+        .find(|number| number % 2 == 1 && !UNDERSTOOD.contains(number) && !(package && *number == BLOCK1))
 }
 
 /// A Read, Discover or Observe (start or cancel) of `path`, answered into `answer`.
@@ -1127,7 +1146,6 @@ fn write(
     if path.object == ids::FIRMWARE && cx.model.ota.is_some() && request.get_option(CoapOption::UriQuery).is_none() {
         return match (path.instance, path.resource) {
             (Some(0), Some(ids::PACKAGE_URI)) => write_package_uri(cx, device, request, repeated),
-            // Pull only (object 5's delivery method says so): no package is pushed.
             (Some(0), Some(_)) | (Some(0), None) | (None, _) => (ResponseType::MethodNotAllowed, None),
             _ => (ResponseType::NotFound, None),
         };
@@ -1139,7 +1157,8 @@ fn write(
 /// it, its SHA-256) in its query, `?size=N&sha256=HEX`, as the reference backend writes it,
 /// starts the download; an empty one resets the object. A URI the device cannot use is taken
 /// (2.04) and ends at once in the Update Result that says why: 9 for another protocol, 7 for
-/// one without a size. Not while an update is under way (4.05).
+/// one without a size. Not while an update is under way, nor to a model that takes only
+/// pushes (4.05).
 fn write_package_uri(
     cx: &DeviceCx<'_>,
     device: &mut Device,
@@ -1156,6 +1175,9 @@ fn write_package_uri(
     };
     if repeated {
         return (ResponseType::Changed, None);
+    }
+    if cx.model.ota.as_ref().is_some_and(|ota| ota.delivery == Delivery::Push) {
+        return (ResponseType::MethodNotAllowed, None);
     }
     let object = device.configured().firmware.get_or_insert_default();
     if object.state != fw::IDLE {
@@ -1268,6 +1290,127 @@ async fn pull_over_coap(cx: &DeviceCx<'_>, device: &mut Device, update: &mut Upd
     let held = from + taken;
     update.held(cx, held);
     held
+}
+
+/// Whether `request` (a PUT of `path`) writes object 5's package: a device whose model takes
+/// updates, no Write-Attributes query.
+fn is_package_write(cx: &DeviceCx<'_>, request: &Packet, path: Path) -> bool {
+    path.object == ids::FIRMWARE
+        && path.instance == Some(0)
+        && path.resource == Some(ids::PACKAGE)
+        && cx.model.ota.is_some()
+        && request.get_option(CoapOption::UriQuery).is_none()
+}
+
+/// The first line a fleetsim package starts with, before its version.
+const PACKAGE_HEADER: &[u8] = b"fleetsim-image ";
+
+/// The version a package's first block names (`fleetsim-image VERSION` and a newline), if it
+/// names one: at most 64 printable characters.
+fn package_version(first: &[u8]) -> Option<&str> {
+    let rest = first.strip_prefix(PACKAGE_HEADER)?;
+    let end = rest.iter().take(65).position(|b| *b == b'\n')?;
+    let version = std::str::from_utf8(&rest[..end]).ok()?;
+    (!version.is_empty() && version.bytes().all(|b| b.is_ascii_graphic())).then_some(version)
+}
+
+/// A Write of object 5's package (/5/0/0), block-wise (Block1, RFC 7959) or whole in one
+/// request. Block 0 starts a transfer (the object idle, or a transfer under way started
+/// again); each next block in order adds its bytes (2.31 Continue); the last one (no more
+/// to follow) ends it (2.04): the device verifies the package, as after a pull, and holds it
+/// until the server executes Update. A package without fleetsim's first line is taken and
+/// ends in Update Result 6 (unsupported package type). A block out of order is refused with
+/// 4.08 (the transfer so far kept), a full block of the wrong size with 4.00, any block
+/// while an update is past its download with 4.05. An empty package without Block1 resets
+/// the object. A retransmission is answered again and taken once.
+fn write_package(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    (request, repeated): (&Packet, bool),
+    answer: &mut Packet,
+) -> (ResponseType, Option<Event>) {
+    let block = match request.get_first_option(CoapOption::Block1) {
+        Some(bytes) => match Block::decode(bytes) {
+            Some(block) => Some(block),
+            None => return (ResponseType::BadRequest, None),
+        },
+        None => None,
+    };
+    if cx.model.ota.as_ref().is_some_and(|ota| ota.delivery == Delivery::Pull) {
+        return (ResponseType::MethodNotAllowed, None);
+    }
+    let (num, more) = block.map_or((0, false), |b| (b.num, b.more));
+    let confirm = |answer: &mut Packet, more: bool| {
+        if let Some(block) = block {
+            answer.add_option(CoapOption::Block1, Block { more, ..block }.encode());
+        }
+    };
+    let object = device.configured().firmware.get_or_insert_default();
+    if repeated {
+        confirm(answer, more);
+        return (
+            if more {
+                ResponseType::Continue
+            } else {
+                ResponseType::Changed
+            },
+            None,
+        );
+    }
+    let pushing = object.next_block.is_some();
+    if object.state != fw::IDLE && !pushing {
+        return (ResponseType::MethodNotAllowed, None);
+    }
+    if block.is_none() && request.payload.is_empty() {
+        *object = Object5 {
+            installed: object.installed.take(),
+            ..Object5::default()
+        };
+        return (ResponseType::Changed, None);
+    }
+    if num == 0 {
+        object.uri = "".into();
+        object.result = fw::INITIAL;
+        object.state = fw::DOWNLOADING;
+        object.update = Some(Update::new(Job {
+            campaign: 0,
+            url: String::new(),
+            hash: ImageHash::Unannounced,
+            size: 0,
+            version: package_version(&request.payload).unwrap_or_default().to_owned(),
+        }));
+        cx.count(Counter::OtaJobs);
+    } else if object.next_block != Some(num) {
+        return (ResponseType::RequestEntityIncomplete, None);
+    }
+    if let Some(block) = block
+        && more
+        && request.payload.len() as u64 != block.size()
+    {
+        return (ResponseType::BadRequest, None);
+    }
+    let Some(update) = object.update.as_mut() else {
+        return (ResponseType::InternalServerError, None);
+    };
+    update.job.size += request.payload.len() as u64;
+    cx.shared
+        .meter
+        .add(Counter::OtaDownloadedBytes, request.payload.len() as u64);
+    confirm(answer, more);
+    if more {
+        object.next_block = Some(num + 1);
+        return (ResponseType::Continue, None);
+    }
+    object.next_block = None;
+    let (size, version) = (update.job.size, update.job.version.clone());
+    if version.is_empty() {
+        (object.state, object.result) = (fw::IDLE, fw::UNSUPPORTED_PACKAGE);
+        return (ResponseType::Changed, None);
+    }
+    (
+        ResponseType::Changed,
+        Some(Event::OtaReceived(cx.image_for(&version, size))),
+    )
 }
 
 impl Object5 {
@@ -1717,6 +1860,94 @@ mod tests {
         ] {
             assert_eq!(package_job(uri).map(|job| job.size), Err(result), "{uri}");
         }
+    }
+
+    /// A block of a package Write (Block1 `num`, 1,024-byte blocks) with `payload`, as a server
+    /// sends it: the answer's code, its Block1 and the event for the core.
+    fn push_block(
+        cx: &DeviceCx<'_>,
+        device: &mut Device,
+        (id, num, more): (u16, u32, bool),
+        payload: &[u8],
+    ) -> (ResponseType, Option<Block>, Option<Event>) {
+        let mut packet = Packet::new();
+        packet.header.set_type(MessageType::Confirmable);
+        packet.header.code = MessageClass::Request(RequestType::Put);
+        packet.header.message_id = id;
+        packet.set_token(vec![9]);
+        for segment in ["5", "0", "0"] {
+            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        packet.add_option(CoapOption::ContentFormat, vec![42]);
+        packet.add_option(CoapOption::Block1, Block { num, more, szx: 6 }.encode());
+        packet.payload = payload.to_vec();
+        let (bytes, event) = answer(cx, device, &packet.to_bytes().expect("encodes")).expect("answered");
+        let answered = coap::decode(&bytes).expect("decodes");
+        let MessageClass::Response(code) = answered.header.code else {
+            panic!("not a response: {answered:?}");
+        };
+        let block = answered
+            .get_first_option(CoapOption::Block1)
+            .and_then(|b| Block::decode(b));
+        (code, block, event)
+    }
+
+    #[test]
+    fn a_pushed_package_is_taken_block_by_block_and_verified_whole() {
+        let (model, shared) = world();
+        let cx = cx(&model, &shared);
+        let mut device = measured_device();
+        let mut package = b"fleetsim-image 2.5.0\n".to_vec();
+        package.resize(2 * 1024 + 500, 0xA5);
+        let blocks: Vec<&[u8]> = package.chunks(1024).collect();
+        let reads = |device: &Device| {
+            let serial = cx.serial();
+            let state = device.state(&cx, &serial);
+            let update = state.firmware_update.expect("object 5");
+            (update.state, update.result, update.version.to_owned())
+        };
+
+        let (code, block, event) = push_block(&cx, &mut device, (1, 0, true), blocks[0]);
+        assert_eq!(
+            (code, block.map(|b| (b.num, b.more)), event),
+            (ResponseType::Continue, Some((0, true)), None)
+        );
+        assert_eq!(reads(&device), (fw::DOWNLOADING, fw::INITIAL, "2.5.0".to_owned()));
+        // Out of order: refused, the transfer so far kept.
+        let (code, ..) = push_block(&cx, &mut device, (2, 2, false), blocks[2]);
+        assert_eq!(code, ResponseType::RequestEntityIncomplete);
+        // A full block of another size than its option says: refused.
+        let (code, ..) = push_block(&cx, &mut device, (3, 1, true), &blocks[1][..1000]);
+        assert_eq!(code, ResponseType::BadRequest);
+        let (code, ..) = push_block(&cx, &mut device, (4, 1, true), blocks[1]);
+        assert_eq!(code, ResponseType::Continue);
+        // A retransmission (same message id) is answered again and taken once.
+        let (code, ..) = push_block(&cx, &mut device, (4, 1, true), blocks[1]);
+        assert_eq!(code, ResponseType::Continue);
+        let (code, block, event) = push_block(&cx, &mut device, (5, 2, false), blocks[2]);
+        assert_eq!(
+            (code, block.map(|b| (b.num, b.more))),
+            (ResponseType::Changed, Some((2, false)))
+        );
+        match event {
+            Some(Event::OtaReceived(image)) => assert_eq!(image.size_bytes, package.len() as u64),
+            other => panic!("the whole package goes to the core: {other:?}"),
+        }
+        assert_eq!(
+            shared.meter.take().count(Counter::OtaDownloadedBytes),
+            package.len() as u64
+        );
+        // Under way (the core verifies): another package is refused.
+        let (code, ..) = push_block(&cx, &mut device, (6, 0, true), blocks[0]);
+        assert_eq!(code, ResponseType::MethodNotAllowed);
+
+        // A package without fleetsim's first line is no package this device takes.
+        let mut other = measured_device();
+        let (code, _, event) = push_block(&cx, &mut other, (1, 0, false), b"#!/bin/sh\n");
+        assert_eq!((code, event.is_none()), (ResponseType::Changed, true));
+        assert_eq!(reads(&other), (fw::IDLE, fw::UNSUPPORTED_PACKAGE, String::new()));
+        assert_eq!(package_version(b"fleetsim-image \n"), None);
+        assert_eq!(package_version(b"fleetsim-image 1.0"), None, "no end of line");
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct FirmwareUpdate<'a> {
     pub uri: &'a str,
     /// The version of the package taken (empty: none).
     pub version: &'a str,
+    /// The delivery method: 0 pull, 1 push, 2 both.
+    pub delivery: i64,
 }
 
 /// Object 5's states and update results (OMA LwM2M 1.0, appendix E.6).
@@ -134,6 +136,8 @@ pub mod fw {
     pub const SUCCESS: u8 = 1;
     /// Result: the package failed its integrity check.
     pub const INTEGRITY_FAILURE: u8 = 5;
+    /// Result: the package is of a type the device does not take.
+    pub const UNSUPPORTED_PACKAGE: u8 = 6;
     /// Result: the URI does not say what the device needs.
     pub const INVALID_URI: u8 = 7;
     /// Result: the update failed; the old firmware runs.
@@ -270,9 +274,9 @@ impl State<'_> {
                     Value::String(if update.version.is_empty() { "" } else { "fleetsim" }.to_owned()),
                 ),
                 at(7, Value::String(update.version.to_owned())),
-                // Protocols: CoAP and HTTP/1.1; delivery: pull only.
+                // Protocols: CoAP and HTTP/1.1.
                 at(8, Value::Integers(vec![(0, 0), (1, 2)])),
-                at(9, Value::Integer(0)),
+                at(9, Value::Integer(update.delivery)),
             ]);
         }
         // Before its first reading the sensor has no value: the resource reads as absent.
@@ -385,10 +389,16 @@ mod tests {
                 result: fw::INITIAL,
                 uri: "http://127.0.0.1:1/2.0?size=9",
                 version: "2.0",
+                delivery: 1,
             }),
             ..state()
         };
         assert_eq!(with.read(path("/5/0/3")), Ok(vec![(0, 3, Value::Integer(2))]));
+        assert_eq!(
+            with.read(path("/5/0/9")),
+            Ok(vec![(0, 9, Value::Integer(1))]),
+            "push only"
+        );
         assert_eq!(with.read(path("/5/0/2")), Err(Refusal::NotAllowed), "executable");
         assert_eq!(with.read(path("/5/0/7")), Ok(vec![(0, 7, Value::String("2.0".into()))]));
         let held = with.discover(path("/5/0")).expect("object 5");
