@@ -166,6 +166,11 @@ enum Command {
         /// A worker of a --workers run: reports to its parent on stdout.
         #[arg(long, hide = true)]
         worker: bool,
+        /// Serve the run's live counters, devices per state and latency quantiles at
+        /// http://ADDR/metrics in the Prometheus text format, updated each second (port 0:
+        /// any free port; the address is printed).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<SocketAddr>,
         /// Device models folder (default: scenario.models, else ../device-models next to
         /// the scenario file).
         #[arg(long, value_name = "DIR")]
@@ -324,6 +329,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             workers,
             worker,
             models,
+            metrics_addr,
         } => {
             let to = out_dir.map(|dir| Location::parse(dir.as_os_str())).transpose()?;
             let loaded = scenario::load_scenario(&file, models.as_deref(), &fleetsim::dialect::Registry)?;
@@ -336,6 +342,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 shard,
                 workers,
                 worker,
+                metrics_addr,
             };
             cli::run::run(loaded, &overrides, to, headless, out)?
         }

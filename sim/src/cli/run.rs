@@ -8,9 +8,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use crate::engine::exporter::Exporter;
 use crate::engine::live::LIVE_QUEUE;
 use crate::engine::run::{RunOptions, run as run_scenario};
 use crate::engine::workers::{Workers, run_workers};
+use crate::metrics::recorder::Snapshot;
+use crate::report::figures::Second;
+use crate::report::prometheus;
 use crate::scenario::units::DisplayDuration;
 use crate::scenario::{Action, Loaded};
 use crate::store::{self, Location, ObjectUrl};
@@ -38,6 +42,9 @@ pub struct Overrides {
     pub workers: Option<u32>,
     /// Run as a worker of a `--workers` run.
     pub worker: bool,
+    /// Serve the live figures for Prometheus here (not a change to the scenario: not
+    /// recorded, and a `--workers` run's parent serves them for all its workers).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs `loaded` with `overrides`; the report goes to `to` (or `reports/...`); a URL's report
@@ -137,6 +144,24 @@ pub fn run(
     let stop = tokio_util::sync::CancellationToken::new();
     let _signals = stop_on_signal(stop.clone());
     let paused = Arc::new(AtomicBool::new(false));
+    let metrics = match overrides.metrics_addr {
+        Some(addr) => {
+            let empty = prometheus::exposition(
+                &Snapshot::default(),
+                &Second::default(),
+                loaded.scenario.fleet.devices,
+                0,
+            );
+            let exporter = Exporter::bind(addr, empty).map_err(|e| {
+                CliError::Usage(format!(
+                    "--metrics-addr {addr}: cannot listen there ({e}); name a free port, or port 0 for any"
+                ))
+            })?;
+            writeln!(out, "metrics: http://{}/metrics", exporter.local_addr())?;
+            Some(Arc::new(exporter))
+        }
+        None => None,
+    };
     let (live, updates) = mpsc::sync_channel(LIVE_QUEUE);
     let dashboard = if !headless && std::io::stdout().is_terminal() {
         out.flush()?;
@@ -159,6 +184,7 @@ pub fn run(
         live: dashboard.is_some().then_some(live),
         paused,
         worker: overrides.worker,
+        metrics,
     };
     let workers = overrides.workers.filter(|n| *n > 1).map(|count| Workers {
         count,

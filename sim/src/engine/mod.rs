@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod context;
 pub mod driver;
+pub mod exporter;
 pub mod live;
 pub mod open_files;
 pub mod operator;

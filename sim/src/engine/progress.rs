@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::exporter::Exporter;
 use super::live::Live;
 use super::process_stats::{ProcessStats, cpu_time, rss_bytes};
 use super::shard::{TICK, Tick};
@@ -13,6 +14,7 @@ use crate::device::{State, StateCounts};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
 use crate::report::figures::Second;
 use crate::report::hlog::HistogramLog;
+use crate::report::prometheus;
 
 /// Where the aggregator writes.
 pub struct Outputs<'a> {
@@ -24,6 +26,8 @@ pub struct Outputs<'a> {
     pub live: Option<&'a mut Live>,
     /// A worker process: each second goes to the parent as a wire line ([`wire`]).
     pub wire: bool,
+    /// The Prometheus endpoint, given the run so far each second.
+    pub metrics: Option<&'a Exporter>,
 }
 
 /// What the aggregator kept.
@@ -54,6 +58,7 @@ pub fn aggregate(
         mut hlog,
         mut live,
         wire,
+        metrics,
     } = outputs;
     let mut processes: Vec<Option<ProcessStats>> = vec![None; shards as usize];
     let mut seconds = Vec::new();
@@ -118,6 +123,9 @@ pub fn aggregate(
             }
             if let (Some(live), Some(row)) = (live.as_deref_mut(), seconds.last()) {
                 live.second(elapsed, &second, &total, row);
+            }
+            if let (Some(exporter), Some(row)) = (metrics, seconds.last()) {
+                exporter.publish(prometheus::exposition(&total, row, devices, elapsed));
             }
             if printing && wire {
                 let tick = Tick {

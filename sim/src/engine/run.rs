@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::exporter::Exporter;
 use super::live::{Live, Update};
 use super::open_files::OpenFiles;
 use super::operator::{Operator, OperatorReport};
@@ -87,6 +88,8 @@ pub struct RunOptions {
     pub live: Option<mpsc::SyncSender<Update>>,
     /// While set, no new device arrives (the dashboard's pause).
     pub paused: Arc<AtomicBool>,
+    /// Where the live figures are served for Prometheus (`--metrics-addr`), if anywhere.
+    pub metrics: Option<Arc<Exporter>>,
 }
 
 /// What a run produced.
@@ -252,6 +255,7 @@ fn run_with<D: Dialect>(fleet: Fleet<'_>) -> Result<RunOutcome, RunError> {
             hlog: hlog.as_mut(),
             live: live.as_mut(),
             wire: options.worker,
+            metrics: options.metrics.as_deref(),
         };
         let mut aggregate = aggregate(&rx, &events_rx, shards, devices, outputs);
         let mut rest = Snapshot::default();

@@ -201,6 +201,7 @@ pub fn run_workers(
             hlog: None,
             live: live.as_mut(),
             wire: false,
+            metrics: options.metrics.as_deref(),
         };
         let aggregate = aggregate(&rx, &events_rx, count, scenario.fleet.devices, outputs);
         let ends: Vec<WorkerEnd> = readers.into_iter().filter_map(|r| r.join().ok()).collect();

@@ -11,6 +11,7 @@ pub mod hlog;
 pub mod html;
 pub mod junit;
 pub mod merge;
+pub mod prometheus;
 pub mod timeseries;
 
 /// Escapes text for an XML or HTML attribute or element: markup characters become entities,
