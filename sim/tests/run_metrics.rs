@@ -123,10 +123,7 @@ fn a_run_serves_its_live_figures_to_prometheus() {
     };
     let first = &scrapes[0];
     assert_eq!(value(first, "fleetsim_devices_planned"), 100.0);
-    let published: Vec<f64> = scrapes
-        .iter()
-        .map(|s| value(s, "fleetsim_published_total"))
-        .collect();
+    let published: Vec<f64> = scrapes.iter().map(|s| value(s, "fleetsim_published_total")).collect();
     assert!(
         published.windows(2).all(|w| w[0] <= w[1]),
         "a counter never goes down: {published:?}"

@@ -8,6 +8,7 @@
 pub mod blockwise;
 pub mod coap;
 pub mod datagram;
+pub mod dtls;
 pub mod http;
 pub mod mqtt;
 pub mod source;
