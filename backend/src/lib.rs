@@ -76,6 +76,7 @@ impl Backend {
             mqtt,
             mqtts: None,
             lwm2m: None,
+            lwm2m_dtls: None,
             http,
         };
         self.serve_on(listeners, shutdown).await
@@ -88,6 +89,7 @@ impl Backend {
             mqtt,
             mqtts,
             lwm2m,
+            lwm2m_dtls,
             http,
         } = listeners;
         let download_base = format!("http://{}/firmware", http.local_addr()?);
@@ -96,9 +98,18 @@ impl Backend {
             Some((listener, _)) => Some(listener.local_addr()?.to_string()),
             None => None,
         };
-        let lwm2m = lwm2m.map(|socket| Lwm2mFront::new(&self.gateway, socket, self.firmware.clone()));
+        let lwm2m = match lwm2m {
+            Some(socket) => Some(
+                Lwm2mFront::new(&self.gateway, socket, self.firmware.clone(), lwm2m_dtls).map_err(io::Error::other)?,
+            ),
+            None => None,
+        };
         let lwm2m_addr = match &lwm2m {
             Some(front) => Some(front.local_addr()?.to_string()),
+            None => None,
+        };
+        let lwm2m_dtls_addr = match &lwm2m {
+            Some(front) => front.dtls_addr().transpose()?.map(|addr| addr.to_string()),
             None => None,
         };
         let campaigns = CampaignRunner::new(
@@ -124,6 +135,7 @@ impl Backend {
             mqtt_addr,
             mqtts_addr,
             lwm2m_addr,
+            lwm2m_dtls_addr,
         };
         let lwm2m_front = async {
             match &lwm2m {
@@ -159,6 +171,8 @@ pub struct Listeners {
     pub mqtts: Option<(TcpListener, GatewayTls)>,
     /// LwM2M devices over CoAP.
     pub lwm2m: Option<UdpSocket>,
+    /// LwM2M devices over CoAP over DTLS with a pre-shared key (with `lwm2m` only).
+    pub lwm2m_dtls: Option<UdpSocket>,
     /// The operator API and firmware downloads.
     pub http: TcpListener,
 }

@@ -21,18 +21,26 @@ struct Ran {
     stderr: String,
 }
 
+/// libcoap's client with DTLS (OpenSSL's).
+const COAPS_CLIENT: &str = "coap-client-openssl";
+
 /// Runs `coap-client-notls` with `args` (on the blocking pool: the runtime keeps serving the
 /// backend), bounded by its own `-B` wait.
 async fn coap_client(args: &[String]) -> Ran {
+    run_client(COAP_CLIENT, args).await
+}
+
+/// Runs `client` with `args`, as [`coap_client`].
+async fn run_client(client: &'static str, args: &[String]) -> Ran {
     let mut all = vec!["-B".to_owned(), "10".to_owned()];
     all.extend_from_slice(args);
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(COAP_CLIENT)
+        Command::new(client)
             .args(&all)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| {
-                panic!("{COAP_CLIENT} could not run ({e}): these tests need Debian's libcoap3-bin; scripts/test installs it")
+                panic!("{client} could not run ({e}): these tests need Debian's libcoap3-bin; scripts/test installs it")
             })
     })
     .await
@@ -158,5 +166,70 @@ async fn libcoap_gets_a_reason_for_what_is_refused() {
     // The front still serves.
     let ran = coap_client(&args(&["-m", "post", &format!("{base}/rd/99")])).await;
     assert!(ran.stderr.contains("4.04"), "{ran:?}");
+    t.stop().await;
+}
+
+/// Over DTLS: libcoap's OpenSSL client registers with the identity and key its provisioning
+/// answer gave (`psk`), and the registration is the device's; a wrong key gets no session, an
+/// endpoint other than the PSK identity is refused (4.03).
+#[tokio::test]
+async fn libcoap_registers_over_dtls_with_the_key_it_was_provisioned() {
+    let t = TestBackend::start().await;
+    let (plain, secured) = (format!("coap://{}", t.lwm2m), format!("coaps://{}", t.lwm2m_dtls));
+    let provisioned = coap_client(&args(&[
+        "-m",
+        "post",
+        "-e",
+        r#"{"secret": "s3cret", "model": "coap-client", "firmware": "4.3.1"}"#,
+        &format!("{plain}/provision?ep=SN-DTLS&claim=factory"),
+    ]))
+    .await;
+    let identity: Value = serde_json::from_str(provisioned.stdout.trim()).unwrap_or_else(|_| panic!("{provisioned:?}"));
+    let id = identity["device_id"].as_str().expect("an id").to_owned();
+    let psk = identity["psk"].as_str().expect("a DTLS key").to_owned();
+    assert_eq!(psk.len(), 32, "{psk}");
+
+    let register = |key: &str, ep: &str| {
+        args(&[
+            "-v",
+            "6",
+            "-u",
+            "SN-DTLS",
+            "-k",
+            key,
+            "-m",
+            "post",
+            "-t",
+            "40",
+            "-e",
+            "</1/0>,</3/0>",
+            &format!("{secured}/rd?ep={ep}&lt=120&lwm2m=1.1&b=U"),
+        ])
+    };
+    let registered = run_client(COAPS_CLIENT, &register(&psk, "SN-DTLS")).await;
+    let log = format!("{}{}", registered.stdout, registered.stderr);
+    assert!(log.contains("c:2.01"), "{log}");
+    let (_, view) = t.http("GET", &format!("/api/v1/devices/{id}"), None).await;
+    let view: Value = serde_json::from_str(&view).expect("JSON");
+    assert_eq!(view["online"], true, "{view}");
+
+    let wrong = run_client(COAPS_CLIENT, &register("0123456789abcdef0123456789abcdef", "SN-DTLS")).await;
+    let log = format!("{}{}", wrong.stdout, wrong.stderr);
+    assert!(!log.contains("c:2.01"), "a wrong key registers nothing: {log}");
+
+    let other = run_client(COAPS_CLIENT, &register(&psk, "SN-SOMEONE-ELSE")).await;
+    let log = format!("{}{}", other.stdout, other.stderr);
+    assert!(log.contains("4.03"), "{log}");
+
+    let (_, metrics) = t.http("GET", "/metrics", None).await;
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("fleetsim_gateway_{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+    };
+    assert_eq!(count("lwm2m_dtls_handshakes_total"), 2, "the right key twice");
+    assert_eq!(count("lwm2m_registrations_total"), 1);
     t.stop().await;
 }

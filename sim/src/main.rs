@@ -113,6 +113,11 @@ enum Command {
         /// reboot Executes from the operator API (docs/backend-api.md).
         #[arg(long, value_name = "ADDR")]
         lwm2m: Option<SocketAddr>,
+        /// Also serve LwM2M devices over DTLS 1.2 with a pre-shared key here (with --lwm2m):
+        /// the PSK identity is the device's serial, and its key comes in its provisioning
+        /// answer (`psk`).
+        #[arg(long, value_name = "ADDR")]
+        lwm2m_dtls: Option<SocketAddr>,
         /// Create this provisioning claim at start unless it exists (repeatable).
         #[arg(long, value_name = "NAME:SECRET[:GROUP]")]
         claim: Vec<ClaimArg>,
@@ -304,6 +309,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             http,
             mqtts,
             lwm2m,
+            lwm2m_dtls,
             claim,
         } => {
             let args = BackendArgs {
@@ -312,6 +318,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 http,
                 mqtts,
                 lwm2m,
+                lwm2m_dtls,
                 claims: &claim,
             };
             cli::backend::backend(&args, out)?

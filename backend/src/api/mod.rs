@@ -53,6 +53,8 @@ pub struct ApiState {
     pub mqtts_addr: Option<String>,
     /// Where LwM2M devices reach the backend, when it serves them.
     pub lwm2m_addr: Option<String>,
+    /// Where LwM2M devices reach it over DTLS, if it serves them so.
+    pub lwm2m_dtls_addr: Option<String>,
 }
 
 /// A listing's page size: 100 when not given, else 1 to `max`.

@@ -26,6 +26,7 @@ pub async fn healthz(State(state): State<ApiState>) -> Json<serde_json::Value> {
         "mqtt": state.mqtt_addr,
         "mqtts": state.mqtts_addr,
         "lwm2m": state.lwm2m_addr,
+        "lwm2m_dtls": state.lwm2m_dtls_addr,
     }))
 }
 

@@ -88,6 +88,11 @@ pub struct GatewayStats {
     pub lwm2m_bad_requests: AtomicU64,
     /// Datagrams on the LwM2M port that are not CoAP, or too large, dropped.
     pub lwm2m_bad_datagrams: AtomicU64,
+    /// DTLS handshakes completed on the LwM2M DTLS listener.
+    pub lwm2m_dtls_handshakes: AtomicU64,
+    /// DTLS sessions that failed (a record that does not check out mid-handshake, a closed
+    /// session) or could not be made (too many held).
+    pub lwm2m_dtls_failed: AtomicU64,
     /// Requests the LwM2M front sent devices (Writes, Executes, Observes).
     pub lwm2m_requests: AtomicU64,
     /// Of those, ones that failed: unanswered, reset, or answered with an error.
@@ -278,6 +283,16 @@ impl GatewayStats {
                 "lwm2m_bad_datagrams_total",
                 "datagrams on the LwM2M port that are not CoAP or too large",
                 &self.lwm2m_bad_datagrams,
+            ),
+            (
+                "lwm2m_dtls_handshakes_total",
+                "DTLS handshakes completed on the LwM2M DTLS listener",
+                &self.lwm2m_dtls_handshakes,
+            ),
+            (
+                "lwm2m_dtls_failed_total",
+                "DTLS sessions on the LwM2M listener that failed or could not be made",
+                &self.lwm2m_dtls_failed,
             ),
             (
                 "lwm2m_requests_total",

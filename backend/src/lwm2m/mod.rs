@@ -19,6 +19,7 @@
 //! a reason.
 
 pub mod downlink;
+mod dtls;
 pub mod exchanges;
 pub mod registrations;
 pub mod uplink;
@@ -41,6 +42,7 @@ use crate::gateway::stats::bump;
 use crate::gateway::{Gateway, Shared};
 use crate::ota::firmware::FirmwareStore;
 use crate::registry::{ClaimAuth, DeviceState, ProvisionMeta, ProvisionOutcome, system_clock_ms};
+use dtls::Secured;
 use exchanges::{Exchanges, Matched, token_of};
 use registrations::{Changes, Registration, Table};
 use uplink::{Refused, Uplink};
@@ -73,6 +75,8 @@ pub(crate) struct Front {
     in_flight: Arc<Semaphore>,
     /// The images, for the devices that take them pushed.
     firmware: FirmwareStore,
+    /// The DTLS listener and its sessions, when devices may come over DTLS.
+    secured: Option<Secured>,
 }
 
 impl Front {
@@ -112,7 +116,19 @@ impl Front {
 
     /// Sends `bytes` to `addr`; a failed send is the device's loss, counted by whoever waits.
     async fn send(&self, bytes: &[u8], addr: SocketAddr) {
+        if let Some(secured) = self.secured.as_ref().filter(|s| s.holds(addr)) {
+            for record in secured.seal(addr, bytes) {
+                let _ = secured.socket.send_to(&record, addr).await;
+            }
+            return;
+        }
         let _ = self.socket.send_to(bytes, addr).await;
+    }
+
+    /// The PSK identity `peer` came over DTLS with; `None` for a peer in the clear.
+    fn dtls_identity(&self, peer: SocketAddr) -> Option<Option<Box<str>>> {
+        let secured = self.secured.as_ref().filter(|s| s.holds(peer))?;
+        Some(secured.identity(peer))
     }
 
     /// Sends `packet`; one that cannot be encoded is dropped (the front builds only small
@@ -126,7 +142,16 @@ impl Front {
 
 impl Lwm2mFront {
     /// A front serving devices on `socket` for `gateway`'s registry and session table.
-    pub fn new(gateway: &Gateway, socket: UdpSocket, firmware: FirmwareStore) -> Self {
+    pub fn new(
+        gateway: &Gateway,
+        socket: UdpSocket,
+        firmware: FirmwareStore,
+        dtls: Option<UdpSocket>,
+    ) -> Result<Self, String> {
+        let secured = match dtls {
+            Some(socket) => Some(Secured::new(socket, gateway.shared.registry.psk_root().clone())?),
+            None => None,
+        };
         let mut seed = [0u8; 8];
         // A fixed start only makes tokens predictable, which nothing here relies on them not
         // being.
@@ -140,8 +165,14 @@ impl Lwm2mFront {
             tasks: TaskTracker::new(),
             in_flight: Arc::new(Semaphore::new(gateway.shared.limits.lwm2m_in_flight)),
             firmware,
+            secured,
         };
-        Self { front: Arc::new(front) }
+        Ok(Self { front: Arc::new(front) })
+    }
+
+    /// Where devices reach it over DTLS, if it serves them so.
+    pub fn dtls_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.front.secured.as_ref().map(|s| s.socket.local_addr())
     }
 
     /// Where devices reach it.
@@ -154,21 +185,47 @@ impl Lwm2mFront {
     pub async fn serve(&self, shutdown: CancellationToken) -> io::Result<()> {
         let front = &self.front;
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        let mut secured_buf = vec![0u8; MAX_DATAGRAM + 64];
         loop {
-            let received = tokio::select! {
-                received = front.socket.recv_from(&mut buf) => received,
+            let (received, over_dtls) = tokio::select! {
+                received = front.socket.recv_from(&mut buf) => (received, false),
+                received = recv_secured(front.secured.as_ref(), &mut secured_buf) => (received, true),
                 () = shutdown.cancelled() => break,
             };
             // An error is an ICMP error for an earlier send (a device gone), or the socket's:
             // the loop serves on.
-            if let Ok((len, peer)) = received {
-                self.on_datagram(&buf[..len], peer, &shutdown).await;
+            match received {
+                Ok((len, peer)) if over_dtls => self.on_secured(&secured_buf[..len], peer, &shutdown).await,
+                Ok((len, peer)) => self.on_datagram(&buf[..len], peer, &shutdown).await,
+                Err(_) => {}
             }
         }
         front.tasks.close();
         let drain = front.gateway.limits.drain_timeout;
         let _ = tokio::time::timeout(drain, front.tasks.wait()).await;
         Ok(())
+    }
+
+    /// A datagram on the DTLS listener: handshake records answered, the plaintext of
+    /// application records served as a datagram from `peer`.
+    async fn on_secured(&self, bytes: &[u8], peer: SocketAddr, shutdown: &CancellationToken) {
+        let Some(secured) = self.front.secured.as_ref() else {
+            return;
+        };
+        let stats = &self.front.gateway.stats;
+        let opened = secured.open(peer, bytes);
+        for record in &opened.send {
+            let _ = secured.socket.send_to(record, peer).await;
+        }
+        if opened.connected {
+            bump(&stats.lwm2m_dtls_handshakes);
+        }
+        if opened.failed {
+            bump(&stats.lwm2m_dtls_failed);
+        }
+        for plaintext in opened.plaintext {
+            self.on_datagram(&plaintext, peer, shutdown).await;
+        }
     }
 
     async fn on_datagram(&self, bytes: &[u8], peer: SocketAddr, shutdown: &CancellationToken) {
@@ -273,6 +330,14 @@ impl Lwm2mFront {
     }
 }
 
+/// The next datagram on the DTLS listener; never, without one.
+async fn recv_secured(secured: Option<&Secured>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match secured {
+        Some(secured) => secured.socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Acts on `uplink` from `peer` and answers `request`.
 async fn serve_request(
     front: &Arc<Front>,
@@ -306,6 +371,22 @@ async fn serve_request(
             binding,
             links,
         } => {
+            if let Some(identity) = front.dtls_identity(peer)
+                && identity.as_deref() != Some(endpoint.as_str())
+            {
+                bump(&stats.lwm2m_refused);
+                let why = format!(
+                    "endpoint {endpoint} over DTLS with the key of {}: register under the PSK identity",
+                    identity.as_deref().unwrap_or("no identity")
+                );
+                return refusal(
+                    request,
+                    &Refused {
+                        code: ResponseType::Forbidden,
+                        why,
+                    },
+                );
+            }
             let device_id = match front.active_device(&endpoint).await {
                 Ok(Some(id)) => id,
                 Ok(None) => {
@@ -472,7 +553,11 @@ async fn provision(
         }) => {
             bump(&stats.provision_accepted);
             front.serials().insert(serial.into(), device_id.as_str().into());
-            let body = serde_json::json!({ "device_id": device_id, "token": token, "group": group });
+            let mut body = serde_json::json!({ "device_id": device_id, "token": token, "group": group });
+            if front.secured.is_some() {
+                // The device's DTLS key (its identity: its serial), for the DTLS listener.
+                body["psk"] = front.gateway.registry.psk_root().key(serial).into();
+            }
             (ResponseType::Created, body)
         }
         Ok(ProvisionOutcome::Rejected { reason }) => {

@@ -129,6 +129,12 @@ impl SecretKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// The key the pre-shared keys of LwM2M devices come from: HMAC(key, "lwm2m psk"), so the
+    /// registry's own key never leaves the writer.
+    pub fn psk_root(&self) -> PskRoot {
+        PskRoot(self.mac(&[b"lwm2m psk"]))
+    }
+
     /// `"d-"` + first 20 hex chars of HMAC(key, "device\0" serial "\0" generation).
     pub fn device_id(&self, serial: &str, generation: u64) -> String {
         let generation = generation.to_string();
@@ -144,6 +150,31 @@ impl SecretKey {
     pub fn device_token(&self, device_id: &str, generation: u64) -> String {
         let generation = generation.to_string();
         hex(&self.mac(&[b"token\0", device_id.as_bytes(), b"\0", generation.as_bytes()]))
+    }
+}
+
+/// Where LwM2M devices' pre-shared keys come from (DTLS with PSK): one per serial, the same
+/// every time, so a device provisioned once handshakes with the key it was given.
+#[derive(Clone)]
+pub struct PskRoot([u8; 32]);
+
+impl std::fmt::Debug for PskRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PskRoot(..)")
+    }
+}
+
+impl PskRoot {
+    /// Serial `serial`'s key: the first 16 bytes of HMAC(root, serial) as 32 lowercase hex
+    /// characters, and those characters are the key's bytes. 128 bits, as text, so every DTLS
+    /// tool takes it as given (libcoap's `-k` takes a key only as text).
+    pub fn key(&self, serial: &str) -> String {
+        // HMAC accepts keys of any length, so keying cannot fail.
+        #[allow(clippy::expect_used)]
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(serial.as_bytes());
+        let full: [u8; 32] = mac.finalize().into_bytes().into();
+        hex(&full[..16])
     }
 }
 

@@ -30,6 +30,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use cache::AuthCache;
+pub use identity::PskRoot;
 use identity::{SecretKey, clip_meta, lock_dir, sha256, valid_device_id, valid_name};
 use job::{Job, WriteCtx};
 use writer::{Shared, Writer};
@@ -112,6 +113,8 @@ struct Inner {
     reader: Mutex<Connection>,
     /// The same clock the writer uses, for reads that compare with "now".
     clock: Clock,
+    /// Where LwM2M devices' pre-shared keys come from.
+    psk_root: PskRoot,
     // Declared last so it is released only after the writer and reader connections closed.
     _dir_lock: std::fs::File,
 }
@@ -155,6 +158,7 @@ impl Registry {
             source,
         })?;
         let key = SecretKey::load_or_create(dir, db_exists, options.new_key)?;
+        let psk_root = key.psk_root();
         let dir_lock = lock_dir(dir)?;
         let conn = schema::open_writer(&db_path)?;
         let cache = AuthCache::load(&conn)?;
@@ -172,10 +176,17 @@ impl Registry {
                 writer_thread: Mutex::new(Some(handle)),
                 shared,
                 reader: Mutex::new(reader),
+                psk_root,
                 clock,
                 _dir_lock: dir_lock,
             }),
         })
+    }
+
+    /// Where LwM2M devices' pre-shared keys come from (the same for the life of the data
+    /// folder's key).
+    pub fn psk_root(&self) -> &PskRoot {
+        &self.inner.psk_root
     }
 
     /// The data directory.

@@ -28,6 +28,8 @@ pub struct TestBackend {
     pub http: SocketAddr,
     /// The LwM2M front (CoAP over UDP).
     pub lwm2m: SocketAddr,
+    /// The LwM2M front over DTLS with a pre-shared key.
+    pub lwm2m_dtls: SocketAddr,
     /// The backend's parts, for looking at counters directly.
     pub backend: Backend,
     /// Its data folder.
@@ -70,6 +72,8 @@ impl TestBackend {
         let lwm2m = UdpSocket::bind("127.0.0.1:0").await.expect("bind lwm2m");
         let (mqtt_addr, http_addr) = (mqtt.local_addr().expect("addr"), http.local_addr().expect("addr"));
         let lwm2m_addr = lwm2m.local_addr().expect("addr");
+        let lwm2m_dtls = UdpSocket::bind("127.0.0.1:0").await.expect("bind lwm2m over DTLS");
+        let lwm2m_dtls_addr = lwm2m_dtls.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let serving = backend.clone();
         let token = shutdown.clone();
@@ -77,6 +81,7 @@ impl TestBackend {
             mqtt,
             mqtts: None,
             lwm2m: Some(lwm2m),
+            lwm2m_dtls: Some(lwm2m_dtls),
             http,
         };
         let task = tokio::spawn(async move {
@@ -86,6 +91,7 @@ impl TestBackend {
             mqtt: mqtt_addr,
             http: http_addr,
             lwm2m: lwm2m_addr,
+            lwm2m_dtls: lwm2m_dtls_addr,
             backend,
             dir,
             shutdown,

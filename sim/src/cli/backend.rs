@@ -54,6 +54,8 @@ pub struct BackendArgs<'a> {
     pub mqtts: Option<SocketAddr>,
     /// LwM2M (CoAP over UDP) listen address, if LwM2M devices may register.
     pub lwm2m: Option<SocketAddr>,
+    /// LwM2M over DTLS with a pre-shared key, if devices may come so (with `lwm2m`).
+    pub lwm2m_dtls: Option<SocketAddr>,
     /// Claims to create if missing.
     pub claims: &'a [ClaimArg],
 }
@@ -109,6 +111,19 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
         ),
         None => None,
     };
+    let lwm2m_dtls = match (args.lwm2m_dtls, &lwm2m) {
+        (Some(addr), Some(_)) => Some(
+            UdpSocket::bind(addr)
+                .await
+                .map_err(|e| CliError::Backend(format!("cannot listen for LwM2M over DTLS on {addr}: {e}")))?,
+        ),
+        (Some(_), None) => {
+            return Err(CliError::Usage(
+                "--lwm2m-dtls serves the LwM2M front over DTLS: give --lwm2m as well".to_owned(),
+            ));
+        }
+        (None, _) => None,
+    };
     let (mqtt_addr, http_addr) = (mqtt.local_addr()?, http.local_addr()?);
     writeln!(
         out,
@@ -126,6 +141,9 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
     if let Some(socket) = &lwm2m {
         writeln!(out, "fleetsim backend: lwm2m {}", socket.local_addr()?)?;
     }
+    if let Some(socket) = &lwm2m_dtls {
+        writeln!(out, "fleetsim backend: lwm2m over DTLS {}", socket.local_addr()?)?;
+    }
     out.flush()?;
 
     let shutdown = CancellationToken::new();
@@ -139,6 +157,7 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
         mqtt,
         mqtts,
         lwm2m,
+        lwm2m_dtls,
         http,
     };
     backend.serve_on(listeners, shutdown).await?;

@@ -177,6 +177,7 @@ fn start_in_process(
         mqtt,
         mqtts,
         lwm2m: Some(lwm2m),
+        lwm2m_dtls: None,
         http,
     };
     let server = runtime.spawn(async move { serving.serve_on(listeners, token).await });
