@@ -26,7 +26,7 @@ use gateway::{Gateway, Limits};
 use lwm2m::Lwm2mFront;
 use ota::campaign::CampaignRunner;
 use ota::firmware::{FirmwareError, FirmwareStore};
-use registry::{Registry, RegistryError, RegistryOptions};
+use registry::{PskRoot, Registry, RegistryError, RegistryOptions};
 
 /// The backend's parts, opened on a data folder and not yet serving.
 #[derive(Debug, Clone)]
@@ -171,8 +171,9 @@ pub struct Listeners {
     pub mqtts: Option<(TcpListener, GatewayTls)>,
     /// LwM2M devices over CoAP.
     pub lwm2m: Option<UdpSocket>,
-    /// LwM2M devices over CoAP over DTLS with a pre-shared key (with `lwm2m` only).
-    pub lwm2m_dtls: Option<UdpSocket>,
+    /// LwM2M devices over CoAP over DTLS with a pre-shared key (with `lwm2m` only), and the
+    /// root of the devices' keys (the registry's when `None`).
+    pub lwm2m_dtls: Option<(UdpSocket, Option<PskRoot>)>,
     /// The operator API and firmware downloads.
     pub http: TcpListener,
 }

@@ -9,9 +9,9 @@
 use std::cell::RefCell;
 use std::path::Path;
 
+use fleetsim::dialect::lwm2m::Lwm2m;
 use fleetsim::dialect::lwm2m::device::{Device, answer};
 use fleetsim::dialect::lwm2m::formats::{Format, decode_integer};
-use fleetsim::dialect::lwm2m::Lwm2m;
 use fleetsim::dialect::{DeviceCx, Devices, Shared};
 use fleetsim::scenario::{DeviceModel, parse_model};
 use libfuzzer_sys::fuzz_target;
@@ -26,7 +26,7 @@ thread_local! {
         parse_model(Path::new("m.toml"), MODEL).expect("the model parses"),
         Shared::default(),
     );
-    static DEVICE: RefCell<Device> = RefCell::new(Lwm2m { addr: ([127, 0, 0, 1], 5683).into(), reference: None }.wake(None));
+    static DEVICE: RefCell<Device> = RefCell::new(Lwm2m { addr: ([127, 0, 0, 1], 5683).into(), reference: None, secured: None }.wake(None));
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -42,7 +42,13 @@ fuzz_target!(|data: &[u8]| {
             let _ = answer(&cx, &mut device.borrow_mut(), data);
         });
     });
-    for format in [Format::Text, Format::Tlv, Format::Json, Format::SenmlJson, Format::LinkFormat] {
+    for format in [
+        Format::Text,
+        Format::Tlv,
+        Format::Json,
+        Format::SenmlJson,
+        Format::LinkFormat,
+    ] {
         let _ = decode_integer(format, data);
     }
 });

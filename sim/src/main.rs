@@ -118,6 +118,11 @@ enum Command {
         /// answer (`psk`).
         #[arg(long, value_name = "ADDR")]
         lwm2m_dtls: Option<SocketAddr>,
+        /// Make the LwM2M devices' DTLS keys from this secret, so a fleet that knows it knows
+        /// every key (a scenario's `[backend.psk] secret_env`); the registry's own key's
+        /// otherwise.
+        #[arg(long, value_name = "SECRET", requires = "lwm2m_dtls")]
+        lwm2m_psk_secret: Option<String>,
         /// Create this provisioning claim at start unless it exists (repeatable).
         #[arg(long, value_name = "NAME:SECRET[:GROUP]")]
         claim: Vec<ClaimArg>,
@@ -310,6 +315,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
             mqtts,
             lwm2m,
             lwm2m_dtls,
+            lwm2m_psk_secret,
             claim,
         } => {
             let args = BackendArgs {
@@ -319,6 +325,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
                 mqtts,
                 lwm2m,
                 lwm2m_dtls,
+                lwm2m_psk_secret: lwm2m_psk_secret.as_deref(),
                 claims: &claim,
             };
             cli::backend::backend(&args, out)?

@@ -63,6 +63,7 @@ fn an_idle_devices_task_is_small_whatever_its_backend() {
             task_size(Embedded {
                 mqtt: addr(),
                 lwm2m: None,
+                lwm2m_dtls: None,
                 api: addr(),
                 claim_secret: "s".into(),
                 tls: None,
@@ -93,6 +94,7 @@ fn an_idle_devices_task_is_small_whatever_its_backend() {
             task_size(Lwm2m {
                 addr: addr(),
                 reference: None,
+                secured: None,
             }),
         ),
     ];

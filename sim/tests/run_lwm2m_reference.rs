@@ -97,6 +97,88 @@ fn lwm2m_devices_are_operated_through_the_reference_backend() {
     check(&summary(&out));
 }
 
+/// The same fleet registering over DTLS with pre-shared keys (`[backend.psk]`): each meter
+/// provisions in the clear, then registers with the backend's DTLS listener under its serial
+/// with the key its provisioning answer gave (the run makes the keys' root from the seed, as
+/// the backend it starts does), and the config push, the reboots and the decommissioning
+/// reach it through its DTLS session.
+#[test]
+fn lwm2m_devices_register_over_dtls_with_pre_shared_keys() {
+    let dir = scratch("run-lwm2m-reference-dtls");
+    let file = scenario(&dir, PHASES);
+    secured(&file);
+    let out = dir.join("report");
+    assert_exit(&binary::run_headless(&file, &out), 0);
+    let summary = summary(&out);
+    check(&summary);
+    assert!(
+        counter(&summary, "tls.handshakes.full") >= DEVICES,
+        "a DTLS handshake at least per meter: {}",
+        summary["metrics"]["counters"]
+    );
+    assert_eq!(counter(&summary, "errors.tls_handshake"), 0);
+}
+
+/// The same against a standalone backend serving DTLS with keys from a secret the scenario
+/// names through an environment variable (`secret_env`).
+#[test]
+fn a_standalone_backend_serves_dtls_with_keys_from_a_shared_secret() {
+    let dir = scratch("run-lwm2m-reference-dtls-standalone");
+    let backend = standalone::process(
+        &dir.join("data"),
+        &[
+            "--lwm2m",
+            "127.0.0.1:0",
+            "--lwm2m-dtls",
+            "127.0.0.1:0",
+            "--lwm2m-psk-secret",
+            "fleet-secret-7",
+        ],
+        3,
+    );
+    assert!(
+        backend.lines[2].starts_with("fleetsim backend: lwm2m over DTLS 127.0.0.1:"),
+        "{}",
+        backend.lines[2]
+    );
+    let file = scenario(&dir, PHASES);
+    secured(&file);
+    let text = std::fs::read_to_string(&file).expect("scenario");
+    std::fs::write(
+        &file,
+        text.replace("[backend.psk]\n", "[backend.psk]\nsecret_env = \"FLEET_PSK_SECRET\"\n"),
+    )
+    .expect("scenario");
+    let out = dir.join("report");
+    let api = format!("http://{}", backend.http);
+    let args = [
+        "run".as_ref(),
+        file.as_os_str(),
+        "--backend".as_ref(),
+        api.as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--headless".as_ref(),
+    ];
+    let output = binary::fleetsim_env(&args, &[("FLEET_PSK_SECRET".to_owned(), "fleet-secret-7".to_owned())]);
+    drop(backend);
+    assert_exit(&output, 0);
+    let summary = summary(&out);
+    check(&summary);
+    assert!(counter(&summary, "tls.handshakes.full") >= DEVICES);
+}
+
+/// Adds `[backend.psk]` to the scenario in `file`.
+fn secured(file: &Path) {
+    let text = std::fs::read_to_string(file).expect("scenario");
+    assert!(text.contains("kind = \"lwm2m\"\n"));
+    std::fs::write(
+        file,
+        text.replace("kind = \"lwm2m\"\n", "kind = \"lwm2m\"\n[backend.psk]\n"),
+    )
+    .expect("scenario");
+}
+
 /// A `fleetsim backend --lwm2m` of its own, named by its operator API's URL: the run finds
 /// where the LwM2M front listens from `/healthz`, and everything adds up as in process.
 #[test]

@@ -106,6 +106,11 @@ impl Secured {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Serial `serial`'s key, as its provisioning answer gives it.
+    pub(crate) fn key(&self, serial: &str) -> String {
+        self.keys.root.key(serial)
+    }
+
     /// Whether `peer` speaks to the front through a session.
     pub(crate) fn holds(&self, peer: SocketAddr) -> bool {
         self.sessions().contains_key(&peer)

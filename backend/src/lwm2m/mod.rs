@@ -41,6 +41,7 @@ use crate::gateway::sessions::{Live, OUTBOUND_CHANNEL};
 use crate::gateway::stats::bump;
 use crate::gateway::{Gateway, Shared};
 use crate::ota::firmware::FirmwareStore;
+use crate::registry::PskRoot;
 use crate::registry::{ClaimAuth, DeviceState, ProvisionMeta, ProvisionOutcome, system_clock_ms};
 use dtls::Secured;
 use exchanges::{Exchanges, Matched, token_of};
@@ -146,10 +147,13 @@ impl Lwm2mFront {
         gateway: &Gateway,
         socket: UdpSocket,
         firmware: FirmwareStore,
-        dtls: Option<UdpSocket>,
+        dtls: Option<(UdpSocket, Option<PskRoot>)>,
     ) -> Result<Self, String> {
         let secured = match dtls {
-            Some(socket) => Some(Secured::new(socket, gateway.shared.registry.psk_root().clone())?),
+            Some((socket, root)) => {
+                let root = root.unwrap_or_else(|| gateway.shared.registry.psk_root().clone());
+                Some(Secured::new(socket, root)?)
+            }
             None => None,
         };
         let mut seed = [0u8; 8];
@@ -554,9 +558,9 @@ async fn provision(
             bump(&stats.provision_accepted);
             front.serials().insert(serial.into(), device_id.as_str().into());
             let mut body = serde_json::json!({ "device_id": device_id, "token": token, "group": group });
-            if front.secured.is_some() {
+            if let Some(secured) = &front.secured {
                 // The device's DTLS key (its identity: its serial), for the DTLS listener.
-                body["psk"] = front.gateway.registry.psk_root().key(serial).into();
+                body["psk"] = secured.key(serial).into();
             }
             (ResponseType::Created, body)
         }

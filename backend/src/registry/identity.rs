@@ -132,7 +132,7 @@ impl SecretKey {
     /// The key the pre-shared keys of LwM2M devices come from: HMAC(key, "lwm2m psk"), so the
     /// registry's own key never leaves the writer.
     pub fn psk_root(&self) -> PskRoot {
-        PskRoot(self.mac(&[b"lwm2m psk"]))
+        PskRoot::from_registry_key(&self.0)
     }
 
     /// `"d-"` + first 20 hex chars of HMAC(key, "device\0" serial "\0" generation).
@@ -156,7 +156,7 @@ impl SecretKey {
 /// Where LwM2M devices' pre-shared keys come from (DTLS with PSK): one per serial, the same
 /// every time, so a device provisioned once handshakes with the key it was given.
 #[derive(Clone)]
-pub struct PskRoot([u8; 32]);
+pub struct PskRoot(Vec<u8>);
 
 impl std::fmt::Debug for PskRoot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,17 +165,34 @@ impl std::fmt::Debug for PskRoot {
 }
 
 impl PskRoot {
-    /// Serial `serial`'s key: the first 16 bytes of HMAC(root, serial) as 32 lowercase hex
-    /// characters, and those characters are the key's bytes. 128 bits, as text, so every DTLS
-    /// tool takes it as given (libcoap's `-k` takes a key only as text).
-    pub fn key(&self, serial: &str) -> String {
-        // HMAC accepts keys of any length, so keying cannot fail.
-        #[allow(clippy::expect_used)]
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(serial.as_bytes());
-        let full: [u8; 32] = mac.finalize().into_bytes().into();
-        hex(&full[..16])
+    /// The root a registry whose secret key is `key` gives its devices' keys from:
+    /// HMAC(key, "lwm2m psk").
+    pub fn from_registry_key(key: &[u8]) -> Self {
+        Self(hmac(key, b"lwm2m psk").to_vec())
     }
+
+    /// A root given as a secret (`fleetsim backend --lwm2m-psk-secret`, or a scenario's
+    /// `[backend.psk] secret_env`): each device's key is then made from the secret and its
+    /// serial alone, so a fleet that knows the secret knows every key.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        Self(secret.to_vec())
+    }
+
+    /// Serial `serial`'s key: the first 16 bytes of HMAC-SHA256(root, serial) as 32 lowercase
+    /// hex characters, and those characters are the key's bytes. 128 bits, as text, so every
+    /// DTLS tool takes it as given (libcoap's `-k` takes a key only as text).
+    pub fn key(&self, serial: &str) -> String {
+        hex(&hmac(&self.0, serial.as_bytes())[..16])
+    }
+}
+
+/// HMAC-SHA256 of `message` under `key`.
+fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so keying cannot fail.
+    #[allow(clippy::expect_used)]
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// Takes an exclusive advisory lock on the key file, held as long as the returned handle

@@ -81,7 +81,7 @@ impl TestBackend {
             mqtt,
             mqtts: None,
             lwm2m: Some(lwm2m),
-            lwm2m_dtls: Some(lwm2m_dtls),
+            lwm2m_dtls: Some((lwm2m_dtls, None)),
             http,
         };
         let task = tokio::spawn(async move {

@@ -56,6 +56,8 @@ pub struct BackendArgs<'a> {
     pub lwm2m: Option<SocketAddr>,
     /// LwM2M over DTLS with a pre-shared key, if devices may come so (with `lwm2m`).
     pub lwm2m_dtls: Option<SocketAddr>,
+    /// The secret devices' keys are made from (the registry's key's when `None`).
+    pub lwm2m_psk_secret: Option<&'a str>,
     /// Claims to create if missing.
     pub claims: &'a [ClaimArg],
 }
@@ -112,11 +114,13 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
         None => None,
     };
     let lwm2m_dtls = match (args.lwm2m_dtls, &lwm2m) {
-        (Some(addr), Some(_)) => Some(
+        (Some(addr), Some(_)) => Some((
             UdpSocket::bind(addr)
                 .await
                 .map_err(|e| CliError::Backend(format!("cannot listen for LwM2M over DTLS on {addr}: {e}")))?,
-        ),
+            args.lwm2m_psk_secret
+                .map(|secret| fleetsim_backend::registry::PskRoot::from_secret(secret.as_bytes())),
+        )),
         (Some(_), None) => {
             return Err(CliError::Usage(
                 "--lwm2m-dtls serves the LwM2M front over DTLS: give --lwm2m as well".to_owned(),
@@ -141,7 +145,7 @@ async fn run(args: &BackendArgs<'_>, out: &mut dyn Write) -> Result<Exit, CliErr
     if let Some(socket) = &lwm2m {
         writeln!(out, "fleetsim backend: lwm2m {}", socket.local_addr()?)?;
     }
-    if let Some(socket) = &lwm2m_dtls {
+    if let Some((socket, _)) = &lwm2m_dtls {
         writeln!(out, "fleetsim backend: lwm2m over DTLS {}", socket.local_addr()?)?;
     }
     out.flush()?;

@@ -98,6 +98,27 @@ pub struct BackendSection {
     /// For an `mqtts://` url: how devices speak TLS.
     #[serde(default)]
     pub tls: Option<TlsSection>,
+    /// For the `lwm2m` dialect: devices register over DTLS with pre-shared keys.
+    #[serde(default)]
+    pub psk: Option<PskSection>,
+}
+
+/// `[backend.psk]`: LwM2M devices register over DTLS 1.2 with a pre-shared key, their
+/// endpoint name (serial) as the PSK identity. The keys' secrets come from environment
+/// variables: secrets never live in scenario files or reports.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PskSection {
+    /// The environment variable holding the fleet's secret: each device's key is the first 16
+    /// bytes of HMAC-SHA256(secret, serial) as 32 lowercase hex characters (the characters
+    /// are the key's bytes), as `fleetsim backend --lwm2m-psk-secret` makes them. For the
+    /// reference backend in this process it may be left out (the run makes one from the seed).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The environment variable holding one key for every device (its text is the key's
+    /// bytes), for a server that gives a whole fleet one key.
+    #[serde(default)]
+    pub key_env: Option<String>,
 }
 
 /// `[backend.tls]`: how devices speak TLS to an `mqtts://` backend: the CA the server's
@@ -202,6 +223,7 @@ impl BackendSection {
             user_env: None,
             password_env: None,
             tls: None,
+            psk: None,
         }
     }
 
@@ -216,6 +238,7 @@ impl BackendSection {
             ("user_env", self.user_env.is_some()),
             ("password_env", self.password_env.is_some()),
             ("tls", self.tls.is_some()),
+            ("psk", self.psk.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))

@@ -68,6 +68,7 @@ impl InProcess {
         Embedded {
             mqtt: self.mqtt,
             lwm2m: None,
+            lwm2m_dtls: None,
             api: self.http,
             claim_secret: "run-secret".into(),
             tls: None,

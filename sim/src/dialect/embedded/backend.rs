@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use fleetsim_backend::gateway::Limits;
 use fleetsim_backend::gateway::stream::GatewayTls;
-use fleetsim_backend::registry::{KEY_LEN, RegistryOptions};
+use fleetsim_backend::registry::{KEY_LEN, PskRoot, RegistryOptions};
 use fleetsim_backend::{Backend, Listeners};
 use serde_json::json;
 use tokio::net::{TcpListener, UdpSocket};
@@ -41,18 +41,20 @@ pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, Start
         .enable_all()
         .build()
         .map_err(|e| failed(e.to_string()))?;
-    let (hosted, api, mqtt, lwm2m, tls) = match &backend.api {
+    let (hosted, api, mqtt, lwm2m, tls, lwm2m_dtls) = match &backend.api {
         Some(api_url) => {
             let api = url_addr(api_url, "http://").ok_or_else(|| {
                 StartError::Unsupported(format!(
                     "{api_url}: fleetsim run needs an IP address and port in an http:// api url so far"
                 ))
             })?;
-            // An LwM2M fleet's url names the backend's LwM2M front; an MQTT fleet's its gateway.
-            let scheme = match (backend.kind, backend.tls.is_some()) {
-                (BackendKind::Lwm2m, _) => "coap://",
-                (_, true) => "mqtts://",
-                (_, false) => "mqtt://",
+            // An LwM2M fleet's url names the backend's LwM2M front (its DTLS listener, with
+            // [backend.psk]); an MQTT fleet's its gateway.
+            let scheme = match (backend.kind, backend.tls.is_some(), backend.psk.is_some()) {
+                (BackendKind::Lwm2m, _, false) => "coap://",
+                (BackendKind::Lwm2m, _, true) => "coaps://",
+                (_, true, _) => "mqtts://",
+                (_, false, _) => "mqtt://",
             };
             let given = match backend.url.as_deref() {
                 Some(url) => Some(
@@ -61,28 +63,39 @@ pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, Start
                 ),
                 None => None,
             };
-            let (mqtt, lwm2m) = match (backend.kind, given) {
+            let (mqtt, lwm2m, lwm2m_dtls) = match (backend.kind, given) {
                 (BackendKind::Lwm2m, given) => {
-                    let (mqtt, served) = runtime.block_on(gateway_of(api))?;
-                    (mqtt, given.or(served))
+                    let served = runtime.block_on(gateway_of(api))?;
+                    match backend.psk {
+                        Some(_) => (served.mqtt, served.lwm2m, given.or(served.lwm2m_dtls)),
+                        None => (served.mqtt, given.or(served.lwm2m), None),
+                    }
                 }
-                (_, Some(mqtt)) => (mqtt, None),
-                (_, None) => runtime.block_on(gateway_of(api))?,
+                (_, Some(mqtt)) => (mqtt, None, None),
+                (_, None) => {
+                    let served = runtime.block_on(gateway_of(api))?;
+                    (served.mqtt, served.lwm2m, None)
+                }
             };
             let tls = match &backend.tls {
                 Some(section) => Some(Arc::new(DeviceTls::new(section, &mqtt.ip().to_string())?)),
                 None => None,
             };
-            (None, api, mqtt, lwm2m, tls)
+            (None, api, mqtt, lwm2m, tls, lwm2m_dtls)
         }
         None => {
-            let started = start_in_process(runtime, out, scenario.seed, backend.tls.as_ref())?;
+            let psk_root = match &backend.psk {
+                Some(_) => Some(in_process_psk_root(scenario)?),
+                None => None,
+            };
+            let started = start_in_process(runtime, out, scenario.seed, backend.tls.as_ref(), psk_root)?;
             (
                 Some(started.hosted),
                 started.api,
                 started.mqtt,
                 Some(started.lwm2m),
                 started.tls,
+                started.lwm2m_dtls,
             )
         }
     };
@@ -102,6 +115,7 @@ pub fn start(scenario: &Scenario, out: &Path) -> Result<Started<Embedded>, Start
         dialect: Embedded {
             mqtt,
             lwm2m,
+            lwm2m_dtls,
             api,
             claim_secret: secret,
             tls,
@@ -117,6 +131,8 @@ struct InProcess {
     /// The gateway: its TLS listener when the scenario has `[backend.tls]`.
     mqtt: SocketAddr,
     lwm2m: SocketAddr,
+    /// The LwM2M front's DTLS listener, when the scenario has `[backend.psk]`.
+    lwm2m_dtls: Option<SocketAddr>,
     tls: Option<Arc<DeviceTls>>,
 }
 
@@ -128,6 +144,7 @@ fn start_in_process(
     out: &Path,
     seed: u64,
     tls: Option<&TlsSection>,
+    psk_root: Option<PskRoot>,
 ) -> Result<InProcess, StartError> {
     let failed = |why: String| StartError::Backend(format!("embedded backend: {why}"));
     // Each run starts the in-process backend empty: a report folder used again must not
@@ -171,13 +188,26 @@ fn start_in_process(
         }
         None => (None, None),
     };
+    let lwm2m_dtls = match psk_root {
+        Some(root) => {
+            let socket = runtime
+                .block_on(UdpSocket::bind("127.0.0.1:0"))
+                .map_err(|e| failed(e.to_string()))?;
+            Some((socket, Some(root)))
+        }
+        None => None,
+    };
+    let lwm2m_dtls_addr = match &lwm2m_dtls {
+        Some((socket, _)) => Some(socket.local_addr().map_err(|e| failed(e.to_string()))?),
+        None => None,
+    };
     let stop = CancellationToken::new();
     let (serving, token) = (backend.clone(), stop.clone());
     let listeners = Listeners {
         mqtt,
         mqtts,
         lwm2m: Some(lwm2m),
-        lwm2m_dtls: None,
+        lwm2m_dtls,
         http,
     };
     let server = runtime.spawn(async move { serving.serve_on(listeners, token).await });
@@ -194,7 +224,27 @@ fn start_in_process(
         api,
         mqtt: mqtt_addr,
         lwm2m: lwm2m_addr,
+        lwm2m_dtls: lwm2m_dtls_addr,
         tls: device_tls,
+    })
+}
+
+/// The root of the in-process backend's LwM2M keys: the secret `[backend.psk] secret_env`
+/// names, or, without one, the one the backend's own key (from the seed) gives. The devices
+/// make their keys from the same root ([`super::super::lwm2m`]).
+pub fn in_process_psk_root(scenario: &Scenario) -> Result<PskRoot, StartError> {
+    match scenario.backend.psk.as_ref().and_then(|psk| psk.secret_env.as_deref()) {
+        Some(name) => psk_secret(name).map(|secret| PskRoot::from_secret(secret.as_bytes())),
+        None => Ok(PskRoot::from_registry_key(&backend_key(scenario.seed))),
+    }
+}
+
+/// The value of environment variable `name`, which holds a PSK secret or key.
+pub fn psk_secret(name: &str) -> Result<String, StartError> {
+    std::env::var(name).map_err(|_| {
+        StartError::Backend(format!(
+            "[backend.psk]: environment variable {name} is not set; set it to the secret the server's keys come from"
+        ))
     })
 }
 
@@ -229,17 +279,29 @@ pub fn gateway_tls(data: &Path) -> Result<(GatewayTls, PathBuf), String> {
     Ok((tls, if server_ca.exists() { server_ca } else { ca_cert }))
 }
 
+/// Where a reference backend serves devices, as its `/healthz` says.
+struct Served {
+    mqtt: SocketAddr,
+    lwm2m: Option<SocketAddr>,
+    lwm2m_dtls: Option<SocketAddr>,
+}
+
 /// Asks a reference backend's API where its device gateway listens, and its LwM2M front
-/// when it serves one.
-async fn gateway_of(api: SocketAddr) -> Result<(SocketAddr, Option<SocketAddr>), StartError> {
+/// (and that front's DTLS listener) when it serves one.
+async fn gateway_of(api: SocketAddr) -> Result<Served, StartError> {
     let unreachable = |why: String| StartError::Backend(format!("embedded backend: http://{api}/healthz: {why}"));
     match request_json(api, Method::GET, "/healthz", None).await {
         Ok((200, health)) => {
             let lwm2m = health["lwm2m"].as_str().and_then(|a| a.parse().ok());
+            let lwm2m_dtls = health["lwm2m_dtls"].as_str().and_then(|a| a.parse().ok());
             health["mqtt"]
                 .as_str()
                 .and_then(|a| a.parse().ok())
-                .map(|mqtt| (mqtt, lwm2m))
+                .map(|mqtt| Served {
+                    mqtt,
+                    lwm2m,
+                    lwm2m_dtls,
+                })
                 .ok_or_else(|| unreachable(format!("no gateway address in {health}; is this a fleetsim backend?")))
         }
         Ok((status, answer)) => Err(unreachable(format!("{status} {answer}"))),

@@ -30,6 +30,8 @@ pub struct Embedded {
     pub mqtt: SocketAddr,
     /// Its LwM2M front's address, when it serves one.
     pub lwm2m: Option<SocketAddr>,
+    /// That front's DTLS listener, when the scenario's devices register over DTLS.
+    pub lwm2m_dtls: Option<SocketAddr>,
     /// The operator API's address.
     pub api: SocketAddr,
     /// The secret of the run's claims.

@@ -51,7 +51,9 @@ use crate::model::ota::Delivery;
 use crate::transport::blockwise::{self, Block, BlockwiseError};
 use crate::transport::coap;
 use crate::transport::datagram::Datagram;
+use crate::transport::dtls::DtlsError;
 use crate::transport::exhausted_here;
+use crate::transport::tls::TlsFailure;
 
 impl Lwm2m {
     /// A refusal of a provisioned device by the reference backend is its decommissioning.
@@ -59,6 +61,30 @@ impl Lwm2m {
         match fault {
             Fault::Auth if self.reference.is_some() => Fault::Retired,
             other => other,
+        }
+    }
+}
+
+impl Lwm2m {
+    /// Opens the device's socket to its server: over DTLS, with its own key, for a secured
+    /// server (the handshake timed as `tls.handshake.latency`, counted as a full handshake;
+    /// one that fails is `errors.tls_handshake`, one unanswered `errors.timeout`).
+    async fn open_server(&self, cx: &DeviceCx<'_>) -> Result<Datagram, Fault> {
+        let Some(secured) = &self.secured else {
+            return open(self.addr, cx).await;
+        };
+        let started = Instant::now();
+        let psk = secured.psk(&cx.serial());
+        match Datagram::open_secured(secured.addr, cx.source, &psk, started + cx.model.link.connect_timeout).await {
+            Ok(endpoint) => {
+                cx.record(Latency::TlsHandshake, started);
+                cx.count(Counter::TlsFull);
+                Ok(endpoint)
+            }
+            Err(DtlsError::Timeout) => Err(Fault::Timeout),
+            Err(DtlsError::Io(kind)) if exhausted_here(&std::io::Error::from(kind)) => Err(Fault::Local),
+            Err(DtlsError::Io(_)) => Err(Fault::Refused),
+            Err(DtlsError::Handshake(_)) => Err(Fault::Tls(TlsFailure::Handshake)),
         }
     }
 }
@@ -310,7 +336,7 @@ impl Devices for Lwm2m {
     /// Opens the device's socket and registers, or updates the registration it holds (a
     /// server that no longer knows it gets a new one).
     async fn connect(&self, cx: &DeviceCx<'_>, device: &mut Device, session: Session) -> Result<Link, Fault> {
-        let endpoint = open(self.addr, cx).await?;
+        let endpoint = self.open_server(cx).await?;
         if device.lifetime_s == 0 {
             device.lifetime_s = lifetime_s(cx);
         }
@@ -472,7 +498,7 @@ impl Devices for Lwm2m {
         };
         let endpoint = match std::mem::take(link) {
             Link::Datagram(endpoint) => endpoint,
-            _ => match open(self.addr, cx).await {
+            _ => match self.open_server(cx).await {
                 Ok(endpoint) => endpoint,
                 Err(fault) => {
                     cx.count(fault.counter());
@@ -1718,6 +1744,7 @@ mod tests {
         let mut device = Lwm2m {
             addr: ([127, 0, 0, 1], 5683).into(),
             reference: None,
+            secured: None,
         }
         .wake(None);
         device.reading = 21.5;

@@ -1,6 +1,7 @@
-//! An LwM2M server's `[backend]` keys: a `coap://` url for any server; none for the reference
-//! backend started in this process; `api` (with an optional `coap://` url) for a running
-//! `fleetsim backend --lwm2m`. Against any server only the phases devices live by themselves
+//! An LwM2M server's `[backend]` keys: a `coap://` url for any server, or a `coaps://` one with
+//! `[backend.psk]` (devices register over DTLS with pre-shared keys); none for the reference
+//! backend started in this process (`[backend.psk]`: over its DTLS listener); `api` (with an
+//! optional url) for a running `fleetsim backend --lwm2m`. Against any server only the phases devices live by themselves
 //! run (outages, faults, and decommissioning, in which the devices picked De-register);
 //! against the reference backend, every phase its LwM2M front has a form for.
 
@@ -11,14 +12,45 @@ use crate::scenario::units::DisplayDuration;
 use crate::scenario::{Action, Backend, KeyError, Scenario};
 
 impl Keys for Lwm2m {
-    const KEYS: &'static [&'static str] = &[];
+    const KEYS: &'static [&'static str] = &["psk"];
 
     fn check_keys(section: &Backend) -> Result<(), KeyError> {
         if let Some(url) = &section.url {
-            check_url(url, &["coap"]).map_err(|m| KeyError::new("url", m))?;
+            check_url(url, &["coap", "coaps"]).map_err(|m| KeyError::new("url", m))?;
+            let secured = url.starts_with("coaps://");
+            if secured != section.psk.is_some() {
+                return Err(KeyError::new(
+                    "url",
+                    "a coaps:// url goes with [backend.psk] (the devices' keys), a coap:// url with none",
+                ));
+            }
         }
         if let Some(api) = &section.api {
             check_url(api, &["http", "https"]).map_err(|m| KeyError::new("api", m))?;
+        }
+        if let Some(psk) = &section.psk {
+            let in_process = section.url.is_none() && section.api.is_none();
+            match (&psk.secret_env, &psk.key_env) {
+                (Some(_), Some(_)) => {
+                    return Err(KeyError::new(
+                        "psk",
+                        "secret_env (a key for each device) or key_env (one key for all), not both",
+                    ));
+                }
+                (None, None) if !in_process => {
+                    return Err(KeyError::new(
+                        "psk",
+                        "missing: secret_env (each device's key made from the secret the server was given) or key_env (one key for every device)",
+                    ));
+                }
+                (None, Some(_)) if section.api.is_some() || in_process => {
+                    return Err(KeyError::new(
+                        "psk",
+                        "key_env: the reference backend gives each device a key of its own; name its secret with secret_env (fleetsim backend --lwm2m-psk-secret), or leave both out for the backend in this process",
+                    ));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -56,7 +88,7 @@ impl Keys for Lwm2m {
     /// operator API (its devices register where its `/healthz` says).
     fn aim(backend: &mut Backend, url: &str) -> Result<(), String> {
         match url.split_once("://").map(|(scheme, _)| scheme) {
-            Some("coap") => {
+            Some("coap" | "coaps") => {
                 backend.url = Some(url.to_owned());
                 backend.api = None;
                 Ok(())
@@ -77,14 +109,41 @@ impl Keys for Lwm2m {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::file::BackendKind;
+    use crate::scenario::file::{BackendKind, PskSection};
 
     #[test]
     fn a_server_is_a_coap_url_and_the_reference_backend_an_api_or_nothing() {
         let mut section = Backend::of(BackendKind::Lwm2m);
         assert_eq!(Lwm2m::check_keys(&section), Ok(()), "the backend in process");
         section.url = Some("coaps://127.0.0.1:5684".into());
-        assert_eq!(Lwm2m::check_keys(&section).map_err(|e| e.key), Err("url"));
+        assert_eq!(
+            Lwm2m::check_keys(&section).map_err(|e| e.key),
+            Err("url"),
+            "coaps without keys"
+        );
+        let psk = |secret: Option<&str>, key: Option<&str>| PskSection {
+            secret_env: secret.map(str::to_owned),
+            key_env: key.map(str::to_owned),
+        };
+        section.psk = Some(psk(None, None));
+        assert_eq!(
+            Lwm2m::check_keys(&section).map_err(|e| e.key),
+            Err("psk"),
+            "no keys named"
+        );
+        section.psk = Some(psk(Some("S"), Some("K")));
+        assert_eq!(Lwm2m::check_keys(&section).map_err(|e| e.key), Err("psk"), "both");
+        section.psk = Some(psk(None, Some("K")));
+        assert_eq!(Lwm2m::check_keys(&section), Ok(()), "one key for every device");
+        section.url = None;
+        assert_eq!(
+            Lwm2m::check_keys(&section).map_err(|e| e.key),
+            Err("psk"),
+            "the reference backend gives each device its own key"
+        );
+        section.psk = Some(psk(None, None));
+        assert_eq!(Lwm2m::check_keys(&section), Ok(()), "in process: keys from the seed");
+        section.psk = None;
         section.url = Some("coap://127.0.0.1:5683".into());
         assert_eq!(Lwm2m::check_keys(&section), Ok(()));
         section.api = Some("mqtt://127.0.0.1:8080".into());

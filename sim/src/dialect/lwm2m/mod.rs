@@ -22,7 +22,11 @@ pub mod objects;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
+use fleetsim_backend::registry::PskRoot;
+
+use super::embedded::backend::{in_process_psk_root, psk_secret};
 use super::embedded::{self, Embedded};
 use super::{
     BackendView, Dialect, Hosted, Operator, PhaseCx, Played, StartError, Started, StartedCampaign, Summary, ViewCx,
@@ -31,15 +35,60 @@ use super::{
 use crate::report::figures::CampaignView;
 use crate::scenario::Scenario;
 use crate::scenario::file::BackendKind;
+use crate::transport::dtls::Psk;
 
 /// An LwM2M server.
 #[derive(Debug, Clone)]
 pub struct Lwm2m {
-    /// The server's address.
+    /// The server's address (the reference backend's: where devices provision, and register
+    /// unless `secured`).
     pub addr: SocketAddr,
     /// The reference backend whose LwM2M front `addr` is, and whose operator API plays the
     /// phases; `None` for any other server.
     pub reference: Option<Embedded>,
+    /// Where and with what keys devices register over DTLS (`[backend.psk]`).
+    pub secured: Option<SecuredServer>,
+}
+
+/// A server devices register with over DTLS with pre-shared keys.
+#[derive(Debug, Clone)]
+pub struct SecuredServer {
+    /// Its DTLS address.
+    pub addr: SocketAddr,
+    keys: FleetKeys,
+}
+
+/// Where a fleet's pre-shared keys come from.
+#[derive(Clone)]
+enum FleetKeys {
+    /// Each device its own, made from a secret and its serial (as the reference backend
+    /// makes them).
+    Each(PskRoot),
+    /// One key for every device.
+    Shared(Arc<[u8]>),
+}
+
+impl std::fmt::Debug for FleetKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a key.
+        f.write_str(match self {
+            Self::Each(_) => "FleetKeys::Each",
+            Self::Shared(_) => "FleetKeys::Shared",
+        })
+    }
+}
+
+impl SecuredServer {
+    /// Device `serial`'s identity and key.
+    pub fn psk(&self, serial: &str) -> Psk {
+        Psk {
+            identity: serial.as_bytes().to_vec(),
+            key: match &self.keys {
+                FleetKeys::Each(root) => root.key(serial).into_bytes(),
+                FleetKeys::Shared(key) => key.to_vec(),
+            },
+        }
+    }
 }
 
 impl Lwm2m {
@@ -66,22 +115,69 @@ impl Dialect for Lwm2m {
                     scenario.backend.api.as_deref().unwrap_or("the api url"),
                 )));
             };
+            let secured = match &scenario.backend.psk {
+                Some(psk) => {
+                    let Some(dtls) = dialect.lwm2m_dtls else {
+                        if let Some(hosted) = hosted {
+                            hosted.stop();
+                        }
+                        return Err(StartError::Backend(format!(
+                            "{}: the backend serves LwM2M without DTLS; start it with `fleetsim backend --lwm2m ADDR --lwm2m-dtls ADDR --lwm2m-psk-secret SECRET`",
+                            scenario.file.display()
+                        )));
+                    };
+                    let root = match (&psk.secret_env, scenario.backend.api.is_some()) {
+                        (Some(name), true) => PskRoot::from_secret(psk_secret(name)?.as_bytes()),
+                        _ => in_process_psk_root(scenario)?,
+                    };
+                    Some(SecuredServer {
+                        addr: dtls,
+                        keys: FleetKeys::Each(root),
+                    })
+                }
+                None => None,
+            };
             return Ok(Started {
                 dialect: Lwm2m {
                     addr,
                     reference: Some(dialect),
+                    secured,
                 },
                 hosted,
             });
         }
         let url = scenario.backend.url.as_deref().unwrap_or_default();
-        let addr = url_addr(url, "coap://").ok_or_else(|| {
+        let scheme = if url.starts_with("coaps://") {
+            "coaps://"
+        } else {
+            "coap://"
+        };
+        let addr = url_addr(url, scheme).ok_or_else(|| {
             StartError::Unsupported(format!(
-                "{url}: fleetsim run needs an IP address and port in a coap:// url so far"
+                "{url}: fleetsim run needs an IP address and port in a {scheme} url so far"
             ))
         })?;
+        let secured = match &scenario.backend.psk {
+            Some(psk) => {
+                let keys = match (&psk.secret_env, &psk.key_env) {
+                    (Some(name), _) => FleetKeys::Each(PskRoot::from_secret(psk_secret(name)?.as_bytes())),
+                    (None, Some(name)) => FleetKeys::Shared(psk_secret(name)?.into_bytes().into()),
+                    (None, None) => {
+                        return Err(StartError::Backend(
+                            "[backend.psk]: name secret_env or key_env".to_owned(),
+                        ));
+                    }
+                };
+                Some(SecuredServer { addr, keys })
+            }
+            None => None,
+        };
         Ok(Started {
-            dialect: Lwm2m { addr, reference: None },
+            dialect: Lwm2m {
+                addr,
+                reference: None,
+                secured,
+            },
             hosted: None,
         })
     }
