@@ -608,15 +608,15 @@ async fn metrics_are_prometheus_text_with_gateway_and_registry_values() {
 #[tokio::test]
 async fn healthz_is_200_ok_with_the_active_device_count_and_the_gateway_address() {
     let t = TestBackend::start().await;
-    let (mqtt, lwm2m) = (t.mqtt.to_string(), t.lwm2m.to_string());
+    let (mqtt, lwm2m, dtls) = (t.mqtt.to_string(), t.lwm2m.to_string(), t.lwm2m_dtls.to_string());
     assert_eq!(
         get_ok(&t, "/healthz").await,
-        json!({ "status": "ok", "devices_active": 0, "mqtt": mqtt, "mqtts": null, "lwm2m": lwm2m })
+        json!({ "status": "ok", "devices_active": 0, "mqtt": mqtt, "mqtts": null, "lwm2m": lwm2m, "lwm2m_dtls": dtls })
     );
     t.provision("SN-HEALTH", "claim:factory", "s3cret").await;
     assert_eq!(
         get_ok(&t, "/healthz").await,
-        json!({ "status": "ok", "devices_active": 1, "mqtt": mqtt, "mqtts": null, "lwm2m": lwm2m })
+        json!({ "status": "ok", "devices_active": 1, "mqtt": mqtt, "mqtts": null, "lwm2m": lwm2m, "lwm2m_dtls": dtls })
     );
     t.stop().await;
 }

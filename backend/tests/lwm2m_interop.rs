@@ -55,20 +55,25 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
-#[tokio::test]
-async fn libcoap_provisions_registers_updates_and_deregisters() {
-    let t = TestBackend::start().await;
-    let base = format!("coap://{}", t.lwm2m);
-
+/// Provisions `serial` by the test backend's claim through `coap-client`; the answer.
+async fn provision(base: &str, serial: &str) -> Value {
     let provisioned = coap_client(&args(&[
         "-m",
         "post",
         "-e",
         r#"{"secret": "s3cret", "model": "coap-client", "firmware": "4.3.1"}"#,
-        &format!("{base}/provision?ep=SN-LIBCOAP&claim=factory"),
+        &format!("{base}/provision?ep={serial}&claim=factory"),
     ]))
     .await;
-    let identity: Value = serde_json::from_str(provisioned.stdout.trim()).unwrap_or_else(|_| panic!("{provisioned:?}"));
+    serde_json::from_str(provisioned.stdout.trim()).unwrap_or_else(|_| panic!("{provisioned:?}"))
+}
+
+#[tokio::test]
+async fn libcoap_provisions_registers_updates_and_deregisters() {
+    let t = TestBackend::start().await;
+    let base = format!("coap://{}", t.lwm2m);
+
+    let identity = provision(&base, "SN-LIBCOAP").await;
     let id = identity["device_id"].as_str().expect("an id").to_owned();
     assert_eq!(identity["group"], "sensors");
 
@@ -176,15 +181,7 @@ async fn libcoap_gets_a_reason_for_what_is_refused() {
 async fn libcoap_registers_over_dtls_with_the_key_it_was_provisioned() {
     let t = TestBackend::start().await;
     let (plain, secured) = (format!("coap://{}", t.lwm2m), format!("coaps://{}", t.lwm2m_dtls));
-    let provisioned = coap_client(&args(&[
-        "-m",
-        "post",
-        "-e",
-        r#"{"secret": "s3cret", "model": "coap-client", "firmware": "4.3.1"}"#,
-        &format!("{plain}/provision?ep=SN-DTLS&claim=factory"),
-    ]))
-    .await;
-    let identity: Value = serde_json::from_str(provisioned.stdout.trim()).unwrap_or_else(|_| panic!("{provisioned:?}"));
+    let identity = provision(&plain, "SN-DTLS").await;
     let id = identity["device_id"].as_str().expect("an id").to_owned();
     let psk = identity["psk"].as_str().expect("a DTLS key").to_owned();
     assert_eq!(psk.len(), 32, "{psk}");
