@@ -424,6 +424,124 @@ async fn a_deregistered_or_lapsed_registration_is_gone() {
     t.stop().await;
 }
 
+/// The resources of a TLV payload that holds resources only (LwM2M 1.0, section 6.4.3), read
+/// here by hand: (id, value).
+fn tlv_resources(mut bytes: &[u8]) -> Vec<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let [kind, rest @ ..] = bytes {
+        assert_eq!(kind >> 6, 0b11, "a resource with its value");
+        let (id, rest) = if kind & 0b10_0000 != 0 {
+            (u16::from_be_bytes([rest[0], rest[1]]), &rest[2..])
+        } else {
+            (u16::from(rest[0]), &rest[1..])
+        };
+        let (len, rest) = match (kind >> 3) & 0b11 {
+            0 => (usize::from(kind & 0b111), rest),
+            n => {
+                let n = usize::from(n);
+                (
+                    rest[..n].iter().fold(0usize, |a, b| a << 8 | usize::from(*b)),
+                    &rest[n..],
+                )
+            }
+        };
+        out.push((id, rest[..len].to_vec()));
+        bytes = &rest[len..];
+    }
+    out
+}
+
+/// Bootstrap (LwM2M 1.0, section 5.2.7): a provisioned device's Bootstrap-Request is answered
+/// 2.04, then the front deletes what the device knew, writes its Security object (its DTLS
+/// listener's `coaps://` address, PSK mode, the serial and the key provisioning gave, short
+/// server id 1) and its Server object, and finishes; the device then registers. An unprovisioned endpoint is refused, and a device that refuses a
+/// Write is a failed bootstrap.
+#[tokio::test]
+async fn a_provisioned_device_bootstraps_onto_the_front() {
+    let t = TestBackend::start().await;
+    let mut stranger = Device::new(t.lwm2m).await;
+    let refused = stranger
+        .request(RequestType::Post, &["bs"], &["ep=SN-LW-NOBODY"], b"")
+        .await;
+    assert_eq!(code(&refused), ResponseType::Forbidden);
+
+    let mut device = Device::new(t.lwm2m).await;
+    let (provisioned, granted) = device.provision("SN-LW-BS").await;
+    assert_eq!(provisioned, ResponseType::Created);
+    let key = granted["psk"].as_str().expect("a key").as_bytes().to_vec();
+    let asked = device.request(RequestType::Post, &["bs"], &["ep=SN-LW-BS"], b"").await;
+    assert_eq!(code(&asked), ResponseType::Changed);
+    let delete = device.asked().await;
+    assert_eq!(
+        (delete.header.code, path(&delete)),
+        (MessageClass::Request(RequestType::Delete), "/".to_owned())
+    );
+    device.answer(&delete, ResponseType::Deleted, "", None).await;
+    let security = device.asked().await;
+    assert_eq!(path(&security), "/0/1");
+    let format = security
+        .get_option(CoapOption::ContentFormat)
+        .and_then(|v| v.front().cloned());
+    assert_eq!(format, Some(11542u16.to_be_bytes().to_vec()), "TLV");
+    let resources = tlv_resources(&security.payload);
+    let value = |id: u16| resources.iter().find(|(r, _)| *r == id).map(|(_, v)| v.clone());
+    assert_eq!(
+        value(0),
+        Some(format!("coaps://{}", t.lwm2m_dtls).into_bytes()),
+        "the front's DTLS listener"
+    );
+    assert_eq!(value(1), Some(vec![0]), "not a bootstrap server");
+    assert_eq!(value(2), Some(vec![0]), "a pre-shared key");
+    assert_eq!(value(3), Some(b"SN-LW-BS".to_vec()), "its identity, the serial");
+    assert_eq!(value(5), Some(key), "the key its provisioning answer gave");
+    assert_eq!(value(10), Some(vec![1]), "short server id");
+    device.answer(&security, ResponseType::Changed, "", None).await;
+    let server = device.asked().await;
+    assert_eq!(path(&server), "/1/0");
+    let resources = tlv_resources(&server.payload);
+    assert!(resources.contains(&(0, vec![1])), "{resources:?}");
+    device.answer(&server, ResponseType::Changed, "", None).await;
+    let finish = device.asked().await;
+    assert_eq!(
+        (finish.header.code, path(&finish)),
+        (MessageClass::Request(RequestType::Post), "/bs".to_owned())
+    );
+    device.answer(&finish, ResponseType::Changed, "", None).await;
+    let registered = device.register("SN-LW-BS", 300).await;
+    assert_eq!(code(&registered), ResponseType::Created);
+
+    // A device that refuses its Security object stops the bootstrap.
+    let mut refusing = Device::new(t.lwm2m).await;
+    refusing.provision("SN-LW-BS2").await;
+    let asked = refusing
+        .request(RequestType::Post, &["bs"], &["ep=SN-LW-BS2"], b"")
+        .await;
+    assert_eq!(code(&asked), ResponseType::Changed);
+    let delete = refusing.asked().await;
+    refusing.answer(&delete, ResponseType::Deleted, "", None).await;
+    let security = refusing.asked().await;
+    refusing.answer(&security, ResponseType::BadRequest, "", None).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, metrics) = t.http("GET", "/metrics", None).await;
+        if metrics
+            .lines()
+            .any(|l| l == "fleetsim_gateway_lwm2m_bootstraps_failed_total 1")
+        {
+            assert!(
+                metrics
+                    .lines()
+                    .any(|l| l == "fleetsim_gateway_lwm2m_bootstraps_total 1"),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn what_a_device_must_not_do_is_refused_with_a_reason() {
     let t = TestBackend::start().await;
@@ -446,7 +564,7 @@ async fn what_a_device_must_not_do_is_refused_with_a_reason() {
     assert_eq!(code(&answer), ResponseType::Unauthorized);
 
     // Malformed requests: 4.00 with why, 4.04 elsewhere, 4.05 for the wrong method.
-    let cases: [(RequestType, &[&str], &[&str], ResponseType); 4] = [
+    let cases: [(RequestType, &[&str], &[&str], ResponseType); 5] = [
         (RequestType::Post, &["rd"], &["lt=60"], ResponseType::BadRequest),
         (
             RequestType::Post,
@@ -455,7 +573,8 @@ async fn what_a_device_must_not_do_is_refused_with_a_reason() {
             ResponseType::BadRequest,
         ),
         (RequestType::Get, &["rd"], &[], ResponseType::MethodNotAllowed),
-        (RequestType::Post, &["bs"], &["ep=SN-1"], ResponseType::NotFound),
+        (RequestType::Post, &["dp"], &["ep=SN-1"], ResponseType::NotFound),
+        (RequestType::Get, &["bs"], &["ep=SN-1"], ResponseType::MethodNotAllowed),
     ];
     for (method, path, query, want) in cases {
         let answer = device.request(method, path, query, b"").await;
@@ -483,7 +602,7 @@ async fn what_a_device_must_not_do_is_refused_with_a_reason() {
     let count = |name| sample(&metrics, name);
     assert_eq!(
         count("fleetsim_gateway_lwm2m_bad_requests_total"),
-        Some(4.0),
+        Some(5.0),
         "{metrics}"
     );
     assert_eq!(

@@ -162,7 +162,11 @@ async fn libcoap_gets_a_reason_for_what_is_refused() {
             "4.02 option 27",
         ),
         (args(&["-m", "get", &format!("{base}/rd")]), "4.05"),
-        (args(&["-m", "post", &format!("{base}/bs?ep=SN-X")]), "4.04"),
+        (args(&["-m", "post", &format!("{base}/dp?ep=SN-X")]), "4.04"),
+        (
+            args(&["-m", "post", &format!("{base}/bs?ep=SN-X")]),
+            "4.03 endpoint SN-X is no active device",
+        ),
     ];
     for (args, want) in cases {
         let ran = coap_client(&args).await;

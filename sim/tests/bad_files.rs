@@ -189,7 +189,7 @@ bad_file!(
 bad_file!(
     unknown_metric,
     "bad/unknown-metric.toml",
-    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, rotate.latency, certs.issued, certs.rotated, certs.renewed, certs.revoked, revoked.tried, revoked.refused, revoked.refused_share, register.latency, update.latency, deregister.latency, coap.retransmissions, lwm2m.registrations, lwm2m.updates, lwm2m.deregistrations, lwm2m.reads, lwm2m.writes, lwm2m.executes, lwm2m.observes, lwm2m.notifications, lwm2m.refused, alert.latency, alerts.expected, alerts.raised, alerts.missed, alerts.unexpected, devices.<state>, errors.<kind>"
+    "bad/unknown-metric.toml:29:21: gates.\"provision.speed\": unknown metric; expected one of provision.latency, provision.rate, connect.latency, publish.latency, command.latency, config.latency, ota.duration, ota.exposed, ota.halt.latency, ota.rollback.success, reconnect.recovery, devices.lost, poll.latency, feedback.latency, ota.take.latency, tls.handshake.latency, tls.handshakes.full, tls.handshakes.resumed, rotate.latency, certs.issued, certs.rotated, certs.renewed, certs.revoked, revoked.tried, revoked.refused, revoked.refused_share, register.latency, bootstrap.latency, update.latency, deregister.latency, coap.retransmissions, lwm2m.registrations, lwm2m.bootstraps, lwm2m.updates, lwm2m.deregistrations, lwm2m.reads, lwm2m.writes, lwm2m.executes, lwm2m.observes, lwm2m.notifications, lwm2m.refused, alert.latency, alerts.expected, alerts.raised, alerts.missed, alerts.unexpected, devices.<state>, errors.<kind>"
 );
 
 bad_file!(
@@ -384,4 +384,16 @@ bad_file!(
     alert_rule_window,
     "bad/alert-rule-window.toml",
     "bad/alert-rule-window.toml:14:1: phase[0].within: missing: how many reports with error codes (at_least) within how long (within), e.g. 3 and \"1m\""
+);
+
+bad_file!(
+    model_awake_always_on,
+    "bad-models/awake-always-on.toml",
+    "bad-models/awake-always-on.toml:8:9: telemetry.awake: awake is how long a duty-cycled device stays connected after it reports; set duty_cycle = true or remove awake"
+);
+
+bad_file!(
+    model_awake_interval,
+    "bad-models/awake-interval.toml",
+    "bad-models/awake-interval.toml:9:9: telemetry.awake: expected less than the interval (10m), found 10m"
 );

@@ -95,6 +95,7 @@ fn an_idle_devices_task_is_small_whatever_its_backend() {
                 addr: addr(),
                 reference: None,
                 secured: None,
+                bootstrap: false,
             }),
         ),
     ];

@@ -322,6 +322,45 @@ fn a_duty_cycled_device_connects_only_to_report() {
     );
 }
 
+/// A duty-cycled device whose model says `awake` stays connected that long after each report
+/// (rounded up to a whole second), then leaves: its server's queue mode has it listening.
+#[test]
+fn a_duty_cycled_device_stays_awake_after_its_report_when_its_model_says() {
+    let m = model(
+        "listener",
+        "[telemetry]\ninterval = \"15m\"\njitter = \"10%\"\npayload_bytes = 32\nduty_cycle = true\nawake = \"1m\"\n\
+         [link]\nmean_online = \"1000d\"\nmean_offline = \"1s\"\n",
+    );
+    let ctx = Ctx::new(7, &m);
+    let indices: Vec<u64> = (0..50).collect();
+    let mut sim = Sim::new(ctx, &indices, always);
+    let end = SimTime(0).after(DAY);
+    sim.run(end);
+    for (slot, device) in sim.devices.iter().enumerate() {
+        let reports = device.published();
+        assert!((94..=98).contains(&reports), "device {slot} reported {reports} times");
+        // The day may end while a device is still awake after its last report.
+        let leaves = sim.leaves[slot];
+        assert!(
+            leaves == reports || leaves + 1 == reports,
+            "device {slot}: one goodbye per report"
+        );
+        let log = &sim.log[slot];
+        let mut spells = 0;
+        for pair in log.windows(2) {
+            if let [(online, State::Online), (asleep, State::Sleeping)] = pair {
+                let awake = asleep.0 - online.0;
+                assert!(
+                    (60_000_000..=61_000_001).contains(&awake),
+                    "device {slot} stayed {awake} us after connecting"
+                );
+                spells += 1;
+            }
+        }
+        assert_eq!(spells, leaves, "device {slot}: one awake spell per report");
+    }
+}
+
 /// A duty-cycled device whose report falls due while its link is down waits for the link to
 /// come back, without asking to wake again and again meanwhile, then reports at once.
 #[test]

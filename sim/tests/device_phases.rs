@@ -38,6 +38,8 @@ struct Life<'a> {
     /// Every action with its time.
     actions: Vec<(SimTime, Action)>,
     pushed: u64,
+    /// The server has no image: every download finds it gone.
+    no_image: bool,
 }
 
 impl<'a> Life<'a> {
@@ -50,6 +52,7 @@ impl<'a> Life<'a> {
             wake: SimTime::NEVER,
             actions: Vec::new(),
             pushed: 0,
+            no_image: false,
         };
         life.push(SimTime(0), Event::Arrive);
         life
@@ -77,6 +80,7 @@ impl<'a> Life<'a> {
                 match action {
                     Action::Provision => self.push(now, Event::Provisioned),
                     Action::Connect => self.push(now, Event::Connected),
+                    Action::Download { .. } if self.no_image => self.push(now, Event::ImageGone),
                     Action::Download { to, .. } => self.push(now, Event::Downloaded { reached: to }),
                     Action::WakeAt(at) => {
                         self.wake = at;
@@ -602,4 +606,36 @@ fn an_lwm2m_device_holds_a_verified_image_until_its_server_orders_the_install() 
         "{:?}",
         life.actions
     );
+}
+
+/// An image the server does not have (HTTP 404, CoAP 4.04) is given up at the first attempt:
+/// one download, the update reported unavailable, nothing installed, and the device takes the
+/// next job.
+#[test]
+fn an_update_whose_image_is_gone_is_given_up_at_once() {
+    let m = updater();
+    let ctx = Ctx::new(5, &m);
+    let image = Image {
+        size_bytes: 500_000,
+        corrupt: 0.0,
+        boot_fail: 0.0,
+    };
+    let mut life = Life::new(ctx, 3);
+    life.no_image = true;
+    life.push(SimTime(0).after(MINUTE), Event::OtaJob(image));
+    life.run(SimTime(0).after(MINUTE * 30));
+    assert_eq!(life.reports(), [OtaReport::Downloading, OtaReport::Unavailable]);
+    let downloads = life
+        .actions
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::Download { .. }))
+        .count();
+    assert_eq!(downloads, 1, "never asked again");
+    assert_eq!(life.outcome(), None, "nothing installed");
+    assert_eq!(life.device.state(), State::Online, "the device carries on");
+    // The next job is taken.
+    life.no_image = false;
+    life.push(SimTime(0).after(MINUTE * 31), Event::OtaJob(image));
+    life.run(SimTime(0).after(MINUTE * 90));
+    assert!(life.outcome().is_some(), "the next update runs to its end");
 }

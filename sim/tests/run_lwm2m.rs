@@ -558,8 +558,9 @@ fn read_until(server: &mut NodeServer, ep: &Value, path: &str, want: &str) {
 /// image on Python's `http.server`, watches the state, executes Update once the device holds
 /// the image, and reads the result after the reboot. A meter whose image boots runs it
 /// (result 1, /3/0/3 the new version); one whose model fails every boot keeps its old firmware
-/// (result 8). A `coaps://` URI is a protocol the device does not speak (9), one without the
-/// image's size invalid (7), and Update with nothing held is refused.
+/// (result 8). An image the HTTP server does not have (404) is given up at once (7), a
+/// `coaps://` URI is a protocol the device does not speak (9), one without the image's size
+/// invalid (7), and Update with nothing held is refused.
 #[test]
 fn a_server_updates_firmware_through_object_5() {
     let dir = scratch("run-lwm2m-fw");
@@ -676,6 +677,11 @@ fn a_server_updates_firmware_through_object_5() {
     }
     let ep = &registered[0]["ep"];
     for (uri, result) in [
+        // An image the server does not have (404): given up at the first attempt.
+        (
+            format!("http://127.0.0.1:{}/9.9.9?size=100&sha256={sha256}", http.port),
+            "7",
+        ),
         ("coaps://127.0.0.1:5684/2.0.0?size=9".to_owned(), "9"),
         (format!("http://127.0.0.1:{}/2.0.0", http.port), "7"),
     ] {
@@ -687,7 +693,15 @@ fn a_server_updates_firmware_through_object_5() {
     let output = run.join().expect("run thread");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary = summary(&out);
-    assert_eq!(counter(&summary, "ota.jobs"), 2);
+    assert_eq!(counter(&summary, "ota.jobs"), 3, "two updates and the missing image");
+    assert_eq!(
+        (
+            counter(&summary, "ota.unavailable"),
+            counter(&summary, "errors.http_404")
+        ),
+        (1, 1),
+        "the missing image is asked for once, then given up"
+    );
     assert_eq!(counter(&summary, "ota.installed"), 1);
     assert_eq!(counter(&summary, "ota.rolled_back"), 1);
     assert_eq!(counter(&summary, "ota.downloaded_bytes"), 2 * image.len() as u64);

@@ -168,6 +168,91 @@ fn a_standalone_backend_serves_dtls_with_keys_from_a_shared_secret() {
     assert!(counter(&summary, "tls.handshakes.full") >= DEVICES);
 }
 
+/// The same fleet bootstrapping (`bootstrap = true`) against the backend in this process
+/// with its DTLS listener (`[backend.psk]`): each meter provisions by claim, asks the front's
+/// bootstrap interface where to register, is written the DTLS listener's `coaps://` URI and
+/// its key, and registers there; the phases reach it through its DTLS session.
+#[test]
+fn lwm2m_devices_bootstrap_to_the_server_and_key_they_are_given() {
+    let dir = scratch("run-lwm2m-reference-bootstrap");
+    let file = scenario(&dir, PHASES);
+    secured(&file);
+    bootstrapping(&file);
+    let out = dir.join("report");
+    assert_exit(&binary::run_headless(&file, &out), 0);
+    let summary = summary(&out);
+    check(&summary);
+    assert_bootstrapped(&summary);
+    assert!(
+        counter(&summary, "tls.handshakes.full") >= DEVICES,
+        "registered over DTLS: {}",
+        summary["metrics"]["counters"]
+    );
+}
+
+/// Against a standalone backend whose PSK secret the scenario does not know: bootstrap is
+/// how each meter learns its key, and it registers over DTLS with it.
+#[test]
+fn a_standalone_backend_bootstraps_devices_onto_its_dtls_listener() {
+    let dir = scratch("run-lwm2m-reference-bootstrap-standalone");
+    let backend = standalone::process(
+        &dir.join("data"),
+        &[
+            "--lwm2m",
+            "127.0.0.1:0",
+            "--lwm2m-dtls",
+            "127.0.0.1:0",
+            "--lwm2m-psk-secret",
+            "known-only-to-the-backend",
+        ],
+        3,
+    );
+    let file = scenario(&dir, PHASES);
+    bootstrapping(&file);
+    let out = dir.join("report");
+    let output = run_against(&backend.http, &file, &out);
+    let metrics = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://{}/metrics", backend.http)])
+        .output()
+        .expect("curl /metrics");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    drop(backend);
+    assert_exit(&output, 0);
+    let summary = summary(&out);
+    check(&summary);
+    assert_bootstrapped(&summary);
+    assert!(counter(&summary, "tls.handshakes.full") >= DEVICES);
+    assert!(
+        metrics.contains(&format!("fleetsim_gateway_lwm2m_bootstraps_total {DEVICES}\n"))
+            && metrics.contains("fleetsim_gateway_lwm2m_bootstraps_failed_total 0\n"),
+        "{metrics}"
+    );
+}
+
+/// Sets `bootstrap = true` in the scenario in `file`.
+fn bootstrapping(file: &Path) {
+    let text = std::fs::read_to_string(file).expect("scenario");
+    std::fs::write(
+        file,
+        text.replace("kind = \"lwm2m\"\n", "kind = \"lwm2m\"\nbootstrap = true\n"),
+    )
+    .expect("scenario");
+}
+
+/// Every meter bootstrapped once, timed.
+fn assert_bootstrapped(summary: &Value) {
+    assert_eq!(
+        counter(summary, "lwm2m.bootstraps"),
+        DEVICES,
+        "{}",
+        summary["metrics"]["counters"]
+    );
+    assert_eq!(
+        summary["metrics"]["histograms"]["bootstrap.latency"]["count"].as_u64(),
+        Some(DEVICES)
+    );
+}
+
 /// Adds `[backend.psk]` to the scenario in `file`.
 fn secured(file: &Path) {
     let text = std::fs::read_to_string(file).expect("scenario");
@@ -397,4 +482,56 @@ fn commands_reach_lwm2m_devices_as_executes_answered_later() {
     assert_eq!(counter(&summary, "commands.answered"), 3 * DEVICES / 5);
     let latency = &summary["metrics"]["histograms"]["command.latency"];
     assert_eq!(latency["count"], 3 * DEVICES / 5, "{latency}");
+}
+
+/// Queue mode on both sides: battery sensors that sleep between reports (binding `UQ`, no
+/// socket asleep) and stay awake a model minute after each (`awake`). The backend holds the
+/// config push and the reboots for each until its next registration update, then sends them;
+/// every sensor applies the config and half of them reboot, with nothing lost or timed out.
+#[test]
+fn queue_mode_devices_get_what_was_held_for_them_at_their_next_update() {
+    let dir = scratch("run-lwm2m-reference-queue");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    std::fs::write(
+        models.join("lwm2m-meter.toml"),
+        "name = \"lwm2m-meter\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LQ\"\n\n\
+         [telemetry]\ninterval = \"4m\"\njitter = \"10%\"\npayload_bytes = 24\nqos = 0\nduty_cycle = true\nawake = \"1m\"\n\n\
+         [lwm2m]\nlifetime = \"30m\"\n",
+    )
+    .expect("model");
+    let phases = "[[phase]]\nat = \"8s\"\naction = \"config\"\ngroup = \"meters\"\nset = { tariff = \"night\" }\n\n\
+                  [[phase]]\nat = \"9s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"reboot\"\nshare = \"50%\"\n";
+    let file = scenario_of(&dir, &models, phases);
+    let text = std::fs::read_to_string(&file).expect("scenario");
+    // Reports every 4 s real; the config waits for each sensor's next wake.
+    std::fs::write(&file, text.replace("\"config.latency.p99\" = \"<= 2s\"\n", "")).expect("scenario");
+    let backend = standalone::process(&dir.join("data"), &["--lwm2m", "127.0.0.1:0"], 2);
+    let out = dir.join("report");
+    let output = run_against(&backend.http, &file, &out);
+    let metrics = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://{}/metrics", backend.http)])
+        .output()
+        .expect("curl /metrics");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    drop(backend);
+    assert_exit(&output, 0);
+    let summary = summary(&out);
+    let counters = &summary["metrics"]["counters"];
+    assert_eq!(counter(&summary, "config.reported"), DEVICES, "{counters}");
+    assert_eq!(counter(&summary, "commands.answered"), DEVICES / 2, "{counters}");
+    let held = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fleetsim_gateway_lwm2m_held_total "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("lwm2m_held_total");
+    assert_eq!(
+        held,
+        DEVICES + DEVICES / 2,
+        "each config and reboot held for a wake: {metrics}"
+    );
+    assert!(
+        metrics.contains("fleetsim_gateway_lwm2m_requests_failed_total 0\n"),
+        "nothing sent to a sleeping sensor: {metrics}"
+    );
 }

@@ -88,11 +88,17 @@ pub struct GatewayStats {
     pub lwm2m_bad_requests: AtomicU64,
     /// Datagrams on the LwM2M port that are not CoAP, or too large, dropped.
     pub lwm2m_bad_datagrams: AtomicU64,
+    /// LwM2M devices bootstrapped: every request of the front's taken, Bootstrap-Finish too.
+    pub lwm2m_bootstraps: AtomicU64,
+    /// LwM2M bootstraps that stopped: a request of the front's unanswered or refused.
+    pub lwm2m_bootstraps_failed: AtomicU64,
     /// DTLS handshakes completed on the LwM2M DTLS listener.
     pub lwm2m_dtls_handshakes: AtomicU64,
     /// DTLS sessions that failed (a record that does not check out mid-handshake, a closed
     /// session) or could not be made (too many held).
     pub lwm2m_dtls_failed: AtomicU64,
+    /// Requests for queue-mode LwM2M devices held until their next registration update.
+    pub lwm2m_held: AtomicU64,
     /// Requests the LwM2M front sent devices (Writes, Executes, Observes).
     pub lwm2m_requests: AtomicU64,
     /// Of those, ones that failed: unanswered, reset, or answered with an error.
@@ -285,6 +291,16 @@ impl GatewayStats {
                 &self.lwm2m_bad_datagrams,
             ),
             (
+                "lwm2m_bootstraps_total",
+                "LwM2M devices bootstrapped (Security and Server objects written, Bootstrap-Finish taken)",
+                &self.lwm2m_bootstraps,
+            ),
+            (
+                "lwm2m_bootstraps_failed_total",
+                "LwM2M bootstraps stopped by an unanswered or refused request",
+                &self.lwm2m_bootstraps_failed,
+            ),
+            (
                 "lwm2m_dtls_handshakes_total",
                 "DTLS handshakes completed on the LwM2M DTLS listener",
                 &self.lwm2m_dtls_handshakes,
@@ -293,6 +309,11 @@ impl GatewayStats {
                 "lwm2m_dtls_failed_total",
                 "DTLS sessions on the LwM2M listener that failed or could not be made",
                 &self.lwm2m_dtls_failed,
+            ),
+            (
+                "lwm2m_held_total",
+                "requests for queue-mode LwM2M devices held until their next update",
+                &self.lwm2m_held,
             ),
             (
                 "lwm2m_requests_total",

@@ -45,6 +45,15 @@ pub const COMMAND_RESOURCE: &str = "1";
 /// the LwM2M front sends it, to its own registrations.
 const INSTALL_ORDER: &str = "ota/install";
 
+/// What the front routes to a queue-mode registration's task when its device updated the
+/// registration: it is awake now, so what was held for it goes ([`Task::run`]). Never an MQTT
+/// topic, as [`INSTALL_ORDER`].
+pub(super) const AWAKE: &str = "lwm2m/awake";
+
+/// The most requests held for a sleeping queue-mode device; more are dropped and counted
+/// (`lwm2m_requests_failed`).
+const MAX_HELD: usize = 16;
+
 /// How long a first acknowledgement is waited for (RFC 7252, section 4.8).
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a request is sent again before it is given up.
@@ -54,7 +63,7 @@ const MAX_TRANSMIT_WAIT: Duration = Duration::from_secs(93);
 
 /// Why a request of the front's got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failed {
+pub(super) enum Failed {
     /// Nothing came back after every retransmission.
     Timeout,
     /// The device reset it.
@@ -83,6 +92,8 @@ impl Task {
             () = self.kill.cancelled() => {}
             () = self.observe(&mut message_id) => {}
         }
+        // What waits for a queue-mode device's next update.
+        let mut held: std::collections::VecDeque<Outbound> = std::collections::VecDeque::new();
         loop {
             let expires = {
                 let table = self.front.table();
@@ -102,6 +113,26 @@ impl Task {
                     }
                 }
                 routed = rx.recv() => match routed {
+                    Some(publish) if self.is(&publish, AWAKE) => {
+                        // Awake: what was held goes now, in the order it came.
+                        while let Some(publish) = held.pop_front() {
+                            tokio::select! {
+                                () = self.kill.cancelled() => break,
+                                () = self.deliver(&publish, &mut message_id) => {}
+                            }
+                        }
+                    }
+                    // Queue mode (binding `UQ`): the device sleeps between updates, so the
+                    // operator's requests wait for the next one. The install order answers a
+                    // notification the device just sent: it is awake.
+                    Some(publish) if self.queued() && !self.is(&publish, INSTALL_ORDER) => {
+                        if held.len() < MAX_HELD {
+                            bump(&self.front.gateway.stats.lwm2m_held);
+                            held.push_back(publish);
+                        } else {
+                            bump(&self.front.gateway.stats.lwm2m_requests_failed);
+                        }
+                    }
                     Some(publish) => tokio::select! {
                         () = self.kill.cancelled() => break,
                         () = self.deliver(&publish, &mut message_id) => {}
@@ -139,6 +170,25 @@ impl Task {
                 self.observe_one(watched, message_id).await;
             }
         }
+    }
+
+    /// Whether the registration is in queue mode (its binding has `Q`): its device sleeps
+    /// between updates.
+    fn queued(&self) -> bool {
+        self.front
+            .table()
+            .get(self.location)
+            .is_some_and(|r| r.binding.contains('Q'))
+    }
+
+    /// Whether `publish` is the front's own `suffix` message to this device.
+    fn is(&self, publish: &Publish, suffix: &str) -> bool {
+        publish
+            .topic
+            .strip_prefix(DEVICE_PREFIX)
+            .and_then(|rest| rest.strip_prefix(self.device_id.as_str()))
+            .and_then(|rest| rest.strip_prefix('/'))
+            == Some(suffix)
     }
 
     /// Whether the device registered object instance `instance` (`/5/0`).
@@ -402,47 +452,59 @@ impl Task {
 
     /// Sends confirmable `request` with `token` and waits for its answer, sending it again
     /// as RFC 7252 says; the device's address is read from the registration at the start.
-    async fn exchange(&self, mut request: Packet, token: u64, message_id: &mut u16) -> Result<Packet, Failed> {
-        let front = &self.front;
-        let Some(addr) = front.table().get(self.location).map(|r| r.addr) else {
+    async fn exchange(&self, request: Packet, token: u64, message_id: &mut u16) -> Result<Packet, Failed> {
+        let Some(addr) = self.front.table().get(self.location).map(|r| r.addr) else {
             return Err(Failed::Gone);
         };
-        *message_id = message_id.wrapping_add(1);
-        request.header.message_id = *message_id;
-        request.set_token(token_bytes(token));
-        let bytes = request.to_bytes().map_err(|_| Failed::Gone)?;
-        let mut replies = front.exchanges.expect(token, addr, *message_id);
-        bump(&front.gateway.stats.lwm2m_requests);
-        // The first wait stretched by up to 1.5, from the token's low bits.
-        let jitter = f64::from((token & 0xFF) as u8) / 255.0;
-        let mut wait = ACK_TIMEOUT.mul_f64(1.0 + 0.5 * jitter);
-        let mut deadline = Instant::now() + wait;
-        let mut sent_again = 0;
-        let mut acknowledged = false;
-        front.send(&bytes, addr).await;
-        let outcome = loop {
-            match timeout_at(deadline, replies.recv()).await {
-                Ok(Some(Reply::Response(answer))) => break Ok(answer),
-                Ok(Some(Reply::Acknowledged)) if !acknowledged => {
-                    acknowledged = true;
-                    deadline = Instant::now() + MAX_TRANSMIT_WAIT;
-                }
-                Ok(Some(Reply::Acknowledged)) => {}
-                Ok(Some(Reply::Reset)) => break Err(Failed::Reset),
-                Ok(None) => break Err(Failed::Gone),
-                Err(_) if acknowledged || sent_again == MAX_RETRANSMIT => break Err(Failed::Timeout),
-                Err(_) => {
-                    sent_again += 1;
-                    wait *= 2;
-                    deadline = Instant::now() + wait;
-                    bump(&front.gateway.stats.lwm2m_retransmissions);
-                    front.send(&bytes, addr).await;
-                }
-            }
-        };
-        front.exchanges.finish(token);
-        outcome
+        exchange(&self.front, addr, request, token, message_id).await
     }
+}
+
+/// Sends `request` (confirmable, token `token`, the next of `message_id`) to the device at
+/// `addr` and waits for its answer: sent again on CoAP's timeouts (RFC 7252, section 4.2),
+/// a separate response waited for after an empty acknowledgement.
+pub(super) async fn exchange(
+    front: &Front,
+    addr: std::net::SocketAddr,
+    mut request: Packet,
+    token: u64,
+    message_id: &mut u16,
+) -> Result<Packet, Failed> {
+    *message_id = message_id.wrapping_add(1);
+    request.header.message_id = *message_id;
+    request.set_token(token_bytes(token));
+    let bytes = request.to_bytes().map_err(|_| Failed::Gone)?;
+    let mut replies = front.exchanges.expect(token, addr, *message_id);
+    bump(&front.gateway.stats.lwm2m_requests);
+    // The first wait stretched by up to 1.5, from the token's low bits.
+    let jitter = f64::from((token & 0xFF) as u8) / 255.0;
+    let mut wait = ACK_TIMEOUT.mul_f64(1.0 + 0.5 * jitter);
+    let mut deadline = Instant::now() + wait;
+    let mut sent_again = 0;
+    let mut acknowledged = false;
+    front.send(&bytes, addr).await;
+    let outcome = loop {
+        match timeout_at(deadline, replies.recv()).await {
+            Ok(Some(Reply::Response(answer))) => break Ok(answer),
+            Ok(Some(Reply::Acknowledged)) if !acknowledged => {
+                acknowledged = true;
+                deadline = Instant::now() + MAX_TRANSMIT_WAIT;
+            }
+            Ok(Some(Reply::Acknowledged)) => {}
+            Ok(Some(Reply::Reset)) => break Err(Failed::Reset),
+            Ok(None) => break Err(Failed::Gone),
+            Err(_) if acknowledged || sent_again == MAX_RETRANSMIT => break Err(Failed::Timeout),
+            Err(_) => {
+                sent_again += 1;
+                wait *= 2;
+                deadline = Instant::now() + wait;
+                bump(&front.gateway.stats.lwm2m_retransmissions);
+                front.send(&bytes, addr).await;
+            }
+        }
+    };
+    front.exchanges.finish(token);
+    outcome
 }
 
 /// A notification (or the first answer) of `observation`: the device's status and presence.
@@ -538,7 +600,7 @@ fn result_of(succeeded: bool, output: serde_json::Value) -> serde_json::Value {
 }
 
 /// A confirmable request of `method` to `path`.
-fn request(method: RequestType, path: &[&str]) -> Packet {
+pub(super) fn request(method: RequestType, path: &[&str]) -> Packet {
     let mut packet = Packet::new();
     packet.header.set_type(MessageType::Confirmable);
     packet.header.code = MessageClass::Request(method);

@@ -4,6 +4,8 @@
 //! - A device provisions by claim (`POST /provision?ep=SERIAL&claim=NAME`, the secret in a
 //!   JSON payload), as an MQTT device does on its provisioning topic; its endpoint name is
 //!   its serial from then on.
+//! - It may bootstrap (`POST /bs`, LwM2M section 5.2.7): the front writes its Security and
+//!   Server objects, naming itself and the device's key ([`bootstrap`]).
 //! - It registers (`POST /rd`), updates and de-registers (LwM2M section 5.3); only an active
 //!   device of the registry may register, so a decommissioned one is refused (4.03).
 //! - A registration holds its device's place in the gateway's session table, as a
@@ -18,10 +20,12 @@
 //! the front: what does not decode is counted and dropped, what is refused is answered with
 //! a reason.
 
+mod bootstrap;
 pub mod downlink;
 mod dtls;
 pub mod exchanges;
 pub mod registrations;
+pub mod tlv;
 pub mod uplink;
 
 use std::collections::HashMap;
@@ -31,6 +35,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::Publish;
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -39,6 +45,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::gateway::sessions::{Live, OUTBOUND_CHANNEL};
 use crate::gateway::stats::bump;
+use crate::gateway::topics::DEVICE_PREFIX;
 use crate::gateway::{Gateway, Shared};
 use crate::ota::firmware::FirmwareStore;
 use crate::registry::PskRoot;
@@ -369,6 +376,17 @@ async fn serve_request(
             )
             .await
         }
+        Uplink::Bootstrap { endpoint } => {
+            if let Some(refused) = bootstrap::refusal(front, &endpoint, peer).await {
+                bump(&stats.lwm2m_refused);
+                return refusal(request, &refused);
+            }
+            // Its requests follow this answer; a device takes them in either order.
+            front
+                .tasks
+                .spawn(bootstrap::configure(Arc::clone(front), endpoint, peer));
+            answer(request, ResponseType::Changed)
+        }
         Uplink::Register {
             endpoint,
             lifetime_s,
@@ -449,11 +467,19 @@ async fn serve_request(
             let updated = front
                 .table()
                 .update(location, peer, changes, Instant::now())
-                .map(|r| r.device_id.clone());
+                .map(|r| (r.device_id.clone(), r.binding.contains('Q')));
             match updated {
-                Some(device_id) => {
+                Some((device_id, queued)) => {
                     bump(&stats.lwm2m_updates);
                     front.gateway.sessions.record_seen(&device_id, system_clock_ms(), None);
+                    if queued {
+                        // Awake: its registration's task sends what it held.
+                        let topic = format!("{DEVICE_PREFIX}{device_id}/{}", downlink::AWAKE);
+                        front
+                            .gateway
+                            .sessions
+                            .deliver(&device_id, Publish::new(topic, QoS::AtMostOnce, Vec::new()));
+                    }
                     answer(request, ResponseType::Changed)
                 }
                 None => {

@@ -1,6 +1,6 @@
 //! What a device asks of the LwM2M front, read from one CoAP request: provisioning by claim,
-//! and the registration interface (LwM2M 1.0 and 1.1, section 5.3: Register, Update,
-//! De-register). Pure: the front acts on what this returns, and anything else is a reason to
+//! the Bootstrap-Request (LwM2M 1.0, section 5.2.7) and the registration interface (section
+//! 5.3: Register, Update, De-register). Pure: the front acts on what this returns, and anything else is a reason to
 //! refuse, never a panic (the fuzz target `lwm2m_uplink` feeds it arbitrary datagrams).
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
@@ -29,6 +29,11 @@ pub enum Uplink {
         model: Option<String>,
         /// Its firmware version, if it said.
         firmware: Option<String>,
+    },
+    /// `POST /bs?ep=...`: the device asks to be told its server and credentials.
+    Bootstrap {
+        /// Endpoint name: the device's serial.
+        endpoint: String,
     },
     /// `POST /rd?ep=...`: a new registration.
     Register {
@@ -103,7 +108,7 @@ pub fn read(packet: &Packet) -> Result<Uplink, Refused> {
     };
     let not_found = || Refused {
         code: ResponseType::NotFound,
-        why: "the LwM2M front serves /rd and /provision".to_owned(),
+        why: "the LwM2M front serves /rd, /bs and /provision".to_owned(),
     };
     let not_allowed = || Refused {
         code: ResponseType::MethodNotAllowed,
@@ -112,6 +117,8 @@ pub fn read(packet: &Packet) -> Result<Uplink, Refused> {
     match path.as_slice() {
         ["provision"] if method == RequestType::Post => provision(&query, &packet.payload),
         ["provision"] => Err(not_allowed()),
+        ["bs"] if method == RequestType::Post => bootstrap(&query),
+        ["bs"] => Err(not_allowed()),
         ["rd"] if method == RequestType::Post => register(&query, &packet.payload),
         ["rd"] => Err(not_allowed()),
         ["rd", location] => {
@@ -173,6 +180,21 @@ fn register(query: &[&str], payload: &[u8]) -> Result<Uplink, Refused> {
         lifetime_s,
         binding,
         links: links(payload)?,
+    })
+}
+
+fn bootstrap(query: &[&str]) -> Result<Uplink, Refused> {
+    let endpoint = pairs(query)
+        .find(|(key, _)| *key == "ep")
+        .map(|(_, value)| value)
+        .ok_or_else(|| Refused::bad("a Bootstrap-Request needs ep=NAME"))?;
+    if !valid_endpoint(endpoint) {
+        return Err(Refused::bad(
+            "ep must be the device's serial: 1 to 64 letters, digits, '.', '_' or '-'",
+        ));
+    }
+    Ok(Uplink::Bootstrap {
+        endpoint: endpoint.to_owned(),
     })
 }
 
@@ -382,7 +404,7 @@ mod tests {
         assert_eq!(read(&unknown).unwrap_err().code, ResponseType::NotFound);
         let get = request(RequestType::Get, &["rd", "7"], &[], b"");
         assert_eq!(read(&get).unwrap_err().code, ResponseType::MethodNotAllowed);
-        let elsewhere = request(RequestType::Post, &["bs"], &["ep=x"], b"");
+        let elsewhere = request(RequestType::Post, &["dp"], &["ep=x"], b"");
         assert_eq!(read(&elsewhere).unwrap_err().code, ResponseType::NotFound);
         let mut blockwise = request(RequestType::Post, &["rd"], &["ep=x"], b"</3/0>");
         blockwise.add_option(CoapOption::Block1, vec![0x0E]);
@@ -392,6 +414,28 @@ mod tests {
         let mut port = request(RequestType::Post, &["rd"], &["ep=x"], b"");
         port.add_option(CoapOption::UriPort, vec![0x16, 0x33]);
         assert!(read(&port).is_ok(), "Uri-Port is understood");
+    }
+
+    #[test]
+    fn a_bootstrap_request_names_its_endpoint() {
+        let asked = request(RequestType::Post, &["bs"], &["ep=SN-7"], b"");
+        assert_eq!(
+            read(&asked),
+            Ok(Uplink::Bootstrap {
+                endpoint: "SN-7".to_owned()
+            })
+        );
+        for (method, query) in [
+            (RequestType::Post, &[][..]),
+            (RequestType::Post, &["ep=a/b"][..]),
+            (RequestType::Get, &["ep=SN-7"][..]),
+        ] {
+            let refused = read(&request(method, &["bs"], query, b"")).expect_err("refused");
+            assert!(
+                matches!(refused.code, ResponseType::BadRequest | ResponseType::MethodNotAllowed),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]

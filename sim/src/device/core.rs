@@ -121,6 +121,10 @@ pub struct Device {
     /// model does not renew): four bytes that fit beside the other small fields, where a
     /// `SimTime` would grow every device's task past its allocation class.
     renew_at_s: u32,
+    /// While a duty-cycled device stays awake after its report (its model's `awake`): when it
+    /// sleeps, in whole simulated seconds, rounded up (0: not staying awake). Four bytes, as
+    /// `renew_at_s`.
+    sleep_at_s: u32,
     /// Failed attempts since the last success (connect or provision), saturating: the
     /// backoff's ceiling reaches its maximum long before 255. One byte, so that the fields
     /// below it fit in three words.
@@ -180,6 +184,7 @@ impl Device {
             config_version: 0,
             booted_s: 0,
             renew_at_s: NO_RENEWAL,
+            sleep_at_s: 0,
             attempt: 0,
             ota: OtaStage::Idle,
             state: State::Unprovisioned,
@@ -287,6 +292,7 @@ impl Device {
             }
             Event::Connected if self.state == State::Connecting => {
                 self.attempt = 0;
+                self.sleep_at_s = 0;
                 self.state = State::Online;
                 // A device reports as soon as it is (re)connected, then on its schedule.
                 self.next_report = self.next_report.min(now);
@@ -341,6 +347,7 @@ impl Device {
                 self.received_update(now, image, ctx, &mut out);
             }
             Event::Downloaded { reached } if self.ota == OtaStage::Fetching => self.downloaded(now, reached, ctx),
+            Event::ImageGone if self.ota == OtaStage::Fetching => self.image_gone(&mut out),
             Event::InstallOrdered if self.state == State::Online => self.install_ordered(now, &mut out),
             Event::ReportEvery { ms } => {
                 // The backend's answer to the report just made: the next one comes after the
@@ -430,12 +437,36 @@ impl Device {
             self.renew(now, ctx, out);
         }
         if self.state == State::Online && ctx.model.telemetry.duty_cycle && self.ota == OtaStage::Idle {
-            // Reported: say goodbye once the report is acknowledged, and sleep.
-            out.push(Action::Leave);
-            self.state = State::Sleeping;
+            self.sleep_when_done(now, ctx, out);
         }
         if now >= self.ota_step {
             self.update_step(now, ctx, out);
+        }
+    }
+
+    /// A duty-cycled device has reported: it stays awake for its model's `awake` (taking what
+    /// its server held for it), then says goodbye once what it sent is acknowledged, and
+    /// sleeps.
+    fn sleep_when_done(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
+        let awake = ctx.model.telemetry.awake;
+        if !awake.is_zero() && self.sleep_at_s == 0 {
+            let at = now.after(awake);
+            self.sleep_at_s = u32::try_from(at.0.div_ceil(1_000_000)).unwrap_or(u32::MAX);
+            return;
+        }
+        if self.sleep_at_s != 0 && now < self.sleep_at() {
+            return;
+        }
+        self.sleep_at_s = 0;
+        out.push(Action::Leave);
+        self.state = State::Sleeping;
+    }
+
+    /// When a device staying awake after its report sleeps (NEVER when it is not staying).
+    fn sleep_at(&self) -> SimTime {
+        match self.sleep_at_s {
+            0 => SimTime::NEVER,
+            s => SimTime(u64::from(s) * 1_000_000),
         }
     }
 
@@ -604,7 +635,7 @@ impl Device {
             next = next.min(self.next_report);
         }
         if self.state == State::Online {
-            next = next.min(self.renew_at());
+            next = next.min(self.renew_at()).min(self.sleep_at());
         }
         if self.link_up() {
             next = next.min(self.retry_at);

@@ -75,6 +75,9 @@ pub enum Event {
         /// Bytes of the image held now.
         reached: u64,
     },
+    /// A download attempt found the image gone (HTTP 404 or 410, CoAP 4.04): the device gives
+    /// the update up.
+    ImageGone,
     /// The server ordered a held update installed (an LwM2M server executed object 5's
     /// Update).
     InstallOrdered,

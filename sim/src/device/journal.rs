@@ -202,7 +202,7 @@ impl Journal {
             let logged = match action {
                 Action::ReportConfig { version } => Logged::ConfigApplied(version),
                 Action::OtaStatus(report) => {
-                    if matches!(report, OtaReport::Failed | OtaReport::RolledBack) {
+                    if report.failed() {
                         bump(&mut self.errors.ota);
                     }
                     Logged::Ota(report)

@@ -56,11 +56,13 @@ pub enum OtaReport {
     RolledBack,
     /// Verified and held until the server orders the install (object 5's Downloaded).
     Downloaded,
+    /// Given up: the server said the image is not there (object 5's Invalid URI).
+    Unavailable,
 }
 
 impl OtaReport {
     /// Every state, in declaration order (`report as usize` is its place).
-    pub const ALL: [OtaReport; 8] = [
+    pub const ALL: [OtaReport; 9] = [
         Self::Downloading,
         Self::Verifying,
         Self::Installing,
@@ -69,6 +71,7 @@ impl OtaReport {
         Self::Failed,
         Self::RolledBack,
         Self::Downloaded,
+        Self::Unavailable,
     ];
 
     /// The state's name on the wire.
@@ -82,7 +85,13 @@ impl OtaReport {
             Self::Failed => "failed",
             Self::RolledBack => "rolled_back",
             Self::Downloaded => "downloaded",
+            Self::Unavailable => "unavailable",
         }
+    }
+
+    /// Whether the update ended in failure this way (the old firmware runs).
+    pub fn failed(self) -> bool {
+        matches!(self, Self::Failed | Self::RolledBack | Self::Unavailable)
     }
 }
 
@@ -152,6 +161,13 @@ impl Device {
             self.ota = OtaStage::Transferring;
             self.ota_step = now.after(transfer);
         }
+    }
+
+    /// The download found the image gone: the update is given up, with nothing installed.
+    pub(super) fn image_gone(&mut self, out: &mut Actions) {
+        out.push(Action::OtaStatus(OtaReport::Unavailable));
+        self.ota = OtaStage::Idle;
+        self.ota_step = SimTime::NEVER;
     }
 
     /// The update's timed step is due.

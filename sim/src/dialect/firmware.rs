@@ -83,14 +83,37 @@ impl Update {
     }
 
     /// Fetches `from..to` of the image, sending `authorization` if the backend wants it;
-    /// returns how many bytes of the image the device holds afterwards.
-    pub async fn download(&mut self, cx: &DeviceCx<'_>, authorization: Option<&str>, from: u64, to: u64) -> u64 {
+    /// says how many bytes of the image the device holds afterwards, or that the image is gone.
+    pub async fn download(&mut self, cx: &DeviceCx<'_>, authorization: Option<&str>, from: u64, to: u64) -> Attempt {
         let fetched = self.fetched.get_or_insert_with(|| Fetched::for_job(&self.job));
-        let held = Box::pin(download(cx, authorization, &self.job, fetched, from, to)).await;
-        if held >= self.job.size {
-            self.fetched = None;
+        let attempt = Box::pin(download(cx, authorization, &self.job, fetched, from, to)).await;
+        match attempt {
+            Attempt::Held(held) if held < self.job.size => {}
+            _ => self.fetched = None,
         }
-        held
+        attempt
+    }
+}
+
+/// How a download attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The device holds the image's first this many bytes: all of it, or fewer when the
+    /// network or the model cut the attempt (the next resumes from there).
+    Held(u64),
+    /// The server said the image is not there (HTTP 404 or 410, CoAP 4.04 Not Found), or its
+    /// URL names nothing the device can fetch: trying again cannot help, so the device gives
+    /// the update up.
+    Gone,
+}
+
+impl Attempt {
+    /// An attempt that ended in `error` holding `held` bytes.
+    fn after(held: u64, error: Option<&HttpError>) -> Self {
+        match error {
+            Some(HttpError::Status(404 | 410)) => Self::Gone,
+            _ => Self::Held(held),
+        }
     }
 }
 
@@ -132,9 +155,10 @@ impl Fetched {
     }
 }
 
-/// Fetches `from..to` of `job`'s image into `fetched`; returns how many bytes of the image are
-/// held afterwards (`to` unless the network failed first). A cut attempt (`to` short of the
-/// size) stops reading there and drops the connection, as a device losing its link would.
+/// Fetches `from..to` of `job`'s image into `fetched`; says how many bytes of the image are
+/// held afterwards (`to` unless the network failed first), or that the image is gone. A cut
+/// attempt (`to` short of the size) stops reading there and drops the connection, as a
+/// device losing its link would.
 async fn download(
     cx: &DeviceCx<'_>,
     authorization: Option<&str>,
@@ -142,19 +166,19 @@ async fn download(
     fetched: &mut Fetched,
     from: u64,
     to: u64,
-) -> u64 {
+) -> Attempt {
     if from == 0 {
         *fetched = Fetched::for_job(job);
     }
     let Some((addr, path)) = split_url(&job.url, "http") else {
         cx.count(Counter::ErrorsProtocol);
-        return from;
+        return Attempt::Gone;
     };
     let mut held = from;
     let started = std::time::Instant::now();
-    match fetch(addr, (cx.source, authorization), path, fetched, &mut held, to).await {
-        Ok(()) => {}
-        Err(error) => cx.count(Fault::from(error).counter()),
+    let ended = fetch(addr, (cx.source, authorization), path, fetched, &mut held, to).await;
+    if let Err(error) = &ended {
+        cx.count(Fault::from(*error).counter());
     }
     count_download(cx, held - from, started);
     if held == job.size && !fetched.matches(job) {
@@ -162,7 +186,7 @@ async fn download(
         // image. Counted; the model still decides the update's outcome.
         cx.count(Counter::ErrorsProtocol);
     }
-    held
+    Attempt::after(held, ended.err().as_ref())
 }
 
 async fn fetch(

@@ -45,6 +45,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::device::{Actions, Event, SimTime, State};
+use crate::dialect::firmware::Attempt;
 use crate::metrics::recorder::Counter;
 use crate::report::figures::CampaignView;
 use crate::scenario::file::{BackendKind, BackendSection};
@@ -142,9 +143,9 @@ pub trait Devices {
         inbox: &mut Inbox,
     );
 
-    /// Fetches bytes `from..to` of the update's image; returns how many bytes of it the
-    /// device holds afterwards.
-    async fn download(&self, cx: &DeviceCx<'_>, device: &mut Self::Device, from: u64, to: u64) -> u64;
+    /// Fetches bytes `from..to` of the update's image; says how many bytes of it the device
+    /// holds afterwards, or that the image is gone.
+    async fn download(&self, cx: &DeviceCx<'_>, device: &mut Self::Device, from: u64, to: u64) -> Attempt;
 
     /// Says the goodbye of a device that retires ([`crate::device::Action::Retire`]): by
     /// default MQTT's DISCONNECT on its connection, if it has one; a dialect whose server

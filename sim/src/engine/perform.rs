@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::context::{Member, ShardCtx};
 use crate::device::{Action, Actions, BatteryLevel, Event, OtaReport, SimTime, State};
+use crate::dialect::firmware::Attempt;
 use crate::dialect::{Answer, DeviceCx, Devices, Dialect, Fault, Health, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::model::{FaultKind, Outcome, Reading};
@@ -298,12 +299,17 @@ impl<D: Dialect> DeviceTask<D> {
                     if from > 0 {
                         cx.count(Counter::OtaResumes);
                     }
-                    let reached = Box::pin(dialect.download(&cx, device, from, to)).await;
-                    inbox.push(Event::Downloaded { reached });
+                    inbox.push(match Box::pin(dialect.download(&cx, device, from, to)).await {
+                        Attempt::Held(reached) => Event::Downloaded { reached },
+                        Attempt::Gone => Event::ImageGone,
+                    });
                 }
                 Action::OtaStatus(report) => {
-                    if matches!(report, OtaReport::Failed | OtaReport::RolledBack) {
+                    if report.failed() {
                         shard.shared.marks.failure_reported();
+                    }
+                    if report == OtaReport::Unavailable {
+                        cx.count(Counter::OtaUnavailable);
                     }
                     dialect.answer(&cx, device, link, Answer::Ota(report), inbox).await;
                 }

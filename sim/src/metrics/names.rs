@@ -177,6 +177,11 @@ pub const METRICS: &[Metric] = &[
         "LwM2M Register sent -> the server's 2.01 Created",
     ),
     metric(
+        "bootstrap.latency",
+        MetricKind::Histogram,
+        "LwM2M Bootstrap-Request sent -> the bootstrap server's Bootstrap-Finish (its Deletes and Writes taken between)",
+    ),
+    metric(
         "update.latency",
         MetricKind::Histogram,
         "LwM2M registration Update's intended time -> the server's 2.04 Changed",
@@ -195,6 +200,11 @@ pub const METRICS: &[Metric] = &[
         "lwm2m.registrations",
         MetricKind::Count,
         "LwM2M registrations the server accepted",
+    ),
+    metric(
+        "lwm2m.bootstraps",
+        MetricKind::Count,
+        "LwM2M bootstraps that finished naming a server the device could reach",
     ),
     metric(
         "lwm2m.updates",

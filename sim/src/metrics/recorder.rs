@@ -78,6 +78,8 @@ names!(
         Rotate => "rotate.latency",
         /// LwM2M Register sent (the connect's start) -> the server's 2.01 Created.
         Register => "register.latency",
+        /// LwM2M Bootstrap-Request sent -> the bootstrap server's Bootstrap-Finish.
+        Bootstrap => "bootstrap.latency",
         /// LwM2M registration Update sent (its intended time) -> the server's 2.04 Changed.
         Update => "update.latency",
         /// A phase retired an LwM2M device (its intended time) -> the server's 2.02 Deleted
@@ -121,6 +123,9 @@ names!(
         OtaInstalled => "ota.installed",
         /// Updates whose download was rejected (corrupt).
         OtaFailed => "ota.failed",
+        /// Updates given up because the server said the image is not there (HTTP 404 or
+        /// 410, CoAP 4.04).
+        OtaUnavailable => "ota.unavailable",
         /// Updates whose boot failed and fell back to the old slot.
         OtaRolledBack => "ota.rolled_back",
         /// Updates that bricked the device.
@@ -203,6 +208,8 @@ names!(
         CoapRetransmissions => "coap.retransmissions",
         /// LwM2M registrations the server accepted (Register answered 2.01 Created).
         Lwm2mRegistrations => "lwm2m.registrations",
+        /// LwM2M bootstraps that finished with a server the device could use.
+        Lwm2mBootstraps => "lwm2m.bootstraps",
         /// LwM2M registration Updates the server accepted.
         Lwm2mUpdates => "lwm2m.updates",
         /// LwM2M De-registers the server accepted (2.02 Deleted), of devices a phase retired.

@@ -60,6 +60,10 @@ pub struct Telemetry {
     /// report wakes, connects with a clean session, publishes and disconnects. Otherwise it
     /// stays connected (a persistent session that also takes config, commands and updates).
     pub duty_cycle: bool,
+    /// How long a duty-cycled device stays connected after it reports, taking what its
+    /// server held for it (config, commands, updates: an LwM2M server's queue mode), before
+    /// it sleeps; zero leaves at once.
+    pub awake: Duration,
     /// How reports are encoded.
     pub format: PayloadFormat,
 }
@@ -384,6 +388,7 @@ mod tests {
             payload_bytes,
             qos: 1,
             duty_cycle: false,
+            awake: Duration::ZERO,
             format: PayloadFormat::Json,
         }
     }

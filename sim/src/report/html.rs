@@ -289,7 +289,16 @@ fn lwm2m_table(summary: &Value) -> Option<String> {
     if count("lwm2m.registrations") + count("lwm2m.updates") == 0 {
         return None;
     }
+    // Bootstrap rows only for a fleet that bootstrapped.
+    let bootstrapped = count("lwm2m.bootstraps") > 0;
     let mut out = String::from("<table class=\"lwm2m\"><tr><th>LwM2M</th><th>count</th></tr>\n");
+    if bootstrapped {
+        let _ = writeln!(
+            out,
+            "<tr><td>bootstraps finished</td><td>{}</td></tr>",
+            count("lwm2m.bootstraps")
+        );
+    }
     for (label, name) in [
         ("registrations the server accepted", "lwm2m.registrations"),
         ("registration updates the server accepted", "lwm2m.updates"),
@@ -303,10 +312,12 @@ fn lwm2m_table(summary: &Value) -> Option<String> {
     ] {
         let _ = writeln!(out, "<tr><td>{label}</td><td>{}</td></tr>", count(name));
     }
-    for (label, name) in [
+    let latencies = [
+        ("bootstrap latency p50 / p99 / max", "bootstrap.latency"),
         ("register latency p50 / p99 / max", "register.latency"),
         ("update latency p50 / p99 / max", "update.latency"),
-    ] {
+    ];
+    for (label, name) in latencies.into_iter().skip(usize::from(!bootstrapped)) {
         let _ = writeln!(
             out,
             "<tr><td>{label}</td><td>{}</td></tr>",

@@ -224,12 +224,30 @@ fn check_telemetry(err: &ErrorAt<'_>, t: TelemetrySection) -> Result<Telemetry, 
     if qos > 1 {
         return Err(err(&["telemetry", "qos"], format!("expected 0 or 1, found {qos}")));
     }
+    let awake = t.awake.map_or(Duration::ZERO, |a| a.0);
+    if !awake.is_zero() && !t.duty_cycle {
+        return Err(err(
+            &["telemetry", "awake"],
+            "awake is how long a duty-cycled device stays connected after it reports; set duty_cycle = true or remove awake".to_owned(),
+        ));
+    }
+    if awake >= t.interval.0 {
+        return Err(err(
+            &["telemetry", "awake"],
+            format!(
+                "expected less than the interval ({}), found {}",
+                DisplayDuration(t.interval.0),
+                DisplayDuration(awake)
+            ),
+        ));
+    }
     Ok(Telemetry {
         interval: t.interval.0,
         jitter,
         payload_bytes: t.payload_bytes,
         qos,
         duty_cycle: t.duty_cycle,
+        awake,
         format: t.format.unwrap_or_default(),
     })
 }

@@ -101,6 +101,11 @@ pub struct BackendSection {
     /// For the `lwm2m` dialect: devices register over DTLS with pre-shared keys.
     #[serde(default)]
     pub psk: Option<PskSection>,
+    /// For the `lwm2m` dialect: devices bootstrap first (LwM2M's client-initiated bootstrap):
+    /// the server at `url`, or the reference backend's LwM2M front, tells each device where
+    /// to register and with what key, and it registers there.
+    #[serde(default)]
+    pub bootstrap: Option<bool>,
 }
 
 /// `[backend.psk]`: LwM2M devices register over DTLS 1.2 with a pre-shared key, their
@@ -224,6 +229,7 @@ impl BackendSection {
             password_env: None,
             tls: None,
             psk: None,
+            bootstrap: None,
         }
     }
 
@@ -239,6 +245,7 @@ impl BackendSection {
             ("password_env", self.password_env.is_some()),
             ("tls", self.tls.is_some()),
             ("psk", self.psk.is_some()),
+            ("bootstrap", self.bootstrap.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))
@@ -719,9 +726,15 @@ pub struct TelemetrySection {
     #[serde(default)]
     pub qos: Option<u8>,
     /// Sleep between reports without a connection: wake, connect (clean session), report,
-    /// disconnect. Such a device takes no config, commands or updates. Default false.
+    /// disconnect. Such a device takes config, commands and updates only while `awake`.
+    /// Default false.
     #[serde(default)]
     pub duty_cycle: bool,
+    /// For a duty-cycled device: how long it stays connected after it reports, in simulated
+    /// time, taking what its server held for it (LwM2M's queue mode) before it sleeps again.
+    /// Default 0: it leaves once its report is acknowledged.
+    #[serde(default)]
+    pub awake: Option<DurationValue>,
     /// How a report is encoded: `"json"` (the default) or `"cbor"` (RFC 8949, the same keys).
     #[serde(default)]
     pub format: Option<PayloadFormat>,

@@ -21,7 +21,7 @@ use super::Embedded;
 use super::diary::{Diary, Pending};
 use crate::device::{Action, Actions, CommandKind, Event, OtaReport, SimTime, State};
 use crate::dialect::alert_book::unix_ms_now;
-use crate::dialect::firmware::{ImageHash, Job, Update};
+use crate::dialect::firmware::{Attempt, ImageHash, Job, Update};
 use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
 use crate::dialect::tls::{DeviceTls, Issued, mqtt_session};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
@@ -379,17 +379,22 @@ impl Devices for Embedded {
             }
             Answer::Ota(report) => {
                 let campaign = device.update.as_ref().map_or(0, |update| update.job.campaign);
-                let body = format!("{{\"campaign\":{campaign},\"state\":\"{}\"}}", report.name());
+                // The reference backend's states: an image given up is a failed job.
+                let state = match report {
+                    OtaReport::Unavailable => OtaReport::Failed.name(),
+                    report => report.name(),
+                };
+                let body = format!("{{\"campaign\":{campaign},\"state\":\"{state}\"}}");
                 self.publish_answer(cx, (id, link), ("ota/status", body.as_bytes()), None, inbox)
                     .await;
             }
         }
     }
 
-    async fn download(&self, cx: &DeviceCx<'_>, device: &mut Device, from: u64, to: u64) -> u64 {
+    async fn download(&self, cx: &DeviceCx<'_>, device: &mut Device, from: u64, to: u64) -> Attempt {
         match device.update.as_mut() {
             Some(update) => update.download(cx, None, from, to).await,
-            None => from,
+            None => Attempt::Held(from),
         }
     }
 

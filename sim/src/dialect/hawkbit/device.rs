@@ -18,7 +18,7 @@ use serde_json::json;
 use super::Hawkbit;
 use super::ddi::{DdiAuth, DdiError, Feedback, Requester};
 use crate::device::{Event, OtaReport};
-use crate::dialect::firmware::{ImageHash, Job, Update};
+use crate::dialect::firmware::{Attempt, ImageHash, Job, Update};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::transport::http::{HttpError, Method};
@@ -110,9 +110,9 @@ impl Devices for Hawkbit {
         }
     }
 
-    async fn download(&self, cx: &DeviceCx<'_>, device: &mut Device, from: u64, to: u64) -> u64 {
+    async fn download(&self, cx: &DeviceCx<'_>, device: &mut Device, from: u64, to: u64) -> Attempt {
         let Some(update) = device.update.as_mut() else {
-            return from;
+            return Attempt::Held(from);
         };
         let authorization = self.authorization(&cx.serial());
         update.download(cx, authorization.as_deref(), from, to).await
@@ -220,6 +220,7 @@ impl Hawkbit {
             OtaReport::Verifying | OtaReport::Rebooting | OtaReport::Downloaded => return Ok(()),
             OtaReport::Succeeded => Feedback::Success,
             OtaReport::Failed => Feedback::Failure("image rejected: verification failed"),
+            OtaReport::Unavailable => Feedback::Failure("image not found: the server answered 404"),
             OtaReport::RolledBack => Feedback::Failure("new image failed to boot: rolled back to the previous slot"),
         };
         let serial = cx.serial();

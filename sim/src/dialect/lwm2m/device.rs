@@ -30,7 +30,9 @@
 //! or the old firmware kept), or integrity failure for a corrupt image. State and result
 //! changes notify their observers.
 //!
-//! Not yet: bootstrap, DTLS.
+//! A device may register over DTLS with a pre-shared key (`[backend.psk]`), and may bootstrap
+//! first (`bootstrap = true`): its bootstrap server writes the server it registers with and
+//! the key it opens its DTLS session with ([`super::bootstrap`]).
 
 use std::time::Duration;
 
@@ -38,12 +40,13 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, Resp
 use tokio::time::Instant;
 
 use super::Lwm2m;
+use super::bootstrap::{self as bs, Server};
 use super::formats::{self, Format};
 use super::objects::{self, FirmwareUpdate, Path, Refusal, State, fw, ids};
 use crate::device::{Actions, CommandKind, Event, OtaReport, SimTime, State as CoreState};
 use crate::dialect::embedded::claim_name;
 use crate::dialect::embedded::diary::{Diary, Pending};
-use crate::dialect::firmware::{self, ImageHash, Job, Update};
+use crate::dialect::firmware::{self, Attempt, ImageHash, Job, Update};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
 use crate::model::draw::keyed_unit;
@@ -66,16 +69,21 @@ impl Lwm2m {
 }
 
 impl Lwm2m {
-    /// Opens the device's socket to its server: over DTLS, with its own key, for a secured
-    /// server (the handshake timed as `tls.handshake.latency`, counted as a full handshake;
-    /// one that fails is `errors.tls_handshake`, one unanswered `errors.timeout`).
-    async fn open_server(&self, cx: &DeviceCx<'_>) -> Result<Datagram, Fault> {
-        let Some(secured) = &self.secured else {
-            return open(self.addr, cx).await;
+    /// Opens the device's socket to its server (the one its bootstrap named, else the
+    /// dialect's): over DTLS, with its own key, for a secured server (the handshake timed as
+    /// `tls.handshake.latency`, counted as a full handshake; one that fails is
+    /// `errors.tls_handshake`, one unanswered `errors.timeout`).
+    async fn open_server(&self, cx: &DeviceCx<'_>, device: &Device) -> Result<Datagram, Fault> {
+        let (addr, psk) = match (&device.server, &self.secured) {
+            (Some(server), _) => (server.addr, server.psk.clone()),
+            (None, Some(secured)) => (secured.addr, Some(secured.psk(&cx.serial()))),
+            (None, None) => (self.addr, None),
+        };
+        let Some(psk) = psk else {
+            return open(addr, cx).await;
         };
         let started = Instant::now();
-        let psk = secured.psk(&cx.serial());
-        match Datagram::open_secured(secured.addr, cx.source, &psk, started + cx.model.link.connect_timeout).await {
+        match Datagram::open_secured(addr, cx.source, &psk, started + cx.model.link.connect_timeout).await {
             Ok(endpoint) => {
                 cx.record(Latency::TlsHandshake, started);
                 cx.count(Counter::TlsFull);
@@ -124,6 +132,7 @@ const MAX_SERVED_WHILE_WAITING: usize = 16;
 pub struct Registration {
     location: Option<Box<str>>,
     device_id: Option<Box<str>>,
+    server: Option<Box<Server>>,
     lifetime_s: u32,
     next_id: u16,
 }
@@ -136,6 +145,9 @@ pub struct Device {
     /// The id the reference backend gave the device at provisioning (what its operator's
     /// commands name it by).
     device_id: Option<Box<str>>,
+    /// The server a bootstrap named, and its key: where the device registers (`None`: the
+    /// dialect's).
+    server: Option<Box<Server>>,
     /// When the server last accepted the registration or an update of it.
     renewed: Option<Instant>,
     /// The lifetime the registration holds, real seconds (0: the model's, not yet worked out).
@@ -268,12 +280,13 @@ impl Devices for Lwm2m {
     }
 
     fn wake(&self, kept: Option<Registration>) -> Device {
-        let (location, device_id, lifetime_s, next_id) = kept.map_or((None, None, 0, 0), |k| {
-            (k.location, k.device_id, k.lifetime_s, k.next_id)
+        let (location, device_id, server, lifetime_s, next_id) = kept.map_or((None, None, None, 0, 0), |k| {
+            (k.location, k.device_id, k.server, k.lifetime_s, k.next_id)
         });
         Device {
             location,
             device_id,
+            server,
             renewed: None,
             lifetime_s,
             next_id,
@@ -292,51 +305,46 @@ impl Devices for Lwm2m {
     }
 
     fn keep(&self, device: Device) -> Option<Registration> {
-        if device.location.is_none() && device.device_id.is_none() {
+        if device.location.is_none() && device.device_id.is_none() && device.server.is_none() {
             return None;
         }
         Some(Registration {
             location: device.location,
             device_id: device.device_id,
+            server: device.server,
             lifetime_s: device.lifetime_s,
             next_id: device.next_id,
         })
     }
 
     /// An LwM2M device is who its endpoint name (its serial) says; the reference backend's
-    /// devices provision by claim first, over CoAP, from a socket of their own.
+    /// devices provision by claim first, over CoAP, from a socket of their own. A device that
+    /// bootstraps then asks its bootstrap server, on the same socket, where to register.
     async fn provision(&self, cx: &DeviceCx<'_>, device: &mut Device) -> Result<Provisioned, Fault> {
-        let Some(reference) = &self.reference else {
+        if self.reference.is_none() && !self.bootstrap {
             return Ok(Provisioned::Given);
-        };
+        }
         let endpoint = open(self.addr, cx).await?;
         if device.next_id == 0 {
             device.next_id = first_id(cx);
         }
-        let mut packet = request(device, RequestType::Post, &["provision"]);
-        for query in [format!("ep={}", cx.serial()), format!("claim={}", claim_name(cx.group))] {
-            packet.add_option(CoapOption::UriQuery, query.into_bytes());
+        if let Some(reference) = &self.reference {
+            provision_by_claim(cx, device, &endpoint, &reference.claim_secret).await?;
         }
-        let body = serde_json::json!({
-            "secret": reference.claim_secret,
-            "model": cx.model.name,
-            "firmware": cx.model.firmware,
-        });
-        packet.payload = body.to_string().into_bytes();
-        let answer = ask(cx, device, &endpoint, &packet, &mut Vec::new()).await?;
-        if answer.header.code != MessageClass::Response(ResponseType::Created) {
-            return Err(refusal(answer.header.code));
+        if self.bootstrap {
+            let server = bootstrap(cx, device, &endpoint).await?;
+            if let Some(lifetime_s) = server.lifetime_s {
+                device.lifetime_s = lifetime_s;
+            }
+            device.server = Some(Box::new(server));
         }
-        let granted: serde_json::Value = serde_json::from_slice(&answer.payload).map_err(|_| Fault::Protocol)?;
-        let id = granted["device_id"].as_str().ok_or(Fault::Protocol)?;
-        device.device_id = Some(id.into());
         Ok(Provisioned::Exchanged)
     }
 
     /// Opens the device's socket and registers, or updates the registration it holds (a
     /// server that no longer knows it gets a new one).
     async fn connect(&self, cx: &DeviceCx<'_>, device: &mut Device, session: Session) -> Result<Link, Fault> {
-        let endpoint = self.open_server(cx).await?;
+        let endpoint = self.open_server(cx, device).await?;
         if device.lifetime_s == 0 {
             device.lifetime_s = lifetime_s(cx);
         }
@@ -498,7 +506,7 @@ impl Devices for Lwm2m {
         };
         let endpoint = match std::mem::take(link) {
             Link::Datagram(endpoint) => endpoint,
-            _ => match self.open_server(cx).await {
+            _ => match self.open_server(cx, device).await {
                 Ok(endpoint) => endpoint,
                 Err(fault) => {
                     cx.count(fault.counter());
@@ -521,11 +529,11 @@ impl Devices for Lwm2m {
     /// Fetches bytes of the package a Package URI named: over HTTP (a Range request when
     /// resuming), or block-wise over CoAP for a `coap://` one (from the block that holds the
     /// next byte).
-    async fn download(&self, cx: &DeviceCx<'_>, device: &mut Device, from: u64, to: u64) -> u64 {
+    async fn download(&self, cx: &DeviceCx<'_>, device: &mut Device, from: u64, to: u64) -> Attempt {
         let Some(mut update) = device.firmware_mut().and_then(|object| object.update.take()) else {
-            return from;
+            return Attempt::Held(from);
         };
-        let held = if update.job.url.starts_with("coap://") {
+        let attempt = if update.job.url.starts_with("coap://") {
             Box::pin(pull_over_coap(cx, device, &mut update, (from, to))).await
         } else {
             update.download(cx, None, from, to).await
@@ -533,7 +541,7 @@ impl Devices for Lwm2m {
         if let Some(object) = device.firmware_mut() {
             object.update = Some(update);
         }
-        held
+        attempt
     }
 
     /// The version the last update installed, or the model's.
@@ -772,6 +780,99 @@ fn refusal(code: MessageClass) -> Fault {
         MessageClass::Response(ResponseType::NotFound) => Fault::Status(404),
         MessageClass::Response(ResponseType::ServiceUnavailable) => Fault::Status(503),
         _ => Fault::Protocol,
+    }
+}
+
+/// Provisions by claim with the reference backend (`POST /provision?ep=SERIAL&claim=NAME`,
+/// the claim's secret and what the device is in a JSON payload): keeps the device id the
+/// answer gives.
+async fn provision_by_claim(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    endpoint: &Datagram,
+    claim_secret: &str,
+) -> Result<(), Fault> {
+    let mut packet = request(device, RequestType::Post, &["provision"]);
+    for query in [format!("ep={}", cx.serial()), format!("claim={}", claim_name(cx.group))] {
+        packet.add_option(CoapOption::UriQuery, query.into_bytes());
+    }
+    let body = serde_json::json!({
+        "secret": claim_secret,
+        "model": cx.model.name,
+        "firmware": cx.model.firmware,
+    });
+    packet.payload = body.to_string().into_bytes();
+    let answer = ask(cx, device, endpoint, &packet, &mut Vec::new()).await?;
+    if answer.header.code != MessageClass::Response(ResponseType::Created) {
+        return Err(refusal(answer.header.code));
+    }
+    let granted: serde_json::Value = serde_json::from_slice(&answer.payload).map_err(|_| Fault::Protocol)?;
+    let id = granted["device_id"].as_str().ok_or(Fault::Protocol)?;
+    device.device_id = Some(id.into());
+    Ok(())
+}
+
+/// How long a device waits for its bootstrap server's next request, real time, before its
+/// bootstrap has failed (timed out).
+const BOOTSTRAP_WAIT: Duration = Duration::from_secs(30);
+
+/// Bootstraps (LwM2M 1.0, section 5.2.7): a Bootstrap-Request (`POST /bs?ep=SERIAL`), then
+/// the server's Deletes and Writes until Bootstrap-Finish, which must name a server the
+/// device can reach ([`bs::serve`]). `bootstrap.latency` runs from the request to the
+/// finish, counted as `lwm2m.bootstraps`; a server that goes quiet for [`BOOTSTRAP_WAIT`] is
+/// `errors.timeout`, a finish with nothing usable `errors.protocol`.
+async fn bootstrap(cx: &DeviceCx<'_>, device: &mut Device, endpoint: &Datagram) -> Result<Server, Fault> {
+    let started = Instant::now();
+    let mut packet = request(device, RequestType::Post, &["bs"]);
+    packet.add_option(CoapOption::UriQuery, format!("ep={}", cx.serial()).into_bytes());
+    let jitter = jitter(cx, packet.header.message_id);
+    let mut waiting = std::collections::VecDeque::new();
+    // The server's requests may come before its answer: kept, and taken after it.
+    let answer = coap::exchange(endpoint, &packet, jitter, &cx.shared.meter, |early| {
+        if waiting.len() < MAX_SERVED_WHILE_WAITING {
+            waiting.push_back(early);
+        }
+    })
+    .await
+    .map_err(Fault::from)?;
+    if answer.header.code != MessageClass::Response(ResponseType::Changed) {
+        return Err(refusal(answer.header.code));
+    }
+    let mut written = bs::Written::default();
+    let mut deadline = Instant::now() + BOOTSTRAP_WAIT;
+    loop {
+        let request = match waiting.pop_front() {
+            Some(request) => request,
+            None => {
+                let datagram = tokio::time::timeout_at(deadline, endpoint.receive())
+                    .await
+                    .map_err(|_| Fault::Timeout)?
+                    .map_err(|_| Fault::Refused)?;
+                let Some(request) = coap::decode(&datagram) else {
+                    cx.count(Counter::ErrorsProtocol);
+                    continue;
+                };
+                request
+            }
+        };
+        let id = device.id();
+        let Some((answer, step)) = bs::serve(&mut written, &request, id) else {
+            continue;
+        };
+        if let Ok(bytes) = answer.to_bytes() {
+            // A lost answer is asked for again by the server's retransmission.
+            let _ = endpoint.try_send(&bytes);
+        }
+        deadline = Instant::now() + BOOTSTRAP_WAIT;
+        match step {
+            bs::Step::Going => {}
+            bs::Step::Finished(server) => {
+                cx.record(Latency::Bootstrap, started);
+                cx.count(Counter::Lwm2mBootstraps);
+                return Ok(server);
+            }
+            bs::Step::Unusable => return Err(Fault::Protocol),
+        }
     }
 }
 
@@ -1277,19 +1378,24 @@ fn package_job(uri: &str) -> Result<Job, u8> {
 /// the device's own, hashing them as they come; returns how many bytes of the image the
 /// device holds afterwards. Counted as an HTTP download is (`ota.downloaded_bytes`,
 /// `ota.download_ms`); a transfer cut short by the server is counted by its reason.
-async fn pull_over_coap(cx: &DeviceCx<'_>, device: &mut Device, update: &mut Update, (from, to): (u64, u64)) -> u64 {
+async fn pull_over_coap(
+    cx: &DeviceCx<'_>,
+    device: &mut Device,
+    update: &mut Update,
+    (from, to): (u64, u64),
+) -> Attempt {
     // The hash below borrows the update; the URL is read from a copy.
     let url = update.job.url.clone();
     let Some((addr, path)) = firmware::split_url(&url, "coap") else {
         cx.count(Counter::ErrorsProtocol);
-        return from;
+        return Attempt::Gone;
     };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let endpoint = match open(addr, cx).await {
         Ok(endpoint) => endpoint,
         Err(fault) => {
             cx.count(fault.counter());
-            return from;
+            return Attempt::Held(from);
         }
     };
     let started = std::time::Instant::now();
@@ -1313,9 +1419,15 @@ async fn pull_over_coap(cx: &DeviceCx<'_>, device: &mut Device, update: &mut Upd
         });
     }
     firmware::count_download(cx, taken, started);
+    if matches!(
+        ended,
+        Err(BlockwiseError::Refused(MessageClass::Response(ResponseType::NotFound)))
+    ) {
+        return Attempt::Gone;
+    }
     let held = from + taken;
     update.held(cx, held);
-    held
+    Attempt::Held(held)
 }
 
 /// Whether `request` (a PUT of `path`) writes object 5's package: a device whose model takes
@@ -1448,6 +1560,7 @@ impl Object5 {
             OtaReport::Installing | OtaReport::Rebooting => (fw::UPDATING, fw::INITIAL),
             OtaReport::Succeeded => (fw::IDLE, fw::SUCCESS),
             OtaReport::Failed => (fw::IDLE, fw::INTEGRITY_FAILURE),
+            OtaReport::Unavailable => (fw::IDLE, fw::INVALID_URI),
             OtaReport::RolledBack => (fw::IDLE, fw::UPDATE_FAILED),
         };
         if report == OtaReport::Succeeded {
@@ -1745,6 +1858,7 @@ mod tests {
             addr: ([127, 0, 0, 1], 5683).into(),
             reference: None,
             secured: None,
+            bootstrap: false,
         }
         .wake(None);
         device.reading = 21.5;

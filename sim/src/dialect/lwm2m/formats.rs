@@ -9,6 +9,8 @@
 
 use std::fmt::Write as _;
 
+use fleetsim_backend::lwm2m::tlv::{self, Kind};
+
 use super::objects::{Path, Value};
 
 /// A content format a device speaks.
@@ -60,7 +62,7 @@ pub fn encode(format: Format, path: Path, values: &[(u16, u16, Value)]) -> Optio
             [(_, _, value)] => value.text().map(String::into_bytes),
             _ => None,
         },
-        Format::Tlv => Some(tlv(path, values)),
+        Format::Tlv => Some(write_tlv(path, values)),
         Format::Json => Some(json(path, values, false)),
         Format::SenmlJson => Some(json(path, values, true)),
         Format::LinkFormat => None,
@@ -69,14 +71,19 @@ pub fn encode(format: Format, path: Path, values: &[(u16, u16, Value)]) -> Optio
 
 /// TLV: resources at the top level when the path names an instance or a resource; inside an
 /// object instance entry when it names the object.
-fn tlv(path: Path, values: &[(u16, u16, Value)]) -> Vec<u8> {
+fn write_tlv(path: Path, values: &[(u16, u16, Value)]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut instance_bytes = Vec::new();
     let mut current = None;
     for (instance, resource, value) in values {
         if path.instance.is_none() && current != Some(*instance) {
             if let Some(done) = current {
-                tlv_entry(&mut out, 0b00, done, &std::mem::take(&mut instance_bytes));
+                tlv::write(
+                    &mut out,
+                    Kind::ObjectInstance,
+                    done,
+                    &std::mem::take(&mut instance_bytes),
+                );
             }
             current = Some(*instance);
         }
@@ -89,57 +96,22 @@ fn tlv(path: Path, values: &[(u16, u16, Value)]) -> Vec<u8> {
             Value::Integers(instances) => {
                 let mut inner = Vec::new();
                 for (id, v) in instances {
-                    tlv_entry(&mut inner, 0b01, *id, &int_bytes(*v));
+                    tlv::write(&mut inner, Kind::ResourceInstance, *id, &tlv::int_bytes(*v));
                 }
-                tlv_entry(target, 0b10, *resource, &inner);
+                tlv::write(target, Kind::MultipleResource, *resource, &inner);
             }
-            value => tlv_entry(target, 0b11, *resource, &tlv_value(value)),
+            value => tlv::write(target, Kind::Resource, *resource, &tlv_value(value)),
         }
     }
     if let Some(done) = current {
-        tlv_entry(&mut out, 0b00, done, &instance_bytes);
+        tlv::write(&mut out, Kind::ObjectInstance, done, &instance_bytes);
     }
     out
 }
 
-/// One TLV entry: its type byte (identifier kind, identifier length, length kind), the
-/// identifier, the length and the value.
-fn tlv_entry(out: &mut Vec<u8>, kind: u8, id: u16, value: &[u8]) {
-    let long_id = id > 0xFF;
-    let len = value.len();
-    let (len_kind, len_bytes): (u8, &[u8]) = match len {
-        0..=7 => (0, &[]),
-        8..=0xFF => (1, &(len as u32).to_be_bytes()[3..]),
-        0x100..=0xFFFF => (2, &(len as u32).to_be_bytes()[2..]),
-        _ => (3, &(len as u32).to_be_bytes()[1..]),
-    };
-    let small_len = if len_kind == 0 { len as u8 } else { 0 };
-    out.push(kind << 6 | u8::from(long_id) << 5 | len_kind << 3 | small_len);
-    if long_id {
-        out.extend_from_slice(&id.to_be_bytes());
-    } else {
-        out.push(id as u8);
-    }
-    out.extend_from_slice(len_bytes);
-    out.extend_from_slice(value);
-}
-
-/// An integer in the fewest of 1, 2, 4 or 8 big-endian bytes.
-fn int_bytes(v: i64) -> Vec<u8> {
-    if let Ok(v) = i8::try_from(v) {
-        v.to_be_bytes().to_vec()
-    } else if let Ok(v) = i16::try_from(v) {
-        v.to_be_bytes().to_vec()
-    } else if let Ok(v) = i32::try_from(v) {
-        v.to_be_bytes().to_vec()
-    } else {
-        v.to_be_bytes().to_vec()
-    }
-}
-
 fn tlv_value(value: &Value) -> Vec<u8> {
     match value {
-        Value::Integer(v) => int_bytes(*v),
+        Value::Integer(v) => tlv::int_bytes(*v),
         Value::Float(v) => v.to_be_bytes().to_vec(),
         Value::String(v) => v.as_bytes().to_vec(),
         Value::Boolean(v) => vec![u8::from(*v)],
@@ -216,17 +188,13 @@ pub fn decode_integer(format: Format, payload: &[u8]) -> Option<i64> {
     match format {
         Format::Text => std::str::from_utf8(payload).ok()?.trim().parse().ok(),
         Format::Tlv => {
-            let (value, rest) = tlv_single(payload)?;
-            if !rest.is_empty() {
+            // One resource, or one resource instance: not an object instance or a multiple
+            // resource.
+            let (entry, rest) = tlv::next(payload)?;
+            if !rest.is_empty() || !matches!(entry.kind, Kind::Resource | Kind::ResourceInstance) {
                 return None;
             }
-            match value.len() {
-                1 => Some(i64::from(i8::from_be_bytes(value.try_into().ok()?))),
-                2 => Some(i64::from(i16::from_be_bytes(value.try_into().ok()?))),
-                4 => Some(i64::from(i32::from_be_bytes(value.try_into().ok()?))),
-                8 => Some(i64::from_be_bytes(value.try_into().ok()?)),
-                _ => None,
-            }
+            tlv::integer(entry.value)
         }
         Format::Json | Format::SenmlJson => {
             let json: serde_json::Value = serde_json::from_slice(payload).ok()?;
@@ -241,26 +209,6 @@ pub fn decode_integer(format: Format, payload: &[u8]) -> Option<i64> {
         }
         Format::LinkFormat => None,
     }
-}
-
-/// The value of the first TLV entry (a resource, or a resource instance) and what follows it.
-fn tlv_single(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (&kind, rest) = bytes.split_first()?;
-    if kind >> 6 < 0b01 || kind >> 6 == 0b10 {
-        // An object instance or a multiple resource: not one value.
-        return None;
-    }
-    let id_len = if kind & 0b10_0000 != 0 { 2 } else { 1 };
-    let rest = rest.get(id_len..)?;
-    let (len, rest) = match (kind >> 3) & 0b11 {
-        0 => (usize::from(kind & 0b111), rest),
-        n => {
-            let n = usize::from(n);
-            let len = rest.get(..n)?.iter().fold(0usize, |acc, b| acc << 8 | usize::from(*b));
-            (len, &rest[n..])
-        }
-    };
-    Some((rest.get(..len)?, &rest[len..]))
 }
 
 #[cfg(test)]
@@ -293,17 +241,17 @@ mod tests {
             (0, 9, Value::Integer(100)),
             (0, 11, Value::Integers(vec![(0, 0)])),
         ];
-        let bytes = tlv(path(3, Some(0), None), &values);
+        let bytes = write_tlv(path(3, Some(0), None), &values);
         let mut expected = vec![0xC8, 0x00, 0x14];
         expected.extend_from_slice(b"Open Mobile Alliance");
         expected.extend_from_slice(&[0xC1, 0x09, 0x64]);
         expected.extend_from_slice(&[0x83, 0x0B, 0x41, 0x00, 0x00]);
         assert_eq!(bytes, expected);
-        let object = tlv(path(3, None, None), &values);
+        let object = write_tlv(path(3, None, None), &values);
         assert_eq!(object[..2], [0x08, 0x00], "an instance entry");
         assert_eq!(usize::from(object[2]), expected.len(), "holding the resources");
         assert_eq!(object[3..], expected[..]);
-        let long = tlv(path(3303, Some(0), Some(5700)), &[(0, 5700, Value::Float(21.5))]);
+        let long = write_tlv(path(3303, Some(0), Some(5700)), &[(0, 5700, Value::Float(21.5))]);
         assert_eq!(long[..3], [0xE8, 0x16, 0x44], "a 16-bit id, an 8-bit length");
         assert_eq!(f64::from_be_bytes(long[4..].try_into().expect("8 bytes")), 21.5);
     }

@@ -12,9 +12,24 @@ use crate::scenario::units::DisplayDuration;
 use crate::scenario::{Action, Backend, KeyError, Scenario};
 
 impl Keys for Lwm2m {
-    const KEYS: &'static [&'static str] = &["psk"];
+    const KEYS: &'static [&'static str] = &["psk", "bootstrap"];
 
     fn check_keys(section: &Backend) -> Result<(), KeyError> {
+        let in_process = section.url.is_none() && section.api.is_none();
+        if section.bootstrap == Some(true) {
+            if section.url.as_deref().is_some_and(|url| url.starts_with("coaps://")) {
+                return Err(KeyError::new(
+                    "url",
+                    "bootstrap = true asks the bootstrap server in the clear: give its coap:// url (it names the server, coaps:// or not, that devices register with)",
+                ));
+            }
+            if section.psk.is_some() && !in_process {
+                return Err(KeyError::new(
+                    "psk",
+                    "with bootstrap = true the bootstrap server gives each device its server and key: leave out [backend.psk]",
+                ));
+            }
+        }
         if let Some(url) = &section.url {
             check_url(url, &["coap", "coaps"]).map_err(|m| KeyError::new("url", m))?;
             let secured = url.starts_with("coaps://");
@@ -29,7 +44,6 @@ impl Keys for Lwm2m {
             check_url(api, &["http", "https"]).map_err(|m| KeyError::new("api", m))?;
         }
         if let Some(psk) = &section.psk {
-            let in_process = section.url.is_none() && section.api.is_none();
             match (&psk.secret_env, &psk.key_env) {
                 (Some(_), Some(_)) => {
                     return Err(KeyError::new(
@@ -150,6 +164,39 @@ mod tests {
         assert_eq!(Lwm2m::check_keys(&section).map_err(|e| e.key), Err("api"));
         section.api = Some("http://127.0.0.1:8080".into());
         assert_eq!(Lwm2m::check_keys(&section), Ok(()));
+    }
+
+    #[test]
+    fn a_bootstrapping_fleet_takes_its_keys_from_the_bootstrap_server() {
+        let mut section = Backend::of(BackendKind::Lwm2m);
+        section.bootstrap = Some(true);
+        assert_eq!(Lwm2m::check_keys(&section), Ok(()), "the backend in process");
+        section.psk = Some(PskSection {
+            secret_env: None,
+            key_env: None,
+        });
+        assert_eq!(
+            Lwm2m::check_keys(&section),
+            Ok(()),
+            "in process, over its DTLS listener"
+        );
+        section.api = Some("http://127.0.0.1:8080".into());
+        assert_eq!(
+            Lwm2m::check_keys(&section).map_err(|e| e.key),
+            Err("psk"),
+            "keys come from the bootstrap"
+        );
+        section.psk = None;
+        assert_eq!(Lwm2m::check_keys(&section), Ok(()), "a running backend");
+        section.api = None;
+        section.url = Some("coaps://127.0.0.1:5684".into());
+        assert_eq!(
+            Lwm2m::check_keys(&section).map_err(|e| e.key),
+            Err("url"),
+            "bootstrap in the clear"
+        );
+        section.url = Some("coap://127.0.0.1:5683".into());
+        assert_eq!(Lwm2m::check_keys(&section), Ok(()), "any bootstrap server");
     }
 
     #[test]

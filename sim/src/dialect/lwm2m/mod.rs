@@ -14,7 +14,12 @@
 //!   running `fleetsim backend --lwm2m`): a device provisions by claim over CoAP first, and
 //!   the run's operator plays config pushes (Writes), reboots (Executes) and decommissioning
 //!   through the backend's operator API, as it does for MQTT devices ([`Embedded`]'s).
+//!
+//! With `bootstrap = true` a device asks the server first where to register and with what
+//! key (LwM2M's client-initiated bootstrap, [`bootstrap`]), after its provisioning by claim
+//! against the reference backend, and registers where it was told.
 
+pub mod bootstrap;
 pub mod device;
 pub mod formats;
 pub mod keys;
@@ -48,6 +53,9 @@ pub struct Lwm2m {
     pub reference: Option<Embedded>,
     /// Where and with what keys devices register over DTLS (`[backend.psk]`).
     pub secured: Option<SecuredServer>,
+    /// Devices bootstrap first (`bootstrap = true`): `addr` is their bootstrap server, which
+    /// tells each where to register and with what key ([`bootstrap`]).
+    pub bootstrap: bool,
 }
 
 /// A server devices register with over DTLS with pre-shared keys.
@@ -142,6 +150,7 @@ impl Dialect for Lwm2m {
                     addr,
                     reference: Some(dialect),
                     secured,
+                    bootstrap: scenario.backend.bootstrap == Some(true),
                 },
                 hosted,
             });
@@ -177,6 +186,7 @@ impl Dialect for Lwm2m {
                 addr,
                 reference: None,
                 secured,
+                bootstrap: scenario.backend.bootstrap == Some(true),
             },
             hosted: None,
         })

@@ -10,6 +10,7 @@ use rumqttc::mqttbytes::QoS;
 
 use super::Broker;
 use crate::device::Event;
+use crate::dialect::firmware::Attempt;
 use crate::dialect::link::KEEP_ALIVE_S;
 use crate::dialect::tls::mqtt_session;
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
@@ -117,8 +118,8 @@ impl Devices for Broker {
     }
 
     /// A broker offers no updates.
-    async fn download(&self, _cx: &DeviceCx<'_>, _device: &mut (), from: u64, _to: u64) -> u64 {
-        from
+    async fn download(&self, _cx: &DeviceCx<'_>, _device: &mut (), from: u64, _to: u64) -> Attempt {
+        Attempt::Held(from)
     }
 
     /// A message on the command topic is received and counted (by the link), nothing more.
