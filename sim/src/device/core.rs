@@ -70,8 +70,8 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// `Device::renew_at_s` of a device that never renews.
-const NO_RENEWAL: u32 = u32::MAX;
+/// `Device::timer_s` when nothing is timed.
+const NO_TIMER: u32 = u32::MAX;
 
 /// How long a device takes to reboot (after an update, or when told to), in simulated time.
 pub const BOOT: Duration = Duration::from_secs(20);
@@ -117,14 +117,13 @@ pub struct Device {
     /// When it last booted after a reset or a reboot, in whole simulated seconds since the
     /// run started (0: it has run since it arrived).
     booted_s: u32,
-    /// When to ask for a new certificate, in whole simulated seconds ([`NO_RENEWAL`] when its
-    /// model does not renew): four bytes that fit beside the other small fields, where a
-    /// `SimTime` would grow every device's task past its allocation class.
-    renew_at_s: u32,
-    /// While a duty-cycled device stays awake after its report (its model's `awake`): when it
-    /// sleeps, in whole simulated seconds, rounded up (0: not staying awake). Four bytes, as
-    /// `renew_at_s`.
-    sleep_at_s: u32,
+    /// The device's timer of whole simulated seconds, rounded up ([`NO_TIMER`] when nothing is
+    /// timed): for an always-connected device, when it asks for a new certificate; for a
+    /// duty-cycled one staying awake after its report (its model's `awake`), when it sleeps.
+    /// No model is both (`[certificate]` is refused beside `duty_cycle`), so one field serves:
+    /// four bytes that fit beside the other small fields, where a `SimTime`, or a second
+    /// field, would grow every device's task past its allocation class.
+    timer_s: u32,
     /// Failed attempts since the last success (connect or provision), saturating: the
     /// backoff's ceiling reaches its maximum long before 255. One byte, so that the fields
     /// below it fit in three words.
@@ -183,8 +182,7 @@ impl Device {
             report_every_ms: 0,
             config_version: 0,
             booted_s: 0,
-            renew_at_s: NO_RENEWAL,
-            sleep_at_s: 0,
+            timer_s: NO_TIMER,
             attempt: 0,
             ota: OtaStage::Idle,
             state: State::Unprovisioned,
@@ -292,7 +290,9 @@ impl Device {
             }
             Event::Connected if self.state == State::Connecting => {
                 self.attempt = 0;
-                self.sleep_at_s = 0;
+                if ctx.model.telemetry.duty_cycle {
+                    self.timer_s = NO_TIMER;
+                }
                 self.state = State::Online;
                 // A device reports as soon as it is (re)connected, then on its schedule.
                 self.next_report = self.next_report.min(now);
@@ -433,7 +433,7 @@ impl Device {
         if self.state == State::Online && now >= self.next_report {
             self.report(now, ctx, out);
         }
-        if self.state == State::Online && now >= self.renew_at() {
+        if self.state == State::Online && !ctx.model.telemetry.duty_cycle && now >= self.timer() {
             self.renew(now, ctx, out);
         }
         if self.state == State::Online && ctx.model.telemetry.duty_cycle && self.ota == OtaStage::Idle {
@@ -449,25 +449,18 @@ impl Device {
     /// sleeps.
     fn sleep_when_done(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         let awake = ctx.model.telemetry.awake;
-        if !awake.is_zero() && self.sleep_at_s == 0 {
-            let at = now.after(awake);
-            self.sleep_at_s = u32::try_from(at.0.div_ceil(1_000_000)).unwrap_or(u32::MAX);
-            return;
+        if !awake.is_zero() {
+            if self.timer_s == NO_TIMER {
+                self.set_timer(now.after(awake));
+                return;
+            }
+            if now < self.timer() {
+                return;
+            }
         }
-        if self.sleep_at_s != 0 && now < self.sleep_at() {
-            return;
-        }
-        self.sleep_at_s = 0;
+        self.timer_s = NO_TIMER;
         out.push(Action::Leave);
         self.state = State::Sleeping;
-    }
-
-    /// When a device staying awake after its report sleeps (NEVER when it is not staying).
-    fn sleep_at(&self) -> SimTime {
-        match self.sleep_at_s {
-            0 => SimTime::NEVER,
-            s => SimTime(u64::from(s) * 1_000_000),
-        }
     }
 
     /// A duty-cycled device arrives asleep, as a deployed one is between reports: its first
@@ -513,22 +506,22 @@ impl Device {
     /// after the model's share of its life.
     fn certificate_issued(&mut self, now: SimTime, ctx: Ctx<'_>) {
         if let Some(renewal) = &ctx.model.certificate {
-            self.set_renew_at(now.after(renewal.renew_after()));
+            self.set_timer(now.after(renewal.renew_after()));
         }
     }
 
-    /// When the device asks for its next certificate.
-    fn renew_at(&self) -> SimTime {
-        match self.renew_at_s {
-            NO_RENEWAL => SimTime::NEVER,
+    /// When the device's timer is due: it asks for its next certificate, or sleeps.
+    fn timer(&self) -> SimTime {
+        match self.timer_s {
+            NO_TIMER => SimTime::NEVER,
             s => SimTime(u64::from(s) * 1_000_000),
         }
     }
 
-    /// Asks for the next certificate at `at`, rounded up to a whole second (a run of 136
-    /// simulated years or more never renews).
-    fn set_renew_at(&mut self, at: SimTime) {
-        self.renew_at_s = u32::try_from(at.0.div_ceil(1_000_000)).unwrap_or(NO_RENEWAL);
+    /// Sets the timer to `at`, rounded up to a whole second (a run of 136 simulated years or
+    /// more never gets there).
+    fn set_timer(&mut self, at: SimTime) {
+        self.timer_s = u32::try_from(at.0.div_ceil(1_000_000)).unwrap_or(NO_TIMER);
     }
 
     /// Asks for the next certificate, and asks again later if none comes (the answer
@@ -536,11 +529,11 @@ impl Device {
     /// came due asks once it is connected again.
     fn renew(&mut self, now: SimTime, ctx: Ctx<'_>, out: &mut Actions) {
         let Some(renewal) = &ctx.model.certificate else {
-            self.renew_at_s = NO_RENEWAL;
+            self.timer_s = NO_TIMER;
             return;
         };
         out.push(Action::RequestCertificate);
-        self.set_renew_at(now.after(renewal.retry_after()));
+        self.set_timer(now.after(renewal.retry_after()));
     }
 
     /// The battery's level as a report carries it (`None` for mains power).
@@ -635,7 +628,7 @@ impl Device {
             next = next.min(self.next_report);
         }
         if self.state == State::Online {
-            next = next.min(self.renew_at()).min(self.sleep_at());
+            next = next.min(self.timer());
         }
         if self.link_up() {
             next = next.min(self.retry_at);
