@@ -542,6 +542,83 @@ async fn a_provisioned_device_bootstraps_onto_the_front() {
     t.stop().await;
 }
 
+/// Campaign images are served block-wise over CoAP (RFC 7959's Block2): `GET /fw/VERSION`
+/// answers the first 1,024 bytes with the image's size (Size2) when no block is named; any
+/// block, of any size up to 1,024, can be asked for (a cut download resumes); the last says
+/// no more follow; a block past the end is 4.02 and an image the store lacks 4.04. The
+/// blocks put together are the image.
+#[tokio::test]
+async fn campaign_images_are_served_block_wise() {
+    let t = TestBackend::start().await;
+    let image: Vec<u8> = (0..2_500u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    t.backend
+        .firmware
+        .store("2.0.0", bytes::Bytes::from(image.clone()))
+        .expect("stored");
+    let mut device = Device::new(t.lwm2m).await;
+    let block2 = |packet: &Packet| packet.get_first_option(CoapOption::Block2).cloned().unwrap_or_default();
+    let first = device.request(RequestType::Get, &["fw", "2.0.0"], &[], b"").await;
+    assert_eq!(code(&first), ResponseType::Content);
+    assert_eq!(block2(&first), vec![0x0E], "block 0, more, 1,024 bytes");
+    assert_eq!(
+        first.get_first_option(CoapOption::Size2).cloned(),
+        Some(vec![0x09, 0xC4]),
+        "2,500"
+    );
+    let mut got = first.payload.clone();
+    for (num, more) in [(1u8, true), (2, false)] {
+        let answer = block_request(&mut device, &["fw", "2.0.0"], vec![num << 4 | 6]).await;
+        assert_eq!(code(&answer), ResponseType::Content);
+        assert_eq!(block2(&answer), vec![num << 4 | u8::from(more) << 3 | 6]);
+        got.extend_from_slice(&answer.payload);
+    }
+    assert_eq!(got, image, "the blocks make the image");
+    // 256-byte blocks from byte 2,304 on: block 9 holds the last 196 bytes.
+    let small = block_request(&mut device, &["fw", "2.0.0"], vec![0x94]).await;
+    assert_eq!(
+        (code(&small), small.payload.as_slice()),
+        (ResponseType::Content, &image[2_304..])
+    );
+    let past = block_request(&mut device, &["fw", "2.0.0"], vec![0x36]).await;
+    assert_eq!(
+        code(&past),
+        ResponseType::BadOption,
+        "block 3 of 1,024 is past 2,500 bytes"
+    );
+    let missing = device.request(RequestType::Get, &["fw", "9.9.9"], &[], b"").await;
+    assert_eq!(code(&missing), ResponseType::NotFound);
+    let (_, metrics) = t.http("GET", "/metrics", None).await;
+    assert_eq!(
+        sample(&metrics, "fleetsim_gateway_lwm2m_package_blocks_total"),
+        Some(4.0),
+        "{metrics}"
+    );
+    t.stop().await;
+}
+
+/// A GET of `path` with a Block2 option of `value`; the answer.
+async fn block_request(device: &mut Device, path: &[&str], value: Vec<u8>) -> Packet {
+    device.message_id += 1;
+    let mut packet = Packet::new();
+    packet.header.set_type(MessageType::Confirmable);
+    packet.header.code = MessageClass::Request(RequestType::Get);
+    packet.header.message_id = device.message_id;
+    packet.set_token(vec![0xB2, device.message_id as u8]);
+    for segment in path {
+        packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+    }
+    packet.add_option(CoapOption::Block2, value);
+    device.send(&packet).await;
+    loop {
+        let answer = device.receive().await;
+        if answer.header.get_type() == MessageType::Acknowledgement && answer.header.message_id == device.message_id {
+            return answer;
+        }
+    }
+}
+
 #[tokio::test]
 async fn what_a_device_must_not_do_is_refused_with_a_reason() {
     let t = TestBackend::start().await;

@@ -211,11 +211,7 @@ fn a_standalone_backend_bootstraps_devices_onto_its_dtls_listener() {
     bootstrapping(&file);
     let out = dir.join("report");
     let output = run_against(&backend.http, &file, &out);
-    let metrics = std::process::Command::new("curl")
-        .args(["-sf", &format!("http://{}/metrics", backend.http)])
-        .output()
-        .expect("curl /metrics");
-    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let metrics = gateway_metrics(&backend.http);
     drop(backend);
     assert_exit(&output, 0);
     let summary = summary(&out);
@@ -339,12 +335,39 @@ fn phases_the_front_has_no_form_for_are_refused_before_the_run_starts() {
 /// Update once the meter holds the image, and takes the outcome from its notifications, so
 /// waves, soak and auto-halt run as for MQTT devices. A good image reaches every meter; a bad
 /// one (every boot fails) halts after its first wave; the backend's job states match the
-/// devices' own outcomes, job for job.
+/// devices' own outcomes, job for job. The meters say they pull over CoAP (/5/0/8), so the
+/// Package URI is the front's own `coap://.../fw/VERSION`, served block-wise.
 #[test]
 fn campaigns_update_lwm2m_devices_through_object_5() {
-    let summary = campaigns_through_object_5("run-lwm2m-reference-ota", "both");
-    assert!(counter(&summary, "ota.resumes") > 0, "cut downloads resumed with Range");
+    let (summary, metrics) = campaigns_through_object_5("run-lwm2m-reference-ota", "both");
+    assert!(
+        counter(&summary, "ota.resumes") > 0,
+        "cut downloads resumed from their block"
+    );
     assert_eq!(counter(&summary, "errors.protocol"), 0, "every image matched its hash");
+    let blocks = gateway_counter(&metrics, "lwm2m_package_blocks_total");
+    assert!(
+        blocks >= counter(&summary, "ota.jobs") * 64,
+        "every job's 64 blocks at least came from the front over CoAP: {blocks}"
+    );
+}
+
+/// A standalone backend's `/metrics`, as text.
+fn gateway_metrics(http: &str) -> String {
+    let metrics = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://{http}/metrics")])
+        .output()
+        .expect("curl /metrics");
+    String::from_utf8_lossy(&metrics.stdout).into_owned()
+}
+
+/// A gateway counter from `/metrics` text.
+fn gateway_counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("fleetsim_gateway_{name} ")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {metrics}"))
 }
 
 /// The same campaigns to meters that take only a push (`delivery = "push"`): the front reads
@@ -352,16 +375,23 @@ fn campaigns_update_lwm2m_devices_through_object_5() {
 /// same, every byte counted once.
 #[test]
 fn campaigns_push_packages_to_lwm2m_devices_that_take_only_pushes() {
-    let summary = campaigns_through_object_5("run-lwm2m-reference-push", "push");
+    let (summary, metrics) = campaigns_through_object_5("run-lwm2m-reference-push", "push");
     assert_eq!(counter(&summary, "ota.resumes"), 0, "nothing pulled");
+    assert_eq!(
+        gateway_counter(&metrics, "lwm2m_package_blocks_total"),
+        0,
+        "nothing pulled"
+    );
     let jobs = counter(&summary, "ota.jobs");
     assert_eq!(counter(&summary, "ota.downloaded_bytes"), jobs * 64 * 1024);
 }
 
-/// Two campaigns to `DEVICES` meters whose model takes packages by `delivery`: one that
-/// completes, one with a bad image that halts after its first wave. Checks both; the summary.
-fn campaigns_through_object_5(tag: &str, delivery: &str) -> Value {
+/// Two campaigns to `DEVICES` meters whose model takes packages by `delivery`, against a
+/// standalone backend: one that completes, one with a bad image that halts after its first
+/// wave. Checks both; the summary and the backend's `/metrics`.
+fn campaigns_through_object_5(tag: &str, delivery: &str) -> (Value, String) {
     let dir = scratch(tag);
+    let backend = standalone::process(&dir.join("data"), &["--lwm2m", "127.0.0.1:0"], 2);
     let models = dir.join("models");
     std::fs::create_dir_all(&models).expect("dir");
     let meter = std::fs::read_to_string(repo().join("device-models/lwm2m-meter.toml")).expect("model");
@@ -388,7 +418,9 @@ fn campaigns_through_object_5(tag: &str, delivery: &str) -> Value {
     )
     .expect("scenario");
     let out = dir.join("report");
-    let output = binary::run_headless(&file, &out);
+    let output = run_against(&backend.http, &file, &out);
+    let metrics = gateway_metrics(&backend.http);
+    drop(backend);
     assert_exit(&output, 0);
     let summary = summary(&out);
     let campaigns = summary["campaigns"].as_array().expect("campaigns");
@@ -423,7 +455,7 @@ fn campaigns_through_object_5(tag: &str, delivery: &str) -> Value {
         0,
         "{campaigns:?}"
     );
-    summary
+    (summary, metrics)
 }
 
 /// `set`, `diagnose` and `logs` reach LwM2M meters as Executes of fleetsim's command resource,
@@ -454,7 +486,19 @@ fn commands_reach_lwm2m_devices_as_executes_answered_later() {
         assert_eq!(record["state"], "succeeded", "{record}");
         let output = &record["result"]["output"];
         match record["name"].as_str().expect("name") {
-            "set" => assert_eq!(output, &serde_json::json!({"applied": {"led": "on", "sample_s": 30}})),
+            "set" => {
+                assert_eq!(output, &serde_json::json!({"applied": {"led": "on", "sample_s": 30}}));
+                // The settings applied, read back from /32769/0/2 as the device's reported
+                // config, as an MQTT device's `config/reported` is.
+                let device = record["device_id"].as_str().expect("device");
+                let view = standalone::get(&backend.http, &format!("/api/v1/devices/{device}"));
+                assert_eq!(
+                    view["reported"]["settings"],
+                    serde_json::json!({"led": "on", "sample_s": 30}),
+                    "{view}"
+                );
+                assert_eq!(view["reported"]["version"], 1, "{view}");
+            }
             "diagnose" => {
                 assert_eq!(output["firmware"], "1.6.0", "{output}");
                 assert_eq!(output["config_version"], 1, "{output}");
@@ -509,22 +553,14 @@ fn queue_mode_devices_get_what_was_held_for_them_at_their_next_update() {
     let backend = standalone::process(&dir.join("data"), &["--lwm2m", "127.0.0.1:0"], 2);
     let out = dir.join("report");
     let output = run_against(&backend.http, &file, &out);
-    let metrics = std::process::Command::new("curl")
-        .args(["-sf", &format!("http://{}/metrics", backend.http)])
-        .output()
-        .expect("curl /metrics");
-    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let metrics = gateway_metrics(&backend.http);
     drop(backend);
     assert_exit(&output, 0);
     let summary = summary(&out);
     let counters = &summary["metrics"]["counters"];
     assert_eq!(counter(&summary, "config.reported"), DEVICES, "{counters}");
     assert_eq!(counter(&summary, "commands.answered"), DEVICES / 2, "{counters}");
-    let held = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("fleetsim_gateway_lwm2m_held_total "))
-        .and_then(|n| n.parse::<u64>().ok())
-        .expect("lwm2m_held_total");
+    let held = gateway_counter(&metrics, "lwm2m_held_total");
     assert_eq!(
         held,
         DEVICES + DEVICES / 2,

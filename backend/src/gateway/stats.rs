@@ -99,6 +99,8 @@ pub struct GatewayStats {
     pub lwm2m_dtls_failed: AtomicU64,
     /// Requests for queue-mode LwM2M devices held until their next registration update.
     pub lwm2m_held: AtomicU64,
+    /// Blocks of campaign images the LwM2M front served over CoAP (`GET /fw/VERSION`).
+    pub lwm2m_package_blocks: AtomicU64,
     /// Requests the LwM2M front sent devices (Writes, Executes, Observes).
     pub lwm2m_requests: AtomicU64,
     /// Of those, ones that failed: unanswered, reset, or answered with an error.
@@ -309,6 +311,11 @@ impl GatewayStats {
                 "lwm2m_dtls_failed_total",
                 "DTLS sessions on the LwM2M listener that failed or could not be made",
                 &self.lwm2m_dtls_failed,
+            ),
+            (
+                "lwm2m_package_blocks_total",
+                "blocks of campaign images the LwM2M front served over CoAP",
+                &self.lwm2m_package_blocks,
             ),
             (
                 "lwm2m_held_total",

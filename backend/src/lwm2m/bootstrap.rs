@@ -14,14 +14,14 @@
 //! an active device of the registry is bootstrapped (4.03 otherwise), and over DTLS only
 //! under its own identity.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 
 use super::downlink::{exchange, request};
 use super::tlv::{self, Kind};
-use super::{Front, Refused};
+use super::{Front, Refused, reachable};
 use crate::gateway::stats::bump;
 
 /// The short server id the front gives itself in the objects it writes.
@@ -131,17 +131,6 @@ fn server() -> Vec<u8> {
     tlv::write(&mut out, Kind::Resource, 6, &[1]);
     tlv::write(&mut out, Kind::Resource, 7, b"U");
     out
-}
-
-/// `addr` as a device can reach it: a listener bound to every address is written as the
-/// loopback address of its family (a device elsewhere needs the front bound to a routable
-/// address).
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port()),
-        _ => addr,
-    }
 }
 
 #[cfg(test)]

@@ -25,12 +25,16 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use super::Front;
+use super::block::{Block, uint};
 use super::exchanges::{Observation, Reply, Watched, token_bytes, token_of};
+use super::packages;
+use super::tlv;
+use super::{Front, reachable};
 use crate::gateway::Shared;
+use crate::gateway::payloads::{self, Payload};
 use crate::gateway::sessions::Outbound;
 use crate::gateway::stats::bump;
-use crate::gateway::topics::DEVICE_PREFIX;
+use crate::gateway::topics::{DEVICE_PREFIX, Inbound};
 use crate::registry::{Completion, OtaReport, system_clock_ms};
 
 /// The fleetsim device-management object (in the range LwM2M leaves to private objects),
@@ -39,6 +43,9 @@ pub const CONFIG_OBJECT: &str = "32769";
 /// Its resource 1: a command to carry out (executable, `{"id", "command", "args"}` as JSON),
 /// answered by a separate response with the command's result.
 pub const COMMAND_RESOURCE: &str = "1";
+/// Its resource 2: what the device applied, `{"version", "settings"}` as JSON text
+/// (readable): what an MQTT device publishes on `config/reported`.
+pub const REPORTED_RESOURCE: &str = "2";
 
 /// What the front routes to a registration's own task when a device holds an update's
 /// image, verified (a notification of state 2): execute Update. Never an MQTT topic: only
@@ -249,6 +256,18 @@ impl Task {
             if pushed_only {
                 self.push_package(job, message_id).await
             } else {
+                // From the front over CoAP when the device speaks it for packages, else the
+                // campaign's HTTP URL.
+                let url = match job["version"].as_str() {
+                    Some(version) if self.pulls_over_coap(message_id).await => {
+                        let front = self.front.socket.local_addr().map(reachable);
+                        front.map_or_else(
+                            |_| url.to_owned(),
+                            |addr| format!("coap://{addr}/{}/{version}", packages::PATH),
+                        )
+                    }
+                    _ => url.to_owned(),
+                };
                 let mut write = request(RequestType::Put, &["5", "0", "1"]);
                 // text/plain: the URI is the resource's string value.
                 write.add_option(CoapOption::ContentFormat, Vec::new());
@@ -275,6 +294,21 @@ impl Task {
         }
     }
 
+    /// Whether the device pulls packages over CoAP: object 5's Firmware Update Protocol
+    /// Support (/5/0/8, read as TLV) lists 0. A device that does not say pulls over HTTP.
+    async fn pulls_over_coap(&self, message_id: &mut u16) -> bool {
+        let mut read = request(RequestType::Get, &["5", "0", "8"]);
+        read.add_option(CoapOption::Accept, 11542u16.to_be_bytes().to_vec());
+        let token = self.front.exchanges.token();
+        let Ok(answer) = self.exchange(read, token, message_id).await else {
+            return false;
+        };
+        if answer.header.code != MessageClass::Response(ResponseType::Content) {
+            return false;
+        }
+        protocols(&answer.payload).contains(&0)
+    }
+
     /// Reads one resource as text (`/5/0/9` reads `2`); `Err` when the device does not answer,
     /// an empty string when it refuses.
     async fn read_text(&self, path: &[&str], message_id: &mut u16) -> Result<String, Failed> {
@@ -289,12 +323,40 @@ impl Task {
         Ok(String::from_utf8_lossy(&answer.payload).into_owned())
     }
 
+    /// Reads what the device applied (/32769/0/2) and records it as its reported config, as
+    /// an MQTT device's `config/reported` is: the settings a `set` applied become the device
+    /// view's reported settings. A device that does not answer, or answers what does not read,
+    /// leaves the record as it was (counted in `lwm2m_requests_failed`).
+    async fn read_reported(&self, message_id: &mut u16) {
+        let stats = &self.front.gateway.stats;
+        let text = match self
+            .read_text(&[CONFIG_OBJECT, "0", REPORTED_RESOURCE], message_id)
+            .await
+        {
+            Ok(text) => text,
+            Err(_) => {
+                bump(&stats.lwm2m_requests_failed);
+                return;
+            }
+        };
+        let Ok(Payload::ConfigReported { version, settings }) =
+            payloads::decode(&Inbound::ConfigReported, text.as_bytes())
+        else {
+            bump(&stats.lwm2m_requests_failed);
+            return;
+        };
+        let registry = &self.front.gateway.registry;
+        if registry.report_config(&self.device_id, version, settings).await.is_ok() {
+            bump(&stats.config_reported);
+        }
+    }
+
     /// Writes the image `job` names to the device's /5/0/0, block-wise (RFC 7959's Block1,
     /// 1,024-byte blocks, the total in Size1 on the first), one block after the device took
     /// the one before (2.31 Continue), the last answered 2.04 Changed; whether it took them
     /// all. An image the store does not hold is not pushed.
     async fn push_package(&self, job: &serde_json::Value, message_id: &mut u16) -> bool {
-        const SZX: u32 = 6;
+        const SZX: u8 = 6;
         let Some(firmware) = job["version"].as_str().and_then(|v| self.front.firmware.get(v)) else {
             return false;
         };
@@ -308,7 +370,7 @@ impl Task {
             let Ok(num) = u32::try_from(num) else {
                 return false;
             };
-            write.add_option(CoapOption::Block1, block_option(num, more, SZX));
+            write.add_option(CoapOption::Block1, Block { num, more, szx: SZX }.encode());
             if num == 0 {
                 write.add_option(CoapOption::Size1, uint(firmware.size));
             }
@@ -440,6 +502,9 @@ impl Task {
             {
                 Ok(Completion::Recorded) => bump(&stats.command_results),
                 _ => bump(&stats.command_results_ignored),
+            }
+            if succeeded && name == "set" {
+                self.read_reported(message_id).await;
             }
         } else if suffix == "ota/job" {
             self.start_update(&body, message_id).await;
@@ -610,17 +675,24 @@ pub(super) fn request(method: RequestType, path: &[&str]) -> Packet {
     packet
 }
 
-/// A Block1 or Block2 option's value (RFC 7959, section 2.2): block `num`, whether more
-/// follow, blocks of `2^(szx + 4)` bytes; the shortest big-endian integer.
-fn block_option(num: u32, more: bool, szx: u32) -> Vec<u8> {
-    uint(u64::from((num << 4) | (u32::from(more) << 3) | szx))
-}
-
-/// An unsigned integer option's value: the shortest big-endian bytes (none for 0).
-fn uint(value: u64) -> Vec<u8> {
-    let bytes = value.to_be_bytes();
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    bytes[first..].to_vec()
+/// The integers of a multiple resource read as TLV (its resource instances), whether they
+/// come inside the resource's entry or bare; none for what does not read.
+fn protocols(payload: &[u8]) -> Vec<i64> {
+    let Some(entries) = tlv::entries(payload) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        match entry.kind {
+            tlv::Kind::MultipleResource => {
+                let inner = tlv::entries(entry.value).unwrap_or_default();
+                out.extend(inner.iter().filter_map(|i| tlv::integer(i.value)));
+            }
+            tlv::Kind::ResourceInstance => out.extend(tlv::integer(entry.value)),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A response's code as CoAP writes it (`4.05`).

@@ -6,6 +6,8 @@
 //!   its serial from then on.
 //! - It may bootstrap (`POST /bs`, LwM2M section 5.2.7): the front writes its Security and
 //!   Server objects, naming itself and the device's key ([`bootstrap`]).
+//! - It pulls its campaign's package from the front, block-wise (`GET /fw/VERSION`,
+//!   [`packages`]), when it says it speaks CoAP for that (object 5's resource 8).
 //! - It registers (`POST /rd`), updates and de-registers (LwM2M section 5.3); only an active
 //!   device of the registry may register, so a decommissioned one is refused (4.03).
 //! - A registration holds its device's place in the gateway's session table, as a
@@ -20,10 +22,12 @@
 //! the front: what does not decode is counted and dropped, what is refused is answered with
 //! a reason.
 
+pub mod block;
 mod bootstrap;
 pub mod downlink;
 mod dtls;
 pub mod exchanges;
+mod packages;
 pub mod registrations;
 pub mod tlv;
 pub mod uplink;
@@ -376,6 +380,13 @@ async fn serve_request(
             )
             .await
         }
+        Uplink::Package { version, block } => match packages::answer(&front.firmware, request, &version, block) {
+            Ok(answer) => {
+                bump(&stats.lwm2m_package_blocks);
+                answer
+            }
+            Err(refused) => refusal(request, &refused),
+        },
         Uplink::Bootstrap { endpoint } => {
             if let Some(refused) = bootstrap::refusal(front, &endpoint, peer).await {
                 bump(&stats.lwm2m_refused);
@@ -513,6 +524,18 @@ async fn serve_request(
                 )
             }
         },
+    }
+}
+
+/// `addr` as a device can reach it, for the URIs the front writes to devices: a listener bound
+/// to every address is written as the loopback address of its family (a device elsewhere
+/// needs the front bound to a routable address).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port()),
+        _ => addr,
     }
 }
 

@@ -5,6 +5,9 @@
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 
+use super::block::Block;
+use super::packages;
+
 /// The longest lifetime a registration may ask for: a year. Longer ones are refused, as
 /// LwM2M allows, rather than kept for ever.
 pub const MAX_LIFETIME_S: u32 = 365 * 24 * 3600;
@@ -29,6 +32,13 @@ pub enum Uplink {
         model: Option<String>,
         /// Its firmware version, if it said.
         firmware: Option<String>,
+    },
+    /// `GET /fw/VERSION`, with or without a Block2 option: a block of a campaign's image.
+    Package {
+        /// The image's version.
+        version: String,
+        /// The block asked for (none: the first).
+        block: Option<Block>,
     },
     /// `POST /bs?ep=...`: the device asks to be told its server and credentials.
     Bootstrap {
@@ -86,14 +96,21 @@ impl Refused {
 /// Accept (Content-Format and Observe are elective).
 const UNDERSTOOD: [u16; 5] = [3, 7, 11, 15, 17];
 
+/// Block2 (RFC 7959), understood on a package's GET only.
+const BLOCK2: u16 = 23;
+
 /// Reads `packet`, a request (the caller has checked its code is a request's).
 pub fn read(packet: &Packet) -> Result<Uplink, Refused> {
     // RFC 7252, section 5.4.1: a request with a critical option not understood (an odd
-    // number: Block1 and Block2 among them) is refused whole.
+    // number: Block1 among them, and Block2 but on a package) is refused whole.
+    let package = packet
+        .get_option(CoapOption::UriPath)
+        .and_then(|path| path.front())
+        .is_some_and(|first| first == packages::PATH.as_bytes());
     if let Some(number) = packet
         .options()
         .map(|(number, _)| *number)
-        .find(|number| number % 2 == 1 && !UNDERSTOOD.contains(number))
+        .find(|number| number % 2 == 1 && !UNDERSTOOD.contains(number) && !(package && *number == BLOCK2))
     {
         return Err(Refused {
             code: ResponseType::BadOption,
@@ -108,7 +125,7 @@ pub fn read(packet: &Packet) -> Result<Uplink, Refused> {
     };
     let not_found = || Refused {
         code: ResponseType::NotFound,
-        why: "the LwM2M front serves /rd, /bs and /provision".to_owned(),
+        why: "the LwM2M front serves /rd, /bs, /provision and /fw".to_owned(),
     };
     let not_allowed = || Refused {
         code: ResponseType::MethodNotAllowed,
@@ -117,6 +134,22 @@ pub fn read(packet: &Packet) -> Result<Uplink, Refused> {
     match path.as_slice() {
         ["provision"] if method == RequestType::Post => provision(&query, &packet.payload),
         ["provision"] => Err(not_allowed()),
+        [packages::PATH, version] if method == RequestType::Get => {
+            let block = match packet.get_first_option(CoapOption::Block2) {
+                Some(value) => {
+                    Some(Block::decode(value).ok_or_else(|| Refused::bad("a Block2 option that does not read"))?)
+                }
+                None => None,
+            };
+            Ok(Uplink::Package {
+                version: (*version).to_owned(),
+                block,
+            })
+        }
+        [packages::PATH, _] => Err(Refused {
+            code: ResponseType::MethodNotAllowed,
+            why: "GET fetches a package".to_owned(),
+        }),
         ["bs"] if method == RequestType::Post => bootstrap(&query),
         ["bs"] => Err(not_allowed()),
         ["rd"] if method == RequestType::Post => register(&query, &packet.payload),
@@ -414,6 +447,43 @@ mod tests {
         let mut port = request(RequestType::Post, &["rd"], &["ep=x"], b"");
         port.add_option(CoapOption::UriPort, vec![0x16, 0x33]);
         assert!(read(&port).is_ok(), "Uri-Port is understood");
+    }
+
+    #[test]
+    fn a_package_is_asked_for_by_version_and_block() {
+        let first = request(RequestType::Get, &["fw", "2.0.0"], &[], b"");
+        assert_eq!(
+            read(&first),
+            Ok(Uplink::Package {
+                version: "2.0.0".to_owned(),
+                block: None
+            })
+        );
+        let mut third = request(RequestType::Get, &["fw", "2.0.0"], &[], b"");
+        third.add_option(CoapOption::Block2, vec![0x26]);
+        assert_eq!(
+            read(&third),
+            Ok(Uplink::Package {
+                version: "2.0.0".to_owned(),
+                block: Some(Block {
+                    num: 2,
+                    more: false,
+                    szx: 6
+                })
+            })
+        );
+        let mut reserved = request(RequestType::Get, &["fw", "2.0.0"], &[], b"");
+        reserved.add_option(CoapOption::Block2, vec![0x07]);
+        assert_eq!(read(&reserved).unwrap_err().code, ResponseType::BadRequest);
+        let put = request(RequestType::Put, &["fw", "2.0.0"], &[], b"x");
+        assert_eq!(read(&put).unwrap_err().code, ResponseType::MethodNotAllowed);
+        let mut elsewhere = request(RequestType::Post, &["rd"], &["ep=x"], b"</3/0>");
+        elsewhere.add_option(CoapOption::Block2, vec![0x06]);
+        assert_eq!(
+            read(&elsewhere).unwrap_err().code,
+            ResponseType::BadOption,
+            "Block2 only on a package"
+        );
     }
 
     #[test]

@@ -699,6 +699,7 @@ impl Device {
             binding: binding(cx),
             errors: if self.erring { cx.model.faults.codes() } else { &[] },
             firmware_update,
+            reported: self.diary.as_deref().map(|diary| diary.reported().to_string()),
         }
     }
 }

@@ -103,6 +103,9 @@ pub struct State<'a> {
     pub errors: &'a [u16],
     /// Object 5, for a device whose model takes updates.
     pub firmware_update: Option<FirmwareUpdate<'a>>,
+    /// What it applied, `{"version", "settings"}` as JSON, for a device that keeps a diary
+    /// (the reference backend's always-connected ones).
+    pub reported: Option<String>,
 }
 
 /// Object 5 as it reads: where an update is, how the last one ended, and its package.
@@ -192,6 +195,9 @@ pub mod ids {
     /// fleetsim: a command to carry out (executable, `{"id", "command", "args"}` as JSON),
     /// answered by a separate response with its result.
     pub const COMMAND: u16 = 1;
+    /// fleetsim: what the device applied, `{"version", "settings"}` as JSON text (read-only):
+    /// what an MQTT device publishes on `config/reported`, settings a `set` applied among it.
+    pub const REPORTED: u16 = 2;
 }
 
 /// The object instances a device registers (its registration's link payload): object 4 for a
@@ -284,6 +290,9 @@ impl State<'_> {
             all.push((ids::TEMPERATURE, 0, ids::SENSOR_VALUE, Value::Float(self.reading)));
         }
         all.push((ids::TEMPERATURE, 0, 5701, Value::String("Cel".to_owned())));
+        if let Some(reported) = &self.reported {
+            all.push((ids::FLEETSIM, 0, ids::REPORTED, Value::String(reported.clone())));
+        }
         all
     }
 
@@ -370,6 +379,7 @@ mod tests {
             binding: "U",
             errors: &[],
             firmware_update: None,
+            reported: None,
         }
     }
 
@@ -478,5 +488,22 @@ mod tests {
         assert!(is_lifetime(path("/1/0/1")) && !is_lifetime(path("/1/0")));
         assert!(is_config(path("/32769/0/0")) && !is_config(path("/32769/0")));
         assert_eq!(state().read(path("/32769/0/0")), Err(Refusal::NotAllowed), "write-only");
+        assert_eq!(
+            state().read(path("/32769/0/2")),
+            Err(Refusal::NotFound),
+            "no diary, no report"
+        );
+        let reported = State {
+            reported: Some(r#"{"settings":{"mode":"eco"},"version":3}"#.to_owned()),
+            ..state()
+        };
+        assert_eq!(
+            reported.read(path("/32769/0/2")),
+            Ok(vec![(
+                0,
+                ids::REPORTED,
+                Value::String(r#"{"settings":{"mode":"eco"},"version":3}"#.to_owned())
+            )])
+        );
     }
 }
