@@ -63,10 +63,11 @@ fn check(summary: &Value) {
     assert_eq!(counter(summary, "decommissioned"), DEVICES / 10, "a tenth retired");
     // Reboots and, for the decommissioned, the registration update trigger.
     assert_eq!(counter(summary, "lwm2m.executes"), DEVICES / 5 + DEVICES / 10);
-    // Every meter is observed (its signal and sensor; a mains meter has no battery to read).
+    // Every meter is observed (its signal and sensor; a mains meter has no battery to read),
+    // and a rebooted one again: it registered afresh, its observations gone with the restart.
     assert_eq!(
         counter(summary, "lwm2m.observes"),
-        2 * DEVICES,
+        2 * (DEVICES + DEVICES / 5),
         "{}",
         summary["metrics"]["counters"]
     );
@@ -314,8 +315,12 @@ fn phases_the_front_has_no_form_for_are_refused_before_the_run_starts() {
     std::fs::write(models.join("lwm2m-meter.toml"), format!("{meter}\n[ota]\ndownload_kbps = 256\ninterrupt = \"0%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n")).expect("model");
     let cases = [
         (
-            "[[phase]]\nat = \"5s\"\naction = \"alert\"\nrule = \"battery_below\"\nbelow = \"20%\"\n",
-            "alerts over LwM2M",
+            "[[phase]]\nat = \"5s\"\naction = \"alert\"\nrule = \"offline_for\"\nafter = \"2s\"\n",
+            "only when its registration's lifetime runs out",
+        ),
+        (
+            "[[phase]]\nat = \"5s\"\naction = \"alert\"\nrule = \"error_codes\"\nat_least = 2\nwithin = \"3s\"\n",
+            "does not observe the error codes",
         ),
         (
             "[[phase]]\nat = \"5s\"\naction = \"rotate\"\nshare = \"50%\"\ngrace = \"1s\"\n",
@@ -569,5 +574,62 @@ fn queue_mode_devices_get_what_was_held_for_them_at_their_next_update() {
     assert!(
         metrics.contains("fleetsim_gateway_lwm2m_requests_failed_total 0\n"),
         "nothing sent to a sleeping sensor: {metrics}"
+    );
+}
+
+/// Alert rules against LwM2M devices, from the front's observations: coin cells whose batteries
+/// drain within seconds (their /3/0/9 notifications cross a `battery_below` rule) and meters a
+/// `fault` phase leaves with a stuck sensor (their /3303/0/5700 notifications repeat a reading
+/// past a `sensor_stuck` rule). Every alert the rules call for is raised and timed from the
+/// report that crossed the rule, none without cause.
+#[test]
+fn battery_and_stuck_sensor_alerts_come_from_lwm2m_notifications() {
+    let dir = scratch("run-lwm2m-reference-alerts");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    std::fs::write(
+        models.join("lwm2m-cell.toml"),
+        "name = \"lwm2m-cell\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LC\"\n\n\
+         [telemetry]\ninterval = \"10s\"\njitter = \"10%\"\npayload_bytes = 24\nqos = 0\n\n\
+         [battery]\ncapacity_mah = 0.25\nsleep_ua = 5\ntx_mas = 60\nlow_at = \"20%\"\nlow_interval_factor = 1.0\n\n\
+         [lwm2m]\nlifetime = \"1d\"\n",
+    )
+    .expect("model");
+    std::fs::write(
+        models.join("lwm2m-probe.toml"),
+        "name = \"lwm2m-probe\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LP\"\n\n\
+         [telemetry]\ninterval = \"20s\"\npayload_bytes = 24\nqos = 0\n\n\
+         [lwm2m]\nlifetime = \"1d\"\n",
+    )
+    .expect("model");
+    let file = dir.join("alerts.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[scenario]\nname = \"lwm2m-alerts\"\nseed = 23\nduration = \"12s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+             [backend]\nkind = \"lwm2m\"\n\n\
+             [fleet]\ndevices = 20\narrival = {{ ramp = \"500ms\" }}\n\
+             mix = [ {{ model = \"lwm2m-cell\", share = 0.5, group = \"cells\" }}, {{ model = \"lwm2m-probe\", share = 0.5, group = \"probes\" }} ]\n\n\
+             [[phase]]\nat = \"500ms\"\naction = \"alert\"\ngroup = \"cells\"\nrule = \"battery_below\"\nbelow = \"50%\"\n\n\
+             [[phase]]\nat = \"1s\"\naction = \"alert\"\ngroup = \"probes\"\nrule = \"sensor_stuck\"\nreports = 3\n\n\
+             [[phase]]\nat = \"3s\"\naction = \"fault\"\ngroup = \"probes\"\nfault = \"stuck_sensor\"\nshare = \"50%\"\nduration = \"4s\"\n\n\
+             [gates]\n\"alerts.missed\" = \"== 0\"\n\"alerts.unexpected\" = \"== 0\"\n\"alert.latency.p99\" = \"<= 1s\"\n",
+            models.display()
+        ),
+    )
+    .expect("scenario");
+    let out = dir.join("report");
+    let output = binary::run_headless(&file, &out);
+    let summary = summary(&out);
+    assert_exit(&output, 0);
+    let expected = counter(&summary, "alerts.expected");
+    assert!(
+        expected >= 10,
+        "the cells' battery alerts and the stuck probes': {summary}"
+    );
+    assert_eq!(counter(&summary, "alerts.raised"), expected, "{summary}");
+    assert_eq!(
+        summary["metrics"]["histograms"]["alert.latency"]["count"].as_u64(),
+        Some(expected)
     );
 }

@@ -9,7 +9,7 @@
 //! | desired config (`config/desired`) | Write (PUT) of the document, as text, to /32769/0/0 | the version is recorded as reported |
 //! | command `reboot` | Execute (POST) of /3/0/4 | the command succeeded |
 //! | commands `set`, `logs`, `diagnose` | Execute (POST) of /32769/0/1, `{"id", "command", "args"}` as JSON; the device acknowledges and answers later, in a separate response carrying the result | the command's result is recorded as an MQTT device's |
-//! | a campaign's update job (`ota/job`) | a Read of object 5's delivery method (/5/0/9); to a device that pulls (0 or 2), a Write (PUT) of the Package URI (/5/0/1): the image's URL with its size, SHA-256 and campaign in the query; to one that only takes a push (1), the image written to /5/0/0 block-wise (Block1, 1,024-byte blocks, each acknowledged 2.31 Continue before the next, the last 2.04). Then Observes of the state (/5/0/3) and the result (/5/0/5) | the notifications report the job's progress; at Downloaded (state 2) the front executes Update (/5/0/2); result 1 is `succeeded`, 8 `rolled_back`, 5, 6, 7 and 9 `failed` |
+//! | a campaign's update job (`ota/job`) | a Read of object 5's delivery method (/5/0/9); to a device that pulls (0 or 2), a Write (PUT) of the Package URI (/5/0/1): the front's own `coap://.../fw/VERSION` to a device whose /5/0/8 lists CoAP, else the image's HTTP URL, with its size, SHA-256 and campaign in the query; to one that only takes a push (1), the image written to /5/0/0 block-wise (Block1, 1,024-byte blocks, each acknowledged 2.31 Continue before the next, the last 2.04). Then Observes of the state (/5/0/3) and the result (/5/0/5), made again when the device registers afresh before the update ends (it rebooted into the image) | the notifications report the job's progress; at Downloaded (state 2) the front executes Update (/5/0/2); result 1 is `succeeded`, 8 `rolled_back`, 5, 6, 7 and 9 `failed` |
 //! | a certificate request | nothing: not served over LwM2M yet | counted (`lwm2m_unmapped`) |
 //! | decommissioning | the registration ends; a non-confirmable Execute of /1/0/8 makes the device update at once, and its Register is then refused | |
 
@@ -177,6 +177,17 @@ impl Task {
                 self.observe_one(watched, message_id).await;
             }
         }
+        // A device that registers afresh while taking an update (it rebooted into the new
+        // image) has forgotten the observations of object 5: observed again, their first
+        // answers carry how the update ended.
+        let updating = self.front.updates().get(self.device_id.as_str()).copied();
+        if let Some(campaign) = updating
+            && self.registered("/5/0")
+        {
+            for watched in [Watched::UpdateState { campaign }, Watched::UpdateResult { campaign }] {
+                self.observe_one(watched, message_id).await;
+            }
+        }
     }
 
     /// Whether the registration is in queue mode (its binding has `Q`): its device sleeps
@@ -287,6 +298,7 @@ impl Task {
             report_update(&self.front.gateway, &self.device_id, campaign, "failed").await;
             return;
         }
+        self.front.updates().insert(self.device_id.as_str().into(), campaign);
         for watched in [Watched::UpdateState { campaign }, Watched::UpdateResult { campaign }] {
             if !self.observe_one(watched, message_id).await {
                 bump(&stats.lwm2m_requests_failed);
@@ -610,6 +622,14 @@ pub(super) fn on_notification(front: &Front, observation: &Observation, packet: 
         Watched::Sensor => {
             bump(&stats.telemetry);
             sessions.record_seen(&observation.device_id, now, None);
+            if let Some(value) = value
+                && front.gateway.monitor.watches_values()
+            {
+                // A sensor_stuck rule counts the readings in a row; on a task of its own, as
+                // the battery's.
+                let (gateway, id) = (Arc::clone(&front.gateway), observation.device_id.clone());
+                tokio::spawn(async move { gateway.monitor.value(&id, value, now).await });
+            }
         }
         Watched::UpdateState { campaign } => {
             let state = match value.map(|v| v as i64) {
@@ -638,6 +658,12 @@ pub(super) fn on_notification(front: &Front, observation: &Observation, packet: 
                 // None yet (the Write reset it), or one this front does not map.
                 _ => return,
             };
+            {
+                let mut updates = front.updates();
+                if updates.get(observation.device_id.as_str()) == Some(&campaign) {
+                    updates.remove(observation.device_id.as_str());
+                }
+            }
             report_in_background(front, &observation.device_id, campaign, state);
         }
     }

@@ -89,6 +89,10 @@ pub(crate) struct Front {
     firmware: FirmwareStore,
     /// The DTLS listener and its sessions, when devices may come over DTLS.
     secured: Option<Secured>,
+    /// The campaign whose update each device is taking, by device id, from the Write of its
+    /// package until its result: a device that registers afresh (it rebooted into the image)
+    /// is observed again for it.
+    updates: Mutex<HashMap<Box<str>, u64>>,
 }
 
 impl Front {
@@ -96,6 +100,11 @@ impl Front {
         // Every update is a single insert, change or remove: a panicking holder leaves the
         // table whole.
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn updates(&self) -> MutexGuard<'_, HashMap<Box<str>, u64>> {
+        // Single inserts, reads and removes.
+        self.updates.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn serials(&self) -> MutexGuard<'_, HashMap<Box<str>, Box<str>>> {
@@ -181,6 +190,7 @@ impl Lwm2mFront {
             in_flight: Arc::new(Semaphore::new(gateway.shared.limits.lwm2m_in_flight)),
             firmware,
             secured,
+            updates: Mutex::new(HashMap::new()),
         };
         Ok(Self { front: Arc::new(front) })
     }

@@ -210,4 +210,15 @@ impl Actions {
     pub fn iter(&self) -> impl Iterator<Item = Action> + '_ {
         self.items.iter().take(usize::from(self.len)).filter_map(|a| *a)
     }
+
+    /// Whether the device restarts in these actions of `event`: a reboot command carried out
+    /// (it leaves to reboot), an update installed (its reboot), the watchdog's reset. What a
+    /// device holds only in memory is gone after it (an LwM2M client's observations and
+    /// registration).
+    pub fn restart(&self, event: Event) -> bool {
+        self.iter().any(|action| {
+            matches!(action, Action::Reset | Action::OtaStatus(OtaReport::Rebooting))
+                || (action == Action::Leave && event == Event::Command(CommandKind::Reboot))
+        })
+    }
 }

@@ -106,6 +106,30 @@ impl AlertBook {
         self.rules.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Device `device_id` of `group` sent a report meant to go at `intended`, its battery at
+    /// `battery` as its backend reads it, its sensor reading `value`, with error codes or not
+    /// (`erred`): what the rules it crossed call for ([`AlertBook::battery`],
+    /// [`AlertBook::reading`]), due from when the report was meant to go, the first moment a
+    /// backend could know. Nothing when no rule is set.
+    pub fn reported(
+        &self,
+        device_id: &str,
+        group: &str,
+        intended: tokio::time::Instant,
+        battery: Option<f64>,
+        (value, erred): (f64, bool),
+    ) {
+        if !self.watching() {
+            return;
+        }
+        let late_ms = u64::try_from(intended.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let sent_ms = unix_ms_now().saturating_sub(late_ms);
+        if let Some(level) = battery {
+            self.battery(device_id, group, level, sent_ms);
+        }
+        self.reading(device_id, group, sent_ms, value, erred);
+    }
+
     /// Device `device_id` of `group` sent a report at `sent_ms` with its battery at `level`:
     /// each battery rule of its group it is under for the first time becomes due.
     pub fn battery(&self, device_id: &str, group: &str, level: f64, sent_ms: u64) {

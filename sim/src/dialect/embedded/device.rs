@@ -314,17 +314,14 @@ impl Devices for Embedded {
         inbox: &mut Inbox,
     ) {
         let Some(credentials) = &device.credentials else { return };
-        let book = &cx.shared.marks.alerts;
-        if book.watching() {
-            // Due when the report was meant to go: the first moment a backend could know.
-            let late_ms = u64::try_from(report.intended.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let sent_ms = unix_ms_now().saturating_sub(late_ms);
-            let (id, reading) = (&*credentials.device_id, report.reading);
-            if let Some(level) = reading.battery {
-                book.battery(id, cx.group, level, sent_ms);
-            }
-            book.reading(id, cx.group, sent_ms, reading.value, !reading.errors.is_empty());
-        }
+        let reading = report.reading;
+        cx.shared.marks.alerts.reported(
+            &credentials.device_id,
+            cx.group,
+            report.intended,
+            reading.battery,
+            (reading.value, !reading.errors.is_empty()),
+        );
         let write_topic = |topic: &mut String| {
             // Writing into a String cannot fail.
             let _ = write!(topic, "fleet/v1/d/{}/telemetry", credentials.device_id);

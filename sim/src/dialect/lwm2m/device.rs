@@ -1,11 +1,12 @@
 //! An LwM2M device (OMA LwM2M 1.0, the registration and device-management interfaces) over
 //! CoAP: it registers with its objects (`POST /rd?ep=..&lt=..&lwm2m=1.0&b=U`, link format)
 //! and keeps where the server put the registration; it updates the registration after every
-//! reconnect (from its new port: the server learns the new address) and, when it reports,
-//! once 90% of the lifetime has passed or the server executed /1/0/8; a server that no longer
-//! knows the registration (4.04) gets a new one. It answers the server's requests as they
-//! come, on the acknowledgement of each: Read (text, TLV, LwM2M JSON or SenML JSON, as the
-//! server's Accept asks), Discover, Write (the lifetime; the reference backend's config
+//! reconnect (from its new port: the server learns the new address), registers afresh after a
+//! restart (a reboot, an installed update, the watchdog: its observations are gone too) and,
+//! when it reports, once 90% of the lifetime has passed or the server executed /1/0/8; a
+//! server that no longer knows the registration (4.04) gets a new one. It answers the
+//! server's requests as they come, on the acknowledgement of each: Read (text, TLV, LwM2M
+//! JSON or SenML JSON, as the server's Accept asks), Discover, Write (the lifetime; the reference backend's config
 //! document), Write-Attributes (`pmin`, `pmax`, `gt`, `lt`, `st`, passed down from objects and
 //! instances), Execute (Reboot goes to the device core as a reboot command; /1/0/8 updates the
 //! registration) and Observe and its cancel. Its reports become notifications of what is
@@ -376,6 +377,17 @@ impl Devices for Lwm2m {
         device.reading = report.reading.value;
         device.rssi = report.reading.rssi;
         device.erring = !report.reading.errors.is_empty();
+        if let Some(id) = &device.device_id {
+            // The reference backend's alert rules read what it observes: the battery in whole
+            // percent (/3/0/9), the sensor's value.
+            cx.shared.marks.alerts.reported(
+                id,
+                cx.group,
+                report.intended,
+                device.battery.map(|percent| f64::from(percent) / 100.0),
+                (report.reading.value, device.erring),
+            );
+        }
         let why = (report.qos, report.intended, Why::Report);
         notify_on(cx, device, link, why, inbox).await;
     }
@@ -561,6 +573,9 @@ impl Devices for Lwm2m {
         moved: (CoreState, CoreState),
         actions: &Actions,
     ) {
+        if actions.restart(event) {
+            device.restarted();
+        }
         if self.reference.is_none() || Session::of(cx.model) != Session::Persistent {
             return;
         }
@@ -646,6 +661,29 @@ impl Device {
         } else {
             renewed + secs(self.lifetime_s).mul_f64(UPDATE_AT)
         })
+    }
+
+    /// The device restarts: what a client holds in memory is gone, its registration among it:
+    /// it registers afresh when it is back (a client registers after it boots), and the new
+    /// registration starts with nothing observed ([`register`]). What it sends before it
+    /// goes (an update's last notifications) still reaches its observers. Object 5's state
+    /// and result, and what it installed, stay (they live in flash), as do its endpoint,
+    /// identity and keys.
+    fn restarted(&mut self) {
+        self.location = None;
+        self.renewed = None;
+        self.update_asked = false;
+        self.lifetime_written = false;
+    }
+
+    /// A new registration: the server holds no observation or attribute of the device's
+    /// from before (RFC 7641's observations live with the registration that made them).
+    fn registering(&mut self) {
+        self.observations.clear();
+        self.last_request = None;
+        if let Some(configured) = self.configured.as_deref_mut() {
+            configured.attributes.clear();
+        }
     }
 
     /// When the next observation's `pmax` passes, if any has one.
@@ -888,6 +926,7 @@ async fn register(
     fleetsim: bool,
 ) -> Result<(), Fault> {
     let started = Instant::now();
+    device.registering();
     let mut packet = request(device, RequestType::Post, &["rd"]);
     let serial = cx.serial();
     let binding = if session == Session::DutyCycle {

@@ -8,6 +8,7 @@
 use super::Lwm2m;
 use crate::dialect::Keys;
 use crate::dialect::keys::{check_url, devices_only};
+use crate::scenario::typed::AlertRule;
 use crate::scenario::units::DisplayDuration;
 use crate::scenario::{Action, Backend, KeyError, Scenario};
 
@@ -82,7 +83,8 @@ impl Keys for Lwm2m {
         let unserved = scenario.phases.iter().find_map(|phase| {
             let why = match &phase.action {
                 Action::Rotate { .. } => "LwM2M devices hold no certificates here",
-                Action::Alert(_) => "alerts over LwM2M are not measured yet (the reference backend's LwM2M front reports batteries, not registrations coming and going)",
+                Action::Alert(AlertRule::OfflineFor(_)) => "an LwM2M server learns that a device is gone only when its registration's lifetime runs out, not when its link drops; battery_below and sensor_stuck rules run, from the front's observations",
+                Action::Alert(AlertRule::ErrorCodes { .. }) => "the reference backend's LwM2M front does not observe the error codes (/3/0/11) yet; battery_below and sensor_stuck rules run, from its observations",
                 _ => return None,
             };
             Some((phase, why))

@@ -34,8 +34,8 @@ use fleetsim_backend::registry::PskRoot;
 use super::embedded::backend::{in_process_psk_root, psk_secret};
 use super::embedded::{self, Embedded};
 use super::{
-    BackendView, Dialect, Hosted, Operator, PhaseCx, Played, StartError, Started, StartedCampaign, Summary, ViewCx,
-    url_addr,
+    BackendView, Dialect, Hosted, Operator, PhaseCx, Played, RaisedAlert, StartError, Started, StartedCampaign,
+    Summary, ViewCx, url_addr,
 };
 use crate::report::figures::CampaignView;
 use crate::scenario::Scenario;
@@ -221,6 +221,13 @@ impl Operator for Lwm2m {
 
     fn watched(&self) -> bool {
         self.reference.is_some()
+    }
+
+    async fn raised_alerts(&self, after: i64) -> Result<(Vec<RaisedAlert>, i64), String> {
+        match &self.reference {
+            Some(reference) => reference.raised_alerts(after).await,
+            None => Ok((Vec::new(), after)),
+        }
     }
 
     async fn health(&self) -> Result<(), String> {
