@@ -41,6 +41,22 @@ fn scenario_of(dir: &Path, models: &Path, phases: &str) -> PathBuf {
     file
 }
 
+/// A folder `dir/models` holding `models` (each its name and its text); its path.
+fn models_in(dir: &Path, models: &[(&str, &str)]) -> PathBuf {
+    let folder = dir.join("models");
+    std::fs::create_dir_all(&folder).expect("dir");
+    for (name, text) in models {
+        std::fs::write(folder.join(format!("{name}.toml")), text).expect("model");
+    }
+    folder
+}
+
+/// The reference meter's model (`device-models/lwm2m-meter.toml`) with `extra` after it.
+fn meter_with(extra: &str) -> String {
+    let meter = std::fs::read_to_string(repo().join("device-models/lwm2m-meter.toml")).expect("model");
+    format!("{meter}\n{extra}")
+}
+
 /// A config push, reboots of a fifth of the meters and the decommissioning of a tenth.
 const PHASES: &str = "[[phase]]\nat = \"6s\"\naction = \"config\"\ngroup = \"meters\"\nset = { tariff = \"night\" }\n\n\
     [[phase]]\nat = \"9s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"reboot\"\nshare = \"20%\"\n\n\
@@ -309,10 +325,10 @@ fn workers_share_the_backend_the_parent_starts() {
 fn phases_the_front_has_no_form_for_are_refused_before_the_run_starts() {
     let dir = scratch("run-lwm2m-reference-refused");
     // The meter, able to take an update (the phases refused are refused whatever the model).
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).expect("dir");
-    let meter = std::fs::read_to_string(repo().join("device-models/lwm2m-meter.toml")).expect("model");
-    std::fs::write(models.join("lwm2m-meter.toml"), format!("{meter}\n[ota]\ndownload_kbps = 256\ninterrupt = \"0%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n")).expect("model");
+    let meter = meter_with(
+        "[ota]\ndownload_kbps = 256\ninterrupt = \"0%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\n",
+    );
+    let models = models_in(&dir, &[("lwm2m-meter", &meter)]);
     let cases = [
         (
             "[[phase]]\nat = \"5s\"\naction = \"alert\"\nrule = \"offline_for\"\nafter = \"2s\"\n",
@@ -397,14 +413,10 @@ fn campaigns_push_packages_to_lwm2m_devices_that_take_only_pushes() {
 fn campaigns_through_object_5(tag: &str, delivery: &str) -> (Value, String) {
     let dir = scratch(tag);
     let backend = standalone::process(&dir.join("data"), &["--lwm2m", "127.0.0.1:0"], 2);
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).expect("dir");
-    let meter = std::fs::read_to_string(repo().join("device-models/lwm2m-meter.toml")).expect("model");
-    std::fs::write(
-        models.join("lwm2m-meter.toml"),
-        format!("{meter}\n[ota]\ndownload_kbps = 256\ninterrupt = \"30%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\ndelivery = \"{delivery}\"\n"),
-    )
-    .expect("model");
+    let meter = meter_with(&format!(
+        "[ota]\ndownload_kbps = 256\ninterrupt = \"30%\"\ncorrupt = \"0%\"\nboot_fail = \"0%\"\nbrick = \"0%\"\ndelivery = \"{delivery}\"\n"
+    ));
+    let models = models_in(&dir, &[("lwm2m-meter", &meter)]);
     let file = dir.join("ota.toml");
     std::fs::write(
         &file,
@@ -540,15 +552,15 @@ fn commands_reach_lwm2m_devices_as_executes_answered_later() {
 #[test]
 fn queue_mode_devices_get_what_was_held_for_them_at_their_next_update() {
     let dir = scratch("run-lwm2m-reference-queue");
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).expect("dir");
-    std::fs::write(
-        models.join("lwm2m-meter.toml"),
-        "name = \"lwm2m-meter\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LQ\"\n\n\
-         [telemetry]\ninterval = \"4m\"\njitter = \"10%\"\npayload_bytes = 24\nqos = 0\nduty_cycle = true\nawake = \"1m\"\n\n\
-         [lwm2m]\nlifetime = \"30m\"\n",
-    )
-    .expect("model");
+    let models = models_in(
+        &dir,
+        &[(
+            "lwm2m-meter",
+            "name = \"lwm2m-meter\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LQ\"\n\n\
+             [telemetry]\ninterval = \"4m\"\njitter = \"10%\"\npayload_bytes = 24\nqos = 0\nduty_cycle = true\nawake = \"1m\"\n\n\
+             [lwm2m]\nlifetime = \"30m\"\n",
+        )],
+    );
     let phases = "[[phase]]\nat = \"8s\"\naction = \"config\"\ngroup = \"meters\"\nset = { tariff = \"night\" }\n\n\
                   [[phase]]\nat = \"9s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"reboot\"\nshare = \"50%\"\n";
     let file = scenario_of(&dir, &models, phases);
@@ -585,23 +597,24 @@ fn queue_mode_devices_get_what_was_held_for_them_at_their_next_update() {
 #[test]
 fn battery_and_stuck_sensor_alerts_come_from_lwm2m_notifications() {
     let dir = scratch("run-lwm2m-reference-alerts");
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).expect("dir");
-    std::fs::write(
-        models.join("lwm2m-cell.toml"),
-        "name = \"lwm2m-cell\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LC\"\n\n\
-         [telemetry]\ninterval = \"10s\"\njitter = \"10%\"\npayload_bytes = 24\nqos = 0\n\n\
-         [battery]\ncapacity_mah = 0.25\nsleep_ua = 5\ntx_mas = 60\nlow_at = \"20%\"\nlow_interval_factor = 1.0\n\n\
-         [lwm2m]\nlifetime = \"1d\"\n",
-    )
-    .expect("model");
-    std::fs::write(
-        models.join("lwm2m-probe.toml"),
-        "name = \"lwm2m-probe\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LP\"\n\n\
-         [telemetry]\ninterval = \"20s\"\npayload_bytes = 24\nqos = 0\n\n\
-         [lwm2m]\nlifetime = \"1d\"\n",
-    )
-    .expect("model");
+    let models = models_in(
+        &dir,
+        &[
+            (
+                "lwm2m-cell",
+                "name = \"lwm2m-cell\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LC\"\n\n\
+                 [telemetry]\ninterval = \"10s\"\njitter = \"10%\"\npayload_bytes = 24\nqos = 0\n\n\
+                 [battery]\ncapacity_mah = 0.25\nsleep_ua = 5\ntx_mas = 60\nlow_at = \"20%\"\nlow_interval_factor = 1.0\n\n\
+                 [lwm2m]\nlifetime = \"1d\"\n",
+            ),
+            (
+                "lwm2m-probe",
+                "name = \"lwm2m-probe\"\nprotocol = \"coap\"\nfirmware = \"1.0.0\"\nserial_prefix = \"LP\"\n\n\
+                 [telemetry]\ninterval = \"20s\"\npayload_bytes = 24\nqos = 0\n\n\
+                 [lwm2m]\nlifetime = \"1d\"\n",
+            ),
+        ],
+    );
     let file = dir.join("alerts.toml");
     std::fs::write(
         &file,
