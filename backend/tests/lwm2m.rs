@@ -542,6 +542,55 @@ async fn a_provisioned_device_bootstraps_onto_the_front() {
     t.stop().await;
 }
 
+/// Queue mode (binding `UQ`): a config push to a sleeping device is held, nothing is sent
+/// to it, and its next registration Update brings the Write; what is held when it registers
+/// afresh instead (it restarted) goes to the new registration once it is observed.
+#[tokio::test]
+async fn a_queue_mode_device_gets_what_was_held_at_its_next_update_or_registration() {
+    let t = TestBackend::start().await;
+    let mut device = Device::new(t.lwm2m).await;
+    let (_, body) = device.provision("SN-LW-Q").await;
+    let id = body["device_id"].as_str().expect("an id").to_owned();
+    let query = ["ep=SN-LW-Q", "lt=300", "lwm2m=1.1", "b=UQ"];
+    let links = b"</1/0>,</3/0>,</4/0>,</3303/0>";
+    let registered = device.request(RequestType::Post, &["rd"], &query, links).await;
+    assert_eq!(code(&registered), ResponseType::Created);
+    answer_observes(&mut device).await;
+    let push = |version: u32| format!(r#"{{"desired": {{"report_every_s": {version}}}}}"#);
+    let (status, _) = json(&t, "PUT", &format!("/api/v1/devices/{id}/config"), Some(&push(30))).await;
+    assert_eq!(status, 200);
+    let mut buf = [0u8; 2048];
+    let quiet = timeout(Duration::from_millis(300), device.socket.recv_from(&mut buf)).await;
+    assert!(quiet.is_err(), "nothing is sent to a sleeping device");
+    // Its update: answered, then the Write.
+    let rd = location(&registered);
+    let rd: Vec<&str> = rd.iter().map(String::as_str).collect();
+    let updated = device.request(RequestType::Post, &rd, &[], b"").await;
+    assert_eq!(code(&updated), ResponseType::Changed);
+    let write = device.asked().await;
+    assert_eq!(path(&write), "/32769/0/0");
+    assert!(String::from_utf8_lossy(&write.payload).contains("30"), "{write:?}");
+    device.answer(&write, ResponseType::Changed, "", None).await;
+    // Another push, held; the device restarts and registers afresh: the new registration
+    // is observed, then sent what was held.
+    let (status, _) = json(&t, "PUT", &format!("/api/v1/devices/{id}/config"), Some(&push(60))).await;
+    assert_eq!(status, 200);
+    let again = device.request(RequestType::Post, &["rd"], &query, links).await;
+    assert_eq!(code(&again), ResponseType::Created);
+    answer_observes(&mut device).await;
+    let write = device.asked().await;
+    assert_eq!(path(&write), "/32769/0/0");
+    assert!(String::from_utf8_lossy(&write.payload).contains("60"), "{write:?}");
+    device.answer(&write, ResponseType::Changed, "", None).await;
+    let (_, metrics) = t.http("GET", "/metrics", None).await;
+    assert_eq!(
+        sample(&metrics, "fleetsim_gateway_lwm2m_held_total"),
+        Some(2.0),
+        "{metrics}"
+    );
+    t.stop().await;
+}
+
 /// Campaign images are served block-wise over CoAP (RFC 7959's Block2): `GET /fw/VERSION`
 /// answers the first 1,024 bytes with the image's size (Size2) when no block is named; any
 /// block, of any size up to 1,024, can be asked for (a cut download resumes); the last says

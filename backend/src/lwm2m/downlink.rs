@@ -59,7 +59,7 @@ pub(super) const AWAKE: &str = "lwm2m/awake";
 
 /// The most requests held for a sleeping queue-mode device; more are dropped and counted
 /// (`lwm2m_requests_failed`).
-const MAX_HELD: usize = 16;
+pub(super) const MAX_HELD: usize = 16;
 
 /// How long a first acknowledgement is waited for (RFC 7252, section 4.8).
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -99,8 +99,9 @@ impl Task {
             () = self.kill.cancelled() => {}
             () = self.observe(&mut message_id) => {}
         }
-        // What waits for a queue-mode device's next update.
-        let mut held: std::collections::VecDeque<Outbound> = std::collections::VecDeque::new();
+        // A device that registers is awake: what was held for it (its registration before
+        // this one was in queue mode; it restarted) goes now.
+        self.send_held(&mut message_id).await;
         loop {
             let expires = {
                 let table = self.front.table();
@@ -120,22 +121,15 @@ impl Task {
                     }
                 }
                 routed = rx.recv() => match routed {
-                    Some(publish) if self.is(&publish, AWAKE) => {
-                        // Awake: what was held goes now, in the order it came.
-                        while let Some(publish) = held.pop_front() {
-                            tokio::select! {
-                                () = self.kill.cancelled() => break,
-                                () = self.deliver(&publish, &mut message_id) => {}
-                            }
-                        }
-                    }
+                    // Awake: what was held goes now, in the order it came.
+                    Some(publish) if self.is(&publish, AWAKE) => self.send_held(&mut message_id).await,
                     // Queue mode (binding `UQ`): the device sleeps between updates, so the
-                    // operator's requests wait for the next one. The install order answers a
-                    // notification the device just sent: it is awake.
+                    // operator's requests wait for the next one, held by the front for the
+                    // device (a registration that replaces this one sends them). The install
+                    // order answers a notification the device just sent: it is awake.
                     Some(publish) if self.queued() && !self.is(&publish, INSTALL_ORDER) => {
-                        if held.len() < MAX_HELD {
+                        if self.front.hold(&self.device_id, publish) {
                             bump(&self.front.gateway.stats.lwm2m_held);
-                            held.push_back(publish);
                         } else {
                             bump(&self.front.gateway.stats.lwm2m_requests_failed);
                         }
@@ -155,7 +149,9 @@ impl Task {
             && self.kill.is_cancelled()
             && !front.gateway.registry.is_active(&self.device_id)
         {
-            // Decommissioned. LwM2M has no way for a server to end a registration at the
+            // Decommissioned: what was held for it goes nowhere.
+            drop(front.take_held(&self.device_id));
+            // LwM2M has no way for a server to end a registration at the
             // device; the registration update trigger makes the device update at once, find
             // its registration gone and register again, which is refused. Sent once,
             // non-confirmable: a device that misses it learns at its next update.
@@ -168,6 +164,17 @@ impl Task {
         }
         front.exchanges.forget(self.conn_id);
         front.gateway.stats.lwm2m_registered.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Sends what the front held for the device, in the order it came, until the
+    /// registration ends.
+    async fn send_held(&self, message_id: &mut u16) {
+        for publish in self.front.take_held(&self.device_id) {
+            tokio::select! {
+                () = self.kill.cancelled() => return,
+                () = self.deliver(&publish, message_id) => {}
+            }
+        }
     }
 
     /// Observes what the device registered of [`Watched::ALL`].

@@ -32,7 +32,7 @@ pub mod registrations;
 pub mod tlv;
 pub mod uplink;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -47,7 +47,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::gateway::sessions::{Live, OUTBOUND_CHANNEL};
+use crate::gateway::sessions::{Live, OUTBOUND_CHANNEL, Outbound};
 use crate::gateway::stats::bump;
 use crate::gateway::topics::DEVICE_PREFIX;
 use crate::gateway::{Gateway, Shared};
@@ -93,6 +93,9 @@ pub(crate) struct Front {
     /// package until its result: a device that registers afresh (it rebooted into the image)
     /// is observed again for it.
     updates: Mutex<HashMap<Box<str>, u64>>,
+    /// What the operator sent queue-mode devices while they slept, by device id, until their
+    /// next update or registration ([`downlink::MAX_HELD`] at most each).
+    held: Mutex<HashMap<Box<str>, VecDeque<Outbound>>>,
 }
 
 impl Front {
@@ -100,6 +103,25 @@ impl Front {
         // Every update is a single insert, change or remove: a panicking holder leaves the
         // table whole.
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds `publish` for queue-mode device `device_id`; false when it holds as many as it
+    /// may for it.
+    fn hold(&self, device_id: &str, publish: Outbound) -> bool {
+        // Single inserts and removes.
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let queue = held.entry(device_id.into()).or_default();
+        if queue.len() >= downlink::MAX_HELD {
+            return false;
+        }
+        queue.push_back(publish);
+        true
+    }
+
+    /// What was held for device `device_id`, in order; it is held no more.
+    fn take_held(&self, device_id: &str) -> VecDeque<Outbound> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.remove(device_id).unwrap_or_default()
     }
 
     fn updates(&self) -> MutexGuard<'_, HashMap<Box<str>, u64>> {
@@ -191,6 +213,7 @@ impl Lwm2mFront {
             firmware,
             secured,
             updates: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         };
         Ok(Self { front: Arc::new(front) })
     }
