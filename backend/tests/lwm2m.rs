@@ -46,6 +46,17 @@ impl Device {
 
     /// Sends a confirmable request; returns the piggybacked answer.
     async fn request(&mut self, method: RequestType, path: &[&str], query: &[&str], payload: &[u8]) -> Packet {
+        self.request_with(method, (path, query), payload, &[]).await
+    }
+
+    /// [`Device::request`] with more `options` after the path and query.
+    async fn request_with(
+        &mut self,
+        method: RequestType,
+        (path, query): (&[&str], &[&str]),
+        payload: &[u8],
+        options: &[(CoapOption, Vec<u8>)],
+    ) -> Packet {
         self.message_id += 1;
         let mut packet = Packet::new();
         packet.header.set_type(MessageType::Confirmable);
@@ -57,6 +68,9 @@ impl Device {
         }
         for q in query {
             packet.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+        }
+        for (option, value) in options {
+            packet.add_option(*option, value.clone());
         }
         packet.payload = payload.to_vec();
         self.send(&packet).await;
@@ -649,23 +663,8 @@ async fn campaign_images_are_served_block_wise() {
 
 /// A GET of `path` with a Block2 option of `value`; the answer.
 async fn block_request(device: &mut Device, path: &[&str], value: Vec<u8>) -> Packet {
-    device.message_id += 1;
-    let mut packet = Packet::new();
-    packet.header.set_type(MessageType::Confirmable);
-    packet.header.code = MessageClass::Request(RequestType::Get);
-    packet.header.message_id = device.message_id;
-    packet.set_token(vec![0xB2, device.message_id as u8]);
-    for segment in path {
-        packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
-    }
-    packet.add_option(CoapOption::Block2, value);
-    device.send(&packet).await;
-    loop {
-        let answer = device.receive().await;
-        if answer.header.get_type() == MessageType::Acknowledgement && answer.header.message_id == device.message_id {
-            return answer;
-        }
-    }
+    let block2 = [(CoapOption::Block2, value)];
+    device.request_with(RequestType::Get, (path, &[]), b"", &block2).await
 }
 
 #[tokio::test]

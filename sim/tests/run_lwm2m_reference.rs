@@ -141,18 +141,7 @@ fn lwm2m_devices_register_over_dtls_with_pre_shared_keys() {
 #[test]
 fn a_standalone_backend_serves_dtls_with_keys_from_a_shared_secret() {
     let dir = scratch("run-lwm2m-reference-dtls-standalone");
-    let backend = standalone::process(
-        &dir.join("data"),
-        &[
-            "--lwm2m",
-            "127.0.0.1:0",
-            "--lwm2m-dtls",
-            "127.0.0.1:0",
-            "--lwm2m-psk-secret",
-            "fleet-secret-7",
-        ],
-        3,
-    );
+    let backend = dtls_backend(&dir, "fleet-secret-7");
     assert!(
         backend.lines[2].starts_with("fleetsim backend: lwm2m over DTLS 127.0.0.1:"),
         "{}",
@@ -160,12 +149,11 @@ fn a_standalone_backend_serves_dtls_with_keys_from_a_shared_secret() {
     );
     let file = scenario(&dir, PHASES);
     secured(&file);
-    let text = std::fs::read_to_string(&file).expect("scenario");
-    std::fs::write(
+    rewrite(
         &file,
-        text.replace("[backend.psk]\n", "[backend.psk]\nsecret_env = \"FLEET_PSK_SECRET\"\n"),
-    )
-    .expect("scenario");
+        "[backend.psk]\n",
+        "[backend.psk]\nsecret_env = \"FLEET_PSK_SECRET\"\n",
+    );
     let out = dir.join("report");
     let api = format!("http://{}", backend.http);
     let args = [
@@ -212,18 +200,7 @@ fn lwm2m_devices_bootstrap_to_the_server_and_key_they_are_given() {
 #[test]
 fn a_standalone_backend_bootstraps_devices_onto_its_dtls_listener() {
     let dir = scratch("run-lwm2m-reference-bootstrap-standalone");
-    let backend = standalone::process(
-        &dir.join("data"),
-        &[
-            "--lwm2m",
-            "127.0.0.1:0",
-            "--lwm2m-dtls",
-            "127.0.0.1:0",
-            "--lwm2m-psk-secret",
-            "known-only-to-the-backend",
-        ],
-        3,
-    );
+    let backend = dtls_backend(&dir, "known-only-to-the-backend");
     let file = scenario(&dir, PHASES);
     bootstrapping(&file);
     let out = dir.join("report");
@@ -244,12 +221,31 @@ fn a_standalone_backend_bootstraps_devices_onto_its_dtls_listener() {
 
 /// Sets `bootstrap = true` in the scenario in `file`.
 fn bootstrapping(file: &Path) {
+    rewrite(file, "kind = \"lwm2m\"\n", "kind = \"lwm2m\"\nbootstrap = true\n");
+}
+
+/// Replaces `from`, which the scenario in `file` must hold, with `to`.
+fn rewrite(file: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(file).expect("scenario");
-    std::fs::write(
-        file,
-        text.replace("kind = \"lwm2m\"\n", "kind = \"lwm2m\"\nbootstrap = true\n"),
+    assert!(text.contains(from), "{from:?} in {text}");
+    std::fs::write(file, text.replace(from, to)).expect("scenario");
+}
+
+/// A standalone backend serving LwM2M in the clear and over DTLS, its keys made from
+/// `secret`.
+fn dtls_backend(dir: &Path, secret: &str) -> standalone::Process {
+    standalone::process(
+        &dir.join("data"),
+        &[
+            "--lwm2m",
+            "127.0.0.1:0",
+            "--lwm2m-dtls",
+            "127.0.0.1:0",
+            "--lwm2m-psk-secret",
+            secret,
+        ],
+        3,
     )
-    .expect("scenario");
 }
 
 /// Every meter bootstrapped once, timed.
@@ -268,13 +264,7 @@ fn assert_bootstrapped(summary: &Value) {
 
 /// Adds `[backend.psk]` to the scenario in `file`.
 fn secured(file: &Path) {
-    let text = std::fs::read_to_string(file).expect("scenario");
-    assert!(text.contains("kind = \"lwm2m\"\n"));
-    std::fs::write(
-        file,
-        text.replace("kind = \"lwm2m\"\n", "kind = \"lwm2m\"\n[backend.psk]\n"),
-    )
-    .expect("scenario");
+    rewrite(file, "kind = \"lwm2m\"\n", "kind = \"lwm2m\"\n[backend.psk]\n");
 }
 
 /// A `fleetsim backend --lwm2m` of its own, named by its operator API's URL: the run finds
@@ -564,9 +554,8 @@ fn queue_mode_devices_get_what_was_held_for_them_at_their_next_update() {
     let phases = "[[phase]]\nat = \"8s\"\naction = \"config\"\ngroup = \"meters\"\nset = { tariff = \"night\" }\n\n\
                   [[phase]]\nat = \"9s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"reboot\"\nshare = \"50%\"\n";
     let file = scenario_of(&dir, &models, phases);
-    let text = std::fs::read_to_string(&file).expect("scenario");
     // Reports every 4 s real; the config waits for each sensor's next wake.
-    std::fs::write(&file, text.replace("\"config.latency.p99\" = \"<= 2s\"\n", "")).expect("scenario");
+    rewrite(&file, "\"config.latency.p99\" = \"<= 2s\"\n", "");
     let backend = standalone::process(&dir.join("data"), &["--lwm2m", "127.0.0.1:0"], 2);
     let out = dir.join("report");
     let output = run_against(&backend.http, &file, &out);

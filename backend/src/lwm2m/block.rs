@@ -25,10 +25,9 @@ impl Block {
 
     /// The option's value: the shortest big-endian integer (none for 0).
     pub fn encode(self) -> Vec<u8> {
-        let value = (self.num << 4) | (u32::from(self.more) << 3) | u32::from(self.szx);
-        let bytes = value.to_be_bytes();
-        let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-        bytes[first..].to_vec()
+        uint(u64::from(
+            (self.num << 4) | (u32::from(self.more) << 3) | u32::from(self.szx),
+        ))
     }
 
     /// The value `bytes` hold; `None` for more than three bytes or the reserved size.

@@ -21,7 +21,7 @@ use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 
 use super::downlink::{exchange, request};
 use super::tlv::{self, Kind};
-use super::{Front, Refused, reachable};
+use super::{Front, reachable};
 use crate::gateway::stats::bump;
 
 /// The short server id the front gives itself in the objects it writes.
@@ -32,33 +32,6 @@ const SECURITY_INSTANCE: &str = "1";
 /// LwM2M's security modes (the Security object's resource 2).
 const MODE_PSK: i64 = 0;
 const MODE_NO_SEC: i64 = 3;
-
-/// Whether `endpoint` may be bootstrapped from `peer`: a refusal to answer with, or `None`.
-pub(super) async fn refusal(front: &Front, endpoint: &str, peer: SocketAddr) -> Option<Refused> {
-    if let Some(identity) = front.dtls_identity(peer)
-        && identity.as_deref() != Some(endpoint)
-    {
-        let why = format!(
-            "endpoint {endpoint} over DTLS with the key of {}: bootstrap under the PSK identity",
-            identity.as_deref().unwrap_or("no identity")
-        );
-        return Some(Refused {
-            code: ResponseType::Forbidden,
-            why,
-        });
-    }
-    match front.active_device(endpoint).await {
-        Ok(Some(_)) => None,
-        Ok(None) => Some(Refused {
-            code: ResponseType::Forbidden,
-            why: format!("endpoint {endpoint} is no active device: provision it first (POST /provision)"),
-        }),
-        Err(()) => Some(Refused {
-            code: ResponseType::ServiceUnavailable,
-            why: "the registry is not answering; ask again later".to_owned(),
-        }),
-    }
-}
 
 /// Configures device `endpoint` at `peer` (after its Bootstrap-Request was answered):
 /// counted as `lwm2m_bootstraps` when it took every request, `lwm2m_bootstraps_failed`

@@ -157,6 +157,38 @@ impl Front {
         }
     }
 
+    /// Whether `endpoint` may `verb` (register, bootstrap) from `peer`: the id of its active
+    /// device, or the refusal to answer with. Over DTLS only under its own identity; a device
+    /// that is not active (never provisioned, decommissioned) is refused, counted as
+    /// `lwm2m_refused`; a registry that does not answer is 5.03.
+    async fn admit(&self, endpoint: &str, peer: SocketAddr, verb: &str) -> Result<String, Refused> {
+        let forbidden = |why: String| {
+            bump(&self.gateway.stats.lwm2m_refused);
+            Refused {
+                code: ResponseType::Forbidden,
+                why,
+            }
+        };
+        if let Some(identity) = self.dtls_identity(peer)
+            && identity.as_deref() != Some(endpoint)
+        {
+            return Err(forbidden(format!(
+                "endpoint {endpoint} over DTLS with the key of {}: {verb} under the PSK identity",
+                identity.as_deref().unwrap_or("no identity")
+            )));
+        }
+        match self.active_device(endpoint).await {
+            Ok(Some(id)) => Ok(id),
+            Ok(None) => Err(forbidden(format!(
+                "endpoint {endpoint} is no active device: provision it first (POST /provision), or it was decommissioned"
+            ))),
+            Err(()) => Err(Refused {
+                code: ResponseType::ServiceUnavailable,
+                why: format!("the registry is not answering; {verb} again later"),
+            }),
+        }
+    }
+
     /// Sends `bytes` to `addr`; a failed send is the device's loss, counted by whoever waits.
     async fn send(&self, bytes: &[u8], addr: SocketAddr) {
         if let Some(secured) = self.secured.as_ref().filter(|s| s.holds(addr)) {
@@ -421,8 +453,7 @@ async fn serve_request(
             Err(refused) => refusal(request, &refused),
         },
         Uplink::Bootstrap { endpoint } => {
-            if let Some(refused) = bootstrap::refusal(front, &endpoint, peer).await {
-                bump(&stats.lwm2m_refused);
+            if let Err(refused) = front.admit(&endpoint, peer, "bootstrap").await {
                 return refusal(request, &refused);
             }
             // Its requests follow this answer; a device takes them in either order.
@@ -437,47 +468,9 @@ async fn serve_request(
             binding,
             links,
         } => {
-            if let Some(identity) = front.dtls_identity(peer)
-                && identity.as_deref() != Some(endpoint.as_str())
-            {
-                bump(&stats.lwm2m_refused);
-                let why = format!(
-                    "endpoint {endpoint} over DTLS with the key of {}: register under the PSK identity",
-                    identity.as_deref().unwrap_or("no identity")
-                );
-                return refusal(
-                    request,
-                    &Refused {
-                        code: ResponseType::Forbidden,
-                        why,
-                    },
-                );
-            }
-            let device_id = match front.active_device(&endpoint).await {
-                Ok(Some(id)) => id,
-                Ok(None) => {
-                    bump(&stats.lwm2m_refused);
-                    let why = format!(
-                        "endpoint {endpoint} is no active device: provision it first (POST /provision), or it was decommissioned"
-                    );
-                    return refusal(
-                        request,
-                        &Refused {
-                            code: ResponseType::Forbidden,
-                            why,
-                        },
-                    );
-                }
-                Err(()) => {
-                    let why = "the registry is not answering; register again later".to_owned();
-                    return refusal(
-                        request,
-                        &Refused {
-                            code: ResponseType::ServiceUnavailable,
-                            why,
-                        },
-                    );
-                }
+            let device_id = match front.admit(&endpoint, peer, "register").await {
+                Ok(id) => id,
+                Err(refused) => return refusal(request, &refused),
             };
             let registration = Registration {
                 device_id,

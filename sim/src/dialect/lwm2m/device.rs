@@ -58,6 +58,7 @@ use crate::transport::datagram::Datagram;
 use crate::transport::dtls::DtlsError;
 use crate::transport::exhausted_here;
 use crate::transport::tls::TlsFailure;
+use fleetsim_backend::lwm2m::block;
 
 impl Lwm2m {
     /// A refusal of a provisioned device by the reference backend is its decommissioning.
@@ -1129,15 +1130,8 @@ trait ContentFormatNumber {
 impl ContentFormatNumber for Packet {
     fn set_content_format_number(&mut self, number: u16) {
         self.clear_option(CoapOption::ContentFormat);
-        self.add_option(CoapOption::ContentFormat, uint_bytes(u32::from(number)));
+        self.add_option(CoapOption::ContentFormat, block::uint(u64::from(number)));
     }
-}
-
-/// A CoAP uint option value: big-endian, no leading zero bytes.
-fn uint_bytes(value: u32) -> Vec<u8> {
-    let bytes = value.to_be_bytes();
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    bytes[first..].to_vec()
 }
 
 /// A CoAP uint option's value; `None` past four bytes.
