@@ -12,7 +12,9 @@
 #                                  # against Mosquitto, ECDSA P-256 and RSA-2048 devices: the
 #                                  # harness's CPU per handshake
 #   benches/scale.sh lwm2m         # 15,000 LwM2M devices registered and idle, each on a UDP
-#                                  # socket of its own, against lwm2m-node-lib
+#                                  # socket of its own, against lwm2m-node-lib; a storm of
+#                                  # 15,000 registrations at 5,000 a second against the
+#                                  # reference backend; 100,000 registered over --workers 6
 #   benches/scale.sh sleeping      # 10,000,000 duty-cycled devices against the reference backend
 #   SLEEPY_1M=1 benches/scale.sh sleeping   # also scenarios/million-sleepy.toml (31 minutes)
 #
@@ -91,13 +93,16 @@ mosquitto_tls_on() {
   PIDS+=($!)
 }
 
-# Starts the reference backend in its own process; sets BACKEND (pid) and HTTP (its API).
+# Starts the reference backend in its own process, with the options after $1; sets BACKEND
+# (pid) and HTTP (its API).
 backend() {
-  "$BIN" backend --data "$OUT/backend-$1" --mqtt 127.0.0.1:0 --http 127.0.0.1:0 > "$OUT/backend-$1.log" &
+  local name=$1
+  shift
+  "$BIN" backend --data "$OUT/backend-$name" --mqtt 127.0.0.1:0 --http 127.0.0.1:0 "$@" > "$OUT/backend-$name.log" &
   BACKEND=$!
   PIDS+=("$BACKEND")
-  for _ in $(seq 50); do grep -q "http " "$OUT/backend-$1.log" && break; sleep 0.1; done
-  HTTP=$(sed -n 's/.*, http \([0-9.:]*\),.*/\1/p' "$OUT/backend-$1.log")
+  for _ in $(seq 50); do grep -q "http " "$OUT/backend-$name.log" && break; sleep 0.1; done
+  HTTP=$(sed -n 's/.*, http \([0-9.:]*\),.*/\1/p' "$OUT/backend-$name.log")
 }
 
 if [ -z "$MOSQUITTO" ]; then
@@ -274,6 +279,18 @@ if [ "$WHAT" = all ] || [ "$WHAT" = lwm2m ]; then
   run idle-15k-lwm2m scenarios/scale-idle-lwm2m.toml --backend coap://127.0.0.1:15683
   echo "lwm2m-node-lib saw $(grep -c '"event":"registration"' "$OUT/lwm2m.log") registrations"
   exec 7>&-
+
+  echo "== 15,000 LwM2M registrations at 5,000 a second, against the reference backend in its own process"
+  backend register-lwm2m --lwm2m 127.0.0.1:0
+  for _ in $(seq 50); do grep -q "lwm2m " "$OUT/backend-register-lwm2m.log" && break; sleep 0.1; done
+  BEFORE=$(awk '{print $14 + $15}' "/proc/$BACKEND/stat")
+  run register-15k-lwm2m scenarios/scale-register-lwm2m.toml --backend "http://$HTTP"
+  echo "reference backend CPU for the storm: $(awk -v b="$BEFORE" -v hz="$(getconf CLK_TCK)" \
+    '{printf "%.2f s", ($14 + $15 - b) / hz}' "/proc/$BACKEND/stat")"
+  kill "$BACKEND"
+
+  echo "== 100,000 LwM2M devices registered: --workers 6 sharing the reference backend the parent starts"
+  run idle-100k-lwm2m scenarios/scale-100k-lwm2m.toml --workers 6
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = sleeping ]; then

@@ -576,6 +576,23 @@ fn queue_mode_devices_get_what_was_held_for_them_at_their_next_update() {
         metrics.contains("fleetsim_gateway_lwm2m_requests_failed_total 0\n"),
         "nothing sent to a sleeping sensor: {metrics}"
     );
+    // Observations live with the registration, not the socket: each wake's report notifies the
+    // front's observers from the sensor's new port, under the tokens of its Register.
+    let sent = counter(&summary, "lwm2m.notifications");
+    assert!(
+        sent >= 3 * DEVICES,
+        "about five wakes a sensor, each notified: {counters}"
+    );
+    let heard = gateway_counter(&metrics, "lwm2m_notifications_total");
+    assert!(
+        heard >= sent,
+        "the front heard every one (and counts each Observe's first answer too): {heard}; {counters}"
+    );
+    assert_eq!(
+        gateway_counter(&metrics, "lwm2m_unexpected_total"),
+        0,
+        "no notification the front did not know: {metrics}"
+    );
 }
 
 /// Alert rules against LwM2M devices, from the front's observations: coin cells whose batteries

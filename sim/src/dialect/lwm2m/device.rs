@@ -17,7 +17,8 @@
 //! when its Register is refused (decommissioned).
 //!
 //! A duty-cycled device registers in queue mode (binding `UQ`), updates its registration at
-//! each wake and holds no socket asleep; observations do not survive its sleep.
+//! each wake and holds no socket asleep; what the server observes is kept through its sleep,
+//! so each wake's report notifies its observers (from the new port, under the old tokens).
 //!
 //! A device that retires (a `decommission` phase against a server fleetsim has no operator
 //! for) De-registers; one retired by the reference backend learns it when refused.
@@ -128,14 +129,19 @@ const MAX_ATTRIBUTES: usize = 32;
 const MAX_SERVED_WHILE_WAITING: usize = 16;
 
 /// What a sleeping device keeps: where its registration is, the id the reference backend
-/// gave it, the lifetime it holds, and its next message id (a server takes a message id it
-/// has just seen for a retransmission).
+/// gave it, the lifetime it holds, its next message id (a server takes a message id it has
+/// just seen for a retransmission), and what the server set up on the registration: its
+/// observations (LwM2M 1.1, section 6.4.2: a queue-mode client notifies what changed while it
+/// slept when it next wakes), their next sequence number, attributes and object 5.
 #[derive(Debug)]
 pub struct Registration {
     location: Option<Box<str>>,
     device_id: Option<Box<str>>,
     server: Option<Box<Server>>,
+    observations: Vec<Observation>,
+    configured: Option<Box<Configured>>,
     lifetime_s: u32,
+    observe_seq: u32,
     next_id: u16,
 }
 
@@ -258,10 +264,32 @@ fn secs(s: u32) -> Duration {
     Duration::from_secs(u64::from(s))
 }
 
+/// A CoAP token (at most 8 bytes, RFC 7252 section 5.3.1; coap-lite refuses longer), held
+/// inline: an observation on the heap holds no second allocation for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Token {
+    len: u8,
+    bytes: [u8; 8],
+}
+
+impl Token {
+    /// `token`'s first 8 bytes (all of it from a decoded packet).
+    fn of(token: &[u8]) -> Token {
+        let len = token.len().min(8);
+        let mut bytes = [0; 8];
+        bytes[..len].copy_from_slice(&token[..len]);
+        Token { len: len as u8, bytes }
+    }
+
+    fn to_vec(self) -> Vec<u8> {
+        self.bytes[..usize::from(self.len)].to_vec()
+    }
+}
+
 /// One observation the server holds on the device.
 #[derive(Debug)]
 struct Observation {
-    token: Vec<u8>,
+    token: Token,
     path: Path,
     format: Format,
     /// The content-format number the server asked by.
@@ -282,17 +310,24 @@ impl Devices for Lwm2m {
     }
 
     fn wake(&self, kept: Option<Registration>) -> Device {
-        let (location, device_id, server, lifetime_s, next_id) = kept.map_or((None, None, None, 0, 0), |k| {
-            (k.location, k.device_id, k.server, k.lifetime_s, k.next_id)
+        let kept = kept.unwrap_or(Registration {
+            location: None,
+            device_id: None,
+            server: None,
+            observations: Vec::new(),
+            configured: None,
+            lifetime_s: 0,
+            observe_seq: 2,
+            next_id: 0,
         });
         Device {
-            location,
-            device_id,
-            server,
+            location: kept.location,
+            device_id: kept.device_id,
+            server: kept.server,
             renewed: None,
-            lifetime_s,
-            next_id,
-            observe_seq: 2,
+            lifetime_s: kept.lifetime_s,
+            next_id: kept.next_id,
+            observe_seq: kept.observe_seq,
             update_asked: false,
             lifetime_written: false,
             battery: None,
@@ -300,8 +335,8 @@ impl Devices for Lwm2m {
             rssi: None,
             erring: false,
             last_request: None,
-            observations: Vec::new(),
-            configured: None,
+            observations: kept.observations,
+            configured: kept.configured,
             diary: None,
         }
     }
@@ -314,7 +349,10 @@ impl Devices for Lwm2m {
             location: device.location,
             device_id: device.device_id,
             server: device.server,
+            observations: device.observations,
+            configured: device.configured,
             lifetime_s: device.lifetime_s,
+            observe_seq: device.observe_seq,
             next_id: device.next_id,
         })
     }
@@ -1091,7 +1129,7 @@ async fn notify(
             MessageType::NonConfirmable
         });
         packet.header.code = MessageClass::Response(ResponseType::Content);
-        packet.set_token(device.observations[k - 1].token.clone());
+        packet.set_token(device.observations[k - 1].token.to_vec());
         packet.set_observe_value(device.observe_seq & 0xFF_FFFF);
         packet.set_content_format_number(format.number(asked));
         packet.payload = payload;
@@ -1266,10 +1304,13 @@ fn read(
     let Some(payload) = formats::encode(format, path, &values) else {
         return ResponseType::NotAcceptable;
     };
-    let token = request.get_token().to_vec();
+    let token = Token::of(request.get_token());
     match request.get_first_option(CoapOption::Observe).and_then(|v| uint_of(v)) {
         Some(0) => {
             device.observations.retain(|o| o.token != token && o.path != path);
+            // One more at a time: a server observes a few paths, and a vector grown by
+            // doubling would hold room for four from the first.
+            device.observations.reserve_exact(1);
             device.observations.push(Observation {
                 token,
                 path,
