@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The scale benchmark: every scale figure of the README, measured by real runs, printed as one
+# The scale benchmark: every scale figure of docs/scale.md and the README, measured by real runs, printed as one
 # table at the end. Servers run in processes of their own, so the harness's figures are its own.
 #
 #   benches/scale.sh               # all of it, about 20 minutes on 2 cores

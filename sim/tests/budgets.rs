@@ -1,6 +1,6 @@
 //! The per-device memory budgets, for every dialect: an idle connected device costs its task's
 //! future for the whole run, and a sleeping device its sleeper's box in the timer heap, so
-//! both are held to a size here (ARCHITECTURE section 9; the README's scale figures are
+//! both are held to a size here (ARCHITECTURE section 9; docs/scale.md's figures are
 //! measured by `benches/scale.sh`). A new dialect adds its line to each list.
 
 use std::rc::Rc;
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 /// The most an idle connected device's task future may hold, by dialect. Tokio lays a task
 /// out in multiples of 128 bytes, its header and trailer taking 104 of them, so every byte
 /// here can cost a whole step: 536 bytes is the most that fits a 640-byte task, 664 a
-/// 768-byte one. A broker's device (the one `benches/peers.sh` and the README's idle figures
+/// 768-byte one. A broker's device (the one `benches/peers.sh` and docs/scale.md's idle figures
 /// measure) is held to 536: its future was 896 bytes before its waits were polled rather than
 /// nested, and 648 before the wait held only its timer and the task no slot for a first
 /// event (`driver::awake_with`). The others, 584 (hawkBit), 616 (embedded) and 648 (LwM2M)

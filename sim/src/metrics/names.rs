@@ -21,6 +21,40 @@ pub enum MetricKind {
 }
 
 impl MetricKind {
+    /// Every kind, in the order the metrics reference lists them.
+    pub const ALL: [MetricKind; 6] = [
+        Self::Histogram,
+        Self::Rate,
+        Self::Ratio,
+        Self::Duration,
+        Self::Count,
+        Self::Gauge,
+    ];
+
+    /// The kind's name in the metrics reference.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Histogram => "histogram",
+            Self::Rate => "rate",
+            Self::Ratio => "ratio",
+            Self::Duration => "duration",
+            Self::Count => "count",
+            Self::Gauge => "gauge",
+        }
+    }
+
+    /// The unit a figure of this kind is in (a counter may say more: `Counter::unit`).
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::Histogram => "duration",
+            Self::Rate => "per second",
+            Self::Ratio => "percent",
+            Self::Duration => "duration",
+            Self::Count => "count",
+            Self::Gauge => "devices",
+        }
+    }
+
     /// How a threshold for this kind is written, for error messages.
     pub fn threshold_example(self) -> &'static str {
         match self {
@@ -99,7 +133,7 @@ pub const METRICS: &[Metric] = &[
     metric(
         "devices.lost",
         MetricKind::Count,
-        "acknowledged by the backend but missing from it at the end",
+        "devices told `accepted`, less those the operator decommissioned, that the backend does not hold as active at the end",
     ),
     metric(
         "poll.latency",
@@ -288,6 +322,35 @@ pub const DEVICE_STATES: &[&str] = &[
     "dead",
 ];
 
+/// What `devices.<state>` counts, for each of [`DEVICE_STATES`] (the lifecycle states of
+/// `device::State`); `None` for a name that is not a state.
+pub fn state_meaning(state: &str) -> Option<&'static str> {
+    Some(match state {
+        "unprovisioned" => "planned, not arrived yet",
+        "provisioning" => "asking the backend for credentials",
+        "offline" => "has credentials, not connected (link down, or between reconnect attempts)",
+        "connecting" => "connecting",
+        "online" => "connected and reporting",
+        "sleeping" => "duty-cycled and asleep between reports, holding no connection",
+        "updating" => "taking a firmware update",
+        "rolled_back" => "a failed boot fell back to the previous firmware slot",
+        "bricked" => "update and fallback both failed: the device is lost",
+        "decommissioned" => "retired by the operator",
+        "dead" => "its battery ran out",
+        _ => return None,
+    })
+}
+
+/// What the error kinds that sum others count (`errors.tls`, `errors.total`); the other kinds
+/// are counters, whose meaning `Counter::meaning` gives.
+pub fn error_sum_meaning(kind: &str) -> Option<&'static str> {
+    match kind {
+        "tls" => Some("all of the errors.tls_* kinds: TLS failures by their reason"),
+        "total" => Some("all error kinds together"),
+        _ => None,
+    }
+}
+
 /// Error kinds; `errors.<kind>` is a count for each, `errors.tls` sums the `tls_` ones (a
 /// TLS failure by its reason), and `errors.total` sums them all.
 pub const ERROR_KINDS: &[&str] = &[
@@ -460,6 +523,14 @@ mod tests {
         assert_eq!(resolve("ota.duration.count").expect("known").kind, MetricKind::Count);
         assert!(resolve("publish.latency").is_err());
         assert!(resolve("publish.latency.p100").is_err());
+    }
+
+    #[test]
+    fn every_device_state_has_a_meaning() {
+        for state in DEVICE_STATES {
+            assert!(state_meaning(state).is_some_and(|m| !m.is_empty()), "{state}");
+        }
+        assert_eq!(state_meaning("happy"), None);
     }
 
     #[test]

@@ -18,16 +18,18 @@ use tokio::time::Instant;
 const LOWEST_US: u64 = 1;
 /// The largest latency a histogram holds, in microseconds (ten minutes); larger values are
 /// recorded as this, and counted by the caller as timeouts long before.
-const HIGHEST_US: u64 = 600_000_000;
+pub(super) const HIGHEST_US: u64 = 600_000_000;
 /// Significant decimal digits kept: 0.1% relative error.
-const SIGNIFICANT_DIGITS: u8 = 3;
+pub(super) const SIGNIFICANT_DIGITS: u8 = 3;
 
+// Each variant's doc comment is also its meaning at run time (`meaning()`), so the metrics
+// reference (docs/metrics.md) is rendered from the same words.
 macro_rules! names {
-    ($(#[$doc:meta])* $ty:ident { $($(#[$vdoc:meta])* $variant:ident => $name:literal,)* }) => {
+    ($(#[$doc:meta])* $ty:ident { $($(#[doc = $vdoc:literal])* $variant:ident => $name:literal,)* }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $ty {
-            $($(#[$vdoc])* $variant,)*
+            $($(#[doc = $vdoc])* $variant,)*
         }
 
         impl $ty {
@@ -38,6 +40,13 @@ macro_rules! names {
             pub fn name(self) -> &'static str {
                 match self {
                     $($ty::$variant => $name,)*
+                }
+            }
+
+            /// What it measures: the variant's doc comment, on one line.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $($ty::$variant => concat!($($vdoc),*).trim_ascii(),)*
                 }
             }
 
@@ -243,6 +252,15 @@ names!(
 );
 
 impl Counter {
+    /// The unit it counts in: most count events or devices.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::OtaDownloadedBytes => "bytes",
+            Self::OtaDownloadMs => "milliseconds",
+            _ => "count",
+        }
+    }
+
     /// The counter of an HTTP error status.
     pub fn for_http_status(status: u16) -> Self {
         match status {
