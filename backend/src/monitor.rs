@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
+use tokio::sync::watch;
 
 use crate::registry::{AlertRule, Registry, RuleKind};
 
@@ -64,6 +65,9 @@ pub struct Monitor {
     values: Mutex<HashMap<String, (u64, u32)>>,
     /// A sensor-stuck rule is in force.
     watch_values: AtomicBool,
+    /// An error-codes rule is in force: the LwM2M front observes devices' error codes only
+    /// then, and starts to when one comes ([`Monitor::errors_watched`]).
+    watch_errors: watch::Sender<bool>,
     /// Each device's group, looked up once a group's rule needs it.
     groups: Mutex<HashMap<String, Option<Arc<str>>>>,
     /// Alerts raised since the backend started.
@@ -78,6 +82,7 @@ impl Monitor {
     pub fn new(registry: Registry) -> Self {
         let rules = registry.alert_rules().unwrap_or_default();
         let watch_values = AtomicBool::new(watches_values(&rules));
+        let (watch_errors, _) = watch::channel(watches_errors(&rules));
         Self {
             registry,
             rules: RwLock::new(rules.into()),
@@ -86,6 +91,7 @@ impl Monitor {
             error_times: Mutex::new(HashMap::new()),
             values: Mutex::new(HashMap::new()),
             watch_values,
+            watch_errors,
             groups: Mutex::new(HashMap::new()),
             raised: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
@@ -98,9 +104,15 @@ impl Monitor {
         let rules: Arc<[AlertRule]> = self.registry.alert_rules()?.into();
         let numbers: Vec<i64> = rules.iter().map(AlertRule::number).collect();
         // What the rules no longer in force watched is forgotten.
-        if !rules.iter().any(|r| matches!(r.kind, RuleKind::ErrorCodes { .. })) {
+        let watch_errors = watches_errors(&rules);
+        if !watch_errors {
             lock(&self.error_times).clear();
         }
+        self.watch_errors.send_if_modified(|watched| {
+            let changed = *watched != watch_errors;
+            *watched = watch_errors;
+            changed
+        });
         let watch_values = watches_values(&rules);
         self.watch_values.store(watch_values, Ordering::Relaxed);
         if !watch_values {
@@ -175,6 +187,16 @@ impl Monitor {
     /// atomic load a telemetry message).
     pub fn watches_values(&self) -> bool {
         self.watch_values.load(Ordering::Relaxed)
+    }
+
+    /// Whether an error-codes rule is in force.
+    pub fn watches_errors(&self) -> bool {
+        *self.watch_errors.borrow()
+    }
+
+    /// Changes to whether an error-codes rule is in force, from now on.
+    pub fn errors_watched(&self) -> watch::Receiver<bool> {
+        self.watch_errors.subscribe()
     }
 
     /// Device `device_id` reported a telemetry message that carried error codes at `at_ms`:
@@ -440,6 +462,13 @@ impl Monitor {
             });
         }
     }
+}
+
+/// Whether `rules` hold an error-codes rule.
+fn watches_errors(rules: &[AlertRule]) -> bool {
+    rules
+        .iter()
+        .any(|rule| matches!(rule.kind, RuleKind::ErrorCodes { .. }))
 }
 
 /// Whether `rules` hold a sensor-stuck rule.

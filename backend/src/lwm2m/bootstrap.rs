@@ -63,7 +63,7 @@ pub(super) async fn configure(front: Arc<Front>, endpoint: String, peer: SocketA
 /// A confirmable Write (PUT) of `payload` as TLV to `path`.
 fn write(path: &[&str], payload: &[u8]) -> Packet {
     let mut packet = request(RequestType::Put, path);
-    packet.add_option(CoapOption::ContentFormat, 11542u16.to_be_bytes().to_vec());
+    packet.add_option(CoapOption::ContentFormat, tlv::CONTENT_FORMAT.to_be_bytes().to_vec());
     packet.payload = payload.to_vec();
     packet
 }

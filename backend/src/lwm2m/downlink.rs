@@ -14,7 +14,7 @@
 //! | decommissioning | the registration ends; a non-confirmable Execute of /1/0/8 makes the device update at once, and its Register is then refused | |
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
@@ -57,6 +57,11 @@ const INSTALL_ORDER: &str = "ota/install";
 /// topic, as [`INSTALL_ORDER`].
 pub(super) const AWAKE: &str = "lwm2m/awake";
 
+/// What the front routes to every registration's task when an error-codes alert rule comes
+/// into force: observe the device's error codes (/3/0/11) from now on. Held for a sleeping
+/// queue-mode device as the operator's requests are. Never an MQTT topic, as [`INSTALL_ORDER`].
+pub(super) const OBSERVE_ERRORS: &str = "lwm2m/observe-errors";
+
 /// The most requests held for a sleeping queue-mode device; more are dropped and counted
 /// (`lwm2m_requests_failed`).
 pub(super) const MAX_HELD: usize = 16;
@@ -87,6 +92,8 @@ pub struct Task {
     pub(super) device_id: String,
     pub(super) conn_id: u64,
     pub(super) kill: CancellationToken,
+    /// The device's error codes are observed (or being asked to be).
+    pub(super) errors_observed: AtomicBool,
 }
 
 impl Task {
@@ -184,6 +191,9 @@ impl Task {
                 self.observe_one(watched, message_id).await;
             }
         }
+        if self.front.gateway.monitor.watches_errors() {
+            self.observe_errors(message_id).await;
+        }
         // A device that registers afresh while taking an update (it rebooted into the new
         // image) has forgotten the observations of object 5: observed again, their first
         // answers carry how the update ended.
@@ -194,6 +204,16 @@ impl Task {
             for watched in [Watched::UpdateState { campaign }, Watched::UpdateResult { campaign }] {
                 self.observe_one(watched, message_id).await;
             }
+        }
+    }
+
+    /// Observes the device's error codes, unless they are observed already.
+    async fn observe_errors(&self, message_id: &mut u16) {
+        if !self.registered(Watched::ErrorCodes.instance()) || self.errors_observed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if !self.observe_one(Watched::ErrorCodes, message_id).await {
+            self.errors_observed.store(false, Ordering::Relaxed);
         }
     }
 
@@ -225,6 +245,9 @@ impl Task {
     async fn observe_one(&self, watched: Watched, message_id: &mut u16) -> bool {
         let mut request = request(RequestType::Get, &watched.path());
         request.set_observe_value(0);
+        if let Some(format) = watched.accept() {
+            request.add_option(CoapOption::Accept, format.to_be_bytes().to_vec());
+        }
         let token = self.front.exchanges.token();
         let observation = Observation {
             device_id: self.device_id.clone(),
@@ -317,7 +340,7 @@ impl Task {
     /// Support (/5/0/8, read as TLV) lists 0. A device that does not say pulls over HTTP.
     async fn pulls_over_coap(&self, message_id: &mut u16) -> bool {
         let mut read = request(RequestType::Get, &["5", "0", "8"]);
-        read.add_option(CoapOption::Accept, 11542u16.to_be_bytes().to_vec());
+        read.add_option(CoapOption::Accept, tlv::CONTENT_FORMAT.to_be_bytes().to_vec());
         let token = self.front.exchanges.token();
         let Ok(answer) = self.exchange(read, token, message_id).await else {
             return false;
@@ -429,6 +452,10 @@ impl Task {
             .and_then(|rest| rest.strip_prefix(self.device_id.as_str()))
             .and_then(|rest| rest.strip_prefix('/'))
             .unwrap_or_default();
+        if suffix == OBSERVE_ERRORS {
+            self.observe_errors(message_id).await;
+            return;
+        }
         let body: serde_json::Value = serde_json::from_slice(&publish.payload).unwrap_or_default();
         if suffix == "config/desired" {
             let Some(version) = body["version"].as_u64() else {
@@ -638,6 +665,14 @@ pub(super) fn on_notification(front: &Front, observation: &Observation, packet: 
                 tokio::spawn(async move { gateway.monitor.value(&id, value, now).await });
             }
         }
+        Watched::ErrorCodes => {
+            if error_codes(packet).is_some_and(|codes| codes.iter().any(|&code| code != 0)) {
+                // Counted as an MQTT device's telemetry carrying codes; on a task of its own,
+                // as the battery's.
+                let (gateway, id) = (Arc::clone(&front.gateway), observation.device_id.clone());
+                tokio::spawn(async move { gateway.monitor.errors(&id, now).await });
+            }
+        }
         Watched::UpdateState { campaign } => {
             let state = match value.map(|v| v as i64) {
                 Some(1) => "downloading",
@@ -674,6 +709,33 @@ pub(super) fn on_notification(front: &Front, observation: &Observation, packet: 
             report_in_background(front, &observation.device_id, campaign, state);
         }
     }
+}
+
+/// The error codes a notification of /3/0/11 carries: TLV (a multiple resource, or its
+/// instances at the top level) as its content format says, else one code as text; `None`
+/// for what does not parse.
+fn error_codes(packet: &Packet) -> Option<Vec<i64>> {
+    // The option's raw bytes: coap-lite reads a number it has no name for as another format.
+    let format = packet
+        .get_first_option(CoapOption::ContentFormat)
+        .map(|bytes| bytes.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)));
+    if format != Some(u64::from(tlv::CONTENT_FORMAT)) {
+        let text = std::str::from_utf8(&packet.payload).ok()?;
+        return Some(vec![text.trim().parse().ok()?]);
+    }
+    let mut codes = Vec::new();
+    for entry in tlv::entries(&packet.payload)? {
+        match entry.kind {
+            tlv::Kind::MultipleResource => {
+                for instance in tlv::entries(entry.value)? {
+                    codes.push(tlv::integer(instance.value)?);
+                }
+            }
+            tlv::Kind::ResourceInstance | tlv::Kind::Resource => codes.push(tlv::integer(entry.value)?),
+            tlv::Kind::ObjectInstance => return None,
+        }
+    }
+    Some(codes)
 }
 
 /// Records `state` of device `device_id`'s job in `campaign` on a task of its own (the
@@ -732,4 +794,39 @@ fn protocols(payload: &[u8]) -> Vec<i64> {
 fn code_text(packet: &Packet) -> String {
     let code = u8::from(packet.header.code);
     format!("{}.{:02}", code >> 5, code & 0x1F)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notification(format: Option<u16>, payload: Vec<u8>) -> Packet {
+        let mut packet = Packet::new();
+        packet.header.code = MessageClass::Response(ResponseType::Content);
+        if let Some(format) = format {
+            packet.add_option(CoapOption::ContentFormat, format.to_be_bytes().to_vec());
+        }
+        packet.payload = payload;
+        packet
+    }
+
+    #[test]
+    fn error_codes_are_read_from_tlv_or_text() {
+        // /3/0/11 as a multiple resource of two instances, as a device in an error burst sends.
+        let mut instances = Vec::new();
+        tlv::write(&mut instances, tlv::Kind::ResourceInstance, 0, &tlv::int_bytes(17));
+        tlv::write(&mut instances, tlv::Kind::ResourceInstance, 1, &tlv::int_bytes(42));
+        let mut resource = Vec::new();
+        tlv::write(&mut resource, tlv::Kind::MultipleResource, 11, &instances);
+        let tlv = Some(tlv::CONTENT_FORMAT);
+        assert_eq!(error_codes(&notification(tlv, resource)), Some(vec![17, 42]));
+        // The instances at the top level, as a Read of /3/0/11 may give them.
+        assert_eq!(error_codes(&notification(tlv, instances)), Some(vec![17, 42]));
+        // "No error": one instance of 0, in text.
+        assert_eq!(error_codes(&notification(None, b"0".to_vec())), Some(vec![0]));
+        // What does not parse is nothing, not a panic.
+        assert_eq!(error_codes(&notification(tlv, vec![0xC8, 0x0B])), None);
+        assert_eq!(error_codes(&notification(None, vec![0xFF, 0x00])), None);
+        assert_eq!(error_codes(&notification(Some(0xFFFF), b"17,42".to_vec())), None);
+    }
 }

@@ -30,6 +30,9 @@ pub enum Watched {
     Signal,
     /// /3303/0/5700, the temperature sensor's value.
     Sensor,
+    /// /3/0/11, the error codes (one instance each; 0, no error), asked as TLV: observed while
+    /// an error-codes alert rule is in force.
+    ErrorCodes,
     /// /5/0/3, the state of the firmware update of campaign `campaign` (observed once the
     /// device took its Package URI, not at registration).
     UpdateState {
@@ -53,15 +56,25 @@ impl Watched {
             Self::Battery => ["3", "0", "9"],
             Self::Signal => ["4", "0", "2"],
             Self::Sensor => ["3303", "0", "5700"],
+            Self::ErrorCodes => ["3", "0", "11"],
             Self::UpdateState { .. } => ["5", "0", "3"],
             Self::UpdateResult { .. } => ["5", "0", "5"],
+        }
+    }
+
+    /// The content format asked for (Accept), if not the device's default: TLV for a
+    /// multiple resource, which plain text cannot carry.
+    pub fn accept(self) -> Option<u16> {
+        match self {
+            Self::ErrorCodes => Some(super::tlv::CONTENT_FORMAT),
+            _ => None,
         }
     }
 
     /// The object instance a device must register for it to be observed.
     pub fn instance(self) -> &'static str {
         match self {
-            Self::Battery => "/3/0",
+            Self::Battery | Self::ErrorCodes => "/3/0",
             Self::Signal => "/4/0",
             Self::Sensor => "/3303/0",
             Self::UpdateState { .. } | Self::UpdateResult { .. } => "/5/0",

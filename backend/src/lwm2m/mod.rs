@@ -15,7 +15,8 @@
 //!   reaches the registration's task, which asks the device in LwM2M ([`downlink`]): a Write,
 //!   an Execute. Decommissioning closes it as it closes a connection.
 //! - The front observes the device's battery, signal and sensor; their notifications are its
-//!   status and presence in the device view.
+//!   status and presence in the device view. While an error-codes alert rule is in force it
+//!   observes the error codes too (/3/0/11), which the rule counts.
 //!
 //! The receive loop reads every datagram; requests that need the registry run as tasks of
 //! their own, so a slow write never holds up the socket. Nothing a device sends can panic
@@ -35,7 +36,7 @@ pub mod uplink;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
@@ -266,10 +267,21 @@ impl Lwm2mFront {
         let front = &self.front;
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut secured_buf = vec![0u8; MAX_DATAGRAM + 64];
+        let mut errors = front.gateway.monitor.errors_watched();
+        let mut errors_live = true;
         loop {
             let (received, over_dtls) = tokio::select! {
                 received = front.socket.recv_from(&mut buf) => (received, false),
                 received = recv_secured(front.secured.as_ref(), &mut secured_buf) => (received, true),
+                changed = errors.changed(), if errors_live => {
+                    match changed {
+                        Ok(()) if *errors.borrow_and_update() => self.observe_errors_everywhere(),
+                        Ok(()) => {}
+                        // The monitor is gone (it lives as long as the gateway): nothing more comes.
+                        Err(_) => errors_live = false,
+                    }
+                    continue;
+                }
                 () = shutdown.cancelled() => break,
             };
             // An error is an ICMP error for an earlier send (a device gone), or the socket's:
@@ -284,6 +296,21 @@ impl Lwm2mFront {
         let drain = front.gateway.limits.drain_timeout;
         let _ = tokio::time::timeout(drain, front.tasks.wait()).await;
         Ok(())
+    }
+
+    /// An error-codes alert rule came into force: every registration's task observes its
+    /// device's error codes, as a new registration's does from now on (a sleeping queue-mode
+    /// device's at its next update).
+    fn observe_errors_everywhere(&self) {
+        let devices = self.front.table().device_ids();
+        for id in devices {
+            let topic = format!("{DEVICE_PREFIX}{id}/{}", downlink::OBSERVE_ERRORS);
+            let _ = self
+                .front
+                .gateway
+                .sessions
+                .deliver(&id, Publish::new(topic, QoS::AtMostOnce, Vec::new()));
+        }
     }
 
     /// A datagram on the DTLS listener: handshake records answered, the plaintext of
@@ -596,6 +623,7 @@ fn register(front: &Arc<Front>, registration: Registration) -> u64 {
         device_id,
         conn_id,
         kill,
+        errors_observed: AtomicBool::new(false),
     };
     front.tasks.spawn(task.run(rx));
     location

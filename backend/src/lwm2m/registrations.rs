@@ -76,6 +76,11 @@ impl Table {
         (location, replaced)
     }
 
+    /// The ids of the devices registered now.
+    pub fn device_ids(&self) -> Vec<String> {
+        self.by_location.values().map(|r| r.device_id.clone()).collect()
+    }
+
     /// Renews the registration at `location` from `addr`, applying `changes`; its device id,
     /// or `None` when no registration is there (it expired, or the device was decommissioned).
     pub fn update(&mut self, location: u64, addr: SocketAddr, changes: Changes, now: Instant) -> Option<&Registration> {

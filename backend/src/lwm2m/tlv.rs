@@ -6,6 +6,9 @@
 //! length is given), the identifier, the length and the value. Decoding never panics: bytes
 //! that do not parse give `None`.
 
+/// Its CoAP content-format number (application/vnd.oma.lwm2m+tlv).
+pub const CONTENT_FORMAT: u16 = 11542;
+
 /// What an entry's identifier names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

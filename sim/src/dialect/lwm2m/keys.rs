@@ -83,8 +83,7 @@ impl Keys for Lwm2m {
         let unserved = scenario.phases.iter().find_map(|phase| {
             let why = match &phase.action {
                 Action::Rotate { .. } => "LwM2M devices hold no certificates here",
-                Action::Alert(AlertRule::OfflineFor(_)) => "an LwM2M server learns that a device is gone only when its registration's lifetime runs out, not when its link drops; battery_below and sensor_stuck rules run, from the front's observations",
-                Action::Alert(AlertRule::ErrorCodes { .. }) => "the reference backend's LwM2M front does not observe the error codes (/3/0/11) yet; battery_below and sensor_stuck rules run, from its observations",
+                Action::Alert(AlertRule::OfflineFor(_)) => "an LwM2M server learns that a device is gone only when its registration's lifetime runs out, not when its link drops; battery_below, sensor_stuck and error_codes rules run, from the front's observations",
                 _ => return None,
             };
             Some((phase, why))
