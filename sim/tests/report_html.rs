@@ -1,6 +1,8 @@
 //! `report.html` as a person sees it: a real run's report rendered by headless Chromium
-//! (Debian's, installed by scripts/test). The rendered page must show the gate table and
-//! every chart, and a screenshot is kept beside the report for a human to look at.
+//! (Debian's, installed by scripts/test). The rendered page must open with the run at a
+//! glance (the headline figures, read back against summary.json), then show the gate table,
+//! every chart with its legend and the campaigns' table of waves, and a screenshot is kept
+//! beside the report for a human to look at.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,7 +21,7 @@ fn chromium(args: &[&str], page: &Path) -> std::process::Output {
 }
 
 #[test]
-fn chromium_renders_the_gates_and_every_chart() {
+fn chromium_renders_the_headline_the_gates_every_chart_and_the_campaign_table() {
     let out = scratch("report-html");
     let ran = fleetsim(&[
         "run".as_ref(),
@@ -46,16 +48,65 @@ fn chromium_renders_the_gates_and_every_chart() {
     ] {
         assert!(dom.contains(&format!("<h2>{chart}")), "{chart}");
     }
-    assert_eq!(dom.matches("<svg ").count(), 6, "a chart in every section");
+    assert_eq!(
+        dom.matches("<svg ").count(),
+        5,
+        "a chart in every section but the campaigns'"
+    );
+    assert_eq!(
+        dom.matches("<ul class=\"legend\">").count(),
+        5,
+        "each chart with its legend"
+    );
+
+    // The headline, first, with summary.json's figures.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json"))
+            .expect("summary.json is JSON");
+    let headline = dom.find("<div class=\"headline\">").expect("a headline");
+    assert!(headline < dom.find("<h2>").expect("sections"), "before the charts");
+    let value = |id: &str| {
+        let at = dom
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("{id} missing: {dom}"));
+        let value = &dom[at..].split("<div class=\"value\">").nth(1).expect("a value");
+        value[..value.find("</div>").expect("closed")].to_owned()
+    };
+    assert_eq!(value("figure-devices").replace(',', ""), summary["devices"].to_string());
+    assert_eq!(value("figure-gates"), "4 of 4 passed");
+    let errors: u64 = summary["metrics"]["counters"]
+        .as_object()
+        .expect("counters")
+        .iter()
+        .filter(|(name, _)| name.starts_with("errors."))
+        .filter_map(|(_, n)| n.as_u64())
+        .sum();
+    assert_eq!(value("figure-errors").replace(',', ""), errors.to_string());
+    assert!(value("figure-provisions").ends_with("/s"), "{dom}");
+
+    // The campaigns' table: a row per campaign, then one per wave it started.
+    let campaigns = summary["campaigns"].as_array().expect("campaigns");
+    assert_eq!(campaigns.len(), 2, "{summary}");
+    let waves: usize = campaigns
+        .iter()
+        .map(|c| c["waves"].as_array().map_or(1, |w| w.len().max(1)))
+        .sum();
+    assert_eq!(dom.matches("<tr class=\"campaign\">").count(), 2, "{dom}");
+    assert_eq!(dom.matches("<tr class=\"wave\">").count(), waves, "{dom}");
     assert!(
         dom.contains("campaign 2 on group gateways"),
         "the halted campaign is described"
     );
+    assert!(
+        dom.contains("<td class=\"halted\">halted here</td>"),
+        "the halt is marked"
+    );
+    assert!(!dom.contains(".0\n</text>"), "no tick like 2000.0");
 
     let screenshot = out.join("report.png");
     let shot = chromium(
         &[
-            "--window-size=1000,3000",
+            "--window-size=1280,3000",
             &format!("--screenshot={}", screenshot.display()),
         ],
         &page,
