@@ -51,6 +51,24 @@ bad_file!(
 );
 
 bad_file!(
+    gate_a_broker_cannot_give,
+    "bad/gate-ungiven-broker.toml",
+    "bad/gate-ungiven-broker.toml:17:18: gates.\"devices.lost\": gate \"devices.lost\" cannot be judged against a backend of kind \"mqtt\": a broker does not say which devices it holds as active; remove the gate, or gate on a figure this backend gives (docs/metrics.md)"
+);
+
+bad_file!(
+    gate_an_lwm2m_server_cannot_give,
+    "bad/gate-ungiven-lwm2m-server.toml",
+    "bad/gate-ungiven-lwm2m-server.toml:17:27: gates.\"provision.latency.p99\": gate \"provision.latency.p99\" cannot be judged against a backend of kind \"lwm2m\": devices register with an LwM2M server under their endpoint name, with nothing to provision first (bootstrap = true times the bootstrap as provisioning); remove the gate, or gate on a figure this backend gives (docs/metrics.md)"
+);
+
+bad_file!(
+    gate_the_reference_backend_cannot_give,
+    "bad/gate-ungiven-reference.toml",
+    "bad/gate-ungiven-reference.toml:12:22: gates.\"poll.latency.p99\": gate \"poll.latency.p99\" cannot be judged against a backend of kind \"embedded\": polls and deployment feedback are hawkBit's DDI: the reference backend's devices hold a connection and are sent their jobs; remove the gate, or gate on a figure this backend gives (docs/metrics.md)"
+);
+
+bad_file!(
     bad_duration,
     "bad/bad-duration.toml",
     "bad/bad-duration.toml:8:20: fleet.arrival.ramp: expected a duration like \"30s\", \"250ms\", \"5m\", \"6h\" or \"3d\", found \"thirty\""

@@ -184,6 +184,27 @@ fn operator_phases_against_a_plain_broker_are_refused_naming_why() {
     );
 }
 
+/// `--backend` can point a scenario at a backend that cannot give what its gates read: the
+/// LwM2M quickstart, aimed at an LwM2M server by url rather than the reference backend, has
+/// no operator to time config pushes and commands. Refused before anything runs.
+#[test]
+fn gates_the_backend_named_on_the_command_line_cannot_give_are_refused() {
+    let ran = run(&[
+        "run",
+        "scenarios/lwm2m-quickstart.toml",
+        "--headless",
+        "--backend",
+        "coap://127.0.0.1:9",
+    ]);
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(2), "{stderr}");
+    assert!(ran.stdout.is_empty(), "nothing runs");
+    assert!(
+        stderr.contains("gate \"command.latency.p99\" cannot be judged against a backend of kind \"lwm2m\""),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn backend_urls_must_fit_the_dialect() {
     let ran = run(&[

@@ -37,6 +37,7 @@ pub mod operator_log;
 pub mod phase;
 pub mod registry;
 pub mod tls;
+pub mod ungiven;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -90,6 +91,10 @@ pub trait Keys {
 
     /// The first phase this backend cannot play, with why (a broker has no operator API).
     fn refuse(scenario: &Scenario) -> Result<(), String>;
+
+    /// The figures this backend, as `backend` configures it, cannot give, with why: a gate
+    /// on one is refused before the run ([`ungiven`]).
+    fn ungiven(backend: &Backend) -> Vec<ungiven::Ungiven>;
 
     /// Points `backend` at `url`, given on the command line; an error says which URL this
     /// backend takes.

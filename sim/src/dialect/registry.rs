@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::ungiven::{self, Ungiven};
 use super::{Dialect, Hosted, Keys, StartError, Summary};
 use crate::metrics::recorder::Counter;
 use crate::scenario::file::{BackendKind, BackendSection};
@@ -90,6 +91,23 @@ impl BackendKeys for Registry {
     fn check(&self, section: &BackendSection) -> Result<(), KeyError> {
         check_keys(section)
     }
+
+    fn ungiven(&self, section: &BackendSection, metric: &str) -> Option<&'static str> {
+        ungiven::why(&ungiven(section), metric)
+    }
+}
+
+/// What the backend `section` configures cannot give ([`ungiven`]): nothing for a kind that
+/// does not run (it is refused for that).
+pub fn ungiven(section: &BackendSection) -> Vec<Ungiven> {
+    struct Ask<'a>(&'a BackendSection);
+    impl Visit for Ask<'_> {
+        type Output = Vec<Ungiven>;
+        fn visit<D: Dialect>(self) -> Self::Output {
+            D::ungiven(self.0)
+        }
+    }
+    visit(section.kind, Ask(section)).unwrap_or_default()
 }
 
 /// Checks the keys of a `[backend]` section with its kind's dialect: a kind that does not
@@ -110,8 +128,19 @@ pub fn check_keys(section: &BackendSection) -> Result<(), KeyError> {
     visit(section.kind, Check(section)).unwrap_or_else(|| Err(KeyError::new("kind", not_running(section.kind))))
 }
 
-/// Refuses a scenario whose backend cannot play one of its phases, naming it.
+/// Refuses a scenario whose backend cannot play one of its phases, or give a figure one of
+/// its gates reads (checked again here: `--backend` may have pointed it elsewhere), naming it.
 pub fn refuse(scenario: &Scenario) -> Result<(), String> {
+    let ungiven = ungiven(&scenario.backend);
+    for gate in &scenario.gates {
+        if let Some(why) = ungiven::why(&ungiven, gate.metric.metric()) {
+            return Err(format!(
+                "{}: {}",
+                scenario.file.display(),
+                crate::scenario::validate::ungiven_gate(gate, scenario.backend.kind, why)
+            ));
+        }
+    }
     struct Refuse<'a>(&'a Scenario);
     impl Visit for Refuse<'_> {
         type Output = Result<(), String>;

@@ -437,6 +437,22 @@ pub struct MetricRef {
     pub stat: Option<Stat>,
 }
 
+impl MetricRef {
+    /// The metric the gate reads, without its statistic: `provision.latency` for
+    /// `provision.latency.p99`.
+    pub fn metric(&self) -> &str {
+        if self.stat.is_some()
+            && let Some(histogram) = METRICS.iter().find(|m| {
+                m.kind == MetricKind::Histogram
+                    && self.name.strip_prefix(m.name).is_some_and(|rest| rest.starts_with('.'))
+            })
+        {
+            return histogram.name;
+        }
+        &self.name
+    }
+}
+
 /// Why a metric name was not accepted; the message lists what would be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

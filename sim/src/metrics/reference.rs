@@ -3,143 +3,61 @@
 //! the meanings their doc comments give. `sim/tests/metrics_reference.rs` compares the file with
 //! [`markdown`] byte for byte, so the page cannot drift from the code.
 //!
-//! Which backends give a figure is written here ([`BACKENDS`]) only where the docs already say
-//! so; a figure with no line is not restricted by them.
+//! Which backends refuse a gate on a figure comes from the dialects' own lists
+//! ([`crate::dialect::ungiven`]), the ones `fleetsim validate` checks gates against.
 
 use std::fmt::Write as _;
 
 use super::names::{self, METRICS, MetricKind};
 use super::recorder::{Counter, HIGHEST_US, Latency, SIGNIFICANT_DIGITS};
+use crate::dialect::{
+    self,
+    ungiven::{self, Ungiven},
+};
+use crate::scenario::file::{BackendKind, BackendSection};
 
-/// Which backends give a figure, as the docs say (links are relative to `docs/`).
-const BACKENDS: &[(&[&str], &str)] = &[
-    (
-        &["provision.latency", "provision.rate", "provisioned"],
-        "the reference backend (claims); a hawkBit server with `api` (registration); not a broker",
-    ),
-    (
-        &[
-            "config.latency",
-            "config.reported",
-            "command.latency",
-            "commands.answered",
-        ],
-        "the reference backend, MQTT and LwM2M devices: config and command phases need its operator API",
-    ),
-    (
-        &[
-            "ota.duration",
-            "ota.jobs",
-            "ota.resumes",
-            "ota.installed",
-            "ota.failed",
-            "ota.unavailable",
-            "ota.rolled_back",
-            "ota.bricked",
-            "ota.downloaded_bytes",
-            "ota.download_ms",
-            "ota.exposed",
-            "ota.rollback.success",
-        ],
-        "the reference backend's campaigns (MQTT and LwM2M devices); a hawkBit server's rollouts (with `api`)",
-    ),
-    (
-        &["ota.halt.latency"],
-        "the reference backend (goosebit's rollouts have no halt)",
-    ),
-    (
-        &["devices.lost"],
-        "the reference backend, which says which devices it holds as active at the end",
-    ),
-    (
-        &[
-            "poll.latency",
-            "feedback.latency",
-            "ota.take.latency",
-            "polls",
-            "retries",
-        ],
-        "a hawkBit DDI server ([hawkbit.md](hawkbit.md))",
-    ),
-    (
-        &[
-            "register.latency",
-            "update.latency",
-            "deregister.latency",
-            "coap.retransmissions",
-            "lwm2m.registrations",
-            "lwm2m.updates",
-            "lwm2m.deregistrations",
-            "lwm2m.reads",
-            "lwm2m.writes",
-            "lwm2m.executes",
-            "lwm2m.observes",
-            "lwm2m.notifications",
-            "lwm2m.refused",
-        ],
-        "LwM2M devices: any LwM2M server, or the reference backend's front ([lwm2m.md](lwm2m.md))",
-    ),
-    (
-        &["bootstrap.latency", "lwm2m.bootstraps"],
-        "LwM2M devices with `bootstrap = true` ([lwm2m.md](lwm2m.md#bootstrap))",
-    ),
-    (
-        &[
-            "tls.handshake.latency",
-            "tls.handshakes.full",
-            "errors.tls_handshake",
-            "errors.tls",
-        ],
-        "devices over TLS (an `mqtts://` broker, the reference backend) or DTLS (LwM2M) ([tls.md](tls.md), [lwm2m.md](lwm2m.md#over-dtls))",
-    ),
-    (
-        &[
-            "tls.handshakes.resumed",
-            "errors.tls_unknown_ca",
-            "errors.tls_expired",
-            "errors.tls_revoked",
-            "errors.tls_bad_certificate",
-            "errors.tls_server_untrusted",
-        ],
-        "devices over TLS: an `mqtts://` broker, the reference backend ([tls.md](tls.md))",
-    ),
-    (
-        &[
-            "rotate.latency",
-            "certs.issued",
-            "certs.rotated",
-            "certs.renewed",
-            "certs.revoked",
-            "errors.csr",
-        ],
-        "the reference backend, devices with `credentials = \"certificate\"` ([tls.md](tls.md))",
-    ),
-    (
-        &["revoked.tried", "revoked.refused", "revoked.refused_share"],
-        "the reference backend: devices it decommissioned that connect again",
-    ),
-    (
-        &[
-            "alert.latency",
-            "alerts.expected",
-            "alerts.raised",
-            "alerts.missed",
-            "alerts.unexpected",
-        ],
-        "the reference backend, in one process; LwM2M devices: battery and stuck-sensor rules only ([running.md](running.md#monitoring))",
-    ),
-    (
-        &[
-            "reconnect.recovery",
-            "outage.affected",
-            "outage.recovered",
-            "outage.excused",
-            "faults.reports",
-            "faults.resets",
-        ],
-        "every backend: devices play outages and faults themselves",
-    ),
-];
+/// The backends as scenarios configure them, for the page: a short label, and a `[backend]`
+/// section the dialects judge (an LwM2M server by url is not the reference backend's front; a
+/// hawkBit server without `api` gets no rollouts of fleetsim's).
+fn variants() -> Vec<(&'static str, BackendSection)> {
+    let with = |kind, url: Option<&str>, api: Option<&str>| {
+        let mut section = BackendSection::of(kind);
+        section.url = url.map(str::to_owned);
+        section.api = api.map(str::to_owned);
+        section
+    };
+    vec![
+        ("embedded", with(BackendKind::Embedded, None, None)),
+        ("lwm2m front", with(BackendKind::Lwm2m, None, None)),
+        (
+            "lwm2m server",
+            with(BackendKind::Lwm2m, Some("coap://127.0.0.1:5683"), None),
+        ),
+        ("mqtt", with(BackendKind::Mqtt, Some("mqtt://127.0.0.1:1883"), None)),
+        (
+            "hawkbit with api",
+            with(
+                BackendKind::Hawkbit,
+                Some("http://127.0.0.1:8080"),
+                Some("http://127.0.0.1:8080"),
+            ),
+        ),
+        (
+            "hawkbit",
+            with(BackendKind::Hawkbit, Some("http://127.0.0.1:8080"), None),
+        ),
+    ]
+}
+
+/// The backends a gate on `metric` is refused against, by their labels: blank for none.
+fn refused_against(metric: &str, variants: &[(&'static str, Vec<Ungiven>)]) -> String {
+    variants
+        .iter()
+        .filter(|(_, ungiven)| ungiven::why(ungiven, metric).is_some())
+        .map(|(label, _)| *label)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// One metric's line in the reference.
 #[derive(Debug)]
@@ -178,11 +96,19 @@ pub fn markdown() -> String {
             kind.threshold_example()
         );
     }
+    let variants: Vec<(&'static str, Vec<Ungiven>)> = variants()
+        .into_iter()
+        .map(|(label, section)| (label, dialect::registry::ungiven(&section)))
+        .collect();
     for section in sections() {
         let _ = write!(out, "\n## {}\n\n{}\n", section.title, section.lead);
-        out.push_str("\n| metric | kind | unit | gate key | Prometheus | meaning | backends |\n");
+        out.push_str("\n| metric | kind | unit | gate key | Prometheus | meaning | gate refused against |\n");
         out.push_str("|---|---|---|---|---|---|---|\n");
         for row in &section.rows {
+            let refused = match &row.gate {
+                Some(_) => refused_against(&row.metric, &variants),
+                None => String::new(),
+            };
             let _ = writeln!(
                 out,
                 "| `{}` | {} | {} | {} | {} | {} | {} |",
@@ -192,12 +118,30 @@ pub fn markdown() -> String {
                 code_or_dash(row.gate.as_deref()),
                 code_or_dash(row.prometheus.as_deref()),
                 cell(row.meaning),
-                backends(&row.metric),
+                refused,
             );
+        }
+    }
+    out.push_str(REFUSALS_LEAD);
+    out.push_str("\n| backend | figures | why |\n|---|---|---|\n");
+    for (label, ungiven) in &variants {
+        for u in ungiven {
+            let metrics: Vec<String> = u.metrics.iter().map(|m| format!("`{m}`")).collect();
+            let _ = writeln!(out, "| {label} | {} | {} |", metrics.join(", "), cell(u.why));
         }
     }
     out
 }
+
+const REFUSALS_LEAD: &str = "\n## Gates a backend cannot judge\n\n\
+A gate on a figure the scenario's backend cannot give would fail at the end of every run as \
+\"not measured\" (or pass on a count of nothing), so `fleetsim validate` and `fleetsim run` refuse \
+it before the run, naming the gate, the backend's kind and why (exit 2; with the file, line and \
+column, or after `--backend` pointed the scenario elsewhere). Each dialect says what it cannot \
+give, and this table is rendered from the same lists. *lwm2m front* is `kind = \"lwm2m\"` with \
+no url (or with `api`): the reference backend's LwM2M front; *lwm2m server* one by url. Figures \
+devices measure whatever the backend (connects, publishes, outages, faults, errors, device \
+states) are judged against every backend.\n";
 
 const HEAD: &str = "\
 # Metrics reference
@@ -218,8 +162,9 @@ fails when the page differs from them; `FLEETSIM_BLESS=1 cargo test -p fleetsim 
 metrics_reference` writes it again.
 
 In the tables, *gate key* is what a scenario's `[gates]` names, *Prometheus* the series
-`--metrics-addr` serves, and *backends* which backends give the figure where the docs say so
-(blank: the docs do not restrict it). A dash: no gate takes it, or it is not served.
+`--metrics-addr` serves, and *gate refused against* the backends that cannot give the figure,
+so a gate on it is refused before the run ([below](#gates-a-backend-cannot-judge), with why;
+blank: every backend gives it). A dash: no gate takes it, or it is not served.
 ";
 
 const KINDS_LEAD: &str = "\
@@ -367,13 +312,6 @@ fn prometheus(name: &str) -> Option<String> {
     }
 }
 
-fn backends(metric: &str) -> &'static str {
-    BACKENDS
-        .iter()
-        .find(|(metrics, _)| metrics.contains(&metric))
-        .map_or("", |(_, note)| note)
-}
-
 fn code_or_dash(text: Option<&str>) -> String {
     text.map_or_else(|| "—".to_owned(), |t| format!("`{t}`"))
 }
@@ -419,14 +357,32 @@ mod tests {
     }
 
     #[test]
-    fn backend_notes_name_listed_metrics() {
-        let listed: Vec<String> = rows().into_iter().map(|r| r.metric).collect();
-        for (metrics, _) in BACKENDS {
-            for name in *metrics {
-                assert!(listed.iter().any(|l| l == name), "{name}");
-                let notes = BACKENDS.iter().filter(|(n, _)| n.contains(name)).count();
-                assert_eq!(notes, 1, "{name} has one note");
+    fn every_figure_a_backend_refuses_is_listed_as_a_gate() {
+        let gates: Vec<String> = rows()
+            .into_iter()
+            .filter(|r| r.gate.is_some())
+            .map(|r| r.metric)
+            .collect();
+        for (label, section) in variants() {
+            for u in dialect::registry::ungiven(&section) {
+                for name in u.metrics {
+                    assert!(gates.iter().any(|g| g == name), "{label}: {name}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn a_broker_refuses_what_only_an_operator_gives() {
+        let variants: Vec<_> = variants()
+            .into_iter()
+            .map(|(label, section)| (label, dialect::registry::ungiven(&section)))
+            .collect();
+        assert_eq!(
+            refused_against("devices.lost", &variants),
+            "lwm2m server, mqtt, hawkbit"
+        );
+        assert_eq!(refused_against("connect.latency", &variants), "");
+        assert!(refused_against("poll.latency", &variants).contains("embedded"));
     }
 }

@@ -13,7 +13,7 @@ use super::decode::Source;
 use super::device_model::is_name;
 use super::error::{FileError, KeyPath};
 use super::file::{BackendKind, BackendSection, CredentialKind, FleetSection, ScenarioFile, TlsSection};
-use super::gate::{GateError, parse_gate};
+use super::gate::{Gate, GateError, parse_gate};
 use super::typed::{AddrBlock, Arrival, Backend, Fleet, MixEntry, ModelSet, Scenario};
 use super::units::DisplayDuration;
 
@@ -31,6 +31,13 @@ const SHARE_TOLERANCE: f64 = 1e-6;
 pub trait BackendKeys {
     /// Checks `section`; an error names the key and what is expected.
     fn check(&self, section: &BackendSection) -> Result<(), KeyError>;
+
+    /// Why the backend `section` configures cannot give `metric` (a gate's metric without its
+    /// statistic), if it cannot: a gate on it is refused.
+    fn ungiven(&self, section: &BackendSection, metric: &str) -> Option<&'static str> {
+        let _ = (section, metric);
+        None
+    }
 }
 
 /// A key of `[backend]` and what is wrong with it.
@@ -124,6 +131,9 @@ pub fn check_scenario(
             };
             source.error(KeyPath::of(&["gates", metric]), message)
         })?;
+        if let Some(why) = keys.ungiven(&backend, gate.metric.metric()) {
+            return Err(source.error(KeyPath::of(&["gates", metric]), ungiven_gate(&gate, backend.kind, why)));
+        }
         gates.push(gate);
     }
 
@@ -140,6 +150,15 @@ pub fn check_scenario(
         phases,
         gates,
     })
+}
+
+/// The refusal of `gate`, on a figure a backend of `kind` cannot give: `why`.
+pub fn ungiven_gate(gate: &Gate, kind: BackendKind, why: &str) -> String {
+    format!(
+        "gate \"{}\" cannot be judged against a backend of kind \"{}\": {why}; remove the gate, or gate on a figure this backend gives (docs/metrics.md)",
+        gate.metric.name,
+        kind.name()
+    )
 }
 
 fn check_backend(

@@ -5,6 +5,7 @@
 use super::Embedded;
 use crate::dialect::Keys;
 use crate::dialect::keys::check_url;
+use crate::dialect::ungiven::{self, Ungiven};
 use crate::scenario::file::CredentialKind;
 use crate::scenario::units::DisplayDuration;
 use crate::scenario::{Action, Backend, KeyError, Scenario};
@@ -53,6 +54,20 @@ impl Keys for Embedded {
                 check_url(api, &["http", "https"]).map_err(|m| KeyError::new("api", m))
             }
         }
+    }
+
+    /// The reference backend gives every figure of its MQTT devices; polls are hawkBit's.
+    fn ungiven(_backend: &Backend) -> Vec<Ungiven> {
+        vec![
+            Ungiven {
+                metrics: ungiven::HAWKBIT,
+                why: "polls and deployment feedback are hawkBit's DDI: the reference backend's devices hold a connection and are sent their jobs",
+            },
+            Ungiven {
+                metrics: ungiven::LWM2M,
+                why: "its devices speak MQTT: LwM2M figures come from a fleet of kind \"lwm2m\" (without a url, the reference backend's LwM2M front)",
+            },
+        ]
     }
 
     /// A rotation needs devices that hold certificates.

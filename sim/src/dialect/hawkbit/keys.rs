@@ -7,6 +7,7 @@
 use super::{DEFAULT_TENANT, Hawkbit};
 use crate::dialect::Keys;
 use crate::dialect::keys::{check_url, require_url};
+use crate::dialect::ungiven::{self, Ungiven};
 use crate::scenario::file::DeviceAuth;
 use crate::scenario::units::DisplayDuration;
 use crate::scenario::{Action, Backend, KeyError, Scenario};
@@ -52,6 +53,50 @@ impl Keys for Hawkbit {
             }
         }
         Ok(())
+    }
+
+    /// A hawkBit server: polls and deployments; with `api`, registrations and rollouts too.
+    fn ungiven(backend: &Backend) -> Vec<Ungiven> {
+        let mut ungiven = Vec::new();
+        if backend.api.is_none() {
+            ungiven.extend([
+                Ungiven {
+                    metrics: ungiven::PROVISIONING,
+                    why: "without `api` devices are not registered: the server must know them already",
+                },
+                Ungiven {
+                    metrics: ungiven::HELD,
+                    why: "without `api` the run cannot ask the server which devices it holds",
+                },
+            ]);
+        }
+        ungiven.extend([
+            Ungiven {
+                metrics: ungiven::OPERATOR,
+                why: "DDI has no config pushes or commands",
+            },
+            Ungiven {
+                metrics: ungiven::CAMPAIGN_VIEW,
+                why: "a rollout's exposure and halt are the reference backend's campaigns' figures: the run reads no rollout's progress from hawkBit",
+            },
+            Ungiven {
+                metrics: ungiven::CERTIFICATES,
+                why: "devices hold target tokens here, not certificates",
+            },
+            Ungiven {
+                metrics: ungiven::REVOKED,
+                why: "retired targets are not tried again",
+            },
+            Ungiven {
+                metrics: ungiven::ALERTS,
+                why: "DDI has no alert rules",
+            },
+            Ungiven {
+                metrics: ungiven::LWM2M,
+                why: "its devices poll DDI over HTTP: LwM2M figures come from a fleet of kind \"lwm2m\"",
+            },
+        ]);
+        ungiven
     }
 
     /// DDI has no config push and no commands. Rollouts and retiring devices need the

@@ -8,6 +8,7 @@
 use super::Lwm2m;
 use crate::dialect::Keys;
 use crate::dialect::keys::{check_url, devices_only};
+use crate::dialect::ungiven::{self, Ungiven};
 use crate::scenario::typed::AlertRule;
 use crate::scenario::units::DisplayDuration;
 use crate::scenario::{Action, Backend, KeyError, Scenario};
@@ -68,6 +69,55 @@ impl Keys for Lwm2m {
             }
         }
         Ok(())
+    }
+
+    /// An LwM2M server by url gives what its devices measure (their updates too, when it
+    /// writes object 5); the reference backend's front (no url, or `api`) the operator's
+    /// figures too, but not certificates.
+    fn ungiven(backend: &Backend) -> Vec<Ungiven> {
+        let reference = backend.url.is_none() || backend.api.is_some();
+        let mut ungiven = Vec::new();
+        if !reference {
+            ungiven.extend([
+                Ungiven {
+                    metrics: ungiven::OPERATOR,
+                    why: "fleetsim has no operator for an LwM2M server other than its reference backend: no config pushes or commands to time",
+                },
+                Ungiven {
+                    metrics: ungiven::CAMPAIGN_VIEW,
+                    why: "a campaign's exposure and halt are the reference backend's figures: an LwM2M server by url may update devices through object 5 (their own update figures are measured), but says nothing of its campaigns",
+                },
+                Ungiven {
+                    metrics: ungiven::HELD,
+                    why: "an LwM2M server by url does not say which devices it holds as active",
+                },
+                Ungiven {
+                    metrics: ungiven::ALERTS,
+                    why: "fleetsim sets alert rules only on its reference backend",
+                },
+            ]);
+            if !backend.bootstrap.unwrap_or(false) {
+                ungiven.push(Ungiven {
+                    metrics: ungiven::PROVISIONING,
+                    why: "devices register with an LwM2M server under their endpoint name, with nothing to provision first (bootstrap = true times the bootstrap as provisioning)",
+                });
+            }
+        }
+        ungiven.extend([
+            Ungiven {
+                metrics: ungiven::CERTIFICATES,
+                why: "LwM2M devices hold no certificates here (DTLS with pre-shared keys)",
+            },
+            Ungiven {
+                metrics: ungiven::REVOKED,
+                why: "a decommissioned LwM2M device is refused at its next registration and retires: it tries no more",
+            },
+            Ungiven {
+                metrics: ungiven::HAWKBIT,
+                why: "polls and deployment feedback are hawkBit's DDI",
+            },
+        ]);
+        ungiven
     }
 
     /// Any server: only the phases devices live by themselves. The reference backend: not

@@ -5,6 +5,7 @@
 use super::Broker;
 use crate::dialect::Keys;
 use crate::dialect::keys::{check_url, devices_only, require_url};
+use crate::dialect::ungiven::{self, Ungiven};
 use crate::scenario::file::TlsSection;
 use crate::scenario::{Backend, KeyError, Scenario};
 
@@ -64,6 +65,52 @@ impl Keys for Broker {
             }
         }
         Ok(())
+    }
+
+    /// A broker only carries the devices' messages: nothing of an operator, nor of a registry.
+    fn ungiven(_backend: &Backend) -> Vec<Ungiven> {
+        vec![
+            Ungiven {
+                metrics: ungiven::PROVISIONING,
+                why: "devices do not provision against a broker: each connects under its serial",
+            },
+            Ungiven {
+                metrics: ungiven::OPERATOR,
+                why: "a broker has no operator API: no config pushes or commands to time",
+            },
+            Ungiven {
+                metrics: ungiven::CAMPAIGN_VIEW,
+                why: "a broker runs no firmware campaigns",
+            },
+            Ungiven {
+                metrics: ungiven::UPDATES,
+                why: "a broker runs no firmware campaigns",
+            },
+            Ungiven {
+                metrics: ungiven::HELD,
+                why: "a broker does not say which devices it holds as active",
+            },
+            Ungiven {
+                metrics: ungiven::CERTIFICATES,
+                why: "a broker issues no certificates: devices bring theirs (fleet_ca)",
+            },
+            Ungiven {
+                metrics: ungiven::REVOKED,
+                why: "a broker revokes no device: retired devices leave by themselves",
+            },
+            Ungiven {
+                metrics: ungiven::ALERTS,
+                why: "a broker has no alert rules",
+            },
+            Ungiven {
+                metrics: ungiven::HAWKBIT,
+                why: "polls and deployment feedback are hawkBit's DDI",
+            },
+            Ungiven {
+                metrics: ungiven::LWM2M,
+                why: "its devices speak MQTT: LwM2M figures come from a fleet of kind \"lwm2m\"",
+            },
+        ]
     }
 
     /// A broker has no operator API: only phases devices live by themselves run.
