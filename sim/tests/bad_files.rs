@@ -213,7 +213,7 @@ bad_file!(
 bad_file!(
     unknown_model,
     "bad/unknown-model.toml",
-    "bad/unknown-model.toml:11:13: fleet.mix[1].model: no device model \"metre\"; known models: meter, probe, renewer, sensor"
+    "bad/unknown-model.toml:11:13: fleet.mix[1].model: no device model \"metre\"; known models: meter, meter5, probe, renewer, sensor"
 );
 
 bad_file!(
@@ -280,6 +280,24 @@ bad_file!(
     model_signal,
     "bad-models/signal.toml",
     "bad-models/signal.toml:13:19: link.signal.mean: expected a signal strength from -140 to -20 (dBm), found -5"
+);
+
+bad_file!(
+    model_mqtt_version,
+    "bad-models/mqtt-version.toml",
+    "bad-models/mqtt-version.toml:11:11: mqtt.version: expected 3 (MQTT 3.1.1) or 5, found 4"
+);
+
+bad_file!(
+    model_mqtt5_key_on_311,
+    "bad-models/mqtt5-key-on-311.toml",
+    "bad-models/mqtt5-key-on-311.toml:11:15: mqtt.topic_alias: an MQTT 5 property: set version = 5, or remove it"
+);
+
+bad_file!(
+    mqtt5_on_reference,
+    "bad/mqtt5-on-reference.toml",
+    "bad/mqtt5-on-reference.toml:9:19: fleet.mix[0].model: model \"meter5\" speaks MQTT 5, but backend kind \"embedded\" takes MQTT 3.1.1 devices only (the reference backend's gateway speaks 3.1.1 yet): remove its [mqtt] version = 5, or run it against an MQTT 5 broker (kind = \"mqtt\")"
 );
 
 bad_file!(

@@ -45,6 +45,7 @@ fn every_shipped_scenario_and_model_validates() {
         "ota-rollback",
         "reconnect-storm",
         "ci-gate",
+        "mqtt5-broker",
     ] {
         assert!(
             text.contains(&format!("ok  scenarios/{name}.toml: scenario \"{name}\"")),

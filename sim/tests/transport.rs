@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use fleetsim::transport::mqtt::{ConnectParams, MqttConn, TransportError};
+use fleetsim::transport::mqtt::{ConnectParams, MqttConn, Reason, TransportError};
 use fleetsim::transport::source::{LOOPBACK_BLOCK, SourceAddrs};
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
+use rumqttc::mqttbytes::v4::Packet;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -44,6 +44,7 @@ fn params<'a>(client_id: &'a str, login: Option<(&'a str, &'a str)>) -> ConnectP
         login,
         keep_alive_s: 30,
         clean_session: true,
+        v5: None,
     }
 }
 
@@ -108,7 +109,7 @@ async fn a_device_provisions_connects_and_publishes_through_the_lean_transport()
     let refused = MqttConn::connect(target, None, params(&id, Some((&id, "wrong"))))
         .await
         .err();
-    assert_eq!(refused, Some(TransportError::Refused(ConnectReturnCode::NotAuthorized)));
+    assert_eq!(refused, Some(TransportError::Refused(Reason::NotAuthorized)));
 
     server.stop().await;
 }

@@ -37,6 +37,7 @@ async fn out_of_files_is_local_not_refused() {
         keep_alive_s: 30,
         clean_session: true,
         login: None,
+        v5: None,
     };
 
     // A few files of room under the limit, then every one of them taken.

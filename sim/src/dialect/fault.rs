@@ -4,7 +4,7 @@
 use crate::metrics::recorder::Counter;
 use crate::transport::coap::ExchangeError;
 use crate::transport::http::HttpError;
-use crate::transport::mqtt::TransportError;
+use crate::transport::mqtt::{Reason, TransportError};
 use crate::transport::tls::TlsFailure;
 
 /// A failed exchange, by what the harness counts it as.
@@ -21,6 +21,9 @@ pub enum Fault {
     Protocol,
     /// The credentials were refused (`errors.auth`).
     Auth,
+    /// An MQTT server refused the connect, for this reason (`errors.auth` for credentials,
+    /// `errors.busy`, `errors.quota`, `errors.banned`; `errors.refused` for another reason).
+    Declined(Reason),
     /// An HTTP error status (`errors.http_404`, ...).
     Status(u16),
     /// A TLS handshake failed, for this reason (`errors.tls_unknown_ca`, ...).
@@ -39,10 +42,34 @@ impl Fault {
             Self::Local => Counter::ErrorsLocal,
             Self::Protocol => Counter::ErrorsProtocol,
             Self::Auth => Counter::ErrorsAuth,
+            Self::Declined(reason) => declined_counter(reason),
             Self::Status(status) => Counter::for_http_status(status),
             Self::Tls(failure) => tls_counter(failure),
             Self::Retired => Counter::Decommissioned,
         }
+    }
+}
+
+/// The counter of an MQTT refusal's reason.
+pub fn declined_counter(reason: Reason) -> Counter {
+    match reason {
+        Reason::NotAuthorized | Reason::BadLogin => Counter::ErrorsAuth,
+        Reason::Unavailable => Counter::ErrorsBusy,
+        Reason::QuotaExceeded => Counter::ErrorsQuota,
+        Reason::Banned => Counter::ErrorsBanned,
+        Reason::SessionTakenOver | Reason::ShuttingDown | Reason::KeepAliveTimeout | Reason::Other(_) => {
+            Counter::ErrorsRefused
+        }
+    }
+}
+
+/// The counter of an MQTT 5 server's DISCONNECT, by its reason code.
+pub fn disconnect_counter(code: u8) -> Counter {
+    match Reason::of(code) {
+        Reason::SessionTakenOver => Counter::DisconnectsTakenOver,
+        Reason::ShuttingDown => Counter::DisconnectsShuttingDown,
+        Reason::KeepAliveTimeout => Counter::DisconnectsKeepAlive,
+        _ => Counter::DisconnectsOther,
     }
 }
 
@@ -61,7 +88,7 @@ fn tls_counter(failure: TlsFailure) -> Counter {
 impl From<TransportError> for Fault {
     fn from(error: TransportError) -> Self {
         match error {
-            TransportError::Refused(_) => Self::Auth,
+            TransportError::Refused(reason) => Self::Declined(reason),
             TransportError::Io(std::io::ErrorKind::TimedOut) => Self::Timeout,
             TransportError::Io(_) | TransportError::Closed => Self::Refused,
             TransportError::Local => Self::Local,
@@ -97,16 +124,17 @@ impl From<HttpError> for Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rumqttc::mqttbytes::v4::ConnectReturnCode;
     use std::io::ErrorKind;
 
     #[test]
     fn failures_are_counted_by_kind() {
         let mqtt = [
-            (
-                TransportError::Refused(ConnectReturnCode::NotAuthorized),
-                Counter::ErrorsAuth,
-            ),
+            (TransportError::Refused(Reason::NotAuthorized), Counter::ErrorsAuth),
+            (TransportError::Refused(Reason::BadLogin), Counter::ErrorsAuth),
+            (TransportError::Refused(Reason::of(0x89)), Counter::ErrorsBusy),
+            (TransportError::Refused(Reason::of(0x9F)), Counter::ErrorsQuota),
+            (TransportError::Refused(Reason::of(0x8A)), Counter::ErrorsBanned),
+            (TransportError::Refused(Reason::of(0x84)), Counter::ErrorsRefused),
             (TransportError::Io(ErrorKind::TimedOut), Counter::ErrorsTimeout),
             (TransportError::Io(ErrorKind::ConnectionRefused), Counter::ErrorsRefused),
             (TransportError::Closed, Counter::ErrorsRefused),

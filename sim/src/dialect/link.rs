@@ -17,6 +17,7 @@ use std::time::Duration;
 use rumqttc::mqttbytes::QoS;
 use tokio::time::{Instant, sleep_until};
 
+use super::fault::disconnect_counter;
 use super::{Inbox, Report};
 use crate::device::Event;
 use crate::metrics::recorder::{Counter, Latency, Meter};
@@ -128,8 +129,8 @@ impl Link {
 
     /// Publishes a telemetry report at the model's QoS over an MQTT session, timed from its
     /// intended send, on the topic `write_topic` writes into a scratch buffer (given back
-    /// once the packet is written, before anything waits); a connection that drops on it
-    /// goes to the inbox.
+    /// once the packet is written, before anything waits), with `properties` over MQTT 5 (the
+    /// model's, encoded); a connection that drops on it goes to the inbox.
     #[allow(
         clippy::manual_async_fn,
         reason = "the write starts before the future, which then holds no topic or payload"
@@ -139,6 +140,7 @@ impl Link {
         meter: &'a Meter,
         write_topic: impl FnOnce(&mut String),
         report: Report<'_>,
+        properties: &[u8],
         inbox: &'a mut Inbox,
     ) -> impl Future<Output = ()> + 'a {
         let qos = if report.qos == 0 {
@@ -148,7 +150,10 @@ impl Link {
         };
         let mut topic = scratch::string();
         write_topic(&mut topic);
-        let started = self.start_publish(&topic, report.payload, qos);
+        let started = match self {
+            Self::Stream(session) => Some(session.conn.start_telemetry(&topic, report.payload, qos, properties)),
+            Self::None | Self::Datagram(_) => None,
+        };
         scratch::give_string(topic);
         let since = report.intended;
         async move {
@@ -231,6 +236,11 @@ impl Link {
         {
             match tokio::time::timeout_at(deadline, session.conn.incoming()).await {
                 Ok(Ok(Some(Incoming::PubAck(pkid)))) => session.acknowledged(meter, pkid),
+                Ok(Ok(Some(Incoming::PubAckRefused(pkid, _)))) => session.refused(meter, pkid),
+                Ok(Ok(Some(Incoming::Disconnected(code)))) => {
+                    meter.count(disconnect_counter(code));
+                    return self.drop_conn();
+                }
                 Ok(Ok(Some(_))) => {}
                 Ok(Ok(None) | Err(_)) => return self.drop_conn(),
                 Err(_) => {
@@ -309,6 +319,17 @@ impl Link {
                             return Woken::Heard(heard);
                         }
                         Some(Ok(Polled::Nothing)) => false,
+                        Some(Ok(Polled::Refused(pkid))) => {
+                            if let Self::Stream(session) = self {
+                                session.refused(meter, pkid);
+                            }
+                            false
+                        }
+                        Some(Ok(Polled::Ended(code))) => {
+                            meter.count(disconnect_counter(code));
+                            self.drop_conn();
+                            return Woken::Lost;
+                        }
                         Some(Err(Lost)) => {
                             self.drop_conn();
                             return Woken::Lost;
@@ -368,6 +389,8 @@ impl Link {
                 Ok(Some(Incoming::PubAck(pkid))) => Ok(Polled::Acked(pkid)),
                 Ok(Some(Incoming::Publish(message))) => Ok(Polled::Heard(Heard::Message(message))),
                 Ok(Some(Incoming::Other)) => Ok(Polled::Nothing),
+                Ok(Some(Incoming::PubAckRefused(pkid, _))) => Ok(Polled::Refused(pkid)),
+                Ok(Some(Incoming::Disconnected(code))) => Ok(Polled::Ended(code)),
                 Ok(None) | Err(_) => Err(Lost),
             }),
             Self::Datagram(endpoint) => endpoint.poll_receive(cx).map(|received| match received {
@@ -427,9 +450,21 @@ enum Polled {
     Heard(Heard),
     /// Nothing for the device (a SUBACK, a PINGRESP).
     Nothing,
+    /// MQTT 5: a PUBACK refusing this packet id's message.
+    Refused(u16),
+    /// MQTT 5: the server ended the connection with a DISCONNECT of this reason code.
+    Ended(u8),
 }
 
 impl MqttSession {
+    /// A message the server refused in its PUBACK (MQTT 5): counted, and not timed.
+    fn refused(&mut self, meter: &Meter, pkid: u16) {
+        if let Some(slot) = self.inflight.iter().position(|(id, _, _)| *id == pkid) {
+            self.inflight.remove(slot);
+            meter.count(Counter::ErrorsPublishRefused);
+        }
+    }
+
     fn acknowledged(&mut self, meter: &Meter, pkid: u16) {
         let Some(slot) = self.inflight.iter().position(|(id, _, _)| *id == pkid) else {
             return;

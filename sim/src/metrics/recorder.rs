@@ -122,8 +122,31 @@ names!(
         ErrorsTimeout => "errors.timeout",
         /// Protocol errors.
         ErrorsProtocol => "errors.protocol",
-        /// Authentication failures.
+        /// Authentication failures: credentials refused (an MQTT CONNACK's not authorized or
+        /// bad user name or password).
         ErrorsAuth => "errors.auth",
+        /// Connects an MQTT server refused as unavailable or busy (MQTT 5 0x88, 0x89; 3.1.1's
+        /// server unavailable).
+        ErrorsBusy => "errors.busy",
+        /// Connects and messages an MQTT 5 server refused for a quota or the connection rate
+        /// (0x97, 0x9F).
+        ErrorsQuota => "errors.quota",
+        /// Connects an MQTT 5 server refused as banned (0x8A).
+        ErrorsBanned => "errors.banned",
+        /// Messages an MQTT 5 server refused in its PUBACK (a reason code of 0x80 or more:
+        /// not authorized for the topic, a bad topic, a payload format).
+        ErrorsPublishRefused => "errors.publish_refused",
+        /// Connections an MQTT 5 server ended with a DISCONNECT because another took over the
+        /// session (0x8E).
+        DisconnectsTakenOver => "disconnects.session_taken_over",
+        /// Connections an MQTT 5 server ended with a DISCONNECT because it was shutting down
+        /// (0x8B).
+        DisconnectsShuttingDown => "disconnects.server_shutting_down",
+        /// Connections an MQTT 5 server ended with a DISCONNECT for want of a packet within 1.5
+        /// keep-alives (0x8D).
+        DisconnectsKeepAlive => "disconnects.keep_alive_timeout",
+        /// Connections an MQTT 5 server ended with a DISCONNECT for any other reason.
+        DisconnectsOther => "disconnects.other",
         /// Firmware update jobs taken.
         OtaJobs => "ota.jobs",
         /// Download attempts resumed with a Range request after a cut.

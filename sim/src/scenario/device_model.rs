@@ -12,8 +12,8 @@ use crate::model::{Backoff, Battery, Faults, Link, Ota, Renewal, Signal, Spell, 
 use super::decode::Source;
 use super::error::{FileError, KeyPath};
 use super::file::{
-    BatterySection, CertificateSection, DeviceModelFile, FaultsSection, LinkSection, Lwm2mSection, OtaSection,
-    ProtocolKind, SignalSection, SpellSection, TelemetrySection,
+    BatterySection, CertificateSection, DeviceModelFile, FaultsSection, LinkSection, Lwm2mSection, MqttSection,
+    OtaSection, ProtocolKind, SignalSection, SpellSection, TelemetrySection,
 };
 use super::units::DisplayDuration;
 
@@ -69,9 +69,32 @@ pub struct DeviceModel {
     pub certificate: Option<Renewal>,
     /// The registration lifetime an LwM2M device asks for, in simulated time.
     pub lifetime: Duration,
+    /// The MQTT an MQTT device speaks.
+    pub mqtt: MqttSpeech,
     /// What goes wrong inside it on its own (nothing, by default).
     pub faults: Faults,
 }
+
+/// The MQTT a device speaks (`[mqtt]`): 3.1.1 unless the model asks for 5, with MQTT 5's
+/// session expiry, topic alias and properties.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MqttSpeech {
+    /// MQTT 5 (else 3.1.1).
+    pub v5: bool,
+    /// MQTT 5: how long the broker keeps the session after the connection ends, real seconds.
+    pub session_expiry_s: u32,
+    /// MQTT 5: telemetry goes under a topic alias after its first message.
+    pub topic_alias: bool,
+    /// MQTT 5: user properties of the CONNECT and of every telemetry message.
+    pub user_properties: Vec<(String, String)>,
+    /// MQTT 5: the properties every telemetry message carries (message expiry, user
+    /// properties), encoded once.
+    pub telemetry_properties: Vec<u8>,
+}
+
+/// The most user properties a model may give, and the longest name or value.
+const MAX_USER_PROPERTIES: usize = 16;
+const MAX_USER_PROPERTY_BYTES: usize = 256;
 
 /// The registration lifetime an LwM2M device asks for when its model names none: the
 /// specification's default (OMA LwM2M 1.0, the registration interface's `lt`).
@@ -141,6 +164,7 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
     // A duty-cycled device updates its registration when it wakes to report.
     let asleep_up_to = telemetry.duty_cycle.then_some(longest_gap);
     let lifetime = check_lwm2m(&err, raw.protocol, asleep_up_to, raw.lwm2m)?;
+    let mqtt = check_mqtt(&err, raw.protocol, raw.mqtt)?;
     let faults = match raw.faults {
         Some(f) => check_faults(&err, f, &telemetry)?,
         None => Faults::default(),
@@ -159,7 +183,92 @@ fn check_model(file: &Path, source: &Source<'_>, raw: DeviceModelFile) -> Result
         ota,
         certificate,
         lifetime,
+        mqtt,
         faults,
+    })
+}
+
+fn check_mqtt(
+    err: &ErrorAt<'_>,
+    protocol: ProtocolKind,
+    section: Option<MqttSection>,
+) -> Result<MqttSpeech, FileError> {
+    let Some(section) = section else {
+        return Ok(MqttSpeech::default());
+    };
+    if protocol != ProtocolKind::Mqtt {
+        return Err(err(
+            &["mqtt"],
+            format!(
+                "[mqtt] is for devices that speak mqtt; this model speaks {}",
+                protocol.name()
+            ),
+        ));
+    }
+    let v5 = match section.version {
+        None | Some(3) => false,
+        Some(5) => true,
+        Some(other) => {
+            return Err(err(
+                &["mqtt", "version"],
+                format!("expected 3 (MQTT 3.1.1) or 5, found {other}"),
+            ));
+        }
+    };
+    let v5_only = [
+        ("session_expiry", section.session_expiry.is_some()),
+        ("topic_alias", section.topic_alias.is_some()),
+        ("message_expiry", section.message_expiry.is_some()),
+        ("user_properties", section.user_properties.is_some()),
+    ];
+    if let Some((key, _)) = v5_only.iter().find(|(_, given)| *given && !v5) {
+        return Err(err(
+            &["mqtt", key],
+            "an MQTT 5 property: set version = 5, or remove it".to_owned(),
+        ));
+    }
+    let seconds = |key: &str, value: Option<super::values::DurationValue>| -> Result<Option<u32>, FileError> {
+        value
+            .map(|d| {
+                u32::try_from(d.0.as_secs()).map_err(|_| {
+                    err(
+                        &["mqtt", key],
+                        format!(
+                            "expected at most {} (MQTT's largest interval), found \"{}\"",
+                            DisplayDuration(Duration::from_secs(u64::from(u32::MAX))),
+                            DisplayDuration(d.0)
+                        ),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let session_expiry_s = seconds("session_expiry", section.session_expiry)?.unwrap_or(0);
+    let message_expiry_s = seconds("message_expiry", section.message_expiry)?;
+    if message_expiry_s == Some(0) {
+        return Err(err(
+            &["mqtt", "message_expiry"],
+            "expected at least \"1s\" (omit it for messages that do not expire), found \"0s\"".to_owned(),
+        ));
+    }
+    let user_properties: Vec<(String, String)> = section.user_properties.unwrap_or_default().into_iter().collect();
+    let too_long = user_properties.iter().find(|(name, value)| {
+        name.is_empty() || name.len() > MAX_USER_PROPERTY_BYTES || value.len() > MAX_USER_PROPERTY_BYTES
+    });
+    if user_properties.len() > MAX_USER_PROPERTIES || too_long.is_some() {
+        return Err(err(
+            &["mqtt", "user_properties"],
+            format!(
+                "expected at most {MAX_USER_PROPERTIES} properties, each a name of 1 to {MAX_USER_PROPERTY_BYTES} bytes and a value of at most {MAX_USER_PROPERTY_BYTES}"
+            ),
+        ));
+    }
+    Ok(MqttSpeech {
+        v5,
+        session_expiry_s,
+        topic_alias: section.topic_alias.unwrap_or(false),
+        telemetry_properties: crate::transport::mqtt::telemetry_properties(message_expiry_s, &user_properties),
+        user_properties,
     })
 }
 

@@ -621,6 +621,10 @@ pub struct DeviceModelFile {
     /// How an LwM2M device (`protocol = "coap"`) registers with its server.
     #[serde(default)]
     pub lwm2m: Option<Lwm2mSection>,
+    /// Which MQTT an MQTT device (`protocol = "mqtt"`) speaks, and MQTT 5's session and
+    /// properties.
+    #[serde(default)]
+    pub mqtt: Option<MqttSection>,
     /// What goes wrong inside the device on its own, and how fast its clock drifts.
     #[serde(default)]
     pub faults: Option<FaultsSection>,
@@ -686,6 +690,31 @@ pub struct Lwm2mSection {
     /// the longest telemetry interval.
     #[serde(default)]
     pub lifetime: Option<DurationValue>,
+}
+
+/// `[mqtt]`: the MQTT a device speaks. Every key but `version` is MQTT 5's.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// 3 (MQTT 3.1.1, the default) or 5.
+    #[serde(default)]
+    pub version: Option<i64>,
+    /// How long the broker keeps the device's session after its connection ends (the session
+    /// expiry interval), real time: `"0s"` (the default) ends it with the connection.
+    #[serde(default)]
+    pub session_expiry: Option<DurationValue>,
+    /// Telemetry goes under a topic alias after its first message of each connection, when the
+    /// broker allows aliases (its CONNACK's topic alias maximum).
+    #[serde(default)]
+    pub topic_alias: Option<bool>,
+    /// How long the broker may hold a telemetry message for subscribers (the message expiry
+    /// interval), real time; none when omitted.
+    #[serde(default)]
+    pub message_expiry: Option<DurationValue>,
+    /// User properties sent with the CONNECT and every telemetry message, e.g.
+    /// `{ site = "lab-3" }`.
+    #[serde(default)]
+    pub user_properties: Option<BTreeMap<String, String>>,
 }
 
 /// The protocols a device model may speak.

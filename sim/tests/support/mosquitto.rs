@@ -94,6 +94,7 @@ impl Mosquitto {
             login: None,
             keep_alive_s: 30,
             clean_session: true,
+            v5: None,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let mut conn = loop {

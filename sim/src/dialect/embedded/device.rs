@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
+use rumqttc::mqttbytes::v4::Packet;
 use tokio::time::Instant;
 
 use super::Embedded;
@@ -26,7 +26,7 @@ use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
 use crate::dialect::tls::{DeviceTls, Issued, mqtt_session};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
-use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
+use crate::transport::mqtt::{ConnectParams, MqttConn, Reason, TransportError};
 use crate::transport::tls::TlsFailure;
 
 /// What a device holds after provisioning (boxed strings: kept for the whole run by every
@@ -134,6 +134,7 @@ impl Embedded {
             login: Some((&user, &self.claim_secret)),
             keep_alive_s: 30,
             clean_session: true,
+            v5: None,
         };
         let certified = self.certified();
         let mut request = serde_json::json!({ "model": cx.model.name, "firmware": cx.model.firmware });
@@ -252,6 +253,7 @@ impl Devices for Embedded {
             login: token.as_deref().map(|token| (&**id, token)),
             keep_alive_s: KEEP_ALIVE_S,
             clean_session: session == Session::DutyCycle,
+            v5: None,
         };
         // A device whose credentials the operator revoked must be refused, every time.
         let revoked = cx.shared.marks.is_revoked(id);
@@ -262,7 +264,7 @@ impl Devices for Embedded {
         if revoked
             && matches!(
                 connected,
-                Err(TransportError::Refused(ConnectReturnCode::NotAuthorized)
+                Err(TransportError::Refused(Reason::NotAuthorized)
                     | TransportError::Tls(TlsFailure::Revoked | TlsFailure::BadCertificate))
             )
         {
@@ -271,7 +273,7 @@ impl Devices for Embedded {
         let (mut conn, session_present) = match connected {
             Ok(connected) => connected,
             // The backend no longer knows these credentials: the operator retired the device.
-            Err(TransportError::Refused(ConnectReturnCode::NotAuthorized)) => return Err(Fault::Retired),
+            Err(TransportError::Refused(Reason::NotAuthorized)) => return Err(Fault::Retired),
             Err(error) => return Err(error.into()),
         };
         match certified.and_then(|tls| tls.took_new_certificate(cx)) {
@@ -326,7 +328,9 @@ impl Devices for Embedded {
             // Writing into a String cannot fail.
             let _ = write!(topic, "fleet/v1/d/{}/telemetry", credentials.device_id);
         };
-        link.publish_report(&cx.shared.meter, write_topic, report, inbox).await;
+        // Its models speak 3.1.1 (the gateway speaks no MQTT 5 yet): no properties.
+        link.publish_report(&cx.shared.meter, write_topic, report, &[], inbox)
+            .await;
     }
 
     async fn answer(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, answer: Answer, inbox: &mut Inbox) {

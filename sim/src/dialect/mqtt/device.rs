@@ -15,7 +15,7 @@ use crate::dialect::link::KEEP_ALIVE_S;
 use crate::dialect::tls::mqtt_session;
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::scratch;
-use crate::transport::mqtt::ConnectParams;
+use crate::transport::mqtt::{ConnectParams, V5Connect};
 
 /// What fills a topic template's placeholders for one device.
 #[derive(Debug, Clone, Copy)]
@@ -75,15 +75,23 @@ impl Devices for Broker {
         Ok(Provisioned::Given)
     }
 
-    /// Connects as the device (no login, clean session); an always-connected device also
-    /// subscribes to its command topic.
+    /// Connects as the device (no login; a clean session, unless an MQTT 5 model's broker keeps
+    /// it), in the MQTT its model speaks; an always-connected device also subscribes to its
+    /// command topic.
     async fn connect(&self, cx: &DeviceCx<'_>, _device: &mut (), session: Session) -> Result<Link, Fault> {
         let serial = cx.serial();
+        let speech = &cx.model.mqtt;
         let params = ConnectParams {
             client_id: &serial,
             login: None,
             keep_alive_s: KEEP_ALIVE_S,
-            clean_session: true,
+            // An MQTT 5 device whose broker keeps its session resumes it (clean start off).
+            clean_session: !(speech.v5 && speech.session_expiry_s > 0),
+            v5: speech.v5.then_some(V5Connect {
+                session_expiry_s: speech.session_expiry_s,
+                user_properties: &speech.user_properties,
+                topic_alias: speech.topic_alias,
+            }),
         };
         let (mut conn, _) = mqtt_session(self.tls.as_deref(), cx, self.node_for(&serial), params).await?;
         if session == Session::Persistent {
@@ -103,7 +111,9 @@ impl Devices for Broker {
         inbox: &mut Inbox,
     ) {
         let write_topic = |topic: &mut String| self.write_device_telemetry_topic(cx, topic);
-        link.publish_report(&cx.shared.meter, write_topic, report, inbox).await;
+        let properties = &cx.model.mqtt.telemetry_properties;
+        link.publish_report(&cx.shared.meter, write_topic, report, properties, inbox)
+            .await;
     }
 
     /// Nothing a broker sends asks for an answer.
