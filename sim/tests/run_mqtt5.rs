@@ -2,13 +2,21 @@
 //! independent MQTT 5 client (`mosquitto_sub -V mqttv5`): what the devices publish under a
 //! topic alias arrives under its full topic with its message expiry and user property; a
 //! refused CONNECT is counted by its CONNACK's reason; and, against a hand-written MQTT 5
-//! server, a DISCONNECT by its reason.
+//! server, a DISCONNECT by its reason and the server's Receive Maximum honoured.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+use rumqttc::v5::mqttbytes::v5::{
+    ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, Packet, PingResp, PubAck,
+};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
@@ -125,43 +133,71 @@ fn mqtt5_reports_arrive_with_their_topic_expiry_and_user_property() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A server that ends connections with a DISCONNECT and a reason: the run counts them by it
-/// (here 0x8B, shutting down), and the meters connect again. Mosquitto 2.0.11 closes the
-/// socket on a takeover or a shutdown without the DISCONNECT reaching the client, so this
-/// server is hand-written on rumqttc's MQTT 5 codec: it accepts every CONNECT, acknowledges
-/// every QoS 1 report, and after a connection's third report sends DISCONNECT 0x8B.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_disconnect_is_counted_by_its_reason() {
-    use bytes::BytesMut;
-    use rumqttc::v5::mqttbytes::v5::{ConnAck, ConnectReturnCode, Disconnect, DisconnectReasonCode, Packet, PubAck};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// What the hand-written MQTT 5 server saw.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicU64,
+    /// The most reports one connection sent.
+    most_reports: AtomicU64,
+}
 
+/// A hand-written MQTT 5 server on rumqttc's codec, for what Mosquitto 2.0.11 does not do
+/// (it closes the socket on a takeover or a shutdown without the DISCONNECT reaching the
+/// client): it accepts every CONNECT, advertising `receive_max` if given; acknowledges each
+/// QoS 1 report unless `receive_max` is given (then it acknowledges none); and after a
+/// connection's `disconnect_after`th report sends DISCONNECT 0x8B, shutting down.
+async fn v5_server(receive_max: Option<u16>, disconnect_after: Option<u64>) -> (SocketAddr, Arc<Seen>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let connections = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counted = std::sync::Arc::clone(&connections);
+    let seen = Arc::new(Seen::default());
+    let counted = Arc::clone(&seen);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            counted.connections.fetch_add(1, Ordering::Relaxed);
+            let seen = Arc::clone(&counted);
             tokio::spawn(async move {
                 let mut buf = BytesMut::new();
                 let mut reports = 0;
                 loop {
                     let reply = match Packet::read(&mut buf, None) {
-                        Ok(Packet::Connect(..)) => Packet::ConnAck(ConnAck {
-                            session_present: false,
-                            code: ConnectReturnCode::Success,
-                            properties: None,
-                        }),
+                        Ok(Packet::Connect(..)) => {
+                            let properties = ConnAckProperties {
+                                session_expiry_interval: None,
+                                receive_max,
+                                max_qos: None,
+                                retain_available: None,
+                                max_packet_size: None,
+                                assigned_client_identifier: None,
+                                topic_alias_max: None,
+                                reason_string: None,
+                                user_properties: Vec::new(),
+                                wildcard_subscription_available: None,
+                                subscription_identifiers_available: None,
+                                shared_subscription_available: None,
+                                server_keep_alive: None,
+                                response_information: None,
+                                server_reference: None,
+                                authentication_method: None,
+                                authentication_data: None,
+                            };
+                            Packet::ConnAck(ConnAck {
+                                session_present: false,
+                                code: ConnectReturnCode::Success,
+                                properties: receive_max.map(|_| properties),
+                            })
+                        }
                         Ok(Packet::Publish(publish)) => {
                             reports += 1;
-                            if reports == 3 {
+                            seen.most_reports.fetch_max(reports, Ordering::Relaxed);
+                            if Some(reports) == disconnect_after {
                                 Packet::Disconnect(Disconnect::new(DisconnectReasonCode::ServerShuttingDown))
+                            } else if receive_max.is_some() {
+                                continue;
                             } else {
                                 Packet::PubAck(PubAck::new(publish.pkid, None))
                             }
                         }
-                        Ok(Packet::PingReq(_)) => Packet::PingResp(rumqttc::v5::mqttbytes::v5::PingResp),
+                        Ok(Packet::PingReq(_)) => Packet::PingResp(PingResp),
                         Ok(_) => continue,
                         Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => {
                             match socket.read_buf(&mut buf).await {
@@ -181,14 +217,22 @@ async fn a_server_disconnect_is_counted_by_its_reason() {
             });
         }
     });
-    let dir = scratch("run-mqtt5-disconnect");
-    let scenario = dir.join("disconnect.toml");
+    (addr, seen)
+}
+
+/// `scenarios/mqtt5-broker.toml` with `devices` meters (no online gate) against the server at
+/// `addr` for 8 s; its summary.
+async fn run_small_fleet(name: &str, devices: u32, addr: SocketAddr) -> (Output, Value) {
+    let dir = scratch(name);
+    let scenario = dir.join("small.toml");
     let text = std::fs::read_to_string(repo().join("scenarios/mqtt5-broker.toml")).expect("scenario");
     let text = text
-        .replace("devices = 200", "devices = 5")
-        .replace("\"devices.online\" = \">= 198\"", "\"devices.online\" = \">= 0\"");
+        .replace("devices = 200", &format!("devices = {devices}"))
+        .replace("\"devices.online\" = \">= 198\"", "\"devices.online\" = \">= 0\"")
+        .replace("\"publish.latency.p99\" = \"<= 250ms\"", "");
     std::fs::write(&scenario, text).expect("scenario");
     let out = dir.join("report");
+    let report = out.clone();
     let ran = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_fleetsim"))
             .arg("run")
@@ -198,24 +242,46 @@ async fn a_server_disconnect_is_counted_by_its_reason() {
             .arg("--backend")
             .arg(format!("mqtt://{addr}"))
             .arg("--out")
-            .arg(&out)
+            .arg(&report)
             .output()
             .expect("fleetsim runs")
     })
     .await
     .expect("run task");
-    let out = dir.join("report");
-    let stdout = String::from_utf8_lossy(&ran.stdout);
     let summary = summary(&out);
+    let _ = std::fs::remove_dir_all(&dir);
+    (ran, summary)
+}
+
+/// A server that ends connections with a DISCONNECT and a reason: the run counts them by it
+/// (here 0x8B, shutting down), and the meters connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_disconnect_is_counted_by_its_reason() {
+    let (addr, seen) = v5_server(None, Some(3)).await;
+    let (ran, summary) = run_small_fleet("run-mqtt5-disconnect", 5, addr).await;
+    let stdout = String::from_utf8_lossy(&ran.stdout);
     // Five meters reporting every second for about seven seconds: each ended at least twice.
     let ended = counter(&summary, "disconnects.server_shutting_down");
     assert!(ended >= 10, "{stdout}\n{summary}");
     assert_eq!(counter(&summary, "disconnects.other"), 0, "{summary}");
     assert!(
-        connections.load(std::sync::atomic::Ordering::Relaxed) > ended,
+        seen.connections.load(Ordering::Relaxed) > ended,
         "the meters connected again after each"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server whose Receive Maximum is 2 and that acknowledges nothing: each meter sends two
+/// QoS 1 reports and holds back the rest (`held_back`), never more unacknowledged than the
+/// server takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_receive_maximum_is_honoured() {
+    let (addr, seen) = v5_server(Some(2), None).await;
+    let (ran, summary) = run_small_fleet("run-mqtt5-receive-maximum", 3, addr).await;
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(seen.most_reports.load(Ordering::Relaxed), 2, "{stdout}\n{summary}");
+    assert_eq!(counter(&summary, "published"), 3 * 2, "{summary}");
+    // About seven reports a meter in the run; five of each held back.
+    assert!(counter(&summary, "held_back") >= 3 * 4, "{summary}");
 }
 
 /// A broker that allows no anonymous clients refuses every meter's CONNECT with reason 0x87,

@@ -123,8 +123,23 @@ impl Link {
         awaited: Awaited,
         since: Instant,
     ) -> impl Future<Output = Result<(), Lost>> + 'a {
-        let started = self.start_publish(topic, payload, qos);
+        let started = if self.has_quota(meter, qos) {
+            self.start_publish(topic, payload, qos)
+        } else {
+            None
+        };
         self.finish_publish(started, meter, qos, awaited, since)
+    }
+
+    /// Whether a publish at `qos` may go now: a QoS 1 one not while as many as the server's
+    /// Receive Maximum (MQTT 5) await their PUBACK; one held back is counted (`held_back`).
+    fn has_quota(&self, meter: &Meter, qos: QoS) -> bool {
+        let Self::Stream(session) = self else { return true };
+        let room = qos == QoS::AtMostOnce || session.inflight.len() < usize::from(session.conn.send_quota());
+        if !room {
+            meter.count(Counter::HeldBack);
+        }
+        room
     }
 
     /// Publishes a telemetry report at the model's QoS over an MQTT session, timed from its
@@ -150,9 +165,12 @@ impl Link {
         };
         let mut topic = scratch::string();
         write_topic(&mut topic);
+        let room = self.has_quota(meter, qos);
         let started = match self {
-            Self::Stream(session) => Some(session.conn.start_telemetry(&topic, report.payload, qos, properties)),
-            Self::None | Self::Datagram(_) => None,
+            Self::Stream(session) if room => {
+                Some(session.conn.start_telemetry(&topic, report.payload, qos, properties))
+            }
+            Self::Stream(_) | Self::None | Self::Datagram(_) => None,
         };
         scratch::give_string(topic);
         let since = report.intended;

@@ -113,6 +113,9 @@ names!(
         Received => "received",
         /// Sends that started later than intended (the harness fell behind).
         LateSends => "late_sends",
+        /// QoS 1 messages not sent because as many as the server's Receive Maximum (MQTT 5)
+        /// still awaited their PUBACK: the device holds to the server's limit.
+        HeldBack => "held_back",
         /// Connections refused by the server, reset, or lost.
         ErrorsRefused => "errors.refused",
         /// Sockets this machine could not open: out of open files, local ports or memory.

@@ -186,6 +186,9 @@ pub struct MqttConn {
     alias_allowed: bool,
     /// MQTT 5: alias 1 is set to the telemetry topic (its first message named both).
     alias_set: bool,
+    /// How many QoS 1 messages the server takes unacknowledged (MQTT 5's Receive Maximum from
+    /// its CONNACK; no limit for 3.1.1).
+    send_quota: u16,
 }
 
 impl MqttConn {
@@ -220,6 +223,7 @@ impl MqttConn {
             v5: version == Version::V5,
             alias_allowed: false,
             alias_set: false,
+            send_quota: u16::MAX,
         };
         conn.write(hello).await?;
         if conn.v5 {
@@ -227,6 +231,11 @@ impl MqttConn {
                 Some(mqtt5::Packet::ConnAck(ack)) if ack.code == mqtt5::ConnectReturnCode::Success => {
                     let aliases = ack.properties.as_ref().and_then(|p| p.topic_alias_max).unwrap_or(0);
                     conn.alias_allowed = alias_wanted && aliases >= 1;
+                    // Absent, it is 65,535 (MQTT 5, 3.2.2.3.3); 0 is a protocol error.
+                    conn.send_quota = ack.properties.as_ref().and_then(|p| p.receive_max).unwrap_or(u16::MAX);
+                    if conn.send_quota == 0 {
+                        return Err(TransportError::Protocol);
+                    }
                     Ok((conn, ack.session_present))
                 }
                 Some(mqtt5::Packet::ConnAck(ack)) => Err(TransportError::Refused(Reason::of(connack_code(ack.code)))),
@@ -245,6 +254,12 @@ impl MqttConn {
     /// Whether it speaks MQTT 5.
     pub fn is_v5(&self) -> bool {
         self.v5
+    }
+
+    /// How many QoS 1 messages may await their PUBACK at once: the server's Receive Maximum
+    /// (MQTT 5), else no limit.
+    pub fn send_quota(&self) -> u16 {
+        self.send_quota
     }
 
     /// The local address the connection was made from.
