@@ -15,6 +15,8 @@
 #                                  # socket of its own, against lwm2m-node-lib; a storm of
 #                                  # 15,000 registrations at 5,000 a second against the
 #                                  # reference backend; 100,000 registered over --workers 6
+#   benches/scale.sh mqtt5         # 15,000 meters idle on Mosquitto, then busy (5,000 msg/s),
+#                                  # speaking MQTT 5 and again 3.1.1: what MQTT 5 costs
 #   benches/scale.sh sleeping      # 10,000,000 duty-cycled devices against the reference backend
 #   SLEEPY_1M=1 benches/scale.sh sleeping   # also scenarios/million-sleepy.toml (31 minutes)
 #
@@ -291,6 +293,36 @@ if [ "$WHAT" = all ] || [ "$WHAT" = lwm2m ]; then
 
   echo "== 100,000 LwM2M devices registered: --workers 6 sharing the reference backend the parent starts"
   run idle-100k-lwm2m scenarios/scale-100k-lwm2m.toml --workers 6
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = mqtt5 ]; then
+  echo "== 15,000 meters on Mosquitto: MQTT 5 (topic alias, message expiry, a user property) against 3.1.1"
+  OUT=$(cd "$OUT" && pwd)
+  mkdir -p "$OUT/models"
+  # The scale scenarios' meter, and the same meter speaking MQTT 5 with what a v5 device sends.
+  cp device-models/mains-meter.toml "$OUT/models/"
+  sed 's/^name = "mains-meter"/name = "mains-meter-5"/' device-models/mains-meter.toml > "$OUT/models/mains-meter-5.toml"
+  printf '\n[mqtt]\nversion = 5\nsession_expiry = "1h"\ntopic_alias = true\nmessage_expiry = "10m"\nuser_properties = { site = "lab-3" }\n' \
+    >> "$OUT/models/mains-meter-5.toml"
+  for version in 5 311; do
+    model=mains-meter; [ "$version" = 5 ] && model=mains-meter-5
+    sed "s/^name = \"scale-idle-broker\"/name = \"mqtt$version-15k\"/; s/^devices = 19000/devices = 15000/; \
+         s/\"devices.online\" = \">= 18810\"/\"devices.online\" = \">= 14850\"/; s/model = \"mains-meter\"/model = \"$model\"/" \
+      scenarios/scale-idle-broker.toml > "$OUT/mqtt$version-15k.toml"
+  done
+  port=18850
+  for version in 5 311; do
+    # A fresh broker each: what one fleet left behind (sessions kept an hour) does not weigh on the next.
+    mosquitto_on "$port"
+    sleep 0.5
+    run "idle-15k-mqtt$version" "$OUT/mqtt$version-15k.toml" --models "$OUT/models" --backend "mqtt://127.0.0.1:$port"
+    port=$((port + 1))
+    mosquitto_on "$port"
+    sleep 0.5
+    # Every 3 s a meter at 300x: about 5,000 messages a second.
+    run "busy-15k-mqtt$version" "$OUT/mqtt$version-15k.toml" --models "$OUT/models" --backend "mqtt://127.0.0.1:$port" --time-scale 300
+    port=$((port + 1))
+  done
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = sleeping ]; then
