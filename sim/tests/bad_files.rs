@@ -289,6 +289,12 @@ bad_file!(
 );
 
 bad_file!(
+    model_mqtt5_assigned_with_session,
+    "bad-models/mqtt5-assigned-with-session.toml",
+    "bad-models/mqtt5-assigned-with-session.toml:13:22: mqtt.assigned_client_id: a device whose broker assigns its client id cannot resume a session under it: remove session_expiry, or assigned_client_id"
+);
+
+bad_file!(
     model_mqtt5_key_on_311,
     "bad-models/mqtt5-key-on-311.toml",
     "bad-models/mqtt5-key-on-311.toml:11:15: mqtt.topic_alias: an MQTT 5 property: set version = 5, or remove it"

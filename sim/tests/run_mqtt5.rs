@@ -284,6 +284,62 @@ async fn the_servers_receive_maximum_is_honoured() {
     assert!(counter(&summary, "held_back") >= 3 * 4, "{summary}");
 }
 
+/// Meters that leave their client id to the broker (`assigned_client_id = true`): Mosquitto
+/// assigns each one (its log names them `auto-...`) in its CONNACK, and they report under it.
+#[test]
+fn the_broker_assigns_client_ids_to_meters_that_ask() {
+    // As root, Mosquitto would drop to its own user, which may not write the log's folder.
+    let broker = Mosquitto::start_with(
+        "user root\nlog_dest file {log}\nlog_type notice\nlog_type information\nconnection_messages true\n",
+    );
+    wait_for(&broker);
+    let dir = scratch("run-mqtt5-assigned");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("models");
+    let meter = std::fs::read_to_string(repo().join("device-models/mqtt5-meter.toml")).expect("model");
+    let meter = meter
+        .lines()
+        .filter(|line| !line.starts_with("session_expiry"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(
+        models.join("mqtt5-meter.toml"),
+        format!("{meter}\nassigned_client_id = true\n"),
+    )
+    .expect("model");
+    let out = dir.join("report");
+    let ran = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .current_dir(repo())
+        .args([
+            "run",
+            "scenarios/mqtt5-broker.toml",
+            "--headless",
+            "--duration",
+            "4s",
+            "--models",
+        ])
+        .arg(&models)
+        .arg("--backend")
+        .arg(format!("mqtt://{}", broker.addr))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("fleetsim runs");
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(
+        ran.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let summary = summary(&out);
+    assert!(counter(&summary, "published") >= 200, "{summary}");
+    let log = broker.log();
+    let assigned = log.lines().filter(|line| line.contains(" as auto-")).count();
+    assert_eq!(assigned, 200, "every meter under an id the broker assigned:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A broker that allows no anonymous clients refuses every meter's CONNECT with reason 0x87,
 /// not authorized: counted as `errors.auth`, shown among the errors, and nothing published.
 #[test]

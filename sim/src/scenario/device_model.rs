@@ -85,6 +85,8 @@ pub struct MqttSpeech {
     pub session_expiry_s: u32,
     /// MQTT 5: telemetry goes under a topic alias after its first message.
     pub topic_alias: bool,
+    /// MQTT 5: the device connects with an empty client id, and the broker assigns one.
+    pub assigned_client_id: bool,
     /// MQTT 5: user properties of the CONNECT and of every telemetry message.
     pub user_properties: Vec<(String, String)>,
     /// MQTT 5: the properties every telemetry message carries (message expiry, user
@@ -220,6 +222,7 @@ fn check_mqtt(
         ("topic_alias", section.topic_alias.is_some()),
         ("message_expiry", section.message_expiry.is_some()),
         ("user_properties", section.user_properties.is_some()),
+        ("assigned_client_id", section.assigned_client_id.is_some()),
     ];
     if let Some((key, _)) = v5_only.iter().find(|(_, given)| *given && !v5) {
         return Err(err(
@@ -263,10 +266,18 @@ fn check_mqtt(
             ),
         ));
     }
+    let assigned_client_id = section.assigned_client_id.unwrap_or(false);
+    if assigned_client_id && session_expiry_s > 0 {
+        return Err(err(
+            &["mqtt", "assigned_client_id"],
+            "a device whose broker assigns its client id cannot resume a session under it: remove session_expiry, or assigned_client_id".to_owned(),
+        ));
+    }
     Ok(MqttSpeech {
         v5,
         session_expiry_s,
         topic_alias: section.topic_alias.unwrap_or(false),
+        assigned_client_id,
         telemetry_properties: crate::transport::mqtt::telemetry_properties(message_expiry_s, &user_properties),
         user_properties,
     })

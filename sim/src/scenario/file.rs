@@ -715,6 +715,10 @@ pub struct MqttSection {
     /// `{ site = "lab-3" }`.
     #[serde(default)]
     pub user_properties: Option<BTreeMap<String, String>>,
+    /// The device connects with an empty client id and the broker assigns one (its CONNACK's
+    /// assigned client identifier); a session it could not resume, so no `session_expiry`.
+    #[serde(default)]
+    pub assigned_client_id: Option<bool>,
 }
 
 /// The protocols a device model may speak.

@@ -214,8 +214,8 @@ impl MqttConn {
     }
 
     /// Sends an encoded CONNECT over `stream` and waits for CONNACK.
-    async fn greet(stream: ByteStream, hello: (BytesMut, Version, bool)) -> Result<(Self, bool), TransportError> {
-        let (hello, version, alias_wanted) = hello;
+    async fn greet(stream: ByteStream, hello: (BytesMut, Version, bool, bool)) -> Result<(Self, bool), TransportError> {
+        let (hello, version, alias_wanted, assigned_wanted) = hello;
         let mut conn = Self {
             stream,
             buf: BytesMut::new(),
@@ -229,6 +229,15 @@ impl MqttConn {
         if conn.v5 {
             return match std::future::poll_fn(|cx| conn.poll_read_v5(cx)).await? {
                 Some(mqtt5::Packet::ConnAck(ack)) if ack.code == mqtt5::ConnectReturnCode::Success => {
+                    // A client that sent no id is told the one the server assigned (MQTT 5,
+                    // 3.2.2.3.7); without it the session has no name.
+                    let assigned = ack
+                        .properties
+                        .as_ref()
+                        .and_then(|p| p.assigned_client_identifier.as_ref());
+                    if assigned_wanted && assigned.is_none_or(String::is_empty) {
+                        return Err(TransportError::Protocol);
+                    }
                     let aliases = ack.properties.as_ref().and_then(|p| p.topic_alias_max).unwrap_or(0);
                     conn.alias_allowed = alias_wanted && aliases >= 1;
                     // Absent, it is 65,535 (MQTT 5, 3.2.2.3.3); 0 is a protocol error.
@@ -753,9 +762,9 @@ fn write_varint(out: &mut Vec<u8>, mut value: usize) {
     }
 }
 
-/// Encodes the CONNECT a device opens its session with, with the version it speaks and
-/// whether it wants a topic alias.
-fn encode_connect(params: ConnectParams<'_>) -> Result<(BytesMut, Version, bool), TransportError> {
+/// Encodes the CONNECT a device opens its session with, with the version it speaks, whether
+/// it wants a topic alias and whether it leaves its client id to the server.
+fn encode_connect(params: ConnectParams<'_>) -> Result<(BytesMut, Version, bool, bool), TransportError> {
     if let Some(v5) = params.v5 {
         let properties = mqtt5::ConnectProperties {
             session_expiry_interval: (v5.session_expiry_s > 0).then_some(v5.session_expiry_s),
@@ -770,7 +779,7 @@ fn encode_connect(params: ConnectParams<'_>) -> Result<(BytesMut, Version, bool)
         };
         let login = params.login.map(|(user, password)| mqtt5::Login::new(user, password));
         let out = encode_v5(&mqtt5::Packet::Connect(connect, None, login))?;
-        return Ok((out, Version::V5, v5.topic_alias));
+        return Ok((out, Version::V5, v5.topic_alias, params.client_id.is_empty()));
     }
     let mut connect = Connect::new(params.client_id);
     connect.keep_alive = params.keep_alive_s;
@@ -778,7 +787,7 @@ fn encode_connect(params: ConnectParams<'_>) -> Result<(BytesMut, Version, bool)
     if let Some((user, password)) = params.login {
         connect.set_login(user, password);
     }
-    Ok((encode(&Packet::Connect(connect))?, Version::V311, false))
+    Ok((encode(&Packet::Connect(connect))?, Version::V311, false, false))
 }
 
 /// Encodes one MQTT 5 packet into a buffer of its size.

@@ -82,7 +82,8 @@ impl Devices for Broker {
         let serial = cx.serial();
         let speech = &cx.model.mqtt;
         let params = ConnectParams {
-            client_id: &serial,
+            // An empty client id asks an MQTT 5 broker to assign one.
+            client_id: if speech.assigned_client_id { "" } else { &serial },
             login: None,
             keep_alive_s: KEEP_ALIVE_S,
             // An MQTT 5 device whose broker keeps its session resumes it (clean start off).
