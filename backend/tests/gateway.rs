@@ -408,27 +408,63 @@ async fn oversized_and_malformed_packets_close_the_connection_and_are_counted() 
     t.stop().await;
 }
 
-#[tokio::test]
-async fn an_mqtt5_client_is_told_the_protocol_version_is_unacceptable() {
-    let t = TestBackend::start().await;
-    let connect = rumqttc::v5::mqttbytes::v5::Connect {
-        keep_alive: 30,
-        client_id: "v5-device".to_owned(),
-        clean_start: true,
-        properties: None,
-    };
+/// Writes `packet` in MQTT 5's layout to `socket`.
+async fn send5(socket: &mut tokio::net::TcpStream, packet: rumqttc::v5::mqttbytes::v5::Packet) {
     let mut buf = bytes::BytesMut::new();
-    rumqttc::v5::mqttbytes::v5::Packet::Connect(connect, None, None)
-        .write(&mut buf, None)
-        .expect("encode an MQTT 5 CONNECT");
-    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    packet.write(&mut buf, None).expect("encode an MQTT 5 packet");
     socket.write_all(&buf).await.expect("send");
+}
+
+/// An MQTT 5 CONNECT as `id` with `login`, keeping its session if `keep`.
+fn connect5(id: &str, login: Option<(&str, &str)>, keep: bool) -> rumqttc::v5::mqttbytes::v5::Packet {
+    use rumqttc::v5::mqttbytes::v5::{Connect, ConnectProperties, Login, Packet};
+    let mut properties = ConnectProperties::new();
+    properties.session_expiry_interval = keep.then_some(3600);
+    let connect = Connect {
+        keep_alive: 30,
+        client_id: id.to_owned(),
+        clean_start: !keep,
+        properties: Some(properties),
+    };
+    Packet::Connect(connect, None, login.map(|(user, password)| Login::new(user, password)))
+}
+
+/// Reads from `socket` until `bytes` came, or it closed; what came.
+async fn read_at_least(socket: &mut tokio::net::TcpStream, bytes: usize) -> Vec<u8> {
     let mut reply = Vec::new();
-    tokio::time::timeout(common::PATIENCE, socket.read_to_end(&mut reply))
-        .await
-        .expect("closed in time")
-        .ok();
-    // A 3.1.1 CONNACK with return code 1: unacceptable protocol version.
+    let mut buf = [0u8; 256];
+    while reply.len() < bytes {
+        match tokio::time::timeout(common::PATIENCE, socket.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => reply.extend_from_slice(&buf[..n]),
+        }
+    }
+    reply
+}
+
+#[tokio::test]
+async fn an_mqtt5_client_without_credentials_is_refused_with_reason_0x87() {
+    let t = TestBackend::start().await;
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    send5(&mut socket, connect5("v5-device", None, false)).await;
+    let reply = read_at_least(&mut socket, 5).await;
+    // An MQTT 5 CONNACK: no session, reason 0x87 not authorized, no properties.
+    assert_eq!(reply, [0x20, 0x03, 0x00, 0x87, 0x00]);
+    assert_eq!(t.backend.gateway.stats().connects_refused.load(Ordering::Relaxed), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_mqtt31_client_is_told_the_protocol_version_is_unacceptable() {
+    let t = TestBackend::start().await;
+    // MQTT 3.1 (protocol name MQIsdp, level 3): a 3.1.1 CONNACK with return code 1.
+    let mut connect = vec![0x10, 0x12, 0x00, 0x06];
+    connect.extend_from_slice(b"MQIsdp");
+    connect.extend_from_slice(&[0x03, 0x02, 0x00, 0x1E, 0x00, 0x04]);
+    connect.extend_from_slice(b"v3-d");
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    socket.write_all(&connect).await.expect("send");
+    let reply = read_at_least(&mut socket, 4).await;
     assert_eq!(reply, [0x20, 0x02, 0x00, 0x01]);
     assert_eq!(
         t.backend
@@ -438,5 +474,95 @@ async fn an_mqtt5_client_is_told_the_protocol_version_is_unacceptable() {
             .load(Ordering::Relaxed),
         1
     );
+    t.stop().await;
+}
+
+/// MQTT 5 side by side with 3.1.1: a device connects over 5 with its credentials (told the
+/// gateway's Maximum QoS, 1), its telemetry is counted and acknowledged, a message to a topic
+/// not its own is refused in its PUBACK with 0x87; a second connection of the same device
+/// takes the session over and the first is told why (DISCONNECT 0x8E); a message naming a topic
+/// alias, which the gateway never offered, ends the connection with 0x81 malformed packet, one
+/// at QoS 2 with 0x9B, silence past 1.5 keep-alives with 0x8D, and decommissioning with 0x87.
+#[tokio::test]
+async fn mqtt5_devices_are_served_with_reason_codes() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, Publish, PublishProperties};
+    let t = TestBackend::start().await;
+    let (outcome, body) = t.provision("SN-V5", "claim:factory", "s3cret").await;
+    assert_eq!(outcome, "accepted", "{body}");
+    let id = body["device_id"].as_str().expect("device_id").to_owned();
+    let token = body["token"].as_str().expect("token").to_owned();
+    let mut first = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    send5(&mut first, connect5(&id, Some((&id, &token)), true)).await;
+    // CONNACK: no session present, success, properties: Maximum QoS (0x24) 1.
+    assert_eq!(
+        read_at_least(&mut first, 7).await,
+        [0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x01]
+    );
+    let mut telemetry = Publish::new(
+        format!("fleet/v1/d/{id}/telemetry"),
+        QoS5::AtLeastOnce,
+        r#"{"t": 21.5}"#,
+        None,
+    );
+    telemetry.pkid = 1;
+    send5(&mut first, Packet5::Publish(telemetry)).await;
+    // A plain PUBACK of packet 1 (a success needs no reason code).
+    assert_eq!(read_at_least(&mut first, 4).await, [0x40, 0x02, 0x00, 0x01]);
+    assert_eq!(t.backend.gateway.stats().telemetry.load(Ordering::Relaxed), 1);
+    let mut foreign = Publish::new("fleet/v1/d/d-someone-else/telemetry", QoS5::AtLeastOnce, "{}", None);
+    foreign.pkid = 2;
+    send5(&mut first, Packet5::Publish(foreign)).await;
+    // PUBACK of packet 2 with reason 0x87 not authorized (and no properties).
+    assert_eq!(read_at_least(&mut first, 6).await, [0x40, 0x04, 0x00, 0x02, 0x87, 0x00]);
+    assert_eq!(t.backend.gateway.stats().publish_refused.load(Ordering::Relaxed), 1);
+
+    let mut second = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    send5(&mut second, connect5(&id, Some((&id, &token)), true)).await;
+    // Accepted (a live connection's session is handed over only once it closes, as for 3.1.1).
+    assert_eq!(
+        read_at_least(&mut second, 7).await,
+        [0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x01]
+    );
+    // The first is told: DISCONNECT, session taken over.
+    assert_eq!(read_at_least(&mut first, 3).await, [0xE0, 0x01, 0x8E]);
+
+    let mut aliased = Publish::new(format!("fleet/v1/d/{id}/telemetry"), QoS5::AtMostOnce, "{}", None);
+    aliased.properties = Some(PublishProperties {
+        topic_alias: Some(1),
+        ..PublishProperties::default()
+    });
+    send5(&mut second, Packet5::Publish(aliased)).await;
+    assert_eq!(read_at_least(&mut second, 3).await, [0xE0, 0x01, 0x81]);
+    assert_eq!(t.backend.gateway.stats().protocol_errors.load(Ordering::Relaxed), 1);
+
+    // QoS 2 is not offered (the CONNACK said Maximum QoS 1): 0x9B.
+    let mut third = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    send5(&mut third, connect5(&id, Some((&id, &token)), false)).await;
+    assert_eq!(read_at_least(&mut third, 7).await.len(), 7);
+    let mut exactly_once = Publish::new(format!("fleet/v1/d/{id}/telemetry"), QoS5::ExactlyOnce, "{}", None);
+    exactly_once.pkid = 3;
+    send5(&mut third, Packet5::Publish(exactly_once)).await;
+    assert_eq!(read_at_least(&mut third, 3).await, [0xE0, 0x01, 0x9B]);
+
+    // Silence past 1.5 keep-alives (1 s): 0x8D.
+    let mut quiet = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    let Packet5::Connect(mut connect, will, login) = connect5(&id, Some((&id, &token)), false) else {
+        unreachable!("connect5 makes a CONNECT")
+    };
+    connect.keep_alive = 1;
+    send5(&mut quiet, Packet5::Connect(connect, will, login)).await;
+    assert_eq!(read_at_least(&mut quiet, 7).await.len(), 7);
+    assert_eq!(read_at_least(&mut quiet, 3).await, [0xE0, 0x01, 0x8D]);
+
+    // Decommissioned while connected: 0x87, not authorized any more.
+    let mut last = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    send5(&mut last, connect5(&id, Some((&id, &token)), false)).await;
+    assert_eq!(read_at_least(&mut last, 7).await.len(), 7);
+    let (status, body) = t
+        .http("POST", &format!("/api/v1/devices/{id}/decommission"), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(read_at_least(&mut last, 3).await, [0xE0, 0x01, 0x87]);
     t.stop().await;
 }

@@ -1,9 +1,10 @@
-//! Any bytes a device sends the gateway are framed by the MQTT codec, and every PUBLISH is
-//! classified by topic and its payload checked, exactly as a connection does; none of it may
-//! panic. Run: `cargo +nightly fuzz run device_packet -- -max_total_time=300`.
+//! Any bytes a device sends the gateway are framed by the MQTT codec (3.1.1's, and MQTT 5's as
+//! an MQTT 5 connection reads them), and every PUBLISH is classified by topic and its payload
+//! checked, exactly as a connection does; none of it may panic. Run: `cargo +nightly fuzz run device_packet -- -max_total_time=300`.
 #![no_main]
 
 use bytes::BytesMut;
+use fleetsim_backend::gateway::packet_io::read_v5;
 use fleetsim_backend::gateway::{payloads, topics};
 use libfuzzer_sys::fuzz_target;
 use rumqttc::mqttbytes::v4::Packet;
@@ -17,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
         topics::Principal::Claim("factory".to_owned()),
     ];
     let mut buf = BytesMut::from(data);
-    while let Ok(packet) = Packet::read(&mut buf, MAX_PACKET) {
+    let mut v5 = BytesMut::from(data);
+    let packets = std::iter::from_fn(|| Packet::read(&mut buf, MAX_PACKET).ok())
+        .chain(std::iter::from_fn(|| read_v5(&mut v5, MAX_PACKET).ok().map(|read| read.packet)));
+    for packet in packets {
         if let Packet::Publish(publish) = packet {
             for principal in &principals {
                 if let Ok(inbound) = topics::inbound(principal, &publish.topic) {

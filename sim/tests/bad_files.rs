@@ -213,7 +213,7 @@ bad_file!(
 bad_file!(
     unknown_model,
     "bad/unknown-model.toml",
-    "bad/unknown-model.toml:11:13: fleet.mix[1].model: no device model \"metre\"; known models: meter, meter5, probe, renewer, sensor"
+    "bad/unknown-model.toml:11:13: fleet.mix[1].model: no device model \"metre\"; known models: meter, probe, renewer, sensor"
 );
 
 bad_file!(
@@ -298,12 +298,6 @@ bad_file!(
     model_mqtt5_key_on_311,
     "bad-models/mqtt5-key-on-311.toml",
     "bad-models/mqtt5-key-on-311.toml:11:15: mqtt.topic_alias: an MQTT 5 property: set version = 5, or remove it"
-);
-
-bad_file!(
-    mqtt5_on_reference,
-    "bad/mqtt5-on-reference.toml",
-    "bad/mqtt5-on-reference.toml:9:19: fleet.mix[0].model: model \"meter5\" speaks MQTT 5, but backend kind \"embedded\" takes MQTT 3.1.1 devices only (the reference backend's gateway speaks 3.1.1 yet): remove its [mqtt] version = 5, or run it against an MQTT 5 broker (kind = \"mqtt\")"
 );
 
 bad_file!(

@@ -340,6 +340,50 @@ fn the_broker_assigns_client_ids_to_meters_that_ask() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// MQTT 5 meters against the reference backend, which speaks 5 and 3.1.1 side by side: they
+/// provision by claim over MQTT 5, connect with a session that outlives a drop, report, take a
+/// config push and a reboot, as its 3.1.1 devices do.
+#[test]
+fn mqtt5_devices_are_operated_through_the_reference_backend() {
+    let dir = scratch("run-mqtt5-reference");
+    let scenario = dir.join("reference.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[scenario]\nname = \"mqtt5-reference\"\nseed = 9\nduration = \"8s\"\ntime_scale = 60\nmodels = \"{}\"\n\n\
+             [fleet]\ndevices = 50\narrival = {{ ramp = \"1s\" }}\n\
+             mix = [ {{ model = \"mqtt5-meter\", share = 1.0, group = \"meters\" }} ]\n\n\
+             [[phase]]\nat = \"3s\"\naction = \"config\"\ngroup = \"meters\"\nset = {{ tariff = \"night\" }}\n\n\
+             [[phase]]\nat = \"5s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"reboot\"\nshare = \"50%\"\n\n\
+             [gates]\n\"devices.lost\" = \"== 0\"\n\"config.latency.p99\" = \"<= 1s\"\n\"errors.total\" = \"== 0\"\n",
+            repo().join("device-models").display()
+        ),
+    )
+    .expect("scenario");
+    let out = dir.join("report");
+    let ran = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--headless")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("fleetsim runs");
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(
+        ran.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let summary = summary(&out);
+    assert_eq!(counter(&summary, "provisioned"), 50, "{summary}");
+    assert_eq!(counter(&summary, "config.reported"), 50, "{summary}");
+    assert_eq!(counter(&summary, "commands.answered"), 25, "{summary}");
+    assert!(counter(&summary, "published") >= 150, "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A broker that allows no anonymous clients refuses every meter's CONNECT with reason 0x87,
 /// not authorized: counted as `errors.auth`, shown among the errors, and nothing published.
 #[test]

@@ -3,7 +3,7 @@
 //! username = device id; password = token), or over TLS with a certificate the backend's CA
 //! issued it (client id = the certificate's common name, the device id; the certificate not
 //! revoked); a provisioning connection with a fleet claim (username `claim:NAME`, password =
-//! claim secret). Anything else gets CONNACK "not authorized".
+//! claim secret). Anything else gets CONNACK "not authorized" (MQTT 5's reason 0x87).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -46,10 +46,10 @@ pub(super) async fn handshake(stream: DeviceStream, shared: &Shared) -> Option<A
             bump(&shared.stats.oversized_packets);
             return None;
         }
-        // An MQTT 5 or 3.1 client: the gateway speaks 3.1.1, so it answers as MQTT 5 section
-        // 3.1.2.2 allows a server to, with a 3.1.1 CONNACK "unacceptable protocol version",
-        // and the client knows to retry with 3.1.1 rather than guess at a reset. (The codec
-        // parses a level-5 CONNECT with the 3.1.1 layout, so its fields mean nothing.)
+        // An MQTT 3.1 client (or any level but 4 and 5: an MQTT 5 CONNECT is read in 5's
+        // layout and reaches here as the 3.1.1 one it means): the gateway answers with a
+        // 3.1.1 CONNACK "unacceptable protocol version", and the client knows to retry with
+        // 3.1.1 rather than guess at a reset.
         Ok(Ok(Some(Packet::Connect(_))))
         | Ok(Err(PacketError::Malformed(
             rumqttc::mqttbytes::Error::InvalidProtocolLevel(_) | rumqttc::mqttbytes::Error::InvalidProtocol,
@@ -78,6 +78,9 @@ pub(super) async fn handshake(stream: DeviceStream, shared: &Shared) -> Option<A
         Principal::Device(_) => &shared.stats.connects_device,
         Principal::Claim(_) => &shared.stats.connects_claim,
     });
+    if io.is_v5() {
+        bump(&shared.stats.connects_mqtt5);
+    }
     Some(Accepted {
         conn_id,
         io,

@@ -18,8 +18,9 @@ use std::time::Duration;
 use super::stream::DeviceStream;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
-    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck,
+    ConnAck, ConnectReturnCode, Packet, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck,
 };
+use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, PubAckReason};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -163,7 +164,7 @@ impl Conn {
             let work: Work<'_> = {
                 let wake = tokio::select! {
                     packet = self.io.read() => Wake::Packet(packet),
-                    message = rx.recv(), if self.inflight.len() < INFLIGHT_LIMIT => Wake::Outbound(message),
+                    message = rx.recv(), if self.inflight.len() < self.inflight_limit() => Wake::Outbound(message),
                     () = &mut keep_alive_timer => Wake::KeepAliveExpired,
                     () = kill.cancelled() => if shutdown.is_cancelled() { Wake::Shutdown } else { Wake::Killed },
                 };
@@ -179,16 +180,28 @@ impl Conn {
                     Wake::Packet(Ok(None)) => return (Closed::Normally, rx),
                     Wake::Packet(Err(error)) => {
                         self.count_error(&error);
+                        Box::pin(self.io.goodbye(reason_for(&error))).await;
                         return (Closed::Normally, rx);
                     }
-                    // The session table dropped our sender: it no longer routes to us.
-                    Wake::Outbound(None) => return (Closed::Normally, rx),
+                    // The session table dropped our sender: it no longer routes to us (a newer
+                    // connection took the client id, or the device retired).
+                    Wake::Outbound(None) => {
+                        Box::pin(self.io.goodbye(self.ousted_reason())).await;
+                        return (Closed::Normally, rx);
+                    }
                     Wake::KeepAliveExpired => {
                         bump(&self.shared.stats.keepalive_timeouts);
+                        Box::pin(self.io.goodbye(DisconnectReasonCode::KeepAliveTimeout)).await;
                         return (Closed::Normally, rx);
                     }
-                    Wake::Killed => return (Closed::Replaced, rx),
-                    Wake::Shutdown => return (Closed::Normally, rx),
+                    Wake::Killed => {
+                        Box::pin(self.io.goodbye(self.ousted_reason())).await;
+                        return (Closed::Replaced, rx);
+                    }
+                    Wake::Shutdown => {
+                        Box::pin(self.io.goodbye(DisconnectReasonCode::ServerShuttingDown)).await;
+                        return (Closed::Normally, rx);
+                    }
                 }
             };
             match work.await {
@@ -196,10 +209,27 @@ impl Conn {
                 Ok(false) => return (Closed::Normally, rx),
                 Err(error) => {
                     self.count_error(&error);
+                    Box::pin(self.io.goodbye(reason_for(&error))).await;
                     return (Closed::Normally, rx);
                 }
             }
         }
+    }
+
+    /// Why the connection is being closed from outside (MQTT 5's DISCONNECT reason): its
+    /// device retired (not authorized any more), else a newer connection of its client id
+    /// took the session over.
+    fn ousted_reason(&self) -> DisconnectReasonCode {
+        match &self.principal {
+            Principal::Device(id) if !self.shared.registry.is_active(id) => DisconnectReasonCode::NotAuthorized,
+            _ => DisconnectReasonCode::SessionTakenOver,
+        }
+    }
+
+    /// How many QoS 1 messages may be in flight to the client: the gateway's bound, or the
+    /// client's Receive Maximum (MQTT 5) when lower.
+    fn inflight_limit(&self) -> usize {
+        INFLIGHT_LIMIT.min(usize::from(self.io.receive_max()))
     }
 
     /// Counts why a connection is closing: a bad packet or an oversized one (a socket error
@@ -254,9 +284,14 @@ impl Conn {
         }
         let stats = &self.shared.stats;
         // Refused publishes are acknowledged and dropped (MQTT 3.1.1 lets a server do either
-        // that or close), so a misbehaving device is counted, not disconnected.
+        // that or close; MQTT 5's PUBACK says why), so a misbehaving device is counted, not
+        // disconnected.
+        let mut refused = None;
         match topics::inbound(&self.principal, &publish.topic) {
-            Err(_) => bump(&stats.publish_refused),
+            Err(_) => {
+                bump(&stats.publish_refused);
+                refused = Some(PubAckReason::NotAuthorized);
+            }
             Ok(inbound) => match (payloads::decode(&inbound, &publish.payload), inbound) {
                 (Ok(payload), Inbound::Provision { serial }) => {
                     let serial = serial.to_owned();
@@ -282,7 +317,7 @@ impl Conn {
             },
         }
         if publish.qos == QoS::AtLeastOnce {
-            self.io.write(&Packet::PubAck(PubAck::new(publish.pkid))).await?;
+            self.io.acknowledge(publish.pkid, refused).await?;
         }
         Ok(())
     }
@@ -576,6 +611,18 @@ impl Conn {
             subscriptions: self.subscriptions,
             queue,
         }
+    }
+}
+
+/// The reason an MQTT 5 client is told when its bytes end the connection.
+fn reason_for(error: &PacketError) -> DisconnectReasonCode {
+    match error {
+        PacketError::TooLarge(_) => DisconnectReasonCode::PacketTooLarge,
+        // QoS 2 is not offered.
+        PacketError::Malformed(rumqttc::mqttbytes::Error::InvalidQoS(_)) => DisconnectReasonCode::QoSNotSupported,
+        PacketError::Malformed(rumqttc::mqttbytes::Error::UnexpectedConnect) => DisconnectReasonCode::ProtocolError,
+        PacketError::Malformed(_) => DisconnectReasonCode::MalformedPacket,
+        PacketError::Io(_) => DisconnectReasonCode::UnspecifiedError,
     }
 }
 

@@ -1,12 +1,28 @@
-//! Framed MQTT 3.1.1 over one device connection (TCP or TLS), on rumqttc's packet codec.
+//! Framed MQTT over one device connection (TCP or TLS), on rumqttc's packet codecs: 3.1.1,
+//! or MQTT 5 for a client whose CONNECT says protocol level 5, side by side per connection.
+//!
+//! An MQTT 5 connection's packets are read in 5's layout and handed to the gateway as the
+//! 3.1.1 packets it acts on, and the gateway's 3.1.1 packets are written in 5's layout, with
+//! reason codes where 5 has them (a refused CONNECT's 0x87, a refused subscription's 0x87, a
+//! refused message's PUBACK [`PacketIo::acknowledge`], the server's DISCONNECT
+//! [`PacketIo::goodbye`]); an accepted client is told the gateway's Maximum QoS, 1. What 5
+//! adds that the gateway does not act on yet (properties, a
+//! will's delay) is read and dropped; the session expiry interval decides whether the session
+//! is kept, as 3.1.1's clean session flag does; topic aliases are not offered (a CONNACK
+//! without a topic alias maximum allows none, so a client's alias is a protocol error); the
+//! client's Receive Maximum bounds the messages the gateway has in flight to it.
 //!
 //! The read buffer starts small and grows only to fit the packet being read, and both
 //! buffers shrink back after a large packet, so an idle connection holds a few hundred bytes
 //! of buffer rather than a packet-sized one.
 
-use bytes::BytesMut;
-use rumqttc::mqttbytes::v4::Packet;
-use rumqttc::mqttbytes::{self};
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::v4::{
+    Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, Subscribe, SubscribeFilter, SubscribeReasonCode,
+    Unsubscribe,
+};
+use rumqttc::mqttbytes::{self, Protocol, QoS};
+use rumqttc::v5::mqttbytes::v5 as mqtt5;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::stream::DeviceStream;
@@ -23,7 +39,7 @@ pub enum PacketError {
     /// The socket failed.
     #[error("socket: {0}")]
     Io(#[from] std::io::Error),
-    /// The bytes are not a valid MQTT 3.1.1 packet.
+    /// The bytes are not a valid MQTT 3.1.1 (or, on an MQTT 5 connection, 5) packet.
     #[error("malformed packet: {0}")]
     Malformed(mqttbytes::Error),
     /// The packet is larger than the gateway accepts.
@@ -38,6 +54,12 @@ pub struct PacketIo {
     read_buf: BytesMut,
     write_buf: BytesMut,
     max_packet_bytes: usize,
+    /// The client speaks MQTT 5 (its CONNECT said protocol level 5).
+    v5: bool,
+    /// MQTT 5: how many QoS 1 messages the client takes unacknowledged (its Receive Maximum).
+    receive_max: u16,
+    /// MQTT 5: how many filters the last UNSUBSCRIBE named (its UNSUBACK has a reason each).
+    unsubscribed: u16,
 }
 
 impl PacketIo {
@@ -48,7 +70,21 @@ impl PacketIo {
             read_buf: BytesMut::with_capacity(READ_BUFFER_INITIAL),
             write_buf: BytesMut::new(),
             max_packet_bytes,
+            v5: false,
+            receive_max: u16::MAX,
+            unsubscribed: 0,
         }
+    }
+
+    /// Whether the client speaks MQTT 5.
+    pub fn is_v5(&self) -> bool {
+        self.v5
+    }
+
+    /// How many QoS 1 messages the client takes unacknowledged: its Receive Maximum (MQTT 5),
+    /// else no limit of its own.
+    pub fn receive_max(&self) -> u16 {
+        self.receive_max
     }
 
     /// Reads the next packet; `None` when the peer closed the stream cleanly between
@@ -57,7 +93,15 @@ impl PacketIo {
     /// Cancel-safe: bytes read before a cancellation stay in the buffer for the next call.
     pub async fn read(&mut self) -> Result<Option<Packet>, PacketError> {
         loop {
-            match Packet::read(&mut self.read_buf, self.max_packet_bytes) {
+            if !self.v5 && connect_level(&self.read_buf) == Some(5) {
+                self.v5 = true;
+            }
+            let read = if self.v5 {
+                self.read_v5()
+            } else {
+                Packet::read(&mut self.read_buf, self.max_packet_bytes)
+            };
+            match read {
                 Ok(packet) => {
                     if self.read_buf.is_empty() && self.read_buf.capacity() > BUFFER_KEEP_LIMIT {
                         self.read_buf = BytesMut::with_capacity(READ_BUFFER_INITIAL);
@@ -79,20 +123,111 @@ impl PacketIo {
         }
     }
 
+    /// Reads an MQTT 5 packet from the buffer as the 3.1.1 packet the gateway acts on,
+    /// keeping what else it says of the connection.
+    fn read_v5(&mut self) -> Result<Packet, mqttbytes::Error> {
+        let read = read_v5(&mut self.read_buf, self.max_packet_bytes)?;
+        if let Some(receive_max) = read.receive_max {
+            self.receive_max = receive_max;
+        }
+        if let Some(filters) = read.unsubscribed {
+            self.unsubscribed = filters;
+        }
+        Ok(read.packet)
+    }
+
     /// Writes one packet.
     pub async fn write(&mut self, packet: &Packet) -> Result<(), PacketError> {
         self.encode(packet)?;
         self.flush().await
     }
 
+    /// Acknowledges QoS 1 message `pkid`; over MQTT 5 with `refused`'s reason code when the
+    /// gateway refused it (3.1.1 has none: the message is acknowledged and dropped).
+    pub async fn acknowledge(&mut self, pkid: u16, refused: Option<mqtt5::PubAckReason>) -> Result<(), PacketError> {
+        match refused {
+            Some(reason) if self.v5 => {
+                let mut ack = mqtt5::PubAck::new(pkid, None);
+                ack.reason = reason;
+                self.encode_v5(&mqtt5::Packet::PubAck(ack))?;
+                self.flush().await
+            }
+            _ => self.write(&Packet::PubAck(PubAck::new(pkid))).await,
+        }
+    }
+
+    /// Tells an MQTT 5 client why the gateway ends its connection (a DISCONNECT with
+    /// `reason`); nothing for 3.1.1, where a server just closes. A client already gone is no
+    /// matter.
+    pub async fn goodbye(&mut self, reason: mqtt5::DisconnectReasonCode) {
+        if self.v5 {
+            // The reason code and no properties (MQTT 5, 3.14.2.2.1): written by hand, as
+            // rumqttc's encoder adds a property length its remaining length does not count.
+            self.write_buf.extend_from_slice(&[0xE0, 0x01, reason as u8]);
+            let _ = self.flush().await;
+        }
+    }
+
     /// Encodes a packet into the write buffer without sending it, so several can go out in
     /// one write.
     pub fn encode(&mut self, packet: &Packet) -> Result<(), PacketError> {
+        if self.v5 {
+            let packet = self.v5_of(packet);
+            return self.encode_v5(&packet);
+        }
         // Outgoing packets are the gateway's own; the limit for them is the protocol's.
         packet
             .write(&mut self.write_buf, usize::MAX)
             .map(|_| ())
             .map_err(PacketError::Malformed)
+    }
+
+    fn encode_v5(&mut self, packet: &mqtt5::Packet) -> Result<(), PacketError> {
+        packet
+            .write(&mut self.write_buf, None)
+            .map(|_| ())
+            .map_err(|_| PacketError::Malformed(mqttbytes::Error::MalformedPacket))
+    }
+
+    /// The gateway's 3.1.1 packet in MQTT 5's layout, with the reason codes 5 has.
+    fn v5_of(&self, packet: &Packet) -> mqtt5::Packet {
+        match packet {
+            Packet::ConnAck(ack) => mqtt5::Packet::ConnAck(mqtt5::ConnAck {
+                session_present: ack.session_present,
+                code: connack_code(ack.code),
+                properties: (ack.code == ConnectReturnCode::Success).then(accepted_properties),
+            }),
+            Packet::Publish(publish) => mqtt5::Packet::Publish(mqtt5::Publish {
+                dup: publish.dup,
+                qos: qos_v5(publish.qos),
+                retain: publish.retain,
+                topic: Bytes::copy_from_slice(publish.topic.as_bytes()),
+                pkid: publish.pkid,
+                payload: publish.payload.clone(),
+                properties: None,
+            }),
+            Packet::PubAck(ack) => mqtt5::Packet::PubAck(mqtt5::PubAck::new(ack.pkid, None)),
+            Packet::SubAck(ack) => mqtt5::Packet::SubAck(mqtt5::SubAck {
+                pkid: ack.pkid,
+                return_codes: ack
+                    .return_codes
+                    .iter()
+                    .map(|code| match code {
+                        SubscribeReasonCode::Success(qos) => mqtt5::SubscribeReasonCode::Success(qos_v5(*qos)),
+                        SubscribeReasonCode::Failure => mqtt5::SubscribeReasonCode::NotAuthorized,
+                    })
+                    .collect(),
+                properties: None,
+            }),
+            Packet::UnsubAck(ack) => mqtt5::Packet::UnsubAck(mqtt5::UnsubAck {
+                pkid: ack.pkid,
+                reasons: vec![mqtt5::UnsubAckReason::Success; usize::from(self.unsubscribed)],
+                properties: None,
+            }),
+            Packet::PingResp => mqtt5::Packet::PingResp(mqtt5::PingResp),
+            // The gateway sends nothing else; a stray one goes as a normal disconnection.
+            _ => mqtt5::Packet::Disconnect(mqtt5::Disconnect::new(mqtt5::DisconnectReasonCode::NormalDisconnection)),
+        }
     }
 
     /// Sends everything encoded so far.
@@ -105,5 +240,168 @@ impl PacketIo {
             self.write_buf = BytesMut::new();
         }
         Ok(())
+    }
+}
+
+/// An MQTT 5 packet read as the gateway acts on it: the 3.1.1 packet it means, and what else
+/// it says of the connection.
+#[derive(Debug)]
+pub struct Read5 {
+    /// The 3.1.1 packet.
+    pub packet: Packet,
+    /// A CONNECT's Receive Maximum (65,535 when it names none).
+    pub receive_max: Option<u16>,
+    /// An UNSUBSCRIBE's count of filters.
+    pub unsubscribed: Option<u16>,
+}
+
+/// Reads the next MQTT 5 packet from `buf` as the 3.1.1 packet the gateway acts on; the
+/// errors are 3.1.1's codec's, for the same handling (`InsufficientBytes` until a whole packet
+/// is there). What every MQTT 5 connection's bytes go through, and the fuzz target
+/// `device_packet` feeds arbitrary bytes to.
+pub fn read_v5(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Read5, mqttbytes::Error> {
+    let mut receive_max = None;
+    let mut unsubscribed = None;
+    let max = u32::try_from(max_packet_bytes).unwrap_or(u32::MAX);
+    let packet = match mqtt5::Packet::read(buf, Some(max)) {
+        Ok(packet) => packet,
+        Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(needed)) => {
+            return Err(mqttbytes::Error::InsufficientBytes(needed));
+        }
+        Err(rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded { pkt_size, .. }) => {
+            return Err(mqttbytes::Error::PayloadSizeLimitExceeded(pkt_size));
+        }
+        Err(_) => return Err(mqttbytes::Error::MalformedPacket),
+    };
+    let packet = match packet {
+        mqtt5::Packet::Connect(connect, _will, login) => {
+            let properties = connect.properties.as_ref();
+            let max = properties.and_then(|p| p.receive_maximum).unwrap_or(u16::MAX);
+            if max == 0 {
+                return Err(mqttbytes::Error::MalformedPacket);
+            }
+            receive_max = Some(max);
+            // A session that outlives the connection is 3.1.1's clean session 0.
+            let expiry = properties.and_then(|p| p.session_expiry_interval).unwrap_or(0);
+            Packet::Connect(Connect {
+                protocol: Protocol::V4,
+                keep_alive: connect.keep_alive,
+                client_id: connect.client_id,
+                clean_session: expiry == 0,
+                last_will: None,
+                login: login.map(|login| Login {
+                    username: login.username,
+                    password: login.password,
+                }),
+            })
+        }
+        mqtt5::Packet::Publish(publish) => {
+            // No alias was offered (the CONNACK names no topic alias maximum).
+            let aliased = publish.properties.as_ref().is_some_and(|p| p.topic_alias.is_some());
+            let topic = String::from_utf8(publish.topic.to_vec()).map_err(|_| mqttbytes::Error::TopicNotUtf8)?;
+            if aliased || topic.is_empty() {
+                return Err(mqttbytes::Error::MalformedPacket);
+            }
+            Packet::Publish(Publish {
+                dup: publish.dup,
+                qos: qos_of(publish.qos),
+                retain: publish.retain,
+                topic,
+                pkid: publish.pkid,
+                payload: publish.payload,
+            })
+        }
+        mqtt5::Packet::PubAck(ack) => Packet::PubAck(PubAck::new(ack.pkid)),
+        mqtt5::Packet::Subscribe(subscribe) => Packet::Subscribe(Subscribe {
+            pkid: subscribe.pkid,
+            filters: subscribe
+                .filters
+                .into_iter()
+                .map(|filter| SubscribeFilter::new(filter.path, qos_of(filter.qos)))
+                .collect(),
+        }),
+        mqtt5::Packet::Unsubscribe(unsubscribe) => {
+            unsubscribed = Some(u16::try_from(unsubscribe.filters.len()).unwrap_or(u16::MAX));
+            Packet::Unsubscribe(Unsubscribe {
+                pkid: unsubscribe.pkid,
+                topics: unsubscribe.filters,
+            })
+        }
+        mqtt5::Packet::PingReq(_) => Packet::PingReq,
+        mqtt5::Packet::Disconnect(_) => Packet::Disconnect,
+        // QoS 2 flows, AUTH and what only a server sends: not the gateway's to take.
+        _ => return Err(mqttbytes::Error::IncorrectPacketFormat),
+    };
+    Ok(Read5 {
+        packet,
+        receive_max,
+        unsubscribed,
+    })
+}
+
+/// The protocol level a CONNECT at the start of `buf` names, once enough of it is there
+/// (fixed header, remaining length, the protocol name `MQTT`, the level); `None` otherwise.
+fn connect_level(buf: &[u8]) -> Option<u8> {
+    if buf.first()? >> 4 != 1 {
+        return None;
+    }
+    // The remaining length: one to four bytes, the top bit of each saying more follow.
+    let length_bytes = buf.iter().skip(1).take(4).position(|b| b & 0x80 == 0)? + 1;
+    let rest = buf.get(1 + length_bytes..)?;
+    match rest.get(..7)? {
+        [0, 4, b'M', b'Q', b'T', b'T', level] => Some(*level),
+        _ => None,
+    }
+}
+
+/// What an accepted MQTT 5 client is told of the gateway: QoS 2 is not offered (Maximum QoS 1,
+/// so a QoS 2 message is the client's protocol error). No topic alias maximum: no aliases.
+fn accepted_properties() -> mqtt5::ConnAckProperties {
+    mqtt5::ConnAckProperties {
+        session_expiry_interval: None,
+        receive_max: None,
+        max_qos: Some(1),
+        retain_available: None,
+        max_packet_size: None,
+        assigned_client_identifier: None,
+        topic_alias_max: None,
+        reason_string: None,
+        user_properties: Vec::new(),
+        wildcard_subscription_available: None,
+        subscription_identifiers_available: None,
+        shared_subscription_available: None,
+        server_keep_alive: None,
+        response_information: None,
+        server_reference: None,
+        authentication_method: None,
+        authentication_data: None,
+    }
+}
+
+/// A 3.1.1 CONNACK return code as MQTT 5's reason code.
+fn connack_code(code: ConnectReturnCode) -> mqtt5::ConnectReturnCode {
+    match code {
+        ConnectReturnCode::Success => mqtt5::ConnectReturnCode::Success,
+        ConnectReturnCode::RefusedProtocolVersion => mqtt5::ConnectReturnCode::UnsupportedProtocolVersion,
+        ConnectReturnCode::BadClientId => mqtt5::ConnectReturnCode::ClientIdentifierNotValid,
+        ConnectReturnCode::ServiceUnavailable => mqtt5::ConnectReturnCode::ServerUnavailable,
+        ConnectReturnCode::BadUserNamePassword => mqtt5::ConnectReturnCode::BadUserNamePassword,
+        ConnectReturnCode::NotAuthorized => mqtt5::ConnectReturnCode::NotAuthorized,
+    }
+}
+
+fn qos_of(qos: rumqttc::v5::mqttbytes::QoS) -> QoS {
+    match qos {
+        rumqttc::v5::mqttbytes::QoS::AtMostOnce => QoS::AtMostOnce,
+        rumqttc::v5::mqttbytes::QoS::AtLeastOnce => QoS::AtLeastOnce,
+        rumqttc::v5::mqttbytes::QoS::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
+
+fn qos_v5(qos: QoS) -> rumqttc::v5::mqttbytes::QoS {
+    match qos {
+        QoS::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        QoS::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
     }
 }

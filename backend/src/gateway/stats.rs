@@ -19,10 +19,12 @@ pub struct GatewayStats {
     pub connects_device: AtomicU64,
     /// CONNECTs accepted from claim holders (provisioning).
     pub connects_claim: AtomicU64,
+    /// Of the CONNECTs accepted, those of MQTT 5 clients.
+    pub connects_mqtt5: AtomicU64,
     /// CONNECTs refused as not authorized (unknown, wrong, revoked or decommissioned).
     pub connects_refused: AtomicU64,
-    /// CONNECTs of a protocol version other than 3.1.1 (MQTT 5 clients), refused with
-    /// "unacceptable protocol version".
+    /// CONNECTs of a protocol version other than 3.1.1 and 5 (MQTT 3.1 clients), refused
+    /// with "unacceptable protocol version".
     pub protocol_version_refused: AtomicU64,
     /// Connections closed because a newer one took over their client id.
     pub takeovers: AtomicU64,
@@ -147,6 +149,11 @@ impl GatewayStats {
                 "connects_claim_total",
                 "claim (provisioning) CONNECTs accepted",
                 &self.connects_claim,
+            ),
+            (
+                "connects_mqtt5_total",
+                "CONNECTs accepted from MQTT 5 clients",
+                &self.connects_mqtt5,
             ),
             (
                 "connects_refused_total",

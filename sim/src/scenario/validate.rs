@@ -371,19 +371,6 @@ fn check_fleet(
             ));
         }
         if let Some(model) = models.get(&entry.model)
-            && model.mqtt.v5
-            && backend != BackendKind::Mqtt
-        {
-            return Err(source.error(
-                path.key("model"),
-                format!(
-                    "model \"{}\" speaks MQTT 5, but backend kind \"{}\" takes MQTT 3.1.1 devices only (the reference backend's gateway speaks 3.1.1 yet): remove its [mqtt] version = 5, or run it against an MQTT 5 broker (kind = \"mqtt\")",
-                    entry.model,
-                    backend.name(),
-                ),
-            ));
-        }
-        if let Some(model) = models.get(&entry.model)
             && model.certificate.is_some()
             && !certified
         {

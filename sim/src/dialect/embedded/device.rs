@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::Packet;
 use tokio::time::Instant;
 
 use super::Embedded;
@@ -26,7 +25,7 @@ use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
 use crate::dialect::tls::{DeviceTls, Issued, mqtt_session};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
-use crate::transport::mqtt::{ConnectParams, MqttConn, Reason, TransportError};
+use crate::transport::mqtt::{ConnectParams, Incoming, MqttConn, Reason, TransportError, V5Connect};
 use crate::transport::tls::TlsFailure;
 
 /// What a device holds after provisioning (boxed strings: kept for the whole run by every
@@ -129,12 +128,18 @@ impl Embedded {
         let serial = cx.serial();
         let user = format!("claim:{}", claim_name(cx.group));
         let client_id = format!("prov-{serial}");
+        let speech = &cx.model.mqtt;
         let params = ConnectParams {
             client_id: &client_id,
             login: Some((&user, &self.claim_secret)),
             keep_alive_s: 30,
             clean_session: true,
-            v5: None,
+            // In the MQTT its model speaks, as the device's own connections.
+            v5: speech.v5.then_some(V5Connect {
+                session_expiry_s: 0,
+                user_properties: &speech.user_properties,
+                topic_alias: false,
+            }),
         };
         let certified = self.certified();
         let mut request = serde_json::json!({ "model": cx.model.name, "firmware": cx.model.firmware });
@@ -156,8 +161,9 @@ impl Embedded {
         )
         .await?;
         loop {
-            match conn.read().await? {
-                Some(Packet::Publish(reply)) => {
+            // Read as the connection's MQTT version reads it.
+            match conn.incoming().await? {
+                Some(Incoming::Publish(reply)) => {
                     if reply.pkid != 0 {
                         conn.ack(reply.pkid).await?;
                     }
@@ -178,8 +184,8 @@ impl Embedded {
                         token: Token::new(&field("token")?),
                     });
                 }
+                Some(Incoming::Disconnected(_)) | None => return Err(Refusal::Transport(TransportError::Closed)),
                 Some(_) => {}
-                None => return Err(Refusal::Transport(TransportError::Closed)),
             }
         }
     }
@@ -248,12 +254,24 @@ impl Devices for Embedded {
         let certified = self.certified();
         // A certified device's certificate is its login.
         let token = certified.is_none().then(|| credentials.token.text());
+        let speech = &cx.model.mqtt;
+        let clean_session = session == Session::DutyCycle;
         let params = ConnectParams {
             client_id: id,
             login: token.as_deref().map(|token| (&**id, token)),
             keep_alive_s: KEEP_ALIVE_S,
-            clean_session: session == Session::DutyCycle,
-            v5: None,
+            clean_session,
+            // Over MQTT 5 a persistent session is one that outlives the connection: the
+            // model's expiry, or a day.
+            v5: speech.v5.then_some(V5Connect {
+                session_expiry_s: if clean_session {
+                    0
+                } else {
+                    speech.session_expiry_s.max(86_400)
+                },
+                user_properties: &speech.user_properties,
+                topic_alias: speech.topic_alias,
+            }),
         };
         // A device whose credentials the operator revoked must be refused, every time.
         let revoked = cx.shared.marks.is_revoked(id);
@@ -328,8 +346,8 @@ impl Devices for Embedded {
             // Writing into a String cannot fail.
             let _ = write!(topic, "fleet/v1/d/{}/telemetry", credentials.device_id);
         };
-        // Its models speak 3.1.1 (the gateway speaks no MQTT 5 yet): no properties.
-        link.publish_report(&cx.shared.meter, write_topic, report, &[], inbox)
+        let properties = &cx.model.mqtt.telemetry_properties;
+        link.publish_report(&cx.shared.meter, write_topic, report, properties, inbox)
             .await;
     }
 
