@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, Packet, PingResp, PubAck,
-};
+use rumqttc::v5::mqttbytes::v5::{Disconnect, DisconnectReasonCode, Packet, PingResp, PubAck};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,13 +20,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod mosquitto;
 use mosquitto::Mosquitto;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{assert_exit, counter, fleetsim, repo, run_headless, summary};
 
+/// An empty folder of this test process's, named after `name`.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fleetsim-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = binary::scratch(name);
     std::fs::create_dir_all(&dir).expect("dir");
     dir
 }
@@ -53,33 +51,35 @@ fn mosquitto_sub(broker: &Mosquitto, args: &[&str], out: &Path) -> std::process:
         .expect("mosquitto_sub (mosquitto-clients) runs; scripts/test installs it")
 }
 
-/// `fleetsim run scenarios/mqtt5-broker.toml` against `broker` for `duration`, into `out`.
+/// `fleetsim run SCENARIO` against the broker at `addr` for `duration`, into `out`, with the
+/// models of `models` (the shipped ones when `None`).
+fn run_against_broker(scenario: &Path, addr: SocketAddr, duration: &str, models: Option<&Path>, out: &Path) -> Output {
+    let models = models.map_or_else(|| repo().join("device-models"), Path::to_owned);
+    let backend = format!("mqtt://{addr}");
+    fleetsim(&[
+        "run".as_ref(),
+        scenario.as_os_str(),
+        "--headless".as_ref(),
+        "--duration".as_ref(),
+        duration.as_ref(),
+        "--models".as_ref(),
+        models.as_os_str(),
+        "--backend".as_ref(),
+        backend.as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ])
+}
+
+/// `scenarios/mqtt5-broker.toml` against `broker` for `duration`, into `out`.
 fn run_mqtt5_scenario(broker: &Mosquitto, duration: &str, out: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .current_dir(repo())
-        .args([
-            "run",
-            "scenarios/mqtt5-broker.toml",
-            "--headless",
-            "--duration",
-            duration,
-        ])
-        .arg("--backend")
-        .arg(format!("mqtt://{}", broker.addr))
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("fleetsim runs")
-}
-
-fn summary(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json")).expect("JSON")
-}
-
-fn counter(summary: &Value, name: &str) -> u64 {
-    summary["metrics"]["counters"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("counter {name} in {summary}"))
+    run_against_broker(
+        Path::new("scenarios/mqtt5-broker.toml"),
+        broker.addr,
+        duration,
+        None,
+        out,
+    )
 }
 
 /// Every report the run counted reaches an independent MQTT 5 subscriber under its full topic
@@ -98,13 +98,7 @@ fn mqtt5_reports_arrive_with_their_topic_expiry_and_user_property() {
     std::thread::sleep(Duration::from_millis(500));
     let _ = sub.kill();
     let _ = sub.wait();
-    let stdout = String::from_utf8_lossy(&ran.stdout);
-    assert_eq!(
-        ran.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    assert_exit(&ran, 0);
     let summary = summary(&out);
     let published = counter(&summary, "published");
     // 200 meters reporting every simulated minute (a second at 60x) for about 6 seconds.
@@ -161,30 +155,15 @@ async fn v5_server(receive_max: Option<u16>, disconnect_after: Option<u64>) -> (
                 loop {
                     let reply = match Packet::read(&mut buf, None) {
                         Ok(Packet::Connect(..)) => {
-                            let properties = ConnAckProperties {
-                                session_expiry_interval: None,
-                                receive_max,
-                                max_qos: None,
-                                retain_available: None,
-                                max_packet_size: None,
-                                assigned_client_identifier: None,
-                                topic_alias_max: None,
-                                reason_string: None,
-                                user_properties: Vec::new(),
-                                wildcard_subscription_available: None,
-                                subscription_identifiers_available: None,
-                                shared_subscription_available: None,
-                                server_keep_alive: None,
-                                response_information: None,
-                                server_reference: None,
-                                authentication_method: None,
-                                authentication_data: None,
+                            // CONNACK, success; with a Receive Maximum (0x21) when given.
+                            let ack: Vec<u8> = match receive_max {
+                                Some(max) => [&[0x20, 0x06, 0x00, 0x00, 0x03, 0x21][..], &max.to_be_bytes()].concat(),
+                                None => vec![0x20, 0x03, 0x00, 0x00, 0x00],
                             };
-                            Packet::ConnAck(ConnAck {
-                                session_present: false,
-                                code: ConnectReturnCode::Success,
-                                properties: receive_max.map(|_| properties),
-                            })
+                            if socket.write_all(&ack).await.is_err() {
+                                return;
+                            }
+                            continue;
                         }
                         Ok(Packet::Publish(publish)) => {
                             reports += 1;
@@ -233,21 +212,9 @@ async fn run_small_fleet(name: &str, devices: u32, addr: SocketAddr) -> (Output,
     std::fs::write(&scenario, text).expect("scenario");
     let out = dir.join("report");
     let report = out.clone();
-    let ran = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-            .arg("run")
-            .arg(&scenario)
-            .args(["--headless", "--duration", "8s", "--models"])
-            .arg(repo().join("device-models"))
-            .arg("--backend")
-            .arg(format!("mqtt://{addr}"))
-            .arg("--out")
-            .arg(&report)
-            .output()
-            .expect("fleetsim runs")
-    })
-    .await
-    .expect("run task");
+    let ran = tokio::task::spawn_blocking(move || run_against_broker(&scenario, addr, "8s", None, &report))
+        .await
+        .expect("run task");
     let summary = summary(&out);
     let _ = std::fs::remove_dir_all(&dir);
     (ran, summary)
@@ -308,30 +275,9 @@ fn the_broker_assigns_client_ids_to_meters_that_ask() {
     )
     .expect("model");
     let out = dir.join("report");
-    let ran = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .current_dir(repo())
-        .args([
-            "run",
-            "scenarios/mqtt5-broker.toml",
-            "--headless",
-            "--duration",
-            "4s",
-            "--models",
-        ])
-        .arg(&models)
-        .arg("--backend")
-        .arg(format!("mqtt://{}", broker.addr))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("fleetsim runs");
-    let stdout = String::from_utf8_lossy(&ran.stdout);
-    assert_eq!(
-        ran.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    let scenario = Path::new("scenarios/mqtt5-broker.toml");
+    let ran = run_against_broker(scenario, broker.addr, "4s", Some(&models), &out);
+    assert_exit(&ran, 0);
     let summary = summary(&out);
     assert!(counter(&summary, "published") >= 200, "{summary}");
     let log = broker.log();
@@ -361,21 +307,8 @@ fn mqtt5_devices_are_operated_through_the_reference_backend() {
     )
     .expect("scenario");
     let out = dir.join("report");
-    let ran = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .arg("run")
-        .arg(&scenario)
-        .arg("--headless")
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("fleetsim runs");
-    let stdout = String::from_utf8_lossy(&ran.stdout);
-    assert_eq!(
-        ran.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    let ran = run_headless(&scenario, &out);
+    assert_exit(&ran, 0);
     let summary = summary(&out);
     assert_eq!(counter(&summary, "provisioned"), 50, "{summary}");
     assert_eq!(counter(&summary, "config.reported"), 50, "{summary}");
