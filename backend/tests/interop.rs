@@ -422,3 +422,74 @@ async fn mosquitto_pub_over_mqtt5_sends_telemetry_and_is_refused_a_wrong_token()
     assert_eq!(stats.telemetry.load(Ordering::Relaxed), 1);
     t.stop().await;
 }
+
+/// Commands as MQTT 5's request and response: `mosquitto_sub -V mqttv5` as the device hears a
+/// command with its response topic (`.../cmd/ID/result`) and its id as correlation data, and
+/// `mosquitto_pub -V mqttv5` answering on that response topic completes the command.
+#[tokio::test]
+async fn an_mqtt5_device_is_sent_commands_as_requests_and_answers_on_the_response_topic() {
+    let t = TestBackend::start().await;
+    let (id, token) = provisioned(&t, "SN-M7").await;
+    let wait = CLIENT_WAIT_S.to_string();
+    let sub = start(
+        "mosquitto_sub",
+        &with(
+            connection_as("mqttv5", &t, &id, &id, &token),
+            &[
+                "-t",
+                &format!("fleet/v1/d/{id}/cmd/+"),
+                "-q",
+                "1",
+                "-C",
+                "1",
+                "-W",
+                &wait,
+                "-F",
+                "%t|%R|%D",
+            ],
+        ),
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while t.backend.gateway.stats().connects_mqtt5.load(Ordering::Relaxed) < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "mosquitto_sub never connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // CONNACK precedes SUBSCRIBE by a round trip; the gateway exposes no subscription count.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, reply) = t
+        .http(
+            "POST",
+            &format!("/api/v1/devices/{id}/commands"),
+            Some(r#"{"command": "reboot"}"#),
+        )
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    let command: Value = serde_json::from_str(&reply).expect("JSON");
+    let cmd_id = command["command"]["id"].as_str().expect("command id").to_owned();
+    let ran = finish(sub).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let heard = ran.stdout.trim();
+    let response_topic = format!("fleet/v1/d/{id}/cmd/{cmd_id}/result");
+    assert_eq!(heard, format!("fleet/v1/d/{id}/cmd/{cmd_id}|{response_topic}|{cmd_id}"));
+    let answered = run(
+        "mosquitto_pub",
+        &with(
+            connection_as("mqttv5", &t, &id, &id, &token),
+            &[
+                "-t",
+                &response_topic,
+                "-m",
+                r#"{"status": "ok", "output": "rebooting"}"#,
+                "-q",
+                "1",
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(answered.code, Some(0), "{answered:?}");
+    let (status, reply) = t.http("GET", &format!("/api/v1/commands/{cmd_id}"), None).await;
+    assert_eq!(status, 200, "{reply}");
+    let record: Value = serde_json::from_str(&reply).expect("JSON");
+    assert_eq!(record["command"]["state"], "succeeded", "{reply}");
+    t.stop().await;
+}

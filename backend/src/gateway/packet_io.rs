@@ -26,6 +26,7 @@ use rumqttc::v5::mqttbytes::v5 as mqtt5;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::stream::DeviceStream;
+use super::topics;
 
 /// Initial read buffer: enough for a CONNECT, a SUBSCRIBE or a small telemetry message.
 const READ_BUFFER_INITIAL: usize = 256;
@@ -204,7 +205,7 @@ impl PacketIo {
                 topic: Bytes::copy_from_slice(publish.topic.as_bytes()),
                 pkid: publish.pkid,
                 payload: publish.payload.clone(),
-                properties: None,
+                properties: request_properties(&publish.topic),
             }),
             Packet::PubAck(ack) => mqtt5::Packet::PubAck(mqtt5::PubAck::new(ack.pkid, None)),
             Packet::SubAck(ack) => mqtt5::Packet::SubAck(mqtt5::SubAck {
@@ -336,6 +337,17 @@ pub fn read_v5(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Read5, mqt
         packet,
         receive_max,
         unsubscribed,
+    })
+}
+
+/// A command as MQTT 5's request and response: its response topic (where the gateway takes
+/// the device's result) and its id as correlation data. `None` for any other message.
+fn request_properties(topic: &str) -> Option<mqtt5::PublishProperties> {
+    let cmd_id = topics::command_id(topic)?;
+    Some(mqtt5::PublishProperties {
+        response_topic: Some(format!("{topic}/result")),
+        correlation_data: Some(Bytes::copy_from_slice(cmd_id.as_bytes())),
+        ..mqtt5::PublishProperties::default()
     })
 }
 

@@ -186,6 +186,13 @@ pub fn command(device_id: &str, cmd_id: &str) -> String {
     format!("{DEVICE_PREFIX}{device_id}/cmd/{cmd_id}")
 }
 
+/// The command id of a command's delivery topic ([`command`]), if `topic` is one.
+pub fn command_id(topic: &str) -> Option<&str> {
+    let rest = topic.strip_prefix(DEVICE_PREFIX)?;
+    let (_device, cmd_id) = rest.split_once("/cmd/")?;
+    (!cmd_id.is_empty() && !cmd_id.contains('/')).then_some(cmd_id)
+}
+
 /// The topic an OTA job is delivered on.
 pub fn ota_job(device_id: &str) -> String {
     format!("{DEVICE_PREFIX}{device_id}/ota/job")
@@ -280,5 +287,13 @@ mod tests {
         assert!(!matches("a/b", "a/b/c"));
         assert!(!matches("a/b/c", "a/b"));
         assert!(matches("a/#", "a"), "'#' also matches the parent level");
+    }
+
+    #[test]
+    fn a_command_topic_names_its_command() {
+        assert_eq!(command_id(&command("d-abc", "c-7")), Some("c-7"));
+        assert_eq!(command_id("fleet/v1/d/d-abc/cmd/c-7/result"), None);
+        assert_eq!(command_id("fleet/v1/d/d-abc/config/desired"), None);
+        assert_eq!(command_id("fleet/v1/d/d-abc/cmd/"), None);
     }
 }
