@@ -454,6 +454,34 @@ async fn an_mqtt5_client_without_credentials_is_refused_with_reason_0x87() {
     t.stop().await;
 }
 
+/// A 3.1.1 connection stays 3.1.1: a second CONNECT, though of level 5, is a protocol error
+/// that closes it (with nothing in 5's layout written to a 3.1.1 client).
+#[tokio::test]
+async fn a_second_connect_does_not_change_a_connections_version() {
+    let t = TestBackend::start().await;
+    let (outcome, body) = t.provision("SN-V4", "claim:factory", "s3cret").await;
+    assert_eq!(outcome, "accepted", "{body}");
+    let id = body["device_id"].as_str().expect("device_id").to_owned();
+    let token = body["token"].as_str().expect("token").to_owned();
+    let mut connect = rumqttc::mqttbytes::v4::Connect::new(id.as_str());
+    connect.set_login(id.as_str(), token.as_str());
+    let mut buf = bytes::BytesMut::new();
+    rumqttc::mqttbytes::v4::Packet::Connect(connect)
+        .write(&mut buf, usize::MAX)
+        .expect("encode a 3.1.1 CONNECT");
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    socket.write_all(&buf).await.expect("send");
+    assert_eq!(read_at_least(&mut socket, 4).await, [0x20, 0x02, 0x00, 0x00]);
+    send5(&mut socket, connect5(&id, Some((&id, &token)), false)).await;
+    assert_eq!(
+        read_at_least(&mut socket, 1).await,
+        Vec::<u8>::new(),
+        "closed, nothing written"
+    );
+    assert_eq!(t.backend.gateway.stats().protocol_errors.load(Ordering::Relaxed), 1);
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn an_mqtt31_client_is_told_the_protocol_version_is_unacceptable() {
     let t = TestBackend::start().await;

@@ -57,6 +57,9 @@ pub struct PacketIo {
     max_packet_bytes: usize,
     /// The client speaks MQTT 5 (its CONNECT said protocol level 5).
     v5: bool,
+    /// A packet was read: the version is settled (a second CONNECT is a protocol error, not a
+    /// change of version).
+    started: bool,
     /// MQTT 5: how many QoS 1 messages the client takes unacknowledged (its Receive Maximum).
     receive_max: u16,
     /// MQTT 5: how many filters the last UNSUBSCRIBE named (its UNSUBACK has a reason each).
@@ -72,6 +75,7 @@ impl PacketIo {
             write_buf: BytesMut::new(),
             max_packet_bytes,
             v5: false,
+            started: false,
             receive_max: u16::MAX,
             unsubscribed: 0,
         }
@@ -94,7 +98,7 @@ impl PacketIo {
     /// Cancel-safe: bytes read before a cancellation stay in the buffer for the next call.
     pub async fn read(&mut self) -> Result<Option<Packet>, PacketError> {
         loop {
-            if !self.v5 && connect_level(&self.read_buf) == Some(5) {
+            if !self.started && connect_level(&self.read_buf) == Some(5) {
                 self.v5 = true;
             }
             let read = if self.v5 {
@@ -104,6 +108,7 @@ impl PacketIo {
             };
             match read {
                 Ok(packet) => {
+                    self.started = true;
                     if self.read_buf.is_empty() && self.read_buf.capacity() > BUFFER_KEEP_LIMIT {
                         self.read_buf = BytesMut::with_capacity(READ_BUFFER_INITIAL);
                     }
