@@ -132,32 +132,11 @@ class Style:
     def simple(self, code):
         if code == 0:
             self.reset()
-        elif code == 1:
-            self.bold = True
-        elif code == 2:
-            self.dim = True
-        elif code == 3:
-            self.italic = True
-        elif code == 4:
-            self.underline = True
-        elif code == 7:
-            self.reverse = True
-        elif code == 8:
-            self.hidden = True
-        elif code == 9:
-            self.strike = True
-        elif code == 22:
-            self.bold = self.dim = False
-        elif code == 23:
-            self.italic = False
-        elif code == 24:
-            self.underline = False
-        elif code == 27:
-            self.reverse = False
-        elif code == 28:
-            self.hidden = False
-        elif code == 29:
-            self.strike = False
+        elif code in SETS:
+            setattr(self, SETS[code], True)
+        elif code in CLEARS:
+            for name in CLEARS[code]:
+                setattr(self, name, False)
         elif 30 <= code <= 37:
             self.fg = PALETTE16[code - 30]
         elif code == 39:
@@ -170,6 +149,18 @@ class Style:
             self.fg = PALETTE16[code - 90 + 8]
         elif 100 <= code <= 107:
             self.bg = PALETTE16[code - 100 + 8]
+
+
+# The attributes an SGR code turns on, and those a code turns off (22 ends bold and dim both).
+SETS = {1: "bold", 2: "dim", 3: "italic", 4: "underline", 7: "reverse", 8: "hidden", 9: "strike"}
+CLEARS = {
+    22: ("bold", "dim"),
+    23: ("italic",),
+    24: ("underline",),
+    27: ("reverse",),
+    28: ("hidden",),
+    29: ("strike",),
+}
 
 
 ESCAPE = re.compile(r"\x1b\[([0-9;:]*)m|\x1b\[[0-9;:?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b.")

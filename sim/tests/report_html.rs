@@ -9,7 +9,7 @@ use std::process::Command;
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{assert_exit, fleetsim, scratch};
+use binary::{assert_exit, errors_total, fleetsim, scratch};
 
 fn chromium(args: &[&str], page: &Path) -> std::process::Output {
     Command::new("chromium")
@@ -74,14 +74,10 @@ fn chromium_renders_the_headline_the_gates_every_chart_and_the_campaign_table() 
     };
     assert_eq!(value("figure-devices").replace(',', ""), summary["devices"].to_string());
     assert_eq!(value("figure-gates"), "4 of 4 passed");
-    let errors: u64 = summary["metrics"]["counters"]
-        .as_object()
-        .expect("counters")
-        .iter()
-        .filter(|(name, _)| name.starts_with("errors."))
-        .filter_map(|(_, n)| n.as_u64())
-        .sum();
-    assert_eq!(value("figure-errors").replace(',', ""), errors.to_string());
+    assert_eq!(
+        value("figure-errors").replace(',', ""),
+        errors_total(&summary).to_string()
+    );
     assert!(value("figure-provisions").ends_with("/s"), "{dom}");
 
     // The campaigns' table: a row per campaign, then one per wave it started.

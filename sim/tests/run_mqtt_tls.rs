@@ -13,7 +13,7 @@ use std::path::Path;
 mod binary;
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
-use binary::{assert_exit, fleetsim, repo, run_headless, scratch, summary};
+use binary::{assert_exit, errors_total, fleetsim, repo, run_headless, scratch, summary};
 use mosquitto::Mosquitto;
 
 fn fleetsim_ca(dir: &Path) {
@@ -101,14 +101,7 @@ fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_re
         good["metrics"]["histograms"]["tls.handshake.latency"]["count"].as_u64(),
         Some(connects)
     );
-    let errors: u64 = good["metrics"]["counters"]
-        .as_object()
-        .expect("counters")
-        .iter()
-        .filter(|(name, _)| name.starts_with("errors."))
-        .filter_map(|(_, n)| n.as_u64())
-        .sum();
-    assert_eq!(errors, 0, "{good}");
+    assert_eq!(errors_total(&good), 0, "{good}");
     // Mosquitto logs "New client connected from ... as <client id> (..., u'<user name>')":
     // every device's client id is its serial, and its certificate made that its user name.
     let log = broker.log();

@@ -991,32 +991,9 @@ mod tests {
                 match mqtt5::Packet::read(&mut buf, None) {
                     Ok(mqtt5::Packet::Connect(connect, _, _)) => {
                         seen.push(mqtt5::Packet::Connect(connect, None, None));
-                        let properties = mqtt5::ConnAckProperties {
-                            session_expiry_interval: None,
-                            receive_max: None,
-                            max_qos: None,
-                            retain_available: None,
-                            max_packet_size: None,
-                            assigned_client_identifier: None,
-                            topic_alias_max: Some(10),
-                            reason_string: None,
-                            user_properties: Vec::new(),
-                            wildcard_subscription_available: None,
-                            subscription_identifiers_available: None,
-                            shared_subscription_available: None,
-                            server_keep_alive: None,
-                            response_information: None,
-                            server_reference: None,
-                            authentication_method: None,
-                            authentication_data: None,
-                        };
-                        let ack = mqtt5::ConnAck {
-                            session_present: false,
-                            code: mqtt5::ConnectReturnCode::Success,
-                            properties: Some(properties),
-                        };
-                        let out = encode_v5(&mqtt5::Packet::ConnAck(ack)).expect("encodes");
-                        socket.write_all(&out).await.expect("write");
+                        // CONNACK, success, with a Topic Alias Maximum (0x22) of 10.
+                        let ack = [0x20, 0x06, 0x00, 0x00, 0x03, 0x22, 0x00, 0x0A];
+                        socket.write_all(&ack).await.expect("write");
                     }
                     Ok(packet) => seen.push(packet),
                     Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => {

@@ -94,6 +94,17 @@ pub fn counter(summary: &Value, name: &str) -> u64 {
     summary["metrics"]["counters"][name].as_u64().unwrap_or(0)
 }
 
+/// All the errors a summary counts: its `errors.*` counters added up.
+pub fn errors_total(summary: &Value) -> u64 {
+    summary["metrics"]["counters"]
+        .as_object()
+        .expect("counters")
+        .iter()
+        .filter(|(name, _)| name.starts_with("errors."))
+        .filter_map(|(_, n)| n.as_u64())
+        .sum()
+}
+
 /// Asserts the process exited with `code`, showing its output otherwise.
 pub fn assert_exit(output: &Output, code: i32) {
     assert_eq!(
