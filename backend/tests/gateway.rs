@@ -454,6 +454,56 @@ async fn an_mqtt5_client_without_credentials_is_refused_with_reason_0x87() {
     t.stop().await;
 }
 
+/// The MQTT 5 reason codes the big test above does not reach: a subscription outside the
+/// device's subtree refused in its SUBACK with 0x87; a second CONNECT on an MQTT 5
+/// connection, 0x82 protocol error; a message over the gateway's size limit, 0x95; and at
+/// shutdown, 0x8B.
+#[tokio::test]
+async fn mqtt5_refusals_and_goodbyes_carry_their_reasons() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{Filter, Packet as Packet5, Publish, Subscribe};
+    let t = TestBackend::start_with(Limits {
+        max_packet_bytes: 1024,
+        ..Limits::default()
+    })
+    .await;
+    let (outcome, body) = t.provision("SN-V6", "claim:factory", "s3cret").await;
+    assert_eq!(outcome, "accepted", "{body}");
+    let id = body["device_id"].as_str().expect("device_id").to_owned();
+    let token = body["token"].as_str().expect("token").to_owned();
+    let connect = |socket: tokio::net::TcpStream| {
+        let (id, token) = (id.clone(), token.clone());
+        async move {
+            let mut socket = socket;
+            send5(&mut socket, connect5(&id, Some((&id, &token)), false)).await;
+            assert_eq!(read_at_least(&mut socket, 7).await.len(), 7, "CONNACK");
+            socket
+        }
+    };
+    let mut first = connect(tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp")).await;
+    let mut subscribe = Subscribe::new(Filter::new("fleet/v1/d/d-someone-else/cmd/+", QoS5::AtLeastOnce), None);
+    subscribe.pkid = 4;
+    send5(&mut first, Packet5::Subscribe(subscribe)).await;
+    // SUBACK of packet 4: no properties, reason 0x87.
+    assert_eq!(read_at_least(&mut first, 6).await, [0x90, 0x04, 0x00, 0x04, 0x00, 0x87]);
+    send5(&mut first, connect5(&id, Some((&id, &token)), false)).await;
+    assert_eq!(read_at_least(&mut first, 3).await, [0xE0, 0x01, 0x82]);
+
+    let mut second = connect(tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp")).await;
+    let large = Publish::new(
+        format!("fleet/v1/d/{id}/telemetry"),
+        QoS5::AtMostOnce,
+        vec![b'x'; 2048],
+        None,
+    );
+    send5(&mut second, Packet5::Publish(large)).await;
+    assert_eq!(read_at_least(&mut second, 3).await, [0xE0, 0x01, 0x95]);
+
+    let mut third = connect(tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp")).await;
+    t.stop().await;
+    assert_eq!(read_at_least(&mut third, 3).await, [0xE0, 0x01, 0x8B]);
+}
+
 /// A 3.1.1 connection stays 3.1.1: a second CONNECT, though of level 5, is a protocol error
 /// that closes it (with nothing in 5's layout written to a 3.1.1 client).
 #[tokio::test]
