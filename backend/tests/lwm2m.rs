@@ -354,6 +354,71 @@ async fn an_lwm2m_device_is_provisioned_registered_operated_and_decommissioned()
         "{output}"
     );
 
+    // `read` is a Read of the path the operator names, SenML JSON asked for; the command's
+    // output is the value the device answered with. A read without a path is refused.
+    let (status, refused) = json(
+        &t,
+        "POST",
+        &format!("/api/v1/devices/{id}/commands"),
+        Some(r#"{"command": "read", "args": {"path": "3/0/x"}}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("args.path"), "{refused}");
+    let (status, sent) = json(
+        &t,
+        "POST",
+        &format!("/api/v1/devices/{id}/commands"),
+        Some(r#"{"command": "read", "args": {"path": "/3/0/9"}}"#),
+    )
+    .await;
+    assert_eq!(status, 202, "{sent}");
+    let cmd = sent["command"]["id"].as_str().expect("id").to_owned();
+    let read = device.asked().await;
+    assert_eq!(read.header.code, MessageClass::Request(RequestType::Get));
+    assert_eq!(path(&read), "/3/0/9");
+    assert_eq!(
+        read.get_first_option(CoapOption::Accept).map(Vec::as_slice),
+        Some(&[110u8][..]),
+        "SenML JSON asked for"
+    );
+    let mut content = Packet::new();
+    content.header.set_type(MessageType::Acknowledgement);
+    content.header.message_id = read.header.message_id;
+    content.header.code = MessageClass::Response(ResponseType::Content);
+    content.set_token(read.get_token().to_vec());
+    content.add_option(CoapOption::ContentFormat, vec![110]);
+    content.payload = br#"[{"bn":"/3/0/9","v":87}]"#.to_vec();
+    device.send(&content).await;
+    let done = until(&t, &format!("/api/v1/commands/{cmd}"), |v| {
+        v["command"]["state"] != "pending"
+    })
+    .await;
+    assert_eq!(done["command"]["state"], "succeeded", "{done}");
+    let output = &done["command"]["result"]["output"];
+    assert_eq!(output["path"], "/3/0/9", "{done}");
+    assert_eq!(output["format"], 110, "{done}");
+    assert_eq!(output["value"][0]["v"], 87, "{done}");
+    // A path the device does not hold fails the read, with the device's code.
+    let (_, sent) = json(
+        &t,
+        "POST",
+        &format!("/api/v1/devices/{id}/commands"),
+        Some(r#"{"command": "read", "args": {"path": "/3303/7"}}"#),
+    )
+    .await;
+    let cmd = sent["command"]["id"].as_str().expect("id").to_owned();
+    let read = device.asked().await;
+    assert_eq!(path(&read), "/3303/7");
+    device.answer(&read, ResponseType::NotFound, "", None).await;
+    let failed = until(&t, &format!("/api/v1/commands/{cmd}"), |v| {
+        v["command"]["state"] != "pending"
+    })
+    .await;
+    assert_eq!(failed["command"]["state"], "failed", "{failed}");
+    let output = failed["command"]["result"]["output"].as_str().unwrap_or_default();
+    assert!(output.contains("4.04") && output.contains("/3303/7"), "{output}");
+
     // An update from a new port moves the registration; the front's next request goes there.
     let mut moved = Device::new(t.lwm2m).await;
     moved.message_id = 500;

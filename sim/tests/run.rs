@@ -172,6 +172,47 @@ fn a_duration_that_cuts_phases_off_is_refused_before_the_run() {
     }
 }
 
+/// `read` is an LwM2M Read: sent to the reference backend's MQTT devices it is refused before
+/// the run, pointing at `diagnose`; a read without an LwM2M path is refused at its line.
+#[test]
+fn a_read_for_mqtt_devices_or_without_a_path_is_refused() {
+    let dir = scratch("run-read-refused");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let small = std::fs::read_to_string(repo().join("sim/tests/fixtures/run/small.toml")).expect("small.toml");
+    let models = format!("models = \"{}\"", repo().join("device-models").display());
+    let small = small.replace("models = \"../../../../device-models\"", &models);
+    let with_read = |path: &str| {
+        let text = small.replace(
+            "[gates]",
+            &format!(
+                "[[phase]]\nat = \"2s\"\naction = \"command\"\ngroup = \"sensors\"\ncommand = \"read\"\nargs = {{ path = \"{path}\" }}\n\n[gates]"
+            ),
+        );
+        let file = dir.join("read.toml");
+        std::fs::write(&file, text).expect("write");
+        file
+    };
+    let ran = run(&["run", &with_read("/3/0/9").to_string_lossy(), "--headless"]);
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(2), "{stderr}");
+    assert!(ran.stdout.is_empty(), "nothing runs");
+    assert!(
+        stderr.contains("sends \"read\", an LwM2M Read of a resource, and these devices speak MQTT")
+            && stderr.contains("\"diagnose\" answers"),
+        "{stderr}"
+    );
+    for bad in ["3/0/9", "/3/00/9", "/3/0/70000", "/3/0/9/1"] {
+        let checked = run(&["validate", &with_read(bad).to_string_lossy()]);
+        let stderr = String::from_utf8_lossy(&checked.stderr);
+        assert_eq!(checked.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("read.toml:20:8: phase[0].args: a read command needs args.path"),
+            "{bad}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn operator_phases_against_a_plain_broker_are_refused_naming_why() {
     let ran = run(&["run", "sim/tests/fixtures/run/broker-config.toml"]);

@@ -462,9 +462,10 @@ fn campaigns_through_object_5(tag: &str, delivery: &str) -> (Value, String) {
 }
 
 /// `set`, `diagnose` and `logs` reach LwM2M meters as Executes of fleetsim's command resource,
-/// answered later in separate responses: against a standalone backend, every command the
-/// operator sent succeeded, and its recorded result is what the meter holds (the settings
-/// applied, its health, its own log in time order with the config push and the commands).
+/// answered later in separate responses, and `read` as a Read of the path it names: against a
+/// standalone backend, every command the operator sent succeeded, and its recorded result is
+/// what the meter holds (the settings applied, its health, its own log in time order with the
+/// config push and the commands, the firmware version read); each read is timed.
 #[test]
 fn commands_reach_lwm2m_devices_as_executes_answered_later() {
     let dir = scratch("run-lwm2m-reference-commands");
@@ -472,7 +473,8 @@ fn commands_reach_lwm2m_devices_as_executes_answered_later() {
     let phases = "[[phase]]\nat = \"4s\"\naction = \"config\"\ngroup = \"meters\"\nset = { tariff = \"night\" }\n\n\
         [[phase]]\nat = \"6s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"set\"\nargs = { led = \"on\", sample_s = 30 }\nshare = \"20%\"\n\n\
         [[phase]]\nat = \"9s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"diagnose\"\nshare = \"20%\"\n\n\
-        [[phase]]\nat = \"12s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"logs\"\nshare = \"20%\"\n";
+        [[phase]]\nat = \"12s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"logs\"\nshare = \"20%\"\n\n\
+        [[phase]]\nat = \"14s\"\naction = \"command\"\ngroup = \"meters\"\ncommand = \"read\"\nargs = { path = \"/3/0/3\" }\nshare = \"20%\"\n";
     let file = scenario(&dir, phases);
     let out = dir.join("report");
     let output = run_against(&backend.http, &file, &out);
@@ -521,14 +523,23 @@ fn commands_reach_lwm2m_devices_as_executes_answered_later() {
                     .collect();
                 assert_eq!(commands.last(), Some(&&Value::from("logs")), "{output}");
             }
+            "read" => {
+                assert_eq!(output["path"], "/3/0/3", "{output}");
+                assert_eq!(output["format"], 110, "SenML JSON, as asked: {output}");
+                let records = output["value"].as_array().expect("SenML records");
+                assert_eq!(records.len(), 1, "{output}");
+                assert_eq!(records[0]["vs"], "1.6.0", "the firmware version: {output}");
+            }
             other => panic!("unexpected command {other}"),
         }
         names.push(record["name"].as_str().expect("name").to_owned());
     }
-    assert_eq!(names.len() as u64, 3 * DEVICES / 5, "{names:?}");
+    assert_eq!(names.len() as u64, 4 * DEVICES / 5, "{names:?}");
     assert_eq!(counter(&summary, "commands.answered"), 3 * DEVICES / 5);
     let latency = &summary["metrics"]["histograms"]["command.latency"];
     assert_eq!(latency["count"], 3 * DEVICES / 5, "{latency}");
+    let read = &summary["metrics"]["histograms"]["read.latency"];
+    assert_eq!(read["count"], DEVICES / 5, "a read timed per meter read: {read}");
 }
 
 /// Queue mode on both sides: battery sensors that sleep between reports (binding `UQ`, no

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::{ApiState, Object};
 use crate::gateway::topics;
+use crate::lwm2m::downlink::resource_path;
 use crate::registry::{COMMAND_NAMES, Refusal};
 
 /// Timeout of a command that does not set one.
@@ -46,6 +47,18 @@ pub async fn send(
             COMMAND_NAMES.join(", "),
             body.command
         )));
+    }
+    if body.command == "read"
+        && body
+            .args
+            .get("path")
+            .and_then(Value::as_str)
+            .and_then(resource_path)
+            .is_none()
+    {
+        return Err(ApiError::bad_request(
+            "a read names the LwM2M resource it reads: args.path, an object, instance and resource like \"/3/0/9\" (or \"/3/0\", \"/3\"), each 0 to 65535",
+        ));
     }
     let timeout = body.timeout_s.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     if timeout.is_zero() || timeout > MAX_TIMEOUT {

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | desired config (`config/desired`) | Write (PUT) of the document, as text, to /32769/0/0 | the version is recorded as reported |
 //! | command `reboot` | Execute (POST) of /3/0/4 | the command succeeded |
+//! | command `read` (`args.path`, `/3/0/9`) | Read (GET) of the path, SenML JSON asked for | the command succeeded; its output is the path, the content format the device answered in and the value (SenML records as JSON, else text) |
 //! | commands `set`, `logs`, `diagnose` | Execute (POST) of /32769/0/1, `{"id", "command", "args"}` as JSON; the device acknowledges and answers later, in a separate response carrying the result | the command's result is recorded as an MQTT device's |
 //! | a campaign's update job (`ota/job`) | a Read of object 5's delivery method (/5/0/9); to a device that pulls (0 or 2), a Write (PUT) of the Package URI (/5/0/1): the front's own `coap://.../fw/VERSION` to a device whose /5/0/8 lists CoAP, else the image's HTTP URL, with its size, SHA-256 and campaign in the query; to one that only takes a push (1), the image written to /5/0/0 block-wise (Block1, 1,024-byte blocks, each acknowledged 2.31 Continue before the next, the last 2.04). Then Observes of the state (/5/0/3) and the result (/5/0/5), made again when the device registers afresh before the update ends (it rebooted into the image) | the notifications report the job's progress; at Downloaded (state 2) the front executes Update (/5/0/2); result 1 is `succeeded`, 8 `rolled_back`, 5, 6, 7 and 9 `failed` |
 //! | a certificate request | nothing: not served over LwM2M yet | counted (`lwm2m_unmapped`) |
@@ -51,6 +52,9 @@ pub const REPORTED_RESOURCE: &str = "2";
 /// image, verified (a notification of state 2): execute Update. Never an MQTT topic: only
 /// the LwM2M front sends it, to its own registrations.
 const INSTALL_ORDER: &str = "ota/install";
+
+/// SenML JSON's content format (RFC 8428), in which the front asks for what the operator reads.
+const SENML_JSON: u16 = 110;
 
 /// What the front routes to a queue-mode registration's task when its device updated the
 /// registration: it is awake now, so what was held for it goes ([`Task::run`]). Never an MQTT
@@ -365,6 +369,32 @@ impl Task {
         Ok(String::from_utf8_lossy(&answer.payload).into_owned())
     }
 
+    /// Reads `path` for the operator's `read` command, asking for SenML JSON: whether the
+    /// device answered with the content, and the command's output (the path, the format the
+    /// device answered in, the value: SenML records as JSON, anything else as text), or why
+    /// it did not; `Err` when the device does not answer.
+    async fn read_value(&self, path: &[&str], message_id: &mut u16) -> Result<(bool, serde_json::Value), Failed> {
+        let mut read = request(RequestType::Get, path);
+        read.add_option(CoapOption::Accept, uint(u64::from(SENML_JSON)));
+        let token = self.front.exchanges.token();
+        let answer = self.exchange(read, token, message_id).await?;
+        let shown = format!("/{}", path.join("/"));
+        if answer.header.code != MessageClass::Response(ResponseType::Content) {
+            bump(&self.front.gateway.stats.lwm2m_requests_failed);
+            let why = String::from_utf8_lossy(&answer.payload).into_owned();
+            let output = format!("the device answered {} to Read {shown}: {why}", code_text(&answer));
+            return Ok((false, output.into()));
+        }
+        let format = answer
+            .get_first_option(CoapOption::ContentFormat)
+            .map(|bytes| bytes.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)));
+        let value = match serde_json::from_slice::<serde_json::Value>(&answer.payload) {
+            Ok(value) if format == Some(u32::from(SENML_JSON)) => value,
+            _ => String::from_utf8_lossy(&answer.payload).into_owned().into(),
+        };
+        Ok((true, json!({ "path": shown, "format": format, "value": value })))
+    }
+
     /// Reads what the device applied (/32769/0/2) and records it as its reported config, as
     /// an MQTT device's `config/reported` is: the settings a `set` applied become the device
     /// view's reported settings. A device that does not answer, or answers what does not read,
@@ -483,7 +513,23 @@ impl Task {
             }
         } else if let Some(cmd_id) = suffix.strip_prefix("cmd/") {
             let name = body["command"].as_str().unwrap_or_default();
-            let (succeeded, output): (bool, serde_json::Value) = if name == "reboot" {
+            let (succeeded, output): (bool, serde_json::Value) = if name == "read" {
+                match body["args"]["path"].as_str().and_then(resource_path) {
+                    Some(path) => match self.read_value(&path, message_id).await {
+                        Ok(read) => read,
+                        // Unanswered: the command times out in the registry.
+                        Err(_) => {
+                            bump(&stats.lwm2m_requests_failed);
+                            return;
+                        }
+                    },
+                    // The API takes no read without a path; a command queued by hand might.
+                    None => (
+                        false,
+                        "a read names the resource it reads: args.path, like \"/3/0/9\"".into(),
+                    ),
+                }
+            } else if name == "reboot" {
                 let token = self.front.exchanges.token();
                 match self
                     .exchange(request(RequestType::Post, &["3", "0", "4"]), token, message_id)
@@ -760,6 +806,16 @@ fn result_of(succeeded: bool, output: serde_json::Value) -> serde_json::Value {
 }
 
 /// A confirmable request of `method` to `path`.
+/// The segments of an LwM2M path the operator names (`/3/0/9`: an object, an instance, a
+/// resource, each 0 to 65535), or `None` for one that is not.
+pub fn resource_path(text: &str) -> Option<Vec<&str>> {
+    let segments: Vec<&str> = text.strip_prefix('/')?.split('/').collect();
+    let numbers = segments
+        .iter()
+        .all(|s| !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u16>().is_ok());
+    (numbers && (1..=3).contains(&segments.len())).then_some(segments)
+}
+
 pub(super) fn request(method: RequestType, path: &[&str]) -> Packet {
     let mut packet = Packet::new();
     packet.header.set_type(MessageType::Confirmable);

@@ -1,5 +1,5 @@
-//! Remote commands: the operator sends `reboot`, `set`, `logs` or `diagnose` to a device, the device
-//! answers on `.../cmd/{id}/result`, and a command nobody answered in time is marked
+//! Remote commands: the operator sends `reboot`, `set`, `logs`, `diagnose` or (to an LwM2M device)
+//! `read` to a device, the device answers on `.../cmd/{id}/result`, and a command nobody answered in time is marked
 //! `timed_out`. Rows are durable, so a command queued for an offline device survives a
 //! backend restart as a record (its delivery is the gateway's job).
 
@@ -50,8 +50,28 @@ CREATE INDEX commands_pending ON commands(state, deadline_at);
 ALTER TABLE reported_config ADD COLUMN settings TEXT;
 ";
 
-/// The commands a device understands.
-pub const COMMAND_NAMES: [&str; 4] = ["reboot", "set", "logs", "diagnose"];
+/// Schema step (version 8): `read` joins the commands, the table made again as for version 5.
+pub const V8: &str = "
+CREATE TABLE commands_v8(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL REFERENCES devices(id),
+    name TEXT NOT NULL CHECK (name IN ('reboot', 'set', 'logs', 'diagnose', 'read')),
+    args TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'succeeded', 'failed', 'timed_out')),
+    created_at INTEGER NOT NULL,
+    deadline_at INTEGER NOT NULL,
+    completed_at INTEGER,
+    result TEXT
+);
+INSERT INTO commands_v8 SELECT id, device_id, name, args, state, created_at, deadline_at, completed_at, result
+    FROM commands;
+DROP TABLE commands;
+ALTER TABLE commands_v8 RENAME TO commands;
+CREATE INDEX commands_pending ON commands(state, deadline_at);
+";
+
+/// The commands a device understands (`read` is an LwM2M Read, carried out by the LwM2M front).
+pub const COMMAND_NAMES: [&str; 5] = ["reboot", "set", "logs", "diagnose", "read"];
 
 /// Where a command stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,7 +106,7 @@ pub struct CommandRecord {
     pub id: String,
     /// Target device.
     pub device_id: String,
-    /// `reboot`, `set`, `logs` or `diagnose`.
+    /// `reboot`, `set`, `logs`, `diagnose` or `read`.
     pub name: String,
     /// Arguments as sent.
     pub args: Value,
@@ -98,7 +118,8 @@ pub struct CommandRecord {
     pub deadline_at: u64,
     /// When it was answered or timed out, unix ms.
     pub completed_at: Option<u64>,
-    /// The device's answer (for `logs`, its event log; for `diagnose`, its health).
+    /// The device's answer (for `logs`, its event log; for `diagnose`, its health; for `read`,
+    /// the path, the content format and the value read).
     pub result: Option<Value>,
 }
 

@@ -85,6 +85,7 @@ const MIGRATIONS: &[&str] = &[
     super::commands::V5,
     super::alerts::V6,
     super::alerts::V7,
+    super::commands::V8,
 ];
 
 /// The schema version this code writes and reads.
@@ -271,6 +272,61 @@ mod tests {
         assert!(
             conn.execute_batch("INSERT INTO alert_rules(kind, threshold, created_at) VALUES ('vibes', 1, 5)")
                 .is_err(),
+            "the CHECK still holds"
+        );
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_version_7_database_keeps_its_commands_and_takes_reads() {
+        let dir = scratch("v7");
+        let path = dir.join(DB_FILE);
+        {
+            // A database as version 7's code left it: a device with a command answered.
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for step in &MIGRATIONS[..7] {
+                tx.execute_batch(step).unwrap();
+            }
+            tx.execute_batch(
+                "PRAGMA user_version = 7;
+                 INSERT INTO claims VALUES ('c', x'00', 'g', 0, 0);
+                 INSERT INTO devices VALUES ('d-1', 'S', 'c', 'g', NULL, NULL, 1, 'active', x'00', 0, NULL);
+                 INSERT INTO commands(device_id, name, args, state, created_at, deadline_at, completed_at, result)
+                     VALUES ('d-1', 'diagnose', '{}', 'succeeded', 1, 2, 2, '{}');",
+            )
+            .unwrap();
+            assert!(
+                tx.execute_batch(
+                    "INSERT INTO commands(device_id, name, args, state, created_at, deadline_at)
+                         VALUES ('d-1', 'read', '{}', 'pending', 3, 4)"
+                )
+                .is_err(),
+                "version 7 has no reads"
+            );
+            tx.commit().unwrap();
+        }
+        let conn = open_writer(&path).unwrap();
+        let kept: (i64, String) = conn
+            .query_row("SELECT id, name FROM commands", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(kept, (1, "diagnose".to_owned()));
+        conn.execute_batch(
+            "INSERT INTO commands(device_id, name, args, state, created_at, deadline_at)
+                 VALUES ('d-1', 'read', '{\"path\":\"/3/0/9\"}', 'pending', 3, 4)",
+        )
+        .unwrap();
+        let next: i64 = conn
+            .query_row("SELECT MAX(id) FROM commands", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(next, 2, "ids go on from the copied rows");
+        assert!(
+            conn.execute_batch(
+                "INSERT INTO commands(device_id, name, args, state, created_at, deadline_at)
+                     VALUES ('d-1', 'dance', '{}', 'pending', 3, 4)"
+            )
+            .is_err(),
             "the CHECK still holds"
         );
         drop(conn);

@@ -17,11 +17,14 @@ pub enum CommandKind {
     Logs,
     /// Answer with a health snapshot.
     Diagnose,
+    /// Read an LwM2M resource: the server's Read, which an LwM2M device answers as any Read
+    /// (an MQTT device has no resources to read and says so).
+    Read,
 }
 
 impl CommandKind {
     /// Every command, in declaration order (`kind as usize` is its place).
-    pub const ALL: [CommandKind; 4] = [Self::Reboot, Self::Set, Self::Logs, Self::Diagnose];
+    pub const ALL: [CommandKind; 5] = [Self::Reboot, Self::Set, Self::Logs, Self::Diagnose, Self::Read];
 
     /// The command by its name on the wire.
     pub fn parse(name: &str) -> Option<Self> {
@@ -35,6 +38,7 @@ impl CommandKind {
             Self::Set => "set",
             Self::Logs => "logs",
             Self::Diagnose => "diagnose",
+            Self::Read => "read",
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct OperatorLog {
     config_set: Mutex<HashMap<String, Instant>>,
     /// When each device was last sent a command, by device id.
     command_sent: Mutex<HashMap<String, Instant>>,
+    /// The path each device was last asked to read and when, by device id, until the device
+    /// serves the server's Read of it.
+    read_sent: Mutex<HashMap<String, (String, Instant)>>,
     /// The first `failed` or `rolled_back` report of the run, Unix milliseconds (0 if none).
     first_failure_ms: AtomicU64,
     /// Campaigns started.
@@ -63,6 +66,24 @@ impl OperatorLog {
     /// When `device_id` was last sent a command.
     pub fn command_sent_at(&self, device_id: &str) -> Option<Instant> {
         self.command_sent.lock().ok()?.get(device_id).copied()
+    }
+
+    /// Records that the operator is asking, now, for `path` of `device_id` to be read.
+    pub fn read_sent(&self, device_id: &str, path: &str, at: Instant) {
+        if let Ok(mut map) = self.read_sent.lock() {
+            map.insert(device_id.to_owned(), (path.to_owned(), at));
+        }
+    }
+
+    /// When the operator asked for `path` of `device_id` to be read, once: the device serving
+    /// the server's Read of it takes the mark, so a later Read of the same path (the server's
+    /// own) is not timed again.
+    pub fn read_taken(&self, device_id: &str, path: &str) -> Option<Instant> {
+        let mut map = self.read_sent.lock().ok()?;
+        match map.get(device_id) {
+            Some((asked, _)) if asked == path => map.remove(device_id).map(|(_, at)| at),
+            _ => None,
+        }
     }
 
     /// Notes a device's failure report (only the first of the run is kept).

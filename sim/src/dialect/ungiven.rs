@@ -20,7 +20,7 @@ pub struct Ungiven {
 /// Provisioning: timed only where a device exchanges something for its credentials.
 pub const PROVISIONING: &[&str] = &["provision.latency", "provision.rate"];
 /// What the operator's config pushes and commands measure.
-pub const OPERATOR: &[&str] = &["config.latency", "command.latency"];
+pub const OPERATOR: &[&str] = &["config.latency", "command.latency", "read.latency"];
 /// What the backend's campaigns say: their exposure and halts.
 pub const CAMPAIGN_VIEW: &[&str] = &["ota.exposed", "ota.halt.latency"];
 /// What devices measure of the updates they take.
@@ -32,6 +32,7 @@ pub const HAWKBIT: &[&str] = &["poll.latency", "feedback.latency", "ota.take.lat
 /// LwM2M's registrations, bootstraps and requests.
 pub const LWM2M: &[&str] = &[
     "register.latency",
+    "read.latency",
     "bootstrap.latency",
     "update.latency",
     "deregister.latency",

@@ -109,6 +109,11 @@ pub const METRICS: &[Metric] = &[
         MetricKind::Histogram,
         "desired set -> device reported that version",
     ),
+    metric(
+        "read.latency",
+        MetricKind::Histogram,
+        "operator sent a read -> the LwM2M device served the server's Read of that path",
+    ),
     metric("ota.duration", MetricKind::Histogram, "job received -> final state"),
     metric(
         "ota.exposed",

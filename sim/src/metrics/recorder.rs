@@ -70,6 +70,9 @@ names!(
         Command => "command.latency",
         /// Desired set -> device reported that version.
         Config => "config.latency",
+        /// The operator sent a `read` command -> the LwM2M device served the server's Read of
+        /// the path it names.
+        Read => "read.latency",
         /// Job received -> final state.
         OtaDuration => "ota.duration",
         /// Outage end -> the device connected again; `reconnect.recovery` is the time by which

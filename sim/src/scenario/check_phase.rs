@@ -68,6 +68,12 @@ pub(super) fn check_phase(
                     "a set command needs args, like { led = \"on\" }".to_owned(),
                 ));
             }
+            if p.command == "read" && !p.args.get("path").and_then(|v| v.as_str()).is_some_and(is_lwm2m_path) {
+                return Err(err(
+                    "args",
+                    "a read command needs args.path, the LwM2M object, instance or resource it reads, like { path = \"/3/0/9\" } (each number 0 to 65535, written without leading zeros)".to_owned(),
+                ));
+            }
             let share = match p.share {
                 Some(s) => share_of("share", s.0)?,
                 None => 1.0,
@@ -338,4 +344,17 @@ fn check_campaign(
         halt_above: r.halt_above.map(|h| h.0),
         soak: r.soak.map_or(DEFAULT_SOAK, |s| s.0),
     })
+}
+
+/// Whether `text` is an LwM2M path as a device prints it: `/3`, `/3/0` or `/3/0/9`, each
+/// number 0 to 65535 without leading zeros (the device's Read is matched to the command by it).
+fn is_lwm2m_path(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('/') else {
+        return false;
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    (1..=3).contains(&segments.len())
+        && segments.iter().all(|s| {
+            s.parse::<u16>().is_ok() && s.bytes().all(|b| b.is_ascii_digit()) && (s.len() == 1 || !s.starts_with('0'))
+        })
 }

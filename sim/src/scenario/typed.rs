@@ -300,4 +300,4 @@ pub struct Campaign {
 }
 
 /// Commands a command phase may send.
-pub const COMMANDS: [&str; 4] = ["reboot", "set", "logs", "diagnose"];
+pub const COMMANDS: [&str; 5] = ["reboot", "set", "logs", "diagnose", "read"];

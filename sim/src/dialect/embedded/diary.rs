@@ -83,6 +83,13 @@ impl Diary {
                 ok(serde_json::from_str(&log).unwrap_or(Value::Null))
             }
             CommandKind::Diagnose => ok(self.snapshot(health, firmware)),
+            CommandKind::Read => Answered {
+                result: json!({
+                    "status": "error",
+                    "output": "read: this device speaks MQTT and has no LwM2M resources to read; diagnose answers with its health",
+                }),
+                settings_changed: false,
+            },
             CommandKind::Set => match self.apply(&command.args) {
                 Ok(applied) => Answered {
                     result: json!({ "status": "ok", "output": { "applied": applied } }),

@@ -70,8 +70,21 @@ impl Keys for Embedded {
         ]
     }
 
-    /// A rotation needs devices that hold certificates.
+    /// A rotation needs devices that hold certificates; a read, devices that hold LwM2M
+    /// resources.
     fn refuse(scenario: &Scenario) -> Result<(), String> {
+        if let Some(phase) = scenario
+            .phases
+            .iter()
+            .find(|p| matches!(&p.action, Action::Command { command, .. } if command == "read"))
+        {
+            return Err(format!(
+                "{}: phase \"command\" at {} sends \"read\", an LwM2M Read of a resource, and these devices speak MQTT; \
+                 \"diagnose\" answers with an MQTT device's health (a fleet of kind \"lwm2m\" takes reads)",
+                scenario.file.display(),
+                DisplayDuration(phase.at)
+            ));
+        }
         let certified = scenario
             .backend
             .tls

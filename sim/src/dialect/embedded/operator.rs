@@ -178,8 +178,14 @@ impl Embedded {
         errors: &mut Vec<String>,
     ) -> Value {
         let (mut sent, mut queued, mut undelivered) = (0u64, 0u64, 0u64);
+        let read = (command == "read")
+            .then(|| args.get("path").and_then(Value::as_str))
+            .flatten();
         for id in devices {
-            cx.log.command_sent(id, Instant::now());
+            match read {
+                Some(path) => cx.log.read_sent(id, path, Instant::now()),
+                None => cx.log.command_sent(id, Instant::now()),
+            }
             let body = json!({ "command": command, "args": args, "timeout_s": 60 });
             match self
                 .call(Method::POST, &format!("/api/v1/devices/{id}/commands"), Some(&body))

@@ -1326,6 +1326,16 @@ fn read(
             device.observe_seq = device.observe_seq.wrapping_add(1);
         }
         Some(1) => device.observations.retain(|o| o.token != token),
+        // A Read: the operator's `read` command, when it asked for this path, is timed to now.
+        None if !repeated => {
+            if let Some(since) = device
+                .device_id
+                .as_deref()
+                .and_then(|id| cx.shared.marks.read_taken(id, &path.to_string()))
+            {
+                cx.record(Latency::Read, since);
+            }
+        }
         _ => {}
     }
     answer.set_content_format_number(format.number(accept));

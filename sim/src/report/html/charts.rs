@@ -38,6 +38,7 @@ const COLOURS: &[(&str, RGBColor)] = &[
     ("update.latency", RGBColor(247, 182, 210)),
     ("deregister.latency", RGBColor(158, 218, 229)),
     ("alert.latency", RGBColor(140, 109, 49)),
+    ("read.latency", RGBColor(99, 121, 57)),
     ("provisions_per_s", RGBColor(31, 119, 180)),
     ("connects_per_s", RGBColor(255, 127, 14)),
     ("published_per_s", RGBColor(44, 160, 44)),
