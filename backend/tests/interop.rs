@@ -493,3 +493,123 @@ async fn an_mqtt5_device_is_sent_commands_as_requests_and_answers_on_the_respons
     assert_eq!(record["command"]["state"], "succeeded", "{reply}");
     t.stop().await;
 }
+
+/// MQTT 5's session expiry honoured as an interval: `mosquitto_sub -V mqttv5 -c -x 2` as the
+/// device subscribes to its commands and leaves. Within its two seconds a command is queued in
+/// its session; after them the session is gone and a command has nowhere to go. With an
+/// expiry of 0 (`-x 0`) the session ends with the connection.
+#[tokio::test]
+async fn an_mqtt5_session_outlives_its_connection_by_its_expiry_interval() {
+    let t = TestBackend::start().await;
+    let (id, token) = provisioned(&t, "SN-M8").await;
+    let ran = subscribe_and_leave(&t, &id, &token, "2").await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let left = tokio::time::Instant::now();
+    assert_eq!(reboot(&t, &id).await, "queued", "kept within its interval");
+    tokio::time::sleep_until(left + Duration::from_millis(2_300)).await;
+    assert_eq!(reboot(&t, &id).await, "undelivered", "gone after it");
+
+    let ran = subscribe_and_leave(&t, &id, &token, "0").await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(
+        reboot(&t, &id).await,
+        "undelivered",
+        "an expiry of 0: the session ended with the connection"
+    );
+    t.stop().await;
+}
+
+/// Sends device `id` a reboot; how the gateway delivered it.
+async fn reboot(t: &TestBackend, id: &str) -> String {
+    let path = format!("/api/v1/devices/{id}/commands");
+    let (status, reply) = t.http("POST", &path, Some(r#"{"command": "reboot"}"#)).await;
+    assert_eq!(status, 202, "{reply}");
+    let body: Value = serde_json::from_str(&reply).expect("JSON");
+    body["delivery"].as_str().expect("delivery").to_owned()
+}
+
+/// `mosquitto_sub -V mqttv5 -c` as device `id` subscribes to its commands and leaves, with
+/// the session expiry interval `expiry` (`-x`); returns once the gateway has let it go.
+async fn subscribe_and_leave(t: &TestBackend, id: &str, token: &str, expiry: &str) -> Ran {
+    let filter = format!("fleet/v1/d/{id}/cmd/+");
+    let more = ["-c", "-E", "-q", "1", "-t", filter.as_str(), "-x", expiry];
+    let ran = run("mosquitto_sub", &with(connection_as("mqttv5", t, id, id, token), &more)).await;
+    // The client has gone; the gateway stores the session once its connection ends.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while t.backend.gateway.sessions().is_live(id) {
+        assert!(tokio::time::Instant::now() < deadline, "the connection never ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ran
+}
+
+/// Desired config as a retained message with a message expiry (MQTT 5): set with `expiry_s`,
+/// it reaches `mosquitto_sub -V mqttv5` on subscribe flagged retained, with what is left of
+/// its interval; once the interval has passed, a device that subscribes gets nothing, over 5
+/// or 3.1.1, as from a broker whose retained message expired. An expiry out of range is 400.
+#[tokio::test]
+async fn a_desired_config_with_an_expiry_is_retained_until_it_expires() {
+    let t = TestBackend::start().await;
+    let (id, token) = provisioned(&t, "SN-M9").await;
+    let (status, reply) = t
+        .http(
+            "PUT",
+            "/api/v1/groups/sensors/config",
+            Some(r#"{"desired": {"mode": "eco"}, "expiry_s": 3}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let set = tokio::time::Instant::now();
+    let version = serde_json::from_str::<Value>(&reply).expect("JSON")["version"].clone();
+    let topic = format!("fleet/v1/d/{id}/config/desired");
+    let wait = CLIENT_WAIT_S.to_string();
+    let ran = run(
+        "mosquitto_sub",
+        &with(
+            connection_as("mqttv5", &t, &id, &id, &token),
+            &["-t", &topic, "-q", "1", "-C", "1", "-W", &wait, "-F", "%r|%E|%p"],
+        ),
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let line = ran.stdout.trim().to_owned();
+    let parts: Vec<&str> = line.splitn(3, '|').collect();
+    assert_eq!(parts.first(), Some(&"1"), "retained: {line}");
+    let left: u32 = parts.get(1).and_then(|s| s.parse().ok()).expect("an expiry interval");
+    assert!((1..=3).contains(&left), "what is left of 3 s: {line}");
+    let body: Value = serde_json::from_str(parts.get(2).copied().unwrap_or_default()).expect("JSON payload");
+    assert_eq!(body, json!({ "version": version, "desired": { "mode": "eco" } }));
+
+    tokio::time::sleep_until(set + Duration::from_millis(3_300)).await;
+    for protocol in ["mqttv5", "mqttv311"] {
+        let ran = run(
+            "mosquitto_sub",
+            &with(
+                connection_as(protocol, &t, &id, &id, &token),
+                &["-t", &topic, "-q", "1", "-C", "1", "-W", "1"],
+            ),
+        )
+        .await;
+        assert!(
+            ran.stdout.trim().is_empty(),
+            "{protocol}: expired, not delivered: {ran:?}"
+        );
+    }
+    let (_, metrics) = t.http("GET", "/metrics", None).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "fleetsim_gateway_messages_expired_total 2"),
+        "{metrics}"
+    );
+    let (status, reply) = t
+        .http(
+            "PUT",
+            "/api/v1/groups/sensors/config",
+            Some(r#"{"desired": {"mode": "eco"}, "expiry_s": 0}"#),
+        )
+        .await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.contains("expiry_s must be 1 to"), "{reply}");
+    t.stop().await;
+}

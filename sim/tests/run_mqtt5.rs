@@ -22,7 +22,10 @@ use mosquitto::Mosquitto;
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{assert_exit, counter, fleetsim, repo, run_headless, summary};
+use binary::{assert_exit, counter, fleetsim, repo, run_against, summary};
+
+#[path = "support/standalone.rs"]
+mod standalone;
 
 /// An empty folder of this test process's, named after `name`.
 fn scratch(name: &str) -> PathBuf {
@@ -286,9 +289,11 @@ fn the_broker_assigns_client_ids_to_meters_that_ask() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// MQTT 5 meters against the reference backend, which speaks 5 and 3.1.1 side by side: they
-/// provision by claim over MQTT 5, connect with a session that outlives a drop, report, take a
-/// config push and a reboot, as its 3.1.1 devices do.
+/// MQTT 5 meters against a standalone reference backend, which speaks 5 and 3.1.1 side by
+/// side: they provision by claim over MQTT 5, connect with a session that outlives a drop,
+/// report, take a config push and a reboot, as its 3.1.1 devices do; each reboot came as a
+/// request, and its answer went to the response topic echoing the correlation data (the
+/// gateway counts the answers that did).
 #[test]
 fn mqtt5_devices_are_operated_through_the_reference_backend() {
     let dir = scratch("run-mqtt5-reference");
@@ -307,12 +312,25 @@ fn mqtt5_devices_are_operated_through_the_reference_backend() {
     )
     .expect("scenario");
     let out = dir.join("report");
-    let ran = run_headless(&scenario, &out);
+    let backend = standalone::process(&dir.join("data"), &[], 1);
+    let ran = run_against(&backend.http, &scenario, &out);
     assert_exit(&ran, 0);
     let summary = summary(&out);
     assert_eq!(counter(&summary, "provisioned"), 50, "{summary}");
     assert_eq!(counter(&summary, "config.reported"), 50, "{summary}");
     assert_eq!(counter(&summary, "commands.answered"), 25, "{summary}");
+    let metrics = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://{}/metrics", backend.http)])
+        .output()
+        .expect("curl /metrics");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "fleetsim_gateway_command_results_correlated_total 25"),
+        "every answer echoed its correlation data:\n{metrics}"
+    );
+    drop(backend);
     assert!(counter(&summary, "published") >= 150, "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,17 +12,38 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::{ApiState, Object};
+use crate::gateway::sessions::expiry_instant;
 use crate::gateway::topics;
 use crate::registry::ConfigScope;
 
 /// Devices read per page while pushing a group's config.
 const PUSH_PAGE: usize = 1000;
 
-/// `PUT .../config` body: the desired keys.
+/// The longest message expiry a desired config takes: a year.
+const MAX_EXPIRY_S: u64 = 365 * 86_400;
+
+/// `PUT .../config` body: the desired keys, and optionally how long the config is delivered
+/// (MQTT 5's message expiry: past it, a device that was offline or subscribes later no
+/// longer gets it).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DesiredBody {
     desired: Map<String, Value>,
+    #[serde(default)]
+    expiry_s: Option<u64>,
+}
+
+impl DesiredBody {
+    /// The expiry in milliseconds, checked.
+    fn expiry_ms(&self) -> Result<Option<u64>, ApiError> {
+        match self.expiry_s {
+            None => Ok(None),
+            Some(s) if (1..=MAX_EXPIRY_S).contains(&s) => Ok(Some(s * 1000)),
+            Some(s) => Err(ApiError::bad_request(format!(
+                "expiry_s must be 1 to {MAX_EXPIRY_S} (a year), found {s}"
+            ))),
+        }
+    }
 }
 
 /// Sets a group's desired config and pushes it to the group's devices.
@@ -32,9 +53,10 @@ pub async fn set_group(
     body: Result<Json<Object<DesiredBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(Object(body)) = body?;
+    let expiry_ms = body.expiry_ms()?;
     let version = state
         .registry
-        .set_desired(ConfigScope::Group(group.clone()), body.desired)
+        .set_desired_expiring(ConfigScope::Group(group.clone()), body.desired, expiry_ms)
         .await?
         .map_err(|refusal| ApiError::refused(refusal, &group))?;
     let mut pushed = 0u64;
@@ -65,9 +87,10 @@ pub async fn set_device(
     body: Result<Json<Object<DesiredBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(Object(body)) = body?;
+    let expiry_ms = body.expiry_ms()?;
     let version = state
         .registry
-        .set_desired(ConfigScope::Device(id.clone()), body.desired)
+        .set_desired_expiring(ConfigScope::Device(id.clone()), body.desired, expiry_ms)
         .await?
         .map_err(|refusal| ApiError::refused(refusal, &id))?;
     let pushed = push(&state, &id).await?;
@@ -93,7 +116,11 @@ async fn push(state: &ApiState, device_id: &str) -> Result<bool, ApiError> {
         QoS::AtLeastOnce,
         body.to_string().into_bytes(),
     );
-    let (delivery, _) = state.gateway.sessions().deliver(device_id, publish);
+    let expires_at = expiry_instant(config.expires_at);
+    let (delivery, _) = state
+        .gateway
+        .sessions()
+        .deliver_expiring(device_id, publish, expires_at);
     Ok(delivery != crate::gateway::sessions::Delivery::Dropped)
 }
 

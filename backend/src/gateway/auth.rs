@@ -30,7 +30,9 @@ pub(super) struct Accepted {
     pub(super) io: PacketIo,
     pub(super) principal: Principal,
     pub(super) client_id: String,
-    pub(super) clean_session: bool,
+    /// 3.1.1's clean session, MQTT 5's clean start: a stored session is discarded (how long
+    /// the new one is kept is [`PacketIo::session_expiry`]'s).
+    pub(super) clean_start: bool,
     pub(super) keep_alive: Duration,
 }
 
@@ -86,7 +88,7 @@ pub(super) async fn handshake(stream: DeviceStream, shared: &Shared) -> Option<A
         io,
         principal,
         client_id,
-        clean_session: connect.clean_session,
+        clean_start: connect.clean_session,
         keep_alive: Duration::from_secs(u64::from(connect.keep_alive)),
     })
 }

@@ -30,7 +30,7 @@ use super::auth::{Accepted, handshake};
 use super::certify;
 use super::packet_io::{PacketError, PacketIo};
 use super::payloads::{self, CsrAsk, Payload};
-use super::sessions::{Live, OUTBOUND_CHANNEL, Outbound, Stored, Subscription};
+use super::sessions::{Live, OUTBOUND_CHANNEL, Outbound, Outgoing, Stored, Subscription, expiry_instant};
 use super::stats::bump;
 use super::topics::{self, Inbound, Principal};
 use crate::registry::{Completion, OtaReport, ProvisionMeta, ProvisionOutcome};
@@ -51,7 +51,7 @@ pub async fn serve(stream: DeviceStream, shared: Arc<Shared>, shutdown: Cancella
         io,
         principal,
         client_id,
-        clean_session,
+        clean_start,
         keep_alive,
     } = accepted;
     let (tx, rx) = mpsc::channel(OUTBOUND_CHANNEL);
@@ -63,7 +63,7 @@ pub async fn serve(stream: DeviceStream, shared: Arc<Shared>, shutdown: Cancella
         tx,
         kill: kill.clone(),
     };
-    let (stored, took_over) = shared.sessions.attach(&client_id, live, clean_session);
+    let (stored, took_over) = shared.sessions.attach(&client_id, live, clean_start);
     if let Principal::Device(id) = &principal {
         // A decommissioning that committed after the credential check but before this attach
         // found no session to close; checking again now closes that window.
@@ -88,6 +88,8 @@ pub async fn serve(stream: DeviceStream, shared: Arc<Shared>, shutdown: Cancella
         next_pkid: 0,
     };
     let result = conn.run(stored, keep_alive, rx, &kill, &shutdown).await;
+    // Read at the end: an MQTT 5 DISCONNECT may have changed it.
+    let expiry = conn.io.session_expiry();
     shared.stats.sessions_open.fetch_sub(1, Ordering::Relaxed);
     let device_id = match &conn.principal {
         Principal::Device(id) => {
@@ -96,7 +98,11 @@ pub async fn serve(stream: DeviceStream, shared: Arc<Shared>, shutdown: Cancella
         }
         _ => None,
     };
-    let stored = (!clean_session).then(|| conn.into_stored(result));
+    let stored = (expiry != 0).then(|| {
+        let mut stored = conn.into_stored(result);
+        stored.expires_at = (expiry != u32::MAX).then(|| Instant::now() + Duration::from_secs(u64::from(expiry)));
+        stored
+    });
     shared.sessions.detach(&client_id, conn_id, stored);
     // A device whose connection a newer one took over is not offline.
     if let Some(id) = device_id
@@ -121,7 +127,7 @@ struct Conn {
     principal: Principal,
     subscriptions: Vec<Subscription>,
     /// QoS 1 messages written and awaiting PUBACK, oldest first.
-    inflight: VecDeque<(u16, Publish)>,
+    inflight: VecDeque<(u16, Outgoing)>,
     next_pkid: u16,
 }
 
@@ -308,10 +314,21 @@ impl Conn {
                     self.reply(topics::provision_reply(&serial, false), body).await?;
                 }
                 (Ok(Payload::CertRequest(ask)), _) => self.on_cert_request(&ask).await?,
-                (Ok(payload), Inbound::CommandResult { cmd_id }) => {
-                    let cmd_id = cmd_id.to_owned();
-                    self.on_device_payload(Some(&cmd_id), payload).await;
-                }
+                (Ok(payload), Inbound::CommandResult { cmd_id }) => match self.io.take_echoed() {
+                    // MQTT 5: a result whose correlation data names another command is not
+                    // this one's answer.
+                    Some(false) => {
+                        bump(&stats.command_results_ignored);
+                        refused = Some(PubAckReason::ImplementationSpecificError);
+                    }
+                    echoed => {
+                        if echoed == Some(true) {
+                            bump(&stats.command_results_correlated);
+                        }
+                        let cmd_id = cmd_id.to_owned();
+                        self.on_device_payload(Some(&cmd_id), payload).await;
+                    }
+                },
                 (Ok(payload), _) => self.on_device_payload(None, payload).await,
                 (Err(_), _) => bump(&stats.bad_payloads),
             },
@@ -431,7 +448,11 @@ impl Conn {
                 group,
                 ..
             }) => {
-                let config = self.effective_config(&device_id).await;
+                // An expired config is not given, as it is not delivered.
+                let config = match self.effective_config(&device_id).await {
+                    Some(config) if !config.expired(now_ms()) => topics::desired_config_body(&config),
+                    _ => serde_json::json!({ "version": 0, "desired": {} }),
+                };
                 let mut body =
                     serde_json::json!({ "device_id": device_id, "token": token, "group": group, "config": config });
                 let certified = match signable {
@@ -495,8 +516,12 @@ impl Conn {
 
     /// Answers a request (provisioning, a certificate) with JSON `body` on `topic`, at QoS 1.
     async fn reply(&mut self, topic: String, body: serde_json::Value) -> Result<(), PacketError> {
-        self.send(Publish::new(topic, QoS::AtLeastOnce, body.to_string().into_bytes()))
-            .await
+        self.send(Outgoing::new(Publish::new(
+            topic,
+            QoS::AtLeastOnce,
+            body.to_string().into_bytes(),
+        )))
+        .await
     }
 
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), PacketError> {
@@ -528,31 +553,29 @@ impl Conn {
                 .filters
                 .iter()
                 .any(|f| topics::matches(&f.path, &topic) && self.granted_qos(&topic).is_some());
-            if wants_config {
-                let config = self.effective_config(device_id).await;
-                if config["version"].as_u64().unwrap_or(0) > 0 {
-                    let mut publish = Publish::new(topic, QoS::AtLeastOnce, config.to_string().into_bytes());
-                    publish.retain = true;
-                    self.send(publish).await?;
-                }
+            if wants_config
+                && let Some(config) = self.effective_config(device_id).await
+                && config.version > 0
+            {
+                // An expired config is gone, as an expired retained message is from a broker.
+                let body = topics::desired_config_body(&config);
+                let mut publish = Publish::new(topic, QoS::AtLeastOnce, body.to_string().into_bytes());
+                publish.retain = true;
+                let expires_at = expiry_instant(config.expires_at);
+                self.send(Outgoing { publish, expires_at }).await?;
             }
         }
         Ok(())
     }
 
-    /// The device's effective desired config as `{"version": N, "desired": {...}}`.
-    async fn effective_config(&self, device_id: &str) -> serde_json::Value {
+    /// The device's effective desired config, if the registry has one.
+    async fn effective_config(&self, device_id: &str) -> Option<crate::registry::EffectiveConfig> {
         let registry = self.shared.registry.clone();
         let id = device_id.to_owned();
-        let config = tokio::task::spawn_blocking(move || registry.effective_config(&id)).await;
-        let config = match config {
-            Ok(Ok(Some(config))) => config,
-            _ => crate::registry::EffectiveConfig {
-                version: 0,
-                doc: serde_json::Map::new(),
-            },
-        };
-        topics::desired_config_body(&config)
+        match tokio::task::spawn_blocking(move || registry.effective_config(&id)).await {
+            Ok(Ok(config)) => config,
+            _ => None,
+        }
     }
 
     /// The highest QoS any subscription grants for `topic`.
@@ -566,7 +589,17 @@ impl Conn {
 
     /// Writes a message the connection subscribed to, at the lower of its QoS and the
     /// subscription's; unsubscribed messages are dropped and counted.
-    async fn send(&mut self, mut publish: Publish) -> Result<(), PacketError> {
+    async fn send(&mut self, outgoing: Outgoing) -> Result<(), PacketError> {
+        let now = Instant::now();
+        if outgoing.expired(now) {
+            bump(&self.shared.stats.expired);
+            return Ok(());
+        }
+        let expiry = outgoing.expiry_left(now);
+        let Outgoing {
+            mut publish,
+            expires_at,
+        } = outgoing;
         let Some(granted) = self.granted_qos(&publish.topic) else {
             bump(&self.shared.stats.undeliverable);
             return Ok(());
@@ -577,9 +610,13 @@ impl Conn {
         } else {
             publish.qos = QoS::AtLeastOnce;
             publish.pkid = self.take_pkid();
-            self.inflight.push_back((publish.pkid, publish.clone()));
+            let kept = Outgoing {
+                publish: publish.clone(),
+                expires_at,
+            };
+            self.inflight.push_back((publish.pkid, kept));
         }
-        self.io.write(&Packet::Publish(publish)).await
+        self.io.write_publish(publish, expiry).await
     }
 
     /// The next packet id, never 0 and never one still in flight.
@@ -595,11 +632,11 @@ impl Conn {
     /// What a persistent session keeps: subscriptions, then unacknowledged messages (to be
     /// resent as duplicates) and messages still waiting in the channel.
     fn into_stored(self, (closed, mut rx): (Closed, mpsc::Receiver<Outbound>)) -> Stored {
-        let mut queue: VecDeque<Publish> = VecDeque::new();
+        let mut queue: VecDeque<Outgoing> = VecDeque::new();
         if closed == Closed::Normally {
-            for (_, mut publish) in self.inflight {
-                publish.dup = true;
-                queue.push_back(publish);
+            for (_, mut outgoing) in self.inflight {
+                outgoing.publish.dup = true;
+                queue.push_back(outgoing);
             }
             while let Ok(publish) = rx.try_recv() {
                 if publish.qos == QoS::AtLeastOnce {
@@ -610,6 +647,7 @@ impl Conn {
         Stored {
             subscriptions: self.subscriptions,
             queue,
+            expires_at: None,
         }
     }
 }

@@ -7,8 +7,9 @@
 //! refused message's PUBACK [`PacketIo::acknowledge`], the server's DISCONNECT
 //! [`PacketIo::goodbye`]); an accepted client is told the gateway's Maximum QoS, 1. What 5
 //! adds that the gateway does not act on yet (properties, a
-//! will's delay) is read and dropped; the session expiry interval decides whether the session
-//! is kept, as 3.1.1's clean session flag does; topic aliases are not offered (a CONNACK
+//! will's delay) is read and dropped; a CONNECT's clean start is 3.1.1's clean session (a stored
+//! session is discarded), and its session expiry interval (or a DISCONNECT's) how long the
+//! session outlives the connection ([`PacketIo::session_expiry`]); topic aliases are not offered (a CONNACK
 //! without a topic alias maximum allows none, so a client's alias is a protocol error); the
 //! client's Receive Maximum bounds the messages the gateway has in flight to it.
 //!
@@ -64,6 +65,11 @@ pub struct PacketIo {
     receive_max: u16,
     /// MQTT 5: how many filters the last UNSUBSCRIBE named (its UNSUBACK has a reason each).
     unsubscribed: u16,
+    /// How long the session outlives the connection, seconds ([`PacketIo::session_expiry`]).
+    session_expiry: u32,
+    /// MQTT 5: whether the last message read, a command's result with correlation data,
+    /// echoed its command id ([`PacketIo::take_echoed`]).
+    echoed: Option<bool>,
 }
 
 impl PacketIo {
@@ -78,7 +84,24 @@ impl PacketIo {
             started: false,
             receive_max: u16::MAX,
             unsubscribed: 0,
+            session_expiry: 0,
+            echoed: None,
         }
+    }
+
+    /// For the message just read: `Some(true)` when it is an MQTT 5 command result whose
+    /// correlation data is its command id (the request's, echoed), `Some(false)` when its
+    /// correlation data names another, `None` without any.
+    pub fn take_echoed(&mut self) -> Option<bool> {
+        self.echoed.take()
+    }
+
+    /// How long, in seconds, the session outlives the connection: 0 ends it with the
+    /// connection, [`u32::MAX`] keeps it until the client starts clean. 3.1.1's clean session
+    /// 0 keeps it; MQTT 5's CONNECT names the interval (none is 0), and a DISCONNECT may change
+    /// it, though not from 0 (MQTT 5, 3.14.2.2.2: such a change is ignored here).
+    pub fn session_expiry(&self) -> u32 {
+        self.session_expiry
     }
 
     /// Whether the client speaks MQTT 5.
@@ -108,6 +131,9 @@ impl PacketIo {
             };
             match read {
                 Ok(packet) => {
+                    if let (false, Packet::Connect(connect)) = (self.v5, &packet) {
+                        self.session_expiry = if connect.clean_session { 0 } else { u32::MAX };
+                    }
                     self.started = true;
                     if self.read_buf.is_empty() && self.read_buf.capacity() > BUFFER_KEEP_LIMIT {
                         self.read_buf = BytesMut::with_capacity(READ_BUFFER_INITIAL);
@@ -139,7 +165,31 @@ impl PacketIo {
         if let Some(filters) = read.unsubscribed {
             self.unsubscribed = filters;
         }
+        self.echoed = read.echoed;
+        match (read.session_expiry, &read.packet) {
+            (Some(seconds), Packet::Connect(_)) => self.session_expiry = seconds,
+            (Some(seconds), Packet::Disconnect) if self.session_expiry != 0 => self.session_expiry = seconds,
+            _ => {}
+        }
         Ok(read.packet)
+    }
+
+    /// Writes a message to the device; over MQTT 5 with what is left of its message expiry,
+    /// `expiry` seconds (3.1.1 has no such property: the gateway drops an expired message
+    /// instead, for either).
+    pub async fn write_publish(&mut self, publish: Publish, expiry: Option<u32>) -> Result<(), PacketError> {
+        let packet = Packet::Publish(publish);
+        if self.v5 {
+            let mut packet = self.v5_of(&packet);
+            if let (mqtt5::Packet::Publish(v5), Some(seconds)) = (&mut packet, expiry) {
+                v5.properties
+                    .get_or_insert_with(Default::default)
+                    .message_expiry_interval = Some(seconds);
+            }
+            self.encode_v5(&packet)?;
+            return self.flush().await;
+        }
+        self.write(&packet).await
     }
 
     /// Writes one packet.
@@ -259,6 +309,11 @@ pub struct Read5 {
     pub receive_max: Option<u16>,
     /// An UNSUBSCRIBE's count of filters.
     pub unsubscribed: Option<u16>,
+    /// A CONNECT's session expiry interval (0 when it names none), or the one a DISCONNECT
+    /// names, seconds.
+    pub session_expiry: Option<u32>,
+    /// A command result's correlation data: whether it is the command's id.
+    pub echoed: Option<bool>,
 }
 
 /// Reads the next MQTT 5 packet from `buf` as the 3.1.1 packet the gateway acts on; the
@@ -268,6 +323,22 @@ pub struct Read5 {
 pub fn read_v5(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Read5, mqttbytes::Error> {
     let mut receive_max = None;
     let mut unsubscribed = None;
+    let mut session_expiry = None;
+    let mut echoed = None;
+    // A DISCONNECT of a reason and no properties may leave out their length (MQTT 5,
+    // 3.14.2.2.1), which rumqttc's reader requires: read here, the client's goodbye is not
+    // a protocol error.
+    if let [0xE0, 0x01, reason, ..] = buf[..] {
+        mqtt5::DisconnectReasonCode::try_from(reason).map_err(|_| mqttbytes::Error::MalformedPacket)?;
+        let _ = buf.split_to(3);
+        return Ok(Read5 {
+            packet: Packet::Disconnect,
+            receive_max,
+            unsubscribed,
+            session_expiry,
+            echoed,
+        });
+    }
     let max = u32::try_from(max_packet_bytes).unwrap_or(u32::MAX);
     let packet = match mqtt5::Packet::read(buf, Some(max)) {
         Ok(packet) => packet,
@@ -287,13 +358,14 @@ pub fn read_v5(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Read5, mqt
                 return Err(mqttbytes::Error::MalformedPacket);
             }
             receive_max = Some(max);
-            // A session that outlives the connection is 3.1.1's clean session 0.
-            let expiry = properties.and_then(|p| p.session_expiry_interval).unwrap_or(0);
+            session_expiry = Some(properties.and_then(|p| p.session_expiry_interval).unwrap_or(0));
             Packet::Connect(Connect {
                 protocol: Protocol::V4,
                 keep_alive: connect.keep_alive,
                 client_id: connect.client_id,
-                clean_session: expiry == 0,
+                // Clean start discards a stored session, as 3.1.1's clean session does; how
+                // long this one is kept is the expiry's business.
+                clean_session: connect.clean_start,
                 last_will: None,
                 login: login.map(|login| Login {
                     username: login.username,
@@ -307,6 +379,10 @@ pub fn read_v5(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Read5, mqt
             let topic = String::from_utf8(publish.topic.to_vec()).map_err(|_| mqttbytes::Error::TopicNotUtf8)?;
             if aliased || topic.is_empty() {
                 return Err(mqttbytes::Error::MalformedPacket);
+            }
+            let correlation = publish.properties.as_ref().and_then(|p| p.correlation_data.as_ref());
+            if let (Some(data), Some(cmd_id)) = (correlation, topics::result_command_id(&topic)) {
+                echoed = Some(data.as_ref() == cmd_id.as_bytes());
             }
             Packet::Publish(Publish {
                 dup: publish.dup,
@@ -334,7 +410,10 @@ pub fn read_v5(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Read5, mqt
             })
         }
         mqtt5::Packet::PingReq(_) => Packet::PingReq,
-        mqtt5::Packet::Disconnect(_) => Packet::Disconnect,
+        mqtt5::Packet::Disconnect(disconnect) => {
+            session_expiry = disconnect.properties.and_then(|p| p.session_expiry_interval);
+            Packet::Disconnect
+        }
         // QoS 2 flows, AUTH and what only a server sends: not the gateway's to take.
         _ => return Err(mqttbytes::Error::IncorrectPacketFormat),
     };
@@ -342,6 +421,8 @@ pub fn read_v5(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Read5, mqt
         packet,
         receive_max,
         unsubscribed,
+        session_expiry,
+        echoed,
     })
 }
 

@@ -4,7 +4,10 @@
 //! Design: one map behind a mutex, touched on connect, disconnect and when the operator
 //! routes a message to a device, never per telemetry message. A live session is reached
 //! through its connection's bounded channel; a persistent session whose device is offline
-//! keeps its subscriptions and a bounded queue of QoS 1 messages, delivered on reconnect.
+//! keeps its subscriptions and a bounded queue of QoS 1 messages, delivered on reconnect,
+//! until it expires (an MQTT 5 session expiry interval; a 3.1.1 session never does). An
+//! expired session is forgotten when something next asks for it: its device's reconnect, or a
+//! message routed to it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -12,6 +15,7 @@ use std::sync::{Mutex, PoisonError};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::Publish;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::topics;
@@ -26,7 +30,55 @@ pub const OUTBOUND_CHANNEL: usize = 32;
 
 /// A message the gateway hands a connection's task to deliver (boxed so an idle channel's
 /// slots stay small).
-pub type Outbound = Box<Publish>;
+pub type Outbound = Box<Outgoing>;
+
+/// A message for a device, and when it expires: MQTT 5's message expiry, which the gateway
+/// honours for every device. An expired message is not delivered (live or from a stored
+/// session's queue); an MQTT 5 device is told what is left of its interval.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The message.
+    pub publish: Publish,
+    /// When it expires; `None`: never.
+    pub expires_at: Option<Instant>,
+}
+
+impl Outgoing {
+    /// A message that never expires.
+    pub fn new(publish: Publish) -> Self {
+        Self {
+            publish,
+            expires_at: None,
+        }
+    }
+
+    /// Whether it has expired by `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Whole seconds left of its expiry at `now`, rounded up (MQTT 5, 3.3.2.3.3: the interval
+    /// sent is what is left of it); `None` for a message that never expires.
+    pub fn expiry_left(&self, now: Instant) -> Option<u32> {
+        let left = self.expires_at?.saturating_duration_since(now);
+        let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        Some(u32::try_from(seconds).unwrap_or(u32::MAX))
+    }
+}
+
+/// The instant a unix-ms expiry (the registry's) falls on, by the system clock now.
+pub fn expiry_instant(expires_at_ms: Option<u64>) -> Option<Instant> {
+    let left = expires_at_ms?.saturating_sub(crate::registry::system_clock_ms());
+    Some(Instant::now() + std::time::Duration::from_millis(left))
+}
+
+impl std::ops::Deref for Outgoing {
+    type Target = Publish;
+
+    fn deref(&self) -> &Publish {
+        &self.publish
+    }
+}
 
 /// A subscription: a filter and the QoS granted for it.
 pub type Subscription = (String, QoS);
@@ -37,13 +89,20 @@ pub struct Stored {
     /// Granted subscriptions.
     pub subscriptions: Vec<Subscription>,
     /// QoS 1 messages waiting for the device, oldest first.
-    pub queue: VecDeque<Publish>,
+    pub queue: VecDeque<Outgoing>,
+    /// When the session ends if its device has not come back; `None`: never.
+    pub expires_at: Option<Instant>,
 }
 
 impl Stored {
+    /// Whether the session has ended by `now`.
+    fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
     /// Queues `publish` if a subscription wants it; false when it was not wanted. Drops the
     /// oldest message when full (returned as the second value).
-    fn enqueue(&mut self, publish: Publish) -> (bool, bool) {
+    fn enqueue(&mut self, publish: Outgoing) -> (bool, bool) {
         let wanted = self
             .subscriptions
             .iter()
@@ -143,8 +202,8 @@ impl SessionTable {
     }
 
     /// Makes connection `conn_id` the holder of `client_id`. Returns the stored session to
-    /// resume (only when `clean` is false and one exists) and whether an older connection
-    /// was told to close (session takeover).
+    /// resume (only when `clean` is false and one exists that has not expired) and whether an
+    /// older connection was told to close (session takeover).
     pub fn attach(&self, client_id: &str, live: Live, clean: bool) -> (Option<Stored>, bool) {
         let mut entries = self.lock();
         let entry = entries.entry(client_id.to_owned()).or_default();
@@ -153,7 +212,7 @@ impl SessionTable {
             old.kill.cancel();
         }
         let took_over = previous.is_some();
-        let stored = entry.stored.take();
+        let stored = entry.stored.take().filter(|stored| !stored.expired(Instant::now()));
         (if clean { None } else { stored }, took_over)
     }
 
@@ -177,6 +236,13 @@ impl SessionTable {
     /// Routes a message to `client_id`: to its live connection, else into its persistent
     /// session's queue. Returns what happened and whether an old queued message was dropped.
     pub fn deliver(&self, client_id: &str, publish: Publish) -> (Delivery, bool) {
+        self.deliver_expiring(client_id, publish, None)
+    }
+
+    /// As [`SessionTable::deliver`], a message that expires at `expires_at` (MQTT 5's message
+    /// expiry): not delivered after, from a queue or live.
+    pub fn deliver_expiring(&self, client_id: &str, publish: Publish, expires_at: Option<Instant>) -> (Delivery, bool) {
+        let publish = Outgoing { publish, expires_at };
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(client_id) else {
             return (Delivery::Dropped, false);
@@ -186,6 +252,14 @@ impl SessionTable {
                 Ok(()) => (Delivery::Sent, false),
                 Err(_) => (Delivery::Dropped, false),
             };
+        }
+        if entry
+            .stored
+            .as_ref()
+            .is_some_and(|stored| stored.expired(Instant::now()))
+        {
+            entries.remove(client_id);
+            return (Delivery::Dropped, false);
         }
         match entry.stored.as_mut() {
             Some(stored) => match stored.enqueue(publish) {
@@ -310,7 +384,7 @@ mod tests {
         table.attach("d-1", live(1).0, false);
         let stored = Stored {
             subscriptions: vec![("fleet/v1/d/d-1/cmd/+".to_owned(), QoS::AtLeastOnce)],
-            queue: VecDeque::new(),
+            ..Stored::default()
         };
         table.detach("d-1", 1, Some(stored));
         assert_eq!(
@@ -331,11 +405,11 @@ mod tests {
     fn offline_queues_are_bounded() {
         let mut stored = Stored {
             subscriptions: vec![("t/#".to_owned(), QoS::AtLeastOnce)],
-            queue: VecDeque::new(),
+            ..Stored::default()
         };
         let mut dropped = 0;
         for i in 0..OFFLINE_QUEUE_LIMIT + 5 {
-            if stored.enqueue(publish(&format!("t/{i}"))).1 {
+            if stored.enqueue(Outgoing::new(publish(&format!("t/{i}")))).1 {
                 dropped += 1;
             }
         }
@@ -350,5 +424,38 @@ mod tests {
         table.attach("d-1", live(1).0, false);
         table.detach("d-1", 1, Some(Stored::default()));
         assert!(table.attach("d-1", live(2).0, true).0.is_none());
+    }
+
+    /// An MQTT 5 session expires its interval after its connection closed: until then it
+    /// queues and resumes; after, a message to it goes nowhere and its device starts afresh.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_ends_its_expiry_interval_after_its_connection() {
+        let table = SessionTable::default();
+        let expiring = |seconds: u64| Stored {
+            subscriptions: vec![("fleet/v1/d/d-1/cmd/+".to_owned(), QoS::AtLeastOnce)],
+            expires_at: Some(Instant::now() + std::time::Duration::from_secs(seconds)),
+            ..Stored::default()
+        };
+        table.attach("d-1", live(1).0, false);
+        table.detach("d-1", 1, Some(expiring(60)));
+        tokio::time::advance(std::time::Duration::from_secs(59)).await;
+        assert_eq!(
+            table.deliver("d-1", publish("fleet/v1/d/d-1/cmd/c1")).0,
+            Delivery::Queued
+        );
+        let (resumed, _) = table.attach("d-1", live(2).0, false);
+        assert_eq!(resumed.expect("resumed within its interval").queue.len(), 1);
+
+        table.detach("d-1", 2, Some(expiring(60)));
+        tokio::time::advance(std::time::Duration::from_secs(60)).await;
+        assert_eq!(
+            table.deliver("d-1", publish("fleet/v1/d/d-1/cmd/c2")).0,
+            Delivery::Dropped,
+            "an expired session queues nothing"
+        );
+        table.attach("d-1", live(3).0, false);
+        table.detach("d-1", 3, Some(expiring(10)));
+        tokio::time::advance(std::time::Duration::from_secs(11)).await;
+        assert!(table.attach("d-1", live(4).0, false).0.is_none(), "nothing to resume");
     }
 }

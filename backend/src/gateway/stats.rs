@@ -55,6 +55,11 @@ pub struct GatewayStats {
     /// Command answers for commands that had already ended (late after a timeout, or
     /// duplicates) or that the device was never sent.
     pub command_results_ignored: AtomicU64,
+    /// MQTT 5 command answers that echoed their request's correlation data (its command id).
+    pub command_results_correlated: AtomicU64,
+    /// Messages not delivered because their message expiry had passed (a desired config
+    /// set with `expiry_s`).
+    pub expired: AtomicU64,
     /// OTA job reports recorded.
     pub ota_reports: AtomicU64,
     /// OTA reports for jobs that had ended or that the device was never given.
@@ -217,6 +222,16 @@ impl GatewayStats {
                 "command_results_ignored_total",
                 "late, duplicate or unknown command answers",
                 &self.command_results_ignored,
+            ),
+            (
+                "command_results_correlated_total",
+                "MQTT 5 command answers that echoed their request's correlation data",
+                &self.command_results_correlated,
+            ),
+            (
+                "messages_expired_total",
+                "messages not delivered because their message expiry had passed",
+                &self.expired,
             ),
             ("ota_reports_total", "OTA job reports recorded", &self.ota_reports),
             (

@@ -193,6 +193,11 @@ pub fn command_id(topic: &str) -> Option<&str> {
     (!cmd_id.is_empty() && !cmd_id.contains('/')).then_some(cmd_id)
 }
 
+/// The command id of a command's result topic (`.../cmd/{cmd_id}/result`), if `topic` is one.
+pub fn result_command_id(topic: &str) -> Option<&str> {
+    command_id(topic.strip_suffix("/result")?)
+}
+
 /// The topic an OTA job is delivered on.
 pub fn ota_job(device_id: &str) -> String {
     format!("{DEVICE_PREFIX}{device_id}/ota/job")

@@ -181,6 +181,11 @@ impl Task {
     /// registration ends.
     async fn send_held(&self, message_id: &mut u16) {
         for publish in self.front.take_held(&self.device_id) {
+            // A config whose expiry passed while the device slept is not written.
+            if publish.expired(Instant::now()) {
+                bump(&self.front.gateway.stats.expired);
+                continue;
+            }
             tokio::select! {
                 () = self.kill.cancelled() => return,
                 () = self.deliver(&publish, message_id) => {}

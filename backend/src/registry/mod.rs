@@ -348,12 +348,24 @@ impl Registry {
         scope: ConfigScope,
         doc: Map<String, Value>,
     ) -> Result<Result<u64, Refusal>, RegistryError> {
+        self.set_desired_expiring(scope, doc, None).await
+    }
+
+    /// As [`Registry::set_desired`], the config expiring `expiry_ms` from now (an MQTT 5
+    /// message expiry: it is not delivered after), or never.
+    pub async fn set_desired_expiring(
+        &self,
+        scope: ConfigScope,
+        doc: Map<String, Value>,
+        expiry_ms: Option<u64>,
+    ) -> Result<Result<u64, Refusal>, RegistryError> {
         match &scope {
             ConfigScope::Group(name) if !valid_name(name) => return Ok(Err(Refusal::InvalidName)),
             ConfigScope::Device(id) if !valid_device_id(id) => return Ok(Err(Refusal::NotFound)),
             _ => {}
         }
-        self.submit(move |ctx| ops::set_desired(ctx, &scope, doc)).await
+        self.submit(move |ctx| ops::set_desired(ctx, &scope, doc, expiry_ms))
+            .await
     }
 
     /// Stores the config version an active device reports running and the settings it

@@ -333,6 +333,7 @@ pub fn set_desired(
     ctx: &mut WriteCtx<'_>,
     scope: &ConfigScope,
     doc: Map<String, Value>,
+    expiry_ms: Option<u64>,
 ) -> Result<Result<u64, Refusal>, RegistryError> {
     let (kind, name) = match scope {
         ConfigScope::Group(name) => ("group", name),
@@ -354,25 +355,28 @@ pub fn set_desired(
     let doc = Value::Object(doc);
     ctx.conn
         .prepare_cached(
-            "INSERT INTO desired_config(scope_kind, scope, version, doc, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO desired_config(scope_kind, scope, version, doc, updated_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(scope_kind, scope)
-             DO UPDATE SET version = excluded.version, doc = excluded.doc, updated_at = excluded.updated_at",
+             DO UPDATE SET version = excluded.version, doc = excluded.doc, updated_at = excluded.updated_at,
+                 expires_at = excluded.expires_at",
         )?
         .execute(params![
             kind,
             name,
             version,
             doc.to_string(),
-            sql_int(ctx.now, "clock")?
+            sql_int(ctx.now, "clock")?,
+            expiry_ms
+                .map(|ms| sql_int(ctx.now.saturating_add(ms), "expiry"))
+                .transpose()?
         ])?;
     let subject = format!("{kind}:{name}");
-    audit(
-        ctx,
-        Actor::Operator,
-        "config.desired_set",
-        &subject,
-        &json!({ "version": version, "doc": doc }),
-    )?;
+    let mut detail = json!({ "version": version, "doc": doc });
+    if let Some(ms) = expiry_ms {
+        detail["expiry_ms"] = json!(ms);
+    }
+    audit(ctx, Actor::Operator, "config.desired_set", &subject, &detail)?;
     let version = u64::try_from(version).map_err(|_| RegistryError::Corrupt(format!("config_seq {version}")))?;
     Ok(Ok(version))
 }

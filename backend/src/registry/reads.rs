@@ -96,24 +96,41 @@ fn parse_doc(text: Option<String>) -> Result<Map<String, Value>, RegistryError> 
 
 /// Group document overlaid by the device document (top-level keys; the device's win).
 pub fn effective_config(conn: &Connection, device_id: &str) -> Result<Option<EffectiveConfig>, RegistryError> {
-    type Raw = (Option<i64>, Option<String>, Option<i64>, Option<String>);
+    type Raw = (
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        [Option<i64>; 2],
+    );
     let raw: Option<Raw> = conn
         .prepare_cached(
-            "SELECT g.version, g.doc, dc.version, dc.doc FROM devices d
+            "SELECT g.version, g.doc, dc.version, dc.doc, g.expires_at, dc.expires_at FROM devices d
              LEFT JOIN desired_config g ON g.scope_kind = 'group' AND g.scope = d.group_name
              LEFT JOIN desired_config dc ON dc.scope_kind = 'device' AND dc.scope = d.id
              WHERE d.id = ?1",
         )?
-        .query_row([device_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_row([device_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, [r.get(4)?, r.get(5)?]))
+        })
         .optional()?;
-    let Some((group_version, group_doc, device_version, device_doc)) = raw else {
+    let Some((group_version, group_doc, device_version, device_doc, expiries)) = raw else {
         return Ok(None);
     };
     let mut doc = parse_doc(group_doc)?;
     doc.extend(parse_doc(device_doc)?);
     let version = group_version.unwrap_or(0).max(device_version.unwrap_or(0));
     let version = u64::try_from(version).map_err(|_| RegistryError::Corrupt(format!("config version {version}")))?;
-    Ok(Some(EffectiveConfig { version, doc }))
+    let expires_at = expiries
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| u64::try_from(at).unwrap_or(0));
+    Ok(Some(EffectiveConfig {
+        version,
+        doc,
+        expires_at,
+    }))
 }
 
 /// What device `device_id` last reported of its config, if it ever did.

@@ -319,6 +319,15 @@ pub struct EffectiveConfig {
     pub version: u64,
     /// Group document with the device document's top-level keys written over it.
     pub doc: Map<String, Value>,
+    /// When it expires, unix ms: the earlier of the two documents' expiries (`None`: never).
+    pub expires_at: Option<u64>,
+}
+
+impl EffectiveConfig {
+    /// Whether it has expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now_ms)
+    }
 }
 
 /// What a device last reported of its config.

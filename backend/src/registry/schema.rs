@@ -86,7 +86,12 @@ const MIGRATIONS: &[&str] = &[
     super::alerts::V6,
     super::alerts::V7,
     super::commands::V8,
+    V9,
 ];
+
+/// Schema step (version 9): a desired config may expire (unix ms; NULL never), as an MQTT 5
+/// message with a message expiry does: past it, it is no longer delivered.
+const V9: &str = "ALTER TABLE desired_config ADD COLUMN expires_at INTEGER;";
 
 /// The schema version this code writes and reads.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

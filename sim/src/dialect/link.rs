@@ -23,7 +23,7 @@ use crate::device::Event;
 use crate::metrics::recorder::{Counter, Latency, Meter};
 use crate::scratch;
 use crate::transport::datagram::Datagram;
-use crate::transport::mqtt::{Incoming, MqttConn, Started, TransportError};
+use crate::transport::mqtt::{Incoming, MqttConn, Reply, Started, TransportError};
 
 /// QoS 1 publishes awaiting their PUBACK, per device; past this the oldest is forgotten (its
 /// latency lost, counted as a timeout) so a silent server cannot grow memory.
@@ -44,6 +44,8 @@ pub enum Arrival<'a> {
         topic: &'a str,
         /// Its payload.
         payload: &'a [u8],
+        /// MQTT 5: where to answer it, when it is a request.
+        reply: Option<&'a Reply>,
     },
     /// A datagram.
     Datagram(&'a [u8]),
@@ -123,10 +125,23 @@ impl Link {
         awaited: Awaited,
         since: Instant,
     ) -> impl Future<Output = Result<(), Lost>> + 'a {
-        let started = if self.has_quota(meter, qos) {
-            self.start_publish(topic, payload, qos)
-        } else {
-            None
+        self.publish_with(meter, (topic, payload, &[]), qos, awaited, since)
+    }
+
+    /// As [`Link::publish`], with MQTT 5 `properties` (already encoded: an answer's
+    /// correlation data, [`crate::transport::mqtt::answer_properties`]).
+    pub fn publish_with<'a>(
+        &'a mut self,
+        meter: &'a Meter,
+        (topic, payload, properties): (&str, &[u8], &[u8]),
+        qos: QoS,
+        awaited: Awaited,
+        since: Instant,
+    ) -> impl Future<Output = Result<(), Lost>> + 'a {
+        let room = self.has_quota(meter, qos);
+        let started = match self {
+            Self::Stream(session) if room => Some(session.conn.start_answer(topic, payload, qos, properties)),
+            Self::Stream(_) | Self::None | Self::Datagram(_) => None,
         };
         self.finish_publish(started, meter, qos, awaited, since)
     }
@@ -179,15 +194,6 @@ impl Link {
             if sent.await.is_err() {
                 inbox.push(Event::ConnectionLost);
             }
-        }
-    }
-
-    /// Encodes and writes a publish as far as the socket takes it now (`None` without a
-    /// session).
-    fn start_publish(&mut self, topic: &str, payload: &[u8], qos: QoS) -> Option<Result<Started, TransportError>> {
-        match self {
-            Self::Stream(session) => Some(session.conn.start_publish(topic, payload, qos)),
-            Self::None | Self::Datagram(_) => None,
         }
     }
 
@@ -406,6 +412,7 @@ impl Link {
             Self::Stream(session) => session.conn.poll_incoming(cx).map(|incoming| match incoming {
                 Ok(Some(Incoming::PubAck(pkid))) => Ok(Polled::Acked(pkid)),
                 Ok(Some(Incoming::Publish(message))) => Ok(Polled::Heard(Heard::Message(message))),
+                Ok(Some(Incoming::Request(message, reply))) => Ok(Polled::Heard(Heard::Request(message, reply))),
                 Ok(Some(Incoming::Other)) => Ok(Polled::Nothing),
                 Ok(Some(Incoming::PubAckRefused(pkid, _))) => Ok(Polled::Refused(pkid)),
                 Ok(Some(Incoming::Disconnected(code))) => Ok(Polled::Ended(code)),
@@ -435,6 +442,8 @@ pub enum Woken {
 pub enum Heard {
     /// An MQTT message.
     Message(Box<rumqttc::mqttbytes::v4::Publish>),
+    /// An MQTT 5 request: a message with where to answer it.
+    Request(Box<rumqttc::mqttbytes::v4::Publish>, Box<Reply>),
     /// A datagram.
     Datagram(Box<[u8]>),
 }
@@ -446,6 +455,12 @@ impl Heard {
             Self::Message(message) => Arrival::Message {
                 topic: &message.topic,
                 payload: &message.payload,
+                reply: None,
+            },
+            Self::Request(message, reply) => Arrival::Message {
+                topic: &message.topic,
+                payload: &message.payload,
+                reply: Some(reply),
             },
             Self::Datagram(datagram) => Arrival::Datagram(datagram),
         }
@@ -454,8 +469,8 @@ impl Heard {
     /// The packet id to acknowledge once it is read, if its protocol asks for one.
     pub fn owed_ack(&self) -> Option<u16> {
         match self {
-            Self::Message(message) if message.qos == QoS::AtLeastOnce => Some(message.pkid),
-            Self::Message(_) | Self::Datagram(_) => None,
+            Self::Message(message) | Self::Request(message, _) if message.qos == QoS::AtLeastOnce => Some(message.pkid),
+            Self::Message(_) | Self::Request(..) | Self::Datagram(_) => None,
         }
     }
 }

@@ -17,7 +17,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe, SubscribeFilter};
 use rumqttc::mqttbytes::{self, QoS};
 use rumqttc::v5::mqttbytes::v5 as mqtt5;
@@ -294,7 +294,19 @@ impl MqttConn {
     /// out, for [`MqttConn::finish`] to write. A caller's future that awaits the finish holds
     /// neither the topic nor the payload.
     pub fn start_publish(&mut self, topic: &str, payload: &[u8], qos: QoS) -> Result<Started, TransportError> {
-        self.start(topic, payload, qos, None)
+        self.start(topic, payload, qos, (&[], false))
+    }
+
+    /// As [`MqttConn::start_publish`], an answer to a request: over MQTT 5 with `properties`
+    /// (its correlation data, [`answer_properties`]); 3.1.1 has none.
+    pub fn start_answer(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        properties: &[u8],
+    ) -> Result<Started, TransportError> {
+        self.start(topic, payload, qos, (properties, false))
     }
 
     /// As [`MqttConn::start_publish`], for telemetry: over MQTT 5 with `properties` (the
@@ -307,21 +319,22 @@ impl MqttConn {
         qos: QoS,
         properties: &[u8],
     ) -> Result<Started, TransportError> {
-        self.start(topic, payload, qos, Some(properties))
+        self.start(topic, payload, qos, (properties, true))
     }
 
+    /// Encodes and writes a publish; over MQTT 5 with `properties`, under topic alias 1 when
+    /// `aliased` (telemetry's).
     fn start(
         &mut self,
         topic: &str,
         payload: &[u8],
         qos: QoS,
-        telemetry: Option<&[u8]>,
+        (properties, aliased): (&[u8], bool),
     ) -> Result<Started, TransportError> {
         let pkid = if qos == QoS::AtMostOnce { 0 } else { self.next_pkid() };
         let mut packet = scratch::bytes();
         let encoded = if self.v5 {
-            let properties = telemetry.unwrap_or_default();
-            let (topic, alias) = match (telemetry.is_some() && self.alias_allowed, self.alias_set) {
+            let (topic, alias) = match (aliased && self.alias_allowed, self.alias_set) {
                 (true, true) => ("", Some(1)),
                 (true, false) => (topic, Some(1)),
                 (false, _) => (topic, None),
@@ -596,6 +609,8 @@ pub enum Incoming {
     PubAckRefused(u16, u8),
     /// A message.
     Publish(Box<Publish>),
+    /// MQTT 5: a request, a message with a response topic: where to answer and what to echo.
+    Request(Box<Publish>, Box<Reply>),
     /// MQTT 5: the server ended the connection, for this reason (0x00: a normal end).
     Disconnected(u8),
     /// Anything else (SUBACK, PINGRESP, ...): nothing for a device to do.
@@ -616,14 +631,25 @@ impl Incoming {
                 if topic.is_empty() {
                     return Err(TransportError::Protocol);
                 }
-                Self::Publish(Box::new(Publish {
+                let reply = publish.properties.and_then(|p| {
+                    let topic = p.response_topic.filter(|t| !t.is_empty())?;
+                    Some(Box::new(Reply {
+                        topic,
+                        correlation: p.correlation_data,
+                    }))
+                });
+                let message = Box::new(Publish {
                     dup: publish.dup,
                     qos: qos_v4(publish.qos),
                     retain: publish.retain,
                     topic,
                     pkid: publish.pkid,
                     payload: publish.payload,
-                }))
+                });
+                match reply {
+                    Some(reply) => Self::Request(message, reply),
+                    None => Self::Publish(message),
+                }
             }
             mqtt5::Packet::Disconnect(disconnect) => Self::Disconnected(disconnect.reason_code as u8),
             _ => Self::Other,
@@ -716,6 +742,31 @@ pub fn encode_publish_v5(
     out.extend_from_slice(properties);
     out.extend_from_slice(payload);
     Ok(())
+}
+
+/// Where an MQTT 5 request asks to be answered (its response topic, MQTT 5 4.10), and the
+/// correlation data the answer echoes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The response topic.
+    pub topic: String,
+    /// The correlation data, if the request carried any.
+    pub correlation: Option<Bytes>,
+}
+
+/// The properties an answer to `reply` carries over MQTT 5: its correlation data (3.3.2.3.6),
+/// if any. Empty for none.
+pub fn answer_properties(reply: &Reply) -> Vec<u8> {
+    let Some(data) = &reply.correlation else {
+        return Vec::new();
+    };
+    // rumqttc's reader took it as binary data, at most 65,535 bytes.
+    let len = u16::try_from(data.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(3 + usize::from(len));
+    out.push(0x09);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&data[..usize::from(len)]);
+    out
 }
 
 /// The properties a model's telemetry carries over MQTT 5, encoded once for every message: the

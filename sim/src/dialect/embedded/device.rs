@@ -25,7 +25,7 @@ use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
 use crate::dialect::tls::{DeviceTls, Issued, mqtt_session};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
-use crate::transport::mqtt::{ConnectParams, Incoming, MqttConn, Reason, TransportError, V5Connect};
+use crate::transport::mqtt::{ConnectParams, Incoming, MqttConn, Reason, TransportError, V5Connect, answer_properties};
 use crate::transport::tls::TlsFailure;
 
 /// What a device holds after provisioning (boxed strings: kept for the whole run by every
@@ -163,7 +163,7 @@ impl Embedded {
         loop {
             // Read as the connection's MQTT version reads it.
             match conn.incoming().await? {
-                Some(Incoming::Publish(reply)) => {
+                Some(Incoming::Publish(reply) | Incoming::Request(reply, _)) => {
                     if reply.pkid != 0 {
                         conn.ack(reply.pkid).await?;
                     }
@@ -372,10 +372,25 @@ impl Devices for Embedded {
                 let answered = diary.answer(&command, &health, &cx.model.firmware);
                 let since = cx.shared.marks.command_sent_at(id);
                 let body = answered.result.to_string();
-                let suffix = format!("cmd/{}/result", command.id);
                 let measured = since.map(|since| (since, Awaited::Command));
-                self.publish_answer(cx, (id, link), (&suffix, body.as_bytes()), measured, inbox)
-                    .await;
+                match &command.reply {
+                    // MQTT 5's request and response: answered on the response topic, with its
+                    // correlation data.
+                    Some(reply) => {
+                        let properties = answer_properties(reply);
+                        let (since, awaited) = measured.unwrap_or((Instant::now(), Awaited::Nothing));
+                        let message = (reply.topic.as_str(), body.as_bytes(), properties.as_slice());
+                        let sent = link.publish_with(&cx.shared.meter, message, QoS::AtLeastOnce, awaited, since);
+                        if sent.await.is_err() {
+                            inbox.push(Event::ConnectionLost);
+                        }
+                    }
+                    None => {
+                        let suffix = format!("cmd/{}/result", command.id);
+                        self.publish_answer(cx, (id, link), (&suffix, body.as_bytes()), measured, inbox)
+                            .await;
+                    }
+                }
                 if answered.settings_changed {
                     // Settings are part of what the device reports as applied.
                     let reported = diary.reported().to_string();
@@ -467,7 +482,7 @@ impl Devices for Embedded {
     }
 
     fn read(&self, cx: &DeviceCx<'_>, device: &mut Device, _link: &Link, arrival: Arrival<'_>) -> Option<Event> {
-        let Arrival::Message { topic, payload } = arrival else {
+        let Arrival::Message { topic, payload, reply } = arrival else {
             cx.count(Counter::ErrorsProtocol);
             return None;
         };
@@ -497,6 +512,7 @@ impl Devices for Embedded {
                     id: id.into_boxed_str(),
                     kind,
                     args,
+                    reply: reply.cloned(),
                 }));
                 Some(Event::Command(kind))
             }

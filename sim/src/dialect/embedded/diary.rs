@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::device::{Action, Actions, CommandKind, Event, Journal, SimTime, State};
 use crate::dialect::Health;
+use crate::transport::mqtt::Reply;
 
 /// Settings a device holds at most.
 pub const MAX_SETTINGS: usize = 32;
@@ -43,6 +44,8 @@ pub struct Pending {
     pub kind: CommandKind,
     /// Its arguments (`set`'s settings).
     pub args: Value,
+    /// MQTT 5: where the request asked to be answered, and the correlation data to echo.
+    pub reply: Option<Reply>,
 }
 
 /// A command's answer: the result document, and whether the device's settings changed (so
@@ -209,6 +212,7 @@ mod tests {
             id: "c-1".into(),
             kind,
             args,
+            reply: None,
         }
     }
 

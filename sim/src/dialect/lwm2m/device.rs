@@ -1711,7 +1711,12 @@ fn take_command(
             "expected {\"id\": ID, \"command\": \"set\"|\"logs\"|\"diagnose\"|\"reboot\", \"args\": ...}",
         );
     };
-    diary.command = Some(Box::new(Pending { id, kind, args }));
+    diary.command = Some(Box::new(Pending {
+        id,
+        kind,
+        args,
+        reply: None,
+    }));
     device.configured().command_token = Some(request.get_token().into());
     cx.count(Counter::Lwm2mExecutes);
     Some((taken(answer)?, Some(Event::Command(kind))))
