@@ -433,3 +433,9 @@ bad_file!(
     "bad-models/awake-interval.toml",
     "bad-models/awake-interval.toml:9:9: telemetry.awake: expected less than the interval (10m), found 10m"
 );
+
+bad_file!(
+    wake_grid_too_coarse,
+    "bad/wake-grid.toml",
+    "bad/wake-grid.toml:5:13: scenario.wake_grid: expected a duration from 0s to 100ms, found \"1s\""
+);

@@ -43,7 +43,7 @@ fn member() -> Rc<Member> {
 
 /// The size of an awake device's task future against `dialect`.
 fn task_size<D: Dialect>(dialect: D) -> usize {
-    let clock = RunClock::new(Instant::now(), 1.0);
+    let clock = RunClock::new(Instant::now(), 1.0, std::time::Duration::ZERO);
     let shard = Rc::new(ShardCtx::new(1, clock, dialect, Shared::default(), None, false));
     let member = member();
     let life = Life::new(1, &member, 0, SimTime(0));

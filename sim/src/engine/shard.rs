@@ -92,7 +92,7 @@ pub fn run_shard<D: Dialect>(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let scenario = plan.scenario();
     let target = dialect.device_addr().ip();
-    let clock = RunClock::new(start, scenario.time_scale);
+    let clock = RunClock::new(start, scenario.time_scale, scenario.wake_grid);
     let shared = Shared {
         meter: Default::default(),
         marks: operator,

@@ -46,6 +46,11 @@ pub struct ScenarioSection {
     /// Simulated seconds per real second for device models (battery, link, telemetry).
     #[serde(default)]
     pub time_scale: Option<f64>,
+    /// The real-time grid devices' wake-ups fall on (rounded down to it), so that those due
+    /// together wake in one turn of their shard's thread: `4ms` when omitted, `0s` for none,
+    /// at most `100ms`. Latencies run from the instants on the grid.
+    #[serde(default)]
+    pub wake_grid: Option<DurationValue>,
     /// Folder of device models, relative to this file; `../device-models` when omitted.
     #[serde(default)]
     pub models: Option<String>,
