@@ -45,6 +45,7 @@ fn params<'a>(client_id: &'a str, login: Option<(&'a str, &'a str)>) -> ConnectP
         keep_alive_s: 30,
         clean_session: true,
         v5: None,
+        subscribe: None,
     }
 }
 
@@ -117,10 +118,15 @@ async fn a_device_provisions_connects_and_publishes_through_the_lean_transport()
 #[tokio::test]
 async fn the_lean_transport_speaks_to_mosquitto() {
     let broker = Mosquitto::start();
-    // The broker needs a moment to listen; retry the connect until it answers.
+    // The broker needs a moment to listen; retry the connect until it answers. The subscriber
+    // subscribes in its CONNECT's write, before the CONNACK; the SUBACK is for packet id 1.
     let deadline = tokio::time::Instant::now() + PATIENCE;
+    let subscribing = ConnectParams {
+        subscribe: Some(("fleet/#", QoS::AtLeastOnce)),
+        ..params("sub", None)
+    };
     let (mut sub, _) = loop {
-        match MqttConn::connect(broker.addr, Some("127.0.0.3".parse().expect("ip")), params("sub", None)).await {
+        match MqttConn::connect(broker.addr, Some("127.0.0.3".parse().expect("ip")), subscribing).await {
             Ok(conn) => break conn,
             Err(TransportError::Io(_)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -128,10 +134,11 @@ async fn the_lean_transport_speaks_to_mosquitto() {
             Err(other) => panic!("mosquitto refused: {other}"),
         }
     };
-    sub.subscribe(&[("fleet/#", QoS::AtLeastOnce)])
-        .await
-        .expect("subscribe");
-    until(&mut sub, |p| matches!(p, Packet::SubAck(_))).await;
+    let Packet::SubAck(suback) = until(&mut sub, |p| matches!(p, Packet::SubAck(_))).await else {
+        unreachable!()
+    };
+    assert_eq!(suback.pkid, 1);
+    assert_eq!(sub.next_pkid(), 2, "the next packet id follows the subscription's");
     let (mut publisher, _) =
         MqttConn::connect(broker.addr, Some("127.0.0.4".parse().expect("ip")), params("pub", None))
             .await

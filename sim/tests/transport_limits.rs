@@ -38,6 +38,7 @@ async fn out_of_files_is_local_not_refused() {
         clean_session: true,
         login: None,
         v5: None,
+        subscribe: None,
     };
 
     // A few files of room under the limit, then every one of them taken.

@@ -160,6 +160,11 @@ pub struct ConnectParams<'a> {
     pub clean_session: bool,
     /// MQTT 5's session and properties, for a v5 device; `None` speaks 3.1.1.
     pub v5: Option<V5Connect<'a>>,
+    /// A subscription sent in the CONNECT's write, without waiting for the CONNACK (MQTT
+    /// 3.1.1, 3.1.4, and 5 alike: a server that refuses the CONNECT acts on nothing after it):
+    /// a connect then makes one write and one wake-up fewer. Its packet id is 1; its SUBACK
+    /// comes back through the connection's reads.
+    pub subscribe: Option<(&'a str, QoS)>,
 }
 
 /// What an MQTT 5 device's CONNECT carries beyond 3.1.1's.
@@ -214,12 +219,19 @@ impl MqttConn {
     }
 
     /// Sends an encoded CONNECT over `stream` and waits for CONNACK.
-    async fn greet(stream: ByteStream, hello: (BytesMut, Version, bool, bool)) -> Result<(Self, bool), TransportError> {
-        let (hello, version, alias_wanted, assigned_wanted) = hello;
+    async fn greet(stream: ByteStream, hello: Hello) -> Result<(Self, bool), TransportError> {
+        let Hello {
+            bytes: hello,
+            version,
+            alias_wanted,
+            assigned_wanted,
+            subscribed,
+        } = hello;
         let mut conn = Self {
             stream,
             buf: BytesMut::new(),
-            next_pkid: 0,
+            // The subscription sent with the CONNECT took packet id 1.
+            next_pkid: u16::from(subscribed),
             v5: version == Version::V5,
             alias_allowed: false,
             alias_set: false,
@@ -374,25 +386,8 @@ impl MqttConn {
     /// Subscribes to `filters`; returns the packet id whose SUBACK will follow.
     pub async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Result<u16, TransportError> {
         let pkid = self.next_pkid();
-        if self.v5 {
-            let filters = filters
-                .iter()
-                .map(|(path, qos)| mqtt5::Filter::new((*path).to_owned(), qos_v5(*qos)))
-                .collect();
-            let subscribe = mqtt5::Subscribe {
-                pkid,
-                filters,
-                properties: None,
-            };
-            let out = encode_v5(&mqtt5::Packet::Subscribe(subscribe))?;
-            self.write(out).await?;
-            return Ok(pkid);
-        }
-        let filters = filters
-            .iter()
-            .map(|(path, qos)| SubscribeFilter::new((*path).to_owned(), *qos))
-            .collect();
-        self.send(&Packet::Subscribe(Subscribe { pkid, filters })).await?;
+        let out = encode_subscribe(self.v5, pkid, filters)?;
+        self.write(out).await?;
         Ok(pkid)
     }
 
@@ -526,12 +521,6 @@ impl MqttConn {
                 Err(error) => return Poll::Ready(Err(error.into())),
             }
         }
-    }
-
-    /// Encodes and writes one packet.
-    async fn send(&mut self, packet: &Packet) -> Result<(), TransportError> {
-        let out = encode(packet)?;
-        self.write(out).await
     }
 
     /// Writes encoded bytes. The encode buffer lives only for the call, so an idle connection
@@ -815,7 +804,54 @@ fn write_varint(out: &mut Vec<u8>, mut value: usize) {
 
 /// Encodes the CONNECT a device opens its session with, with the version it speaks, whether
 /// it wants a topic alias and whether it leaves its client id to the server.
-fn encode_connect(params: ConnectParams<'_>) -> Result<(BytesMut, Version, bool, bool), TransportError> {
+/// A CONNECT encoded, with what the CONNACK is read for.
+struct Hello {
+    /// The CONNECT, and the SUBSCRIBE sent with it.
+    bytes: BytesMut,
+    version: Version,
+    /// MQTT 5: telemetry wants topic alias 1.
+    alias_wanted: bool,
+    /// MQTT 5: the client id is the server's to assign.
+    assigned_wanted: bool,
+    /// A SUBSCRIBE (packet id 1) follows the CONNECT.
+    subscribed: bool,
+}
+
+fn encode_connect(params: ConnectParams<'_>) -> Result<Hello, TransportError> {
+    let (mut bytes, version, alias_wanted, assigned_wanted) = encode_connect_only(&params)?;
+    if let Some(filter) = params.subscribe {
+        bytes.extend_from_slice(&encode_subscribe(version == Version::V5, 1, &[filter])?);
+    }
+    Ok(Hello {
+        bytes,
+        version,
+        alias_wanted,
+        assigned_wanted,
+        subscribed: params.subscribe.is_some(),
+    })
+}
+
+/// Encodes a SUBSCRIBE of `filters` with packet id `pkid`, in MQTT 5's layout when `v5`.
+fn encode_subscribe(v5: bool, pkid: u16, filters: &[(&str, QoS)]) -> Result<BytesMut, TransportError> {
+    if v5 {
+        let filters = filters
+            .iter()
+            .map(|(path, qos)| mqtt5::Filter::new((*path).to_owned(), qos_v5(*qos)))
+            .collect();
+        return encode_v5(&mqtt5::Packet::Subscribe(mqtt5::Subscribe {
+            pkid,
+            filters,
+            properties: None,
+        }));
+    }
+    let filters = filters
+        .iter()
+        .map(|(path, qos)| SubscribeFilter::new((*path).to_owned(), *qos))
+        .collect();
+    encode(&Packet::Subscribe(Subscribe { pkid, filters }))
+}
+
+fn encode_connect_only(params: &ConnectParams<'_>) -> Result<(BytesMut, Version, bool, bool), TransportError> {
     if let Some(v5) = params.v5 {
         let properties = mqtt5::ConnectProperties {
             session_expiry_interval: (v5.session_expiry_s > 0).then_some(v5.session_expiry_s),
@@ -1078,6 +1114,7 @@ mod tests {
                 user_properties: &user,
                 topic_alias: true,
             }),
+            subscribe: None,
         };
         let (mut conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
         assert!(conn.is_v5());
@@ -1164,6 +1201,7 @@ mod tests {
             keep_alive_s: 60,
             clean_session: true,
             v5: None,
+            subscribe: None,
         };
         let (mut conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
         assert_eq!(conn.publish("a", b"zero", QoS::AtMostOnce).await, Ok(0));

@@ -95,6 +95,7 @@ impl Mosquitto {
             keep_alive_s: 30,
             clean_session: true,
             v5: None,
+            subscribe: None,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let mut conn = loop {

@@ -140,6 +140,7 @@ impl Embedded {
                 user_properties: &speech.user_properties,
                 topic_alias: false,
             }),
+            subscribe: None,
         };
         let certified = self.certified();
         let mut request = serde_json::json!({ "model": cx.model.name, "firmware": cx.model.firmware });
@@ -272,6 +273,7 @@ impl Devices for Embedded {
                 user_properties: &speech.user_properties,
                 topic_alias: speech.topic_alias,
             }),
+            subscribe: None,
         };
         // A device whose credentials the operator revoked must be refused, every time.
         let revoked = cx.shared.marks.is_revoked(id);

@@ -77,10 +77,12 @@ impl Devices for Broker {
 
     /// Connects as the device (no login; a clean session, unless an MQTT 5 model's broker keeps
     /// it), in the MQTT its model speaks; an always-connected device also subscribes to its
-    /// command topic.
+    /// command topic, in the CONNECT's write (its SUBACK comes back through the device's
+    /// reads, which ignore it).
     async fn connect(&self, cx: &DeviceCx<'_>, _device: &mut (), session: Session) -> Result<Link, Fault> {
         let serial = cx.serial();
         let speech = &cx.model.mqtt;
+        let command_topic = (session == Session::Persistent).then(|| self.command_topic(identity(cx, &serial)));
         let params = ConnectParams {
             // An empty client id asks an MQTT 5 broker to assign one.
             client_id: if speech.assigned_client_id { "" } else { &serial },
@@ -93,13 +95,9 @@ impl Devices for Broker {
                 user_properties: &speech.user_properties,
                 topic_alias: speech.topic_alias,
             }),
+            subscribe: command_topic.as_deref().map(|topic| (topic, QoS::AtLeastOnce)),
         };
-        let (mut conn, _) = mqtt_session(self.tls.as_deref(), cx, self.node_for(&serial), params).await?;
-        if session == Session::Persistent {
-            let topic = self.command_topic(identity(cx, &serial));
-            // The SUBACK comes back through the device's reads, which ignore it.
-            conn.subscribe(&[(&topic, QoS::AtLeastOnce)]).await?;
-        }
+        let (conn, _) = mqtt_session(self.tls.as_deref(), cx, self.node_for(&serial), params).await?;
         Ok(Link::stream(conn))
     }
 
