@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{TestBackend, next_publish, wait_closed, wait_for};
 use fleetsim_backend::gateway::Limits;
+use fleetsim_backend::gateway::conn::MAX_SUBSCRIPTIONS;
 use rumqttc::{ConnectReturnCode, Packet, QoS, SubscribeReasonCode};
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -455,7 +456,7 @@ async fn an_mqtt5_client_without_credentials_is_refused_with_reason_0x87() {
 }
 
 /// The MQTT 5 reason codes the big test above does not reach: a subscription outside the
-/// device's subtree refused in its SUBACK with 0x87; a second CONNECT on an MQTT 5
+/// device's subtree refused in its SUBACK with 0x87, one past the session's quota with 0x97; a second CONNECT on an MQTT 5
 /// connection, 0x82 protocol error; a message over the gateway's size limit, 0x95; and at
 /// shutdown, 0x8B.
 #[tokio::test]
@@ -486,6 +487,30 @@ async fn mqtt5_refusals_and_goodbyes_carry_their_reasons() {
     send5(&mut first, Packet5::Subscribe(subscribe)).await;
     // SUBACK of packet 4: no properties, reason 0x87.
     assert_eq!(read_at_least(&mut first, 6).await, [0x90, 0x04, 0x00, 0x04, 0x00, 0x87]);
+    // A session holds at most 32 subscriptions: past them a filter is refused with 0x97,
+    // quota exceeded; one already held is renewed, not counted again. (In SUBSCRIBEs of 16,
+    // under this gateway's 1 KiB packet limit.)
+    for (batch, pkid) in [(0..16, 5u16), (16..32, 6), (32..33, 7)] {
+        let filters: Vec<Filter> = batch
+            .clone()
+            .map(|i| Filter::new(format!("fleet/v1/d/{id}/x/{i}"), QoS5::AtLeastOnce))
+            .collect();
+        let mut subscribe = Subscribe::new_many(filters, None);
+        subscribe.pkid = pkid;
+        send5(&mut first, Packet5::Subscribe(subscribe)).await;
+        let codes: Vec<u8> = batch.map(|i| if i < MAX_SUBSCRIPTIONS { 0x01 } else { 0x97 }).collect();
+        let mut expected = vec![0x90, 3 + codes.len() as u8, 0x00, pkid as u8, 0x00];
+        expected.extend(codes);
+        assert_eq!(
+            read_at_least(&mut first, expected.len()).await,
+            expected,
+            "SUBACK {pkid}"
+        );
+    }
+    let mut again = Subscribe::new(Filter::new(format!("fleet/v1/d/{id}/x/0"), QoS5::AtMostOnce), None);
+    again.pkid = 8;
+    send5(&mut first, Packet5::Subscribe(again)).await;
+    assert_eq!(read_at_least(&mut first, 6).await, [0x90, 0x04, 0x00, 0x08, 0x00, 0x00]);
     send5(&mut first, connect5(&id, Some((&id, &token)), false)).await;
     assert_eq!(read_at_least(&mut first, 3).await, [0xE0, 0x01, 0x82]);
 

@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use super::stream::DeviceStream;
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{
-    ConnAck, ConnectReturnCode, Packet, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck,
-};
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, Publish, Subscribe, UnsubAck};
 use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, PubAckReason};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -28,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::auth::{Accepted, handshake};
 use super::certify;
-use super::packet_io::{PacketError, PacketIo};
+use super::packet_io::{Granted, PacketError, PacketIo};
 use super::payloads::{self, CsrAsk, Payload};
 use super::sessions::{Live, OUTBOUND_CHANNEL, Outbound, Outgoing, Stored, Subscription, expiry_instant};
 use super::stats::bump;
@@ -38,6 +36,10 @@ use crate::registry::{Completion, OtaReport, ProvisionMeta, ProvisionOutcome};
 /// QoS 1 messages sent to a device and not yet acknowledged; past this, further messages
 /// wait in the channel (and beyond it are dropped), which bounds per-connection memory.
 const INFLIGHT_LIMIT: usize = 16;
+
+/// Subscriptions a session may hold: a device needs a handful, and each is kept for the life
+/// of its session, so more are refused (MQTT 5: 0x97, quota exceeded), not grown without end.
+pub const MAX_SUBSCRIPTIONS: usize = 32;
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(stream: DeviceStream, shared: Arc<Shared>, shutdown: CancellationToken) {
@@ -527,7 +529,14 @@ impl Conn {
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), PacketError> {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         for filter in &subscribe.filters {
-            if topics::may_subscribe(&self.principal, &filter.path).is_ok() {
+            let renewed = self.subscriptions.iter().any(|(existing, _)| *existing == filter.path);
+            if topics::may_subscribe(&self.principal, &filter.path).is_err() {
+                bump(&self.shared.stats.subscribe_refused);
+                codes.push(Granted::NotAuthorized);
+            } else if !renewed && self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                bump(&self.shared.stats.subscribe_refused);
+                codes.push(Granted::QuotaExceeded);
+            } else {
                 // QoS 2 is not offered; grant at most QoS 1.
                 let granted = if filter.qos == QoS::AtMostOnce {
                     QoS::AtMostOnce
@@ -536,15 +545,10 @@ impl Conn {
                 };
                 self.subscriptions.retain(|(existing, _)| *existing != filter.path);
                 self.subscriptions.push((filter.path.clone(), granted));
-                codes.push(SubscribeReasonCode::Success(granted));
-            } else {
-                bump(&self.shared.stats.subscribe_refused);
-                codes.push(SubscribeReasonCode::Failure);
+                codes.push(Granted::Qos(granted));
             }
         }
-        self.io
-            .write(&Packet::SubAck(SubAck::new(subscribe.pkid, codes)))
-            .await?;
+        self.io.suback(subscribe.pkid, &codes).await?;
         // Retained desired config goes out on subscribe, as a broker delivers retained
         // messages.
         if let Principal::Device(device_id) = &self.principal {

@@ -19,8 +19,8 @@
 
 use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::v4::{
-    Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, Subscribe, SubscribeFilter, SubscribeReasonCode,
-    Unsubscribe,
+    Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeFilter,
+    SubscribeReasonCode, Unsubscribe,
 };
 use rumqttc::mqttbytes::{self, Protocol, QoS};
 use rumqttc::v5::mqttbytes::v5 as mqtt5;
@@ -47,6 +47,17 @@ pub enum PacketError {
     /// The packet is larger than the gateway accepts.
     #[error("packet of {0} bytes is over the limit")]
     TooLarge(usize),
+}
+
+/// How one filter of a SUBSCRIBE was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granted {
+    /// Subscribed at this QoS.
+    Qos(QoS),
+    /// The filter is not the client's to subscribe to (MQTT 5: 0x87).
+    NotAuthorized,
+    /// The session holds as many subscriptions as it may (MQTT 5: 0x97).
+    QuotaExceeded,
 }
 
 /// One connection's stream with its buffers.
@@ -190,6 +201,35 @@ impl PacketIo {
             return self.flush().await;
         }
         self.write(&packet).await
+    }
+
+    /// Answers SUBSCRIBE `pkid`, a code a filter; 3.1.1 says only that a refused one failed.
+    pub async fn suback(&mut self, pkid: u16, granted: &[Granted]) -> Result<(), PacketError> {
+        if self.v5 {
+            let return_codes = granted
+                .iter()
+                .map(|g| match g {
+                    Granted::Qos(qos) => mqtt5::SubscribeReasonCode::Success(qos_v5(*qos)),
+                    Granted::NotAuthorized => mqtt5::SubscribeReasonCode::NotAuthorized,
+                    Granted::QuotaExceeded => mqtt5::SubscribeReasonCode::QuotaExceeded,
+                })
+                .collect();
+            let ack = mqtt5::SubAck {
+                pkid,
+                return_codes,
+                properties: None,
+            };
+            self.encode_v5(&mqtt5::Packet::SubAck(ack))?;
+            return self.flush().await;
+        }
+        let codes = granted
+            .iter()
+            .map(|g| match g {
+                Granted::Qos(qos) => SubscribeReasonCode::Success(*qos),
+                Granted::NotAuthorized | Granted::QuotaExceeded => SubscribeReasonCode::Failure,
+            })
+            .collect();
+        self.write(&Packet::SubAck(SubAck::new(pkid, codes))).await
     }
 
     /// Writes one packet.
