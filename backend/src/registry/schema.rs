@@ -157,6 +157,18 @@ mod tests {
         dir
     }
 
+    /// A database at `path` as version `version`'s code left it, holding `rows`.
+    fn database_at(path: &std::path::Path, version: usize, rows: &str) {
+        let mut conn = Connection::open(path).unwrap();
+        let tx = conn.transaction().unwrap();
+        for step in &MIGRATIONS[..version] {
+            tx.execute_batch(step).unwrap();
+        }
+        tx.execute_batch(&format!("PRAGMA user_version = {version};")).unwrap();
+        tx.execute_batch(rows).unwrap();
+        tx.commit().unwrap();
+    }
+
     #[test]
     fn fresh_database_gets_version_and_settings() {
         let dir = scratch("fresh");
@@ -187,24 +199,16 @@ mod tests {
     fn a_version_4_database_keeps_its_commands_and_takes_diagnose_and_settings() {
         let dir = scratch("v4");
         let path = dir.join(DB_FILE);
-        {
-            // A database as version 4's code left it, with a command answered.
-            let mut conn = Connection::open(&path).unwrap();
-            let tx = conn.transaction().unwrap();
-            for step in &MIGRATIONS[..4] {
-                tx.execute_batch(step).unwrap();
-            }
-            tx.execute_batch(
-                "PRAGMA user_version = 4;
-                 INSERT INTO claims VALUES ('c', x'00', 'g', 0, 0);
-                 INSERT INTO devices VALUES ('d-1', 'S', 'c', 'g', NULL, NULL, 1, 'active', x'00', 0, NULL);
-                 INSERT INTO commands(device_id, name, args, state, created_at, deadline_at, completed_at, result)
-                     VALUES ('d-1', 'logs', '{}', 'succeeded', 1, 2, 2, '{\"status\":\"ok\"}');
-                 INSERT INTO reported_config VALUES ('d-1', 3, 5);",
-            )
-            .unwrap();
-            tx.commit().unwrap();
-        }
+        // A database as version 4's code left it, with a command answered.
+        database_at(
+            &path,
+            4,
+            "INSERT INTO claims VALUES ('c', x'00', 'g', 0, 0);
+             INSERT INTO devices VALUES ('d-1', 'S', 'c', 'g', NULL, NULL, 1, 'active', x'00', 0, NULL);
+             INSERT INTO commands(device_id, name, args, state, created_at, deadline_at, completed_at, result)
+                 VALUES ('d-1', 'logs', '{}', 'succeeded', 1, 2, 2, '{\"status\":\"ok\"}');
+             INSERT INTO reported_config VALUES ('d-1', 3, 5);",
+        );
         let conn = open_writer(&path).unwrap();
         let kept: (i64, String, String) = conn
             .query_row("SELECT id, name, result FROM commands", [], |r| {
@@ -238,21 +242,13 @@ mod tests {
     fn a_version_6_database_keeps_its_rules_and_takes_the_new_kinds() {
         let dir = scratch("v6");
         let path = dir.join(DB_FILE);
-        {
-            // A database as version 6's code left it: a rule in force, one deleted.
-            let mut conn = Connection::open(&path).unwrap();
-            let tx = conn.transaction().unwrap();
-            for step in &MIGRATIONS[..6] {
-                tx.execute_batch(step).unwrap();
-            }
-            tx.execute_batch(
-                "PRAGMA user_version = 6;
-                 INSERT INTO alert_rules(kind, group_name, threshold, created_at) VALUES ('battery_below', 'g', 0.2, 1);
-                 INSERT INTO alert_rules(kind, group_name, threshold, created_at, deleted_at) VALUES ('offline_for', NULL, 30, 2, 3);",
-            )
-            .unwrap();
-            tx.commit().unwrap();
-        }
+        // A database as version 6's code left it: a rule in force, one deleted.
+        database_at(
+            &path,
+            6,
+            "INSERT INTO alert_rules(kind, group_name, threshold, created_at) VALUES ('battery_below', 'g', 0.2, 1);
+             INSERT INTO alert_rules(kind, group_name, threshold, created_at, deleted_at) VALUES ('offline_for', NULL, 30, 2, 3);",
+        );
         let conn = open_writer(&path).unwrap();
         let rules = super::super::alerts::list(&conn).unwrap();
         assert_eq!(rules.len(), 1, "{rules:?}");
@@ -287,31 +283,25 @@ mod tests {
     fn a_version_7_database_keeps_its_commands_and_takes_reads() {
         let dir = scratch("v7");
         let path = dir.join(DB_FILE);
-        {
-            // A database as version 7's code left it: a device with a command answered.
-            let mut conn = Connection::open(&path).unwrap();
-            let tx = conn.transaction().unwrap();
-            for step in &MIGRATIONS[..7] {
-                tx.execute_batch(step).unwrap();
-            }
-            tx.execute_batch(
-                "PRAGMA user_version = 7;
-                 INSERT INTO claims VALUES ('c', x'00', 'g', 0, 0);
-                 INSERT INTO devices VALUES ('d-1', 'S', 'c', 'g', NULL, NULL, 1, 'active', x'00', 0, NULL);
-                 INSERT INTO commands(device_id, name, args, state, created_at, deadline_at, completed_at, result)
-                     VALUES ('d-1', 'diagnose', '{}', 'succeeded', 1, 2, 2, '{}');",
-            )
-            .unwrap();
-            assert!(
-                tx.execute_batch(
+        // A database as version 7's code left it: a device with a command answered.
+        database_at(
+            &path,
+            7,
+            "INSERT INTO claims VALUES ('c', x'00', 'g', 0, 0);
+             INSERT INTO devices VALUES ('d-1', 'S', 'c', 'g', NULL, NULL, 1, 'active', x'00', 0, NULL);
+             INSERT INTO commands(device_id, name, args, state, created_at, deadline_at, completed_at, result)
+                 VALUES ('d-1', 'diagnose', '{}', 'succeeded', 1, 2, 2, '{}');",
+        );
+        assert!(
+            Connection::open(&path)
+                .unwrap()
+                .execute_batch(
                     "INSERT INTO commands(device_id, name, args, state, created_at, deadline_at)
-                         VALUES ('d-1', 'read', '{}', 'pending', 3, 4)"
+                     VALUES ('d-1', 'read', '{}', 'pending', 3, 4)"
                 )
                 .is_err(),
-                "version 7 has no reads"
-            );
-            tx.commit().unwrap();
-        }
+            "version 7 has no reads"
+        );
         let conn = open_writer(&path).unwrap();
         let kept: (i64, String) = conn
             .query_row("SELECT id, name FROM commands", [], |r| Ok((r.get(0)?, r.get(1)?)))
