@@ -169,6 +169,23 @@ mod tests {
         tx.commit().unwrap();
     }
 
+    /// After a migration rebuilt the commands table and one more command was added: ids went
+    /// on from the copied rows (the new one is 2), and the CHECK on names still holds.
+    fn rebuilt_commands_go_on(conn: &Connection) {
+        let next: i64 = conn
+            .query_row("SELECT MAX(id) FROM commands", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(next, 2, "ids go on from the copied rows");
+        assert!(
+            conn.execute_batch(
+                "INSERT INTO commands(device_id, name, args, state, created_at, deadline_at)
+                 VALUES ('d-1', 'dance', '{}', 'pending', 3, 4)"
+            )
+            .is_err(),
+            "the CHECK still holds"
+        );
+    }
+
     #[test]
     fn fresh_database_gets_version_and_settings() {
         let dir = scratch("fresh");
@@ -222,18 +239,7 @@ mod tests {
              UPDATE reported_config SET settings = '{\"led\":\"on\"}' WHERE device_id = 'd-1';",
         )
         .unwrap();
-        let next: i64 = conn
-            .query_row("SELECT MAX(id) FROM commands", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(next, 2, "ids go on from the copied rows");
-        assert!(
-            conn.execute_batch(
-                "INSERT INTO commands(device_id, name, args, state, created_at, deadline_at)
-                 VALUES ('d-1', 'dance', '{}', 'pending', 3, 4)"
-            )
-            .is_err(),
-            "the CHECK still holds"
-        );
+        rebuilt_commands_go_on(&conn);
         drop(conn);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -312,18 +318,7 @@ mod tests {
                  VALUES ('d-1', 'read', '{\"path\":\"/3/0/9\"}', 'pending', 3, 4)",
         )
         .unwrap();
-        let next: i64 = conn
-            .query_row("SELECT MAX(id) FROM commands", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(next, 2, "ids go on from the copied rows");
-        assert!(
-            conn.execute_batch(
-                "INSERT INTO commands(device_id, name, args, state, created_at, deadline_at)
-                     VALUES ('d-1', 'dance', '{}', 'pending', 3, 4)"
-            )
-            .is_err(),
-            "the CHECK still holds"
-        );
+        rebuilt_commands_go_on(&conn);
         drop(conn);
         std::fs::remove_dir_all(&dir).unwrap();
     }

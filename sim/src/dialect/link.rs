@@ -140,7 +140,7 @@ impl Link {
     ) -> impl Future<Output = Result<(), Lost>> + 'a {
         let room = self.has_quota(meter, qos);
         let started = match self {
-            Self::Stream(session) if room => Some(session.conn.start_answer(topic, payload, qos, properties)),
+            Self::Stream(session) if room => Some(session.conn.start_with(topic, payload, qos, properties)),
             Self::Stream(_) | Self::None | Self::Datagram(_) => None,
         };
         self.finish_publish(started, meter, qos, awaited, since)

@@ -10,6 +10,7 @@ use super::error::{FileError, KeyPath};
 use super::file::{FirmwareSection, PhaseSection, RolloutSection};
 use super::typed::{Action, AlertRule, COMMANDS, Campaign, Fleet, ModelSet, Phase};
 use super::units::DisplayDuration;
+use crate::dialect::lwm2m::objects::Path;
 use crate::model::FaultKind;
 
 /// Checks phase `index` of a scenario whose run lasts `duration`.
@@ -349,12 +350,7 @@ fn check_campaign(
 /// Whether `text` is an LwM2M path as a device prints it: `/3`, `/3/0` or `/3/0/9`, each
 /// number 0 to 65535 without leading zeros (the device's Read is matched to the command by it).
 fn is_lwm2m_path(text: &str) -> bool {
-    let Some(rest) = text.strip_prefix('/') else {
-        return false;
-    };
-    let segments: Vec<&str> = rest.split('/').collect();
-    (1..=3).contains(&segments.len())
-        && segments.iter().all(|s| {
-            s.parse::<u16>().is_ok() && s.bytes().all(|b| b.is_ascii_digit()) && (s.len() == 1 || !s.starts_with('0'))
-        })
+    text.strip_prefix('/')
+        .and_then(|rest| Path::parse(rest.split('/').map(str::as_bytes)))
+        .is_some_and(|path| path.to_string() == text)
 }

@@ -309,9 +309,10 @@ impl MqttConn {
         self.start(topic, payload, qos, (&[], false))
     }
 
-    /// As [`MqttConn::start_publish`], an answer to a request: over MQTT 5 with `properties`
-    /// (its correlation data, [`answer_properties`]); 3.1.1 has none.
-    pub fn start_answer(
+    /// As [`MqttConn::start_publish`], over MQTT 5 with `properties`, already encoded (an
+    /// answer's correlation data, [`answer_properties`]), never under a topic alias; 3.1.1
+    /// has none.
+    pub fn start_with(
         &mut self,
         topic: &str,
         payload: &[u8],
