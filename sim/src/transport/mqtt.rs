@@ -487,8 +487,11 @@ impl MqttConn {
             Err(mqttbytes::Error::InsufficientBytes(needed)) => {
                 // Room for the rest of the packet and what may follow it: a read as small as
                 // the bytes still missing (two, for a packet not yet begun) would take what the
-                // server sent in several reads (a SUBACK and a PUBACK came in three).
-                self.buf.reserve(needed.max(READ_ROOM));
+                // server sent in several reads (a SUBACK and a PUBACK came in three). An empty
+                // buffer gets its room only once there is something to read (`poll_fill`).
+                if !self.buf.is_empty() {
+                    self.buf.reserve(needed.max(READ_ROOM));
+                }
                 Ok(None)
             }
             Err(_) => Err(TransportError::Protocol),
@@ -508,18 +511,22 @@ impl MqttConn {
     /// waiting for its server holds no buffer; a read never waits, so nothing is lost when the
     /// caller stops polling.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, TransportError>> {
-        loop {
-            std::task::ready!(self.stream.poll_read_ready(cx))?;
-            if self.buf.capacity() == self.buf.len() {
-                self.buf.reserve(READ_ROOM);
-            }
-            match self.stream.try_read_buf(&mut self.buf) {
-                Ok(0) if self.buf.is_empty() => return Poll::Ready(Ok(false)),
-                Ok(0) => return Poll::Ready(Err(TransportError::Closed)),
-                Ok(_) => return Poll::Ready(Ok(true)),
-                // A wake-up with nothing to read after all: wait again, holding nothing.
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.release_if_empty(),
-                Err(error) => return Poll::Ready(Err(error.into())),
+        if self.stream.poll_read_ready(cx)?.is_pending() {
+            self.release_if_empty();
+            return Poll::Pending;
+        }
+        if self.buf.capacity() == self.buf.len() {
+            self.buf.reserve(READ_ROOM);
+        }
+        match self.stream.poll_read_buf(cx, &mut self.buf) {
+            Poll::Ready(Ok(0)) if self.buf.is_empty() => Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(TransportError::Closed)),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(true)),
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error.into())),
+            // A wake-up with nothing to read after all: wait again, holding nothing.
+            Poll::Pending => {
+                self.release_if_empty();
+                Poll::Pending
             }
         }
     }
@@ -568,7 +575,9 @@ fn decode_v5(buf: &mut BytesMut) -> Result<Option<mqtt5::Packet>, TransportError
     match mqtt5::Packet::read(buf, Some(MAX_PACKET_BYTES as u32)) {
         Ok(packet) => Ok(Some(packet)),
         Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(needed)) => {
-            buf.reserve(needed.max(READ_ROOM));
+            if !buf.is_empty() {
+                buf.reserve(needed.max(READ_ROOM));
+            }
             Ok(None)
         }
         Err(_) => Err(TransportError::Protocol),
@@ -1169,6 +1178,45 @@ mod tests {
 
     /// Over a real socket: a QoS 1 publish arrives whole and in order after a QoS 0 one, and
     /// a large one the socket cannot take at once is finished by the awaited write.
+    /// A connection waiting for its server holds no read buffer, before and after what it
+    /// read: every idle device holds one of these for the whole run.
+    #[tokio::test]
+    async fn a_waiting_connection_holds_no_read_buffer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (acked, ack) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut connect = [0u8; 64];
+            assert!(socket.read(&mut connect).await.expect("CONNECT") > 0);
+            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
+            ack.await.expect("told");
+            // A PUBACK for packet id 1.
+            socket.write_all(&[0x40, 2, 0, 1]).await.expect("PUBACK");
+            socket
+        });
+        let params = ConnectParams {
+            client_id: "d",
+            login: None,
+            keep_alive_s: 60,
+            clean_session: true,
+            v5: None,
+            subscribe: None,
+        };
+        let (mut conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(conn.poll_incoming(&mut cx).is_pending(), "nothing sent yet");
+        assert_eq!(conn.buf.capacity(), 0, "waiting, before anything came");
+        acked.send(()).expect("server waits");
+        let read = conn.incoming().await.expect("read");
+        assert!(matches!(read, Some(Incoming::PubAck(1))), "{read:?}");
+        assert_eq!(conn.buf.capacity(), 0, "all of it read");
+        assert!(conn.poll_incoming(&mut cx).is_pending(), "nothing more");
+        assert_eq!(conn.buf.capacity(), 0, "waiting again");
+        drop(server.await.expect("server"));
+    }
+
     #[tokio::test]
     async fn publishes_reach_the_server_whole_over_a_real_socket() {
         use tokio::io::AsyncReadExt as _;

@@ -62,12 +62,23 @@ impl ByteStream {
         }
     }
 
-    /// Reads what is there now without waiting, growing `buf` (`WouldBlock` when nothing
-    /// is; 0 when the server closed the stream).
-    pub fn try_read_buf(&mut self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+    /// Reads what is there into `buf`'s spare room (it must have some), else registers the
+    /// waker; 0 when the server closed the stream.
+    ///
+    /// Over TCP a read that leaves room in `buf` tells the runtime the socket is drained
+    /// (tokio clears its readiness then), so the next wait goes to sleep at once instead of
+    /// first trying a read that finds nothing: one `recvfrom` a PUBACK, not two.
+    pub fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut bytes::BytesMut) -> Poll<io::Result<usize>> {
         match self {
-            Self::Tcp(stream) => stream.try_read_buf(buf),
-            Self::Tls(stream) => stream.try_read_buf(buf),
+            Self::Tcp(stream) => tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf),
+            Self::Tls(stream) => loop {
+                match stream.try_read_buf(buf) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        std::task::ready!(stream.poll_read_ready(cx))?;
+                    }
+                    read => return Poll::Ready(read),
+                }
+            },
         }
     }
 
