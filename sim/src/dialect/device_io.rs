@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::OperatorLog;
+use super::wake_grid::WakeGrid;
 use crate::device::{BatteryLevel, Event, OtaReport};
 use crate::metrics::recorder::{Counter, Latency, Meter};
 use crate::model::{Image, Reading};
@@ -139,6 +140,8 @@ pub struct Shared {
     pub images: Vec<(String, Image)>,
     /// Simulated seconds per real second.
     pub time_scale: f64,
+    /// The grid the shard's wake-ups fall on, and so a link's own duties.
+    pub grid: WakeGrid,
     /// The key serials are computed with (`plan::serial`): devices keep no serial.
     pub serial_key: u64,
 }

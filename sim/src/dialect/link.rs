@@ -7,8 +7,8 @@
 //! heard goes to the dialect's reader (in the driver), and only the event it means goes on to
 //! the device core; then the link acknowledges it if its protocol asks ([`Link::acknowledge`]).
 //! The link answers what its own protocol owes without waking anyone: an MQTT session pings
-//! when it has been quiet for half its keep-alive and records a QoS 1 publish's latency when
-//! its PUBACK comes. An idle device's task holds `wait`'s future for the whole run, so it
+//! when it has been quiet for half its keep-alive (on the [wake grid](super::wake_grid), so
+//! with other devices' wake-ups) and records a QoS 1 publish's latency when its PUBACK comes. An idle device's task holds `wait`'s future for the whole run, so it
 //! holds one timer and the poll, nothing more.
 
 use std::task::{Context, Poll};
@@ -17,6 +17,7 @@ use std::time::Duration;
 use rumqttc::mqttbytes::QoS;
 use tokio::time::{Instant, sleep_until};
 
+use super::device_io::Shared;
 use super::fault::disconnect_counter;
 use super::{Inbox, Report};
 use crate::device::Event;
@@ -305,7 +306,7 @@ impl Link {
         clippy::manual_async_fn,
         reason = "an async fn would hold its arguments twice in every idle device's future"
     )]
-    pub fn wait<'a>(&'a mut self, meter: &'a Meter, wake_at: Instant) -> impl Future<Output = Woken> + 'a {
+    pub fn wait<'a>(&'a mut self, shared: &'a Shared, wake_at: Instant) -> impl Future<Output = Woken> + 'a {
         async move {
             // A wake-up already due is taken before what the link heard: a device reports at
             // the moment it connects, before it reads what its server sent meanwhile (an
@@ -317,8 +318,10 @@ impl Link {
             loop {
                 // One timer for both the wake and the session's own duty (a keep-alive ping).
                 // Only the timer and the poll live across the wait: whether it was the duty
-                // that came is told after by the clock (a timer never fires early).
-                let deadline = self.due().map_or(wake_at, |due| due.min(wake_at));
+                // that came is told after by the clock (a timer never fires early). The duty
+                // falls on the wake grid, a little early, so it shares a turn of the shard's
+                // thread with other devices' wake-ups instead of taking one of its own.
+                let deadline = self.due().map_or(wake_at, |due| shared.grid.floor(due).min(wake_at));
                 // Matched as it comes, not bound first: a bound result, and a timer still in
                 // scope, would take room in the future for the whole wait.
                 let on_duty = {
@@ -334,23 +337,23 @@ impl Link {
                         None => Instant::now() < wake_at,
                         Some(Ok(Polled::Acked(pkid))) => {
                             if let Self::Stream(session) = self {
-                                session.acknowledged(meter, pkid);
+                                session.acknowledged(&shared.meter, pkid);
                             }
                             false
                         }
                         Some(Ok(Polled::Heard(heard))) => {
-                            meter.count(Counter::Received);
+                            shared.meter.count(Counter::Received);
                             return Woken::Heard(heard);
                         }
                         Some(Ok(Polled::Nothing)) => false,
                         Some(Ok(Polled::Refused(pkid))) => {
                             if let Self::Stream(session) = self {
-                                session.refused(meter, pkid);
+                                session.refused(&shared.meter, pkid);
                             }
                             false
                         }
                         Some(Ok(Polled::Ended(code))) => {
-                            meter.count(disconnect_counter(code));
+                            shared.meter.count(disconnect_counter(code));
                             self.drop_conn();
                             return Woken::Lost;
                         }
@@ -520,7 +523,64 @@ impl MqttSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::wake_grid::WakeGrid;
     use crate::transport::datagram::Datagram;
+    use crate::transport::mqtt::ConnectParams;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn shared(grid: WakeGrid) -> Shared {
+        Shared {
+            meter: Meter::default(),
+            marks: Default::default(),
+            images: Vec::new(),
+            time_scale: 1.0,
+            grid,
+            serial_key: 7,
+        }
+    }
+
+    /// A quiet MQTT session pings on the wake grid, a little before half its keep-alive has
+    /// passed, so the ping shares a turn of the shard's thread with other wake-ups.
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_session_pings_on_the_wake_grid() {
+        let start = Instant::now();
+        let shared = shared(WakeGrid::new(start, Duration::from_millis(4)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut connect = [0u8; 64];
+            assert!(socket.read(&mut connect).await.expect("CONNECT") > 0);
+            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
+            let mut ping = [0u8; 2];
+            socket.read_exact(&mut ping).await.expect("PINGREQ");
+            assert_eq!(ping, [0xC0, 0], "a PINGREQ");
+            (Instant::now(), socket)
+        });
+        let params = ConnectParams {
+            client_id: "quiet",
+            login: None,
+            keep_alive_s: KEEP_ALIVE_S,
+            clean_session: true,
+            v5: None,
+            subscribe: None,
+        };
+        let (conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
+        // Its last send (the CONNECT, as the link counts it) is off the grid.
+        tokio::time::advance(Duration::from_micros(1_300)).await;
+        let mut link = Link::stream(conn);
+        let far = start + Duration::from_secs(100);
+        tokio::select! {
+            woken = link.wait(&shared, far) => panic!("the wait ended: {woken:?}"),
+            pinged = server => {
+                let at = pinged.expect("server").0.duration_since(start);
+                // On the grid, 1.3 ms before its keep-alive's half, give or take the timer
+                // wheel's millisecond (off the grid it would be 30.0013 s or later).
+                let tick = Duration::from_millis(1);
+                assert!(PING_AFTER <= at && at < PING_AFTER + tick, "pinged {at:?} after the start");
+            }
+        }
+    }
 
     /// A datagram from the server ends the wait as an MQTT message does, counted as received,
     /// for the dialect to read; an idle link only wakes.
@@ -532,13 +592,14 @@ mod tests {
             .expect("open");
         let device = endpoint.local_addr().expect("addr");
         let mut link = Link::Datagram(endpoint);
-        let meter = Meter::default();
+        let shared = shared(WakeGrid::default());
+        let meter = &shared.meter;
         server.send_to(b"ping", device).await.expect("send");
         server.send_to(b"config 7", device).await.expect("send");
         let far = Instant::now() + Duration::from_secs(30);
         let mut heard = Vec::new();
         for _ in 0..2 {
-            let Woken::Heard(what) = link.wait(&meter, far).await else {
+            let Woken::Heard(what) = link.wait(&shared, far).await else {
                 panic!("the datagrams end the wait");
             };
             assert_eq!(what.owed_ack(), None, "a datagram owes no MQTT acknowledgement");
@@ -552,7 +613,7 @@ mod tests {
 
         let mut idle = Link::None;
         let soon = Instant::now() + Duration::from_millis(20);
-        assert!(matches!(idle.wait(&meter, soon).await, Woken::Wake(at) if at == soon));
+        assert!(matches!(idle.wait(&shared, soon).await, Woken::Wake(at) if at == soon));
         assert!(Instant::now() >= soon, "not before its time");
     }
 }

@@ -38,6 +38,7 @@ pub mod phase;
 pub mod registry;
 pub mod tls;
 pub mod ungiven;
+pub mod wake_grid;
 
 use std::net::SocketAddr;
 use std::path::Path;

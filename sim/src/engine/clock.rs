@@ -14,22 +14,21 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::device::SimTime;
+use crate::dialect::wake_grid::WakeGrid;
 
 /// The start of a run and its time scale.
 #[derive(Debug, Clone, Copy)]
 pub struct RunClock {
-    start: Instant,
+    /// Real instants: the run's start, and the step they are rounded down to.
+    grid: WakeGrid,
     time_scale: f64,
-    /// The grid's step, microseconds (at least 1: no grid).
-    grid_us: u64,
 }
 
 impl RunClock {
     /// A clock starting at `start`, its real instants on a grid of `grid` (zero: none).
     pub fn new(start: Instant, time_scale: f64, grid: Duration) -> Self {
         Self {
-            start,
-            grid_us: u64::try_from(grid.as_micros()).unwrap_or(u64::MAX).max(1),
+            grid: WakeGrid::new(start, grid),
             time_scale: if time_scale.is_finite() && time_scale > 0.0 {
                 time_scale
             } else {
@@ -40,17 +39,13 @@ impl RunClock {
 
     /// The real instant simulated time `at` falls on, rounded down to the grid.
     pub fn real(&self, at: SimTime) -> Instant {
-        // Saturating: a time past the far future is the far future, below.
-        let micros = (at.0 as f64 / self.time_scale) as u64;
-        let real = Duration::from_micros(micros - micros % self.grid_us);
-        self.start
-            .checked_add(real)
-            .unwrap_or_else(|| self.start + Duration::from_secs(86_400 * 365))
+        // Saturating: a time past the far future is the far future (`WakeGrid::after`).
+        self.grid.after((at.0 as f64 / self.time_scale) as u64)
     }
 
     /// Simulated time at the real instant `at`.
     pub fn sim(&self, at: Instant) -> SimTime {
-        let real = at.saturating_duration_since(self.start).as_secs_f64();
+        let real = at.saturating_duration_since(self.start()).as_secs_f64();
         SimTime((real * self.time_scale * 1e6) as u64)
     }
 
@@ -61,7 +56,12 @@ impl RunClock {
 
     /// The real start of the run.
     pub fn start(&self) -> Instant {
-        self.start
+        self.grid.start()
+    }
+
+    /// The grid real instants fall on.
+    pub fn grid(&self) -> WakeGrid {
+        self.grid
     }
 }
 

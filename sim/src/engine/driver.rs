@@ -262,7 +262,7 @@ impl<D: Dialect> Running<D> {
                         };
                         // Nothing but the task's own state is held across the wait (no
                         // reference bound here, which would take a word of it).
-                        let (next, ack) = match self.io.link.wait(&self.io.home.shard.shared.meter, wake).await {
+                        let (next, ack) = match self.io.link.wait(&self.io.home.shard.shared, wake).await {
                             // The core's wake-up only if it was its time (the dialect's duty is
                             // done at the top of the loop, where the task holds nothing else).
                             Woken::Wake(at) => ((self.core_wake() <= at).then_some((Event::Wake, at)), None),

@@ -98,6 +98,7 @@ pub fn run_shard<D: Dialect>(
         marks: operator,
         images: images(scenario),
         time_scale: clock.time_scale(),
+        grid: clock.grid(),
         serial_key: plan.serial_key(),
     };
     let sources = SourceAddrs::for_target(scenario.fleet.source_addrs, target);
