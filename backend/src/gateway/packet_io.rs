@@ -365,12 +365,19 @@ pub fn read_v5(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Read5, mqt
     let mut unsubscribed = None;
     let mut session_expiry = None;
     let mut echoed = None;
-    // A DISCONNECT of a reason and no properties may leave out their length (MQTT 5,
-    // 3.14.2.2.1), which rumqttc's reader requires: read here, the client's goodbye is not
-    // a protocol error.
-    if let [0xE0, 0x01, reason, ..] = buf[..] {
-        mqtt5::DisconnectReasonCode::try_from(reason).map_err(|_| mqttbytes::Error::MalformedPacket)?;
-        let _ = buf.split_to(3);
+    // A DISCONNECT may leave out its reason and properties (a normal disconnection, MQTT 5
+    // 3.14.2.1), or only the properties' length (3.14.2.2.1), which rumqttc's reader requires:
+    // read here, the client's goodbye is not a protocol error.
+    let short = match buf[..] {
+        [0xE0, 0x00, ..] => Some(2),
+        [0xE0, 0x01, reason, ..] => {
+            mqtt5::DisconnectReasonCode::try_from(reason).map_err(|_| mqttbytes::Error::MalformedPacket)?;
+            Some(3)
+        }
+        _ => None,
+    };
+    if let Some(len) = short {
+        let _ = buf.split_to(len);
         return Ok(Read5 {
             packet: Packet::Disconnect,
             receive_max,
@@ -541,5 +548,28 @@ fn qos_v5(qos: QoS) -> rumqttc::v5::mqttbytes::QoS {
         QoS::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
         QoS::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
         QoS::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DISCONNECT may leave out what MQTT 5 lets it (3.14.2.1, 3.14.2.2.1): everything after
+    /// its fixed header (a normal disconnection), or the property length after its reason. Each
+    /// is a goodbye, not a malformed packet, and only its own bytes are taken.
+    #[test]
+    fn a_disconnects_short_forms_are_goodbyes() {
+        for (bytes, len) in [(&[0xE0, 0x01, 0x04][..], 3), (&[0xE0, 0x00][..], 2)] {
+            let mut buf = BytesMut::from(bytes);
+            // A PINGREQ after it.
+            buf.extend_from_slice(&[0xC0, 0x00]);
+            let read = read_v5(&mut buf, 1024).expect("a goodbye");
+            assert!(matches!(read.packet, Packet::Disconnect), "{bytes:?}");
+            assert_eq!(buf[..], [0xC0, 0x00], "{bytes:?}: only its own {len} bytes taken");
+        }
+        // A reason no DISCONNECT has is malformed.
+        let mut buf = BytesMut::from(&[0xE0, 0x01, 0x03][..]);
+        assert!(read_v5(&mut buf, 1024).is_err());
     }
 }
