@@ -8,8 +8,9 @@
 //! the device core; then the link acknowledges it if its protocol asks ([`Link::acknowledge`]).
 //! The link answers what its own protocol owes without waking anyone: an MQTT session pings
 //! when it has been quiet for half its keep-alive (on the [wake grid](super::wake_grid), so
-//! with other devices' wake-ups) and records a QoS 1 publish's latency when its PUBACK comes. An idle device's task holds `wait`'s future for the whole run, so it
-//! holds one timer and the poll, nothing more.
+//! with other devices' wake-ups) and records a QoS 1 publish's latency when its PUBACK comes.
+//! An idle device's task holds `wait`'s future for the whole run, so it holds one timer and
+//! the poll, nothing more.
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -528,23 +529,15 @@ mod tests {
     use crate::transport::mqtt::ConnectParams;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn shared(grid: WakeGrid) -> Shared {
-        Shared {
-            meter: Meter::default(),
-            marks: Default::default(),
-            images: Vec::new(),
-            time_scale: 1.0,
-            grid,
-            serial_key: 7,
-        }
-    }
-
     /// A quiet MQTT session pings on the wake grid, a little before half its keep-alive has
     /// passed, so the ping shares a turn of the shard's thread with other wake-ups.
     #[tokio::test(start_paused = true)]
     async fn a_quiet_session_pings_on_the_wake_grid() {
         let start = Instant::now();
-        let shared = shared(WakeGrid::new(start, Duration::from_millis(4)));
+        let shared = Shared {
+            grid: WakeGrid::new(start, Duration::from_millis(4)),
+            ..Shared::default()
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
@@ -557,14 +550,7 @@ mod tests {
             assert_eq!(ping, [0xC0, 0], "a PINGREQ");
             (Instant::now(), socket)
         });
-        let params = ConnectParams {
-            client_id: "quiet",
-            login: None,
-            keep_alive_s: KEEP_ALIVE_S,
-            clean_session: true,
-            v5: None,
-            subscribe: None,
-        };
+        let params = ConnectParams::plain("quiet", KEEP_ALIVE_S);
         let (conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
         // Its last send (the CONNECT, as the link counts it) is off the grid.
         tokio::time::advance(Duration::from_micros(1_300)).await;
@@ -592,7 +578,7 @@ mod tests {
             .expect("open");
         let device = endpoint.local_addr().expect("addr");
         let mut link = Link::Datagram(endpoint);
-        let shared = shared(WakeGrid::default());
+        let shared = Shared::default();
         let meter = &shared.meter;
         server.send_to(b"ping", device).await.expect("send");
         server.send_to(b"config 7", device).await.expect("send");

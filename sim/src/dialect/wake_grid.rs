@@ -39,8 +39,8 @@ impl WakeGrid {
             .unwrap_or_else(|| self.start + Duration::from_secs(86_400 * 365))
     }
 
-    /// The grid's instant at or before `at` (the start, for an instant before it). Never
-    /// later than `at`: a duty done on the grid is done early, by less than a step.
+    /// The grid's instant at or before `at` (`at` itself, for an instant before the start).
+    /// Never later than `at`: a duty done on the grid is done early, by less than a step.
     pub fn floor(&self, at: Instant) -> Instant {
         let since = at.saturating_duration_since(self.start);
         self.after(u64::try_from(since.as_micros()).unwrap_or(u64::MAX)).min(at)

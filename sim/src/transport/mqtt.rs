@@ -167,6 +167,21 @@ pub struct ConnectParams<'a> {
     pub subscribe: Option<(&'a str, QoS)>,
 }
 
+impl<'a> ConnectParams<'a> {
+    /// A clean MQTT 3.1.1 session as `client_id`, with no login and nothing subscribed.
+    #[cfg(test)]
+    pub(crate) fn plain(client_id: &'a str, keep_alive_s: u16) -> Self {
+        Self {
+            client_id,
+            login: None,
+            keep_alive_s,
+            clean_session: true,
+            v5: None,
+            subscribe: None,
+        }
+    }
+}
+
 /// What an MQTT 5 device's CONNECT carries beyond 3.1.1's.
 #[derive(Debug, Clone, Copy)]
 pub struct V5Connect<'a> {
@@ -511,10 +526,7 @@ impl MqttConn {
     /// waiting for its server holds no buffer; a read never waits, so nothing is lost when the
     /// caller stops polling.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, TransportError>> {
-        if self.stream.poll_read_ready(cx)?.is_pending() {
-            self.release_if_empty();
-            return Poll::Pending;
-        }
+        std::task::ready!(self.stream.poll_read_ready(cx))?;
         if self.buf.capacity() == self.buf.len() {
             self.buf.reserve(READ_ROOM);
         }
@@ -1176,8 +1188,6 @@ mod tests {
         );
     }
 
-    /// Over a real socket: a QoS 1 publish arrives whole and in order after a QoS 0 one, and
-    /// a large one the socket cannot take at once is finished by the awaited write.
     /// A connection waiting for its server holds no read buffer, before and after what it
     /// read: every idle device holds one of these for the whole run.
     #[tokio::test]
@@ -1196,14 +1206,7 @@ mod tests {
             socket.write_all(&[0x40, 2, 0, 1]).await.expect("PUBACK");
             socket
         });
-        let params = ConnectParams {
-            client_id: "d",
-            login: None,
-            keep_alive_s: 60,
-            clean_session: true,
-            v5: None,
-            subscribe: None,
-        };
+        let params = ConnectParams::plain("d", 60);
         let (mut conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(conn.poll_incoming(&mut cx).is_pending(), "nothing sent yet");
@@ -1217,6 +1220,8 @@ mod tests {
         drop(server.await.expect("server"));
     }
 
+    /// Over a real socket: a QoS 1 publish arrives whole and in order after a QoS 0 one, and
+    /// a large one the socket cannot take at once is finished by the awaited write.
     #[tokio::test]
     async fn publishes_reach_the_server_whole_over_a_real_socket() {
         use tokio::io::AsyncReadExt as _;
@@ -1244,14 +1249,7 @@ mod tests {
             }
             packets
         });
-        let params = ConnectParams {
-            client_id: "d",
-            login: None,
-            keep_alive_s: 60,
-            clean_session: true,
-            v5: None,
-            subscribe: None,
-        };
+        let params = ConnectParams::plain("d", 60);
         let (mut conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
         assert_eq!(conn.publish("a", b"zero", QoS::AtMostOnce).await, Ok(0));
         assert_eq!(conn.publish("b", b"one", QoS::AtLeastOnce).await, Ok(1));
