@@ -1,9 +1,11 @@
 //! A server that takes a device's connection and never answers (no CONNACK, no TLS
 //! handshake) does not leave the device waiting for the rest of the run: its connect times out
 //! after the model's `link.connect_timeout`, counts as `errors.timeout`, and the device backs
-//! off and tries again; the run ends on time with its report.
+//! off and tries again; the run ends on time with its report. A server slow to answer is
+//! timed as a slow connect, not as a late first report.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,6 +24,60 @@ fn silent_server() -> std::net::SocketAddr {
         }
     });
     addr
+}
+
+/// An MQTT 3.1.1 server that answers each CONNECT after `delay` and every QoS 1 PUBLISH at
+/// once.
+fn slow_connack_server(delay: Duration) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_slowly(stream, delay));
+        }
+    });
+    addr
+}
+
+/// One connection of [`slow_connack_server`], until the device goes.
+fn serve_slowly(mut stream: TcpStream, delay: Duration) -> Option<()> {
+    stream.set_nodelay(true).ok()?;
+    loop {
+        let (header, body) = read_packet(&mut stream)?;
+        match header >> 4 {
+            1 => {
+                std::thread::sleep(delay);
+                stream.write_all(&[0x20, 2, 0, 0]).ok()?;
+            }
+            3 if header & 0x06 == 0x02 => {
+                // The topic's length and name, then the packet id.
+                let topic_len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+                let pkid = body.get(2 + topic_len..4 + topic_len)?;
+                stream.write_all(&[0x40, 2, pkid[0], pkid[1]]).ok()?;
+            }
+            12 => stream.write_all(&[0xD0, 0]).ok()?,
+            _ => {}
+        }
+    }
+}
+
+/// One MQTT packet: its first byte and its body.
+fn read_packet(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte).ok()?;
+    let header = byte[0];
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        stream.read_exact(&mut byte).ok()?;
+        len |= usize::from(byte[0] & 0x7F) << shift;
+        shift += 7;
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).ok()?;
+    Some((header, body))
 }
 
 fn run(dir: &Path, name: &str, backend: &str) -> serde_json::Value {
@@ -96,5 +152,41 @@ fn a_server_that_never_answers_times_connects_out() {
             "{name}: every device timed out, more than once: {summary}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A device reports as soon as it is connected. A server that takes 300 ms to answer the
+/// CONNECT makes a slow connect (`connect.latency`), not a late report: the first report's
+/// latency runs from the moment the connection was up, and it is no late send.
+#[test]
+fn a_slow_connack_is_a_slow_connect_not_a_late_report() {
+    let dir = scratch("slow-connack");
+    std::fs::create_dir_all(dir.join("models")).expect("dir");
+    std::fs::write(
+        dir.join("models/patient.toml"),
+        "name = \"patient\"\nprotocol = \"mqtt\"\nfirmware = \"1.0\"\n\
+         [telemetry]\ninterval = \"1h\"\npayload_bytes = 16\nqos = 1\n\
+         [link]\nmean_online = \"30d\"\nmean_offline = \"1s\"\n",
+    )
+    .expect("model");
+    let server = slow_connack_server(Duration::from_millis(300));
+    let summary = run(
+        &dir,
+        "slow",
+        &format!("[backend]\nkind = \"mqtt\"\nurl = \"mqtt://{server}\""),
+    );
+    let metrics = &summary["metrics"];
+    let counters = &metrics["counters"];
+    assert_eq!(counters["connected"].as_u64(), Some(3), "{summary}");
+    assert_eq!(counters["published"].as_u64(), Some(3), "one report each: {summary}");
+    let connect_p50 = metrics["histograms"]["connect.latency"]["p50_ms"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(connect_p50 >= 300.0, "the wait is the connect's: {summary}");
+    let publish_max = metrics["histograms"]["publish.latency"]["max_ms"]
+        .as_f64()
+        .unwrap_or(f64::MAX);
+    assert!(publish_max < 250.0, "not the report's: {summary}");
+    assert_eq!(counters["late_sends"].as_u64().unwrap_or(0), 0, "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
 }

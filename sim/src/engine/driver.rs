@@ -74,7 +74,9 @@ impl Life {
             meter.count(Counter::OutageExcused);
         }
         let intended = match (event, wake) {
-            (Event::Wake, Some(sim)) => shard.clock.real(sim),
+            // A wake-up the core asked for at once (a report as soon as it connects) was
+            // meant for the moment it asked, `at`, which follows the simulated instant.
+            (Event::Wake, Some(sim)) => shard.clock.real(sim).max(at),
             _ => at,
         };
         let step = Step {
@@ -240,6 +242,8 @@ impl<D: Dialect> Running<D> {
                     Box::pin(self.io.on_due(&mut self.inbox)).await;
                 }
                 let (event, at) = match self.inbox.pop() {
+                    // A wake-up handed on at once (below) that an event since has moved on.
+                    Some((Event::Wake, at)) if self.core_wake() > at => continue,
                     Some(next) => next,
                     None if self.io.home.member.model.telemetry.duty_cycle && !self.io.link.is_open() => {
                         // Asleep, or backing off before another attempt: nothing to listen to
@@ -292,8 +296,16 @@ impl<D: Dialect> Running<D> {
                 // future holds no second reference to them.
                 let home = &self.io.home;
                 let (actions, step) = self.life.decide(&home.shard, &home.member, event, at);
+                // A wake-up the core asks for that has already passed in real time (a report as
+                // soon as it is connected: a reply takes no simulated time) is meant for when
+                // the event came, not for the real time of the simulated instant: the connect
+                // took real time, timed as `connect.latency`, and the report is not late.
+                let at_once = event != Event::Wake && self.core_wake() <= at;
                 if let Performed::Stop = Box::pin(self.io.perform_all(actions, step, &mut self.inbox)).await {
                     return Ending::Done;
+                }
+                if at_once {
+                    self.inbox.push_at(Event::Wake, at);
                 }
             }
         }

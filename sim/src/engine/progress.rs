@@ -97,6 +97,7 @@ pub fn aggregate(
                 connects: second.count(Counter::Connected),
                 published: second.count(Counter::Published),
                 received: second.count(Counter::Received),
+                late_sends: second.count(Counter::LateSends),
                 errors: Counter::ALL
                     .iter()
                     .filter(|c| c.name().starts_with("errors."))

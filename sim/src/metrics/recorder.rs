@@ -114,7 +114,8 @@ names!(
         Published => "published",
         /// Messages received from the backend on the device's subscriptions.
         Received => "received",
-        /// Sends that started later than intended (the harness fell behind).
+        /// Reports sent more than 5 ms after their intended instant: the harness (or the machine
+        /// under it) fell behind its schedule.
         LateSends => "late_sends",
         /// QoS 1 messages not sent because as many as the server's Receive Maximum (MQTT 5)
         /// still awaited their PUBACK: the device holds to the server's limit.

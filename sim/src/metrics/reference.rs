@@ -244,7 +244,12 @@ fn sections() -> Vec<Section> {
             lead: format!(
                 "HDR histograms, one a metric, recorded in microseconds ({SIGNIFICANT_DIGITS} significant digits; a value \
                  past {} s is recorded as {} s). A gate names a statistic in place of `<stat>`: {stats}; `.count` \
-                 compares a count. Prometheus serves each as a summary.",
+                 compares a count. Prometheus serves each as a summary.\n\n\
+                 Each runs from the operation's intended start (the wake-up it was scheduled for, the \
+                 planned arrival, the operator's action), not from when the harness got to it, so a \
+                 harness or backend that falls behind shows in the figures. A report a device sends as \
+                 soon as it connects was meant for the moment its connection was up: the wait for the \
+                 connection is `connect.latency`'s, not the report's.",
                 HIGHEST_US / 1_000_000,
                 HIGHEST_US / 1_000_000,
             ),

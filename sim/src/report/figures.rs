@@ -52,6 +52,9 @@ pub struct Second {
     pub received: u64,
     /// Errors of every kind in the second.
     pub errors: u64,
+    /// Reports sent more than 5 ms after their intended instant in the second: the harness
+    /// behind its schedule.
+    pub late_sends: u64,
     /// p50 and p99 of each latency recorded in the second, in `Latency::ALL` order.
     pub latencies: Vec<[Option<Duration>; 2]>,
     /// The harness's resident memory, bytes (0 where unknown).

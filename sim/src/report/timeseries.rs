@@ -14,7 +14,9 @@ pub fn render(seconds: &[Second]) -> String {
     for state in State::ALL {
         let _ = write!(out, ",devices.{}", state.name());
     }
-    out.push_str(",connected,provisions_per_s,connects_per_s,published_per_s,received_per_s,errors_per_s");
+    out.push_str(
+        ",connected,provisions_per_s,connects_per_s,published_per_s,received_per_s,errors_per_s,late_sends_per_s",
+    );
     for latency in Latency::ALL {
         let _ = write!(out, ",{0}.p50_ms,{0}.p99_ms", latency.name());
     }
@@ -26,8 +28,14 @@ pub fn render(seconds: &[Second]) -> String {
         }
         let _ = write!(
             out,
-            ",{},{},{},{},{},{}",
-            second.connected, second.provisions, second.connects, second.published, second.received, second.errors
+            ",{},{},{},{},{},{},{}",
+            second.connected,
+            second.provisions,
+            second.connects,
+            second.published,
+            second.received,
+            second.errors,
+            second.late_sends
         );
         for index in 0..Latency::ALL.len() {
             let pair = second.latencies.get(index).copied().unwrap_or_default();
@@ -53,6 +61,7 @@ mod tests {
         let mut second = Second {
             connected: 7,
             published: 40,
+            late_sends: 3,
             ..Second::default()
         };
         second.states.add(State::Online, 7);
@@ -68,6 +77,7 @@ mod tests {
         assert_eq!(cell("elapsed_s"), "2");
         assert_eq!(cell("devices.online"), "7");
         assert_eq!(cell("published_per_s"), "40");
+        assert_eq!(cell("late_sends_per_s"), "3");
         assert_eq!(cell("publish.latency.p50_ms"), "1.500");
         assert_eq!(cell("publish.latency.p99_ms"), "12.000");
         assert_eq!(cell("connect.latency.p99_ms"), "");
