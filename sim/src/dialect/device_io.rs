@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::OperatorLog;
+use super::calendar::Calendar;
 use super::wake_grid::WakeGrid;
 use crate::device::{BatteryLevel, Event, OtaReport};
 use crate::metrics::recorder::{Counter, Latency, Meter};
@@ -142,6 +143,8 @@ pub struct Shared {
     pub time_scale: f64,
     /// The grid the shard's wake-ups fall on, and so a link's own duties.
     pub grid: WakeGrid,
+    /// When each waiting device is to be woken ([`Calendar::ring`] runs as the shard's task).
+    pub calendar: Calendar,
     /// The key serials are computed with (`plan::serial`): devices keep no serial.
     pub serial_key: u64,
 }

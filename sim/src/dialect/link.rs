@@ -16,20 +16,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rumqttc::mqttbytes::QoS;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use super::device_io::Shared;
 use super::fault::disconnect_counter;
+use super::inflight::Inflight;
 use super::{Inbox, Report};
 use crate::device::Event;
 use crate::metrics::recorder::{Counter, Latency, Meter};
 use crate::scratch;
 use crate::transport::datagram::Datagram;
 use crate::transport::mqtt::{Incoming, MqttConn, Reply, Started, TransportError};
-
-/// QoS 1 publishes awaiting their PUBACK, per device; past this the oldest is forgotten (its
-/// latency lost, counted as a timeout) so a silent server cannot grow memory.
-const INFLIGHT_LIMIT: usize = 8;
 
 /// The keep-alive an MQTT device asks for; it pings when it has sent nothing for half of it.
 pub const KEEP_ALIVE_S: u16 = 60;
@@ -88,10 +85,8 @@ pub enum Link {
 #[derive(Debug)]
 pub struct MqttSession {
     conn: MqttConn,
-    /// QoS 1 publishes, oldest first: packet id, the time to measure from, what to record. A
-    /// `Vec` (at most [`INFLIGHT_LIMIT`] long), a word smaller than a `VecDeque` in every
-    /// idle device's task.
-    inflight: Vec<(u16, Instant, Awaited)>,
+    /// QoS 1 publishes awaiting their PUBACK, oldest first.
+    inflight: Inflight,
     /// When anything was last sent (keep-alive pings go after half the keep-alive).
     last_sent: Instant,
 }
@@ -101,7 +96,7 @@ impl Link {
     pub fn stream(conn: MqttConn) -> Self {
         Self::Stream(MqttSession {
             conn,
-            inflight: Vec::new(),
+            inflight: Inflight::default(),
             last_sent: Instant::now(),
         })
     }
@@ -224,12 +219,9 @@ impl Link {
             meter.count(Counter::Published);
         }
         session.last_sent = Instant::now();
-        if qos == QoS::AtLeastOnce {
-            if session.inflight.len() >= INFLIGHT_LIMIT {
-                session.inflight.remove(0);
-                meter.count(Counter::ErrorsTimeout);
-            }
-            session.inflight.push((pkid, since, awaited));
+        if qos == QoS::AtLeastOnce && session.inflight.push((pkid, since, awaited)).is_some() {
+            // The oldest was forgotten: its PUBACK counts as never come.
+            meter.count(Counter::ErrorsTimeout);
         }
         Ok(())
     }
@@ -301,41 +293,59 @@ impl Link {
     ///
     /// Not an `async fn`: its arguments are moved into the block once rather than held twice
     /// (rust-lang/rust#62958), and the link is polled rather than awaited, so an idle
-    /// device's future holds its timer and two references, nothing more. Reading what came is
-    /// the caller's, so the reader is not held here either.
+    /// device's future holds its alarm in the shard's calendar, its wake-up time and a few
+    /// references, nothing more. Reading what came is the caller's, so the reader is not held
+    /// here either. A wait dropped before it ends (the run is over) leaves its alarm set
+    /// until its time; the calendar goes with the shard.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn would hold its arguments twice in every idle device's future"
     )]
     pub fn wait<'a>(&'a mut self, shared: &'a Shared, wake_at: Instant) -> impl Future<Output = Woken> + 'a {
+        // Held as the calendar's microseconds (rounded up: never early), half an instant's
+        // room in every idle device's future.
+        let wake_us = shared.calendar.micros(wake_at);
         async move {
             // A wake-up already due is taken before what the link heard: a device reports at
             // the moment it connects, before it reads what its server sent meanwhile (an
             // LwM2M server that observes a sensor at once gets its first reading). A timer
             // already past would only fire at the timer wheel's next turn.
-            if wake_at <= Instant::now() {
-                return Woken::Wake(wake_at);
+            if shared.calendar.instant(wake_us) <= Instant::now() {
+                return Woken::Wake(shared.calendar.instant(wake_us));
             }
             loop {
-                // One timer for both the wake and the session's own duty (a keep-alive ping).
-                // Only the timer and the poll live across the wait: whether it was the duty
-                // that came is told after by the clock (a timer never fires early). The duty
+                // One alarm for both the wake and the session's own duty (a keep-alive ping).
+                // Only the alarm and the poll live across the wait: whether it was the duty
+                // that came is told after by the clock (an alarm never rings early). The duty
                 // falls on the wake grid, a little early, so it shares a turn of the shard's
                 // thread with other devices' wake-ups instead of taking one of its own.
-                let deadline = self.due().map_or(wake_at, |due| shared.grid.floor(due).min(wake_at));
-                // Matched as it comes, not bound first: a bound result, and a timer still in
-                // scope, would take room in the future for the whole wait.
+                let deadline = {
+                    let wake_at = shared.calendar.instant(wake_us);
+                    self.due().map_or(wake_at, |due| shared.grid.floor(due).min(wake_at))
+                };
+                // Matched as it comes, not bound first: a bound result would take room in the
+                // future for the whole wait.
                 let on_duty = {
-                    let mut timer = std::pin::pin!(sleep_until(deadline));
+                    // The shard's calendar keeps the deadline: the wait holds its alarm, not a
+                    // timer of its own.
+                    let (calendar, alarm) = (&shared.calendar, shared.calendar.set(deadline));
                     let link = &mut *self;
-                    // Both are cancel-safe: reads keep partial bytes, sleeps lose nothing.
-                    match std::future::poll_fn(move |cx| match link.poll_next(cx) {
-                        Poll::Ready(polled) => Poll::Ready(Some(polled)),
-                        Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+                    // Reads are cancel-safe (they keep partial bytes); the alarm is given up
+                    // however the wait ends.
+                    match std::future::poll_fn(move |cx| {
+                        let polled = match link.poll_next(cx) {
+                            Poll::Ready(polled) => Some(polled),
+                            Poll::Pending => {
+                                std::task::ready!(calendar.poll(alarm, cx));
+                                None
+                            }
+                        };
+                        calendar.cancel(alarm);
+                        Poll::Ready(polled)
                     })
                     .await
                     {
-                        None => Instant::now() < wake_at,
+                        None => Instant::now() < shared.calendar.instant(wake_us),
                         Some(Ok(Polled::Acked(pkid))) => {
                             if let Self::Stream(session) = self {
                                 session.acknowledged(&shared.meter, pkid);
@@ -365,6 +375,7 @@ impl Link {
                     }
                 };
                 if !on_duty {
+                    let wake_at = shared.calendar.instant(wake_us);
                     if Instant::now() >= wake_at {
                         return Woken::Wake(wake_at);
                     }
@@ -433,7 +444,7 @@ impl Link {
 /// What ended a device's wait.
 #[derive(Debug)]
 pub enum Woken {
-    /// The wake-up time came (the time it was set for).
+    /// The wake-up time came (the time it was set for, to the calendar's microsecond above).
     Wake(Instant),
     /// The connection dropped (the link is [`Link::None`] now).
     Lost,
@@ -496,21 +507,15 @@ enum Polled {
 impl MqttSession {
     /// A message the server refused in its PUBACK (MQTT 5): counted, and not timed.
     fn refused(&mut self, meter: &Meter, pkid: u16) {
-        if let Some(slot) = self.inflight.iter().position(|(id, _, _)| *id == pkid) {
-            self.inflight.remove(slot);
+        if self.inflight.take(pkid).is_some() {
             meter.count(Counter::ErrorsPublishRefused);
         }
     }
 
     fn acknowledged(&mut self, meter: &Meter, pkid: u16) {
-        let Some(slot) = self.inflight.iter().position(|(id, _, _)| *id == pkid) else {
+        let Some((since, awaited)) = self.inflight.take(pkid) else {
             return;
         };
-        let (_, since, awaited) = self.inflight.remove(slot);
-        if self.inflight.is_empty() {
-            // An idle device keeps no buffer for publishes in flight.
-            self.inflight = Vec::new();
-        }
         let latency = match awaited {
             Awaited::Telemetry => Latency::Publish,
             Awaited::Config => Latency::Config,
@@ -557,6 +562,7 @@ mod tests {
         let mut link = Link::stream(conn);
         let far = start + Duration::from_secs(100);
         tokio::select! {
+            () = shared.calendar.ring() => unreachable!("the calendar rings for ever"),
             woken = link.wait(&shared, far) => panic!("the wait ended: {woken:?}"),
             pinged = server => {
                 let at = pinged.expect("server").0.duration_since(start);
@@ -599,7 +605,12 @@ mod tests {
 
         let mut idle = Link::None;
         let soon = Instant::now() + Duration::from_millis(20);
-        assert!(matches!(idle.wait(&shared, soon).await, Woken::Wake(at) if at == soon));
+        let woken = tokio::select! {
+            () = shared.calendar.ring() => unreachable!("the calendar rings for ever"),
+            woken = idle.wait(&shared, soon) => woken,
+        };
+        // The calendar's microsecond, rounded up: never before the time asked.
+        assert!(matches!(woken, Woken::Wake(at) if at >= soon && at - soon < Duration::from_micros(1)));
         assert!(Instant::now() >= soon, "not before its time");
     }
 }

@@ -24,11 +24,13 @@
 
 pub mod alert_book;
 pub mod backend;
+pub mod calendar;
 pub mod device_io;
 pub mod embedded;
 pub mod fault;
 pub mod firmware;
 pub mod hawkbit;
+pub mod inflight;
 pub mod keys;
 pub mod link;
 pub mod lwm2m;

@@ -339,7 +339,6 @@ pub async fn mqtt_session(
 mod tests {
     use super::*;
     use crate::dialect::device_io::Shared;
-    use crate::dialect::wake_grid::WakeGrid;
 
     /// A certified fleet's TLS with `device_key`, trusting a CA written to a scratch folder.
     fn certified(device_key: DeviceKeyType) -> (DeviceTls, std::path::PathBuf) {
@@ -371,8 +370,8 @@ mod tests {
             marks: Default::default(),
             images: Vec::new(),
             time_scale: 1.0,
-            grid: WakeGrid::default(),
             serial_key: 7,
+            ..Shared::default()
         };
         let cx = DeviceCx {
             shared: &shared,

@@ -241,70 +241,80 @@ impl<D: Dialect> Running<D> {
                 {
                     Box::pin(self.io.on_due(&mut self.inbox)).await;
                 }
-                let (event, at) = match self.inbox.pop() {
-                    // A wake-up handed on at once (below) that an event since has moved on.
-                    Some((Event::Wake, at)) if self.core_wake() > at => continue,
-                    Some(next) => next,
-                    None if self.io.home.member.model.telemetry.duty_cycle && !self.io.link.is_open() => {
-                        // Asleep, or backing off before another attempt: nothing to listen to
-                        // until a time comes, so the timer heap holds the device, not a task.
-                        return Ending::Asleep;
-                    }
-                    None => {
-                        // An idle device keeps no event buffer.
-                        self.inbox.release();
-                        // What the dialect owes of its own accord wakes the task too. (One
-                        // expression: a first binding shadowed would be held across the wait.)
-                        let wake = {
-                            let core = self.core_wake();
-                            self.io
-                                .home
-                                .shard
-                                .dialect
-                                .due(&self.io.device)
-                                .map_or(core, |due| due.min(core))
-                        };
-                        // Nothing but the task's own state is held across the wait (no
-                        // reference bound here, which would take a word of it).
-                        let (next, ack) = match self.io.link.wait(&self.io.home.shard.shared, wake).await {
-                            // The core's wake-up only if it was its time (the dialect's duty is
-                            // done at the top of the loop, where the task holds nothing else).
-                            Woken::Wake(at) => ((self.core_wake() <= at).then_some((Event::Wake, at)), None),
-                            Woken::Lost => (Some((Event::ConnectionLost, Instant::now())), None),
-                            // Whatever the server sends reaches the core here, read by the
-                            // dialect.
-                            Woken::Heard(heard) => {
-                                let DeviceTask { home, device, link, .. } = &mut self.io;
-                                let event = home.shard.dialect.read(&home.cx(), device, link, heard.arrival());
-                                (event.map(|event| (event, Instant::now())), heard.owed_ack())
-                            }
-                        };
-                        // Boxed: rare next to waiting, so an idle device's future does not
-                        // hold it.
-                        if let Some(pkid) = ack
-                            && Box::pin(self.io.link.acknowledge(pkid)).await.is_err()
-                        {
-                            (Event::ConnectionLost, Instant::now())
-                        } else if let Some(next) = next {
-                            next
-                        } else {
-                            continue;
+                // The event and its instant end with this block: only what is performed is held
+                // while it is.
+                let (actions, step, at_once) = {
+                    let (event, at) = match self.inbox.pop() {
+                        // A wake-up handed on at once (below) that an event since has moved on.
+                        Some((Event::Wake, at)) if self.core_wake() > at => continue,
+                        Some(next) => next,
+                        None if self.io.home.member.model.telemetry.duty_cycle && !self.io.link.is_open() => {
+                            // Asleep, or backing off before another attempt: nothing to listen to
+                            // until a time comes, so the timer heap holds the device, not a task.
+                            return Ending::Asleep;
                         }
-                    }
+                        None => {
+                            // An idle device keeps no event buffer.
+                            self.inbox.release();
+                            // What the dialect owes of its own accord wakes the task too. (One
+                            // expression: a first binding shadowed would be held across the wait.)
+                            let wake = {
+                                let core = self.core_wake();
+                                self.io
+                                    .home
+                                    .shard
+                                    .dialect
+                                    .due(&self.io.device)
+                                    .map_or(core, |due| due.min(core))
+                            };
+                            // Nothing but the task's own state is held across the wait (no
+                            // reference bound here, which would take a word of it).
+                            let (next, ack) = match self.io.link.wait(&self.io.home.shard.shared, wake).await {
+                                // The core's wake-up only if it was its time (the dialect's duty is
+                                // done at the top of the loop, where the task holds nothing else).
+                                // (The instant the wait gives is the calendar's, to the microsecond
+                                // above: the core's own is the exact one.)
+                                Woken::Wake(at) => {
+                                    let core = self.core_wake();
+                                    ((core <= at).then_some((Event::Wake, core)), None)
+                                }
+                                Woken::Lost => (Some((Event::ConnectionLost, Instant::now())), None),
+                                // Whatever the server sends reaches the core here, read by the
+                                // dialect.
+                                Woken::Heard(heard) => {
+                                    let DeviceTask { home, device, link, .. } = &mut self.io;
+                                    let event = home.shard.dialect.read(&home.cx(), device, link, heard.arrival());
+                                    (event.map(|event| (event, Instant::now())), heard.owed_ack())
+                                }
+                            };
+                            // Boxed: rare next to waiting, so an idle device's future does not
+                            // hold it.
+                            if let Some(pkid) = ack
+                                && Box::pin(self.io.link.acknowledge(pkid)).await.is_err()
+                            {
+                                (Event::ConnectionLost, Instant::now())
+                            } else if let Some(next) = next {
+                                next
+                            } else {
+                                continue;
+                            }
+                        }
+                    };
+                    // The shard and member are borrowed from the task, not cloned: an idle device's
+                    // future holds no second reference to them.
+                    let home = &self.io.home;
+                    let (actions, step) = self.life.decide(&home.shard, &home.member, event, at);
+                    // A wake-up the core asks for that has already passed in real time (a report as
+                    // soon as it is connected: a reply takes no simulated time) is meant for when
+                    // the event came, not for the real time of the simulated instant: the connect
+                    // took real time, timed as `connect.latency`, and the report is not late.
+                    let at_once = (event != Event::Wake && self.core_wake() <= at).then_some(at);
+                    (actions, step, at_once)
                 };
-                // The shard and member are borrowed from the task, not cloned: an idle device's
-                // future holds no second reference to them.
-                let home = &self.io.home;
-                let (actions, step) = self.life.decide(&home.shard, &home.member, event, at);
-                // A wake-up the core asks for that has already passed in real time (a report as
-                // soon as it is connected: a reply takes no simulated time) is meant for when
-                // the event came, not for the real time of the simulated instant: the connect
-                // took real time, timed as `connect.latency`, and the report is not late.
-                let at_once = event != Event::Wake && self.core_wake() <= at;
                 if let Performed::Stop = Box::pin(self.io.perform_all(actions, step, &mut self.inbox)).await {
                     return Ending::Done;
                 }
-                if at_once {
+                if let Some(at) = at_once {
                     self.inbox.push_at(Event::Wake, at);
                 }
             }

@@ -20,6 +20,7 @@ use super::driver::wake;
 use super::pause::ArrivalPause;
 use super::process_stats::ProcessStats;
 use crate::device::{Event, Incident, IncidentKind, StateCounts};
+use crate::dialect::calendar::Calendar;
 use crate::dialect::{Dialect, OperatorLog, Shared};
 use crate::metrics::recorder::Snapshot;
 use crate::model::{Image, StreamId};
@@ -99,6 +100,7 @@ pub fn run_shard<D: Dialect>(
         images: images(scenario),
         time_scale: clock.time_scale(),
         grid: clock.grid(),
+        calendar: Calendar::default(),
         serial_key: plan.serial_key(),
     };
     let sources = SourceAddrs::for_target(scenario.fleet.source_addrs, target);
@@ -139,6 +141,9 @@ pub fn run_shard<D: Dialect>(
     let end = start + scenario.duration;
     let far = end + Duration::from_secs(86_400);
     local.block_on(&runtime, async {
+        // The waiting devices' wake-ups, rung on one timer; dropped with the local set.
+        let ringer = Rc::clone(&ctx);
+        tokio::task::spawn_local(async move { ringer.shared.calendar.ring().await });
         let mut second = tokio::time::interval_at(start + TICK, TICK);
         loop {
             let held = pause.observe(Instant::now());
