@@ -80,6 +80,20 @@ fn read_packet(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
     Some((header, body))
 }
 
+/// Writes `models/patient.toml` in `dir`: an MQTT meter that stays online, with these lines of
+/// `[telemetry]` and of `[link]`.
+fn write_patient(dir: &Path, telemetry: &str, link: &str) {
+    std::fs::create_dir_all(dir.join("models")).expect("dir");
+    std::fs::write(
+        dir.join("models/patient.toml"),
+        format!(
+            "name = \"patient\"\nprotocol = \"mqtt\"\nfirmware = \"1.0\"\n[telemetry]\n{telemetry}\
+             [link]\nmean_online = \"30d\"\nmean_offline = \"1s\"\n{link}"
+        ),
+    )
+    .expect("model");
+}
+
 fn run(dir: &Path, name: &str, backend: &str) -> serde_json::Value {
     let scenario = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -116,15 +130,12 @@ mix = [ {{ model = "patient", share = 1.0, group = "g" }} ]
 #[test]
 fn a_server_that_never_answers_times_connects_out() {
     let dir = scratch("connect-timeout");
-    std::fs::create_dir_all(dir.join("models")).expect("dir");
-    std::fs::write(
-        dir.join("models/patient.toml"),
-        "name = \"patient\"\nprotocol = \"mqtt\"\nfirmware = \"1.0\"\n\
-         [telemetry]\ninterval = \"1s\"\npayload_bytes = 16\n\
-         [link]\nmean_online = \"30d\"\nmean_offline = \"1s\"\nconnect_timeout = \"400ms\"\n\
+    write_patient(
+        &dir,
+        "interval = \"1s\"\npayload_bytes = 16\n",
+        "connect_timeout = \"400ms\"\n\
          reconnect = { initial = \"100ms\", max = \"200ms\", multiplier = 2.0 }\n",
-    )
-    .expect("model");
+    );
     let ca = dir.join("ca");
     assert_exit(&fleetsim(&[Path::new("ca"), &ca]), 0);
     let server = silent_server();
@@ -161,14 +172,7 @@ fn a_server_that_never_answers_times_connects_out() {
 #[test]
 fn a_slow_connack_is_a_slow_connect_not_a_late_report() {
     let dir = scratch("slow-connack");
-    std::fs::create_dir_all(dir.join("models")).expect("dir");
-    std::fs::write(
-        dir.join("models/patient.toml"),
-        "name = \"patient\"\nprotocol = \"mqtt\"\nfirmware = \"1.0\"\n\
-         [telemetry]\ninterval = \"1h\"\npayload_bytes = 16\nqos = 1\n\
-         [link]\nmean_online = \"30d\"\nmean_offline = \"1s\"\n",
-    )
-    .expect("model");
+    write_patient(&dir, "interval = \"1h\"\npayload_bytes = 16\nqos = 1\n", "");
     let server = slow_connack_server(Duration::from_millis(300));
     let summary = run(
         &dir,

@@ -271,9 +271,9 @@ impl<D: Dialect> Running<D> {
                             // reference bound here, which would take a word of it).
                             let (next, ack) = match self.io.link.wait(&self.io.home.shard.shared, wake).await {
                                 // The core's wake-up only if it was its time (the dialect's duty is
-                                // done at the top of the loop, where the task holds nothing else).
-                                // (The instant the wait gives is the calendar's, to the microsecond
-                                // above: the core's own is the exact one.)
+                                // done at the top of the loop, where the task holds nothing else),
+                                // at the core's own instant: the wait gives the calendar's, up to a
+                                // microsecond later.
                                 Woken::Wake(at) => {
                                     let core = self.core_wake();
                                     ((core <= at).then_some((Event::Wake, core)), None)
