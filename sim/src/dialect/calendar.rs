@@ -9,11 +9,13 @@
 //! on one thread, so nothing here takes a lock.
 //!
 //! An alarm given up before it rings ([`Calendar::cancel`]: the device heard from its server
-//! first) frees its slot at once and leaves its deadline in the heap, skipped when it comes
-//! (its slot's generation has moved on), so cancelling costs no search. Deadlines are kept
-//! in whole microseconds from the calendar's origin, rounded up, and the heap is read
-//! against the clock rounded down: an alarm never rings early, as a tokio timer never fires
-//! early.
+//! first) leaves its deadline in the heap, skipped when it comes (its slot's generation has
+//! moved on), so cancelling costs no search. Its slot is freed when the next alarm is set or
+//! given up, unless the next is set for the same deadline (a wait that a PUBACK ended, begun
+//! again at once): that takes the alarm back, and the heap holds one deadline, not two.
+//! Deadlines are kept in whole microseconds from the calendar's origin, rounded up, and the
+//! heap is read against the clock rounded down: an alarm never rings early, as a tokio timer
+//! never fires early.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -27,14 +29,19 @@ use tokio::time::{Instant, sleep_until};
 /// A device's place in the calendar while it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Alarm {
-    /// Its slot ([`RUNG`]: set for a time already past, so ringing from the start).
+    /// Its slot (none for [`Alarm::RUNG`]).
     slot: u32,
     /// The slot's generation when the alarm was set.
     generation: u32,
 }
 
-/// The slot of an alarm set for a time already past.
-const RUNG: u32 = u32::MAX;
+impl Alarm {
+    /// An alarm set for a time already past: it rings from the start and holds no slot.
+    const RUNG: Self = Self {
+        slot: u32::MAX,
+        generation: 0,
+    };
+}
 
 /// What the calendar keeps of one alarm.
 #[derive(Debug, Default)]
@@ -57,18 +64,16 @@ struct Book {
     free: Vec<u32>,
     /// Deadlines (microseconds from the origin), slot and generation, earliest first.
     due: BinaryHeap<Reverse<(u64, u32, u32)>>,
-    /// The alarm given up last and its deadline, its slot not yet freed: a device whose wait
-    /// ended on something that does not wake it (a PUBACK) sets the same deadline again at
-    /// once, and takes it back rather than leaving a stale deadline in the heap and adding
-    /// another.
-    recent: Option<(Alarm, u64)>,
+    /// The alarm given up last, its slot not yet freed: a device whose wait ended on
+    /// something that does not wake it (a PUBACK) sets the same deadline again at once, and
+    /// takes it back rather than leaving a stale deadline in the heap and adding another.
+    recent: Option<Alarm>,
 }
 
 impl Book {
-    /// Frees the slot of the alarm given up last, if it is still held.
-    fn free_recent(&mut self) {
-        if let Some((alarm, _)) = self.recent.take()
-            && let Some(slot) = self.slots.get_mut(alarm.slot as usize)
+    /// Frees `alarm`'s slot for the next alarm, if it still holds it.
+    fn release(&mut self, alarm: Alarm) {
+        if let Some(slot) = self.slots.get_mut(alarm.slot as usize)
             && slot.generation == alarm.generation
         {
             slot.generation = slot.generation.wrapping_add(1);
@@ -76,6 +81,20 @@ impl Book {
             slot.waker = None;
             self.free.push(alarm.slot);
         }
+    }
+
+    /// The alarm given up last, if it was set for `micros`; otherwise its slot is freed.
+    fn take_back(&mut self, micros: u64) -> Option<Alarm> {
+        let recent = self.recent.take()?;
+        let same = self
+            .slots
+            .get(recent.slot as usize)
+            .is_some_and(|slot| slot.generation == recent.generation && slot.deadline == micros);
+        if same {
+            return Some(recent);
+        }
+        self.release(recent);
+        None
     }
 }
 
@@ -103,35 +122,24 @@ impl Calendar {
     /// An alarm for `at`; it rings at once for a time already past.
     pub fn set(&self, at: Instant) -> Alarm {
         if at <= Instant::now() {
-            return Alarm {
-                slot: RUNG,
-                generation: 0,
-            };
+            return Alarm::RUNG;
         }
         let micros = self.micros(at);
         let mut book = self.book.borrow_mut();
-        match book.recent {
-            Some((alarm, deadline)) if deadline == micros => {
-                book.recent = None;
-                return alarm;
-            }
-            Some(_) => book.free_recent(),
-            None => {}
+        if let Some(alarm) = book.take_back(micros) {
+            return alarm;
         }
         let slot = match book.free.pop() {
             Some(slot) => slot,
             None => {
                 // More than u32::MAX - 1 alarms at once would not fit in memory first.
-                let slot = u32::try_from(book.slots.len()).unwrap_or(RUNG - 1);
+                let slot = u32::try_from(book.slots.len()).unwrap_or(u32::MAX - 1);
                 book.slots.push(Slot::default());
                 slot
             }
         };
         let Some(entry) = book.slots.get_mut(slot as usize) else {
-            return Alarm {
-                slot: RUNG,
-                generation: 0,
-            };
+            return Alarm::RUNG;
         };
         entry.rung = false;
         entry.deadline = micros;
@@ -171,17 +179,15 @@ impl Calendar {
         if slot.generation != alarm.generation {
             return;
         }
-        slot.waker = None;
         if slot.rung {
             // Its deadline has left the heap: nothing to take back.
-            slot.generation = slot.generation.wrapping_add(1);
-            slot.rung = false;
-            book.free.push(alarm.slot);
+            book.release(alarm);
             return;
         }
-        let deadline = slot.deadline;
-        book.free_recent();
-        book.recent = Some((alarm, deadline));
+        slot.waker = None;
+        if let Some(previous) = book.recent.replace(alarm) {
+            book.release(previous);
+        }
     }
 
     /// Rings every alarm as its time comes, for as long as it is polled (the shard runs it as

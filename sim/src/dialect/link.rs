@@ -310,8 +310,12 @@ impl Link {
             // the moment it connects, before it reads what its server sent meanwhile (an
             // LwM2M server that observes a sensor at once gets its first reading). A timer
             // already past would only fire at the timer wheel's next turn.
-            if shared.calendar.instant(wake_us) <= Instant::now() {
-                return Woken::Wake(shared.calendar.instant(wake_us));
+            {
+                // (A block: an instant held across the wait would take room in the future.)
+                let wake_at = shared.calendar.instant(wake_us);
+                if wake_at <= Instant::now() {
+                    return Woken::Wake(wake_at);
+                }
             }
             loop {
                 // One alarm for both the wake and the session's own duty (a keep-alive ping).

@@ -52,8 +52,8 @@ pub struct Second {
     pub received: u64,
     /// Errors of every kind in the second.
     pub errors: u64,
-    /// Reports sent more than 5 ms after their intended instant in the second: the harness
-    /// behind its schedule.
+    /// Reports sent more than 5 ms after their intended instant in the second: the harness (or
+    /// the machine under it) behind its schedule.
     pub late_sends: u64,
     /// p50 and p99 of each latency recorded in the second, in `Latency::ALL` order.
     pub latencies: Vec<[Option<Duration>; 2]>,
