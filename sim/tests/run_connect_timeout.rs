@@ -2,12 +2,24 @@
 //! handshake) does not leave the device waiting for the rest of the run: its connect times out
 //! after the model's `link.connect_timeout`, counts as `errors.timeout`, and the device backs
 //! off and tries again; the run ends on time with its report. A server slow to answer is
-//! timed as a slow connect, not as a late first report.
+//! timed as a slow connect, not as a late first report; and a connect the harness starts late
+//! is timed from when it was meant to start.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
+
+use fleetsim::device::{Event, SimTime};
+use fleetsim::dialect::mqtt::Broker;
+use fleetsim::dialect::{Inbox, Shared};
+use fleetsim::engine::clock::RunClock;
+use fleetsim::engine::context::{Life, Member, ShardCtx};
+use fleetsim::engine::driver::{Running, awake};
+use fleetsim::metrics::recorder::{Counter, Latency};
+use fleetsim::scenario::parse_model;
+use tokio::time::Instant;
 
 #[path = "support/binary.rs"]
 mod binary;
@@ -193,4 +205,60 @@ fn a_slow_connack_is_a_slow_connect_not_a_late_report() {
     assert!(publish_max < 250.0, "not the report's: {summary}");
     assert_eq!(counters["late_sends"].as_u64().unwrap_or(0), 0, "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `connect.latency` runs from the connect's intended start, not from when the harness got to
+/// it: a device the harness takes up 300 ms after its planned arrival (a shard behind its
+/// schedule) shows those 300 ms, though the server answers at once.
+#[test]
+fn a_connect_the_harness_started_late_is_timed_from_the_arrival() {
+    let server = slow_connack_server(Duration::ZERO);
+    let late = Duration::from_millis(300);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let snapshot = tokio::task::LocalSet::new().block_on(&runtime, async move {
+        let arrival = Instant::now() - late;
+        let dialect = Broker {
+            addr: server,
+            telemetry_topic: "t/{serial}".into(),
+            command_topic: "c/{serial}".into(),
+            cluster: Vec::new(),
+            tls: None,
+        };
+        let clock = RunClock::new(arrival, 1.0, Duration::ZERO);
+        let shard = Rc::new(ShardCtx::new(1, clock, dialect, Shared::default(), None, false));
+        let text = "name = \"m\"\nprotocol = \"mqtt\"\nfirmware = \"1.0\"\n\
+                    [telemetry]\ninterval = \"1h\"\npayload_bytes = 8\n";
+        let member = Rc::new(Member {
+            model: parse_model(Path::new("m.toml"), text).expect("valid model"),
+            group: "g".into(),
+            incidents: Vec::new(),
+        });
+        let life = Life::new(1, &member, 0, SimTime(0));
+        let mut inbox = Inbox::default();
+        inbox.push_at(Event::Arrive, arrival);
+        let device = tokio::task::spawn_local(awake(Running::new(Rc::clone(&shard), member, life, None, inbox)));
+        let meter = &shard.shared.meter;
+        let mut seen = fleetsim::metrics::recorder::Snapshot::default();
+        tokio::select! {
+            () = shard.shared.calendar.ring() => unreachable!("the calendar rings for ever"),
+            () = async {
+                while seen.count(Counter::Connected) == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    seen.merge(&meter.take());
+                }
+            } => {}
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        device.abort();
+        seen
+    });
+    assert_eq!(snapshot.count(Counter::Connected), 1, "the device connected");
+    let connect = snapshot.min(Latency::Connect).unwrap_or_default();
+    assert!(
+        connect >= late,
+        "connect.latency runs from the planned arrival, {late:?} before the harness got to it: {connect:?}"
+    );
 }

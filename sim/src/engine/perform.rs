@@ -160,7 +160,13 @@ impl<D: Dialect> DeviceTask<D> {
                             }
                             cx.count(Counter::Provisioned);
                             *provisioned_at = shard.clock.sim(Instant::now());
-                            inbox.push(Event::Provisioned);
+                            if provisioned == Provisioned::Exchanged {
+                                inbox.push(Event::Provisioned);
+                            } else {
+                                // Nothing was asked: what follows (the connect) was meant for
+                                // when the device arrived, however late the harness got to it.
+                                inbox.push_at(Event::Provisioned, step.intended);
+                            }
                         }
                         Err(fault) => {
                             cx.count(fault.counter());
@@ -169,7 +175,6 @@ impl<D: Dialect> DeviceTask<D> {
                     }
                 }
                 Action::Connect => {
-                    let started = Instant::now();
                     let session = Session::of(cx.model);
                     // Not boxed: in a connect storm every device in flight holds this future
                     // while the server backs up, and one box (this event's) costs less than
@@ -185,7 +190,9 @@ impl<D: Dialect> DeviceTask<D> {
                             // A backend devices poll is "connected" without a connection: nothing
                             // to time or count.
                             if connected.is_open() {
-                                cx.record(Latency::Connect, started);
+                                // From the connect's intended start (the arrival, the end of a
+                                // backoff), so a harness behind its schedule shows here too.
+                                cx.record(Latency::Connect, step.intended);
                                 cx.count(Counter::Connected);
                             }
                             *link = connected;

@@ -62,7 +62,7 @@ names!(
     Latency {
         /// Intended start -> credentials received.
         Provision => "provision.latency",
-        /// TCP connect start -> CONNACK.
+        /// Intended connect start (arrival, end of a backoff) -> CONNACK.
         Connect => "connect.latency",
         /// QoS 1 publish -> PUBACK.
         Publish => "publish.latency",
