@@ -443,6 +443,136 @@ async fn read_at_least(socket: &mut tokio::net::TcpStream, bytes: usize) -> Vec<
     reply
 }
 
+/// The next MQTT 5 packet the gateway writes to `socket`; bytes read past it stay in `buf`
+/// for the next call.
+async fn read5(socket: &mut tokio::net::TcpStream, buf: &mut bytes::BytesMut) -> rumqttc::v5::mqttbytes::v5::Packet {
+    loop {
+        match rumqttc::v5::mqttbytes::v5::Packet::read(buf, None) {
+            Ok(packet) => return packet,
+            Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => {}
+            Err(other) => panic!("the gateway wrote no MQTT 5 packet: {other:?}"),
+        }
+        let read = tokio::time::timeout(common::PATIENCE, socket.read_buf(buf))
+            .await
+            .expect("a packet in time")
+            .expect("read");
+        assert_ne!(read, 0, "the connection closed before a whole packet came");
+    }
+}
+
+/// Reads `socket` until the gateway closes it: what it wrote first, or `None` if it was still
+/// open after [`common::PATIENCE`].
+async fn read_to_close(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(common::PATIENCE, socket.read_to_end(&mut rest)).await;
+    read.ok().map(|read| {
+        read.expect("read");
+        rest
+    })
+}
+
+/// Provisions `serial` with the `factory` claim: the device's id and token.
+async fn credentials(t: &TestBackend, serial: &str) -> (String, String) {
+    let (outcome, body) = t.provision(serial, "claim:factory", "s3cret").await;
+    assert_eq!(outcome, "accepted", "{body}");
+    let id = body["device_id"].as_str().expect("device_id").to_owned();
+    let token = body["token"].as_str().expect("token").to_owned();
+    (id, token)
+}
+
+/// Connects device `id` over MQTT 5 with clean start off and a session expiry interval of
+/// `expiry_s`, and checks its CONNACK: accepted, with a stored session resumed if `present`.
+async fn connect_kept5(t: &TestBackend, id: &str, token: &str, expiry_s: u32, present: bool) -> tokio::net::TcpStream {
+    use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
+    let Packet5::Connect(mut connect, will, login) = connect5(id, Some((id, token)), true) else {
+        unreachable!("connect5 makes a CONNECT")
+    };
+    connect.properties = connect.properties.map(|mut properties| {
+        properties.session_expiry_interval = Some(expiry_s);
+        properties
+    });
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    send5(&mut socket, Packet5::Connect(connect, will, login)).await;
+    // Exactly the CONNACK's bytes: a resumed session's messages follow at once.
+    let mut connack = [0u8; 7];
+    tokio::time::timeout(common::PATIENCE, socket.read_exact(&mut connack))
+        .await
+        .expect("CONNACK in time")
+        .expect("CONNACK");
+    // CONNACK: session present or not, success, properties: Maximum QoS (0x24) 1.
+    assert_eq!(
+        connack,
+        [0x20, 0x05, u8::from(present), 0x00, 0x02, 0x24, 0x01],
+        "CONNACK with session present {present}"
+    );
+    socket
+}
+
+/// Subscribes an MQTT 5 connection of device `id` to its commands at QoS 1.
+async fn subscribe_commands5(socket: &mut tokio::net::TcpStream, id: &str) {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{Filter, Packet as Packet5, Subscribe};
+    let mut subscribe = Subscribe::new(Filter::new(format!("fleet/v1/d/{id}/cmd/+"), QoS5::AtLeastOnce), None);
+    subscribe.pkid = 1;
+    send5(socket, Packet5::Subscribe(subscribe)).await;
+    // SUBACK of packet 1: no properties, QoS 1 granted.
+    assert_eq!(read_at_least(socket, 6).await, [0x90, 0x04, 0x00, 0x01, 0x00, 0x01]);
+}
+
+/// An MQTT 5 DISCONNECT, normal disconnection, that sets the session expiry interval to
+/// `expiry_s`.
+fn disconnect_expiring(expiry_s: u32) -> rumqttc::v5::mqttbytes::v5::Packet {
+    use rumqttc::v5::mqttbytes::v5::{Disconnect, DisconnectProperties, DisconnectReasonCode, Packet};
+    Packet::Disconnect(Disconnect {
+        reason_code: DisconnectReasonCode::NormalDisconnection,
+        properties: Some(DisconnectProperties {
+            session_expiry_interval: Some(expiry_s),
+            reason_string: None,
+            user_properties: Vec::new(),
+            server_reference: None,
+        }),
+    })
+}
+
+/// Reads the command the gateway sends an MQTT 5 connection, checks it is `cmd_id` and
+/// acknowledges it: the command's PUBLISH.
+async fn take_command5(
+    socket: &mut tokio::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+    id: &str,
+    cmd_id: &str,
+) -> rumqttc::v5::mqttbytes::v5::Publish {
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAck};
+    let request = match read5(socket, buf).await {
+        Packet5::Publish(publish) => publish,
+        other => panic!("expected command {cmd_id}, got {other:?}"),
+    };
+    assert_eq!(request.topic, format!("fleet/v1/d/{id}/cmd/{cmd_id}"));
+    send5(socket, Packet5::PubAck(PubAck::new(request.pkid, None))).await;
+    request
+}
+
+/// Sends `command` to device `id` through the operator API: the command's id and how it
+/// was delivered (`sent`, `queued` or `undelivered`).
+async fn send_command(t: &TestBackend, id: &str, command: &str) -> (String, String) {
+    let body = serde_json::json!({ "command": command }).to_string();
+    let (status, reply) = t
+        .http("POST", &format!("/api/v1/devices/{id}/commands"), Some(&body))
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    let sent: serde_json::Value = serde_json::from_str(&reply).expect("JSON");
+    let cmd_id = sent["command"]["id"].as_str().expect("command id").to_owned();
+    let delivery = sent["delivery"].as_str().expect("delivery").to_owned();
+    (cmd_id, delivery)
+}
+
+/// The operator API's record of command `cmd_id`.
+async fn command_record(t: &TestBackend, cmd_id: &str) -> serde_json::Value {
+    let (status, body) = t.http("GET", &format!("/api/v1/commands/{cmd_id}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["command"].clone()
+}
+
 #[tokio::test]
 async fn an_mqtt5_client_without_credentials_is_refused_with_reason_0x87() {
     let t = TestBackend::start().await;
@@ -667,5 +797,187 @@ async fn mqtt5_devices_are_served_with_reason_codes() {
         .await;
     assert_eq!(status, 204, "{body}");
     assert_eq!(read_at_least(&mut last, 3).await, [0xE0, 0x01, 0x87]);
+    t.stop().await;
+}
+
+/// MQTT 5 commands as requests: a command reaches the device with its response topic and its
+/// id as correlation data. A result on that topic whose correlation data names another command
+/// is not this one's answer: its PUBACK says 0x83 (implementation specific error), it is
+/// counted as ignored, and neither command is answered. The result that echoes the id answers
+/// the command and is counted as correlated.
+#[tokio::test]
+async fn an_mqtt5_result_naming_another_command_is_refused_with_0x83() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, Publish, PublishProperties};
+    let t = TestBackend::start().await;
+    let (id, token) = credentials(&t, "SN-V5-CMD").await;
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    send5(&mut socket, connect5(&id, Some((&id, &token)), false)).await;
+    assert_eq!(read_at_least(&mut socket, 7).await.len(), 7, "CONNACK");
+    subscribe_commands5(&mut socket, &id).await;
+    let mut buf = bytes::BytesMut::new();
+    let mut requests = Vec::new();
+    for command in ["reboot", "diagnose"] {
+        let (cmd_id, delivery) = send_command(&t, &id, command).await;
+        assert_eq!(delivery, "sent");
+        let request = take_command5(&mut socket, &mut buf, &id, &cmd_id).await;
+        let properties = request.properties.expect("a command carries its request's properties");
+        let response_topic = properties.response_topic.expect("response topic");
+        assert_eq!(response_topic, format!("fleet/v1/d/{id}/cmd/{cmd_id}/result"));
+        let correlation = properties.correlation_data.expect("correlation data");
+        assert_eq!(correlation, cmd_id.as_bytes());
+        requests.push((cmd_id, response_topic, correlation));
+    }
+    let [(first, first_topic, first_data), (second, _, second_data)] =
+        <[_; 2]>::try_from(requests).expect("two commands");
+    // The answer to the first command, packet `pkid`, with correlation data `data`.
+    let answer = |pkid: u16, data: bytes::Bytes, payload: &'static str| {
+        let properties = PublishProperties {
+            correlation_data: Some(data),
+            ..PublishProperties::default()
+        };
+        let mut publish = Publish::new(first_topic.clone(), QoS5::AtLeastOnce, payload, Some(properties));
+        publish.pkid = pkid;
+        Packet5::Publish(publish)
+    };
+    let counts = || {
+        let stats = t.backend.gateway.stats();
+        (
+            stats.command_results_ignored.load(Ordering::Relaxed),
+            stats.command_results_correlated.load(Ordering::Relaxed),
+            stats.command_results.load(Ordering::Relaxed),
+        )
+    };
+
+    send5(
+        &mut socket,
+        answer(10, second_data, r#"{"status": "error", "output": "not this one"}"#),
+    )
+    .await;
+    // PUBACK of packet 10 with reason 0x83 (and no properties).
+    assert_eq!(
+        read_at_least(&mut socket, 6).await,
+        [0x40, 0x04, 0x00, 0x0A, 0x83, 0x00],
+        "a result for {first} naming {second} is refused with 0x83"
+    );
+    assert_eq!(
+        counts(),
+        (1, 0, 0),
+        "(ignored, correlated, recorded): ignored, not an answer"
+    );
+    for cmd_id in [&first, &second] {
+        let record = command_record(&t, cmd_id).await;
+        assert_eq!(record["state"], "pending", "{cmd_id} is not answered: {record}");
+    }
+
+    send5(
+        &mut socket,
+        answer(11, first_data, r#"{"status": "ok", "output": "rebooting"}"#),
+    )
+    .await;
+    // A plain PUBACK of packet 11.
+    assert_eq!(read_at_least(&mut socket, 4).await, [0x40, 0x02, 0x00, 0x0B]);
+    assert_eq!(counts(), (1, 1, 1), "(ignored, correlated, recorded)");
+    let record = command_record(&t, &first).await;
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert_eq!(record["result"]["output"], "rebooting", "{record}");
+    assert_eq!(command_record(&t, &second).await["state"], "pending");
+    t.stop().await;
+}
+
+/// A DISCONNECT may change how long the session outlives the connection (MQTT 5, 3.14.2.2.2).
+/// One that sets 0 ends it with the connection, though the CONNECT asked for an hour: a
+/// command sent then has nowhere to go, and the device's next connection starts afresh
+/// (session present 0, nothing delivered ahead of its PINGRESP).
+#[tokio::test]
+async fn an_mqtt5_disconnect_setting_the_session_expiry_to_0_ends_the_session() {
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PingReq};
+    let t = TestBackend::start().await;
+    let (id, token) = credentials(&t, "SN-V5-EXP0").await;
+    let mut socket = connect_kept5(&t, &id, &token, 3600, false).await;
+    subscribe_commands5(&mut socket, &id).await;
+    send5(&mut socket, disconnect_expiring(0)).await;
+    assert_eq!(
+        read_to_close(&mut socket).await,
+        Some(Vec::new()),
+        "closed, nothing written"
+    );
+    t.wait_offline(&id).await;
+    let (_, delivery) = send_command(&t, &id, "reboot").await;
+    assert_eq!(
+        delivery, "undelivered",
+        "the DISCONNECT's expiry of 0 ended the session with the connection"
+    );
+    let mut socket = connect_kept5(&t, &id, &token, 3600, false).await;
+    send5(&mut socket, Packet5::PingReq(PingReq)).await;
+    assert_eq!(
+        read_at_least(&mut socket, 2).await,
+        [0xD0, 0x00],
+        "nothing kept to deliver ahead of the PINGRESP"
+    );
+    assert_eq!(t.backend.gateway.stats().protocol_errors.load(Ordering::Relaxed), 0);
+    t.stop().await;
+}
+
+/// A DISCONNECT may lengthen the session too: connected with an interval of 5 s and gone with
+/// one of an hour, the device still has its session once the 5 s have passed by the gateway's
+/// clock (paused and advanced, not waited for): a command is queued in it and delivered when
+/// the device returns.
+#[tokio::test]
+async fn an_mqtt5_disconnect_raising_the_session_expiry_keeps_the_session_longer() {
+    let t = TestBackend::start().await;
+    let (id, token) = credentials(&t, "SN-V5-EXP1H").await;
+    let mut socket = connect_kept5(&t, &id, &token, 5, false).await;
+    subscribe_commands5(&mut socket, &id).await;
+    send5(&mut socket, disconnect_expiring(3600)).await;
+    assert_eq!(
+        read_to_close(&mut socket).await,
+        Some(Vec::new()),
+        "closed, nothing written"
+    );
+    t.wait_offline(&id).await;
+    // Only the clock moves while paused; it resumes 10 s on, past the CONNECT's interval.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    tokio::time::resume();
+    let (cmd_id, delivery) = send_command(&t, &id, "reboot").await;
+    assert_eq!(
+        delivery, "queued",
+        "the DISCONNECT's hour, not the CONNECT's 5 s, keeps the session"
+    );
+    let mut socket = connect_kept5(&t, &id, &token, 5, true).await;
+    take_command5(&mut socket, &mut bytes::BytesMut::new(), &id, &cmd_id).await;
+    t.stop().await;
+}
+
+/// A client may say goodbye in a DISCONNECT's short forms (MQTT 5, 3.14.2.1 and 3.14.2.2.1):
+/// `E0 00`, no reason code, and `E0 01 00`, a reason code without properties. Each is a normal
+/// disconnection: the gateway closes without a word (no DISCONNECT 0x81, malformed packet),
+/// counts no protocol error, and keeps the session for the CONNECT's interval, which neither
+/// changes: a command sent meanwhile is queued and delivered when the device returns.
+#[tokio::test]
+async fn an_mqtt5_disconnects_short_forms_are_normal_goodbyes() {
+    let t = TestBackend::start().await;
+    let (id, token) = credentials(&t, "SN-V5-SHORT").await;
+    let mut socket = connect_kept5(&t, &id, &token, 3600, false).await;
+    subscribe_commands5(&mut socket, &id).await;
+    for goodbye in [&[0xE0, 0x00][..], &[0xE0, 0x01, 0x00]] {
+        socket.write_all(goodbye).await.expect("send");
+        assert_eq!(
+            read_to_close(&mut socket).await,
+            Some(Vec::new()),
+            "{goodbye:02X?}: closed, nothing written"
+        );
+        t.wait_offline(&id).await;
+        assert_eq!(
+            t.backend.gateway.stats().protocol_errors.load(Ordering::Relaxed),
+            0,
+            "{goodbye:02X?}: a goodbye, not a protocol error"
+        );
+        let (cmd_id, delivery) = send_command(&t, &id, "reboot").await;
+        assert_eq!(delivery, "queued", "{goodbye:02X?}: the session is kept");
+        socket = connect_kept5(&t, &id, &token, 3600, true).await;
+        take_command5(&mut socket, &mut bytes::BytesMut::new(), &id, &cmd_id).await;
+    }
     t.stop().await;
 }
