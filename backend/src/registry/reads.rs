@@ -95,6 +95,11 @@ fn parse_doc(text: Option<String>) -> Result<Map<String, Value>, RegistryError> 
 }
 
 /// Group document overlaid by the device document (top-level keys; the device's win).
+///
+/// Each document expires on its own: one past its expiry is left out while the other holds,
+/// so a device's own config set after its group's expired is still its desired config, and
+/// the result expires with the earliest of the documents left. When every document set has
+/// expired, the result is all of them with their expiry, delivered nowhere.
 pub fn effective_config(conn: &Connection, device_id: &str) -> Result<Option<EffectiveConfig>, RegistryError> {
     type Raw = (
         Option<i64>,
@@ -114,18 +119,33 @@ pub fn effective_config(conn: &Connection, device_id: &str) -> Result<Option<Eff
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, [r.get(4)?, r.get(5)?]))
         })
         .optional()?;
-    let Some((group_version, group_doc, device_version, device_doc, expiries)) = raw else {
+    let Some((group_version, group_doc, device_version, device_doc, [group_expiry, device_expiry])) = raw else {
         return Ok(None);
     };
-    let mut doc = parse_doc(group_doc)?;
-    doc.extend(parse_doc(device_doc)?);
-    let version = group_version.unwrap_or(0).max(device_version.unwrap_or(0));
+    // The documents set, group first: (version, doc, expiry in unix ms).
+    let set: Vec<(i64, Option<String>, Option<u64>)> = [
+        (group_version, group_doc, group_expiry),
+        (device_version, device_doc, device_expiry),
+    ]
+    .into_iter()
+    .filter_map(|(version, doc, expiry)| Some((version?, doc, expiry.map(|at| u64::try_from(at).unwrap_or(0)))))
+    .collect();
+    let now = super::system_clock_ms();
+    let live = |expiry: &Option<u64>| expiry.is_none_or(|at| at > now);
+    let any_live = set.iter().any(|(_, _, expiry)| live(expiry));
+    let (mut version, mut doc, mut expires_at) = (0, Map::new(), None::<u64>);
+    for (v, text, expiry) in set {
+        if any_live && !live(&expiry) {
+            continue;
+        }
+        version = version.max(v);
+        doc.extend(parse_doc(text)?);
+        expires_at = match (expires_at, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
     let version = u64::try_from(version).map_err(|_| RegistryError::Corrupt(format!("config version {version}")))?;
-    let expires_at = expiries
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|at| u64::try_from(at).unwrap_or(0));
     Ok(Some(EffectiveConfig {
         version,
         doc,

@@ -315,11 +315,12 @@ pub enum ConfigScope {
 /// A device's desired configuration after overlaying its device document on its group's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EffectiveConfig {
-    /// max(group version, device version); 0 when neither is set.
+    /// The larger of the documents' versions; 0 when neither is set.
     pub version: u64,
-    /// Group document with the device document's top-level keys written over it.
+    /// Group document with the device document's top-level keys written over it, each left
+    /// out once past its expiry while the other holds.
     pub doc: Map<String, Value>,
-    /// When it expires, unix ms: the earlier of the two documents' expiries (`None`: never).
+    /// When it expires, unix ms: the earliest expiry of the documents in it (`None`: never).
     pub expires_at: Option<u64>,
 }
 
