@@ -981,3 +981,131 @@ async fn an_mqtt5_disconnects_short_forms_are_normal_goodbyes() {
     }
     t.stop().await;
 }
+
+/// Writes `bytes` to `socket` in two writes split at `at`, with a pause between, so the
+/// gateway reads the first part alone and has to wait for the rest.
+async fn send_in_two(socket: &mut tokio::net::TcpStream, bytes: &[u8], at: usize) {
+    socket.set_nodelay(true).expect("nodelay");
+    let (first, rest) = bytes.split_at(at);
+    socket.write_all(first).await.expect("send");
+    // Time for the first part to be read alone; what is tested is that the gateway waits for
+    // the rest, not how long it takes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket.write_all(rest).await.expect("send");
+}
+
+/// A packet whose declared length is all there but whose contents stop short is malformed,
+/// not a packet to wait for: an MQTT 5 QoS 1 PUBLISH whose remaining length (5) covers its
+/// topic `t` and packet id 7 but not the property length that must follow, and a SUBSCRIBE
+/// whose remaining length (2) covers its packet id but no property length. Each ends its
+/// connection with DISCONNECT 0x81 (malformed packet), not silence, and is counted as a
+/// protocol error.
+#[tokio::test]
+async fn an_mqtt5_packet_short_inside_its_declared_length_is_malformed() {
+    let t = TestBackend::start().await;
+    let (id, token) = credentials(&t, "SN-V5-SHORT-IN").await;
+    let shapes: [&[u8]; 2] = [&[0x32, 0x05, 0x00, 0x01, b't', 0x00, 0x07], &[0x82, 0x02, 0x00, 0x01]];
+    for (count, packet) in (1..).zip(shapes) {
+        let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+        send5(&mut socket, connect5(&id, Some((&id, &token)), false)).await;
+        assert_eq!(read_at_least(&mut socket, 7).await.len(), 7, "CONNACK");
+        socket.write_all(packet).await.expect("send");
+        assert_eq!(
+            read_to_close(&mut socket).await,
+            Some(vec![0xE0, 0x01, 0x81]),
+            "{packet:02X?}: DISCONNECT 0x81, then closed"
+        );
+        assert_eq!(
+            t.backend.gateway.stats().protocol_errors.load(Ordering::Relaxed),
+            count,
+            "{packet:02X?}: counted"
+        );
+        t.wait_offline(&id).await;
+    }
+    t.stop().await;
+}
+
+/// The same for 3.1.1: a QoS 1 PUBLISH whose remaining length (3) covers its topic `t` but not
+/// its packet id closes the connection without a word and is counted as a protocol error.
+#[tokio::test]
+async fn a_311_packet_short_inside_its_declared_length_is_malformed() {
+    let t = TestBackend::start().await;
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    socket
+        .write_all(&raw_connect("p-short-in", "claim:factory", "s3cret", 30))
+        .await
+        .expect("send");
+    assert_eq!(read_at_least(&mut socket, 4).await, [0x20, 0x02, 0x00, 0x00]);
+    socket.write_all(&[0x32, 0x03, 0x00, 0x01, b't']).await.expect("send");
+    assert_eq!(
+        read_to_close(&mut socket).await,
+        Some(Vec::new()),
+        "closed, nothing written"
+    );
+    assert_eq!(t.backend.gateway.stats().protocol_errors.load(Ordering::Relaxed), 1);
+    t.stop().await;
+}
+
+/// A packet that comes in two parts is waited for wherever it is split: inside its fixed
+/// header, right after it, where a short packet would stop (after an MQTT 5 PUBLISH's packet
+/// id, before its property length; after a 3.1.1 PUBLISH's topic, before its packet id) and
+/// before its last byte. Each message is acknowledged, and none is an error.
+#[tokio::test]
+async fn a_packet_split_across_two_writes_is_waited_for() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, Publish as Publish5};
+    let t = TestBackend::start().await;
+    let (id, token) = credentials(&t, "SN-SPLIT").await;
+    let topic = format!("fleet/v1/d/{id}/telemetry");
+    // Fixed header (2 bytes: the remaining length fits in one), then the topic's length and
+    // the topic: where the packet id starts.
+    let pkid_at = 2 + 2 + topic.len();
+
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    send5(&mut socket, connect5(&id, Some((&id, &token)), false)).await;
+    assert_eq!(read_at_least(&mut socket, 7).await.len(), 7, "CONNACK");
+    for (pkid, at) in (1u8..).zip([1, 2, pkid_at + 2, usize::MAX]) {
+        let mut publish = Publish5::new(topic.as_str(), QoS5::AtLeastOnce, r#"{"t": 21.5}"#, None);
+        publish.pkid = u16::from(pkid);
+        let mut bytes = bytes::BytesMut::new();
+        Packet5::Publish(publish).write(&mut bytes, None).expect("encode");
+        assert_eq!(
+            bytes[pkid_at..pkid_at + 3],
+            [0x00, pkid, 0x00],
+            "packet id, property length"
+        );
+        send_in_two(&mut socket, &bytes, at.min(bytes.len() - 1)).await;
+        // A plain PUBACK.
+        assert_eq!(
+            read_at_least(&mut socket, 4).await,
+            [0x40, 0x02, 0x00, pkid],
+            "MQTT 5, split at {at}"
+        );
+    }
+    drop(socket);
+    t.wait_offline(&id).await;
+
+    let mut socket = tokio::net::TcpStream::connect(t.mqtt).await.expect("tcp");
+    socket
+        .write_all(&raw_connect(&id, &id, &token, 30))
+        .await
+        .expect("send");
+    assert_eq!(read_at_least(&mut socket, 4).await, [0x20, 0x02, 0x00, 0x00]);
+    for (pkid, at) in (1u8..).zip([1, 2, pkid_at, usize::MAX]) {
+        let mut publish = rumqttc::mqttbytes::v4::Publish::new(topic.as_str(), QoS::AtLeastOnce, r#"{"t": 21.5}"#);
+        publish.pkid = u16::from(pkid);
+        let mut bytes = bytes::BytesMut::new();
+        publish.write(&mut bytes).expect("encode");
+        assert_eq!(bytes[pkid_at..pkid_at + 2], [0x00, pkid], "packet id");
+        send_in_two(&mut socket, &bytes, at.min(bytes.len() - 1)).await;
+        assert_eq!(
+            read_at_least(&mut socket, 4).await,
+            [0x40, 0x02, 0x00, pkid],
+            "3.1.1, split at {at}"
+        );
+    }
+    let stats = t.backend.gateway.stats();
+    assert_eq!(stats.telemetry.load(Ordering::Relaxed), 8);
+    assert_eq!(stats.protocol_errors.load(Ordering::Relaxed), 0);
+    t.stop().await;
+}

@@ -138,7 +138,7 @@ impl PacketIo {
             let read = if self.v5 {
                 self.read_v5()
             } else {
-                Packet::read(&mut self.read_buf, self.max_packet_bytes)
+                read_v4(&mut self.read_buf, self.max_packet_bytes)
             };
             match read {
                 Ok(packet) => {
@@ -339,6 +339,30 @@ impl PacketIo {
     }
 }
 
+/// Reads the next 3.1.1 packet from `buf`; `InsufficientBytes` only until a whole packet is
+/// there ([`insufficient`]).
+fn read_v4(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Packet, mqttbytes::Error> {
+    let held = buf.len();
+    Packet::read(buf, max_packet_bytes).map_err(|error| match error {
+        mqttbytes::Error::InsufficientBytes(needed) => insufficient(held, buf.len(), needed),
+        other => other,
+    })
+}
+
+/// What rumqttc's `InsufficientBytes` means, from the buffer's length before (`held`) and
+/// after (`left`) its read. rumqttc splits a packet off the buffer once all the remaining
+/// length its fixed header declares is there, and only then reads inside it; a field short
+/// inside (an MQTT 5 property length past the declared end) fails the same way, though no
+/// later byte can complete a packet already taken. So only a buffer left as it was waits for
+/// more bytes; one a packet was taken from held a malformed packet.
+fn insufficient(held: usize, left: usize, needed: usize) -> mqttbytes::Error {
+    if left == held {
+        mqttbytes::Error::InsufficientBytes(needed)
+    } else {
+        mqttbytes::Error::MalformedPacket
+    }
+}
+
 /// An MQTT 5 packet read as the gateway acts on it: the 3.1.1 packet it means, and what else
 /// it says of the connection.
 #[derive(Debug)]
@@ -357,9 +381,9 @@ pub struct Read5 {
 }
 
 /// Reads the next MQTT 5 packet from `buf` as the 3.1.1 packet the gateway acts on; the
-/// errors are 3.1.1's codec's, for the same handling (`InsufficientBytes` until a whole packet
-/// is there). What every MQTT 5 connection's bytes go through, and the fuzz target
-/// `device_packet` feeds arbitrary bytes to.
+/// errors are 3.1.1's codec's, for the same handling (`InsufficientBytes` only until a whole
+/// packet is there, [`insufficient`]). What every MQTT 5 connection's bytes go through, and
+/// the fuzz target `device_packet` feeds arbitrary bytes to.
 pub fn read_v5(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Read5, mqttbytes::Error> {
     let mut receive_max = None;
     let mut unsubscribed = None;
@@ -387,10 +411,11 @@ pub fn read_v5(buf: &mut BytesMut, max_packet_bytes: usize) -> Result<Read5, mqt
         });
     }
     let max = u32::try_from(max_packet_bytes).unwrap_or(u32::MAX);
+    let held = buf.len();
     let packet = match mqtt5::Packet::read(buf, Some(max)) {
         Ok(packet) => packet,
         Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(needed)) => {
-            return Err(mqttbytes::Error::InsufficientBytes(needed));
+            return Err(insufficient(held, buf.len(), needed));
         }
         Err(rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded { pkt_size, .. }) => {
             return Err(mqttbytes::Error::PayloadSizeLimitExceeded(pkt_size));
@@ -571,5 +596,60 @@ mod tests {
         // A reason no DISCONNECT has is malformed.
         let mut buf = BytesMut::from(&[0xE0, 0x01, 0x03][..]);
         assert!(read_v5(&mut buf, 1024).is_err());
+    }
+
+    /// A packet whose declared length is all there but whose contents stop short is malformed:
+    /// rumqttc has split it off the buffer before it finds the contents short, so nothing
+    /// coming later could complete it. Every prefix of a whole packet is waited for instead,
+    /// the buffer untouched.
+    #[test]
+    fn short_inside_is_malformed_short_of_the_declared_length_waits() {
+        // Each followed by a PINGREQ, which must not be read in its stead. A QoS 1 PUBLISH,
+        // topic `t`, packet id 7, with no property length.
+        let mut buf = BytesMut::from(&[0x32, 0x05, 0x00, 0x01, b't', 0x00, 0x07, 0xC0, 0x00][..]);
+        assert!(matches!(
+            read_v5(&mut buf, 1024),
+            Err(mqttbytes::Error::MalformedPacket)
+        ));
+        // SUBSCRIBE, packet id 1, no property length.
+        let mut buf = BytesMut::from(&[0x82, 0x02, 0x00, 0x01, 0xC0, 0x00][..]);
+        assert!(matches!(
+            read_v5(&mut buf, 1024),
+            Err(mqttbytes::Error::MalformedPacket)
+        ));
+        // 3.1.1: a QoS 1 PUBLISH, topic `t`, with no packet id.
+        let mut buf = BytesMut::from(&[0x32, 0x03, 0x00, 0x01, b't', 0xC0, 0x00][..]);
+        assert!(matches!(
+            read_v4(&mut buf, 1024),
+            Err(mqttbytes::Error::MalformedPacket)
+        ));
+
+        let whole5 = [0x32, 0x06, 0x00, 0x01, b't', 0x00, 0x07, 0x00];
+        let whole4 = [0x32, 0x05, 0x00, 0x01, b't', 0x00, 0x07];
+        for len in 0..whole5.len() {
+            let mut buf = BytesMut::from(&whole5[..len]);
+            let read = read_v5(&mut buf, 1024);
+            assert!(
+                matches!(read, Err(mqttbytes::Error::InsufficientBytes(_))),
+                "MQTT 5, {len} bytes: {read:?}"
+            );
+            assert_eq!(buf[..], whole5[..len], "MQTT 5, {len} bytes");
+        }
+        for len in 0..whole4.len() {
+            let mut buf = BytesMut::from(&whole4[..len]);
+            let read = read_v4(&mut buf, 1024);
+            assert!(
+                matches!(read, Err(mqttbytes::Error::InsufficientBytes(_))),
+                "3.1.1, {len} bytes: {read:?}"
+            );
+            assert_eq!(buf[..], whole4[..len], "3.1.1, {len} bytes");
+        }
+        let mut buf = BytesMut::from(&whole5[..]);
+        assert!(matches!(
+            read_v5(&mut buf, 1024).map(|read| read.packet),
+            Ok(Packet::Publish(_))
+        ));
+        let mut buf = BytesMut::from(&whole4[..]);
+        assert!(matches!(read_v4(&mut buf, 1024), Ok(Packet::Publish(_))));
     }
 }
