@@ -584,8 +584,14 @@ fn decode_v5(buf: &mut BytesMut) -> Result<Option<mqtt5::Packet>, TransportError
             properties: None,
         })));
     }
+    let held = buf.len();
     match mqtt5::Packet::read(buf, Some(MAX_PACKET_BYTES as u32)) {
         Ok(packet) => Ok(Some(packet)),
+        // rumqttc splits a packet off once all the length its fixed header declares is there,
+        // and only then reads inside it: a field short inside (a property length past the
+        // declared end) fails as this too, though no later byte can complete a packet already
+        // taken. Only a buffer left as it was waits for more.
+        Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) if buf.len() != held => Err(TransportError::Protocol),
         Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(needed)) => {
             if !buf.is_empty() {
                 buf.reserve(needed.max(READ_ROOM));
@@ -1070,6 +1076,29 @@ mod tests {
             let mut buf = BytesMut::from(&bytes[..]);
             while let Ok(Some(_)) = read_incoming_v5(&mut buf) {}
         }
+    }
+
+    /// A packet whose declared length is all there but whose contents stop short (a
+    /// PUBLISH, a CONNACK with no property length) is a protocol error, not a wait for bytes
+    /// that cannot complete it; every prefix of a whole packet is waited for, the buffer kept.
+    #[test]
+    fn a_server_packet_short_inside_its_length_is_a_protocol_error() {
+        // A QoS 1 PUBLISH, topic `t`, packet id 7, no property length; then a PINGRESP that
+        // must not be read in its stead.
+        let mut buf = BytesMut::from(&[0x32, 0x05, 0x00, 0x01, b't', 0x00, 0x07, 0xD0, 0x00][..]);
+        assert!(matches!(read_incoming_v5(&mut buf), Err(TransportError::Protocol)));
+        // A CONNACK: flags and reason code, no property length.
+        let mut buf = BytesMut::from(&[0x20, 0x02, 0x00, 0x00][..]);
+        assert!(matches!(decode_v5(&mut buf), Err(TransportError::Protocol)));
+        let whole = [0x32, 0x06, 0x00, 0x01, b't', 0x00, 0x07, 0x00];
+        for len in 0..whole.len() {
+            let mut buf = BytesMut::from(&whole[..len]);
+            let read = read_incoming_v5(&mut buf);
+            assert!(matches!(read, Ok(None)), "{len} bytes: {read:?}");
+            assert_eq!(buf[..], whole[..len], "{len} bytes kept");
+        }
+        let mut buf = BytesMut::from(&whole[..]);
+        assert!(matches!(read_incoming_v5(&mut buf), Ok(Some(_))));
     }
 
     #[test]
