@@ -289,6 +289,12 @@ bad_file!(
 );
 
 bad_file!(
+    model_mqtt_keep_alive,
+    "bad-models/mqtt-keep-alive.toml",
+    "bad-models/mqtt-keep-alive.toml:11:14: mqtt.keep_alive: expected whole seconds from \"0s\" (none) to \"18h12m15s\" (MQTT's largest keep-alive), found \"20h\""
+);
+
+bad_file!(
     model_mqtt5_assigned_with_session,
     "bad-models/mqtt5-assigned-with-session.toml",
     "bad-models/mqtt5-assigned-with-session.toml:13:22: mqtt.assigned_client_id: a device whose broker assigns its client id cannot resume a session under it: remove session_expiry, or assigned_client_id"

@@ -2,8 +2,9 @@
 //! handshake) does not leave the device waiting for the rest of the run: its connect times out
 //! after the model's `link.connect_timeout`, counts as `errors.timeout`, and the device backs
 //! off and tries again; the run ends on time with its report. A server slow to answer is
-//! timed as a slow connect, not as a late first report; and a connect the harness starts late
-//! is timed from when it was meant to start.
+//! timed as a slow connect, not as a late first report; a connect the harness starts late is
+//! timed from when it was meant to start; and a model's keep-alive is what its devices ask
+//! for and ping on.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -71,6 +72,43 @@ fn serve_slowly(mut stream: TcpStream, delay: Duration) -> Option<()> {
             _ => {}
         }
     }
+}
+
+/// Per connection: the keep-alive its CONNECT asked for, and how many PINGREQs followed.
+type KeepAlives = std::sync::Arc<std::sync::Mutex<Vec<(u16, usize)>>>;
+
+/// An MQTT 3.1.1 server that answers each CONNECT at once and keeps, per connection, the
+/// keep-alive its CONNECT asked for and how many PINGREQs followed (each answered).
+fn keep_alive_server() -> (std::net::SocketAddr, KeepAlives) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let record = std::sync::Arc::clone(&record);
+            std::thread::spawn(move || -> Option<()> {
+                let (header, body) = read_packet(&mut stream)?;
+                // After the protocol name and level and the flags: the keep-alive.
+                let keep_alive = u16::from_be_bytes([*body.get(8)?, *body.get(9)?]);
+                let at = {
+                    let mut seen = record.lock().ok()?;
+                    seen.push((keep_alive, 0));
+                    seen.len() - 1
+                };
+                (header >> 4 == 1).then_some(())?;
+                stream.write_all(&[0x20, 2, 0, 0]).ok()?;
+                loop {
+                    let (header, _) = read_packet(&mut stream)?;
+                    if header >> 4 == 12 {
+                        record.lock().ok()?[at].1 += 1;
+                        stream.write_all(&[0xD0, 0]).ok()?;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
 }
 
 /// One MQTT packet: its first byte and its body.
@@ -204,6 +242,35 @@ fn a_slow_connack_is_a_slow_connect_not_a_late_report() {
         .unwrap_or(f64::MAX);
     assert!(publish_max < 250.0, "not the report's: {summary}");
     assert_eq!(counters["late_sends"].as_u64().unwrap_or(0), 0, "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A model's `[mqtt] keep_alive` is what its devices ask for in their CONNECT, and they ping
+/// when they have sent nothing for that long: a 1 s keep-alive over a 3 s run pings.
+#[test]
+fn a_models_keep_alive_is_asked_for_and_pinged_on() {
+    let dir = scratch("keep-alive");
+    write_patient(&dir, "interval = \"1h\"\npayload_bytes = 16\n", "");
+    let model = dir.join("models/patient.toml");
+    let text = std::fs::read_to_string(&model).expect("model");
+    std::fs::write(&model, format!("{text}[mqtt]\nkeep_alive = \"1s\"\n")).expect("model");
+    let (server, seen) = keep_alive_server();
+    let summary = run(
+        &dir,
+        "keep",
+        &format!("[backend]\nkind = \"mqtt\"\nurl = \"mqtt://{server}\""),
+    );
+    assert_eq!(
+        summary["metrics"]["counters"]["connected"].as_u64(),
+        Some(3),
+        "{summary}"
+    );
+    let seen = seen.lock().expect("record").clone();
+    assert_eq!(seen.len(), 3, "one connection a device: {seen:?}");
+    for (keep_alive, pings) in seen {
+        assert_eq!(keep_alive, 1, "the model's keep-alive in the CONNECT");
+        assert!(pings >= 1, "a device quiet for its keep-alive pings: {pings} pings");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -7,8 +7,8 @@
 //! heard goes to the dialect's reader (in the driver), and only the event it means goes on to
 //! the device core; then the link acknowledges it if its protocol asks ([`Link::acknowledge`]).
 //! The link answers what its own protocol owes without waking anyone: an MQTT session pings
-//! when it has been quiet for half its keep-alive (on the [wake grid](super::wake_grid), so
-//! with other devices' wake-ups) and records a QoS 1 publish's latency when its PUBACK comes.
+//! when it has sent nothing for the keep-alive its CONNECT asked for, as MQTT clients do (on
+//! the [wake grid](super::wake_grid), so with other devices' wake-ups) and records a QoS 1 publish's latency when its PUBACK comes.
 //! An idle device's task holds `wait`'s future for the whole run, so it holds one timer and
 //! the poll, nothing more.
 
@@ -27,12 +27,6 @@ use crate::metrics::recorder::{Counter, Latency, Meter};
 use crate::scratch;
 use crate::transport::datagram::Datagram;
 use crate::transport::mqtt::{Incoming, MqttConn, Reply, Started, TransportError};
-
-/// The keep-alive an MQTT device asks for; it pings when it has sent nothing for half of it.
-pub const KEEP_ALIVE_S: u16 = 60;
-
-/// An MQTT session pings when it has sent nothing for this long.
-const PING_AFTER: Duration = Duration::from_secs(KEEP_ALIVE_S as u64 / 2);
 
 /// What the server sent a device, as its link carried it.
 #[derive(Debug, Clone, Copy)]
@@ -87,7 +81,7 @@ pub struct MqttSession {
     conn: MqttConn,
     /// QoS 1 publishes awaiting their PUBACK, oldest first.
     inflight: Inflight,
-    /// When anything was last sent (keep-alive pings go after half the keep-alive).
+    /// When anything was last sent (a ping goes when nothing has for the keep-alive).
     last_sent: Instant,
 }
 
@@ -409,7 +403,9 @@ impl Link {
     /// When the link must next act on its own, if ever.
     fn due(&self) -> Option<Instant> {
         match self {
-            Self::Stream(session) => Some(session.last_sent + PING_AFTER),
+            // As MQTT clients do: a ping once nothing has been sent for the keep-alive (the
+            // server waits one and a half before it gives up on the client).
+            Self::Stream(session) => session.conn.keep_alive().map(|every| session.last_sent + every),
             Self::None | Self::Datagram(_) => None,
         }
     }
@@ -538,10 +534,12 @@ mod tests {
     use crate::transport::mqtt::ConnectParams;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A quiet MQTT session pings on the wake grid, a little before half its keep-alive has
-    /// passed, so the ping shares a turn of the shard's thread with other wake-ups.
+    /// A quiet MQTT session pings once it has sent nothing for the keep-alive its CONNECT
+    /// asked for, on the wake grid (a little before), so the ping shares a turn of the
+    /// shard's thread with other wake-ups.
     #[tokio::test(start_paused = true)]
-    async fn a_quiet_session_pings_on_the_wake_grid() {
+    async fn a_quiet_session_pings_at_its_keep_alive_on_the_wake_grid() {
+        const KEEP_ALIVE_S: u16 = 45;
         let start = Instant::now();
         let shared = Shared {
             grid: WakeGrid::new(start, Duration::from_millis(4)),
@@ -552,7 +550,9 @@ mod tests {
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.expect("accept");
             let mut connect = [0u8; 64];
-            assert!(socket.read(&mut connect).await.expect("CONNECT") > 0);
+            assert!(socket.read(&mut connect).await.expect("CONNECT") > 12);
+            // After the header, the protocol name and level and the flags: the keep-alive.
+            assert_eq!(connect[10..12], KEEP_ALIVE_S.to_be_bytes(), "the CONNECT's keep-alive");
             socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
             let mut ping = [0u8; 2];
             socket.read_exact(&mut ping).await.expect("PINGREQ");
@@ -570,12 +570,51 @@ mod tests {
             woken = link.wait(&shared, far) => panic!("the wait ended: {woken:?}"),
             pinged = server => {
                 let at = pinged.expect("server").0.duration_since(start);
-                // On the grid, 1.3 ms before its keep-alive's half, give or take the timer
-                // wheel's millisecond (off the grid it would be 30.0013 s or later).
-                let tick = Duration::from_millis(1);
-                assert!(PING_AFTER <= at && at < PING_AFTER + tick, "pinged {at:?} after the start");
+                // On the grid, 1.3 ms before its keep-alive, give or take the timer wheel's
+                // millisecond (off the grid it would be 45.0013 s or later).
+                let (every, tick) = (Duration::from_secs(KEEP_ALIVE_S.into()), Duration::from_millis(1));
+                assert!(every <= at && at < every + tick, "pinged {at:?} after the start");
             }
         }
+    }
+
+    /// A session whose CONNECT asked for no keep-alive (0) never pings: its wait lasts until
+    /// its wake-up.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_without_a_keep_alive_never_pings() {
+        let shared = Shared::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut connect = [0u8; 64];
+            assert!(socket.read(&mut connect).await.expect("CONNECT") > 12);
+            assert_eq!(connect[10..12], [0, 0], "no keep-alive asked for");
+            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
+            let mut more = [0u8; 2];
+            let read = socket.read(&mut more).await.expect("read");
+            (read, more)
+        });
+        let params = ConnectParams::plain("quiet", 0);
+        let (conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
+        let mut link = Link::stream(conn);
+        let far = Instant::now() + Duration::from_secs(600);
+        let woken = tokio::select! {
+            () = shared.calendar.ring() => unreachable!("the calendar rings for ever"),
+            woken = link.wait(&shared, far) => woken,
+        };
+        assert!(
+            matches!(woken, Woken::Wake(_)),
+            "the wait lasts to its wake-up: {woken:?}"
+        );
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !server.is_finished(),
+            "the server was sent something: {:?}",
+            server.await
+        );
     }
 
     /// A datagram from the server ends the wait as an MQTT message does, counted as received,

@@ -75,12 +75,15 @@ pub struct DeviceModel {
     pub faults: Faults,
 }
 
-/// The MQTT a device speaks (`[mqtt]`): 3.1.1 unless the model asks for 5, with MQTT 5's
-/// session expiry, topic alias and properties.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The MQTT a device speaks (`[mqtt]`): 3.1.1 unless the model asks for 5, with its
+/// keep-alive and MQTT 5's session expiry, topic alias and properties.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttSpeech {
     /// MQTT 5 (else 3.1.1).
     pub v5: bool,
+    /// The keep-alive asked for in the CONNECT, seconds (0: none); the device pings when it
+    /// has sent nothing for that long, as MQTT clients do.
+    pub keep_alive_s: u16,
     /// MQTT 5: how long the broker keeps the session after the connection ends, real seconds.
     pub session_expiry_s: u32,
     /// MQTT 5: telemetry goes under a topic alias after its first message.
@@ -93,6 +96,23 @@ pub struct MqttSpeech {
     /// properties), encoded once.
     pub telemetry_properties: Vec<u8>,
 }
+
+impl Default for MqttSpeech {
+    fn default() -> Self {
+        Self {
+            v5: false,
+            keep_alive_s: DEFAULT_KEEP_ALIVE_S,
+            session_expiry_s: 0,
+            topic_alias: false,
+            assigned_client_id: false,
+            user_properties: Vec::new(),
+            telemetry_properties: Vec::new(),
+        }
+    }
+}
+
+/// The keep-alive an MQTT device asks for when its model names none, seconds.
+pub const DEFAULT_KEEP_ALIVE_S: u16 = 60;
 
 /// The most user properties a model may give, and the longest name or value.
 const MAX_USER_PROPERTIES: usize = 16;
@@ -246,6 +266,21 @@ fn check_mqtt(
             })
             .transpose()
     };
+    let keep_alive_s = match section.keep_alive.map(|d| d.0) {
+        None => DEFAULT_KEEP_ALIVE_S,
+        Some(d) if d.subsec_nanos() != 0 || d.as_secs() > u64::from(u16::MAX) => {
+            return Err(err(
+                &["mqtt", "keep_alive"],
+                format!(
+                    "expected whole seconds from \"0s\" (none) to \"{}\" (MQTT's largest keep-alive), found \"{}\"",
+                    DisplayDuration(Duration::from_secs(u64::from(u16::MAX))),
+                    DisplayDuration(d)
+                ),
+            ));
+        }
+        // Checked just above: at most u16::MAX seconds.
+        Some(d) => u16::try_from(d.as_secs()).unwrap_or(u16::MAX),
+    };
     let session_expiry_s = seconds("session_expiry", section.session_expiry)?.unwrap_or(0);
     let message_expiry_s = seconds("message_expiry", section.message_expiry)?;
     if message_expiry_s == Some(0) {
@@ -275,6 +310,7 @@ fn check_mqtt(
     }
     Ok(MqttSpeech {
         v5,
+        keep_alive_s,
         session_expiry_s,
         topic_alias: section.topic_alias.unwrap_or(false),
         assigned_client_id,
@@ -703,6 +739,23 @@ mod tests {
         assert_eq!(default_prefix("temp-sensor"), "TS");
         assert_eq!(default_prefix("camera"), "CA");
         assert_eq!(default_prefix("ev-charger-dc"), "ECD");
+    }
+
+    /// `[mqtt] keep_alive`: 60 s unless a model says otherwise, 0 for none, whole seconds
+    /// (the bad values are in tests/bad_files.rs).
+    #[test]
+    fn an_mqtt_keep_alive_is_the_models_or_a_minute() {
+        let model = |mqtt: &str| {
+            let text = format!(
+                "name = \"m\"\nprotocol = \"mqtt\"\nfirmware = \"1\"\n[telemetry]\ninterval = \"1m\"\npayload_bytes = 8\n{mqtt}"
+            );
+            parse_model(Path::new("m.toml"), &text).map(|m| m.mqtt.keep_alive_s)
+        };
+        assert_eq!(model("").ok(), Some(60));
+        assert_eq!(model("[mqtt]\nversion = 5\n").ok(), Some(60));
+        assert_eq!(model("[mqtt]\nkeep_alive = \"20m\"\n").ok(), Some(1200));
+        assert_eq!(model("[mqtt]\nkeep_alive = \"0s\"\n").ok(), Some(0));
+        assert!(model("[mqtt]\nkeep_alive = \"1500ms\"\n").is_err());
     }
 
     #[test]

@@ -697,13 +697,17 @@ pub struct Lwm2mSection {
     pub lifetime: Option<DurationValue>,
 }
 
-/// `[mqtt]`: the MQTT a device speaks. Every key but `version` is MQTT 5's.
+/// `[mqtt]`: the MQTT a device speaks. Every key but `version` and `keep_alive` is MQTT 5's.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSection {
     /// 3 (MQTT 3.1.1, the default) or 5.
     #[serde(default)]
     pub version: Option<i64>,
+    /// The keep-alive the device asks for in its CONNECT, whole seconds up to 65,535 (`"60s"`
+    /// by default; `"0s"` turns it off): it pings when it has sent nothing for that long.
+    #[serde(default)]
+    pub keep_alive: Option<DurationValue>,
     /// How long the broker keeps the device's session after its connection ends (the session
     /// expiry interval), real time: `"0s"` (the default) ends it with the connection.
     #[serde(default)]

@@ -194,6 +194,17 @@ pub struct V5Connect<'a> {
     pub topic_alias: bool,
 }
 
+/// MQTT 5's topic alias for telemetry, as a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alias {
+    /// None: the model did not ask, or the server allows none (and over 3.1.1).
+    Off,
+    /// Telemetry may go under alias 1 (the model asked, the server allows); not named yet.
+    Allowed,
+    /// Alias 1 is set to the telemetry topic (its first message named both).
+    Set,
+}
+
 /// An open MQTT connection.
 #[derive(Debug)]
 pub struct MqttConn {
@@ -202,13 +213,13 @@ pub struct MqttConn {
     next_pkid: u16,
     /// It speaks MQTT 5.
     v5: bool,
-    /// MQTT 5: telemetry may go under topic alias 1 (the model asked, the server allows).
-    alias_allowed: bool,
-    /// MQTT 5: alias 1 is set to the telemetry topic (its first message named both).
-    alias_set: bool,
+    /// MQTT 5: whether telemetry goes under topic alias 1, and whether it is set yet.
+    alias: Alias,
     /// How many QoS 1 messages the server takes unacknowledged (MQTT 5's Receive Maximum from
     /// its CONNACK; no limit for 3.1.1).
     send_quota: u16,
+    /// The keep-alive the CONNECT asked for, seconds (0: none).
+    keep_alive_s: u16,
 }
 
 impl MqttConn {
@@ -241,6 +252,7 @@ impl MqttConn {
             alias_wanted,
             assigned_wanted,
             subscribed,
+            keep_alive_s,
         } = hello;
         let mut conn = Self {
             stream,
@@ -248,9 +260,9 @@ impl MqttConn {
             // The subscription sent with the CONNECT took packet id 1.
             next_pkid: u16::from(subscribed),
             v5: version == Version::V5,
-            alias_allowed: false,
-            alias_set: false,
+            alias: Alias::Off,
             send_quota: u16::MAX,
+            keep_alive_s,
         };
         conn.write(hello).await?;
         if conn.v5 {
@@ -266,7 +278,9 @@ impl MqttConn {
                         return Err(TransportError::Protocol);
                     }
                     let aliases = ack.properties.as_ref().and_then(|p| p.topic_alias_max).unwrap_or(0);
-                    conn.alias_allowed = alias_wanted && aliases >= 1;
+                    if alias_wanted && aliases >= 1 {
+                        conn.alias = Alias::Allowed;
+                    }
                     // Absent, it is 65,535 (MQTT 5, 3.2.2.3.3); 0 is a protocol error.
                     conn.send_quota = ack.properties.as_ref().and_then(|p| p.receive_max).unwrap_or(u16::MAX);
                     if conn.send_quota == 0 {
@@ -290,6 +304,11 @@ impl MqttConn {
     /// Whether it speaks MQTT 5.
     pub fn is_v5(&self) -> bool {
         self.v5
+    }
+
+    /// The keep-alive its CONNECT asked for; `None` when it asked for none (0).
+    pub fn keep_alive(&self) -> Option<std::time::Duration> {
+        (self.keep_alive_s > 0).then(|| std::time::Duration::from_secs(u64::from(self.keep_alive_s)))
     }
 
     /// How many QoS 1 messages may await their PUBACK at once: the server's Receive Maximum
@@ -362,15 +381,17 @@ impl MqttConn {
         let pkid = if qos == QoS::AtMostOnce { 0 } else { self.next_pkid() };
         let mut packet = scratch::bytes();
         let encoded = if self.v5 {
-            let (topic, alias) = match (aliased && self.alias_allowed, self.alias_set) {
-                (true, true) => ("", Some(1)),
-                (true, false) => (topic, Some(1)),
-                (false, _) => (topic, None),
+            let (topic, alias) = match (aliased, self.alias) {
+                (true, Alias::Set) => ("", Some(1)),
+                (true, Alias::Allowed) => (topic, Some(1)),
+                (false, _) | (true, Alias::Off) => (topic, None),
             };
             let encoded = encode_publish_v5(&mut packet, topic, payload, qos, pkid, (alias, properties));
             // Set once the packet that names it has gone out in whole or in part: the rest is
             // written before anything else.
-            self.alias_set |= alias.is_some() && encoded.is_ok();
+            if alias.is_some() && encoded.is_ok() {
+                self.alias = Alias::Set;
+            }
             encoded
         } else {
             encode_publish(&mut packet, topic, payload, qos, pkid)
@@ -843,6 +864,8 @@ struct Hello {
     assigned_wanted: bool,
     /// A SUBSCRIBE (packet id 1) follows the CONNECT.
     subscribed: bool,
+    /// The keep-alive the CONNECT asks for, seconds.
+    keep_alive_s: u16,
 }
 
 fn encode_connect(params: ConnectParams<'_>) -> Result<Hello, TransportError> {
@@ -856,6 +879,7 @@ fn encode_connect(params: ConnectParams<'_>) -> Result<Hello, TransportError> {
         alias_wanted,
         assigned_wanted,
         subscribed: params.subscribe.is_some(),
+        keep_alive_s: params.keep_alive_s,
     })
 }
 

@@ -21,7 +21,7 @@ use super::diary::{Diary, Pending};
 use crate::device::{Action, Actions, CommandKind, Event, OtaReport, SimTime, State};
 use crate::dialect::alert_book::unix_ms_now;
 use crate::dialect::firmware::{Attempt, ImageHash, Job, Update};
-use crate::dialect::link::{Awaited, KEEP_ALIVE_S};
+use crate::dialect::link::Awaited;
 use crate::dialect::tls::{DeviceTls, Issued, mqtt_session};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
@@ -260,7 +260,7 @@ impl Devices for Embedded {
         let params = ConnectParams {
             client_id: id,
             login: token.as_deref().map(|token| (&**id, token)),
-            keep_alive_s: KEEP_ALIVE_S,
+            keep_alive_s: speech.keep_alive_s,
             clean_session,
             // Over MQTT 5 a persistent session is one that outlives the connection: the
             // model's expiry, or a day.

@@ -11,7 +11,6 @@ use rumqttc::mqttbytes::QoS;
 use super::Broker;
 use crate::device::Event;
 use crate::dialect::firmware::Attempt;
-use crate::dialect::link::KEEP_ALIVE_S;
 use crate::dialect::tls::mqtt_session;
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::scratch;
@@ -87,7 +86,7 @@ impl Devices for Broker {
             // An empty client id asks an MQTT 5 broker to assign one.
             client_id: if speech.assigned_client_id { "" } else { &serial },
             login: None,
-            keep_alive_s: KEEP_ALIVE_S,
+            keep_alive_s: speech.keep_alive_s,
             // An MQTT 5 device whose broker keeps its session resumes it (clean start off).
             clean_session: !(speech.v5 && speech.session_expiry_s > 0),
             v5: speech.v5.then_some(V5Connect {
