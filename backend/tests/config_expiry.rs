@@ -9,20 +9,18 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use coap_lite::{RequestType, ResponseType};
+use common::coap_device::{Device, code, location, path};
 use common::{PATIENCE, TestBackend};
 use fleetsim_backend::registry::system_clock_ms;
 use rumqttc::v5::mqttbytes::QoS as QoS5;
 use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, Publish as Publish5};
 use rumqttc::v5::{AsyncClient as Client5, Event as Event5, EventLoop as EventLoop5, MqttOptions as Options5};
 use serde_json::{Value, json};
-use tokio::net::UdpSocket;
-use tokio::time::{Instant, timeout};
+use tokio::time::Instant;
 
 /// How far past a config's expiry (registry ms) the tests wait: the gateway turns the
 /// registry's unix ms into a tokio instant when it routes the config, to the millisecond.
@@ -85,7 +83,9 @@ async fn a_queue_mode_lwm2m_device_is_written_a_held_config_at_its_wake_only_unt
     let t = TestBackend::start().await;
     let stats = t.backend.gateway.stats();
     let mut device = Device::new(t.lwm2m).await;
-    let id = device.provision("SN-LW-E").await;
+    let (created, answer) = device.provision("SN-LW-E").await;
+    assert_eq!(created, ResponseType::Created, "{answer}");
+    let id = answer["device_id"].as_str().expect("an id").to_owned();
     // The server object and fleetsim's config object: nothing the front observes.
     let query = ["ep=SN-LW-E", "lt=300", "lwm2m=1.1", "b=UQ"];
     let registered = device
@@ -105,7 +105,7 @@ async fn a_queue_mode_lwm2m_device_is_written_a_held_config_at_its_wake_only_unt
     assert_eq!(path(&write), "/32769/0/0", "{write:?}");
     let document: Value = serde_json::from_slice(&write.payload).expect("the document, as JSON text");
     assert_eq!(document["desired"], json!({ "report_every_s": 30 }), "{document}");
-    device.answer(&write, ResponseType::Changed, "").await;
+    device.answer(&write, ResponseType::Changed, "", None).await;
 
     // Set while it sleeps, woken after the expiry: not written, counted.
     set_config(&t, &config, r#"{"report_every_s": 60}"#, Some(1)).await;
@@ -145,19 +145,7 @@ async fn a_queue_mode_lwm2m_device_is_written_a_held_config_at_its_wake_only_unt
 #[tokio::test]
 async fn a_config_with_a_group_and_a_device_expiry_is_sent_with_the_earlier() {
     let t = TestBackend::start().await;
-    let (outcome, body) = t.provision("SN-X3", "claim:factory", "s3cret").await;
-    assert_eq!(outcome, "accepted", "{body}");
-    let id = body["device_id"].as_str().expect("device_id").to_owned();
-    let token = body["token"].as_str().expect("token");
-    let mut options = Options5::new(id.as_str(), t.mqtt.ip().to_string(), t.mqtt.port());
-    options.set_credentials(id.as_str(), token);
-    options.set_keep_alive(Duration::from_secs(30));
-    let (client, mut eventloop) = Client5::new(options, 16);
-    client
-        .subscribe(format!("fleet/v1/d/{id}/config/desired"), QoS5::AtLeastOnce)
-        .await
-        .expect("queue subscribe");
-    next5(&mut eventloop, |p| matches!(p, Packet5::SubAck(_))).await;
+    let (id, client, mut eventloop) = subscribed5(&t, "SN-X3").await;
     let group = "/api/v1/groups/sensors/config";
     let own = format!("/api/v1/devices/{id}/config");
 
@@ -199,17 +187,7 @@ async fn a_config_with_a_group_and_a_device_expiry_is_sent_with_the_earlier() {
 #[tokio::test]
 async fn a_device_config_set_after_its_groups_expired_is_sent_without_the_groups() {
     let t = TestBackend::start().await;
-    let (id, answer) = provision(&t, "SN-X4").await;
-    let token = answer["token"].as_str().expect("token");
-    let mut options = Options5::new(id.as_str(), t.mqtt.ip().to_string(), t.mqtt.port());
-    options.set_credentials(id.as_str(), token);
-    options.set_keep_alive(Duration::from_secs(30));
-    let (client, mut eventloop) = Client5::new(options, 16);
-    client
-        .subscribe(format!("fleet/v1/d/{id}/config/desired"), QoS5::AtLeastOnce)
-        .await
-        .expect("queue subscribe");
-    next5(&mut eventloop, |p| matches!(p, Packet5::SubAck(_))).await;
+    let (id, client, mut eventloop) = subscribed5(&t, "SN-X4").await;
 
     set_config(&t, "/api/v1/groups/sensors/config", r#"{"mode": "boost"}"#, Some(1)).await;
     let (desired, _) = config5(&mut eventloop).await;
@@ -253,6 +231,23 @@ async fn set_config(t: &TestBackend, path: &str, desired: &str, expiry_s: Option
     assert_eq!(status, 200, "PUT {path} {body}: {reply}");
     let reply: Value = serde_json::from_str(&reply).expect("JSON");
     reply["version"].as_u64().expect("a version")
+}
+
+/// Provisions `serial` and connects it over MQTT 5, subscribed to its desired config: its
+/// device id, client and event loop.
+async fn subscribed5(t: &TestBackend, serial: &str) -> (String, Client5, EventLoop5) {
+    let (id, answer) = provision(t, serial).await;
+    let token = answer["token"].as_str().expect("token");
+    let mut options = Options5::new(id.as_str(), t.mqtt.ip().to_string(), t.mqtt.port());
+    options.set_credentials(id.as_str(), token);
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = Client5::new(options, 16);
+    client
+        .subscribe(format!("fleet/v1/d/{id}/config/desired"), QoS5::AtLeastOnce)
+        .await
+        .expect("queue subscribe");
+    next5(&mut eventloop, |p| matches!(p, Packet5::SubAck(_))).await;
+    (id, client, eventloop)
 }
 
 /// Provisions `serial` with the `factory` claim over MQTT: its device id and the answer.
@@ -318,132 +313,4 @@ async fn config5(eventloop: &mut EventLoop5) -> (Value, u32) {
     let left = properties.and_then(|p| p.message_expiry_interval);
     let left = left.unwrap_or_else(|| panic!("a message expiry interval on {body}"));
     (body["desired"].clone(), left)
-}
-
-/// An LwM2M device of the test's own, as `lwm2m.rs` has (its `Device`, cut to what these
-/// tests use): one socket, its requests one at a time, the front's requests kept in order.
-struct Device {
-    socket: UdpSocket,
-    server: SocketAddr,
-    message_id: u16,
-    asked: VecDeque<Packet>,
-}
-
-impl Device {
-    async fn new(server: SocketAddr) -> Self {
-        Self {
-            socket: UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
-            server,
-            message_id: 100,
-            asked: VecDeque::new(),
-        }
-    }
-
-    /// The next CoAP message from the front, if one comes within `wait`.
-    async fn receive_within(&self, wait: Duration) -> Option<Packet> {
-        let mut buf = [0u8; 4096];
-        let (len, _) = timeout(wait, self.socket.recv_from(&mut buf))
-            .await
-            .ok()?
-            .expect("recv");
-        Some(Packet::from_bytes(&buf[..len]).expect("the front sends CoAP"))
-    }
-
-    /// Sends a confirmable request; returns the piggybacked answer.
-    async fn request(&mut self, method: RequestType, path: &[&str], query: &[&str], payload: &[u8]) -> Packet {
-        self.message_id += 1;
-        let mut packet = Packet::new();
-        packet.header.set_type(MessageType::Confirmable);
-        packet.header.code = MessageClass::Request(method);
-        packet.header.message_id = self.message_id;
-        packet.set_token(vec![0xAB, self.message_id as u8]);
-        for segment in path {
-            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
-        }
-        for q in query {
-            packet.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
-        }
-        packet.payload = payload.to_vec();
-        self.send(&packet).await;
-        loop {
-            let answer = self.receive_within(PATIENCE).await.expect("the front answers in time");
-            if answer.header.get_type() == MessageType::Acknowledgement && answer.header.message_id == self.message_id {
-                return answer;
-            }
-            if matches!(answer.header.code, MessageClass::Request(_)) {
-                self.asked.push_back(answer);
-            }
-        }
-    }
-
-    async fn send(&self, packet: &Packet) {
-        let bytes = packet.to_bytes().expect("encodes");
-        self.socket.send_to(&bytes, self.server).await.expect("send");
-    }
-
-    /// The front's next request to the device.
-    async fn asked(&mut self) -> Packet {
-        self.try_asked(PATIENCE).await.expect("the front asks in time")
-    }
-
-    /// The front's next request to the device, if one comes within `wait`.
-    async fn try_asked(&mut self, wait: Duration) -> Option<Packet> {
-        if let Some(packet) = self.asked.pop_front() {
-            return Some(packet);
-        }
-        let deadline = Instant::now() + wait;
-        loop {
-            let packet = self
-                .receive_within(deadline.saturating_duration_since(Instant::now()))
-                .await?;
-            if matches!(packet.header.code, MessageClass::Request(_)) {
-                return Some(packet);
-            }
-        }
-    }
-
-    /// Answers the front's `request`, piggybacked, with `code` and a text `payload`.
-    async fn answer(&self, request: &Packet, code: ResponseType, payload: &str) {
-        let mut answer = Packet::new();
-        answer.header.set_type(MessageType::Acknowledgement);
-        answer.header.message_id = request.header.message_id;
-        answer.header.code = MessageClass::Response(code);
-        answer.set_token(request.get_token().to_vec());
-        answer.payload = payload.as_bytes().to_vec();
-        self.send(&answer).await;
-    }
-
-    /// Provisions `serial` through the test backend's claim; the device id.
-    async fn provision(&mut self, serial: &str) -> String {
-        let query = [format!("ep={serial}"), "claim=factory".to_owned()];
-        let query: Vec<&str> = query.iter().map(String::as_str).collect();
-        let body = br#"{"secret": "s3cret", "model": "meter", "firmware": "1.0.0"}"#;
-        let answer = self.request(RequestType::Post, &["provision"], &query, body).await;
-        assert_eq!(code(&answer), ResponseType::Created, "{answer:?}");
-        let body: Value = serde_json::from_slice(&answer.payload).expect("JSON");
-        body["device_id"].as_str().expect("an id").to_owned()
-    }
-}
-
-fn code(packet: &Packet) -> ResponseType {
-    match packet.header.code {
-        MessageClass::Response(code) => code,
-        other => panic!("not a response: {other:?}"),
-    }
-}
-
-fn path(packet: &Packet) -> String {
-    let segments = packet.get_option(CoapOption::UriPath).map(|s| {
-        s.iter()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect::<Vec<_>>()
-    });
-    format!("/{}", segments.unwrap_or_default().join("/"))
-}
-
-fn location(answer: &Packet) -> Vec<String> {
-    answer
-        .get_option(CoapOption::LocationPath)
-        .map(|s| s.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect())
-        .unwrap_or_default()
 }

@@ -3,6 +3,8 @@
 //! code) and a real HTTP client (ureq).
 #![allow(dead_code)] // Each test file uses a different part of the harness.
 
+pub mod coap_device;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

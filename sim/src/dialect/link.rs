@@ -534,6 +534,25 @@ mod tests {
     use crate::transport::mqtt::ConnectParams;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// An MQTT server for one client: it checks the CONNECT asks for `keep_alive_s`, answers
+    /// it, and ends with the instant the next two bytes came and the bytes.
+    async fn quiet_server(keep_alive_s: u16) -> (std::net::SocketAddr, tokio::task::JoinHandle<(Instant, [u8; 2])>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut connect = [0u8; 64];
+            assert!(socket.read(&mut connect).await.expect("CONNECT") > 12);
+            // After the header, the protocol name and level and the flags: the keep-alive.
+            assert_eq!(connect[10..12], keep_alive_s.to_be_bytes(), "the CONNECT's keep-alive");
+            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
+            let mut next = [0u8; 2];
+            socket.read_exact(&mut next).await.expect("two more bytes");
+            (Instant::now(), next)
+        });
+        (addr, server)
+    }
+
     /// A quiet MQTT session pings once it has sent nothing for the keep-alive its CONNECT
     /// asked for, on the wake grid (a little before), so the ping shares a turn of the
     /// shard's thread with other wake-ups.
@@ -545,20 +564,7 @@ mod tests {
             grid: WakeGrid::new(start, Duration::from_millis(4)),
             ..Shared::default()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut connect = [0u8; 64];
-            assert!(socket.read(&mut connect).await.expect("CONNECT") > 12);
-            // After the header, the protocol name and level and the flags: the keep-alive.
-            assert_eq!(connect[10..12], KEEP_ALIVE_S.to_be_bytes(), "the CONNECT's keep-alive");
-            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
-            let mut ping = [0u8; 2];
-            socket.read_exact(&mut ping).await.expect("PINGREQ");
-            assert_eq!(ping, [0xC0, 0], "a PINGREQ");
-            (Instant::now(), socket)
-        });
+        let (addr, server) = quiet_server(KEEP_ALIVE_S).await;
         let params = ConnectParams::plain("quiet", KEEP_ALIVE_S);
         let (conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
         // Its last send (the CONNECT, as the link counts it) is off the grid.
@@ -568,8 +574,10 @@ mod tests {
         tokio::select! {
             () = shared.calendar.ring() => unreachable!("the calendar rings for ever"),
             woken = link.wait(&shared, far) => panic!("the wait ended: {woken:?}"),
-            pinged = server => {
-                let at = pinged.expect("server").0.duration_since(start);
+            sent = server => {
+                let (at, next) = sent.expect("server");
+                assert_eq!(next, [0xC0, 0], "a PINGREQ");
+                let at = at.duration_since(start);
                 // On the grid, 1.3 ms before its keep-alive, give or take the timer wheel's
                 // millisecond (off the grid it would be 45.0013 s or later).
                 let (every, tick) = (Duration::from_secs(KEEP_ALIVE_S.into()), Duration::from_millis(1));
@@ -583,18 +591,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_session_without_a_keep_alive_never_pings() {
         let shared = Shared::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut connect = [0u8; 64];
-            assert!(socket.read(&mut connect).await.expect("CONNECT") > 12);
-            assert_eq!(connect[10..12], [0, 0], "no keep-alive asked for");
-            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
-            let mut more = [0u8; 2];
-            let read = socket.read(&mut more).await.expect("read");
-            (read, more)
-        });
+        let (addr, server) = quiet_server(0).await;
         let params = ConnectParams::plain("quiet", 0);
         let (conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
         let mut link = Link::stream(conn);
