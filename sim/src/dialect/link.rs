@@ -8,7 +8,8 @@
 //! the device core; then the link acknowledges it if its protocol asks ([`Link::acknowledge`]).
 //! The link answers what its own protocol owes without waking anyone: an MQTT session pings
 //! when it has sent nothing for the keep-alive its CONNECT asked for, as MQTT clients do (on
-//! the [wake grid](super::wake_grid), so with other devices' wake-ups) and records a QoS 1 publish's latency when its PUBACK comes.
+//! the [wake grid](super::wake_grid), so with other devices' wake-ups), and records a QoS 1
+//! publish's latency when its PUBACK comes.
 //! An idle device's task holds `wait`'s future for the whole run, so it holds one timer and
 //! the poll, nothing more.
 
