@@ -471,6 +471,17 @@ async fn read_to_close(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     })
 }
 
+/// Checks the gateway closed `socket` of device `id` without writing a word after the client's
+/// goodbye (`what`), and waits until the device is offline.
+async fn closed_quietly(t: &TestBackend, socket: &mut tokio::net::TcpStream, id: &str, what: &str) {
+    assert_eq!(
+        read_to_close(socket).await,
+        Some(Vec::new()),
+        "{what}: closed, nothing written"
+    );
+    t.wait_offline(id).await;
+}
+
 /// Provisions `serial` with the `factory` claim: the device's id and token.
 async fn credentials(t: &TestBackend, serial: &str) -> (String, String) {
     let (outcome, body) = t.provision(serial, "claim:factory", "s3cret").await;
@@ -897,12 +908,7 @@ async fn an_mqtt5_disconnect_setting_the_session_expiry_to_0_ends_the_session() 
     let mut socket = connect_kept5(&t, &id, &token, 3600, false).await;
     subscribe_commands5(&mut socket, &id).await;
     send5(&mut socket, disconnect_expiring(0)).await;
-    assert_eq!(
-        read_to_close(&mut socket).await,
-        Some(Vec::new()),
-        "closed, nothing written"
-    );
-    t.wait_offline(&id).await;
+    closed_quietly(&t, &mut socket, &id, "DISCONNECT, expiry 0").await;
     let (_, delivery) = send_command(&t, &id, "reboot").await;
     assert_eq!(
         delivery, "undelivered",
@@ -930,12 +936,7 @@ async fn an_mqtt5_disconnect_raising_the_session_expiry_keeps_the_session_longer
     let mut socket = connect_kept5(&t, &id, &token, 5, false).await;
     subscribe_commands5(&mut socket, &id).await;
     send5(&mut socket, disconnect_expiring(3600)).await;
-    assert_eq!(
-        read_to_close(&mut socket).await,
-        Some(Vec::new()),
-        "closed, nothing written"
-    );
-    t.wait_offline(&id).await;
+    closed_quietly(&t, &mut socket, &id, "DISCONNECT, expiry 3600").await;
     // Only the clock moves while paused; it resumes 10 s on, past the CONNECT's interval.
     tokio::time::pause();
     tokio::time::advance(Duration::from_secs(10)).await;
@@ -963,12 +964,7 @@ async fn an_mqtt5_disconnects_short_forms_are_normal_goodbyes() {
     subscribe_commands5(&mut socket, &id).await;
     for goodbye in [&[0xE0, 0x00][..], &[0xE0, 0x01, 0x00]] {
         socket.write_all(goodbye).await.expect("send");
-        assert_eq!(
-            read_to_close(&mut socket).await,
-            Some(Vec::new()),
-            "{goodbye:02X?}: closed, nothing written"
-        );
-        t.wait_offline(&id).await;
+        closed_quietly(&t, &mut socket, &id, &format!("{goodbye:02X?}")).await;
         assert_eq!(
             t.backend.gateway.stats().protocol_errors.load(Ordering::Relaxed),
             0,

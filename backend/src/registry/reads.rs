@@ -123,27 +123,24 @@ pub fn effective_config(conn: &Connection, device_id: &str) -> Result<Option<Eff
         return Ok(None);
     };
     // The documents set, group first: (version, doc, expiry in unix ms).
-    let set: Vec<(i64, Option<String>, Option<u64>)> = [
+    let set = [
         (group_version, group_doc, group_expiry),
         (device_version, device_doc, device_expiry),
     ]
-    .into_iter()
-    .filter_map(|(version, doc, expiry)| Some((version?, doc, expiry.map(|at| u64::try_from(at).unwrap_or(0)))))
-    .collect();
+    .map(|(version, doc, expiry)| Some((version?, doc, expiry.map(|at| u64::try_from(at).unwrap_or(0)))));
     let now = super::system_clock_ms();
-    let live = |expiry: &Option<u64>| expiry.is_none_or(|at| at > now);
-    let any_live = set.iter().any(|(_, _, expiry)| live(expiry));
-    let (mut version, mut doc, mut expires_at) = (0, Map::new(), None::<u64>);
-    for (v, text, expiry) in set {
-        if any_live && !live(&expiry) {
-            continue;
-        }
+    let live = |expiry: Option<u64>| expiry.is_none_or(|at| at > now);
+    let any_live = set.iter().flatten().any(|&(_, _, expiry)| live(expiry));
+    let (mut version, mut doc, mut expires_at) = (0, Map::new(), None);
+    // A document past its expiry is left out while another holds.
+    for (v, text, expiry) in set
+        .into_iter()
+        .flatten()
+        .filter(|&(_, _, expiry)| !any_live || live(expiry))
+    {
         version = version.max(v);
         doc.extend(parse_doc(text)?);
-        expires_at = match (expires_at, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        expires_at = expires_at.into_iter().chain(expiry).min();
     }
     let version = u64::try_from(version).map_err(|_| RegistryError::Corrupt(format!("config version {version}")))?;
     Ok(Some(EffectiveConfig {
