@@ -951,6 +951,33 @@ async fn an_mqtt5_disconnect_raising_the_session_expiry_keeps_the_session_longer
     t.stop().await;
 }
 
+/// A DISCONNECT may not give a session a life its CONNECT did not (MQTT 5, 3.14.2.2.2): after
+/// a CONNECT whose session expiry interval is 0, a DISCONNECT naming an hour is a protocol
+/// error, not a goodbye. The gateway answers DISCONNECT 0x82 (protocol error), closes and
+/// counts it, and the session ends with the connection as the CONNECT said: a command sent
+/// then has nowhere to go.
+#[tokio::test]
+async fn an_mqtt5_disconnect_setting_an_expiry_after_a_connects_0_is_a_protocol_error() {
+    let t = TestBackend::start().await;
+    let (id, token) = credentials(&t, "SN-V5-EXP-FROM0").await;
+    let mut socket = connect_kept5(&t, &id, &token, 0, false).await;
+    subscribe_commands5(&mut socket, &id).await;
+    send5(&mut socket, disconnect_expiring(3600)).await;
+    assert_eq!(
+        read_to_close(&mut socket).await,
+        Some(vec![0xE0, 0x01, 0x82]),
+        "DISCONNECT 0x82, then closed"
+    );
+    t.wait_offline(&id).await;
+    assert_eq!(t.backend.gateway.stats().protocol_errors.load(Ordering::Relaxed), 1);
+    let (_, delivery) = send_command(&t, &id, "reboot").await;
+    assert_eq!(
+        delivery, "undelivered",
+        "the CONNECT's 0 ended the session with the connection"
+    );
+    t.stop().await;
+}
+
 /// A client may say goodbye in a DISCONNECT's short forms (MQTT 5, 3.14.2.1 and 3.14.2.2.1):
 /// `E0 00`, no reason code, and `E0 01 00`, a reason code without properties. Each is a normal
 /// disconnection: the gateway closes without a word (no DISCONNECT 0x81, malformed packet),

@@ -245,7 +245,7 @@ impl Conn {
     fn count_error(&self, error: &PacketError) {
         match error {
             PacketError::TooLarge(_) => bump(&self.shared.stats.oversized_packets),
-            PacketError::Malformed(_) => bump(&self.shared.stats.protocol_errors),
+            PacketError::Malformed(_) | PacketError::Protocol(_) => bump(&self.shared.stats.protocol_errors),
             PacketError::Io(_) => {}
         }
     }
@@ -662,7 +662,9 @@ fn reason_for(error: &PacketError) -> DisconnectReasonCode {
         PacketError::TooLarge(_) => DisconnectReasonCode::PacketTooLarge,
         // QoS 2 is not offered.
         PacketError::Malformed(rumqttc::mqttbytes::Error::InvalidQoS(_)) => DisconnectReasonCode::QoSNotSupported,
-        PacketError::Malformed(rumqttc::mqttbytes::Error::UnexpectedConnect) => DisconnectReasonCode::ProtocolError,
+        PacketError::Malformed(rumqttc::mqttbytes::Error::UnexpectedConnect) | PacketError::Protocol(_) => {
+            DisconnectReasonCode::ProtocolError
+        }
         PacketError::Malformed(_) => DisconnectReasonCode::MalformedPacket,
         PacketError::Io(_) => DisconnectReasonCode::UnspecifiedError,
     }

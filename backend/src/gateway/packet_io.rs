@@ -47,6 +47,9 @@ pub enum PacketError {
     /// The packet is larger than the gateway accepts.
     #[error("packet of {0} bytes is over the limit")]
     TooLarge(usize),
+    /// The packet is well formed but breaks a rule of the protocol (MQTT 5: 0x82); says which.
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
 }
 
 /// How one filter of a SUBSCRIBE was answered.
@@ -110,7 +113,8 @@ impl PacketIo {
     /// How long, in seconds, the session outlives the connection: 0 ends it with the
     /// connection, [`u32::MAX`] keeps it until the client starts clean. 3.1.1's clean session
     /// 0 keeps it; MQTT 5's CONNECT names the interval (none is 0), and a DISCONNECT may change
-    /// it, though not from 0 (MQTT 5, 3.14.2.2.2: such a change is ignored here).
+    /// it, though not from 0 (MQTT 5, 3.14.2.2.2: that is a protocol error, [`PacketIo::read`]'s
+    /// [`PacketError::Protocol`]).
     pub fn session_expiry(&self) -> u32 {
         self.session_expiry
     }
@@ -136,12 +140,13 @@ impl PacketIo {
                 self.v5 = true;
             }
             let read = if self.v5 {
-                self.read_v5()
+                read_v5(&mut self.read_buf, self.max_packet_bytes).map(|read| self.took_v5(read))
             } else {
-                read_v4(&mut self.read_buf, self.max_packet_bytes)
+                read_v4(&mut self.read_buf, self.max_packet_bytes).map(Ok)
             };
             match read {
-                Ok(packet) => {
+                Ok(Err(rule)) => return Err(PacketError::Protocol(rule)),
+                Ok(Ok(packet)) => {
                     if let (false, Packet::Connect(connect)) = (self.v5, &packet) {
                         self.session_expiry = if connect.clean_session { 0 } else { u32::MAX };
                     }
@@ -166,10 +171,16 @@ impl PacketIo {
         }
     }
 
-    /// Reads an MQTT 5 packet from the buffer as the 3.1.1 packet the gateway acts on,
-    /// keeping what else it says of the connection.
-    fn read_v5(&mut self) -> Result<Packet, mqttbytes::Error> {
-        let read = read_v5(&mut self.read_buf, self.max_packet_bytes)?;
+    /// Keeps what an MQTT 5 packet read says of the connection, and gives the 3.1.1 packet
+    /// the gateway acts on; `Err` names the rule it breaks.
+    fn took_v5(&mut self, read: Read5) -> Result<Packet, &'static str> {
+        if let (Some(1..), Packet::Disconnect) = (read.session_expiry, &read.packet)
+            && self.session_expiry == 0
+        {
+            // MQTT 5, 3.14.2.2.2: not a valid DISCONNECT, so the session still ends with the
+            // connection.
+            return Err("a DISCONNECT set a session expiry interval after a CONNECT's 0");
+        }
         if let Some(receive_max) = read.receive_max {
             self.receive_max = receive_max;
         }
@@ -177,10 +188,8 @@ impl PacketIo {
             self.unsubscribed = filters;
         }
         self.echoed = read.echoed;
-        match (read.session_expiry, &read.packet) {
-            (Some(seconds), Packet::Connect(_)) => self.session_expiry = seconds,
-            (Some(seconds), Packet::Disconnect) if self.session_expiry != 0 => self.session_expiry = seconds,
-            _ => {}
+        if let (Some(seconds), Packet::Connect(_) | Packet::Disconnect) = (read.session_expiry, &read.packet) {
+            self.session_expiry = seconds;
         }
         Ok(read.packet)
     }
