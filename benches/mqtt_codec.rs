@@ -65,13 +65,15 @@ fn device_publish(c: &mut Criterion) {
     group.bench_function("broker_64B_qos1", |b| {
         b.iter(|| {
             seq += 1;
+            // Readings as a run makes them: an uptime to the microsecond and a value with all
+            // its digits (whole numbers would format faster than any real report).
             let reading = Reading {
                 seq,
-                uptime: std::time::Duration::from_secs(seq),
+                uptime: std::time::Duration::from_micros(seq.wrapping_mul(1_234_567)),
                 battery: None,
                 volts: None,
                 low_battery: false,
-                value: 20.0,
+                value: 18.0 + (seq % 997) as f64 * (7.0 / 997.0),
                 rssi: None,
                 firmware: "3.2.0",
                 errors: &[],

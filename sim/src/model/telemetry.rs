@@ -366,8 +366,23 @@ fn json_string(w: &mut Bytes<'_>, text: &str) {
 
 /// Writes a JSON number with millisecond-level precision (3 decimals), or
 /// `null` for NaN and infinities, which JSON cannot carry.
+///
+/// In whole thousandths, as integers: core's `{:.3}` works on the float's exact binary value
+/// and falls back on big-number arithmetic for many (a whole number among them), which cost a
+/// QoS 0 report 4% of its CPU (docs/scale.md). The digits are `{:.3}`'s but where the float
+/// lies within a rounding error of a tie (half a thousandth): that goes away from zero here.
+/// A value that rounds to zero has no sign.
 fn number(w: &mut Bytes<'_>, x: f64) {
-    let _ = if x.is_finite() {
+    /// Thousandths from here up have no fraction left to round: `{:.3}` writes them.
+    const WHOLE: f64 = 4_503_599_627_370_496.0; // 2^52
+    let thousandths = (x * 1000.0).round();
+    let _ = if thousandths.abs() < WHOLE {
+        // In range: the cast is exact.
+        let n = thousandths as i64;
+        let sign = if n < 0 { "-" } else { "" };
+        let n = n.unsigned_abs();
+        write!(w, "{sign}{}.{:03}", n / 1000, n % 1000)
+    } else if x.is_finite() {
         write!(w, "{x:.3}")
     } else {
         w.write_str("null")
@@ -458,6 +473,52 @@ mod tests {
                 assert_eq!(text.contains(",\"pad\":\"x"), padded, "{text}");
                 assert_eq!(text.contains("\"battery\":0.873"), battery.is_some());
             }
+        }
+    }
+
+    /// Numbers are written as `{:.3}` writes them, but for a float within a rounding error of
+    /// a tie and a zero's sign: over a spread of magnitudes, signs and fractions, and the
+    /// edges (zero, the last exact thousandth, what JSON cannot carry).
+    #[test]
+    fn numbers_have_three_decimals_as_format_writes_them() {
+        let written = |x: f64| {
+            let mut out = Vec::new();
+            number(&mut Bytes(&mut out), x);
+            String::from_utf8(out).expect("utf-8")
+        };
+        let mut rng = device_rng(9, 0, StreamId::TELEMETRY);
+        let mut checked = 0;
+        for _ in 0..N {
+            let magnitude = 10f64.powi((rng.next_u32() % 12) as i32 - 4);
+            let x = magnitude * (2.0 * draw::unit(&mut rng) - 1.0);
+            let thousandths = x * 1000.0;
+            let off_tie = (thousandths.fract().abs() - 0.5).abs();
+            if off_tie < 1e-9 * thousandths.abs().max(1.0) || x.abs() < 0.0005 {
+                continue; // a tie or a zero: below
+            }
+            assert_eq!(written(x), format!("{x:.3}"), "{x:e}");
+            checked += 1;
+        }
+        assert!(checked > N / 2, "{checked} checked");
+        for (x, text) in [
+            (0.0, "0.000"),
+            (-0.0, "0.000"),
+            (-0.0004, "0.000"),
+            (-0.0006, "-0.001"),
+            (20.0, "20.000"),
+            (21.5, "21.500"),
+            (123.456, "123.456"),
+            (0.05, "0.050"),
+            (-97.25, "-97.250"),
+            (1.2345, "1.235"),
+            (4_503_599_627.5, "4503599627.500"),
+            (1e13, "10000000000000.000"),
+            (-1e300, &format!("{:.3}", -1e300)),
+            (f64::NAN, "null"),
+            (f64::INFINITY, "null"),
+            (f64::NEG_INFINITY, "null"),
+        ] {
+            assert_eq!(written(x), text, "{x:e}");
         }
     }
 
