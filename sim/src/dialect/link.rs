@@ -536,8 +536,14 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// An MQTT server for one client: it checks the CONNECT asks for `keep_alive_s`, answers
-    /// it, and ends with the instant the next two bytes came and the bytes.
-    async fn quiet_server(keep_alive_s: u16) -> (std::net::SocketAddr, tokio::task::JoinHandle<(Instant, [u8; 2])>) {
+    /// it, and ends with the instant the next two bytes came, the bytes and the socket (kept
+    /// open, so the client does not see it close before the test sees the bytes).
+    async fn quiet_server(
+        keep_alive_s: u16,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::task::JoinHandle<(Instant, [u8; 2], tokio::net::TcpStream)>,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
@@ -549,7 +555,7 @@ mod tests {
             socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
             let mut next = [0u8; 2];
             socket.read_exact(&mut next).await.expect("two more bytes");
-            (Instant::now(), next)
+            (Instant::now(), next, socket)
         });
         (addr, server)
     }
@@ -576,7 +582,7 @@ mod tests {
             () = shared.calendar.ring() => unreachable!("the calendar rings for ever"),
             woken = link.wait(&shared, far) => panic!("the wait ended: {woken:?}"),
             sent = server => {
-                let (at, next) = sent.expect("server");
+                let (at, next, _socket) = sent.expect("server");
                 assert_eq!(next, [0xC0, 0], "a PINGREQ");
                 let at = at.duration_since(start);
                 // On the grid, 1.3 ms before its keep-alive, give or take the timer wheel's
