@@ -530,6 +530,22 @@ async fn subscribe_commands5(socket: &mut tokio::net::TcpStream, id: &str) {
     assert_eq!(read_at_least(socket, 6).await, [0x90, 0x04, 0x00, 0x01, 0x00, 0x01]);
 }
 
+/// Device `serial`, provisioned, connected over MQTT 5 with a session expiry interval of
+/// `connect_s` and subscribed to its commands, says goodbye with a DISCONNECT that sets the
+/// interval to `disconnect_s`: its id and token, and the socket to see the gateway's answer on.
+async fn gone_changing_expiry5(
+    t: &TestBackend,
+    serial: &str,
+    connect_s: u32,
+    disconnect_s: u32,
+) -> (String, String, tokio::net::TcpStream) {
+    let (id, token) = credentials(t, serial).await;
+    let mut socket = connect_kept5(t, &id, &token, connect_s, false).await;
+    subscribe_commands5(&mut socket, &id).await;
+    send5(&mut socket, disconnect_expiring(disconnect_s)).await;
+    (id, token, socket)
+}
+
 /// An MQTT 5 DISCONNECT, normal disconnection, that sets the session expiry interval to
 /// `expiry_s`.
 fn disconnect_expiring(expiry_s: u32) -> rumqttc::v5::mqttbytes::v5::Packet {
@@ -904,10 +920,7 @@ async fn an_mqtt5_result_naming_another_command_is_refused_with_0x83() {
 async fn an_mqtt5_disconnect_setting_the_session_expiry_to_0_ends_the_session() {
     use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PingReq};
     let t = TestBackend::start().await;
-    let (id, token) = credentials(&t, "SN-V5-EXP0").await;
-    let mut socket = connect_kept5(&t, &id, &token, 3600, false).await;
-    subscribe_commands5(&mut socket, &id).await;
-    send5(&mut socket, disconnect_expiring(0)).await;
+    let (id, token, mut socket) = gone_changing_expiry5(&t, "SN-V5-EXP0", 3600, 0).await;
     closed_quietly(&t, &mut socket, &id, "DISCONNECT, expiry 0").await;
     let (_, delivery) = send_command(&t, &id, "reboot").await;
     assert_eq!(
@@ -932,10 +945,7 @@ async fn an_mqtt5_disconnect_setting_the_session_expiry_to_0_ends_the_session() 
 #[tokio::test]
 async fn an_mqtt5_disconnect_raising_the_session_expiry_keeps_the_session_longer() {
     let t = TestBackend::start().await;
-    let (id, token) = credentials(&t, "SN-V5-EXP1H").await;
-    let mut socket = connect_kept5(&t, &id, &token, 5, false).await;
-    subscribe_commands5(&mut socket, &id).await;
-    send5(&mut socket, disconnect_expiring(3600)).await;
+    let (id, token, mut socket) = gone_changing_expiry5(&t, "SN-V5-EXP1H", 5, 3600).await;
     closed_quietly(&t, &mut socket, &id, "DISCONNECT, expiry 3600").await;
     // Only the clock moves while paused; it resumes 10 s on, past the CONNECT's interval.
     tokio::time::pause();
@@ -959,10 +969,7 @@ async fn an_mqtt5_disconnect_raising_the_session_expiry_keeps_the_session_longer
 #[tokio::test]
 async fn an_mqtt5_disconnect_setting_an_expiry_after_a_connects_0_is_a_protocol_error() {
     let t = TestBackend::start().await;
-    let (id, token) = credentials(&t, "SN-V5-EXP-FROM0").await;
-    let mut socket = connect_kept5(&t, &id, &token, 0, false).await;
-    subscribe_commands5(&mut socket, &id).await;
-    send5(&mut socket, disconnect_expiring(3600)).await;
+    let (id, _, mut socket) = gone_changing_expiry5(&t, "SN-V5-EXP-FROM0", 0, 3600).await;
     assert_eq!(
         read_to_close(&mut socket).await,
         Some(vec![0xE0, 0x01, 0x82]),

@@ -268,18 +268,19 @@ fn check_mqtt(
     };
     let keep_alive_s = match section.keep_alive.map(|d| d.0) {
         None => DEFAULT_KEEP_ALIVE_S,
-        Some(d) if d.subsec_nanos() != 0 || d.as_secs() > u64::from(u16::MAX) => {
-            return Err(err(
-                &["mqtt", "keep_alive"],
-                format!(
-                    "expected whole seconds from \"0s\" (none) to \"{}\" (MQTT's largest keep-alive), found \"{}\"",
-                    DisplayDuration(Duration::from_secs(u64::from(u16::MAX))),
-                    DisplayDuration(d)
-                ),
-            ));
-        }
-        // Checked just above: at most u16::MAX seconds.
-        Some(d) => u16::try_from(d.as_secs()).unwrap_or(u16::MAX),
+        Some(d) => match u16::try_from(d.as_secs()) {
+            Ok(seconds) if d.subsec_nanos() == 0 => seconds,
+            _ => {
+                return Err(err(
+                    &["mqtt", "keep_alive"],
+                    format!(
+                        "expected whole seconds from \"0s\" (none) to \"{}\" (MQTT's largest keep-alive), found \"{}\"",
+                        DisplayDuration(Duration::from_secs(u64::from(u16::MAX))),
+                        DisplayDuration(d)
+                    ),
+                ));
+            }
+        },
     };
     let session_expiry_s = seconds("session_expiry", section.session_expiry)?.unwrap_or(0);
     let message_expiry_s = seconds("message_expiry", section.message_expiry)?;
