@@ -39,8 +39,8 @@ fn silent_server() -> std::net::SocketAddr {
     addr
 }
 
-/// An MQTT 3.1.1 server that answers each CONNECT after `delay` and every QoS 1 PUBLISH at
-/// once.
+/// An MQTT 3.1.1 server that answers each CONNECT after `delay`, and every SUBSCRIBE and QoS 1
+/// PUBLISH at once.
 fn slow_connack_server(delay: Duration) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -68,6 +68,8 @@ fn serve_slowly(mut stream: TcpStream, delay: Duration) -> Option<()> {
                 let pkid = body.get(2 + topic_len..4 + topic_len)?;
                 stream.write_all(&[0x40, 2, pkid[0], pkid[1]]).ok()?;
             }
+            // A SUBSCRIBE (a device's command topic, sent with its CONNECT): granted.
+            8 => stream.write_all(&[0x90, 3, *body.first()?, *body.get(1)?, 1]).ok()?,
             12 => stream.write_all(&[0xD0, 0]).ok()?,
             _ => {}
         }
@@ -77,8 +79,9 @@ fn serve_slowly(mut stream: TcpStream, delay: Duration) -> Option<()> {
 /// Per connection: the keep-alive its CONNECT asked for, and how many PINGREQs followed.
 type KeepAlives = std::sync::Arc<std::sync::Mutex<Vec<(u16, usize)>>>;
 
-/// An MQTT 3.1.1 server that answers each CONNECT at once and keeps, per connection, the
-/// keep-alive its CONNECT asked for and how many PINGREQs followed (each answered).
+/// An MQTT 3.1.1 server that answers each CONNECT (and SUBSCRIBE) at once and keeps, per
+/// connection, the keep-alive its CONNECT asked for and how many PINGREQs followed (each
+/// answered).
 fn keep_alive_server() -> (std::net::SocketAddr, KeepAlives) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -99,10 +102,14 @@ fn keep_alive_server() -> (std::net::SocketAddr, KeepAlives) {
                 (header >> 4 == 1).then_some(())?;
                 stream.write_all(&[0x20, 2, 0, 0]).ok()?;
                 loop {
-                    let (header, _) = read_packet(&mut stream)?;
-                    if header >> 4 == 12 {
-                        record.lock().ok()?[at].1 += 1;
-                        stream.write_all(&[0xD0, 0]).ok()?;
+                    let (header, body) = read_packet(&mut stream)?;
+                    match header >> 4 {
+                        8 => stream.write_all(&[0x90, 3, *body.first()?, *body.get(1)?, 1]).ok()?,
+                        12 => {
+                            record.lock().ok()?[at].1 += 1;
+                            stream.write_all(&[0xD0, 0]).ok()?;
+                        }
+                        _ => {}
                     }
                 }
             });

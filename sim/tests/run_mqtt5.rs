@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rumqttc::v5::mqttbytes::v5::{Disconnect, DisconnectReasonCode, Packet, PingResp, PubAck};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{
+    Disconnect, DisconnectReasonCode, Packet, PingResp, PubAck, SubAck, SubscribeReasonCode,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -140,9 +143,10 @@ struct Seen {
 
 /// A hand-written MQTT 5 server on rumqttc's codec, for what Mosquitto 2.0.11 does not do
 /// (it closes the socket on a takeover or a shutdown without the DISCONNECT reaching the
-/// client): it accepts every CONNECT, advertising `receive_max` if given; acknowledges each
-/// QoS 1 report unless `receive_max` is given (then it acknowledges none); and after a
-/// connection's `disconnect_after`th report sends DISCONNECT 0x8B, shutting down.
+/// client): it accepts every CONNECT, advertising `receive_max` if given, and grants every
+/// SUBSCRIBE; acknowledges each QoS 1 report unless `receive_max` is given (then it
+/// acknowledges none); and after a connection's `disconnect_after`th report sends DISCONNECT
+/// 0x8B, shutting down.
 async fn v5_server(receive_max: Option<u16>, disconnect_after: Option<u64>) -> (SocketAddr, Arc<Seen>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -179,6 +183,11 @@ async fn v5_server(receive_max: Option<u16>, disconnect_after: Option<u64>) -> (
                                 Packet::PubAck(PubAck::new(publish.pkid, None))
                             }
                         }
+                        Ok(Packet::Subscribe(subscribe)) => Packet::SubAck(SubAck {
+                            pkid: subscribe.pkid,
+                            return_codes: vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)],
+                            properties: None,
+                        }),
                         Ok(Packet::PingReq(_)) => Packet::PingResp(PingResp),
                         Ok(_) => continue,
                         Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => {

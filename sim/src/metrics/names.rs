@@ -96,7 +96,7 @@ pub const METRICS: &[Metric] = &[
     metric(
         "connect.latency",
         MetricKind::Histogram,
-        "intended connect start (arrival, end of a backoff) -> CONNACK or protocol equivalent",
+        "intended connect start (arrival, end of a backoff) -> CONNACK (and the SUBACK of a subscription sent with the CONNECT) or protocol equivalent",
     ),
     metric("publish.latency", MetricKind::Histogram, "QoS 1 publish -> PUBACK"),
     metric(

@@ -162,8 +162,8 @@ pub struct ConnectParams<'a> {
     pub v5: Option<V5Connect<'a>>,
     /// A subscription sent in the CONNECT's write, without waiting for the CONNACK (MQTT
     /// 3.1.1, 3.1.4, and 5 alike: a server that refuses the CONNECT acts on nothing after it):
-    /// a connect then makes one write and one wake-up fewer. Its packet id is 1; its SUBACK
-    /// comes back through the connection's reads.
+    /// a connect then makes one write fewer. Its packet id is 1. The connect waits for its
+    /// SUBACK too ([`MqttConn::take_suback`]), unless the server sends something else first.
     pub subscribe: Option<(&'a str, QoS)>,
 }
 
@@ -244,7 +244,8 @@ impl MqttConn {
         Self::greet(stream, hello).await
     }
 
-    /// Sends an encoded CONNECT over `stream` and waits for CONNACK.
+    /// Sends an encoded CONNECT over `stream` and waits for CONNACK (and the SUBACK of a
+    /// subscription sent with it).
     async fn greet(stream: ByteStream, hello: Hello) -> Result<(Self, bool), TransportError> {
         let Hello {
             bytes: hello,
@@ -265,6 +266,16 @@ impl MqttConn {
             keep_alive_s,
         };
         conn.write(hello).await?;
+        let session_present = conn.read_connack(assigned_wanted, alias_wanted).await?;
+        if subscribed {
+            conn.take_suback().await?;
+        }
+        Ok((conn, session_present))
+    }
+
+    /// Reads the CONNACK: the session-present flag if the server accepted the CONNECT.
+    async fn read_connack(&mut self, assigned_wanted: bool, alias_wanted: bool) -> Result<bool, TransportError> {
+        let conn = self;
         if conn.v5 {
             return match std::future::poll_fn(|cx| conn.poll_read_v5(cx)).await? {
                 Some(mqtt5::Packet::ConnAck(ack)) if ack.code == mqtt5::ConnectReturnCode::Success => {
@@ -286,7 +297,7 @@ impl MqttConn {
                     if conn.send_quota == 0 {
                         return Err(TransportError::Protocol);
                     }
-                    Ok((conn, ack.session_present))
+                    Ok(ack.session_present)
                 }
                 Some(mqtt5::Packet::ConnAck(ack)) => Err(TransportError::Refused(Reason::of(connack_code(ack.code)))),
                 Some(_) => Err(TransportError::Protocol),
@@ -294,10 +305,45 @@ impl MqttConn {
             };
         }
         match conn.read().await? {
-            Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => Ok((conn, ack.session_present)),
+            Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => Ok(ack.session_present),
             Some(Packet::ConnAck(ack)) => Err(TransportError::Refused(Reason::of_v4(ack.code))),
             Some(_) => Err(TransportError::Protocol),
             None => Err(TransportError::Closed),
+        }
+    }
+
+    /// Waits for the SUBACK of the subscription sent with the CONNECT and takes it, so the
+    /// device's first packet acknowledges it. Sent before it, that packet (a report, as soon
+    /// as the device connects) would find the SUBACK unacknowledged at a server that leaves
+    /// Nagle's algorithm on (Mosquitto's default): its answer would wait for this side's
+    /// delayed ACK, about 40 ms, once a connect. A packet the server sends before the SUBACK
+    /// (MQTT 3.1.1, 3.8.4 allows a PUBLISH first; a resumed MQTT 5 session's queue may come
+    /// first) is left for the device's reads, which then read the SUBACK like any other.
+    async fn take_suback(&mut self) -> Result<(), TransportError> {
+        std::future::poll_fn(|cx| self.poll_take_suback(cx)).await
+    }
+
+    fn poll_take_suback(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        loop {
+            match mqttbytes::check(self.buf.iter(), MAX_PACKET_BYTES) {
+                Ok(header) if matches!(header.packet_type(), Ok(mqttbytes::PacketType::SubAck)) => {
+                    // The packet is whole, so this takes it.
+                    if self.v5 {
+                        self.decode_v5()?;
+                    } else {
+                        self.decode()?;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                // Something else came first, or a packet the reads will refuse.
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(_) => return Poll::Ready(Ok(())),
+            }
+            if !std::task::ready!(self.poll_fill(cx))? {
+                // Closed: the device's reads will see it.
+                return Poll::Ready(Ok(()));
+            }
         }
     }
 
@@ -1271,6 +1317,75 @@ mod tests {
         assert!(conn.poll_incoming(&mut cx).is_pending(), "nothing more");
         assert_eq!(conn.buf.capacity(), 0, "waiting again");
         drop(server.await.expect("server"));
+    }
+
+    /// A server on a real socket that answers the CONNECT (with its SUBSCRIBE) with `first`,
+    /// then, once told, with `then`.
+    async fn answering(first: &'static [u8], then: &'static [u8]) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tell, told) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut hello = [0u8; 256];
+            assert!(socket.read(&mut hello).await.expect("CONNECT") > 0);
+            socket.write_all(first).await.expect("first");
+            if told.await.is_ok() {
+                socket.write_all(then).await.expect("then");
+            }
+            // Held open until the test ends.
+            let _ = socket.read(&mut hello).await;
+        });
+        (addr, tell)
+    }
+
+    fn subscribing(client_id: &str) -> ConnectParams<'_> {
+        ConnectParams {
+            subscribe: Some(("c/1", QoS::AtLeastOnce)),
+            ..ConnectParams::plain(client_id, 60)
+        }
+    }
+
+    /// A connect that subscribes in its CONNECT's write is done at the SUBACK, not the
+    /// CONNACK, and takes it: the device's first report then acknowledges it, and a server
+    /// with Nagle's algorithm on answers that report at once rather than after this side's
+    /// delayed ACK (about 40 ms against Mosquitto's defaults, docs/scale.md).
+    #[tokio::test]
+    async fn a_subscribing_connect_waits_for_its_suback_and_takes_it() {
+        const CONNACK: &[u8] = &[0x20, 2, 0, 0];
+        // The SUBACK for packet id 1 (QoS 1 granted), then a PUBACK for packet id 7.
+        const SUBACK_THEN_PUBACK: &[u8] = &[0x90, 3, 0, 1, 1, 0x40, 2, 0, 7];
+        let (addr, tell) = answering(CONNACK, SUBACK_THEN_PUBACK).await;
+        let connect = tokio::spawn(async move { MqttConn::connect(addr, None, subscribing("d")).await });
+        // However long this waits, the connect is not done without its SUBACK.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!connect.is_finished(), "connected at the CONNACK, before the SUBACK");
+        tell.send(()).expect("server waits");
+        let (mut conn, _) = connect.await.expect("task").expect("connects");
+        let read = conn.incoming().await.expect("read");
+        assert!(
+            matches!(read, Some(Incoming::PubAck(7))),
+            "the SUBACK was taken: {read:?}"
+        );
+        assert_eq!(conn.next_pkid(), 2, "packet id 1 was the subscription's");
+    }
+
+    /// What a server sends before the SUBACK (a message on the topic, MQTT 3.1.1, 3.8.4) is
+    /// not taken by the connect: the device reads it, and then the SUBACK.
+    #[tokio::test]
+    async fn a_message_before_the_suback_is_left_for_the_device() {
+        // CONNACK; a QoS 0 PUBLISH of "x" on "c/1"; the SUBACK for packet id 1.
+        const ANSWERS: &[u8] = &[0x20, 2, 0, 0, 0x30, 6, 0, 3, b'c', b'/', b'1', b'x', 0x90, 3, 0, 1, 1];
+        let (addr, _tell) = answering(ANSWERS, &[]).await;
+        let (mut conn, _) = MqttConn::connect(addr, None, subscribing("d")).await.expect("connects");
+        let read = conn.incoming().await.expect("read");
+        assert!(
+            matches!(&read, Some(Incoming::Publish(p)) if p.payload.as_ref() == b"x"),
+            "{read:?}"
+        );
+        let read = conn.incoming().await.expect("read");
+        assert!(matches!(read, Some(Incoming::Other)), "then the SUBACK: {read:?}");
     }
 
     /// Over a real socket: a QoS 1 publish arrives whole and in order after a QoS 0 one, and
