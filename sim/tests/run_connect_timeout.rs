@@ -68,8 +68,7 @@ fn serve_slowly(mut stream: TcpStream, delay: Duration) -> Option<()> {
                 let pkid = body.get(2 + topic_len..4 + topic_len)?;
                 stream.write_all(&[0x40, 2, pkid[0], pkid[1]]).ok()?;
             }
-            // A SUBSCRIBE (a device's command topic, sent with its CONNECT): granted.
-            8 => stream.write_all(&[0x90, 3, *body.first()?, *body.get(1)?, 1]).ok()?,
+            8 => stream.write_all(&granted(&body)?).ok()?,
             12 => stream.write_all(&[0xD0, 0]).ok()?,
             _ => {}
         }
@@ -104,7 +103,7 @@ fn keep_alive_server() -> (std::net::SocketAddr, KeepAlives) {
                 loop {
                     let (header, body) = read_packet(&mut stream)?;
                     match header >> 4 {
-                        8 => stream.write_all(&[0x90, 3, *body.first()?, *body.get(1)?, 1]).ok()?,
+                        8 => stream.write_all(&granted(&body)?).ok()?,
                         12 => {
                             record.lock().ok()?[at].1 += 1;
                             stream.write_all(&[0xD0, 0]).ok()?;
@@ -116,6 +115,12 @@ fn keep_alive_server() -> (std::net::SocketAddr, KeepAlives) {
         }
     });
     (addr, seen)
+}
+
+/// The SUBACK granting (QoS 1) a SUBSCRIBE whose body is `body`: a device's command topic,
+/// sent with its CONNECT.
+fn granted(body: &[u8]) -> Option<[u8; 5]> {
+    Some([0x90, 3, *body.first()?, *body.get(1)?, 1])
 }
 
 /// One MQTT packet: its first byte and its body.

@@ -275,9 +275,8 @@ impl MqttConn {
 
     /// Reads the CONNACK: the session-present flag if the server accepted the CONNECT.
     async fn read_connack(&mut self, assigned_wanted: bool, alias_wanted: bool) -> Result<bool, TransportError> {
-        let conn = self;
-        if conn.v5 {
-            return match std::future::poll_fn(|cx| conn.poll_read_v5(cx)).await? {
+        if self.v5 {
+            return match std::future::poll_fn(|cx| self.poll_read_v5(cx)).await? {
                 Some(mqtt5::Packet::ConnAck(ack)) if ack.code == mqtt5::ConnectReturnCode::Success => {
                     // A client that sent no id is told the one the server assigned (MQTT 5,
                     // 3.2.2.3.7); without it the session has no name.
@@ -290,11 +289,11 @@ impl MqttConn {
                     }
                     let aliases = ack.properties.as_ref().and_then(|p| p.topic_alias_max).unwrap_or(0);
                     if alias_wanted && aliases >= 1 {
-                        conn.alias = Alias::Allowed;
+                        self.alias = Alias::Allowed;
                     }
                     // Absent, it is 65,535 (MQTT 5, 3.2.2.3.3); 0 is a protocol error.
-                    conn.send_quota = ack.properties.as_ref().and_then(|p| p.receive_max).unwrap_or(u16::MAX);
-                    if conn.send_quota == 0 {
+                    self.send_quota = ack.properties.as_ref().and_then(|p| p.receive_max).unwrap_or(u16::MAX);
+                    if self.send_quota == 0 {
                         return Err(TransportError::Protocol);
                     }
                     Ok(ack.session_present)
@@ -304,7 +303,7 @@ impl MqttConn {
                 None => Err(TransportError::Closed),
             };
         }
-        match conn.read().await? {
+        match self.read().await? {
             Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => Ok(ack.session_present),
             Some(Packet::ConnAck(ack)) => Err(TransportError::Refused(Reason::of_v4(ack.code))),
             Some(_) => Err(TransportError::Protocol),
@@ -335,10 +334,9 @@ impl MqttConn {
                     }
                     return Poll::Ready(Ok(()));
                 }
-                // Something else came first, or a packet the reads will refuse.
-                Ok(_) => return Poll::Ready(Ok(())),
                 Err(mqttbytes::Error::InsufficientBytes(_)) => {}
-                Err(_) => return Poll::Ready(Ok(())),
+                // Something else came first, or a packet the reads will refuse.
+                _ => return Poll::Ready(Ok(())),
             }
             if !std::task::ready!(self.poll_fill(cx))? {
                 // Closed: the device's reads will see it.
