@@ -1,16 +1,18 @@
 //! The sleepers' timer heap at ten million entries: inserting a wake-up, and taking the
 //! earliest one out, each measured with the heap holding 10M others (a fleet of ten million
-//! sleeping devices). Run: `cargo bench -p fleetsim --bench timers`.
+//! sleeping devices). And how late a shard's thread wakes for an instant, on tokio's timer
+//! wheel and on the timerfd a shard sleeps on. Run: `cargo bench -p fleetsim --bench timers`.
 //!
 //! The entries here are 4-byte slots rather than the engine's boxed sleepers: a heap slot is
 //! 16 bytes either way (`timers::tests::a_slot_is_sixteen_bytes`), and boxing 10M sleepers
 //! would measure the allocator, not the heap.
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fleetsim::device::SimTime;
+use fleetsim::dialect::precise_timer::Timer;
 use fleetsim::engine::timers::Timers;
 
 const ENTRIES: u32 = 10_000_000;
@@ -80,5 +82,27 @@ fn timers_at_ten_million(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, timers_at_ten_million);
+/// A sleep until 250 µs on, each iteration the 250 µs and how late the thread woke after
+/// them: tokio's wheel wakes on a millisecond of its own (docs/scale.md, "Waking on time").
+fn waking_on_time(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut group = c.benchmark_group("sleep_250us");
+    for (name, timer) in [
+        ("wheel", Timer::Wheel),
+        ("timerfd", {
+            let _inside = runtime.enter();
+            Timer::precise()
+        }),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| runtime.block_on(timer.sleep_until(tokio::time::Instant::now() + Duration::from_micros(250))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, timers_at_ten_million, waking_on_time);
 criterion_main!(benches);

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use fleetsim::device::{Event, SimTime};
 use fleetsim::dialect::mqtt::Broker;
+use fleetsim::dialect::precise_timer::Timer;
 use fleetsim::dialect::{Inbox, Shared};
 use fleetsim::engine::clock::RunClock;
 use fleetsim::engine::context::{Life, Member, ShardCtx};
@@ -324,8 +325,9 @@ fn a_connect_the_harness_started_late_is_timed_from_the_arrival() {
         let device = tokio::task::spawn_local(awake(Running::new(Rc::clone(&shard), member, life, None, inbox)));
         let meter = &shard.shared.meter;
         let mut seen = fleetsim::metrics::recorder::Snapshot::default();
+        let timer = Timer::precise();
         tokio::select! {
-            () = shard.shared.calendar.ring() => unreachable!("the calendar rings for ever"),
+            () = shard.shared.calendar.ring(&timer) => unreachable!("the calendar rings for ever"),
             () = async {
                 while seen.count(Counter::Connected) == 0 {
                     tokio::time::sleep(Duration::from_millis(10)).await;

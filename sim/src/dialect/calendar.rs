@@ -5,7 +5,9 @@
 //! took 112 bytes of its task's future for the whole wait; that is what brings a broker's idle
 //! device into a 512-byte task (`sim/tests/budgets.rs`). The calendar keeps each alarm's slot
 //! (its waker) and a heap of deadlines, and one task of the shard, [`Calendar::ring`], sleeps
-//! on a single tokio timer until the earliest and wakes every alarm then due. The shard runs
+//! on a single timer until the earliest and wakes every alarm then due (the shard's is a
+//! timerfd, [`Timer::precise`], which wakes at the instant rather than on tokio's next
+//! millisecond). The shard runs
 //! on one thread, so nothing here takes a lock.
 //!
 //! An alarm given up before it rings ([`Calendar::cancel`]: the device heard from its server
@@ -14,8 +16,8 @@
 //! given up, unless the next is set for the same deadline (a wait that a PUBACK ended, begun
 //! again at once): that takes the alarm back, and the heap holds one deadline, not two.
 //! Deadlines are kept in whole microseconds from the calendar's origin, rounded up, and the
-//! heap is read against the clock rounded down: an alarm never rings early, as a tokio timer
-//! never fires early.
+//! heap is read against the clock rounded down: an alarm never rings early, as neither timer
+//! fires early.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -24,7 +26,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
+
+use super::precise_timer::Timer;
 
 /// A device's place in the calendar while it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,9 +194,9 @@ impl Calendar {
         }
     }
 
-    /// Rings every alarm as its time comes, for as long as it is polled (the shard runs it as
-    /// a task of its own; it never returns).
-    pub async fn ring(&self) {
+    /// Rings every alarm as its time comes on `timer`, for as long as it is polled (the shard
+    /// runs it as a task of its own; it never returns).
+    pub async fn ring(&self, timer: &Timer) {
         loop {
             let next = self.next_live();
             let earlier = self.earlier.notified();
@@ -200,7 +204,7 @@ impl Calendar {
                 Some(at) => {
                     tokio::select! {
                         biased;
-                        () = sleep_until(at) => self.ring_due(),
+                        () = timer.sleep_until(at) => self.ring_due(),
                         () = earlier => {}
                     }
                 }
@@ -302,7 +306,7 @@ mod tests {
         let late = calendar.set(start + Duration::from_millis(30));
         let soon = calendar.set(start + Duration::from_micros(10_500));
         let rang = tokio::select! {
-            () = calendar.ring() => unreachable!("the calendar rings for ever"),
+            () = calendar.ring(&Timer::Wheel) => unreachable!("the calendar rings for ever"),
             at = async {
                 wait(&calendar, soon).await;
                 let first = Instant::now() - start;
@@ -337,7 +341,7 @@ mod tests {
         assert_eq!(next.slot, given_up.slot, "the freed slot is taken again");
         assert_ne!(next.generation, given_up.generation);
         tokio::select! {
-            () = calendar.ring() => unreachable!(),
+            () = calendar.ring(&Timer::Wheel) => unreachable!(),
             () = wait(&calendar, next) => {}
         }
         assert!(
@@ -368,7 +372,7 @@ mod tests {
         let elsewhere = calendar.set(start + Duration::from_millis(3));
         assert_ne!(elsewhere.slot, first.slot);
         tokio::select! {
-            () = calendar.ring() => unreachable!(),
+            () = calendar.ring(&Timer::Wheel) => unreachable!(),
             () = async { wait(&calendar, elsewhere).await; wait(&calendar, again).await } => {}
         }
         assert!(Instant::now() - start >= Duration::from_millis(9));
@@ -388,7 +392,7 @@ mod tests {
         assert!(calendar.book.borrow().slots.is_empty(), "no slot for a time past");
         let far = calendar.set(start + Duration::from_secs(60));
         let rang = tokio::select! {
-            () = calendar.ring() => unreachable!(),
+            () = calendar.ring(&Timer::Wheel) => unreachable!(),
             at = async {
                 // The ringer sleeps towards 60 s before this one is set.
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -399,6 +403,32 @@ mod tests {
         };
         assert!(rang < Duration::from_millis(5), "woken for the nearer alarm: {rang:?}");
         calendar.cancel(far);
+        assert_eq!(calendar.held(), 0);
+    }
+
+    /// On the shard's timerfd, in real time: alarms ring in their order and never before their
+    /// time, though an alarm set later is due first.
+    #[tokio::test]
+    async fn alarms_ring_in_order_and_never_early_on_the_precise_timer() {
+        let calendar = Calendar::default();
+        let timer = Timer::precise();
+        assert!(matches!(timer, Timer::Precise(_)), "a timerfd: {timer:?}");
+        let start = Instant::now();
+        let late = start + Duration::from_millis(9);
+        let later = calendar.set(late);
+        let rang = tokio::select! {
+            () = calendar.ring(&timer) => unreachable!("the calendar rings for ever"),
+            at = async {
+                let soon = start + Duration::from_micros(2_300);
+                let first = calendar.set(soon);
+                wait(&calendar, first).await;
+                let first_at = Instant::now();
+                assert!(first_at >= soon, "rang {:?} early", soon - first_at);
+                wait(&calendar, later).await;
+                (first_at, Instant::now())
+            } => at,
+        };
+        assert!(rang.1 >= late && rang.1 >= rang.0, "{rang:?}");
         assert_eq!(calendar.held(), 0);
     }
 

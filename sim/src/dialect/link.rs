@@ -530,6 +530,7 @@ impl MqttSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::precise_timer::Timer;
     use crate::dialect::wake_grid::WakeGrid;
     use crate::transport::datagram::Datagram;
     use crate::transport::mqtt::ConnectParams;
@@ -579,7 +580,7 @@ mod tests {
         let mut link = Link::stream(conn);
         let far = start + Duration::from_secs(100);
         tokio::select! {
-            () = shared.calendar.ring() => unreachable!("the calendar rings for ever"),
+            () = shared.calendar.ring(&Timer::Wheel) => unreachable!("the calendar rings for ever"),
             woken = link.wait(&shared, far) => panic!("the wait ended: {woken:?}"),
             sent = server => {
                 let (at, next, _socket) = sent.expect("server");
@@ -604,7 +605,7 @@ mod tests {
         let mut link = Link::stream(conn);
         let far = Instant::now() + Duration::from_secs(600);
         let woken = tokio::select! {
-            () = shared.calendar.ring() => unreachable!("the calendar rings for ever"),
+            () = shared.calendar.ring(&Timer::Wheel) => unreachable!("the calendar rings for ever"),
             woken = link.wait(&shared, far) => woken,
         };
         assert!(
@@ -653,7 +654,7 @@ mod tests {
         let mut idle = Link::None;
         let soon = Instant::now() + Duration::from_millis(20);
         let woken = tokio::select! {
-            () = shared.calendar.ring() => unreachable!("the calendar rings for ever"),
+            () = shared.calendar.ring(&Timer::Wheel) => unreachable!("the calendar rings for ever"),
             woken = idle.wait(&shared, soon) => woken,
         };
         // The calendar's microsecond, rounded up: never before the time asked.

@@ -37,6 +37,7 @@ pub mod lwm2m;
 pub mod mqtt;
 pub mod operator_log;
 pub mod phase;
+pub mod precise_timer;
 pub mod registry;
 pub mod tls;
 pub mod ungiven;

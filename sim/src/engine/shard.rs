@@ -21,6 +21,7 @@ use super::pause::ArrivalPause;
 use super::process_stats::ProcessStats;
 use crate::device::{Event, Incident, IncidentKind, StateCounts};
 use crate::dialect::calendar::Calendar;
+use crate::dialect::precise_timer::Timer;
 use crate::dialect::{Dialect, OperatorLog, Shared};
 use crate::metrics::recorder::Snapshot;
 use crate::model::{Image, StreamId};
@@ -141,15 +142,22 @@ pub fn run_shard<D: Dialect>(
     let end = start + scenario.duration;
     let far = end + Duration::from_secs(86_400);
     local.block_on(&runtime, async {
-        // The waiting devices' wake-ups, rung on one timer; dropped with the local set.
+        // The waiting devices' wake-ups, rung on one timer; dropped with the local set. It and
+        // the arrivals and sleepers below sleep on timerfds: an intended instant is when the
+        // thread wakes, not tokio's next millisecond (a latency runs from that instant).
         let ringer = Rc::clone(&ctx);
-        tokio::task::spawn_local(async move { ringer.shared.calendar.ring().await });
+        tokio::task::spawn_local(async move { ringer.shared.calendar.ring(&Timer::precise()).await });
+        let (arrival_timer, sleeper_timer) = (Timer::precise(), Timer::precise());
         let mut second = tokio::time::interval_at(start + TICK, TICK);
         loop {
             let held = pause.observe(Instant::now());
-            // Arrival times count from the start, shifted by the time arrivals were paused.
+            // Arrival times count from the start, shifted by the time arrivals were paused. A
+            // device arrives on the wake grid, as it wakes (rounded down: never late), so the
+            // arrivals due in one step connect in one turn of the thread; its model time is
+            // the exact arrival's.
             let schedule = start + pause.shift();
-            let next_arrival = arrivals.last().map_or(far, |(at, _)| schedule + *at);
+            let due = |at: Duration| clock.grid().floor(schedule + at);
+            let next_arrival = arrivals.last().map_or(far, |(at, _)| due(*at));
             let next_sleeper = ctx
                 .sleepers
                 .borrow()
@@ -158,7 +166,7 @@ pub fn run_shard<D: Dialect>(
             tokio::select! {
                 () = tokio::time::sleep_until(end) => break,
                 () = stop.cancelled() => break,
-                () = tokio::time::sleep_until(next_sleeper) => {
+                () = sleeper_timer.sleep_until(next_sleeper) => {
                     let now = Instant::now();
                     loop {
                         // The borrow ends before the device is handled: it may fall asleep again.
@@ -169,16 +177,16 @@ pub fn run_shard<D: Dialect>(
                     ctx.sleepers.borrow_mut().shrink();
                 }
                 () = ctx.sleepers_changed.notified() => {}
-                () = tokio::time::sleep_until(next_arrival), if arrivals.capacity() > 0 && !held => {
+                () = arrival_timer.sleep_until(next_arrival), if arrivals.capacity() > 0 && !held => {
                     let now = Instant::now();
-                    while let Some((at, index)) = arrivals.last().copied() && schedule + at <= now {
+                    while let Some((at, index)) = arrivals.last().copied() && due(at) <= now {
                         arrivals.pop();
                         let mix = plan.mix_of(index);
                         if let Some(member) = members.get(mix).cloned().flatten() {
                             let arrival = schedule + at;
                             let life = Life::new(ctx.seed, &member, index, clock.sim(arrival));
                             let device: Sleeper<D> = Sleeper { life, kept: None, member };
-                            wake(&ctx, device, Event::Arrive, arrival);
+                            wake(&ctx, device, Event::Arrive, due(at));
                         }
                     }
                     if arrivals.is_empty() {

@@ -46,7 +46,7 @@ pub struct ScenarioSection {
     /// Simulated seconds per real second for device models (battery, link, telemetry).
     #[serde(default)]
     pub time_scale: Option<f64>,
-    /// The real-time grid devices' wake-ups fall on (rounded down to it), so that those due
+    /// The real-time grid devices' wake-ups and arrivals fall on (rounded down to it), so that those due
     /// together wake in one turn of their shard's thread: `4ms` when omitted, `0s` for none,
     /// at most `100ms`. Latencies run from the instants on the grid.
     #[serde(default)]

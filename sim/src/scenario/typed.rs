@@ -29,7 +29,7 @@ pub struct Scenario {
     pub duration: Duration,
     /// Simulated seconds per real second for the device models.
     pub time_scale: f64,
-    /// The real-time grid wake-ups fall on (zero: none).
+    /// The real-time grid wake-ups and arrivals fall on (zero: none).
     pub wake_grid: Duration,
     /// Where its device models live.
     pub models_dir: PathBuf,
