@@ -19,7 +19,7 @@
 //! heap is read against the clock rounded down: an alarm never rings early, as neither timer
 //! fires early.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::task::{Context, Poll, Waker};
@@ -110,6 +110,8 @@ pub struct Calendar {
     book: RefCell<Book>,
     /// Told when an alarm is set before every other, so [`Calendar::ring`] sleeps less.
     earlier: Notify,
+    /// Microseconds from the origin at which the run ends: no alarm rings then or after.
+    closes: Cell<u64>,
 }
 
 impl Default for Calendar {
@@ -118,6 +120,7 @@ impl Default for Calendar {
             origin: Instant::now(),
             book: RefCell::default(),
             earlier: Notify::new(),
+            closes: Cell::new(u64::MAX),
         }
     }
 }
@@ -194,6 +197,13 @@ impl Calendar {
         }
     }
 
+    /// Rings no alarm at or after `end`, the run's end: a device due then is not woken for
+    /// a moment the run does not hold (on a timer of its own the ringer could wake it a
+    /// moment before the shard's end is seen, and the device act on what is cut off).
+    pub fn close_at(&self, end: Instant) {
+        self.closes.set(self.micros(end));
+    }
+
     /// Rings every alarm as its time comes on `timer`, for as long as it is polled (the shard
     /// runs it as a task of its own; it never returns).
     pub async fn ring(&self, timer: &Timer) {
@@ -213,7 +223,8 @@ impl Calendar {
         }
     }
 
-    /// The earliest deadline of an alarm still set, dropping the stale ones before it.
+    /// The earliest deadline of an alarm still set, dropping the stale ones before it; none
+    /// at or after the close.
     fn next_live(&self) -> Option<Instant> {
         let mut book = self.book.borrow_mut();
         let Book { slots, due, .. } = &mut *book;
@@ -222,7 +233,7 @@ impl Calendar {
                 .get(slot as usize)
                 .is_some_and(|s| s.generation == generation && !s.rung);
             if live {
-                return Some(self.instant(micros));
+                return (micros < self.closes.get()).then(|| self.instant(micros));
             }
             due.pop();
         }
@@ -239,7 +250,7 @@ impl Calendar {
                 let Some(Reverse((micros, slot, generation))) = due.peek().copied() else {
                     break;
                 };
-                if micros > now {
+                if micros > now || micros >= self.closes.get() {
                     break;
                 }
                 due.pop();
@@ -430,6 +441,35 @@ mod tests {
         };
         assert!(rang.1 >= late && rang.1 >= rang.0, "{rang:?}");
         assert_eq!(calendar.held(), 0);
+    }
+
+    /// Closed at the run's end, the calendar rings what is due before it and nothing due at
+    /// it or after, however late its thread looks.
+    #[tokio::test(start_paused = true)]
+    async fn nothing_rings_at_or_after_the_close() {
+        let calendar = Calendar::default();
+        let start = Instant::now();
+        let end = start + Duration::from_secs(7);
+        calendar.close_at(end);
+        let before = calendar.set(end - Duration::from_micros(1));
+        let at_end = calendar.set(end);
+        let after = calendar.set(end + Duration::from_secs(1));
+        let waker = futures_waker();
+        let mut cx = Context::from_waker(&waker);
+        tokio::select! {
+            () = calendar.ring(&Timer::Wheel) => unreachable!("the calendar rings for ever"),
+            () = wait(&calendar, before) => {}
+        }
+        tokio::time::sleep_until(end + Duration::from_secs(5)).await;
+        tokio::select! {
+            biased;
+            () = calendar.ring(&Timer::Wheel) => unreachable!("the calendar rings for ever"),
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        assert_eq!(calendar.poll(at_end, &mut cx), Poll::Pending, "not at the end");
+        assert_eq!(calendar.poll(after, &mut cx), Poll::Pending, "not after it");
+        calendar.ring_due();
+        assert_eq!(calendar.poll(after, &mut cx), Poll::Pending, "however late it looks");
     }
 
     /// A waker that does nothing, for polling by hand.

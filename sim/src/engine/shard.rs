@@ -140,12 +140,15 @@ pub fn run_shard<D: Dialect>(
     }
     let local = LocalSet::new();
     let end = start + scenario.duration;
+    // The last instant the run holds: nothing due at the end or after it is woken for.
+    let last = end.checked_sub(Duration::from_nanos(1)).unwrap_or(end);
     let far = end + Duration::from_secs(86_400);
     local.block_on(&runtime, async {
         // The waiting devices' wake-ups, rung on one timer; dropped with the local set. It and
         // the arrivals and sleepers below sleep on timerfds: an intended instant is when the
         // thread wakes, not tokio's next millisecond (a latency runs from that instant).
         let ringer = Rc::clone(&ctx);
+        ctx.shared.calendar.close_at(end);
         tokio::task::spawn_local(async move { ringer.shared.calendar.ring(&Timer::precise()).await });
         let (arrival_timer, sleeper_timer) = (Timer::precise(), Timer::precise());
         let mut second = tokio::time::interval_at(start + TICK, TICK);
@@ -157,12 +160,14 @@ pub fn run_shard<D: Dialect>(
             // the exact arrival's.
             let schedule = start + pause.shift();
             let due = |at: Duration| clock.grid().floor(schedule + at);
-            let next_arrival = arrivals.last().map_or(far, |(at, _)| due(*at));
+            // The end's timer, tokio's, may fire a moment after these.
+            let before_end = |at: Instant| if at <= last { at } else { far };
+            let next_arrival = arrivals.last().map_or(far, |(at, _)| before_end(due(*at)));
             let next_sleeper = ctx
                 .sleepers
                 .borrow()
                 .next_at()
-                .map_or(far, |at| clock.real(at).min(far));
+                .map_or(far, |at| before_end(clock.real(at)));
             tokio::select! {
                 () = tokio::time::sleep_until(end) => break,
                 () = stop.cancelled() => break,
@@ -170,7 +175,7 @@ pub fn run_shard<D: Dialect>(
                     let now = Instant::now();
                     loop {
                         // The borrow ends before the device is handled: it may fall asleep again.
-                        let due = ctx.sleepers.borrow_mut().pop_if(|at| clock.real(at) <= now);
+                        let due = ctx.sleepers.borrow_mut().pop_if(|at| clock.real(at) <= now.min(last));
                         let Some((at, sleeper)) = due else { break };
                         wake(&ctx, *sleeper, Event::Wake, clock.real(at));
                     }
@@ -179,7 +184,7 @@ pub fn run_shard<D: Dialect>(
                 () = ctx.sleepers_changed.notified() => {}
                 () = arrival_timer.sleep_until(next_arrival), if arrivals.capacity() > 0 && !held => {
                     let now = Instant::now();
-                    while let Some((at, index)) = arrivals.last().copied() && due(at) <= now {
+                    while let Some((at, index)) = arrivals.last().copied() && due(at) <= now.min(last) {
                         arrivals.pop();
                         let mix = plan.mix_of(index);
                         if let Some(member) = members.get(mix).cloned().flatten() {

@@ -249,7 +249,13 @@ fn sections() -> Vec<Section> {
                  planned arrival, the operator's action), not from when the harness got to it, so a \
                  harness or backend that falls behind shows in the figures. A report a device sends as \
                  soon as it connects was meant for the moment its connection was up: the wait for the \
-                 connection is `connect.latency`'s, not the report's.",
+                 connection is `connect.latency`'s, not the report's.\n\n\
+                 So the harness's own lateness counts, and it is kept small: a shard's thread sleeps \
+                 until a device's wake-up or arrival on a Linux timerfd armed for that instant, which \
+                 wakes it within the kernel's timer slack (tens of microseconds), where tokio's \
+                 millisecond timer wheel woke it about 1.1 ms late on average and put that in every \
+                 figure ([docs/scale.md](scale.md#waking-on-time)). The operator's actions and the \
+                 backend's health checks still run on tokio's timers, to the millisecond.",
                 HIGHEST_US / 1_000_000,
                 HIGHEST_US / 1_000_000,
             ),
