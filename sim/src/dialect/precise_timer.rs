@@ -7,10 +7,10 @@
 //! (`cargo bench -p fleetsim --bench timers -- sleep_250us`, docs/scale.md), and every latency
 //! the harness measures from an intended instant carried that: a connect that took 0.2 ms read
 //! as 1.3.
+//!
 //! A Linux timerfd armed for the absolute instant wakes the thread within the kernel's timer
-//! slack, about 50 µs. It costs the shard one file and two system calls a wake-up (arming,
-//! and reading the expiry), which one wake-up a grid step for all the shard's devices makes
-//! small.
+//! slack, about 50 µs. It costs the shard one file and two system calls a wake-up (arming, and
+//! reading the expiry), which one wake-up a grid step for all the shard's devices makes small.
 //!
 //! Tokio's instants are `CLOCK_MONOTONIC`'s, offset: the timer maps one to the other through
 //! an instant and the clock read just after it, so a deadline is never armed early.
