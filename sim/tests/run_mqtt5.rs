@@ -1,8 +1,10 @@
 //! MQTT 5 devices against a real MQTT 5 broker, Debian's Mosquitto 2, read back by an
 //! independent MQTT 5 client (`mosquitto_sub -V mqttv5`): what the devices publish under a
 //! topic alias arrives under its full topic with its message expiry and user property; a
-//! refused CONNECT is counted by its CONNACK's reason; and, against a hand-written MQTT 5
-//! server, a DISCONNECT by its reason and the server's Receive Maximum honoured.
+//! refused CONNECT is counted by its CONNACK's reason, and a refused subscription (3.1.1's
+//! and 5's, Mosquitto's dynamic-security plugin denying it) by its SUBACK; and, against a
+//! hand-written MQTT 5 server, a DISCONNECT by its reason and the server's Receive Maximum
+//! honoured.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ use mosquitto::Mosquitto;
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{assert_exit, counter, fleetsim, repo, run_against, summary};
+use binary::{assert_exit, counter, errors_total, fleetsim, repo, run_against, summary};
 
 #[path = "support/standalone.rs"]
 mod standalone;
@@ -366,5 +368,80 @@ fn a_refused_mqtt5_connect_is_counted_by_its_reason() {
     ] {
         assert_eq!(counter(&summary, other), 0, "{other}: {summary}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Mosquitto's dynamic-security plugin, which Debian ships with the broker.
+fn dynamic_security_plugin() -> PathBuf {
+    std::fs::read_dir("/usr/lib")
+        .expect("/usr/lib")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("mosquitto_dynamic_security.so"))
+        .find(|path| path.exists())
+        .expect("mosquitto's dynamic-security plugin (Debian's mosquitto package; scripts/test installs it)")
+}
+
+/// A broker whose access rules refuse every subscription (the dynamic-security plugin with
+/// `subscribe` denied by default: Mosquitto's `acl_file` would grant the SUBSCRIBE and only
+/// hold back the messages) answers each device's command-topic SUBSCRIBE with a failure, 0x80
+/// to an MQTT 3.1.1 meter and 0x87 (not authorized) to an MQTT 5 one. Each is counted as
+/// `errors.subscribe_refused`, once a connect, and the devices stay connected and report.
+#[test]
+fn a_refused_subscription_is_counted_and_the_device_stays_connected() {
+    let dir = scratch("run-mqtt-subscribe-refused");
+    let rules = dir.join("dynamic-security.json");
+    std::fs::write(
+        &rules,
+        r#"{"defaultACLAccess": {"publishClientSend": true, "publishClientReceive": true, "subscribe": false, "unsubscribe": true}, "clients": [], "groups": [], "roles": []}"#,
+    )
+    .expect("rules");
+    // As root, Mosquitto would drop to its own user, which may not write the plugin's file.
+    let broker = Mosquitto::start_with(&format!(
+        "user root\nplugin {}\nplugin_opt_config_file {}\n",
+        dynamic_security_plugin().display(),
+        rules.display()
+    ));
+    wait_for(&broker);
+    let scenario = dir.join("refused.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+[scenario]
+name = "subscribe-refused"
+seed = 9
+duration = "4s"
+time_scale = 600
+
+[backend]
+kind = "mqtt"
+url = "mqtt://127.0.0.1:1883"
+telemetry_topic = "plant/{group}/{serial}/t"
+command_topic = "plant/{group}/{serial}/cmd"
+
+[fleet]
+devices = 20
+arrival = { ramp = "1s" }
+mix = [ { model = "smart-meter", share = 0.5, group = "meters" },
+        { model = "mqtt5-meter", share = 0.5, group = "meters5" } ]
+
+[gates]
+"devices.online" = "== 20"
+"errors.subscribe_refused" = ">= 20"
+"#,
+    )
+    .expect("scenario");
+    let out = dir.join("report");
+    let ran = run_against_broker(&scenario, broker.addr, "4s", None, &out);
+    assert_exit(&ran, 0);
+    let summary = summary(&out);
+    // A meter whose link model drops it reconnects and is refused again.
+    let refused = counter(&summary, "errors.subscribe_refused");
+    assert_eq!(
+        refused,
+        counter(&summary, "connected"),
+        "one refusal a connect: {summary}"
+    );
+    assert_eq!(errors_total(&summary), refused, "nothing else went wrong: {summary}");
+    assert!(counter(&summary, "published") >= 20, "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
 }

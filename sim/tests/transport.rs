@@ -90,11 +90,11 @@ async fn a_device_provisions_connects_and_publishes_through_the_lean_transport()
     claim.disconnect().await.expect("disconnect");
 
     // Connect as the device; publish at QoS 1 and see the PUBACK for that packet id.
-    let (mut device, present) =
+    let (mut device, greeting) =
         MqttConn::connect(target, Some(sources.for_device(9)), params(&id, Some((&id, &token))))
             .await
             .expect("device");
-    assert!(!present);
+    assert!(!greeting.session_present);
     let pkid = device
         .publish(&format!("fleet/v1/d/{id}/telemetry"), b"{\"t\":1}", QoS::AtLeastOnce)
         .await

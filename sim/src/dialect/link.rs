@@ -356,6 +356,10 @@ impl Link {
                             return Woken::Heard(heard);
                         }
                         Some(Ok(Polled::Nothing)) => false,
+                        Some(Ok(Polled::SubscribeRefused)) => {
+                            shared.meter.count(Counter::ErrorsSubscribeRefused);
+                            false
+                        }
                         Some(Ok(Polled::Refused(pkid))) => {
                             if let Self::Stream(session) = self {
                                 session.refused(&shared.meter, pkid);
@@ -430,6 +434,7 @@ impl Link {
                 Ok(Some(Incoming::Publish(message))) => Ok(Polled::Heard(Heard::Message(message))),
                 Ok(Some(Incoming::Request(message, reply))) => Ok(Polled::Heard(Heard::Request(message, reply))),
                 Ok(Some(Incoming::Other)) => Ok(Polled::Nothing),
+                Ok(Some(Incoming::SubscribeRefused)) => Ok(Polled::SubscribeRefused),
                 Ok(Some(Incoming::PubAckRefused(pkid, _))) => Ok(Polled::Refused(pkid)),
                 Ok(Some(Incoming::Disconnected(code))) => Ok(Polled::Ended(code)),
                 Ok(None) | Err(_) => Err(Lost),
@@ -501,6 +506,8 @@ enum Polled {
     Nothing,
     /// MQTT 5: a PUBACK refusing this packet id's message.
     Refused(u16),
+    /// A SUBACK refusing a subscription.
+    SubscribeRefused,
     /// MQTT 5: the server ended the connection with a DISCONNECT of this reason code.
     Ended(u8),
 }

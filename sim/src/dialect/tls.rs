@@ -25,7 +25,7 @@ use crate::metrics::recorder::{Counter, Latency};
 use crate::pki::{self, FleetCa, KeyType};
 use crate::scenario::file::{CredentialKind, DeviceKeyType, Switch, TlsSection, TlsVersion};
 use crate::scenario::validate::parse_day;
-use crate::transport::mqtt::{ConnectParams, MqttConn, TransportError};
+use crate::transport::mqtt::{ConnectParams, Greeting, MqttConn, TransportError};
 use crate::transport::stream::ByteStream;
 use crate::transport::tls::{ClientIdentity, ClientTemplate, DeviceSide, Handshake, KeyMaker, TlsStream, Version};
 
@@ -322,17 +322,22 @@ fn lock<T>(map: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Opens device `cx`'s MQTT session with `target`: over TLS when the dialect's devices speak
 /// it (`tls`), else over TCP from the device's source address. The one place a dialect's
-/// MQTT devices choose between the two.
+/// MQTT devices choose between the two, and where a subscription refused in the connect's
+/// SUBACK is counted.
 pub async fn mqtt_session(
     tls: Option<&DeviceTls>,
     cx: &DeviceCx<'_>,
     target: SocketAddr,
     params: ConnectParams<'_>,
-) -> Result<(MqttConn, bool), TransportError> {
-    match tls {
-        Some(tls) => MqttConn::open(tls.connect(cx, target).await?, params).await,
-        None => MqttConn::connect(target, cx.source, params).await,
+) -> Result<(MqttConn, Greeting), TransportError> {
+    let (conn, greeting) = match tls {
+        Some(tls) => MqttConn::open(tls.connect(cx, target).await?, params).await?,
+        None => MqttConn::connect(target, cx.source, params).await?,
+    };
+    if greeting.subscription_refused {
+        cx.count(Counter::ErrorsSubscribeRefused);
     }
+    Ok((conn, greeting))
 }
 
 #[cfg(test)]

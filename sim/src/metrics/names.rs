@@ -368,6 +368,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "quota",
     "banned",
     "publish_refused",
+    "subscribe_refused",
     "http_401",
     "http_403",
     "http_404",

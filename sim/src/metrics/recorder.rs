@@ -143,6 +143,11 @@ names!(
         /// Messages an MQTT 5 server refused in its PUBACK (a reason code of 0x80 or more:
         /// not authorized for the topic, a bad topic, a payload format).
         ErrorsPublishRefused => "errors.publish_refused",
+        /// Subscriptions an MQTT server refused in its SUBACK (3.1.1's 0x80, MQTT 5's 0x80 and
+        /// up: most often not authorized for the topic). The device stays connected and hears
+        /// nothing on that topic: a broker whose access rules refuse a device's command topic
+        /// shows here, not in a gate on commands that never came.
+        ErrorsSubscribeRefused => "errors.subscribe_refused",
         /// Connections an MQTT 5 server ended with a DISCONNECT because another took over the
         /// session (0x8E).
         DisconnectsTakenOver => "disconnects.session_taken_over",

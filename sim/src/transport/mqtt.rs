@@ -18,7 +18,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe, SubscribeFilter};
+use rumqttc::mqttbytes::v4::{
+    Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeFilter, SubscribeReasonCode,
+};
 use rumqttc::mqttbytes::{self, QoS};
 use rumqttc::v5::mqttbytes::v5 as mqtt5;
 use tokio::io::AsyncWriteExt;
@@ -224,7 +226,7 @@ pub struct MqttConn {
 
 impl MqttConn {
     /// Connects from `source` (port chosen by the system) to `target` over TCP, sends
-    /// CONNECT and waits for CONNACK. Returns the connection and the session-present flag.
+    /// CONNECT and waits for CONNACK. Returns the connection and what the server answered.
     ///
     /// The CONNECT is encoded before anything waits, so the future (held by every device
     /// whose connect is in flight, thousands in a burst) holds its bytes, not the packet.
@@ -232,21 +234,21 @@ impl MqttConn {
         target: SocketAddr,
         source: Option<IpAddr>,
         params: ConnectParams<'_>,
-    ) -> Result<(Self, bool), TransportError> {
+    ) -> Result<(Self, Greeting), TransportError> {
         let hello = encode_connect(params)?;
         let stream = ByteStream::tcp(target, source).await?;
         Self::greet(stream, hello).await
     }
 
     /// Opens an MQTT session over `stream`: sends CONNECT and waits for CONNACK.
-    pub async fn open(stream: ByteStream, params: ConnectParams<'_>) -> Result<(Self, bool), TransportError> {
+    pub async fn open(stream: ByteStream, params: ConnectParams<'_>) -> Result<(Self, Greeting), TransportError> {
         let hello = encode_connect(params)?;
         Self::greet(stream, hello).await
     }
 
     /// Sends an encoded CONNECT over `stream` and waits for CONNACK (and the SUBACK of a
     /// subscription sent with it).
-    async fn greet(stream: ByteStream, hello: Hello) -> Result<(Self, bool), TransportError> {
+    async fn greet(stream: ByteStream, hello: Hello) -> Result<(Self, Greeting), TransportError> {
         let Hello {
             bytes: hello,
             version,
@@ -267,10 +269,14 @@ impl MqttConn {
         };
         conn.write(hello).await?;
         let session_present = conn.read_connack(assigned_wanted, alias_wanted).await?;
-        if subscribed {
-            conn.take_suback().await?;
-        }
-        Ok((conn, session_present))
+        let subscription_refused = subscribed && conn.take_suback().await?;
+        Ok((
+            conn,
+            Greeting {
+                session_present,
+                subscription_refused,
+            },
+        ))
     }
 
     /// Reads the CONNACK: the session-present flag if the server accepted the CONNECT.
@@ -318,29 +324,30 @@ impl MqttConn {
     /// delayed ACK, about 40 ms, once a connect. A packet the server sends before the SUBACK
     /// (MQTT 3.1.1, 3.8.4 allows a PUBLISH first; a resumed MQTT 5 session's queue may come
     /// first) is left for the device's reads, which then read the SUBACK like any other.
-    async fn take_suback(&mut self) -> Result<(), TransportError> {
+    /// True when the SUBACK refused the subscription.
+    async fn take_suback(&mut self) -> Result<bool, TransportError> {
         std::future::poll_fn(|cx| self.poll_take_suback(cx)).await
     }
 
-    fn poll_take_suback(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+    fn poll_take_suback(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, TransportError>> {
         loop {
             match mqttbytes::check(self.buf.iter(), MAX_PACKET_BYTES) {
                 Ok(header) if matches!(header.packet_type(), Ok(mqttbytes::PacketType::SubAck)) => {
                     // The packet is whole, so this takes it.
-                    if self.v5 {
-                        self.decode_v5()?;
+                    let refused = if self.v5 {
+                        matches!(self.decode_v5()?, Some(mqtt5::Packet::SubAck(ack)) if refuses_v5(&ack))
                     } else {
-                        self.decode()?;
-                    }
-                    return Poll::Ready(Ok(()));
+                        matches!(self.decode()?, Some(Packet::SubAck(ack)) if refuses(&ack))
+                    };
+                    return Poll::Ready(Ok(refused));
                 }
                 Err(mqttbytes::Error::InsufficientBytes(_)) => {}
                 // Something else came first, or a packet the reads will refuse.
-                _ => return Poll::Ready(Ok(())),
+                _ => return Poll::Ready(Ok(false)),
             }
             if !std::task::ready!(self.poll_fill(cx))? {
                 // Closed: the device's reads will see it.
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Ok(false));
             }
         }
     }
@@ -695,7 +702,10 @@ pub enum Incoming {
     Request(Box<Publish>, Box<Reply>),
     /// MQTT 5: the server ended the connection, for this reason (0x00: a normal end).
     Disconnected(u8),
-    /// Anything else (SUBACK, PINGRESP, ...): nothing for a device to do.
+    /// A SUBACK that refused a subscription (3.1.1's 0x80; MQTT 5's 0x80 and up): the
+    /// connection goes on, and nothing comes on that topic.
+    SubscribeRefused,
+    /// Anything else (a SUBACK that granted, PINGRESP, ...): nothing for a device to do.
     Other,
 }
 
@@ -734,6 +744,7 @@ impl Incoming {
                 }
             }
             mqtt5::Packet::Disconnect(disconnect) => Self::Disconnected(disconnect.reason_code as u8),
+            mqtt5::Packet::SubAck(ack) if refuses_v5(&ack) => Self::SubscribeRefused,
             _ => Self::Other,
         })
     }
@@ -744,9 +755,32 @@ impl From<Packet> for Incoming {
         match packet {
             Packet::PubAck(ack) => Self::PubAck(ack.pkid),
             Packet::Publish(publish) => Self::Publish(Box::new(publish)),
+            Packet::SubAck(ack) if refuses(&ack) => Self::SubscribeRefused,
             _ => Self::Other,
         }
     }
+}
+
+/// What a server answered a CONNECT with, beyond accepting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Greeting {
+    /// The server resumed a session it held for this client.
+    pub session_present: bool,
+    /// The SUBACK of the subscription sent with the CONNECT refused it (taken only when it
+    /// came first; a later one reaches the reads as [`Incoming::SubscribeRefused`]).
+    pub subscription_refused: bool,
+}
+
+/// Whether an MQTT 3.1.1 SUBACK refused any of its subscriptions (return code 0x80).
+fn refuses(ack: &SubAck) -> bool {
+    ack.return_codes.contains(&SubscribeReasonCode::Failure)
+}
+
+/// Whether an MQTT 5 SUBACK refused any of its subscriptions (a reason code of 0x80 or more).
+fn refuses_v5(ack: &mqtt5::SubAck) -> bool {
+    ack.return_codes
+        .iter()
+        .any(|code| !matches!(code, mqtt5::SubscribeReasonCode::Success(_)))
 }
 
 /// Encodes a PUBLISH (MQTT 3.1.1, section 3.3) into `out`: what rumqttc's `Publish` encodes,
@@ -1360,7 +1394,8 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!connect.is_finished(), "connected at the CONNACK, before the SUBACK");
         tell.send(()).expect("server waits");
-        let (mut conn, _) = connect.await.expect("task").expect("connects");
+        let (mut conn, greeting) = connect.await.expect("task").expect("connects");
+        assert!(!greeting.subscription_refused, "QoS 1 granted");
         let read = conn.incoming().await.expect("read");
         assert!(
             matches!(read, Some(Incoming::PubAck(7))),
@@ -1384,6 +1419,35 @@ mod tests {
         );
         let read = conn.incoming().await.expect("read");
         assert!(matches!(read, Some(Incoming::Other)), "then the SUBACK: {read:?}");
+    }
+
+    /// A SUBACK refusing the subscription (return code 0x80) is told: in the greeting when it
+    /// is the connect's, to the reads when a message came before it. The connection goes on.
+    #[tokio::test]
+    async fn a_refused_subscription_is_told_where_its_suback_is_read() {
+        const REFUSED_FIRST: &[u8] = &[0x20, 2, 0, 0, 0x90, 3, 0, 1, 0x80, 0x40, 2, 0, 7];
+        let (addr, _tell) = answering(REFUSED_FIRST, &[]).await;
+        let (mut conn, greeting) = MqttConn::connect(addr, None, subscribing("d")).await.expect("connects");
+        assert!(
+            greeting.subscription_refused && !greeting.session_present,
+            "{greeting:?}"
+        );
+        let read = conn.incoming().await.expect("read");
+        assert!(matches!(read, Some(Incoming::PubAck(7))), "and it goes on: {read:?}");
+
+        const MESSAGE_FIRST: &[u8] = &[
+            0x20, 2, 0, 0, 0x30, 6, 0, 3, b'c', b'/', b'1', b'x', 0x90, 3, 0, 1, 0x80,
+        ];
+        let (addr, _tell) = answering(MESSAGE_FIRST, &[]).await;
+        let (mut conn, greeting) = MqttConn::connect(addr, None, subscribing("d")).await.expect("connects");
+        assert!(!greeting.subscription_refused, "its SUBACK was not read yet");
+        let read = conn.incoming().await.expect("read");
+        assert!(matches!(read, Some(Incoming::Publish(_))), "{read:?}");
+        let read = conn.incoming().await.expect("read");
+        assert!(
+            matches!(read, Some(Incoming::SubscribeRefused)),
+            "then the SUBACK: {read:?}"
+        );
     }
 
     /// Over a real socket: a QoS 1 publish arrives whole and in order after a QoS 0 one, and

@@ -25,7 +25,9 @@ use crate::dialect::link::Awaited;
 use crate::dialect::tls::{DeviceTls, Issued, mqtt_session};
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
-use crate::transport::mqtt::{ConnectParams, Incoming, MqttConn, Reason, TransportError, V5Connect, answer_properties};
+use crate::transport::mqtt::{
+    ConnectParams, Greeting, Incoming, MqttConn, Reason, TransportError, V5Connect, answer_properties,
+};
 use crate::transport::tls::TlsFailure;
 
 /// What a device holds after provisioning (boxed strings: kept for the whole run by every
@@ -290,7 +292,7 @@ impl Devices for Embedded {
         {
             cx.count(Counter::RevokedRefused);
         }
-        let (mut conn, session_present) = match connected {
+        let (mut conn, Greeting { session_present, .. }) = match connected {
             Ok(connected) => connected,
             // The backend no longer knows these credentials: the operator retired the device.
             Err(TransportError::Refused(Reason::NotAuthorized)) => return Err(Fault::Retired),
