@@ -8,7 +8,7 @@ use std::process::Command;
 mod binary;
 use binary::{fleetsim as run, repo, scratch};
 
-fn out_dir(tag: &str) -> std::path::PathBuf {
+fn out_dir(tag: &str) -> binary::Scratch {
     scratch(&format!("run-{tag}"))
 }
 

@@ -19,7 +19,7 @@ fn a_killed_and_restarted_backend_is_an_outage_the_fleet_recovers_from() {
     let mut backend = Standalone::spawn(exe, &data, &[]).expect("fleetsim backend starts");
     let ready = backend.ready;
     let run = std::thread::spawn({
-        let out = out.clone();
+        let out = out.to_path_buf();
         let api = format!("http://{}", ready.http);
         move || {
             Command::new(env!("CARGO_BIN_EXE_fleetsim"))

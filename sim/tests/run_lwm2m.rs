@@ -23,7 +23,7 @@ const DEVICES: usize = 10;
 #[test]
 fn devices_register_update_and_answer_a_third_party_lwm2m_server() {
     let mut server = NodeServer::start();
-    let (scenario, out) = fleet(
+    let (_scratch, scenario, out) = fleet(
         "run-lwm2m",
         (
             "lwm2m-meter",
@@ -214,7 +214,7 @@ fn malformed_and_refused_requests_are_counted_and_answered_by_code() {
     server
         .set_read_timeout(Some(Duration::from_millis(300)))
         .expect("timeout");
-    let (scenario, out) = fleet(
+    let (_scratch, scenario, out) = fleet(
         "run-lwm2m-bad",
         (
             "lwm2m-meter",
@@ -382,7 +382,7 @@ fn malformed_and_refused_requests_are_counted_and_answered_by_code() {
 #[test]
 fn sleepy_devices_register_in_queue_mode_and_update_at_each_wake_from_a_new_port() {
     let mut server = NodeServer::start();
-    let (scenario, out) = fleet(
+    let (_scratch, scenario, out) = fleet(
         "run-lwm2m-sleepy",
         (
             "lwm2m-sleepy",
@@ -457,7 +457,7 @@ fn a_decommission_phase_deregisters_the_devices_it_picks() {
         let mut picked = Vec::new();
         for _ in 0..2 {
             let mut server = NodeServer::start();
-            let (scenario, out) = fleet(tag, (name, model), |models| {
+            let (_scratch, scenario, out) = fleet(tag, (name, model), |models| {
                 let url = format!("coap://127.0.0.1:{}", server.port);
                 let text = scenario(
                     models,
@@ -721,7 +721,7 @@ fn a_server_updates_firmware_through_object_5() {
 #[test]
 fn registrations_and_pmax_are_kept_between_reports() {
     let mut server = NodeServer::start();
-    let (scenario, out) = fleet(
+    let (_scratch, scenario, out) = fleet(
         "run-lwm2m-short",
         (
             "lwm2m-hourly",
@@ -801,15 +801,21 @@ fn run_behind(scenario: &Path, out: &Path) -> std::thread::JoinHandle<std::proce
 }
 
 /// Writes a test's model (`name`, its text) into a scratch folder of `tag`'s and its scenario,
-/// which `scenario` writes given the models' folder; the scenario's path and its report folder.
-fn fleet(tag: &str, (name, model): (&str, &str), scenario: impl FnOnce(&Path) -> String) -> (PathBuf, PathBuf) {
+/// which `scenario` writes given the models' folder; the folder (kept while it is held), the
+/// scenario's path and its report folder.
+fn fleet(
+    tag: &str,
+    (name, model): (&str, &str),
+    scenario: impl FnOnce(&Path) -> String,
+) -> (binary::Scratch, PathBuf, PathBuf) {
     let dir = scratch(tag);
     let models = dir.join("models");
     std::fs::create_dir_all(&models).expect("dir");
     std::fs::write(models.join(format!("{name}.toml")), model).expect("model");
     let file = dir.join("scenario.toml");
     std::fs::write(&file, scenario(&models)).expect("scenario");
-    (file, dir.join("report"))
+    let out = dir.join("report");
+    (dir, file, out)
 }
 
 /// Confirmable notifications (a model with `qos = 1`) against a server of the test's own that
@@ -826,7 +832,7 @@ fn confirmable_notifications_end_at_their_acknowledgement() {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     let addr = server.local_addr().expect("addr");
-    let (scenario, out) = fleet(
+    let (_scratch, scenario, out) = fleet(
         "run-lwm2m-con",
         (
             "lwm2m-con",
@@ -927,7 +933,7 @@ fn confirmable_notifications_end_at_their_acknowledgement() {
 #[test]
 fn a_step_attribute_holds_back_notifications_that_did_not_move_enough() {
     let mut server = NodeServer::start();
-    let (scenario, out) = fleet(
+    let (_scratch, scenario, out) = fleet(
         "run-lwm2m-step",
         (
             "lwm2m-step",
@@ -1061,7 +1067,7 @@ fn a_package_is_pulled_block_wise_over_coap() {
     let coap = CoapServer::start();
     coap.put("/fw/2.0.0", &file);
     let mut server = NodeServer::start();
-    let (scenario, out) = fleet(
+    let (_scratch, scenario, out) = fleet(
         "run-lwm2m-fw-coap",
         (
             "lwm2m-fw",

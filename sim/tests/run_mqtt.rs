@@ -222,4 +222,5 @@ share = "50%"
     let log = broker.log();
     let goodbyes = log.lines().filter(|l| l.contains(" disconnected.")).count() as u64;
     assert_eq!(goodbyes, retired, "one DISCONNECT for each device retired:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -33,7 +33,7 @@ use binary::{assert_exit, counter, errors_total, fleetsim, repo, run_against, su
 mod standalone;
 
 /// An empty folder of this test process's, named after `name`.
-fn scratch(name: &str) -> PathBuf {
+fn scratch(name: &str) -> binary::Scratch {
     let dir = binary::scratch(name);
     std::fs::create_dir_all(&dir).expect("dir");
     dir

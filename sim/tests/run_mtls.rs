@@ -11,7 +11,7 @@ use binary::{counter, repo, run_passing, scratch};
 
 /// Runs `devices` smart meters in process with `credentials = "certificate"` and `tls` more
 /// `[backend.tls]` keys, for `duration`, with `phases`; gated on no errors. The summary.
-fn run(name: &str, devices: u32, duration: &str, tls: &str, phases: &str) -> (std::path::PathBuf, serde_json::Value) {
+fn run(name: &str, devices: u32, duration: &str, tls: &str, phases: &str) -> (binary::Scratch, serde_json::Value) {
     let dir = scratch(name);
     std::fs::create_dir_all(&dir).expect("dir");
     let summary = run_passing(

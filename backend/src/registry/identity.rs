@@ -329,9 +329,10 @@ mod tests {
         // A directory that has a key keeps it, whatever is given.
         let kept = SecretKey::load_or_create(&one, true, Some([9u8; KEY_LEN])).unwrap();
         assert_eq!(kept.0, given);
-        let fresh = SecretKey::load_or_create(&scratch_dir("given-3"), false, None).unwrap();
+        let three = scratch_dir("given-3");
+        let fresh = SecretKey::load_or_create(&three, false, None).unwrap();
         assert_ne!(fresh.device_id("SN-1", 1), a.device_id("SN-1", 1));
-        for dir in [one, two] {
+        for dir in [one, two, three] {
             fs::remove_dir_all(&dir).unwrap();
         }
     }
