@@ -606,5 +606,4 @@ fn devices_provision_log_in_rotate_and_are_revoked_by_certificate() {
     );
 
     drop(backend);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -52,5 +52,4 @@ fn ci_gate_runs_small_and_compares() {
         "{}",
         String::from_utf8_lossy(&baseline.stderr)
     );
-    let _ = std::fs::remove_dir_all(&out);
 }

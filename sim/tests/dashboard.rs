@@ -145,7 +145,6 @@ fn the_dashboard_shows_live_counts_and_q_stops_the_run_with_its_report() {
         assert!(Path::new(&out).join(file).is_file(), "{file} written");
     }
     // Kept only when the test fails, for a look.
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -170,5 +169,4 @@ fn a_backend_that_cannot_be_reached_leaves_the_terminal_as_it_was_with_the_error
     assert!(after.contains("fleetsim exited 1"), "{after}");
     let alternate = tmux.run(&["display-message", "-p", "-t", "run", "#{alternate_on}"]);
     assert_eq!(String::from_utf8_lossy(&alternate.stdout).trim(), "0");
-    let _ = std::fs::remove_dir_all(&out);
 }

@@ -83,7 +83,6 @@ fn a_small_run_provisions_every_device_passes_its_gates_and_writes_a_summary() {
     let rows: Vec<&str> = csv.lines().collect();
     assert!(rows[0].starts_with("elapsed_s,devices.unprovisioned,"), "{csv}");
     assert!(rows.len() >= 3, "a row a second of a 3 s run: {csv}");
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -108,7 +107,6 @@ fn a_failed_gate_exits_1_and_says_by_how_much() {
         junit.contains("<failure message=\"FAIL  provision.latency.p99 &lt;= 1us: measured"),
         "{junit}"
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -210,7 +208,6 @@ fn a_read_for_mqtt_devices_or_without_a_path_is_refused() {
             "{bad}: {stderr}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -312,7 +309,6 @@ fn sigterm_stops_the_run_and_the_summary_still_comes_marked_incomplete() {
             .as_array()
             .is_some_and(|g| g.iter().all(|v| v["passed"] == false))
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]

@@ -64,6 +64,4 @@ fn a_killed_and_restarted_backend_is_an_outage_the_fleet_recovers_from() {
     );
     assert_eq!(summary["metrics"]["devices.lost"], 0);
     assert_eq!(summary["metrics"]["gauges"]["devices.online"], 60, "{summary}");
-    let _ = std::fs::remove_dir_all(&data);
-    let _ = std::fs::remove_dir_all(&out);
 }

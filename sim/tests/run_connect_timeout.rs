@@ -226,7 +226,6 @@ fn a_server_that_never_answers_times_connects_out() {
             "{name}: every device timed out, more than once: {summary}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A device reports as soon as it is connected. A server that takes 300 ms to answer the
@@ -258,7 +257,6 @@ fn a_slow_connack_is_a_slow_connect_not_a_late_report() {
     // apart, so a stall of the machine under the run (a few ms, now and then) can make one.
     let late = counters["late_sends"].as_u64().unwrap_or(u64::MAX);
     assert!(late <= 1, "the reports are not late for the connect's wait: {summary}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A model's `[mqtt] keep_alive` is what its devices ask for in their CONNECT, and they ping
@@ -287,7 +285,6 @@ fn a_models_keep_alive_is_asked_for_and_pinged_on() {
         assert_eq!(keep_alive, 1, "the model's keep-alive in the CONNECT");
         assert!(pings >= 1, "a device quiet for its keep-alive pings: {pings} pings");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `connect.latency` runs from the connect's intended start, not from when the harness got to

@@ -178,5 +178,4 @@ fn devices_answer_set_diagnose_and_logs_from_what_they_hold() {
         assert_eq!(view["reported"]["version"], config_version, "{view}");
     }
     drop(backend);
-    let _ = std::fs::remove_dir_all(&dir);
 }

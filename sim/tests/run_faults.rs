@@ -155,7 +155,6 @@ fn an_error_burst_reaches_the_device_views_and_reset_devices_start_over() {
     }
     assert_eq!(reset_logged, resets, "every reset in its device's log");
     drop(backend);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 const WATCHED: &str = r#"[scenario]
@@ -237,5 +236,4 @@ fn the_alerts_faults_call_for_are_measured_from_the_report_that_crossed_the_rule
     );
     assert!(causes.iter().any(|c| c["within_s"] == 3.0), "{audit}");
     drop(backend);
-    let _ = std::fs::remove_dir_all(&dir);
 }

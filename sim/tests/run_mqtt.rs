@@ -3,7 +3,6 @@
 //! their model's rate (QoS 1 meters, QoS 0 cameras), and an independent client on the broker
 //! receives every report the run counted and sends devices messages they count.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rumqttc::mqttbytes::QoS;
@@ -13,17 +12,16 @@ use rumqttc::mqttbytes::v4::Packet;
 mod mosquitto;
 use mosquitto::Mosquitto;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{repo, scratch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_publishes_to_mosquitto_through_a_topic_template() {
     let broker = Mosquitto::start();
     let mut watcher = broker.watcher("plant/#").await;
 
-    let dir = std::env::temp_dir().join(format!("fleetsim-run-mqtt-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("run-mqtt");
     std::fs::create_dir_all(&dir).expect("dir");
     let scenario = dir.join("broker.toml");
     std::fs::write(
@@ -147,7 +145,6 @@ mix = [ {{ model = "smart-meter", share = 0.5, group = "meters" }},
         (1..=5).contains(&heard),
         "devices received messages on their subscribed command topics: {heard}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A `decommission` phase against a broker (which has no operator API): the devices it picks
@@ -163,8 +160,7 @@ fn a_decommission_phase_against_a_broker_disconnects_the_devices_it_picks() {
         assert!(std::time::Instant::now() < deadline, "the broker listens");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let dir = std::env::temp_dir().join(format!("fleetsim-run-mqtt-retire-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("run-mqtt-retire");
     std::fs::create_dir_all(&dir).expect("dir");
     let scenario = dir.join("retire.toml");
     std::fs::write(
@@ -222,5 +218,4 @@ share = "50%"
     let log = broker.log();
     let goodbyes = log.lines().filter(|l| l.contains(" disconnected.")).count() as u64;
     assert_eq!(goodbyes, retired, "one DISCONNECT for each device retired:\n{log}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -132,7 +132,6 @@ fn mqtt5_reports_arrive_with_their_topic_expiry_and_user_property() {
     }
     assert_eq!(devices.len(), 200, "every meter reported");
     assert_eq!(counter(&summary, "errors.publish_refused"), 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// What the hand-written MQTT 5 server saw.
@@ -297,7 +296,6 @@ fn the_broker_assigns_client_ids_to_meters_that_ask() {
     let log = broker.log();
     let assigned = log.lines().filter(|line| line.contains(" as auto-")).count();
     assert_eq!(assigned, 200, "every meter under an id the broker assigned:\n{log}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// MQTT 5 meters against a standalone reference backend, which speaks 5 and 3.1.1 side by
@@ -343,7 +341,6 @@ fn mqtt5_devices_are_operated_through_the_reference_backend() {
     );
     drop(backend);
     assert!(counter(&summary, "published") >= 150, "{summary}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A broker that allows no anonymous clients refuses every meter's CONNECT with reason 0x87,
@@ -368,7 +365,6 @@ fn a_refused_mqtt5_connect_is_counted_by_its_reason() {
     ] {
         assert_eq!(counter(&summary, other), 0, "{other}: {summary}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Mosquitto's dynamic-security plugin, which Debian ships with the broker.
@@ -443,5 +439,4 @@ mix = [ { model = "smart-meter", share = 0.5, group = "meters" },
     );
     assert_eq!(errors_total(&summary), refused, "nothing else went wrong: {summary}");
     assert!(counter(&summary, "published") >= 20, "{summary}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -190,7 +190,6 @@ fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_re
         );
     }
     drop(broker);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -220,5 +219,4 @@ fn a_ca_file_that_holds_no_certificate_stops_the_run_before_it_starts() {
         stderr.contains("certs/ca.pem: expected the CA certificates the server's chains to, in PEM"),
         "names the file and what it should hold: {stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -60,7 +60,7 @@ grace = "2s"
 at = "13s"
 action = "decommission"
 share = "10%""#;
-    let (dir, summary) = run("run-mtls", 100, "20s", "", phases);
+    let (_scratch, summary) = run("run-mtls", 100, "20s", "", phases);
     let metrics = &summary["metrics"];
     let count = |name: &str| counter(&summary, name);
     assert_eq!(count("provisioned"), 100, "{metrics}");
@@ -97,7 +97,6 @@ share = "10%""#;
         count("tls.handshakes.full") >= 100 + 100 + 50,
         "a claim connection and a device connection each, and one more on each rotated certificate: {metrics}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -108,11 +107,10 @@ fn rsa_devices_provision_and_rotate_with_keys_they_keep_until_issued() {
 at = "5s"
 action = "rotate"
 grace = "1s""#;
-    let (dir, summary) = run("run-mtls-rsa", 4, "9s", "device_key = \"rsa-2048\"", phases);
+    let (_scratch, summary) = run("run-mtls-rsa", 4, "9s", "device_key = \"rsa-2048\"", phases);
     let metrics = &summary["metrics"];
     let count = |name: &str| counter(&summary, name);
     assert_eq!(count("provisioned"), 4, "{metrics}");
     assert_eq!(count("certs.issued"), 8, "{metrics}");
     assert_eq!(count("certs.rotated"), 4, "{metrics}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

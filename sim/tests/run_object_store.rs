@@ -107,7 +107,6 @@ fn shards_upload_to_s3_and_merge_from_there_into_the_whole_run() {
             file.display()
         );
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]

@@ -143,5 +143,4 @@ fn every_phase_runs_and_devices_and_backend_agree() {
     assert_eq!(metrics["gauges"]["devices.decommissioned"], learned);
     assert_eq!(summary["backend"]["devices_active"], 80 - decommissioned);
     assert_eq!(metrics["devices.lost"], 0);
-    let _ = std::fs::remove_dir_all(&out);
 }

@@ -128,7 +128,6 @@ async fn sleeping_devices_hold_no_connection_at_the_broker() {
         tasks < DEVICES / 5,
         "{tasks} device tasks at once: sleeping devices hold no task"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -166,5 +165,4 @@ fn sleepy_devices_provision_at_their_first_wake_against_the_reference_backend() 
         timed <= published && timed + 20 >= published,
         "{timed} of {published} reports timed by their PUBACK"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

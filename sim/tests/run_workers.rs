@@ -89,7 +89,6 @@ fn workers_merge_into_one_run_shown_live() {
         "{}",
         merged["harness"]
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -116,7 +115,6 @@ fn a_killed_worker_is_reported_and_its_devices_count_as_lost() {
             .any(|g| g["gate"] == "devices.lost == 0" && g["passed"] == false)
     );
     assert!(counter(&merged, "published") > 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -157,7 +155,6 @@ fn with_on_worker_loss_stop_a_killed_worker_stops_the_others_and_the_run() {
     );
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
     assert!(html.contains("stopped early</b>: worker 1 died"), "the report says why");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs `file` as `workers` worker processes and SIGKILLs worker 1 (found by its report
