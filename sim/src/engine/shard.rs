@@ -159,10 +159,10 @@ pub fn run_shard<D: Dialect>(
             // arrivals due in one step connect in one turn of the thread; its model time is
             // the exact arrival's.
             let schedule = start + pause.shift();
-            let due = |at: Duration| clock.grid().floor(schedule + at);
+            let arrival_due = |at: Duration| clock.grid().floor(schedule + at);
             // The end's timer, tokio's, may fire a moment after these.
             let before_end = |at: Instant| if at <= last { at } else { far };
-            let next_arrival = arrivals.last().map_or(far, |(at, _)| before_end(due(*at)));
+            let next_arrival = arrivals.last().map_or(far, |(at, _)| before_end(arrival_due(*at)));
             let next_sleeper = ctx
                 .sleepers
                 .borrow()
@@ -184,14 +184,14 @@ pub fn run_shard<D: Dialect>(
                 () = ctx.sleepers_changed.notified() => {}
                 () = arrival_timer.sleep_until(next_arrival), if arrivals.capacity() > 0 && !held => {
                     let now = Instant::now();
-                    while let Some((at, index)) = arrivals.last().copied() && due(at) <= now.min(last) {
+                    while let Some((at, index)) = arrivals.last().copied() && arrival_due(at) <= now.min(last) {
                         arrivals.pop();
                         let mix = plan.mix_of(index);
                         if let Some(member) = members.get(mix).cloned().flatten() {
                             let arrival = schedule + at;
                             let life = Life::new(ctx.seed, &member, index, clock.sim(arrival));
                             let device: Sleeper<D> = Sleeper { life, kept: None, member };
-                            wake(&ctx, device, Event::Arrive, due(at));
+                            wake(&ctx, device, Event::Arrive, arrival_due(at));
                         }
                     }
                     if arrivals.is_empty() {
