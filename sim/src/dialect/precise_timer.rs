@@ -9,8 +9,9 @@
 //! as 1.3.
 //!
 //! A Linux timerfd armed for the absolute instant wakes the thread within the kernel's timer
-//! slack, about 50 µs. It costs the shard one file and two system calls a wake-up (arming, and
-//! reading the expiry), which one wake-up a grid step for all the shard's devices makes small.
+//! slack, about 50 µs. It costs the shard one file and one system call a wake-up (the arming;
+//! the clock, not a read, says the instant has come), which one wake-up a grid step for all the
+//! shard's devices makes small.
 //!
 //! Tokio's instants are `CLOCK_MONOTONIC`'s, offset: the timer maps one to the other through
 //! an instant and the clock read just after it, so a deadline is never armed early.
@@ -18,7 +19,6 @@
 use std::cell::Cell;
 use std::os::fd::OwnedFd;
 
-use rustix::io::Errno;
 use rustix::time::{
     ClockId, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, clock_gettime, timerfd_create,
     timerfd_settime,
@@ -95,23 +95,28 @@ impl TimerFd {
         })
     }
 
-    /// Sleeps until `at`, arming the timer unless it is armed for `at` already.
+    /// Sleeps until `at`, arming the timer unless it is armed for `at` already (at once,
+    /// unarmed, for a time past).
+    ///
+    /// The expiry is never read: the clock says whether `at` has come (the timer fires at or
+    /// after it, never before), and arming again clears an expiry left unread. So a wake-up
+    /// costs one system call, the arming, where reading the expiry took two more (the read, and
+    /// at the next sleep a read that found nothing behind the readiness it left).
     pub async fn sleep_until(&self, at: Instant) -> std::io::Result<()> {
-        if self.armed.get() != Some(at) {
-            // Setting the time also clears an expiry not yet read.
-            timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::ABSTIME, &self.spec(at))?;
-            self.armed.set(Some(at));
-        }
         loop {
-            let mut ready = self.fd.readable().await?;
-            let mut expiries = [0u8; 8];
-            match rustix::io::read(self.fd.get_ref(), &mut expiries) {
-                Ok(_) => {
-                    self.armed.set(None);
-                    return Ok(());
-                }
-                Err(Errno::AGAIN) => ready.clear_ready(),
-                Err(error) => return Err(error.into()),
+            if Instant::now() >= at {
+                self.armed.set(None);
+                return Ok(());
+            }
+            if self.armed.get() != Some(at) {
+                timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::ABSTIME, &self.spec(at))?;
+                self.armed.set(Some(at));
+            }
+            self.fd.readable().await?.clear_ready();
+            // Woken before `at`: the readiness was an expiry of an earlier arming, whose sleep
+            // was dropped before it came. Arming again costs a call and leaves nothing to chance.
+            if Instant::now() < at {
+                self.armed.set(None);
             }
         }
     }
@@ -188,7 +193,28 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         let again = tokio::time::timeout(Duration::from_secs(30), timer.sleep_until(soon)).await;
         assert!(matches!(again, Ok(Ok(()))), "the expiry was kept: {again:?}");
-        assert!(timer.armed.get().is_none(), "read and disarmed");
+        assert!(timer.armed.get().is_none(), "taken and disarmed");
+    }
+
+    /// An expiry left by an earlier arming, its sleep dropped, does not end a sleep for a
+    /// later instant: the runtime saw the timer readable, but the instant has not come.
+    #[tokio::test]
+    async fn an_earlier_expiry_does_not_end_a_later_sleep() {
+        let Timer::Precise(timer) = Timer::precise() else {
+            panic!("no timerfd");
+        };
+        let soon = Instant::now() + Duration::from_millis(1);
+        {
+            let mut sleep = std::pin::pin!(timer.sleep_until(soon));
+            let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(sleep.as_mut().poll(cx))).await;
+            assert!(polled.is_pending(), "armed for a millisecond on");
+        }
+        // The runtime parks past the expiry and marks the timer readable.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let later = Instant::now() + Duration::from_millis(20);
+        timer.sleep_until(later).await.expect("timerfd");
+        let now = Instant::now();
+        assert!(now >= later, "woke {:?} early", later - now);
     }
 
     /// Instants map onto the monotonic clock a nanosecond for a nanosecond, and an instant
