@@ -62,3 +62,48 @@ fn two_shard_processes_merge_into_the_whole_run() {
     shards::assert_counts_match(&summary(&root.join("merged")), &summary(&root.join("whole")));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A shard's process weighs the open-file limit against its own devices, not the fleet's:
+/// under a limit of 200 files (room for about 100 connections), a tenth of 500 devices draws
+/// no warning, the whole fleet does.
+#[test]
+fn the_open_file_warning_counts_the_shards_own_devices() {
+    let broker = Mosquitto::start();
+    let root = binary::scratch("shard-files");
+    std::fs::create_dir_all(&root).expect("dir");
+    let scenario = root.join("fleet.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[scenario]\nname = \"fleet\"\nseed = 4\nduration = \"2s\"\nmodels = \"{}\"\n\
+             [backend]\nkind = \"mqtt\"\nurl = \"mqtt://{}\"\n\
+             [fleet]\ndevices = 500\narrival = {{ ramp = \"1s\" }}\n\
+             mix = [ {{ model = \"mains-meter\", share = 1.0, group = \"meters\" }} ]\n",
+            binary::repo().join("device-models").display(),
+            broker.addr,
+        ),
+    )
+    .expect("scenario");
+    let warned = |shard: &[&str], out: &str| {
+        // The shell lowers the limit, soft then hard, and becomes fleetsim.
+        let output = std::process::Command::new("sh")
+            .args(["-c", "ulimit -Sn 200 && ulimit -Hn 200 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_fleetsim"))
+            .arg("run")
+            .arg(&scenario)
+            .args(["--headless", "--out"])
+            .arg(root.join(out))
+            .args(shard)
+            .output()
+            .expect("runs");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(said.contains("fleetsim run: scenario fleet"), "it ran: {said}");
+        said.contains("warning: this process may open 200 files")
+    };
+    assert!(!warned(&["--shard", "0/10"], "shard"), "50 devices fit in 200 files");
+    assert!(warned(&[], "whole"), "500 devices do not");
+}

@@ -175,7 +175,8 @@ fn run_with<D: Dialect>(fleet: Fleet<'_>) -> Result<RunOutcome, RunError> {
     };
     // A backend in this process holds the other end of every device's connection.
     let sockets_per_device = if backend_in_process { 2 } else { 1 };
-    if let Some(message) = open_files.shortfall(always_connected(loaded).saturating_mul(sockets_per_device)) {
+    let sockets = always_connected(loaded, devices).saturating_mul(sockets_per_device);
+    if let Some(message) = open_files.shortfall(sockets) {
         let standalone = match &hosted {
             Some(hosted) => format!(", or run the backend in its own process ({})", hosted.own_process),
             None => String::new(),
@@ -399,9 +400,9 @@ pub fn refuse_unsupported(loaded: &Loaded) -> Result<(), RunError> {
     dialect::refuse(&loaded.scenario).map_err(RunError::Unsupported)
 }
 
-/// The fleet's devices that hold a connection for the whole run: duty-cycled ones hold one only
-/// for a moment at each report.
-fn always_connected(loaded: &Loaded) -> u64 {
+/// How many of `devices`, this process's share of the fleet, hold a connection for the whole
+/// run: duty-cycled ones hold one only for a moment at each report.
+fn always_connected(loaded: &Loaded, devices: u64) -> u64 {
     let fleet = &loaded.scenario.fleet;
     let share: f64 = fleet
         .mix
@@ -414,7 +415,7 @@ fn always_connected(loaded: &Loaded) -> u64 {
         })
         .map(|m| m.share)
         .sum();
-    (fleet.devices as f64 * share.min(1.0)).ceil() as u64
+    (devices as f64 * share.min(1.0)).ceil() as u64
 }
 
 /// How many shard threads a process runs on a machine of `cores`: one a core (eight at most),
