@@ -1,6 +1,16 @@
 //! The open-file limit: every connection a device or the backend holds is a file descriptor,
 //! so a process raises its soft limit to the hard limit at start, and says plainly when even
 //! the hard limit is below what a run needs.
+//!
+//! It also grows its table of descriptors before a run for the sockets the run will open.
+//! Linux grows a process's table as descriptors are opened, doubling it, and in a process of
+//! more than one thread each growth waits out an RCU grace period (`expand_fdtable`'s
+//! `synchronize_rcu`) in the thread that opened the descriptor: 8 to 16 ms on the 2-core
+//! machine, in which that thread's devices all fell late, at 8,192 and 16,384 sockets
+//! (docs/scale.md, "The calendar, and late sends").
+
+use std::fs::File;
+use std::os::fd::RawFd;
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
@@ -36,6 +46,23 @@ impl OpenFiles {
             )
         })
     }
+
+    /// Grows this process's table of descriptors now to hold `sockets` more beside
+    /// [`RESERVED`] (as far as the soft limit allows), by asking for a descriptor numbered that
+    /// high and closing it: the table never shrinks, so opening the sockets later never grows
+    /// it. An error leaves the table to grow as it would have.
+    pub fn reserve(&self, sockets: u64) -> std::io::Result<()> {
+        let wanted = sockets.saturating_add(RESERVED);
+        let highest = match self.soft {
+            Some(soft) => wanted.min(soft.saturating_sub(1)),
+            None => wanted,
+        };
+        let highest = RawFd::try_from(highest).unwrap_or(RawFd::MAX);
+        let anything = File::open("/dev/null")?;
+        // Closed at once; only the table's size stays.
+        rustix::io::fcntl_dupfd_cloexec(&anything, highest)?;
+        Ok(())
+    }
 }
 
 /// Raises the soft open-file limit to the hard limit and returns what is in force. A failure
@@ -65,6 +92,29 @@ mod tests {
     fn raising_reaches_the_hard_limit() {
         let limit = raise();
         assert_eq!(limit.soft, limit.hard, "soft limit raised to the hard limit");
+    }
+
+    /// The reservation grows the table to hold the sockets asked for, and stops at the soft
+    /// limit when more are asked for than it allows.
+    #[test]
+    fn a_reservation_grows_the_table_within_the_limit() {
+        let limit = raise();
+        limit.reserve(3_000).expect("reserved");
+        let table = table_size();
+        assert!(table > 3_000 + RESERVED, "the table holds {table} descriptors");
+        if limit.soft.is_some() {
+            limit.reserve(u64::MAX).expect("capped at the soft limit");
+        }
+    }
+
+    /// The size of this process's descriptor table, from `/proc/self/status`'s `FDSize`.
+    fn table_size() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("FDSize:"))
+            .and_then(|size| size.trim().parse().ok())
+            .expect("FDSize")
     }
 
     #[test]

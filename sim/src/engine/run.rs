@@ -183,6 +183,9 @@ fn run_with<D: Dialect>(fleet: Fleet<'_>) -> Result<RunOutcome, RunError> {
         };
         writeln!(progress, "warning: {message}{standalone}")?;
     }
+    // Before the clock starts: growing the table mid-run stalls the thread that opens a socket.
+    // A table that will not grow now grows as sockets open, as it always did.
+    let _ = open_files.reserve(sockets);
     let rss_before = rss_bytes();
     let shards = shard_threads(
         thread::available_parallelism().map_or(1, |n| n.get()),
