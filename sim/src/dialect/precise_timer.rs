@@ -113,11 +113,10 @@ impl TimerFd {
                 self.armed.set(Some(at));
             }
             self.fd.readable().await?.clear_ready();
-            // Woken before `at`: the readiness was an expiry of an earlier arming, whose sleep
-            // was dropped before it came. Arming again costs a call and leaves nothing to chance.
-            if Instant::now() < at {
-                self.armed.set(None);
-            }
+            // Woken, but if still before `at` the readiness was an expiry of an earlier arming,
+            // whose sleep was dropped before it came: arming again (at the loop's top) costs a
+            // call and leaves nothing to chance. At or after `at`, the top returns.
+            self.armed.set(None);
         }
     }
 
