@@ -8,8 +8,9 @@
 #   IDLE_RATE=2000 benches/peers.sh     # idle clients asked for at 2,000 a second, not 20,000
 #
 # Installs what it needs first: Debian's mosquitto and mosquitto-clients (as scripts/test does),
-# and Locust with paho-mqtt into a venv under target/bench-deps (pinned, so the figures compare
-# across runs). About 10 minutes on 2 cores.
+# linux-perf (for the kernel's part of each CPU figure; sampling every core needs root or
+# kernel.perf_event_paranoid at 0 or less), and Locust with paho-mqtt into a venv under
+# target/bench-deps (pinned, so the figures compare across runs). About 15 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,11 +22,23 @@ VENV=target/bench-deps/locust
 LOCUST_VERSION=2.47.0
 PAHO_VERSION=2.1.0
 
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+missing=()
 if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto >/dev/null 2>&1 && ! [ -x /usr/sbin/mosquitto ]; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  missing+=(mosquitto mosquitto-clients)
+fi
+# perf samples the tools for the kernel's part of each CPU figure; without it that part reads -.
+command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
+if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update
-  $sudo apt-get install -y --no-install-recommends mosquitto mosquitto-clients
+  if [[ " ${missing[*]} " == *" mosquitto "* ]]; then
+    $sudo apt-get install -y --no-install-recommends mosquitto mosquitto-clients
+  fi
+  if [[ " ${missing[*]} " == *" linux-perf "* ]]; then
+    $sudo apt-get install -y --no-install-recommends linux-perf ||
+      echo "peers.sh: linux-perf did not install; the kernel's part of each CPU figure will read -" >&2
+  fi
 fi
 export PATH="$PATH:/usr/sbin"
 if [[ ",$TOOLS," == *",locust,"* ]] && ! "$VENV/bin/python" -c 'import locust.contrib.mqtt' >/dev/null 2>&1; then
