@@ -57,11 +57,23 @@ watch_rss() {
   done
 }
 
-# Runs `fleetsim run` with args $2... into $OUT/$1, prints what is not a progress line, and
-# adds a row to the table (server memory from $OUT/$1.server_kib when a server was watched).
+# Waits (up to 90 s) until fewer than 1,000 sockets are in TIME_WAIT. A run's closed
+# connections stay there a minute, and the kernel reaps thousands at once from a timer, taking
+# a core for milliseconds: a run started just after another counted late sends at that moment.
+settle() {
+  for _ in $(seq 90); do
+    [ "$(awk '$4 == "06"' /proc/net/tcp /proc/net/tcp6 2>/dev/null | wc -l)" -lt 1000 ] && return
+    sleep 1
+  done
+}
+
+# Runs `fleetsim run` with args $2... into $OUT/$1 once the last run's connections are gone
+# (settle), prints what is not a progress line, and adds a row to the table (server memory
+# from $OUT/$1.server_kib when a server was watched).
 run() {
   local name=$1 status=0
   shift
+  settle
   "$BIN" run "$@" --headless --out "$OUT/$name" > "$OUT/$name.log" 2>&1 || status=$?
   grep -v '^\[' "$OUT/$name.log" || true
   local s="$OUT/$name/summary.json" cores per1k
