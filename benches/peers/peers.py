@@ -135,7 +135,7 @@ class KernelShare:
             self.proc.wait()
 
     def close(self):
-        """Stops sampling and removes the samples (tens of MB a run)."""
+        """Stops sampling and removes the samples (megabytes a run)."""
         self.stop()
         try:
             os.remove(self.path)
@@ -150,11 +150,15 @@ class KernelShare:
                                 capture_output=True, text=True)
         kernel = total = 0
         for line in script.stdout.splitlines():
-            fields = line.replace(":", " ").split()
-            if len(fields) != 3 or int(fields[0]) not in pids or not start <= float(fields[1]) <= end:
-                continue
+            try:
+                pid, at, ip = line.replace(":", " ").split()
+                if int(pid) not in pids or not start <= float(at) <= end:
+                    continue
+                in_kernel = int(ip, 16) >= self.KERNEL
+            except ValueError:
+                continue  # not a sample line
             total += 1
-            kernel += int(fields[2], 16) >= self.KERNEL
+            kernel += in_kernel
         return kernel / total if total >= 100 else None
 
 
