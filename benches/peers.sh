@@ -24,21 +24,22 @@ PAHO_VERSION=2.1.0
 
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
-missing=()
+need_mosquitto=""
 if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto >/dev/null 2>&1 && ! [ -x /usr/sbin/mosquitto ]; then
-  missing+=(mosquitto mosquitto-clients)
+  need_mosquitto=1
 fi
 # perf samples the tools for the kernel's part of each CPU figure; without it that part reads -.
-command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
-if [ ${#missing[@]} -gt 0 ]; then
+need_perf=""
+command -v perf >/dev/null 2>&1 || need_perf=1
+if [ -n "$need_mosquitto$need_perf" ]; then
   $sudo apt-get update
-  if [[ " ${missing[*]} " == *" mosquitto "* ]]; then
-    $sudo apt-get install -y --no-install-recommends mosquitto mosquitto-clients
-  fi
-  if [[ " ${missing[*]} " == *" linux-perf "* ]]; then
-    $sudo apt-get install -y --no-install-recommends linux-perf ||
-      echo "peers.sh: linux-perf did not install; the kernel's part of each CPU figure will read -" >&2
-  fi
+fi
+if [ -n "$need_mosquitto" ]; then
+  $sudo apt-get install -y --no-install-recommends mosquitto mosquitto-clients
+fi
+if [ -n "$need_perf" ]; then
+  $sudo apt-get install -y --no-install-recommends linux-perf ||
+    echo "peers.sh: linux-perf did not install; the kernel's part of each CPU figure will read -" >&2
 fi
 export PATH="$PATH:/usr/sbin"
 if [[ ",$TOOLS," == *",locust,"* ]] && ! "$VENV/bin/python" -c 'import locust.contrib.mqtt' >/dev/null 2>&1; then

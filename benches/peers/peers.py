@@ -91,11 +91,11 @@ def tree(pid):
     return found
 
 
-def cpu_seconds(pid):
-    """CPU seconds the process tree has used (user and system: their sum is the scheduler's
-    exact count, their split is not, see the top)."""
+def cpu_seconds(pids):
+    """CPU seconds the processes `pids` (a tool's tree) have used (user and system: their sum
+    is the scheduler's exact count, their split is not, see the top)."""
     used = 0
-    for p in tree(pid):
+    for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -335,7 +335,8 @@ def messages(tools, name, work, workdir, sampled):
 
         def hook(update):
             if len(marks) < 2 and update[0] - start >= WINDOW[len(marks)]:
-                marks.append((update[0], update[1], cpu_seconds(proc.pid), time.monotonic(), tree(proc.pid)))
+                pids = tree(proc.pid)
+                marks.append((update[0], update[1], cpu_seconds(pids), time.monotonic(), pids))
 
         broker.hook = hook
         broker.wait(lambda u: len(marks) >= 2, WINDOW[1] + 20)
@@ -386,9 +387,11 @@ def idle(tools, name, workdir, sampled):
         while full is None and time.time() < deadline and proc.poll() is None:
             accepted = broker.sockets() - base
             if first is None and accepted >= 1:
-                first = (time.time(), cpu_seconds(proc.pid), time.monotonic(), tree(proc.pid))
+                pids = tree(proc.pid)
+                first = (time.time(), cpu_seconds(pids), time.monotonic(), pids)
             if accepted >= IDLE_CLIENTS:
-                full = (time.time(), cpu_seconds(proc.pid), time.monotonic(), tree(proc.pid))
+                pids = tree(proc.pid)
+                full = (time.time(), cpu_seconds(pids), time.monotonic(), pids)
             time.sleep(0.01)
         counted = broker.wait(lambda u: u[2] >= IDLE_CLIENTS, 30) if full else None
         if counted is None:
