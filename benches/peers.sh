@@ -2,7 +2,9 @@
 # The peers benchmark: fleetsim beside the tools people use instead, each against its own fresh
 # Mosquitto, at the same work, in one table (the method is at the top of benches/peers/peers.py):
 #
-#   benches/peers.sh                    # fleetsim, Locust's MQTT user, a mosquitto_pub floor
+#   benches/peers.sh                    # fleetsim, Locust's MQTT user, and two floors: mosquitto_pub
+#                                       # on one connection, and fleetsim's packets on as many
+#                                       # as fleetsim (benches/peers/floor.rs)
 #   TOOLS=fleetsim benches/peers.sh     # one of them
 #   WORKS=qos0,idle benches/peers.sh    # some of the work (qos0, qos1, idle)
 #   IDLE_RATE=2000 benches/peers.sh     # idle clients asked for at 2,000 a second, not 20,000
@@ -15,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-reports/peers-$(date -u +%Y%m%dT%H%M%SZ)}
-TOOLS=${TOOLS:-fleetsim,locust,floor}
+TOOLS=${TOOLS:-fleetsim,locust,floor,packets}
 WORKS=${WORKS:-qos0,qos1,idle}
 IDLE_RATE=${IDLE_RATE:-20000}
 VENV=target/bench-deps/locust
@@ -47,7 +49,7 @@ if [[ ",$TOOLS," == *",locust,"* ]] && ! "$VENV/bin/python" -c 'import locust.co
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "locust==$LOCUST_VERSION" "paho-mqtt==$PAHO_VERSION"
 fi
-cargo build --release --quiet
+cargo build --release --quiet --bin fleetsim --example peers-floor
 mkdir -p "$OUT"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); $(mosquitto -h 2>/dev/null | head -1); $(date -u +%Y-%m-%d); reports: $OUT"
 python3 benches/peers/peers.py --fleetsim target/release/fleetsim --venv "$(realpath "$VENV")" --out "$(realpath "$OUT")" --tools "$TOOLS" --works "$WORKS" --idle-rate "$IDLE_RATE"

@@ -21,8 +21,11 @@ mosquitto_pub floor, each against a fresh Mosquitto of its own, at the same work
   once a second, too coarse for a burst that lasts about two), and the broker's $SYS count of
   connected clients must then reach 15,000.
 
-The floor is mosquitto_pub -l, one client writing the lines another process feeds it: what one
-write per message costs on this machine, with nothing else to do.
+Two floors. `floor` is mosquitto_pub -l, one client writing the lines another process feeds it:
+one write per message, but on one connection, where the kernel packs many messages into a TCP
+segment and acknowledges them together. `packets` is benches/peers/floor.rs (`peers-floor`):
+fleetsim's own packets, on as many connections, from one thread doing nothing else; a segment
+per message and its acknowledgement, as fleetsim pays. It takes part in the idle work too.
 """
 import argparse
 import os
@@ -41,6 +44,10 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 WINDOW = (15.0, 35.0)  # seconds after the tool starts: the steady window
 IDLE_CLIENTS = 15_000
 IDLE_DEADLINE = 120  # seconds a tool has to connect them all
+LABELS = {
+    "floor": "floor, one connection (`mosquitto_pub -l`)",
+    "packets": "floor at fleetsim's packets (`peers-floor`)",
+}
 
 
 def raise_files():
@@ -293,6 +300,15 @@ class Tools:
         return subprocess.Popen(cmd, env=env, preexec_fn=raise_files, cwd=out,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def packets(self, port, work, clients, out):
+        cmd = [self.args.packet_floor, "--port", str(port), "--work", work]
+        if clients is not None:
+            cmd += ["--clients", str(clients)]
+        if work == "idle":
+            cmd += ["--rate", str(self.args.idle_rate)]
+        return subprocess.Popen(cmd, preexec_fn=raise_files, cwd=out,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def floor(self, port, work, clients, out):
         if work == "idle":
             return None
@@ -426,11 +442,15 @@ def main():
     parser.add_argument("--fleetsim", required=True)
     parser.add_argument("--venv", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--tools", default="fleetsim,locust,floor")
+    parser.add_argument("--packet-floor", help="the peers-floor example (default: beside --fleetsim)")
+    parser.add_argument("--tools", default="fleetsim,locust,floor,packets")
     parser.add_argument("--works", default="qos0,qos1,idle")
     parser.add_argument("--idle-rate", type=int, default=20000, help="clients asked for a second (idle work)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.packet_floor is None:
+        args.packet_floor = os.path.join(os.path.dirname(args.fleetsim), "examples", "peers-floor")
+    args.packet_floor = os.path.realpath(args.packet_floor)  # it runs in its output folder
     tools = Tools(args)
     sampled = KernelShare.works()
     if not sampled:
@@ -450,7 +470,7 @@ def main():
           "msg/s) | B per idle client | connects/s | CPU-s per 1,000 connects (kernel's part) |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        cells = [row["tool"]]
+        cells = [LABELS.get(row["tool"], row["tool"])]
         for work in ("qos0", "qos1"):
             r = row[work]
             cells.append("-" if r is None else f"{fmt(r['cpu_per_100k'], '.2f')} "
