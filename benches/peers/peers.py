@@ -451,6 +451,10 @@ def main():
     if args.packet_floor is None:
         args.packet_floor = os.path.join(os.path.dirname(args.fleetsim), "examples", "peers-floor")
     args.packet_floor = os.path.realpath(args.packet_floor)  # it runs in its output folder
+    if "packets" in args.tools.split(",") and not os.access(args.packet_floor, os.X_OK):
+        sys.exit(f"peers.py: no packet floor at {args.packet_floor}: build it with "
+                 "`cargo build --release --example peers-floor` (benches/peers.sh does), or leave "
+                 "`packets` out of --tools")
     tools = Tools(args)
     sampled = KernelShare.works()
     if not sampled:
