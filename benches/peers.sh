@@ -12,7 +12,7 @@
 # Installs what it needs first: Debian's mosquitto and mosquitto-clients (as scripts/test does),
 # linux-perf (for the kernel's part of each CPU figure; sampling every core needs root or
 # kernel.perf_event_paranoid at 0 or less), and Locust with paho-mqtt into a venv under
-# target/bench-deps (pinned, so the figures compare across runs). About 15 minutes on 2 cores.
+# target/bench-deps (pinned, so the figures compare across runs). About 16 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
