@@ -169,6 +169,12 @@ class KernelShare:
         return kernel / total if total >= 100 else None
 
 
+def mark(pid):
+    """(time, CPU seconds, monotonic time, processes) of the tool `pid` now, from one /proc scan."""
+    pids = tree(pid)
+    return time.time(), cpu_seconds(pids), time.monotonic(), pids
+
+
 def rss_bytes(pid):
     total = 0
     for p in tree(pid):
@@ -403,11 +409,9 @@ def idle(tools, name, workdir, sampled):
         while full is None and time.time() < deadline and proc.poll() is None:
             accepted = broker.sockets() - base
             if first is None and accepted >= 1:
-                pids = tree(proc.pid)
-                first = (time.time(), cpu_seconds(pids), time.monotonic(), pids)
+                first = mark(proc.pid)
             if accepted >= IDLE_CLIENTS:
-                pids = tree(proc.pid)
-                full = (time.time(), cpu_seconds(pids), time.monotonic(), pids)
+                full = mark(proc.pid)
             time.sleep(0.01)
         counted = broker.wait(lambda u: u[2] >= IDLE_CLIENTS, 30) if full else None
         if counted is None:
