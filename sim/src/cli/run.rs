@@ -235,6 +235,9 @@ pub fn run(
     if let Some(line) = harness_line(&outcome.summary["harness"]) {
         writeln!(out, "{line}")?;
     }
+    if let Some(line) = late_line(&outcome.summary["metrics"]["counters"]) {
+        writeln!(out, "{line}")?;
+    }
     for verdict in &outcome.verdicts {
         writeln!(out, "{verdict}")?;
     }
@@ -333,6 +336,18 @@ fn harness_line(harness: &serde_json::Value) -> Option<String> {
     Some(line)
 }
 
+/// `late sends: 35 of 425500 reports went out more than 5 ms after their intended instant ...`,
+/// for a run whose harness fell behind its schedule; `None` for one that kept it.
+fn late_line(counters: &serde_json::Value) -> Option<String> {
+    let late = counters["late_sends"].as_u64().filter(|&n| n > 0)?;
+    Some(format!(
+        "late sends: {late} of {} reports went out more than 5 ms after their intended instant: the harness or \
+         its machine fell behind its schedule, and the latencies include that delay (late_sends_per_s in \
+         timeseries.csv says when)",
+        counters["published"].as_u64().unwrap_or(0)
+    ))
+}
+
 /// Points the scenario at `url`, as its dialect takes one (an `http://` URL is a reference
 /// backend's operator API, an `mqtt://` URL a broker, ...).
 fn aim(scenario: &mut crate::scenario::Scenario, url: &str) -> Result<(), CliError> {
@@ -360,4 +375,25 @@ fn stop_on_signal(stop: tokio_util::sync::CancellationToken) -> std::io::Result<
             stop.cancel();
         });
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_behind_its_schedule_says_how_far_and_one_on_time_says_nothing() {
+        let late = serde_json::json!({ "late_sends": 35, "published": 425_500 });
+        let line = late_line(&late).expect("a line");
+        assert!(
+            line.starts_with("late sends: 35 of 425500 reports went out more than 5 ms after"),
+            "{line}"
+        );
+        assert_eq!(late_line(&serde_json::json!({ "late_sends": 0, "published": 9 })), None);
+        assert_eq!(
+            late_line(&serde_json::json!({})),
+            None,
+            "a summary from before the counter"
+        );
+    }
 }

@@ -81,6 +81,9 @@ pub struct Frame {
     pub identities: Identities,
     /// Reports made in a fault, and watchdog resets, so far.
     pub faults: (u64, u64),
+    /// Reports sent more than 5 ms after their intended instant, so far: the harness (or its
+    /// machine) behind its schedule, which the latencies then include.
+    pub late_sends: u64,
     /// The harness's resident memory now and before the first device, bytes (0: unknown).
     pub rss_bytes: u64,
     /// Resident memory before the first device, bytes (0: unknown).
@@ -243,6 +246,7 @@ impl Live {
             recovery: recovery(total),
             identities: identities(total),
             faults: (total.count(Counter::FaultReports), total.count(Counter::WatchdogResets)),
+            late_sends: total.count(Counter::LateSends),
             rss_bytes: row.rss_bytes,
             rss_before_bytes: self.rss_before_bytes,
             cpu: row.cpu,
@@ -376,6 +380,18 @@ mod tests {
             breached.events[0]
         );
         assert!(frame(&rx).events.is_empty(), "said once");
+    }
+
+    #[test]
+    fn a_frame_counts_the_late_sends_of_the_run_so_far() {
+        let (mut live, rx) = live(&[]);
+        let mut recorder = Recorder::default();
+        recorder.count(Counter::LateSends, 35);
+        let second = recorder.take();
+        let mut total = second.clone();
+        total.merge(&second);
+        live.second(2, &second, &total, &Second::default());
+        assert_eq!(frame(&rx).late_sends, 70, "the total's, not the second's");
     }
 
     #[test]

@@ -180,7 +180,8 @@ fn ms(value: Option<Duration>) -> String {
     value.map_or("-".to_owned(), |d| format!("{:.1}ms", d.as_secs_f64() * 1e3))
 }
 
-/// `[12s] online 1834/2000 provisioning 12 offline 4 | prov 210/s conn 200/s pub 3120/s | connect p50 1.2ms p99 8.0ms | ...`
+/// `[12s] online 1834/2000 provisioning 12 offline 4 | prov 210/s conn 200/s pub 3120/s | connect p50 1.2ms p99 8.0ms | ...`,
+/// with `| late sends 40` after the rates in a second some reports went out more than 5 ms late.
 pub fn progress_line(elapsed: u64, devices: u64, states: &StateCounts, second: &Snapshot) -> String {
     let mut line = format!("[{elapsed}s]");
     for (state, count) in states.iter() {
@@ -204,6 +205,11 @@ pub fn progress_line(elapsed: u64, devices: u64, states: &StateCounts, second: &
         // Polling devices report by polling, not publishing.
         line.push_str(&format!(" poll {polls}/s"));
     }
+    let late = second.count(Counter::LateSends);
+    if late > 0 {
+        // The harness (or its machine) behind its schedule: said where the rates are read.
+        line.push_str(&format!(" | late sends {late}"));
+    }
     for latency in Latency::ALL {
         if second.samples(*latency) > 0 {
             line.push_str(&format!(
@@ -215,4 +221,30 @@ pub fn progress_line(elapsed: u64, devices: u64, states: &StateCounts, second: &
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::recorder::Recorder;
+
+    fn second_with(late: u64) -> Snapshot {
+        let mut recorder = Recorder::default();
+        recorder.count(Counter::Published, 3120);
+        recorder.count(Counter::LateSends, late);
+        recorder.take()
+    }
+
+    #[test]
+    fn a_second_with_late_sends_says_so_after_the_rates() {
+        let mut states = StateCounts::default();
+        states.add(State::Online, 1834);
+        let line = progress_line(12, 2000, &states, &second_with(40));
+        assert_eq!(
+            line,
+            "[12s] online 1834/2000 | prov 0/s conn 0/s pub 3120/s | late sends 40"
+        );
+        let line = progress_line(12, 2000, &states, &second_with(0));
+        assert!(!line.contains("late"), "{line}");
+    }
 }

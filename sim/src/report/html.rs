@@ -49,7 +49,7 @@ pub fn render(summary: &Value, timeseries: &str, histograms: &BTreeMap<String, H
         ("Rates", charts::rates(&table)),
         (
             "Latency over time (p99 of each second)",
-            charts::latency_over_time(&table),
+            late_note(summary) + &charts::latency_over_time(&table),
         ),
         (
             "Latency distribution of each operation",
@@ -92,6 +92,22 @@ td.halted{color:#fff;background:#d62728}td.completed{color:#fff;background:#2c9c
 .legend li{margin:3px 0;white-space:nowrap}\
 .legend .key{display:inline-block;width:18px;height:4px;margin-right:6px;vertical-align:middle}\
 .note{color:#555;font-size:.9em}.none{color:#777;font-style:italic}svg{display:block;flex:none}";
+
+/// How many reports the harness sent late, above the latency chart, for a run that fell behind
+/// its schedule (nothing for one that kept it).
+fn late_note(summary: &Value) -> String {
+    let counters = &summary["metrics"]["counters"];
+    match counters["late_sends"].as_u64() {
+        Some(late @ 1..) => format!(
+            "<p class=\"note\" id=\"late-sends\">{} of {} reports went out more than 5 ms after their intended \
+             instant (late_sends_per_s in timeseries.csv says when): the harness or its machine fell behind its \
+             schedule, and the latencies include that delay.</p>\n",
+            count(late),
+            count(counters["published"].as_u64().unwrap_or(0))
+        ),
+        _ => String::new(),
+    }
+}
 
 /// `n` with its thousands separated: `2,000`.
 fn count(n: u64) -> String {
@@ -390,6 +406,23 @@ mod tests {
         assert!(figure_of(&page, "figure-errors").contains("none of any kind"));
         assert!(figure_of(&page, "figure-gates").contains("this scenario has no gates"));
         assert!(figure_of(&page, "figure-provisions").contains("no device provisioned"));
+    }
+
+    #[test]
+    fn late_sends_are_told_above_the_latency_chart_only_when_there_are_some() {
+        let page = render(&sample(), CSV, &BTreeMap::new());
+        assert!(!page.contains("id=\"late-sends\""), "a run on schedule");
+        let mut late = sample();
+        late["metrics"]["counters"]["late_sends"] = json!(1234);
+        late["metrics"]["counters"]["published"] = json!(425_500);
+        let page = render(&late, CSV, &BTreeMap::new());
+        let note = page.find("<p class=\"note\" id=\"late-sends\">1,234 of 425,500 reports went out more than 5 ms");
+        let chart = page.find("<h2>Latency over time");
+        assert!(note.is_some() && chart < note, "{page}");
+        assert!(
+            note < page.find("<h2>Latency distribution"),
+            "in the latency-over-time section"
+        );
     }
 
     #[test]

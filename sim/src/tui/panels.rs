@@ -104,7 +104,8 @@ pub fn latency_height(model: &Model) -> u16 {
     3 + measured(model).count().max(1) as u16
 }
 
-/// Latency percentiles over the run so far; a figure a failing gate reads is red.
+/// Latency percentiles over the run so far; a figure a failing gate reads is red. Reports sent
+/// late are counted in the title, in yellow: the harness's own delay, which the latencies hold.
 pub fn latency(frame: &mut Frame<'_>, area: Rect, model: &Model) {
     let columns = ["p50", "p99", "p99.9", "max"];
     let rows: Vec<Row> = measured(model)
@@ -142,7 +143,17 @@ pub fn latency(frame: &mut Frame<'_>, area: Rect, model: &Model) {
         Constraint::Length(10),
         Constraint::Length(11),
     ];
-    let block = Block::default().borders(Borders::ALL).title(" Latency, run so far ");
+    let mut title = vec![Span::raw(" Latency, run so far ")];
+    if model.frame.late_sends > 0 {
+        title.push(Span::styled(
+            format!(
+                "· late sends: {} reports over 5 ms behind schedule ",
+                model.frame.late_sends
+            ),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    let block = Block::default().borders(Borders::ALL).title(Line::from(title));
     if rows.is_empty() {
         frame.render_widget(Paragraph::new("no samples yet").block(block), area);
         return;

@@ -354,6 +354,26 @@ mod tests {
     }
 
     #[test]
+    fn late_sends_show_in_yellow_over_the_latencies_and_only_when_there_are_some() {
+        let on_time = render(&model(), 80, 24);
+        assert!(!shows(&on_time, "late sends"), "{}", rows(&on_time).join("\n"));
+        let mut model = model();
+        model.apply(Update::Second(Box::new(LiveFrame {
+            elapsed_s: 46,
+            devices: 2000,
+            latencies: vec![latency("publish.latency", 9000, [1, 7, 9, 12])],
+            late_sends: 35,
+            ..LiveFrame::default()
+        })));
+        let late = render(&model, 80, 24);
+        let text = "late sends: 35 reports over 5 ms behind schedule";
+        assert!(shows(&late, text), "{}", rows(&late).join("\n"));
+        assert_eq!(color_at(&late, text), Some(Color::Yellow));
+        let (_, title_row) = find(&late, text).expect("shown");
+        assert_eq!(find(&late, "Latency, run so far").map(|(_, y)| y), Some(title_row));
+    }
+
+    #[test]
     fn below_80x24_the_dashboard_says_the_terminal_is_too_small() {
         for (width, height) in [(79, 24), (80, 23), (40, 10)] {
             let buffer = render(&model(), width, height);
