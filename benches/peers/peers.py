@@ -21,6 +21,10 @@ mosquitto_pub floor, each against a fresh Mosquitto of its own, at the same work
   once a second, too coarse for a burst that lasts about two), and the broker's $SYS count of
   connected clients must then reach 15,000.
 
+After the table, fleetsim's own account of each message run, from the summary.json it writes
+when stopped: publish p99 and p99.9 at QoS 1 and its late sends (reports sent more than 5 ms
+after their intended instant), for the whole run up to the stop, ramp included.
+
 Two floors. `floor` is mosquitto_pub -l, one client writing the lines another process feeds it:
 one write per message, but on one connection, where the kernel packs many messages into a TCP
 segment and acknowledges them together. `packets` is benches/peers/floor.rs (`peers-floor`):
@@ -28,6 +32,7 @@ fleetsim's own packets, on as many connections, from one thread doing nothing el
 per message and its acknowledgement, as fleetsim pays. It takes part in the idle work too.
 """
 import argparse
+import json
 import os
 import resource
 import signal
@@ -375,11 +380,27 @@ def messages(tools, name, work, workdir, sampled):
             "msg_per_s": sent / (t1 - t0),
             "cpu_per_100k": cpu,
             "kernel_per_100k": None if share is None else cpu * share,
+            "accuracy": accuracy(out, work) if name == "fleetsim" else None,
         }
     finally:
         if perf:
             perf.close()
         broker.stop()
+
+
+def accuracy(out, work):
+    """fleetsim's own account of its run (until it was stopped), from its summary: publish
+    p99 and p99.9 (QoS 1 only: a QoS 0 publish has no answer to time) and its late sends, the
+    reports it sent more than 5 ms after their intended instant."""
+    try:
+        with open(os.path.join(out, "summary.json")) as f:
+            metrics = json.load(f)["metrics"]
+    except (OSError, ValueError, KeyError):
+        return None
+    counters = metrics.get("counters", {})
+    publish = metrics.get("histograms", {}).get("publish.latency", {}) if work == "qos1" else {}
+    return {"p99_ms": publish.get("p99_ms"), "p99_9_ms": publish.get("p99_9_ms"),
+            "late_sends": counters.get("late_sends"), "published": counters.get("published")}
 
 
 def idle(tools, name, workdir, sampled):
@@ -491,6 +512,14 @@ def main():
                       "-" if i.get("cpu_per_1k_connects") is None else
                       f'{i["cpu_per_1k_connects"]:.3f} ({fmt(i["kernel_per_1k_connects"], ".3f")})']
         print("| " + " | ".join(cells) + " |")
+    for row in rows:
+        for work in ("qos0", "qos1"):
+            a = (row[work] or {}).get("accuracy")
+            if a:
+                p99 = "" if a["p99_ms"] is None else \
+                    f"publish p99 {a['p99_ms']:.2f} ms, p99.9 {fmt(a['p99_9_ms'], '.2f')} ms; "
+                print(f"{LABELS.get(row['tool'], row['tool'])} {work}, whole run: {p99}"
+                      f"{fmt(a['late_sends'], ',')} late sends of {fmt(a['published'], ',')} reports")
 
 
 if __name__ == "__main__":
