@@ -1176,23 +1176,30 @@ mod tests {
             read[2].contains("Disconnected(139)") && read[3].contains("Disconnected(0)"),
             "{read:?}"
         );
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for mut buf in mutations(&valid, 0x9E37_79B9_7F4A_7C15) {
+            while let Ok(Some(_)) = read_incoming_v5(&mut buf) {}
+        }
+    }
+
+    /// 20,000 copies of `valid`, each with one to four bits flipped and cut short at a random
+    /// length, from a xorshift generator seeded with `seed` (the same copies every run).
+    fn mutations(valid: &[u8], seed: u64) -> impl Iterator<Item = BytesMut> + '_ {
+        let mut state = seed;
         let mut next = move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
         };
-        for _ in 0..20_000 {
-            let mut bytes = valid.clone();
+        (0..20_000).map(move |_| {
+            let mut bytes = valid.to_vec();
             for _ in 0..1 + next() % 4 {
                 let at = (next() % bytes.len() as u64) as usize;
                 bytes[at] ^= 1 << (next() % 8);
             }
             bytes.truncate(1 + (next() % bytes.len() as u64) as usize);
-            let mut buf = BytesMut::from(&bytes[..]);
-            while let Ok(Some(_)) = read_incoming_v5(&mut buf) {}
-        }
+            BytesMut::from(&bytes[..])
+        })
     }
 
     /// MQTT 3.1.1 as 5: a PUBLISH whose topic runs past its declared length, or a PUBACK too
@@ -1234,21 +1241,7 @@ mod tests {
         }
         assert_eq!(read.len(), 4, "{read:?}");
         assert!(read[1] == "PubAck(3)" && read[2] == "SubscribeRefused", "{read:?}");
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for _ in 0..20_000 {
-            let mut bytes = valid.clone();
-            for _ in 0..1 + next() % 4 {
-                let at = (next() % bytes.len() as u64) as usize;
-                bytes[at] ^= 1 << (next() % 8);
-            }
-            bytes.truncate(1 + (next() % bytes.len() as u64) as usize);
-            let mut buf = BytesMut::from(&bytes[..]);
+        for mut buf in mutations(&valid, 0x2545_F491_4F6C_DD1D) {
             while let Ok(Some(_)) = read_incoming(&mut buf) {}
         }
     }
