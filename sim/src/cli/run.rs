@@ -235,7 +235,7 @@ pub fn run(
     if let Some(line) = harness_line(&outcome.summary["harness"]) {
         writeln!(out, "{line}")?;
     }
-    if let Some(line) = late_line(&outcome.summary["metrics"]["counters"]) {
+    if let Some(line) = late_line(&outcome.summary) {
         writeln!(out, "{line}")?;
     }
     for verdict in &outcome.verdicts {
@@ -338,13 +338,12 @@ fn harness_line(harness: &serde_json::Value) -> Option<String> {
 
 /// `late sends: 35 of 425500 reports went out more than 5 ms after their intended instant ...`,
 /// for a run whose harness fell behind its schedule; `None` for one that kept it.
-fn late_line(counters: &serde_json::Value) -> Option<String> {
-    let late = counters["late_sends"].as_u64().filter(|&n| n > 0)?;
+fn late_line(summary: &serde_json::Value) -> Option<String> {
+    let (late, published) = crate::report::figures::late_sends(summary)?;
     Some(format!(
-        "late sends: {late} of {} reports went out more than 5 ms after their intended instant: the harness or \
-         its machine fell behind its schedule, and the latencies include that delay (late_sends_per_s in \
-         timeseries.csv says when)",
-        counters["published"].as_u64().unwrap_or(0)
+        "late sends: {late} of {published} reports went out more than 5 ms after their intended instant: the \
+         harness or its machine fell behind its schedule, and the latencies include that delay (late_sends_per_s \
+         in timeseries.csv says when)"
     ))
 }
 
@@ -383,15 +382,19 @@ mod tests {
 
     #[test]
     fn a_run_behind_its_schedule_says_how_far_and_one_on_time_says_nothing() {
-        let late = serde_json::json!({ "late_sends": 35, "published": 425_500 });
+        let summary = |counters| serde_json::json!({ "metrics": { "counters": counters } });
+        let late = summary(serde_json::json!({ "late_sends": 35, "published": 425_500 }));
         let line = late_line(&late).expect("a line");
         assert!(
             line.starts_with("late sends: 35 of 425500 reports went out more than 5 ms after"),
             "{line}"
         );
-        assert_eq!(late_line(&serde_json::json!({ "late_sends": 0, "published": 9 })), None);
         assert_eq!(
-            late_line(&serde_json::json!({})),
+            late_line(&summary(serde_json::json!({ "late_sends": 0, "published": 9 }))),
+            None
+        );
+        assert_eq!(
+            late_line(&summary(serde_json::json!({}))),
             None,
             "a summary from before the counter"
         );

@@ -14,6 +14,15 @@ use crate::device::StateCounts;
 use crate::metrics::names::{MetricKind, Stat};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
 
+/// A run's late sends and the reports it published, from `summary.json`, for a run that sent
+/// any late (`None` for one that kept its schedule, or a summary from before the counter): what
+/// the end of a run and `report.html` tell the user.
+pub fn late_sends(summary: &Value) -> Option<(u64, u64)> {
+    let counters = &summary["metrics"]["counters"];
+    let late = counters[Counter::LateSends.name()].as_u64().filter(|&n| n > 0)?;
+    Some((late, counters[Counter::Published.name()].as_u64().unwrap_or(0)))
+}
+
 /// The share of cut-off devices whose return `reconnect.recovery` waits for.
 const RECOVERED_SHARE: f64 = 0.99;
 

@@ -96,16 +96,15 @@ td.halted{color:#fff;background:#d62728}td.completed{color:#fff;background:#2c9c
 /// How many reports the harness sent late, above the latency chart, for a run that fell behind
 /// its schedule (nothing for one that kept it).
 fn late_note(summary: &Value) -> String {
-    let counters = &summary["metrics"]["counters"];
-    match counters["late_sends"].as_u64() {
-        Some(late @ 1..) => format!(
+    match super::figures::late_sends(summary) {
+        Some((late, published)) => format!(
             "<p class=\"note\" id=\"late-sends\">{} of {} reports went out more than 5 ms after their intended \
              instant (late_sends_per_s in timeseries.csv says when): the harness or its machine fell behind its \
              schedule, and the latencies include that delay.</p>\n",
             count(late),
-            count(counters["published"].as_u64().unwrap_or(0))
+            count(published)
         ),
-        _ => String::new(),
+        None => String::new(),
     }
 }
 
