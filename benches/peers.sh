@@ -8,6 +8,8 @@
 #   TOOLS=fleetsim benches/peers.sh     # one of them
 #   WORKS=qos0,idle benches/peers.sh    # some of the work (qos0, qos1, idle)
 #   IDLE_RATE=2000 benches/peers.sh     # idle clients asked for at 2,000 a second, not 20,000
+#   ROUNDS=3 benches/peers.sh           # three runs of each, the tools taking turns: medians,
+#                                       # ranges, and fleetsim over the packet floor round by round
 #
 # Installs what it needs first: Debian's mosquitto and mosquitto-clients (as scripts/test does),
 # linux-perf (for the kernel's part of each CPU figure; sampling every core needs root or
@@ -20,6 +22,7 @@ OUT=${OUT:-reports/peers-$(date -u +%Y%m%dT%H%M%SZ)}
 TOOLS=${TOOLS:-fleetsim,locust,floor,packets}
 WORKS=${WORKS:-qos0,qos1,idle}
 IDLE_RATE=${IDLE_RATE:-20000}
+ROUNDS=${ROUNDS:-1}
 VENV=target/bench-deps/locust
 LOCUST_VERSION=2.47.0
 PAHO_VERSION=2.1.0
@@ -52,4 +55,4 @@ fi
 cargo build --release --quiet --bin fleetsim --example peers-floor
 mkdir -p "$OUT"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); $(mosquitto -h 2>/dev/null | head -1); $(date -u +%Y-%m-%d); reports: $OUT"
-python3 benches/peers/peers.py --fleetsim target/release/fleetsim --venv "$(realpath "$VENV")" --out "$(realpath "$OUT")" --tools "$TOOLS" --works "$WORKS" --idle-rate "$IDLE_RATE"
+python3 benches/peers/peers.py --fleetsim target/release/fleetsim --venv "$(realpath "$VENV")" --out "$(realpath "$OUT")" --tools "$TOOLS" --works "$WORKS" --idle-rate "$IDLE_RATE" --rounds "$ROUNDS"

@@ -30,6 +30,13 @@ one write per message, but on one connection, where the kernel packs many messag
 segment and acknowledges them together. `packets` is benches/peers/floor.rs (`peers-floor`):
 fleetsim's own packets, on as many connections, from one thread doing nothing else; a segment
 per message and its acknowledgement, as fleetsim pays. It takes part in the idle work too.
+
+Rounds (`--rounds N`): each tool runs each work N times, the tools taking turns at one work
+before the next work starts, in the reverse order every other round. The machine's speed drifts
+between minutes (docs/scale.md has sittings 40% apart), so the table then gives each figure's
+median with its lowest and highest, and one line gives fleetsim's CPU over the packet floor's,
+each round's pair of runs back to back: the harness's own cost, the figure the drift moves
+least. Every run's figures go to peers.json in --out; the table is peers_table.py's.
 """
 import argparse
 import json
@@ -42,17 +49,14 @@ import sys
 import threading
 import time
 
+import peers_table
+from peers_table import IDLE_CLIENTS, IDLE_DEADLINE
+
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 WINDOW = (15.0, 35.0)  # seconds after the tool starts: the steady window
-IDLE_CLIENTS = 15_000
-IDLE_DEADLINE = 120  # seconds a tool has to connect them all
-LABELS = {
-    "floor": "floor, one connection (`mosquitto_pub -l`)",
-    "packets": "floor at fleetsim's packets (`peers-floor`)",
-}
 
 
 def raise_files():
@@ -349,12 +353,12 @@ class Tools:
         return pub
 
 
-def messages(tools, name, work, workdir, sampled):
+def messages(tools, name, work, workdir, sampled, tag=""):
     settle()
-    broker = Broker(workdir, f"{name}-{work}")
-    perf = KernelShare(workdir, f"{name}-{work}") if sampled else None
+    broker = Broker(workdir, f"{name}-{work}{tag}")
+    perf = KernelShare(workdir, f"{name}-{work}{tag}") if sampled else None
     try:
-        out = os.path.join(workdir, f"{name}-{work}")
+        out = os.path.join(workdir, f"{name}-{work}{tag}")
         os.makedirs(out, exist_ok=True)
         proc = getattr(tools, name)(broker.port, work, None, out)
         start = time.time()
@@ -403,13 +407,13 @@ def accuracy(out, work):
             "late_sends": counters.get("late_sends"), "published": counters.get("published")}
 
 
-def idle(tools, name, workdir, sampled):
+def idle(tools, name, workdir, sampled, tag=""):
     if name == "floor":
         return None
     settle()
-    out = os.path.join(workdir, f"{name}-idle-1")
+    out = os.path.join(workdir, f"{name}-idle-1{tag}")
     os.makedirs(out, exist_ok=True)
-    broker = Broker(workdir, f"{name}-idle-1")
+    broker = Broker(workdir, f"{name}-idle-1{tag}")
     try:
         proc = getattr(tools, name)(broker.port, "idle", 1, out)
         broker.wait(lambda u: u[2] >= 1, 30)
@@ -418,10 +422,10 @@ def idle(tools, name, workdir, sampled):
         stop(proc)
     finally:
         broker.stop()
-    out = os.path.join(workdir, f"{name}-idle")
+    out = os.path.join(workdir, f"{name}-idle{tag}")
     os.makedirs(out, exist_ok=True)
-    broker = Broker(workdir, f"{name}-idle")
-    perf = KernelShare(workdir, f"{name}-idle") if sampled else None
+    broker = Broker(workdir, f"{name}-idle{tag}")
+    perf = KernelShare(workdir, f"{name}-idle{tag}") if sampled else None
     try:
         base = broker.sockets()
         proc = getattr(tools, name)(broker.port, "idle", None, out)
@@ -458,10 +462,6 @@ def idle(tools, name, workdir, sampled):
         broker.stop()
 
 
-def fmt(value, spec):
-    return "-" if value is None else format(value, spec)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fleetsim", required=True)
@@ -471,12 +471,21 @@ def main():
     parser.add_argument("--tools", default="fleetsim,locust,floor,packets")
     parser.add_argument("--works", default="qos0,qos1,idle")
     parser.add_argument("--idle-rate", type=int, default=20000, help="clients asked for a second (idle work)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of each tool at each work, the tools taking turns (each round in the "
+                             "order the last one ended with); the table gives medians and ranges")
     args = parser.parse_args()
+    names = args.tools.split(",")
+    works = [work for work in ("qos0", "qos1", "idle") if work in args.works.split(",")]
+    if len(set(names)) < len(names):
+        sys.exit("peers.py: a tool named twice in --tools; for more runs of each, give --rounds")
+    if args.rounds < 1:
+        sys.exit("peers.py: --rounds must be at least 1")
     os.makedirs(args.out, exist_ok=True)
     if args.packet_floor is None:
         args.packet_floor = os.path.join(os.path.dirname(args.fleetsim), "examples", "peers-floor")
     args.packet_floor = os.path.realpath(args.packet_floor)  # it runs in its output folder
-    if "packets" in args.tools.split(",") and not os.access(args.packet_floor, os.X_OK):
+    if "packets" in names and not os.access(args.packet_floor, os.X_OK):
         sys.exit(f"peers.py: no packet floor at {args.packet_floor}: build it with "
                  "`cargo build --release --example peers-floor` (benches/peers.sh does), or leave "
                  "`packets` out of --tools")
@@ -485,41 +494,29 @@ def main():
     if not sampled:
         print("perf cannot sample every core here (install linux-perf; run as root or set "
               "kernel.perf_event_paranoid to 0 or less): the kernel's part reads -", file=sys.stderr)
-    rows = []
-    for name in args.tools.split(","):
-        row = {"tool": name}
-        works = args.works.split(",")
-        for work in ("qos0", "qos1"):
-            row[work] = messages(tools, name, work, args.out, sampled) if work in works else None
-            print(f"{name} {work}: {row[work]}", file=sys.stderr, flush=True)
-        row["idle"] = idle(tools, name, args.out, sampled) if "idle" in works else None
-        print(f"{name} idle: {row['idle']}", file=sys.stderr, flush=True)
-        rows.append(row)
-    print("| tool | CPU-s per 100k QoS 0 msgs (kernel's part; msg/s) | CPU-s per 100k QoS 1 msgs (kernel's part; "
-          "msg/s) | B per idle client | connects/s | CPU-s per 1,000 connects (kernel's part) |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        cells = [LABELS.get(row["tool"], row["tool"])]
-        for work in ("qos0", "qos1"):
-            r = row[work]
-            cells.append("-" if r is None else f"{fmt(r['cpu_per_100k'], '.2f')} "
-                         f"({fmt(r['kernel_per_100k'], '.2f')}; {r['msg_per_s']:,.0f}/s)")
-        i = row["idle"] or {}
-        if i and "rss_per_client" not in i:
-            cells += [f"{i['reached']:,} of {IDLE_CLIENTS:,} in {IDLE_DEADLINE} s", "-", "-"]
-        else:
-            cells += [fmt(i.get("rss_per_client"), ",.0f"), fmt(i.get("connects_per_s"), ",.0f"),
-                      "-" if i.get("cpu_per_1k_connects") is None else
-                      f'{i["cpu_per_1k_connects"]:.3f} ({fmt(i["kernel_per_1k_connects"], ".3f")})']
-        print("| " + " | ".join(cells) + " |")
-    for row in rows:
-        for work in ("qos0", "qos1"):
-            a = (row[work] or {}).get("accuracy")
-            if a:
-                p99 = "" if a["p99_ms"] is None else \
-                    f"publish p99 {a['p99_ms']:.2f} ms, p99.9 {fmt(a['p99_9_ms'], '.2f')} ms; "
-                print(f"{LABELS.get(row['tool'], row['tool'])} {work}, whole run: {p99}"
-                      f"{fmt(a['late_sends'], ',')} late sends of {fmt(a['published'], ',')} reports")
+    results = {name: {work: [] for work in works} for name in names}
+    for k in range(args.rounds):
+        # Each work's runs back to back, so a tool and the one after it meet the same machine;
+        # every other round the other way round, so no tool always goes first.
+        order = names if k % 2 == 0 else names[::-1]
+        tag = "" if args.rounds == 1 else f"-round{k + 1}"
+        for work in works:
+            for name in order:
+                if work == "idle":
+                    run = idle(tools, name, args.out, sampled, tag)
+                else:
+                    run = messages(tools, name, work, args.out, sampled, tag)
+                results[name][work].append(run)
+                print(f"round {k + 1}, {name} {work}: {run}", file=sys.stderr, flush=True)
+    with open(os.path.join(args.out, "peers.json"), "w") as f:
+        json.dump({"rounds": args.rounds, "tools": names, "works": works, "idle_rate": args.idle_rate,
+                   "runs": results}, f, indent=1)
+    print(peers_table.table(results, names, args.rounds))
+    ratio = peers_table.paired(results, names)
+    if ratio:
+        print(ratio)
+    for line in peers_table.accuracy_lines(results, names):
+        print(line)
 
 
 if __name__ == "__main__":
