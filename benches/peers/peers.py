@@ -477,6 +477,11 @@ def main():
     args = parser.parse_args()
     names = args.tools.split(",")
     works = [work for work in ("qos0", "qos1", "idle") if work in args.works.split(",")]
+    unknown = [name for name in names if name not in ("fleetsim", "locust", "floor", "packets")]
+    unknown += [work for work in args.works.split(",") if work not in ("qos0", "qos1", "idle")]
+    if unknown:
+        sys.exit(f"peers.py: no tool or work named {', '.join(unknown)}: the tools are fleetsim, locust, "
+                 "floor and packets; the works qos0, qos1 and idle")
     if len(set(names)) < len(names):
         sys.exit("peers.py: a tool named twice in --tools; for more runs of each, give --rounds")
     if args.rounds < 1:
