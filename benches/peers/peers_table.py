@@ -54,7 +54,7 @@ def header(rounds):
     ranged = "" if rounds == 1 else "; lowest to highest"
     return (f"| tool | CPU-s per 100k QoS 0 msgs{over} (kernel's part; msg/s{ranged}) "
             f"| CPU-s per 100k QoS 1 msgs{over} (kernel's part; msg/s{ranged}) "
-            f"| B per idle client | connects/s | CPU-s per 1,000 connects{over} (kernel's part{ranged}) |\n"
+            f"| B per idle client{over} | connects/s{over} | CPU-s per 1,000 connects{over} (kernel's part{ranged}) |\n"
             "|---|---|---|---|---|---|")
 
 

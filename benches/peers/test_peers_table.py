@@ -38,7 +38,7 @@ class SeveralRounds(unittest.TestCase):
     def test_a_cell_is_the_median_with_the_lowest_and_highest(self):
         runs = [message_run(1.10, 0.71), message_run(0.98, 0.69), message_run(1.04, 0.70)]
         self.assertEqual(peers_table.message_cell(runs), "1.04 (0.70; 10,000/s; 0.98 to 1.10)")
-        self.assertIn("median of 3 rounds", peers_table.header(3))
+        self.assertEqual(peers_table.header(3).count("median of 3 rounds"), 5)
 
     def test_rounds_that_connected_everyone_are_the_only_ones_counted(self):
         cells = peers_table.idle_cells([idle_run(940, 0.050), {"reached": 9_000}, idle_run(960, 0.054)])
