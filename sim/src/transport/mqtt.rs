@@ -1181,6 +1181,17 @@ mod tests {
         }
     }
 
+    /// Every prefix of the packet `whole` is waited for by `read` (`Ok(None)`), the buffer
+    /// kept as it was.
+    fn assert_every_prefix_waits(whole: &[u8], read: fn(&mut BytesMut) -> Result<Option<Incoming>, TransportError>) {
+        for len in 0..whole.len() {
+            let mut buf = BytesMut::from(&whole[..len]);
+            let got = read(&mut buf);
+            assert!(matches!(got, Ok(None)), "{len} bytes: {got:?}");
+            assert_eq!(buf[..], whole[..len], "{len} bytes kept");
+        }
+    }
+
     /// 20,000 copies of `valid`, each with one to four bits flipped and cut short at a random
     /// length, from a xorshift generator seeded with `seed` (the same copies every run).
     fn mutations(valid: &[u8], seed: u64) -> impl Iterator<Item = BytesMut> + '_ {
@@ -1215,12 +1226,7 @@ mod tests {
         let mut buf = BytesMut::from(&[0x40, 0x01, 0x00][..]);
         assert!(matches!(read_incoming(&mut buf), Err(TransportError::Protocol)));
         let whole = [0x40, 0x02, 0x00, 0x07];
-        for len in 0..whole.len() {
-            let mut buf = BytesMut::from(&whole[..len]);
-            let read = read_incoming(&mut buf);
-            assert!(matches!(read, Ok(None)), "{len} bytes: {read:?}");
-            assert_eq!(buf[..], whole[..len], "{len} bytes kept");
-        }
+        assert_every_prefix_waits(&whole, read_incoming);
         let mut buf = BytesMut::from(&whole[..]);
         assert!(matches!(read_incoming(&mut buf), Ok(Some(Incoming::PubAck(7)))));
     }
@@ -1259,12 +1265,7 @@ mod tests {
         let mut buf = BytesMut::from(&[0x20, 0x02, 0x00, 0x00][..]);
         assert!(matches!(decode_v5(&mut buf), Err(TransportError::Protocol)));
         let whole = [0x32, 0x06, 0x00, 0x01, b't', 0x00, 0x07, 0x00];
-        for len in 0..whole.len() {
-            let mut buf = BytesMut::from(&whole[..len]);
-            let read = read_incoming_v5(&mut buf);
-            assert!(matches!(read, Ok(None)), "{len} bytes: {read:?}");
-            assert_eq!(buf[..], whole[..len], "{len} bytes kept");
-        }
+        assert_every_prefix_waits(&whole, read_incoming_v5);
         let mut buf = BytesMut::from(&whole[..]);
         assert!(matches!(read_incoming_v5(&mut buf), Ok(Some(_))));
     }
