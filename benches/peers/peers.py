@@ -57,6 +57,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 WINDOW = (15.0, 35.0)  # seconds after the tool starts: the steady window
+TOOL_NAMES = ("fleetsim", "locust", "floor", "packets")  # the methods of Tools
+WORK_NAMES = ("qos0", "qos1", "idle")
 
 
 def raise_files():
@@ -468,20 +470,20 @@ def main():
     parser.add_argument("--venv", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--packet-floor", help="the peers-floor example (default: beside --fleetsim)")
-    parser.add_argument("--tools", default="fleetsim,locust,floor,packets")
-    parser.add_argument("--works", default="qos0,qos1,idle")
+    parser.add_argument("--tools", default=",".join(TOOL_NAMES))
+    parser.add_argument("--works", default=",".join(WORK_NAMES))
     parser.add_argument("--idle-rate", type=int, default=20000, help="clients asked for a second (idle work)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="runs of each tool at each work, the tools taking turns (each round in the "
                              "order the last one ended with); the table gives medians and ranges")
     args = parser.parse_args()
     names = args.tools.split(",")
-    works = [work for work in ("qos0", "qos1", "idle") if work in args.works.split(",")]
-    unknown = [name for name in names if name not in ("fleetsim", "locust", "floor", "packets")]
-    unknown += [work for work in args.works.split(",") if work not in ("qos0", "qos1", "idle")]
+    asked = args.works.split(",")
+    works = [work for work in WORK_NAMES if work in asked]  # in the table's order
+    unknown = [name for name in names if name not in TOOL_NAMES] + [work for work in asked if work not in WORK_NAMES]
     if unknown:
-        sys.exit(f"peers.py: no tool or work named {', '.join(unknown)}: the tools are fleetsim, locust, "
-                 "floor and packets; the works qos0, qos1 and idle")
+        sys.exit(f"peers.py: no tool or work named {', '.join(unknown)}: the tools are {', '.join(TOOL_NAMES)}; "
+                 f"the works {', '.join(WORK_NAMES)}")
     if len(set(names)) < len(names):
         sys.exit("peers.py: a tool named twice in --tools; for more runs of each, give --rounds")
     if args.rounds < 1:

@@ -49,6 +49,16 @@ def with_range(found, spec, unit=""):
     return text
 
 
+def median(found):
+    return None if found is None else found[0]
+
+
+def lowest_to_highest(found, spec):
+    """'; 0.98 to 1.10' after a median over rounds that differed, else nothing."""
+    _, low, high = found
+    return "" if low == high else f"; {format(low, spec)} to {format(high, spec)}"
+
+
 def header(rounds):
     over = "" if rounds == 1 else f", median of {rounds} rounds"
     ranged = "" if rounds == 1 else "; lowest to highest"
@@ -65,9 +75,8 @@ def message_cell(runs):
         # No run reached its steady window, or the broker counted nothing in it.
         return "-" if rate is None else f"- (-; {rate[0]:,.0f}/s)"
     kernel = figure(runs, "kernel_per_100k")
-    ranged = "" if cpu[1] == cpu[2] else f"; {cpu[1]:.2f} to {cpu[2]:.2f}"
-    return (f"{cpu[0]:.2f} ({fmt(kernel and kernel[0], '.2f')}; {fmt(rate and rate[0], ',.0f')}/s"
-            f"{ranged})")
+    return (f"{cpu[0]:.2f} ({fmt(median(kernel), '.2f')}; {fmt(median(rate), ',.0f')}/s"
+            f"{lowest_to_highest(cpu, '.2f')})")
 
 
 def idle_cells(runs):
@@ -87,8 +96,7 @@ def idle_cells(runs):
     if cpu is None:
         cells.append("-")
     else:
-        ranged = "" if cpu[1] == cpu[2] else f"; {cpu[1]:.3f} to {cpu[2]:.3f}"
-        cells.append(f"{cpu[0]:.3f} ({fmt(kernel and kernel[0], '.3f')}{ranged})")
+        cells.append(f"{cpu[0]:.3f} ({fmt(median(kernel), '.3f')}{lowest_to_highest(cpu, '.3f')})")
     if len(whole) < len(runs):
         cells[0] += f" ({len(whole)} of {len(runs)} rounds connected all)"
     return cells
