@@ -464,6 +464,17 @@ def idle(tools, name, workdir, sampled, tag=""):
         broker.stop()
 
 
+def schedule(names, works, rounds):
+    """(round, work, tool), in the order they run: each work's runs back to back, so a tool
+    and the one after it meet the same machine; every other round the tools in the reverse
+    order, so no tool always goes first."""
+    order = []
+    for k in range(rounds):
+        turn = names if k % 2 == 0 else names[::-1]
+        order += [(k, work, name) for work in works for name in turn]
+    return order
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fleetsim", required=True)
@@ -502,19 +513,14 @@ def main():
         print("perf cannot sample every core here (install linux-perf; run as root or set "
               "kernel.perf_event_paranoid to 0 or less): the kernel's part reads -", file=sys.stderr)
     results = {name: {work: [] for work in works} for name in names}
-    for k in range(args.rounds):
-        # Each work's runs back to back, so a tool and the one after it meet the same machine;
-        # every other round the other way round, so no tool always goes first.
-        order = names if k % 2 == 0 else names[::-1]
+    for k, work, name in schedule(names, works, args.rounds):
         tag = "" if args.rounds == 1 else f"-round{k + 1}"
-        for work in works:
-            for name in order:
-                if work == "idle":
-                    run = idle(tools, name, args.out, sampled, tag)
-                else:
-                    run = messages(tools, name, work, args.out, sampled, tag)
-                results[name][work].append(run)
-                print(f"round {k + 1}, {name} {work}: {run}", file=sys.stderr, flush=True)
+        if work == "idle":
+            run = idle(tools, name, args.out, sampled, tag)
+        else:
+            run = messages(tools, name, work, args.out, sampled, tag)
+        results[name][work].append(run)
+        print(f"round {k + 1}, {name} {work}: {run}", file=sys.stderr, flush=True)
     with open(os.path.join(args.out, "peers.json"), "w") as f:
         json.dump({"rounds": args.rounds, "tools": names, "works": works, "idle_rate": args.idle_rate,
                    "runs": results}, f, indent=1)
