@@ -54,8 +54,8 @@ fn device_publish(c: &mut Criterion) {
     let broker = Broker {
         addr: "127.0.0.1:1883".parse().expect("addr"),
         cluster: Vec::new(),
-        telemetry_topic: fleetsim::dialect::mqtt::DEFAULT_TELEMETRY_TOPIC.to_owned(),
-        command_topic: fleetsim::dialect::mqtt::DEFAULT_COMMAND_TOPIC.to_owned(),
+        telemetry_topic: fleetsim::dialect::mqtt::DEFAULT_TELEMETRY_TOPIC.into(),
+        command_topic: fleetsim::dialect::mqtt::DEFAULT_COMMAND_TOPIC.into(),
         tls: None,
     };
     let shared = Shared::default();

@@ -218,8 +218,6 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// SplitMix64's finalizer: a bijection on u64, so distinct indices always get distinct
-/// serials, while the values look random and change with the seed.
 /// The serial of device `index`: the model's prefix and a keyed bijection of the index, so
 /// serials are unique by construction and anyone holding the key can compute one again.
 pub fn serial(prefix: &str, key: u64, index: u64) -> String {
@@ -228,11 +226,21 @@ pub fn serial(prefix: &str, key: u64, index: u64) -> String {
     serial
 }
 
-/// Writes the serial of device `index` (see [`serial`]) to `out`.
+/// Writes the serial of device `index` (see [`serial`]) to `out`: the prefix, a dash and 16
+/// upper-case hex digits, as `{prefix}-{:016X}` formats them, without the formatting
+/// machinery (a broker's device writes its serial into every report's topic).
 pub fn write_serial(out: &mut String, prefix: &str, key: u64, index: u64) {
-    use std::fmt::Write as _;
-    // Writing into a String cannot fail.
-    let _ = write!(out, "{prefix}-{:016X}", splitmix64(index ^ key));
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let id = splitmix64(index ^ key);
+    let mut hex = [0; 16];
+    for (k, digit) in hex.iter_mut().enumerate() {
+        // Each nibble is below 16: the index is in bounds.
+        *digit = DIGITS[(id >> (60 - 4 * k) & 0xF) as usize];
+    }
+    out.push_str(prefix);
+    out.push('-');
+    // Hex digits are ASCII, so always UTF-8.
+    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }
 
 impl Plan<'_> {
@@ -242,6 +250,8 @@ impl Plan<'_> {
     }
 }
 
+/// SplitMix64's finalizer: a bijection on u64, so distinct indices always get distinct
+/// serials, while the values look random and change with the seed.
 fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -279,5 +289,20 @@ mod tests {
         for i in 0..100_000u64 {
             assert!(seen.insert(splitmix64(i ^ 12345)), "collision at {i}");
         }
+    }
+
+    #[test]
+    fn serials_are_the_prefix_and_sixteen_upper_hex_digits() {
+        for (key, index) in [(0, 0), (12345, 7), (u64::MAX, 1), (0x0123_4567_89AB_CDEF, 1 << 40)] {
+            let mut written = String::from("kept:");
+            write_serial(&mut written, "PM", key, index);
+            assert_eq!(written, format!("kept:PM-{:016X}", splitmix64(index ^ key)));
+        }
+        // A value whose leading digits are zeros keeps them.
+        let zeros = (0..u64::MAX)
+            .find(|i| splitmix64(*i) < 1 << 56)
+            .expect("a small value within a few hundred tries");
+        assert_eq!(serial("S", 0, zeros), format!("S-{:016X}", splitmix64(zeros)));
+        assert!(serial("S", 0, zeros).starts_with("S-00"));
     }
 }

@@ -102,6 +102,14 @@ impl std::fmt::Write for Bytes<'_> {
     }
 }
 
+impl Bytes<'_> {
+    /// Appends an integer in decimal: a report's sequence number, signal and readings, written
+    /// without core's formatting machinery, which cost a report more than writing all the rest.
+    fn int(&mut self, n: impl itoa::Integer) {
+        self.0.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+}
+
 impl Telemetry {
     /// Time until the next report: the interval stretched by `factor`
     /// (1.0 normally; a non-finite or non-positive factor counts as 1.0),
@@ -193,7 +201,9 @@ impl Telemetry {
         out.clear();
         let mut w = Bytes(out);
         // Writing into a Vec cannot fail, so the fmt::Results carry nothing.
-        let _ = write!(w, "{{\"seq\":{},\"uptime_s\":", reading.seq);
+        let _ = w.write_str("{\"seq\":");
+        w.int(reading.seq);
+        let _ = w.write_str(",\"uptime_s\":");
         number(&mut w, reading.uptime.as_secs_f64());
         if let Some(level) = reading.battery {
             let _ = w.write_str(",\"battery\":");
@@ -207,7 +217,8 @@ impl Telemetry {
             let _ = w.write_str(",\"low_battery\":true");
         }
         if let Some(rssi) = reading.rssi {
-            let _ = write!(w, ",\"rssi\":{rssi}");
+            let _ = w.write_str(",\"rssi\":");
+            w.int(rssi);
         }
         if !reading.firmware.is_empty() {
             let _ = w.write_str(",\"fw\":");
@@ -215,8 +226,11 @@ impl Telemetry {
         }
         if !reading.errors.is_empty() {
             let _ = w.write_str(",\"errors\":[");
-            for (k, code) in reading.errors.iter().enumerate() {
-                let _ = write!(w, "{}{code}", if k > 0 { "," } else { "" });
+            for (k, &code) in reading.errors.iter().enumerate() {
+                if k > 0 {
+                    let _ = w.write_char(',');
+                }
+                w.int(code);
             }
             let _ = w.write_char(']');
         }
@@ -353,14 +367,21 @@ mod cbor {
 /// anything.
 fn json_string(w: &mut Bytes<'_>, text: &str) {
     let _ = w.write_char('"');
-    for c in text.chars() {
-        let _ = match c {
-            '"' => w.write_str("\\\""),
-            '\\' => w.write_str("\\\\"),
-            c if u32::from(c) < 0x20 => write!(w, "\\u{:04x}", u32::from(c)),
-            c => w.write_char(c),
+    let mut rest = text;
+    // What needs no escape is copied a run at a time (a firmware version: every report).
+    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+        let (plain, from) = rest.split_at(at);
+        let _ = w.write_str(plain);
+        let mut chars = from.chars();
+        let _ = match chars.next() {
+            Some('"') => w.write_str("\\\""),
+            Some('\\') => w.write_str("\\\\"),
+            Some(c) => write!(w, "\\u{:04x}", u32::from(c)),
+            None => Ok(()),
         };
+        rest = chars.as_str();
     }
+    let _ = w.write_str(rest);
     let _ = w.write_char('"');
 }
 
@@ -376,17 +397,23 @@ fn number(w: &mut Bytes<'_>, x: f64) {
     /// Thousandths from here up have no fraction left to round: `{:.3}` writes them.
     const WHOLE: f64 = 4_503_599_627_370_496.0; // 2^52
     let thousandths = (x * 1000.0).round();
-    let _ = if thousandths.abs() < WHOLE {
+    if thousandths.abs() < WHOLE {
         // In range: the cast is exact.
         let n = thousandths as i64;
-        let sign = if n < 0 { "-" } else { "" };
+        if n < 0 {
+            w.0.push(b'-');
+        }
         let n = n.unsigned_abs();
-        write!(w, "{sign}{}.{:03}", n / 1000, n % 1000)
+        w.int(n / 1000);
+        // Three digits, each below 10: the casts are exact.
+        let fraction = n % 1000;
+        let digit = |place: u64| b'0' + (fraction / place % 10) as u8;
+        w.0.extend_from_slice(&[b'.', digit(100), digit(10), digit(1)]);
     } else if x.is_finite() {
-        write!(w, "{x:.3}")
+        let _ = write!(w, "{x:.3}");
     } else {
-        w.write_str("null")
-    };
+        let _ = w.write_str("null");
+    }
 }
 
 #[cfg(test)]
@@ -596,14 +623,21 @@ mod tests {
             r#"{"seq":17,"uptime_s":123.456,"errors":[17,42],"value":21.500}"#
         );
         // A version the backend sent, quotes and all, still makes a JSON object.
-        let odd = Reading {
-            firmware: "2.0 \"beta\"\\\n",
-            ..reading(None)
-        };
-        telemetry(96).write_payload(&mut out, &odd);
-        let parsed: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
-        assert_eq!(parsed["fw"], "2.0 \"beta\"\\\n");
-        assert_eq!(out.len(), 96);
+        for firmware in [
+            "2.0 \"beta\"\\\n",
+            "\"\\\u{1}",
+            "tab\there\u{1f}",
+            "v\u{e9}rsion \u{2713}",
+        ] {
+            let odd = Reading {
+                firmware,
+                ..reading(None)
+            };
+            telemetry(96).write_payload(&mut out, &odd);
+            let parsed: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+            assert_eq!(parsed["fw"], firmware);
+            assert_eq!(out.len(), 96);
+        }
     }
 
     /// Decodes a CBOR report with an independent decoder: its keys and values, in order.

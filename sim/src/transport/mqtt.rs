@@ -533,7 +533,10 @@ impl MqttConn {
     /// As [`MqttConn::poll_read`], for MQTT 5.
     fn poll_read_v5(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<mqtt5::Packet>, TransportError>> {
         loop {
-            if let Some(packet) = self.decode_v5()? {
+            // An empty buffer holds no packet (the usual case: a device polled while it waits).
+            if !self.buf.is_empty()
+                && let Some(packet) = self.decode_v5()?
+            {
                 return Poll::Ready(Ok(Some(packet)));
             }
             if !std::task::ready!(self.poll_fill(cx))? {
@@ -555,7 +558,10 @@ impl MqttConn {
     /// readable. What [`MqttConn::read`] and [`MqttConn::poll_incoming`] wait on.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Packet>, TransportError>> {
         loop {
-            if let Some(packet) = self.decode()? {
+            // An empty buffer holds no packet (the usual case: a device polled while it waits).
+            if !self.buf.is_empty()
+                && let Some(packet) = self.decode()?
+            {
                 return Poll::Ready(Ok(Some(packet)));
             }
             if !std::task::ready!(self.poll_fill(cx))? {

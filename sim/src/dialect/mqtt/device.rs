@@ -3,53 +3,33 @@
 //! and counted, nothing more: a broker's messages mean nothing to a device), and telemetry on
 //! its topic template.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use rumqttc::mqttbytes::QoS;
 
 use super::Broker;
+use super::topic::Identity;
 use crate::device::Event;
 use crate::dialect::firmware::Attempt;
 use crate::dialect::tls::mqtt_session;
 use crate::dialect::{Answer, Arrival, DeviceCx, Devices, Fault, Inbox, Link, Provisioned, Report, Session};
-use crate::scratch;
 use crate::transport::mqtt::{ConnectParams, V5Connect};
 
-/// What fills a topic template's placeholders for one device.
-#[derive(Debug, Clone, Copy)]
-pub struct Identity<'a> {
-    /// The device's serial.
-    pub serial: &'a str,
-    /// Its index in the fleet.
-    pub index: u64,
-    /// Its model's name.
-    pub model: &'a str,
-    /// Its group.
-    pub group: &'a str,
-}
-
 impl Broker {
-    /// Writes the device's telemetry topic to `out`: the template filled in. Written at each
-    /// publish (into a scratch buffer) rather than kept, so an idle device holds no topic.
-    pub fn write_telemetry_topic(&self, identity: Identity<'_>, out: &mut String) {
-        fill(&self.telemetry_topic, identity, out);
-    }
-
-    /// Writes device `cx`'s telemetry topic to `out`: the hot path, its serial written into a
-    /// scratch buffer, nothing allocated. What a report publishes on (and what
+    /// Writes device `cx`'s telemetry topic to `out`: the template filled in, the serial
+    /// written straight into it. Written at each publish (into a scratch buffer) rather than
+    /// kept, so an idle device holds no topic. What a report publishes on (and what
     /// `benches/mqtt_codec.rs` measures).
     pub fn write_device_telemetry_topic(&self, cx: &DeviceCx<'_>, out: &mut String) {
-        let mut serial = scratch::string();
-        cx.write_serial(&mut serial);
-        self.write_telemetry_topic(identity(cx, &serial), out);
-        scratch::give_string(serial);
+        let serial = |out: &mut String| cx.write_serial(out);
+        self.telemetry_topic
+            .write_with(out, serial, cx.index, &cx.model.name, cx.group);
     }
 
     /// The device's command topic.
     pub fn command_topic(&self, identity: Identity<'_>) -> String {
         let mut topic = String::new();
-        fill(&self.command_topic, identity, &mut topic);
+        self.command_topic.write(identity, &mut topic);
         topic
     }
 }
@@ -163,61 +143,9 @@ impl Broker {
     }
 }
 
-/// Writes a topic template with a device's placeholders filled in to `out`; a brace that
-/// opens no placeholder is written as it is.
-fn fill(template: &str, identity: Identity<'_>, out: &mut String) {
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let (before, from) = rest.split_at(open);
-        out.push_str(before);
-        rest = if let Some(after) = from.strip_prefix("{serial}") {
-            out.push_str(identity.serial);
-            after
-        } else if let Some(after) = from.strip_prefix("{index}") {
-            // Writing into a String cannot fail.
-            let _ = write!(out, "{}", identity.index);
-            after
-        } else if let Some(after) = from.strip_prefix("{model}") {
-            out.push_str(identity.model);
-            after
-        } else if let Some(after) = from.strip_prefix("{group}") {
-            out.push_str(identity.group);
-            after
-        } else {
-            out.push('{');
-            &from[1..]
-        };
-    }
-    out.push_str(rest);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn templates_fill_every_placeholder() {
-        let broker = Broker {
-            addr: "127.0.0.1:1883".parse().expect("addr"),
-            telemetry_topic: "t/{group}/{model}/{index}/{serial}".into(),
-            command_topic: "c/{serial}".into(),
-            cluster: Vec::new(),
-            tls: None,
-        };
-        let identity = Identity {
-            serial: "TS-1",
-            index: 7,
-            model: "temp-sensor",
-            group: "sensors",
-        };
-        let mut telemetry = String::new();
-        broker.write_telemetry_topic(identity, &mut telemetry);
-        assert_eq!(telemetry, "t/sensors/temp-sensor/7/TS-1");
-        assert_eq!(broker.command_topic(identity), "c/TS-1");
-        let mut out = String::new();
-        fill("{a}/{serial}{{index}}/{", identity, &mut out);
-        assert_eq!(out, "{a}/TS-1{7}/{", "braces that open no placeholder stay");
-    }
 
     #[test]
     fn devices_spread_over_a_cluster_by_their_serial() {

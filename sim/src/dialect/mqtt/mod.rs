@@ -5,12 +5,13 @@
 
 pub mod device;
 pub mod keys;
+pub mod topic;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use device::Identity;
+pub use topic::{Identity, Topic};
 
 use super::tls::DeviceTls;
 use super::{BackendView, Dialect, Operator, PhaseCx, Played, StartError, Started, Summary, ViewCx, url_addr};
@@ -31,9 +32,9 @@ pub struct Broker {
     /// their serial (the same node for a device in every run and whatever the shard count).
     pub cluster: Vec<SocketAddr>,
     /// Telemetry topic template (`{serial}`, `{index}`, `{model}`, `{group}`).
-    pub telemetry_topic: String,
+    pub telemetry_topic: Topic,
     /// Command topic template, subscribed to at each connect.
-    pub command_topic: String,
+    pub command_topic: Topic,
     /// How devices speak TLS, for an `mqtts://` broker.
     pub tls: Option<Arc<DeviceTls>>,
 }
@@ -67,7 +68,7 @@ impl Dialect for Broker {
             .flatten()
             .map(|node| addr_of(node))
             .collect::<Result<Vec<_>, _>>()?;
-        let topic = |set: &Option<String>, default: &str| set.clone().unwrap_or_else(|| default.to_owned());
+        let topic = |set: &Option<String>, default: &str| Topic::from(set.as_deref().unwrap_or(default));
         Ok(Started {
             dialect: Broker {
                 addr,
