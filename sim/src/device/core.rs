@@ -22,7 +22,7 @@ use super::events::{Action, Actions, BatteryLevel, CommandKind, Event};
 use super::incident::Incident;
 use super::ota::OtaStage;
 use super::state::State;
-use crate::model::{ChaCha8Rng, FaultKind, Image, StreamId, device_rng};
+use crate::model::{BlockStream, FaultKind, Image, StreamId};
 use crate::scenario::DeviceModel;
 
 /// Simulated time since the run started, in microseconds.
@@ -152,7 +152,7 @@ impl Device {
     /// A planned device that will arrive at `arrival`: its battery full and its link in a
     /// random phase of its two-state process (the process's stationary distribution).
     pub fn new(index: u64, ctx: Ctx<'_>, arrival: SimTime) -> Self {
-        let mut link_rng = device_rng(ctx.seed, index, StreamId::LINK);
+        let mut link_rng = BlockStream::new(ctx.seed, index, StreamId::LINK, 0);
         let phase = ctx.model.link.start(&mut link_rng);
         Device {
             index,
@@ -648,20 +648,19 @@ impl Device {
         next
     }
 
-    pub(super) fn rng(&self, ctx: Ctx<'_>, stream: StreamId, words: u64) -> ChaCha8Rng {
-        let mut rng = device_rng(ctx.seed, self.index, stream);
-        rng.set_word_pos(u128::from(words));
-        rng
+    /// The device's stream `stream` at position `words`, read a block at a time.
+    pub(super) fn rng(&self, ctx: Ctx<'_>, stream: StreamId, words: u64) -> BlockStream {
+        BlockStream::new(ctx.seed, self.index, stream, words)
     }
 }
 
 /// A stream's position in 32-bit words (a run never draws 2^64 words from one stream).
-pub(super) fn words(rng: &ChaCha8Rng) -> u64 {
-    u64::try_from(rng.get_word_pos()).unwrap_or(u64::MAX)
+pub(super) fn words(rng: &BlockStream) -> u64 {
+    rng.word_pos()
 }
 
 /// A stream's position in 32-bit words, for a stream that draws a few words an event (a
 /// device's updates: four billion words are hundreds of millions of them).
-pub(super) fn short_words(rng: &ChaCha8Rng) -> u32 {
-    u32::try_from(rng.get_word_pos()).unwrap_or(u32::MAX)
+pub(super) fn short_words(rng: &BlockStream) -> u32 {
+    u32::try_from(rng.word_pos()).unwrap_or(u32::MAX)
 }

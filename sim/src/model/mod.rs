@@ -21,6 +21,7 @@
 //! `set_stream`.
 
 pub mod battery;
+pub mod block_stream;
 pub mod certificate;
 pub mod draw;
 pub mod faults;
@@ -32,6 +33,7 @@ pub use rand_chacha::ChaCha8Rng;
 pub use rand_chacha::rand_core::Rng;
 
 pub use battery::{Battery, Charge};
+pub use block_stream::BlockStream;
 pub use certificate::Renewal;
 pub use faults::{FaultKind, FaultSet, Faults, Spell};
 pub use link::{Backoff, Link, LinkPhase, Signal};
