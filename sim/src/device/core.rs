@@ -166,7 +166,7 @@ impl Device {
             link_flip: arrival.after(phase.remaining),
             retry_at: SimTime::NEVER,
             telemetry_words: 0,
-            link_words: words(&link_rng),
+            link_words: link_rng.word_pos(),
             ota_words: 0,
             image: Image {
                 size_bytes: 0,
@@ -404,7 +404,7 @@ impl Device {
     pub(super) fn back_off(&mut self, now: SimTime, ctx: Ctx<'_>) {
         let mut rng = self.rng(ctx, StreamId::LINK, self.link_words);
         let delay = ctx.model.link.reconnect.delay(u32::from(self.attempt), &mut rng);
-        self.link_words = words(&rng);
+        self.link_words = rng.word_pos();
         self.attempt = self.attempt.saturating_add(1);
         self.retry_at = now.after(delay);
     }
@@ -468,7 +468,7 @@ impl Device {
     fn fall_asleep(&mut self, now: SimTime, ctx: Ctx<'_>) {
         let mut rng = self.rng(ctx, StreamId::TELEMETRY, self.telemetry_words);
         let phase = crate::model::draw::uniform(&mut rng, Duration::ZERO, ctx.model.telemetry.interval);
-        self.telemetry_words = words(&rng);
+        self.telemetry_words = rng.word_pos();
         self.state = State::Sleeping;
         self.next_report = now.after(phase);
     }
@@ -483,7 +483,7 @@ impl Device {
         } else {
             link.draw_offline(&mut rng)
         };
-        self.link_words = words(&rng);
+        self.link_words = rng.word_pos();
         self.link_flip = now.after(sojourn);
         if self.link_up() {
             if self.state == State::Offline {
@@ -583,7 +583,7 @@ impl Device {
             .model
             .faults
             .watchdog_fires(ctx.seed, self.index, self.telemetry_words, interval);
-        self.telemetry_words = words(&rng);
+        self.telemetry_words = rng.word_pos();
         self.next_report = now.after(interval);
         // A device that carries on (mid-update) still reports.
         if fires && self.watchdog_reset(now, out) {
@@ -652,11 +652,6 @@ impl Device {
     pub(super) fn rng(&self, ctx: Ctx<'_>, stream: StreamId, words: u64) -> BlockStream {
         BlockStream::new(ctx.seed, self.index, stream, words)
     }
-}
-
-/// A stream's position in 32-bit words (a run never draws 2^64 words from one stream).
-pub(super) fn words(rng: &BlockStream) -> u64 {
-    rng.word_pos()
 }
 
 /// A stream's position in 32-bit words, for a stream that draws a few words an event (a

@@ -13,7 +13,7 @@ use std::convert::Infallible;
 
 use rand_chacha::rand_core::TryRng;
 
-use super::{DEVICE_TAG, StreamId};
+use super::{StreamId, device_key};
 
 /// The words in a ChaCha block.
 const BLOCK_WORDS: u64 = 16;
@@ -25,7 +25,7 @@ const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
 /// position on, one block at a time.
 #[derive(Debug, Clone)]
 pub struct BlockStream {
-    /// The key: the seed, the device's index and the domain tag, as little-endian words.
+    /// The device's key ([`device_key`]) as little-endian words.
     key: [u32; 8],
     stream: u64,
     /// The position of the next word, in words from the stream's start.
@@ -38,12 +38,8 @@ impl BlockStream {
     /// The stream at word `pos`: what [`device_rng`](super::device_rng) for the same seed,
     /// index and stream gives after `set_word_pos(pos)`.
     pub fn new(seed: u64, index: u64, stream: StreamId, pos: u64) -> Self {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&seed.to_le_bytes());
-        bytes[8..16].copy_from_slice(&index.to_le_bytes());
-        bytes[16..].copy_from_slice(DEVICE_TAG);
         let mut key = [0u32; 8];
-        for (word, chunk) in key.iter_mut().zip(bytes.chunks_exact(4)) {
+        for (word, chunk) in key.iter_mut().zip(device_key(seed, index).chunks_exact(4)) {
             *word = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
         }
         Self {

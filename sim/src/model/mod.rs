@@ -84,13 +84,20 @@ impl StreamId {
 /// The random generator of device `index` in a run seeded with `seed`, for
 /// the purpose `stream`: independent of every other (seed, index, stream).
 pub fn device_rng(seed: u64, index: u64, stream: StreamId) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::from_seed(device_key(seed, index));
+    rng.set_stream(stream.0);
+    rng
+}
+
+/// The ChaCha key of device `index`'s streams in a run seeded with `seed`: the seed and the
+/// index (little-endian), then [`DEVICE_TAG`]. What [`device_rng`] and
+/// [`BlockStream`] key their streams with.
+fn device_key(seed: u64, index: u64) -> [u8; 32] {
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
     key[8..16].copy_from_slice(&index.to_le_bytes());
     key[16..].copy_from_slice(DEVICE_TAG);
-    let mut rng = ChaCha8Rng::from_seed(key);
-    rng.set_stream(stream.0);
-    rng
+    key
 }
 
 #[cfg(test)]

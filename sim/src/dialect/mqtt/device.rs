@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use rumqttc::mqttbytes::QoS;
 
 use super::Broker;
-use super::topic::Identity;
 use crate::device::Event;
 use crate::dialect::firmware::Attempt;
 use crate::dialect::tls::mqtt_session;
@@ -21,15 +20,13 @@ impl Broker {
     /// kept, so an idle device holds no topic. What a report publishes on (and what
     /// `benches/mqtt_codec.rs` measures).
     pub fn write_device_telemetry_topic(&self, cx: &DeviceCx<'_>, out: &mut String) {
-        let serial = |out: &mut String| cx.write_serial(out);
-        self.telemetry_topic
-            .write_with(out, serial, cx.index, &cx.model.name, cx.group);
+        self.telemetry_topic.write(cx, out);
     }
 
-    /// The device's command topic.
-    pub fn command_topic(&self, identity: Identity<'_>) -> String {
+    /// Device `cx`'s command topic.
+    pub fn command_topic(&self, cx: &DeviceCx<'_>) -> String {
         let mut topic = String::new();
-        self.command_topic.write(identity, &mut topic);
+        self.command_topic.write(cx, &mut topic);
         topic
     }
 }
@@ -61,7 +58,7 @@ impl Devices for Broker {
     async fn connect(&self, cx: &DeviceCx<'_>, _device: &mut (), session: Session) -> Result<Link, Fault> {
         let serial = cx.serial();
         let speech = &cx.model.mqtt;
-        let command_topic = (session == Session::Persistent).then(|| self.command_topic(identity(cx, &serial)));
+        let command_topic = (session == Session::Persistent).then(|| self.command_topic(cx));
         let params = ConnectParams {
             // An empty client id asks an MQTT 5 broker to assign one.
             client_id: if speech.assigned_client_id { "" } else { &serial },
@@ -113,16 +110,6 @@ impl Devices for Broker {
     /// A message on the command topic is received and counted (by the link), nothing more.
     fn read(&self, _cx: &DeviceCx<'_>, _device: &mut (), _link: &Link, _arrival: Arrival<'_>) -> Option<Event> {
         None
-    }
-}
-
-/// What fills the topic templates of device `cx`, whose serial is `serial`.
-fn identity<'a>(cx: &'a DeviceCx<'_>, serial: &'a str) -> Identity<'a> {
-    Identity {
-        serial,
-        index: cx.index,
-        model: &cx.model.name,
-        group: cx.group,
     }
 }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use topic::{Identity, Topic};
+pub use topic::Topic;
 
 use super::tls::DeviceTls;
 use super::{BackendView, Dialect, Operator, PhaseCx, Played, StartError, Started, Summary, ViewCx, url_addr};

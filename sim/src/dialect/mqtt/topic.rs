@@ -2,18 +2,7 @@
 //! when the run starts, so a report's topic is written piece by piece, the device's serial
 //! straight into it, with no search of the template at each message.
 
-/// What fills a topic template's placeholders for one device.
-#[derive(Debug, Clone, Copy)]
-pub struct Identity<'a> {
-    /// The device's serial.
-    pub serial: &'a str,
-    /// Its index in the fleet.
-    pub index: u64,
-    /// Its model's name.
-    pub model: &'a str,
-    /// Its group.
-    pub group: &'a str,
-}
+use crate::dialect::DeviceCx;
 
 /// A topic template, its placeholders found: `{serial}`, `{index}`, `{model}` and `{group}`;
 /// a brace that opens no placeholder is text.
@@ -75,22 +64,16 @@ impl From<&str> for Topic {
 }
 
 impl Topic {
-    /// Writes `identity`'s topic to `out`.
-    pub fn write(&self, identity: Identity<'_>, out: &mut String) {
-        let serial = |out: &mut String| out.push_str(identity.serial);
-        self.write_with(out, serial, identity.index, identity.model, identity.group);
-    }
-
-    /// Writes a device's topic to `out`, `serial` writing its serial where the template has
-    /// it (a device's serial is computed again at each report, not kept).
-    pub fn write_with(&self, out: &mut String, serial: impl Fn(&mut String), index: u64, model: &str, group: &str) {
+    /// Writes device `cx`'s topic to `out`, its serial computed again where the template has
+    /// it (devices keep no serial).
+    pub fn write(&self, cx: &DeviceCx<'_>, out: &mut String) {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Serial => serial(out),
-                Piece::Index => out.push_str(itoa::Buffer::new().format(index)),
-                Piece::Model => out.push_str(model),
-                Piece::Group => out.push_str(group),
+                Piece::Serial => cx.write_serial(out),
+                Piece::Index => out.push_str(itoa::Buffer::new().format(cx.index)),
+                Piece::Model => out.push_str(&cx.model.name),
+                Piece::Group => out.push_str(cx.group),
             }
         }
     }
@@ -99,47 +82,55 @@ impl Topic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::Shared;
+    use crate::scenario::DeviceModel;
 
-    const IDENTITY: Identity<'static> = Identity {
-        serial: "TS-1",
-        index: 7,
-        model: "temp-sensor",
-        group: "sensors",
-    };
+    fn model() -> DeviceModel {
+        crate::scenario::parse_model(
+            std::path::Path::new("temp-sensor.toml"),
+            "name = \"temp-sensor\"\nprotocol = \"mqtt\"\nfirmware = \"1.0\"\nserial_prefix = \"TS\"\n[telemetry]\ninterval = \"1s\"\npayload_bytes = 64\n",
+        )
+        .expect("valid model")
+    }
 
-    fn written(template: &str) -> String {
+    /// `template` written for device `index` of group `sensors`, after what `out` held; and
+    /// the device's serial.
+    fn written_for(index: u64, template: &str) -> (String, String) {
+        let (shared, model) = (Shared::default(), model());
+        let cx = DeviceCx {
+            shared: &shared,
+            index,
+            model: &model,
+            group: "sensors",
+            source: None,
+        };
         let mut out = String::from("kept:");
-        Topic::from(template).write(IDENTITY, &mut out);
-        out
+        Topic::from(template).write(&cx, &mut out);
+        (out, cx.serial())
+    }
+
+    fn written(template: &str) -> (String, String) {
+        written_for(7, template)
     }
 
     #[test]
     fn every_placeholder_is_filled_and_stray_braces_stay() {
+        let (out, serial) = written("t/{group}/{model}/{index}/{serial}");
+        assert_eq!(out, format!("kept:t/sensors/temp-sensor/7/{serial}"));
+        assert!(serial.starts_with("TS-"), "{serial}");
+        let (out, serial) = written("{serial}{serial}");
+        assert_eq!(out, format!("kept:{serial}{serial}"));
+        let (out, serial) = written("{a}/{serial}{{index}}/{");
         assert_eq!(
-            written("t/{group}/{model}/{index}/{serial}"),
-            "kept:t/sensors/temp-sensor/7/TS-1"
-        );
-        assert_eq!(written("{serial}{serial}"), "kept:TS-1TS-1");
-        assert_eq!(
-            written("{a}/{serial}{{index}}/{"),
-            "kept:{a}/TS-1{7}/{",
+            out,
+            format!("kept:{{a}}/{serial}{{7}}/{{"),
             "braces that open no placeholder"
         );
-        assert_eq!(
-            written("{seria/{serial"),
-            "kept:{seria/{serial",
-            "a placeholder cut short is text"
-        );
-        assert_eq!(written("plain/topic"), "kept:plain/topic");
-        assert_eq!(written(""), "kept:");
-        assert_eq!(written("ü/{group}/✓"), "kept:ü/sensors/✓");
-    }
-
-    #[test]
-    fn a_device_writes_its_serial_in_place() {
-        let topic = Topic::from("d/{serial}/{index}");
-        let mut out = String::new();
-        topic.write_with(&mut out, |out| out.push_str("SN-9"), u64::MAX, "m", "g");
-        assert_eq!(out, format!("d/SN-9/{}", u64::MAX));
+        let (out, _) = written("{seria/{serial");
+        assert_eq!(out, "kept:{seria/{serial", "a placeholder cut short is text");
+        assert_eq!(written("plain/topic").0, "kept:plain/topic");
+        assert_eq!(written("").0, "kept:");
+        assert_eq!(written("ü/{group}/✓").0, "kept:ü/sensors/✓");
+        assert_eq!(written_for(u64::MAX, "d/{index}").0, format!("kept:d/{}", u64::MAX));
     }
 }
