@@ -45,7 +45,7 @@ def with_range(found, spec, unit=""):
     middle, low, high = found
     text = format(middle, spec) + unit
     if low != high:
-        text += f" ({format(low, spec)} to {format(high, spec)})"
+        text += f" ({span(low, high, spec)})"
     return text
 
 
@@ -56,7 +56,12 @@ def median(found):
 def lowest_to_highest(found, spec):
     """'; 0.98 to 1.10' after a median over rounds that differed, else nothing."""
     _, low, high = found
-    return "" if low == high else f"; {format(low, spec)} to {format(high, spec)}"
+    return "" if low == high else f"; {span(low, high, spec)}"
+
+
+def span(low, high, spec):
+    """'0.98 to 1.10'."""
+    return f"{format(low, spec)} to {format(high, spec)}"
 
 
 def header(rounds):
