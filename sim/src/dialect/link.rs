@@ -313,11 +313,12 @@ impl Link {
                 }
             }
             loop {
-                // One alarm for both the wake and the session's own duty (a keep-alive ping).
-                // Only the alarm and the poll live across the wait: whether it was the duty
-                // that came is told after by the clock (an alarm never rings early). The duty
-                // falls on the wake grid, a little early, so it shares a turn of the shard's
-                // thread with other devices' wake-ups instead of taking one of its own.
+                // One alarm for both the wake and the session's own duty (a keep-alive ping),
+                // kept while the link deals with what is its own (a PUBACK). Only the alarm
+                // and the poll live across the wait: whether it was the duty that came is
+                // told after by the clock (an alarm never rings early). The duty falls on the
+                // wake grid, a little early, so it shares a turn of the shard's thread with
+                // other devices' wake-ups instead of taking one of its own.
                 let deadline = {
                     let wake_at = shared.calendar.instant(wake_us);
                     self.due().map_or(wake_at, |due| shared.grid.floor(due).min(wake_at))
@@ -327,46 +328,30 @@ impl Link {
                 let on_duty = {
                     // The shard's calendar keeps the deadline: the wait holds its alarm, not a
                     // timer of its own.
-                    let (calendar, alarm) = (&shared.calendar, shared.calendar.set(deadline));
+                    let alarm = shared.calendar.set(deadline);
                     let link = &mut *self;
+                    // The alarm is looked at first: a device whose time has come wakes without
+                    // a look at its socket (what came meanwhile stays there for its next
+                    // wait), and a due wake-up is taken before what the link heard, as above.
                     // Reads are cancel-safe (they keep partial bytes); the alarm is given up
-                    // however the wait ends.
+                    // however the wait ends (here, so that the future does not hold it
+                    // twice).
                     match std::future::poll_fn(move |cx| {
-                        let polled = match link.poll_next(cx) {
-                            Poll::Ready(polled) => Some(polled),
-                            Poll::Pending => {
-                                std::task::ready!(calendar.poll(alarm, cx));
-                                None
-                            }
+                        let polled = match shared.calendar.poll(alarm, cx) {
+                            Poll::Ready(()) => None,
+                            Poll::Pending => Some(std::task::ready!(link.poll_for_device(&shared.meter, cx))),
                         };
-                        calendar.cancel(alarm);
+                        shared.calendar.cancel(alarm);
                         Poll::Ready(polled)
                     })
                     .await
                     {
                         None => Instant::now() < shared.calendar.instant(wake_us),
-                        Some(Ok(Polled::Acked(pkid))) => {
-                            if let Self::Stream(session) = self {
-                                session.acknowledged(&shared.meter, pkid);
-                            }
-                            false
-                        }
-                        Some(Ok(Polled::Heard(heard))) => {
+                        Some(Ok(ForDevice::Heard(heard))) => {
                             shared.meter.count(Counter::Received);
                             return Woken::Heard(heard);
                         }
-                        Some(Ok(Polled::Nothing)) => false,
-                        Some(Ok(Polled::SubscribeRefused)) => {
-                            shared.meter.count(Counter::ErrorsSubscribeRefused);
-                            false
-                        }
-                        Some(Ok(Polled::Refused(pkid))) => {
-                            if let Self::Stream(session) = self {
-                                session.refused(&shared.meter, pkid);
-                            }
-                            false
-                        }
-                        Some(Ok(Polled::Ended(code))) => {
+                        Some(Ok(ForDevice::Ended(code))) => {
                             shared.meter.count(disconnect_counter(code));
                             self.drop_conn();
                             return Woken::Lost;
@@ -424,23 +409,31 @@ impl Link {
         Ok(())
     }
 
-    /// What the server sends next, if it has sent it; otherwise the task is woken when it
-    /// might have. Without a connection, never.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Polled, Lost>> {
+    /// What the server sent the device next, if it has sent it; otherwise the task is woken
+    /// when it might have. What is the link's own is dealt with on the way, without ending
+    /// the poll: a PUBACK (its latency recorded), a refusal (counted), a SUBACK or PINGRESP.
+    /// Without a connection, never.
+    fn poll_for_device(&mut self, meter: &Meter, cx: &mut Context<'_>) -> Poll<Result<ForDevice, Lost>> {
         match self {
             Self::None => Poll::Pending,
-            Self::Stream(session) => session.conn.poll_incoming(cx).map(|incoming| match incoming {
-                Ok(Some(Incoming::PubAck(pkid))) => Ok(Polled::Acked(pkid)),
-                Ok(Some(Incoming::Publish(message))) => Ok(Polled::Heard(Heard::Message(message))),
-                Ok(Some(Incoming::Request(message, reply))) => Ok(Polled::Heard(Heard::Request(message, reply))),
-                Ok(Some(Incoming::Other)) => Ok(Polled::Nothing),
-                Ok(Some(Incoming::SubscribeRefused)) => Ok(Polled::SubscribeRefused),
-                Ok(Some(Incoming::PubAckRefused(pkid, _))) => Ok(Polled::Refused(pkid)),
-                Ok(Some(Incoming::Disconnected(code))) => Ok(Polled::Ended(code)),
-                Ok(None) | Err(_) => Err(Lost),
-            }),
+            Self::Stream(session) => loop {
+                match std::task::ready!(session.conn.poll_incoming(cx)) {
+                    Ok(Some(Incoming::PubAck(pkid))) => session.acknowledged(meter, pkid),
+                    Ok(Some(Incoming::PubAckRefused(pkid, _))) => session.refused(meter, pkid),
+                    Ok(Some(Incoming::SubscribeRefused)) => meter.count(Counter::ErrorsSubscribeRefused),
+                    Ok(Some(Incoming::Other)) => {}
+                    Ok(Some(Incoming::Publish(message))) => {
+                        return Poll::Ready(Ok(ForDevice::Heard(Heard::Message(message))));
+                    }
+                    Ok(Some(Incoming::Request(message, reply))) => {
+                        return Poll::Ready(Ok(ForDevice::Heard(Heard::Request(message, reply))));
+                    }
+                    Ok(Some(Incoming::Disconnected(code))) => return Poll::Ready(Ok(ForDevice::Ended(code))),
+                    Ok(None) | Err(_) => return Poll::Ready(Err(Lost)),
+                }
+            },
             Self::Datagram(endpoint) => endpoint.poll_receive(cx).map(|received| match received {
-                Ok(datagram) => Ok(Polled::Heard(Heard::Datagram(datagram.into_boxed_slice()))),
+                Ok(datagram) => Ok(ForDevice::Heard(Heard::Datagram(datagram.into_boxed_slice()))),
                 Err(_) => Err(Lost),
             }),
         }
@@ -496,18 +489,10 @@ impl Heard {
     }
 }
 
-/// What one poll of a link found.
-enum Polled {
-    /// A PUBACK for this packet id.
-    Acked(u16),
-    /// Something for the device.
+/// What a link's poll found for the device.
+enum ForDevice {
+    /// Something for the device to read.
     Heard(Heard),
-    /// Nothing for the device (a SUBACK, a PINGRESP).
-    Nothing,
-    /// MQTT 5: a PUBACK refusing this packet id's message.
-    Refused(u16),
-    /// A SUBACK refusing a subscription.
-    SubscribeRefused,
     /// MQTT 5: the server ended the connection with a DISCONNECT of this reason code.
     Ended(u8),
 }
@@ -627,6 +612,64 @@ mod tests {
             "the server was sent something: {:?}",
             server.await
         );
+    }
+
+    /// What is the link's own ends no wait: a PUBACK (its publish's latency recorded), a
+    /// SUBACK and a PINGRESP are read on the way to the message that follows them in the
+    /// same segment, which ends the wait, counted as received. A wake-up already due is
+    /// taken before what the socket holds, which waits for the next wait.
+    #[tokio::test]
+    async fn acknowledgements_are_the_links_own_and_a_message_ends_the_wait() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut connect = [0u8; 64];
+            assert!(socket.read(&mut connect).await.expect("CONNECT") > 12);
+            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
+            // The QoS 1 PUBLISH of `t` with `{}`: header, topic, packet id, payload.
+            let mut publish = [0u8; 9];
+            socket.read_exact(&mut publish).await.expect("PUBLISH");
+            assert_eq!(publish[..5], [0x32, 7, 0, 1, b't'], "a QoS 1 PUBLISH of t");
+            let mut answer = vec![0x40, 2, publish[5], publish[6]]; // PUBACK
+            answer.extend_from_slice(&[0x90, 3, 0, 9, 0]); // SUBACK, granted
+            answer.extend_from_slice(&[0xD0, 0]); // PINGRESP
+            answer.extend_from_slice(&[0x30, 5, 0, 1, b'c', b'h', b'i']); // PUBLISH c, "hi"
+            socket.write_all(&answer).await.expect("answers");
+            socket
+        });
+        let (conn, _) = MqttConn::connect(addr, None, ConnectParams::plain("acks", 0))
+            .await
+            .expect("connect");
+        let mut link = Link::stream(conn);
+        let shared = Shared::default();
+        let since = Instant::now();
+        let published = link.publish(&shared.meter, "t", b"{}", QoS::AtLeastOnce, Awaited::Telemetry, since);
+        published.await.expect("published");
+        let _socket = server.await.expect("server");
+
+        // Due already: the wake-up comes first, whatever the socket holds.
+        assert!(matches!(link.wait(&shared, since).await, Woken::Wake(_)));
+        let far = Instant::now() + Duration::from_secs(30);
+        let woken = tokio::select! {
+            () = shared.calendar.ring(&Timer::Wheel) => unreachable!("the calendar rings for ever"),
+            woken = link.wait(&shared, far) => woken,
+        };
+        let Woken::Heard(heard) = woken else {
+            panic!("the message ends the wait: {woken:?}");
+        };
+        assert!(matches!(
+            heard.arrival(),
+            Arrival::Message {
+                topic: "c",
+                payload: b"hi",
+                reply: None
+            }
+        ));
+        let seen = shared.meter.take();
+        assert_eq!(seen.samples(Latency::Publish), 1, "the PUBACK's latency");
+        assert_eq!((seen.count(Counter::Published), seen.count(Counter::Received)), (1, 1));
+        assert!(link.is_open());
     }
 
     /// A datagram from the server ends the wait as an MQTT message does, counted as received,
