@@ -13,8 +13,9 @@
 //! An alarm given up before it rings ([`Calendar::cancel`]: the device heard from its server
 //! first) leaves its deadline in the heap, skipped when it comes (its slot's generation has
 //! moved on), so cancelling costs no search. Its slot is freed when the next alarm is set or
-//! given up, unless the next is set for the same deadline (a wait that a PUBACK ended, begun
-//! again at once): that takes the alarm back, and the heap holds one deadline, not two.
+//! given up, unless the next is set for the same deadline (a wait that a message ended, begun
+//! again at once for the same wake-up): that takes the alarm back, and the heap holds one
+//! deadline, not two.
 //! Deadlines are kept in whole microseconds from the calendar's origin, rounded up, and the
 //! heap is read against the clock rounded down: an alarm never rings early, as neither timer
 //! fires early.
@@ -69,8 +70,9 @@ struct Book {
     /// Deadlines (microseconds from the origin), slot and generation, earliest first.
     due: BinaryHeap<Reverse<(u64, u32, u32)>>,
     /// The alarm given up last, its slot not yet freed: a device whose wait ended on
-    /// something that does not wake it (a PUBACK) sets the same deadline again at once, and
-    /// takes it back rather than leaving a stale deadline in the heap and adding another.
+    /// something that leaves its wake-up where it was (a message) sets the same deadline again
+    /// at once, and takes it back rather than leaving a stale deadline in the heap and adding
+    /// another.
     recent: Option<Alarm>,
 }
 
@@ -368,7 +370,7 @@ mod tests {
         );
     }
 
-    /// An alarm given up and set again at once for the same time (a wait a PUBACK ended, begun
+    /// An alarm given up and set again at once for the same time (a wait a message ended, begun
     /// again) takes its slot and deadline back: the heap holds one deadline for it, not two.
     #[tokio::test(start_paused = true)]
     async fn the_same_deadline_set_again_is_taken_back() {
