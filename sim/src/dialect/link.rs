@@ -528,6 +528,16 @@ mod tests {
     use crate::transport::mqtt::ConnectParams;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// The first client of `listener`, its CONNECT read (the first bytes it sent) and
+    /// accepted.
+    async fn accept_connect(listener: &tokio::net::TcpListener) -> (tokio::net::TcpStream, [u8; 64]) {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut connect = [0u8; 64];
+        assert!(socket.read(&mut connect).await.expect("CONNECT") > 12);
+        socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
+        (socket, connect)
+    }
+
     /// An MQTT server for one client: it checks the CONNECT asks for `keep_alive_s`, answers
     /// it, and ends with the instant the next two bytes came, the bytes and the socket (kept
     /// open, so the client does not see it close before the test sees the bytes).
@@ -540,12 +550,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut connect = [0u8; 64];
-            assert!(socket.read(&mut connect).await.expect("CONNECT") > 12);
+            let (mut socket, connect) = accept_connect(&listener).await;
             // After the header, the protocol name and level and the flags: the keep-alive.
             assert_eq!(connect[10..12], keep_alive_s.to_be_bytes(), "the CONNECT's keep-alive");
-            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
             let mut next = [0u8; 2];
             socket.read_exact(&mut next).await.expect("two more bytes");
             (Instant::now(), next, socket)
@@ -623,10 +630,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut connect = [0u8; 64];
-            assert!(socket.read(&mut connect).await.expect("CONNECT") > 12);
-            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
+            let (mut socket, _) = accept_connect(&listener).await;
             // The QoS 1 PUBLISH of `t` with `{}`: header, topic, packet id, payload.
             let mut publish = [0u8; 9];
             socket.read_exact(&mut publish).await.expect("PUBLISH");
