@@ -335,9 +335,9 @@ impl MqttConn {
                 Ok(header) if matches!(header.packet_type(), Ok(mqttbytes::PacketType::SubAck)) => {
                     // The packet is whole, so this takes it.
                     let refused = if self.v5 {
-                        matches!(self.decode_v5()?, Some(mqtt5::Packet::SubAck(ack)) if refuses_v5(&ack))
+                        matches!(self.take(decode_v5)?, Some(mqtt5::Packet::SubAck(ack)) if refuses_v5(&ack))
                     } else {
-                        matches!(self.decode()?, Some(Packet::SubAck(ack)) if refuses(&ack))
+                        matches!(self.take(decode)?, Some(Packet::SubAck(ack)) if refuses(&ack))
                     };
                     return Poll::Ready(Ok(refused));
                 }
@@ -529,15 +529,6 @@ impl MqttConn {
         self.poll_decoded(cx, decode_v5)
     }
 
-    /// A whole MQTT 5 packet from the buffer, if one is there.
-    fn decode_v5(&mut self) -> Result<Option<mqtt5::Packet>, TransportError> {
-        let packet = decode_v5(&mut self.buf)?;
-        if packet.is_some() {
-            self.release_if_empty();
-        }
-        Ok(packet)
-    }
-
     /// The next packet, if one is there; otherwise the task is woken when the socket is
     /// readable. What [`MqttConn::read`] waits on.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Packet>, TransportError>> {
@@ -554,9 +545,8 @@ impl MqttConn {
         loop {
             // An empty buffer holds no packet (the usual case: a device polled while it waits).
             if !self.buf.is_empty()
-                && let Some(packet) = read(&mut self.buf)?
+                && let Some(packet) = self.take(read)?
             {
-                self.release_if_empty();
                 return Poll::Ready(Ok(Some(packet)));
             }
             if !std::task::ready!(self.poll_fill(cx))? {
@@ -565,9 +555,13 @@ impl MqttConn {
         }
     }
 
-    /// A whole packet from the buffer, if one is there.
-    fn decode(&mut self) -> Result<Option<Packet>, TransportError> {
-        let packet = decode(&mut self.buf)?;
+    /// The packet `read` takes whole from the buffer, if one is there; the buffer is given back
+    /// once a packet leaves it empty.
+    fn take<T>(
+        &mut self,
+        read: fn(&mut BytesMut) -> Result<Option<T>, TransportError>,
+    ) -> Result<Option<T>, TransportError> {
+        let packet = read(&mut self.buf)?;
         if packet.is_some() {
             self.release_if_empty();
         }
