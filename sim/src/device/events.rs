@@ -215,6 +215,16 @@ impl Actions {
         self.items.iter().take(usize::from(self.len)).filter_map(|a| *a)
     }
 
+    /// The one action these make besides asking for a wake-up, if they make just one (a
+    /// connected device's usual wake-up makes a report and nothing else).
+    pub fn lone(&self) -> Option<Action> {
+        let mut doing = self.iter().filter(|action| !matches!(action, Action::WakeAt(_)));
+        match (doing.next(), doing.next()) {
+            (Some(action), None) => Some(action),
+            _ => None,
+        }
+    }
+
     /// Whether the device restarts in these actions of `event`: a reboot command carried out
     /// (it leaves to reboot), an update installed (its reboot), the watchdog's reset. What a
     /// device holds only in memory is gone after it (an LwM2M client's observations and
@@ -224,5 +234,32 @@ impl Actions {
             matches!(action, Action::Reset | Action::OtaStatus(OtaReport::Rebooting))
                 || (action == Action::Leave && event == Event::Command(CommandKind::Reboot))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actions(list: &[Action]) -> Actions {
+        let mut actions = Actions::default();
+        for action in list {
+            actions.push(*action);
+        }
+        actions
+    }
+
+    /// The lone action is the one that is not a wake-up, wherever the wake-ups are; none when
+    /// there are two or none.
+    #[test]
+    fn the_lone_action_is_the_only_one_besides_wake_ups() {
+        let (wake, one) = (Action::WakeAt(SimTime(5)), Action::Connect);
+        assert_eq!(actions(&[one]).lone(), Some(one));
+        assert_eq!(actions(&[one, wake]).lone(), Some(one));
+        assert_eq!(actions(&[wake, one, wake]).lone(), Some(one));
+        assert_eq!(actions(&[one, Action::Disconnect]).lone(), None);
+        assert_eq!(actions(&[one, wake, Action::Reset]).lone(), None);
+        assert_eq!(actions(&[wake]).lone(), None);
+        assert_eq!(actions(&[]).lone(), None);
     }
 }

@@ -11,13 +11,14 @@
 //! so a harness or backend that falls behind shows up in the figures rather than hiding in a
 //! slower test.
 
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::context::{Life, Member, ShardCtx, Sleeper};
-use super::perform::{DeviceTask, Home, Performed, Step};
+use super::perform::{DeviceTask, Home, Performed, Publish, Step};
 use crate::device::{Action, Actions, Ctx, Event, SimTime, State};
 use crate::dialect::{Devices, Dialect, Inbox, Link, Woken};
 use crate::metrics::recorder::Counter;
@@ -311,7 +312,13 @@ impl<D: Dialect> Running<D> {
                     let at_once = (event != Event::Wake && self.core_wake() <= at).then_some(at);
                     (actions, step, at_once)
                 };
-                if let Performed::Stop = Box::pin(self.io.perform_all(actions, step, &mut self.inbox)).await {
+                // Boxed, each event's future, so an idle device's holds neither: a lone report's
+                // (nearly every event's) in a box of its own size.
+                let performing: Pin<Box<dyn Future<Output = Performed> + '_>> = match Publish::alone_in(actions) {
+                    Some(publish) => Box::pin(self.io.perform_report(publish, actions, step, &mut self.inbox)),
+                    None => Box::pin(self.io.perform_all(actions, step, &mut self.inbox)),
+                };
+                if performing.await == Performed::Stop {
                     return Ending::Done;
                 }
                 if let Some(at) = at_once {

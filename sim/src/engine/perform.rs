@@ -13,7 +13,7 @@ use crate::device::{Action, Actions, BatteryLevel, Event, OtaReport, SimTime, St
 use crate::dialect::firmware::Attempt;
 use crate::dialect::{Answer, DeviceCx, Devices, Dialect, Fault, Health, Inbox, Link, Provisioned, Report, Session};
 use crate::metrics::recorder::{Counter, Latency};
-use crate::model::{FaultKind, Outcome, Reading};
+use crate::model::{FaultKind, FaultSet, Outcome, Reading};
 use crate::scratch;
 
 /// A send this much later than intended counts as late.
@@ -106,14 +106,7 @@ impl<D: Dialect> DeviceTask<D> {
         inbox: &'a mut Inbox,
     ) -> impl Future<Output = Performed> + 'a {
         async move {
-            {
-                // What the device lived through, for a dialect whose devices keep a log.
-                let Self { home, device, .. } = &mut *self;
-                let (event, moved) = (step.event, step.moved);
-                home.shard
-                    .dialect
-                    .note(&home.cx(), device, step.now, event, moved, &actions);
-            }
+            self.note(&actions, step);
             for action in actions.iter() {
                 match action {
                     Action::WakeAt(_) => {}
@@ -126,6 +119,35 @@ impl<D: Dialect> DeviceTask<D> {
             }
             Performed::Continue
         }
+    }
+
+    /// Performs one event's actions when all they do is publish a report (and ask for the
+    /// next wake-up), as nearly every wake-up of a connected device does: what
+    /// [`DeviceTask::perform_all`] does with them, in a future the size of a report's, not of
+    /// every action's (a connect's is the largest). The driver boxes each event's future: one
+    /// of over a kilobyte took the allocator's slow path and a copy of its size at every
+    /// report (docs/scale.md, "Counting instructions").
+    pub fn perform_report<'a>(
+        &'a mut self,
+        publish: Publish,
+        actions: Actions,
+        step: Step,
+        inbox: &'a mut Inbox,
+    ) -> impl Future<Output = Performed> + 'a {
+        self.note(&actions, step);
+        let Self { home, link, device, .. } = self;
+        async move {
+            report(home, link, device, publish, step, inbox).await;
+            Performed::Continue
+        }
+    }
+
+    /// Notes what the device lived through, for a dialect whose devices keep a log.
+    fn note(&mut self, actions: &Actions, step: Step) {
+        let Self { home, device, .. } = self;
+        home.shard
+            .dialect
+            .note(&home.cx(), device, step.now, step.event, step.moved, actions);
     }
 
     /// Does what the dialect owes the server of its own accord ([`Devices::due`] came).
@@ -217,51 +239,13 @@ impl<D: Dialect> DeviceTask<D> {
                     faults,
                     ..
                 } => {
-                    if step.intended.elapsed() > LATE {
-                        // The harness fell behind its schedule: the latency recorded from the
-                        // intended time shows how much; this counts how often.
-                        cx.count(Counter::LateSends);
-                    }
-                    // A copy into a scratch string: the reading must not hold the device,
-                    // which the dialect's report takes to change.
-                    let mut firmware = scratch::string();
-                    firmware.push_str(dialect.firmware(&cx, device));
-                    let model_faults = &cx.model.faults;
-                    if !faults.is_empty() {
-                        cx.count(Counter::FaultReports);
-                    }
-                    let reading = Reading {
-                        seq: u64::from(seq),
-                        uptime: uptime(&cx, &step, shard.seed),
-                        battery: battery.map(BatteryLevel::fraction),
-                        volts: battery
-                            .zip(cx.model.battery.as_ref())
-                            .map(|(level, model)| model.volts_at(level.fraction())),
-                        low_battery: battery.is_some_and(|b| b.low),
-                        value: if faults.has(FaultKind::OutOfRange) {
-                            model_faults.out_of_range_value
-                        } else {
-                            f64::from(reading_centi) / 100.0
-                        },
-                        rssi: cx.rssi(seq),
-                        firmware: &firmware,
-                        errors: if faults.has(FaultKind::ErrorBurst) {
-                            model_faults.codes()
-                        } else {
-                            &[]
-                        },
+                    let publish = Publish {
+                        seq,
+                        battery,
+                        reading_centi,
+                        faults,
                     };
-                    let mut payload = scratch::bytes();
-                    cx.model.telemetry.write_payload(&mut payload, &reading);
-                    let report = Report {
-                        payload: &payload,
-                        qos: cx.model.telemetry.qos,
-                        intended: step.intended,
-                        reading: &reading,
-                    };
-                    dialect.report(&cx, device, link, report, inbox).await;
-                    scratch::give_bytes(payload);
-                    scratch::give_string(firmware);
+                    report(home, link, device, publish, step, inbox).await;
                 }
                 // A link that fails says no goodbye: the socket just closes.
                 Action::Disconnect => link.drop_conn(),
@@ -339,6 +323,108 @@ impl<D: Dialect> DeviceTask<D> {
                 Action::WakeAt(_) | Action::Stop => {}
             }
         }
+    }
+}
+
+/// A report to publish: [`Action::Publish`]'s fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish {
+    seq: u32,
+    battery: Option<BatteryLevel>,
+    reading_centi: u16,
+    faults: FaultSet,
+}
+
+impl Publish {
+    /// The report `actions` publish when that is all they do, besides asking for the next
+    /// wake-up ([`DeviceTask::perform_report`]).
+    pub fn alone_in(actions: Actions) -> Option<Self> {
+        match actions.lone()? {
+            Action::Publish {
+                seq,
+                battery,
+                reading_centi,
+                faults,
+                ..
+            } => Some(Self {
+                seq,
+                battery,
+                reading_centi,
+                faults,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Publishes a report: the reading the device's state and model give, written as its model's
+/// payload, through the dialect.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice in every report's future"
+)]
+fn report<'a, D: Dialect>(
+    home: &'a Home<D>,
+    link: &'a mut Link,
+    device: &'a mut <D as Devices>::Device,
+    publish: Publish,
+    step: Step,
+    inbox: &'a mut Inbox,
+) -> impl Future<Output = ()> + 'a {
+    async move {
+        let Publish {
+            seq,
+            battery,
+            reading_centi,
+            faults,
+        } = publish;
+        let (shard, cx) = (&*home.shard, home.cx());
+        let dialect = &shard.dialect;
+        if step.intended.elapsed() > LATE {
+            // The harness fell behind its schedule: the latency recorded from the intended
+            // time shows how much; this counts how often.
+            cx.count(Counter::LateSends);
+        }
+        // A copy into a scratch string: the reading must not hold the device, which the
+        // dialect's report takes to change.
+        let mut firmware = scratch::string();
+        firmware.push_str(dialect.firmware(&cx, device));
+        let model_faults = &cx.model.faults;
+        if !faults.is_empty() {
+            cx.count(Counter::FaultReports);
+        }
+        let reading = Reading {
+            seq: u64::from(seq),
+            uptime: uptime(&cx, &step, shard.seed),
+            battery: battery.map(BatteryLevel::fraction),
+            volts: battery
+                .zip(cx.model.battery.as_ref())
+                .map(|(level, model)| model.volts_at(level.fraction())),
+            low_battery: battery.is_some_and(|b| b.low),
+            value: if faults.has(FaultKind::OutOfRange) {
+                model_faults.out_of_range_value
+            } else {
+                f64::from(reading_centi) / 100.0
+            },
+            rssi: cx.rssi(seq),
+            firmware: &firmware,
+            errors: if faults.has(FaultKind::ErrorBurst) {
+                model_faults.codes()
+            } else {
+                &[]
+            },
+        };
+        let mut payload = scratch::bytes();
+        cx.model.telemetry.write_payload(&mut payload, &reading);
+        let report = Report {
+            payload: &payload,
+            qos: cx.model.telemetry.qos,
+            intended: step.intended,
+            reading: &reading,
+        };
+        dialect.report(&cx, device, link, report, inbox).await;
+        scratch::give_bytes(payload);
+        scratch::give_string(firmware);
     }
 }
 
