@@ -11,6 +11,8 @@
 
 use std::cell::RefCell;
 
+use bytes::BytesMut;
+
 /// Spare buffers kept per thread: enough for the buffers one publish holds at once (payload,
 /// topic, packet) and a few interleaved sends.
 const SPARES: usize = 8;
@@ -19,6 +21,9 @@ const KEEP_LIMIT: usize = 4096;
 
 thread_local! {
     static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// Read buffers, kept apart: a connection reads into a `BytesMut`, which a `Vec` does not
+    /// become without an allocation of its own.
+    static SPARE_READS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
 /// An empty byte buffer, with room from its last use when there is a spare.
@@ -49,6 +54,27 @@ pub fn string() -> String {
 /// Gives a string back for the next user.
 pub fn give_string(text: String) {
     give_bytes(text.into_bytes());
+}
+
+/// An empty read buffer, with room from its last use when there is a spare: what a
+/// connection reads into while something is partly read (a QoS 1 publisher's PUBACK, each
+/// message).
+pub fn read_buf() -> BytesMut {
+    SPARE_READS.with(|spare| spare.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// Gives a read buffer back for the next read.
+pub fn give_read_buf(mut buffer: BytesMut) {
+    if buffer.capacity() == 0 || buffer.capacity() > KEEP_LIMIT {
+        return;
+    }
+    buffer.clear();
+    SPARE_READS.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARES {
+            spare.push(buffer);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -568,21 +568,28 @@ impl MqttConn {
         Ok(packet)
     }
 
-    /// Gives the read buffer back when nothing is partly read: an idle connection holds none.
+    /// Gives the read buffer back to the thread's spares when nothing is partly read: an idle
+    /// connection holds none, and the next read (a QoS 1 publisher's next PUBACK) takes a
+    /// spare rather than allocating.
     fn release_if_empty(&mut self) {
         if self.buf.is_empty() {
-            self.buf = BytesMut::new();
+            scratch::give_read_buf(std::mem::take(&mut self.buf));
         }
     }
 
     /// Reads more bytes; false when the server closed the connection between packets.
     ///
-    /// Waits for the socket to be readable before making room to read into, so a connection
-    /// waiting for its server holds no buffer; a read never waits, so nothing is lost when the
-    /// caller stops polling.
+    /// Waits for the socket to be readable before making room to read into (a spare buffer of
+    /// the thread's, when it holds none), so a connection waiting for its server holds no
+    /// buffer; a read never waits, so nothing is lost when the caller stops polling.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, TransportError>> {
         std::task::ready!(self.stream.poll_read_ready(cx))?;
-        if self.buf.capacity() == self.buf.len() {
+        if self.buf.capacity() == 0 {
+            // Room made as in a new buffer: a spare keeps what its last reader advanced past
+            // until then.
+            self.buf = scratch::read_buf();
+            self.buf.reserve(READ_ROOM);
+        } else if self.buf.capacity() == self.buf.len() {
             self.buf.reserve(READ_ROOM);
         }
         match self.stream.poll_read_buf(cx, &mut self.buf) {
@@ -1460,6 +1467,53 @@ mod tests {
         assert_eq!(conn.buf.capacity(), 0, "all of it read");
         assert!(conn.poll_incoming(&mut cx).is_pending(), "nothing more");
         assert_eq!(conn.buf.capacity(), 0, "waiting again");
+        drop(server.await.expect("server"));
+    }
+
+    /// The read buffer is a spare of the thread's, taken when there is something to read and
+    /// given back once it is read (a QoS 1 publisher reads a PUBACK a message: no allocation
+    /// each); a packet partly read keeps it.
+    #[tokio::test]
+    async fn a_read_buffer_is_the_threads_spare_taken_and_given_back() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tell, mut told) = tokio::sync::mpsc::channel::<&'static [u8]>(1);
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut connect = [0u8; 64];
+            assert!(socket.read(&mut connect).await.expect("CONNECT") > 0);
+            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
+            while let Some(bytes) = told.recv().await {
+                socket.write_all(bytes).await.expect("write");
+            }
+            socket
+        });
+        let (mut conn, _) = MqttConn::connect(addr, None, ConnectParams::plain("d", 60))
+            .await
+            .expect("connect");
+        assert_eq!(conn.buf.capacity(), 0, "the CONNACK read: given back");
+        let mut spare = scratch::read_buf();
+        spare.reserve(READ_ROOM);
+        scratch::give_read_buf(spare);
+        // Half a PUBACK for packet id 9: no packet yet, held in the spare.
+        tell.send(&[0x40, 2]).await.expect("server waits");
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while conn.buf.is_empty() {
+            assert!(conn.poll_incoming(&mut cx).is_pending(), "half a PUBACK is no packet");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(&conn.buf[..], &[0x40, 2], "half a PUBACK, held");
+        assert_eq!(scratch::read_buf().capacity(), 0, "the spare was taken: none left");
+        let held = conn.buf.as_ptr();
+        tell.send(&[0, 9]).await.expect("server waits");
+        let read = conn.incoming().await.expect("read");
+        assert!(matches!(read, Some(Incoming::PubAck(9))), "{read:?}");
+        assert_eq!(conn.buf.capacity(), 0, "all of it read: given back");
+        // The same allocation, from where it was read up to (or its start, room made).
+        let again = (scratch::read_buf().as_ptr() as usize).wrapping_sub(held as usize);
+        assert!(again <= 4, "the buffer read into is the next read's spare: {again}");
+        drop(tell);
         drop(server.await.expect("server"));
     }
 
