@@ -160,11 +160,11 @@ impl Link {
     pub fn publish_report<'a>(
         &'a mut self,
         meter: &'a Meter,
-        write_topic: impl FnOnce(&mut String),
+        write_topic: &dyn Fn(&mut String),
         report: Report<'_>,
         properties: &[u8],
         inbox: &'a mut Inbox,
-    ) -> impl Future<Output = ()> + 'a {
+    ) -> impl Future<Output = ()> + use<'a> {
         let qos = if report.qos == 0 {
             QoS::AtMostOnce
         } else {
@@ -180,45 +180,70 @@ impl Link {
             Self::Stream(_) | Self::None | Self::Datagram(_) => None,
         };
         scratch::give_string(topic);
-        let since = report.intended;
+        let sent = self.finish_publish(started, meter, qos, Awaited::Telemetry, report.intended);
         async move {
-            let sent = self.finish_publish(started, meter, qos, Awaited::Telemetry, since);
             if sent.await.is_err() {
                 inbox.push(Event::ConnectionLost);
             }
         }
     }
 
-    /// Writes what a started publish left, then keeps its books: `published`, when the
-    /// session last sent, and a QoS 1 publish's wait for its PUBACK.
-    async fn finish_publish(
-        &mut self,
+    /// Writes what a started publish left, then keeps its books ([`MqttSession::keep_books`]).
+    ///
+    /// A publish the socket took whole (nearly every one) is done before the future: its
+    /// books are kept now and the future holds nothing but the outcome. One it took only in
+    /// part (or TLS holds) is finished in a box of its own, so a report's future, boxed at
+    /// every report, is small (docs/scale.md, "Counting instructions").
+    fn finish_publish<'a>(
+        &'a mut self,
         started: Option<Result<Started, TransportError>>,
+        meter: &'a Meter,
+        qos: QoS,
+        awaited: Awaited,
+        since: Instant,
+    ) -> impl Future<Output = Result<(), Lost>> + 'a {
+        let mut done = Ok(());
+        let mut rest = None;
+        match (started, &mut *self) {
+            (Some(Ok(started)), Self::Stream(session)) => match session.conn.finished(started) {
+                Ok(pkid) => session.keep_books(pkid, meter, qos, awaited, since),
+                Err(started) => rest = Some(started),
+            },
+            (Some(Err(_)), Self::Stream(_)) => {
+                self.drop_conn();
+                done = Err(Lost);
+            }
+            (Some(_), Self::None | Self::Datagram(_)) | (None, _) => {}
+        }
+        let finishing = rest.map(|started| Box::pin(self.finish_rest(started, meter, qos, awaited, since)));
+        async move {
+            match finishing {
+                Some(finishing) => finishing.await,
+                None => done,
+            }
+        }
+    }
+
+    /// Writes what the socket did not take of a started publish, then keeps its books.
+    async fn finish_rest(
+        &mut self,
+        started: Started,
         meter: &Meter,
         qos: QoS,
         awaited: Awaited,
         since: Instant,
     ) -> Result<(), Lost> {
-        let (Some(started), Self::Stream(session)) = (started, &mut *self) else {
-            return Ok(());
-        };
-        let sent = match started {
-            Ok(started) => session.conn.finish(started).await,
-            Err(error) => Err(error),
-        };
-        let Ok(pkid) = sent else {
-            self.drop_conn();
-            return Err(Lost);
-        };
-        if awaited == Awaited::Telemetry {
-            meter.count(Counter::Published);
+        let Self::Stream(session) = self else { return Ok(()) };
+        match session.conn.finish(started).await {
+            Ok(pkid) => {
+                session.keep_books(pkid, meter, qos, awaited, since);
+                Ok(())
+            }
+            Err(_) => {
+                self.drop_conn();
+                Err(Lost)
+            }
         }
-        session.last_sent = Instant::now();
-        if qos == QoS::AtLeastOnce && session.inflight.push((pkid, since, awaited)).is_some() {
-            // The oldest was forgotten: its PUBACK counts as never come.
-            meter.count(Counter::ErrorsTimeout);
-        }
-        Ok(())
     }
 
     /// Sends a datagram over a datagram endpoint; nothing happens without one.
@@ -498,6 +523,19 @@ enum ForDevice {
 }
 
 impl MqttSession {
+    /// Keeps the books of publish `pkid`, sent: `published` (for telemetry), when the session
+    /// last sent, and a QoS 1 publish's wait for its PUBACK, timed from `since`.
+    fn keep_books(&mut self, pkid: u16, meter: &Meter, qos: QoS, awaited: Awaited, since: Instant) {
+        if awaited == Awaited::Telemetry {
+            meter.count(Counter::Published);
+        }
+        self.last_sent = Instant::now();
+        if qos == QoS::AtLeastOnce && self.inflight.push((pkid, since, awaited)).is_some() {
+            // The oldest was forgotten: its PUBACK counts as never come.
+            meter.count(Counter::ErrorsTimeout);
+        }
+    }
+
     /// A message the server refused in its PUBACK (MQTT 5): counted, and not timed.
     fn refused(&mut self, meter: &Meter, pkid: u16) {
         if self.inflight.take(pkid).is_some() {
@@ -524,6 +562,7 @@ mod tests {
     use super::*;
     use crate::dialect::precise_timer::Timer;
     use crate::dialect::wake_grid::WakeGrid;
+    use crate::model::Reading;
     use crate::transport::datagram::Datagram;
     use crate::transport::mqtt::ConnectParams;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -674,6 +713,69 @@ mod tests {
         assert_eq!(seen.samples(Latency::Publish), 1, "the PUBACK's latency");
         assert_eq!((seen.count(Counter::Published), seen.count(Counter::Received)), (1, 1));
         assert!(link.is_open());
+    }
+
+    /// A report is written and its books kept when it is handed over, before its future is
+    /// polled; the future holds neither payload nor topic (they are dropped before it is
+    /// awaited: this would not compile if it did).
+    #[tokio::test]
+    async fn a_report_is_written_before_its_future_which_holds_no_payload() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = accept_connect(&listener).await;
+            // The QoS 1 PUBLISH of `t/7` with `{"v":1}`: header, topic, packet id, payload.
+            let mut publish = [0u8; 16];
+            socket.read_exact(&mut publish).await.expect("PUBLISH");
+            assert_eq!(
+                publish[..7],
+                [0x32, 14, 0, 3, b't', b'/', b'7'],
+                "a QoS 1 PUBLISH of t/7"
+            );
+            assert_eq!(&publish[9..], b"{\"v\":1}");
+            socket
+        });
+        let (conn, _) = MqttConn::connect(addr, None, ConnectParams::plain("early", 0))
+            .await
+            .expect("connect");
+        let mut link = Link::stream(conn);
+        let (shared, mut inbox) = (Shared::default(), Inbox::default());
+        let (payload, firmware) = (br#"{"v":1}"#.to_vec(), String::from("1.0"));
+        let reading = Reading {
+            seq: 1,
+            uptime: Duration::ZERO,
+            battery: None,
+            volts: None,
+            low_battery: false,
+            value: 1.0,
+            rssi: None,
+            firmware: &firmware,
+            errors: &[],
+        };
+        let report = Report {
+            payload: &payload,
+            qos: 1,
+            intended: Instant::now(),
+            reading: &reading,
+        };
+        let topic = String::from("t/7");
+        let sending = link.publish_report(&shared.meter, &|out| out.push_str(&topic), report, &[], &mut inbox);
+        drop((payload, firmware, topic));
+        let written = tokio::time::timeout(Duration::from_secs(10), server).await;
+        let _socket = written
+            .expect("the PUBLISH came before the future was polled")
+            .expect("server");
+        assert_eq!(
+            shared.meter.take().count(Counter::Published),
+            1,
+            "counted, not yet polled"
+        );
+        sending.await;
+        assert!(inbox.pop().is_none(), "the connection holds");
+        let Link::Stream(session) = &link else {
+            panic!("a stream link")
+        };
+        assert_eq!(session.inflight.len(), 1, "its PUBACK awaited");
     }
 
     /// A datagram from the server ends the wait as an MQTT message does, counted as received,

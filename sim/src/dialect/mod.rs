@@ -132,14 +132,19 @@ pub trait Devices {
 
     /// Sends a telemetry report (a poll, for a backend that devices poll); what comes of it
     /// goes to the inbox.
-    async fn report(
-        &self,
-        cx: &DeviceCx<'_>,
-        device: &mut Self::Device,
-        link: &mut Link,
+    ///
+    /// What it needs of `report` and `cx` it takes before it returns (a broker's device
+    /// writes its PUBLISH then): its future holds neither, so the report's reading and
+    /// payload are given back before it is awaited, and the future a device performs a report
+    /// with, boxed at every report, stays small (docs/scale.md, "Counting instructions").
+    fn report<'a>(
+        &'a self,
+        cx: &DeviceCx<'a>,
+        device: &'a mut Self::Device,
+        link: &'a mut Link,
         report: Report<'_>,
-        inbox: &mut Inbox,
-    );
+        inbox: &'a mut Inbox,
+    ) -> impl Future<Output = ()> + use<'a, Self>;
 
     /// Answers the backend (a config applied, a command done, an update's progress); what
     /// comes of it goes to the inbox.

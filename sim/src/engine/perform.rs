@@ -136,8 +136,9 @@ impl<D: Dialect> DeviceTask<D> {
     ) -> impl Future<Output = Performed> + 'a {
         self.note(&actions, step);
         let Self { home, link, device, .. } = self;
+        let sending = report(home, link, device, publish, step, inbox);
         async move {
-            report(home, link, device, publish, step, inbox).await;
+            sending.await;
             Performed::Continue
         }
     }
@@ -358,11 +359,9 @@ impl Publish {
 }
 
 /// Publishes a report: the reading the device's state and model give, written as its model's
-/// payload, through the dialect.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn would hold its arguments twice in every report's future"
-)]
+/// payload, handed to the dialect now (a broker's device writes its PUBLISH then); the future
+/// is what the dialect's report still waits for, and holds no reading and no payload (their
+/// buffers are given back first).
 fn report<'a, D: Dialect>(
     home: &'a Home<D>,
     link: &'a mut Link,
@@ -370,62 +369,61 @@ fn report<'a, D: Dialect>(
     publish: Publish,
     step: Step,
     inbox: &'a mut Inbox,
-) -> impl Future<Output = ()> + 'a {
-    async move {
-        let Publish {
-            seq,
-            battery,
-            reading_centi,
-            faults,
-        } = publish;
-        let (shard, cx) = (&*home.shard, home.cx());
-        let dialect = &shard.dialect;
-        if step.intended.elapsed() > LATE {
-            // The harness fell behind its schedule: the latency recorded from the intended
-            // time shows how much; this counts how often.
-            cx.count(Counter::LateSends);
-        }
-        // A copy into a scratch string: the reading must not hold the device, which the
-        // dialect's report takes to change.
-        let mut firmware = scratch::string();
-        firmware.push_str(dialect.firmware(&cx, device));
-        let model_faults = &cx.model.faults;
-        if !faults.is_empty() {
-            cx.count(Counter::FaultReports);
-        }
-        let reading = Reading {
-            seq: u64::from(seq),
-            uptime: uptime(&cx, &step, shard.seed),
-            battery: battery.map(BatteryLevel::fraction),
-            volts: battery
-                .zip(cx.model.battery.as_ref())
-                .map(|(level, model)| model.volts_at(level.fraction())),
-            low_battery: battery.is_some_and(|b| b.low),
-            value: if faults.has(FaultKind::OutOfRange) {
-                model_faults.out_of_range_value
-            } else {
-                f64::from(reading_centi) / 100.0
-            },
-            rssi: cx.rssi(seq),
-            firmware: &firmware,
-            errors: if faults.has(FaultKind::ErrorBurst) {
-                model_faults.codes()
-            } else {
-                &[]
-            },
-        };
-        let mut payload = scratch::bytes();
-        cx.model.telemetry.write_payload(&mut payload, &reading);
-        let report = Report {
-            payload: &payload,
-            qos: cx.model.telemetry.qos,
-            intended: step.intended,
-            reading: &reading,
-        };
-        dialect.report(&cx, device, link, report, inbox).await;
-        scratch::give_bytes(payload);
-        scratch::give_string(firmware);
+) -> impl Future<Output = ()> + use<'a, D> {
+    let Publish {
+        seq,
+        battery,
+        reading_centi,
+        faults,
+    } = publish;
+    let (shard, cx) = (&*home.shard, home.cx());
+    let dialect = &shard.dialect;
+    if step.intended.elapsed() > LATE {
+        // The harness fell behind its schedule: the latency recorded from the intended time
+        // shows how much; this counts how often.
+        cx.count(Counter::LateSends);
     }
+    // A copy into a scratch string: the reading must not hold the device, which the dialect's
+    // report takes to change.
+    let mut firmware = scratch::string();
+    firmware.push_str(dialect.firmware(&cx, device));
+    let model_faults = &cx.model.faults;
+    if !faults.is_empty() {
+        cx.count(Counter::FaultReports);
+    }
+    let reading = Reading {
+        seq: u64::from(seq),
+        uptime: uptime(&cx, &step, shard.seed),
+        battery: battery.map(BatteryLevel::fraction),
+        volts: battery
+            .zip(cx.model.battery.as_ref())
+            .map(|(level, model)| model.volts_at(level.fraction())),
+        low_battery: battery.is_some_and(|b| b.low),
+        value: if faults.has(FaultKind::OutOfRange) {
+            model_faults.out_of_range_value
+        } else {
+            f64::from(reading_centi) / 100.0
+        },
+        rssi: cx.rssi(seq),
+        firmware: &firmware,
+        errors: if faults.has(FaultKind::ErrorBurst) {
+            model_faults.codes()
+        } else {
+            &[]
+        },
+    };
+    let mut payload = scratch::bytes();
+    cx.model.telemetry.write_payload(&mut payload, &reading);
+    let report = Report {
+        payload: &payload,
+        qos: cx.model.telemetry.qos,
+        intended: step.intended,
+        reading: &reading,
+    };
+    let sending = dialect.report(&cx, device, link, report, inbox);
+    scratch::give_bytes(payload);
+    scratch::give_string(firmware);
+    sending
 }
 
 /// The uptime a device reports at `step`: simulated time since it arrived or last booted, as

@@ -452,6 +452,17 @@ impl MqttConn {
         Ok(Started { pkid, rest: rest? })
     }
 
+    /// The packet id of a started publish the socket took whole, with nothing held for TLS to
+    /// send: done, with nothing to wait for (nearly every publish); otherwise the publish
+    /// back, for [`MqttConn::finish`].
+    pub fn finished(&self, started: Started) -> Result<u16, Started> {
+        if started.rest.is_none() && !self.stream.wants_flush() {
+            Ok(started.pkid)
+        } else {
+            Err(started)
+        }
+    }
+
     /// Writes what a started publish left, if anything; its packet id.
     pub async fn finish(&mut self, started: Started) -> Result<u16, TransportError> {
         if let Some(rest) = started.rest {

@@ -329,30 +329,35 @@ impl Devices for Embedded {
         Ok(Link::stream(conn))
     }
 
-    async fn report(
-        &self,
-        cx: &DeviceCx<'_>,
-        device: &mut Device,
-        link: &mut Link,
+    fn report<'a>(
+        &'a self,
+        cx: &DeviceCx<'a>,
+        device: &'a mut Device,
+        link: &'a mut Link,
         report: Report<'_>,
-        inbox: &mut Inbox,
-    ) {
-        let Some(credentials) = &device.credentials else { return };
-        let reading = report.reading;
-        cx.shared.marks.alerts.reported(
-            &credentials.device_id,
-            cx.group,
-            report.intended,
-            reading.battery,
-            (reading.value, !reading.errors.is_empty()),
-        );
-        let write_topic = |topic: &mut String| {
-            // Writing into a String cannot fail.
-            let _ = write!(topic, "fleet/v1/d/{}/telemetry", credentials.device_id);
-        };
-        let properties = &cx.model.mqtt.telemetry_properties;
-        link.publish_report(&cx.shared.meter, write_topic, report, properties, inbox)
-            .await;
+        inbox: &'a mut Inbox,
+    ) -> impl Future<Output = ()> + use<'a> {
+        let sending = device.credentials.as_ref().map(|credentials| {
+            let reading = report.reading;
+            cx.shared.marks.alerts.reported(
+                &credentials.device_id,
+                cx.group,
+                report.intended,
+                reading.battery,
+                (reading.value, !reading.errors.is_empty()),
+            );
+            let write_topic = |topic: &mut String| {
+                // Writing into a String cannot fail.
+                let _ = write!(topic, "fleet/v1/d/{}/telemetry", credentials.device_id);
+            };
+            let properties = &cx.model.mqtt.telemetry_properties;
+            link.publish_report(&cx.shared.meter, &write_topic, report, properties, inbox)
+        });
+        async move {
+            if let Some(sending) = sending {
+                sending.await;
+            }
+        }
     }
 
     async fn answer(&self, cx: &DeviceCx<'_>, device: &mut Device, link: &mut Link, answer: Answer, inbox: &mut Inbox) {

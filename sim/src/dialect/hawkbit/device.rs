@@ -84,15 +84,18 @@ impl Devices for Hawkbit {
     }
 
     /// A polling device's report is a poll, whose answer may mean several events.
-    async fn report(
-        &self,
-        cx: &DeviceCx<'_>,
-        device: &mut Device,
-        _link: &mut Link,
+    fn report<'a>(
+        &'a self,
+        cx: &DeviceCx<'a>,
+        device: &'a mut Device,
+        _link: &'a mut Link,
         report: Report<'_>,
-        inbox: &mut Inbox,
-    ) {
-        Box::pin(self.poll(cx, device, report.intended, inbox)).await;
+        inbox: &'a mut Inbox,
+    ) -> impl Future<Output = ()> + use<'a> {
+        let (cx, intended) = (*cx, report.intended);
+        async move {
+            Box::pin(self.poll(&cx, device, intended, inbox)).await;
+        }
     }
 
     /// DDI has no config push and no commands: only an update's progress is answered.

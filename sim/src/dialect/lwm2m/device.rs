@@ -404,14 +404,14 @@ impl Devices for Lwm2m {
     }
 
     /// Notifies what the server observes.
-    async fn report(
-        &self,
-        cx: &DeviceCx<'_>,
-        device: &mut Device,
-        link: &mut Link,
+    fn report<'a>(
+        &'a self,
+        cx: &DeviceCx<'a>,
+        device: &'a mut Device,
+        link: &'a mut Link,
         report: Report<'_>,
-        inbox: &mut Inbox,
-    ) {
+        inbox: &'a mut Inbox,
+    ) -> impl Future<Output = ()> + use<'a> {
         device.battery = report.reading.battery.map(|b| (b * 100.0).round() as u8);
         device.reading = report.reading.value;
         device.rssi = report.reading.rssi;
@@ -427,8 +427,8 @@ impl Devices for Lwm2m {
                 (report.reading.value, device.erring),
             );
         }
-        let why = (report.qos, report.intended, Why::Report);
-        notify_on(cx, device, link, why, inbox).await;
+        let (cx, why) = (*cx, (report.qos, report.intended, Why::Report));
+        async move { notify_on(&cx, device, link, why, inbox).await }
     }
 
     /// A registered, connected device updates its registration at [`UPDATE_AT`] of its

@@ -77,18 +77,17 @@ impl Devices for Broker {
         Ok(Link::stream(conn))
     }
 
-    async fn report(
-        &self,
-        cx: &DeviceCx<'_>,
-        _device: &mut (),
-        link: &mut Link,
+    fn report<'a>(
+        &'a self,
+        cx: &DeviceCx<'a>,
+        _device: &'a mut (),
+        link: &'a mut Link,
         report: Report<'_>,
-        inbox: &mut Inbox,
-    ) {
+        inbox: &'a mut Inbox,
+    ) -> impl Future<Output = ()> + use<'a> {
         let write_topic = |topic: &mut String| self.write_device_telemetry_topic(cx, topic);
         let properties = &cx.model.mqtt.telemetry_properties;
-        link.publish_report(&cx.shared.meter, write_topic, report, properties, inbox)
-            .await;
+        link.publish_report(&cx.shared.meter, &write_topic, report, properties, inbox)
     }
 
     /// Nothing a broker sends asks for an answer.
