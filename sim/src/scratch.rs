@@ -10,6 +10,7 @@
 //! (its future dropped mid-send) is simply freed.
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 use bytes::BytesMut;
 
@@ -26,23 +27,60 @@ thread_local! {
     static SPARE_READS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An empty byte buffer, with room from its last use when there is a spare.
-pub fn bytes() -> Vec<u8> {
-    SPARE.with(|spare| spare.borrow_mut().pop()).unwrap_or_default()
+/// A buffer the spares keep.
+trait Buffer: Default {
+    fn capacity(&self) -> usize;
+    fn clear(&mut self);
 }
 
-/// Gives a byte buffer back for the next user.
-pub fn give_bytes(mut buffer: Vec<u8>) {
+impl Buffer for Vec<u8> {
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+}
+
+impl Buffer for BytesMut {
+    fn capacity(&self) -> usize {
+        BytesMut::capacity(self)
+    }
+
+    fn clear(&mut self) {
+        BytesMut::clear(self);
+    }
+}
+
+/// A spare from `spares`, or a new (empty) buffer when there is none.
+fn take<B: Buffer>(spares: &'static LocalKey<RefCell<Vec<B>>>) -> B {
+    spares.with(|spare| spare.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// Keeps `buffer`, cleared, in `spares` for the next user, while they are short and it is
+/// small.
+fn give<B: Buffer>(spares: &'static LocalKey<RefCell<Vec<B>>>, mut buffer: B) {
     if buffer.capacity() == 0 || buffer.capacity() > KEEP_LIMIT {
         return;
     }
     buffer.clear();
-    SPARE.with(|spare| {
+    spares.with(|spare| {
         let mut spare = spare.borrow_mut();
         if spare.len() < SPARES {
             spare.push(buffer);
         }
     });
+}
+
+/// An empty byte buffer, with room from its last use when there is a spare.
+pub fn bytes() -> Vec<u8> {
+    take(&SPARE)
+}
+
+/// Gives a byte buffer back for the next user.
+pub fn give_bytes(buffer: Vec<u8>) {
+    give(&SPARE, buffer);
 }
 
 /// An empty string, with room from its last use when there is a spare.
@@ -60,21 +98,12 @@ pub fn give_string(text: String) {
 /// connection reads into while something is partly read (a QoS 1 publisher's PUBACK, each
 /// message).
 pub fn read_buf() -> BytesMut {
-    SPARE_READS.with(|spare| spare.borrow_mut().pop()).unwrap_or_default()
+    take(&SPARE_READS)
 }
 
 /// Gives a read buffer back for the next read.
-pub fn give_read_buf(mut buffer: BytesMut) {
-    if buffer.capacity() == 0 || buffer.capacity() > KEEP_LIMIT {
-        return;
-    }
-    buffer.clear();
-    SPARE_READS.with(|spare| {
-        let mut spare = spare.borrow_mut();
-        if spare.len() < SPARES {
-            spare.push(buffer);
-        }
-    });
+pub fn give_read_buf(buffer: BytesMut) {
+    give(&SPARE_READS, buffer);
 }
 
 #[cfg(test)]
