@@ -346,7 +346,7 @@ impl Link {
                 // other devices' wake-ups instead of taking one of its own.
                 let deadline = {
                     let wake_at = shared.calendar.instant(wake_us);
-                    self.due().map_or(wake_at, |due| shared.grid.floor(due).min(wake_at))
+                    self.due().map_or(wake_at, |due| shared.grid.floor_min(due, wake_at))
                 };
                 // Matched as it comes, not bound first: a bound result would take room in the
                 // future for the whole wait.

@@ -45,6 +45,17 @@ impl WakeGrid {
         let since = at.saturating_duration_since(self.start);
         self.after(u64::try_from(since.as_micros()).unwrap_or(u64::MAX)).min(at)
     }
+
+    /// The earlier of `limit` and [`WakeGrid::floor`] of `at`: `limit` without rounding `at`
+    /// when `at` is a whole step or more after it (the grid's instant at or before `at` is
+    /// less than a step before it, so after `limit`). A device's wait asks this of its
+    /// keep-alive, nearly always a whole step or more after its next report.
+    pub fn floor_min(&self, at: Instant, limit: Instant) -> Instant {
+        match at.checked_duration_since(limit) {
+            Some(ahead) if ahead >= Duration::from_micros(self.step_us) => limit,
+            _ => self.floor(at).min(limit),
+        }
+    }
 }
 
 /// No grid, from now: what a shard's parts built alone (in tests) wake on.
@@ -77,5 +88,33 @@ mod tests {
             none.floor(ms(7) + Duration::from_micros(3)),
             ms(7) + Duration::from_micros(3)
         );
+    }
+
+    /// The shortcut gives what rounding and taking the earlier gives, for instants on and off
+    /// the grid, on either side of the limit, a step or less apart and more, and before the
+    /// grid's start.
+    #[test]
+    fn the_shortcut_to_the_earlier_of_a_limit_and_a_rounded_instant_changes_nothing() {
+        let start = Instant::now() + Duration::from_secs(1);
+        for step in [Duration::from_millis(4), Duration::from_micros(1), Duration::ZERO] {
+            let grid = WakeGrid::new(start, step);
+            for limit_us in [0u64, 1, 3_999, 4_000, 4_001, 10_333] {
+                let limit = start + Duration::from_micros(limit_us);
+                for at_us in (0..20_000u64)
+                    .step_by(37)
+                    .chain([limit_us + 3_999, limit_us + 4_000, limit_us + 4_001])
+                {
+                    let at = start + Duration::from_micros(at_us) + Duration::from_nanos(at_us % 3 * 300);
+                    assert_eq!(
+                        grid.floor_min(at, limit),
+                        grid.floor(at).min(limit),
+                        "{step:?} {limit_us} {at_us}"
+                    );
+                }
+                let before = start - Duration::from_millis(9);
+                assert_eq!(grid.floor_min(before, limit), grid.floor(before).min(limit));
+                assert_eq!(grid.floor_min(limit, before), grid.floor(limit).min(before));
+            }
+        }
     }
 }
