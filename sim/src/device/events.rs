@@ -237,29 +237,34 @@ impl Actions {
     }
 }
 
+/// Actions as the tests write them.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn actions(list: &[Action]) -> Actions {
-        let mut actions = Actions::default();
+impl Actions {
+    /// `list`'s actions, in order.
+    pub(crate) fn of(list: &[Action]) -> Self {
+        let mut actions = Self::default();
         for action in list {
             actions.push(*action);
         }
         actions
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     /// The lone action is the one that is not a wake-up, wherever the wake-ups are; none when
     /// there are two or none.
     #[test]
     fn the_lone_action_is_the_only_one_besides_wake_ups() {
         let (wake, one) = (Action::WakeAt(SimTime(5)), Action::Connect);
-        assert_eq!(actions(&[one]).lone(), Some(one));
-        assert_eq!(actions(&[one, wake]).lone(), Some(one));
-        assert_eq!(actions(&[wake, one, wake]).lone(), Some(one));
-        assert_eq!(actions(&[one, Action::Disconnect]).lone(), None);
-        assert_eq!(actions(&[one, wake, Action::Reset]).lone(), None);
-        assert_eq!(actions(&[wake]).lone(), None);
-        assert_eq!(actions(&[]).lone(), None);
+        assert_eq!(Actions::of(&[one]).lone(), Some(one));
+        assert_eq!(Actions::of(&[one, wake]).lone(), Some(one));
+        assert_eq!(Actions::of(&[wake, one, wake]).lone(), Some(one));
+        assert_eq!(Actions::of(&[one, Action::Disconnect]).lone(), None);
+        assert_eq!(Actions::of(&[one, wake, Action::Reset]).lone(), None);
+        assert_eq!(Actions::of(&[wake]).lone(), None);
+        assert_eq!(Actions::of(&[]).lone(), None);
     }
 }

@@ -325,14 +325,6 @@ mod tests {
     use crate::device::BatteryLevel;
     use crate::model::FaultSet;
 
-    fn actions(list: &[Action]) -> Actions {
-        let mut out = Actions::default();
-        for action in list {
-            out.push(*action);
-        }
-        out
-    }
-
     fn at(s: u64) -> SimTime {
         SimTime(s * 1_000_000)
     }
@@ -355,9 +347,9 @@ mod tests {
             at(6),
             Event::ConfigDesired { version: 7 },
             (State::Online, State::Online),
-            &actions(&[Action::ReportConfig { version: 7 }]),
+            &Actions::of(&[Action::ReportConfig { version: 7 }]),
         );
-        let answered = actions(&[Action::CommandResult {
+        let answered = Actions::of(&[Action::CommandResult {
             battery: None,
             reading_centi: 0,
             seq: 0,
@@ -380,13 +372,13 @@ mod tests {
             at(8),
             Event::Wake,
             (State::Online, State::Offline),
-            &actions(&[Action::Disconnect]),
+            &Actions::of(&[Action::Disconnect]),
         );
         journal.note(
             at(9),
             Event::Wake,
             (State::Online, State::Online),
-            &actions(&[Action::OtaStatus(OtaReport::RolledBack)]),
+            &Actions::of(&[Action::OtaStatus(OtaReport::RolledBack)]),
         );
         let logged: Vec<(f64, Logged)> = journal.entries().collect();
         assert_eq!(
@@ -431,7 +423,7 @@ mod tests {
             at(3),
             Event::Wake,
             (State::Online, State::Offline),
-            &actions(&[Action::Disconnect, Action::Reset]),
+            &Actions::of(&[Action::Disconnect, Action::Reset]),
         );
         let burst = Action::Publish {
             seq: 4,
@@ -440,7 +432,12 @@ mod tests {
             reading_centi: 2150,
             faults: FaultSet::NONE.with(FaultKind::ErrorBurst),
         };
-        journal.note(at(30), Event::Wake, (State::Online, State::Online), &actions(&[burst]));
+        journal.note(
+            at(30),
+            Event::Wake,
+            (State::Online, State::Online),
+            &Actions::of(&[burst]),
+        );
         let stuck = Action::Publish {
             seq: 5,
             payload_bytes: 64,
@@ -448,8 +445,18 @@ mod tests {
             reading_centi: 2150,
             faults: FaultSet::NONE.with(FaultKind::StuckSensor),
         };
-        journal.note(at(40), Event::Wake, (State::Online, State::Online), &actions(&[stuck]));
-        journal.note(at(50), Event::Wake, (State::Online, State::Online), &actions(&[stuck]));
+        journal.note(
+            at(40),
+            Event::Wake,
+            (State::Online, State::Online),
+            &Actions::of(&[stuck]),
+        );
+        journal.note(
+            at(50),
+            Event::Wake,
+            (State::Online, State::Online),
+            &Actions::of(&[stuck]),
+        );
         let entries: Vec<(f64, Logged)> = journal.entries().collect();
         assert_eq!(
             entries,
@@ -474,7 +481,7 @@ mod tests {
     #[test]
     fn the_newest_sixteen_are_kept_and_low_battery_is_said_once() {
         let mut journal = Journal::default();
-        let low = actions(&[Action::Publish {
+        let low = Actions::of(&[Action::Publish {
             seq: 0,
             payload_bytes: 64,
             battery: Some(BatteryLevel {

@@ -233,20 +233,11 @@ impl<D: Dialect> DeviceTask<D> {
                         }
                     }
                 }
-                Action::Publish {
-                    seq,
-                    battery,
-                    reading_centi,
-                    faults,
-                    ..
-                } => {
-                    let publish = Publish {
-                        seq,
-                        battery,
-                        reading_centi,
-                        faults,
-                    };
-                    report(home, link, device, publish, step, inbox).await;
+                Action::Publish { .. } => {
+                    // A publish always has a report's fields.
+                    if let Some(publish) = Publish::of(action) {
+                        report(home, link, device, publish, step, inbox).await;
+                    }
                 }
                 // A link that fails says no goodbye: the socket just closes.
                 Action::Disconnect => link.drop_conn(),
@@ -340,7 +331,12 @@ impl Publish {
     /// The report `actions` publish when that is all they do, besides asking for the next
     /// wake-up ([`DeviceTask::perform_report`]).
     pub fn alone_in(actions: Actions) -> Option<Self> {
-        match actions.lone()? {
+        actions.lone().and_then(Self::of)
+    }
+
+    /// A publish's report; none for another action.
+    fn of(action: Action) -> Option<Self> {
+        match action {
             Action::Publish {
                 seq,
                 battery,

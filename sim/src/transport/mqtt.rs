@@ -1453,39 +1453,30 @@ mod tests {
     /// read: every idle device holds one of these for the whole run.
     #[tokio::test]
     async fn a_waiting_connection_holds_no_read_buffer() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (acked, ack) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            use tokio::io::AsyncReadExt as _;
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut connect = [0u8; 64];
-            assert!(socket.read(&mut connect).await.expect("CONNECT") > 0);
-            socket.write_all(&[0x20, 2, 0, 0]).await.expect("CONNACK");
-            ack.await.expect("told");
-            // A PUBACK for packet id 1.
-            socket.write_all(&[0x40, 2, 0, 1]).await.expect("PUBACK");
-            socket
-        });
+        let (addr, tell, server) = connack_then_told().await;
         let params = ConnectParams::plain("d", 60);
         let (mut conn, _) = MqttConn::connect(addr, None, params).await.expect("connect");
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(conn.poll_incoming(&mut cx).is_pending(), "nothing sent yet");
         assert_eq!(conn.buf.capacity(), 0, "waiting, before anything came");
-        acked.send(()).expect("server waits");
+        // A PUBACK for packet id 1.
+        tell.send(&[0x40, 2, 0, 1]).await.expect("server waits");
         let read = conn.incoming().await.expect("read");
         assert!(matches!(read, Some(Incoming::PubAck(1))), "{read:?}");
         assert_eq!(conn.buf.capacity(), 0, "all of it read");
         assert!(conn.poll_incoming(&mut cx).is_pending(), "nothing more");
         assert_eq!(conn.buf.capacity(), 0, "waiting again");
+        drop(tell);
         drop(server.await.expect("server"));
     }
 
-    /// The read buffer is a spare of the thread's, taken when there is something to read and
-    /// given back once it is read (a QoS 1 publisher reads a PUBACK a message: no allocation
-    /// each); a packet partly read keeps it.
-    #[tokio::test]
-    async fn a_read_buffer_is_the_threads_spare_taken_and_given_back() {
+    /// A server on a real socket for one client: it answers the CONNECT with a CONNACK, then
+    /// writes whatever it is told, until the teller is dropped; it ends with the socket.
+    async fn connack_then_told() -> (
+        SocketAddr,
+        tokio::sync::mpsc::Sender<&'static [u8]>,
+        tokio::task::JoinHandle<tokio::net::TcpStream>,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tell, mut told) = tokio::sync::mpsc::channel::<&'static [u8]>(1);
@@ -1500,6 +1491,15 @@ mod tests {
             }
             socket
         });
+        (addr, tell, server)
+    }
+
+    /// The read buffer is a spare of the thread's, taken when there is something to read and
+    /// given back once it is read (a QoS 1 publisher reads a PUBACK a message: no allocation
+    /// each); a packet partly read keeps it.
+    #[tokio::test]
+    async fn a_read_buffer_is_the_threads_spare_taken_and_given_back() {
+        let (addr, tell, server) = connack_then_told().await;
         let (mut conn, _) = MqttConn::connect(addr, None, ConnectParams::plain("d", 60))
             .await
             .expect("connect");
