@@ -52,7 +52,11 @@ if [[ ",$TOOLS," == *",locust,"* ]] && ! "$VENV/bin/python" -c 'import locust.co
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "locust==$LOCUST_VERSION" "paho-mqtt==$PAHO_VERSION"
 fi
-cargo build --release --quiet --bin fleetsim --example peers-floor
+# fleetsim as users build it (`cargo run --release`), on its own: built beside the floor, an
+# example, it would take the dev-dependencies' features too (tokio's test-util, about 1% more
+# instructions a message by benches/instructions.sh).
+cargo build --release --quiet --bin fleetsim
+cargo build --release --quiet --example peers-floor
 mkdir -p "$OUT"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); $(mosquitto -h 2>/dev/null | head -1); $(date -u +%Y-%m-%d); reports: $OUT"
 python3 benches/peers/peers.py --fleetsim target/release/fleetsim --venv "$(realpath "$VENV")" --out "$(realpath "$OUT")" --tools "$TOOLS" --works "$WORKS" --idle-rate "$IDLE_RATE" --rounds "$ROUNDS"
