@@ -326,34 +326,34 @@ impl Link {
         // room in every idle device's future.
         let wake_us = shared.calendar.micros(wake_at);
         async move {
-            // A wake-up already due is taken before what the link heard: a device reports at
-            // the moment it connects, before it reads what its server sent meanwhile (an
-            // LwM2M server that observes a sensor at once gets its first reading). A timer
-            // already past would only fire at the timer wheel's next turn.
-            {
-                // (A block: an instant held across the wait would take room in the future.)
-                let wake_at = shared.calendar.instant(wake_us);
-                if wake_at <= Instant::now() {
-                    return Woken::Wake(wake_at);
-                }
-            }
             loop {
                 // One alarm for both the wake and the session's own duty (a keep-alive ping),
                 // kept while the link deals with what is its own (a PUBACK). Only the alarm
                 // and the poll live across the wait: whether it was the duty that came is
                 // told after by the clock (an alarm never rings early). The duty falls on the
                 // wake grid, a little early, so it shares a turn of the shard's thread with
-                // other devices' wake-ups instead of taking one of its own.
-                let deadline = {
+                // other devices' wake-ups instead of taking one of its own. One reading of
+                // the clock serves the look at the wake-up and the alarm's.
+                let alarm = {
+                    // (A block: an instant held across the wait would take room in the future.)
                     let wake_at = shared.calendar.instant(wake_us);
-                    self.due().map_or(wake_at, |due| shared.grid.floor_min(due, wake_at))
+                    let now = Instant::now();
+                    // A wake-up already due is taken before what the link heard: a device
+                    // reports at the moment it connects, before it reads what its server sent
+                    // meanwhile (an LwM2M server that observes a sensor at once gets its first
+                    // reading). A timer already past would only fire at the timer wheel's
+                    // next turn.
+                    if wake_at <= now {
+                        return Woken::Wake(wake_at);
+                    }
+                    let deadline = self.due().map_or(wake_at, |due| shared.grid.floor_min(due, wake_at));
+                    // The shard's calendar keeps the deadline: the wait holds its alarm, not a
+                    // timer of its own.
+                    shared.calendar.set_from(deadline, now)
                 };
                 // Matched as it comes, not bound first: a bound result would take room in the
                 // future for the whole wait.
-                let on_duty = {
-                    // The shard's calendar keeps the deadline: the wait holds its alarm, not a
-                    // timer of its own.
-                    let alarm = shared.calendar.set(deadline);
+                {
                     let link = &mut *self;
                     // The alarm is looked at first: a device whose time has come wakes without
                     // a look at its socket (what came meanwhile stays there for its next
@@ -371,7 +371,14 @@ impl Link {
                     })
                     .await
                     {
-                        None => Instant::now() < shared.calendar.instant(wake_us),
+                        // The alarm rang: for the wake-up if its time has come, else for the
+                        // duty.
+                        None => {
+                            let wake_at = shared.calendar.instant(wake_us);
+                            if Instant::now() >= wake_at {
+                                return Woken::Wake(wake_at);
+                            }
+                        }
                         Some(Ok(ForDevice::Heard(heard))) => {
                             shared.meter.count(Counter::Received);
                             return Woken::Heard(heard);
@@ -386,13 +393,6 @@ impl Link {
                             return Woken::Lost;
                         }
                     }
-                };
-                if !on_duty {
-                    let wake_at = shared.calendar.instant(wake_us);
-                    if Instant::now() >= wake_at {
-                        return Woken::Wake(wake_at);
-                    }
-                    continue;
                 }
                 // Boxed, as the acknowledgement: rare next to waiting, so an idle device's
                 // task does not hold its future.
