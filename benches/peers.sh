@@ -59,4 +59,4 @@ cargo build --release --quiet --bin fleetsim
 cargo build --release --quiet --example peers-floor
 mkdir -p "$OUT"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); $(mosquitto -h 2>/dev/null | head -1); $(date -u +%Y-%m-%d); reports: $OUT"
-python3 benches/peers/peers.py --fleetsim target/release/fleetsim --venv "$(realpath "$VENV")" --out "$(realpath "$OUT")" --tools "$TOOLS" --works "$WORKS" --idle-rate "$IDLE_RATE" --rounds "$ROUNDS"
+python3 benches/peers/peers.py --fleetsim target/release/fleetsim --venv "$(realpath -m "$VENV")" --out "$(realpath "$OUT")" --tools "$TOOLS" --works "$WORKS" --idle-rate "$IDLE_RATE" --rounds "$ROUNDS"
