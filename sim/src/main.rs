@@ -403,16 +403,11 @@ fn run(command: Command, out: &mut dyn Write) -> Result<Exit, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleetsim::engine::process_stats::rss_bytes;
 
     /// This process's resident bytes.
-    fn resident() -> usize {
-        let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-        let pages: usize = statm
-            .split(' ')
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .expect("resident pages");
-        pages * 4096
+    fn resident() -> u64 {
+        rss_bytes().expect("VmRSS in /proc/self/status")
     }
 
     /// Blocks of 1 KiB that fill `bytes`, each written so that its page is resident: separate
@@ -424,9 +419,9 @@ mod tests {
 
     #[test]
     fn freed_blocks_leave_the_process_at_once() {
-        const BYTES: usize = 64 << 20;
+        const BYTES: u64 = 64 << 20;
         purge_freed_pages_at_once();
-        let held = blocks(BYTES);
+        let held = blocks(BYTES as usize);
         let before = resident();
         drop(std::hint::black_box(held));
         let after = resident();
