@@ -336,14 +336,16 @@ fn harness_line(harness: &serde_json::Value) -> Option<String> {
     Some(line)
 }
 
-/// `late sends: 35 of 425500 reports went out more than 5 ms after their intended instant ...`,
-/// for a run whose harness fell behind its schedule; `None` for one that kept it.
+/// `late sends: 35 of 425500 reports went out more than 5 ms after their intended instant: ...`,
+/// for a run whose harness fell behind its schedule, and why; `None` for one that kept it.
 fn late_line(summary: &serde_json::Value) -> Option<String> {
-    let (late, published) = crate::report::figures::late_sends(summary)?;
+    let late = crate::report::figures::late_sends(summary)?;
     Some(format!(
-        "late sends: {late} of {published} reports went out more than 5 ms after their intended instant: the \
-         harness or its machine fell behind its schedule, and the latencies include that delay (late_sends_per_s \
-         in timeseries.csv says when)"
+        "late sends: {} of {} reports went out more than 5 ms after their intended instant: {}. The latencies \
+         include that delay (late_sends_per_s in timeseries.csv says when)",
+        late.late,
+        late.published,
+        late.why()
     ))
 }
 
@@ -387,6 +389,17 @@ mod tests {
         let line = late_line(&late).expect("a line");
         assert!(
             line.starts_with("late sends: 35 of 425500 reports went out more than 5 ms after"),
+            "{line}"
+        );
+        assert!(
+            line.contains("the harness or its machine fell behind"),
+            "a summary without the split: {line}"
+        );
+        let split = summary(serde_json::json!({ "late_sends": 35, "late_sends.woken_late": 30, "published": 9 }));
+        let line = late_line(&split).expect("a line");
+        assert!(
+            line.contains("for 30 of them the harness's thread was asleep")
+                && line.contains("for the other 5 the harness's thread was awake and busy"),
             "{line}"
         );
         assert_eq!(

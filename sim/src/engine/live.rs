@@ -84,6 +84,9 @@ pub struct Frame {
     /// Reports sent more than 5 ms after their intended instant, so far: the harness (or its
     /// machine) behind its schedule, which the latencies then include.
     pub late_sends: u64,
+    /// Of those, the ones whose shard thread was asleep at their instant and woke late: the
+    /// machine, not the harness's load.
+    pub late_sends_woken_late: u64,
     /// The harness's resident memory now and before the first device, bytes (0: unknown).
     pub rss_bytes: u64,
     /// Resident memory before the first device, bytes (0: unknown).
@@ -247,6 +250,7 @@ impl Live {
             identities: identities(total),
             faults: (total.count(Counter::FaultReports), total.count(Counter::WatchdogResets)),
             late_sends: total.count(Counter::LateSends),
+            late_sends_woken_late: total.count(Counter::LateSendsWokenLate),
             rss_bytes: row.rss_bytes,
             rss_before_bytes: self.rss_before_bytes,
             cpu: row.cpu,
@@ -387,11 +391,14 @@ mod tests {
         let (mut live, rx) = live(&[]);
         let mut recorder = Recorder::default();
         recorder.count(Counter::LateSends, 35);
+        recorder.count(Counter::LateSendsWokenLate, 30);
         let second = recorder.take();
         let mut total = second.clone();
         total.merge(&second);
         live.second(2, &second, &total, &Second::default());
-        assert_eq!(frame(&rx).late_sends, 70, "the total's, not the second's");
+        let frame = frame(&rx);
+        assert_eq!(frame.late_sends, 70, "the total's, not the second's");
+        assert_eq!(frame.late_sends_woken_late, 60);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! ([`clock`]), what a shard and its devices hold ([`context`]), the driver that runs each
 //! device ([`driver`]) and performs what it decides through its dialect ([`perform`]), shards
 //! of devices on their own threads ([`shard`]) with sleeping devices in a timer heap
-//! ([`timers`]), the operator ([`operator`]) and the watch on the backend ([`watch`]), the
+//! ([`timers`]) and a note of each thread's last sleep for late sends ([`park`]), the operator ([`operator`]) and the watch on the backend ([`watch`]), the
 //! aggregator ([`progress`]) and the dashboard's frames ([`live`]), worker processes
 //! ([`workers`], [`wire`]), the process limits a run needs ([`open_files`]) and `fleetsim run`
 //! itself ([`run`]).
@@ -17,6 +17,7 @@ pub mod exporter;
 pub mod live;
 pub mod open_files;
 pub mod operator;
+pub mod park;
 pub mod pause;
 pub mod perform;
 pub mod process_stats;

@@ -16,8 +16,6 @@ use crate::metrics::recorder::{Counter, Latency};
 use crate::model::{FaultKind, FaultSet, Outcome, Reading};
 use crate::scratch;
 
-/// A send this much later than intended counts as late.
-const LATE: Duration = Duration::from_millis(5);
 /// How long a device leaving cleanly (to reboot) waits for its last messages' PUBACKs.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -374,10 +372,14 @@ fn report<'a, D: Dialect>(
     } = publish;
     let (shard, cx) = (&*home.shard, home.cx());
     let dialect = &shard.dialect;
-    if step.intended.elapsed() > LATE {
+    let now = Instant::now();
+    if now.saturating_duration_since(step.intended) > super::park::LATE {
         // The harness fell behind its schedule: the latency recorded from the intended time
-        // shows how much; this counts how often.
+        // shows how much; this counts how often, and how often the thread woke late for it.
         cx.count(Counter::LateSends);
+        if super::park::woke_late(step.intended, now) {
+            cx.count(Counter::LateSendsWokenLate);
+        }
     }
     // A copy into a scratch string: the reading must not hold the device, which the dialect's
     // report takes to change.

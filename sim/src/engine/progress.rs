@@ -209,6 +209,11 @@ pub fn progress_line(elapsed: u64, devices: u64, states: &StateCounts, second: &
     if late > 0 {
         // The harness (or its machine) behind its schedule: said where the rates are read.
         line.push_str(&format!(" | late sends {late}"));
+        let woken = second.count(Counter::LateSendsWokenLate);
+        if woken > 0 {
+            // How many the machine made late, not the harness's load (`engine::park`).
+            line.push_str(&format!(" ({woken} woke late)"));
+        }
     }
     for latency in Latency::ALL {
         if second.samples(*latency) > 0 {
@@ -246,5 +251,10 @@ mod tests {
         );
         let line = progress_line(12, 2000, &states, &second_with(0));
         assert!(!line.contains("late"), "{line}");
+        let mut recorder = Recorder::default();
+        recorder.count(Counter::LateSends, 40);
+        recorder.count(Counter::LateSendsWokenLate, 31);
+        let line = progress_line(12, 2000, &states, &recorder.take());
+        assert!(line.ends_with("| late sends 40 (31 woke late)"), "{line}");
     }
 }

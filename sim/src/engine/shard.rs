@@ -91,7 +91,13 @@ pub fn run_shard<D: Dialect>(
         paused,
     } = options;
     let mut pause = ArrivalPause::new(paused);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // The park hooks note each sleep of the thread, so a late send can say whether the thread
+    // woke late or was busy (`park`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(super::park::parking)
+        .on_thread_unpark(super::park::unparked)
+        .build()?;
     let scenario = plan.scenario();
     let target = dialect.device_addr().ip();
     let clock = RunClock::new(start, scenario.time_scale, scenario.wake_grid);

@@ -117,6 +117,11 @@ names!(
         /// Reports sent more than 5 ms after their intended instant: the harness (or the machine
         /// under it) fell behind its schedule.
         LateSends => "late_sends",
+        /// Late sends whose shard thread was asleep at their intended instant and ran again
+        /// later after it than it then took to send them: the machine did not run the harness
+        /// in time (other work on its cores, a virtual machine's idle core woken late). The
+        /// rest of `late_sends` found the thread busy: the harness's own load.
+        LateSendsWokenLate => "late_sends.woken_late",
         /// QoS 1 messages not sent because as many as the server's Receive Maximum (MQTT 5)
         /// still awaited their PUBACK: the device holds to the server's limit.
         HeldBack => "held_back",

@@ -14,13 +14,48 @@ use crate::device::StateCounts;
 use crate::metrics::names::{MetricKind, Stat};
 use crate::metrics::recorder::{Counter, Latency, Snapshot};
 
-/// A run's late sends and the reports it published, from `summary.json`, for a run that sent
-/// any late (`None` for one that kept its schedule, or a summary from before the counter): what
-/// the end of a run and `report.html` tell the user.
-pub fn late_sends(summary: &Value) -> Option<(u64, u64)> {
+/// A run's late sends, as `summary.json` counts them: what the end of a run and `report.html`
+/// tell the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LateSends {
+    /// Reports sent more than 5 ms after their intended instant.
+    pub late: u64,
+    /// Of those, the ones whose shard thread was asleep at the instant and woke late: the
+    /// machine did not run the harness in time (`None` in a summary from before the count).
+    pub woken_late: Option<u64>,
+    /// Reports published in all.
+    pub published: u64,
+}
+
+impl LateSends {
+    /// Why the reports were late, for a sentence after "... after their intended instant":
+    /// the machine, the harness's load, or both in their shares.
+    pub fn why(&self) -> String {
+        const MACHINE: &str = "the harness's thread was asleep at the instant and the machine ran it again only \
+                               after it (other work on its cores, or a virtual machine's idle core woken late)";
+        const LOAD: &str = "the harness's thread was awake and busy with other devices' work (the harness's own load)";
+        match self.woken_late {
+            None => "the harness or its machine fell behind its schedule".to_owned(),
+            Some(woken) if woken >= self.late => format!("for all of them {MACHINE}"),
+            Some(0) => format!("for all of them {LOAD}"),
+            Some(woken) => format!(
+                "for {woken} of them {MACHINE}; for the other {} {LOAD}",
+                self.late - woken
+            ),
+        }
+    }
+}
+
+/// A run's late sends from `summary.json`, for a run that sent any late (`None` for one that
+/// kept its schedule, or a summary from before the counter).
+pub fn late_sends(summary: &Value) -> Option<LateSends> {
     let counters = &summary["metrics"]["counters"];
     let late = counters[Counter::LateSends.name()].as_u64().filter(|&n| n > 0)?;
-    Some((late, counters[Counter::Published.name()].as_u64().unwrap_or(0)))
+    Some(LateSends {
+        late,
+        woken_late: counters[Counter::LateSendsWokenLate.name()].as_u64(),
+        published: counters[Counter::Published.name()].as_u64().unwrap_or(0),
+    })
 }
 
 /// The share of cut-off devices whose return `reconnect.recovery` waits for.
@@ -444,6 +479,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn late_sends_say_how_many_the_machine_made_late_and_how_many_the_harness_load() {
+        let counted = |late, woken: Option<u64>| {
+            let mut counters = json!({ "late_sends": late, "published": 1000 });
+            if let Some(woken) = woken {
+                counters["late_sends.woken_late"] = json!(woken);
+            }
+            late_sends(&json!({ "metrics": { "counters": counters } }))
+        };
+        assert_eq!(counted(0, Some(0)), None, "none late");
+        let why = |late, woken| counted(late, woken).expect("some late").why();
+        assert_eq!(why(7, None), "the harness or its machine fell behind its schedule");
+        assert!(why(7, Some(7)).starts_with("for all of them the harness's thread was asleep"));
+        assert!(why(7, Some(0)).starts_with("for all of them the harness's thread was awake and busy"));
+        let both = why(7, Some(5));
+        assert!(
+            both.starts_with("for 5 of them the harness's thread was asleep")
+                && both.contains("; for the other 2 the harness's thread was awake and busy"),
+            "{both}"
+        );
+    }
     #[test]
     fn tls_errors_sum_their_reasons_and_count_in_the_total() {
         let mut recorder = Recorder::default();

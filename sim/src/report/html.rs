@@ -97,12 +97,12 @@ td.halted{color:#fff;background:#d62728}td.completed{color:#fff;background:#2c9c
 /// its schedule (nothing for one that kept it).
 fn late_note(summary: &Value) -> String {
     match super::figures::late_sends(summary) {
-        Some((late, published)) => format!(
+        Some(late) => format!(
             "<p class=\"note\" id=\"late-sends\">{} of {} reports went out more than 5 ms after their intended \
-             instant (late_sends_per_s in timeseries.csv says when): the harness or its machine fell behind its \
-             schedule, and the latencies include that delay.</p>\n",
-            count(late),
-            count(published)
+             instant (late_sends_per_s in timeseries.csv says when): {}. The latencies include that delay.</p>\n",
+            count(late.late),
+            count(late.published),
+            escape(&late.why())
         ),
         None => String::new(),
     }
@@ -414,7 +414,12 @@ mod tests {
         let mut late = sample();
         late["metrics"]["counters"]["late_sends"] = json!(1234);
         late["metrics"]["counters"]["published"] = json!(425_500);
+        late["metrics"]["counters"]["late_sends.woken_late"] = json!(1234);
         let page = render(&late, CSV, &BTreeMap::new());
+        assert!(
+            page.contains("(late_sends_per_s in timeseries.csv says when): for all of them the harness"),
+            "and why: {page}"
+        );
         let note = page.find("<p class=\"note\" id=\"late-sends\">1,234 of 425,500 reports went out more than 5 ms");
         let chart = page.find("<h2>Latency over time");
         assert!(note.is_some() && chart < note, "{page}");

@@ -145,13 +145,19 @@ pub fn latency(frame: &mut Frame<'_>, area: Rect, model: &Model) {
     ];
     let mut title = vec![Span::raw(" Latency, run so far ")];
     if model.frame.late_sends > 0 {
-        title.push(Span::styled(
-            format!(
+        // How many the machine made late (the thread woke late), the rest the harness's load;
+        // kept short to fit the title at 80 columns.
+        let text = match model.frame.late_sends_woken_late {
+            0 => format!(
                 "· late sends: {} reports over 5 ms behind schedule ",
                 model.frame.late_sends
             ),
-            Style::new().fg(Color::Yellow),
-        ));
+            woken => format!(
+                "· late sends: {} over 5 ms behind, {woken} woke late ",
+                model.frame.late_sends
+            ),
+        };
+        title.push(Span::styled(text, Style::new().fg(Color::Yellow)));
     }
     let block = Block::default().borders(Borders::ALL).title(Line::from(title));
     if rows.is_empty() {

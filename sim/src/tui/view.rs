@@ -371,6 +371,18 @@ mod tests {
         assert_eq!(color_at(&late, text), Some(Color::Yellow));
         let (_, title_row) = find(&late, text).expect("shown");
         assert_eq!(find(&late, "Latency, run so far").map(|(_, y)| y), Some(title_row));
+        model.apply(Update::Second(Box::new(LiveFrame {
+            elapsed_s: 47,
+            devices: 2000,
+            latencies: vec![latency("publish.latency", 9000, [1, 7, 9, 12])],
+            late_sends: 123_456,
+            late_sends_woken_late: 123_000,
+            ..LiveFrame::default()
+        })));
+        let split = render(&model, 80, 24);
+        let text = "late sends: 123456 over 5 ms behind, 123000 woke late";
+        assert!(shows(&split, text), "whole at 80 columns: {}", rows(&split).join("\n"));
+        assert_eq!(color_at(&split, text), Some(Color::Yellow));
     }
 
     #[test]
