@@ -34,10 +34,12 @@ impl LateSends {
         const MACHINE: &str = "the harness's thread was asleep at the instant and the machine ran it again only \
                                after it (other work on its cores, or a virtual machine's idle core woken late)";
         const LOAD: &str = "the harness's thread was awake and busy with other devices' work (the harness's own load)";
+        // One late send is "it", not "all of them".
+        let all = if self.late == 1 { "" } else { "for all of them " };
         match self.woken_late {
             None => "the harness or its machine fell behind its schedule".to_owned(),
-            Some(woken) if woken >= self.late => format!("for all of them {MACHINE}"),
-            Some(0) => format!("for all of them {LOAD}"),
+            Some(woken) if woken >= self.late => format!("{all}{MACHINE}"),
+            Some(0) => format!("{all}{LOAD}"),
             Some(woken) => format!(
                 "for {woken} of them {MACHINE}; for the other {} {LOAD}",
                 self.late - woken
@@ -493,6 +495,10 @@ mod tests {
         assert_eq!(why(7, None), "the harness or its machine fell behind its schedule");
         assert!(why(7, Some(7)).starts_with("for all of them the harness's thread was asleep"));
         assert!(why(7, Some(0)).starts_with("for all of them the harness's thread was awake and busy"));
+        assert!(
+            why(1, Some(0)).starts_with("the harness's thread was awake and busy"),
+            "one, not all"
+        );
         let both = why(7, Some(5));
         assert!(
             both.starts_with("for 5 of them the harness's thread was asleep")
