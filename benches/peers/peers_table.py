@@ -144,7 +144,8 @@ def paired(results, tools):
 
 def accuracy_lines(results, tools):
     """fleetsim's own account of each message run: publish p99 and p99.9 at QoS 1 (the median
-    of the rounds, and their range) and the late sends of all of them."""
+    of the rounds, and their range) and the late sends of all of them, with how many of those
+    woke late (from a fleetsim that counts it)."""
     lines = []
     for tool in tools:
         for work in WORKS:
@@ -163,6 +164,10 @@ def accuracy_lines(results, tools):
                 sends = f"{sum(late):,} late sends of {sum(published):,} reports"
                 if len(found) > 1:
                     sends += " (by round: " + ", ".join(f"{n:,}" for n in late) + ")"
+                woken = [a.get("woken_late") for a in found]
+                if sum(late) and None not in woken:
+                    # The thread asleep at the instant and run only after it: the machine.
+                    sends += f", {sum(woken):,} of them woken late"
             runs = "whole run" if len(found) == 1 else f"whole runs, {len(found)} rounds"
             lines.append(f"{label(tool)} {work}, {runs}: {timing}{sends}")
     return lines

@@ -67,6 +67,17 @@ class SeveralRounds(unittest.TestCase):
                          ["fleetsim qos1, whole runs, 3 rounds: publish p99 2.52 ms (2.40 to 2.61), "
                           "p99.9 5.00 ms; 50 late sends of 977,400 reports (by round: 0, 50, 0)"])
 
+    def test_late_sends_say_how_many_woke_late(self):
+        def accurate(late, woken):
+            return message_run(2.0, accuracy={"p99_ms": 2.0, "p99_9_ms": 5.0, "late_sends": late,
+                                              "woken_late": woken, "published": 1_000})
+        results = {"fleetsim": {"qos1": [accurate(0, 0), accurate(50, 48)]}}
+        self.assertEqual(peers_table.accuracy_lines(results, ["fleetsim"]),
+                         ["fleetsim qos1, whole runs, 2 rounds: publish p99 2.00 ms, "
+                          "p99.9 5.00 ms; 50 late sends of 2,000 reports (by round: 0, 50), 48 of them woken late"])
+        on_time = {"fleetsim": {"qos1": [accurate(0, 0)]}}
+        self.assertNotIn("woken", peers_table.accuracy_lines(on_time, ["fleetsim"])[0])
+
 
 if __name__ == "__main__":
     unittest.main()
