@@ -13,7 +13,7 @@ use rustix::process::{Pid, Signal, kill_process};
 mod binary;
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
-use binary::{repo, scratch, summary};
+use binary::{assert_exit, counter, repo, scratch, summary};
 use mosquitto::Mosquitto;
 
 #[test]
@@ -54,18 +54,15 @@ fn a_harness_stopped_by_its_machine_counts_its_late_sends_as_woken_late() {
     std::thread::sleep(Duration::from_millis(300));
     kill_process(pid, Signal::CONT).expect("SIGCONT");
     let ran = run.wait_with_output().expect("the run ends");
+    assert_exit(&ran, 0);
     let stdout = String::from_utf8_lossy(&ran.stdout);
-    assert_eq!(
-        ran.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
-
     println!("{stdout}");
-    let counters = &summary(&out)["metrics"]["counters"];
-    let count = |name: &str| counters[name].as_u64().unwrap_or(0);
-    let (late, woken) = (count("late_sends"), count("late_sends.woken_late"));
+    let summary = summary(&out);
+    let counters = &summary["metrics"]["counters"];
+    let (late, woken) = (
+        counter(&summary, "late_sends"),
+        counter(&summary, "late_sends.woken_late"),
+    );
     // 300 ms stopped: about 600 reports were due meanwhile, each sent at least 5 ms late
     // unless due in the last 5 ms.
     assert!(
