@@ -6,7 +6,7 @@ use std::process::Command;
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{fleetsim as run, repo, scratch};
+use binary::{fleetsim as run, repo, scratch, spawn_fleetsim};
 
 fn out_dir(tag: &str) -> binary::Scratch {
     scratch(&format!("run-{tag}"))
@@ -262,14 +262,14 @@ fn backend_urls_must_fit_the_dialect() {
 #[test]
 fn sigterm_stops_the_run_and_the_summary_still_comes_marked_incomplete() {
     let out = out_dir("sigterm");
-    let child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(["run", "sim/tests/fixtures/run/small.toml", "--duration", "60s", "--out"])
-        .arg(&out)
-        .current_dir(repo())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("fleetsim runs");
+    let child = spawn_fleetsim(&[
+        "run".as_ref(),
+        "sim/tests/fixtures/run/small.toml".as_ref(),
+        "--duration".as_ref(),
+        "60s".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -4,7 +4,6 @@
 //! asleep at their instant and the machine ran it only after), not as the harness's own load,
 //! and says so at the end.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
@@ -13,7 +12,7 @@ use rustix::process::{Pid, Signal, kill_process};
 mod binary;
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
-use binary::{assert_exit, counter, repo, scratch, summary};
+use binary::{assert_exit, counter, repo, scratch, spawn_fleetsim, summary};
 use mosquitto::Mosquitto;
 
 #[test]
@@ -37,17 +36,13 @@ fn a_harness_stopped_by_its_machine_counts_its_late_sends_as_woken_late() {
     )
     .expect("write the scenario");
     let out = dir.join("report");
-    let run = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .arg("run")
-        .arg(&scenario)
-        .arg("--headless")
-        .arg("--out")
-        .arg(&out)
-        .current_dir(repo())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("fleetsim runs");
+    let run = spawn_fleetsim(&[
+        "run".as_ref(),
+        scenario.as_os_str(),
+        "--headless".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
     let pid = Pid::from_child(&run);
     std::thread::sleep(Duration::from_secs(3));
     kill_process(pid, Signal::STOP).expect("SIGSTOP");

@@ -4,14 +4,14 @@
 //! others finish the run, or, with `fleet.on_worker_loss = "stop"`, are stopped cleanly and the
 //! run ends incomplete with the reason.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{counter, repo, scratch, summary};
+use binary::{counter, repo, scratch, spawn_fleetsim, summary};
 
 const DEVICES: u64 = 300;
 
@@ -160,16 +160,15 @@ fn with_on_worker_loss_stop_a_killed_worker_stops_the_others_and_the_run() {
 /// Runs `file` as `workers` worker processes and SIGKILLs worker 1 (found by its report
 /// folder on its command line) 3 s into the run; returns the parent's output.
 fn run_killing_worker_1(file: &std::path::Path, out: &std::path::Path, workers: u32) -> std::process::Output {
-    let parent = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .arg("run")
-        .arg(file)
-        .args(["--workers", &workers.to_string(), "--out"])
-        .arg(out)
-        .current_dir(repo())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("fleetsim runs");
+    let workers = workers.to_string();
+    let parent = spawn_fleetsim(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--workers".as_ref(),
+        workers.as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
     let marker = out.join("workers").join("1");
     let deadline = Instant::now() + Duration::from_secs(10);
     let victim = loop {

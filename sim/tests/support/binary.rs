@@ -21,22 +21,33 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// `fleetsim ARGS...`, to run from the repository root.
+fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetsim"));
+    command.args(args).current_dir(repo());
+    command
+}
+
 /// Runs `fleetsim ARGS...` from the repository root.
 pub fn fleetsim<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("the fleetsim binary runs")
+    command(args).output().expect("the fleetsim binary runs")
 }
 
 /// Runs `fleetsim ARGS...` from the repository root with more environment variables.
 pub fn fleetsim_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(args)
+    command(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(repo())
         .output()
+        .expect("the fleetsim binary runs")
+}
+
+/// Starts `fleetsim ARGS...` from the repository root, its output piped, for a test that acts
+/// on the process while it runs (signals it, kills its workers); `wait_with_output` ends it.
+pub fn spawn_fleetsim<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Child {
+    command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("the fleetsim binary runs")
 }
 
