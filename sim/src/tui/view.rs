@@ -357,28 +357,26 @@ mod tests {
     fn late_sends_show_in_yellow_over_the_latencies_and_only_when_there_are_some() {
         let on_time = render(&model(), 80, 24);
         assert!(!shows(&on_time, "late sends"), "{}", rows(&on_time).join("\n"));
+        // A second of a run behind its schedule: its late sends, and how many woke late.
+        let behind = |late_sends, late_sends_woken_late| {
+            Update::Second(Box::new(LiveFrame {
+                elapsed_s: 46,
+                devices: 2000,
+                latencies: vec![latency("publish.latency", 9000, [1, 7, 9, 12])],
+                late_sends,
+                late_sends_woken_late,
+                ..LiveFrame::default()
+            }))
+        };
         let mut model = model();
-        model.apply(Update::Second(Box::new(LiveFrame {
-            elapsed_s: 46,
-            devices: 2000,
-            latencies: vec![latency("publish.latency", 9000, [1, 7, 9, 12])],
-            late_sends: 35,
-            ..LiveFrame::default()
-        })));
+        model.apply(behind(35, 0));
         let late = render(&model, 80, 24);
         let text = "late sends: 35 reports over 5 ms behind schedule";
         assert!(shows(&late, text), "{}", rows(&late).join("\n"));
         assert_eq!(color_at(&late, text), Some(Color::Yellow));
         let (_, title_row) = find(&late, text).expect("shown");
         assert_eq!(find(&late, "Latency, run so far").map(|(_, y)| y), Some(title_row));
-        model.apply(Update::Second(Box::new(LiveFrame {
-            elapsed_s: 47,
-            devices: 2000,
-            latencies: vec![latency("publish.latency", 9000, [1, 7, 9, 12])],
-            late_sends: 123_456,
-            late_sends_woken_late: 123_000,
-            ..LiveFrame::default()
-        })));
+        model.apply(behind(123_456, 123_000));
         let split = render(&model, 80, 24);
         let text = "late sends: 123456 over 5 ms behind, 123000 woke late";
         assert!(shows(&split, text), "whole at 80 columns: {}", rows(&split).join("\n"));
