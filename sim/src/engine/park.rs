@@ -1,8 +1,10 @@
 //! When a shard's thread last slept, so a late send can say why it was late: the thread asleep
 //! at the report's intended instant and run only well after it (the machine did not run the
-//! harness in time: other work on its cores, a virtual machine's idle core woken late, a
+//! harness in time: other work on its cores, a virtual machine's host running other work, a
 //! stopped process), or the thread awake and busy with the devices before it (the harness's own
-//! load).
+//! load, unless the machine held it back while it ran: a late wake just before, whose backlog
+//! it was still working through, or its core taken from it while it ran, which a virtual
+//! machine's guest cannot see).
 //!
 //! The shard's runtime calls [`parking`] just before its thread sleeps on its timers and
 //! sockets and [`unparked`] as soon as it runs again (tokio's park hooks): two clock reads a
