@@ -399,7 +399,7 @@ mod tests {
         let line = late_line(&split).expect("a line");
         assert!(
             line.contains("for 30 of them the harness's thread was asleep")
-                && line.contains("for the other 5 the harness's thread was awake at the instant"),
+                && line.contains("for the other 5 the harness's thread was awake, busy"),
             "{line}"
         );
         assert_eq!(

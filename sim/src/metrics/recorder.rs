@@ -118,10 +118,12 @@ names!(
         /// under it) fell behind its schedule.
         LateSends => "late_sends",
         /// Late sends whose shard thread was asleep at their intended instant and ran again
-        /// later after it than it then took to send them: the machine did not run the harness
-        /// in time (other work on its cores, a virtual machine's host running other work). The
-        /// rest of `late_sends` found the thread awake: the harness's own load, unless the
-        /// machine held it back while it ran (which a virtual machine cannot see).
+        /// later after it than it then took to send them, or that went out while the thread
+        /// worked through what such a late wake left (for as long again as the wake was late):
+        /// the machine did not run the harness in time (other work on its cores, a virtual
+        /// machine's host running other work). The rest of `late_sends` found the thread awake:
+        /// the harness's own load, unless the machine took its core while it ran (which a
+        /// virtual machine cannot see).
         LateSendsWokenLate => "late_sends.woken_late",
         /// QoS 1 messages not sent because as many as the server's Receive Maximum (MQTT 5)
         /// still awaited their PUBACK: the device holds to the server's limit.

@@ -29,15 +29,15 @@ pub struct LateSends {
 
 impl LateSends {
     /// Why the reports were late, for a sentence after "... after their intended instant":
-    /// the machine for those whose thread it woke late, the harness's load for the rest unless
-    /// the machine held the thread back while it was awake (which no count can see), or both
-    /// in their shares.
+    /// the machine for those whose thread it woke late (or that went out in what such a wake
+    /// left), the harness's load for the rest unless the machine took the thread's core while
+    /// it ran (which no count can see), or both in their shares.
     pub fn why(&self) -> String {
         const MACHINE: &str = "the harness's thread was asleep at the instant and the machine ran it again only \
-                               after it (other work on its cores, or a virtual machine's host running other work)";
-        const AWAKE: &str = "the harness's thread was awake at the instant, busy with other devices' work: the \
-                             harness's own load, unless the machine held it back (a late wake just before, or its \
-                             core taken while it ran, which a virtual machine cannot see)";
+                               after it, or it was still working through what such a late wake left (other work \
+                               on its cores, or a virtual machine's host running other work)";
+        const AWAKE: &str = "the harness's thread was awake, busy with other devices' work: the harness's own load, \
+                             unless the machine took its core while it ran (which a virtual machine cannot see)";
         // One late send is "it", not "all of them".
         let all = if self.late == 1 { "" } else { "for all of them " };
         match self.woken_late {
@@ -498,19 +498,19 @@ mod tests {
         let why = |late, woken| counted(late, woken).expect("some late").why();
         assert_eq!(why(7, None), "the harness or its machine fell behind its schedule");
         assert!(why(7, Some(7)).starts_with("for all of them the harness's thread was asleep"));
-        assert!(why(7, Some(0)).starts_with("for all of them the harness's thread was awake at the instant"));
+        assert!(why(7, Some(0)).starts_with("for all of them the harness's thread was awake, busy"));
         assert!(
-            why(7, Some(0)).contains("unless the machine held it back"),
+            why(7, Some(0)).contains("unless the machine took its core"),
             "an awake thread's lateness is not sure to be the harness's"
         );
         assert!(
-            why(1, Some(0)).starts_with("the harness's thread was awake at the instant"),
+            why(1, Some(0)).starts_with("the harness's thread was awake, busy"),
             "one, not all"
         );
         let both = why(7, Some(5));
         assert!(
             both.starts_with("for 5 of them the harness's thread was asleep")
-                && both.contains("; for the other 2 the harness's thread was awake at the instant"),
+                && both.contains("; for the other 2 the harness's thread was awake, busy"),
             "{both}"
         );
     }
