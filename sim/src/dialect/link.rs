@@ -290,9 +290,11 @@ impl Link {
     }
 
     /// Forgets the connection (it failed, or the device drops it as a failing link does: no
-    /// goodbye, the socket just closes) and what waited on it.
+    /// goodbye, the connection reset) and what waited on it.
     pub fn drop_conn(&mut self) {
-        *self = Self::None;
+        if let Self::Stream(session) = std::mem::take(self) {
+            session.conn.abort();
+        }
     }
 
     /// Says goodbye on the connection, if its protocol has one (MQTT's DISCONNECT), and
@@ -597,6 +599,34 @@ mod tests {
             (Instant::now(), next, socket)
         });
         (addr, server)
+    }
+
+    /// A dropped connection reaches the server as a reset, as a failed link's does, not as the
+    /// goodbye of a close; a hung-up one says DISCONNECT and closes.
+    #[tokio::test]
+    async fn a_dropped_connection_resets_and_a_hung_up_one_says_goodbye() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connect = || MqttConn::connect(addr, None, ConnectParams::plain("dropped", 60));
+        let ((conn, _), (mut server, _)) =
+            tokio::join!(async { connect().await.expect("connect") }, accept_connect(&listener));
+        let mut link = Link::stream(conn);
+        link.drop_conn();
+        assert!(matches!(link, Link::None));
+        let mut rest = [0u8; 8];
+        let read = server.read(&mut rest).await;
+        assert_eq!(
+            read.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionReset),
+            "the server sees the connection reset"
+        );
+
+        let ((conn, _), (mut server, _)) =
+            tokio::join!(async { connect().await.expect("connect") }, accept_connect(&listener));
+        Link::stream(conn).hang_up().await;
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.expect("a clean close");
+        assert_eq!(rest, [0xE0, 0], "DISCONNECT, then the end of the stream");
     }
 
     /// A quiet MQTT session pings once it has sent nothing for the keep-alive its CONNECT

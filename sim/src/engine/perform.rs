@@ -237,7 +237,7 @@ impl<D: Dialect> DeviceTask<D> {
                         report(home, link, device, publish, step, inbox).await;
                     }
                 }
-                // A link that fails says no goodbye: the socket just closes.
+                // A link that fails says no goodbye: the connection resets.
                 Action::Disconnect => link.drop_conn(),
                 Action::Leave => {
                     // Boxed: once in a device's life.

@@ -503,6 +503,13 @@ impl MqttConn {
         self.write(out).await
     }
 
+    /// Closes the connection as a failed link does: no DISCONNECT, and the connection reset
+    /// ([`ByteStream::abort_on_close`]), not closed with a goodbye. (Dropped without it, as at
+    /// the end of a run, it closes as usual.)
+    pub fn abort(self) {
+        self.stream.abort_on_close();
+    }
+
     /// Sends DISCONNECT and closes the socket (in MQTT 5, a normal disconnection: the same
     /// two bytes).
     pub async fn disconnect(mut self) -> Result<(), TransportError> {

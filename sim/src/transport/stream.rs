@@ -92,6 +92,19 @@ impl ByteStream {
         }
     }
 
+    /// Makes the stream's close abortive: its socket then resets the connection (RST) instead
+    /// of saying goodbye (FIN), as a server sees a device whose link failed under it, and
+    /// leaves nothing on this side in `TIME_WAIT`. Cheaper for both ends than the goodbye,
+    /// which matters when a mass outage closes thousands at one instant.
+    pub fn abort_on_close(&self) {
+        let tcp = match self {
+            Self::Tcp(stream) => stream,
+            Self::Tls(stream) => stream.tcp(),
+        };
+        // A socket that refuses the option (one already failed) just closes as it is.
+        let _ = tcp.set_zero_linger();
+    }
+
     /// The local address the stream was opened from.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
