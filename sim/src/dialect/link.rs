@@ -290,7 +290,8 @@ impl Link {
     }
 
     /// Forgets the connection (it failed, or the device drops it as a failing link does: no
-    /// goodbye, the connection reset) and what waited on it.
+    /// goodbye, the connection reset, on the closer thread: [`MqttConn::abort`]) and what
+    /// waited on it.
     pub fn drop_conn(&mut self) {
         if let Self::Stream(session) = std::mem::take(self) {
             session.conn.abort();

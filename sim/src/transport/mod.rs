@@ -3,9 +3,11 @@
 //! connection on rumqttc's packet codec ([`mqtt`]), a lean HTTP/1.1 client for firmware
 //! downloads, polling devices and the operator's API calls ([`http`]), and the spreading of
 //! source addresses ([`source`]) that lets one harness open more connections to one server
-//! port than a single source address has ports.
+//! port than a single source address has ports, and the low-priority thread that resets
+//! cut-off devices' connections ([`closer`]).
 
 pub mod blockwise;
+pub mod closer;
 pub mod coap;
 pub mod datagram;
 pub mod dtls;

@@ -504,10 +504,11 @@ impl MqttConn {
     }
 
     /// Closes the connection as a failed link does: no DISCONNECT, and the connection reset
-    /// ([`ByteStream::abort_on_close`]), not closed with a goodbye. (Dropped without it, as at
-    /// the end of a run, it closes as usual.)
+    /// ([`ByteStream::abort_on_close`]), not closed with a goodbye, on the closer thread
+    /// ([`super::closer`]), so a mass outage's resets do not hold up the devices still online.
+    /// (Dropped without it, as at the end of a run, it closes as usual, here.)
     pub fn abort(self) {
-        self.stream.abort_on_close();
+        super::closer::reset_later(self.stream);
     }
 
     /// Sends DISCONNECT and closes the socket (in MQTT 5, a normal disconnection: the same
