@@ -56,15 +56,15 @@ fn every_shipped_scenario_and_model_validates() {
     assert!(models >= 5, "at least five device models ship: {text}");
 }
 
-/// The peers benchmark's fleets (benches/peers.sh) and the outage beside them (docs/scale.md)
-/// stay valid as the formats change: a broken benchmark would otherwise be found only by
-/// whoever runs it next.
+/// The peers benchmark's fleets (benches/peers.sh), and the outage and decommission beside
+/// them (docs/scale.md), stay valid as the formats change: a broken benchmark would otherwise
+/// be found only by whoever runs it next.
 #[test]
 fn the_peers_benchmark_scenarios_validate() {
     let out = fleetsim(&["validate", "benches/peers", "benches/peers/models"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    for name in ["peers-qos0", "peers-qos1", "peers-idle", "outage"] {
+    for name in ["peers-qos0", "peers-qos1", "peers-idle", "outage", "decommission"] {
         assert!(text.contains(&format!("scenario \"{name}\"")), "{text}");
     }
 }

@@ -145,16 +145,22 @@ fn devices_connect_with_certificates_of_their_own_and_bad_ones_are_refused_by_re
     );
 
     // RSA-2048 device keys: generated at each device's first connect, accepted the same.
+    // Then all three leave, each saying DISCONNECT over TLS before its socket closes, which
+    // Mosquitto logs as "Client <id> disconnected." (a close without it: "closed its
+    // connection").
+    let goodbyes = || broker.log().lines().filter(|l| l.ends_with(" disconnected.")).count();
+    let before = goodbyes();
     let rsa = run(
         &dir,
         "rsa",
         &broker,
         3,
         &format!("{trusted}\ndevice_key = \"rsa-2048\""),
-        "",
+        "[[phase]]\nat = \"2s\"\naction = \"decommission\"\nshare = \"100%\"\n",
     );
     assert_eq!(count(&rsa, "connected"), 3, "{rsa}");
     assert_eq!(count(&rsa, "tls.handshakes.full"), 3, "{rsa}");
+    assert_eq!(goodbyes() - before, 3, "each device said goodbye: {}", broker.log());
 
     let refusals = [
         (

@@ -1,5 +1,6 @@
-//! Where cut-off connections are reset: one thread for the whole process, at the lowest
-//! priority, so a mass outage's resets do not hold up the devices still running.
+//! Where devices' connections end: one thread for the whole process, at the lowest priority,
+//! that resets those cut off and says goodbye on and closes those of devices that leave, so a
+//! mass outage or decommission does not hold up the devices still running.
 //!
 //! Closing a TCP socket is the kernel's work on the closing thread, and over loopback that
 //! includes the server's side of the packet: about 10 µs a socket here. An outage that cut
@@ -9,6 +10,10 @@
 //! channel push; the resets run at nice 19, in time the shards leave over, and never starve:
 //! a nice-19 thread still gets its small share of a busy core.
 //!
+//! A decommission was worse: 4,000 devices leaving at once wrote their DISCONNECTs and closed
+//! on the shards' threads, and the others' publish p99 in that second was 77 to 89 ms; with the
+//! writes here too, 10 to 19 ms.
+//!
 //! A connection waits here only until the thread's turn (the 4,000 were all reset within 0.1 s
 //! of the outage), so a server sees the device gone a little after the instant it was cut
 //! off, as it would see a real link fail; its file stays open until then.
@@ -16,45 +21,82 @@
 use std::sync::OnceLock;
 use std::sync::mpsc::{Sender, channel};
 
+use bytes::BytesMut;
+
 use super::stream::ByteStream;
 
 /// The closer thread's niceness: the lowest priority a normal thread can have.
 const NICENESS: i32 = 19;
 
-/// Resets `stream` (no goodbye: [`ByteStream::abort_on_close`]) on the closer thread, or here
-/// if that thread cannot be had.
-pub fn reset_later(stream: ByteStream) {
-    match closer() {
-        Some(closer) => {
-            if let Err(unsent) = closer.send(stream) {
-                reset(unsent.0);
+/// What the closer thread does with a connection.
+#[derive(Debug)]
+enum Job {
+    /// Resets it: a device cut off.
+    Reset(ByteStream),
+    /// Writes its last words if it takes them now (a plain TCP stream's DISCONNECT), then
+    /// closes it (FIN, the end of the stream): a device that says goodbye.
+    Close(ByteStream, BytesMut),
+}
+
+impl Job {
+    fn run(self) {
+        match self {
+            Self::Reset(stream) => {
+                stream.abort_on_close();
+                drop(stream);
+            }
+            Self::Close(mut stream, last_words) => {
+                // Not taken (the server has not read what it was sent): it closes without
+                // them, as the device would have given up.
+                if !last_words.is_empty() {
+                    let _ = stream.try_write(&last_words);
+                }
+                drop(stream);
             }
         }
-        None => reset(stream),
     }
 }
 
-/// Resets `stream` now, on this thread.
-fn reset(stream: ByteStream) {
-    stream.abort_on_close();
-    drop(stream);
+/// Resets `stream` (no goodbye: [`ByteStream::abort_on_close`]) on the closer thread, or here
+/// if that thread cannot be had.
+pub fn reset_later(stream: ByteStream) {
+    hand_over(Job::Reset(stream));
+}
+
+/// Writes `last_words` on `stream` (if the socket takes them at once) and closes it as usual
+/// (its end of stream after all it was given), on the closer thread, or here if that thread
+/// cannot be had. Over TLS the caller writes them itself (its records need the session) and
+/// passes none.
+pub fn close_later(stream: ByteStream, last_words: BytesMut) {
+    hand_over(Job::Close(stream, last_words));
+}
+
+fn hand_over(job: Job) {
+    match closer() {
+        Some(closer) => {
+            if let Err(unsent) = closer.send(job) {
+                unsent.0.run();
+            }
+        }
+        None => job.run(),
+    }
 }
 
 /// The closer thread's queue, started on first use; `None` when no thread could be started
-/// (then every caller resets in place).
-fn closer() -> Option<&'static Sender<ByteStream>> {
-    static CLOSER: OnceLock<Option<Sender<ByteStream>>> = OnceLock::new();
+/// (then every caller closes in place).
+fn closer() -> Option<&'static Sender<Job>> {
+    static CLOSER: OnceLock<Option<Sender<Job>>> = OnceLock::new();
     CLOSER
         .get_or_init(|| {
-            let (to_close, queue) = channel::<ByteStream>();
+            let (to_close, queue) = channel::<Job>();
             std::thread::Builder::new()
                 .name("fleetsim-closer".into())
                 .spawn(move || {
                     // Linux keeps a niceness per thread: this lowers only the closer. Refused
                     // (a container without the right), it closes at the usual priority.
                     let _ = rustix::process::setpriority_process(None, NICENESS);
-                    for stream in queue {
-                        reset(stream);
+                    for job in queue {
+                        job.run();
                     }
                 })
                 .ok()

@@ -511,12 +511,26 @@ impl MqttConn {
         super::closer::reset_later(self.stream);
     }
 
-    /// Sends DISCONNECT and closes the socket (in MQTT 5, a normal disconnection: the same
-    /// two bytes).
+    /// Sends DISCONNECT (in MQTT 5, a normal disconnection: the same two bytes) and closes
+    /// the socket, both on the closer thread ([`super::closer`]) over plain TCP, so many
+    /// devices leaving at once do not hold up those staying. Over TLS the DISCONNECT and
+    /// close_notify are written here, and the close is the closer's; a failed write still
+    /// closes the socket.
     pub async fn disconnect(mut self) -> Result<(), TransportError> {
         let out = encode(&Packet::Disconnect)?;
-        self.write(out).await?;
-        self.stream.shutdown().await?;
+        if !self.stream.is_tls() {
+            super::closer::close_later(self.stream, out);
+            return Ok(());
+        }
+        let said = self.say_goodbye(out).await;
+        super::closer::close_later(self.stream, BytesMut::new());
+        said
+    }
+
+    /// Writes `last_words`, then TLS's close_notify.
+    async fn say_goodbye(&mut self, last_words: BytesMut) -> Result<(), TransportError> {
+        self.write(last_words).await?;
+        self.stream.say_goodbye().await?;
         Ok(())
     }
 

@@ -92,6 +92,20 @@ impl ByteStream {
         }
     }
 
+    /// Whether TLS runs over the socket.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
+    /// Says what the stream's own protocol says before a close (TLS's close_notify; nothing
+    /// over TCP), leaving the socket open: its close, after, sends the end of the stream.
+    pub async fn say_goodbye(&mut self) -> io::Result<()> {
+        match self {
+            Self::Tcp(_) => Ok(()),
+            Self::Tls(stream) => std::future::poll_fn(|cx| stream.poll_close_notify(cx)).await,
+        }
+    }
+
     /// Makes the stream's close abortive: its socket then resets the connection (RST) instead
     /// of saying goodbye (FIN), as a server sees a device whose link failed under it, and
     /// leaves nothing on this side in `TIME_WAIT`, where a mass outage's closes would leave

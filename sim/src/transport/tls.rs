@@ -612,6 +612,12 @@ impl TlsStream {
 
     /// Sends close_notify and shuts the socket's write side.
     pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_close_notify(cx))?;
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+
+    /// Sends close_notify, TLS's goodbye, leaving the socket open (its close says the rest).
+    pub fn poll_close_notify(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let discard = {
             let _driving = Driving::enter(self.device.as_ref());
             let UnbufferedStatus { discard, state } = self.tls.process_tls_records(&mut self.incoming);
@@ -624,8 +630,7 @@ impl TlsStream {
             discard
         };
         self.incoming.drain(..discard);
-        ready!(self.poll_send(cx))?;
-        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+        self.poll_send(cx)
     }
 
     /// The socket.
