@@ -3,8 +3,8 @@
 //! connection on rumqttc's packet codec ([`mqtt`]), a lean HTTP/1.1 client for firmware
 //! downloads, polling devices and the operator's API calls ([`http`]), and the spreading of
 //! source addresses ([`source`]) that lets one harness open more connections to one server
-//! port than a single source address has ports, and the low-priority thread that resets
-//! cut-off devices' connections ([`closer`]).
+//! port than a single source address has ports, and the low-priority thread where devices'
+//! connections end ([`closer`]: reset when cut off, closed with a goodbye when they leave).
 
 pub mod blockwise;
 pub mod closer;
