@@ -111,19 +111,20 @@ impl ByteStream {
     /// leaves nothing on this side in `TIME_WAIT`, where a mass outage's closes would leave
     /// one socket per device cut off for a minute.
     pub fn abort_on_close(&self) {
-        let tcp = match self {
-            Self::Tcp(stream) => stream,
-            Self::Tls(stream) => stream.tcp(),
-        };
         // A socket that refuses the option (one already failed) just closes as it is.
-        let _ = tcp.set_zero_linger();
+        let _ = self.socket().set_zero_linger();
     }
 
     /// The local address the stream was opened from.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket().local_addr()
+    }
+
+    /// The TCP socket under the stream.
+    fn socket(&self) -> &TcpStream {
         match self {
-            Self::Tcp(stream) => stream.local_addr(),
-            Self::Tls(stream) => stream.tcp().local_addr(),
+            Self::Tcp(stream) => stream,
+            Self::Tls(stream) => stream.tcp(),
         }
     }
 }
